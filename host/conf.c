@@ -1,0 +1,1040 @@
+/* Config documents (libconfig or JSON) and their validation against
+ * schemas and plugin config maps.  See conf.h. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "log.h"
+
+#ifndef LOOM_STATE_DIR
+#define LOOM_STATE_DIR "/var/lib/loom"
+#endif
+
+/* ------------------------------------------------------------------ documents */
+
+static void
+doc_add_loc(loomi_doc *doc, const json_t *v, int line)
+{
+	if (doc->n_locs == doc->cap_locs) {
+		doc->cap_locs = doc->cap_locs ? doc->cap_locs * 2 : 64;
+		doc->locs = loomi_xrealloc(doc->locs, doc->cap_locs * sizeof *doc->locs);
+	}
+	doc->locs[doc->n_locs].value = v;
+	doc->locs[doc->n_locs].line = line;
+	doc->n_locs++;
+}
+
+int
+loomi_doc_line(const loomi_doc *doc, const json_t *value)
+{
+	for (size_t i = 0; doc && i < doc->n_locs; i++) {
+		if (doc->locs[i].value == value)
+			return doc->locs[i].line;
+	}
+	return 0;
+}
+
+void
+loomi_doc_errf(const loomi_doc *doc, const json_t *value, loomi_strv *errs, const char *fmt,
+               ...)
+{
+	char msg[1024];
+	int line = loomi_doc_line(doc, value);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (doc && doc->name && line > 0)
+		loomi_strv_pushf(errs, "%s:%d: %s", doc->name, line, msg);
+	else if (doc && doc->name)
+		loomi_strv_pushf(errs, "%s: %s", doc->name, msg);
+	else
+		loomi_strv_push(errs, loomi_strdup(msg));
+}
+
+static bool
+utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
+		        : (*p & 0xf8) == 0xf0 ? 3 : -1;
+		if (n < 0)
+			return false;
+		p++;
+		while (n-- > 0) {
+			if ((*p & 0xc0) != 0x80)
+				return false;
+			p++;
+		}
+	}
+	return true;
+}
+
+static json_t *
+convert(loomi_doc *doc, config_setting_t *s, loomi_strv *errs)
+{
+	json_t *v = NULL;
+	int n;
+
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_GROUP:
+		v = json_object();
+		n = config_setting_length(s);
+		for (int i = 0; i < n; i++) {
+			config_setting_t *c = config_setting_get_elem(s, (unsigned)i);
+			json_t *cv = convert(doc, c, errs);
+			if (cv)
+				json_object_set_new(v, config_setting_name(c), cv);
+		}
+		break;
+	case CONFIG_TYPE_ARRAY:
+	case CONFIG_TYPE_LIST:
+		v = json_array();
+		n = config_setting_length(s);
+		for (int i = 0; i < n; i++) {
+			json_t *cv = convert(doc, config_setting_get_elem(s, (unsigned)i), errs);
+			if (cv)
+				json_array_append_new(v, cv);
+		}
+		break;
+	case CONFIG_TYPE_INT:
+		v = json_integer(config_setting_get_int(s));
+		break;
+	case CONFIG_TYPE_INT64:
+		v = json_integer(config_setting_get_int64(s));
+		break;
+	case CONFIG_TYPE_FLOAT:
+		v = json_real(config_setting_get_float(s));
+		break;
+	case CONFIG_TYPE_BOOL:
+		v = json_boolean(config_setting_get_bool(s));
+		break;
+	case CONFIG_TYPE_STRING: {
+		const char *str = config_setting_get_string(s);
+		if (!utf8_valid(str)) {
+			loomi_strv_pushf(errs, "%s:%d: %s: the string is not valid UTF-8",
+			                 doc->name, config_setting_source_line(s),
+			                 config_setting_name(s) ? config_setting_name(s) : "value");
+			return NULL;
+		}
+		v = json_string(str);
+		break;
+	}
+	default:
+		return NULL;
+	}
+	if (v)
+		doc_add_loc(doc, v, config_setting_source_line(s));
+	return v;
+}
+
+static int
+doc_from_config(loomi_doc *doc, config_t *cfg, int ok, const char *name, loomi_strv *errs)
+{
+	size_t before = errs->n;
+
+	memset(doc, 0, sizeof *doc);
+	doc->name = loomi_strdup(name);
+	if (!ok) {
+		const char *file = config_error_file(cfg);
+		if (config_error_type(cfg) == CONFIG_ERR_FILE_IO) {
+			loomi_strv_pushf(errs, "%s: cannot read the file: %s", name, strerror(errno));
+			return LOOM_EIO;
+		}
+		loomi_strv_pushf(errs, "%s:%d: syntax error: %s", file ? file : name,
+		                 config_error_line(cfg), config_error_text(cfg));
+		return LOOM_ECONFIG;
+	}
+	doc->root = convert(doc, config_root_setting(cfg), errs);
+	if (doc->root == NULL)
+		doc->root = json_object();
+	return errs->n > before ? LOOM_ECONFIG : 0;
+}
+
+int
+loomi_doc_load_file(loomi_doc *doc, const char *path, loomi_strv *errs)
+{
+	config_t cfg;
+	char *dir = loomi_strdup(path), *slash;
+	int rv, ok;
+	FILE *fp;
+
+	/* libconfig reports a missing file as a parse error at line 0; check
+	 * first so the message says what happened. */
+	if ((fp = fopen(path, "r")) == NULL) {
+		memset(doc, 0, sizeof *doc);
+		doc->name = loomi_strdup(path);
+		loomi_strv_pushf(errs, "%s: cannot open the config file: %s", path,
+		                 strerror(errno));
+		free(dir);
+		return LOOM_EIO;
+	}
+	config_init(&cfg);
+	if ((slash = strrchr(dir, '/')) != NULL) {
+		*slash = '\0';
+		config_set_include_dir(&cfg, dir[0] ? dir : "/");
+	}
+	ok = config_read(&cfg, fp);
+	fclose(fp);
+	rv = doc_from_config(doc, &cfg, ok, path, errs);
+	config_destroy(&cfg);
+	free(dir);
+	return rv;
+}
+
+int
+loomi_doc_load_string(loomi_doc *doc, const char *text, const char *name, loomi_strv *errs)
+{
+	config_t cfg;
+	int rv, ok;
+
+	config_init(&cfg);
+	ok = config_read_string(&cfg, text);
+	rv = doc_from_config(doc, &cfg, ok, name, errs);
+	config_destroy(&cfg);
+	return rv;
+}
+
+int
+loomi_doc_load_json(loomi_doc *doc, const char *text, size_t len, const char *name,
+                    loomi_strv *errs)
+{
+	json_error_t jerr;
+
+	memset(doc, 0, sizeof *doc);
+	doc->name = loomi_strdup(name);
+	doc->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (doc->root == NULL) {
+		loomi_strv_pushf(errs, "%s:%d:%d: malformed JSON: %s", name, jerr.line, jerr.column,
+		                 jerr.text);
+		return LOOM_ECONFIG;
+	}
+	if (!json_is_object(doc->root)) {
+		loomi_strv_pushf(errs, "%s: expected a JSON object, got %s", name,
+		                 loomi_json_type_name(doc->root));
+		json_decref(doc->root);
+		doc->root = NULL;
+		return LOOM_ECONFIG;
+	}
+	return 0;
+}
+
+void
+loomi_doc_free(loomi_doc *doc)
+{
+	json_decref(doc->root);
+	free(doc->name);
+	free(doc->locs);
+	memset(doc, 0, sizeof *doc);
+}
+
+/* ------------------------------------------------------------------ schemas */
+
+const char *
+loomi_json_type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "a group";
+	case JSON_ARRAY: return "a list";
+	case JSON_STRING: return "a string";
+	case JSON_INTEGER: return "an integer";
+	case JSON_REAL: return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE: return "a boolean";
+	case JSON_NULL: return "null";
+	}
+	return "a value";
+}
+
+static const char *
+ftype_name(int type)
+{
+	switch (type) {
+	case LOOMI_F_BOOL: return "a boolean (true or false)";
+	case LOOMI_F_INT: return "an integer";
+	case LOOMI_F_DOUBLE: return "a number";
+	case LOOMI_F_STRING: return "a string";
+	case LOOMI_F_PATH: return "a path (a string)";
+	case LOOMI_F_SIZE: return "a size (bytes, or a string such as \"64K\" or \"2G\")";
+	case LOOMI_F_DURATION: return "a duration (seconds, or a string such as \"250ms\" or \"5m\")";
+	case LOOMI_F_STRLIST: return "a list of strings";
+	case LOOMI_F_GROUP:
+	case LOOMI_F_ANYGROUP: return "a group { ... }";
+	case LOOMI_F_GROUPLIST: return "a list of groups ( { ... }, ... )";
+	case LOOMI_F_DOUBLELIST: return "a list of numbers";
+	case LOOMI_F_INTLIST: return "a list of integers";
+	}
+	return "a value";
+}
+
+static char *
+join_path(const char *path, const char *key)
+{
+	return path && path[0] ? loomi_strfmt("%s.%s", path, key) : loomi_strdup(key);
+}
+
+/* Is s one of "a|b|c"?  Fills a ", "-separated list and a suggestion. */
+static bool
+choice_ok(const char *choices, const char *s, char *list, size_t list_len, char *sug,
+          size_t sug_len)
+{
+	const char *opts[32];
+	char buf[512];
+	size_t n = 0;
+	bool found = false;
+
+	snprintf(buf, sizeof buf, "%s", choices);
+	list[0] = sug[0] = '\0';
+	for (char *save = NULL, *tok = strtok_r(buf, "|", &save); tok && n < 32;
+	     tok = strtok_r(NULL, "|", &save)) {
+		opts[n++] = tok;
+		if (strcmp(tok, s) == 0)
+			found = true;
+		if (strlen(list) + strlen(tok) + 3 < list_len) {
+			if (list[0])
+				strcat(list, ", ");
+			strcat(list, tok);
+		}
+	}
+	if (!found) {
+		const char *best = loomi_suggest(s, opts, n);
+		if (best)
+			snprintf(sug, sug_len, " (did you mean \"%s\"?)", best);
+	}
+	return found;
+}
+
+static int check_group(const loomi_doc *doc, const json_t *group, const loomi_field *fields,
+                       const char *path, loomi_strv *errs);
+
+static int
+type_error(const loomi_doc *doc, const json_t *v, const loomi_field *f, const char *path,
+           loomi_strv *errs)
+{
+	loomi_doc_errf(doc, v, errs, "%s: expected %s%s%s%s, got %s", path, ftype_name(f->type),
+	               f->help ? " (" : "", f->help ? f->help : "", f->help ? ")" : "",
+	               loomi_json_type_name(v));
+	return 1;
+}
+
+static int
+range_check(const loomi_doc *doc, const json_t *v, const loomi_field *f, const char *path,
+            double x, loomi_strv *errs)
+{
+	if (!(f->flags & LOOMI_F_RANGE) || (x >= f->min && x <= f->max))
+		return 0;
+	loomi_doc_errf(doc, v, errs, "%s: %g is out of range; use a value from %g to %g", path, x,
+	               f->min, f->max);
+	return 1;
+}
+
+static int
+check_value(const loomi_doc *doc, const json_t *v, const loomi_field *f, const char *path,
+            loomi_strv *errs)
+{
+	char list[400], sug[100];
+	uint64_t size;
+	int64_t ms;
+	int problems = 0;
+	size_t i;
+	json_t *e;
+
+	switch (f->type) {
+	case LOOMI_F_BOOL:
+		if (!json_is_boolean(v))
+			return type_error(doc, v, f, path, errs);
+		return 0;
+	case LOOMI_F_INT:
+		if (!json_is_integer(v))
+			return type_error(doc, v, f, path, errs);
+		return range_check(doc, v, f, path, (double)json_integer_value(v), errs);
+	case LOOMI_F_DOUBLE:
+		if (!json_is_number(v))
+			return type_error(doc, v, f, path, errs);
+		return range_check(doc, v, f, path, json_number_value(v), errs);
+	case LOOMI_F_STRING:
+	case LOOMI_F_PATH:
+		if (!json_is_string(v))
+			return type_error(doc, v, f, path, errs);
+		if (f->choices &&
+		    !choice_ok(f->choices, json_string_value(v), list, sizeof list, sug, sizeof sug)) {
+			loomi_doc_errf(doc, v, errs, "%s: \"%s\" is not one of %s%s", path,
+			               json_string_value(v), list, sug);
+			return 1;
+		}
+		if ((f->flags & LOOMI_F_REQUIRED) && json_string_length(v) == 0) {
+			loomi_doc_errf(doc, v, errs, "%s: must not be empty%s%s%s", path,
+			               f->help ? " (" : "", f->help ? f->help : "", f->help ? ")" : "");
+			return 1;
+		}
+		return 0;
+	case LOOMI_F_SIZE:
+		if (json_is_integer(v) && json_integer_value(v) >= 0)
+			return range_check(doc, v, f, path, (double)json_integer_value(v), errs);
+		if (json_is_string(v)) {
+			int rv = loom_parse_size(json_string_value(v), &size);
+			if (rv == 0)
+				return range_check(doc, v, f, path, (double)size, errs);
+			loomi_doc_errf(doc, v, errs,
+			               "%s: \"%s\" is not a size; write bytes, or a number with K, M, G "
+			               "or T (\"512M\", \"2G\")",
+			               path, json_string_value(v));
+			return 1;
+		}
+		return type_error(doc, v, f, path, errs);
+	case LOOMI_F_DURATION:
+		if (json_is_number(v) && json_number_value(v) >= 0)
+			return range_check(doc, v, f, path, json_number_value(v) * 1000, errs);
+		if (json_is_string(v)) {
+			if (loom_parse_duration(json_string_value(v), &ms) == 0)
+				return range_check(doc, v, f, path, (double)ms, errs);
+			loomi_doc_errf(doc, v, errs,
+			               "%s: \"%s\" is not a duration; write seconds, or a number with "
+			               "ms, s, m, h or d (\"250ms\", \"30s\", \"5m\")",
+			               path, json_string_value(v));
+			return 1;
+		}
+		return type_error(doc, v, f, path, errs);
+	case LOOMI_F_STRLIST:
+	case LOOMI_F_DOUBLELIST:
+	case LOOMI_F_INTLIST:
+		if (!json_is_array(v))
+			return type_error(doc, v, f, path, errs);
+		json_array_foreach(v, i, e) {
+			bool ok = f->type == LOOMI_F_STRLIST   ? json_is_string(e)
+			          : f->type == LOOMI_F_INTLIST ? json_is_integer(e)
+			                                       : json_is_number(e);
+			if (!ok) {
+				loomi_doc_errf(doc, e, errs, "%s[%zu]: expected %s, got %s", path, i,
+				               f->type == LOOMI_F_STRLIST   ? "a string"
+				               : f->type == LOOMI_F_INTLIST ? "an integer"
+				                                            : "a number",
+				               loomi_json_type_name(e));
+				problems++;
+			} else if (f->type != LOOMI_F_STRLIST) {
+				char *ep = loomi_strfmt("%s[%zu]", path, i);
+				problems += range_check(doc, e, f, ep, json_number_value(e), errs);
+				free(ep);
+			}
+		}
+		return problems;
+	case LOOMI_F_GROUP:
+		if (!json_is_object(v))
+			return type_error(doc, v, f, path, errs);
+		return check_group(doc, v, f->children, path, errs);
+	case LOOMI_F_ANYGROUP:
+		if (!json_is_object(v))
+			return type_error(doc, v, f, path, errs);
+		return 0;
+	case LOOMI_F_GROUPLIST:
+		if (!json_is_array(v))
+			return type_error(doc, v, f, path, errs);
+		json_array_foreach(v, i, e) {
+			char *ep = loomi_strfmt("%s[%zu]", path, i);
+			if (!json_is_object(e)) {
+				loomi_doc_errf(doc, e, errs, "%s: expected a group { ... }, got %s", ep,
+				               loomi_json_type_name(e));
+				problems++;
+			} else {
+				problems += check_group(doc, e, f->children, ep, errs);
+			}
+			free(ep);
+		}
+		return problems;
+	}
+	return 0;
+}
+
+static int
+check_group(const loomi_doc *doc, const json_t *group, const loomi_field *fields,
+            const char *path, loomi_strv *errs)
+{
+	const char *names[64];
+	size_t nf = 0;
+	const char *key;
+	json_t *v;
+	int problems = 0;
+
+	for (const loomi_field *f = fields; f && f->key && nf < 64; f++)
+		names[nf++] = f->key;
+
+	json_object_foreach((json_t *)group, key, v) {
+		const loomi_field *f = NULL;
+		char *sub = join_path(path, key);
+		for (size_t i = 0; i < nf; i++) {
+			if (strcmp(fields[i].key, key) == 0)
+				f = &fields[i];
+		}
+		if (f == NULL) {
+			const char *best = loomi_suggest(key, names, nf);
+			if (best) {
+				loomi_doc_errf(doc, v, errs, "%s: unknown setting (did you mean %s?)", sub,
+				               best);
+			} else {
+				loomi_strv known = {0};
+				char *list;
+				for (size_t i = 0; i < nf; i++)
+					loomi_strv_push(&known, loomi_strdup(names[i]));
+				list = loomi_strv_join(&known, ", ");
+				loomi_doc_errf(doc, v, errs, "%s: unknown setting; %s%s", sub,
+				               nf ? "known settings here: " : "no settings are accepted here",
+				               list);
+				free(list);
+				loomi_strv_free(&known);
+			}
+			problems++;
+		} else {
+			problems += check_value(doc, v, f, sub, errs);
+		}
+		free(sub);
+	}
+	for (size_t i = 0; i < nf; i++) {
+		if ((fields[i].flags & LOOMI_F_REQUIRED) && !json_object_get(group, fields[i].key)) {
+			char *sub = join_path(path, fields[i].key);
+			loomi_doc_errf(doc, group, errs, "%s: missing setting%s%s%s", sub,
+			               fields[i].help ? " (" : "", fields[i].help ? fields[i].help : "",
+			               fields[i].help ? ")" : "");
+			free(sub);
+			problems++;
+		}
+	}
+	return problems;
+}
+
+int
+loomi_schema_check(const loomi_doc *doc, const json_t *group, const loomi_field *fields,
+                   const char *path, loomi_strv *errs)
+{
+	return check_group(doc, group, fields, path, errs);
+}
+
+/* ------------------------------------------------------------------ plugin config maps */
+
+static int
+map_ftype(uint32_t t)
+{
+	switch (t) {
+	case LOOM_CONFIG_BOOL: return LOOMI_F_BOOL;
+	case LOOM_CONFIG_INT: return LOOMI_F_INT;
+	case LOOM_CONFIG_DOUBLE: return LOOMI_F_DOUBLE;
+	case LOOM_CONFIG_STRING: return LOOMI_F_STRING;
+	case LOOM_CONFIG_SIZE: return LOOMI_F_SIZE;
+	case LOOM_CONFIG_DURATION: return LOOMI_F_DURATION;
+	case LOOM_CONFIG_STRLIST: return LOOMI_F_STRLIST;
+	case LOOM_CONFIG_PATH: return LOOMI_F_PATH;
+	}
+	return 0;
+}
+
+/* Parse a default written as text into a JSON value of the entry's type. */
+static json_t *
+parse_default(const loom_config_entry *e)
+{
+	const char *d = e->def;
+	char *end;
+
+	switch (e->type) {
+	case LOOM_CONFIG_BOOL:
+		if (strcmp(d, "true") == 0 || strcmp(d, "1") == 0)
+			return json_true();
+		if (strcmp(d, "false") == 0 || strcmp(d, "0") == 0)
+			return json_false();
+		return NULL;
+	case LOOM_CONFIG_INT: {
+		long long x;
+		errno = 0;
+		x = strtoll(d, &end, 0);
+		return errno == 0 && end != d && *end == '\0' ? json_integer(x) : NULL;
+	}
+	case LOOM_CONFIG_DOUBLE: {
+		double x;
+		errno = 0;
+		x = strtod(d, &end);
+		return errno == 0 && end != d && *end == '\0' ? json_real(x) : NULL;
+	}
+	case LOOM_CONFIG_STRING:
+	case LOOM_CONFIG_PATH:
+	case LOOM_CONFIG_SIZE:
+	case LOOM_CONFIG_DURATION:
+		return json_string(d);
+	case LOOM_CONFIG_STRLIST: {
+		json_t *a = json_array();
+		char *buf = loomi_strdup(d);
+		for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+		     tok = strtok_r(NULL, ",", &save)) {
+			while (isspace((unsigned char)*tok))
+				tok++;
+			end = tok + strlen(tok);
+			while (end > tok && isspace((unsigned char)end[-1]))
+				*--end = '\0';
+			if (*tok)
+				json_array_append_new(a, json_string(tok));
+		}
+		free(buf);
+		return a;
+	}
+	}
+	return NULL;
+}
+
+static void
+store(void *ctx, size_t offset, const void *src, size_t len)
+{
+	if (ctx)
+		memcpy((char *)ctx + offset, src, len);
+}
+
+/* Normalize a checked value, record it in out->values and write it to ctx. */
+static void
+fill_one(const loom_config_entry *e, const json_t *v, const char *base_dir, void *ctx,
+         loomi_pconf *out)
+{
+	json_t *norm = NULL;
+
+	switch (e->type) {
+	case LOOM_CONFIG_BOOL: {
+		bool b = json_is_true(v);
+		store(ctx, e->offset, &b, sizeof b);
+		norm = json_boolean(b);
+		break;
+	}
+	case LOOM_CONFIG_INT: {
+		int64_t x = json_integer_value(v);
+		store(ctx, e->offset, &x, sizeof x);
+		norm = json_integer(x);
+		break;
+	}
+	case LOOM_CONFIG_DOUBLE: {
+		double x = json_number_value(v);
+		store(ctx, e->offset, &x, sizeof x);
+		norm = json_real(x);
+		break;
+	}
+	case LOOM_CONFIG_SIZE: {
+		uint64_t x = 0;
+		if (json_is_integer(v))
+			x = (uint64_t)json_integer_value(v);
+		else
+			loom_parse_size(json_string_value(v), &x);
+		store(ctx, e->offset, &x, sizeof x);
+		norm = json_integer((json_int_t)x);
+		break;
+	}
+	case LOOM_CONFIG_DURATION: {
+		int64_t x = 0;
+		if (json_is_number(v))
+			x = (int64_t)(json_number_value(v) * 1000.0);
+		else
+			loom_parse_duration(json_string_value(v), &x);
+		store(ctx, e->offset, &x, sizeof x);
+		norm = json_integer(x);
+		break;
+	}
+	case LOOM_CONFIG_STRING:
+	case LOOM_CONFIG_PATH: {
+		const char *s = json_string_value(v);
+		char *owned;
+		if (e->type == LOOM_CONFIG_PATH && s[0] != '/' && s[0] != '\0' && base_dir)
+			owned = loomi_path_join(base_dir, s);
+		else
+			owned = loomi_strdup(s);
+		loomi_strv_push(&out->strings, owned);
+		store(ctx, e->offset, &owned, sizeof owned);
+		norm = json_string(owned);
+		break;
+	}
+	case LOOM_CONFIG_STRLIST: {
+		size_t n = json_array_size(v);
+		char **list = loomi_xcalloc(n + 1, sizeof *list);
+		for (size_t i = 0; i < n; i++)
+			list[i] = loomi_strdup(json_string_value(json_array_get(v, i)));
+		out->lists = loomi_xrealloc(out->lists, (out->n_lists + 1) * sizeof *out->lists);
+		out->lists[out->n_lists].key = loomi_strdup(e->key);
+		out->lists[out->n_lists++].items = list;
+		store(ctx, e->offset, &list, sizeof list);
+		norm = json_deep_copy(v);
+		break;
+	}
+	}
+	if (norm)
+		json_object_set_new(out->values, e->key, norm);
+}
+
+int
+loomi_pconf_apply(const loomi_doc *doc, const json_t *group, const json_t *owner,
+                  const loom_config_entry *map, const char *prefix, const char *base_dir,
+                  void *ctx, loomi_pconf *out, loomi_strv *errs)
+{
+	loomi_field fields[128];
+	size_t nf = 0;
+	int problems = 0;
+	json_t *empty = NULL;
+
+	memset(out, 0, sizeof *out);
+	out->values = json_object();
+
+	/* The map as a schema; required-ness is checked here so that the
+	 * message can point at the plugin's group when config is absent. */
+	for (const loom_config_entry *e = map; e && e->key && nf < 127; e++) {
+		loomi_field *f = &fields[nf++];
+		memset(f, 0, sizeof *f);
+		f->key = e->key;
+		f->type = map_ftype(e->type);
+		f->choices = e->choices;
+		f->help = e->description;
+		if (e->flags & LOOM_CONFIG_RANGE) {
+			f->flags |= LOOMI_F_RANGE;
+			f->min = e->min;
+			f->max = e->max;
+		}
+		if (f->type == 0) {
+			loomi_strv_pushf(errs, "%s.%s: the plugin declares an unknown setting type %u; "
+			                       "the plugin is broken, report it to its author",
+			                 prefix, e->key, e->type);
+			problems++;
+			nf--;
+		}
+	}
+	fields[nf].key = NULL;
+
+	if (group == NULL)
+		group = empty = json_object();
+	problems += check_group(doc, group, fields, prefix, errs);
+
+	for (const loom_config_entry *e = map; e && e->key; e++) {
+		json_t *v = json_object_get(group, e->key), *def = NULL;
+		if (map_ftype(e->type) == 0)
+			continue;
+		if (v == NULL && (e->flags & LOOM_CONFIG_REQUIRED)) {
+			loomi_doc_errf(doc, group == empty ? owner : group, errs,
+			               "%s.%s: missing setting%s%s%s", prefix, e->key,
+			               e->description ? " (" : "", e->description ? e->description : "",
+			               e->description ? ")" : "");
+			problems++;
+			continue;
+		}
+		if (v == NULL && e->def != NULL) {
+			loomi_strv derrs = {0};
+			def = parse_default(e);
+			const loomi_field *f = NULL;
+			for (size_t k = 0; k < nf; k++) {
+				if (strcmp(fields[k].key, e->key) == 0)
+					f = &fields[k];
+			}
+			if (def == NULL || f == NULL || check_value(NULL, def, f, e->key, &derrs) != 0) {
+				loomi_strv_pushf(errs, "%s.%s: the plugin's default \"%s\" is invalid; the "
+				                       "plugin is broken, report it to its author",
+				                 prefix, e->key, e->def);
+				loomi_strv_free(&derrs);
+				json_decref(def);
+				problems++;
+				continue;
+			}
+			loomi_strv_free(&derrs);
+			v = def;
+		}
+		if (v == NULL) {
+			/* no value, no default: leave ctx zeroed; lookups say ENOENT */
+			continue;
+		}
+		/* A context is only filled when everything checked out. */
+		fill_one(e, v, base_dir, problems || (e->flags & LOOM_CONFIG_NOFILL) ? NULL : ctx,
+		         out);
+		json_decref(def);
+	}
+	json_decref(empty);
+	return problems;
+}
+
+void
+loomi_pconf_free(loomi_pconf *pc)
+{
+	json_decref(pc->values);
+	loomi_strv_free(&pc->strings);
+	for (size_t i = 0; i < pc->n_lists; i++) {
+		for (char **p = pc->lists[i].items; *p; p++)
+			free(*p);
+		free(pc->lists[i].items);
+		free(pc->lists[i].key);
+	}
+	free(pc->lists);
+	memset(pc, 0, sizeof *pc);
+}
+
+char **
+loomi_pconf_strlist(const loomi_pconf *pc, const char *key)
+{
+	for (size_t i = 0; i < pc->n_lists; i++) {
+		if (strcmp(pc->lists[i].key, key) == 0)
+			return pc->lists[i].items;
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ loomd.conf */
+
+static const loomi_field log_fields[] = {
+	{"level", LOOMI_F_STRING, 0, "error|warn|info|debug|trace", 0, 0, NULL,
+	 "the least severe level written"},
+	{"format", LOOMI_F_STRING, 0, "text|json", 0, 0, NULL, "text lines or JSON lines"},
+	{"file", LOOMI_F_PATH, 0, NULL, 0, 0, NULL, "a file to append to; \"\" for stderr"},
+	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const loomi_field bus_fields[] = {
+	{"requests", LOOMI_F_STRING, 0, NULL, 0, 0, NULL,
+	 "where workers send requests: ipc://PATH or tcp://HOST:PORT"},
+	{"events", LOOMI_F_STRING, 0, NULL, 0, 0, NULL,
+	 "where workers subscribe to events: ipc://PATH or tcp://HOST:PORT"},
+	{"max_message", LOOMI_F_SIZE, LOOMI_F_RANGE, NULL, 1024, 64.0 * 1024 * 1024, NULL,
+	 "the largest message accepted"},
+	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const loomi_field plugin_fields[] = {
+	{"instance", LOOMI_F_STRING, LOOMI_F_REQUIRED, NULL, 0, 0, NULL,
+	 "the instance's name, e.g. \"store\""},
+	{"module", LOOMI_F_STRING, LOOMI_F_REQUIRED, NULL, 0, 0, NULL,
+	 "the plugin module to load, e.g. \"storage-local\""},
+	{"config", LOOMI_F_ANYGROUP, 0, NULL, 0, 0, NULL, "the plugin's settings"},
+	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const loomi_field conf_fields[] = {
+	{"state_dir", LOOMI_F_PATH, 0, NULL, 0, 0, NULL, "where loomd keeps its database"},
+	{"plugin_path", LOOMI_F_STRLIST, 0, NULL, 0, 0, NULL, "directories searched for plugins"},
+	{"listen", LOOMI_F_STRING, 0, NULL, 0, 0, NULL, "the API address, \"host:port\""},
+	{"log", LOOMI_F_GROUP, 0, NULL, 0, 0, log_fields, NULL},
+	{"bus", LOOMI_F_GROUP, 0, NULL, 0, 0, bus_fields, NULL},
+	{"plugins", LOOMI_F_GROUPLIST, 0, NULL, 0, 0, plugin_fields, NULL},
+	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
+bool
+loomi_instance_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > 64 || !islower((unsigned char)name[0]))
+		return false;
+	for (const char *p = name; *p; p++) {
+		if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '-' ||
+		      *p == '_'))
+			return false;
+	}
+	return true;
+}
+
+bool
+loomi_module_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > 128 || !(isalnum((unsigned char)name[0])))
+		return false;
+	for (const char *p = name; *p; p++) {
+		if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.'))
+			return false;
+	}
+	return true;
+}
+
+int
+loomi_listen_check(const char *listen, const char **why)
+{
+	const char *colon = strrchr(listen, ':');
+	char *end;
+	long port;
+
+	if (colon == NULL || colon == listen) {
+		*why = "expected \"host:port\", e.g. \"127.0.0.1:7420\"";
+		return LOOM_EINVAL;
+	}
+	if (listen[0] == '[' && colon[-1] != ']') {
+		*why = "write an IPv6 address in brackets, e.g. \"[::1]:7420\"";
+		return LOOM_EINVAL;
+	}
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || errno || port < 0 || port > 65535) {
+		*why = "the port must be a number from 0 to 65535 (0 picks a free one)";
+		return LOOM_EINVAL;
+	}
+	for (const char *p = listen; p < colon; p++) {
+		if (isspace((unsigned char)*p) || *p == '/') {
+			*why = "the host must be a name or an address, without spaces or '/'";
+			return LOOM_EINVAL;
+		}
+	}
+	return 0;
+}
+
+static const char *
+str_or(const json_t *group, const char *key, const char *def)
+{
+	const json_t *v = json_object_get(group, key);
+	return json_is_string(v) ? json_string_value(v) : def;
+}
+
+static bool
+bus_addr_ok(const char *a)
+{
+	return strncmp(a, "ipc://", 6) == 0 || strncmp(a, "tcp://", 6) == 0 ||
+	       strncmp(a, "inproc://", 9) == 0;
+}
+
+int
+loomi_conf_load(loomi_conf *conf, const char *path, loomi_strv *errs)
+{
+	const json_t *root, *log, *bus, *plugins, *v;
+	size_t before = errs->n, i;
+	int rv;
+	char *base = NULL, *slash;
+
+	memset(conf, 0, sizeof *conf);
+	conf->path = loomi_strdup(path);
+	if ((rv = loomi_doc_load_file(&conf->doc, path, errs)) != 0)
+		return rv;
+	root = conf->doc.root;
+	loomi_schema_check(&conf->doc, root, conf_fields, "", errs);
+
+	/* Relative paths in the file are relative to the file's directory. */
+	base = loomi_strdup(path);
+	if ((slash = strrchr(base, '/')) != NULL)
+		slash[slash == base ? 1 : 0] = '\0';
+	else
+		strcpy(base, ".");
+
+	v = json_object_get(root, "state_dir");
+	if (json_is_string(v) && json_string_length(v) > 0)
+		conf->state_dir = json_string_value(v)[0] == '/'
+		                      ? loomi_strdup(json_string_value(v))
+		                      : loomi_path_join(base, json_string_value(v));
+	else
+		conf->state_dir = loomi_strdup(LOOM_STATE_DIR);
+
+	v = json_object_get(root, "plugin_path");
+	json_array_foreach(json_is_array(v) ? v : NULL, i, plugins) {
+		if (json_is_string(plugins)) {
+			const char *p = json_string_value(plugins);
+			loomi_strv_push(&conf->plugin_path,
+			                p[0] == '/' ? loomi_strdup(p) : loomi_path_join(base, p));
+		}
+	}
+
+	conf->listen = loomi_strdup(str_or(root, "listen", "127.0.0.1:7420"));
+	if ((v = json_object_get(root, "listen")) && json_is_string(v)) {
+		const char *why;
+		if (loomi_listen_check(conf->listen, &why) != 0)
+			loomi_doc_errf(&conf->doc, v, errs, "listen: \"%s\": %s", conf->listen, why);
+	}
+
+	log = json_object_get(root, "log");
+	conf->log_level = loomi_log_level_parse(str_or(log, "level", "info"));
+	if (conf->log_level < 0)
+		conf->log_level = LOOM_LOG_INFO;
+	conf->log_format =
+		strcmp(str_or(log, "format", "text"), "json") == 0 ? LOOMI_LOG_JSON : LOOMI_LOG_TEXT;
+	if (str_or(log, "file", "")[0] != '\0') {
+		const char *f = str_or(log, "file", "");
+		conf->log_file = f[0] == '/' ? loomi_strdup(f) : loomi_path_join(base, f);
+	}
+
+	bus = json_object_get(root, "bus");
+	conf->bus_max_message = 1024 * 1024;
+	if ((v = json_object_get(bus, "max_message")) != NULL) {
+		if (json_is_integer(v))
+			conf->bus_max_message = (uint64_t)json_integer_value(v);
+		else if (json_is_string(v))
+			loom_parse_size(json_string_value(v), &conf->bus_max_message);
+	}
+	for (int k = 0; k < 2; k++) {
+		const char *key = k ? "events" : "requests";
+		if ((v = json_object_get(bus, key)) && json_is_string(v)) {
+			if (!bus_addr_ok(json_string_value(v)))
+				loomi_doc_errf(&conf->doc, v, errs,
+				               "bus.%s: \"%s\" is not a bus address; use ipc://PATH or "
+				               "tcp://HOST:PORT",
+				               key, json_string_value(v));
+			else if (k)
+				conf->bus_events = loomi_strdup(json_string_value(v));
+			else
+				conf->bus_requests = loomi_strdup(json_string_value(v));
+		}
+	}
+
+	plugins = json_object_get(root, "plugins");
+	if (json_is_array(plugins)) {
+		conf->plugins = loomi_xcalloc(json_array_size(plugins) + 1, sizeof *conf->plugins);
+		json_array_foreach(plugins, i, v) {
+			const char *inst = str_or(v, "instance", NULL);
+			const char *mod = str_or(v, "module", NULL);
+			const json_t *cv;
+			if (!json_is_object(v) || inst == NULL || mod == NULL)
+				continue; /* already reported by the schema check */
+			if (!loomi_instance_name_ok(inst)) {
+				loomi_doc_errf(&conf->doc, json_object_get(v, "instance"), errs,
+				               "plugins[%zu].instance: \"%s\" is not a valid instance name; "
+				               "use 1-64 characters: a lower-case letter, then lower-case "
+				               "letters, digits, '-' or '_'",
+				               i, inst);
+				continue;
+			}
+			if (!loomi_module_name_ok(mod)) {
+				loomi_doc_errf(&conf->doc, json_object_get(v, "module"), errs,
+				               "plugins[%zu].module: \"%s\" is not a module name; give the "
+				               "file name without directory or extension (\"storage-local\") "
+				               "and list directories in plugin_path",
+				               i, mod);
+				continue;
+			}
+			for (size_t j = 0; j < conf->n_plugins; j++) {
+				if (strcmp(conf->plugins[j].instance, inst) == 0) {
+					loomi_doc_errf(&conf->doc, json_object_get(v, "instance"), errs,
+					               "plugins[%zu].instance: \"%s\" is already defined at "
+					               "line %d; give each instance its own name",
+					               i, inst,
+					               loomi_doc_line(&conf->doc, conf->plugins[j].node));
+					inst = NULL;
+					break;
+				}
+			}
+			if (inst == NULL)
+				continue;
+			cv = json_object_get(v, "config");
+			conf->plugins[conf->n_plugins].instance = loomi_strdup(inst);
+			conf->plugins[conf->n_plugins].module = loomi_strdup(mod);
+			conf->plugins[conf->n_plugins].config = json_is_object(cv) ? cv : NULL;
+			conf->plugins[conf->n_plugins].node = v;
+			conf->n_plugins++;
+		}
+	}
+	free(base);
+	return errs->n > before ? LOOM_ECONFIG : 0;
+}
+
+void
+loomi_conf_free(loomi_conf *conf)
+{
+	for (size_t i = 0; i < conf->n_plugins; i++) {
+		free(conf->plugins[i].instance);
+		free(conf->plugins[i].module);
+	}
+	free(conf->plugins);
+	loomi_doc_free(&conf->doc);
+	free(conf->path);
+	free(conf->state_dir);
+	loomi_strv_free(&conf->plugin_path);
+	free(conf->listen);
+	free(conf->log_file);
+	free(conf->bus_requests);
+	free(conf->bus_events);
+	memset(conf, 0, sizeof *conf);
+}

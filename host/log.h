@@ -1,0 +1,43 @@
+/* Host logging: levels, text or JSON lines, to stderr or a file. */
+#ifndef LOOM_HOST_LOG_H
+#define LOOM_HOST_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+#include <loom/host.h>
+
+enum loomi_log_format {
+	LOOMI_LOG_TEXT = 0,
+	LOOMI_LOG_JSON = 1,
+};
+
+/* Configure: level (LOOM_LOG_*), format, and a file to append to (NULL or
+ * "" for stderr).  Returns 0 or LOOM_EIO with *err set (free it). */
+int loomi_log_setup(int level, int format, const char *file, char **err);
+
+/* Reopen the log file (after rotation; SIGHUP). */
+void loomi_log_reopen(void);
+
+/* Close the file and go back to stderr. */
+void loomi_log_close(void);
+
+void loomi_log(int level, const char *who, const char *fmt, ...) LOOM_PRINTF(3, 4);
+void loomi_vlog(int level, const char *who, const char *fmt, va_list ap);
+bool loomi_log_enabled(int level);
+int loomi_log_level(void);
+
+/* "error" … "trace" ↔ LOOM_LOG_*; parse returns -1 for an unknown name. */
+int loomi_log_level_parse(const char *name);
+const char *loomi_log_level_name(int level);
+
+/* Tests: every formatted line also goes to fn (NULL to stop). */
+void loomi_log_set_hook(void (*fn)(void *arg, int level, const char *who, const char *msg),
+                        void *arg);
+
+#define LOG_ERROR(...) loomi_log(LOOM_LOG_ERROR, NULL, __VA_ARGS__)
+#define LOG_WARN(...) loomi_log(LOOM_LOG_WARN, NULL, __VA_ARGS__)
+#define LOG_INFO(...) loomi_log(LOOM_LOG_INFO, NULL, __VA_ARGS__)
+#define LOG_DEBUG(...) loomi_log(LOOM_LOG_DEBUG, NULL, __VA_ARGS__)
+
+#endif /* LOOM_HOST_LOG_H */

@@ -1,0 +1,90 @@
+/* <loom/compute.h> — compute plugins run training and inference jobs
+ * (compute-transformer, the core engine; compute-exec, any command).
+ *
+ * A job run happens inside a worker process (loom-worker), in or out of
+ * the host.  The worker hands the plugin a loom_job: the validated spec,
+ * the output directory, the threads and resources it may use, and
+ * callbacks to report progress, metrics, log lines and artifacts and to
+ * learn whether it should pause or stop.  The plugin polls control at every
+ * step boundary; on LOOM_CONTROL_PAUSE it writes a checkpoint into out_dir
+ * and returns LOOM_EPAUSED, and a later run with LOOM_JOB_RESUME continues
+ * from that checkpoint to the same result as an uninterrupted run. */
+#ifndef LOOM_COMPUTE_H
+#define LOOM_COMPUTE_H
+
+#include <loom/plugin.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Capabilities. */
+#define LOOM_COMPUTE_RESUMABLE 0x1u /* pause/resume through checkpoints */
+#define LOOM_COMPUTE_PREDICT 0x2u   /* model_open / predict / model_close */
+#define LOOM_COMPUTE_GPU 0x4u       /* can use the GPUs it is allotted */
+
+/* Job flags. */
+#define LOOM_JOB_RESUME 0x1u        /* continue from out_dir's checkpoint */
+
+/* What control() answers. */
+typedef enum loom_control {
+	LOOM_CONTROL_RUN = 0,
+	LOOM_CONTROL_PAUSE = 1,     /* checkpoint, return LOOM_EPAUSED */
+	LOOM_CONTROL_CANCEL = 2,    /* stop now, return LOOM_ECANCELED */
+} loom_control;
+
+typedef struct loom_job loom_job;
+
+/* One run of a job, provided by the worker; valid during run(). */
+struct loom_job {
+	uint32_t size;
+	uint32_t flags;             /* LOOM_JOB_* */
+	int64_t id;
+	const char *spec_json;      /* the job spec (SPEC §5.1) as JSON */
+	const char *out_dir;        /* checkpoints, weights, metrics.json */
+	uint32_t threads;           /* CPU threads it may use (≥ 1) */
+	uint32_t reserved0;
+	int64_t max_steps;          /* pause after this step; 0: no limit */
+	loom_resources alloc;       /* what the scheduler gave it */
+	void *arg;                  /* the worker's; for the callbacks */
+
+	/* step of total_steps done, in epoch of epochs. */
+	void (*progress)(const loom_job *job, int64_t step, int64_t total_steps,
+	                 int32_t epoch, int32_t epochs);
+	void (*metric)(const loom_job *job, const loom_metric_point *pt);
+	void (*log)(const loom_job *job, int level, const char *message);
+	/* A file the run produced, under out_dir. */
+	void (*artifact)(const loom_job *job, const char *name, const char *path);
+	/* Polled at step boundaries; returns a loom_control. */
+	int (*control)(const loom_job *job);
+
+	const void *reserved[8];
+};
+
+typedef struct loom_compute_ops {
+	uint32_t size;
+	uint32_t caps;              /* LOOM_COMPUTE_* */
+
+	/* Required. */
+	/* Check a job spec (JSON) before it is accepted.  On failure return
+	 * LOOM_EINVAL and set *error (host->alloc'd) to a message that names
+	 * the key: "model.d_modle: unknown setting (did you mean d_model?)". */
+	int (*validate)(void *ctx, const char *spec_json, char **error);
+	/* Run to completion (0), to a pause (LOOM_EPAUSED), to a cancel
+	 * (LOOM_ECANCELED) or to a failure (another code, after job->log). */
+	int (*run)(void *ctx, const loom_job *job);
+
+	/* Optional, with LOOM_COMPUTE_PREDICT: inference on a trained model.
+	 * info_json (host->alloc'd) describes inputs and outputs. */
+	int (*model_open)(void *ctx, const char *model_dir, void **model, char **info_json);
+	int (*predict)(void *ctx, void *model, const loom_tensor *input, loom_tensor *output);
+	void (*model_close)(void *ctx, void *model);
+
+	const void *reserved[8];
+} loom_compute_ops;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LOOM_COMPUTE_H */

@@ -1,0 +1,114 @@
+#include "config.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "host/log.h"
+#include "testutil.h"
+
+char *
+tu_tmpdir(void)
+{
+	const char *base = getenv("TMPDIR");
+	char *path;
+
+	if (base == NULL || *base == '\0')
+		base = "/tmp";
+	if (asprintf(&path, "%s/loom-test.XXXXXX", base) < 0)
+		abort();
+	if (mkdtemp(path) == NULL) {
+		fprintf(stderr, "mkdtemp %s: %s\n", path, strerror(errno));
+		abort();
+	}
+	return path;
+}
+
+static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+void
+tu_rmrf(const char *path)
+{
+	if (path)
+		nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *
+tu_write(const char *dir, const char *name, const char *text)
+{
+	char *path;
+	FILE *fp;
+
+	if (asprintf(&path, "%s/%s", dir, name) < 0)
+		abort();
+	fp = fopen(path, "w");
+	ck_assert_msg(fp != NULL, "cannot write %s", path);
+	fputs(text, fp);
+	fclose(fp);
+	return path;
+}
+
+const char *
+tu_env(const char *name)
+{
+	const char *v = getenv(name);
+	ck_assert_msg(v != NULL && *v != '\0', "%s is not set; run the tests with make check",
+	              name);
+	return v;
+}
+
+int
+tu_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
+
+static pthread_mutex_t cap_mtx = PTHREAD_MUTEX_INITIALIZER;
+static char cap_buf[65536];
+static size_t cap_len;
+
+static void
+cap_hook(void *arg, int level, const char *who, const char *msg)
+{
+	(void)arg;
+	(void)level;
+	pthread_mutex_lock(&cap_mtx);
+	cap_len += (size_t)snprintf(cap_buf + cap_len, sizeof cap_buf - cap_len, "%s%s%s\n",
+	                            who ? who : "", who ? ": " : "", msg);
+	if (cap_len >= sizeof cap_buf)
+		cap_len = sizeof cap_buf - 1;
+	pthread_mutex_unlock(&cap_mtx);
+}
+
+void
+tu_log_capture(void)
+{
+	pthread_mutex_lock(&cap_mtx);
+	cap_len = 0;
+	cap_buf[0] = '\0';
+	pthread_mutex_unlock(&cap_mtx);
+	loomi_log_set_hook(cap_hook, NULL);
+}
+
+const char *
+tu_log_text(void)
+{
+	return cap_buf;
+}

@@ -1,0 +1,27 @@
+/* Helpers for the Check suites: temporary directories, files, paths of
+ * the build tree, captured log lines. */
+#ifndef LOOM_TESTUTIL_H
+#define LOOM_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <check.h>
+
+/* A new empty directory under $TMPDIR (or /tmp); remove it with tu_rmrf. */
+char *tu_tmpdir(void);
+/* rm -rf path. */
+void tu_rmrf(const char *path);
+/* Write text to dir/name (creating it); returns the path (free it). */
+char *tu_write(const char *dir, const char *name, const char *text);
+/* An environment variable the test harness sets, or abort the test. */
+const char *tu_env(const char *name);
+/* Run a suite; returns the process exit status for main. */
+int tu_run(Suite *s);
+
+/* Capture host log lines (for asserting on messages). */
+void tu_log_capture(void);
+/* All captured lines joined by '\n' (static buffer, reset by capture). */
+const char *tu_log_text(void);
+
+#endif
