@@ -320,9 +320,8 @@ static int
 type_error(const loomi_doc *doc, const json_t *v, const loomi_field *f, const char *path,
            loomi_strv *errs)
 {
-	loomi_doc_errf(doc, v, errs, "%s: expected %s%s%s%s, got %s", path, ftype_name(f->type),
-	               f->help ? " (" : "", f->help ? f->help : "", f->help ? ")" : "",
-	               loomi_json_type_name(v));
+	loomi_doc_errf(doc, v, errs, "%s: expected %s, got %s%s%s", path, ftype_name(f->type),
+	               loomi_json_type_name(v), f->help ? "; it is " : "", f->help ? f->help : "");
 	return 1;
 }
 
@@ -712,8 +711,15 @@ loomi_pconf_apply(const loomi_doc *doc, const json_t *group, const json_t *owner
 
 	for (const loom_config_entry *e = map; e && e->key; e++) {
 		json_t *v = json_object_get(group, e->key), *def = NULL;
-		if (map_ftype(e->type) == 0)
-			continue;
+		const loomi_field *f = NULL;
+		loomi_strv quiet = {0};
+
+		for (size_t k = 0; k < nf; k++) {
+			if (strcmp(fields[k].key, e->key) == 0)
+				f = &fields[k];
+		}
+		if (f == NULL)
+			continue; /* an entry with an unknown type, reported above */
 		if (v == NULL && (e->flags & LOOM_CONFIG_REQUIRED)) {
 			loomi_doc_errf(doc, group == empty ? owner : group, errs,
 			               "%s.%s: missing setting%s%s%s", prefix, e->key,
@@ -723,32 +729,25 @@ loomi_pconf_apply(const loomi_doc *doc, const json_t *group, const json_t *owner
 			continue;
 		}
 		if (v == NULL && e->def != NULL) {
-			loomi_strv derrs = {0};
 			def = parse_default(e);
-			const loomi_field *f = NULL;
-			for (size_t k = 0; k < nf; k++) {
-				if (strcmp(fields[k].key, e->key) == 0)
-					f = &fields[k];
-			}
-			if (def == NULL || f == NULL || check_value(NULL, def, f, e->key, &derrs) != 0) {
+			if (def == NULL || check_value(NULL, def, f, e->key, &quiet) != 0) {
 				loomi_strv_pushf(errs, "%s.%s: the plugin's default \"%s\" is invalid; the "
 				                       "plugin is broken, report it to its author",
 				                 prefix, e->key, e->def);
-				loomi_strv_free(&derrs);
+				loomi_strv_free(&quiet);
 				json_decref(def);
 				problems++;
 				continue;
 			}
-			loomi_strv_free(&derrs);
 			v = def;
 		}
-		if (v == NULL) {
-			/* no value, no default: leave ctx zeroed; lookups say ENOENT */
-			continue;
-		}
-		/* A context is only filled when everything checked out. */
-		fill_one(e, v, base_dir, problems || (e->flags & LOOM_CONFIG_NOFILL) ? NULL : ctx,
-		         out);
+		/* No value and no default: ctx stays zeroed and lookups say
+		 * ENOENT.  A given value that failed its check (already reported
+		 * by check_group) is not filled. */
+		if (v != NULL && check_value(NULL, v, f, e->key, &quiet) == 0)
+			fill_one(e, v, base_dir,
+			         problems || (e->flags & LOOM_CONFIG_NOFILL) ? NULL : ctx, out);
+		loomi_strv_free(&quiet);
 		json_decref(def);
 	}
 	json_decref(empty);

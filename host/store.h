@@ -7,6 +7,8 @@
 
 #include <sqlite3.h>
 
+#include <loom/error.h>
+
 typedef struct loomi_migration {
 	int version;
 	const char *description;
