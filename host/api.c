@@ -326,11 +326,13 @@ http_cb(nng_aio *aio)
 	if (res.allow)
 		nng_http_res_set_header(hres, "Allow", res.allow);
 	nng_http_res_set_header(hres, "Cache-Control", "no-store");
-	nng_aio_set_output(aio, 0, hres);
-	nng_aio_finish(aio, 0);
+	/* Log before finishing: the request (uri, method) belongs to the
+	 * connection and is reused as soon as the response is handed over. */
 	if (loomi_log_enabled(LOOM_LOG_DEBUG))
 		LOG_DEBUG("http %s %s -> %d (%.3f ms)", req.method, uri, res.status,
 		          (double)(loomi_mono_ns() - t0) / 1e6);
+	nng_aio_set_output(aio, 0, hres);
+	nng_aio_finish(aio, 0);
 out:
 	free(text);
 	free(path);

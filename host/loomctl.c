@@ -331,6 +331,5 @@ main(int argc, char **argv)
 		fprintf(stderr, "loomctl: unknown command \"%s\"; see loomctl --help\n", argv[0]);
 		rv = EXIT_USAGE;
 	}
-	nng_fini();
 	return rv;
 }

@@ -372,6 +372,5 @@ main(int argc, char **argv)
 	LOG_INFO("loomd stopped");
 	loomi_log_close();
 	loomi_conf_free(&d.conf);
-	nng_fini();
 	return status;
 }

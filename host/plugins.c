@@ -541,8 +541,10 @@ loomi_instance_start(loom_instance *ins, char **err)
 static int
 storage_enter(loom_instance *ins)
 {
-	if (ins == NULL || ins->kind != LOOM_KIND_STORAGE || !ins->inited)
+	if (ins == NULL || ins->kind != LOOM_KIND_STORAGE)
 		return LOOM_EINVAL;
+	if (!ins->inited)
+		return LOOM_ESTATE; /* never started, or its init failed */
 	if (!(ins->desc->flags & LOOM_PLUGIN_THREAD_SAFE))
 		pthread_mutex_lock(&ins->lock);
 	return 0;
@@ -555,11 +557,11 @@ storage_leave(loom_instance *ins)
 		pthread_mutex_unlock(&ins->lock);
 }
 
-#define STORAGE_CALL(ins, key, field, ...)                                                \
+/* Call an op: enter (lock unless thread-safe), LOOM_ENOTSUP when the plugin
+ * lacks it, leave.  Arguments are checked by the callers first. */
+#define STORAGE_CALL(ins, field, ...)                                                     \
 	do {                                                                              \
 		int rv_;                                                                  \
-		if ((key) != NULL && loom_key_check(key) != 0)                            \
-			return LOOM_EINVAL;                                               \
 		if ((rv_ = storage_enter(ins)) != 0)                                      \
 			return rv_;                                                       \
 		if (!LOOM_OPS_HAS(STORAGE_OPS(ins), field))                               \
@@ -570,30 +572,44 @@ storage_leave(loom_instance *ins)
 		return rv_;                                                               \
 	} while (0)
 
+#define CHECK_KEY(key)                                                                    \
+	do {                                                                              \
+		if (loom_key_check(key) != 0)                                             \
+			return LOOM_EINVAL;                                               \
+	} while (0)
+
 int
 loomi_storage_put(loom_instance *ins, const char *key, const void *data, size_t len)
 {
+	CHECK_KEY(key);
 	if (data == NULL && len > 0)
 		return LOOM_EINVAL;
-	STORAGE_CALL(ins, key, put, key, data, len);
+	STORAGE_CALL(ins, put, key, data, len);
 }
 
 int
 loomi_storage_get(loom_instance *ins, const char *key, void **data, size_t *len)
 {
-	STORAGE_CALL(ins, key, get, key, data, len);
+	CHECK_KEY(key);
+	if (data == NULL || len == NULL)
+		return LOOM_EINVAL;
+	STORAGE_CALL(ins, get, key, data, len);
 }
 
 int
 loomi_storage_stat(loom_instance *ins, const char *key, loom_blob_stat *st)
 {
-	STORAGE_CALL(ins, key, stat, key, st);
+	CHECK_KEY(key);
+	if (st == NULL)
+		return LOOM_EINVAL;
+	STORAGE_CALL(ins, stat, key, st);
 }
 
 int
 loomi_storage_remove(loom_instance *ins, const char *key)
 {
-	STORAGE_CALL(ins, key, remove, key);
+	CHECK_KEY(key);
+	STORAGE_CALL(ins, remove, key);
 }
 
 int
@@ -601,29 +617,71 @@ loomi_storage_list(loom_instance *ins, const char *prefix, loom_storage_list_fn 
 {
 	if (loom_key_prefix_check(prefix) != 0 || fn == NULL)
 		return LOOM_EINVAL;
-	STORAGE_CALL(ins, NULL, list, prefix, fn, arg);
+	STORAGE_CALL(ins, list, prefix, fn, arg);
 }
 
 int
 loomi_storage_read(loom_instance *ins, const char *key, uint64_t offset, void *buf, size_t len,
                    size_t *nread)
 {
-	STORAGE_CALL(ins, key, read, key, offset, buf, len, nread);
+	CHECK_KEY(key);
+	if ((buf == NULL && len > 0) || nread == NULL)
+		return LOOM_EINVAL;
+	STORAGE_CALL(ins, read, key, offset, buf, len, nread);
 }
 
 int
 loomi_storage_put_if(loom_instance *ins, const char *key, const void *data, size_t len,
                      uint64_t if_etag, uint64_t *etag)
 {
+	CHECK_KEY(key);
 	if (data == NULL && len > 0)
 		return LOOM_EINVAL;
-	STORAGE_CALL(ins, key, put_if, key, data, len, if_etag, etag);
+	STORAGE_CALL(ins, put_if, key, data, len, if_etag, etag);
 }
 
 int
 loomi_storage_local_path(loom_instance *ins, const char *key, char **path)
 {
-	STORAGE_CALL(ins, key, local_path, key, path);
+	CHECK_KEY(key);
+	if (path == NULL)
+		return LOOM_EINVAL;
+	STORAGE_CALL(ins, local_path, key, path);
+}
+
+int
+loomi_storage_write_open(loom_instance *ins, const char *key, void **writer)
+{
+	CHECK_KEY(key);
+	if (writer == NULL)
+		return LOOM_EINVAL;
+	STORAGE_CALL(ins, write_open, key, writer);
+}
+
+int
+loomi_storage_write(loom_instance *ins, void *writer, const void *data, size_t len)
+{
+	if (writer == NULL || (data == NULL && len > 0))
+		return LOOM_EINVAL;
+	STORAGE_CALL(ins, write, writer, data, len);
+}
+
+int
+loomi_storage_write_commit(loom_instance *ins, void *writer)
+{
+	if (writer == NULL)
+		return LOOM_EINVAL;
+	STORAGE_CALL(ins, write_commit, writer);
+}
+
+void
+loomi_storage_write_abort(loom_instance *ins, void *writer)
+{
+	if (writer == NULL || storage_enter(ins) != 0)
+		return;
+	if (LOOM_OPS_HAS(STORAGE_OPS(ins), write_abort))
+		STORAGE_OPS(ins)->write_abort(ins->ctx, writer);
+	storage_leave(ins);
 }
 
 int
@@ -639,7 +697,7 @@ loomi_storage_ref(loomi_plugins *reg, const char *ref, loom_instance **ins, cons
 	memcpy(name, ref, (size_t)(colon - ref));
 	name[colon - ref] = '\0';
 	found = loomi_instance_find(reg, name);
-	if (found == NULL || found->kind != LOOM_KIND_STORAGE)
+	if (found == NULL || found->kind != LOOM_KIND_STORAGE || !found->inited)
 		return LOOM_ENOENT;
 	*ins = found;
 	*key = colon + 1;

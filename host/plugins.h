@@ -83,9 +83,10 @@ const loom_host *loomi_host_services(void);
 
 /* ------------------------------------------------------------------ wrappers */
 
-/* Storage, by instance.  Keys are checked here; calls into a plugin without
- * LOOM_PLUGIN_THREAD_SAFE are serialized.  A non-storage instance gives
- * LOOM_EINVAL, a missing optional op LOOM_ENOTSUP. */
+/* Storage, by instance.  Keys and arguments are checked here; calls into a
+ * plugin without LOOM_PLUGIN_THREAD_SAFE are serialized.  A non-storage
+ * instance gives LOOM_EINVAL, one that is not started LOOM_ESTATE, a missing
+ * optional op LOOM_ENOTSUP. */
 int loomi_storage_put(loom_instance *ins, const char *key, const void *data, size_t len);
 int loomi_storage_get(loom_instance *ins, const char *key, void **data, size_t *len);
 int loomi_storage_stat(loom_instance *ins, const char *key, loom_blob_stat *st);
@@ -97,10 +98,16 @@ int loomi_storage_read(loom_instance *ins, const char *key, uint64_t offset, voi
 int loomi_storage_put_if(loom_instance *ins, const char *key, const void *data, size_t len,
                          uint64_t if_etag, uint64_t *etag);
 int loomi_storage_local_path(loom_instance *ins, const char *key, char **path);
+/* Streaming writes: open, write any number of times, then commit or abort
+ * (both release the writer). */
+int loomi_storage_write_open(loom_instance *ins, const char *key, void **writer);
+int loomi_storage_write(loom_instance *ins, void *writer, const void *data, size_t len);
+int loomi_storage_write_commit(loom_instance *ins, void *writer);
+void loomi_storage_write_abort(loom_instance *ins, void *writer);
 
-/* Resolve "<instance>:<key>" to a storage instance and key (pointing into
- * ref).  LOOM_EINVAL for a malformed ref, LOOM_ENOENT for no such storage
- * instance. */
+/* Resolve "<instance>:<key>" to a started storage instance and the key
+ * (pointing into ref).  LOOM_EINVAL for a malformed ref, LOOM_ENOENT for no
+ * such storage instance. */
 int loomi_storage_ref(loomi_plugins *reg, const char *ref, loom_instance **ins,
                       const char **key);
 

@@ -23,14 +23,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <loom/storage.h>
 
 #define TMP_DIR ".loom-tmp"
 #define LOCK_FILE "lock"
+#define ETAG_XATTR "user.loom.etag"
 
 typedef struct ctx {
 	/* settings */
@@ -43,8 +48,12 @@ typedef struct ctx {
 	int root_fd;
 	int tmp_fd;
 	char host_id[64];
-	atomic_ulong counter;
 } ctx;
+
+/* Numbers the temporary files HOST.PID.N.  One counter for the process, not
+ * one per instance: two instances on the same root (two names for one
+ * directory) would otherwise pick the same names and collide. */
+static atomic_ulong tmp_counter;
 
 typedef struct writer {
 	int fd;
@@ -147,15 +156,49 @@ walk(ctx *c, const char *key, bool create, int *dirfd, const char **leaf)
 	return 0;
 }
 
+/* Etags.  Inode and times alone are not enough: a filesystem may hand a
+ * replaced blob's inode to the next write within one timestamp tick (ext4
+ * with coarse timestamps, NFS), and the etag would repeat.  So every new blob
+ * is stamped with a random nonce in an extended attribute; filesystems
+ * without user xattrs fall back on inode and times. */
 static uint64_t
-etag_of(const struct stat *st)
+new_nonce(void)
+{
+	uint64_t n;
+	if (getrandom(&n, sizeof n, 0) != (ssize_t)sizeof n) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		n = ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) ^
+		    ((uint64_t)getpid() << 32);
+	}
+	return n ? n : 1;
+}
+
+/* The nonce of dirfd/leaf, 0 when it has none.  The name is resolved
+ * through /proc/self/fd so no path outside the root is looked up, and the
+ * last component is not followed. */
+static uint64_t
+nonce_of(int dirfd, const char *leaf)
+{
+	char path[PATH_MAX];
+	uint64_t n = 0;
+
+	if ((size_t)snprintf(path, sizeof path, "/proc/self/fd/%d/%s", dirfd, leaf) >= sizeof path)
+		return 0;
+	if (lgetxattr(path, ETAG_XATTR, &n, sizeof n) != (ssize_t)sizeof n)
+		return 0;
+	return n;
+}
+
+static uint64_t
+etag_of(const struct stat *st, uint64_t nonce)
 {
 	uint64_t h = 1469598103934665603ull;
-	uint64_t v[7] = {(uint64_t)st->st_dev,          (uint64_t)st->st_ino,
+	uint64_t v[8] = {(uint64_t)st->st_dev,          (uint64_t)st->st_ino,
 	                 (uint64_t)st->st_size,         (uint64_t)st->st_mtim.tv_sec,
 	                 (uint64_t)st->st_mtim.tv_nsec, (uint64_t)st->st_ctim.tv_sec,
-	                 (uint64_t)st->st_ctim.tv_nsec};
-	for (size_t i = 0; i < 7; i++) {
+	                 (uint64_t)st->st_ctim.tv_nsec, nonce};
+	for (size_t i = 0; i < 8; i++) {
 		for (int b = 0; b < 8; b++) {
 			h ^= (v[i] >> (8 * b)) & 0xff;
 			h *= 1099511628211ull;
@@ -165,12 +208,12 @@ etag_of(const struct stat *st)
 }
 
 static void
-fill_stat(const struct stat *st, loom_blob_stat *out)
+fill_stat(const struct stat *st, uint64_t nonce, loom_blob_stat *out)
 {
 	memset(out, 0, sizeof *out);
 	out->size = (uint64_t)st->st_size;
 	out->mtime_ms = (int64_t)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000;
-	out->etag = etag_of(st);
+	out->etag = etag_of(st, nonce);
 }
 
 /* Take the root lock (shared or exclusive); returns its descriptor. */
@@ -208,7 +251,8 @@ pid_alive(long pid)
 static void
 clean_stale(ctx *c)
 {
-	int fd = dup(c->tmp_fd);
+	/* A fresh open rather than dup(): see scan. */
+	int fd = openat(c->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
 	size_t hl = strlen(c->host_id), removed = 0;
@@ -338,7 +382,7 @@ local_write_open(void *p, const char *key, void **out)
 		return LOOM_ENOMEM;
 	}
 	snprintf(w->tmp, sizeof w->tmp, "%s.%ld.%lu", c->host_id, (long)getpid(),
-	         (unsigned long)atomic_fetch_add(&c->counter, 1));
+	         (unsigned long)atomic_fetch_add(&tmp_counter, 1));
 	w->fd = openat(c->tmp_fd, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (w->fd < 0) {
 		int e = errno;
@@ -399,7 +443,10 @@ commit(ctx *c, writer *w, uint64_t if_etag, uint64_t *etag)
 	int dirfd = -1, lockfd, rv = 0;
 	const char *leaf;
 	struct stat st;
+	uint64_t nonce = new_nonce();
 
+	if (fsetxattr(w->fd, ETAG_XATTR, &nonce, sizeof nonce, 0) != 0)
+		nonce = 0; /* no user xattrs here: etags from inode and times */
 	if (c->sync && fsync(w->fd) != 0)
 		rv = errno_to_loom(errno);
 	if (close(w->fd) != 0 && rv == 0)
@@ -420,7 +467,8 @@ commit(ctx *c, writer *w, uint64_t if_etag, uint64_t *etag)
 			rv = LOOM_EEXIST;
 			goto unlock;
 		}
-		if ((if_etag == 0 && exists) || (if_etag != 0 && (!exists || etag_of(&st) != if_etag))) {
+		if ((if_etag == 0 && exists) ||
+		    (if_etag != 0 && (!exists || etag_of(&st, nonce_of(dirfd, leaf)) != if_etag))) {
 			rv = LOOM_ECONFLICT;
 			goto unlock;
 		}
@@ -436,7 +484,7 @@ commit(ctx *c, writer *w, uint64_t if_etag, uint64_t *etag)
 	if (c->sync && fsync(dirfd) != 0)
 		rv = errno_to_loom(errno);
 	if (etag && fstatat(dirfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0)
-		*etag = etag_of(&st);
+		*etag = etag_of(&st, nonce);
 unlock:
 	unlock_root(lockfd);
 out:
@@ -498,7 +546,9 @@ open_blob(ctx *c, const char *key, int *fd, struct stat *st)
 		return LOOM_EINVAL;
 	if ((rv = walk(c, key, false, &dirfd, &leaf)) != 0)
 		return rv;
-	*fd = openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO planted under the root must not block
+	 * (it is no blob; fstat below refuses it).  Regular files ignore it. */
+	*fd = openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	rv = *fd < 0 ? (errno == ELOOP ? LOOM_ENOENT : errno_to_loom(errno)) : 0;
 	close(dirfd);
 	if (rv != 0)
@@ -588,9 +638,9 @@ local_stat(void *p, const char *key, loom_blob_stat *out)
 	rv = fstatat(dirfd, leaf, &st, AT_SYMLINK_NOFOLLOW) != 0 ? errno_to_loom(errno)
 	     : !S_ISREG(st.st_mode)                              ? LOOM_ENOENT
 	                                                         : 0;
-	close(dirfd);
 	if (rv == 0)
-		fill_stat(&st, out);
+		fill_stat(&st, nonce_of(dirfd, leaf), out);
+	close(dirfd);
 	return rv;
 }
 
@@ -700,7 +750,10 @@ dir_may_match(const char *dirkey, size_t dl, const char *prefix, size_t pl)
 static void
 scan(ctx *c, int dirfd, char *key, size_t kl, const char *prefix, size_t pl, listing *out)
 {
-	int fd = dup(dirfd);
+	/* A fresh open, not dup(): a dup shares the directory offset with
+	 * dirfd (the root's descriptor), so a second listing would start at
+	 * the end and concurrent ones would steal each other's entries. */
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
 
@@ -748,7 +801,7 @@ scan(ctx *c, int dirfd, char *key, size_t kl, const char *prefix, size_t pl, lis
 				out->rv = LOOM_ENOMEM;
 				break;
 			}
-			fill_stat(&st, &out->v[out->n].st);
+			fill_stat(&st, nonce_of(dirfd, de->d_name), &out->v[out->n].st);
 			out->n++;
 		}
 		key[kl] = '\0';
@@ -773,7 +826,8 @@ local_list(void *p, const char *prefix, loom_storage_list_fn fn, void *arg)
 	if (loom_key_prefix_check(prefix) != 0)
 		return LOOM_EINVAL;
 	scan(c, c->root_fd, key, 0, prefix, strlen(prefix), &out);
-	qsort(out.v, out.n, sizeof *out.v, entry_cmp);
+	if (out.n > 1) /* out.v is NULL when nothing matched; qsort(NULL) is undefined */
+		qsort(out.v, out.n, sizeof *out.v, entry_cmp);
 	rv = out.rv;
 	for (size_t i = 0; i < out.n && rv == 0; i++)
 		rv = fn(arg, out.v[i].key, &out.v[i].st);

@@ -367,8 +367,14 @@ memory_write(void *p, void *wp, const void *data, size_t len)
 		unsigned char *nd;
 		while (cap < w->len + len)
 			cap *= 2;
-		if ((nd = realloc(w->data, cap)) == NULL)
+		if ((nd = realloc(w->data, cap)) == NULL) {
+			/* Give back the room reserved above: abort only
+			 * returns what the writer holds (w->len). */
+			pthread_mutex_lock(&c->mtx);
+			c->pending -= len;
+			pthread_mutex_unlock(&c->mtx);
 			return LOOM_ENOMEM;
+		}
 		w->data = nd;
 		w->cap = cap;
 	}

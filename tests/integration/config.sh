@@ -2,7 +2,8 @@
 # loomd's command line and --check-config: the good file exits 0, every bad
 # one exits 1 naming file, line, setting and a fix, plugin config maps are
 # checked too, and bad usage exits 2.
-. "$LOOM_TEST_SRCDIR/tests/integration/lib.sh"
+set -eu
+. "${LOOM_TEST_SRCDIR:?run the integration tests through make check}/tests/integration/lib.sh"
 
 conf() { cat >"$T/$1"; }
 

@@ -3,7 +3,8 @@
 # another process: health, plugins, errors and their exit codes, the state
 # directory lock, log reopening, JSON logs, start-up failures, detaching,
 # and a clean shutdown.
-. "$LOOM_TEST_SRCDIR/tests/integration/lib.sh"
+set -eu
+. "${LOOM_TEST_SRCDIR:?run the integration tests through make check}/tests/integration/lib.sh"
 
 command -v curl >/dev/null || { echo "SKIP: curl is not installed (./bootstrap installs it)"; exit 77; }
 

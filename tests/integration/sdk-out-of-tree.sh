@@ -3,7 +3,8 @@
 # headers and loom.pc into a temporary prefix, build the example plugin with
 # nothing but `cc -shared -fPIC ... $(pkg-config --cflags --libs loom)`, and
 # load it in a real loomd.
-. "$LOOM_TEST_SRCDIR/tests/integration/lib.sh"
+set -eu
+. "${LOOM_TEST_SRCDIR:?run the integration tests through make check}/tests/integration/lib.sh"
 
 command -v pkg-config >/dev/null || { echo "SKIP: pkg-config is not installed"; exit 77; }
 
