@@ -309,6 +309,10 @@ http_cb(nng_aio *aio)
 		route_request(api->d, &req, &res);
 	}
 
+	if (res.status == 0) {
+		LOG_ERROR("http %s %s: the route set no status (a bug)", req.method, uri);
+		loomi_api_error(&res, 500, "internal", "the server failed to answer this request");
+	}
 	if (nng_http_res_alloc(&hres) != 0) {
 		nng_aio_finish(aio, NNG_ENOMEM);
 		goto out;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
@@ -22,6 +23,13 @@
 
 #define DEFAULT_MAX_MESSAGE (1024 * 1024)
 #define DEFAULT_TIMEOUT_MS 10000
+/* NNG's req/rep protocols put a header (the request id, one word per hop)
+ * before the envelope, and the transport's NNG_OPT_RECVMAXSZ counts it: allow
+ * for it there, so that max_message bounds the envelope alone. */
+#define WIRE_HEADER_MAX 64
+/* How many events a publisher queues per subscriber before it drops (NNG's
+ * default, 16, loses events in any burst). */
+#define PUB_QUEUE 1024
 
 /* ------------------------------------------------------------------ envelopes */
 
@@ -79,10 +87,6 @@ loomi_envelope_parse(const void *data, size_t len, size_t max, int kind, loomi_e
 	const char *k;
 
 	memset(env, 0, sizeof *env);
-	if (len > max) {
-		*why = "message larger than bus.max_message";
-		return LOOM_EPROTO;
-	}
 	if (kind == LOOMI_ENV_EVENT) {
 		const char *nul = memchr(p, '\0', len < LOOMI_BUS_NAME_MAX + 1 ? len : LOOMI_BUS_NAME_MAX + 1);
 		if (nul == NULL) {
@@ -92,6 +96,11 @@ loomi_envelope_parse(const void *data, size_t len, size_t max, int kind, loomi_e
 		wire_topic = p;
 		json = nul + 1;
 		jlen = len - (size_t)(json - p);
+	}
+	/* For events, max bounds the JSON; the topic frame comes on top. */
+	if (jlen > max) {
+		*why = "message larger than bus.max_message";
+		return LOOM_EPROTO;
 	}
 	d = json_loadb(json, jlen, JSON_REJECT_DUPLICATES, &jerr);
 	if (d == NULL) {
@@ -310,6 +319,8 @@ req_roundtrip(nng_socket req, size_t max, const char *service, const char *from,
 	}
 	if (timeout_ms <= 0)
 		timeout_ms = DEFAULT_TIMEOUT_MS;
+	if (timeout_ms > INT32_MAX) /* nng_duration is 32 bits */
+		timeout_ms = INT32_MAX;
 	if ((rv = nng_ctx_open(&ctx, req)) != 0) {
 		nng_msg_free(m);
 		return nng_to_loom(rv);
@@ -473,12 +484,22 @@ typedef struct bus_service {
 	struct bus_service *next;
 } bus_service;
 
+/* A request-serving thread.  Its aio lives here so that loomi_bus_close can
+ * cancel what the thread waits for. */
+typedef struct server {
+	struct loomi_bus *bus;
+	nng_aio *aio;
+	pthread_t thread;
+	atomic_bool done;
+} server;
+
 struct loomi_bus {
 	nng_socket rep, pub, req;
 	char inproc_req[64], inproc_events[64];
 	size_t max;
-	int n_threads;
-	pthread_t *threads;
+	int n_servers;             /* started */
+	server *servers;
+	atomic_bool closing;
 	pthread_mutex_t mtx;
 	pthread_cond_t cv;
 	bus_service *services;
@@ -513,7 +534,7 @@ publish_doc(loomi_bus *bus, const char *topic, const char *from, json_t *body)
 		json_object_set_new(doc, "from", json_string(from));
 	if ((rv = msg_from_json(doc, topic, &m)) != 0)
 		return rv;
-	if (nng_msg_len(m) > bus->max + LOOMI_BUS_NAME_MAX + 1) {
+	if (nng_msg_len(m) - (strlen(topic) + 1) > bus->max) {
 		nng_msg_free(m);
 		return LOOM_ERANGE;
 	}
@@ -606,17 +627,16 @@ dispatch(loomi_bus *bus, const loomi_envelope *env)
 static void *
 serve_main(void *p)
 {
-	loomi_bus *bus = p;
+	server *sv = p;
+	loomi_bus *bus = sv->bus;
+	nng_aio *aio = sv->aio;
 	nng_ctx ctx;
-	nng_aio *aio;
 
-	if (nng_ctx_open(&ctx, bus->rep) != 0)
-		return NULL;
-	if (nng_aio_alloc(&aio, NULL, NULL) != 0) {
-		nng_ctx_close(ctx);
+	if (nng_ctx_open(&ctx, bus->rep) != 0) {
+		atomic_store(&sv->done, true);
 		return NULL;
 	}
-	for (;;) {
+	while (!atomic_load(&bus->closing)) {
 		nng_msg *m;
 		loomi_envelope env;
 		const char *why;
@@ -627,7 +647,7 @@ serve_main(void *p)
 		nng_aio_wait(aio);
 		if ((rv = nng_aio_result(aio)) == NNG_ECLOSED)
 			break;
-		if (rv != 0)
+		if (rv != 0) /* NNG_ECANCELED: loomi_bus_close wants us gone */
 			continue;
 		m = nng_aio_get_msg(aio);
 		rv = loomi_envelope_parse(nng_msg_body(m), nng_msg_len(m), bus->max,
@@ -640,9 +660,25 @@ serve_main(void *p)
 			continue;
 		}
 		reply = dispatch(bus, &env);
-		loomi_envelope_free(&env);
-		if (reply == NULL || msg_from_json(reply, NULL, &m) != 0)
+		if (reply == NULL || msg_from_json(reply, NULL, &m) != 0) {
+			loomi_envelope_free(&env);
 			continue;
+		}
+		if (nng_msg_len(m) > bus->max) {
+			/* The requester would refuse it: say why instead. */
+			char *msg = loomi_strfmt("the reply of \"%s\" is %zu bytes, over "
+			                         "bus.max_message (%zu)",
+			                         env.service, nng_msg_len(m), bus->max);
+			LOG_WARN("bus: %s", msg);
+			nng_msg_free(m);
+			rv = msg_from_json(reply_doc(env.id, LOOM_ERANGE, NULL, msg), NULL, &m);
+			free(msg);
+			if (rv != 0) {
+				loomi_envelope_free(&env);
+				continue;
+			}
+		}
+		loomi_envelope_free(&env);
 		nng_aio_set_msg(aio, m);
 		nng_ctx_send(ctx, aio);
 		nng_aio_wait(aio);
@@ -652,9 +688,39 @@ serve_main(void *p)
 				break;
 		}
 	}
-	nng_aio_free(aio);
+	/* Close the context here, while the socket is open: NNG 1.5 may
+	 * destroy a context on one thread while nng_close(socket) on another
+	 * frees the protocol state under it (a panic, "pthread_mutex_lock:
+	 * Invalid argument"). */
 	nng_ctx_close(ctx);
+	atomic_store(&sv->done, true);
 	return NULL;
+}
+
+/* Stop the serving threads before their socket closes (see serve_main). */
+static void
+stop_servers(loomi_bus *bus)
+{
+	bool running;
+
+	atomic_store(&bus->closing, true);
+	do {
+		/* A thread may start a receive just after a cancel: repeat. */
+		running = false;
+		for (int i = 0; i < bus->n_servers; i++) {
+			if (!atomic_load(&bus->servers[i].done)) {
+				running = true;
+				nng_aio_cancel(bus->servers[i].aio);
+			}
+		}
+		if (running)
+			nanosleep(&(struct timespec){0, 1000000}, NULL);
+	} while (running);
+	for (int i = 0; i < bus->n_servers; i++) {
+		pthread_join(bus->servers[i].thread, NULL);
+		nng_aio_free(bus->servers[i].aio);
+	}
+	bus->n_servers = 0;
 }
 
 static int
@@ -669,7 +735,7 @@ listen_on(nng_socket s, const char *addr, size_t max, char **err)
 		                    addr, nng_strerror(rv));
 		return nng_to_loom(rv);
 	}
-	nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, max);
+	nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, max + WIRE_HEADER_MAX);
 	if (strncmp(addr, "ipc://", 6) == 0)
 		nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, 0600);
 	if ((rv = nng_listener_start(l, 0)) != 0) {
@@ -687,11 +753,10 @@ loomi_bus_open(const loomi_bus_config *cfg, loomi_bus **out, char **err)
 {
 	loomi_bus *bus = loomi_xcalloc(1, sizeof *bus);
 	unsigned n = atomic_fetch_add(&bus_counter, 1);
-	int rv;
+	int n_threads, rv;
 
 	*err = NULL;
 	bus->max = cfg && cfg->max_message ? cfg->max_message : DEFAULT_MAX_MESSAGE;
-	bus->n_threads = cfg && cfg->threads > 0 ? cfg->threads : 4;
 	pthread_mutex_init(&bus->mtx, NULL);
 	pthread_cond_init(&bus->cv, NULL);
 	snprintf(bus->inproc_req, sizeof bus->inproc_req, "inproc://loom-bus-%u.req", n);
@@ -703,8 +768,9 @@ loomi_bus_open(const loomi_bus_config *cfg, loomi_bus **out, char **err)
 		rv = nng_to_loom(rv);
 		goto fail;
 	}
-	nng_socket_set_size(bus->rep, NNG_OPT_RECVMAXSZ, bus->max);
-	nng_socket_set_size(bus->req, NNG_OPT_RECVMAXSZ, bus->max);
+	nng_socket_set_size(bus->rep, NNG_OPT_RECVMAXSZ, bus->max + WIRE_HEADER_MAX);
+	nng_socket_set_size(bus->req, NNG_OPT_RECVMAXSZ, bus->max + WIRE_HEADER_MAX);
+	nng_socket_set_int(bus->pub, NNG_OPT_SENDBUF, PUB_QUEUE);
 	nng_socket_set_ms(bus->req, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	if ((rv = listen_on(bus->rep, bus->inproc_req, bus->max, err)) != 0 ||
 	    (rv = listen_on(bus->pub, bus->inproc_events, bus->max, err)) != 0)
@@ -718,14 +784,24 @@ loomi_bus_open(const loomi_bus_config *cfg, loomi_bus **out, char **err)
 		rv = nng_to_loom(rv);
 		goto fail;
 	}
-	bus->threads = loomi_xcalloc((size_t)bus->n_threads, sizeof *bus->threads);
-	for (int i = 0; i < bus->n_threads; i++) {
-		if (pthread_create(&bus->threads[i], NULL, serve_main, bus) != 0) {
-			bus->n_threads = i;
+	n_threads = cfg && cfg->threads > 0 ? cfg->threads : 4;
+	bus->servers = loomi_xcalloc((size_t)n_threads, sizeof *bus->servers);
+	for (int i = 0; i < n_threads; i++) {
+		server *sv = &bus->servers[i];
+		sv->bus = bus;
+		atomic_init(&sv->done, false);
+		if (nng_aio_alloc(&sv->aio, NULL, NULL) != 0) {
+			*err = loomi_strdup("bus: cannot start its threads: out of memory");
+			rv = LOOM_ENOMEM;
+			goto fail;
+		}
+		if (pthread_create(&sv->thread, NULL, serve_main, sv) != 0) {
+			nng_aio_free(sv->aio);
 			*err = loomi_strdup("bus: cannot start its threads");
 			rv = LOOM_ENOMEM;
 			goto fail;
 		}
+		bus->n_servers++; /* the threads loomi_bus_close stops */
 	}
 	*out = bus;
 	return 0;
@@ -739,11 +815,10 @@ loomi_bus_close(loomi_bus *bus)
 {
 	if (bus == NULL)
 		return;
+	stop_servers(bus);
+	free(bus->servers);
 	nng_close(bus->req);
 	nng_close(bus->rep);
-	for (int i = 0; i < bus->n_threads; i++)
-		pthread_join(bus->threads[i], NULL);
-	free(bus->threads);
 	while (bus->subs) {
 		sub *s = bus->subs;
 		bus->subs = s->next;
@@ -888,7 +963,7 @@ loomi_bus_client_open(const char *requests, const char *events, size_t max_messa
 			return nng_to_loom(rv);
 		}
 		c->has_req = true;
-		nng_socket_set_size(c->req, NNG_OPT_RECVMAXSZ, c->max);
+		nng_socket_set_size(c->req, NNG_OPT_RECVMAXSZ, c->max + WIRE_HEADER_MAX);
 		nng_socket_set_ms(c->req, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 		if ((rv = nng_dial(c->req, requests, NULL, 0)) != 0) {
 			*err = loomi_strfmt("bus: cannot connect to %s: %s; is loomd running, and is "

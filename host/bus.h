@@ -34,7 +34,8 @@ typedef struct loomi_bus_client loomi_bus_client;
 typedef struct loomi_bus_config {
 	const char *requests;      /* external request listener, or NULL */
 	const char *events;        /* external event listener, or NULL */
-	size_t max_message;        /* bytes; 0: 1 MiB */
+	size_t max_message;        /* bytes of an envelope (an event's topic
+	                            * frame comes on top); 0: 1 MiB */
 	int threads;               /* request-serving threads; 0: 4 */
 } loomi_bus_config;
 

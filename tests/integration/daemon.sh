@@ -95,6 +95,12 @@ has "$T/all" "another loomd (pid $LOOMD_PID) is running on the state directory $
 expect 0 loomctl --url "$URL" health
 ok "a second loomd on the same state directory is refused"
 
+expect 1 loomd -c "$T/loomd.conf" --state-dir "$T/state-port" --listen "127.0.0.1:${URL##*:}" --foreground
+cat "$T/out" "$T/err" >"$T/all"
+has "$T/all" "cannot listen on 127.0.0.1:${URL##*:}: Address in use; another process holds that port"
+[ ! -e "$T/state-port/loomd.url" ] || fail "a failed start left loomd.url"
+ok "a taken port is refused with a clear message"
+
 # ---------------------------------------------------------------- SIGHUP reopens the log
 mv "$T/daemon.log" "$T/daemon.log.1"
 kill -HUP "$LOOMD_PID"
