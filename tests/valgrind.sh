@@ -5,6 +5,6 @@
 CK_FORK=no
 CK_DEFAULT_TIMEOUT=600
 export CK_FORK CK_DEFAULT_TIMEOUT
-exec "${LIBTOOL:-libtool}" --mode=execute valgrind --quiet --leak-check=full \
+exec ${LIBTOOL:-libtool} --mode=execute valgrind --quiet --leak-check=full \
 	--errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
 	--suppressions="$LOOM_TEST_SRCDIR/tests/valgrind.supp" "$@"

@@ -37,7 +37,7 @@ ok() { echo "ok - $*"; }
 # loomd, under valgrind memcheck when LOOM_VALGRIND=1.
 loomd() {
 	if [ "${LOOM_VALGRIND:-}" = 1 ]; then
-		"$LIBTOOL" --mode=execute valgrind --quiet --leak-check=full \
+		$LIBTOOL --mode=execute valgrind --quiet --leak-check=full \
 			--errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
 			--suppressions="$S/tests/valgrind.supp" "$LOOMD" "$@"
 	else
