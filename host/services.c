@@ -8,11 +8,16 @@
 #include "log.h"
 #include "plugins.h"
 
+static void svc_vlog(loom_instance *ins, int level, const char *fmt, va_list ap)
+	LOOM_PRINTF(3, 0);
+
 static void
 svc_vlog(loom_instance *ins, int level, const char *fmt, va_list ap)
 {
 	loomi_vlog(level, ins ? ins->prefix : NULL, fmt, ap);
 }
+
+static void svc_log(loom_instance *ins, int level, const char *fmt, ...) LOOM_PRINTF(3, 4);
 
 static void
 svc_log(loom_instance *ins, int level, const char *fmt, ...)
