@@ -61,7 +61,7 @@ hexval(int c)
 
 /* Percent-decode n bytes of s; NULL when malformed or decoding to NUL. */
 static char *
-url_decode(const char *s, size_t n, bool plus_is_space)
+url_decode(const char *s, size_t n)
 {
 	char *out = loomi_xmalloc(n + 1), *o = out;
 
@@ -80,32 +80,12 @@ url_decode(const char *s, size_t n, bool plus_is_space)
 			}
 			*o++ = (char)(hi * 16 + lo);
 			i += 2;
-		} else if (plus_is_space && s[i] == '+') {
-			*o++ = ' ';
 		} else {
 			*o++ = s[i];
 		}
 	}
 	*o = '\0';
 	return out;
-}
-
-char *
-loomi_api_query(const loomi_http_req *req, const char *name)
-{
-	size_t nl = strlen(name);
-	const char *p = req->query;
-
-	while (p && *p) {
-		const char *amp = strchr(p, '&'), *end = amp ? amp : p + strlen(p);
-		const char *eq = memchr(p, '=', (size_t)(end - p));
-		if (eq && (size_t)(eq - p) == nl && strncmp(p, name, nl) == 0)
-			return url_decode(eq + 1, (size_t)(end - eq - 1), true);
-		if (!eq && (size_t)(end - p) == nl && strncmp(p, name, nl) == 0)
-			return loomi_strdup("");
-		p = amp ? amp + 1 : NULL;
-	}
-	return NULL;
 }
 
 /* Does path match pattern?  {name} segments match one non-empty segment
@@ -248,7 +228,7 @@ route_request(loomi_daemon *d, loomi_http_req *req, loomi_http_res *res)
 		bool bad = false;
 		for (size_t k = 0; k < m.n_params; k++) {
 			const char *seg = m.params[k], *end = strchr(seg, '/');
-			params[k] = url_decode(seg, end ? (size_t)(end - seg) : strlen(seg), false);
+			params[k] = url_decode(seg, end ? (size_t)(end - seg) : strlen(seg));
 			if (params[k] == NULL)
 				bad = true;
 			m.params[k] = params[k];
@@ -297,17 +277,17 @@ http_cb(nng_aio *aio)
 	req.query = q ? q + 1 : "";
 	req.body = body;
 	req.body_len = body_len;
-	path = url_decode(uri, q ? (size_t)(q - uri) : strlen(uri), false);
-	if (path == NULL) {
-		loomi_api_error(&res, 400, "bad_request", "malformed percent-encoding in the path");
-	} else {
+	/* Routes match the path as sent; each {param} is decoded once, after
+	 * matching, so an encoded '/' or '%' stays inside its segment. */
+	path = loomi_strndup(uri, q ? (size_t)(q - uri) : strlen(uri));
+	{
 		/* Collapse a trailing slash so /api/v1/plugins/ finds its route. */
 		size_t n = strlen(path);
 		while (n > 1 && path[n - 1] == '/')
 			path[--n] = '\0';
-		req.path = path;
-		route_request(api->d, &req, &res);
 	}
+	req.path = path;
+	route_request(api->d, &req, &res);
 
 	if (res.status == 0) {
 		LOG_ERROR("http %s %s: the route set no status (a bug)", req.method, uri);

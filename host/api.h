@@ -14,7 +14,7 @@ typedef struct loomi_api loomi_api;
 /* A request as a route sees it. */
 typedef struct loomi_http_req {
 	const char *method;
-	const char *path;          /* decoded path, without the query */
+	const char *path;          /* the path as sent (not decoded), no query */
 	const char *query;         /* raw query string after '?', or "" */
 	const char *body;
 	size_t body_len;
@@ -42,8 +42,5 @@ void loomi_api_stop(loomi_daemon *d);
 /* Set an error response: status, a stable code string and a message. */
 void loomi_api_error(loomi_http_res *res, int status, const char *code, const char *fmt, ...)
 	LOOM_PRINTF(4, 5);
-
-/* The value of a query parameter (decoded, caller frees), or NULL. */
-char *loomi_api_query(const loomi_http_req *req, const char *name);
 
 #endif /* LOOM_HOST_API_H */

@@ -110,12 +110,6 @@ loomi_log_enabled(int level)
 	return level <= __atomic_load_n(&log_level, __ATOMIC_RELAXED);
 }
 
-int
-loomi_log_level(void)
-{
-	return log_level;
-}
-
 void
 loomi_log_set_hook(void (*fn)(void *, int, const char *, const char *), void *arg)
 {

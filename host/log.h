@@ -25,7 +25,6 @@ void loomi_log_close(void);
 void loomi_log(int level, const char *who, const char *fmt, ...) LOOM_PRINTF(3, 4);
 void loomi_vlog(int level, const char *who, const char *fmt, va_list ap) LOOM_PRINTF(3, 0);
 bool loomi_log_enabled(int level);
-int loomi_log_level(void);
 
 /* "error" … "trace" ↔ LOOM_LOG_*; parse returns -1 for an unknown name. */
 int loomi_log_level_parse(const char *name);

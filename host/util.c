@@ -63,19 +63,29 @@ loomi_strndup(const char *s, size_t n)
 }
 
 char *
-loomi_strfmt(const char *fmt, ...)
+loomi_vstrfmt(const char *fmt, va_list ap)
 {
-	va_list ap, ap2;
+	va_list ap2;
 	int n;
 	char *s;
 
-	va_start(ap, fmt);
 	va_copy(ap2, ap);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	s = loomi_xmalloc((size_t)(n < 0 ? 0 : n) + 1);
-	vsnprintf(s, (size_t)n + 1, fmt, ap2);
+	n = vsnprintf(NULL, 0, fmt, ap2);
 	va_end(ap2);
+	s = loomi_xmalloc((size_t)(n < 0 ? 0 : n) + 1);
+	vsnprintf(s, (size_t)(n < 0 ? 0 : n) + 1, fmt, ap);
+	return s;
+}
+
+char *
+loomi_strfmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	s = loomi_vstrfmt(fmt, ap);
+	va_end(ap);
 	return s;
 }
 
@@ -92,18 +102,11 @@ loomi_strv_push(loomi_strv *sv, char *owned)
 void
 loomi_strv_pushf(loomi_strv *sv, const char *fmt, ...)
 {
-	va_list ap, ap2;
-	int n;
-	char *s;
+	va_list ap;
 
 	va_start(ap, fmt);
-	va_copy(ap2, ap);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	loomi_strv_push(sv, loomi_vstrfmt(fmt, ap));
 	va_end(ap);
-	s = loomi_xmalloc((size_t)(n < 0 ? 0 : n) + 1);
-	vsnprintf(s, (size_t)n + 1, fmt, ap2);
-	va_end(ap2);
-	loomi_strv_push(sv, s);
 }
 
 void

@@ -2,6 +2,7 @@
 #ifndef LOOM_HOST_UTIL_H
 #define LOOM_HOST_UTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +17,7 @@ void *loomi_xrealloc(void *p, size_t n);
 char *loomi_strdup(const char *s);
 char *loomi_strndup(const char *s, size_t n);
 char *loomi_strfmt(const char *fmt, ...) LOOM_PRINTF(1, 2);
+char *loomi_vstrfmt(const char *fmt, va_list ap) LOOM_PRINTF(1, 0);
 
 /* A growable list of owned strings. */
 typedef struct loomi_strv {

@@ -56,6 +56,11 @@ has "$T/body" '"code":"method_not_allowed"'
 has "$T/headers" "Allow: GET, HEAD"
 code=$(curl -s -o "$T/body" -w '%{http_code}' "$URL/api/v1/plugins/%zz")
 [ "$code" = 400 ] || fail "malformed escape gave $code"
+code=$(curl -s -o "$T/body" -w '%{http_code}' "$URL/api/v1/plugins/%65cho")
+[ "$code" = 200 ] || fail "an encoded instance name gave $code"
+code=$(curl -s -o "$T/body" -w '%{http_code}' "$URL/api/v1/plugins/echo%2Fx")
+[ "$code" = 404 ] || fail "an encoded slash gave $code"
+has "$T/body" 'no plugin instance \"echo/x\"'
 code=$(curl -s -o "$T/body" -w '%{http_code}' "$URL/api/v1/plugins/echo/")
 [ "$code" = 200 ] || fail "trailing slash gave $code"
 curl -s -o /dev/null -I "$URL/api/v1/health" || fail "HEAD failed"

@@ -81,17 +81,19 @@ tu_run(Suite *s)
 }
 
 static pthread_mutex_t cap_mtx = PTHREAD_MUTEX_INITIALIZER;
-static char cap_buf[65536];
+static char cap_buf[65536], cap_snapshot[65536];
 static size_t cap_len;
 
 static void
 cap_hook(void *arg, int level, const char *who, const char *msg)
 {
+	int n;
+
 	(void)arg;
-	(void)level;
 	pthread_mutex_lock(&cap_mtx);
-	cap_len += (size_t)snprintf(cap_buf + cap_len, sizeof cap_buf - cap_len, "%s%s%s\n",
-	                            who ? who : "", who ? ": " : "", msg);
+	n = snprintf(cap_buf + cap_len, sizeof cap_buf - cap_len, "%s %s%s%s\n",
+	             loomi_log_level_name(level), who ? who : "", who ? ": " : "", msg);
+	cap_len += n > 0 ? (size_t)n : 0;
 	if (cap_len >= sizeof cap_buf)
 		cap_len = sizeof cap_buf - 1;
 	pthread_mutex_unlock(&cap_mtx);
@@ -107,8 +109,27 @@ tu_log_capture(void)
 	loomi_log_set_hook(cap_hook, NULL);
 }
 
+void
+tu_log_stop(void)
+{
+	loomi_log_set_hook(NULL, NULL);
+}
+
+bool
+tu_log_has(const char *text)
+{
+	bool found;
+	pthread_mutex_lock(&cap_mtx);
+	found = strstr(cap_buf, text) != NULL;
+	pthread_mutex_unlock(&cap_mtx);
+	return found;
+}
+
 const char *
 tu_log_text(void)
 {
-	return cap_buf;
+	pthread_mutex_lock(&cap_mtx);
+	memcpy(cap_snapshot, cap_buf, cap_len + 1);
+	pthread_mutex_unlock(&cap_mtx);
+	return cap_snapshot;
 }

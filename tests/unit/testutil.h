@@ -19,9 +19,14 @@ const char *tu_env(const char *name);
 /* Run a suite; returns the process exit status for main. */
 int tu_run(Suite *s);
 
-/* Capture host log lines (for asserting on messages). */
+/* Capture host log lines (for asserting on messages): "LEVEL WHO: MSG" or
+ * "LEVEL MSG" per line.  Safe while other threads log. */
 void tu_log_capture(void);
-/* All captured lines joined by '\n' (static buffer, reset by capture). */
+void tu_log_stop(void);
+/* Does the captured text contain text? */
+bool tu_log_has(const char *text);
+/* A snapshot of everything captured (a static buffer, overwritten by the
+ * next call). */
 const char *tu_log_text(void);
 
 #endif

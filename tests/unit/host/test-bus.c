@@ -59,69 +59,11 @@ sleep_ms(int ms)
 
 /* ------------------------------------------------------------------ log lines */
 
-/* Our own hook rather than tu_log_capture: bus threads log while the test
- * reads, and tu_log_text() reads its buffer without a lock. */
-static pthread_mutex_t cap_mtx = PTHREAD_MUTEX_INITIALIZER;
-static char cap_buf[65536];
-static size_t cap_len;
-
-static void
-cap_hook(void *arg, int level, const char *who, const char *msg)
-{
-	(void)arg;
-	(void)who;
-	pthread_mutex_lock(&cap_mtx);
-	if (cap_len < sizeof cap_buf - 1) {
-		int n = snprintf(cap_buf + cap_len, sizeof cap_buf - cap_len, "%s %s\n",
-		                 loomi_log_level_name(level), msg);
-		cap_len += n > 0 ? (size_t)n : 0;
-		if (cap_len >= sizeof cap_buf)
-			cap_len = sizeof cap_buf - 1;
-	}
-	pthread_mutex_unlock(&cap_mtx);
-}
-
-static void
-cap_start(void)
-{
-	pthread_mutex_lock(&cap_mtx);
-	cap_len = 0;
-	cap_buf[0] = '\0';
-	pthread_mutex_unlock(&cap_mtx);
-	loomi_log_set_hook(cap_hook, NULL);
-}
-
-static void
-cap_stop(void)
-{
-	loomi_log_set_hook(NULL, NULL);
-}
-
-static bool
-cap_has(const char *text)
-{
-	bool found;
-	pthread_mutex_lock(&cap_mtx);
-	found = strstr(cap_buf, text) != NULL;
-	pthread_mutex_unlock(&cap_mtx);
-	return found;
-}
-
-static void
-cap_copy(char *out, size_t n)
-{
-	pthread_mutex_lock(&cap_mtx);
-	snprintf(out, n, "%s", cap_buf);
-	pthread_mutex_unlock(&cap_mtx);
-}
-
-#define ck_assert_logged(text)                                                                 \
-	do {                                                                                   \
-		char log_copy_[4096];                                                          \
-		WAIT_UNTIL(cap_has(text), 2000);                                               \
-		cap_copy(log_copy_, sizeof log_copy_);                                         \
-		ck_assert_msg(cap_has(text), "expected the log line \"%s\"; the log was:\n%s", \
-		              text, log_copy_);                                                \
+#define ck_assert_logged(text)                                                            \
+	do {                                                                              \
+		WAIT_UNTIL(tu_log_has(text), 2000);                                       \
+		ck_assert_msg(tu_log_has(text), "expected the log line \"%s\"; the log was:\n%s", \
+		              text, tu_log_text());                                       \
 	} while (0)
 
 /* ------------------------------------------------------------------ a bus on disk */
@@ -712,7 +654,7 @@ START_TEST(handler_errors)
 	ck_assert_str_eq(reply, loom_strerror(LOOM_ECONFLICT));
 	free(reply);
 
-	cap_start();
+	tu_log_capture();
 	ck_assert_int_eq(loomi_bus_request(t.bus, "array-reply", NULL, "{}", 2000, &reply),
 	                 LOOM_EINTERNAL);
 	ck_assert_str_eq(reply, "the service's handler returned malformed JSON");
@@ -725,7 +667,7 @@ START_TEST(handler_errors)
 	free(reply);
 	ck_assert_logged("error bus: the handler of \"broken-reply\" returned a reply that is not "
 	                 "a JSON object");
-	cap_stop();
+	tu_log_stop();
 
 	ck_assert_int_eq(loomi_bus_request(t.bus, "nobody", NULL, "{}", 2000, &reply),
 	                 LOOM_ENOSERVICE);
@@ -1217,7 +1159,7 @@ START_TEST(reply_too_large)
 	snprintf(big, 2 * MAX, "{\"pad\":\"%0*d\"}", MAX, 0);
 	tbus_open(&t, MAX, 0);
 	ck_assert_int_eq(loomi_bus_serve(t.bus, "big", h_text, big, NULL), 0);
-	cap_start();
+	tu_log_capture();
 	t0 = now_ms();
 	ck_assert_int_eq(loomi_bus_request(t.bus, "big", NULL, "{}", 5000, &reply), LOOM_ERANGE);
 	ck_assert_ptr_nonnull(reply);
@@ -1235,7 +1177,7 @@ START_TEST(reply_too_large)
 	free(reply);
 	ck_assert_int_lt(now_ms() - t0, 2000);
 	ck_assert_logged("warn bus: the reply of \"big\"");
-	cap_stop();
+	tu_log_stop();
 	ck_assert_int_eq(loomi_bus_client_request(c, "bus.ping", NULL, "{}", 2000, NULL), 0);
 	ck_assert_uint_eq(loomi_bus_client_dropped(c), 0);
 	loomi_bus_client_close(c);
@@ -1609,7 +1551,7 @@ START_TEST(wire_malformed_requests)
 	ck_assert_int_eq(nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, raw_pipe_removed, NULL), 0);
 	atomic_store(&raw_pipes_removed, 0);
 	ck_assert_int_eq(nng_dial(s, t.requests, NULL, 0), 0);
-	cap_start();
+	tu_log_capture();
 
 	for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++) {
 		before = loomi_bus_dropped(t.bus);
@@ -1679,7 +1621,7 @@ START_TEST(wire_malformed_requests)
 	raw_expect_pong(s, msg, 900004);
 	free(msg);
 	ck_assert_int_eq(loomi_bus_request(t.bus, "bus.ping", NULL, "{}", 2000, NULL), 0);
-	cap_stop();
+	tu_log_stop();
 	nng_close(s);
 	tbus_close(&t);
 }
@@ -1758,7 +1700,7 @@ START_TEST(wire_malformed_events)
 		ck_assert_uint_eq(strlen(big), MAX + 1);
 	}
 
-	cap_start();
+	tu_log_capture();
 	before = loomi_bus_client_dropped(c);
 	for (size_t i = 0; i < n_garbage; i++)
 		raw_pub(pub, garbage[i].topic, garbage[i].json ? garbage[i].json : big);
@@ -1777,7 +1719,7 @@ START_TEST(wire_malformed_events)
 		         garbage[i].why);
 		ck_assert_logged(line);
 	}
-	cap_stop();
+	tu_log_stop();
 
 	loomi_bus_client_close(c);
 	nng_close(pub);
