@@ -1,118 +1,12 @@
-/* Config documents and their validation.
- *
- * A document is a tree of jansson values read from a libconfig file (with
- * the source line of every setting) or from JSON text.  A schema — an array
- * of loomi_field — says which keys a group accepts; loomi_schema_check
- * reports every unknown key (with a did-you-mean), wrong type, missing
- * setting, value out of range and string not among the choices, as
- * "FILE:LINE: PATH: message".  loomd.conf is read through this, and so are
- * plugin config groups, against the plugin's loom_config_entry map. */
+/* loomd.conf: the daemon's settings.  Validation goes through schema.h;
+ * plugin config groups are checked later against each plugin's map. */
 #ifndef LOOM_HOST_CONF_H
 #define LOOM_HOST_CONF_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
-#include <loom/host.h>
-
-#include "util.h"
-
-/* ------------------------------------------------------------------ documents */
-
-typedef struct loomi_doc_loc {
-	const json_t *value;
-	int line;
-} loomi_doc_loc;
-
-typedef struct loomi_doc {
-	json_t *root;       /* an object */
-	char *name;         /* file name used in messages */
-	loomi_doc_loc *locs;
-	size_t n_locs, cap_locs;
-} loomi_doc;
-
-/* Read a libconfig file.  On a syntax or I/O error returns LOOM_ECONFIG or
- * LOOM_EIO with the message in errs. */
-int loomi_doc_load_file(loomi_doc *doc, const char *path, loomi_strv *errs);
-/* Parse libconfig text (tests, job specs given inline). */
-int loomi_doc_load_string(loomi_doc *doc, const char *text, const char *name,
-                          loomi_strv *errs);
-/* Parse JSON text; the root must be an object. */
-int loomi_doc_load_json(loomi_doc *doc, const char *text, size_t len, const char *name,
-                        loomi_strv *errs);
-void loomi_doc_free(loomi_doc *doc);
-/* The source line of a value, 0 when unknown (JSON). */
-int loomi_doc_line(const loomi_doc *doc, const json_t *value);
-/* "NAME:LINE: " or "NAME: " prefix for a message about value. */
-void loomi_doc_errf(const loomi_doc *doc, const json_t *value, loomi_strv *errs,
-                    const char *fmt, ...) LOOM_PRINTF(4, 5);
-
-/* ------------------------------------------------------------------ schemas */
-
-typedef enum loomi_ftype {
-	LOOMI_F_BOOL = 1,
-	LOOMI_F_INT,
-	LOOMI_F_DOUBLE,
-	LOOMI_F_STRING,
-	LOOMI_F_SIZE,
-	LOOMI_F_DURATION,
-	LOOMI_F_STRLIST,
-	LOOMI_F_PATH,
-	LOOMI_F_GROUP,      /* a group with children fields */
-	LOOMI_F_GROUPLIST,  /* a list of groups, each with children fields */
-	LOOMI_F_ANYGROUP,   /* a group checked elsewhere (plugin config) */
-	LOOMI_F_DOUBLELIST, /* a list of numbers */
-	LOOMI_F_INTLIST,    /* a list of integers */
-} loomi_ftype;
-
-#define LOOMI_F_REQUIRED 0x1u
-#define LOOMI_F_RANGE 0x2u
-
-typedef struct loomi_field {
-	const char *key;
-	int type;                          /* loomi_ftype */
-	unsigned flags;                    /* LOOMI_F_* */
-	const char *choices;               /* strings: "a|b|c" */
-	double min, max;                   /* with LOOMI_F_RANGE */
-	const struct loomi_field *children;/* GROUP, GROUPLIST; ends with key NULL */
-	const char *help;                  /* what it is, for messages */
-} loomi_field;
-
-/* Check group (an object) against fields.  path is the group's own path
- * ("" for the root, "model" …).  Appends messages to errs; returns the
- * number of problems found. */
-int loomi_schema_check(const loomi_doc *doc, const json_t *group, const loomi_field *fields,
-                       const char *path, loomi_strv *errs);
-
-/* The type name used in messages: "an integer", "a string" … */
-const char *loomi_json_type_name(const json_t *v);
-
-/* ------------------------------------------------------------------ plugin config maps */
-
-/* The values of a plugin config group after validation: types normalized
- * (sizes in bytes, durations in ms, paths resolved), defaults applied. */
-typedef struct loomi_pconf {
-	json_t *values;                    /* key → value */
-	loomi_strv strings;                /* storage for strings filled into ctx */
-	struct loomi_pconf_list {
-		char *key;
-		char **items;              /* NULL-terminated */
-	} *lists;                          /* storage for string lists */
-	size_t n_lists;
-} loomi_pconf;
-
-/* Validate group (may be NULL: no settings given) against map, naming
- * problems with prefix ("plugin \"store\" (storage-local): config").  When
- * ctx is not NULL, write each value at ctx + offset.  Relative PATH values
- * resolve against base_dir.  Returns the number of problems. */
-int loomi_pconf_apply(const loomi_doc *doc, const json_t *group, const json_t *owner,
-                      const loom_config_entry *map, const char *prefix,
-                      const char *base_dir, void *ctx, loomi_pconf *out, loomi_strv *errs);
-void loomi_pconf_free(loomi_pconf *pc);
-/* The NULL-terminated list stored for key, or NULL. */
-char **loomi_pconf_strlist(const loomi_pconf *pc, const char *key);
+#include "schema.h"
 
 /* ------------------------------------------------------------------ loomd.conf */
 

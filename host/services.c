@@ -198,6 +198,21 @@ svc_storage_path(loom_instance *ins, const char *ref, char **path)
 	return rv ? rv : loomi_storage_local_path(st, key, path);
 }
 
+static int
+svc_instance_ops(loom_instance *ins, const char *name, uint32_t kind, const void **ops,
+                 void **ctx)
+{
+	loom_instance *other = name ? loomi_instance_find(ins->reg, name) : NULL;
+
+	if (other == NULL || !other->inited)
+		return LOOM_ENOENT;
+	if (other->kind != kind)
+		return LOOM_EINVAL;
+	*ops = other->desc->ops;
+	*ctx = other->ctx;
+	return 0;
+}
+
 static int64_t
 svc_wall_ms(void)
 {
@@ -262,6 +277,7 @@ static const loom_host services = {
 	.storage_get = svc_storage_get,
 	.storage_put = svc_storage_put,
 	.storage_path = svc_storage_path,
+	.instance_ops = svc_instance_ops,
 	.clock_wall_ms = svc_wall_ms,
 	.clock_mono_ns = svc_mono_ns,
 	.alloc = svc_alloc,

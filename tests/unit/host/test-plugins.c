@@ -442,6 +442,22 @@ START_TEST(host_services)
 	ck_assert_int_eq(loomi_storage_ref(&reg, "mem:x", &st, &key), 0);
 	ck_assert_str_eq(key, "x");
 
+	/* another instance's ops, by name and kind */
+	{
+		const void *ops;
+		void *ctx;
+		ck_assert_int_eq(h->instance_ops(reg.instances[1], "mem", LOOM_KIND_STORAGE, &ops,
+		                                 &ctx),
+		                 0);
+		ck_assert_ptr_eq(ops, reg.instances[0]->desc->ops);
+		ck_assert_ptr_eq(ctx, reg.instances[0]->ctx);
+		ck_assert_int_eq(h->instance_ops(reg.instances[1], "mem", LOOM_KIND_HEAD, &ops, &ctx),
+		                 LOOM_EINVAL);
+		ck_assert_int_eq(h->instance_ops(reg.instances[1], "nope", LOOM_KIND_HEAD, &ops,
+		                                 &ctx),
+		                 LOOM_ENOENT);
+	}
+
 	/* the instance's own directory is created on demand */
 	dir = h->state_dir(reg.instances[1]);
 	ck_assert_ptr_nonnull(dir);

@@ -1,0 +1,776 @@
+/* Config documents (libconfig or JSON) and their validation against
+ * schemas and plugin config maps.  See schema.h. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "schema.h"
+
+/* ------------------------------------------------------------------ documents */
+
+static void
+doc_add_loc(loomi_doc *doc, const json_t *v, int line)
+{
+	if (doc->n_locs == doc->cap_locs) {
+		doc->cap_locs = doc->cap_locs ? doc->cap_locs * 2 : 64;
+		doc->locs = loomi_xrealloc(doc->locs, doc->cap_locs * sizeof *doc->locs);
+	}
+	doc->locs[doc->n_locs].value = v;
+	doc->locs[doc->n_locs].line = line;
+	doc->n_locs++;
+}
+
+int
+loomi_doc_line(const loomi_doc *doc, const json_t *value)
+{
+	for (size_t i = 0; doc && i < doc->n_locs; i++) {
+		if (doc->locs[i].value == value)
+			return doc->locs[i].line;
+	}
+	return 0;
+}
+
+void
+loomi_doc_errf(const loomi_doc *doc, const json_t *value, loomi_strv *errs, const char *fmt,
+               ...)
+{
+	char msg[1024];
+	int line = loomi_doc_line(doc, value);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (doc && doc->name && line > 0)
+		loomi_strv_pushf(errs, "%s:%d: %s", doc->name, line, msg);
+	else if (doc && doc->name)
+		loomi_strv_pushf(errs, "%s: %s", doc->name, msg);
+	else
+		loomi_strv_push(errs, loomi_strdup(msg));
+}
+
+static bool
+utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
+		        : (*p & 0xf8) == 0xf0 ? 3 : -1;
+		if (n < 0)
+			return false;
+		p++;
+		while (n-- > 0) {
+			if ((*p & 0xc0) != 0x80)
+				return false;
+			p++;
+		}
+	}
+	return true;
+}
+
+static json_t *
+convert(loomi_doc *doc, config_setting_t *s, loomi_strv *errs)
+{
+	json_t *v = NULL;
+	int n;
+
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_GROUP:
+		v = json_object();
+		n = config_setting_length(s);
+		for (int i = 0; i < n; i++) {
+			config_setting_t *c = config_setting_get_elem(s, (unsigned)i);
+			json_t *cv = convert(doc, c, errs);
+			if (cv)
+				json_object_set_new(v, config_setting_name(c), cv);
+		}
+		break;
+	case CONFIG_TYPE_ARRAY:
+	case CONFIG_TYPE_LIST:
+		v = json_array();
+		n = config_setting_length(s);
+		for (int i = 0; i < n; i++) {
+			json_t *cv = convert(doc, config_setting_get_elem(s, (unsigned)i), errs);
+			if (cv)
+				json_array_append_new(v, cv);
+		}
+		break;
+	case CONFIG_TYPE_INT:
+		v = json_integer(config_setting_get_int(s));
+		break;
+	case CONFIG_TYPE_INT64:
+		v = json_integer(config_setting_get_int64(s));
+		break;
+	case CONFIG_TYPE_FLOAT:
+		v = json_real(config_setting_get_float(s));
+		break;
+	case CONFIG_TYPE_BOOL:
+		v = json_boolean(config_setting_get_bool(s));
+		break;
+	case CONFIG_TYPE_STRING: {
+		const char *str = config_setting_get_string(s);
+		if (!utf8_valid(str)) {
+			loomi_strv_pushf(errs, "%s:%d: %s: the string is not valid UTF-8",
+			                 doc->name, config_setting_source_line(s),
+			                 config_setting_name(s) ? config_setting_name(s) : "value");
+			return NULL;
+		}
+		v = json_string(str);
+		break;
+	}
+	default:
+		return NULL;
+	}
+	if (v)
+		doc_add_loc(doc, v, config_setting_source_line(s));
+	return v;
+}
+
+static int
+doc_from_config(loomi_doc *doc, config_t *cfg, int ok, const char *name, loomi_strv *errs)
+{
+	size_t before = errs->n;
+
+	memset(doc, 0, sizeof *doc);
+	doc->name = loomi_strdup(name);
+	if (!ok) {
+		const char *file = config_error_file(cfg);
+		if (config_error_type(cfg) == CONFIG_ERR_FILE_IO) {
+			loomi_strv_pushf(errs, "%s: cannot read the file: %s", name, strerror(errno));
+			return LOOM_EIO;
+		}
+		loomi_strv_pushf(errs, "%s:%d: syntax error: %s", file ? file : name,
+		                 config_error_line(cfg), config_error_text(cfg));
+		return LOOM_ECONFIG;
+	}
+	doc->root = convert(doc, config_root_setting(cfg), errs);
+	if (doc->root == NULL)
+		doc->root = json_object();
+	return errs->n > before ? LOOM_ECONFIG : 0;
+}
+
+int
+loomi_doc_load_file(loomi_doc *doc, const char *path, loomi_strv *errs)
+{
+	config_t cfg;
+	char *dir = loomi_strdup(path), *slash;
+	int rv, ok;
+	FILE *fp;
+
+	/* libconfig reports a missing file as a parse error at line 0; check
+	 * first so the message says what happened. */
+	if ((fp = fopen(path, "r")) == NULL) {
+		memset(doc, 0, sizeof *doc);
+		doc->name = loomi_strdup(path);
+		loomi_strv_pushf(errs, "%s: cannot open the config file: %s", path,
+		                 strerror(errno));
+		free(dir);
+		return LOOM_EIO;
+	}
+	config_init(&cfg);
+	if ((slash = strrchr(dir, '/')) != NULL) {
+		*slash = '\0';
+		config_set_include_dir(&cfg, dir[0] ? dir : "/");
+	}
+	ok = config_read(&cfg, fp);
+	fclose(fp);
+	rv = doc_from_config(doc, &cfg, ok, path, errs);
+	config_destroy(&cfg);
+	free(dir);
+	return rv;
+}
+
+int
+loomi_doc_load_string(loomi_doc *doc, const char *text, const char *name, loomi_strv *errs)
+{
+	config_t cfg;
+	int rv, ok;
+
+	config_init(&cfg);
+	ok = config_read_string(&cfg, text);
+	rv = doc_from_config(doc, &cfg, ok, name, errs);
+	config_destroy(&cfg);
+	return rv;
+}
+
+int
+loomi_doc_load_json(loomi_doc *doc, const char *text, size_t len, const char *name,
+                    loomi_strv *errs)
+{
+	json_error_t jerr;
+
+	memset(doc, 0, sizeof *doc);
+	doc->name = loomi_strdup(name);
+	doc->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (doc->root == NULL) {
+		loomi_strv_pushf(errs, "%s:%d:%d: malformed JSON: %s", name, jerr.line, jerr.column,
+		                 jerr.text);
+		return LOOM_ECONFIG;
+	}
+	if (!json_is_object(doc->root)) {
+		loomi_strv_pushf(errs, "%s: expected a JSON object, got %s", name,
+		                 loomi_json_type_name(doc->root));
+		json_decref(doc->root);
+		doc->root = NULL;
+		return LOOM_ECONFIG;
+	}
+	return 0;
+}
+
+void
+loomi_doc_free(loomi_doc *doc)
+{
+	json_decref(doc->root);
+	free(doc->name);
+	free(doc->locs);
+	memset(doc, 0, sizeof *doc);
+}
+
+/* ------------------------------------------------------------------ schemas */
+
+const char *
+loomi_json_type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "a group";
+	case JSON_ARRAY: return "a list";
+	case JSON_STRING: return "a string";
+	case JSON_INTEGER: return "an integer";
+	case JSON_REAL: return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE: return "a boolean";
+	case JSON_NULL: return "null";
+	}
+	return "a value";
+}
+
+static const char *
+ftype_name(int type)
+{
+	switch (type) {
+	case LOOMI_F_BOOL: return "a boolean (true or false)";
+	case LOOMI_F_INT: return "an integer";
+	case LOOMI_F_DOUBLE: return "a number";
+	case LOOMI_F_STRING: return "a string";
+	case LOOMI_F_PATH: return "a path (a string)";
+	case LOOMI_F_SIZE: return "a size (bytes, or a string such as \"64K\" or \"2G\")";
+	case LOOMI_F_DURATION: return "a duration (seconds, or a string such as \"250ms\" or \"5m\")";
+	case LOOMI_F_STRLIST: return "a list of strings";
+	case LOOMI_F_GROUP:
+	case LOOMI_F_ANYGROUP: return "a group { ... }";
+	case LOOMI_F_GROUPLIST: return "a list of groups ( { ... }, ... )";
+	case LOOMI_F_DOUBLELIST: return "a list of numbers";
+	case LOOMI_F_INTLIST: return "a list of integers";
+	}
+	return "a value";
+}
+
+static char *
+join_path(const char *path, const char *key)
+{
+	return path && path[0] ? loomi_strfmt("%s.%s", path, key) : loomi_strdup(key);
+}
+
+/* Is s one of "a|b|c"?  Fills a ", "-separated list and a suggestion. */
+static bool
+choice_ok(const char *choices, const char *s, char *list, size_t list_len, char *sug,
+          size_t sug_len)
+{
+	const char *opts[32];
+	char buf[512];
+	size_t n = 0;
+	bool found = false;
+
+	snprintf(buf, sizeof buf, "%s", choices);
+	list[0] = sug[0] = '\0';
+	for (char *save = NULL, *tok = strtok_r(buf, "|", &save); tok && n < 32;
+	     tok = strtok_r(NULL, "|", &save)) {
+		opts[n++] = tok;
+		if (strcmp(tok, s) == 0)
+			found = true;
+		if (strlen(list) + strlen(tok) + 3 < list_len) {
+			if (list[0])
+				strcat(list, ", ");
+			strcat(list, tok);
+		}
+	}
+	if (!found) {
+		const char *best = loomi_suggest(s, opts, n);
+		if (best)
+			snprintf(sug, sug_len, " (did you mean \"%s\"?)", best);
+	}
+	return found;
+}
+
+static int check_group(const loomi_doc *doc, const json_t *group, const loomi_field *fields,
+                       const char *path, loomi_strv *errs);
+
+static int
+type_error(const loomi_doc *doc, const json_t *v, const loomi_field *f, const char *path,
+           loomi_strv *errs)
+{
+	loomi_doc_errf(doc, v, errs, "%s: expected %s, got %s%s%s", path, ftype_name(f->type),
+	               loomi_json_type_name(v), f->help ? "; it is " : "", f->help ? f->help : "");
+	return 1;
+}
+
+static int
+range_check(const loomi_doc *doc, const json_t *v, const loomi_field *f, const char *path,
+            double x, loomi_strv *errs)
+{
+	if (!(f->flags & LOOMI_F_RANGE) || (x >= f->min && x <= f->max))
+		return 0;
+	loomi_doc_errf(doc, v, errs, "%s: %g is out of range; use a value from %g to %g", path, x,
+	               f->min, f->max);
+	return 1;
+}
+
+static int
+check_value(const loomi_doc *doc, const json_t *v, const loomi_field *f, const char *path,
+            loomi_strv *errs)
+{
+	char list[400], sug[100];
+	uint64_t size;
+	int64_t ms;
+	int problems = 0;
+	size_t i;
+	json_t *e;
+
+	switch (f->type) {
+	case LOOMI_F_BOOL:
+		if (!json_is_boolean(v))
+			return type_error(doc, v, f, path, errs);
+		return 0;
+	case LOOMI_F_INT:
+		if (!json_is_integer(v))
+			return type_error(doc, v, f, path, errs);
+		return range_check(doc, v, f, path, (double)json_integer_value(v), errs);
+	case LOOMI_F_DOUBLE:
+		if (!json_is_number(v))
+			return type_error(doc, v, f, path, errs);
+		return range_check(doc, v, f, path, json_number_value(v), errs);
+	case LOOMI_F_STRING:
+	case LOOMI_F_PATH:
+		if (!json_is_string(v))
+			return type_error(doc, v, f, path, errs);
+		if (f->choices &&
+		    !choice_ok(f->choices, json_string_value(v), list, sizeof list, sug, sizeof sug)) {
+			loomi_doc_errf(doc, v, errs, "%s: \"%s\" is not one of %s%s", path,
+			               json_string_value(v), list, sug);
+			return 1;
+		}
+		if ((f->flags & LOOMI_F_REQUIRED) && json_string_length(v) == 0) {
+			loomi_doc_errf(doc, v, errs, "%s: must not be empty%s%s%s", path,
+			               f->help ? " (" : "", f->help ? f->help : "", f->help ? ")" : "");
+			return 1;
+		}
+		return 0;
+	case LOOMI_F_SIZE:
+		if (json_is_integer(v) && json_integer_value(v) >= 0)
+			return range_check(doc, v, f, path, (double)json_integer_value(v), errs);
+		if (json_is_string(v)) {
+			int rv = loom_parse_size(json_string_value(v), &size);
+			if (rv == 0)
+				return range_check(doc, v, f, path, (double)size, errs);
+			loomi_doc_errf(doc, v, errs,
+			               "%s: \"%s\" is not a size; write bytes, or a number with K, M, G "
+			               "or T (\"512M\", \"2G\")",
+			               path, json_string_value(v));
+			return 1;
+		}
+		return type_error(doc, v, f, path, errs);
+	case LOOMI_F_DURATION:
+		if (json_is_number(v) && json_number_value(v) >= 0)
+			return range_check(doc, v, f, path, json_number_value(v) * 1000, errs);
+		if (json_is_string(v)) {
+			if (loom_parse_duration(json_string_value(v), &ms) == 0)
+				return range_check(doc, v, f, path, (double)ms, errs);
+			loomi_doc_errf(doc, v, errs,
+			               "%s: \"%s\" is not a duration; write seconds, or a number with "
+			               "ms, s, m, h or d (\"250ms\", \"30s\", \"5m\")",
+			               path, json_string_value(v));
+			return 1;
+		}
+		return type_error(doc, v, f, path, errs);
+	case LOOMI_F_STRLIST:
+	case LOOMI_F_DOUBLELIST:
+	case LOOMI_F_INTLIST:
+		if (!json_is_array(v))
+			return type_error(doc, v, f, path, errs);
+		json_array_foreach(v, i, e) {
+			bool ok = f->type == LOOMI_F_STRLIST   ? json_is_string(e)
+			          : f->type == LOOMI_F_INTLIST ? json_is_integer(e)
+			                                       : json_is_number(e);
+			if (!ok) {
+				loomi_doc_errf(doc, e, errs, "%s[%zu]: expected %s, got %s", path, i,
+				               f->type == LOOMI_F_STRLIST   ? "a string"
+				               : f->type == LOOMI_F_INTLIST ? "an integer"
+				                                            : "a number",
+				               loomi_json_type_name(e));
+				problems++;
+			} else if (f->type != LOOMI_F_STRLIST) {
+				char *ep = loomi_strfmt("%s[%zu]", path, i);
+				problems += range_check(doc, e, f, ep, json_number_value(e), errs);
+				free(ep);
+			}
+		}
+		return problems;
+	case LOOMI_F_GROUP:
+		if (!json_is_object(v))
+			return type_error(doc, v, f, path, errs);
+		return check_group(doc, v, f->children, path, errs);
+	case LOOMI_F_ANYGROUP:
+		if (!json_is_object(v))
+			return type_error(doc, v, f, path, errs);
+		return 0;
+	case LOOMI_F_GROUPLIST:
+		if (!json_is_array(v))
+			return type_error(doc, v, f, path, errs);
+		json_array_foreach(v, i, e) {
+			char *ep = loomi_strfmt("%s[%zu]", path, i);
+			if (!json_is_object(e)) {
+				loomi_doc_errf(doc, e, errs, "%s: expected a group { ... }, got %s", ep,
+				               loomi_json_type_name(e));
+				problems++;
+			} else {
+				problems += check_group(doc, e, f->children, ep, errs);
+			}
+			free(ep);
+		}
+		return problems;
+	}
+	return 0;
+}
+
+static int
+check_group(const loomi_doc *doc, const json_t *group, const loomi_field *fields,
+            const char *path, loomi_strv *errs)
+{
+	const char *names[64];
+	size_t nf = 0;
+	const char *key;
+	json_t *v;
+	int problems = 0;
+
+	for (const loomi_field *f = fields; f && f->key && nf < 64; f++)
+		names[nf++] = f->key;
+
+	json_object_foreach((json_t *)group, key, v) {
+		const loomi_field *f = NULL;
+		char *sub = join_path(path, key);
+		for (size_t i = 0; i < nf; i++) {
+			if (strcmp(fields[i].key, key) == 0)
+				f = &fields[i];
+		}
+		if (f == NULL) {
+			const char *best = loomi_suggest(key, names, nf);
+			if (best) {
+				loomi_doc_errf(doc, v, errs, "%s: unknown setting (did you mean %s?)", sub,
+				               best);
+			} else {
+				loomi_strv known = {0};
+				char *list;
+				for (size_t i = 0; i < nf; i++)
+					loomi_strv_push(&known, loomi_strdup(names[i]));
+				list = loomi_strv_join(&known, ", ");
+				loomi_doc_errf(doc, v, errs, "%s: unknown setting; %s%s", sub,
+				               nf ? "known settings here: " : "no settings are accepted here",
+				               list);
+				free(list);
+				loomi_strv_free(&known);
+			}
+			problems++;
+		} else {
+			problems += check_value(doc, v, f, sub, errs);
+		}
+		free(sub);
+	}
+	for (size_t i = 0; i < nf; i++) {
+		if ((fields[i].flags & LOOMI_F_REQUIRED) && !json_object_get(group, fields[i].key)) {
+			char *sub = join_path(path, fields[i].key);
+			loomi_doc_errf(doc, group, errs, "%s: missing setting%s%s%s", sub,
+			               fields[i].help ? " (" : "", fields[i].help ? fields[i].help : "",
+			               fields[i].help ? ")" : "");
+			free(sub);
+			problems++;
+		}
+	}
+	return problems;
+}
+
+int
+loomi_schema_check(const loomi_doc *doc, const json_t *group, const loomi_field *fields,
+                   const char *path, loomi_strv *errs)
+{
+	return check_group(doc, group, fields, path, errs);
+}
+
+/* ------------------------------------------------------------------ plugin config maps */
+
+static int
+map_ftype(uint32_t t)
+{
+	switch (t) {
+	case LOOM_CONFIG_BOOL: return LOOMI_F_BOOL;
+	case LOOM_CONFIG_INT: return LOOMI_F_INT;
+	case LOOM_CONFIG_DOUBLE: return LOOMI_F_DOUBLE;
+	case LOOM_CONFIG_STRING: return LOOMI_F_STRING;
+	case LOOM_CONFIG_SIZE: return LOOMI_F_SIZE;
+	case LOOM_CONFIG_DURATION: return LOOMI_F_DURATION;
+	case LOOM_CONFIG_STRLIST: return LOOMI_F_STRLIST;
+	case LOOM_CONFIG_PATH: return LOOMI_F_PATH;
+	}
+	return 0;
+}
+
+/* Parse a default written as text into a JSON value of the entry's type. */
+static json_t *
+parse_default(const loom_config_entry *e)
+{
+	const char *d = e->def;
+	char *end;
+
+	switch (e->type) {
+	case LOOM_CONFIG_BOOL:
+		if (strcmp(d, "true") == 0 || strcmp(d, "1") == 0)
+			return json_true();
+		if (strcmp(d, "false") == 0 || strcmp(d, "0") == 0)
+			return json_false();
+		return NULL;
+	case LOOM_CONFIG_INT: {
+		long long x;
+		errno = 0;
+		x = strtoll(d, &end, 0);
+		return errno == 0 && end != d && *end == '\0' ? json_integer(x) : NULL;
+	}
+	case LOOM_CONFIG_DOUBLE: {
+		double x;
+		errno = 0;
+		x = strtod(d, &end);
+		return errno == 0 && end != d && *end == '\0' ? json_real(x) : NULL;
+	}
+	case LOOM_CONFIG_STRING:
+	case LOOM_CONFIG_PATH:
+	case LOOM_CONFIG_SIZE:
+	case LOOM_CONFIG_DURATION:
+		return json_string(d);
+	case LOOM_CONFIG_STRLIST: {
+		json_t *a = json_array();
+		char *buf = loomi_strdup(d);
+		for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+		     tok = strtok_r(NULL, ",", &save)) {
+			while (isspace((unsigned char)*tok))
+				tok++;
+			end = tok + strlen(tok);
+			while (end > tok && isspace((unsigned char)end[-1]))
+				*--end = '\0';
+			if (*tok)
+				json_array_append_new(a, json_string(tok));
+		}
+		free(buf);
+		return a;
+	}
+	}
+	return NULL;
+}
+
+static void
+store(void *ctx, size_t offset, const void *src, size_t len)
+{
+	if (ctx)
+		memcpy((char *)ctx + offset, src, len);
+}
+
+/* Normalize a checked value, record it in out->values and write it to ctx. */
+static void
+fill_one(const loom_config_entry *e, const json_t *v, const char *base_dir, void *ctx,
+         loomi_pconf *out)
+{
+	json_t *norm = NULL;
+
+	switch (e->type) {
+	case LOOM_CONFIG_BOOL: {
+		bool b = json_is_true(v);
+		store(ctx, e->offset, &b, sizeof b);
+		norm = json_boolean(b);
+		break;
+	}
+	case LOOM_CONFIG_INT: {
+		int64_t x = json_integer_value(v);
+		store(ctx, e->offset, &x, sizeof x);
+		norm = json_integer(x);
+		break;
+	}
+	case LOOM_CONFIG_DOUBLE: {
+		double x = json_number_value(v);
+		store(ctx, e->offset, &x, sizeof x);
+		norm = json_real(x);
+		break;
+	}
+	case LOOM_CONFIG_SIZE: {
+		uint64_t x = 0;
+		if (json_is_integer(v))
+			x = (uint64_t)json_integer_value(v);
+		else
+			loom_parse_size(json_string_value(v), &x);
+		store(ctx, e->offset, &x, sizeof x);
+		norm = json_integer((json_int_t)x);
+		break;
+	}
+	case LOOM_CONFIG_DURATION: {
+		int64_t x = 0;
+		if (json_is_number(v))
+			x = (int64_t)(json_number_value(v) * 1000.0);
+		else
+			loom_parse_duration(json_string_value(v), &x);
+		store(ctx, e->offset, &x, sizeof x);
+		norm = json_integer(x);
+		break;
+	}
+	case LOOM_CONFIG_STRING:
+	case LOOM_CONFIG_PATH: {
+		const char *s = json_string_value(v);
+		char *owned;
+		if (e->type == LOOM_CONFIG_PATH && s[0] != '/' && s[0] != '\0' && base_dir)
+			owned = loomi_path_join(base_dir, s);
+		else
+			owned = loomi_strdup(s);
+		loomi_strv_push(&out->strings, owned);
+		store(ctx, e->offset, &owned, sizeof owned);
+		norm = json_string(owned);
+		break;
+	}
+	case LOOM_CONFIG_STRLIST: {
+		size_t n = json_array_size(v);
+		char **list = loomi_xcalloc(n + 1, sizeof *list);
+		for (size_t i = 0; i < n; i++)
+			list[i] = loomi_strdup(json_string_value(json_array_get(v, i)));
+		out->lists = loomi_xrealloc(out->lists, (out->n_lists + 1) * sizeof *out->lists);
+		out->lists[out->n_lists].key = loomi_strdup(e->key);
+		out->lists[out->n_lists++].items = list;
+		store(ctx, e->offset, &list, sizeof list);
+		norm = json_deep_copy(v);
+		break;
+	}
+	}
+	if (norm)
+		json_object_set_new(out->values, e->key, norm);
+}
+
+int
+loomi_pconf_apply(const loomi_doc *doc, const json_t *group, const json_t *owner,
+                  const loom_config_entry *map, const char *prefix, const char *base_dir,
+                  void *ctx, loomi_pconf *out, loomi_strv *errs)
+{
+	loomi_field fields[128];
+	size_t nf = 0;
+	int problems = 0;
+	json_t *empty = NULL;
+
+	memset(out, 0, sizeof *out);
+	out->values = json_object();
+
+	/* The map as a schema; required-ness is checked here so that the
+	 * message can point at the plugin's group when config is absent. */
+	for (const loom_config_entry *e = map; e && e->key && nf < 127; e++) {
+		loomi_field *f = &fields[nf++];
+		memset(f, 0, sizeof *f);
+		f->key = e->key;
+		f->type = map_ftype(e->type);
+		f->choices = e->choices;
+		f->help = e->description;
+		if (e->flags & LOOM_CONFIG_RANGE) {
+			f->flags |= LOOMI_F_RANGE;
+			f->min = e->min;
+			f->max = e->max;
+		}
+		if (f->type == 0) {
+			loomi_strv_pushf(errs, "%s.%s: the plugin declares an unknown setting type %u; "
+			                       "the plugin is broken, report it to its author",
+			                 prefix, e->key, e->type);
+			problems++;
+			nf--;
+		}
+	}
+	fields[nf].key = NULL;
+
+	if (group == NULL)
+		group = empty = json_object();
+	problems += check_group(doc, group, fields, prefix, errs);
+
+	for (const loom_config_entry *e = map; e && e->key; e++) {
+		json_t *v = json_object_get(group, e->key), *def = NULL;
+		const loomi_field *f = NULL;
+		loomi_strv quiet = {0};
+
+		for (size_t k = 0; k < nf; k++) {
+			if (strcmp(fields[k].key, e->key) == 0)
+				f = &fields[k];
+		}
+		if (f == NULL)
+			continue; /* an entry with an unknown type, reported above */
+		if (v == NULL && (e->flags & LOOM_CONFIG_REQUIRED)) {
+			loomi_doc_errf(doc, group == empty ? owner : group, errs,
+			               "%s.%s: missing setting%s%s%s", prefix, e->key,
+			               e->description ? " (" : "", e->description ? e->description : "",
+			               e->description ? ")" : "");
+			problems++;
+			continue;
+		}
+		if (v == NULL && e->def != NULL) {
+			def = parse_default(e);
+			if (def == NULL || check_value(NULL, def, f, e->key, &quiet) != 0) {
+				loomi_strv_pushf(errs, "%s.%s: the plugin's default \"%s\" is invalid; the "
+				                       "plugin is broken, report it to its author",
+				                 prefix, e->key, e->def);
+				loomi_strv_free(&quiet);
+				json_decref(def);
+				problems++;
+				continue;
+			}
+			v = def;
+		}
+		/* No value and no default: ctx stays zeroed and lookups say
+		 * ENOENT.  A given value that failed its check (already reported
+		 * by check_group) is not filled. */
+		if (v != NULL && check_value(NULL, v, f, e->key, &quiet) == 0)
+			fill_one(e, v, base_dir,
+			         problems || (e->flags & LOOM_CONFIG_NOFILL) ? NULL : ctx, out);
+		loomi_strv_free(&quiet);
+		json_decref(def);
+	}
+	json_decref(empty);
+	return problems;
+}
+
+void
+loomi_pconf_free(loomi_pconf *pc)
+{
+	json_decref(pc->values);
+	loomi_strv_free(&pc->strings);
+	for (size_t i = 0; i < pc->n_lists; i++) {
+		for (char **p = pc->lists[i].items; *p; p++)
+			free(*p);
+		free(pc->lists[i].items);
+		free(pc->lists[i].key);
+	}
+	free(pc->lists);
+	memset(pc, 0, sizeof *pc);
+}
+
+char **
+loomi_pconf_strlist(const loomi_pconf *pc, const char *key)
+{
+	for (size_t i = 0; i < pc->n_lists; i++) {
+		if (strcmp(pc->lists[i].key, key) == 0)
+			return pc->lists[i].items;
+	}
+	return NULL;
+}
+
