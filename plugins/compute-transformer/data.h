@@ -18,8 +18,9 @@
 /* ------------------------------------------------------------------ CSV */
 
 /* A CSV file as columns.  Fields are kept as text; a column that parses
- * wholly as numbers (empty fields and NA/NaN/null count as missing) also has
- * its values in num (missing → NAN). */
+ * wholly as numbers (empty fields and NA/NaN/null count as missing) and holds
+ * at least one number also has its values in num (missing → NAN).  Numbers
+ * are read in the C locale whatever the process's LC_NUMERIC. */
 typedef struct tf_table {
 	char *path;
 	size_t n_rows;          /* data rows, the header excluded */
@@ -28,6 +29,8 @@ typedef struct tf_table {
 	char ***text;           /* [n_cols][n_rows] field text, unquoted */
 	double **num;           /* [n_cols][n_rows], or NULL for a text column */
 	int64_t *line;          /* [n_rows] the file line each row started on */
+	int64_t header_line;    /* the header's line (1 unless blank lines lead) */
+	char *block;            /* private: one allocation holding every string */
 } tf_table;
 
 /* Read a CSV file (RFC 4180: quoted fields with "" escapes and embedded
@@ -67,12 +70,14 @@ enum tf_fill {
 /* What the job spec's data and model groups say (spec.c fills it). */
 typedef struct tf_data_spec {
 	const char *time_column;    /* NULL: file order */
-	const char *const *features;/* channel names; NULL: every numeric column
-	                             * but the time column and the targets */
+	const char *const *features;/* channel names; NULL (or n_features 0):
+	                             * every numeric column but the time column
+	                             * and, except for forecasting, the targets */
 	size_t n_features;
-	const char *const *targets; /* forecast/regression: channels to predict
-	                             * (NULL: the features); classification: one
-	                             * label column; anomaly: an optional 0/1
+	const char *const *targets; /* forecast: channels to predict (NULL: the
+	                             * features); regression: channels to predict
+	                             * (required, and not features); classification:
+	                             * one label column; anomaly: an optional 0/1
 	                             * label column */
 	size_t n_targets;
 	double split[3];            /* train, validation, test fractions (sum 1) */
@@ -115,19 +120,26 @@ typedef struct tf_dataset {
 	int64_t *window_start[3];   /* [n_windows[s]] first row of each window */
 	int64_t season;             /* the period used for seasonal naive, 0: none */
 	int64_t filled;             /* how many missing values were filled */
+	int64_t unordered;          /* rows earlier in time than the row above
+	                             * them in the file (rows were sorted; > 0
+	                             * deserves a warning) */
 } tf_dataset;
 
-/* Build the dataset of spec from a table.  Windows: a window starting at row
+/* Build the dataset of spec from a table.  Rows are sorted by the time
+ * column (stably); two rows with the same time are an error naming both
+ * lines.  With a fill, a value that is not a number in a numeric channel is
+ * treated as missing and filled.  Windows: a window starting at row
  * r covers inputs [r, r+context) and, for forecasting, targets
  * [r+context, r+context+horizon); it belongs to the split holding its
  * predicted rows (forecast: all of the horizon; the others: the last input
  * row) and may take its inputs from the rows before that split.  Starts
- * advance by stride.  Errors (LOOM_EINVAL with *err): a missing column (with
- * a suggestion), a non-numeric value in a numeric channel (row, column, the
- * value), missing values without a fill, a time column that is not ordered
- * or parseable, too few rows for one window in any split (how many rows are
- * needed), a split that does not sum to 1, a classification label column
- * with one class. */
+ * advance by stride, from the first window that fits in the split.  Errors
+ * (LOOM_EINVAL with *err): a missing column (with a suggestion), a
+ * non-numeric value in a numeric channel (row, column, the value), missing
+ * values without a fill, a time value that does not parse or repeats another
+ * row's, too few rows for one window in a split whose fraction is not 0 (how
+ * many rows each split has and needs), a split that does not sum to 1, a
+ * classification label column with one class; LOOM_ENOMEM. */
 int tf_dataset_build(const tf_table *t, const tf_data_spec *spec, tf_dataset *ds, char **err);
 void tf_dataset_free(tf_dataset *ds);
 

@@ -1,0 +1,404 @@
+/* Checkpoints and weight files.  See checkpoint.h. */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zstd.h>
+
+#include <loom/error.h>
+
+#include "checkpoint.h"
+#include "host/util.h"
+#include "safetensors.h"
+
+#define CKPT_FORMAT "loom-checkpoint"
+#define CKPT_VERSION "1"
+#define MAX_DECOMPRESSED (64ull << 30)
+
+/* ------------------------------------------------------------------ state ↔ JSON */
+
+static json_t *
+state_json(const tf_train_state *s)
+{
+	return json_pack("{s:I, s:I, s:I, s:f, s:I, s:f, s:f, s:I, s:I, s:b, s:f, s:I}", "step",
+	                 (json_int_t)s->step, "epoch", (json_int_t)s->epoch, "batch",
+	                 (json_int_t)s->batch, "lr_scale", s->lr_scale, "plateau_bad",
+	                 (json_int_t)s->plateau_bad, "plateau_best", s->plateau_best, "es_best",
+	                 s->es_best, "es_bad", (json_int_t)s->es_bad, "best_epoch",
+	                 (json_int_t)s->best_epoch, "stopped_early", s->stopped_early,
+	                 "epoch_loss_sum", s->epoch_loss_sum, "epoch_loss_count",
+	                 (json_int_t)s->epoch_loss_count);
+}
+
+static int
+state_from_json(json_t *j, tf_train_state *s)
+{
+	json_int_t step, epoch, batch, pbad, ebad, best, count;
+	int stopped;
+	double lr_scale, pbest, ebest, sum;
+
+	if (json_unpack(j, "{s:I, s:I, s:I, s:F, s:I, s:F, s:F, s:I, s:I, s:b, s:F, s:I}", "step",
+	                &step, "epoch", &epoch, "batch", &batch, "lr_scale", &lr_scale,
+	                "plateau_bad", &pbad, "plateau_best", &pbest, "es_best", &ebest, "es_bad",
+	                &ebad, "best_epoch", &best, "stopped_early", &stopped, "epoch_loss_sum",
+	                &sum, "epoch_loss_count", &count) != 0)
+		return LOOM_ECORRUPT;
+	if (step < 0 || epoch < 0 || batch < 0)
+		return LOOM_ECORRUPT;
+	s->step = step;
+	s->epoch = epoch;
+	s->batch = batch;
+	s->lr_scale = lr_scale;
+	s->plateau_bad = pbad;
+	s->plateau_best = pbest;
+	s->es_best = ebest;
+	s->es_bad = ebad;
+	s->best_epoch = best;
+	s->stopped_early = stopped;
+	s->epoch_loss_sum = sum;
+	s->epoch_loss_count = count;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ tensors */
+
+/* The model's tensors as safetensors entries; with moments, also
+ * "optimizer.m.NAME" and "optimizer.v.NAME". */
+static st_tensor *
+entries(const tf_model *m, int moments, size_t *n, char ***names)
+{
+	size_t per = moments ? 3 : 1, k = 0;
+	st_tensor *t = calloc((size_t)m->n_tensors * per + 1, sizeof *t);
+	char **owned = calloc((size_t)m->n_tensors * per + 1, sizeof *owned);
+
+	if (t == NULL || owned == NULL) {
+		free(t);
+		free(owned);
+		return NULL;
+	}
+	for (size_t pass = 0; pass < per; pass++) {
+		const float *base = pass == 0 ? m->params : pass == 1 ? m->m : m->v;
+		for (int i = 0; i < m->n_tensors; i++) {
+			const tf_tensor *tt = &m->tensors[i];
+			owned[k] = pass == 0 ? loomi_strdup(tt->name)
+			                     : loomi_strfmt("optimizer.%s.%s", pass == 1 ? "m" : "v",
+			                                    tt->name);
+			t[k].name = owned[k];
+			t[k].dtype = "F32";
+			t[k].ndim = tt->ndim;
+			for (int d = 0; d < tt->ndim; d++)
+				t[k].dims[d] = tt->dims[d];
+			t[k].data = base + tt->offset;
+			t[k].nbytes = (size_t)tt->numel * sizeof(float);
+			k++;
+		}
+	}
+	*n = k;
+	*names = owned;
+	return t;
+}
+
+static void
+names_free(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* Check that f holds every tensor of m (with moments if asked) with the
+ * right dtype and shape; on success fill src[] (params, then m, then v). */
+static int
+match(const tf_model *m, const st_file *f, int moments, const char *path,
+      const st_tensor **src, char **err)
+{
+	size_t per = moments ? 3 : 1, k = 0;
+	char name[TF_NAME_MAX + 16];
+
+	for (size_t pass = 0; pass < per; pass++) {
+		for (int i = 0; i < m->n_tensors; i++) {
+			const tf_tensor *tt = &m->tensors[i];
+			const st_tensor *s;
+			int same;
+
+			if (pass == 0)
+				snprintf(name, sizeof name, "%s", tt->name);
+			else
+				snprintf(name, sizeof name, "optimizer.%s.%s", pass == 1 ? "m" : "v",
+				         tt->name);
+			if ((s = st_find(f, name)) == NULL) {
+				*err = loomi_strfmt("%s has no tensor \"%s\": it was written for another "
+				                    "model; use the spec it was trained with",
+				                    path, name);
+				return LOOM_EINVAL;
+			}
+			same = strcmp(s->dtype, "F32") == 0 && s->ndim == tt->ndim;
+			for (int d = 0; same && d < tt->ndim; d++)
+				same = s->dims[d] == tt->dims[d];
+			if (!same) {
+				*err = loomi_strfmt("%s: tensor \"%s\" has another dtype or shape than "
+				                    "this model's; it was written for another model",
+				                    path, name);
+				return LOOM_EINVAL;
+			}
+			src[k++] = s;
+		}
+	}
+	return 0;
+}
+
+static void
+copy_in(tf_model *m, const st_tensor **src, int moments)
+{
+	size_t per = moments ? 3 : 1, k = 0;
+	for (size_t pass = 0; pass < per; pass++) {
+		float *base = pass == 0 ? m->params : pass == 1 ? m->m : m->v;
+		for (int i = 0; i < m->n_tensors; i++, k++)
+			memcpy(base + m->tensors[i].offset, src[k]->data, src[k]->nbytes);
+	}
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+int
+tf_checkpoint_save(const char *path, const tf_model *m, const tf_train_state *st,
+                   const json_t *info, char **err)
+{
+	json_t *meta, *sj;
+	char *state_text, *info_text;
+	char **names = NULL;
+	st_tensor *t;
+	size_t n = 0, raw_len = 0, bound, clen;
+	unsigned char *raw = NULL;
+	void *comp = NULL;
+	ZSTD_CCtx *cctx = NULL;
+	int rv;
+
+	if ((t = entries(m, 1, &n, &names)) == NULL)
+		return LOOM_ENOMEM;
+	sj = state_json(st);
+	state_text = json_dumps(sj, JSON_COMPACT);
+	info_text = json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS);
+	meta = json_pack("{s:s, s:s, s:s, s:s}", "format", CKPT_FORMAT, "version", CKPT_VERSION,
+	                 "state", state_text ? state_text : "{}", "info",
+	                 info_text ? info_text : "{}");
+	json_decref(sj);
+	free(state_text);
+	free(info_text);
+	rv = meta ? st_encode(t, n, meta, &raw, &raw_len) : LOOM_ENOMEM;
+	json_decref(meta);
+	free(t);
+	names_free(names, n);
+	if (rv != 0) {
+		*err = loomi_strfmt("cannot encode the checkpoint %s: %s", path, loom_strerror(rv));
+		return rv;
+	}
+
+	bound = ZSTD_compressBound(raw_len);
+	comp = malloc(bound);
+	cctx = ZSTD_createCCtx();
+	if (comp == NULL || cctx == NULL) {
+		rv = LOOM_ENOMEM;
+		*err = loomi_strfmt("out of memory compressing the checkpoint %s", path);
+		goto out;
+	}
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, 3);
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+	clen = ZSTD_compress2(cctx, comp, bound, raw, raw_len);
+	if (ZSTD_isError(clen)) {
+		rv = LOOM_EIO;
+		*err = loomi_strfmt("cannot compress the checkpoint %s: %s", path,
+		                    ZSTD_getErrorName(clen));
+		goto out;
+	}
+	if ((rv = loomi_write_file_atomic(path, comp, clen, 0644)) != 0) {
+		*err = loomi_strfmt("cannot write the checkpoint %s: %s", path, strerror(rv));
+		rv = LOOM_EIO;
+	}
+out:
+	ZSTD_freeCCtx(cctx);
+	free(comp);
+	free(raw);
+	return rv;
+}
+
+int
+tf_checkpoint_load(const char *path, tf_model *m, tf_train_state *st, json_t **info, char **err)
+{
+	char *file = NULL;
+	size_t len = 0, frame;
+	unsigned long long size;
+	unsigned char *raw = NULL;
+	st_file f = {0};
+	const st_tensor **src = NULL;
+	const char *fmt, *state_text, *info_text;
+	json_t *sj = NULL, *ij = NULL;
+	tf_train_state s;
+	int rv;
+
+	if ((rv = loomi_read_file(path, &file, &len)) != 0) {
+		*err = loomi_strfmt("cannot read the checkpoint %s: %s", path, strerror(rv));
+		return rv == ENOENT ? LOOM_ENOENT : LOOM_EIO;
+	}
+	frame = ZSTD_findFrameCompressedSize(file, len);
+	size = ZSTD_getFrameContentSize(file, len);
+	if (ZSTD_isError(frame) || frame != len || size == ZSTD_CONTENTSIZE_ERROR ||
+	    size == ZSTD_CONTENTSIZE_UNKNOWN || size > MAX_DECOMPRESSED) {
+		*err = loomi_strfmt("the checkpoint %s is truncated or not a Loom checkpoint; it "
+		                    "cannot be used (resume from an earlier one, or start over)",
+		                    path);
+		rv = LOOM_ECORRUPT;
+		goto out;
+	}
+	if ((raw = malloc(size ? size : 1)) == NULL) {
+		rv = LOOM_ENOMEM;
+		*err = loomi_strfmt("out of memory reading the checkpoint %s", path);
+		goto out;
+	}
+	{
+		size_t got = ZSTD_decompress(raw, size, file, len);
+		if (ZSTD_isError(got) || got != size) {
+			*err = loomi_strfmt("the checkpoint %s is corrupt (%s); it cannot be used "
+			                    "(resume from an earlier one, or start over)",
+			                    path,
+			                    ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size");
+			rv = LOOM_ECORRUPT;
+			goto out;
+		}
+	}
+	if ((rv = st_decode(raw, size, path, &f, err)) != 0)
+		goto out;
+	fmt = f.metadata ? json_string_value(json_object_get(f.metadata, "format")) : NULL;
+	state_text = f.metadata ? json_string_value(json_object_get(f.metadata, "state")) : NULL;
+	info_text = f.metadata ? json_string_value(json_object_get(f.metadata, "info")) : NULL;
+	if (fmt == NULL || strcmp(fmt, CKPT_FORMAT) != 0 || state_text == NULL ||
+	    info_text == NULL || (sj = json_loads(state_text, 0, NULL)) == NULL ||
+	    (ij = json_loads(info_text, 0, NULL)) == NULL || state_from_json(sj, &s) != 0) {
+		*err = loomi_strfmt("%s is not a Loom checkpoint (its metadata is missing or "
+		                    "malformed)",
+		                    path);
+		rv = LOOM_ECORRUPT;
+		goto out;
+	}
+	if ((src = calloc((size_t)m->n_tensors * 3 + 1, sizeof *src)) == NULL) {
+		rv = LOOM_ENOMEM;
+		goto out;
+	}
+	if ((rv = match(m, &f, 1, path, src, err)) != 0)
+		goto out;
+	/* Everything checked: now load. */
+	copy_in(m, src, 1);
+	*st = s;
+	*info = ij;
+	ij = NULL;
+out:
+	json_decref(sj);
+	json_decref(ij);
+	free(src);
+	st_file_free(&f);
+	free(raw);
+	free(file);
+	return rv;
+}
+
+char *
+tf_checkpoint_newest(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	long long best = -1;
+	char *path = NULL;
+
+	if (d == NULL)
+		return NULL;
+	while ((de = readdir(d)) != NULL) {
+		long long step;
+		char tail[8];
+		if (sscanf(de->d_name, "step-%lld.%7s", &step, tail) == 2 &&
+		    strcmp(tail, "ckpt") == 0 && step > best)
+			best = step;
+	}
+	closedir(d);
+	if (best >= 0)
+		path = loomi_strfmt("%s/step-%012lld.ckpt", dir, best);
+	return path;
+}
+
+/* ------------------------------------------------------------------ weights */
+
+int
+tf_weights_save(const char *path, const tf_model *m, const json_t *info, char **err)
+{
+	json_t *meta = json_object();
+	const char *key;
+	json_t *v;
+	char **names = NULL;
+	st_tensor *t;
+	size_t n = 0, len = 0;
+	unsigned char *buf = NULL;
+	int rv;
+
+	json_object_set_new(meta, "format", json_string("loom-weights"));
+	json_object_foreach((json_t *)info, key, v) {
+		if (json_is_string(v))
+			json_object_set(meta, key, v);
+		else {
+			char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+			json_object_set_new(meta, key, json_string(text ? text : "null"));
+			free(text);
+		}
+	}
+	if ((t = entries(m, 0, &n, &names)) == NULL) {
+		json_decref(meta);
+		return LOOM_ENOMEM;
+	}
+	rv = st_encode(t, n, meta, &buf, &len);
+	free(t);
+	names_free(names, n);
+	json_decref(meta);
+	if (rv != 0) {
+		*err = loomi_strfmt("cannot encode %s: %s", path, loom_strerror(rv));
+		return rv;
+	}
+	if ((rv = loomi_write_file_atomic(path, buf, len, 0644)) != 0) {
+		*err = loomi_strfmt("cannot write %s: %s", path, strerror(rv));
+		rv = LOOM_EIO;
+	}
+	free(buf);
+	return rv;
+}
+
+int
+tf_weights_load(const char *path, tf_model *m, json_t **info, char **err)
+{
+	char *file = NULL;
+	size_t len = 0;
+	st_file f = {0};
+	const st_tensor **src = NULL;
+	int rv;
+
+	if ((rv = loomi_read_file(path, &file, &len)) != 0) {
+		*err = loomi_strfmt("cannot read %s: %s", path, strerror(rv));
+		return rv == ENOENT ? LOOM_ENOENT : LOOM_EIO;
+	}
+	if ((rv = st_decode((const unsigned char *)file, len, path, &f, err)) != 0)
+		goto out;
+	if ((src = calloc((size_t)m->n_tensors + 1, sizeof *src)) == NULL) {
+		rv = LOOM_ENOMEM;
+		goto out;
+	}
+	if ((rv = match(m, &f, 0, path, src, err)) != 0)
+		goto out;
+	copy_in(m, src, 0);
+	if (info)
+		*info = f.metadata ? json_deep_copy(f.metadata) : json_object();
+out:
+	free(src);
+	st_file_free(&f);
+	free(file);
+	return rv;
+}

@@ -1,0 +1,101 @@
+/* spec.h — the job spec of SPEC §5.1 for the Transformer engine: parsed from
+ * JSON or libconfig text, every key checked (unknown keys with a
+ * did-you-mean, types, ranges, choices), defaults applied, and the settings
+ * that only make sense together checked together. */
+#ifndef LOOM_TF_SPEC_H
+#define LOOM_TF_SPEC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "data.h"
+
+enum tf_schedule {
+	TF_SCHED_CONSTANT = 0,
+	TF_SCHED_STEP = 1,      /* × gamma every step_epochs epochs */
+	TF_SCHED_COSINE = 2,    /* cosine from lr to min_lr over the run */
+	TF_SCHED_PLATEAU = 3,   /* × factor after plateau_patience bad epochs */
+};
+
+enum tf_loss {
+	TF_LOSS_MSE = 0,
+	TF_LOSS_MAE = 1,
+	TF_LOSS_HUBER = 2,
+	TF_LOSS_CROSSENTROPY = 3,
+};
+
+enum tf_positions {
+	TF_POS_LEARNED = 0,
+	TF_POS_SINUSOIDAL = 1,
+};
+
+typedef struct tf_spec {
+	json_t *doc;                /* the whole spec, defaults filled in */
+	char *name;
+	char *compute;              /* compute instance */
+	int64_t priority;
+	double cpu;                 /* cores */
+	uint64_t memory;            /* bytes, 0: no limit */
+	int64_t gpu;
+	int64_t retries;
+	int64_t timeout_ms;
+
+	/* data */
+	char *path;                 /* a file, or "<storage>:<key>" */
+	char *time_column;
+	char **features;            /* NULL-terminated, or NULL */
+	size_t n_features;
+	char **targets;             /* NULL-terminated, or NULL */
+	size_t n_targets;
+	tf_data_spec data;          /* points into the fields above */
+
+	/* model */
+	char *head;                 /* head instance */
+	int task;                   /* enum tf_task, from the head */
+	int64_t context, horizon, patch, stride;
+	int64_t d_model, heads, layers, ffn;
+	double dropout;
+	bool revin, channel_independent;
+	int positions;              /* enum tf_positions */
+	int loss;                   /* enum tf_loss */
+	double huber_delta;
+	double threshold_quantile;  /* anomaly: score quantile on validation */
+
+	/* train */
+	int64_t epochs, batch;
+	double lr, weight_decay, beta1, beta2, eps;
+	int schedule;               /* enum tf_schedule */
+	int64_t warmup_steps;
+	int64_t step_epochs;
+	double gamma, min_lr;
+	int64_t plateau_patience;
+	double plateau_factor;
+	double clip_norm;           /* 0: no clipping */
+	char *es_metric;            /* early stopping: a validation metric */
+	bool es_maximize;           /* true for accuracy, f1, r2 */
+	int64_t es_patience;        /* 0: off */
+	double es_min_delta;
+	int64_t checkpoint_every;   /* steps; 0: only at pauses and the end */
+	uint64_t seed;
+	int64_t threads;            /* 0: all the job may use */
+} tf_spec;
+
+/* Which task a head instance solves; the caller answers from the head's
+ * ops (host->instance_ops).  Returns a tf_task, or 0 when there is no such
+ * head (the message then names model.head). */
+typedef int (*tf_head_task_fn)(void *arg, const char *head);
+
+/* Parse and check a spec document (JSON text when it starts with '{',
+ * libconfig text otherwise); name is used in messages ("job.json").
+ * 0, or LOOM_EINVAL with every problem in *err, one per line, each naming
+ * the key: "model.d_modle: unknown setting (did you mean d_model?)". */
+int tf_spec_parse(const char *text, const char *name, tf_head_task_fn head_task, void *arg,
+                  tf_spec *spec, char **err);
+void tf_spec_free(tf_spec *spec);
+
+/* The spec as compact JSON with every default filled in (caller frees). */
+char *tf_spec_json(const tf_spec *spec);
+
+#endif /* LOOM_TF_SPEC_H */

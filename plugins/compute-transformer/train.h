@@ -1,0 +1,26 @@
+/* train.h — a training run of the Transformer engine (seed 003): epochs of
+ * shuffled mini-batches, AdamW with warm-up and a step / cosine / plateau
+ * schedule, gradient clipping, validation every epoch, early stopping on a
+ * chosen validation metric, the best model kept, checkpoints every N steps
+ * and at pauses, and test metrics beside the naive baselines at the end.
+ *
+ * Everything a run does depends only on the spec, the data and the thread
+ * count: the shuffle of epoch e and the dropout masks of step s are
+ * functions of (seed, e) and (seed, s), so a run paused at any step and
+ * resumed from its checkpoint ends with the same bytes as one that never
+ * stopped. */
+#ifndef LOOM_TF_TRAIN_H
+#define LOOM_TF_TRAIN_H
+
+#include <loom/compute.h>
+
+/* Run job (see <loom/compute.h>): 0 when the run completed, LOOM_EPAUSED
+ * after a pause or job->max_steps (a checkpoint was written), LOOM_ECANCELED,
+ * or an error (LOOM_EINVAL for a bad spec or data, after job->log). */
+int tf_train(const loom_host *host, loom_instance *ins, const loom_job *job);
+
+/* Check a spec without running it; *error (host->alloc'd) lists the
+ * problems. */
+int tf_validate(const loom_host *host, loom_instance *ins, const char *spec_json, char **error);
+
+#endif /* LOOM_TF_TRAIN_H */
