@@ -681,13 +681,14 @@ tf_model_loss(tf_model *m, const float *target, double *loss)
 }
 
 int
-tf_model_results(tf_model *m, float *results)
+tf_model_results(tf_model *m, const float *target, float *results)
 {
 	acts *a = A(m);
 	loom_head_io io = head_io(m, false);
 
 	tf_model_predictions(m, a->pred);
 	io.out = a->pred;
+	io.target = target;
 	return m->cfg.head_ops->predict(m->cfg.head_ctx, &io, results);
 }
 
@@ -795,4 +796,28 @@ tf_model_backward(tf_model *m)
 	lk_linear_backward(NULL, G(m, 0), G(m, 1), demb, a->patches, P(m, 0), N,
 	                   c->patch * m->cin, D, m->pool);
 	return 0;
+}
+
+/* ------------------------------------------------------------------ optimizer */
+
+double
+tf_model_clip(tf_model *m, double max_norm)
+{
+	float *g = m->grads;
+	int64_t size = m->n_params; /* padding between tensors holds zeros */
+	return lk_clip_grad_norm(&g, &size, 1, max_norm);
+}
+
+void
+tf_model_adamw(tf_model *m, double lr, double beta1, double beta2, double eps,
+               double weight_decay, int64_t t)
+{
+	for (int i = 0; i < m->n_tensors; i++) {
+		const tf_tensor *tt = &m->tensors[i];
+		if (tt->flags & TF_BUFFER)
+			continue;
+		lk_adamw_update(m->params + tt->offset, m->grads + tt->offset, m->m + tt->offset,
+		                m->v + tt->offset, tt->numel, lr, beta1, beta2, eps,
+		                (tt->flags & TF_NO_DECAY) ? 0.0 : weight_decay, t, m->pool);
+	}
 }

@@ -135,8 +135,19 @@ int tf_model_loss(tf_model *m, const float *target, double *loss);
 int tf_model_backward(tf_model *m);
 void tf_model_zero_grad(tf_model *m);
 
+/* Clip the gradients to a global norm (torch's clip_grad_norm_); returns
+ * the norm before clipping. */
+double tf_model_clip(tf_model *m, double max_norm);
+
+/* One AdamW step (step t ≥ 1) over every trainable tensor, weight decay
+ * on all but TF_NO_DECAY tensors. */
+void tf_model_adamw(tf_model *m, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, int64_t t);
+
 /* Head results (probabilities, scores, forecasts) of the last forward:
- * results[sequences, head.result_dim]. */
-int tf_model_results(tf_model *m, float *results);
+ * results[sequences, head.result_dim].  target (as for tf_model_loss) is
+ * what an anomaly head scores the reconstruction against; may be NULL for
+ * the other tasks. */
+int tf_model_results(tf_model *m, const float *target, float *results);
 
 #endif /* LOOM_TF_MODEL_H */

@@ -407,7 +407,7 @@ to_original_units(run *r, int s, const int64_t *idx, int64_t n)
 	tf_model *m = &r->model;
 	int64_t rd = m->head.result_dim;
 
-	tf_model_results(m, r->res);
+	tf_model_results(m, r->by, r->res);
 	switch (sp->task) {
 	case TF_TASK_FORECAST: {
 		int64_t H = sp->horizon, K = ds->n_out;
@@ -819,21 +819,10 @@ train_step(run *r, int64_t n, double *loss)
 	tf_model_zero_grad(m);
 	if ((rv = tf_model_backward(m)) != 0)
 		return rv;
-	if (s->clip_norm > 0) {
-		float *g = m->grads;
-		int64_t size = m->n_params;
-		lk_clip_grad_norm(&g, &size, 1, s->clip_norm);
-	}
+	if (s->clip_norm > 0)
+		tf_model_clip(m, s->clip_norm);
 	lr = learning_rate(r);
-	for (int i = 0; i < m->n_tensors; i++) {
-		const tf_tensor *t = &m->tensors[i];
-		if (t->flags & TF_BUFFER)
-			continue;
-		lk_adamw_update(m->params + t->offset, m->grads + t->offset, m->m + t->offset,
-		                m->v + t->offset, t->numel, lr, s->beta1, s->beta2, s->eps,
-		                (t->flags & TF_NO_DECAY) ? 0.0 : s->weight_decay, r->st.step + 1,
-		                r->pool);
-	}
+	tf_model_adamw(m, lr, s->beta1, s->beta2, s->eps, s->weight_decay, r->st.step + 1);
 	metric(r, "train_loss", *loss, LOOM_METRIC_STEP);
 	metric(r, "lr", lr, LOOM_METRIC_STEP);
 	return 0;

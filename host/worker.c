@@ -1,0 +1,409 @@
+/* loom-worker — runs one job in the foreground (SPEC §5.2).
+ *
+ *   loom-worker --run SPEC --out DIR [--max-steps N] [--threads N] [-c FILE]
+ *   loom-worker --resume DIR [--max-steps N] [--threads N] [-c FILE]
+ *
+ * --run trains the job of SPEC (libconfig or JSON) and writes into DIR its
+ * checkpoints, last.safetensors, best.safetensors and metrics.json, showing a
+ * progress line.  --max-steps N stops after step N as a pause does: a
+ * checkpoint is written and the worker exits 0.  SIGINT or SIGTERM pause the
+ * same way at the next step.  --resume continues from DIR's newest
+ * checkpoint with DIR/job.json; a run paused and resumed ends with the same
+ * bytes in last.safetensors as one that never stopped (same thread count).
+ *
+ * Plugins come from -c FILE (a loomd.conf: its plugin_path and plugins), or
+ * by default: transformer = compute-transformer, and the heads forecast,
+ * regression, classification and anomaly.  Exit status: 0 completed or
+ * paused, 1 the job failed (its error is printed), 2 bad usage. */
+#include "config.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "log.h"
+#include "plugins.h"
+
+enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+static atomic_int stop_signal;
+
+static void
+on_signal(int sig)
+{
+	atomic_store(&stop_signal, sig);
+}
+
+typedef struct worker {
+	bool tty;
+	uint64_t started_ns, last_print_ns;
+	int64_t first_step;
+	double last_loss;
+	bool have_loss;
+} worker;
+
+static void
+fmt_duration(char *buf, size_t n, double s)
+{
+	if (!(s >= 0) || s > 1e7)
+		snprintf(buf, n, "?");
+	else if (s < 60)
+		snprintf(buf, n, "%.0fs", s);
+	else if (s < 3600)
+		snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+	else
+		snprintf(buf, n, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+}
+
+static void
+on_progress(const loom_job *job, int64_t step, int64_t total, int32_t epoch, int32_t epochs)
+{
+	worker *w = job->arg;
+	uint64_t now = loomi_mono_ns();
+	double elapsed, rate, eta;
+	char eta_s[32], loss_s[32] = "";
+
+	if (w->first_step < 0) {
+		w->first_step = step - 1;
+		w->started_ns = now;
+	}
+	/* a tty gets a line redrawn 10 times a second; a log every 10 s */
+	if (step < total && now - w->last_print_ns < (w->tty ? 100000000ull : 10000000000ull))
+		return;
+	w->last_print_ns = now;
+	elapsed = (double)(now - w->started_ns) / 1e9;
+	rate = elapsed > 0 ? (double)(step - w->first_step) / elapsed : 0;
+	eta = rate > 0 ? (double)(total - step) / rate : -1;
+	fmt_duration(eta_s, sizeof eta_s, eta);
+	if (w->have_loss)
+		snprintf(loss_s, sizeof loss_s, "  loss %.5f", w->last_loss);
+	fprintf(stderr, "%sstep %lld/%lld (%3.0f%%)  epoch %d/%d%s  %.1f steps/s  ETA %s%s",
+	        w->tty ? "\r\033[K" : "", (long long)step, (long long)total,
+	        total ? 100.0 * (double)step / (double)total : 0.0, epoch, epochs, loss_s, rate,
+	        eta_s, w->tty ? "" : "\n");
+	if (w->tty && step == total)
+		fputc('\n', stderr);
+}
+
+static void
+on_metric(const loom_job *job, const loom_metric_point *pt)
+{
+	worker *w = job->arg;
+	if (strcmp(pt->name, "train_loss") == 0) {
+		w->last_loss = pt->value;
+		w->have_loss = true;
+	}
+}
+
+static void
+on_log(const loom_job *job, int level, const char *msg)
+{
+	worker *w = job->arg;
+	if (!loomi_log_enabled(level))
+		return;
+	if (w->tty)
+		fputs("\r\033[K", stderr);
+	loomi_log(level, "job", "%s", msg);
+}
+
+static int
+on_control(const loom_job *job)
+{
+	return atomic_load(&stop_signal) ? LOOM_CONTROL_PAUSE : LOOM_CONTROL_RUN;
+}
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	        "usage: loom-worker --run SPEC --out DIR [--max-steps N] [--threads N] [-c FILE]\n"
+	        "       loom-worker --resume DIR [--max-steps N] [--threads N] [-c FILE]\n"
+	        "\n"
+	        "  --run SPEC        train the job described by SPEC (libconfig or JSON)\n"
+	        "  --out DIR         write checkpoints, weights and metrics.json into DIR\n"
+	        "  --resume DIR      continue DIR's run from its newest checkpoint\n"
+	        "  --max-steps N     stop after step N as a pause does (checkpoint, exit 0)\n"
+	        "  --threads N       CPU threads [all online cores]\n"
+	        "  -c, --config FILE take plugin_path and plugins from a loomd.conf\n"
+	        "  --log-level L     error, warn, info, debug or trace [info]\n");
+}
+
+/* The default plugin instances, as a loomd.conf would declare them. */
+static const char default_plugins[] =
+	"plugins = (\n"
+	"  { instance = \"transformer\"; module = \"compute-transformer\"; },\n"
+	"  { instance = \"forecast\"; module = \"head-forecast\"; },\n"
+	"  { instance = \"regression\"; module = \"head-regression\"; },\n"
+	"  { instance = \"classification\"; module = \"head-classification\"; },\n"
+	"  { instance = \"anomaly\"; module = \"head-anomaly\"; }\n"
+	");\n";
+
+static int
+load_plugins(loomi_plugins *reg, const char *conf_path, loomi_conf *conf, loomi_doc *doc)
+{
+	loomi_strv errs = {0};
+	const json_t *list;
+	size_t n_plugins = 0;
+	loomi_plugin_conf *pcs = NULL;
+	char *err = NULL;
+
+	if (conf_path) {
+		if (loomi_conf_load(conf, conf_path, &errs) != 0) {
+			loomi_plugins_init(reg, NULL, 0, NULL); /* empty, for the caller's fini */
+			goto fail;
+		}
+		loomi_plugins_init(reg, (const char *const *)conf->plugin_path.v, conf->plugin_path.n,
+		                   NULL);
+		pcs = conf->plugins;
+		n_plugins = conf->n_plugins;
+		doc = &conf->doc;
+	} else {
+		size_t i;
+		json_t *p;
+		loomi_plugins_init(reg, NULL, 0, NULL);
+		if (loomi_doc_load_string(doc, default_plugins, "(built-in plugins)", &errs) != 0)
+			goto fail;
+		list = json_object_get(doc->root, "plugins");
+		pcs = calloc(json_array_size(list) + 1, sizeof *pcs);
+		json_array_foreach(list, i, p) {
+			pcs[n_plugins].instance = (char *)json_string_value(json_object_get(p, "instance"));
+			pcs[n_plugins].module = (char *)json_string_value(json_object_get(p, "module"));
+			pcs[n_plugins].node = p;
+			n_plugins++;
+		}
+	}
+	for (size_t i = 0; i < n_plugins; i++) {
+		loom_instance *ins;
+		loomi_instance_create(reg, doc, &pcs[i], &ins, &errs);
+	}
+	if (errs.n > 0)
+		goto fail;
+	for (size_t i = 0; i < reg->n_instances; i++) {
+		if (loomi_instance_start(reg->instances[i], &err) != 0) {
+			loomi_strv_push(&errs, err);
+			goto fail;
+		}
+	}
+	if (!conf_path)
+		free(pcs);
+	return 0;
+fail:
+	for (size_t i = 0; i < errs.n; i++)
+		fprintf(stderr, "loom-worker: %s\n", errs.v[i]);
+	loomi_strv_free(&errs);
+	if (!conf_path)
+		free(pcs);
+	return EXIT_FAILED;
+}
+
+static void
+print_summary(const char *out)
+{
+	char *path = loomi_path_join(out, "metrics.json"), *text = NULL;
+	json_t *m, *test, *base;
+	const char *key;
+	json_t *v;
+
+	if (loomi_read_file(path, &text, NULL) != 0 || (m = json_loads(text, 0, NULL)) == NULL) {
+		free(path);
+		free(text);
+		return;
+	}
+	test = json_object_get(m, "test");
+	base = json_object_get(m, "baselines");
+	fprintf(stderr, "test metrics:");
+	json_object_foreach(test, key, v) {
+		if (json_is_number(v))
+			fprintf(stderr, "  %s %.5g", key, json_number_value(v));
+	}
+	fputc('\n', stderr);
+	json_object_foreach(base, key, v) {
+		const char *k2;
+		json_t *v2;
+		fprintf(stderr, "baseline %s:", key);
+		json_object_foreach(v, k2, v2) {
+			if (json_is_number(v2))
+				fprintf(stderr, "  %s %.5g", k2, json_number_value(v2));
+			else if (json_is_string(v2))
+				fprintf(stderr, "  %s %s", k2, json_string_value(v2));
+		}
+		fputc('\n', stderr);
+	}
+	fprintf(stderr, "wrote %s/{last,best}.safetensors and %s\n", out, path);
+	json_decref(m);
+	free(text);
+	free(path);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"run", required_argument, NULL, 'r'},
+		{"out", required_argument, NULL, 'o'},
+		{"resume", required_argument, NULL, 'R'},
+		{"max-steps", required_argument, NULL, 'm'},
+		{"threads", required_argument, NULL, 't'},
+		{"config", required_argument, NULL, 'c'},
+		{"log-level", required_argument, NULL, 'L'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *run_spec = NULL, *out = NULL, *resume = NULL, *conf_path = NULL;
+	long long max_steps = 0, threads = 0;
+	int level = LOOM_LOG_INFO, c, rv;
+	loomi_plugins reg;
+	loomi_conf conf;
+	loomi_doc doc;
+	const loom_compute_ops *ops = NULL;
+	void *ctx = NULL;
+	char *spec = NULL, *err = NULL, *spec_path = NULL;
+	worker w = {0};
+	loom_job job;
+	struct sigaction sa;
+
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		char *end;
+		switch (c) {
+		case 'r': run_spec = optarg; break;
+		case 'o': out = optarg; break;
+		case 'R': resume = optarg; break;
+		case 'c': conf_path = optarg; break;
+		case 'm':
+			max_steps = strtoll(optarg, &end, 10);
+			if (*end || max_steps < 1) {
+				fprintf(stderr, "loom-worker: --max-steps: \"%s\" is not a positive "
+				                "number\n",
+				        optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 't':
+			threads = strtoll(optarg, &end, 10);
+			if (*end || threads < 1 || threads > 1024) {
+				fprintf(stderr, "loom-worker: --threads: \"%s\" is not a number from 1 to "
+				                "1024\n",
+				        optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'L':
+			if ((level = loomi_log_level_parse(optarg)) < 0) {
+				fprintf(stderr, "loom-worker: --log-level: \"%s\" is not one of error, "
+				                "warn, info, debug, trace\n",
+				        optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'V': printf("loom-worker %s\n", LOOM_VERSION_STRING); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind < argc || (!run_spec == !resume) || (run_spec && !out) || (resume && out)) {
+		if (optind < argc)
+			fprintf(stderr, "loom-worker: unexpected argument \"%s\"\n", argv[optind]);
+		else
+			fprintf(stderr, "loom-worker: give either --run SPEC --out DIR, or --resume "
+			                "DIR\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	loomi_log_setup(level, LOOMI_LOG_TEXT, NULL, NULL);
+
+	spec_path = run_spec ? loomi_strdup(run_spec) : loomi_path_join(resume, "job.json");
+	if ((rv = loomi_read_file(spec_path, &spec, NULL)) != 0) {
+		fprintf(stderr, "loom-worker: cannot read %s: %s%s\n", spec_path, strerror(rv),
+		        resume ? "; is it the output directory of a loom-worker --run?" : "");
+		free(spec_path);
+		return resume ? EXIT_FAILED : EXIT_USAGE;
+	}
+
+	memset(&conf, 0, sizeof conf);
+	memset(&doc, 0, sizeof doc);
+	if (load_plugins(&reg, conf_path, &conf, &doc) != 0) {
+		rv = EXIT_FAILED;
+		goto out;
+	}
+	{
+		const void *o;
+		loom_instance *any = reg.n_instances ? reg.instances[0] : NULL;
+		json_t *sj = NULL;
+		const char *compute = "transformer";
+		/* the compute instance the spec names */
+		if (spec[strspn(spec, " \t\r\n")] == '{' && (sj = json_loads(spec, 0, NULL)) &&
+		    json_is_string(json_object_get(sj, "compute")))
+			compute = json_string_value(json_object_get(sj, "compute"));
+		if (any == NULL || loomi_host_services()->instance_ops(any, compute, LOOM_KIND_COMPUTE,
+		                                                        &o, &ctx) != 0) {
+			fprintf(stderr, "loom-worker: no compute plugin instance \"%s\"; check -c FILE "
+			                "or the spec's compute setting\n",
+			        compute);
+			json_decref(sj);
+			rv = EXIT_FAILED;
+			goto out;
+		}
+		json_decref(sj);
+		ops = o;
+	}
+	if ((rv = ops->validate(ctx, spec, &err)) != 0) {
+		fprintf(stderr, "%s: the job spec is invalid:\n%s\n", spec_path,
+		        err ? err : loom_strerror(rv));
+		free(err);
+		rv = EXIT_FAILED;
+		goto out;
+	}
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	w.tty = isatty(STDERR_FILENO);
+	w.first_step = -1;
+	memset(&job, 0, sizeof job);
+	job.size = sizeof job;
+	job.flags = resume ? LOOM_JOB_RESUME : 0;
+	job.spec_json = spec;
+	job.out_dir = resume ? resume : out;
+	job.threads = (uint32_t)(threads ? threads : sysconf(_SC_NPROCESSORS_ONLN));
+	job.max_steps = max_steps;
+	job.arg = &w;
+	job.progress = on_progress;
+	job.metric = on_metric;
+	job.log = on_log;
+	job.control = on_control;
+
+	rv = ops->run(ctx, &job);
+	if (w.tty)
+		fputs("\r\033[K", stderr);
+	switch (rv) {
+	case 0:
+		print_summary(job.out_dir);
+		rv = 0;
+		break;
+	case LOOM_EPAUSED:
+		fprintf(stderr, "paused; continue with: loom-worker --resume %s\n", job.out_dir);
+		rv = 0;
+		break;
+	default:
+		fprintf(stderr, "loom-worker: the job %s (%s)\n",
+		        rv == LOOM_ECANCELED ? "was cancelled" : "failed", loom_errname(rv));
+		rv = EXIT_FAILED;
+	}
+out:
+	loomi_plugins_fini(&reg);
+	if (conf_path)
+		loomi_conf_free(&conf);
+	else
+		loomi_doc_free(&doc);
+	free(spec);
+	free(spec_path);
+	return rv;
+}
