@@ -611,6 +611,17 @@ tf_csv_parse(const char *data, size_t len, const char *name, tf_table *t, char *
 		t->line[n] = first;
 		t->n_rows = ++n;
 	}
+	/* rows_max counted CR and LF apart: give back what CRLF files left over */
+	for (size_t i = 0; n > 0 && n < rows_max && i < t->n_cols; i++) {
+		char **shrunk = realloc(t->text[i], n * sizeof **t->text);
+		if (shrunk != NULL)
+			t->text[i] = shrunk;
+	}
+	if (n > 0 && n < rows_max) {
+		int64_t *shrunk = realloc(t->line, n * sizeof *t->line);
+		if (shrunk != NULL)
+			t->line = shrunk;
+	}
 	rv = csv_numbers(t, err);
 out:
 	free(c.f);
@@ -1021,7 +1032,12 @@ check_spec(build *b)
 		            "time column",
 		            b->path, (long long)sp->season);
 	for (int s = 0; s < 3; s++) {
-		if (!isfinite(sp->split[s]) || sp->split[s] < 0)
+		if (!isfinite(sp->split[s]))
+			return fail(b->err, LOOM_EINVAL,
+			            "%s: data.split: the %s fraction is not a number; give train, "
+			            "validation and test fractions of at least 0 that sum to 1",
+			            b->path, split_name[s]);
+		if (sp->split[s] < 0)
 			return fail(b->err, LOOM_EINVAL,
 			            "%s: data.split: the %s fraction %g is negative; give train, validation "
 			            "and test fractions of at least 0 that sum to 1",
@@ -1461,6 +1477,8 @@ load_classes(build *b)
 			            "%s:%lld: column \"%s\": missing label; every row needs a label for "
 			            "classification",
 			            b->path, (long long)t->line[r], show(&s1, t->names[c]));
+	if (n < 1)
+		return fail(b->err, LOOM_EINTERNAL, "%s: no rows", b->path);
 	if ((sorted = calloc((size_t)n, sizeof *sorted)) == NULL)
 		return nomem(b);
 	for (int64_t r = 0; r < n; r++)
