@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +44,7 @@ loomi_api_error(loomi_http_res *res, int status, const char *code, const char *f
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	loomi_utf8_clean(msg); /* it may quote a request's bytes, or be cut short */
 	json_decref(res->body);
 	res->status = status;
 	res->body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
@@ -158,20 +160,22 @@ get_health(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	sqlite3_stmt *st = NULL;
 	bool db_ok = false;
 	char abi[32];
+	char *state_dir = loomi_utf8_clean(loomi_strdup(d->conf.state_dir));
 
 	if (sqlite3_prepare_v2(d->store.db, "SELECT 1", -1, &st, NULL) == SQLITE_OK)
 		db_ok = sqlite3_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	snprintf(abi, sizeof abi, "%d.%d", LOOM_ABI_MAJOR, LOOM_ABI_MINOR);
 	res->status = db_ok ? 200 : 503;
-	res->body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:i, s:{s:b, s:i}}", "status",
+	res->body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:{s:b, s:i}}", "status",
 	                      db_ok ? "ok" : "degraded", "version", LOOM_VERSION_STRING, "abi", abi,
 	                      "pid", (json_int_t)getpid(), "uptime_s",
 	                      (json_int_t)((loomi_mono_ns() - d->started_ns) / 1000000000ull),
-	                      "state_dir", d->conf.state_dir, "plugins",
+	                      "state_dir", state_dir, "plugins",
 	                      (json_int_t)d->plugins.n_instances, "bus_dropped",
-	                      (int)(d->bus ? loomi_bus_dropped(d->bus) : 0), "database", "ok",
+	                      (json_int_t)(d->bus ? loomi_bus_dropped(d->bus) : 0), "database", "ok",
 	                      db_ok, "schema_version", d->store.version);
+	free(state_dir);
 }
 
 static void
@@ -298,14 +302,21 @@ http_cb(nng_aio *aio)
 		goto out;
 	}
 	nng_http_res_set_status(hres, (uint16_t)res.status);
-	if (res.body) {
+	if (res.body)
 		text = json_dumps(res.body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (text) {
 		nng_http_res_set_header(hres, "Content-Type", "application/json");
-		if (text)
-			nng_http_res_copy_data(hres, text, strlen(text));
+		nng_http_res_copy_data(hres, text, strlen(text));
 	} else if (res.text) {
 		nng_http_res_set_header(hres, "Content-Type", res.content_type);
 		nng_http_res_copy_data(hres, res.text, res.text_len);
+	} else {
+		/* never a response without a body (and its Content-Length) */
+		static const char fallback[] =
+			"{\"error\":{\"code\":\"internal\",\"message\":\"the server could not "
+			"encode its answer\"}}";
+		nng_http_res_set_header(hres, "Content-Type", "application/json");
+		nng_http_res_copy_data(hres, fallback, sizeof fallback - 1);
 	}
 	if (res.allow)
 		nng_http_res_set_header(hres, "Allow", res.allow);
@@ -372,6 +383,15 @@ loomi_api_start(loomi_daemon *d, const char *listen, char **err)
 		snprintf(host, sizeof host, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
 		d->url = loomi_strfmt("http://%s:%u", strcmp(host, "0.0.0.0") ? host : "127.0.0.1",
 		                      (unsigned)ntohs(sa.s_in.sa_port));
+	} else if (nng_http_server_get_addr(api->server, &sa) == 0 &&
+	           sa.s_family == NNG_AF_INET6) {
+		char host[INET6_ADDRSTRLEN];
+		static const uint8_t any[16];
+		if (inet_ntop(AF_INET6, sa.s_in6.sa_addr, host, sizeof host) == NULL)
+			snprintf(host, sizeof host, "::1");
+		d->url = loomi_strfmt("http://[%s]:%u",
+		                      memcmp(sa.s_in6.sa_addr, any, 16) ? host : "::1",
+		                      (unsigned)ntohs(sa.s_in6.sa_port));
 	} else {
 		d->url = loomi_strdup(urltext);
 	}

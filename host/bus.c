@@ -609,9 +609,17 @@ dispatch(loomi_bus *bus, const loomi_envelope *env)
 	pthread_mutex_unlock(&bus->mtx);
 
 	if (rv != 0) {
-		json_t *d = reply_doc(env->id, rv, NULL, reply);
+		json_t *d;
+		if (rv < 0 || rv > 65535) {
+			LOG_ERROR("bus: the handler of \"%s\" returned %d, not a LOOM_E* code",
+			          env->service, rv);
+			rv = LOOM_EINTERNAL;
+		}
+		if (reply)
+			loomi_utf8_clean(reply); /* a message in another encoding */
+		d = reply_doc(env->id, rv, NULL, reply);
 		free(reply);
-		return d;
+		return d ? d : reply_doc(env->id, LOOM_EINTERNAL, NULL, NULL);
 	}
 	if (reply && (body = parse_body(reply)) == NULL) {
 		LOG_ERROR("bus: the handler of \"%s\" returned a reply that is not a JSON object",

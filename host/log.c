@@ -83,11 +83,17 @@ loomi_log_reopen(void)
 {
 	pthread_mutex_lock(&log_mtx);
 	if (log_path) {
-		FILE *fp = open_log(log_path, NULL);
+		char *err = NULL;
+		FILE *fp = open_log(log_path, &err);
 		if (fp) {
 			fclose(log_fp);
 			log_fp = fp;
+		} else if (log_fp) {
+			/* keep writing to the old file, and say so there */
+			fprintf(log_fp, "log: cannot reopen: %s\n", err ? err : "?");
+			fflush(log_fp);
 		}
+		free(err);
 	}
 	pthread_mutex_unlock(&log_mtx);
 }
@@ -142,6 +148,8 @@ loomi_vlog(int level, const char *who, const char *fmt, va_list ap)
 		return;
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	timestamp(ts, sizeof ts);
+	if (log_format == LOOMI_LOG_JSON)
+		loomi_utf8_clean(msg); /* cut mid-character, or quoting foreign bytes */
 
 	pthread_mutex_lock(&log_mtx);
 	if (log_hook)
@@ -155,10 +163,13 @@ loomi_vlog(int level, const char *who, const char *fmt, va_list ap)
 			if (o && who)
 				json_object_set_new(o, "plugin", json_string(who));
 			line = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-			if (line) {
+			if (line)
 				fprintf(out, "%s\n", line);
-				free(line);
-			}
+			else /* never lose a line: say at least when and how bad */
+				fprintf(out, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"(a message "
+				             "that could not be encoded)\"}\n",
+				        ts, loomi_log_level_name(level));
+			free(line);
 			json_decref(o);
 		} else if (who) {
 			fprintf(out, "%s %-5s [%s] %s\n", ts, loomi_log_level_name(level), who, msg);

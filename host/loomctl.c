@@ -64,31 +64,31 @@ usage(FILE *fp)
 static int
 http(const ctl *c, const char *method, const char *path, const char *body, reply *out)
 {
-	char *full;
+	char *full = NULL;
 	nng_url *url = NULL;
 	nng_http_client *client = NULL;
 	nng_http_req *req = NULL;
 	nng_http_res *res = NULL;
 	nng_aio *aio = NULL;
 	void *data;
-	size_t len;
+	size_t len, bl;
 	int rv, ret = EXIT_UNREACHABLE;
-	size_t ul = strlen(c->url);
 
-	full = malloc(ul + strlen(path) + 1);
-	if (full == NULL)
-		return EXIT_UNREACHABLE;
-	memcpy(full, c->url, ul);
-	while (ul > 0 && full[ul - 1] == '/')
-		ul--;
-	strcpy(full + ul, path);
-
-	if ((rv = nng_url_parse(&url, full)) != 0 || strcmp(url->u_scheme, "http") != 0) {
+	/* Parse only the base URL: path is already percent-encoded and must
+	 * reach the daemon as it is. */
+	if ((rv = nng_url_parse(&url, c->url)) != 0 || strcmp(url->u_scheme, "http") != 0) {
 		fprintf(stderr, "loomctl: \"%s\" is not an http:// URL; give --url like %s\n",
 		        c->url, DEFAULT_URL);
 		ret = EXIT_USAGE;
 		goto out;
 	}
+	bl = strlen(url->u_path);
+	while (bl > 0 && url->u_path[bl - 1] == '/')
+		bl--;
+	if ((full = malloc(bl + strlen(path) + 1)) == NULL)
+		goto out;
+	memcpy(full, url->u_path, bl);
+	strcpy(full + bl, path);
 	if ((rv = nng_http_client_alloc(&client, url)) != 0 ||
 	    (rv = nng_http_req_alloc(&req, url)) != 0 || (rv = nng_http_res_alloc(&res)) != 0 ||
 	    (rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
@@ -96,6 +96,7 @@ http(const ctl *c, const char *method, const char *path, const char *body, reply
 		goto out;
 	}
 	nng_http_req_set_method(req, method);
+	nng_http_req_set_uri(req, full);
 	nng_http_req_set_header(req, "Accept", "application/json");
 	if (body) {
 		nng_http_req_set_header(req, "Content-Type", "application/json");
@@ -115,9 +116,10 @@ http(const ctl *c, const char *method, const char *path, const char *body, reply
 	nng_http_res_get_data(res, &data, &len);
 	out->body = len ? json_loadb(data, len, 0, NULL) : NULL;
 	if (len && out->body == NULL) {
-		fprintf(stderr, "loomctl: %s answered %d with a body that is not JSON; is %s a "
+		fprintf(stderr, "loomctl: %s%s answered %d with a body that is not JSON; is %s a "
 		                "loomd?\n",
-		        full, out->status, c->url);
+		        c->url, full, out->status, c->url);
+		ret = EXIT_REFUSED;
 		goto out;
 	}
 	ret = 0;
@@ -134,6 +136,14 @@ out:
 		nng_url_free(url);
 	free(full);
 	return ret;
+}
+
+/* A string field for printing: "-" when absent. */
+static const char *
+S(const json_t *obj, const char *key)
+{
+	const char *v = json_string_value(json_object_get(obj, key));
+	return v ? v : "-";
 }
 
 /* Print an API error and return EXIT_REFUSED. */
@@ -175,15 +185,15 @@ cmd_health(const ctl *c, int argc, char **argv)
 		rv = print_json(&r);
 	else {
 		json_t *b = r.body;
-		printf("loomd %s at %s: %s\n", json_string_value(json_object_get(b, "version")),
-		       c->url, json_string_value(json_object_get(b, "status")));
+		printf("loomd %s at %s: %s\n", S(b, "version"),
+		       c->url, S(b, "status"));
 		printf("  pid %lld, up %llds, %lld plugin instance(s), plugin ABI %s\n",
 		       (long long)json_integer_value(json_object_get(b, "pid")),
 		       (long long)json_integer_value(json_object_get(b, "uptime_s")),
 		       (long long)json_integer_value(json_object_get(b, "plugins")),
-		       json_string_value(json_object_get(b, "abi")));
+		       S(b, "abi"));
 		printf("  state %s, schema version %lld\n",
-		       json_string_value(json_object_get(b, "state_dir")),
+		       S(b, "state_dir"),
 		       (long long)json_integer_value(
 			       json_object_get(json_object_get(b, "database"), "schema_version")));
 	}
@@ -191,6 +201,19 @@ cmd_health(const ctl *c, int argc, char **argv)
 		rv = EXIT_REFUSED;
 	json_decref(r.body);
 	return rv;
+}
+
+static bool
+instance_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 64 || !(s[0] >= 'a' && s[0] <= 'z'))
+		return false;
+	for (; *s; s++) {
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'))
+			return false;
+	}
+	return true;
 }
 
 static int
@@ -205,18 +228,18 @@ cmd_plugins(const ctl *c, int argc, char **argv)
 			fprintf(stderr, "loomctl: usage: plugins show INSTANCE\n");
 			return EXIT_USAGE;
 		}
-		path = malloc(strlen(argv[2]) * 3 + 32);
+		if (!instance_name_ok(argv[2])) {
+			fprintf(stderr, "loomctl: \"%s\" is not an instance name (a lower-case letter, "
+			                "then lower-case letters, digits, '-' or '_'); loomctl plugins "
+			                "lists them\n",
+			        argv[2]);
+			return EXIT_USAGE;
+		}
+		/* a checked name needs no escaping */
+		path = malloc(strlen(argv[2]) + 32);
 		if (path == NULL)
 			return EXIT_REFUSED;
-		strcpy(path, "/api/v1/plugins/");
-		for (const char *p = argv[2]; *p; p++) {
-			char *e = path + strlen(path);
-			if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			    (*p >= '0' && *p <= '9') || strchr("-_.~", *p))
-				*e++ = *p, *e = '\0';
-			else
-				sprintf(e, "%%%02X", (unsigned char)*p);
-		}
+		snprintf(path, strlen(argv[2]) + 32, "/api/v1/plugins/%s", argv[2]);
 		rv = http(c, "GET", path, NULL, &r);
 		free(path);
 		if (rv != 0)
@@ -229,13 +252,13 @@ cmd_plugins(const ctl *c, int argc, char **argv)
 			const char *key;
 			json_t *v, *b = r.body;
 			printf("%s: %s %s (%s, ABI %s)\n  %s\n  file %s\n",
-			       json_string_value(json_object_get(b, "instance")),
-			       json_string_value(json_object_get(b, "name")),
-			       json_string_value(json_object_get(b, "version")),
-			       json_string_value(json_object_get(b, "kind")),
-			       json_string_value(json_object_get(b, "abi")),
-			       json_string_value(json_object_get(b, "description")),
-			       json_string_value(json_object_get(b, "path")));
+			       S(b, "instance"),
+			       S(b, "name"),
+			       S(b, "version"),
+			       S(b, "kind"),
+			       S(b, "abi"),
+			       S(b, "description"),
+			       S(b, "path"));
 			printf("  settings:\n");
 			json_object_foreach(json_object_get(b, "config"), key, v) {
 				char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
@@ -262,11 +285,11 @@ cmd_plugins(const ctl *c, int argc, char **argv)
 		printf("%-16s %-22s %-10s %-10s %s\n", "INSTANCE", "MODULE", "KIND", "VERSION", "ABI");
 		json_array_foreach(list, i, p) {
 			printf("%-16s %-22s %-10s %-10s %s\n",
-			       json_string_value(json_object_get(p, "instance")),
-			       json_string_value(json_object_get(p, "module")),
-			       json_string_value(json_object_get(p, "kind")),
-			       json_string_value(json_object_get(p, "version")),
-			       json_string_value(json_object_get(p, "abi")));
+			       S(p, "instance"),
+			       S(p, "module"),
+			       S(p, "kind"),
+			       S(p, "version"),
+			       S(p, "abi"));
 		}
 		if (json_array_size(list) == 0)
 			printf("(no plugins loaded)\n");

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -64,8 +65,11 @@ check_config(loomi_daemon *d)
 	loomi_strv errs = {0};
 	int rv;
 
-	loomi_plugins_init(&d->plugins, (const char *const *)d->conf.plugin_path.v,
-	                   d->conf.plugin_path.n, d->conf.state_dir);
+	if (loomi_plugins_init(&d->plugins, (const char *const *)d->conf.plugin_path.v,
+	                       d->conf.plugin_path.n, d->conf.state_dir) != 0) {
+		fprintf(stderr, "%s: cannot set up the plugin loader (libltdl)\n", d->conf.path);
+		return 1;
+	}
 	for (size_t i = 0; i < d->conf.n_plugins; i++) {
 		loom_instance *ins;
 		loomi_instance_create(&d->plugins, &d->conf.doc, &d->conf.plugins[i], &ins, &errs);
@@ -158,6 +162,22 @@ start(loomi_daemon *d, char **err)
 	                           : loomi_strfmt("ipc://%s/bus.req", d->conf.state_dir);
 	ev = d->conf.bus_events ? loomi_strdup(d->conf.bus_events)
 	                        : loomi_strfmt("ipc://%s/bus.events", d->conf.state_dir);
+	{
+		/* a Unix socket's path has a hard limit (sun_path) */
+		struct sockaddr_un sun;
+		const char *addrs[2] = {req, ev};
+		for (int k = 0; k < 2; k++) {
+			if (strncmp(addrs[k], "ipc://", 6) == 0 && strlen(addrs[k] + 6) >= sizeof sun.sun_path) {
+				*err = loomi_strfmt("the bus address %s is %zu bytes long, over the %zu a Unix "
+				                    "socket allows; use a shorter state_dir, or set "
+				                    "bus.requests and bus.events in the config",
+				                    addrs[k], strlen(addrs[k] + 6), sizeof sun.sun_path - 1);
+				free(req);
+				free(ev);
+				return LOOM_ECONFIG;
+			}
+		}
+	}
 	bc.requests = req;
 	bc.events = ev;
 	bc.max_message = d->conf.bus_max_message;
@@ -169,14 +189,15 @@ start(loomi_daemon *d, char **err)
 	if (rv != 0)
 		return rv;
 
-	loomi_plugins_init(&d->plugins, (const char *const *)d->conf.plugin_path.v,
-	                   d->conf.plugin_path.n, d->conf.state_dir);
+	if ((rv = loomi_plugins_init(&d->plugins, (const char *const *)d->conf.plugin_path.v,
+	                             d->conf.plugin_path.n, d->conf.state_dir)) != 0) {
+		*err = loomi_strdup("cannot set up the plugin loader (libltdl)");
+		return rv;
+	}
 	d->plugins.bus = d->bus;
 	for (size_t i = 0; i < d->conf.n_plugins; i++) {
 		loom_instance *ins;
-		if ((rv = loomi_instance_create(&d->plugins, &d->conf.doc, &d->conf.plugins[i], &ins,
-		                                &errs)) != 0)
-			continue;
+		loomi_instance_create(&d->plugins, &d->conf.doc, &d->conf.plugins[i], &ins, &errs);
 	}
 	if (errs.n > 0) {
 		*err = loomi_strv_join(&errs, "\n");
@@ -241,7 +262,7 @@ main(int argc, char **argv)
 	loomi_strv errs = {0};
 	sigset_t sigs;
 	char *err = NULL, *log_err = NULL;
-	int c, rv, level, notify_fd = -1, status = 0;
+	int c, rv, level, notify_fd = -1;
 
 	memset(&d, 0, sizeof d);
 	d.lock_fd = -1;
@@ -269,6 +290,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "loomd: --log-level: \"%s\" is not one of error, warn, info, debug, "
 		                "trace\n",
 		        level_name);
+		return EXIT_USAGE;
+	}
+	if (state_dir && state_dir[0] == '\0') {
+		fprintf(stderr, "loomd: --state-dir: give a directory\n");
 		return EXIT_USAGE;
 	}
 	if (listen) {
@@ -372,5 +397,5 @@ main(int argc, char **argv)
 	LOG_INFO("loomd stopped");
 	loomi_log_close();
 	loomi_conf_free(&d.conf);
-	return status;
+	return 0;
 }

@@ -62,6 +62,7 @@ instance_free(loom_instance *ins)
 	free(ins->ctx);
 	loomi_pconf_free(&ins->conf);
 	pthread_mutex_destroy(&ins->lock);
+	pthread_mutex_destroy(&ins->dir_lock);
 	free(ins->name);
 	free(ins->prefix);
 	free(ins->state_dir);
@@ -71,16 +72,32 @@ instance_free(loom_instance *ins)
 void
 loomi_plugins_fini(loomi_plugins *reg)
 {
+	bool *started = loomi_xcalloc(reg->n_instances + 1, sizeof *started);
+
+	/* First every instance stops serving: its bus services and
+	 * subscriptions go (waiting for calls in progress) and the host's
+	 * wrappers and lookups stop handing it out.  Only then is any fini
+	 * called, so no handler of one plugin can reach another that is being
+	 * torn down. */
 	for (size_t i = reg->n_instances; i-- > 0;) {
 		loom_instance *ins = reg->instances[i];
 		if (reg->bus)
 			loomi_bus_drop_owner(reg->bus, ins);
-		if (ins->inited && ins->desc->fini) {
+		pthread_mutex_lock(&reg->mtx);
+		started[i] = ins->inited;
+		ins->inited = false;
+		pthread_mutex_unlock(&reg->mtx);
+	}
+	for (size_t i = reg->n_instances; i-- > 0;) {
+		loom_instance *ins = reg->instances[i];
+		if (started[i] && ins->desc->fini) {
 			LOG_DEBUG("stopping plugin instance %s (%s)", ins->name, ins->module->name);
 			ins->desc->fini(ins->ctx);
 		}
-		instance_free(ins);
 	}
+	for (size_t i = 0; i < reg->n_instances; i++)
+		instance_free(reg->instances[i]);
+	free(started);
 	free(reg->instances);
 	/* Modules stay loaded: a plugin may have left threads or atexit
 	 * handlers behind, and unmapping its code under them would crash. */
@@ -142,6 +159,9 @@ missing_op(uint32_t kind, const void *ops)
 		const loom_scheduler_ops *s = ops;
 		REQ(loom_scheduler_ops, plan);
 		if (s->caps & LOOM_SCHED_REMOTE) {
+			/* read them only if the table is large enough to hold them */
+			if (s->size < offsetof(loom_scheduler_ops, cancel) + sizeof(void *))
+				return "launch";
 			REQ(loom_scheduler_ops, launch);
 			REQ(loom_scheduler_ops, poll);
 			REQ(loom_scheduler_ops, cancel);
@@ -279,6 +299,26 @@ loomi_desc_check(const loom_plugin_desc *d, char **why)
 			*why = loomi_strfmt("its config map entry \"%s\" has an invalid %s", e->key,
 			                    sz == 0 ? "type" : "key (use [a-z][a-z0-9_]*)");
 			return LOOM_EPLUGIN_MALFORMED;
+		}
+		for (const loom_config_entry *o = d->config; o < e; o++) {
+			if (strcmp(o->key, e->key) == 0) {
+				*why = loomi_strfmt("its config map declares \"%s\" twice", e->key);
+				return LOOM_EPLUGIN_MALFORMED;
+			}
+		}
+		if ((e->flags & LOOM_CONFIG_RANGE) && !(e->min <= e->max)) {
+			*why = loomi_strfmt("its config map entry \"%s\" has min above max", e->key);
+			return LOOM_EPLUGIN_MALFORMED;
+		}
+		if (e->def != NULL && !(e->flags & LOOM_CONFIG_REQUIRED)) {
+			char *bad = loomi_pconf_default_check(e);
+			if (bad) {
+				*why = loomi_strfmt("its config map entry \"%s\" has an invalid default "
+				                    "\"%s\": %s",
+				                    e->key, e->def, bad);
+				free(bad);
+				return LOOM_EPLUGIN_MALFORMED;
+			}
 		}
 		if (!(e->flags & LOOM_CONFIG_NOFILL) && e->offset + sz > d->ctx_size) {
 			*why = loomi_strfmt("its config map entry \"%s\" writes past the end of its "
@@ -481,6 +521,7 @@ loomi_instance_create(loomi_plugins *reg, const loomi_doc *doc, const loomi_plug
 	ins->prefix = loomi_strfmt("%s:%s", loom_kind_name(ins->kind), ins->name);
 	ins->reg = reg;
 	pthread_mutex_init(&ins->lock, NULL);
+	pthread_mutex_init(&ins->dir_lock, NULL);
 	if ((ins->ctx = loomi_aligned_zalloc(m->desc->ctx_size)) == NULL) {
 		instance_free(ins);
 		return LOOM_ENOMEM;
@@ -522,8 +563,8 @@ loomi_instance_start(loom_instance *ins, char **err)
 	if (rv != 0) {
 		if (ins->reg->bus)
 			loomi_bus_drop_owner(ins->reg->bus, ins);
-		*err = loomi_strfmt("plugin \"%s\" (%s) failed to initialize: %s (%s); the lines "
-		                    "logged by [%s] above say why",
+		*err = loomi_strfmt("plugin \"%s\" (%s) failed to initialize: %s (%s); the log "
+		                    "lines of [%s] say why",
 		                    ins->name, ins->module->name, loom_strerror(rv), loom_errname(rv),
 		                    ins->prefix);
 		return LOOM_EPLUGIN_INIT;

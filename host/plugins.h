@@ -38,6 +38,7 @@ struct loom_instance {
 	loomi_pconf conf;              /* validated settings */
 	char *state_dir;               /* created on first use */
 	pthread_mutex_t lock;          /* serializes ops without THREAD_SAFE */
+	pthread_mutex_t dir_lock;      /* guards state_dir (taken inside ops too) */
 	bool inited;
 	loomi_plugins *reg;
 };

@@ -9,31 +9,61 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "schema.h"
 
 /* ------------------------------------------------------------------ documents */
 
 static void
-doc_add_loc(loomi_doc *doc, const json_t *v, int line)
+doc_add_loc(loomi_doc *doc, const json_t *v, int line, const char *file)
 {
+	int idx = -1;
+
+	if (file && doc->name && strcmp(file, doc->name) != 0) {
+		for (size_t i = 0; i < doc->files.n; i++) {
+			if (strcmp(doc->files.v[i], file) == 0)
+				idx = (int)i;
+		}
+		if (idx < 0) {
+			loomi_strv_push(&doc->files, loomi_strdup(file));
+			idx = (int)doc->files.n - 1;
+		}
+	}
 	if (doc->n_locs == doc->cap_locs) {
 		doc->cap_locs = doc->cap_locs ? doc->cap_locs * 2 : 64;
 		doc->locs = loomi_xrealloc(doc->locs, doc->cap_locs * sizeof *doc->locs);
 	}
 	doc->locs[doc->n_locs].value = v;
 	doc->locs[doc->n_locs].line = line;
+	doc->locs[doc->n_locs].file = idx;
 	doc->n_locs++;
+}
+
+static const loomi_doc_loc *
+find_loc(const loomi_doc *doc, const json_t *value)
+{
+	for (size_t i = 0; doc && value && i < doc->n_locs; i++) {
+		if (doc->locs[i].value == value)
+			return &doc->locs[i];
+	}
+	return NULL;
 }
 
 int
 loomi_doc_line(const loomi_doc *doc, const json_t *value)
 {
-	for (size_t i = 0; doc && i < doc->n_locs; i++) {
-		if (doc->locs[i].value == value)
-			return doc->locs[i].line;
-	}
-	return 0;
+	const loomi_doc_loc *loc = find_loc(doc, value);
+	return loc ? loc->line : 0;
+}
+
+const char *
+loomi_doc_file(const loomi_doc *doc, const json_t *value)
+{
+	const loomi_doc_loc *loc = find_loc(doc, value);
+	if (loc && loc->file >= 0)
+		return doc->files.v[loc->file];
+	return doc ? doc->name : NULL;
 }
 
 void
@@ -42,36 +72,18 @@ loomi_doc_errf(const loomi_doc *doc, const json_t *value, loomi_strv *errs, cons
 {
 	char msg[1024];
 	int line = loomi_doc_line(doc, value);
+	const char *file = loomi_doc_file(doc, value);
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	if (doc && doc->name && line > 0)
-		loomi_strv_pushf(errs, "%s:%d: %s", doc->name, line, msg);
-	else if (doc && doc->name)
-		loomi_strv_pushf(errs, "%s: %s", doc->name, msg);
+	if (file && line > 0)
+		loomi_strv_pushf(errs, "%s:%d: %s", file, line, msg);
+	else if (file)
+		loomi_strv_pushf(errs, "%s: %s", file, msg);
 	else
 		loomi_strv_push(errs, loomi_strdup(msg));
-}
-
-static bool
-utf8_valid(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	while (*p) {
-		int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
-		        : (*p & 0xf8) == 0xf0 ? 3 : -1;
-		if (n < 0)
-			return false;
-		p++;
-		while (n-- > 0) {
-			if ((*p & 0xc0) != 0x80)
-				return false;
-			p++;
-		}
-	}
-	return true;
 }
 
 static json_t *
@@ -113,22 +125,22 @@ convert(loomi_doc *doc, config_setting_t *s, loomi_strv *errs)
 	case CONFIG_TYPE_BOOL:
 		v = json_boolean(config_setting_get_bool(s));
 		break;
-	case CONFIG_TYPE_STRING: {
-		const char *str = config_setting_get_string(s);
-		if (!utf8_valid(str)) {
-			loomi_strv_pushf(errs, "%s:%d: %s: the string is not valid UTF-8",
-			                 doc->name, config_setting_source_line(s),
+	case CONFIG_TYPE_STRING:
+		/* jansson refuses invalid UTF-8 (overlong forms and surrogates too) */
+		if ((v = json_string(config_setting_get_string(s))) == NULL) {
+			const char *file = config_setting_source_file(s);
+			loomi_strv_pushf(errs, "%s:%d: %s: the string is not valid UTF-8; write it in "
+			                       "UTF-8",
+			                 file ? file : doc->name, config_setting_source_line(s),
 			                 config_setting_name(s) ? config_setting_name(s) : "value");
 			return NULL;
 		}
-		v = json_string(str);
 		break;
-	}
 	default:
 		return NULL;
 	}
 	if (v)
-		doc_add_loc(doc, v, config_setting_source_line(s));
+		doc_add_loc(doc, v, config_setting_source_line(s), config_setting_source_file(s));
 	return v;
 }
 
@@ -172,6 +184,19 @@ loomi_doc_load_file(loomi_doc *doc, const char *path, loomi_strv *errs)
 		                 strerror(errno));
 		free(dir);
 		return LOOM_EIO;
+	}
+	{
+		/* libconfig's scanner exits the process on a directory */
+		struct stat st;
+		if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+			fclose(fp);
+			memset(doc, 0, sizeof *doc);
+			doc->name = loomi_strdup(path);
+			loomi_strv_pushf(errs, "%s: not a regular file; give the path of a config file",
+			                 path);
+			free(dir);
+			return LOOM_EIO;
+		}
 	}
 	config_init(&cfg);
 	if ((slash = strrchr(dir, '/')) != NULL) {
@@ -229,6 +254,7 @@ loomi_doc_free(loomi_doc *doc)
 	json_decref(doc->root);
 	free(doc->name);
 	free(doc->locs);
+	loomi_strv_free(&doc->files);
 	memset(doc, 0, sizeof *doc);
 }
 
@@ -372,21 +398,40 @@ check_value(const loomi_doc *doc, const json_t *v, const loomi_field *f, const c
 		}
 		return 0;
 	case LOOMI_F_SIZE:
-		if (json_is_integer(v) && json_integer_value(v) >= 0)
+		if (json_is_integer(v) && json_integer_value(v) < 0) {
+			loomi_doc_errf(doc, v, errs, "%s: a size must not be negative", path);
+			return 1;
+		}
+		if (json_is_integer(v))
 			return range_check(doc, v, f, path, (double)json_integer_value(v), errs);
 		if (json_is_string(v)) {
 			int rv = loom_parse_size(json_string_value(v), &size);
+			if (rv == 0 && size > (uint64_t)INT64_MAX)
+				rv = LOOM_ERANGE;
 			if (rv == 0)
 				return range_check(doc, v, f, path, (double)size, errs);
-			loomi_doc_errf(doc, v, errs,
-			               "%s: \"%s\" is not a size; write bytes, or a number with K, M, G "
-			               "or T (\"512M\", \"2G\")",
-			               path, json_string_value(v));
+			if (rv == LOOM_ERANGE)
+				loomi_doc_errf(doc, v, errs, "%s: \"%s\" is too large a size", path,
+				               json_string_value(v));
+			else
+				loomi_doc_errf(doc, v, errs,
+				               "%s: \"%s\" is not a size; write bytes, or a number with "
+				               "K, M, G or T (\"512M\", \"2G\")",
+				               path, json_string_value(v));
 			return 1;
 		}
 		return type_error(doc, v, f, path, errs);
 	case LOOMI_F_DURATION:
-		if (json_is_number(v) && json_number_value(v) >= 0)
+		if (json_is_number(v) && json_number_value(v) < 0) {
+			loomi_doc_errf(doc, v, errs, "%s: a duration must not be negative", path);
+			return 1;
+		}
+		if (json_is_number(v) && json_number_value(v) * 1000.0 > 9.2e18) {
+			loomi_doc_errf(doc, v, errs, "%s: %g seconds is too long", path,
+			               json_number_value(v));
+			return 1;
+		}
+		if (json_is_number(v))
 			return range_check(doc, v, f, path, json_number_value(v) * 1000, errs);
 		if (json_is_string(v)) {
 			if (loom_parse_duration(json_string_value(v), &ms) == 0)
@@ -452,14 +497,17 @@ static int
 check_group(const loomi_doc *doc, const json_t *group, const loomi_field *fields,
             const char *path, loomi_strv *errs)
 {
-	const char *names[64];
+	const char **names;
 	size_t nf = 0;
 	const char *key;
 	json_t *v;
 	int problems = 0;
 
-	for (const loomi_field *f = fields; f && f->key && nf < 64; f++)
-		names[nf++] = f->key;
+	for (const loomi_field *f = fields; f && f->key; f++)
+		nf++;
+	names = loomi_xcalloc(nf + 1, sizeof *names);
+	for (size_t i = 0; i < nf; i++)
+		names[i] = fields[i].key;
 
 	json_object_foreach((json_t *)group, key, v) {
 		const loomi_field *f = NULL;
@@ -501,6 +549,7 @@ check_group(const loomi_doc *doc, const json_t *group, const loomi_field *fields
 			problems++;
 		}
 	}
+	free(names);
 	return problems;
 }
 
@@ -668,8 +717,8 @@ loomi_pconf_apply(const loomi_doc *doc, const json_t *group, const json_t *owner
                   const loom_config_entry *map, const char *prefix, const char *base_dir,
                   void *ctx, loomi_pconf *out, loomi_strv *errs)
 {
-	loomi_field fields[128];
-	size_t nf = 0;
+	loomi_field *fields;
+	size_t nf = 0, n_map = 0;
 	int problems = 0;
 	json_t *empty = NULL;
 
@@ -678,7 +727,10 @@ loomi_pconf_apply(const loomi_doc *doc, const json_t *group, const json_t *owner
 
 	/* The map as a schema; required-ness is checked here so that the
 	 * message can point at the plugin's group when config is absent. */
-	for (const loom_config_entry *e = map; e && e->key && nf < 127; e++) {
+	for (const loom_config_entry *e = map; e && e->key; e++)
+		n_map++;
+	fields = loomi_xcalloc(n_map + 1, sizeof *fields);
+	for (const loom_config_entry *e = map; e && e->key; e++) {
 		loomi_field *f = &fields[nf++];
 		memset(f, 0, sizeof *f);
 		f->key = e->key;
@@ -746,7 +798,36 @@ loomi_pconf_apply(const loomi_doc *doc, const json_t *group, const json_t *owner
 		json_decref(def);
 	}
 	json_decref(empty);
+	free(fields);
 	return problems;
+}
+
+char *
+loomi_pconf_default_check(const loom_config_entry *e)
+{
+	loomi_field f;
+	loomi_strv errs = {0};
+	json_t *def;
+	char *why = NULL;
+
+	if (e->def == NULL)
+		return NULL;
+	memset(&f, 0, sizeof f);
+	f.key = e->key;
+	f.type = map_ftype(e->type);
+	f.choices = e->choices;
+	if (e->flags & LOOM_CONFIG_RANGE) {
+		f.flags |= LOOMI_F_RANGE;
+		f.min = e->min;
+		f.max = e->max;
+	}
+	if ((def = parse_default(e)) == NULL)
+		return loomi_strfmt("it does not parse as %s", ftype_name(f.type));
+	if (check_value(NULL, def, &f, e->key, &errs) != 0)
+		why = loomi_strv_join(&errs, "; ");
+	loomi_strv_free(&errs);
+	json_decref(def);
+	return why;
 }
 
 void

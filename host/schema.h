@@ -25,6 +25,7 @@
 typedef struct loomi_doc_loc {
 	const json_t *value;
 	int line;
+	int file;           /* index into files, -1: the document's own name */
 } loomi_doc_loc;
 
 typedef struct loomi_doc {
@@ -32,6 +33,7 @@ typedef struct loomi_doc {
 	char *name;         /* file name used in messages */
 	loomi_doc_loc *locs;
 	size_t n_locs, cap_locs;
+	loomi_strv files;   /* @include'd files values came from */
 } loomi_doc;
 
 /* Read a libconfig file.  On a syntax or I/O error returns LOOM_ECONFIG or
@@ -46,6 +48,8 @@ int loomi_doc_load_json(loomi_doc *doc, const char *text, size_t len, const char
 void loomi_doc_free(loomi_doc *doc);
 /* The source line of a value, 0 when unknown (JSON). */
 int loomi_doc_line(const loomi_doc *doc, const json_t *value);
+/* The file a value came from (the document's name, or an @include'd file). */
+const char *loomi_doc_file(const loomi_doc *doc, const json_t *value);
 /* "NAME:LINE: " or "NAME: " prefix for a message about value. */
 void loomi_doc_errf(const loomi_doc *doc, const json_t *value, loomi_strv *errs,
                     const char *fmt, ...) LOOM_PRINTF(4, 5);
@@ -112,6 +116,8 @@ int loomi_pconf_apply(const loomi_doc *doc, const json_t *group, const json_t *o
                       const loom_config_entry *map, const char *prefix,
                       const char *base_dir, void *ctx, loomi_pconf *out, loomi_strv *errs);
 void loomi_pconf_free(loomi_pconf *pc);
+/* Why a map entry's default is unusable, or NULL when it is fine (free it). */
+char *loomi_pconf_default_check(const loom_config_entry *e);
 /* The NULL-terminated list stored for key, or NULL. */
 char **loomi_pconf_strlist(const loomi_pconf *pc, const char *key);
 

@@ -46,7 +46,9 @@ svc_state_dir(loom_instance *ins)
 	const char *dir = NULL;
 	int rv;
 
-	pthread_mutex_lock(&ins->lock);
+	/* Its own lock: ops of a plugin without LOOM_PLUGIN_THREAD_SAFE run under
+	 * ins->lock, and may call this. */
+	pthread_mutex_lock(&ins->dir_lock);
 	if (ins->state_dir == NULL && ins->reg->state_dir != NULL) {
 		char *d = loomi_strfmt("%s/plugins/%s", ins->reg->state_dir, ins->name);
 		if ((rv = loomi_mkdir_p(d, 0750)) != 0) {
@@ -58,7 +60,7 @@ svc_state_dir(loom_instance *ins)
 		}
 	}
 	dir = ins->state_dir;
-	pthread_mutex_unlock(&ins->lock);
+	pthread_mutex_unlock(&ins->dir_lock);
 	return dir;
 }
 

@@ -197,7 +197,7 @@ loomi_store_open_with(loomi_store *s, const char *path, const loomi_migration *m
 
 	/* Is it a database at all?  (A stray file named loom.db is refused
 	 * here rather than overwritten.) */
-	rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM sqlite_schema", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM sqlite_master", -1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		rc = sqlite3_step(st);
 		sqlite3_finalize(st);
@@ -209,12 +209,46 @@ loomi_store_open_with(loomi_store *s, const char *path, const loomi_migration *m
 		loomi_store_close(s);
 		return LOOM_ECORRUPT;
 	}
+	/* A database from a newer Loom is refused before anything is written
+	 * to it (not even the journal mode). */
+	{
+		int version = 0, newest = n_migs ? migs[n_migs - 1].version : 0;
+		rc = sqlite3_prepare_v2(s->db,
+		                        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+		                        "name = 'schema_migrations'",
+		                        -1, &st, NULL);
+		if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0 &&
+		    (rv = current_version(s->db, &version, err)) != 0) {
+			sqlite3_finalize(st);
+			loomi_store_close(s);
+			return rv;
+		}
+		sqlite3_finalize(st);
+		if (version > newest) {
+			*err = loomi_strfmt("the state database %s has schema version %d, newer than this "
+			                    "Loom (%s) understands (%d); it was written by a newer loomd. "
+			                    "Upgrade Loom, or use another --state-dir; the database was "
+			                    "not changed",
+			                    s->path, version, LOOM_VERSION_STRING, newest);
+			loomi_store_close(s);
+			return LOOM_ESCHEMA;
+		}
+	}
 	if ((rv = exec(s->db, "PRAGMA journal_mode = WAL", err, "cannot enable WAL")) != 0 ||
 	    (rv = exec(s->db, "PRAGMA synchronous = NORMAL", err, "cannot set synchronous")) != 0 ||
 	    (rv = exec(s->db, "PRAGMA foreign_keys = ON", err, "cannot enable foreign keys")) != 0 ||
 	    (rv = migrate(s, migs, n_migs, err)) != 0) {
 		loomi_store_close(s);
 		return rv;
+	}
+	/* WAL needs shared memory; some network filesystems refuse it. */
+	if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+		    strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0)
+			LOG_WARN("state database %s: journal mode is %s, not WAL (the filesystem may not "
+			         "support it); loomd works, with less concurrency",
+			         s->path, (const char *)sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
 	}
 	return 0;
 }

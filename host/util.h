@@ -45,6 +45,11 @@ int loomi_write_file_atomic(const char *path, const void *data, size_t len, unsi
 /* Read a whole file (NUL-terminated as a convenience); 0 or errno. */
 int loomi_read_file(const char *path, char **data, size_t *len);
 
+/* Replace every byte of s that does not start valid UTF-8 with '?', in
+ * place (a message cut mid-character, a path in another encoding), so it
+ * can go into JSON.  Returns s. */
+char *loomi_utf8_clean(char *s);
+
 /* Clocks. */
 int64_t loomi_wall_ms(void);
 uint64_t loomi_mono_ns(void);

@@ -96,7 +96,7 @@ store_locked(ctx *c, const char *key, unsigned char *data, size_t len, uint64_t 
 	long i = find(c, key);
 	uint64_t old = i >= 0 ? c->blobs[i].len : 0;
 
-	if (c->bytes - old + len > c->max_bytes) {
+	if (c->bytes - old + len + c->pending > c->max_bytes) {
 		c->host->log(c->ins, LOOM_LOG_WARN,
 		             "put %s: %zu bytes would exceed max_bytes (%llu, %llu in use); "
 		             "raise max_bytes or remove blobs",

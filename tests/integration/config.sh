@@ -96,6 +96,10 @@ expect 2 loomd -c "$T/good.conf" --log-level chatty
 has "$T/err" '--log-level: "chatty" is not one of error, warn, info, debug, trace'
 expect 2 loomd -c "$T/good.conf" --listen nowhere
 has "$T/err" '--listen "nowhere": expected "host:port"'
+expect 2 loomd -c "$T/good.conf" --state-dir ""
+has "$T/err" "--state-dir: give a directory"
+expect 1 loomd -c /tmp --check-config
+has "$T/err" "/tmp: not a regular file"
 expect 0 loomd --version
 has "$T/out" "loomd 0.1.0 (plugin ABI 1.0)"
 expect 0 loomd --help

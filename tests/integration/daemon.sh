@@ -56,6 +56,10 @@ has "$T/body" '"code":"method_not_allowed"'
 has "$T/headers" "Allow: GET, HEAD"
 code=$(curl -s -o "$T/body" -w '%{http_code}' "$URL/api/v1/plugins/%zz")
 [ "$code" = 400 ] || fail "malformed escape gave $code"
+# a name that is not UTF-8 still gets a JSON error with a length (no hang)
+code=$(curl -s -m 5 -o "$T/body" -w '%{http_code}' "$URL/api/v1/plugins/%ff")
+[ "$code" = 404 ] || fail "a non-UTF-8 name gave $code"
+has "$T/body" '"code":"not_found"'
 code=$(curl -s -o "$T/body" -w '%{http_code}' "$URL/api/v1/plugins/%65cho")
 [ "$code" = 200 ] || fail "an encoded instance name gave $code"
 code=$(curl -s -o "$T/body" -w '%{http_code}' "$URL/api/v1/plugins/echo%2Fx")
@@ -91,6 +95,9 @@ expect 2 loomctl --url "$URL" health extra
 expect 2 loomctl --url "ftp://x" health
 expect 3 loomctl --url "http://127.0.0.1:1" health
 has "$T/err" "cannot reach loomd at http://127.0.0.1:1"
+expect 2 loomctl --url "$URL" plugins show "é"
+has "$T/err" 'is not an instance name'
+expect 2 loomctl --url "$URL" plugins show ""
 ok "loomctl exit codes 2 and 3"
 
 # ---------------------------------------------------------------- one daemon per state directory
@@ -105,6 +112,13 @@ cat "$T/out" "$T/err" >"$T/all"
 has "$T/all" "cannot listen on 127.0.0.1:${URL##*:}: Address in use; another process holds that port"
 [ ! -e "$T/state-port/loomd.url" ] || fail "a failed start left loomd.url"
 ok "a taken port is refused with a clear message"
+
+# a state directory whose bus socket path would not fit a Unix socket
+long=$T/$(printf 'd%.0s' $(seq 1 100))
+expect 1 loomd -c "$T/loomd.conf" --state-dir "$long" --listen 127.0.0.1:0 --foreground
+cat "$T/out" "$T/err" >"$T/all"
+has "$T/all" "bytes long, over the 107 a Unix socket allows; use a shorter state_dir"
+ok "a state directory too long for the bus sockets is refused with the fix"
 
 # ---------------------------------------------------------------- SIGHUP reopens the log
 mv "$T/daemon.log" "$T/daemon.log.1"
@@ -135,6 +149,23 @@ expect 0 loomctl --url "$URL" --json health
 has "$T/out" '"schema_version": 1'
 stop_loomd
 ok "restart on the same state directory"
+
+# ---------------------------------------------------------------- IPv6
+if ip -6 addr show lo 2>/dev/null | grep -q '::1'; then
+	cat >"$T/v6.conf" <<EOF
+plugin_path = [ "$LOOM_TEST_PLUGINS" ];
+plugins = ( { instance = "m"; module = "storage-memory"; } );
+EOF
+	start_loomd "$T/v6.conf" "$T/state-v6" --listen '[::1]:0'
+	case "$URL" in
+	"http://[::1]:0") fail "the IPv6 URL kept port 0" ;;
+	"http://[::1]:"*) ;;
+	*) fail "unexpected IPv6 URL $URL" ;;
+	esac
+	expect 0 loomctl --url "$URL" health
+	stop_loomd
+	ok "an IPv6 listener on port 0 reports the port it got"
+fi
 
 # ---------------------------------------------------------------- JSON log lines
 cat >"$T/json.conf" <<EOF

@@ -148,15 +148,6 @@ typedef struct loom_host {
 	int64_t (*clock_wall_ms)(void);  /* UTC milliseconds since the epoch */
 	uint64_t (*clock_mono_ns)(void); /* monotonic nanoseconds */
 
-	/* Another started instance's ops table and context, by instance name
-	 * and kind, for plugins that drive others (a compute plugin and its
-	 * head).  LOOM_ENOENT when there is no such started instance,
-	 * LOOM_EINVAL when it is of another kind.  Calls through the table
-	 * bypass the host's serialization: a caller using an instance without
-	 * LOOM_PLUGIN_THREAD_SAFE from several threads serializes them. */
-	int (*instance_ops)(loom_instance *ins, const char *name, uint32_t kind,
-	                    const void **ops, void **ctx);
-
 	/* Memory that crosses the ABI (replies, blobs) comes from here. */
 	void *(*alloc)(size_t size);
 	void *(*calloc)(size_t n, size_t size);
@@ -165,6 +156,15 @@ typedef struct loom_host {
 	/* Zeroed memory aligned to 64 bytes, for tensors; tensor_free it. */
 	void *(*tensor_alloc)(size_t bytes);
 	void (*tensor_free)(void *p);
+
+	/* Another started instance's ops table and context, by instance name
+	 * and kind, for plugins that drive others (a compute plugin and its
+	 * head).  LOOM_ENOENT when there is no such started instance,
+	 * LOOM_EINVAL when it is of another kind.  Calls through the table
+	 * bypass the host's serialization: a caller using an instance without
+	 * LOOM_PLUGIN_THREAD_SAFE from several threads serializes them. */
+	int (*instance_ops)(loom_instance *ins, const char *name, uint32_t kind,
+	                    const void **ops, void **ctx);
 
 	const void *reserved[16];
 } loom_host;

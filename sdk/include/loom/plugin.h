@@ -96,14 +96,20 @@ typedef const loom_plugin_desc *(*loom_plugin_get_fn)(void);
 	  (size_t)(ops)->size) &&                                                      \
 	 (ops)->field != NULL)
 
+#ifdef __cplusplus
+#define LOOM_EXTERN_C extern "C"
+#else
+#define LOOM_EXTERN_C
+#endif
+
 #define LOOM_PLUGIN_DEFINE(sym, ...)                                                 \
 	static const loom_plugin_desc sym##_loom_plugin_desc_ = {                    \
 	    .abi_major = LOOM_ABI_MAJOR,                                             \
 	    .abi_minor = LOOM_ABI_MINOR,                                             \
 	    .size = sizeof(loom_plugin_desc),                                        \
 	    __VA_ARGS__};                                                            \
-	LOOM_EXPORT const loom_plugin_desc *sym##_LTX_loom_plugin_get(void);         \
-	const loom_plugin_desc *sym##_LTX_loom_plugin_get(void)                      \
+	LOOM_EXTERN_C LOOM_EXPORT const loom_plugin_desc *sym##_LTX_loom_plugin_get(void); \
+	LOOM_EXTERN_C const loom_plugin_desc *sym##_LTX_loom_plugin_get(void)        \
 	{                                                                            \
 		return &sym##_loom_plugin_desc_;                                     \
 	}

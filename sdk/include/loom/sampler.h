@@ -55,6 +55,7 @@ typedef struct loom_sample_result {
 	size_t *index;           /* their row indices, most informative first */
 	double *score;           /* their scores, or NULL if not wanted */
 	int64_t *slot;           /* streaming: the bank slot each replaces */
+	const void *reserved[2];
 } loom_sample_result;
 
 typedef struct loom_sampler_ops {

@@ -87,6 +87,7 @@ typedef struct loom_sched_action {
 	int64_t job_id;
 	loom_resources alloc;   /* START: what to give it (gpu_mask included) */
 	char reason[160];       /* shown to users: "waiting for 2 cpu, 1 free" */
+	const void *reserved[2];
 } loom_sched_action;
 
 /* The plan the scheduler fills: at most cap actions in actions[]. */
@@ -108,6 +109,7 @@ typedef struct loom_sched_remote_status {
 	uint32_t state;          /* loom_sched_remote_state */
 	int32_t exit_code;
 	char reason[160];
+	const void *reserved[2];
 } loom_sched_remote_status;
 
 typedef struct loom_scheduler_ops {

@@ -79,6 +79,7 @@ typedef struct loom_metric_point {
 	uint32_t scope; /* loom_metric_scope */
 	int64_t wall_ms; /* UTC milliseconds since the epoch */
 	double value;
+	const void *reserved[2]; /* zero; room for ABI 1.x (arrays of these cross it) */
 } loom_metric_point;
 
 /* Callback receiving named values, one at a time (head metrics, reports).

@@ -237,6 +237,15 @@ h_conflict(void *arg, const char *request, char **reply)
 	return LOOM_ECONFLICT;
 }
 
+/* Fails with the code in arg and a message that is not UTF-8. */
+static int
+h_bad_code(void *arg, const char *request, char **reply)
+{
+	(void)request;
+	*reply = loomi_strdup("bad \xff byte");
+	return (int)(intptr_t)arg;
+}
+
 /* Returns arg as its reply text, verbatim. */
 static int
 h_text(void *arg, const char *request, char **reply)
@@ -672,6 +681,23 @@ START_TEST(handler_errors)
 	ck_assert_int_eq(loomi_bus_request(t.bus, "nobody", NULL, "{}", 2000, &reply),
 	                 LOOM_ENOSERVICE);
 	ck_assert_str_eq(reply, "no one serves \"nobody\" on this bus");
+	free(reply);
+
+	/* a handler's bad code or non-UTF-8 message still gets an answer */
+	ck_assert_int_eq(loomi_bus_serve(t.bus, "neg", h_bad_code, (void *)(intptr_t)-5, NULL), 0);
+	ck_assert_int_eq(loomi_bus_serve(t.bus, "big", h_bad_code, (void *)(intptr_t)70000, NULL), 0);
+	ck_assert_int_eq(loomi_bus_serve(t.bus, "utf", h_bad_code, (void *)(intptr_t)LOOM_EINVAL,
+	                                 NULL),
+	                 0);
+	tu_log_capture();
+	ck_assert_int_eq(loomi_bus_request(t.bus, "neg", NULL, "{}", 2000, &reply), LOOM_EINTERNAL);
+	free(reply);
+	ck_assert_logged("error bus: the handler of \"neg\" returned -5, not a LOOM_E* code");
+	ck_assert_int_eq(loomi_bus_request(t.bus, "big", NULL, "{}", 2000, &reply), LOOM_EINTERNAL);
+	free(reply);
+	tu_log_stop();
+	ck_assert_int_eq(loomi_bus_request(t.bus, "utf", NULL, "{}", 2000, &reply), LOOM_EINVAL);
+	ck_assert_str_eq(reply, "bad ? byte");
 	free(reply);
 	ck_assert_uint_eq(loomi_bus_dropped(t.bus), 0);
 	tbus_close(&t);

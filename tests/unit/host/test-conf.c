@@ -143,6 +143,9 @@ static const struct bad {
 	{"plugins = (\n { instance = \"a\"; module = \"m\"; },\n { instance = \"a\"; module = \"n\"; }\n);\n", "loomd.conf:3: plugins[1].instance: \"a\" is already defined at line 2"},
 	{"plugins = ( 5 );\n", "plugins[0]: expected a group { ... }, got an integer"},
 	{"state_dir = \"\\xff\";\n", "not valid UTF-8"},
+	{"state_dir = \"/a\\xc0\\xaf\";\n", "loomd.conf:1: state_dir: the string is not valid UTF-8"},
+	{"plugins = ( { instance = \"x\"; module = \"m\"; config = { s = \"\\xed\\xa0\\x80\"; }; } );\n",
+	 "s: the string is not valid UTF-8"},
 };
 
 START_TEST(bad_file)
@@ -191,6 +194,39 @@ START_TEST(missing_file)
 	ASSERT_HAS(errs.v[0], "/nonexistent/loomd.conf: cannot open the config file");
 	loomi_conf_free(&c);
 	loomi_strv_free(&errs);
+}
+END_TEST
+
+START_TEST(include_errors_name_their_file)
+{
+	loomi_conf c;
+	loomi_strv errs = {0};
+	char *dir = tu_tmpdir(), *inc, *path, *want;
+
+	inc = tu_write(dir, "extra.conf", "# included\n\n\nlistn = \"127.0.0.1:9\";\n");
+	path = tu_write(dir, "loomd.conf", "@include \"extra.conf\"\n");
+	ck_assert_int_eq(loomi_conf_load(&c, path, &errs), LOOM_ECONFIG);
+	want = loomi_strdup("extra.conf:4: listn: unknown setting");
+	ASSERT_HAS(errs.v[0], want);
+	free(want);
+	free(inc);
+	free(path);
+	done(&c, &errs, dir);
+}
+END_TEST
+
+START_TEST(directory_as_config)
+{
+	loomi_conf c;
+	loomi_strv errs = {0};
+	char *dir = tu_tmpdir();
+
+	ck_assert_int_eq(loomi_conf_load(&c, dir, &errs), LOOM_EIO);
+	ASSERT_HAS(errs.v[0], "not a regular file");
+	loomi_conf_free(&c);
+	loomi_strv_free(&errs);
+	tu_rmrf(dir);
+	free(dir);
 }
 END_TEST
 
@@ -424,7 +460,7 @@ START_TEST(pconf_errors)
 	ASSERT_HAS(text, "p.conf:3: plugin \"p\" (mod): config.count: 11 is out of range; use a value from 1 to 10");
 	ASSERT_HAS(text, "p.conf:4: plugin \"p\" (mod): config.color: \"purple\" is not one of red, green, blue");
 	ASSERT_HAS(text, "p.conf:5: plugin \"p\" (mod): config.flag: expected a boolean");
-	ASSERT_HAS(text, "config.limit: expected a size");
+	ASSERT_HAS(text, "config.limit: a size must not be negative");
 	ASSERT_HAS(text, "p.conf:1: plugin \"p\" (mod): config.must: missing setting (something required)");
 	free(text);
 	/* nothing was filled: the context is not used on failure */
@@ -436,6 +472,74 @@ START_TEST(pconf_errors)
 	/* no config group at all: the message points at the plugin's group */
 	ck_assert_int_eq(apply("x = 1;\n", &ctx, &pc, &errs, &d), 1);
 	ASSERT_HAS(errs.v[0], "config.must: missing setting");
+	loomi_pconf_free(&pc);
+	loomi_doc_free(&d);
+	loomi_strv_free(&errs);
+}
+END_TEST
+
+START_TEST(pconf_many_settings_and_limits)
+{
+	/* more settings than any fixed-size table would hold */
+	enum { N = 150 };
+	static loom_config_entry map[N + 2];
+	static char keys[N][8];
+	static int64_t vals[N + 1];
+	loomi_pconf pc;
+	loomi_doc d;
+	loomi_strv errs = {0};
+	char *text;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(keys[i], sizeof keys[i], "k%d", i);
+		map[i] = (loom_config_entry){LOOM_CONFIG_INT, 0, keys[i], "0",
+		                             (size_t)i * sizeof(int64_t), NULL, 0, 0, NULL, {0}};
+	}
+	map[N] = (loom_config_entry){LOOM_CONFIG_DURATION, 0, "dur", NULL,
+	                             (size_t)N * sizeof(int64_t), NULL, 0, 0, NULL, {0}};
+	ck_assert_int_eq(loomi_doc_load_string(&d, "config = { k0 = 1; k70 = 2; k149 = 3; dur = 5; };",
+	                                       "m.conf", &errs),
+	                 0);
+	ck_assert_int_eq(loomi_pconf_apply(&d, json_object_get(d.root, "config"), d.root, map, "p",
+	                                   NULL, vals, &pc, &errs),
+	                 0);
+	ck_assert_int_eq(vals[70], 2);
+	ck_assert_int_eq(vals[149], 3);
+	ck_assert_int_eq(vals[N], 5000);
+	loomi_pconf_free(&pc);
+	loomi_doc_free(&d);
+
+	ck_assert_int_eq(loomi_doc_load_string(&d, "config = { dur = 1e300; k3 = 1; k150 = 1; };",
+	                                       "m.conf", &errs),
+	                 0);
+	ck_assert_int_eq(loomi_pconf_apply(&d, json_object_get(d.root, "config"), d.root, map, "p",
+	                                   NULL, vals, &pc, &errs),
+	                 2);
+	text = loomi_strv_join(&errs, "\n");
+	ASSERT_HAS(text, "p.dur: 1e+300 seconds is too long");
+	ASSERT_HAS(text, "p.k150: unknown setting (did you mean k1");
+	free(text);
+	loomi_pconf_free(&pc);
+	loomi_doc_free(&d);
+	loomi_strv_free(&errs);
+}
+END_TEST
+
+START_TEST(pconf_sizes_and_durations)
+{
+	struct pctx ctx;
+	loomi_pconf pc;
+	loomi_doc d;
+	loomi_strv errs = {0};
+	char *text;
+
+	ck_assert_int_eq(apply("config = { must = \"m\"; limit = \"20000000T\"; timeout = -3; };",
+	                       &ctx, &pc, &errs, &d),
+	                 2);
+	text = loomi_strv_join(&errs, "\n");
+	ASSERT_HAS(text, "config.limit: \"20000000T\" is too large a size");
+	ASSERT_HAS(text, "config.timeout: a duration must not be negative");
+	free(text);
 	loomi_pconf_free(&pc);
 	loomi_doc_free(&d);
 	loomi_strv_free(&errs);
@@ -472,6 +576,8 @@ main(void)
 	tcase_add_test(tc, all_problems_reported);
 	tcase_add_test(tc, missing_file);
 	tcase_add_test(tc, include_relative);
+	tcase_add_test(tc, include_errors_name_their_file);
+	tcase_add_test(tc, directory_as_config);
 	tcase_add_test(tc, listen_addresses);
 	suite_add_tcase(s, tc);
 
@@ -485,6 +591,8 @@ main(void)
 	tcase_add_test(tc, pconf_defaults_and_values);
 	tcase_add_test(tc, pconf_errors);
 	tcase_add_test(tc, pconf_broken_plugin_default);
+	tcase_add_test(tc, pconf_many_settings_and_limits);
+	tcase_add_test(tc, pconf_sizes_and_durations);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }

@@ -486,6 +486,60 @@ START_TEST(host_services)
 }
 END_TEST
 
+START_TEST(state_dir_inside_a_serialized_op)
+{
+	loomi_strv errs = {0};
+	char *err = NULL, *path, *text = NULL;
+
+	ck_assert_uint_eq(create_all("plugins = ( { instance = \"sd\"; module = \"fix-statedir\"; } );",
+	                             &errs),
+	                  0);
+	ck_assert_int_eq(loomi_instance_start(reg.instances[0], &err), 0);
+	/* would deadlock if state_dir took the op lock (Check's timeout fails it) */
+	ck_assert_int_eq(loomi_storage_put(reg.instances[0], "k", "v", 1), 0);
+	path = loomi_strfmt("%s/plugins/sd/k", tmp);
+	ck_assert_int_eq(loomi_read_file(path, &text, NULL), 0);
+	ck_assert_str_eq(text, "v");
+	free(text);
+	free(path);
+	loomi_doc_free(&doc);
+}
+END_TEST
+
+START_TEST(config_map_checks)
+{
+	static const loom_compute_ops ops = {.size = sizeof ops, .validate = dummy_validate,
+	                                     .run = dummy_run};
+	static const loom_config_entry dup[] = {
+		{LOOM_CONFIG_INT, 0, "x", NULL, 0, NULL, 0, 0, NULL, {0}},
+		{LOOM_CONFIG_INT, 0, "x", NULL, 8, NULL, 0, 0, NULL, {0}}, LOOM_CONFIG_END};
+	static const loom_config_entry minmax[] = {
+		{LOOM_CONFIG_INT, LOOM_CONFIG_RANGE, "x", NULL, 0, NULL, 5, 1, NULL, {0}},
+		LOOM_CONFIG_END};
+	static const loom_config_entry baddef[] = {
+		{LOOM_CONFIG_INT, LOOM_CONFIG_RANGE, "x", "50", 0, NULL, 1, 10, NULL, {0}},
+		LOOM_CONFIG_END};
+	loom_plugin_desc d = {.abi_major = LOOM_ABI_MAJOR, .abi_minor = LOOM_ABI_MINOR,
+	                      .size = sizeof d, .kind = LOOM_KIND_COMPUTE, .name = "c",
+	                      .version = "1", .init = dummy_init, .ops = &ops, .ctx_size = 16};
+	char *why = NULL;
+
+	d.config = dup;
+	ck_assert_int_eq(loomi_desc_check(&d, &why), LOOM_EPLUGIN_MALFORMED);
+	ASSERT_HAS(why, "declares \"x\" twice");
+	free(why);
+	d.config = minmax;
+	ck_assert_int_eq(loomi_desc_check(&d, &why), LOOM_EPLUGIN_MALFORMED);
+	ASSERT_HAS(why, "min above max");
+	free(why);
+	d.config = baddef;
+	ck_assert_int_eq(loomi_desc_check(&d, &why), LOOM_EPLUGIN_MALFORMED);
+	ASSERT_HAS(why, "invalid default \"50\"");
+	ASSERT_HAS(why, "out of range");
+	free(why);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -501,6 +555,7 @@ main(void)
 	tcase_add_test(tc, malformed_descriptors);
 	tcase_add_test(tc, descriptor_checks);
 	tcase_add_test(tc, works_without_la_files);
+	tcase_add_test(tc, config_map_checks);
 	tcase_add_test(tc, plugin_path_from_environment);
 	suite_add_tcase(s, tc);
 
@@ -510,6 +565,7 @@ main(void)
 	tcase_add_test(tc, instance_config_errors);
 	tcase_add_test(tc, init_failure);
 	tcase_add_test(tc, host_services);
+	tcase_add_test(tc, state_dir_inside_a_serialized_op);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }

@@ -74,7 +74,7 @@ START_TEST(fresh_database)
 	ck_assert_str_eq(text(s.db, "PRAGMA journal_mode", buf, sizeof buf), "wal");
 	ck_assert_int_eq(scalar(s.db, "PRAGMA foreign_keys"), 1);
 	ck_assert_int_eq(scalar(s.db, "SELECT count(*) FROM schema_migrations"), s.version);
-	ck_assert_int_eq(scalar(s.db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' "
+	ck_assert_int_eq(scalar(s.db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
 	                              "AND name IN ('jobs', 'job_deps', 'job_events', 'meta')"),
 	                 4);
 	loomi_store_close(&s);
@@ -156,6 +156,28 @@ START_TEST(newer_schema_refused)
 }
 END_TEST
 
+START_TEST(newer_schema_untouched)
+{
+	loomi_store s;
+	char *err = NULL, buf[32];
+	sqlite3 *h;
+
+	/* a database a newer Loom wrote, still in rollback-journal mode */
+	ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+	ck_assert_int_eq(exec(h, "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+	                         "description TEXT NOT NULL, applied_at INTEGER NOT NULL);"
+	                         "INSERT INTO schema_migrations VALUES (1000, 'future', 1);"),
+	                 SQLITE_OK);
+	sqlite3_close(h);
+	ck_assert_int_eq(loomi_store_open(&s, db, &err), LOOM_ESCHEMA);
+	free(err);
+	ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+	ck_assert_str_eq(text(h, "PRAGMA journal_mode", buf, sizeof buf), "delete");
+	ck_assert_int_eq(scalar(h, "SELECT count(*) FROM sqlite_master"), 1);
+	sqlite3_close(h);
+}
+END_TEST
+
 START_TEST(failed_migration_rolls_back)
 {
 	static const loomi_migration migs[] = {
@@ -175,8 +197,8 @@ START_TEST(failed_migration_rolls_back)
 
 	ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
 	ck_assert_int_eq(scalar(h, "SELECT max(version) FROM schema_migrations"), 1);
-	ck_assert_int_eq(scalar(h, "SELECT count(*) FROM sqlite_schema WHERE name = 't'"), 1);
-	ck_assert_int_eq(scalar(h, "SELECT count(*) FROM sqlite_schema WHERE name = 'u'"), 0);
+	ck_assert_int_eq(scalar(h, "SELECT count(*) FROM sqlite_master WHERE name = 't'"), 1);
+	ck_assert_int_eq(scalar(h, "SELECT count(*) FROM sqlite_master WHERE name = 'u'"), 0);
 	sqlite3_close(h);
 
 	/* with the migration fixed, the next open completes the upgrade */
@@ -275,6 +297,7 @@ main(void)
 	tcase_add_test(tc, constraints);
 	tcase_add_test(tc, newer_schema_refused);
 	tcase_add_test(tc, failed_migration_rolls_back);
+	tcase_add_test(tc, newer_schema_untouched);
 	tcase_add_test(tc, not_a_database);
 	tcase_add_test(tc, state_dir_lock);
 	suite_add_tcase(s, tc);
