@@ -30,7 +30,9 @@ extern "C" {
 /* ------------------------------------------------------------------ threads */
 
 /* A fixed-size pool of worker threads.  NULL everywhere means "the calling
- * thread only". */
+ * thread only" for Loom's own loops; matrix products then run with the CBLAS
+ * thread count the last pool set (a head plugin, which has no pool,
+ * multiplies with the threads of the model calling it). */
 typedef struct lk_pool lk_pool;
 
 /* Create a pool that runs work on `threads` threads in total (the caller's
