@@ -13,12 +13,16 @@
  * batch × channels sequences.
  *
  * A step: forward (enc → out), loss (out, target → loss, dout), backward
- * (dout → parameter gradients, accumulated, and denc, overwritten).  The
+ * (dout → parameter gradients and denc, both accumulated: the caller zeroes
+ * denc first).  The
  * compute plugin may transform out between forward and loss (reversible
  * instance normalization) and scales dout accordingly.
  *
  * Metrics are computed in original units over a whole split: metrics_new,
- * metrics_add for every batch, metrics_report, metrics_free. */
+ * metrics_add for every batch, metrics_report, metrics_free.
+ *
+ * configure keeps the shape in the instance's context: one head instance
+ * serves one model at a time (loom-worker runs one job per process). */
 #ifndef LOOM_HEAD_H
 #define LOOM_HEAD_H
 
@@ -81,6 +85,7 @@ typedef struct loom_param_spec {
 	uint32_t fan_in;         /* LOOM_INIT_FAN_IN */
 	float scale;             /* LOOM_INIT_NORMAL / CONST */
 	uint32_t flags;          /* LOOM_PARAM_* */
+	const void *reserved[2];
 } loom_param_spec;
 
 /* What the head answers. */
@@ -107,7 +112,7 @@ typedef struct loom_head_io {
 	float *const *grads;     /* backward accumulates into these */
 	float *acts;             /* act_floats of scratch kept for backward */
 	const float *enc;        /* sequences × tokens × d_model */
-	float *denc;             /* backward writes d(loss)/d(enc) here */
+	float *denc;             /* backward adds d(loss)/d(enc) here */
 	float *out;              /* sequences × out_dim */
 	float *dout;             /* loss writes d(loss)/d(out) here */
 	const float *target;     /* sequences × target_dim */
