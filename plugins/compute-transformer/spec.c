@@ -447,6 +447,10 @@ tf_spec_parse(const char *text, const char *name, tf_head_task_fn head_task, voi
 		                   ? "model.loss: classification trains with crossentropy"
 		                   : "model.loss: crossentropy is for classification; use mse, mae "
 		                     "or huber");
+	if (s->task == TF_TASK_ANOMALY && s->loss != TF_LOSS_MSE)
+		loomi_doc_errf(&d, at(doc, "model", "loss"), &errs,
+		               "model.loss: anomaly detection scores the squared reconstruction "
+		               "error and trains with mse");
 	if (s->task == TF_TASK_CLASSIFICATION && s->n_targets != 1)
 		loomi_doc_errf(&d, at(doc, "data", "target"), &errs,
 		               "data.target: classification needs exactly one label column, e.g. "

@@ -586,9 +586,28 @@ better(const run *r, double value, double best)
 static void
 metric(run *r, const char *name, double value, uint32_t scope)
 {
-	loom_metric_point pt = {name, r->st.step, (int32_t)r->st.epoch, scope, 0, value};
+	loom_metric_point pt = {.name = name, .step = r->st.step, .epoch = (int32_t)r->st.epoch,
+	                        .scope = scope, .wall_ms = r->host->clock_wall_ms(), .value = value};
 	if (r->job->metric)
 		r->job->metric(r->job, &pt);
+}
+
+/* The validation metrics of the epoch; a head with a calibration (the
+ * anomaly threshold) is then calibrated on the same scores, so every saved
+ * model carries a threshold fitted to its own weights (the metrics of an
+ * epoch use the threshold of the one before). */
+static int
+validate_epoch(run *r, json_t *row, double *val_loss)
+{
+	void *state = NULL;
+	bool calib = LOOM_OPS_HAS(r->head, calibrate);
+	int rv = evaluate(r, 1, "val_", row, val_loss, calib ? &state : NULL);
+
+	if (rv == 0 && calib) {
+		rv = r->head->calibrate(r->head_ctx, r->model.head_params, state);
+		r->head->metrics_free(r->head_ctx, state);
+	}
+	return rv;
 }
 
 /* Validate, update the plateau schedule, keep the best model, decide on
@@ -609,8 +628,7 @@ end_epoch(run *r, char **err)
 	if (st->epoch_loss_count)
 		json_object_set_new(row, "train_loss",
 		                    json_real(st->epoch_loss_sum / (double)st->epoch_loss_count));
-	if (r->ds.n_windows[1] > 0 &&
-	    (rv = evaluate(r, 1, "val_", row, &val_loss, NULL)) != 0) {
+	if (r->ds.n_windows[1] > 0 && (rv = validate_epoch(r, row, &val_loss)) != 0) {
 		*err = loomi_strfmt("validation failed: %s", loom_strerror(rv));
 		json_decref(row);
 		return rv;
@@ -686,31 +704,31 @@ finish(run *r, double seconds, char **err)
 	char *text, *path;
 	int rv;
 
-	/* the model the run keeps: the best, when validation chose one */
-	if (r->st.best_epoch >= 0) {
-		char *best = loomi_strfmt("%s/best.safetensors", r->job->out_dir);
-		rv = tf_weights_load(best, &r->model, NULL, err);
-		free(best);
-		if (rv != 0)
-			goto done;
-	}
-	/* anomaly: the threshold from the validation scores */
-	if (s->task == TF_TASK_ANOMALY && LOOM_OPS_HAS(r->head, calibrate) &&
-	    r->ds.n_windows[1] > 0) {
+	/* without a validation split, calibrate on the training split */
+	if (LOOM_OPS_HAS(r->head, calibrate) && r->ds.n_windows[1] == 0) {
 		void *state = NULL;
 		json_t *tmp = json_object();
-		rv = evaluate(r, 1, "", tmp, &loss, &state);
+		rv = evaluate(r, 0, "", tmp, &loss, &state);
 		json_decref(tmp);
 		if (rv == 0) {
 			rv = r->head->calibrate(r->head_ctx, r->model.head_params, state);
 			r->head->metrics_free(r->head_ctx, state);
 		}
 		if (rv != 0) {
-			*err = loomi_strfmt("cannot calibrate the anomaly threshold: %s",
-			                    loom_strerror(rv));
+			*err = loomi_strfmt("cannot calibrate the head: %s", loom_strerror(rv));
 			goto done;
 		}
-		if ((rv = save_weights(r, "best.safetensors", err)) != 0)
+	}
+	/* the weights at the end, and a checkpoint of the finished run */
+	if ((rv = save_weights(r, "last.safetensors", err)) != 0 ||
+	    (rv = save_checkpoint(r, err)) != 0)
+		goto done;
+	/* the model the run keeps: the best, when validation chose one */
+	if (r->st.best_epoch >= 0) {
+		char *best = loomi_strfmt("%s/best.safetensors", r->job->out_dir);
+		rv = tf_weights_load(best, &r->model, NULL, err);
+		free(best);
+		if (rv != 0)
 			goto done;
 	}
 	static const char *const names[3] = {"train", "validation", "test"};
@@ -934,9 +952,6 @@ tf_train(const loom_host *host, loom_instance *ins, const loom_job *job)
 		if ((rv = end_epoch(&r, &err)) != 0)
 			goto out;
 	}
-	if ((rv = save_weights(&r, "last.safetensors", &err)) != 0 ||
-	    (rv = save_checkpoint(&r, &err)) != 0)
-		goto out;
 	rv = finish(&r, (double)(host->clock_mono_ns() - t0) / 1e9, &err);
 	if (rv == 0)
 		say(&r, LOOM_LOG_INFO, "completed: %lld steps, %lld epochs%s", (long long)r.st.step,

@@ -123,7 +123,7 @@ def main():
     loss.backward()
     result = {"out": out, "pred": pred, "loss": loss.reshape(1)}
     for name, p in model.named_parameters():
-        result["grad." + name] = p.grad
+        result["grad." + name] = p.grad.detach().clone()
 
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -144,7 +144,7 @@ def main():
         opt.step()
     result["losses"] = torch.tensor(losses)
     for name, p in model.named_parameters():
-        result["final." + name] = p
+        result["final." + name] = p.detach().clone()
     write_safetensors(sys.argv[3], result)
 
 

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <loom/error.h>
+
 #include "spec.h"
 #include "testutil.h"
 
