@@ -218,7 +218,8 @@ print_summary(const char *out)
 	base = json_object_get(m, "baselines");
 	fprintf(stderr, "test metrics:");
 	json_object_foreach(test, key, v) {
-		if (json_is_number(v))
+		/* the headline figures; per-class detail stays in metrics.json */
+		if (json_is_number(v) && strchr(key, '.') == NULL)
 			fprintf(stderr, "  %s %.5g", key, json_number_value(v));
 	}
 	fputc('\n', stderr);

@@ -166,10 +166,10 @@ copy_in(tf_model *m, const st_tensor **src, int moments)
 
 int
 tf_checkpoint_save(const char *path, const tf_model *m, const tf_train_state *st,
-                   const json_t *info, char **err)
+                   const json_t *info, const json_t *history, char **err)
 {
 	json_t *meta, *sj;
-	char *state_text, *info_text;
+	char *state_text, *info_text, *history_text;
 	char **names = NULL;
 	st_tensor *t;
 	size_t n = 0, raw_len = 0, bound, clen;
@@ -183,12 +183,15 @@ tf_checkpoint_save(const char *path, const tf_model *m, const tf_train_state *st
 	sj = state_json(st);
 	state_text = json_dumps(sj, JSON_COMPACT);
 	info_text = json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS);
-	meta = json_pack("{s:s, s:s, s:s, s:s}", "format", CKPT_FORMAT, "version", CKPT_VERSION,
-	                 "state", state_text ? state_text : "{}", "info",
-	                 info_text ? info_text : "{}");
+	history_text = history ? json_dumps(history, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	meta = json_pack("{s:s, s:s, s:s, s:s, s:s}", "format", CKPT_FORMAT, "version",
+	                 CKPT_VERSION, "state", state_text ? state_text : "{}", "info",
+	                 info_text ? info_text : "{}", "history",
+	                 history_text ? history_text : "[]");
 	json_decref(sj);
 	free(state_text);
 	free(info_text);
+	free(history_text);
 	rv = meta ? st_encode(t, n, meta, &raw, &raw_len) : LOOM_ENOMEM;
 	json_decref(meta);
 	free(t);
@@ -227,7 +230,8 @@ out:
 }
 
 int
-tf_checkpoint_load(const char *path, tf_model *m, tf_train_state *st, json_t **info, char **err)
+tf_checkpoint_load(const char *path, tf_model *m, tf_train_state *st, json_t **info,
+                   json_t **history, char **err)
 {
 	char *file = NULL;
 	size_t len = 0, frame;
@@ -235,8 +239,8 @@ tf_checkpoint_load(const char *path, tf_model *m, tf_train_state *st, json_t **i
 	unsigned char *raw = NULL;
 	st_file f = {0};
 	const st_tensor **src = NULL;
-	const char *fmt, *state_text, *info_text;
-	json_t *sj = NULL, *ij = NULL;
+	const char *fmt, *state_text, *info_text, *history_text;
+	json_t *sj = NULL, *ij = NULL, *hj = NULL;
 	tf_train_state s;
 	int rv;
 
@@ -275,9 +279,13 @@ tf_checkpoint_load(const char *path, tf_model *m, tf_train_state *st, json_t **i
 	fmt = f.metadata ? json_string_value(json_object_get(f.metadata, "format")) : NULL;
 	state_text = f.metadata ? json_string_value(json_object_get(f.metadata, "state")) : NULL;
 	info_text = f.metadata ? json_string_value(json_object_get(f.metadata, "info")) : NULL;
+	history_text = f.metadata ? json_string_value(json_object_get(f.metadata, "history")) : NULL;
 	if (fmt == NULL || strcmp(fmt, CKPT_FORMAT) != 0 || state_text == NULL ||
-	    info_text == NULL || (sj = json_loads(state_text, 0, NULL)) == NULL ||
-	    (ij = json_loads(info_text, 0, NULL)) == NULL || state_from_json(sj, &s) != 0) {
+	    info_text == NULL || history_text == NULL ||
+	    (sj = json_loads(state_text, 0, NULL)) == NULL ||
+	    (ij = json_loads(info_text, 0, NULL)) == NULL ||
+	    (hj = json_loads(history_text, 0, NULL)) == NULL || !json_is_array(hj) ||
+	    state_from_json(sj, &s) != 0) {
 		*err = loomi_strfmt("%s is not a Loom checkpoint (its metadata is missing or "
 		                    "malformed)",
 		                    path);
@@ -295,9 +303,14 @@ tf_checkpoint_load(const char *path, tf_model *m, tf_train_state *st, json_t **i
 	*st = s;
 	*info = ij;
 	ij = NULL;
+	if (history) {
+		*history = hj;
+		hj = NULL;
+	}
 out:
 	json_decref(sj);
 	json_decref(ij);
+	json_decref(hj);
 	free(src);
 	st_file_free(&f);
 	free(raw);

@@ -31,17 +31,18 @@ typedef struct tf_train_state {
 	int64_t epoch_loss_count;
 } tf_train_state;
 
-/* Write a checkpoint: weights, moments, state, and info (an object: the
- * spec, normalization, class names … stored as JSON text). */
+/* Write a checkpoint: weights, moments, state, info (an object: the spec,
+ * normalization, class names …) and history (the epochs' metrics so far),
+ * both stored as JSON text. */
 int tf_checkpoint_save(const char *path, const tf_model *m, const tf_train_state *st,
-                       const json_t *info, char **err);
+                       const json_t *info, const json_t *history, char **err);
 
 /* Read one into a model built from the same spec.  *info receives the
  * stored info object (json_decref it).  Everything is checked — the
  * checksum, every tensor's presence, dtype and shape — before the model
  * is touched. */
 int tf_checkpoint_load(const char *path, tf_model *m, tf_train_state *st, json_t **info,
-                       char **err);
+                       json_t **history, char **err);
 
 /* The newest checkpoint in dir (by step), or NULL (free it). */
 char *tf_checkpoint_newest(const char *dir);

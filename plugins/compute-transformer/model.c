@@ -542,6 +542,7 @@ tf_model_forward(tf_model *m, const float *x, int64_t batch, bool training, uint
 	const float *in;
 	loom_head_io io;
 	double p;
+	bool drop;
 
 	if (batch < 1 || batch > c->max_batch)
 		return LOOM_EINVAL;
@@ -549,6 +550,9 @@ tf_model_forward(tf_model *m, const float *x, int64_t batch, bool training, uint
 	m->training = training;
 	m->step_seed = step_seed;
 	p = drop_p(m);
+	/* With dropout configured the dropped-out activations have buffers of
+	 * their own: they are written in evaluation too (p = 0 copies). */
+	drop = c->dropout > 0;
 
 	if (c->revin) {
 		lk_revin_normalize(a->xn, a->rev_mean, a->rev_std, x, B, L, C, 1e-5);
@@ -564,7 +568,7 @@ tf_model_forward(tf_model *m, const float *x, int64_t batch, bool training, uint
 	lk_patchify(a->patches, in, S, L, m->cin, c->patch);
 	lk_linear_forward(a->emb, a->patches, P(m, 0), P(m, 1), N, c->patch * m->cin, D, m->pool);
 	lk_positions_forward(a->emb, c->sinusoidal ? m->pos_table : P(m, 2), S, T, D);
-	if (p > 0)
+	if (drop)
 		lk_dropout_forward(a->x0, a->emb, N * D, p, step_seed, stream(-1, DS_EMB), m->pool);
 
 	const float *xl = a->x0;
@@ -579,7 +583,7 @@ tf_model_forward(tf_model *m, const float *x, int64_t batch, bool training, uint
 		                     stream(l, DS_ATT), m->pool);
 		lk_linear_forward(la->attp, la->atty, P(m, base + L_OUT_W), P(m, base + L_OUT_B), N, D,
 		                  D, m->pool);
-		if (p > 0)
+		if (drop)
 			lk_dropout_forward(la->attp_d, la->attp, N * D, p, step_seed, stream(l, DS_ATTP),
 			                   m->pool);
 		lk_residual_forward(la->res2, xl, la->attp_d, N * D);
@@ -589,12 +593,12 @@ tf_model_forward(tf_model *m, const float *x, int64_t batch, bool training, uint
 		lk_linear_forward(la->fch, la->ln2, P(m, base + L_FC1_W), P(m, base + L_FC1_B), N, D, F,
 		                  m->pool);
 		lk_gelu_forward(la->fcg, la->fch, N * F, m->pool);
-		if (p > 0)
+		if (drop)
 			lk_dropout_forward(la->fcg_d, la->fcg, N * F, p, step_seed, stream(l, DS_FCG),
 			                   m->pool);
 		lk_linear_forward(la->fcp, la->fcg_d, P(m, base + L_FC2_W), P(m, base + L_FC2_B), N, F,
 		                  D, m->pool);
-		if (p > 0)
+		if (drop)
 			lk_dropout_forward(la->fcp_d, la->fcp, N * D, p, step_seed, stream(l, DS_FCP),
 			                   m->pool);
 		lk_residual_forward(la->out, la->res2, la->fcp_d, N * D);

@@ -550,7 +550,7 @@ static int
 save_checkpoint(run *r, char **err)
 {
 	char *path = loomi_strfmt("%s/step-%012lld.ckpt", r->ckpt_dir, (long long)r->st.step);
-	int rv = tf_checkpoint_save(path, &r->model, &r->st, r->info, err);
+	int rv = tf_checkpoint_save(path, &r->model, &r->st, r->info, r->history, err);
 
 	if (rv == 0) {
 		say(r, LOOM_LOG_DEBUG, "checkpoint %s", path);
@@ -891,7 +891,9 @@ tf_train(const loom_host *host, loom_instance *ins, const loom_job *job)
 			rv = LOOM_ENOENT;
 			goto out;
 		}
-		rv = tf_checkpoint_load(path, &r.model, &r.st, &info, &err);
+		json_decref(r.history);
+		r.history = NULL;
+		rv = tf_checkpoint_load(path, &r.model, &r.st, &info, &r.history, &err);
 		if (rv == 0 && !json_equal(json_object_get(info, "spec"), r.spec.doc)) {
 			err = loomi_strfmt("%s was written by another job spec; resume with the spec "
 			                   "it was trained with (its job.json)",
