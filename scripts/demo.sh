@@ -44,5 +44,31 @@ while kill -0 "$pid" 2>/dev/null; do
 done
 pid=
 tail -n 3 "$state/loomd.log"
+
+data=/usr/lib/python3/dist-packages/vega_datasets/_data/seattle-temps.csv
+if [ ! -r "$data" ]; then
+	echo
+	echo "($data is missing: install python3-vega-datasets, as ./bootstrap does, to see"
+	echo " the training part of the demo)"
+	exit 0
+fi
+job="$S/etc/jobs/seattle-temps-forecast.conf"
+say "loom-worker: train a 24-hour forecast of Seattle's temperature ($job)"
+"$B/host/loom-worker" --run "$job" --out "$state/run" --max-steps 600 --log-level warn
+say "loom-worker --resume: continue the paused run from its checkpoint"
+"$B/host/loom-worker" --resume "$state/run" --log-level warn
+say "metrics.json: the test split beside the naive baselines"
+python3 - "$state/run/metrics.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+t, b = m["test"], m["baselines"]
+print(f"  Loom forecast      MAE {t['mae']:.4f} °F   MSE {t['mse']:.4f}")
+print(f"  repeat last value  MAE {b['repeat_last']['mae']:.4f} °F   MSE {b['repeat_last']['mse']:.4f}")
+s = b.get("seasonal_naive")
+if s:
+    print(f"  same hour, day before  MAE {s['mae']:.4f} °F   MSE {s['mse']:.4f}")
+print(f"  ({m['run']['steps']} steps, {m['run']['epochs_run']} epochs, {m['run']['parameters']} parameters)")
+PY
 echo
-echo "Demo complete.  The training demo arrives with the job control plane (issue 4)."
+echo "Demo complete.  (Submitting, watching and pausing jobs through loomd arrives with"
+echo "the job control plane.)"
