@@ -149,13 +149,22 @@ lki_phif(float x)
 
 /* ------------------------------------------------------------------ dispatch
  * LKI_HOT marks the kernels' inner loops for GCC function multiversioning:
- * an AVX2 clone beside the baseline x86-64 one, picked once at load time
- * (ifunc) from the CPU.  The clones run the same IEEE operations in the
- * same order on wider vectors (AVX2 does not include FMA, and
- * -ffp-contract=off forbids contraction anyway), so both give the same
- * bits.  Define LKI_NO_CLONES to build without. */
+ * an x86-64-v4 (AVX-512) clone and an AVX2 clone beside the baseline
+ * x86-64 one, picked once at load time (ifunc) from the CPU.  The clones
+ * run the same IEEE operations in the same order on wider vectors
+ * (-ffp-contract=off forbids contracting them into FMAs, which x86-64-v4
+ * has, and nothing is reassociated), so all three give the same bits —
+ * checked for GELU over every float and for every op on fixed inputs.  On
+ * cores with 512-bit units the AVX-512 clone halves the time of the
+ * element-wise loops (measured on this project's Zen 5 machine, per
+ * element: GELU forward 2.0 → 1.0 ns, backward 3.0 → 1.4 ns, AdamW 1.2 →
+ * 0.66 ns).  Define LKI_NO_CLONES to build without clones, LKI_NO_AVX512
+ * to build without the AVX-512 one. */
 #if !defined(LKI_NO_CLONES) && defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
+#if __has_attribute(target_clones) && !defined(__clang__) && __GNUC__ >= 12 && \
+    !defined(LKI_NO_AVX512)
+#define LKI_HOT __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#elif __has_attribute(target_clones)
 #define LKI_HOT __attribute__((target_clones("avx2", "default")))
 #endif
 #endif
@@ -165,9 +174,14 @@ lki_phif(float x)
 
 /* ------------------------------------------------------------------ threads */
 
-/* Make CBLAS products issued from this thread use the pool's thread count
- * (1 for NULL).  A no-op when the CBLAS is not OpenBLAS. */
-void lki_blas_threads(lk_pool *pool);
+/* Matrix products: lki_gemm_begin returns the pool to split a product over
+ * — pool itself, or for NULL an ambient pool of the published thread count
+ * (OpenBLAS's; NULL when that is 1) — and holds OpenBLAS at one thread;
+ * lki_gemm_end(restore) publishes the count again (pool.c explains).  With
+ * a CBLAS that is not OpenBLAS every product runs on the calling thread's
+ * pool, or on the calling thread for NULL. */
+lk_pool *lki_gemm_begin(lk_pool *pool, int *restore);
+void lki_gemm_end(int restore);
 
 /* Test hook: nonzero makes attention take its plain path (no buffers, no
  * tiles), which must give the same bits as the optimized one. */
@@ -179,5 +193,12 @@ extern int lki_attention_plain;
  * element is computed the same way whatever the chunking (see ops_impl.h),
  * so the choice does not change results. */
 #define LKI_GRAIN 16384
+
+/* A matrix product is split across the pool when m·n·k reaches this (the
+ * threshold below which OpenBLAS itself runs one thread), in blocks of
+ * LKI_GEMM_BLOCK rows or columns so that every block but the last keeps
+ * the micro-kernels' tiles full. */
+#define LKI_GEMM_GRAIN 262144
+#define LKI_GEMM_BLOCK 16
 
 #endif /* LOOM_KERNELS_CPU_INTERNAL_H */

@@ -18,8 +18,9 @@
  * therefore computed by the same operations in the same order whatever the
  * thread count, and results with 1 and with N threads are bit-identical.
  * The one exception is the matrix product inside linear_*, which belongs to
- * OpenBLAS: deterministic for a given thread count, not promised across
- * counts.
+ * OpenBLAS (one single-threaded call per block of the result, the blocks
+ * fixed by the sizes and the thread count): deterministic for a given
+ * thread count, not promised across counts.
  *
  * Sums that are reductions (statistics, losses, softmax normalizers) are
  * accumulated in double in a fixed order.  Nothing here relies on
@@ -165,39 +166,97 @@ mask_fill(REAL *restrict m, uint64_t seed, uint64_t stream, uint64_t c0, int64_t
 
 /* ================================================================== linear */
 
-struct rows_args {
-	REAL *out;
-	const REAL *src;
-	int64_t dim;
+/* C[m,n] = A·B + beta·C in row-major CBLAS terms (A is [m,k], or [k,m]
+ * when ta; B is [k,n], or [n,k] when tb), optionally after filling every
+ * row of C with bias[n] (then beta is 1): the bias pass and the product
+ * touch each block of C one after the other, while it is in cache.
+ *
+ * Split across the pool (lki_gemm_begin: OpenBLAS itself runs one thread)
+ * along the longer of m and n, in LKI_GEMM_BLOCK-row (or -column) blocks,
+ * chunk i of the pool taking blocks [i·nb/T, (i+1)·nb/T).  Every element of
+ * C is computed by one single-threaded CBLAS call on a fixed block, so a
+ * given thread count gives the same bits from run to run; across thread
+ * counts the blocks differ, and OpenBLAS promises nothing there. */
+struct gemm_args {
+	int ta, tb, split_n;
+	int64_t m, n, k, lda, ldb, ldc;
+	const REAL *a, *b, *bias;
+	REAL *c;
+	REAL beta;
 };
 
-LKI_HOT static void
-bias_fill_range(void *arg, int64_t r0, int64_t r1)
+static void
+gemm_range(void *arg, int64_t q0, int64_t q1)
 {
-	struct rows_args *a = arg;
-	for (int64_t r = r0; r < r1; r++)
-		memcpy(a->out + r * a->dim, a->src, (size_t)a->dim * sizeof(REAL));
+	const struct gemm_args *g = arg;
+	int64_t lim = g->split_n ? g->n : g->m;
+	int64_t s0 = q0 * LKI_GEMM_BLOCK, s1 = q1 * LKI_GEMM_BLOCK < lim ? q1 * LKI_GEMM_BLOCK : lim;
+	const REAL *a = g->a, *b = g->b, *bias = g->bias;
+	REAL *c = g->c;
+	int64_t m = g->m, n = g->n;
+
+	if (s1 <= s0)
+		return;
+	if (g->split_n) {
+		b += g->tb ? s0 * g->ldb : s0;
+		c += s0;
+		bias = bias != NULL ? bias + s0 : NULL;
+		n = s1 - s0;
+	} else {
+		a += g->ta ? s0 : s0 * g->lda;
+		c += s0 * g->ldc;
+		m = s1 - s0;
+	}
+	if (bias != NULL)
+		for (int64_t r = 0; r < m; r++)
+			memcpy(c + r * g->ldc, bias, (size_t)n * sizeof(REAL));
+	GEMM(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,
+	     (int)m, (int)n, (int)g->k, 1, a, (int)g->lda, b, (int)g->ldb,
+	     bias != NULL ? 1 : g->beta, c, (int)g->ldc);
+}
+
+/* pool: what lki_gemm_begin returned */
+static void
+gemm(lk_pool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k, const REAL *a,
+     int64_t lda, const REAL *b, int64_t ldb, REAL beta, REAL *c, int64_t ldc, const REAL *bias)
+{
+	struct gemm_args g = {.ta = ta, .tb = tb, .split_n = n > m, .m = m, .n = n, .k = k,
+	                      .lda = lda, .ldb = ldb, .ldc = ldc, .a = a, .b = b, .bias = bias,
+	                      .c = c, .beta = beta};
+	int64_t nb = ((g.split_n ? n : m) + LKI_GEMM_BLOCK - 1) / LKI_GEMM_BLOCK;
+
+	if (m <= 0 || n <= 0)
+		return;
+	if (pool == NULL || lk_pool_threads(pool) == 1 || nb < 2 || m * n * k < LKI_GEMM_GRAIN)
+		gemm_range(&g, 0, nb);
+	else
+		lk_parallel_for(pool, nb, gemm_range, &g);
 }
 
 void
 P(linear_forward)(REAL *out, const REAL *in, const REAL *w, const REAL *b, int64_t n,
                   int64_t in_dim, int64_t out_dim, lk_pool *pool)
 {
+	lk_pool *gp;
+	int restore;
+
 	if (n <= 0 || out_dim <= 0)
 		return;
-	/* out = b (every row), then out += in·w^T: one pass over out instead of a
-	 * product with beta = 0 followed by a bias pass. */
-	if (b != NULL) {
-		struct rows_args a = {out, b, out_dim};
-		run(pool, n, n * out_dim, bias_fill_range, &a);
-	} else if (in_dim <= 0) {
-		memset(out, 0, (size_t)(n * out_dim) * sizeof(REAL));
-	}
-	if (in_dim <= 0)
+	if (in_dim <= 0) {
+		/* no product: out = b, or 0 */
+		for (int64_t r = 0; r < n; r++) {
+			if (b != NULL)
+				memcpy(out + r * out_dim, b, (size_t)out_dim * sizeof(REAL));
+			else
+				memset(out + r * out_dim, 0, (size_t)out_dim * sizeof(REAL));
+		}
 		return;
-	lki_blas_threads(pool);
-	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out_dim, (int)in_dim, 1, in,
-	     (int)in_dim, w, (int)in_dim, b != NULL ? 1 : 0, out, (int)out_dim);
+	}
+	/* out = b (every row), then out += in·w^T, block by block: one pass over
+	 * out instead of a product with beta = 0 followed by a bias pass. */
+	gp = lki_gemm_begin(pool, &restore);
+	gemm(gp, 0, 1, n, out_dim, in_dim, in, in_dim, w, in_dim, 0, out, out_dim, b);
+	lki_gemm_end(restore);
 }
 
 struct colsum_args {
@@ -231,16 +290,16 @@ P(linear_backward)(REAL *din, REAL *dw, REAL *db, const REAL *dout, const REAL *
 {
 	if (n <= 0 || out_dim <= 0)
 		return;
-	lki_blas_threads(pool);
-	if (in_dim > 0) {
+	if (in_dim > 0 && (din != NULL || dw != NULL)) {
+		int restore;
+		lk_pool *gp = lki_gemm_begin(pool, &restore);
 		/* din[N,I] += dout[N,O] · w[O,I] */
 		if (din != NULL)
-			GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)in_dim,
-			     (int)out_dim, 1, dout, (int)out_dim, w, (int)in_dim, 1, din, (int)in_dim);
+			gemm(gp, 0, 0, n, in_dim, out_dim, dout, out_dim, w, in_dim, 1, din, in_dim, NULL);
 		/* dw[O,I] += dout^T[O,N] · in[N,I] */
 		if (dw != NULL)
-			GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out_dim, (int)in_dim,
-			     (int)n, 1, dout, (int)out_dim, in, (int)in_dim, 1, dw, (int)in_dim);
+			gemm(gp, 1, 0, out_dim, in_dim, n, dout, out_dim, in, in_dim, 1, dw, in_dim, NULL);
+		lki_gemm_end(restore);
 	}
 	/* db[O] += Σ_n dout[n, O], split over columns */
 	if (db != NULL) {
@@ -543,18 +602,50 @@ typedef REAL vreal __attribute__((vector_size(32)));
 #define VLOAD(v, p) memcpy(&(v), (p), sizeof(vreal))
 #define VSTORE(p, v) memcpy((p), &(v), sizeof(vreal))
 
+/* One tile's result: acc[r] holds rows r < rows of columns [0, w) (w ≤ NR,
+ * the lanes beyond w are discarded); C (add ? += : =) it.  C + acc and
+ * acc + C are the same IEEE sum. */
+#define TILE_STORE(c, ldc, acc, rows, w, add)                                             \
+	do {                                                                              \
+		for (int64_t r_ = 0; r_ < (rows); r_++) {                                 \
+			REAL *c_ = (c) + r_ * (ldc);                                      \
+			if ((w) == NR) {                                                  \
+				vreal t0_, t1_;                                           \
+				if (add) {                                                \
+					VLOAD(t0_, c_), VLOAD(t1_, c_ + VL);              \
+					t0_ = t0_ + (acc)[r_][0], t1_ = t1_ + (acc)[r_][1]; \
+				} else {                                                  \
+					t0_ = (acc)[r_][0], t1_ = (acc)[r_][1];             \
+				}                                                         \
+				VSTORE(c_, t0_), VSTORE(c_ + VL, t1_);                    \
+			} else {                                                          \
+				REAL l_[NR];                                              \
+				VSTORE(l_, (acc)[r_][0]), VSTORE(l_ + VL, (acc)[r_][1]);  \
+				for (int64_t q_ = 0; q_ < (w); q_++)                      \
+					c_[q_] = (add) ? c_[q_] + l_[q_] : l_[q_];        \
+			}                                                                 \
+		}                                                                         \
+	} while (0)
+
 /* C[i·ldc + j] (add ? += : =) Σ_k A[i·ar + k·ak]·B[k·bk + j·bj] for i < m,
- * j < n, k < kn; MR×NR tiles with the accumulators in registers where B's
- * rows are contiguous (bj == 1), plain loops elsewhere. */
+ * j < n, k < kn.  Where B's rows are contiguous (bj == 1): MR×NR tiles with
+ * the accumulators in registers, then 1×NR tiles for the last m % MR rows;
+ * the columns past the last multiple of NR run in a partial tile when bpad
+ * says B's rows may be read up to the next multiple of NR (a padded
+ * buffer), else in plain loops, as everything does where bj != 1.  Every
+ * path computes each element the same way: acc = 0, acc += a·b for k
+ * ascending, then C = acc or C += acc. */
 LKI_HOT static void
 small_gemm(REAL *restrict C, int64_t ldc, const REAL *restrict A, int64_t ar, int64_t ak,
            const REAL *restrict B, int64_t bk, int64_t bj, int64_t m, int64_t n, int64_t kn,
-           int add)
+           int add, int bpad)
 {
-	int64_t mt = bj == 1 ? m - m % MR : 0, nt = bj == 1 ? n - n % NR : 0;
+	int64_t mt = bj == 1 ? m - m % MR : 0;
+	int64_t nt = bj != 1 ? 0 : bpad ? n : n - n % NR; /* columns the tiles cover */
 
 	for (int64_t i = 0; i < mt; i += MR)
 		for (int64_t j = 0; j < nt; j += NR) {
+			int64_t w = nt - j < NR ? nt - j : NR;
 			vreal c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0};
 			vreal c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
 			const REAL *a = A + i * ar;
@@ -573,29 +664,42 @@ small_gemm(REAL *restrict C, int64_t ldc, const REAL *restrict A, int64_t ar, in
 				c30 += a3 * b0;
 				c31 += a3 * b1;
 			}
-			REAL *c = C + i * ldc + j;
-			if (add) {
-				vreal t[8];
-				VLOAD(t[0], c), VLOAD(t[1], c + VL);
-				VLOAD(t[2], c + ldc), VLOAD(t[3], c + ldc + VL);
-				VLOAD(t[4], c + 2 * ldc), VLOAD(t[5], c + 2 * ldc + VL);
-				VLOAD(t[6], c + 3 * ldc), VLOAD(t[7], c + 3 * ldc + VL);
-				c00 = t[0] + c00, c01 = t[1] + c01, c10 = t[2] + c10, c11 = t[3] + c11;
-				c20 = t[4] + c20, c21 = t[5] + c21, c30 = t[6] + c30, c31 = t[7] + c31;
-			}
-			VSTORE(c, c00), VSTORE(c + VL, c01);
-			VSTORE(c + ldc, c10), VSTORE(c + ldc + VL, c11);
-			VSTORE(c + 2 * ldc, c20), VSTORE(c + 2 * ldc + VL, c21);
-			VSTORE(c + 3 * ldc, c30), VSTORE(c + 3 * ldc + VL, c31);
+			vreal acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
+			TILE_STORE(C + i * ldc + j, ldc, acc, MR, w, add);
 		}
-	/* the rest: columns [nt, n) of the tiled rows, then rows [mt, m) */
+	for (int64_t i = mt; bj == 1 && i < m; i++)
+		for (int64_t j = 0; j < nt; j += NR) {
+			int64_t w = nt - j < NR ? nt - j : NR;
+			vreal c00 = {0}, c01 = {0};
+			const REAL *a = A + i * ar;
+			for (int64_t k = 0; k < kn; k++) {
+				vreal b0, b1;
+				VLOAD(b0, B + k * bk + j);
+				VLOAD(b1, B + k * bk + j + VL);
+				REAL a0 = a[k * ak];
+				c00 += a0 * b0;
+				c01 += a0 * b1;
+			}
+			vreal acc[1][2] = {{c00, c01}};
+			TILE_STORE(C + i * ldc + j, ldc, acc, 1, w, add);
+		}
+	/* the rest: columns [nt, n) */
 	for (int64_t i = 0; i < m; i++)
-		for (int64_t j = i < mt ? nt : 0; j < n; j++) {
+		for (int64_t j = nt; j < n; j++) {
 			REAL acc = 0;
 			for (int64_t k = 0; k < kn; k++)
 				acc += A[i * ar + k * ak] * B[k * bk + j * bj];
 			C[i * ldc + j] = add ? C[i * ldc + j] + acc : acc;
 		}
+}
+
+/* T rounded up to a whole number of tiles: the row stride of the transposed
+ * K and V buffers, whose pad columns are zero, so their products can run a
+ * partial last tile (small_gemm's bpad). */
+static inline int64_t
+padded(int64_t t)
+{
+	return (t + NR - 1) / NR * NR;
 }
 
 struct attn_args {
@@ -615,12 +719,17 @@ attn_kept(const struct attn_args *a, int64_t c0, int64_t j)
 	return lki_rand_bits24(a->seed, a->stream, (uint64_t)(c0 + j)) >= a->thr;
 }
 
+/* mt[c·tp + j] = m[j·ld + c] for j < t, c < dh; zero for t ≤ j < tp */
 static inline void
-transpose_head(REAL *restrict mt, const REAL *restrict m, int64_t t, int64_t dh, int64_t ld)
+transpose_head(REAL *restrict mt, const REAL *restrict m, int64_t t, int64_t tp, int64_t dh,
+               int64_t ld)
 {
 	for (int64_t j = 0; j < t; j++)
 		for (int64_t c = 0; c < dh; c++)
-			mt[c * t + j] = m[j * ld + c];
+			mt[c * tp + j] = m[j * ld + c];
+	for (int64_t c = 0; c < dh; c++)
+		for (int64_t j = t; j < tp; j++)
+			mt[c * tp + j] = 0;
 }
 
 /* row ← softmax(row·scale) */
@@ -643,9 +752,9 @@ softmax_row(REAL *restrict row, int64_t t, REAL scale)
 }
 
 /* Forward of unit u:  P = softmax(Q·K^T/√dh);  O = (P∘M)·V  with M the
- * dropout multipliers (0 or 1/(1-p)).  buf holds K^T [dh, T] and P∘M
- * [T, T], or is NULL (plain path). */
-static void
+ * dropout multipliers (0 or 1/(1-p)).  buf holds K^T [dh, T] (row stride
+ * padded(T)) and P∘M [T, T], or is NULL (plain path). */
+LKI_HOT static void
 attention_forward_unit(const struct attn_args *a, int64_t u, REAL *buf)
 {
 	int64_t T = a->t, D = a->d, H = a->h, dh = D / H, ld = 3 * D;
@@ -656,18 +765,18 @@ attention_forward_unit(const struct attn_args *a, int64_t u, REAL *buf)
 
 	/* S = Q·K^T */
 	if (buf != NULL) {
-		transpose_head(buf, k, T, dh, ld);
-		small_gemm(pu, T, q, ld, 1, buf, T, 1, T, T, dh, 0);
+		transpose_head(buf, k, T, padded(T), dh, ld);
+		small_gemm(pu, T, q, ld, 1, buf, padded(T), 1, T, T, dh, 0, 1);
 	} else {
-		small_gemm(pu, T, q, ld, 1, k, 1, ld, T, T, dh, 0);
+		small_gemm(pu, T, q, ld, 1, k, 1, ld, T, T, dh, 0, 0);
 	}
 	for (int64_t i = 0; i < T; i++)
 		softmax_row(pu + i * T, T, scale);
 
 	if (a->thr == 0) {
-		small_gemm(o, D, pu, T, 1, v, ld, 1, T, dh, T, 0);
+		small_gemm(o, D, pu, T, 1, v, ld, 1, T, dh, T, 0, 0);
 	} else if (buf != NULL) {
-		REAL *pm = buf + dh * T;
+		REAL *pm = buf + dh * padded(T);
 		for (int64_t i = 0; i < T; i++) {
 			REAL *restrict mrow = pm + i * T;
 			const REAL *restrict prow = pu + i * T;
@@ -675,7 +784,7 @@ attention_forward_unit(const struct attn_args *a, int64_t u, REAL *buf)
 			for (int64_t j = 0; j < T; j++)
 				mrow[j] = mrow[j] != 0 ? prow[j] * a->keep_scale : 0;
 		}
-		small_gemm(o, D, pm, T, 1, v, ld, 1, T, dh, T, 0);
+		small_gemm(o, D, pm, T, 1, v, ld, 1, T, dh, T, 0, 0);
 	} else {
 		for (int64_t i = 0; i < T; i++)
 			for (int64_t c = 0; c < dh; c++) {
@@ -695,7 +804,8 @@ attention_forward_range(void *arg, int64_t u0, int64_t u1)
 {
 	const struct attn_args *a = arg;
 	int64_t T = a->t, dh = a->d / a->h;
-	REAL *buf = lki_attention_plain ? NULL : malloc((size_t)(dh * T + T * T) * sizeof(REAL));
+	REAL *buf = lki_attention_plain ? NULL
+	                                : malloc((size_t)(dh * padded(T) + T * T) * sizeof(REAL));
 	for (int64_t u = u0; u < u1; u++)
 		attention_forward_unit(a, u, buf);
 	free(buf);
@@ -719,8 +829,8 @@ P(attention_forward)(REAL *out, REAL *probs, const REAL *qkv, int64_t b, int64_t
  *   dS  = P∘(dP − rowsum(P∘dP))/√dh
  *   dQ += dS·K          dK += dS^T·Q
  * dPM, dP and dS live in the unit's T×T block of scratch.  buf holds V^T
- * [dh, T] and PM [T, T], or is NULL (plain path). */
-static void
+ * [dh, T] (row stride padded(T)) and PM [T, T], or is NULL (plain path). */
+LKI_HOT static void
 attention_backward_unit(const struct attn_args *a, int64_t u, REAL *buf)
 {
 	int64_t T = a->t, D = a->d, H = a->h, dh = D / H, ld = 3 * D;
@@ -734,15 +844,15 @@ attention_backward_unit(const struct attn_args *a, int64_t u, REAL *buf)
 
 	/* dPM = dO·V^T */
 	if (buf != NULL) {
-		transpose_head(buf, v, T, dh, ld);
-		small_gemm(su, T, go, D, 1, buf, T, 1, T, T, dh, 0);
+		transpose_head(buf, v, T, padded(T), dh, ld);
+		small_gemm(su, T, go, D, 1, buf, padded(T), 1, T, T, dh, 0, 1);
 	} else {
-		small_gemm(su, T, go, D, 1, v, 1, ld, T, T, dh, 0);
+		small_gemm(su, T, go, D, 1, v, 1, ld, T, T, dh, 0, 0);
 	}
 
 	/* dropout: dP = dPM∘M, and PM for dV */
 	if (a->thr != 0 && buf != NULL) {
-		REAL *pmb = buf + dh * T;
+		REAL *pmb = buf + dh * padded(T);
 		for (int64_t i = 0; i < T; i++) {
 			REAL *restrict mrow = pmb + i * T, *restrict srow = su + i * T;
 			const REAL *restrict prow = pu + i * T;
@@ -763,7 +873,7 @@ attention_backward_unit(const struct attn_args *a, int64_t u, REAL *buf)
 
 	/* dV += PM^T·dO */
 	if (pm != NULL) {
-		small_gemm(dv, ld, pm, 1, T, go, D, 1, T, dh, T, 1);
+		small_gemm(dv, ld, pm, 1, T, go, D, 1, T, dh, T, 1, 0);
 	} else {
 		for (int64_t j = 0; j < T; j++)
 			for (int64_t c = 0; c < dh; c++) {
@@ -787,8 +897,8 @@ attention_backward_unit(const struct attn_args *a, int64_t u, REAL *buf)
 	}
 
 	/* dQ += dS·K;  dK += dS^T·Q */
-	small_gemm(dq, ld, su, T, 1, k, ld, 1, T, dh, T, 1);
-	small_gemm(dk, ld, su, 1, T, q, ld, 1, T, dh, T, 1);
+	small_gemm(dq, ld, su, T, 1, k, ld, 1, T, dh, T, 1, 0);
+	small_gemm(dk, ld, su, 1, T, q, ld, 1, T, dh, T, 1, 0);
 }
 
 LKI_HOT static void
@@ -796,7 +906,8 @@ attention_backward_range(void *arg, int64_t u0, int64_t u1)
 {
 	const struct attn_args *a = arg;
 	int64_t T = a->t, dh = a->d / a->h;
-	REAL *buf = lki_attention_plain ? NULL : malloc((size_t)(dh * T + T * T) * sizeof(REAL));
+	REAL *buf = lki_attention_plain ? NULL
+	                                : malloc((size_t)(dh * padded(T) + T * T) * sizeof(REAL));
 	for (int64_t u = u0; u < u1; u++)
 		attention_backward_unit(a, u, buf);
 	free(buf);

@@ -11,7 +11,15 @@
  * A parallel_for issued from inside a chunk (nested) runs all its chunks in
  * order on the calling thread, with the same split, so nesting neither
  * deadlocks nor changes results.  Calls from several outside threads on one
- * pool are serialized. */
+ * pool are serialized.
+ *
+ * Matrix products (lki_gemm_begin/end) run on these threads too, each
+ * thread multiplying its own block of the result with OpenBLAS held at one
+ * thread: OpenBLAS's own workers never get work, so they never busy-wait
+ * after a product on the core the pool needs next (they spin for about
+ * 2^28 cycles after each product they take part in, OPENBLAS_THREAD_TIMEOUT,
+ * read only when the library loads; on 2 cores that spinning cost 20–30 %
+ * of a training step). */
 #include "config.h"
 
 #include <pthread.h>
@@ -107,13 +115,15 @@ worker_main(void *p)
 }
 
 /* OpenBLAS keeps one process-wide thread count, not one per calling thread.
- * lk_pool_create sets it, and the linear ops set it again to their pool's
- * count before each product, so pools of different sizes used one after the
- * other each get theirs.  Ops called with no pool leave it as it is: a head
- * plugin (which has no pool) then multiplies with the threads of the model
- * that calls it.  Two threads issuing products with different pools at the
- * same time would race on it: the kernels assume one training thread per
- * process. */
+ * Loom uses it as the published thread count of the process: lk_pool_create
+ * sets it, and every product the kernels issue restores it to its pool's
+ * count afterwards (lki_gemm_end), so pools of different sizes used one
+ * after the other each get theirs, and a product issued with no pool — a
+ * head plugin's, which has no pool and its own copy of these kernels —
+ * reads it and runs on that many threads of an ambient pool (below).
+ * During a product it is 1: the kernels split products themselves.  Two
+ * threads issuing products with different pools at the same time would race
+ * on it: the kernels assume one training thread per process. */
 static void
 set_blas_threads(int threads)
 {
@@ -125,11 +135,57 @@ set_blas_threads(int threads)
 #endif
 }
 
-void
-lki_blas_threads(lk_pool *pool)
+static int
+get_blas_threads(void)
 {
+#ifdef OPENBLAS_VERSION
+	int t = openblas_get_num_threads();
+	return t > 1 ? t : 1;
+#else
+	return 1;
+#endif
+}
+
+static lk_pool *pool_new(int threads);
+
+/* The pool that products issued with no pool split over: created on first
+ * use with the published count, re-created when that changes, kept for the
+ * life of the process (its workers sleep when idle).  One per copy of the
+ * kernels: a plugin linking them has its own. */
+static lk_pool *ambient;
+static pthread_mutex_t ambient_mtx = PTHREAD_MUTEX_INITIALIZER;
+
+static lk_pool *
+ambient_pool(int threads)
+{
+	lk_pool *p;
+	pthread_mutex_lock(&ambient_mtx);
+	if (ambient != NULL && ambient->threads != threads) {
+		lk_pool_destroy(ambient);
+		ambient = NULL;
+	}
+	if (ambient == NULL)
+		ambient = pool_new(threads);
+	p = ambient;
+	pthread_mutex_unlock(&ambient_mtx);
+	return p;
+}
+
+lk_pool *
+lki_gemm_begin(lk_pool *pool, int *restore)
+{
+	int t = pool != NULL ? pool->threads : get_blas_threads();
+	*restore = t;
+	set_blas_threads(1);
 	if (pool != NULL)
-		set_blas_threads(pool->threads);
+		return pool;
+	return t > 1 ? ambient_pool(t) : NULL;
+}
+
+void
+lki_gemm_end(int restore)
+{
+	set_blas_threads(restore);
 }
 
 static void
@@ -143,8 +199,8 @@ stop_workers(lk_pool *pool)
 		pthread_join(pool->tids[i], NULL);
 }
 
-lk_pool *
-lk_pool_create(int threads)
+static lk_pool *
+pool_new(int threads)
 {
 	lk_pool *pool;
 
@@ -180,11 +236,19 @@ lk_pool_create(int threads)
 			pool->started++;
 		}
 	}
-	set_blas_threads(threads);
 	return pool;
 fail:
 	lk_pool_destroy(pool);
 	return NULL;
+}
+
+lk_pool *
+lk_pool_create(int threads)
+{
+	lk_pool *pool = pool_new(threads);
+	if (pool != NULL)
+		set_blas_threads(pool->threads);
+	return pool;
 }
 
 void

@@ -558,8 +558,7 @@ tf_model_forward(tf_model *m, const float *x, int64_t batch, bool training, uint
 		lk_revin_normalize(a->xn, a->rev_mean, a->rev_std, x, B, L, C, 1e-5);
 		in = a->xn;
 	} else {
-		memcpy(a->xn, x, (size_t)(B * L * C) * sizeof *x);
-		in = a->xn;
+		in = x; /* read once, by patchify or channels_split (copies) */
 	}
 	if (c->channel_independent) {
 		lk_channels_split(a->xs, in, B, L, C);
