@@ -149,16 +149,42 @@ get_blas_threads(void)
 static lk_pool *pool_new(int threads);
 
 /* The pool that products issued with no pool split over: created on first
- * use with the published count, re-created when that changes, kept for the
- * life of the process (its workers sleep when idle).  One per copy of the
- * kernels: a plugin linking them has its own. */
+ * use with the published count, re-created when that changes, kept while
+ * this copy of the kernels is loaded (its workers sleep when idle).  One per
+ * copy of the kernels: a plugin linking them has its own, and retires it
+ * when the plugin is unloaded (lt_dlclose) or the process exits, so no
+ * worker is left sleeping in code that is no longer mapped.  A forked child
+ * has none of the parent's workers: it forgets the pool and makes its own. */
 static lk_pool *ambient;
 static pthread_mutex_t ambient_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t ambient_once = PTHREAD_ONCE_INIT;
+
+static void
+ambient_forget_in_child(void)
+{
+	/* the workers were not copied into this process; their memory is */
+	ambient = NULL;
+	pthread_mutex_init(&ambient_mtx, NULL);
+}
+
+static void
+ambient_register_atfork(void)
+{
+	pthread_atfork(NULL, NULL, ambient_forget_in_child);
+}
+
+__attribute__((destructor)) static void
+ambient_retire(void)
+{
+	lk_pool_destroy(ambient);
+	ambient = NULL;
+}
 
 static lk_pool *
 ambient_pool(int threads)
 {
 	lk_pool *p;
+	pthread_once(&ambient_once, ambient_register_atfork);
 	pthread_mutex_lock(&ambient_mtx);
 	if (ambient != NULL && ambient->threads != threads) {
 		lk_pool_destroy(ambient);

@@ -22,8 +22,10 @@ cleanup() {
 	fi
 	[ -n "$LOOMD_BG" ] && wait "$LOOMD_BG" 2>/dev/null || true
 	if [ $rv -ne 0 ] && [ $rv -ne 77 ]; then
+		local lines=40
+		[ "${LOOM_VALGRIND:-}" = 1 ] && lines=400
 		for f in "$T"/*.log "$T"/out "$T"/err; do
-			[ -f "$f" ] && { echo "--- $f"; tail -n 40 "$f"; }
+			[ -f "$f" ] && { echo "--- $f"; tail -n $lines "$f"; }
 		done
 	fi
 	rm -rf "$T"
