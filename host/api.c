@@ -1,6 +1,6 @@
-/* The REST API: an NNG HTTP server with one tree handler that routes every
- * request through the table below, so unknown paths and wrong methods get
- * JSON errors like every other failure. */
+/* The REST API: Loom's HTTP server (http.c) hands every request to the
+ * route table below, so unknown paths and wrong methods get JSON errors
+ * like every other failure; WebSocket upgrades go to the task monitor. */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -12,18 +12,19 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <nng/nng.h>
-#include <nng/supplemental/http/http.h>
-
 #include "api.h"
+#include "configs.h"
+#include "http.h"
+#include "jobs.h"
+#include "monitor.h"
 #include "log.h"
 #include "util.h"
 
 #define MAX_BODY (16u << 20)
 
 struct loomi_api {
-	nng_http_server *server;
-	nng_http_handler *handler;
+	loomi_http_server *server;
+	loomi_monitor *monitor;
 	loomi_daemon *d;
 };
 
@@ -205,11 +206,422 @@ get_plugin(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	res->body = plugin_json(ins, true);
 }
 
+/* ------------------------------------------------------------------ training tasks */
+
+/* The value of key in a query string ("a=1&b=2"), decoded; NULL if absent. */
+static char *
+query_get(const char *query, const char *key)
+{
+	size_t klen = strlen(key);
+	for (const char *p = query; p && *p;) {
+		const char *amp = strchr(p, '&'), *end = amp ? amp : p + strlen(p);
+		if ((size_t)(end - p) > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
+			char *raw = loomi_strndup(p + klen + 1, (size_t)(end - p - (ptrdiff_t)klen - 1));
+			for (char *c = raw; *c; c++)
+				if (*c == '+')
+					*c = ' ';
+			char *v = url_decode(raw, strlen(raw));
+			free(raw);
+			return v ? v : loomi_strdup("");
+		}
+		p = amp ? amp + 1 : NULL;
+	}
+	return NULL;
+}
+
+static bool
+query_int(loomi_http_res *res, const char *query, const char *key, int64_t def, int64_t min,
+          int64_t max, int64_t *out)
+{
+	char *v = query_get(query, key), *end;
+	long long x;
+
+	*out = def;
+	if (v == NULL)
+		return true;
+	x = strtoll(v, &end, 10);
+	if (*v == '\0' || *end || x < min || x > max) {
+		loomi_api_error(res, 400, "bad_request", "%s: \"%s\" is not a whole number from %lld "
+		                "to %lld", key, v, (long long)min, (long long)max);
+		free(v);
+		return false;
+	}
+	free(v);
+	*out = x;
+	return true;
+}
+
+static int64_t
+task_id_param(const loomi_http_req *req, loomi_http_res *res)
+{
+	int64_t id = loomi_job_id_parse(req->params[0]);
+	if (id <= 0)
+		loomi_api_error(res, 404, "not_found",
+		                "\"%s\" is not a task id; ids look like task-12 (GET "
+		                "/api/v1/training/tasks lists them)",
+		                req->params[0]);
+	return id;
+}
+
+static void
+post_tasks(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	json_error_t je;
+	json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+	char *msg = NULL;
+	int64_t id = 0;
+	int rv;
+
+	if (body == NULL) {
+		loomi_api_error(res, 400, "bad_request",
+		                "the body is not valid JSON: %s (line %d, column %d)", je.text,
+		                je.line, je.column);
+		return;
+	}
+	rv = loomi_jobs_submit(d, body, "local", &id, &msg);
+	json_decref(body);
+	if (rv != 0) {
+		loomi_api_error(res, rv == LOOM_ENOENT ? 404 : rv == LOOM_EINVAL ? 400 : 500,
+		                rv == LOOM_ENOENT ? "not_found" : rv == LOOM_EINVAL ? "invalid" :
+		                "internal", "%s", msg ? msg : loom_strerror(rv));
+		free(msg);
+		return;
+	}
+	res->status = 201;
+	res->body = loomi_jobs_get(d, id);
+}
+
+static void
+get_tasks(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	char *status = query_get(req->query, "status"), *user = query_get(req->query, "user");
+	char *msg = NULL;
+	int64_t limit, offset;
+
+	if (query_int(res, req->query, "limit", 50, 1, 1000, &limit) &&
+	    query_int(res, req->query, "offset", 0, 0, INT64_MAX / 2, &offset)) {
+		res->body = loomi_jobs_list(d, status, user, limit, offset, &msg);
+		if (res->body)
+			res->status = 200;
+		else
+			loomi_api_error(res, 400, "bad_request", "%s", msg);
+	}
+	free(msg);
+	free(status);
+	free(user);
+}
+
+static void
+get_task(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	int64_t id = task_id_param(req, res);
+	if (id <= 0)
+		return;
+	if ((res->body = loomi_jobs_get(d, id)) == NULL) {
+		loomi_api_error(res, 404, "not_found", "there is no task-%lld", (long long)id);
+		return;
+	}
+	res->status = 200;
+}
+
+static void
+task_action(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res, const char *action)
+{
+	int64_t id = task_id_param(req, res);
+	char *msg = NULL;
+	int rv;
+
+	if (id <= 0)
+		return;
+	rv = loomi_jobs_action(d, id, action, &msg);
+	if (rv == 0 || rv == LOOM_EBUSY) {
+		res->status = rv == 0 ? 200 : 202;
+		res->body = loomi_jobs_get(d, id);
+		if (rv == LOOM_EBUSY && res->body)
+			json_object_set_new(res->body, "message",
+			                    json_pack("s", "the worker stops at its next step; GET the "
+			                                   "task to see it happen"));
+	} else {
+		loomi_api_error(res, rv == LOOM_ENOENT ? 404 : rv == LOOM_ESTATE ? 409 : 500,
+		                rv == LOOM_ENOENT ? "not_found" : rv == LOOM_ESTATE ? "conflict" :
+		                "internal", "%s", msg ? msg : loom_strerror(rv));
+	}
+	free(msg);
+}
+
+static void
+post_start(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	task_action(d, req, res, "start");
+}
+
+static void
+post_pause(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	task_action(d, req, res, "pause");
+}
+
+static void
+post_resume(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	task_action(d, req, res, "resume");
+}
+
+static void
+post_cancel(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	task_action(d, req, res, "cancel");
+}
+
+static void
+get_task_logs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	int64_t id = task_id_param(req, res), after, limit;
+
+	if (id <= 0 || !query_int(res, req->query, "after", 0, 0, INT64_MAX / 2, &after) ||
+	    !query_int(res, req->query, "limit", 1000, 1, 10000, &limit))
+		return;
+	if ((res->body = loomi_jobs_logs(d, id, after, limit)) == NULL) {
+		loomi_api_error(res, 404, "not_found", "there is no task-%lld", (long long)id);
+		return;
+	}
+	res->status = 200;
+}
+
+static void
+get_openapi(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	(void)d;
+	(void)req;
+	res->status = 200;
+	res->text = loomi_strdup(loomi_openapi_json);
+	res->text_len = strlen(loomi_openapi_json);
+	res->content_type = "application/json";
+}
+
+/* ------------------------------------------------------------------ training configs */
+
+static int
+status_of(int rv)
+{
+	switch (rv) {
+	case LOOM_EINVAL: return 400;
+	case LOOM_ENOENT: return 404;
+	case LOOM_EEXIST: return 409;
+	default: return 500;
+	}
+}
+
+static const char *
+code_of(int rv)
+{
+	switch (rv) {
+	case LOOM_EINVAL: return "invalid";
+	case LOOM_ENOENT: return "not_found";
+	case LOOM_EEXIST: return "conflict";
+	default: return "internal";
+	}
+}
+
+/* Answer a configs.c call: out with status ok, or the error. */
+static void
+answer(loomi_http_res *res, int rv, json_t *out, char *msg, int ok)
+{
+	if (rv == 0) {
+		res->status = ok;
+		res->body = out;
+	} else {
+		json_decref(out);
+		loomi_api_error(res, status_of(rv), code_of(rv), "%s", msg ? msg : loom_strerror(rv));
+	}
+	free(msg);
+}
+
+static json_t *
+json_body(const loomi_http_req *req, loomi_http_res *res)
+{
+	json_error_t je;
+	json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+	if (body == NULL)
+		loomi_api_error(res, 400, "bad_request",
+		                "the body is not valid JSON: %s (line %d, column %d)", je.text, je.line,
+		                je.column);
+	return body;
+}
+
+static void
+post_configs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	json_t *body = json_body(req, res), *out = NULL;
+	char *msg = NULL;
+	if (body) {
+		int rv = loomi_configs_create(d, body, &out, &msg);
+		answer(res, rv, out, msg, 201);
+	}
+	json_decref(body);
+}
+
+static void
+get_configs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	int64_t limit, offset;
+	json_t *out = NULL;
+	char *msg = NULL;
+
+	if (query_int(res, req->query, "limit", 50, 1, 1000, &limit) &&
+	    query_int(res, req->query, "offset", 0, 0, INT64_MAX / 2, &offset)) {
+		int rv = loomi_configs_list(d, limit, offset, &out, &msg);
+		answer(res, rv, out, msg, 200);
+	}
+}
+
+static void
+get_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	char *format = query_get(req->query, "format"), *msg = NULL, *text = NULL;
+	int64_t version;
+	json_t *out = NULL;
+	int rv;
+
+	if (!query_int(res, req->query, "version", 0, 1, INT64_MAX / 2, &version))
+		goto out;
+	if (format == NULL) {
+		rv = loomi_configs_get(d, req->params[0], version, &out, &msg);
+		answer(res, rv, out, msg, 200);
+	} else if (strcmp(format, "libconfig") == 0 || strcmp(format, "json") == 0) {
+		rv = loomi_configs_export(d, req->params[0], version, format, &text, &msg);
+		if (rv == 0) {
+			res->status = 200;
+			res->text = text;
+			res->text_len = strlen(text);
+			res->content_type = strcmp(format, "json") == 0 ? "application/json"
+			                                                : "text/plain; charset=utf-8";
+			free(msg);
+		} else {
+			answer(res, rv, NULL, msg, 200);
+		}
+	} else {
+		loomi_api_error(res, 400, "bad_request",
+		                "format: \"%s\" is not an export format; use libconfig or json", format);
+	}
+out:
+	free(format);
+}
+
+static void
+put_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	json_t *body = json_body(req, res), *out = NULL;
+	char *msg = NULL;
+	if (body) {
+		int rv = loomi_configs_update(d, req->params[0], body, &out, &msg);
+		answer(res, rv, out, msg, 200);
+	}
+	json_decref(body);
+}
+
+static void
+delete_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	char *msg = NULL;
+	int rv = loomi_configs_delete(d, req->params[0], &msg);
+	answer(res, rv, rv == 0 ? json_pack("{s:s, s:b}", "config_id", req->params[0], "deleted", 1)
+	                        : NULL,
+	       msg, 200);
+}
+
+static void
+get_config_versions(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	json_t *out = NULL;
+	char *msg = NULL;
+	int rv = loomi_configs_versions(d, req->params[0], &out, &msg);
+	answer(res, rv, out, msg, 200);
+}
+
+static void
+post_config_validate(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	json_t *body = json_body(req, res), *out = NULL;
+	char *msg = NULL;
+	if (body) {
+		int rv = loomi_configs_validate(d, body, &out, &msg);
+		answer(res, rv, out, msg, 200);
+	}
+	json_decref(body);
+}
+
+/* $LOOM_TEMPLATES (a source tree), else the installed templates. */
+static const char *
+template_dir(void)
+{
+	const char *env = getenv("LOOM_TEMPLATES");
+	return env && *env ? env : LOOM_TEMPLATE_DIR;
+}
+
+static void
+get_templates(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	json_t *out = NULL;
+	char *msg = NULL;
+	int rv = loomi_configs_templates(template_dir(), &out, &msg);
+	(void)d;
+	(void)req;
+	answer(res, rv, out, msg, 200);
+}
+
+static void
+get_template(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	json_t *out = NULL;
+	char *msg = NULL;
+	int rv = loomi_configs_template(template_dir(), req->params[0], &out, &msg);
+	(void)d;
+	answer(res, rv, out, msg, 200);
+}
+
+static void
+get_resources(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	(void)req;
+	res->status = 200;
+	res->body = loomi_jobs_resources(d);
+}
+
 static const route routes[] = {
 	{"GET", "/api/v1/health", get_health},
+	{"GET", "/api/v1/openapi.json", get_openapi},
 	{"GET", "/api/v1/plugins", get_plugins},
 	{"GET", "/api/v1/plugins/{instance}", get_plugin},
+	{"GET", "/api/v1/resources", get_resources},
+	{"POST", "/api/v1/training/tasks", post_tasks},
+	{"GET", "/api/v1/training/tasks", get_tasks},
+	{"GET", "/api/v1/training/tasks/{id}", get_task},
+	{"POST", "/api/v1/training/tasks/{id}/start", post_start},
+	{"POST", "/api/v1/training/tasks/{id}/pause", post_pause},
+	{"POST", "/api/v1/training/tasks/{id}/resume", post_resume},
+	{"POST", "/api/v1/training/tasks/{id}/cancel", post_cancel},
+	{"GET", "/api/v1/training/tasks/{id}/logs", get_task_logs},
+	{"POST", "/api/v1/training/configs/validate", post_config_validate},
+	{"POST", "/api/v1/training/configs", post_configs},
+	{"GET", "/api/v1/training/configs", get_configs},
+	{"GET", "/api/v1/training/configs/{id}", get_config},
+	{"PUT", "/api/v1/training/configs/{id}", put_config},
+	{"DELETE", "/api/v1/training/configs/{id}", delete_config},
+	{"GET", "/api/v1/training/configs/{id}/versions", get_config_versions},
+	{"GET", "/api/v1/training/templates", get_templates},
+	{"GET", "/api/v1/training/templates/{name}", get_template},
 };
+
+bool
+loomi_api_route(size_t i, const char **method, const char **pattern)
+{
+	if (i >= sizeof routes / sizeof routes[0])
+		return false;
+	*method = routes[i].method;
+	*pattern = routes[i].pattern;
+	return true;
+}
 
 /* ------------------------------------------------------------------ dispatch */
 
@@ -261,80 +673,88 @@ route_request(loomi_daemon *d, loomi_http_req *req, loomi_http_res *res)
 }
 
 static void
-http_cb(nng_aio *aio)
+http_handler(void *arg, const loomi_http_request *hreq, loomi_http_response *hres)
 {
-	nng_http_req *hreq = nng_aio_get_input(aio, 0);
-	nng_http_handler *h = nng_aio_get_input(aio, 1);
-	loomi_api *api = nng_http_handler_get_data(h);
-	const char *uri = nng_http_req_get_uri(hreq);
-	const char *q = strchr(uri, '?');
+	loomi_api *api = arg;
 	loomi_http_req req = {0};
 	loomi_http_res res = {0};
-	nng_http_res *hres;
-	void *body;
-	size_t body_len;
 	char *path, *text = NULL;
 	uint64_t t0 = loomi_mono_ns();
+	size_t n;
 
-	nng_http_req_get_data(hreq, &body, &body_len);
-	req.method = nng_http_req_get_method(hreq);
-	req.query = q ? q + 1 : "";
-	req.body = body;
-	req.body_len = body_len;
+	req.method = hreq->method;
+	req.query = hreq->query;
+	req.body = hreq->body;
+	req.body_len = hreq->body_len;
 	/* Routes match the path as sent; each {param} is decoded once, after
-	 * matching, so an encoded '/' or '%' stays inside its segment. */
-	path = loomi_strndup(uri, q ? (size_t)(q - uri) : strlen(uri));
-	{
-		/* Collapse a trailing slash so /api/v1/plugins/ finds its route. */
-		size_t n = strlen(path);
-		while (n > 1 && path[n - 1] == '/')
-			path[--n] = '\0';
-	}
+	 * matching, so an encoded '/' or '%' stays inside its segment.  A
+	 * trailing slash is collapsed so /api/v1/plugins/ finds its route. */
+	path = loomi_strdup(hreq->path);
+	n = strlen(path);
+	while (n > 1 && path[n - 1] == '/')
+		path[--n] = '\0';
 	req.path = path;
 	route_request(api->d, &req, &res);
 
 	if (res.status == 0) {
-		LOG_ERROR("http %s %s: the route set no status (a bug)", req.method, uri);
+		LOG_ERROR("http %s %s: the route set no status (a bug)", req.method, hreq->target);
 		loomi_api_error(&res, 500, "internal", "the server failed to answer this request");
 	}
-	if (nng_http_res_alloc(&hres) != 0) {
-		nng_aio_finish(aio, NNG_ENOMEM);
-		goto out;
-	}
-	nng_http_res_set_status(hres, (uint16_t)res.status);
 	if (res.body)
 		text = json_dumps(res.body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	hres->status = res.status;
 	if (text) {
-		nng_http_res_set_header(hres, "Content-Type", "application/json");
-		nng_http_res_copy_data(hres, text, strlen(text));
+		hres->body = text;
+		hres->body_len = strlen(text);
+		hres->content_type = "application/json";
 	} else if (res.text) {
-		nng_http_res_set_header(hres, "Content-Type", res.content_type);
-		nng_http_res_copy_data(hres, res.text, res.text_len);
+		hres->body = res.text;
+		hres->body_len = res.text_len;
+		hres->content_type = res.content_type;
+		res.text = NULL;
 	} else {
 		/* never a response without a body (and its Content-Length) */
-		static const char fallback[] =
-			"{\"error\":{\"code\":\"internal\",\"message\":\"the server could not "
-			"encode its answer\"}}";
-		nng_http_res_set_header(hres, "Content-Type", "application/json");
-		nng_http_res_copy_data(hres, fallback, sizeof fallback - 1);
+		hres->body = loomi_strdup("{\"error\":{\"code\":\"internal\",\"message\":\"the "
+		                          "server could not encode its answer\"}}");
+		hres->body_len = strlen(hres->body);
+		hres->content_type = "application/json";
 	}
-	if (res.allow)
-		nng_http_res_set_header(hres, "Allow", res.allow);
-	nng_http_res_set_header(hres, "Cache-Control", "no-store");
-	/* Log before finishing: the request (uri, method) belongs to the
-	 * connection and is reused as soon as the response is handed over. */
+	if (res.allow) {
+		hres->headers[hres->n_headers].name = "Allow";
+		hres->headers[hres->n_headers++].value = res.allow;
+		res.allow = NULL;
+	}
+	hres->headers[hres->n_headers].name = "Cache-Control";
+	hres->headers[hres->n_headers++].value = loomi_strdup("no-store");
 	if (loomi_log_enabled(LOOM_LOG_DEBUG))
-		LOG_DEBUG("http %s %s -> %d (%.3f ms)", req.method, uri, res.status,
+		LOG_DEBUG("http %s %s -> %d (%.3f ms)", req.method, hreq->target, res.status,
 		          (double)(loomi_mono_ns() - t0) / 1e6);
-	nng_aio_set_output(aio, 0, hres);
-	nng_aio_finish(aio, 0);
-out:
-	free(text);
 	free(path);
 	json_decref(res.body);
 	free(res.text);
 	free(res.allow);
 }
+
+/* The WebSocket monitor, reached through the api. */
+static int
+ws_open(void *arg, loomi_ws *ws, const loomi_http_request *req, loomi_http_response *res)
+{
+	return loomi_monitor_handlers()->on_open(((loomi_api *)arg)->monitor, ws, req, res);
+}
+
+static void
+ws_message(void *arg, loomi_ws *ws, const char *data, size_t len, bool text)
+{
+	loomi_monitor_handlers()->on_message(((loomi_api *)arg)->monitor, ws, data, len, text);
+}
+
+static void
+ws_close(void *arg, loomi_ws *ws)
+{
+	loomi_monitor_handlers()->on_close(((loomi_api *)arg)->monitor, ws);
+}
+
+static const loomi_ws_handlers ws_handlers = {ws_open, ws_message, ws_close};
 
 /* ------------------------------------------------------------------ start / stop */
 
@@ -342,71 +762,24 @@ int
 loomi_api_start(loomi_daemon *d, const char *listen, char **err)
 {
 	loomi_api *api = loomi_xcalloc(1, sizeof *api);
-	char *urltext = loomi_strfmt("http://%s", listen);
-	nng_url *url = NULL;
-	nng_sockaddr sa;
+	loomi_http_options opts = {0};
 	int rv;
 
 	api->d = d;
-	if ((rv = nng_url_parse(&url, urltext)) != 0) {
-		*err = loomi_strfmt("listen: cannot use \"%s\": %s", listen, nng_strerror(rv));
-		goto fail;
+	opts.max_body = MAX_BODY;
+	if ((rv = loomi_monitor_start(d, &api->monitor, err)) != 0) {
+		free(api);
+		return rv;
 	}
-	if ((rv = nng_http_server_hold(&api->server, url)) != 0) {
-		*err = loomi_strfmt("cannot create the HTTP server on %s: %s", listen,
-		                    nng_strerror(rv));
-		goto fail;
+	if ((rv = loomi_http_start(&api->server, listen, &opts, http_handler, &ws_handlers, api,
+	                           err)) != 0) {
+		loomi_monitor_stop(api->monitor);
+		free(api);
+		return rv;
 	}
-	if ((rv = nng_http_handler_alloc(&api->handler, "/", http_cb)) != 0 ||
-	    (rv = nng_http_handler_set_method(api->handler, NULL)) != 0 ||
-	    (rv = nng_http_handler_set_tree(api->handler)) != 0 ||
-	    (rv = nng_http_handler_collect_body(api->handler, true, MAX_BODY)) != 0 ||
-	    (rv = nng_http_handler_set_data(api->handler, api, NULL)) != 0 ||
-	    (rv = nng_http_server_add_handler(api->server, api->handler)) != 0) {
-		*err = loomi_strfmt("cannot set up the HTTP handlers: %s", nng_strerror(rv));
-		if (api->handler)
-			nng_http_handler_free(api->handler);
-		api->handler = NULL;
-		goto fail;
-	}
-	if ((rv = nng_http_server_start(api->server)) != 0) {
-		*err = loomi_strfmt("cannot listen on %s: %s%s", listen, nng_strerror(rv),
-		                    rv == NNG_EADDRINUSE
-		                        ? "; another process holds that port: stop it or choose "
-		                          "another with --listen"
-		                        : "");
-		goto fail;
-	}
-	if (nng_http_server_get_addr(api->server, &sa) == 0 && sa.s_family == NNG_AF_INET) {
-		char host[64];
-		const uint8_t *a = (const uint8_t *)&sa.s_in.sa_addr;
-		snprintf(host, sizeof host, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
-		d->url = loomi_strfmt("http://%s:%u", strcmp(host, "0.0.0.0") ? host : "127.0.0.1",
-		                      (unsigned)ntohs(sa.s_in.sa_port));
-	} else if (nng_http_server_get_addr(api->server, &sa) == 0 &&
-	           sa.s_family == NNG_AF_INET6) {
-		char host[INET6_ADDRSTRLEN];
-		static const uint8_t any[16];
-		if (inet_ntop(AF_INET6, sa.s_in6.sa_addr, host, sizeof host) == NULL)
-			snprintf(host, sizeof host, "::1");
-		d->url = loomi_strfmt("http://[%s]:%u",
-		                      memcmp(sa.s_in6.sa_addr, any, 16) ? host : "::1",
-		                      (unsigned)ntohs(sa.s_in6.sa_port));
-	} else {
-		d->url = loomi_strdup(urltext);
-	}
-	nng_url_free(url);
-	free(urltext);
+	d->url = loomi_strdup(loomi_http_url(api->server));
 	d->api = api;
 	return 0;
-fail:
-	if (api->server)
-		nng_http_server_release(api->server);
-	if (url)
-		nng_url_free(url);
-	free(urltext);
-	free(api);
-	return LOOM_EIO;
 }
 
 void
@@ -416,8 +789,8 @@ loomi_api_stop(loomi_daemon *d)
 
 	if (api == NULL)
 		return;
-	nng_http_server_stop(api->server);
-	nng_http_server_release(api->server);
+	loomi_http_stop(api->server);
+	loomi_monitor_stop(api->monitor);
 	free(api);
 	d->api = NULL;
 	free(d->url);

@@ -1,9 +1,11 @@
-/* The REST API under /api/v1, served by NNG's HTTP server.  JSON in and
+/* The REST API under /api/v1, served by Loom's HTTP server (http.h).  JSON in and
  * out; errors as {"error":{"code":"not_found","message":"…"}} with the
  * matching HTTP status; 404 for unknown paths and 405 (with Allow) for a
  * method a path does not take. */
 #ifndef LOOM_HOST_API_H
 #define LOOM_HOST_API_H
+
+#include <stdbool.h>
 
 #include <jansson.h>
 
@@ -38,6 +40,13 @@ typedef void (*loomi_route_fn)(loomi_daemon *d, const loomi_http_req *req,
  * port filled in when 0 was asked) is stored in d->url. */
 int loomi_api_start(loomi_daemon *d, const char *listen, char **err);
 void loomi_api_stop(loomi_daemon *d);
+
+/* The route table, for tests: route i's method and pattern; false past
+ * the end. */
+bool loomi_api_route(size_t i, const char **method, const char **pattern);
+
+/* docs/openapi.json, compiled in (served at /api/v1/openapi.json). */
+extern const char loomi_openapi_json[];
 
 /* Set an error response: status, a stable code string and a message. */
 void loomi_api_error(loomi_http_res *res, int status, const char *code, const char *fmt, ...)

@@ -35,6 +35,22 @@ static const loomi_field bus_fields[] = {
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 
+static const loomi_field jobs_fields[] = {
+	{"worker", LOOMI_F_PATH, 0, NULL, 0, 0, NULL,
+	 "the loom-worker program that runs each job (default: the installed one)"},
+	{"scheduler", LOOMI_F_STRING, 0, NULL, 0, 0, NULL,
+	 "the scheduler plugin instance (default: the first one in plugins)"},
+	{"cpu", LOOMI_F_DOUBLE, LOOMI_F_RANGE, NULL, 0.001, 4096, NULL,
+	 "CPU cores jobs may use together (default: the online cores)"},
+	{"memory", LOOMI_F_SIZE, 0, NULL, 0, 0, NULL,
+	 "memory jobs may use together (default: the physical memory)"},
+	{"tick", LOOMI_F_DURATION, LOOMI_F_RANGE, NULL, 10, 60000, NULL,
+	 "how often the scheduler looks at waiting jobs"},
+	{"heartbeat_timeout", LOOMI_F_DURATION, LOOMI_F_RANGE, NULL, 1000, 86400000, NULL,
+	 "a running worker silent this long is presumed lost"},
+	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
 static const loomi_field plugin_fields[] = {
 	{"instance", LOOMI_F_STRING, LOOMI_F_REQUIRED, NULL, 0, 0, NULL,
 	 "the instance's name, e.g. \"store\""},
@@ -50,6 +66,7 @@ static const loomi_field conf_fields[] = {
 	{"listen", LOOMI_F_STRING, 0, NULL, 0, 0, NULL, "the API address, \"host:port\""},
 	{"log", LOOMI_F_GROUP, 0, NULL, 0, 0, log_fields, NULL},
 	{"bus", LOOMI_F_GROUP, 0, NULL, 0, 0, bus_fields, NULL},
+	{"jobs", LOOMI_F_GROUP, 0, NULL, 0, 0, jobs_fields, NULL},
 	{"plugins", LOOMI_F_GROUPLIST, 0, NULL, 0, 0, plugin_fields, NULL},
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
@@ -205,6 +222,37 @@ loomi_conf_load(loomi_conf *conf, const char *path, loomi_strv *errs)
 		}
 	}
 
+	{
+		const json_t *jobs = json_object_get(root, "jobs");
+		const char *w = str_or(jobs, "worker", NULL);
+		if (w && w[0])
+			conf->jobs_worker = w[0] == '/' ? loomi_strdup(w) : loomi_path_join(base, w);
+		if ((w = str_or(jobs, "scheduler", NULL)) != NULL && w[0])
+			conf->jobs_scheduler = loomi_strdup(w);
+		if ((v = json_object_get(jobs, "cpu")) && json_is_number(v))
+			conf->jobs_cpu_millis = (uint32_t)(json_number_value(v) * 1000 + 0.5);
+		if ((v = json_object_get(jobs, "memory")) != NULL) {
+			if (json_is_integer(v))
+				conf->jobs_memory = (uint64_t)json_integer_value(v);
+			else if (json_is_string(v))
+				loom_parse_size(json_string_value(v), &conf->jobs_memory);
+		}
+		conf->jobs_tick_ms = 200;
+		conf->jobs_heartbeat_ms = 60000;
+		for (int k = 0; k < 2; k++) {
+			int64_t ms = 0;
+			v = json_object_get(jobs, k ? "heartbeat_timeout" : "tick");
+			if (json_is_integer(v))
+				ms = json_integer_value(v) * 1000;
+			else if (json_is_real(v))
+				ms = (int64_t)(json_real_value(v) * 1000);
+			else if (json_is_string(v))
+				loom_parse_duration(json_string_value(v), &ms);
+			if (ms > 0)
+				*(k ? &conf->jobs_heartbeat_ms : &conf->jobs_tick_ms) = ms;
+		}
+	}
+
 	plugins = json_object_get(root, "plugins");
 	if (json_is_array(plugins)) {
 		conf->plugins = loomi_xcalloc(json_array_size(plugins) + 1, sizeof *conf->plugins);
@@ -271,5 +319,7 @@ loomi_conf_free(loomi_conf *conf)
 	free(conf->log_file);
 	free(conf->bus_requests);
 	free(conf->bus_events);
+	free(conf->jobs_worker);
+	free(conf->jobs_scheduler);
 	memset(conf, 0, sizeof *conf);
 }

@@ -29,6 +29,12 @@ typedef struct loomi_conf {
 	char *bus_requests;     /* NULL: ipc://<state_dir>/bus.req */
 	char *bus_events;       /* NULL: ipc://<state_dir>/bus.events */
 	uint64_t bus_max_message;
+	char *jobs_worker;        /* NULL: LOOM_BINDIR/loom-worker */
+	char *jobs_scheduler;     /* NULL: the first scheduler instance */
+	uint32_t jobs_cpu_millis; /* 0: the online cores */
+	uint64_t jobs_memory;     /* 0: the physical memory */
+	int64_t jobs_tick_ms;
+	int64_t jobs_heartbeat_ms;
 	loomi_plugin_conf *plugins;
 	size_t n_plugins;
 } loomi_conf;

@@ -7,6 +7,7 @@
  * 3 the daemon cannot be reached. */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,8 +17,13 @@
 #include <jansson.h>
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
+#include <nng/supplemental/util/platform.h>
+
+#include <unistd.h>
 
 #include <loom/version.h>
+
+#include "schema.h"
 
 enum {
 	EXIT_REFUSED = 1,
@@ -48,6 +54,19 @@ usage(FILE *fp)
 	        "  health                 the daemon's state, version and uptime\n"
 	        "  plugins [list]         the plugin instances loomd loaded\n"
 	        "  plugins show INSTANCE  one instance, with its settings\n"
+	        "  submit FILE [--start] [--priority N] [--after ID]... [--name NAME]\n"
+	        "         [--cpu N] [--memory SIZE] [--retries N] [--preemptible]\n"
+	        "                         submit the job spec in FILE (libconfig or JSON)\n"
+	        "  list [--status S] [--user U] [--limit N] [--offset N]\n"
+	        "                         training tasks, newest first\n"
+	        "  status ID              one task: state, progress, metrics, resources\n"
+	        "  start|resume ID        queue a pending task / continue a paused one\n"
+	        "  pause|cancel ID [--no-wait]\n"
+	        "                         ask the worker to stop at its next step; wait for it\n"
+	        "  watch ID               a live progress line until the task ends; exit 0 only\n"
+	        "                         if it completed\n"
+	        "  logs ID [-f]           the task's log lines; -f follows until it ends\n"
+	        "  resources              the resource pool and what running tasks hold\n"
 	        "  version                loomctl's version\n"
 	        "\n"
 	        "options:\n"
@@ -298,6 +317,481 @@ cmd_plugins(const ctl *c, int argc, char **argv)
 	return rv;
 }
 
+/* ------------------------------------------------------------------ tasks */
+
+/* "task-12" or "12", checked so it needs no escaping in a path. */
+static const char *
+task_arg(const char *s)
+{
+	const char *d = strncmp(s, "task-", 5) == 0 ? s + 5 : s;
+	if (*d < '1' || *d > '9' || strspn(d, "0123456789") != strlen(d) || strlen(d) > 18) {
+		fprintf(stderr, "loomctl: \"%s\" is not a task id; ids look like task-12 (loomctl "
+		                "list shows them)\n",
+		        s);
+		return NULL;
+	}
+	return d;
+}
+
+static double
+N(const json_t *obj, const char *key)
+{
+	return json_number_value(json_object_get(obj, key));
+}
+
+static void
+print_task(const json_t *t)
+{
+	const json_t *p = json_object_get(t, "progress"), *m = json_object_get(t, "metrics");
+	const char *key;
+	json_t *v;
+
+	printf("%s  %s  %s (priority %lld, user %s)\n", S(t, "task_id"), S(t, "status"),
+	       S(t, "name"), (long long)json_integer_value(json_object_get(t, "priority")),
+	       S(t, "user"));
+	printf("  progress  step %lld/%lld (%.1f%%), epoch %lld/%lld\n",
+	       (long long)json_integer_value(json_object_get(p, "current_step")),
+	       (long long)json_integer_value(json_object_get(p, "total_steps")), N(p, "percentage"),
+	       (long long)json_integer_value(json_object_get(p, "epoch")),
+	       (long long)json_integer_value(json_object_get(p, "epochs")));
+	if (json_object_get(t, "waiting_reason"))
+		printf("  waiting   %s\n", S(t, "waiting_reason"));
+	if (json_object_get(t, "requested"))
+		printf("  requested %s (at the next step)\n", S(t, "requested"));
+	if (json_object_get(t, "error"))
+		printf("  error     %s\n", S(t, "error"));
+	if (json_object_size(m)) {
+		printf("  metrics  ");
+		json_object_foreach((json_t *)m, key, v) printf(" %s %.5g", key, json_number_value(v));
+		putchar('\n');
+	}
+	printf("  created   %s   started %s   finished %s\n", S(t, "created_at"),
+	       S(t, "started_at"), S(t, "finished_at"));
+	printf("  attempts  %lld   out %s\n",
+	       (long long)json_integer_value(json_object_get(t, "attempts")), S(t, "out_dir"));
+}
+
+static int
+get_task(const ctl *c, const char *id, reply *r)
+{
+	char path[64];
+	int rv;
+	snprintf(path, sizeof path, "/api/v1/training/tasks/%s", id);
+	if ((rv = http(c, "GET", path, NULL, r)) != 0)
+		return rv;
+	if (r->status != 200) {
+		rv = refused(c, r);
+		json_decref(r->body);
+		r->body = NULL;
+	}
+	return rv;
+}
+
+static bool
+final_state(const char *s)
+{
+	return strcmp(s, "completed") == 0 || strcmp(s, "failed") == 0 ||
+	       strcmp(s, "cancelled") == 0;
+}
+
+static int
+cmd_submit(const ctl *c, int argc, char **argv)
+{
+	json_t *req = json_object(), *spec = NULL, *after = json_array(), *rr = json_object();
+	const char *file = NULL;
+	char *text = NULL, *body;
+	reply r = {0};
+	int rv = EXIT_USAGE;
+	FILE *fp;
+	size_t n = 0;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		bool more = i + 1 < argc;
+		if (strcmp(a, "--start") == 0)
+			json_object_set_new(req, "start", json_true());
+		else if (strcmp(a, "--preemptible") == 0)
+			json_object_set_new(req, "preemptible", json_true());
+		else if (strcmp(a, "--priority") == 0 && more)
+			json_object_set_new(req, "priority", json_integer(strtoll(argv[++i], NULL, 10)));
+		else if (strcmp(a, "--retries") == 0 && more)
+			json_object_set_new(req, "max_retries", json_integer(strtoll(argv[++i], NULL, 10)));
+		else if (strcmp(a, "--name") == 0 && more)
+			json_object_set_new(req, "name", json_string(argv[++i]));
+		else if (strcmp(a, "--after") == 0 && more)
+			json_array_append_new(after, json_string(argv[++i]));
+		else if (strcmp(a, "--cpu") == 0 && more)
+			json_object_set_new(rr, "cpu", json_real(strtod(argv[++i], NULL)));
+		else if (strcmp(a, "--memory") == 0 && more)
+			json_object_set_new(rr, "memory", json_string(argv[++i]));
+		else if (a[0] == '-' || file) {
+			fprintf(stderr, "loomctl: submit: unexpected \"%s\"\n", a);
+			goto out;
+		} else
+			file = a;
+	}
+	if (file == NULL) {
+		fprintf(stderr, "loomctl: usage: submit FILE [--start] [--priority N] [--after ID]...\n");
+		goto out;
+	}
+	/* JSON as it is; libconfig through the same reader loomd uses */
+	if ((fp = fopen(file, "r")) == NULL) {
+		fprintf(stderr, "loomctl: cannot read %s: %s\n", file, strerror(errno));
+		goto out;
+	}
+	{
+		char buf[65536];
+		size_t k;
+		while ((k = fread(buf, 1, sizeof buf, fp)) > 0) {
+			text = realloc(text, n + k + 1);
+			memcpy(text + n, buf, k);
+			n += k;
+		}
+		fclose(fp);
+		if (text == NULL)
+			text = strdup("");
+		text[n] = '\0';
+	}
+	if (text[strspn(text, " \t\r\n")] == '{') {
+		json_error_t je;
+		if ((spec = json_loads(text, JSON_REJECT_DUPLICATES, &je)) == NULL) {
+			fprintf(stderr, "%s:%d:%d: %s\n", file, je.line, je.column, je.text);
+			rv = EXIT_USAGE;
+			goto out;
+		}
+	} else {
+		loomi_doc doc;
+		loomi_strv errs = {0};
+		if (loomi_doc_load_string(&doc, text, file, &errs) != 0) {
+			for (size_t k = 0; k < errs.n; k++)
+				fprintf(stderr, "%s\n", errs.v[k]);
+			loomi_strv_free(&errs);
+			loomi_doc_free(&doc);
+			rv = EXIT_USAGE;
+			goto out;
+		}
+		spec = json_incref(doc.root);
+		loomi_doc_free(&doc);
+	}
+	json_object_set(req, "spec", spec);
+	if (json_array_size(after))
+		json_object_set(req, "after", after);
+	if (json_object_size(rr))
+		json_object_set(req, "resource_requirements", rr);
+	body = json_dumps(req, JSON_COMPACT);
+	rv = http(c, "POST", "/api/v1/training/tasks", body, &r);
+	free(body);
+	if (rv != 0)
+		goto out;
+	if (r.status != 201)
+		rv = refused(c, &r);
+	else if (c->json)
+		rv = print_json(&r);
+	else
+		printf("%s %s\n", S(r.body, "task_id"), S(r.body, "status"));
+	json_decref(r.body);
+out:
+	free(text);
+	json_decref(spec);
+	json_decref(req);
+	json_decref(after);
+	json_decref(rr);
+	return rv;
+}
+
+static int
+cmd_list(const ctl *c, int argc, char **argv)
+{
+	char path[512] = "/api/v1/training/tasks?";
+	reply r = {0};
+	int rv;
+
+	for (int i = 1; i < argc; i++) {
+		const char *keys[] = {"--status", "--user", "--limit", "--offset"};
+		bool ok = false;
+		for (int k = 0; k < 4 && i + 1 < argc; k++) {
+			if (strcmp(argv[i], keys[k]) == 0) {
+				const char *v = argv[++i];
+				if (strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
+				        strlen(v) ||
+				    strlen(path) + strlen(v) + 16 > sizeof path) {
+					fprintf(stderr, "loomctl: list: %s \"%s\": letters, digits, '-', '_' or "
+					                "'.' only\n",
+					        keys[k], v);
+					return EXIT_USAGE;
+				}
+				snprintf(path + strlen(path), sizeof path - strlen(path), "%s=%s&", keys[k] + 2,
+				         v);
+				ok = true;
+			}
+		}
+		if (!ok) {
+			fprintf(stderr, "loomctl: usage: list [--status S] [--user U] [--limit N] "
+			                "[--offset N]\n");
+			return EXIT_USAGE;
+		}
+	}
+	if ((rv = http(c, "GET", path, NULL, &r)) != 0)
+		return rv;
+	if (r.status != 200)
+		rv = refused(c, &r);
+	else if (c->json)
+		rv = print_json(&r);
+	else {
+		size_t i;
+		json_t *t, *list = json_object_get(r.body, "tasks");
+		printf("%-12s %-10s %6s %8s %-24s %s\n", "TASK", "STATUS", "PROG", "PRIORITY",
+		       "CREATED", "NAME");
+		json_array_foreach(list, i, t) {
+			printf("%-12s %-10s %5.1f%% %8lld %-24s %s\n", S(t, "task_id"), S(t, "status"),
+			       N(t, "progress"),
+			       (long long)json_integer_value(json_object_get(t, "priority")),
+			       S(t, "created_at"), S(t, "name"));
+		}
+		printf("(%zu of %lld)\n", json_array_size(list),
+		       (long long)json_integer_value(json_object_get(r.body, "total")));
+	}
+	json_decref(r.body);
+	return rv;
+}
+
+static int
+cmd_status(const ctl *c, int argc, char **argv)
+{
+	reply r = {0};
+	const char *id;
+	int rv;
+
+	if (argc != 2 || (id = task_arg(argv[1])) == NULL) {
+		if (argc != 2)
+			fprintf(stderr, "loomctl: usage: status ID\n");
+		return EXIT_USAGE;
+	}
+	if ((rv = get_task(c, id, &r)) != 0)
+		return rv;
+	if (c->json)
+		print_json(&r);
+	else
+		print_task(r.body);
+	json_decref(r.body);
+	return 0;
+}
+
+/* Poll until the task's state is one of want (or final); 0 when reached. */
+static int
+wait_state(const ctl *c, const char *id, const char *want, int timeout_s)
+{
+	for (int i = 0; i < timeout_s * 5; i++) {
+		reply r = {0};
+		int rv = get_task(c, id, &r);
+		const char *s;
+		if (rv != 0)
+			return rv;
+		s = S(r.body, "status");
+		if (strcmp(s, want) == 0 || final_state(s)) {
+			bool ok = strcmp(s, want) == 0;
+			if (!c->json)
+				printf("task-%s %s\n", id, s);
+			json_decref(r.body);
+			return ok ? 0 : EXIT_REFUSED;
+		}
+		json_decref(r.body);
+		nng_msleep(200);
+	}
+	fprintf(stderr, "loomctl: task-%s did not become %s within %d s\n", id, want, timeout_s);
+	return EXIT_REFUSED;
+}
+
+static int
+cmd_action(const ctl *c, int argc, char **argv)
+{
+	const char *action = argv[0], *id = NULL;
+	bool wait = true;
+	char path[96];
+	reply r = {0};
+	int rv;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--no-wait") == 0)
+			wait = false;
+		else if (id == NULL && (id = task_arg(argv[i])) != NULL)
+			;
+		else
+			return EXIT_USAGE;
+	}
+	if (id == NULL) {
+		fprintf(stderr, "loomctl: usage: %s ID\n", action);
+		return EXIT_USAGE;
+	}
+	snprintf(path, sizeof path, "/api/v1/training/tasks/%s/%s", id, action);
+	if ((rv = http(c, "POST", path, "{}", &r)) != 0)
+		return rv;
+	if (r.status != 200 && r.status != 202) {
+		rv = refused(c, &r);
+	} else if (r.status == 202 && wait) {
+		json_decref(r.body);
+		return wait_state(c, id, strcmp(action, "pause") == 0 ? "paused" : "cancelled", 600);
+	} else if (c->json) {
+		rv = print_json(&r);
+	} else {
+		printf("%s %s%s%s\n", S(r.body, "task_id"), S(r.body, "status"),
+		       json_object_get(r.body, "waiting_reason") ? ": " : "",
+		       json_object_get(r.body, "waiting_reason") ? S(r.body, "waiting_reason") : "");
+	}
+	json_decref(r.body);
+	return rv;
+}
+
+static int
+cmd_watch(const ctl *c, int argc, char **argv)
+{
+	const char *id;
+	bool tty = isatty(STDOUT_FILENO);
+	char last[512] = "";
+
+	if (argc != 2 || (id = task_arg(argv[1])) == NULL) {
+		if (argc != 2)
+			fprintf(stderr, "loomctl: usage: watch ID\n");
+		return EXIT_USAGE;
+	}
+	for (;;) {
+		reply r = {0};
+		int rv = get_task(c, id, &r);
+		const json_t *p;
+		const char *s;
+		char line[512], bar[31];
+		double pct;
+		int filled;
+
+		if (rv != 0)
+			return rv;
+		s = S(r.body, "status");
+		p = json_object_get(r.body, "progress");
+		pct = N(p, "percentage");
+		filled = (int)(pct * 30 / 100);
+		for (int k = 0; k < 30; k++)
+			bar[k] = k < filled ? '#' : '.';
+		bar[30] = '\0';
+		{
+			const json_t *m = json_object_get(r.body, "metrics");
+			const json_t *loss = json_object_get(m, "loss");
+			const json_t *val = json_object_get(m, "val_loss");
+			snprintf(line, sizeof line, "task-%s %-9s [%s] %5.1f%% step %lld/%lld epoch %lld/%lld%s%.5g%s%.5g",
+			         id, s, bar, pct, (long long)json_integer_value(json_object_get(p, "current_step")),
+			         (long long)json_integer_value(json_object_get(p, "total_steps")),
+			         (long long)json_integer_value(json_object_get(p, "epoch")),
+			         (long long)json_integer_value(json_object_get(p, "epochs")),
+			         loss ? "  loss " : "", loss ? json_number_value(loss) : 0.0,
+			         val ? "  val_loss " : "", val ? json_number_value(val) : 0.0);
+		}
+		if (strcmp(line, last) != 0) {
+			printf(tty ? "\r\033[K%s" : "%s\n", line);
+			fflush(stdout);
+			snprintf(last, sizeof last, "%s", line);
+		}
+		if (final_state(s)) {
+			if (tty)
+				putchar('\n');
+			if (json_object_get(r.body, "error"))
+				fprintf(stderr, "loomctl: task-%s failed: %s\n", id, S(r.body, "error"));
+			rv = strcmp(s, "completed") == 0 ? 0 : EXIT_REFUSED;
+			json_decref(r.body);
+			return rv;
+		}
+		json_decref(r.body);
+		nng_msleep(500);
+	}
+}
+
+static int
+cmd_logs(const ctl *c, int argc, char **argv)
+{
+	const char *id = NULL;
+	bool follow = false;
+	long long after = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--follow") == 0)
+			follow = true;
+		else if (id == NULL && (id = task_arg(argv[i])) != NULL)
+			;
+		else
+			return EXIT_USAGE;
+	}
+	if (id == NULL) {
+		fprintf(stderr, "loomctl: usage: logs ID [-f]\n");
+		return EXIT_USAGE;
+	}
+	for (;;) {
+		char path[128];
+		reply r = {0};
+		size_t i;
+		json_t *l;
+		int rv;
+		snprintf(path, sizeof path, "/api/v1/training/tasks/%s/logs?after=%lld", id, after);
+		if ((rv = http(c, "GET", path, NULL, &r)) != 0)
+			return rv;
+		if (r.status != 200) {
+			rv = refused(c, &r);
+			json_decref(r.body);
+			return rv;
+		}
+		json_array_foreach(json_object_get(r.body, "logs"), i, l) {
+			if (c->json) {
+				json_dumpf(l, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+				putchar('\n');
+			} else {
+				printf("%s %-5s %s\n", S(l, "time"), S(l, "level"), S(l, "message"));
+			}
+		}
+		fflush(stdout);
+		after = json_integer_value(json_object_get(r.body, "next"));
+		bool done = json_array_size(json_object_get(r.body, "logs")) == 0 &&
+		            final_state(S(r.body, "status"));
+		json_decref(r.body);
+		if (!follow || done)
+			return 0;
+		nng_msleep(500);
+	}
+}
+
+static int
+cmd_resources(const ctl *c, int argc, char **argv)
+{
+	reply r = {0};
+	int rv;
+	size_t i;
+	json_t *n;
+
+	if (argc != 1)
+		return EXIT_USAGE;
+	if ((rv = http(c, "GET", "/api/v1/resources", NULL, &r)) != 0)
+		return rv;
+	if (r.status != 200)
+		rv = refused(c, &r);
+	else if (c->json)
+		rv = print_json(&r);
+	else {
+		json_array_foreach(json_object_get(r.body, "nodes"), i, n) {
+			const json_t *t = json_object_get(n, "total"), *f = json_object_get(n, "free");
+			printf("%s: cpu %.3g of %.3g free, memory %.1f of %.1f GiB free, gpu %lld of %lld "
+			       "free\n",
+			       S(n, "name"), N(f, "cpu"), N(t, "cpu"), N(f, "memory") / 1073741824.0,
+			       N(t, "memory") / 1073741824.0,
+			       (long long)json_integer_value(json_object_get(f, "gpu")),
+			       (long long)json_integer_value(json_object_get(t, "gpu")));
+		}
+		json_array_foreach(json_object_get(r.body, "jobs"), i, n) {
+			printf("  %s (pid %lld): cpu %.3g, memory %.1f GiB, gpu %lld\n", S(n, "task_id"),
+			       (long long)json_integer_value(json_object_get(n, "pid")), N(n, "cpu"),
+			       N(n, "memory") / 1073741824.0,
+			       (long long)json_integer_value(json_object_get(n, "gpu")));
+		}
+	}
+	json_decref(r.body);
+	return rv;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -346,6 +840,21 @@ main(int argc, char **argv)
 		rv = cmd_health(&c, argc, argv);
 	else if (strcmp(argv[0], "plugins") == 0)
 		rv = cmd_plugins(&c, argc, argv);
+	else if (strcmp(argv[0], "submit") == 0)
+		rv = cmd_submit(&c, argc, argv);
+	else if (strcmp(argv[0], "list") == 0)
+		rv = cmd_list(&c, argc, argv);
+	else if (strcmp(argv[0], "status") == 0)
+		rv = cmd_status(&c, argc, argv);
+	else if (strcmp(argv[0], "watch") == 0)
+		rv = cmd_watch(&c, argc, argv);
+	else if (strcmp(argv[0], "logs") == 0)
+		rv = cmd_logs(&c, argc, argv);
+	else if (strcmp(argv[0], "resources") == 0)
+		rv = cmd_resources(&c, argc, argv);
+	else if (strcmp(argv[0], "start") == 0 || strcmp(argv[0], "pause") == 0 ||
+	         strcmp(argv[0], "resume") == 0 || strcmp(argv[0], "cancel") == 0)
+		rv = cmd_action(&c, argc, argv);
 	else if (strcmp(argv[0], "version") == 0) {
 		printf("loomctl %s (plugin ABI %d.%d)\n", LOOM_VERSION_STRING, LOOM_ABI_MAJOR,
 		       LOOM_ABI_MINOR);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 
 #include "api.h"
 #include "daemon.h"
+#include "jobs.h"
 #include "log.h"
 
 #ifndef LOOM_CONF_FILE
@@ -209,6 +211,8 @@ start(loomi_daemon *d, char **err)
 			return rv;
 	}
 
+	if ((rv = loomi_jobs_start(d, err)) != 0)
+		return rv;
 	if ((rv = loomi_api_start(d, d->conf.listen, err)) != 0)
 		return rv;
 	urlfile = loomi_path_join(d->conf.state_dir, "loomd.url");
@@ -232,6 +236,7 @@ stop(loomi_daemon *d)
 		loomi_api_stop(d);
 	}
 	free(urlfile);
+	loomi_jobs_stop(d);
 	loomi_plugins_fini(&d->plugins);
 	loomi_bus_close(d->bus);
 	d->bus = NULL;
@@ -338,6 +343,15 @@ main(int argc, char **argv)
 		rv = check_config(&d);
 		loomi_conf_free(&d.conf);
 		return rv;
+	}
+	{
+		/* each running worker and API client holds a descriptor: take
+		 * what the hard limit allows (often 1024 soft of 1M hard) */
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
 	}
 
 	if (!foreground && detach(&notify_fd) != 0) {

@@ -162,6 +162,11 @@ svc_serve(loom_instance *ins, const char *service, loom_service_fn fn, void *arg
 {
 	if (ins->reg->bus == NULL)
 		return LOOM_ENOTSUP;
+	if (service && strncmp(service, "job.", 4) == 0) {
+		loomi_log(LOOM_LOG_ERROR, ins->prefix,
+		          "serve: \"%s\": names starting job. belong to loomd's jobs service", service);
+		return LOOM_EINVAL;
+	}
 	return loomi_bus_serve(ins->reg->bus, service, fn, arg, ins);
 }
 

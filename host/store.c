@@ -13,6 +13,7 @@
 #include <loom/error.h>
 #include <loom/version.h>
 
+#include "configs.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
@@ -65,6 +66,30 @@ static const loomi_migration migrations[] = {
 	 "  reason     TEXT NOT NULL DEFAULT ''\n"
 	 ");\n"
 	 "CREATE INDEX job_events_by_job ON job_events (job_id, id);\n"},
+	{2, "job execution: queueing, workers, progress and usage",
+	 "ALTER TABLE jobs ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;\n"
+	 "ALTER TABLE jobs ADD COLUMN preemptible INTEGER NOT NULL DEFAULT 0;\n"
+	 "ALTER TABLE jobs ADD COLUMN not_before INTEGER NOT NULL DEFAULT 0;\n"
+	 "ALTER TABLE jobs ADD COLUMN worker_pid INTEGER NOT NULL DEFAULT 0;\n"
+	 "ALTER TABLE jobs ADD COLUMN waiting_reason TEXT NOT NULL DEFAULT '';\n"
+	 "ALTER TABLE jobs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;\n"
+	 "ALTER TABLE jobs ADD COLUMN epochs INTEGER NOT NULL DEFAULT 0;\n"
+	 "ALTER TABLE jobs ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}' "
+	 "CHECK (json_valid(metrics));\n"
+	 "ALTER TABLE jobs ADD COLUMN cpu_time_ms INTEGER NOT NULL DEFAULT 0;\n"
+	 "ALTER TABLE jobs ADD COLUMN max_rss INTEGER NOT NULL DEFAULT 0;\n"
+	 "CREATE TABLE job_logs (\n"
+	 "  id      INTEGER PRIMARY KEY,\n"
+	 "  job_id  INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,\n"
+	 "  at      INTEGER NOT NULL,\n"
+	 "  level   INTEGER NOT NULL,\n"
+	 "  message TEXT NOT NULL\n"
+	 ");\n"
+	 "CREATE INDEX job_logs_by_job ON job_logs (job_id, id);\n"},
+	{3, "stored training configs and their versions", loomi_configs_migration_sql},
+	{4, "tasks remember the config they were made from",
+	 "ALTER TABLE jobs ADD COLUMN config_id INTEGER;\n"
+	 "ALTER TABLE jobs ADD COLUMN config_version INTEGER;\n"},
 };
 
 int

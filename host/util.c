@@ -333,6 +333,18 @@ loomi_read_file(const char *path, char **data, size_t *len)
 	return 0;
 }
 
+char *
+loomi_iso_time(int64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	char buf[40];
+
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+	return loomi_strfmt("%s.%03dZ", buf, (int)(ms % 1000));
+}
+
 int64_t
 loomi_wall_ms(void)
 {

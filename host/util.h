@@ -15,6 +15,8 @@ void *loomi_xmalloc(size_t n);
 void *loomi_xcalloc(size_t n, size_t size);
 void *loomi_xrealloc(void *p, size_t n);
 char *loomi_strdup(const char *s);
+/* The first n bytes of s (s must have them: unlike strndup, no NUL is
+ * looked for), NUL-terminated. */
 char *loomi_strndup(const char *s, size_t n);
 char *loomi_strfmt(const char *fmt, ...) LOOM_PRINTF(1, 2);
 char *loomi_vstrfmt(const char *fmt, va_list ap) LOOM_PRINTF(1, 0);
@@ -52,6 +54,8 @@ char *loomi_utf8_clean(char *s);
 
 /* Clocks. */
 int64_t loomi_wall_ms(void);
+/* ms since the epoch as ISO 8601 UTC: "2026-11-23T05:10:58.936Z" (free it). */
+char *loomi_iso_time(int64_t ms);
 uint64_t loomi_mono_ns(void);
 
 /* Memory aligned to 64 bytes and zeroed. */

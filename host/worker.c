@@ -2,6 +2,7 @@
  *
  *   loom-worker --run SPEC --out DIR [--max-steps N] [--threads N] [-c FILE]
  *   loom-worker --resume DIR [--max-steps N] [--threads N] [-c FILE]
+ *   loom-worker --connect BUS --job ID --attempt N [--threads N] [-c FILE]
  *
  * --run trains the job of SPEC (libconfig or JSON) and writes into DIR its
  * checkpoints, last.safetensors, best.safetensors and metrics.json, showing a
@@ -14,10 +15,18 @@
  * Plugins come from -c FILE (a loomd.conf: its plugin_path and plugins), or
  * by default: transformer = compute-transformer, and the heads forecast,
  * regression, classification and anomaly.  Exit status: 0 completed or
- * paused, 1 the job failed (its error is printed), 2 bad usage. */
+ * paused, 1 the job failed (its error is printed), 2 bad usage.
+ *
+ * --connect serves loomd (host/jobs.h): the worker asks the bus address
+ * BUS for job ID's spec and directory (job.attach), runs it, reports
+ * progress, metrics, log lines and resource usage within 10 ms (and at
+ * least every second)
+ * (job.report, whose reply says run, pause or cancel), and says how the run
+ * ended (job.finish).  loomd starts it this way; a Slurm job step can too. */
 #include "config.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,6 +34,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
+#include "bus.h"
 #include "conf.h"
 #include "log.h"
 #include "plugins.h"
@@ -32,6 +44,10 @@
 enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 static atomic_int stop_signal;
+
+/* --connect: how often a worker reports to loomd */
+#define REPORT_NEWS_NS 10000000ull    /* with progress, metrics or logs: 10 ms */
+#define REPORT_IDLE_NS 1000000000ull  /* without: a heartbeat every second */
 
 static void
 on_signal(int sig)
@@ -45,6 +61,18 @@ typedef struct worker {
 	int64_t first_step;
 	double last_loss;
 	bool have_loss;
+	/* --connect */
+	loomi_bus_client *bus;
+	int64_t job_id;
+	int attempt;
+	uint64_t last_report_ns;
+	uint64_t report_pause_ns;   /* after a failed report: wait this long */
+	bool news;                  /* progress, metrics or logs not yet reported */
+	int control;
+	json_t *progress;       /* the latest, not yet reported */
+	json_t *metrics;        /* name → latest value, not yet reported */
+	json_t *logs;           /* lines not yet reported */
+	char *last_error;
 } worker;
 
 static void
@@ -123,11 +151,13 @@ usage(FILE *fp)
 	fprintf(fp,
 	        "usage: loom-worker --run SPEC --out DIR [--max-steps N] [--threads N] [-c FILE]\n"
 	        "       loom-worker --resume DIR [--max-steps N] [--threads N] [-c FILE]\n"
+	        "       loom-worker --connect BUS --job ID [--attempt N] [--threads N] [-c FILE]\n"
 	        "\n"
 	        "  --run SPEC        train the job described by SPEC (libconfig or JSON)\n"
 	        "  --out DIR         write checkpoints, weights and metrics.json into DIR\n"
 	        "  --resume DIR      continue DIR's run from its newest checkpoint\n"
 	        "  --max-steps N     stop after step N as a pause does (checkpoint, exit 0)\n"
+	        "  --connect BUS     run task ID for the loomd at bus address BUS\n"
 	        "  --threads N       CPU threads [all online cores]\n"
 	        "  -c, --config FILE take plugin_path and plugins from a loomd.conf\n"
 	        "  --log-level L     error, warn, info, debug or trace [info]\n");
@@ -241,6 +271,284 @@ print_summary(const char *out)
 	free(path);
 }
 
+/* ------------------------------------------------------------------ --connect */
+
+static void maybe_report(const loom_job *job);
+
+static void
+bus_progress(const loom_job *job, int64_t step, int64_t total, int32_t epoch, int32_t epochs)
+{
+	worker *w = job->arg;
+	json_decref(w->progress);
+	w->progress = json_pack("{s:I, s:I, s:i, s:i}", "step", (json_int_t)step, "total_steps",
+	                        (json_int_t)total, "epoch", epoch, "epochs", epochs);
+	w->news = true;
+	maybe_report(job);
+}
+
+static void
+bus_metric(const loom_job *job, const loom_metric_point *pt)
+{
+	worker *w = job->arg;
+	if (!isfinite(pt->value))
+		return; /* JSON has no NaN */
+	json_object_set_new(w->metrics, pt->name, json_real(pt->value));
+	w->news = true;
+	if (strcmp(pt->name, "train_loss") == 0)
+		json_object_set_new(w->metrics, "loss", json_real(pt->value));
+	maybe_report(job);
+}
+
+static void
+bus_log(const loom_job *job, int level, const char *msg)
+{
+	worker *w = job->arg;
+	char *m = loomi_utf8_clean(loomi_strndup(msg, strnlen(msg, 2000)));
+
+	if (level <= LOOM_LOG_ERROR) {
+		free(w->last_error);
+		w->last_error = loomi_strdup(m);
+	}
+	if (json_array_size(w->logs) < 1000)
+		json_array_append_new(w->logs, json_pack("{s:i, s:s}", "level", level, "message", m));
+	w->news = true;
+	loomi_log(level, "job", "%s", m);
+	free(m);
+}
+
+/* Send what is new; take the host's control from the reply. */
+static void
+report(worker *w)
+{
+	json_t *req = json_pack("{s:I, s:i}", "job", (json_int_t)w->job_id, "attempt", w->attempt);
+	struct rusage ru;
+	char *body, *reply = NULL;
+	int rv;
+
+	if (w->progress)
+		json_object_set(req, "progress", w->progress);
+	if (json_object_size(w->metrics))
+		json_object_set(req, "metrics", w->metrics);
+	if (json_array_size(w->logs))
+		json_object_set(req, "logs", w->logs);
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		json_object_set_new(
+			req, "usage",
+			json_pack("{s:I, s:I}", "cpu_time_ms",
+		              (json_int_t)((ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+		                           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000),
+		              "max_rss", (json_int_t)ru.ru_maxrss * 1024));
+	body = json_dumps(req, JSON_COMPACT);
+	rv = loomi_bus_client_request(w->bus, "job.report", "worker", body, 2000, &reply);
+	w->report_pause_ns = REPORT_NEWS_NS;
+	if (rv == 0) {
+		json_t *r = json_loads(reply ? reply : "{}", 0, NULL);
+		const char *c = json_string_value(json_object_get(r, "control"));
+		w->control = c && strcmp(c, "pause") == 0    ? LOOM_CONTROL_PAUSE
+		             : c && strcmp(c, "cancel") == 0 ? LOOM_CONTROL_CANCEL
+		                                             : LOOM_CONTROL_RUN;
+		json_decref(r);
+		json_decref(w->progress);
+		w->progress = NULL;
+		json_object_clear(w->metrics);
+		json_array_clear(w->logs);
+		w->news = false;
+	} else if (rv == LOOM_ESTATE) {
+		/* the host no longer counts on this worker: checkpoint and stop */
+		LOG_WARN("loomd: %s; pausing at a checkpoint", reply ? reply : "not ours any more");
+		w->control = LOOM_CONTROL_PAUSE;
+	} else {
+		/* loomd unreachable (restarting?): keep training, keep the news,
+		 * try again in 5 s */
+		LOG_WARN("cannot report to loomd: %s", reply ? reply : loom_strerror(rv));
+		w->report_pause_ns = 5000000000ull;
+	}
+	free(reply);
+	free(body);
+	json_decref(req);
+	w->last_report_ns = loomi_mono_ns();
+}
+
+/* News goes out within 10 ms of the callback that brings it; with none, a
+ * heartbeat every second (which also brings a pause or cancel). */
+static void
+maybe_report(const loom_job *job)
+{
+	worker *w = job->arg;
+	uint64_t since = loomi_mono_ns() - w->last_report_ns;
+	if ((w->news && since >= w->report_pause_ns) ||
+	    since >= (w->report_pause_ns > REPORT_IDLE_NS ? w->report_pause_ns : REPORT_IDLE_NS))
+		report(w);
+}
+
+static int
+bus_control(const loom_job *job)
+{
+	worker *w = job->arg;
+	maybe_report(job);
+	if (atomic_load(&stop_signal))
+		return LOOM_CONTROL_PAUSE;
+	return w->control;
+}
+
+static int
+run_connected(const char *addr, int64_t job_id, int attempt, long long threads,
+              const char *conf_path)
+{
+	worker w;
+	char *body, *reply = NULL, *err = NULL;
+	json_t *att = NULL;
+	loomi_plugins reg;
+	loomi_conf conf;
+	loomi_doc doc;
+	const void *o;
+	void *ctx;
+	loom_job job;
+	const char *result;
+	int rv;
+	struct sigaction sa;
+
+	memset(&w, 0, sizeof w);
+	memset(&conf, 0, sizeof conf);
+	memset(&doc, 0, sizeof doc);
+	memset(&reg, 0, sizeof reg);
+	w.job_id = job_id;
+	w.attempt = attempt;
+	w.metrics = json_object();
+	w.report_pause_ns = REPORT_NEWS_NS;
+	w.logs = json_array();
+	if ((rv = loomi_bus_client_open(addr, NULL, 0, &w.bus, &err)) != 0) {
+		fprintf(stderr, "loom-worker: cannot connect to %s: %s\n", addr, err ? err : "?");
+		free(err);
+		return EXIT_FAILED;
+	}
+	body = loomi_strfmt("{\"job\":%lld,\"attempt\":%d}", (long long)job_id, attempt);
+	rv = loomi_bus_client_request(w.bus, "job.attach", "worker", body, 10000, &reply);
+	free(body);
+	if (rv != 0 || (att = json_loads(reply ? reply : "", 0, NULL)) == NULL ||
+	    !json_is_string(json_object_get(att, "spec")) ||
+	    !json_is_string(json_object_get(att, "out_dir"))) {
+		fprintf(stderr, "loom-worker: loomd at %s did not hand over task-%lld: %s\n", addr,
+		        (long long)job_id, reply ? reply : loom_strerror(rv ? rv : LOOM_EPROTO));
+		free(reply);
+		json_decref(att);
+		loomi_bus_client_close(w.bus);
+		return EXIT_FAILED;
+	}
+	free(reply);
+	reply = NULL;
+
+	rv = load_plugins(&reg, conf_path, &conf, &doc);
+	if (rv == 0) {
+		loom_instance *any = reg.n_instances ? reg.instances[0] : NULL;
+		const char *compute = json_string_value(json_object_get(att, "compute"));
+		if (any == NULL || loomi_host_services()->instance_ops(any, compute ? compute
+		                                                                    : "transformer",
+		                                                        LOOM_KIND_COMPUTE, &o,
+		                                                        &ctx) != 0) {
+			w.last_error = loomi_strfmt("no compute plugin instance \"%s\" in %s",
+			                            compute ? compute : "transformer",
+			                            conf_path ? conf_path : "the built-in plugins");
+			rv = LOOM_ENOENT;
+		}
+	} else {
+		w.last_error = loomi_strdup("the worker could not load its plugins; see worker.log");
+		rv = LOOM_ECONFIG;
+	}
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	if (rv == 0) {
+		memset(&job, 0, sizeof job);
+		job.size = sizeof job;
+		job.flags = json_is_true(json_object_get(att, "resume")) ? LOOM_JOB_RESUME : 0;
+		job.id = job_id;
+		job.spec_json = json_string_value(json_object_get(att, "spec"));
+		job.out_dir = json_string_value(json_object_get(att, "out_dir"));
+		job.threads = (uint32_t)(threads ? threads
+		                                 : json_integer_value(json_object_get(att, "threads")));
+		if (job.threads < 1)
+			job.threads = 1;
+		{
+			const json_t *al = json_object_get(att, "alloc");
+			job.alloc.cpu_millis = (uint32_t)json_integer_value(json_object_get(al, "cpu_millis"));
+			job.alloc.memory = (uint64_t)json_integer_value(json_object_get(al, "memory"));
+			job.alloc.gpu = (uint32_t)json_integer_value(json_object_get(al, "gpu"));
+			job.alloc.gpu_mask = (uint64_t)json_integer_value(json_object_get(al, "gpu_mask"));
+		}
+		job.arg = &w;
+		job.progress = bus_progress;
+		job.metric = bus_metric;
+		job.log = bus_log;
+		job.control = bus_control;
+		LOG_INFO("task-%lld attempt %d: %s in %s on %u thread(s)", (long long)job_id, attempt,
+		         job.flags & LOOM_JOB_RESUME ? "resuming" : "starting", job.out_dir,
+		         job.threads);
+		rv = ((const loom_compute_ops *)o)->run(ctx, &job);
+	}
+	result = rv == 0                ? "completed"
+	         : rv == LOOM_EPAUSED   ? "paused"
+	         : rv == LOOM_ECANCELED ? "cancelled"
+	                                : "failed";
+	report(&w); /* the last progress, metrics and log lines */
+	{
+		json_t *fin = json_pack("{s:I, s:i, s:s}", "job", (json_int_t)job_id, "attempt", attempt,
+		                        "result", result);
+		if (rv != 0 && rv != LOOM_EPAUSED && rv != LOOM_ECANCELED)
+			json_object_set_new(fin, "error",
+			                    json_string(w.last_error ? w.last_error : loom_strerror(rv)));
+		if (rv == 0) {
+			char *path = loomi_strfmt("%s/metrics.json", job.out_dir), *text = NULL;
+			json_t *m;
+			if (loomi_read_file(path, &text, NULL) == 0 &&
+			    (m = json_loads(text, 0, NULL)) != NULL) {
+				json_t *flat = json_object();
+				const char *k;
+				json_t *v;
+				json_object_foreach(json_object_get(m, "test"), k, v)
+				{
+					char *name = loomi_strfmt("test_%s", k);
+					if (json_is_number(v))
+						json_object_set(flat, name, v);
+					free(name);
+				}
+				json_object_set_new(fin, "metrics", flat);
+				json_decref(m);
+			}
+			free(text);
+			free(path);
+		}
+		body = json_dumps(fin, JSON_COMPACT);
+		json_decref(fin);
+		for (int tries = 0; tries < 20; tries++) {
+			free(reply);
+			reply = NULL;
+			int frv = loomi_bus_client_request(w.bus, "job.finish", "worker", body, 5000, &reply);
+			if (frv == 0 || frv == LOOM_ESTATE || frv == LOOM_EINVAL)
+				break;
+			sleep(1);
+		}
+		free(reply);
+		free(body);
+	}
+	LOG_INFO("task-%lld attempt %d: %s", (long long)job_id, attempt, result);
+	loomi_plugins_fini(&reg);
+	if (conf_path)
+		loomi_conf_free(&conf);
+	else
+		loomi_doc_free(&doc);
+	loomi_bus_client_close(w.bus);
+	json_decref(att);
+	json_decref(w.progress);
+	json_decref(w.metrics);
+	json_decref(w.logs);
+	free(w.last_error);
+	return strcmp(result, "failed") == 0 ? EXIT_FAILED : 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -252,12 +560,16 @@ main(int argc, char **argv)
 		{"threads", required_argument, NULL, 't'},
 		{"config", required_argument, NULL, 'c'},
 		{"log-level", required_argument, NULL, 'L'},
+		{"connect", required_argument, NULL, 'C'},
+		{"job", required_argument, NULL, 'j'},
+		{"attempt", required_argument, NULL, 'a'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *run_spec = NULL, *out = NULL, *resume = NULL, *conf_path = NULL;
-	long long max_steps = 0, threads = 0;
+	const char *connect = NULL;
+	long long max_steps = 0, threads = 0, job_id = 0, attempt = 1;
 	int level = LOOM_LOG_INFO, c, rv;
 	loomi_plugins reg;
 	loomi_conf conf;
@@ -276,6 +588,18 @@ main(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case 'R': resume = optarg; break;
 		case 'c': conf_path = optarg; break;
+		case 'C': connect = optarg; break;
+		case 'j':
+		case 'a': {
+			long long v = strtoll(optarg, &end, 10);
+			if (*end || v < 1) {
+				fprintf(stderr, "loom-worker: --%s: \"%s\" is not a positive number\n",
+				        c == 'j' ? "job" : "attempt", optarg);
+				return EXIT_USAGE;
+			}
+			*(c == 'j' ? &job_id : &attempt) = v;
+			break;
+		}
 		case 'm':
 			max_steps = strtoll(optarg, &end, 10);
 			if (*end || max_steps < 1) {
@@ -306,6 +630,15 @@ main(int argc, char **argv)
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}
+	}
+	if (connect) {
+		if (optind < argc || run_spec || resume || out || max_steps || job_id == 0) {
+			fprintf(stderr, "loom-worker: --connect takes --job ID [--attempt N] [--threads N] "
+			                "[-c FILE], not --run, --resume, --out or --max-steps\n");
+			return EXIT_USAGE;
+		}
+		loomi_log_setup(level, LOOMI_LOG_TEXT, NULL, NULL);
+		return run_connected(connect, job_id, (int)attempt, threads, conf_path);
 	}
 	if (optind < argc || (!run_spec == !resume) || (run_spec && !out) || (resume && out)) {
 		if (optind < argc)

@@ -1,6 +1,8 @@
 #!/bin/sh
 # make demo: start loomd on etc/loomd.conf with a temporary state directory,
-# show what it loaded through loomctl, and stop it cleanly.
+# submit the Seattle forecast as a training task, watch it with a progress
+# bar, pause it midway and resume it, print its test metrics beside the
+# naive baselines, and stop loomd cleanly.
 #   scripts/demo.sh BUILDDIR SRCDIR
 set -eu
 B=$1
@@ -16,6 +18,7 @@ trap cleanup EXIT INT TERM
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 export LOOM_PLUGIN_PATH="$B/plugins"
+export LOOM_WORKER="$B/host/loom-worker"
 say "loomd --check-config: is etc/loomd.conf valid?"
 "$B/host/loomd" -c "$S/etc/loomd.conf" --check-config
 
@@ -29,21 +32,6 @@ say "loomctl health"
 "$B/host/loomctl" --url "$url" health
 say "loomctl plugins"
 "$B/host/loomctl" --url "$url" plugins
-say "loomctl plugins show store"
-"$B/host/loomctl" --url "$url" plugins show store
-say "GET /api/v1/plugins (the REST API loomctl uses)"
-if command -v curl >/dev/null; then curl -s "$url/api/v1/plugins"; echo; fi
-
-say "stop loomd (SIGTERM)"
-kill -TERM "$pid"
-i=0
-while kill -0 "$pid" 2>/dev/null; do
-	i=$((i + 1))
-	[ $i -gt 100 ] && { echo "loomd did not stop" >&2; exit 1; }
-	sleep 0.1
-done
-pid=
-tail -n 3 "$state/loomd.log"
 
 data=/usr/lib/python3/dist-packages/vega_datasets/_data/seattle-temps.csv
 if [ ! -r "$data" ]; then
@@ -53,22 +41,49 @@ if [ ! -r "$data" ]; then
 	exit 0
 fi
 job="$S/etc/jobs/seattle-temps-forecast.conf"
-say "loom-worker: train a 24-hour forecast of Seattle's temperature ($job)"
-"$B/host/loom-worker" --run "$job" --out "$state/run" --max-steps 600 --log-level warn
-say "loom-worker --resume: continue the paused run from its checkpoint"
-"$B/host/loom-worker" --resume "$state/run" --log-level warn
-say "metrics.json: the test split beside the naive baselines"
-python3 - "$state/run/metrics.json" <<'PY'
+ctl() { "$B/host/loomctl" --url "$url" "$@"; }
+step() { ctl --json status "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["progress"]["current_step"])'; }
+
+say "loomctl submit: a 24-hour forecast of Seattle's temperature ($job)"
+task=$(ctl submit "$job" --start --cpu 2 | cut -d' ' -f1)
+echo "submitted $task; it runs in a loom-worker process that loomd started"
+say "loomctl watch $task (pausing it at step 600, then resuming it)"
+ctl watch "$task" &
+watcher=$!
+while [ "$(step "$task")" -lt 600 ]; do sleep 0.2; done
+ctl pause "$task" >/dev/null
+sleep 1
+printf '\n'
+ctl status "$task" | sed -n '1,3p'
+ctl resources
+sleep 1
+ctl resume "$task" >/dev/null
+wait "$watcher" || { echo "the task did not complete" >&2; exit 1; }
+
+say "test metrics beside the naive baselines ($state/jobs/$task/metrics.json)"
+python3 - "$state/jobs/$task/metrics.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
 t, b = m["test"], m["baselines"]
-print(f"  Loom forecast      MAE {t['mae']:.4f} °F   MSE {t['mse']:.4f}")
-print(f"  repeat last value  MAE {b['repeat_last']['mae']:.4f} °F   MSE {b['repeat_last']['mse']:.4f}")
+print(f"  Loom forecast          MAE {t['mae']:.4f} °F   MSE {t['mse']:.4f}")
+print(f"  repeat last value      MAE {b['repeat_last']['mae']:.4f} °F   MSE {b['repeat_last']['mse']:.4f}")
 s = b.get("seasonal_naive")
 if s:
     print(f"  same hour, day before  MAE {s['mae']:.4f} °F   MSE {s['mse']:.4f}")
 print(f"  ({m['run']['steps']} steps, {m['run']['epochs_run']} epochs, {m['run']['parameters']} parameters)")
 PY
+say "loomctl list"
+ctl list
+
+say "stop loomd (SIGTERM)"
+kill -TERM "$pid"
+i=0
+while kill -0 "$pid" 2>/dev/null; do
+	i=$((i + 1))
+	[ $i -gt 300 ] && { echo "loomd did not stop" >&2; exit 1; }
+	sleep 0.1
+done
+pid=
+tail -n 2 "$state/loomd.log"
 echo
-echo "Demo complete.  (Submitting, watching and pausing jobs through loomd arrives with"
-echo "the job control plane.)"
+echo "Demo complete."

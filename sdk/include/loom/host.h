@@ -133,6 +133,8 @@ typedef struct loom_host {
 	 * its code, with its message in *reply when there is one. */
 	int (*request)(loom_instance *ins, const char *service, const char *body,
 	               int64_t timeout_ms, char **reply);
+	/* Serve a service; names starting "bus." and "job." are the host's
+	 * (LOOM_EINVAL), a name another instance serves is LOOM_EEXIST. */
 	int (*serve)(loom_instance *ins, const char *service, loom_service_fn fn, void *arg);
 	int (*subscribe)(loom_instance *ins, const char *topic_prefix, loom_event_fn fn,
 	                 void *arg);
