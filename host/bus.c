@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
 #include <nng/protocol/pubsub0/pub.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -973,7 +974,14 @@ loomi_bus_client_open(const char *requests, const char *events, size_t max_messa
 		c->has_req = true;
 		nng_socket_set_size(c->req, NNG_OPT_RECVMAXSZ, c->max + WIRE_HEADER_MAX);
 		nng_socket_set_ms(c->req, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-		if ((rv = nng_dial(c->req, requests, NULL, 0)) != 0) {
+		/* A full listen backlog (hundreds of workers starting at once)
+		 * answers EAGAIN: try again for up to 30 s.  Anything else (no
+		 * daemon, a wrong address) is reported at once. */
+		for (int tries = 0; (rv = nng_dial(c->req, requests, NULL, 0)) == NNG_EAGAIN &&
+		                    tries < 300;
+		     tries++)
+			nng_msleep(100);
+		if (rv != 0) {
 			*err = loomi_strfmt("bus: cannot connect to %s: %s; is loomd running, and is "
 			                    "this its bus.requests address?",
 			                    requests, nng_strerror(rv));

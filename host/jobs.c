@@ -38,6 +38,7 @@ extern char **environ;
 #define FINISH_GRACE_MS 10000
 #define MAX_LOG_MESSAGE 2000
 #define FAIR_SHARE_WINDOW_MS (24 * 3600 * 1000LL)
+#define USAGE_SAVE_MS 5000
 
 /* A live worker process. */
 typedef struct run {
@@ -52,6 +53,7 @@ typedef struct run {
 	char *result;           /* from job.finish: completed, paused, cancelled, failed */
 	char *error;
 	int64_t finished_ms;
+	int64_t usage_saved_ms;
 	loom_resources alloc;
 } run;
 
@@ -197,7 +199,9 @@ transition(int64_t id, uint32_t to, const char *reason)
 	/* the connection is shared with other modules' threads: hold its
 	 * mutex so none of their statements lands inside this transaction */
 	sqlite3_mutex_enter(sqlite3_db_mutex(db()));
-	if (exec_sql("BEGIN IMMEDIATE") != 0) {
+	/* a savepoint: on its own a transaction, inside schedule()'s batch a
+	 * nested one */
+	if (exec_sql("SAVEPOINT transition") != 0) {
 		sqlite3_mutex_leave(sqlite3_db_mutex(db()));
 		return LOOM_EIO;
 	}
@@ -223,7 +227,7 @@ transition(int64_t id, uint32_t to, const char *reason)
 	sqlite3_bind_text(st, 3, from_name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, to_name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC);
-	if (step_done(st) != 0 || exec_sql("COMMIT") != 0)
+	if (step_done(st) != 0 || exec_sql("RELEASE transition") != 0)
 		goto fail;
 	sqlite3_mutex_leave(sqlite3_db_mutex(db()));
 	LOG_INFO("task-%lld: %s → %s%s%s", (long long)id, from_name, to_name, reason[0] ? ": " : "",
@@ -237,7 +241,8 @@ transition(int64_t id, uint32_t to, const char *reason)
 	}
 	return 0;
 fail:
-	exec_sql("ROLLBACK");
+	exec_sql("ROLLBACK TO transition");
+	exec_sql("RELEASE transition");
 	sqlite3_mutex_leave(sqlite3_db_mutex(db()));
 	return LOOM_EIO;
 }
@@ -263,6 +268,18 @@ set_text(int64_t id, const char *column, const char *v)
 	sqlite3_bind_int64(st, 2, id);
 	step_done(st);
 	free(sql);
+}
+
+/* Set why a job waits; no write when it is unchanged (the loop says it again
+ * every tick). */
+static void
+set_reason(int64_t id, const char *why)
+{
+	sqlite3_stmt *st = prep("UPDATE jobs SET waiting_reason = ?1 WHERE id = ?2"
+	                        " AND waiting_reason <> ?1");
+	sqlite3_bind_text(st, 1, why, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, id);
+	step_done(st);
 }
 
 static void
@@ -598,8 +615,10 @@ schedule(void)
 
 	st = prep("SELECT id, name, user, priority, state, attempts, created_at,"
 	          " coalesce(started_at, 0), not_before, cpu_millis, memory, gpu, preemptible"
-	          " FROM jobs WHERE (state IN ('pending','paused') AND queued = 1)"
-	          " OR state = 'running' ORDER BY id");
+	          " FROM jobs WHERE queued = 1 AND state IN ('pending','paused')"
+	          " UNION ALL SELECT id, name, user, priority, state, attempts, created_at,"
+	          " coalesce(started_at, 0), not_before, cpu_millis, memory, gpu, preemptible"
+	          " FROM jobs WHERE state = 'running' ORDER BY 1");
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
 		loom_sched_job *j;
 		bool met;
@@ -628,9 +647,8 @@ schedule(void)
 		if (j->not_before_ms > now)
 			j->flags |= LOOM_SCHED_JOB_BACKOFF;
 		j->node = -1;
-		j->after = deps_of(j->id, &j->n_after, &met);
-		if (met)
-			j->flags |= LOOM_SCHED_JOB_DEPS_MET;
+		j->flags |= LOOM_SCHED_JOB_DEPS_MET; /* until a dependency says otherwise */
+		(void)met;
 		if (j->state == LOOM_JOB_RUNNING) {
 			run *r = run_find(j->id);
 			j->started_ms = sqlite3_column_int64(st, 7);
@@ -643,6 +661,32 @@ schedule(void)
 			}
 		}
 		n++;
+	}
+	sqlite3_finalize(st);
+
+	/* dependencies of all candidates in one query (jobs are in id order) */
+	st = prep("SELECT d.job_id, d.after_id, a.state FROM job_deps d"
+	          " JOIN jobs t ON t.id = d.job_id JOIN jobs a ON a.id = d.after_id"
+	          " WHERE t.state IN ('pending','paused','running') ORDER BY d.job_id, d.after_id");
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		size_t lo = 0, hi = n;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (jobs[mid].id < id)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo < n && jobs[lo].id == id) {
+			loom_sched_job *j = &jobs[lo];
+			int64_t *after = (int64_t *)j->after;
+			after = loomi_xrealloc(after, (j->n_after + 1) * sizeof *after);
+			after[j->n_after++] = sqlite3_column_int64(st, 1);
+			j->after = after;
+			if (strcmp((const char *)sqlite3_column_text(st, 2), "completed") != 0)
+				j->flags &= ~LOOM_SCHED_JOB_DEPS_MET;
+		}
 	}
 	sqlite3_finalize(st);
 
@@ -693,12 +737,15 @@ schedule(void)
 	plan.cap = n + 1;
 	plan.n = 0;
 
+	/* one transaction for the plan's writes (many reasons, starts) */
+	sqlite3_mutex_enter(sqlite3_db_mutex(db()));
+	exec_sql("BEGIN IMMEDIATE");
 	if (J->sched_ops == NULL) {
 		for (size_t i = 0; i < n; i++)
 			if (jobs[i].state != LOOM_JOB_RUNNING)
-				set_text(jobs[i].id, "waiting_reason",
-				         "no scheduler plugin instance is configured; add one (module "
-				         "sched-local) to plugins in loomd.conf");
+				set_reason(jobs[i].id,
+				           "no scheduler plugin instance is configured; add one (module "
+				           "sched-local) to plugins in loomd.conf");
 	} else if (n > 0) {
 		int rv = J->sched_ops->plan(J->sched_ctx, &view, &plan);
 		if (rv != 0)
@@ -709,7 +756,7 @@ schedule(void)
 			uint32_t s = job_state(a->job_id);
 			a->reason[sizeof a->reason - 1] = '\0';
 			if (a->verb == LOOM_SCHED_WAIT) {
-				set_text(a->job_id, "waiting_reason", a->reason);
+				set_reason(a->job_id, a->reason);
 			} else if (a->verb == LOOM_SCHED_START &&
 			           (s == LOOM_JOB_PENDING || s == LOOM_JOB_PAUSED) &&
 			           run_find(a->job_id) == NULL) {
@@ -744,6 +791,9 @@ schedule(void)
 			}
 		}
 	}
+	if (exec_sql("COMMIT") != 0)
+		exec_sql("ROLLBACK");
+	sqlite3_mutex_leave(sqlite3_db_mutex(db()));
 	for (size_t i = 0; i < n; i++)
 		free((void *)jobs[i].after);
 	for (size_t i = 0; i < 2 * n; i++)
@@ -925,9 +975,15 @@ svc_report(void *arg, const char *request, char **reply)
 		publish("job.log", json_pack("{s:s, s:i, s:s}", "task_id", tid, "level", level,
 		                             "message", m));
 	}
-	if ((v = json_object_get(req, "usage")) != NULL) {
-		set_int(r->job, "cpu_time_ms", json_integer_value(json_object_get(v, "cpu_time_ms")));
-		set_int(r->job, "max_rss", json_integer_value(json_object_get(v, "max_rss")));
+	if ((v = json_object_get(req, "usage")) != NULL &&
+	    loomi_wall_ms() - r->usage_saved_ms >= USAGE_SAVE_MS) {
+		/* usage changes on every heartbeat: stored every few seconds */
+		sqlite3_stmt *st = prep("UPDATE jobs SET cpu_time_ms = ?, max_rss = ? WHERE id = ?");
+		sqlite3_bind_int64(st, 1, json_integer_value(json_object_get(v, "cpu_time_ms")));
+		sqlite3_bind_int64(st, 2, json_integer_value(json_object_get(v, "max_rss")));
+		sqlite3_bind_int64(st, 3, r->job);
+		step_done(st);
+		r->usage_saved_ms = loomi_wall_ms();
 	}
 	control = r->control;
 	pthread_mutex_unlock(&J->mtx);
@@ -1288,7 +1344,7 @@ submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t con
 		                               "submitted", "time", (json_int_t)loomi_wall_ms()));
 	}
 	if (start)
-		schedule();
+		kick(); /* the loop plans at once; a burst of submissions shares one plan */
 	pthread_mutex_unlock(&J->mtx);
 	free(spec_text);
 	return 0;

@@ -90,6 +90,9 @@ static const loomi_migration migrations[] = {
 	{4, "tasks remember the config they were made from",
 	 "ALTER TABLE jobs ADD COLUMN config_id INTEGER;\n"
 	 "ALTER TABLE jobs ADD COLUMN config_version INTEGER;\n"},
+	{5, "indexes for the scheduling loop with many tasks stored",
+	 "CREATE INDEX jobs_queued ON jobs (queued, state);\n"
+	 "CREATE INDEX jobs_by_started ON jobs (started_at);\n"},
 };
 
 int

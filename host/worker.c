@@ -417,13 +417,22 @@ run_connected(const char *addr, int64_t job_id, int attempt, long long threads,
 	w.metrics = json_object();
 	w.report_pause_ns = REPORT_NEWS_NS;
 	w.logs = json_array();
-	if ((rv = loomi_bus_client_open(addr, NULL, 0, &w.bus, &err)) != 0) {
+	/* hundreds of workers starting at once can find loomd's listen backlog
+	 * full (EAGAIN, ECONNREFUSED): keep trying for 30 s */
+	for (int tries = 0; (rv = loomi_bus_client_open(addr, NULL, 0, &w.bus, &err)) != 0 &&
+	                    tries < 60;
+	     tries++) {
+		free(err);
+		err = NULL;
+		usleep(500000);
+	}
+	if (rv != 0) {
 		fprintf(stderr, "loom-worker: cannot connect to %s: %s\n", addr, err ? err : "?");
 		free(err);
 		return EXIT_FAILED;
 	}
 	body = loomi_strfmt("{\"job\":%lld,\"attempt\":%d}", (long long)job_id, attempt);
-	rv = loomi_bus_client_request(w.bus, "job.attach", "worker", body, 10000, &reply);
+	rv = loomi_bus_client_request(w.bus, "job.attach", "worker", body, 30000, &reply);
 	free(body);
 	if (rv != 0 || (att = json_loads(reply ? reply : "", 0, NULL)) == NULL ||
 	    !json_is_string(json_object_get(att, "spec")) ||
