@@ -621,7 +621,6 @@ schedule(void)
 	          " FROM jobs WHERE state = 'running' ORDER BY 1");
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
 		loom_sched_job *j;
-		bool met;
 		if (n == cap) {
 			cap = cap ? 2 * cap : 16;
 			jobs = loomi_xrealloc(jobs, cap * sizeof *jobs);
@@ -648,7 +647,6 @@ schedule(void)
 			j->flags |= LOOM_SCHED_JOB_BACKOFF;
 		j->node = -1;
 		j->flags |= LOOM_SCHED_JOB_DEPS_MET; /* until a dependency says otherwise */
-		(void)met;
 		if (j->state == LOOM_JOB_RUNNING) {
 			run *r = run_find(j->id);
 			j->started_ms = sqlite3_column_int64(st, 7);
