@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "host/log.h"
+#include "host/util.h"
 #include "testutil.h"
 
 char *
@@ -132,4 +133,60 @@ tu_log_text(void)
 	memcpy(cap_snapshot, cap_buf, cap_len + 1);
 	pthread_mutex_unlock(&cap_mtx);
 	return cap_snapshot;
+}
+
+/* ------------------------------------------------------------------ plugins */
+
+int
+tu_plugin_open(tu_plugin *p, const char *module, const char *instance, const char *config,
+               const char *file, char **err)
+{
+	const char *dirs[1] = {tu_env("LOOM_TEST_PLUGINS")};
+	loomi_strv errs = {0};
+	loomi_plugin_conf pc;
+	const json_t *group;
+	char *text;
+	int rv;
+
+	*err = NULL;
+	memset(p, 0, sizeof *p);
+	p->tmp = tu_tmpdir();
+	ck_assert_int_eq(loomi_plugins_init(&p->reg, dirs, 1, p->tmp), 0);
+	p->reg_up = true;
+	text = loomi_strfmt("plugins = ( { instance = \"%s\"; module = \"%s\";\n"
+	                    "              config = { %s }; } );\n",
+	                    instance, module, config ? config : "");
+	rv = loomi_doc_load_string(&p->doc, text, file, &errs);
+	free(text);
+	p->doc_up = true;
+	ck_assert_msg(rv == 0, "config text does not parse: %s",
+	              errs.n ? loomi_strv_join(&errs, "; ") : "?");
+	group = json_array_get(json_object_get(p->doc.root, "plugins"), 0);
+	pc.instance = (char *)instance;
+	pc.module = (char *)module;
+	pc.config = json_object_get(group, "config");
+	pc.node = group;
+	rv = loomi_instance_create(&p->reg, &p->doc, &pc, &p->ins, &errs);
+	if (rv != 0) {
+		*err = loomi_strv_join(&errs, "\n");
+		loomi_strv_free(&errs);
+		p->ins = NULL;
+		return rv;
+	}
+	loomi_strv_free(&errs);
+	return loomi_instance_start(p->ins, err);
+}
+
+void
+tu_plugin_close(tu_plugin *p)
+{
+	if (p->reg_up)
+		loomi_plugins_fini(&p->reg);
+	if (p->doc_up)
+		loomi_doc_free(&p->doc);
+	if (p->tmp) {
+		tu_rmrf(p->tmp);
+		free(p->tmp);
+	}
+	memset(p, 0, sizeof *p);
 }

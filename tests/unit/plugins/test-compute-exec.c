@@ -32,11 +32,7 @@
 /* ------------------------------------------------------------------ the plugin */
 
 static struct {
-	char *tmp;
-	loomi_plugins reg;
-	loomi_doc doc;
-	bool reg_up, doc_up;
-	loom_instance *ins;
+	tu_plugin p;
 	const loom_compute_ops *ops;
 	void *ctx;
 } H;
@@ -46,39 +42,14 @@ static struct {
 static void
 exec_open(const char *conf)
 {
-	const char *dirs[1] = {tu_env("LOOM_TEST_PLUGINS")};
-	loomi_strv errs = {0};
-	loomi_plugin_conf pc;
-	const json_t *group;
 	const void *ops = NULL;
-	char *text, *err = NULL;
+	char *err = NULL;
 	int rv;
 
 	memset(&H, 0, sizeof H);
-	H.tmp = tu_tmpdir();
-	ck_assert_int_eq(loomi_plugins_init(&H.reg, dirs, 1, H.tmp), 0);
-	H.reg_up = true;
-	text = loomi_strfmt("plugins = ( { instance = \"exec\"; module = \"compute-exec\"; "
-	                    "config = { %s }; } );\n",
-	                    conf);
-	rv = loomi_doc_load_string(&H.doc, text, "exec.conf", &errs);
-	free(text);
-	H.doc_up = true;
-	ck_assert_int_eq(rv, 0);
-	group = json_array_get(json_object_get(H.doc.root, "plugins"), 0);
-	pc.instance = loomi_strdup("exec");
-	pc.module = loomi_strdup("compute-exec");
-	pc.config = json_object_get(group, "config");
-	pc.node = group;
-	rv = loomi_instance_create(&H.reg, &H.doc, &pc, &H.ins, &errs);
-	free(pc.instance);
-	free(pc.module);
-	ck_assert_msg(rv == 0, "cannot create compute-exec: %s",
-	              errs.n ? loomi_strv_join(&errs, "; ") : "?");
-	loomi_strv_free(&errs);
-	rv = loomi_instance_start(H.ins, &err);
+	rv = tu_plugin_open(&H.p, "compute-exec", "exec", conf, "exec.conf", &err);
 	ck_assert_msg(rv == 0, "cannot start compute-exec: %s", err ? err : "?");
-	rv = loomi_host_services()->instance_ops(H.ins, "exec", LOOM_KIND_COMPUTE, &ops, &H.ctx);
+	rv = loomi_host_services()->instance_ops(H.p.ins, "exec", LOOM_KIND_COMPUTE, &ops, &H.ctx);
 	ck_assert_int_eq(rv, 0);
 	H.ops = ops;
 	ck_assert_ptr_nonnull(H.ops);
@@ -87,14 +58,7 @@ exec_open(const char *conf)
 static void
 exec_close(void)
 {
-	if (H.reg_up)
-		loomi_plugins_fini(&H.reg);
-	if (H.doc_up)
-		loomi_doc_free(&H.doc);
-	if (H.tmp) {
-		tu_rmrf(H.tmp);
-		free(H.tmp);
-	}
+	tu_plugin_close(&H.p);
 	memset(&H, 0, sizeof H);
 }
 
@@ -224,7 +188,7 @@ run_job(const char *spec, int stop, int nth)
 	int rv;
 
 	job_reset();
-	J.out_dir = loomi_strfmt("%s/out-%d", H.tmp, ++n);
+	J.out_dir = loomi_strfmt("%s/out-%d", H.p.tmp, ++n);
 	ck_assert_int_eq(mkdir(J.out_dir, 0777), 0);
 	J.job.size = sizeof J.job;
 	J.job.id = 42;
@@ -620,7 +584,7 @@ START_TEST(run_cannot_start)
 	ASSERT_LOG(LOOM_LOG_ERROR, "cannot start no-such-program-loom: not found on PATH");
 
 	/* a script without the execute bit */
-	script = tu_write(H.tmp, "train.sh", "#!/bin/sh\necho hi\n");
+	script = tu_write(H.p.tmp, "train.sh", "#!/bin/sh\necho hi\n");
 	chmod(script, 0644);
 	spec = loomi_strfmt("{\"command\": [\"%s\"]}", script);
 	ck_assert_int_eq(run_json(spec), LOOM_EPERM);
@@ -632,7 +596,7 @@ START_TEST(run_cannot_start)
 	chmod(script, 0755);
 	ck_assert_int_eq(run_json("{\"command\": [\"sh\", \"-c\", \"echo found\"]}"), 0);
 	ck_assert_uint_eq(log_count(LOOM_LOG_INFO, "found"), 1);
-	spec = loomi_strfmt("{\"command\": [\"./train.sh\"], \"workdir\": \"%s\"}", H.tmp);
+	spec = loomi_strfmt("{\"command\": [\"./train.sh\"], \"workdir\": \"%s\"}", H.p.tmp);
 	ck_assert_int_eq(run_json(spec), 0);
 	ck_assert_uint_eq(log_count(LOOM_LOG_INFO, "hi"), 1);
 	free(spec);
@@ -677,9 +641,9 @@ START_TEST(run_env_and_params)
 	ck_assert_uint_eq(log_count(LOOM_LOG_INFO, "stdin empty"), 1);
 
 	/* OMP_NUM_THREADS follows the job's threads; workdir is used */
-	extra = loomi_strfmt("{\"workdir\": \"%s\"}", H.tmp);
+	extra = loomi_strfmt("{\"workdir\": \"%s\"}", H.p.tmp);
 	ck_assert_int_eq(run_sh("echo \"omp=$OMP_NUM_THREADS pwd=$(pwd)\"", extra), 0);
-	want = loomi_strfmt("omp=2 pwd=%s", H.tmp);
+	want = loomi_strfmt("omp=2 pwd=%s", H.p.tmp);
 	ck_assert_msg(log_count(LOOM_LOG_INFO, want) == 1, "%s", logs_text());
 	free(want);
 	free(extra);

@@ -40,11 +40,7 @@
 /* ------------------------------------------------------------------ the plugin */
 
 static struct {
-	char *tmp;
-	loomi_plugins reg;
-	loomi_doc doc;
-	bool reg_up, doc_up;
-	loom_instance *ins;
+	tu_plugin p;
 	const loom_scheduler_ops *ops;
 	void *ctx;
 } S;
@@ -54,44 +50,13 @@ static struct {
 static int
 sched_open(const char *config, char **err)
 {
-	const char *dirs[1] = {tu_env("LOOM_TEST_PLUGINS")};
-	loomi_strv errs = {0};
-	loomi_plugin_conf pc;
-	const json_t *group;
-	char *text;
 	int rv;
 
-	*err = NULL;
 	memset(&S, 0, sizeof S);
-	S.tmp = tu_tmpdir();
-	ck_assert_int_eq(loomi_plugins_init(&S.reg, dirs, 1, S.tmp), 0);
-	S.reg_up = true;
-	text = loomi_strfmt("plugins = ( { instance = \"s\"; module = \"%s\";\n"
-	                    "              config = { %s }; } );\n",
-	                    MODULE, config);
-	rv = loomi_doc_load_string(&S.doc, text, "sched.conf", &errs);
-	free(text);
-	S.doc_up = true;
-	ck_assert_msg(rv == 0, "config text does not parse: %s", loomi_strv_join(&errs, "; "));
-	group = json_array_get(json_object_get(S.doc.root, "plugins"), 0);
-	pc.instance = loomi_strdup("s");
-	pc.module = loomi_strdup(MODULE);
-	pc.config = json_object_get(group, "config");
-	pc.node = group;
-	rv = loomi_instance_create(&S.reg, &S.doc, &pc, &S.ins, &errs);
-	free(pc.instance);
-	free(pc.module);
-	if (rv != 0) {
-		*err = loomi_strv_join(&errs, "\n");
-		loomi_strv_free(&errs);
-		S.ins = NULL;
+	if ((rv = tu_plugin_open(&S.p, MODULE, "s", config, "sched.conf", err)) != 0)
 		return rv;
-	}
-	loomi_strv_free(&errs);
-	if ((rv = loomi_instance_start(S.ins, err)) != 0)
-		return rv;
-	S.ops = S.ins->desc->ops;
-	S.ctx = S.ins->ctx;
+	S.ops = S.p.ins->desc->ops;
+	S.ctx = S.p.ins->ctx;
 	return 0;
 }
 
@@ -104,7 +69,7 @@ sched_start(const char *config)
 	ck_assert_msg(rv == 0, "cannot start %s with config { %s }: %s: %s", MODULE, config,
 	              loom_errname(rv), err ? err : "(no message)");
 	free(err);
-	ck_assert_uint_eq(S.ins->kind, LOOM_KIND_SCHEDULER);
+	ck_assert_uint_eq(S.p.ins->kind, LOOM_KIND_SCHEDULER);
 	ck_assert_ptr_nonnull(S.ops);
 }
 
@@ -112,14 +77,7 @@ static void
 sched_close(void)
 {
 	tu_log_stop();
-	if (S.reg_up)
-		loomi_plugins_fini(&S.reg);
-	if (S.doc_up)
-		loomi_doc_free(&S.doc);
-	if (S.tmp) {
-		tu_rmrf(S.tmp);
-		free(S.tmp);
-	}
+	tu_plugin_close(&S.p);
 	memset(&S, 0, sizeof S);
 }
 
@@ -419,7 +377,7 @@ tv_action(const tview *t, int64_t id)
 START_TEST(descriptor)
 {
 	sched_start("");
-	ck_assert_str_eq(S.ins->desc->name, "sched-local");
+	ck_assert_str_eq(S.p.ins->desc->name, "sched-local");
 	ck_assert_uint_eq(S.ops->size, sizeof(loom_scheduler_ops));
 	ck_assert_uint_eq(S.ops->caps, 0);
 	ck_assert_ptr_nonnull(S.ops->plan);

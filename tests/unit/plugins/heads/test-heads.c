@@ -39,11 +39,7 @@
 /* ------------------------------------------------------------------ the plugin */
 
 static struct {
-	char *tmp;
-	loomi_plugins reg;
-	loomi_doc doc;
-	bool reg_up, doc_up;
-	loom_instance *ins;
+	tu_plugin p;
 	const loom_head_ops *ops;
 	void *ctx;
 } H;
@@ -51,38 +47,15 @@ static struct {
 static void
 head_open(const char *module)
 {
-	const char *dirs[1] = {tu_env("LOOM_TEST_PLUGINS")};
-	loomi_strv errs = {0};
-	loomi_plugin_conf pc;
-	const json_t *group;
-	char *text, *err = NULL;
+	char *err = NULL;
 	int rv;
 
 	memset(&H, 0, sizeof H);
-	H.tmp = tu_tmpdir();
-	ck_assert_int_eq(loomi_plugins_init(&H.reg, dirs, 1, H.tmp), 0);
-	H.reg_up = true;
-	text = loomi_strfmt("plugins = ( { instance = \"h\"; module = \"%s\"; } );\n", module);
-	rv = loomi_doc_load_string(&H.doc, text, "heads.conf", &errs);
-	free(text);
-	H.doc_up = true;
-	ck_assert_int_eq(rv, 0);
-	group = json_array_get(json_object_get(H.doc.root, "plugins"), 0);
-	pc.instance = loomi_strdup("h");
-	pc.module = loomi_strdup(module);
-	pc.config = json_object_get(group, "config");
-	pc.node = group;
-	rv = loomi_instance_create(&H.reg, &H.doc, &pc, &H.ins, &errs);
-	free(pc.instance);
-	free(pc.module);
-	ck_assert_msg(rv == 0, "cannot create %s: %s", module,
-	              errs.n ? loomi_strv_join(&errs, "; ") : "?");
-	loomi_strv_free(&errs);
-	rv = loomi_instance_start(H.ins, &err);
+	rv = tu_plugin_open(&H.p, module, "h", NULL, "heads.conf", &err);
 	ck_assert_msg(rv == 0, "cannot start %s: %s", module, err ? err : "?");
-	ck_assert_uint_eq(H.ins->kind, LOOM_KIND_HEAD);
-	H.ops = H.ins->desc->ops;
-	H.ctx = H.ins->ctx;
+	ck_assert_uint_eq(H.p.ins->kind, LOOM_KIND_HEAD);
+	H.ops = H.p.ins->desc->ops;
+	H.ctx = H.p.ins->ctx;
 	ck_assert_ptr_nonnull(H.ops);
 	tu_log_capture();
 }
@@ -91,14 +64,7 @@ static void
 head_close(void)
 {
 	tu_log_stop();
-	if (H.reg_up)
-		loomi_plugins_fini(&H.reg);
-	if (H.doc_up)
-		loomi_doc_free(&H.doc);
-	if (H.tmp) {
-		tu_rmrf(H.tmp);
-		free(H.tmp);
-	}
+	tu_plugin_close(&H.p);
 	memset(&H, 0, sizeof H);
 }
 
@@ -553,11 +519,11 @@ common_checks(uint32_t task, const char *name, bool calibrates)
 	double loss;
 	mdl m;
 
-	ck_assert_str_eq(H.ins->desc->name, name);
-	ck_assert_uint_eq(H.ins->desc->kind, LOOM_KIND_HEAD);
+	ck_assert_str_eq(H.p.ins->desc->name, name);
+	ck_assert_uint_eq(H.p.ins->desc->kind, LOOM_KIND_HEAD);
 	ck_assert_uint_eq(H.ops->task, task);
 	/* configure keeps the shape in the instance: not safe to share */
-	ck_assert_uint_eq(H.ins->desc->flags & LOOM_PLUGIN_THREAD_SAFE, 0);
+	ck_assert_uint_eq(H.p.ins->desc->flags & LOOM_PLUGIN_THREAD_SAFE, 0);
 	ck_assert_int_eq(LOOM_OPS_HAS(H.ops, calibrate), calibrates);
 
 	/* before configure */
