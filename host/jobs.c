@@ -39,6 +39,7 @@ extern char **environ;
 #define MAX_LOG_MESSAGE 2000
 #define FAIR_SHARE_WINDOW_MS (24 * 3600 * 1000LL)
 #define USAGE_SAVE_MS 5000
+#define PLAN_GAP_MS 20
 
 /* A live worker process. */
 typedef struct run {
@@ -340,17 +341,17 @@ has_checkpoint(int64_t id)
 	return found;
 }
 
+/* Start a worker's process (called without the jobs mutex: posix_spawn
+ * waits until the child has exec'ed, which takes long on a loaded machine). */
 static int
-spawn_worker(int64_t id, int attempt, const loom_resources *alloc, char **why)
+spawn_process(int64_t id, int attempt, uint32_t threads, pid_t *pid, char **why)
 {
 	char *dir = job_dir(id), *log = loomi_path_join(dir, "worker.log");
 	char ids[32], att[32], thr[32];
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, all;
-	pid_t pid;
 	int rv;
-	uint32_t threads = alloc->cpu_millis / 1000;
 	char *argv[] = {J->worker, "--connect", J->bus_addr, "--job", ids, "--attempt", att,
 	                "--threads", thr, "-c", J->d->conf.path, NULL};
 
@@ -377,7 +378,7 @@ spawn_worker(int64_t id, int attempt, const loom_resources *alloc, char **why)
 	posix_spawnattr_setpgroup(&at, 0);
 	posix_spawnattr_setsigmask(&at, &none);
 	posix_spawnattr_setsigdefault(&at, &all);
-	rv = posix_spawn(&pid, J->worker, &fa, &at, argv, environ);
+	rv = posix_spawn(pid, J->worker, &fa, &at, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
 	free(log);
@@ -388,6 +389,14 @@ spawn_worker(int64_t id, int attempt, const loom_resources *alloc, char **why)
 		                    J->worker, strerror(rv));
 		return LOOM_EIO;
 	}
+	return 0;
+}
+
+/* A job the plan started: its entry in the workers' table, pid 0 until
+ * spawn_pending() has started the process. */
+static void
+add_run(int64_t id, int attempt, const loom_resources *alloc)
+{
 	if (J->n_runs == J->cap_runs) {
 		J->cap_runs = J->cap_runs ? 2 * J->cap_runs : 16;
 		J->runs = loomi_xrealloc(J->runs, J->cap_runs * sizeof *J->runs);
@@ -396,7 +405,6 @@ spawn_worker(int64_t id, int attempt, const loom_resources *alloc, char **why)
 	memset(r, 0, sizeof *r);
 	r->job = id;
 	r->attempt = attempt;
-	r->pid = pid;
 	r->started_ms = r->last_seen_ms = loomi_wall_ms();
 	r->alloc = *alloc;
 	{
@@ -406,10 +414,6 @@ spawn_worker(int64_t id, int attempt, const loom_resources *alloc, char **why)
 			r->timeout_ms = sqlite3_column_int64(st, 0);
 		sqlite3_finalize(st);
 	}
-	set_int(id, "worker_pid", pid);
-	LOG_INFO("task-%lld: worker %d started (attempt %d, %u thread%s)", (long long)id, (int)pid,
-	         attempt, threads ? threads : 1, threads > 1 ? "s" : "");
-	return 0;
 }
 
 static void
@@ -539,7 +543,12 @@ reap(void)
 	for (size_t i = 0; i < J->n_runs;) {
 		run *r = &J->runs[i];
 		int ws;
-		pid_t p = waitpid(r->pid, &ws, WNOHANG);
+		pid_t p;
+		if (r->pid == 0) { /* being spawned */
+			i++;
+			continue;
+		}
+		p = waitpid(r->pid, &ws, WNOHANG);
 		if (p == r->pid || (p < 0 && errno == ECHILD)) {
 			if (p < 0)
 				ws = 0;
@@ -758,7 +767,6 @@ schedule(void)
 			} else if (a->verb == LOOM_SCHED_START &&
 			           (s == LOOM_JOB_PENDING || s == LOOM_JOB_PAUSED) &&
 			           run_find(a->job_id) == NULL) {
-				char *why = NULL;
 				sqlite3_stmt *u = prep("UPDATE jobs SET attempts = attempts + 1 WHERE id = ?"
 				                       " RETURNING attempts");
 				int attempt = 1;
@@ -766,13 +774,7 @@ schedule(void)
 				if (u && sqlite3_step(u) == SQLITE_ROW)
 					attempt = sqlite3_column_int(u, 0);
 				sqlite3_finalize(u);
-				if (spawn_worker(a->job_id, attempt, &a->alloc, &why) != 0) {
-					add_log(a->job_id, LOOM_LOG_ERROR, why);
-					transition(a->job_id, LOOM_JOB_FAILED, why);
-					fail_dependants(a->job_id);
-					free(why);
-					continue;
-				}
+				add_run(a->job_id, attempt, &a->alloc); /* the loop spawns it */
 				set_int(a->job_id, "queued", 0);
 				transition(a->job_id, LOOM_JOB_RUNNING,
 				           s == LOOM_JOB_PAUSED ? "resumed from its checkpoint"
@@ -804,6 +806,70 @@ schedule(void)
 	free(acts);
 }
 
+/* A run the plan added but whose process never started: back to the queue. */
+static void
+unstarted(run *r, const char *why)
+{
+	int64_t id = r->job;
+	run_remove(r);
+	set_int(id, "queued", 1);
+	set_text(id, "waiting_reason", why);
+	transition(id, LOOM_JOB_PENDING, why);
+}
+
+/* Start the processes of the runs the plans added (pid 0), one at a time,
+ * without the jobs mutex during each posix_spawn: the API and the workers'
+ * reports are answered while hundreds of workers start.  Called by the loop
+ * with the mutex held; only the loop spawns. */
+static void
+spawn_pending(void)
+{
+	for (;;) {
+		run *r = NULL;
+		int64_t id;
+		int attempt, rv;
+		uint32_t threads;
+		pid_t pid = 0;
+		char *why = NULL;
+
+		for (size_t i = 0; i < J->n_runs && r == NULL; i++)
+			if (J->runs[i].pid == 0)
+				r = &J->runs[i];
+		if (r == NULL)
+			return;
+		if (J->stopping) {
+			unstarted(r, "loomd stopped before its worker started");
+			continue;
+		}
+		id = r->job;
+		attempt = r->attempt;
+		threads = r->alloc.cpu_millis / 1000;
+		pthread_mutex_unlock(&J->mtx);
+		rv = spawn_process(id, attempt, threads, &pid, &why);
+		pthread_mutex_lock(&J->mtx);
+		/* reap() leaves runs without a process alone: r is still there */
+		r = run_find(id);
+		if (rv == 0 && r == NULL) { /* cannot happen; never leave a process unreaped */
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			continue;
+		}
+		if (rv != 0) {
+			if (r)
+				run_remove(r);
+			add_log(id, LOOM_LOG_ERROR, why);
+			transition(id, LOOM_JOB_FAILED, why);
+			fail_dependants(id);
+			free(why);
+			continue;
+		}
+		r->pid = pid;
+		set_int(id, "worker_pid", pid);
+		LOG_INFO("task-%lld: worker %d started (attempt %d, %u thread%s)", (long long)id,
+		         (int)pid, attempt, threads ? threads : 1, threads > 1 ? "s" : "");
+	}
+}
+
 static void
 kick(void)
 {
@@ -811,30 +877,40 @@ kick(void)
 	pthread_cond_signal(&J->cond);
 }
 
+/* Wait on the loop's condition until deadline_ms (wall clock) or, with
+ * kicks, a kick; false when loomd is stopping. */
+static bool
+wait_until(int64_t deadline_ms, bool kicks)
+{
+	struct timespec ts = {.tv_sec = deadline_ms / 1000,
+	                      .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+	while (!J->stopping && !(kicks && J->kicked) && loomi_wall_ms() < deadline_ms &&
+	       pthread_cond_timedwait(&J->cond, &J->mtx, &ts) == 0)
+		;
+	return !J->stopping;
+}
+
+/* The scheduling loop: every tick, or at a kick (a submission, a worker
+ * that finished), reap, plan, and start what the plan started.  A burst of
+ * kicks shares one plan: plans are at least PLAN_GAP_MS apart. */
 static void *
 loop(void *arg)
 {
+	int64_t last = 0;
+
 	(void)arg;
 	pthread_mutex_lock(&J->mtx);
-	while (!J->stopping) {
-		struct timespec ts;
+	for (;;) {
 		int64_t tick = J->d->conf.jobs_tick_ms > 0 ? J->d->conf.jobs_tick_ms : 200;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += tick / 1000;
-		ts.tv_nsec += (tick % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		while (!J->kicked && !J->stopping &&
-		       pthread_cond_timedwait(&J->cond, &J->mtx, &ts) == 0)
-			;
-		J->kicked = false;
-		if (J->stopping)
+		if (!wait_until(last + tick, true) || !wait_until(last + PLAN_GAP_MS, false))
 			break;
+		J->kicked = false;
 		reap();
 		schedule();
+		last = loomi_wall_ms();
+		spawn_pending();
 	}
+	spawn_pending(); /* puts back what a last plan started */
 	pthread_mutex_unlock(&J->mtx);
 	return NULL;
 }
@@ -1430,6 +1506,7 @@ loomi_jobs_action(loomi_daemon *d, int64_t id, const char *action, char **msg)
 		} else {
 			set_int(id, "queued", 1);
 			schedule();
+			kick(); /* the loop starts the worker */
 		}
 	} else if (strcmp(action, "pause") == 0) {
 		const loom_compute_ops *cops = compute_of(id);
@@ -1457,6 +1534,7 @@ loomi_jobs_action(loomi_daemon *d, int64_t id, const char *action, char **msg)
 		} else {
 			set_int(id, "queued", 1);
 			schedule();
+			kick(); /* the loop starts the worker */
 		}
 	} else if (strcmp(action, "cancel") == 0) {
 		if (s == LOOM_JOB_RUNNING && r != NULL) {
@@ -1621,22 +1699,58 @@ loomi_jobs_list(loomi_daemon *d, const char *status, const char *user, int64_t l
 		                    status);
 		return NULL;
 	}
+	/* the total from job_counts (kept by triggers), not count(*) of 100,000
+	 * rows; one statement per filter combination, so SQLite picks the index
+	 * ("?1 IS NULL OR state = ?1" would scan the table) */
+	static const char *const count_sql[] = {
+		"SELECT coalesce(sum(n), 0) FROM job_counts",
+		"SELECT coalesce(sum(n), 0) FROM job_counts WHERE state = ?1",
+		"SELECT coalesce(sum(n), 0) FROM job_counts WHERE user = ?2",
+		"SELECT coalesce(sum(n), 0) FROM job_counts WHERE state = ?1 AND user = ?2",
+	};
+	static const char *const page_sql[] = {
+		"",
+		" WHERE state = ?1",
+		" WHERE user = ?2",
+		" WHERE state = ?1 AND user = ?2",
+		" WHERE id <= ?5",
+	};
+	int64_t dense_top = 0;
+	int which = (status ? 1 : 0) | (user ? 2 : 0);
+	char *sql;
+
 	pthread_mutex_lock(&J->mtx);
-	st = prep("SELECT count(*) FROM jobs WHERE (?1 IS NULL OR state = ?1)"
-	          " AND (?2 IS NULL OR user = ?2)");
+	st = prep(count_sql[which]);
 	sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
 	if (st && sqlite3_step(st) == SQLITE_ROW)
 		total = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	list = json_array();
-	st = prep("SELECT id, name, user, state, priority, progress_step, progress_total,"
-	          " created_at FROM jobs WHERE (?1 IS NULL OR state = ?1)"
-	          " AND (?2 IS NULL OR user = ?2) ORDER BY id DESC LIMIT ?3 OFFSET ?4");
+	if (which == 0 && offset > 0) {
+		/* ids are dense while no task was deleted: then the page starts at
+		 * id max - offset, a seek instead of a walk past offset rows */
+		st = prep("SELECT min(id), max(id) FROM jobs");
+		if (st && sqlite3_step(st) == SQLITE_ROW &&
+		    sqlite3_column_int64(st, 1) - sqlite3_column_int64(st, 0) + 1 == total) {
+			dense_top = sqlite3_column_int64(st, 1) - offset;
+			which = 4;
+		}
+		sqlite3_finalize(st);
+	}
+	/* the page's ids first (an index walk, also for a deep offset), then
+	 * their rows */
+	sql = loomi_strfmt("SELECT id, name, user, state, priority, progress_step, progress_total,"
+	                   " created_at FROM jobs WHERE id IN (SELECT id FROM jobs%s"
+	                   " ORDER BY id DESC LIMIT ?3 OFFSET ?4) ORDER BY id DESC",
+	                   page_sql[which]);
+	st = prep(sql);
+	free(sql);
 	sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, limit);
-	sqlite3_bind_int64(st, 4, offset);
+	sqlite3_bind_int64(st, 4, which == 4 ? 0 : offset);
+	sqlite3_bind_int64(st, 5, dense_top);
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
 		char tid[32], *t = loomi_iso_time(sqlite3_column_int64(st, 7));
 		int64_t step = sqlite3_column_int64(st, 5), tot = sqlite3_column_int64(st, 6);
@@ -1894,6 +2008,9 @@ loomi_jobs_stop(loomi_daemon *d)
 		pthread_join(J->thread, NULL);
 	t0 = loomi_wall_ms();
 	pthread_mutex_lock(&J->mtx);
+	for (size_t i = J->n_runs; i-- > 0;)
+		if (J->runs[i].pid == 0)
+			unstarted(&J->runs[i], "loomd stopped before its worker started");
 	while (J->n_runs > 0 || J->n_orphans > 0) {
 		reap();
 		if (J->n_runs == 0 && J->n_orphans == 0)

@@ -93,6 +93,28 @@ static const loomi_migration migrations[] = {
 	{5, "indexes for the scheduling loop with many tasks stored",
 	 "CREATE INDEX jobs_queued ON jobs (queued, state);\n"
 	 "CREATE INDEX jobs_by_started ON jobs (started_at);\n"},
+	{6, "task counts per user and state, kept by triggers, for listing",
+	 "CREATE TABLE job_counts (\n"
+	 "  user  TEXT NOT NULL,\n"
+	 "  state TEXT NOT NULL,\n"
+	 "  n     INTEGER NOT NULL,\n"
+	 "  PRIMARY KEY (user, state)\n"
+	 ") WITHOUT ROWID;\n"
+	 "INSERT INTO job_counts SELECT user, state, count(*) FROM jobs GROUP BY user, state;\n"
+	 "CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN\n"
+	 "  INSERT INTO job_counts VALUES (new.user, new.state, 1)\n"
+	 "    ON CONFLICT (user, state) DO UPDATE SET n = n + 1;\n"
+	 "END;\n"
+	 "CREATE TRIGGER job_counts_update AFTER UPDATE OF state, user ON jobs\n"
+	 "  WHEN old.state IS NOT new.state OR old.user IS NOT new.user BEGIN\n"
+	 "  UPDATE job_counts SET n = n - 1 WHERE user = old.user AND state = old.state;\n"
+	 "  INSERT INTO job_counts VALUES (new.user, new.state, 1)\n"
+	 "    ON CONFLICT (user, state) DO UPDATE SET n = n + 1;\n"
+	 "END;\n"
+	 "CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN\n"
+	 "  UPDATE job_counts SET n = n - 1 WHERE user = old.user AND state = old.state;\n"
+	 "END;\n"
+	 "CREATE INDEX jobs_by_state_id ON jobs (state, id);\n"},
 };
 
 int

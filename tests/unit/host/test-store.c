@@ -124,6 +124,40 @@ START_TEST(constraints)
 }
 END_TEST
 
+/* job_counts, kept by triggers, always equals a count of the rows */
+START_TEST(job_counts_follow_the_rows)
+{
+	static const char *const changes[] = {
+		"INSERT INTO jobs (name, user, compute, spec, created_at, updated_at) VALUES "
+		"('a', 'ann', 't', '{}', 1, 1), ('b', 'ann', 't', '{}', 1, 1), "
+		"('c', 'bob', 't', '{}', 1, 1)",
+		"UPDATE jobs SET state = 'running' WHERE id IN (1, 3)",
+		"UPDATE jobs SET state = 'running' WHERE id = 1", /* no change */
+		"UPDATE jobs SET progress_step = 5",               /* not the state */
+		"UPDATE jobs SET state = 'completed', user = 'cid' WHERE id = 3",
+		"UPDATE jobs SET user = 'bob' WHERE id = 2",
+		"DELETE FROM jobs WHERE id = 1",
+	};
+	static const char *const differ =
+		"SELECT count(*) FROM (SELECT user, state, count(*) AS n FROM jobs GROUP BY 1, 2"
+		" EXCEPT SELECT user, state, n FROM job_counts WHERE n > 0) ";
+	loomi_store s;
+	char *err = NULL;
+
+	ck_assert_int_eq(loomi_store_open(&s, db, &err), 0);
+	for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+		ck_assert_int_eq(exec(s.db, changes[i]), SQLITE_OK);
+		ck_assert_msg(scalar(s.db, differ) == 0, "job_counts wrong after %s", changes[i]);
+		ck_assert_int_eq(scalar(s.db, "SELECT sum(n) FROM job_counts"),
+		                 scalar(s.db, "SELECT count(*) FROM jobs"));
+	}
+	ck_assert_int_eq(scalar(s.db, "SELECT n FROM job_counts WHERE user = 'bob' AND "
+	                              "state = 'pending'"),
+	                 1);
+	loomi_store_close(&s);
+}
+END_TEST
+
 START_TEST(newer_schema_refused)
 {
 	loomi_store s;
@@ -295,6 +329,7 @@ main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, fresh_database);
 	tcase_add_test(tc, constraints);
+	tcase_add_test(tc, job_counts_follow_the_rows);
 	tcase_add_test(tc, newer_schema_refused);
 	tcase_add_test(tc, failed_migration_rolls_back);
 	tcase_add_test(tc, newer_schema_untouched);
