@@ -130,27 +130,102 @@ db(void)
 	return J->d->store.db;
 }
 
-static int
-exec_sql(const char *sql)
+/* Prepared statements are kept and reused: parsing one takes SQLite tens
+ * of microseconds, a third of a submission's time.  prep() hands out a
+ * kept statement not in use (or a new one, kept while there is room);
+ * unprep() resets it for the next user, or finalizes one not kept. */
+#define KEPT_STATEMENTS 96
+
+static struct {
+	pthread_mutex_t mtx;
+	size_t n;
+	struct {
+		uint64_t hash;
+		sqlite3_stmt *st;
+		bool busy;
+	} v[KEPT_STATEMENTS];
+} K = {.mtx = PTHREAD_MUTEX_INITIALIZER};
+
+static uint64_t
+sql_hash(const char *sql)
 {
-	char *e = NULL;
-	if (sqlite3_exec(db(), sql, NULL, NULL, &e) != SQLITE_OK) {
-		LOG_ERROR("jobs: %s: %s", sql, e ? e : "?");
-		sqlite3_free(e);
-		return LOOM_EIO;
-	}
-	return 0;
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (; *sql; sql++)
+		h = (h ^ (unsigned char)*sql) * 1099511628211ull;
+	return h;
 }
 
 static sqlite3_stmt *
 prep(const char *sql)
 {
 	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(db(), sql, -1, &st, NULL) != SQLITE_OK) {
+	uint64_t h = sql_hash(sql);
+
+	pthread_mutex_lock(&K.mtx);
+	for (size_t i = 0; i < K.n; i++) {
+		if (K.v[i].hash == h && !K.v[i].busy && strcmp(sqlite3_sql(K.v[i].st), sql) == 0) {
+			K.v[i].busy = true;
+			pthread_mutex_unlock(&K.mtx);
+			return K.v[i].st;
+		}
+	}
+	pthread_mutex_unlock(&K.mtx);
+	if (sqlite3_prepare_v3(db(), sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
 		LOG_ERROR("jobs: cannot prepare \"%s\": %s", sql, sqlite3_errmsg(db()));
+		sqlite3_finalize(st);
 		return NULL;
 	}
+	pthread_mutex_lock(&K.mtx);
+	if (K.n < KEPT_STATEMENTS) {
+		K.v[K.n].hash = h;
+		K.v[K.n].st = st;
+		K.v[K.n].busy = true;
+		K.n++;
+	}
+	pthread_mutex_unlock(&K.mtx);
 	return st;
+}
+
+static void
+unprep(sqlite3_stmt *st)
+{
+	if (st == NULL)
+		return;
+	pthread_mutex_lock(&K.mtx);
+	for (size_t i = 0; i < K.n; i++) {
+		if (K.v[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			K.v[i].busy = false;
+			pthread_mutex_unlock(&K.mtx);
+			return;
+		}
+	}
+	pthread_mutex_unlock(&K.mtx);
+	sqlite3_finalize(st);
+}
+
+/* Finalize the kept statements (before the store closes). */
+static void
+unprep_all(void)
+{
+	pthread_mutex_lock(&K.mtx);
+	for (size_t i = 0; i < K.n; i++)
+		sqlite3_finalize(K.v[i].st);
+	K.n = 0;
+	pthread_mutex_unlock(&K.mtx);
+}
+
+static int
+exec_sql(const char *sql)
+{
+	sqlite3_stmt *st = prep(sql);
+	int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		LOG_ERROR("jobs: %s: %s", sql, sqlite3_errmsg(db()));
+	unprep(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : LOOM_EIO;
 }
 
 static int
@@ -159,7 +234,7 @@ step_done(sqlite3_stmt *st)
 	int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		LOG_ERROR("jobs: %s", sqlite3_errmsg(db()));
-	sqlite3_finalize(st);
+	unprep(st);
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : LOOM_EIO;
 }
 
@@ -171,7 +246,7 @@ job_state(int64_t id)
 	sqlite3_bind_int64(st, 1, id);
 	if (st && sqlite3_step(st) == SQLITE_ROW)
 		s = loom_job_state_parse((const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
+	unprep(st);
 	return s;
 }
 
@@ -412,7 +487,7 @@ add_run(int64_t id, int attempt, const loom_resources *alloc)
 		sqlite3_bind_int64(st, 1, id);
 		if (st && sqlite3_step(st) == SQLITE_ROW)
 			r->timeout_ms = sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
+		unprep(st);
 	}
 }
 
@@ -463,7 +538,7 @@ worker_exited(run *r, int ws)
 			attempts = sqlite3_column_int64(st, 0);
 			max_retries = sqlite3_column_int64(st, 1);
 		}
-		sqlite3_finalize(st);
+		unprep(st);
 		add_log(id, LOOM_LOG_ERROR, err);
 		if (attempts <= max_retries && !r->timed_out) {
 			int64_t backoff = 1000LL << (attempts > 10 ? 10 : attempts - 1);
@@ -495,7 +570,7 @@ fail_dependants(int64_t id)
 	sqlite3_bind_int64(st, 1, id);
 	while (st && sqlite3_step(st) == SQLITE_ROW && n < 256)
 		ids[n++] = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	unprep(st);
 	for (size_t i = 0; i < n; i++) {
 		char *why = loomi_strfmt("task-%lld, which it runs after, did not complete",
 		                         (long long)id);
@@ -602,7 +677,7 @@ deps_of(int64_t id, uint32_t *n, bool *met)
 		if (strcmp((const char *)sqlite3_column_text(st, 1), "completed") != 0)
 			*met = false;
 	}
-	sqlite3_finalize(st);
+	unprep(st);
 	return v;
 }
 
@@ -669,7 +744,7 @@ schedule(void)
 		}
 		n++;
 	}
-	sqlite3_finalize(st);
+	unprep(st);
 
 	/* dependencies of all candidates in one query (jobs are in id order) */
 	st = prep("SELECT d.job_id, d.after_id, a.state FROM job_deps d"
@@ -695,7 +770,7 @@ schedule(void)
 				j->flags &= ~LOOM_SCHED_JOB_DEPS_MET;
 		}
 	}
-	sqlite3_finalize(st);
+	unprep(st);
 
 	memset(&node, 0, sizeof node);
 	node.name = J->node_name;
@@ -728,7 +803,7 @@ schedule(void)
 		users[n_users].usage = sqlite3_column_double(st, 1);
 		n_users++;
 	}
-	sqlite3_finalize(st);
+	unprep(st);
 
 	memset(&view, 0, sizeof view);
 	view.size = sizeof view;
@@ -773,7 +848,7 @@ schedule(void)
 				sqlite3_bind_int64(u, 1, a->job_id);
 				if (u && sqlite3_step(u) == SQLITE_ROW)
 					attempt = sqlite3_column_int(u, 0);
-				sqlite3_finalize(u);
+				unprep(u);
 				add_run(a->job_id, attempt, &a->alloc); /* the loop spawns it */
 				set_int(a->job_id, "queued", 0);
 				transition(a->job_id, LOOM_JOB_RUNNING,
@@ -980,7 +1055,7 @@ svc_attach(void *arg, const char *request, char **reply)
 		} else {
 			rv = reply_err(reply, LOOM_ENOENT, "no task-%lld", (long long)r->job);
 		}
-		sqlite3_finalize(st);
+		unprep(st);
 	}
 	pthread_mutex_unlock(&J->mtx);
 	if (out)
@@ -1175,11 +1250,184 @@ loomi_jobs_validate_spec(loomi_daemon *d, const json_t *spec, char **msg)
 	rv = ((const loom_compute_ops *)ops)->validate(ctx, text, &verr);
 	free(text);
 	if (rv != 0) {
-		*msg = loomi_strfmt("spec: %s", verr ? verr : loom_strerror(rv));
+		const char *why = verr ? verr : loom_strerror(rv);
+		/* the plugin may have named the spec already */
+		*msg = strncmp(why, "spec", 4) == 0 ? loomi_strdup(why) : loomi_strfmt("spec: %s", why);
 		free(verr);
 		return LOOM_EINVAL;
 	}
 	return 0;
+}
+
+/* A validated submission on its way into the store.  Submissions are
+ * written in groups: while one thread commits, the others queue, and the
+ * next commit takes all of them in one transaction (a commit costs about as
+ * much as the inserts of ten tasks).  Each has its own savepoint, so one
+ * refused task does not refuse the others. */
+typedef struct submission {
+	const char *name, *user, *compute, *spec_text;
+	const json_t *after;
+	int64_t priority, cpu_millis, memory, gpu, max_retries, timeout_ms;
+	int64_t config_id, config_version;
+	bool preemptible, start;
+	/* out */
+	int64_t id;
+	int rv;
+	char *msg;
+	bool done;
+	struct submission *next;
+} submission;
+
+static struct {
+	pthread_mutex_t mtx;
+	pthread_cond_t done;
+	submission *head, **tail;
+	bool leading;
+} G = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, &G.head, false};
+
+/* Insert one submission; in the group's transaction, with J->mtx held. */
+static void
+insert_submission(submission *s)
+{
+	sqlite3_stmt *st;
+	size_t i;
+	const json_t *v;
+	int64_t now = loomi_wall_ms();
+	int rv;
+
+	json_array_foreach(s->after, i, v) {
+		int64_t a = json_is_string(v)    ? loomi_job_id_parse(json_string_value(v))
+		            : json_is_integer(v) ? json_integer_value(v)
+		                                 : 0;
+		if (a <= 0) {
+			s->rv = bad(&s->msg, "after[%zu]: expected a task id such as \"task-3\"", i);
+			return;
+		}
+		if (job_state(a) == 0) {
+			s->msg = loomi_strfmt("after[%zu]: there is no task-%lld", i, (long long)a);
+			s->rv = LOOM_ENOENT;
+			return;
+		}
+	}
+	if (exec_sql("SAVEPOINT submission") != 0)
+		goto fail;
+	st = prep("INSERT INTO jobs (name, user, priority, compute, spec, cpu_millis, memory, gpu,"
+	          " max_retries, timeout_ms, created_at, updated_at, preemptible, queued, config_id,"
+	          " config_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	sqlite3_bind_text(st, 1, s->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, s->user, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, s->priority);
+	sqlite3_bind_text(st, 4, s->compute, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, s->spec_text, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, s->cpu_millis);
+	sqlite3_bind_int64(st, 7, s->memory);
+	sqlite3_bind_int64(st, 8, s->gpu);
+	sqlite3_bind_int64(st, 9, s->max_retries);
+	sqlite3_bind_int64(st, 10, s->timeout_ms);
+	sqlite3_bind_int64(st, 11, now);
+	sqlite3_bind_int64(st, 12, now);
+	sqlite3_bind_int(st, 13, s->preemptible);
+	sqlite3_bind_int(st, 14, s->start);
+	if (s->config_id > 0) {
+		sqlite3_bind_int64(st, 15, s->config_id);
+		sqlite3_bind_int64(st, 16, s->config_version);
+	}
+	rv = step_done(st);
+	s->id = sqlite3_last_insert_rowid(db());
+	/* a new job can only run after existing ones, so no cycle can form */
+	json_array_foreach(s->after, i, v) {
+		int64_t a = json_is_string(v) ? loomi_job_id_parse(json_string_value(v))
+		                              : json_integer_value(v);
+		st = prep("INSERT OR IGNORE INTO job_deps (job_id, after_id) VALUES (?, ?)");
+		sqlite3_bind_int64(st, 1, s->id);
+		sqlite3_bind_int64(st, 2, a);
+		rv = rv ? rv : step_done(st);
+		if (rv && st == NULL)
+			break;
+	}
+	if (rv == 0) {
+		st = prep("INSERT INTO job_events (job_id, at, from_state, to_state, reason)"
+		          " VALUES (?, ?, NULL, 'pending', 'submitted')");
+		sqlite3_bind_int64(st, 1, s->id);
+		sqlite3_bind_int64(st, 2, now);
+		rv = step_done(st);
+	}
+	if (rv == 0 && exec_sql("RELEASE submission") == 0)
+		return;
+	exec_sql("ROLLBACK TO submission");
+	exec_sql("RELEASE submission");
+fail:
+	s->rv = LOOM_EIO;
+	s->msg = loomi_strdup("the state database refused the job; see loomd's log");
+}
+
+/* Write a group of submissions in one transaction; announce those stored. */
+static void
+write_group(submission *group)
+{
+	bool kicked = false, ok;
+
+	pthread_mutex_lock(&J->mtx);
+	sqlite3_mutex_enter(sqlite3_db_mutex(db()));
+	ok = exec_sql("BEGIN IMMEDIATE") == 0;
+	for (submission *s = group; s; s = s->next)
+		if (ok)
+			insert_submission(s);
+	if (!ok || exec_sql("COMMIT") != 0) {
+		exec_sql("ROLLBACK");
+		for (submission *s = group; s; s = s->next) {
+			if (s->rv == 0) {
+				s->rv = LOOM_EIO;
+				s->msg = loomi_strdup("the state database refused the job; see loomd's log");
+			}
+		}
+	}
+	sqlite3_mutex_leave(sqlite3_db_mutex(db()));
+	for (submission *s = group; s; s = s->next) {
+		char tid[32];
+		if (s->rv != 0)
+			continue;
+		LOG_INFO("task-%lld submitted by %s (%s, priority %lld)%s", (long long)s->id, s->user,
+		         s->name, (long long)s->priority, s->start ? ", started" : "");
+		snprintf(tid, sizeof tid, "task-%lld", (long long)s->id);
+		publish("job.state", json_pack("{s:s, s:I, s:n, s:s, s:s, s:I}", "task_id", tid, "id",
+		                               (json_int_t)s->id, "from", "status", "pending", "reason",
+		                               "submitted", "time", (json_int_t)loomi_wall_ms()));
+		kicked |= s->start;
+	}
+	if (kicked)
+		kick(); /* the loop plans at once; a burst of submissions shares one plan */
+	pthread_mutex_unlock(&J->mtx);
+}
+
+/* Store s with whatever else is queued.  While a group is being written,
+ * new submissions queue; when it is done, one of them writes the queue as
+ * the next group (which holds its own), and so on. */
+static void
+commit_grouped(submission *s)
+{
+	pthread_mutex_lock(&G.mtx);
+	*G.tail = s;
+	G.tail = &s->next;
+	while (!s->done) {
+		submission *group;
+		if (G.leading) {
+			pthread_cond_wait(&G.done, &G.mtx);
+			continue;
+		}
+		G.leading = true;
+		group = G.head;
+		G.head = NULL;
+		G.tail = &G.head;
+		pthread_mutex_unlock(&G.mtx);
+		write_group(group);
+		pthread_mutex_lock(&G.mtx);
+		for (submission *t = group; t; t = t->next)
+			t->done = true;
+		G.leading = false;
+		pthread_cond_broadcast(&G.done);
+	}
+	pthread_mutex_unlock(&G.mtx);
 }
 
 static int submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec,
@@ -1260,8 +1508,6 @@ submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t con
 	int64_t gpu = 0;
 	bool start = false, preemptible = false;
 	int rv;
-	sqlite3_stmt *st;
-	size_t i;
 
 	if ((v = json_object_get(body, "name")) && !(json_is_string(v) && json_string_length(v) &&
 	                                             json_string_length(v) <= 200))
@@ -1331,97 +1577,30 @@ submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t con
 		compute = "transformer";
 	spec_text = json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER);
 
-	pthread_mutex_lock(&J->mtx);
-	json_array_foreach(after, i, v) {
-		int64_t a = json_is_string(v)    ? loomi_job_id_parse(json_string_value(v))
-		            : json_is_integer(v) ? json_integer_value(v)
-		                                 : 0;
-		if (a <= 0) {
-			pthread_mutex_unlock(&J->mtx);
-			free(spec_text);
-			return bad(msg, "after[%zu]: expected a task id such as \"task-3\"", i);
-		}
-		if (job_state(a) == 0) {
-			pthread_mutex_unlock(&J->mtx);
-			free(spec_text);
-			*msg = loomi_strfmt("after[%zu]: there is no task-%lld", i, (long long)a);
-			return LOOM_ENOENT;
-		}
-	}
-	/* a new job can only run after existing ones, so no cycle can form */
-	sqlite3_mutex_enter(sqlite3_db_mutex(db()));
-	if (exec_sql("BEGIN IMMEDIATE") != 0) {
-		sqlite3_mutex_leave(sqlite3_db_mutex(db()));
-		pthread_mutex_unlock(&J->mtx);
-		free(spec_text);
-		return LOOM_EIO;
-	}
-	st = prep("INSERT INTO jobs (name, user, priority, compute, spec, cpu_millis, memory, gpu,"
-	          " max_retries, timeout_ms, created_at, updated_at, preemptible, queued, config_id,"
-	          " config_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
 	{
-		int64_t now = loomi_wall_ms();
-		sqlite3_bind_text(st, 1, name ? name : "job", -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(st, 2, user, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(st, 3, priority);
-		sqlite3_bind_text(st, 4, compute, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(st, 5, spec_text, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(st, 6, (int64_t)(cpu * 1000 + 0.5));
-		sqlite3_bind_int64(st, 7, (int64_t)memory);
-		sqlite3_bind_int64(st, 8, gpu);
-		sqlite3_bind_int64(st, 9, max_retries);
-		sqlite3_bind_int64(st, 10, timeout_ms);
-		sqlite3_bind_int64(st, 11, now);
-		sqlite3_bind_int64(st, 12, now);
-		sqlite3_bind_int(st, 13, preemptible);
-		sqlite3_bind_int(st, 14, start);
-		if (config_id > 0) {
-			sqlite3_bind_int64(st, 15, config_id);
-			sqlite3_bind_int64(st, 16, config_version);
-		}
-	}
-	rv = step_done(st);
-	*id = sqlite3_last_insert_rowid(db());
-	json_array_foreach(after, i, v) {
-		int64_t a = json_is_string(v) ? loomi_job_id_parse(json_string_value(v))
-		                              : json_integer_value(v);
-		st = prep("INSERT OR IGNORE INTO job_deps (job_id, after_id) VALUES (?, ?)");
-		sqlite3_bind_int64(st, 1, *id);
-		sqlite3_bind_int64(st, 2, a);
-		rv = rv ? rv : step_done(st);
-		if (rv && st == NULL)
-			break;
-	}
-	if (rv == 0) {
-		st = prep("INSERT INTO job_events (job_id, at, from_state, to_state, reason)"
-		          " VALUES (?, ?, NULL, 'pending', 'submitted')");
-		sqlite3_bind_int64(st, 1, *id);
-		sqlite3_bind_int64(st, 2, loomi_wall_ms());
-		rv = step_done(st);
-	}
-	if (rv != 0 || exec_sql("COMMIT") != 0) {
-		exec_sql("ROLLBACK");
-		sqlite3_mutex_leave(sqlite3_db_mutex(db()));
-		pthread_mutex_unlock(&J->mtx);
+		submission sub = {
+			.name = name ? name : "job",
+			.user = user,
+			.compute = compute,
+			.spec_text = spec_text,
+			.after = after,
+			.priority = priority,
+			.cpu_millis = (int64_t)(cpu * 1000 + 0.5),
+			.memory = (int64_t)memory,
+			.gpu = gpu,
+			.max_retries = max_retries,
+			.timeout_ms = timeout_ms,
+			.config_id = config_id,
+			.config_version = config_version,
+			.preemptible = preemptible,
+			.start = start,
+		};
+		commit_grouped(&sub);
 		free(spec_text);
-		*msg = loomi_strdup("the state database refused the job; see loomd's log");
-		return LOOM_EIO;
+		*id = sub.id;
+		*msg = sub.msg;
+		return sub.rv;
 	}
-	sqlite3_mutex_leave(sqlite3_db_mutex(db()));
-	LOG_INFO("task-%lld submitted by %s (%s, priority %lld)%s", (long long)*id, user,
-	         name ? name : "job", (long long)priority, start ? ", started" : "");
-	{
-		char tid[32];
-		snprintf(tid, sizeof tid, "task-%lld", (long long)*id);
-		publish("job.state", json_pack("{s:s, s:I, s:n, s:s, s:s, s:I}", "task_id", tid, "id",
-		                               (json_int_t)*id, "from", "status", "pending", "reason",
-		                               "submitted", "time", (json_int_t)loomi_wall_ms()));
-	}
-	if (start)
-		kick(); /* the loop plans at once; a burst of submissions shares one plan */
-	pthread_mutex_unlock(&J->mtx);
-	free(spec_text);
-	return 0;
 }
 
 /* The ops of the compute instance job id names, or NULL. */
@@ -1437,7 +1616,7 @@ compute_of(int64_t id)
 		if (ins && ins->kind == LOOM_KIND_COMPUTE)
 			ops = ins->desc->ops;
 	}
-	sqlite3_finalize(st);
+	unprep(st);
 	return ops;
 }
 
@@ -1466,7 +1645,7 @@ loomi_jobs_logs(loomi_daemon *d, int64_t id, int64_t after, int64_t limit)
 			                    (const char *)sqlite3_column_text(st, 3)));
 			free(t);
 		}
-		sqlite3_finalize(st);
+		unprep(st);
 		out = json_pack("{s:O, s:I, s:s}", "logs", list, "next", (json_int_t)next, "status",
 		                loom_job_state_name(job_state(id)));
 	}
@@ -1579,7 +1758,7 @@ event_time(int64_t id, const char *to_state)
 	sqlite3_bind_text(st, 2, to_state, -1, SQLITE_STATIC);
 	if (st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
 		t = loomi_iso_time(sqlite3_column_int64(st, 0));
-	sqlite3_finalize(st);
+	unprep(st);
 	return t;
 }
 
@@ -1679,7 +1858,7 @@ loomi_jobs_get(loomi_daemon *d, int64_t id)
 			json_object_set_new(o, "config_version", json_integer(sqlite3_column_int64(st, 28)));
 		}
 	}
-	sqlite3_finalize(st);
+	unprep(st);
 	pthread_mutex_unlock(&J->mtx);
 	return o;
 }
@@ -1725,7 +1904,7 @@ loomi_jobs_list(loomi_daemon *d, const char *status, const char *user, int64_t l
 	sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
 	if (st && sqlite3_step(st) == SQLITE_ROW)
 		total = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	unprep(st);
 	list = json_array();
 	if (which == 0 && offset > 0) {
 		/* ids are dense while no task was deleted: then the page starts at
@@ -1736,7 +1915,7 @@ loomi_jobs_list(loomi_daemon *d, const char *status, const char *user, int64_t l
 			dense_top = sqlite3_column_int64(st, 1) - offset;
 			which = 4;
 		}
-		sqlite3_finalize(st);
+		unprep(st);
 	}
 	/* the page's ids first (an index walk, also for a deep offset), then
 	 * their rows */
@@ -1764,7 +1943,7 @@ loomi_jobs_list(loomi_daemon *d, const char *status, const char *user, int64_t l
 		                    tot > 0 ? 100.0 * (double)step / (double)tot : 0.0, "created_at", t));
 		free(t);
 	}
-	sqlite3_finalize(st);
+	unprep(st);
 	pthread_mutex_unlock(&J->mtx);
 	out = json_pack("{s:o, s:I, s:I, s:I}", "tasks", list, "total", (json_int_t)total, "limit",
 	                (json_int_t)limit, "offset", (json_int_t)offset);
@@ -1877,7 +2056,7 @@ recover(void)
 		pids[n] = (pid_t)sqlite3_column_int64(st, 1);
 		n++;
 	}
-	sqlite3_finalize(st);
+	unprep(st);
 	for (size_t i = 0; i < n; i++) {
 		if (pids[i] > 0 && is_our_worker(pids[i], ids[i])) {
 			/* the loop requeues the job once the worker has gone; until then
@@ -2030,6 +2209,7 @@ loomi_jobs_stop(loomi_daemon *d)
 	pthread_mutex_unlock(&J->mtx);
 	if (d->bus)
 		loomi_bus_drop_owner(d->bus, J);
+	unprep_all();
 	free(J->runs);
 	free(J->orphans);
 	free(J->worker);

@@ -310,5 +310,26 @@ else
 	echo "# skipped the PyTorch part: /usr/bin/python3 has no torch (./bootstrap installs python3-torch)"
 fi
 
+# ---------------------------------------------------------------- concurrent submissions
+# Submissions are written in groups (one transaction, a savepoint each):
+# refused ones among them refuse nothing else.
+pids=
+before=$(curl -s "$URL/api/v1/training/tasks?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+for i in $(seq 1 24); do
+	if [ $((i % 3)) = 0 ]; then after='"after": ["task-99999"], '; else after=; fi
+	curl -s -o /dev/null -w '%{http_code}\n' -H 'Content-Type: application/json' --data-binary \
+		"{$after\"name\": \"burst-$i\", \"spec\": {\"compute\": \"exec\", \"command\": [\"true\"]}}" \
+		"$URL/api/v1/training/tasks" >"$T/burst-$i" &
+	pids="$pids $!"
+done
+wait $pids # not loomd
+[ "$(cat "$T"/burst-* | sort | uniq -c | tr -s ' ' | sed 's/^ //' | tr '\n' ' ')" = "16 201 8 404 " ] ||
+	fail "24 concurrent submissions, 8 of them after a missing task: got $(cat "$T"/burst-* | sort | uniq -c | tr '\n' ' ')"
+api GET '/api/v1/training/tasks?limit=100'
+code 200; has "$T/body" "\"total\":$((before + 16))"
+n=$(python3 -c 'import json,sys; print(len({t["name"] for t in json.load(open(sys.argv[1]))["tasks"] if t["name"].startswith("burst-")}))' "$T/body")
+[ "$n" = 16 ] || fail "$n distinct burst tasks stored, expected 16"
+ok "24 concurrent submissions: 16 stored, 8 refused (404) without affecting the others"
+
 stop_loomd
 ok "loomd stopped cleanly"
