@@ -105,14 +105,6 @@ int loomi_configs_export(loomi_daemon *d, const char *id, int64_t version, const
 int loomi_configs_templates(const char *dir, json_t **out, char **msg);
 int loomi_configs_template(const char *dir, const char *name, json_t **out, char **msg);
 
-/* JSON → libconfig text (groups, lists, arrays, strings escaped, integers,
- * floats that read back the same, booleans); NULL for a value libconfig
- * cannot hold (null, a string containing NUL, a key that is not a
- * libconfig name [A-Za-z*][-A-Za-z0-9_*]*, a root that is not an object).
- * Arrays of scalars of one type become libconfig arrays [ … ]; mixed-type
- * arrays and arrays holding groups or arrays become lists ( … ).  Read back
- * with loomi_doc_load_string the result is json_equal to root.  Free it. */
-char *loomi_json_to_libconfig(const json_t *root);
 
 /* "config-12" or "12" → 12; 0 when it is neither. */
 int64_t loomi_config_id_parse(const char *text);

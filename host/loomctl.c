@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include <loom/version.h>
 
 #include "schema.h"
+#include "util.h"
 
 enum {
 	EXIT_REFUSED = 1,
@@ -42,6 +44,8 @@ typedef struct ctl {
 typedef struct reply {
 	int status;
 	json_t *body;
+	char *text; /* a text answer as sent (configs show --format); free it */
+	size_t len;
 } reply;
 
 static void
@@ -54,9 +58,11 @@ usage(FILE *fp)
 	        "  health                 the daemon's state, version and uptime\n"
 	        "  plugins [list]         the plugin instances loomd loaded\n"
 	        "  plugins show INSTANCE  one instance, with its settings\n"
-	        "  submit FILE [--start] [--priority N] [--after ID]... [--name NAME]\n"
-	        "         [--cpu N] [--memory SIZE] [--retries N] [--preemptible]\n"
-	        "                         submit the job spec in FILE (libconfig or JSON)\n"
+	        "  submit FILE|--config ID [--version N] [--start] [--priority N]\n"
+	        "         [--after ID]... [--name NAME] [--cpu N] [--memory SIZE] [--retries N]\n"
+	        "         [--preemptible]\n"
+	        "                         submit the job spec in FILE (libconfig or JSON), or\n"
+	        "                         version N (default: the newest) of a stored config\n"
 	        "  list [--status S] [--user U] [--limit N] [--offset N]\n"
 	        "                         training tasks, newest first\n"
 	        "  status ID              one task: state, progress, metrics, resources\n"
@@ -67,6 +73,20 @@ usage(FILE *fp)
 	        "                         if it completed\n"
 	        "  logs ID [-f]           the task's log lines; -f follows until it ends\n"
 	        "  resources              the resource pool and what running tasks hold\n"
+	        "  configs [list] [--limit N] [--offset N]\n"
+	        "                         stored training configs, newest first\n"
+	        "  configs show ID [--version N] [--format libconfig|json]\n"
+	        "                         one config; --format prints it as a file to save\n"
+	        "  configs create FILE [--name NAME] [--description TEXT] [--comment TEXT]\n"
+	        "                         store the job spec in FILE (libconfig or JSON; - reads\n"
+	        "                         standard input); NAME defaults to the spec's name\n"
+	        "  configs update ID FILE [--name NAME] [--description TEXT] [--comment TEXT]\n"
+	        "                         store FILE as the config's next version\n"
+	        "  configs delete ID      delete a config (tasks made from it keep their spec)\n"
+	        "  configs versions ID    a config's versions, with their comments\n"
+	        "  configs validate FILE  check a job spec as loomd would; exit 1 if invalid\n"
+	        "  configs templates      the job-spec templates loomd offers\n"
+	        "  configs template NAME  a template as libconfig text, to save and edit\n"
 	        "  version                loomctl's version\n"
 	        "\n"
 	        "options:\n"
@@ -79,9 +99,11 @@ usage(FILE *fp)
 }
 
 /* One HTTP exchange.  Returns 0 with *out filled, or EXIT_UNREACHABLE
- * after printing why. */
+ * after printing why.  With text, a 200 answer is kept as sent in
+ * out->text instead of being read as JSON. */
 static int
-http(const ctl *c, const char *method, const char *path, const char *body, reply *out)
+exchange(const ctl *c, const char *method, const char *path, const char *body, bool text,
+         reply *out)
 {
 	char *full = NULL;
 	nng_url *url = NULL;
@@ -133,6 +155,18 @@ http(const ctl *c, const char *method, const char *path, const char *body, reply
 	}
 	out->status = nng_http_res_get_status(res);
 	nng_http_res_get_data(res, &data, &len);
+	if (text && out->status == 200) {
+		if ((out->text = malloc(len + 1)) == NULL) {
+			fprintf(stderr, "loomctl: out of memory for a %zu-byte answer\n", len);
+			ret = EXIT_REFUSED;
+			goto out;
+		}
+		memcpy(out->text, data, len);
+		out->text[len] = '\0';
+		out->len = len;
+		ret = 0;
+		goto out;
+	}
 	out->body = len ? json_loadb(data, len, 0, NULL) : NULL;
 	if (len && out->body == NULL) {
 		fprintf(stderr, "loomctl: %s%s answered %d with a body that is not JSON; is %s a "
@@ -155,6 +189,12 @@ out:
 		nng_url_free(url);
 	free(full);
 	return ret;
+}
+
+static int
+http(const ctl *c, const char *method, const char *path, const char *body, reply *out)
+{
+	return exchange(c, method, path, body, false, out);
 }
 
 /* A string field for printing: "-" when absent. */
@@ -333,6 +373,31 @@ task_arg(const char *s)
 	return d;
 }
 
+/* "config-3" or "3": the number, checked so it needs no escaping in a path. */
+static const char *
+config_arg(const char *s)
+{
+	const char *d = strncmp(s, "config-", 7) == 0 ? s + 7 : s;
+	if (*d < '1' || *d > '9' || strspn(d, "0123456789") != strlen(d) || strlen(d) > 18) {
+		fprintf(stderr, "loomctl: \"%s\" is not a config id; ids look like config-3 (loomctl "
+		                "configs list shows them)\n",
+		        s);
+		return NULL;
+	}
+	return d;
+}
+
+/* The value of option opt is a whole number (the daemon checks its range). */
+static bool
+number_arg(const char *opt, const char *s)
+{
+	if (*s == '\0' || strspn(s, "0123456789") != strlen(s) || strlen(s) > 18) {
+		fprintf(stderr, "loomctl: %s: \"%s\" is not a whole number\n", opt, s);
+		return false;
+	}
+	return true;
+}
+
 static double
 N(const json_t *obj, const char *key)
 {
@@ -394,16 +459,80 @@ final_state(const char *s)
 	       strcmp(s, "cancelled") == 0;
 }
 
+/* The job spec in file ("-": standard input): JSON when it starts with
+ * '{', else libconfig read through the same reader loomd uses.  Returns 0
+ * with *spec set; else prints why and returns EXIT_USAGE (the file cannot
+ * be read) or bad_syntax (it does not parse: FILE:LINE: messages). */
+static int
+read_spec(const char *file, int bad_syntax, json_t **spec)
+{
+	char buf[65536], *text = NULL, *more;
+	size_t n = 0, k;
+	int rv = 0;
+	FILE *fp;
+
+	*spec = NULL;
+	if (strcmp(file, "-") == 0) {
+		fp = stdin;
+		file = "stdin";
+	} else if ((fp = fopen(file, "r")) == NULL) {
+		fprintf(stderr, "loomctl: cannot read %s: %s\n", file, strerror(errno));
+		return EXIT_USAGE;
+	}
+	while ((k = fread(buf, 1, sizeof buf, fp)) > 0) {
+		if ((more = realloc(text, n + k + 1)) == NULL) {
+			fprintf(stderr, "loomctl: %s: out of memory\n", file);
+			rv = EXIT_USAGE;
+			goto out;
+		}
+		text = more;
+		memcpy(text + n, buf, k);
+		n += k;
+	}
+	if (ferror(fp)) {
+		fprintf(stderr, "loomctl: cannot read %s: %s\n", file, strerror(errno));
+		rv = EXIT_USAGE;
+		goto out;
+	}
+	if (text == NULL && (text = strdup("")) == NULL) {
+		rv = EXIT_USAGE;
+		goto out;
+	}
+	text[n] = '\0';
+	if (text[strspn(text, " \t\r\n")] == '{') {
+		json_error_t je;
+		if ((*spec = json_loads(text, JSON_REJECT_DUPLICATES, &je)) == NULL) {
+			fprintf(stderr, "%s:%d:%d: %s\n", file, je.line, je.column, je.text);
+			rv = bad_syntax;
+		}
+	} else {
+		loomi_doc doc;
+		loomi_strv errs = {0};
+		if (loomi_doc_load_string(&doc, text, file, &errs) != 0) {
+			for (size_t i = 0; i < errs.n; i++)
+				fprintf(stderr, "%s\n", errs.v[i]);
+			rv = bad_syntax;
+		} else {
+			*spec = json_incref(doc.root);
+		}
+		loomi_strv_free(&errs);
+		loomi_doc_free(&doc);
+	}
+out:
+	if (fp != stdin)
+		fclose(fp);
+	free(text);
+	return rv;
+}
+
 static int
 cmd_submit(const ctl *c, int argc, char **argv)
 {
 	json_t *req = json_object(), *spec = NULL, *after = json_array(), *rr = json_object();
-	const char *file = NULL;
-	char *text = NULL, *body;
+	const char *file = NULL, *config = NULL, *version = NULL;
+	char *body;
 	reply r = {0};
 	int rv = EXIT_USAGE;
-	FILE *fp;
-	size_t n = 0;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -424,56 +553,41 @@ cmd_submit(const ctl *c, int argc, char **argv)
 			json_object_set_new(rr, "cpu", json_real(strtod(argv[++i], NULL)));
 		else if (strcmp(a, "--memory") == 0 && more)
 			json_object_set_new(rr, "memory", json_string(argv[++i]));
-		else if (a[0] == '-' || file) {
+		else if (strcmp(a, "--config") == 0 && more) {
+			if ((config = config_arg(argv[++i])) == NULL)
+				goto out;
+		} else if (strcmp(a, "--version") == 0 && more) {
+			if (!number_arg("--version", (version = argv[++i])))
+				goto out;
+		} else if (a[0] == '-' || file) {
 			fprintf(stderr, "loomctl: submit: unexpected \"%s\"\n", a);
 			goto out;
 		} else
 			file = a;
 	}
-	if (file == NULL) {
-		fprintf(stderr, "loomctl: usage: submit FILE [--start] [--priority N] [--after ID]...\n");
+	if ((file == NULL) == (config == NULL)) {
+		fprintf(stderr, "loomctl: usage: submit FILE|--config ID [--version N] [--start] "
+		                "[--priority N] [--after ID]...; give the job spec as a FILE or as a "
+		                "stored config, not both\n");
 		goto out;
 	}
-	/* JSON as it is; libconfig through the same reader loomd uses */
-	if ((fp = fopen(file, "r")) == NULL) {
-		fprintf(stderr, "loomctl: cannot read %s: %s\n", file, strerror(errno));
+	if (version && config == NULL) {
+		fprintf(stderr, "loomctl: submit: --version N goes with --config ID (a version of "
+		                "a stored config)\n");
 		goto out;
 	}
-	{
-		char buf[65536];
-		size_t k;
-		while ((k = fread(buf, 1, sizeof buf, fp)) > 0) {
-			text = realloc(text, n + k + 1);
-			memcpy(text + n, buf, k);
-			n += k;
-		}
-		fclose(fp);
-		if (text == NULL)
-			text = strdup("");
-		text[n] = '\0';
-	}
-	if (text[strspn(text, " \t\r\n")] == '{') {
-		json_error_t je;
-		if ((spec = json_loads(text, JSON_REJECT_DUPLICATES, &je)) == NULL) {
-			fprintf(stderr, "%s:%d:%d: %s\n", file, je.line, je.column, je.text);
-			rv = EXIT_USAGE;
-			goto out;
-		}
+	if (config) {
+		char id[32];
+		snprintf(id, sizeof id, "config-%s", config);
+		json_object_set_new(req, "config_id", json_string(id));
+		if (version)
+			json_object_set_new(req, "config_version",
+			                    json_integer(strtoll(version, NULL, 10)));
 	} else {
-		loomi_doc doc;
-		loomi_strv errs = {0};
-		if (loomi_doc_load_string(&doc, text, file, &errs) != 0) {
-			for (size_t k = 0; k < errs.n; k++)
-				fprintf(stderr, "%s\n", errs.v[k]);
-			loomi_strv_free(&errs);
-			loomi_doc_free(&doc);
-			rv = EXIT_USAGE;
+		if ((rv = read_spec(file, EXIT_USAGE, &spec)) != 0)
 			goto out;
-		}
-		spec = json_incref(doc.root);
-		loomi_doc_free(&doc);
+		json_object_set(req, "spec", spec);
 	}
-	json_object_set(req, "spec", spec);
 	if (json_array_size(after))
 		json_object_set(req, "after", after);
 	if (json_object_size(rr))
@@ -491,7 +605,6 @@ cmd_submit(const ctl *c, int argc, char **argv)
 		printf("%s %s\n", S(r.body, "task_id"), S(r.body, "status"));
 	json_decref(r.body);
 out:
-	free(text);
 	json_decref(spec);
 	json_decref(req);
 	json_decref(after);
@@ -792,6 +905,507 @@ cmd_resources(const ctl *c, int argc, char **argv)
 	return rv;
 }
 
+/* ------------------------------------------------------------------ configs */
+
+/* Stored training configs and job-spec templates, through
+ * /api/v1/training/configs and /api/v1/training/templates (host/configs.h
+ * describes the bodies and answers). */
+
+#define CONFIGS_PATH "/api/v1/training/configs"
+
+static int configs_usage(const char *sub);
+
+/* spec as libconfig text, after comment as a comment line when there is
+ * one; NULL when spec holds a value libconfig cannot (a null, a NUL
+ * character, a key that is not a libconfig name).  Free it. */
+static char *
+libconfig_text(const json_t *spec, const char *comment)
+{
+	char *body = loomi_json_to_libconfig(spec), *text;
+
+	if (body == NULL || comment == NULL || *comment == '\0')
+		return body;
+	text = loomi_strfmt("# %s\n%s", comment, body);
+	free(body);
+	return text;
+}
+
+/* The settings of a spec, one "group.key = value" line each. */
+static void
+print_settings(const json_t *group, const char *prefix)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)group, key, v) {
+		char path[512];
+		snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", key);
+		if (json_is_object(v) && json_object_size(v) > 0) {
+			print_settings(v, path);
+		} else {
+			char *text =
+				json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(15));
+			printf("    %s = %s\n", path, text ? text : "?");
+			free(text);
+		}
+	}
+}
+
+/* The usual ending of a request: refused unless the status is ok, else
+ * the JSON with --json, else print(body). */
+static int
+answer(const ctl *c, reply *r, int ok, void (*print)(const json_t *body))
+{
+	int rv = 0;
+
+	if (r->status != ok)
+		rv = refused(c, r);
+	else if (c->json)
+		rv = print_json(r);
+	else
+		print(r->body);
+	json_decref(r->body);
+	r->body = NULL;
+	return rv;
+}
+
+static void
+print_config_list(const json_t *b)
+{
+	json_t *list = json_object_get(b, "configs"), *cfg;
+	size_t i;
+
+	printf("%-12s %7s %-24s %s\n", "CONFIG", "VERSION", "UPDATED", "NAME");
+	json_array_foreach(list, i, cfg) {
+		printf("%-12s %7lld %-24s %s\n", S(cfg, "config_id"),
+		       (long long)json_integer_value(json_object_get(cfg, "versions")),
+		       S(cfg, "updated_at"), S(cfg, "name"));
+	}
+	printf("(%zu of %lld)\n", json_array_size(list),
+	       (long long)json_integer_value(json_object_get(b, "total")));
+}
+
+static int
+configs_list(const ctl *c, int argc, char **argv)
+{
+	const char *limit = NULL, *offset = NULL;
+	char path[128];
+	reply r = {0};
+	int rv;
+
+	for (int i = 1; i < argc; i++) {
+		bool more = i + 1 < argc;
+		if (strcmp(argv[i], "--limit") == 0 && more)
+			limit = argv[++i];
+		else if (strcmp(argv[i], "--offset") == 0 && more)
+			offset = argv[++i];
+		else
+			return configs_usage("list");
+	}
+	if ((limit && !number_arg("--limit", limit)) || (offset && !number_arg("--offset", offset)))
+		return EXIT_USAGE;
+	snprintf(path, sizeof path, CONFIGS_PATH "?limit=%s&offset=%s", limit ? limit : "50",
+	         offset ? offset : "0");
+	if ((rv = http(c, "GET", path, NULL, &r)) != 0)
+		return rv;
+	return answer(c, &r, 200, print_config_list);
+}
+
+static void
+print_config(const json_t *b)
+{
+	const char *desc = json_string_value(json_object_get(b, "description"));
+
+	printf("%s  %s  version %lld of %lld\n", S(b, "config_id"), S(b, "name"),
+	       (long long)json_integer_value(json_object_get(b, "version")),
+	       (long long)json_integer_value(json_object_get(b, "versions")));
+	if (desc && *desc)
+		printf("  %s\n", desc);
+	printf("  created %s   updated %s\n", S(b, "created_at"), S(b, "updated_at"));
+	printf("  spec:\n");
+	print_settings(json_object_get(b, "spec"), "");
+}
+
+static int
+configs_show(const ctl *c, int argc, char **argv)
+{
+	const char *id = NULL, *version = NULL, *format = NULL;
+	char path[128];
+	reply r = {0};
+	int rv, n;
+
+	for (int i = 1; i < argc; i++) {
+		bool more = i + 1 < argc;
+		if (strcmp(argv[i], "--version") == 0 && more)
+			version = argv[++i];
+		else if (strcmp(argv[i], "--format") == 0 && more)
+			format = argv[++i];
+		else if (argv[i][0] != '-' && id == NULL)
+			id = argv[i];
+		else
+			return configs_usage("show");
+	}
+	if (id == NULL)
+		return configs_usage("show");
+	if ((id = config_arg(id)) == NULL || (version && !number_arg("--version", version)))
+		return EXIT_USAGE;
+	if (format && strcmp(format, "libconfig") != 0 && strcmp(format, "json") != 0) {
+		fprintf(stderr, "loomctl: configs show: --format \"%s\": give libconfig or json\n",
+		        format);
+		return EXIT_USAGE;
+	}
+	if (format && c->json && strcmp(format, "json") != 0) {
+		fprintf(stderr, "loomctl: configs show: --json and --format %s ask for two different "
+		                "outputs; give one of them\n",
+		        format);
+		return EXIT_USAGE;
+	}
+	n = snprintf(path, sizeof path, CONFIGS_PATH "/config-%s?", id);
+	if (version) /* else the newest */
+		n += snprintf(path + n, sizeof path - (size_t)n, "version=%s&", version);
+	if (format)
+		snprintf(path + n, sizeof path - (size_t)n, "format=%s", format);
+	if (format == NULL) {
+		if ((rv = http(c, "GET", path, NULL, &r)) != 0)
+			return rv;
+		return answer(c, &r, 200, print_config);
+	}
+	/* the exported text exactly as loomd wrote it, so it can be saved */
+	if ((rv = exchange(c, "GET", path, NULL, true, &r)) != 0)
+		return rv;
+	if (r.status != 200)
+		rv = refused(c, &r);
+	else
+		fwrite(r.text, 1, r.len, stdout);
+	json_decref(r.body);
+	free(r.text);
+	return rv;
+}
+
+/* A config name (see host/configs.h) for create's default. */
+static bool
+config_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	return n >= 1 && n <= 100 &&
+	       strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+}
+
+/* create's name when --name is not given: the spec's own name setting,
+ * else the file's name without its directory and extension; NULL when
+ * neither makes a config name. */
+static char *
+default_name(const json_t *spec, const char *file)
+{
+	const char *s = json_string_value(json_object_get(spec, "name")), *base, *dot;
+	char *name;
+
+	if (s && config_name_ok(s))
+		return strdup(s);
+	base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+	dot = strrchr(base, '.');
+	name = strndup(base, dot && dot != base ? (size_t)(dot - base) : strlen(base));
+	if (name && (strcmp(file, "-") == 0 || !config_name_ok(name))) {
+		free(name);
+		return NULL;
+	}
+	return name;
+}
+
+static void
+print_stored(const json_t *b)
+{
+	printf("%s %s version %lld\n", S(b, "config_id"), S(b, "name"),
+	       (long long)json_integer_value(json_object_get(b, "version")));
+}
+
+/* configs create FILE … and configs update ID FILE …: the spec in FILE,
+ * stored as a new config or as the next version of config ID. */
+static int
+configs_store(const ctl *c, int argc, char **argv)
+{
+	bool update = strcmp(argv[0], "update") == 0;
+	const char *id = NULL, *file = NULL;
+	json_t *req = json_object(), *spec = NULL;
+	char path[96], *body = NULL, *name = NULL;
+	reply r = {0};
+	int rv = EXIT_USAGE;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if ((strcmp(a, "--name") == 0 || strcmp(a, "--description") == 0 ||
+		     strcmp(a, "--comment") == 0) &&
+		    i + 1 < argc) {
+			json_t *v = json_string(argv[++i]);
+			if (v == NULL) {
+				fprintf(stderr, "loomctl: configs %s: %s: not UTF-8 text\n", argv[0], a);
+				goto out;
+			}
+			json_object_set_new(req, a + 2, v);
+		} else if (a[0] == '-' && a[1] != '\0') {
+			rv = configs_usage(argv[0]);
+			goto out;
+		} else if (update && id == NULL) {
+			id = a;
+		} else if (file == NULL) {
+			file = a;
+		} else {
+			rv = configs_usage(argv[0]);
+			goto out;
+		}
+	}
+	if (file == NULL) {
+		rv = configs_usage(argv[0]);
+		goto out;
+	}
+	if (update && (id = config_arg(id)) == NULL)
+		goto out;
+	if ((rv = read_spec(file, EXIT_USAGE, &spec)) != 0)
+		goto out;
+	if (!update && json_object_get(req, "name") == NULL) {
+		if ((name = default_name(spec, file)) == NULL) {
+			fprintf(stderr, "loomctl: configs create: give the config a name with --name "
+			                "NAME (the spec has no name setting to take it from)\n");
+			rv = EXIT_USAGE;
+			goto out;
+		}
+		json_object_set_new(req, "name", json_string(name));
+	}
+	json_object_set(req, "spec", spec);
+	body = json_dumps(req, JSON_COMPACT);
+	if (update) {
+		snprintf(path, sizeof path, CONFIGS_PATH "/config-%s", id);
+		rv = http(c, "PUT", path, body, &r);
+	} else {
+		rv = http(c, "POST", CONFIGS_PATH, body, &r);
+	}
+	if (rv == 0 && (rv = answer(c, &r, update ? 200 : 201, print_stored)) != 0 && name &&
+	    r.status == 409)
+		fprintf(stderr, "loomctl: the name \"%s\" came from %s; give another with --name\n",
+		        name, json_object_get(spec, "name") ? "the spec's name setting" : file);
+out:
+	free(body);
+	free(name);
+	json_decref(spec);
+	json_decref(req);
+	return rv;
+}
+
+static void
+print_deleted(const json_t *b)
+{
+	printf("%s deleted\n", S(b, "config_id"));
+}
+
+static int
+configs_delete(const ctl *c, int argc, char **argv)
+{
+	const char *id;
+	char path[96];
+	reply r = {0};
+	int rv;
+
+	if (argc != 2 || argv[1][0] == '-')
+		return configs_usage("delete");
+	if ((id = config_arg(argv[1])) == NULL)
+		return EXIT_USAGE;
+	snprintf(path, sizeof path, CONFIGS_PATH "/config-%s", id);
+	if ((rv = http(c, "DELETE", path, NULL, &r)) != 0)
+		return rv;
+	return answer(c, &r, 200, print_deleted);
+}
+
+static void
+print_versions(const json_t *b)
+{
+	json_t *v;
+	size_t i;
+
+	printf("%s  %s\n", S(b, "config_id"), S(b, "name"));
+	printf("%7s %-24s %s\n", "VERSION", "CREATED", "COMMENT");
+	json_array_foreach(json_object_get(b, "versions"), i, v) {
+		printf("%7lld %-24s %s\n", (long long)json_integer_value(json_object_get(v, "version")),
+		       S(v, "created_at"), S(v, "comment"));
+	}
+}
+
+static int
+configs_versions(const ctl *c, int argc, char **argv)
+{
+	const char *id;
+	char path[96];
+	reply r = {0};
+	int rv;
+
+	if (argc != 2 || argv[1][0] == '-')
+		return configs_usage("versions");
+	if ((id = config_arg(argv[1])) == NULL)
+		return EXIT_USAGE;
+	snprintf(path, sizeof path, CONFIGS_PATH "/config-%s/versions", id);
+	if ((rv = http(c, "GET", path, NULL, &r)) != 0)
+		return rv;
+	return answer(c, &r, 200, print_versions);
+}
+
+/* configs validate FILE: "FILE: OK", or each problem as "FILE: …" and
+ * exit status 1; a FILE that does not parse is invalid too. */
+static int
+configs_validate(const ctl *c, int argc, char **argv)
+{
+	const char *file;
+	json_t *spec = NULL, *req;
+	char *body;
+	reply r = {0};
+	int rv;
+
+	if (argc != 2 || (argv[1][0] == '-' && argv[1][1] != '\0'))
+		return configs_usage("validate");
+	file = strcmp(argv[1], "-") == 0 ? "stdin" : argv[1];
+	if ((rv = read_spec(argv[1], EXIT_REFUSED, &spec)) != 0)
+		return rv;
+	req = json_pack("{s:o}", "spec", spec);
+	body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	rv = http(c, "POST", CONFIGS_PATH "/validate", body, &r);
+	free(body);
+	if (rv != 0)
+		return rv;
+	if (r.status == 200) {
+		if (c->json)
+			print_json(&r);
+		else
+			printf("%s: OK\n", file);
+	} else if (r.status == 400) {
+		/* the compute plugin's problems, one a line */
+		const char *msg = json_string_value(
+			json_object_get(json_object_get(r.body, "error"), "message"));
+		if (c->json)
+			print_json(&r);
+		for (const char *p = msg ? msg : "invalid"; *p;) {
+			size_t n = strcspn(p, "\n");
+			fprintf(stderr, "%s: %.*s\n", file, (int)n, p);
+			p += n + (p[n] == '\n');
+		}
+		rv = EXIT_REFUSED;
+	} else {
+		rv = refused(c, &r);
+	}
+	json_decref(r.body);
+	return rv;
+}
+
+static void
+print_templates(const json_t *b)
+{
+	json_t *list = json_object_get(b, "templates"), *t;
+	size_t i;
+
+	printf("%-16s %s\n", "TEMPLATE", "DESCRIPTION");
+	json_array_foreach(list, i, t) {
+		printf("%-16s %s\n", S(t, "name"), S(t, "description"));
+	}
+	if (json_array_size(list) == 0)
+		printf("(no templates; loomd reads them from $LOOM_TEMPLATES, by default %s)\n",
+		       LOOM_TEMPLATE_DIR);
+}
+
+static int
+configs_templates(const ctl *c, int argc, char **argv)
+{
+	reply r = {0};
+	int rv;
+
+	(void)argv;
+	if (argc != 1)
+		return configs_usage("templates");
+	if ((rv = http(c, "GET", "/api/v1/training/templates", NULL, &r)) != 0)
+		return rv;
+	return answer(c, &r, 200, print_templates);
+}
+
+/* configs template NAME: the template as libconfig text to save, edit and
+ * give to configs create or submit. */
+static int
+configs_template(const ctl *c, int argc, char **argv)
+{
+	char path[160], *text;
+	reply r = {0};
+	int rv;
+
+	if (argc != 2 || argv[1][0] == '-')
+		return configs_usage("template");
+	if (!config_name_ok(argv[1])) {
+		fprintf(stderr, "loomctl: \"%s\" is not a template name (letters, digits, '_', '.' "
+		                "and '-'); loomctl configs templates lists them\n",
+		        argv[1]);
+		return EXIT_USAGE;
+	}
+	snprintf(path, sizeof path, "/api/v1/training/templates/%s", argv[1]);
+	if ((rv = http(c, "GET", path, NULL, &r)) != 0)
+		return rv;
+	if (r.status != 200 || c->json) {
+		rv = r.status != 200 ? refused(c, &r) : print_json(&r);
+	} else if ((text = libconfig_text(json_object_get(r.body, "spec"),
+	                                  S(r.body, "description"))) == NULL) {
+		fprintf(stderr, "loomctl: template %s holds a value libconfig cannot write; see it "
+		                "with loomctl --json configs template %s\n",
+		        argv[1], argv[1]);
+		rv = EXIT_REFUSED;
+	} else {
+		fputs(text, stdout);
+		free(text);
+	}
+	json_decref(r.body);
+	return rv;
+}
+
+static const struct configs_cmd {
+	const char *name, *args;
+	int (*fn)(const ctl *c, int argc, char **argv);
+} configs_cmds[] = {
+	{"list", "[--limit N] [--offset N]", configs_list},
+	{"show", "ID [--version N] [--format libconfig|json]", configs_show},
+	{"create", "FILE [--name NAME] [--description TEXT] [--comment TEXT]", configs_store},
+	{"update", "ID FILE [--name NAME] [--description TEXT] [--comment TEXT]", configs_store},
+	{"delete", "ID", configs_delete},
+	{"versions", "ID", configs_versions},
+	{"validate", "FILE", configs_validate},
+	{"templates", "", configs_templates},
+	{"template", "NAME", configs_template},
+};
+#define N_CONFIGS_CMDS (sizeof configs_cmds / sizeof configs_cmds[0])
+
+/* Print how to call configs sub (all of them when sub is not one). */
+static int
+configs_usage(const char *sub)
+{
+	for (size_t i = 0; i < N_CONFIGS_CMDS; i++) {
+		if (strcmp(configs_cmds[i].name, sub) == 0) {
+			fprintf(stderr, "loomctl: usage: configs %s%s%s\n", sub,
+			        *configs_cmds[i].args ? " " : "", configs_cmds[i].args);
+			return EXIT_USAGE;
+		}
+	}
+	fprintf(stderr, "loomctl: usage:\n");
+	for (size_t i = 0; i < N_CONFIGS_CMDS; i++)
+		fprintf(stderr, "  loomctl configs %s%s%s\n", configs_cmds[i].name,
+		        *configs_cmds[i].args ? " " : "", configs_cmds[i].args);
+	return EXIT_USAGE;
+}
+
+static int
+cmd_configs(const ctl *c, int argc, char **argv)
+{
+	if (argc < 2 || argv[1][0] == '-') /* like plugins: the list */
+		return configs_list(c, argc, argv);
+	for (size_t i = 0; i < N_CONFIGS_CMDS; i++) {
+		if (strcmp(configs_cmds[i].name, argv[1]) == 0)
+			return configs_cmds[i].fn(c, argc - 1, argv + 1);
+	}
+	fprintf(stderr, "loomctl: configs: unknown command \"%s\"\n", argv[1]);
+	return configs_usage("");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -852,6 +1466,8 @@ main(int argc, char **argv)
 		rv = cmd_logs(&c, argc, argv);
 	else if (strcmp(argv[0], "resources") == 0)
 		rv = cmd_resources(&c, argc, argv);
+	else if (strcmp(argv[0], "configs") == 0)
+		rv = cmd_configs(&c, argc, argv);
 	else if (strcmp(argv[0], "start") == 0 || strcmp(argv[0], "pause") == 0 ||
 	         strcmp(argv[0], "resume") == 0 || strcmp(argv[0], "cancel") == 0)
 		rv = cmd_action(&c, argc, argv);

@@ -855,3 +855,236 @@ loomi_pconf_strlist(const loomi_pconf *pc, const char *key)
 	return NULL;
 }
 
+/* ------------------------------------------------------------------ JSON → libconfig */
+
+typedef struct sbuf {
+	char *p;
+	size_t n, cap;
+} sbuf;
+
+static void
+sb_add(sbuf *sb, const char *s, size_t n)
+{
+	if (sb->n + n + 1 > sb->cap) {
+		while (sb->n + n + 1 > sb->cap)
+			sb->cap = sb->cap ? sb->cap * 2 : 256;
+		sb->p = loomi_xrealloc(sb->p, sb->cap);
+	}
+	memcpy(sb->p + sb->n, s, n);
+	sb->n += n;
+	sb->p[sb->n] = '\0';
+}
+
+static void
+sb_puts(sbuf *sb, const char *s)
+{
+	sb_add(sb, s, strlen(s));
+}
+
+static void
+sb_indent(sbuf *sb, int level)
+{
+	for (int i = 0; i < level; i++)
+		sb_puts(sb, "  ");
+}
+
+/* A libconfig setting name: [A-Za-z*][-A-Za-z0-9_*]*. */
+static bool
+libconfig_name_ok(const char *key)
+{
+	if (!((*key >= 'A' && *key <= 'Z') || (*key >= 'a' && *key <= 'z') || *key == '*'))
+		return false;
+	for (key++; *key; key++) {
+		char c = *key;
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '*'))
+			return false;
+	}
+	return true;
+}
+
+static bool
+needs_int64(json_int_t v)
+{
+	return v < INT32_MIN || v > INT32_MAX;
+}
+
+static void
+put_int(sbuf *sb, json_int_t v, bool int64)
+{
+	char buf[32];
+	snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT "%s", v, int64 ? "L" : "");
+	sb_puts(sb, buf);
+}
+
+/* The shortest %g form that reads back as the same double, always with a
+ * '.' or an exponent so libconfig reads a float. */
+static void
+put_real(sbuf *sb, double x)
+{
+	char buf[40];
+
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(buf, sizeof buf, "%.*g", prec, x);
+		if (strtod(buf, NULL) == x)
+			break;
+	}
+	if (strpbrk(buf, ".e") == NULL)
+		strcat(buf, ".0");
+	sb_puts(sb, buf);
+}
+
+static bool
+put_string(sbuf *sb, const json_t *v)
+{
+	const char *s = json_string_value(v);
+	size_t n = json_string_length(v);
+
+	if (strlen(s) != n)
+		return false; /* a NUL: libconfig strings end there */
+	sb_puts(sb, "\"");
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[8];
+		switch (c) {
+		case '"': sb_puts(sb, "\\\""); break;
+		case '\\': sb_puts(sb, "\\\\"); break;
+		case '\n': sb_puts(sb, "\\n"); break;
+		case '\t': sb_puts(sb, "\\t"); break;
+		case '\r': sb_puts(sb, "\\r"); break;
+		case '\f': sb_puts(sb, "\\f"); break;
+		default:
+			if (c < 0x20 || c == 0x7f) {
+				snprintf(esc, sizeof esc, "\\x%02x", c);
+				sb_puts(sb, esc);
+			} else {
+				sb_add(sb, (const char *)&s[i], 1);
+			}
+		}
+	}
+	sb_puts(sb, "\"");
+	return true;
+}
+
+static bool put_value(sbuf *sb, const json_t *v, int level);
+
+/* The settings of a group, one per line at level. */
+static bool
+put_members(sbuf *sb, const json_t *obj, int level)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)obj, key, v) {
+		if (!libconfig_name_ok(key))
+			return false;
+		sb_indent(sb, level);
+		sb_puts(sb, key);
+		sb_puts(sb, " = ");
+		if (!put_value(sb, v, level))
+			return false;
+		sb_puts(sb, ";\n");
+	}
+	return true;
+}
+
+/* Can arr be a libconfig array: scalars, all of one type? */
+static bool
+scalar_array(const json_t *arr, bool *int64)
+{
+	size_t i;
+	json_t *v;
+	int type = -1;
+
+	*int64 = false;
+	json_array_foreach(arr, i, v) {
+		int t = json_typeof(v);
+		if (t == JSON_TRUE || t == JSON_FALSE)
+			t = JSON_TRUE;
+		if (t != JSON_INTEGER && t != JSON_REAL && t != JSON_TRUE && t != JSON_STRING)
+			return false;
+		if (type >= 0 && t != type)
+			return false;
+		type = t;
+		if (t == JSON_INTEGER && needs_int64(json_integer_value(v)))
+			*int64 = true;
+	}
+	return true;
+}
+
+static bool
+put_value(sbuf *sb, const json_t *v, int level)
+{
+	size_t i;
+	json_t *e;
+	bool int64;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		if (json_object_size(v) == 0) {
+			sb_puts(sb, "{ }");
+			return true;
+		}
+		sb_puts(sb, "{\n");
+		if (!put_members(sb, v, level + 1))
+			return false;
+		sb_indent(sb, level);
+		sb_puts(sb, "}");
+		return true;
+	case JSON_ARRAY:
+		if (scalar_array(v, &int64)) {
+			sb_puts(sb, "[");
+			json_array_foreach(v, i, e) {
+				sb_puts(sb, i ? ", " : "");
+				if (json_is_integer(e))
+					put_int(sb, json_integer_value(e), int64);
+				else if (!put_value(sb, e, level))
+					return false;
+			}
+			sb_puts(sb, "]");
+			return true;
+		}
+		sb_puts(sb, "(\n");
+		json_array_foreach(v, i, e) {
+			sb_indent(sb, level + 1);
+			if (!put_value(sb, e, level + 1))
+				return false;
+			sb_puts(sb, i + 1 < json_array_size(v) ? ",\n" : "\n");
+		}
+		sb_indent(sb, level);
+		sb_puts(sb, ")");
+		return true;
+	case JSON_STRING:
+		return put_string(sb, v);
+	case JSON_INTEGER:
+		put_int(sb, json_integer_value(v), needs_int64(json_integer_value(v)));
+		return true;
+	case JSON_REAL:
+		put_real(sb, json_real_value(v));
+		return true;
+	case JSON_TRUE:
+		sb_puts(sb, "true");
+		return true;
+	case JSON_FALSE:
+		sb_puts(sb, "false");
+		return true;
+	case JSON_NULL:
+	default:
+		return false;
+	}
+}
+
+char *
+loomi_json_to_libconfig(const json_t *root)
+{
+	sbuf sb = {0};
+
+	if (!json_is_object(root))
+		return NULL;
+	sb_puts(&sb, "");
+	if (!put_members(&sb, root, 0)) {
+		free(sb.p);
+		return NULL;
+	}
+	return sb.p;
+}

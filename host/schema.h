@@ -121,4 +121,13 @@ char *loomi_pconf_default_check(const loom_config_entry *e);
 /* The NULL-terminated list stored for key, or NULL. */
 char **loomi_pconf_strlist(const loomi_pconf *pc, const char *key);
 
+/* JSON → libconfig text (groups, lists, arrays, strings escaped, integers,
+ * floats that read back the same, booleans); NULL for a value libconfig
+ * cannot hold (null, a string containing NUL, a key that is not a
+ * libconfig name [A-Za-z*][-A-Za-z0-9_*]*, a root that is not an object).
+ * Arrays of scalars of one type become libconfig arrays [ … ]; mixed-type
+ * arrays and arrays holding groups or arrays become lists ( … ).  Read back
+ * with loomi_doc_load_string the result is json_equal to root.  Free it. */
+char *loomi_json_to_libconfig(const json_t *root);
+
 #endif /* LOOM_HOST_SCHEMA_H */
