@@ -27,11 +27,13 @@
 
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sys/resource.h>
@@ -65,14 +67,19 @@ typedef struct worker {
 	loomi_bus_client *bus;
 	int64_t job_id;
 	int attempt;
+	atomic_int control;     /* from the last report's reply */
+	char *last_error;
+	/* the reporter thread sends these; mtx guards them */
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;      /* news, or stop */
+	pthread_t reporter;
+	bool reporter_up, reporter_stop;
 	uint64_t last_report_ns;
-	uint64_t report_pause_ns;   /* after a failed report: wait this long */
-	bool news;                  /* progress, metrics or logs not yet reported */
-	int control;
+	uint64_t report_pause_ns; /* after a failed report: wait this long */
+	bool news;              /* progress, metrics or logs not yet reported */
 	json_t *progress;       /* the latest, not yet reported */
 	json_t *metrics;        /* name → latest value, not yet reported */
 	json_t *logs;           /* lines not yet reported */
-	char *last_error;
 } worker;
 
 static void
@@ -273,17 +280,20 @@ print_summary(const char *out)
 
 /* ------------------------------------------------------------------ --connect */
 
-static void maybe_report(const loom_job *job);
-
+/* The compute plugin's callbacks only record news and wake the reporter
+ * thread, which sends it to loomd: training never waits on the bus. */
 static void
 bus_progress(const loom_job *job, int64_t step, int64_t total, int32_t epoch, int32_t epochs)
 {
 	worker *w = job->arg;
+	json_t *p = json_pack("{s:I, s:I, s:i, s:i}", "step", (json_int_t)step, "total_steps",
+	                      (json_int_t)total, "epoch", epoch, "epochs", epochs);
+	pthread_mutex_lock(&w->mtx);
 	json_decref(w->progress);
-	w->progress = json_pack("{s:I, s:I, s:i, s:i}", "step", (json_int_t)step, "total_steps",
-	                        (json_int_t)total, "epoch", epoch, "epochs", epochs);
+	w->progress = p;
 	w->news = true;
-	maybe_report(job);
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mtx);
 }
 
 static void
@@ -292,11 +302,13 @@ bus_metric(const loom_job *job, const loom_metric_point *pt)
 	worker *w = job->arg;
 	if (!isfinite(pt->value))
 		return; /* JSON has no NaN */
+	pthread_mutex_lock(&w->mtx);
 	json_object_set_new(w->metrics, pt->name, json_real(pt->value));
-	w->news = true;
 	if (strcmp(pt->name, "train_loss") == 0)
 		json_object_set_new(w->metrics, "loss", json_real(pt->value));
-	maybe_report(job);
+	w->news = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mtx);
 }
 
 static void
@@ -309,28 +321,43 @@ bus_log(const loom_job *job, int level, const char *msg)
 		free(w->last_error);
 		w->last_error = loomi_strdup(m);
 	}
+	pthread_mutex_lock(&w->mtx);
 	if (json_array_size(w->logs) < 1000)
 		json_array_append_new(w->logs, json_pack("{s:i, s:s}", "level", level, "message", m));
 	w->news = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mtx);
 	loomi_log(level, "job", "%s", m);
 	free(m);
 }
 
-/* Send what is new; take the host's control from the reply. */
+/* Send what is new; take the host's control from the reply.  Called by
+ * the reporter thread, or by the main thread once the reporter stopped. */
 static void
 report(worker *w)
 {
 	json_t *req = json_pack("{s:I, s:i}", "job", (json_int_t)w->job_id, "attempt", w->attempt);
+	json_t *progress, *metrics, *logs;
 	struct rusage ru;
 	char *body, *reply = NULL;
+	uint64_t pause = REPORT_NEWS_NS;
 	int rv;
 
-	if (w->progress)
-		json_object_set(req, "progress", w->progress);
-	if (json_object_size(w->metrics))
-		json_object_set(req, "metrics", w->metrics);
-	if (json_array_size(w->logs))
-		json_object_set(req, "logs", w->logs);
+	pthread_mutex_lock(&w->mtx);
+	progress = w->progress;
+	metrics = w->metrics;
+	logs = w->logs;
+	w->progress = NULL;
+	w->metrics = json_object();
+	w->logs = json_array();
+	w->news = false;
+	pthread_mutex_unlock(&w->mtx);
+	if (progress)
+		json_object_set(req, "progress", progress);
+	if (json_object_size(metrics))
+		json_object_set(req, "metrics", metrics);
+	if (json_array_size(logs))
+		json_object_set(req, "logs", logs);
 	if (getrusage(RUSAGE_SELF, &ru) == 0)
 		json_object_set_new(
 			req, "usage",
@@ -340,55 +367,87 @@ report(worker *w)
 		              "max_rss", (json_int_t)ru.ru_maxrss * 1024));
 	body = json_dumps(req, JSON_COMPACT);
 	rv = loomi_bus_client_request(w->bus, "job.report", "worker", body, 2000, &reply);
-	w->report_pause_ns = REPORT_NEWS_NS;
 	if (rv == 0) {
 		json_t *r = json_loads(reply ? reply : "{}", 0, NULL);
 		const char *c = json_string_value(json_object_get(r, "control"));
-		w->control = c && strcmp(c, "pause") == 0    ? LOOM_CONTROL_PAUSE
-		             : c && strcmp(c, "cancel") == 0 ? LOOM_CONTROL_CANCEL
-		                                             : LOOM_CONTROL_RUN;
+		atomic_store(&w->control, c && strcmp(c, "pause") == 0    ? LOOM_CONTROL_PAUSE
+		                          : c && strcmp(c, "cancel") == 0 ? LOOM_CONTROL_CANCEL
+		                                                          : LOOM_CONTROL_RUN);
 		json_decref(r);
-		json_decref(w->progress);
-		w->progress = NULL;
-		json_object_clear(w->metrics);
-		json_array_clear(w->logs);
-		w->news = false;
 	} else if (rv == LOOM_ESTATE) {
 		/* the host no longer counts on this worker: checkpoint and stop */
 		LOG_WARN("loomd: %s; pausing at a checkpoint", reply ? reply : "not ours any more");
-		w->control = LOOM_CONTROL_PAUSE;
+		atomic_store(&w->control, LOOM_CONTROL_PAUSE);
 	} else {
-		/* loomd unreachable (restarting?): keep training, keep the news,
-		 * try again in 5 s */
+		/* loomd unreachable (restarting?): keep training, keep the news
+		 * (newer values win), try again in 5 s */
+		const char *key;
+		json_t *v;
 		LOG_WARN("cannot report to loomd: %s", reply ? reply : loom_strerror(rv));
-		w->report_pause_ns = 5000000000ull;
+		pause = 5000000000ull;
+		pthread_mutex_lock(&w->mtx);
+		if (w->progress == NULL) {
+			w->progress = progress;
+			progress = NULL;
+		}
+		json_object_foreach(metrics, key, v) {
+			if (json_object_get(w->metrics, key) == NULL)
+				json_object_set(w->metrics, key, v);
+		}
+		json_array_extend(logs, w->logs);
+		json_decref(w->logs);
+		w->logs = json_incref(logs);
+		w->news = true;
+		pthread_mutex_unlock(&w->mtx);
 	}
+	pthread_mutex_lock(&w->mtx);
+	w->report_pause_ns = pause;
+	w->last_report_ns = loomi_mono_ns();
+	pthread_mutex_unlock(&w->mtx);
+	json_decref(progress);
+	json_decref(metrics);
+	json_decref(logs);
 	free(reply);
 	free(body);
 	json_decref(req);
-	w->last_report_ns = loomi_mono_ns();
 }
 
-/* News goes out within 10 ms of the callback that brings it; with none, a
- * heartbeat every second (which also brings a pause or cancel). */
-static void
-maybe_report(const loom_job *job)
+/* News goes out within 10 ms; with none, a heartbeat every second (which
+ * also brings a pause or cancel). */
+static void *
+reporter_main(void *arg)
 {
-	worker *w = job->arg;
-	uint64_t since = loomi_mono_ns() - w->last_report_ns;
-	if ((w->news && since >= w->report_pause_ns) ||
-	    since >= (w->report_pause_ns > REPORT_IDLE_NS ? w->report_pause_ns : REPORT_IDLE_NS))
-		report(w);
+	worker *w = arg;
+
+	pthread_mutex_lock(&w->mtx);
+	while (!w->reporter_stop) {
+		uint64_t now = loomi_mono_ns(), due;
+		struct timespec ts;
+		due = w->last_report_ns + (w->news ? w->report_pause_ns
+		                                   : (w->report_pause_ns > REPORT_IDLE_NS
+		                                          ? w->report_pause_ns
+		                                          : REPORT_IDLE_NS));
+		if (now >= due) {
+			pthread_mutex_unlock(&w->mtx);
+			report(w);
+			pthread_mutex_lock(&w->mtx);
+			continue;
+		}
+		ts.tv_sec = (time_t)(due / 1000000000ull);
+		ts.tv_nsec = (long)(due % 1000000000ull);
+		pthread_cond_timedwait(&w->cv, &w->mtx, &ts);
+	}
+	pthread_mutex_unlock(&w->mtx);
+	return NULL;
 }
 
 static int
 bus_control(const loom_job *job)
 {
 	worker *w = job->arg;
-	maybe_report(job);
 	if (atomic_load(&stop_signal))
 		return LOOM_CONTROL_PAUSE;
-	return w->control;
+	return atomic_load(&w->control);
 }
 
 static int
@@ -417,6 +476,14 @@ run_connected(const char *addr, int64_t job_id, int attempt, long long threads,
 	w.metrics = json_object();
 	w.report_pause_ns = REPORT_NEWS_NS;
 	w.logs = json_array();
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* loomi_mono_ns */
+		pthread_cond_init(&w.cv, &ca);
+		pthread_condattr_destroy(&ca);
+		pthread_mutex_init(&w.mtx, NULL);
+	}
 	/* hundreds of workers starting at once can find loomd's listen backlog
 	 * full (EAGAIN, ECONNREFUSED): keep trying for 30 s */
 	for (int tries = 0; (rv = loomi_bus_client_open(addr, NULL, 0, &w.bus, &err)) != 0 &&
@@ -496,7 +563,18 @@ run_connected(const char *addr, int64_t job_id, int attempt, long long threads,
 		LOG_INFO("task-%lld attempt %d: %s in %s on %u thread(s)", (long long)job_id, attempt,
 		         job.flags & LOOM_JOB_RESUME ? "resuming" : "starting", job.out_dir,
 		         job.threads);
+		w.last_report_ns = loomi_mono_ns(); /* attached just now */
+		w.reporter_up = pthread_create(&w.reporter, NULL, reporter_main, &w) == 0;
+		if (!w.reporter_up)
+			LOG_WARN("cannot start the reporter thread; loomd hears only how the run ends");
 		rv = ((const loom_compute_ops *)o)->run(ctx, &job);
+		if (w.reporter_up) {
+			pthread_mutex_lock(&w.mtx);
+			w.reporter_stop = true;
+			pthread_cond_signal(&w.cv);
+			pthread_mutex_unlock(&w.mtx);
+			pthread_join(w.reporter, NULL);
+		}
 	}
 	result = rv == 0                ? "completed"
 	         : rv == LOOM_EPAUSED   ? "paused"
@@ -555,6 +633,8 @@ run_connected(const char *addr, int64_t job_id, int attempt, long long threads,
 	json_decref(w.metrics);
 	json_decref(w.logs);
 	free(w.last_error);
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.mtx);
 	return strcmp(result, "failed") == 0 ? EXIT_FAILED : 0;
 }
 
