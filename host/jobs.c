@@ -681,6 +681,18 @@ deps_of(int64_t id, uint32_t *n, bool *met)
 	return v;
 }
 
+/* Can a job on compute instance name pause at a checkpoint (and so be
+ * preempted)?  A compute plugin without LOOM_COMPUTE_RESUMABLE
+ * (compute-exec) stops the run when asked to pause: the job would be
+ * cancelled. */
+static bool
+resumable(const char *name)
+{
+	loom_instance *ins = name ? loomi_instance_find(&J->d->plugins, name) : NULL;
+	return ins == NULL || ins->kind != LOOM_KIND_COMPUTE ||
+	       (((const loom_compute_ops *)ins->desc->ops)->caps & LOOM_COMPUTE_RESUMABLE);
+}
+
 /* Ask the scheduler plugin for a plan and carry it out. */
 static void
 schedule(void)
@@ -698,10 +710,12 @@ schedule(void)
 	char **names = NULL;
 
 	st = prep("SELECT id, name, user, priority, state, attempts, created_at,"
-	          " coalesce(started_at, 0), not_before, cpu_millis, memory, gpu, preemptible"
+	          " coalesce(started_at, 0), not_before, cpu_millis, memory, gpu, preemptible,"
+	          " compute"
 	          " FROM jobs WHERE queued = 1 AND state IN ('pending','paused')"
 	          " UNION ALL SELECT id, name, user, priority, state, attempts, created_at,"
-	          " coalesce(started_at, 0), not_before, cpu_millis, memory, gpu, preemptible"
+	          " coalesce(started_at, 0), not_before, cpu_millis, memory, gpu, preemptible,"
+	          " compute"
 	          " FROM jobs WHERE state = 'running' ORDER BY 1");
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
 		loom_sched_job *j;
@@ -725,7 +739,8 @@ schedule(void)
 		j->request.cpu_millis = (uint32_t)sqlite3_column_int64(st, 9);
 		j->request.memory = (uint64_t)sqlite3_column_int64(st, 10);
 		j->request.gpu = (uint32_t)sqlite3_column_int64(st, 11);
-		if (sqlite3_column_int(st, 12))
+		if (sqlite3_column_int(st, 12) &&
+		    resumable((const char *)sqlite3_column_text(st, 13)))
 			j->flags |= LOOM_SCHED_JOB_PREEMPTIBLE;
 		if (j->not_before_ms > now)
 			j->flags |= LOOM_SCHED_JOB_BACKOFF;
@@ -842,8 +857,14 @@ schedule(void)
 			} else if (a->verb == LOOM_SCHED_START &&
 			           (s == LOOM_JOB_PENDING || s == LOOM_JOB_PAUSED) &&
 			           run_find(a->job_id) == NULL) {
-				sqlite3_stmt *u = prep("UPDATE jobs SET attempts = attempts + 1 WHERE id = ?"
-				                       " RETURNING attempts");
+				/* a resume from a pause (on request, by preemption, at a
+				 * loomd stop) continues the same attempt: attempts counts
+				 * the first start and the retries, which max_retries
+				 * bounds; the previous worker of the attempt has exited */
+				sqlite3_stmt *u = prep(s == LOOM_JOB_PAUSED
+				                           ? "SELECT max(attempts, 1) FROM jobs WHERE id = ?"
+				                           : "UPDATE jobs SET attempts = attempts + 1 WHERE id = ?"
+				                             " RETURNING attempts");
 				int attempt = 1;
 				sqlite3_bind_int64(u, 1, a->job_id);
 				if (u && sqlite3_step(u) == SQLITE_ROW)
@@ -860,8 +881,10 @@ schedule(void)
 					r->control = LOOM_CONTROL_PAUSE;
 					r->requeue = true;
 					free(r->why);
-					r->why = loomi_strfmt("preempted: %s",
-					                      a->reason[0] ? a->reason : "a higher priority");
+					/* the scheduler's reason reads "preempted for job 2
+					 * (priority 10 over 0)": no prefix of our own */
+					r->why = loomi_strdup(a->reason[0] ? a->reason
+					                                   : "preempted for a job of higher priority");
 				}
 			}
 		}
@@ -1575,6 +1598,15 @@ submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t con
 	compute = json_string_value(json_object_get(spec, "compute"));
 	if (compute == NULL)
 		compute = "transformer";
+	if (preemptible) {
+		loom_instance *ins = loomi_instance_find(&d->plugins, compute);
+		if (ins && ins->kind == LOOM_KIND_COMPUTE &&
+		    !(((const loom_compute_ops *)ins->desc->ops)->caps & LOOM_COMPUTE_RESUMABLE))
+			return bad(msg, "preemptible: the compute plugin instance \"%s\" (%s) cannot "
+			                "checkpoint, so a preemption would cancel the task; submit it "
+			                "without preemptible",
+			           compute, ins->desc->name);
+	}
 	spec_text = json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER);
 
 	{

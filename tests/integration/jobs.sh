@@ -86,6 +86,8 @@ api POST /api/v1/training/tasks '{"spec": {}, "resource_requirements": {"cpu": -
 code 400; has "$T/body" "resource_requirements.cpu"
 api POST /api/v1/training/tasks '{"spec": {}, "after": ["task-999"]}'
 code 400 # the spec is checked first
+api POST /api/v1/training/tasks '{"spec": {"compute": "exec", "command": ["true"]}, "preemptible": true}'
+code 400; has "$T/body" "cannot checkpoint, so a preemption would cancel the task"
 api GET /api/v1/training/tasks/task-999
 code 404; has "$T/body" "there is no task-999"
 api GET /api/v1/training/tasks/banana
@@ -173,12 +175,12 @@ ok "cancel a running task; a task waits for its dependency and fails with it"
 # ---------------------------------------------------------------- a worker killed
 expect 0 loomctl --url "$URL" submit "$T/job.conf" --start --cpu 2
 wait_step task-6 20
-pkill -KILL -f "loom-worker.*--job 6 " || fail "no worker for task-6"
+pkill -KILL -f "loom-worker --connect ipc://$state/bus.req --job 6 " || fail "no worker for task-6"
 wait_for task-6 failed 20
 has <(field task-6 't["error"]') "killed by signal 9"
 expect 0 loomctl --url "$URL" submit "$T/job.conf" --start --cpu 2 --retries 1
 wait_step task-7 60
-pkill -KILL -f "loom-worker.*--job 7 " || fail "no worker for task-7"
+pkill -KILL -f "loom-worker --connect ipc://$state/bus.req --job 7 " || fail "no worker for task-7"
 wait_for task-7 completed 60
 [ "$(field task-7 't["attempts"]')" = 2 ] || fail "task-7 did not run twice"
 cmp "$T/straight/last.safetensors" "$state/jobs/task-7/last.safetensors" ||
