@@ -1941,7 +1941,8 @@ loomi_jobs_list(loomi_daemon *d, const char *status, const char *user, int64_t l
 	if (which == 0 && offset > 0) {
 		/* ids are dense while no task was deleted: then the page starts at
 		 * id max - offset, a seek instead of a walk past offset rows */
-		st = prep("SELECT min(id), max(id) FROM jobs");
+		/* two subqueries: min and max in one select would scan the table */
+		st = prep("SELECT (SELECT min(id) FROM jobs), (SELECT max(id) FROM jobs)");
 		if (st && sqlite3_step(st) == SQLITE_ROW &&
 		    sqlite3_column_int64(st, 1) - sqlite3_column_int64(st, 0) + 1 == total) {
 			dense_top = sqlite3_column_int64(st, 1) - offset;
