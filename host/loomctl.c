@@ -1197,8 +1197,10 @@ print_deleted(const json_t *b)
 	printf("%s deleted\n", S(b, "config_id"));
 }
 
+/* configs SUB ID: one request on the config's path (plus suffix). */
 static int
-configs_delete(const ctl *c, int argc, char **argv)
+configs_by_id(const ctl *c, int argc, char **argv, const char *method, const char *suffix,
+              void (*print)(const json_t *body))
 {
 	const char *id;
 	char path[96];
@@ -1206,13 +1208,19 @@ configs_delete(const ctl *c, int argc, char **argv)
 	int rv;
 
 	if (argc != 2 || argv[1][0] == '-')
-		return configs_usage("delete");
+		return configs_usage(argv[0]);
 	if ((id = config_arg(argv[1])) == NULL)
 		return EXIT_USAGE;
-	snprintf(path, sizeof path, CONFIGS_PATH "/config-%s", id);
-	if ((rv = http(c, "DELETE", path, NULL, &r)) != 0)
+	snprintf(path, sizeof path, CONFIGS_PATH "/config-%s%s", id, suffix);
+	if ((rv = http(c, method, path, NULL, &r)) != 0)
 		return rv;
-	return answer(c, &r, 200, print_deleted);
+	return answer(c, &r, 200, print);
+}
+
+static int
+configs_delete(const ctl *c, int argc, char **argv)
+{
+	return configs_by_id(c, argc, argv, "DELETE", "", print_deleted);
 }
 
 static void
@@ -1232,19 +1240,7 @@ print_versions(const json_t *b)
 static int
 configs_versions(const ctl *c, int argc, char **argv)
 {
-	const char *id;
-	char path[96];
-	reply r = {0};
-	int rv;
-
-	if (argc != 2 || argv[1][0] == '-')
-		return configs_usage("versions");
-	if ((id = config_arg(argv[1])) == NULL)
-		return EXIT_USAGE;
-	snprintf(path, sizeof path, CONFIGS_PATH "/config-%s/versions", id);
-	if ((rv = http(c, "GET", path, NULL, &r)) != 0)
-		return rv;
-	return answer(c, &r, 200, print_versions);
+	return configs_by_id(c, argc, argv, "GET", "/versions", print_versions);
 }
 
 /* configs validate FILE: "FILE: OK", or each problem as "FILE: …" and
