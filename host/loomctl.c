@@ -359,32 +359,32 @@ cmd_plugins(const ctl *c, int argc, char **argv)
 
 /* ------------------------------------------------------------------ tasks */
 
-/* "task-12" or "12", checked so it needs no escaping in a path. */
+/* "KIND-12" or "12": the number, checked so it needs no escaping in a
+ * path; NULL after saying what an id of kind looks like. */
 static const char *
-task_arg(const char *s)
+id_arg(const char *s, const char *kind, const char *example, const char *lister)
 {
-	const char *d = strncmp(s, "task-", 5) == 0 ? s + 5 : s;
+	size_t k = strlen(kind);
+	const char *d = strncmp(s, kind, k) == 0 && s[k] == '-' ? s + k + 1 : s;
 	if (*d < '1' || *d > '9' || strspn(d, "0123456789") != strlen(d) || strlen(d) > 18) {
-		fprintf(stderr, "loomctl: \"%s\" is not a task id; ids look like task-12 (loomctl "
-		                "list shows them)\n",
-		        s);
+		fprintf(stderr, "loomctl: \"%s\" is not a %s id; ids look like %s (loomctl %s "
+		                "shows them)\n",
+		        s, kind, example, lister);
 		return NULL;
 	}
 	return d;
 }
 
-/* "config-3" or "3": the number, checked so it needs no escaping in a path. */
+static const char *
+task_arg(const char *s)
+{
+	return id_arg(s, "task", "task-12", "list");
+}
+
 static const char *
 config_arg(const char *s)
 {
-	const char *d = strncmp(s, "config-", 7) == 0 ? s + 7 : s;
-	if (*d < '1' || *d > '9' || strspn(d, "0123456789") != strlen(d) || strlen(d) > 18) {
-		fprintf(stderr, "loomctl: \"%s\" is not a config id; ids look like config-3 (loomctl "
-		                "configs list shows them)\n",
-		        s);
-		return NULL;
-	}
-	return d;
+	return id_arg(s, "config", "config-3", "configs list");
 }
 
 /* The value of option opt is a whole number (the daemon checks its range). */
