@@ -24,29 +24,9 @@
 
 #include <loom/version.h>
 
+#include "loomctl.h"
 #include "schema.h"
 #include "util.h"
-
-enum {
-	EXIT_REFUSED = 1,
-	EXIT_USAGE = 2,
-	EXIT_UNREACHABLE = 3,
-};
-
-#define DEFAULT_URL "http://127.0.0.1:7420"
-
-typedef struct ctl {
-	const char *url;
-	bool json;
-	int timeout_ms;
-} ctl;
-
-typedef struct reply {
-	int status;
-	json_t *body;
-	char *text; /* a text answer as sent (configs show --format); free it */
-	size_t len;
-} reply;
 
 static void
 usage(FILE *fp)
@@ -101,7 +81,7 @@ usage(FILE *fp)
 /* One HTTP exchange.  Returns 0 with *out filled, or EXIT_UNREACHABLE
  * after printing why.  With text, a 200 answer is kept as sent in
  * out->text instead of being read as JSON. */
-static int
+int
 exchange(const ctl *c, const char *method, const char *path, const char *body, bool text,
          reply *out)
 {
@@ -191,14 +171,14 @@ out:
 	return ret;
 }
 
-static int
+int
 http(const ctl *c, const char *method, const char *path, const char *body, reply *out)
 {
 	return exchange(c, method, path, body, false, out);
 }
 
 /* A string field for printing: "-" when absent. */
-static const char *
+const char *
 S(const json_t *obj, const char *key)
 {
 	const char *v = json_string_value(json_object_get(obj, key));
@@ -206,7 +186,7 @@ S(const json_t *obj, const char *key)
 }
 
 /* Print an API error and return EXIT_REFUSED. */
-static int
+int
 refused(const ctl *c, const reply *r)
 {
 	const char *msg =
@@ -218,7 +198,7 @@ refused(const ctl *c, const reply *r)
 	return EXIT_REFUSED;
 }
 
-static int
+int
 print_json(const reply *r)
 {
 	json_dumpf(r->body, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -361,7 +341,7 @@ cmd_plugins(const ctl *c, int argc, char **argv)
 
 /* "KIND-12" or "12": the number, checked so it needs no escaping in a
  * path; NULL after saying what an id of kind looks like. */
-static const char *
+const char *
 id_arg(const char *s, const char *kind, const char *example, const char *lister)
 {
 	size_t k = strlen(kind);
@@ -375,7 +355,7 @@ id_arg(const char *s, const char *kind, const char *example, const char *lister)
 	return d;
 }
 
-static const char *
+const char *
 task_arg(const char *s)
 {
 	return id_arg(s, "task", "task-12", "list");
@@ -388,7 +368,7 @@ config_arg(const char *s)
 }
 
 /* The value of option opt is a whole number (the daemon checks its range). */
-static bool
+bool
 number_arg(const char *opt, const char *s)
 {
 	if (*s == '\0' || strspn(s, "0123456789") != strlen(s) || strlen(s) > 18) {
@@ -398,7 +378,7 @@ number_arg(const char *opt, const char *s)
 	return true;
 }
 
-static double
+double
 N(const json_t *obj, const char *key)
 {
 	return json_number_value(json_object_get(obj, key));
@@ -452,7 +432,7 @@ get_task(const ctl *c, const char *id, reply *r)
 	return rv;
 }
 
-static bool
+bool
 final_state(const char *s)
 {
 	return strcmp(s, "completed") == 0 || strcmp(s, "failed") == 0 ||
@@ -817,58 +797,6 @@ cmd_watch(const ctl *c, int argc, char **argv)
 }
 
 static int
-cmd_logs(const ctl *c, int argc, char **argv)
-{
-	const char *id = NULL;
-	bool follow = false;
-	long long after = 0;
-
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--follow") == 0)
-			follow = true;
-		else if (id == NULL && (id = task_arg(argv[i])) != NULL)
-			;
-		else
-			return EXIT_USAGE;
-	}
-	if (id == NULL) {
-		fprintf(stderr, "loomctl: usage: logs ID [-f]\n");
-		return EXIT_USAGE;
-	}
-	for (;;) {
-		char path[128];
-		reply r = {0};
-		size_t i;
-		json_t *l;
-		int rv;
-		snprintf(path, sizeof path, "/api/v1/training/tasks/%s/logs?after=%lld", id, after);
-		if ((rv = http(c, "GET", path, NULL, &r)) != 0)
-			return rv;
-		if (r.status != 200) {
-			rv = refused(c, &r);
-			json_decref(r.body);
-			return rv;
-		}
-		json_array_foreach(json_object_get(r.body, "logs"), i, l) {
-			if (c->json) {
-				json_dumpf(l, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
-				putchar('\n');
-			} else {
-				printf("%s %-5s %s\n", S(l, "time"), S(l, "level"), S(l, "message"));
-			}
-		}
-		fflush(stdout);
-		after = json_integer_value(json_object_get(r.body, "next"));
-		bool done = json_array_size(json_object_get(r.body, "logs")) == 0 &&
-		            final_state(S(r.body, "status"));
-		json_decref(r.body);
-		if (!follow || done)
-			return 0;
-		nng_msleep(500);
-	}
-}
-
-static int
 cmd_resources(const ctl *c, int argc, char **argv)
 {
 	reply r = {0};
@@ -953,7 +881,7 @@ print_settings(const json_t *group, const char *prefix)
 
 /* The usual ending of a request: refused unless the status is ok, else
  * the JSON with --json, else print(body). */
-static int
+int
 answer(const ctl *c, reply *r, int ok, void (*print)(const json_t *body))
 {
 	int rv = 0;

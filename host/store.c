@@ -18,7 +18,9 @@
 #include "store.h"
 #include "util.h"
 
-/* Migrations, in order.  Never edit one that has shipped: add another. */
+/* Migrations, in order.  Never edit one that has shipped: add another.
+ * Being written: 7 runs and metrics (tracking.c), 8 model registry
+ * (registry.c), 9 structured logs (logs.c), 10 alerts (alerts.c). */
 static const loomi_migration migrations[] = {
 	{1, "jobs, dependencies and job events",
 	 "CREATE TABLE meta (\n"

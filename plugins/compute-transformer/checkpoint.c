@@ -13,7 +13,7 @@
 
 #include "checkpoint.h"
 #include "host/util.h"
-#include "safetensors.h"
+#include "host/safetensors.h"
 
 #define CKPT_FORMAT "loom-checkpoint"
 #define CKPT_VERSION "1"

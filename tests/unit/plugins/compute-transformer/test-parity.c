@@ -20,7 +20,7 @@
 
 #include "host/plugins.h"
 #include "model.h"
-#include "safetensors.h"
+#include "host/safetensors.h"
 #include "testutil.h"
 
 #define STEPS 10

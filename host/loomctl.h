@@ -1,0 +1,63 @@
+/* loomctl's shared pieces: the HTTP exchange with loomd, printing, argument
+ * checks, and the commands that live in their own files. */
+#ifndef LOOM_HOST_LOOMCTL_H
+#define LOOM_HOST_LOOMCTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+enum {
+	EXIT_REFUSED = 1,
+	EXIT_USAGE = 2,
+	EXIT_UNREACHABLE = 3,
+};
+
+#define DEFAULT_URL "http://127.0.0.1:7420"
+
+typedef struct ctl {
+	const char *url;
+	bool json;
+	int timeout_ms;
+} ctl;
+
+typedef struct reply {
+	int status;
+	json_t *body;
+	char *text; /* a text answer as sent (configs show --format); free it */
+	size_t len;
+} reply;
+
+/* One HTTP exchange.  Returns 0 with *out filled, or EXIT_UNREACHABLE
+ * after printing why.  With text, a 200 answer is kept as sent in
+ * out->text instead of being read as JSON. */
+int exchange(const ctl *c, const char *method, const char *path, const char *body, bool text,
+             reply *out);
+/* The same, reading the answer as JSON. */
+int http(const ctl *c, const char *method, const char *path, const char *body, reply *out);
+
+/* A string field for printing: "-" when absent; a number field. */
+const char *S(const json_t *obj, const char *key);
+double N(const json_t *obj, const char *key);
+
+/* Print an API error and return EXIT_REFUSED. */
+int refused(const ctl *c, const reply *r);
+int print_json(const reply *r);
+/* The usual ending of a request: refused unless the status is ok, else
+ * the JSON with --json, else print(body). */
+int answer(const ctl *c, reply *r, int ok, void (*print)(const json_t *body));
+
+/* "KIND-12" or "12": the number, checked so it needs no escaping in a
+ * path; NULL after saying what an id of kind looks like. */
+const char *id_arg(const char *s, const char *kind, const char *example, const char *lister);
+const char *task_arg(const char *s);
+/* The value of option opt is a whole number (the daemon checks its range). */
+bool number_arg(const char *opt, const char *s);
+/* A task state from which it will not move by itself. */
+bool final_state(const char *s);
+
+/* Commands in loomctl-logs.c. */
+int cmd_logs(const ctl *c, int argc, char **argv);
+
+#endif /* LOOM_HOST_LOOMCTL_H */
