@@ -209,8 +209,8 @@ get_plugin(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 /* ------------------------------------------------------------------ training tasks */
 
 /* The value of key in a query string ("a=1&b=2"), decoded; NULL if absent. */
-static char *
-query_get(const char *query, const char *key)
+char *
+loomi_query_get(const char *query, const char *key)
 {
 	size_t klen = strlen(key);
 	for (const char *p = query; p && *p;) {
@@ -229,11 +229,11 @@ query_get(const char *query, const char *key)
 	return NULL;
 }
 
-static bool
-query_int(loomi_http_res *res, const char *query, const char *key, int64_t def, int64_t min,
+bool
+loomi_query_int(loomi_http_res *res, const char *query, const char *key, int64_t def, int64_t min,
           int64_t max, int64_t *out)
 {
-	char *v = query_get(query, key), *end;
+	char *v = loomi_query_get(query, key), *end;
 	long long x;
 
 	*out = def;
@@ -251,8 +251,8 @@ query_int(loomi_http_res *res, const char *query, const char *key, int64_t def, 
 	return true;
 }
 
-static int64_t
-task_id_param(const loomi_http_req *req, loomi_http_res *res)
+int64_t
+loomi_api_task_id(const loomi_http_req *req, loomi_http_res *res)
 {
 	int64_t id = loomi_job_id_parse(req->params[0]);
 	if (id <= 0)
@@ -294,12 +294,12 @@ post_tasks(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 static void
 get_tasks(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	char *status = query_get(req->query, "status"), *user = query_get(req->query, "user");
+	char *status = loomi_query_get(req->query, "status"), *user = loomi_query_get(req->query, "user");
 	char *msg = NULL;
 	int64_t limit, offset;
 
-	if (query_int(res, req->query, "limit", 50, 1, 1000, &limit) &&
-	    query_int(res, req->query, "offset", 0, 0, INT64_MAX / 2, &offset)) {
+	if (loomi_query_int(res, req->query, "limit", 50, 1, 1000, &limit) &&
+	    loomi_query_int(res, req->query, "offset", 0, 0, INT64_MAX / 2, &offset)) {
 		res->body = loomi_jobs_list(d, status, user, limit, offset, &msg);
 		if (res->body)
 			res->status = 200;
@@ -314,7 +314,7 @@ get_tasks(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 static void
 get_task(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	int64_t id = task_id_param(req, res);
+	int64_t id = loomi_api_task_id(req, res);
 	if (id <= 0)
 		return;
 	if ((res->body = loomi_jobs_get(d, id)) == NULL) {
@@ -327,7 +327,7 @@ get_task(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 static void
 task_action(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res, const char *action)
 {
-	int64_t id = task_id_param(req, res);
+	int64_t id = loomi_api_task_id(req, res);
 	char *msg = NULL;
 	int rv;
 
@@ -376,10 +376,10 @@ post_cancel(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 static void
 get_task_logs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	int64_t id = task_id_param(req, res), after, limit;
+	int64_t id = loomi_api_task_id(req, res), after, limit;
 
-	if (id <= 0 || !query_int(res, req->query, "after", 0, 0, INT64_MAX / 2, &after) ||
-	    !query_int(res, req->query, "limit", 1000, 1, 10000, &limit))
+	if (id <= 0 || !loomi_query_int(res, req->query, "after", 0, 0, INT64_MAX / 2, &after) ||
+	    !loomi_query_int(res, req->query, "limit", 1000, 1, 10000, &limit))
 		return;
 	if ((res->body = loomi_jobs_logs(d, id, after, limit)) == NULL) {
 		loomi_api_error(res, 404, "not_found", "there is no task-%lld", (long long)id);
@@ -424,8 +424,8 @@ code_of(int rv)
 }
 
 /* Answer a configs.c call: out with status ok, or the error. */
-static void
-answer(loomi_http_res *res, int rv, json_t *out, char *msg, int ok)
+void
+loomi_api_answer(loomi_http_res *res, int rv, json_t *out, char *msg, int ok)
 {
 	if (rv == 0) {
 		res->status = ok;
@@ -437,8 +437,8 @@ answer(loomi_http_res *res, int rv, json_t *out, char *msg, int ok)
 	free(msg);
 }
 
-static json_t *
-json_body(const loomi_http_req *req, loomi_http_res *res)
+json_t *
+loomi_api_json_body(const loomi_http_req *req, loomi_http_res *res)
 {
 	json_error_t je;
 	json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
@@ -452,11 +452,11 @@ json_body(const loomi_http_req *req, loomi_http_res *res)
 static void
 post_configs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	json_t *body = json_body(req, res), *out = NULL;
+	json_t *body = loomi_api_json_body(req, res), *out = NULL;
 	char *msg = NULL;
 	if (body) {
 		int rv = loomi_configs_create(d, body, &out, &msg);
-		answer(res, rv, out, msg, 201);
+		loomi_api_answer(res, rv, out, msg, 201);
 	}
 	json_decref(body);
 }
@@ -468,26 +468,26 @@ get_configs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	json_t *out = NULL;
 	char *msg = NULL;
 
-	if (query_int(res, req->query, "limit", 50, 1, 1000, &limit) &&
-	    query_int(res, req->query, "offset", 0, 0, INT64_MAX / 2, &offset)) {
+	if (loomi_query_int(res, req->query, "limit", 50, 1, 1000, &limit) &&
+	    loomi_query_int(res, req->query, "offset", 0, 0, INT64_MAX / 2, &offset)) {
 		int rv = loomi_configs_list(d, limit, offset, &out, &msg);
-		answer(res, rv, out, msg, 200);
+		loomi_api_answer(res, rv, out, msg, 200);
 	}
 }
 
 static void
 get_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	char *format = query_get(req->query, "format"), *msg = NULL, *text = NULL;
+	char *format = loomi_query_get(req->query, "format"), *msg = NULL, *text = NULL;
 	int64_t version;
 	json_t *out = NULL;
 	int rv;
 
-	if (!query_int(res, req->query, "version", 0, 1, INT64_MAX / 2, &version))
+	if (!loomi_query_int(res, req->query, "version", 0, 1, INT64_MAX / 2, &version))
 		goto out;
 	if (format == NULL) {
 		rv = loomi_configs_get(d, req->params[0], version, &out, &msg);
-		answer(res, rv, out, msg, 200);
+		loomi_api_answer(res, rv, out, msg, 200);
 	} else if (strcmp(format, "libconfig") == 0 || strcmp(format, "json") == 0) {
 		rv = loomi_configs_export(d, req->params[0], version, format, &text, &msg);
 		if (rv == 0) {
@@ -498,7 +498,7 @@ get_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 			                                                : "text/plain; charset=utf-8";
 			free(msg);
 		} else {
-			answer(res, rv, NULL, msg, 200);
+			loomi_api_answer(res, rv, NULL, msg, 200);
 		}
 	} else {
 		loomi_api_error(res, 400, "bad_request",
@@ -511,11 +511,11 @@ out:
 static void
 put_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	json_t *body = json_body(req, res), *out = NULL;
+	json_t *body = loomi_api_json_body(req, res), *out = NULL;
 	char *msg = NULL;
 	if (body) {
 		int rv = loomi_configs_update(d, req->params[0], body, &out, &msg);
-		answer(res, rv, out, msg, 200);
+		loomi_api_answer(res, rv, out, msg, 200);
 	}
 	json_decref(body);
 }
@@ -525,7 +525,7 @@ delete_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	char *msg = NULL;
 	int rv = loomi_configs_delete(d, req->params[0], &msg);
-	answer(res, rv, rv == 0 ? json_pack("{s:s, s:b}", "config_id", req->params[0], "deleted", 1)
+	loomi_api_answer(res, rv, rv == 0 ? json_pack("{s:s, s:b}", "config_id", req->params[0], "deleted", 1)
 	                        : NULL,
 	       msg, 200);
 }
@@ -536,17 +536,17 @@ get_config_versions(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *
 	json_t *out = NULL;
 	char *msg = NULL;
 	int rv = loomi_configs_versions(d, req->params[0], &out, &msg);
-	answer(res, rv, out, msg, 200);
+	loomi_api_answer(res, rv, out, msg, 200);
 }
 
 static void
 post_config_validate(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	json_t *body = json_body(req, res), *out = NULL;
+	json_t *body = loomi_api_json_body(req, res), *out = NULL;
 	char *msg = NULL;
 	if (body) {
 		int rv = loomi_configs_validate(d, body, &out, &msg);
-		answer(res, rv, out, msg, 200);
+		loomi_api_answer(res, rv, out, msg, 200);
 	}
 	json_decref(body);
 }
@@ -567,7 +567,7 @@ get_templates(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	int rv = loomi_configs_templates(template_dir(), &out, &msg);
 	(void)d;
 	(void)req;
-	answer(res, rv, out, msg, 200);
+	loomi_api_answer(res, rv, out, msg, 200);
 }
 
 static void
@@ -577,7 +577,7 @@ get_template(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	char *msg = NULL;
 	int rv = loomi_configs_template(template_dir(), req->params[0], &out, &msg);
 	(void)d;
-	answer(res, rv, out, msg, 200);
+	loomi_api_answer(res, rv, out, msg, 200);
 }
 
 static void

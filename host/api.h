@@ -6,6 +6,7 @@
 #define LOOM_HOST_API_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -51,5 +52,22 @@ extern const char loomi_openapi_json[];
 /* Set an error response: status, a stable code string and a message. */
 void loomi_api_error(loomi_http_res *res, int status, const char *code, const char *fmt, ...)
 	LOOM_PRINTF(4, 5);
+
+/* Helpers for routes in other modules. */
+/* The value of key in a query string ("a=1&b=2"), decoded (free it); NULL
+ * if absent. */
+char *loomi_query_get(const char *query, const char *key);
+/* An integer parameter in [min, max], def when absent; false after setting
+ * a 400 naming the parameter. */
+bool loomi_query_int(loomi_http_res *res, const char *query, const char *key, int64_t def,
+                     int64_t min, int64_t max, int64_t *out);
+/* The body as JSON, or NULL after setting a 400. */
+json_t *loomi_api_json_body(const loomi_http_req *req, loomi_http_res *res);
+/* Answer with out and status ok when rv is 0, else the error for rv with
+ * msg (both taken). */
+void loomi_api_answer(loomi_http_res *res, int rv, json_t *out, char *msg, int ok);
+/* The task id of the route's first parameter ("task-12" or "12"), or 0
+ * after setting a 404. */
+int64_t loomi_api_task_id(const loomi_http_req *req, loomi_http_res *res);
 
 #endif /* LOOM_HOST_API_H */
