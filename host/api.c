@@ -18,6 +18,7 @@
 #include "jobs.h"
 #include "monitor.h"
 #include "log.h"
+#include "logs.h"
 #include "util.h"
 
 #define MAX_BODY (16u << 20)
@@ -374,21 +375,6 @@ post_cancel(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 }
 
 static void
-get_task_logs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	int64_t id = loomi_api_task_id(req, res), after, limit;
-
-	if (id <= 0 || !loomi_query_int(res, req->query, "after", 0, 0, INT64_MAX / 2, &after) ||
-	    !loomi_query_int(res, req->query, "limit", 1000, 1, 10000, &limit))
-		return;
-	if ((res->body = loomi_jobs_logs(d, id, after, limit)) == NULL) {
-		loomi_api_error(res, 404, "not_found", "there is no task-%lld", (long long)id);
-		return;
-	}
-	res->status = 200;
-}
-
-static void
 get_openapi(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	(void)d;
@@ -601,7 +587,8 @@ static const route routes[] = {
 	{"POST", "/api/v1/training/tasks/{id}/pause", post_pause},
 	{"POST", "/api/v1/training/tasks/{id}/resume", post_resume},
 	{"POST", "/api/v1/training/tasks/{id}/cancel", post_cancel},
-	{"GET", "/api/v1/training/tasks/{id}/logs", get_task_logs},
+	{"GET", "/api/v1/training/tasks/{id}/logs", loomi_logs_route_task},
+	{"GET", "/api/v1/logs", loomi_logs_route_host},
 	{"POST", "/api/v1/training/configs/validate", post_config_validate},
 	{"POST", "/api/v1/training/configs", post_configs},
 	{"GET", "/api/v1/training/configs", get_configs},

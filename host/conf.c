@@ -51,6 +51,14 @@ static const loomi_field jobs_fields[] = {
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 
+static const loomi_field logs_fields[] = {
+	{"retention", LOOMI_F_DURATION, 0, NULL, 0, 0, NULL,
+	 "log entries older than this are archived and deleted (0: kept forever)"},
+	{"archive", LOOMI_F_BOOL, 0, NULL, 0, 0, NULL,
+	 "write expired entries to <state_dir>/logs/archive/<day>.jsonl.zst first"},
+	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
 static const loomi_field plugin_fields[] = {
 	{"instance", LOOMI_F_STRING, LOOMI_F_REQUIRED, NULL, 0, 0, NULL,
 	 "the instance's name, e.g. \"store\""},
@@ -67,6 +75,7 @@ static const loomi_field conf_fields[] = {
 	{"log", LOOMI_F_GROUP, 0, NULL, 0, 0, log_fields, NULL},
 	{"bus", LOOMI_F_GROUP, 0, NULL, 0, 0, bus_fields, NULL},
 	{"jobs", LOOMI_F_GROUP, 0, NULL, 0, 0, jobs_fields, NULL},
+	{"logs", LOOMI_F_GROUP, 0, NULL, 0, 0, logs_fields, NULL},
 	{"plugins", LOOMI_F_GROUPLIST, 0, NULL, 0, 0, plugin_fields, NULL},
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
@@ -251,6 +260,22 @@ loomi_conf_load(loomi_conf *conf, const char *path, loomi_strv *errs)
 			if (ms > 0)
 				*(k ? &conf->jobs_heartbeat_ms : &conf->jobs_tick_ms) = ms;
 		}
+	}
+
+	{
+		/* structured logs: 30 days kept, then archived */
+		const json_t *logs = json_object_get(root, "logs");
+		conf->logs_retention_ms = 30LL * 86400 * 1000;
+		conf->logs_archive = !json_is_false(json_object_get(logs, "archive"));
+		v = json_object_get(logs, "retention");
+		if (json_is_integer(v))
+			conf->logs_retention_ms = json_integer_value(v) * 1000;
+		else if (json_is_real(v))
+			conf->logs_retention_ms = (int64_t)(json_real_value(v) * 1000);
+		else if (json_is_string(v))
+			loom_parse_duration(json_string_value(v), &conf->logs_retention_ms);
+		if (conf->logs_retention_ms < 0)
+			conf->logs_retention_ms = 0;
 	}
 
 	plugins = json_object_get(root, "plugins");

@@ -29,6 +29,7 @@
 #include "configs.h"
 #include "jobs.h"
 #include "log.h"
+#include "logs.h"
 #include "plugins.h"
 #include "util.h"
 
@@ -358,15 +359,12 @@ set_reason(int64_t id, const char *why)
 	step_done(st);
 }
 
+/* A line of the job's log from loomd itself (the worker's own lines carry
+ * their instance); stored by logs.c's writer, never waiting on it. */
 static void
 add_log(int64_t id, int level, const char *msg)
 {
-	sqlite3_stmt *st = prep("INSERT INTO job_logs (job_id, at, level, message) VALUES (?,?,?,?)");
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_int64(st, 2, loomi_wall_ms());
-	sqlite3_bind_int(st, 3, level);
-	sqlite3_bind_text(st, 4, msg, -1, SQLITE_TRANSIENT);
-	step_done(st);
+	loomi_logs_add(id, "loomd", level, msg, NULL);
 }
 
 /* ------------------------------------------------------------------ the workers' table */
@@ -1141,9 +1139,16 @@ svc_report(void *arg, const char *request, char **reply)
 	json_array_foreach(json_object_get(req, "logs"), i, v) {
 		const char *m = json_string_value(json_object_get(v, "message"));
 		int level = (int)json_integer_value(json_object_get(v, "level"));
+		json_t *fields = json_object_get(v, "fields");
+		char *ftext;
 		if (m == NULL)
 			continue;
-		add_log(r->job, level, m);
+		ftext = json_is_object(fields) ? json_dumps(fields, JSON_COMPACT) : NULL;
+		loomi_logs_add(r->job, json_is_string(json_object_get(v, "instance"))
+		                           ? json_string_value(json_object_get(v, "instance"))
+		                           : "worker",
+		               level, m, ftext);
+		free(ftext);
 		publish("job.log", json_pack("{s:s, s:i, s:s}", "task_id", tid, "level", level,
 		                             "message", m));
 	}
@@ -1650,40 +1655,6 @@ compute_of(int64_t id)
 	}
 	unprep(st);
 	return ops;
-}
-
-json_t *
-loomi_jobs_logs(loomi_daemon *d, int64_t id, int64_t after, int64_t limit)
-{
-	sqlite3_stmt *st;
-	json_t *list = json_array(), *out = NULL;
-	int64_t next = after;
-
-	(void)d;
-	pthread_mutex_lock(&J->mtx);
-	if (job_state(id) != 0) {
-		st = prep("SELECT id, at, level, message FROM job_logs WHERE job_id = ? AND id > ?"
-		          " ORDER BY id LIMIT ?");
-		sqlite3_bind_int64(st, 1, id);
-		sqlite3_bind_int64(st, 2, after);
-		sqlite3_bind_int64(st, 3, limit);
-		while (st && sqlite3_step(st) == SQLITE_ROW) {
-			char *t = loomi_iso_time(sqlite3_column_int64(st, 1));
-			int level = sqlite3_column_int(st, 2);
-			next = sqlite3_column_int64(st, 0);
-			json_array_append_new(
-				list, json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)next, "time", t,
-			                    "level", loomi_log_level_name(level), "message",
-			                    (const char *)sqlite3_column_text(st, 3)));
-			free(t);
-		}
-		unprep(st);
-		out = json_pack("{s:O, s:I, s:s}", "logs", list, "next", (json_int_t)next, "status",
-		                loom_job_state_name(job_state(id)));
-	}
-	pthread_mutex_unlock(&J->mtx);
-	json_decref(list);
-	return out;
 }
 
 static int

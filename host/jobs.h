@@ -75,10 +75,6 @@ json_t *loomi_jobs_get(loomi_daemon *d, int64_t id);
  * status and user may be NULL.  NULL with *msg for a bad status. */
 json_t *loomi_jobs_list(loomi_daemon *d, const char *status, const char *user, int64_t limit,
                         int64_t offset, char **msg);
-/* Log lines of job id after line id after, at most limit:
- * {"logs": [{id, time, level, message}], "next": ID, "status": S};
- * NULL when there is no such job. */
-json_t *loomi_jobs_logs(loomi_daemon *d, int64_t id, int64_t after, int64_t limit);
 /* The resource pool: {"nodes": [{name, total, free}], "jobs": […]}. */
 json_t *loomi_jobs_resources(loomi_daemon *d);
 

@@ -21,6 +21,7 @@ static char *log_path;
 static FILE *log_fp;
 static void (*log_hook)(void *, int, const char *, const char *);
 static void *log_hook_arg;
+static void (*log_sink)(int, const char *, const char *);
 
 static const char *const level_names[] = {"error", "warn", "info", "debug", "trace"};
 
@@ -125,6 +126,12 @@ loomi_log_set_hook(void (*fn)(void *, int, const char *, const char *), void *ar
 	pthread_mutex_unlock(&log_mtx);
 }
 
+void
+loomi_log_set_sink(void (*fn)(int, const char *, const char *))
+{
+	__atomic_store_n(&log_sink, fn, __ATOMIC_RELEASE);
+}
+
 static void
 timestamp(char *buf, size_t len)
 {
@@ -142,6 +149,7 @@ void
 loomi_vlog(int level, const char *who, const char *fmt, va_list ap)
 {
 	char msg[4096], ts[64];
+	void (*sink)(int, const char *, const char *);
 	FILE *out;
 
 	if (!loomi_log_enabled(level) && __atomic_load_n(&log_hook, __ATOMIC_ACQUIRE) == NULL)
@@ -179,6 +187,9 @@ loomi_vlog(int level, const char *who, const char *fmt, va_list ap)
 		fflush(out);
 	}
 	pthread_mutex_unlock(&log_mtx);
+	sink = __atomic_load_n(&log_sink, __ATOMIC_ACQUIRE);
+	if (sink && loomi_log_enabled(level))
+		sink(level, who, msg);
 }
 
 void

@@ -30,6 +30,11 @@ bool loomi_log_enabled(int level);
 int loomi_log_level_parse(const char *name);
 const char *loomi_log_level_name(int level);
 
+/* Every line at or above the configured level also goes to fn (NULL to
+ * stop), outside the log's lock: the structured log store (logs.c).  fn
+ * must not log. */
+void loomi_log_set_sink(void (*fn)(int level, const char *who, const char *msg));
+
 /* Tests: every formatted line also goes to fn (NULL to stop). */
 void loomi_log_set_hook(void (*fn)(void *arg, int level, const char *who, const char *msg),
                         void *arg);

@@ -28,6 +28,7 @@
 #include "daemon.h"
 #include "jobs.h"
 #include "log.h"
+#include "logs.h"
 
 #ifndef LOOM_CONF_FILE
 #define LOOM_CONF_FILE "/etc/loom/loomd.conf"
@@ -159,6 +160,9 @@ start(loomi_daemon *d, char **err)
 	free(db);
 	if (rv != 0)
 		return rv;
+	/* from here on loomd's own lines are stored too, plugin loading included */
+	if ((rv = loomi_logs_start(d, err)) != 0)
+		return rv;
 
 	req = d->conf.bus_requests ? loomi_strdup(d->conf.bus_requests)
 	                           : loomi_strfmt("ipc://%s/bus.req", d->conf.state_dir);
@@ -237,6 +241,7 @@ stop(loomi_daemon *d)
 	}
 	free(urlfile);
 	loomi_jobs_stop(d);
+	loomi_logs_stop();
 	loomi_plugins_fini(&d->plugins);
 	loomi_bus_close(d->bus);
 	d->bus = NULL;

@@ -15,6 +15,7 @@
 
 #include "configs.h"
 #include "log.h"
+#include "logs.h"
 #include "store.h"
 #include "util.h"
 
@@ -117,6 +118,7 @@ static const loomi_migration migrations[] = {
 	 "  UPDATE job_counts SET n = n - 1 WHERE user = old.user AND state = old.state;\n"
 	 "END;\n"
 	 "CREATE INDEX jobs_by_state_id ON jobs (state, id);\n"},
+	{9, "structured logs with full-text search", loomi_logs_migration_sql},
 };
 
 int

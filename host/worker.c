@@ -3,6 +3,7 @@
  *   loom-worker --run SPEC --out DIR [--max-steps N] [--threads N] [-c FILE]
  *   loom-worker --resume DIR [--max-steps N] [--threads N] [-c FILE]
  *   loom-worker --connect BUS --job ID --attempt N [--threads N] [-c FILE]
+ *   loom-worker --predict DIR [--input FILE [--output FILE]] [-c FILE]
  *
  * --run trains the job of SPEC (libconfig or JSON) and writes into DIR its
  * checkpoints, last.safetensors, best.safetensors and metrics.json, showing a
@@ -16,6 +17,12 @@
  * by default: transformer = compute-transformer, and the heads forecast,
  * regression, classification and anomaly.  Exit status: 0 completed or
  * paused, 1 the job failed (its error is printed), 2 bad usage.
+ *
+ * --predict DIR runs DIR's trained model (best.safetensors, else
+ * last.safetensors) on the windows of --input FILE, JSON {"input":
+ * [batch][context][channels]} of raw data values, and writes {"shape",
+ * "output", "info"} to --output FILE (stdout); without --input it prints
+ * the model's description of its input and output.
  *
  * --connect serves loomd (host/jobs.h): the worker asks the bus address
  * BUS for job ID's spec and directory (job.attach), runs it, reports
@@ -80,7 +87,14 @@ typedef struct worker {
 	json_t *progress;       /* the latest, not yet reported */
 	json_t *metrics;        /* name → latest value, not yet reported */
 	json_t *logs;           /* lines not yet reported */
+	json_t *points;         /* every metric point not yet reported, for the
+	                         * run's history: [name, step, epoch, scope,
+	                         * wall_ms, value] */
+	uint64_t points_dropped;
 } worker;
+
+/* Points kept while loomd cannot be reached; beyond, the oldest go. */
+#define MAX_PENDING_POINTS 200000
 
 static void
 fmt_duration(char *buf, size_t n, double s)
@@ -159,12 +173,16 @@ usage(FILE *fp)
 	        "usage: loom-worker --run SPEC --out DIR [--max-steps N] [--threads N] [-c FILE]\n"
 	        "       loom-worker --resume DIR [--max-steps N] [--threads N] [-c FILE]\n"
 	        "       loom-worker --connect BUS --job ID [--attempt N] [--threads N] [-c FILE]\n"
+	        "       loom-worker --predict DIR [--input FILE [--output FILE]] [-c FILE]\n"
 	        "\n"
 	        "  --run SPEC        train the job described by SPEC (libconfig or JSON)\n"
 	        "  --out DIR         write checkpoints, weights and metrics.json into DIR\n"
 	        "  --resume DIR      continue DIR's run from its newest checkpoint\n"
 	        "  --max-steps N     stop after step N as a pause does (checkpoint, exit 0)\n"
 	        "  --connect BUS     run task ID for the loomd at bus address BUS\n"
+	        "  --predict DIR     run DIR's trained model on --input's windows (JSON\n"
+	        "                    [batch][context][channels] of raw values) into --output\n"
+	        "                    [stdout]; without --input, describe its input and output\n"
 	        "  --threads N       CPU threads [all online cores]\n"
 	        "  -c, --config FILE take plugin_path and plugins from a loomd.conf\n"
 	        "  --log-level L     error, warn, info, debug or trace [info]\n");
@@ -300,12 +318,24 @@ static void
 bus_metric(const loom_job *job, const loom_metric_point *pt)
 {
 	worker *w = job->arg;
-	if (!isfinite(pt->value))
-		return; /* JSON has no NaN */
+	/* JSON has no NaN: a non-finite value travels as a string */
+	json_t *v = isfinite(pt->value) ? json_real(pt->value)
+	            : json_string(isnan(pt->value) ? "NaN" : pt->value > 0 ? "Infinity" : "-Infinity");
+
 	pthread_mutex_lock(&w->mtx);
-	json_object_set_new(w->metrics, pt->name, json_real(pt->value));
-	if (strcmp(pt->name, "train_loss") == 0)
-		json_object_set_new(w->metrics, "loss", json_real(pt->value));
+	if (json_array_size(w->points) >= MAX_PENDING_POINTS) {
+		json_array_remove(w->points, 0);
+		w->points_dropped++;
+	}
+	json_array_append_new(w->points, json_pack("[s, I, i, i, I, O]", pt->name, (json_int_t)pt->step,
+	                                           (int)pt->epoch, (int)pt->scope,
+	                                           (json_int_t)pt->wall_ms, v));
+	if (isfinite(pt->value)) {
+		json_object_set(w->metrics, pt->name, v);
+		if (strcmp(pt->name, "train_loss") == 0)
+			json_object_set(w->metrics, "loss", v);
+	}
+	json_decref(v);
 	w->news = true;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mtx);
@@ -337,7 +367,7 @@ static void
 report(worker *w)
 {
 	json_t *req = json_pack("{s:I, s:i}", "job", (json_int_t)w->job_id, "attempt", w->attempt);
-	json_t *progress, *metrics, *logs;
+	json_t *progress, *metrics, *logs, *points;
 	struct rusage ru;
 	char *body, *reply = NULL;
 	uint64_t pause = REPORT_NEWS_NS;
@@ -347,9 +377,11 @@ report(worker *w)
 	progress = w->progress;
 	metrics = w->metrics;
 	logs = w->logs;
+	points = w->points;
 	w->progress = NULL;
 	w->metrics = json_object();
 	w->logs = json_array();
+	w->points = json_array();
 	w->news = false;
 	pthread_mutex_unlock(&w->mtx);
 	if (progress)
@@ -358,6 +390,8 @@ report(worker *w)
 		json_object_set(req, "metrics", metrics);
 	if (json_array_size(logs))
 		json_object_set(req, "logs", logs);
+	if (json_array_size(points))
+		json_object_set(req, "points", points);
 	if (getrusage(RUSAGE_SELF, &ru) == 0)
 		json_object_set_new(
 			req, "usage",
@@ -397,6 +431,9 @@ report(worker *w)
 		json_array_extend(logs, w->logs);
 		json_decref(w->logs);
 		w->logs = json_incref(logs);
+		json_array_extend(points, w->points);
+		json_decref(w->points);
+		w->points = json_incref(points);
 		w->news = true;
 		pthread_mutex_unlock(&w->mtx);
 	}
@@ -407,6 +444,7 @@ report(worker *w)
 	json_decref(progress);
 	json_decref(metrics);
 	json_decref(logs);
+	json_decref(points);
 	free(reply);
 	free(body);
 	json_decref(req);
@@ -476,6 +514,7 @@ run_connected(const char *addr, int64_t job_id, int attempt, long long threads,
 	w.metrics = json_object();
 	w.report_pause_ns = REPORT_NEWS_NS;
 	w.logs = json_array();
+	w.points = json_array();
 	{
 		pthread_condattr_t ca;
 		pthread_condattr_init(&ca);
@@ -632,10 +671,174 @@ run_connected(const char *addr, int64_t job_id, int attempt, long long threads,
 	json_decref(w.progress);
 	json_decref(w.metrics);
 	json_decref(w.logs);
+	json_decref(w.points);
 	free(w.last_error);
 	pthread_cond_destroy(&w.cv);
 	pthread_mutex_destroy(&w.mtx);
 	return strcmp(result, "failed") == 0 ? EXIT_FAILED : 0;
+}
+
+/* ------------------------------------------------------------------ --predict */
+
+/* Numbers of a nested JSON array into v[at…]; the shape it must have is
+ * dims[depth…].  Returns false naming the first mismatch in why. */
+static bool
+flatten(const json_t *a, const int64_t *dims, int ndim, int depth, float *v, size_t *at,
+        char *why, size_t why_len)
+{
+	if (depth == ndim) {
+		if (!json_is_number(a)) {
+			snprintf(why, why_len, "element %zu is not a number", *at);
+			return false;
+		}
+		v[(*at)++] = (float)json_number_value(a);
+		return true;
+	}
+	if (!json_is_array(a) || (dims[depth] >= 0 && (int64_t)json_array_size(a) != dims[depth])) {
+		snprintf(why, why_len, "dimension %d must have %lld entries", depth,
+		         (long long)dims[depth]);
+		return false;
+	}
+	for (size_t i = 0; i < json_array_size(a); i++)
+		if (!flatten(json_array_get(a, i), dims, ndim, depth + 1, v, at, why, why_len))
+			return false;
+	return true;
+}
+
+static json_t *
+nest(const float *v, const int64_t *dims, int ndim, size_t *at)
+{
+	json_t *a = json_array();
+	if (ndim == 0)
+		return json_real(v[(*at)++]);
+	for (int64_t i = 0; i < dims[0]; i++)
+		json_array_append_new(a, ndim == 1 ? json_real(v[(*at)++])
+		                                   : nest(v, dims + 1, ndim - 1, at));
+	return a;
+}
+
+/* The input file: {"input": [[[…]]]} or the bare [batch][context][channels]
+ * array, checked against the model's info. */
+static int
+read_windows(const char *path, const json_t *info, loom_tensor *in)
+{
+	const json_t *shape = json_object_get(json_object_get(info, "input"), "shape");
+	json_error_t jerr;
+	json_t *doc = json_load_file(path, 0, &jerr), *arr;
+	char why[160];
+	size_t at = 0;
+
+	if (doc == NULL) {
+		fprintf(stderr, "loom-worker: --input %s: %s (line %d)\n", path, jerr.text, jerr.line);
+		return EXIT_FAILED;
+	}
+	arr = json_is_object(doc) ? json_object_get(doc, "input") : doc;
+	memset(in, 0, sizeof *in);
+	in->dtype = LOOM_DTYPE_F32;
+	in->ndim = 3;
+	in->dims[0] = (int64_t)json_array_size(arr);
+	in->dims[1] = (int64_t)json_integer_value(json_array_get(shape, 1));
+	in->dims[2] = (int64_t)json_integer_value(json_array_get(shape, 2));
+	in->nbytes = (size_t)(in->dims[0] * in->dims[1] * in->dims[2]) * sizeof(float);
+	if (in->dims[0] < 1 || (in->data = malloc(in->nbytes)) == NULL ||
+	    !flatten(arr, in->dims, 3, 0, in->data, &at, why, sizeof why)) {
+		if (in->dims[0] < 1)
+			snprintf(why, sizeof why, "no windows");
+		fprintf(stderr, "loom-worker: --input %s: %s; give {\"input\": [...]} with windows "
+		                "of [%lld steps][%lld channels] of raw values (see the model's info)\n",
+		        path, why, (long long)in->dims[1], (long long)in->dims[2]);
+		free(in->data);
+		in->data = NULL;
+		json_decref(doc);
+		return EXIT_FAILED;
+	}
+	json_decref(doc);
+	return 0;
+}
+
+/* loom-worker --predict DIR --input FILE [--output FILE]: batch inference
+ * with the compute plugin that trained DIR (its job.json's "compute"). */
+static int
+run_predict(const char *dir, const char *in_path, const char *out_path, const char *conf_path)
+{
+	const loom_host *host = loomi_host_services();
+	loomi_plugins reg;
+	loomi_conf conf;
+	loomi_doc doc;
+	const loom_compute_ops *ops = NULL;
+	const void *o;
+	void *ctx = NULL, *model = NULL;
+	char *info_text = NULL, *job_path = loomi_path_join(dir, "job.json");
+	json_t *job = json_load_file(job_path, 0, NULL), *info = NULL, *result = NULL;
+	const char *compute = json_string_value(json_object_get(job, "compute"));
+	loom_tensor in = {0}, out = {0};
+	int rv = EXIT_FAILED;
+	size_t at = 0;
+
+	memset(&conf, 0, sizeof conf);
+	memset(&doc, 0, sizeof doc);
+	if (load_plugins(&reg, conf_path, &conf, &doc) != 0)
+		goto out;
+	if (compute == NULL)
+		compute = "transformer";
+	if (reg.n_instances == 0 ||
+	    host->instance_ops(reg.instances[0], compute, LOOM_KIND_COMPUTE, &o, &ctx) != 0) {
+		fprintf(stderr, "loom-worker: no compute plugin instance \"%s\"; check -c FILE\n",
+		        compute);
+		goto out;
+	}
+	ops = o;
+	if (!(ops->caps & LOOM_COMPUTE_PREDICT) || !LOOM_OPS_HAS(ops, model_close)) {
+		fprintf(stderr, "loom-worker: the compute plugin \"%s\" does not predict\n", compute);
+		goto out;
+	}
+	if (ops->model_open(ctx, dir, &model, &info_text) != 0) {
+		fprintf(stderr, "loom-worker: cannot open the model in %s (see above)\n", dir);
+		goto out;
+	}
+	info = json_loads(info_text, 0, NULL);
+	if (in_path == NULL) {
+		printf("%s\n", info_text);
+		rv = 0;
+		goto out;
+	}
+	if (read_windows(in_path, info, &in) != 0)
+		goto out;
+	if (ops->predict(ctx, model, &in, &out) != 0) {
+		fprintf(stderr, "loom-worker: prediction failed (see above)\n");
+		goto out;
+	}
+	{
+		json_t *shape = json_array();
+		for (uint32_t i = 0; i < out.ndim; i++)
+			json_array_append_new(shape, json_integer(out.dims[i]));
+		result = json_pack("{s:o, s:o, s:O}", "shape", shape, "output",
+		                   nest(out.data, out.dims, (int)out.ndim, &at), "info",
+		                   json_object_get(info, "output"));
+	}
+	if (json_dump_file(result, out_path ? out_path : "/dev/stdout", JSON_COMPACT) != 0) {
+		fprintf(stderr, "loom-worker: cannot write %s\n", out_path ? out_path : "stdout");
+		goto out;
+	}
+	rv = 0;
+out:
+	if (out.data)
+		host->tensor_free(out.data);
+	free(in.data);
+	if (model)
+		ops->model_close(ctx, model);
+	if (info_text)
+		host->free(info_text);
+	json_decref(info);
+	json_decref(result);
+	json_decref(job);
+	free(job_path);
+	loomi_plugins_fini(&reg);
+	if (conf_path)
+		loomi_conf_free(&conf);
+	else
+		loomi_doc_free(&doc);
+	return rv;
 }
 
 int
@@ -652,12 +855,15 @@ main(int argc, char **argv)
 		{"connect", required_argument, NULL, 'C'},
 		{"job", required_argument, NULL, 'j'},
 		{"attempt", required_argument, NULL, 'a'},
+		{"predict", required_argument, NULL, 'P'},
+		{"input", required_argument, NULL, 'i'},
+		{"output", required_argument, NULL, 'O'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *run_spec = NULL, *out = NULL, *resume = NULL, *conf_path = NULL;
-	const char *connect = NULL;
+	const char *connect = NULL, *predict = NULL, *input = NULL, *output = NULL;
 	long long max_steps = 0, threads = 0, job_id = 0, attempt = 1;
 	int level = LOOM_LOG_INFO, c, rv;
 	loomi_plugins reg;
@@ -678,6 +884,9 @@ main(int argc, char **argv)
 		case 'R': resume = optarg; break;
 		case 'c': conf_path = optarg; break;
 		case 'C': connect = optarg; break;
+		case 'P': predict = optarg; break;
+		case 'i': input = optarg; break;
+		case 'O': output = optarg; break;
 		case 'j':
 		case 'a': {
 			long long v = strtoll(optarg, &end, 10);
@@ -719,6 +928,15 @@ main(int argc, char **argv)
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}
+	}
+	if (predict) {
+		if (optind < argc || run_spec || resume || out || connect || max_steps) {
+			fprintf(stderr, "loom-worker: --predict takes [--input FILE] [--output FILE] "
+			                "[-c FILE] only\n");
+			return EXIT_USAGE;
+		}
+		loomi_log_setup(level, LOOMI_LOG_TEXT, NULL, NULL);
+		return run_predict(predict, input, output, conf_path);
 	}
 	if (connect) {
 		if (optind < argc || run_spec || resume || out || max_steps || job_id == 0) {

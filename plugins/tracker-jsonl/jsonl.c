@@ -16,7 +16,8 @@
  * and pandas read as a missing value with a reason beside it.
  *
  * The file is opened for appending, so a run resumed after a pause (a new
- * run_begin for the same run_id) continues its file.  A run whose job is
+ * run_begin for the same run_id) continues its file; an incomplete last
+ * line (left by a crash) is cut off first, with a warning.  A run whose job is
  * not known (points arriving without run_begin, after a daemon restart)
  * gets "job":null.
  *
@@ -168,6 +169,48 @@ find_run(ctx *c, const char *id, size_t *at)
 	return NULL;
 }
 
+/* A daemon that died while writing can leave a line cut short at the end
+ * of a run's file; appending after it would make the file unreadable to jq
+ * and pandas.  Cut the file back to its last newline, saying so. */
+static int
+drop_torn_tail(ctx *c, run *r, int fd)
+{
+	struct stat st;
+	char buf[4096];
+	off_t end, at;
+
+	if (fstat(fd, &st) != 0 || st.st_size == 0)
+		return 0;
+	end = st.st_size;
+	at = end;
+	while (at > 0) {
+		off_t from = at > (off_t)sizeof buf ? at - (off_t)sizeof buf : 0;
+		ssize_t n = pread(fd, buf, (size_t)(at - from), from);
+		if (n != at - from)
+			goto fail;
+		while (n > 0 && buf[n - 1] != '\n')
+			n--;
+		if (n > 0) {
+			at = from + n;
+			break;
+		}
+		at = from;
+	}
+	if (at == end)
+		return 0;
+	if (ftruncate(fd, at) != 0)
+		goto fail;
+	c->host->log(c->ins, LOOM_LOG_WARN,
+	             "%s ended in an incomplete line (a crash while writing?): dropped its "
+	             "last %lld bytes",
+	             r->path, (long long)(end - at));
+	return 0;
+fail:
+	c->host->log(c->ins, LOOM_LOG_ERROR, "cannot read or repair %s: %s", r->path,
+	             strerror(errno));
+	return LOOM_EIO;
+}
+
 /* The open run, or the run's file opened for appending. */
 static int
 get_run(ctx *c, const char *id, run **out)
@@ -196,7 +239,12 @@ get_run(ctx *c, const char *id, run **out)
 		free(r);
 		return LOOM_ENOMEM;
 	}
-	fd = open(r->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+	fd = open(r->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+	if (fd >= 0 && (rv = drop_torn_tail(c, r, fd)) != 0) {
+		close(fd);
+		run_free(r);
+		return rv;
+	}
 	if (fd < 0 || (r->fp = fdopen(fd, "a")) == NULL) {
 		c->host->log(c->ins, LOOM_LOG_ERROR, "cannot open %s: %s", r->path,
 		             strerror(errno));

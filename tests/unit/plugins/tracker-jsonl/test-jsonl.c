@@ -274,6 +274,45 @@ START_TEST(odd_inputs)
 }
 END_TEST
 
+/* A file a crash left with a cut last line is repaired before appending;
+ * complete lines are kept. */
+START_TEST(torn_tail_repaired)
+{
+	loom_run_info info = run_info("job-9", 9, NULL);
+	char *dir, *path;
+	json_t *lines;
+
+	start(NULL);
+	dir = loomi_strfmt("%s/jl", tmp);
+	free(tu_write(dir, "job-9.jsonl", "{\"type\":\"tag\",\"run\":\"job-9\"}\n{\"type\":\"met"));
+	free(tu_write(dir, "job-10.jsonl", "{\"type\":\"run_beg"));
+	tu_log_capture();
+	ck_assert_int_eq(ops->run_begin(ctx, &info), 0);
+	ck_assert_int_eq(ops->run_end(ctx, "job-9", "completed", 0), 0);
+	info.run_id = "job-10";
+	ck_assert_int_eq(ops->run_begin(ctx, &info), 0);
+	ck_assert_int_eq(ops->run_end(ctx, "job-10", "completed", 0), 0);
+	tu_log_stop();
+	ck_assert_msg(tu_log_has("job-9.jsonl ended in an incomplete line") &&
+	                  tu_log_has("dropped its last 12 bytes") &&
+	                  tu_log_has("dropped its last 16 bytes"),
+	              "log: %s", tu_log_text());
+	path = loomi_strfmt("%s/job-9.jsonl", dir);
+	lines = read_lines(path);
+	ck_assert_uint_eq(json_array_size(lines), 3);
+	ck_assert_str_eq(str(json_array_get(lines, 0), "type"), "tag");
+	ck_assert_str_eq(str(json_array_get(lines, 1), "type"), "run_begin");
+	json_decref(lines);
+	free(path);
+	path = loomi_strfmt("%s/job-10.jsonl", dir);
+	lines = read_lines(path);
+	ck_assert_uint_eq(json_array_size(lines), 2);
+	json_decref(lines);
+	free(path);
+	free(dir);
+}
+END_TEST
+
 /* fini writes out lines still in the buffer. */
 START_TEST(fini_writes)
 {
@@ -360,6 +399,7 @@ main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, round_trip_with_pause);
 	tcase_add_test(tc, odd_inputs);
+	tcase_add_test(tc, torn_tail_repaired);
 	tcase_add_test(tc, fini_writes);
 	tcase_add_test(tc, dir_is_a_file);
 	tcase_add_test(tc, file_blocked_and_bad_ids);

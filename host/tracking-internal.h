@@ -1,0 +1,72 @@
+/* Tracking's pieces shared with the run API (runs.c), exports (exports.c)
+ * and the tests. */
+#ifndef LOOM_HOST_TRACKING_INTERNAL_H
+#define LOOM_HOST_TRACKING_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+/* One stored metric point. */
+typedef struct tk_point {
+	int64_t step, wall_ms;
+	double value;
+	int32_t epoch;
+	uint32_t scope;             /* loom_metric_scope */
+	size_t seq;                 /* arrival order, for a stable sort */
+} tk_point;
+
+/* Sort by step, equal steps in arrival order (cheap when already sorted). */
+void loomi_tracking_sort(tk_point *p, size_t n);
+
+/* Decode a stored block of n points. 0 or LOOM_ECORRUPT / LOOM_ENOMEM. */
+int loomi_tracking_block_unpack(const void *data, size_t len, size_t n, tk_point *out);
+
+/* SHA-256 of a file as 64 hex digits (and its size). 0 or LOOM_EIO. */
+int loomi_tracking_sha256_file(const char *path, char hex[65], uint64_t *bytes);
+
+/* Read the points of run's metric name with from <= step <= to, in step
+ * order, from db (a connection of the caller's).  *pts is malloc'd.
+ * 0; LOOM_ENOENT when the run has no such metric; LOOM_ECORRUPT. */
+int loomi_tracking_read(sqlite3 *db, int64_t run, const char *name, int64_t from, int64_t to,
+                        tk_point **pts, size_t *n);
+
+/* Keep at most max points (max >= 4) of n, in order: the first, the last,
+ * and per bucket of consecutive points its minimum and maximum (and one
+ * non-finite value, if it has one), so spikes and gaps survive.  Writes
+ * into out (room for max points), returns how many. */
+size_t loomi_tracking_downsample(const tk_point *in, size_t n, size_t max, tk_point *out);
+
+/* A metric value: a number, or "NaN", "Infinity", "-Infinity".  0 or
+ * LOOM_EINVAL. */
+int loomi_tracking_value(const json_t *v, double *out);
+
+/* Metric names are 1–200 characters of letters, digits and _ - . / : */
+int loomi_tracking_name_ok(const char *name);
+
+/* Queue points of a run made through the API: 0, or LOOM_EBUSY when the
+ * queue is full (try again later), LOOM_ENOENT for an unknown run. */
+int loomi_tracking_api_points(int64_t run, const char *name, tk_point *pts, size_t n);
+
+/* Was run id ever given out (runs are never deleted)? */
+bool loomi_tracking_run_known(int64_t run);
+
+/* Higher is better for accuracy, F1, R², precision, recall, AUC; lower for
+ * the rest (losses, errors). */
+bool loomi_metric_higher_better(const char *name);
+
+/* A run made through the API: its id. */
+int64_t loomi_tracking_api_run(const char *name, const char *user, const char *params_json,
+                               const char *lineage_json);
+/* End (or pause) a run made through the API, set a tag. */
+int loomi_tracking_api_state(int64_t run, const char *state);
+void loomi_tracking_api_tag(int64_t run, const char *key, const char *value);
+
+/* A read connection to the state DB for the API (one per thread is not
+ * needed: SQLite serializes it), and the daemon. */
+sqlite3 *loomi_tracking_db(void);
+
+#endif /* LOOM_HOST_TRACKING_INTERNAL_H */
