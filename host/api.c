@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alerts.h"
 #include "api.h"
 #include "configs.h"
 #include "http.h"
@@ -19,6 +20,8 @@
 #include "monitor.h"
 #include "log.h"
 #include "logs.h"
+#include "registry.h"
+#include "tracking.h"
 #include "util.h"
 
 #define MAX_BODY (16u << 20)
@@ -598,6 +601,33 @@ static const route routes[] = {
 	{"GET", "/api/v1/training/configs/{id}/versions", get_config_versions},
 	{"GET", "/api/v1/training/templates", get_templates},
 	{"GET", "/api/v1/training/templates/{name}", get_template},
+	{"POST", "/api/v1/runs", loomi_api_runs_create},
+	{"GET", "/api/v1/runs", loomi_api_runs_list},
+	{"GET", "/api/v1/runs/compare", loomi_api_runs_compare},
+	{"GET", "/api/v1/runs/export", loomi_api_runs_export},
+	{"GET", "/api/v1/runs/best", loomi_api_runs_best},
+	{"GET", "/api/v1/runs/{id}", loomi_api_run_get},
+	{"POST", "/api/v1/runs/{id}/end", loomi_api_run_end},
+	{"POST", "/api/v1/runs/{id}/tags", loomi_api_run_tags},
+	{"POST", "/api/v1/runs/{id}/metrics", loomi_api_run_metrics_post},
+	{"GET", "/api/v1/runs/{id}/metrics", loomi_api_run_metrics_get},
+	{"GET", "/api/v1/runs/{id}/export", loomi_api_runs_export},
+	{"GET", "/api/v1/exporters", loomi_api_exporters},
+	{"GET", "/api/v1/training/tasks/{id}/export", loomi_api_task_export},
+	{"GET", "/api/v1/training/tasks/{id}/metrics", loomi_api_task_metrics_get},
+	{"GET", "/api/v1/models", loomi_registry_get_models},
+	{"GET", "/api/v1/models/{name}", loomi_registry_get_model},
+	{"GET", "/api/v1/models/{name}/versions/{version}", loomi_registry_get_version},
+	{"GET", "/api/v1/models/{name}/aliases/{alias}", loomi_registry_get_alias},
+	{"POST", "/api/v1/models/{name}/aliases/{alias}", loomi_registry_post_alias},
+	{"POST", "/api/v1/models/{name}/aliases/{alias}/rollback", loomi_registry_post_rollback},
+	{"GET", "/api/v1/alerts/rules", loomi_api_alert_rules_list},
+	{"POST", "/api/v1/alerts/rules", loomi_api_alert_rule_create},
+	{"GET", "/api/v1/alerts/rules/{id}", loomi_api_alert_rule_get},
+	{"PUT", "/api/v1/alerts/rules/{id}", loomi_api_alert_rule_update},
+	{"DELETE", "/api/v1/alerts/rules/{id}", loomi_api_alert_rule_delete},
+	{"GET", "/api/v1/alerts", loomi_api_alerts_list},
+	{"GET", "/api/v1/alerts/{id}", loomi_api_alert_get},
 };
 
 bool

@@ -216,18 +216,28 @@ refresh(loomi_export_run *r)
 	s->history_arg = NULL;
 }
 
+loomi_export_run *
+loomi_export_new(void)
+{
+	loomi_export_run *r = loomi_xcalloc(1, sizeof *r);
+	r->dir = loomi_strdup("");
+	r->run_id = loomi_strdup("");
+	r->name = loomi_strdup("");
+	r->state = loomi_strdup("completed");
+	refresh(r);
+	return r;
+}
+
 int
 loomi_export_load(const char *out_dir, loomi_export_run **out, char **err)
 {
-	loomi_export_run *r = loomi_xcalloc(1, sizeof *r);
+	loomi_export_run *r = loomi_export_new();
 	int wrv, mrv;
 
 	*out = NULL;
 	*err = NULL;
+	free(r->dir);
 	r->dir = loomi_strdup(out_dir);
-	r->run_id = loomi_strdup("");
-	r->name = loomi_strdup("");
-	r->state = loomi_strdup("completed");
 	wrv = load_weights(r, err);
 	if (wrv != 0 && wrv != LOOM_ENOENT)
 		goto fail;

@@ -25,6 +25,10 @@ typedef struct loomi_export_run loomi_export_run;
  * read, naming the file and what is wrong.  *err is malloc'd. */
 int loomi_export_load(const char *out_dir, loomi_export_run **out, char **err);
 
+/* A source with no files: metrics and histories only (a run an external
+ * script made), filled in with the setters below. */
+loomi_export_run *loomi_export_new(void);
+
 /* What exporters are handed; valid until loomi_export_free.  Its spec_json
  * comes from the weights, or "{}" until loomi_export_set_run gives one. */
 const loom_export_source *loomi_export_source(const loomi_export_run *r);

@@ -26,11 +26,14 @@
 #include <loom/compute.h>
 #include <loom/scheduler.h>
 
+#include "alerts.h"
 #include "configs.h"
 #include "jobs.h"
 #include "log.h"
+#include "tracking.h"
 #include "logs.h"
 #include "plugins.h"
+#include "registry.h"
 #include "util.h"
 
 extern char **environ;
@@ -316,6 +319,8 @@ transition(int64_t id, uint32_t to, const char *reason)
 		                               "id", (json_int_t)id, "from", from_name, "status",
 		                               to_name, "reason", reason, "time", (json_int_t)now));
 	}
+	loomi_alerts_state(id, from_name, to_name, reason);
+	loomi_tracking_job_state(id, to_name);
 	return 0;
 fail:
 	exec_sql("ROLLBACK TO transition");
@@ -515,6 +520,10 @@ worker_exited(run *r, int ws)
 		return;
 	}
 	if (result && strcmp(result, "completed") == 0) {
+		/* queued before the state changes, so the registry's read routes
+		 * (which wait for its queue) list the model once the task is seen
+		 * completed; the files are copied on the registry's thread */
+		loomi_registry_submit(J->d, id);
 		transition(id, LOOM_JOB_COMPLETED, "");
 	} else if (result && strcmp(result, "paused") == 0) {
 		set_int(id, "queued", r->requeue ? 1 : 0);
@@ -1057,10 +1066,14 @@ svc_attach(void *arg, const char *request, char **reply)
 	if ((r = worker_of(req, reply)) == NULL) {
 		rv = LOOM_ESTATE;
 	} else {
-		sqlite3_stmt *st = prep("SELECT spec, compute FROM jobs WHERE id = ?");
+		sqlite3_stmt *st = prep("SELECT spec, compute, name, user FROM jobs WHERE id = ?");
 		sqlite3_bind_int64(st, 1, r->job);
 		if (st && sqlite3_step(st) == SQLITE_ROW) {
 			char *dir = job_dir(r->job);
+			/* its run: new for a new attempt, the same after a pause */
+			loomi_tracking_run_begin(r->job, r->attempt, (const char *)sqlite3_column_text(st, 2),
+			                         (const char *)sqlite3_column_text(st, 3),
+			                         (const char *)sqlite3_column_text(st, 0));
 			out = json_pack("{s:s, s:s, s:s, s:b, s:i}", "spec",
 			                (const char *)sqlite3_column_text(st, 0), "compute",
 			                (const char *)sqlite3_column_text(st, 1), "out_dir", dir,
@@ -1091,7 +1104,8 @@ svc_report(void *arg, const char *request, char **reply)
 {
 	json_t *req = json_loads(request, 0, NULL), *v;
 	run *r;
-	int control;
+	int control, attempt;
+	int64_t job;
 	size_t i;
 	char tid[32];
 
@@ -1163,7 +1177,11 @@ svc_report(void *arg, const char *request, char **reply)
 		r->usage_saved_ms = loomi_wall_ms();
 	}
 	control = r->control;
+	job = r->job;
+	attempt = r->attempt;
 	pthread_mutex_unlock(&J->mtx);
+	/* every point, for the run's history (the latest values are above) */
+	loomi_tracking_worker_points(job, attempt, json_object_get(req, "points"));
 	*reply = loomi_strfmt("{\"control\":\"%s\"}", control == LOOM_CONTROL_PAUSE    ? "pause"
 	                                              : control == LOOM_CONTROL_CANCEL ? "cancel"
 	                                                                               : "run");

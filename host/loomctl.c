@@ -53,6 +53,17 @@ usage(FILE *fp)
 	        "                         if it completed\n"
 	        "  logs ID [-f]           the task's log lines; -f follows until it ends\n"
 	        "  resources              the resource pool and what running tasks hold\n"
+	        "  runs [list] [--task ID] [--name NAME] [--state S] [--limit N]\n"
+	        "                         tracked runs (one per task attempt, or made by scripts)\n"
+	        "  runs show RUN          a run: metrics, lineage (data hash, versions), artifacts\n"
+	        "  runs best METRIC [--name NAME] [--max|--min]\n"
+	        "                         the run with the best final value of METRIC\n"
+	        "  compare RUN RUN...     runs (or tasks) side by side: differing parameters and\n"
+	        "                         final metrics, the best marked\n"
+	        "  report ID... [-o FILE] an HTML report of a task or run; of several: a comparison\n"
+	        "  export ID --format F [-o FILE]\n"
+	        "                         a task's model or results as onnx, safetensors, csv,\n"
+	        "                         json or html (GET /api/v1/exporters lists them)\n"
 	        "  configs [list] [--limit N] [--offset N]\n"
 	        "                         stored training configs, newest first\n"
 	        "  configs show ID [--version N] [--format libconfig|json]\n"
@@ -67,6 +78,15 @@ usage(FILE *fp)
 	        "  configs validate FILE  check a job spec as loomd would; exit 1 if invalid\n"
 	        "  configs templates      the job-spec templates loomd offers\n"
 	        "  configs template NAME  a template as libconfig text, to save and edit\n"
+	        "  models [list]          registered models: latest version, aliases\n"
+	        "  models show NAME [VERSION|ALIAS]\n"
+	        "                         a model's versions, or one version's metrics,\n"
+	        "                         lineage and files\n"
+	        "  models promote NAME VERSION [--alias ALIAS]\n"
+	        "                         point ALIAS (default: production) at VERSION\n"
+	        "  models rollback NAME [--alias ALIAS]\n"
+	        "                         move ALIAS (default: production) back to the version\n"
+	        "                         it pointed at before its last promotion\n"
 	        "  version                loomctl's version\n"
 	        "\n"
 	        "options:\n"
@@ -1386,12 +1406,22 @@ main(int argc, char **argv)
 		rv = cmd_status(&c, argc, argv);
 	else if (strcmp(argv[0], "watch") == 0)
 		rv = cmd_watch(&c, argc, argv);
+	else if (strcmp(argv[0], "runs") == 0)
+		rv = cmd_runs(&c, argc, argv);
+	else if (strcmp(argv[0], "compare") == 0)
+		rv = cmd_compare(&c, argc, argv);
+	else if (strcmp(argv[0], "report") == 0)
+		rv = cmd_report(&c, argc, argv);
+	else if (strcmp(argv[0], "export") == 0)
+		rv = cmd_export(&c, argc, argv);
 	else if (strcmp(argv[0], "logs") == 0)
 		rv = cmd_logs(&c, argc, argv);
 	else if (strcmp(argv[0], "resources") == 0)
 		rv = cmd_resources(&c, argc, argv);
 	else if (strcmp(argv[0], "configs") == 0)
 		rv = cmd_configs(&c, argc, argv);
+	else if (strcmp(argv[0], "models") == 0)
+		rv = cmd_models(&c, argc, argv);
 	else if (strcmp(argv[0], "start") == 0 || strcmp(argv[0], "pause") == 0 ||
 	         strcmp(argv[0], "resume") == 0 || strcmp(argv[0], "cancel") == 0)
 		rv = cmd_action(&c, argc, argv);

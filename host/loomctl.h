@@ -59,5 +59,12 @@ bool final_state(const char *s);
 
 /* Commands in loomctl-logs.c. */
 int cmd_logs(const ctl *c, int argc, char **argv);
+/* Commands in loomctl-models.c. */
+int cmd_models(const ctl *c, int argc, char **argv);
+/* Commands in loomctl-results.c. */
+int cmd_runs(const ctl *c, int argc, char **argv);
+int cmd_compare(const ctl *c, int argc, char **argv);
+int cmd_report(const ctl *c, int argc, char **argv);
+int cmd_export(const ctl *c, int argc, char **argv);
 
 #endif /* LOOM_HOST_LOOMCTL_H */

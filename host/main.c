@@ -24,11 +24,14 @@
 
 #include <nng/nng.h>
 
+#include "alerts.h"
 #include "api.h"
 #include "daemon.h"
 #include "jobs.h"
 #include "log.h"
+#include "tracking.h"
 #include "logs.h"
+#include "registry.h"
 
 #ifndef LOOM_CONF_FILE
 #define LOOM_CONF_FILE "/etc/loom/loomd.conf"
@@ -215,7 +218,11 @@ start(loomi_daemon *d, char **err)
 			return rv;
 	}
 
-	if ((rv = loomi_jobs_start(d, err)) != 0)
+	if ((rv = loomi_alerts_start(d, err)) != 0)
+		return rv;
+	if ((rv = loomi_tracking_start(d, err)) != 0)
+		return rv;
+	if ((rv = loomi_registry_start(d, err)) != 0 || (rv = loomi_jobs_start(d, err)) != 0)
 		return rv;
 	if ((rv = loomi_api_start(d, d->conf.listen, err)) != 0)
 		return rv;
@@ -241,6 +248,9 @@ stop(loomi_daemon *d)
 	}
 	free(urlfile);
 	loomi_jobs_stop(d);
+	loomi_tracking_stop(); /* after the jobs (their runs end), before the alerts it feeds */
+	loomi_alerts_stop(); /* after the jobs: their last transitions may fire */
+	loomi_registry_stop(d); /* after the jobs: it registers the tasks they completed */
 	loomi_logs_stop();
 	loomi_plugins_fini(&d->plugins);
 	loomi_bus_close(d->bus);

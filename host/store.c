@@ -13,10 +13,13 @@
 #include <loom/error.h>
 #include <loom/version.h>
 
+#include "alerts.h"
 #include "configs.h"
 #include "log.h"
 #include "logs.h"
+#include "registry.h"
 #include "store.h"
+#include "tracking.h"
 #include "util.h"
 
 /* Migrations, in order.  Never edit one that has shipped: add another.
@@ -118,7 +121,10 @@ static const loomi_migration migrations[] = {
 	 "  UPDATE job_counts SET n = n - 1 WHERE user = old.user AND state = old.state;\n"
 	 "END;\n"
 	 "CREATE INDEX jobs_by_state_id ON jobs (state, id);\n"},
+	{7, "runs, their metric points, tags and artifacts", loomi_tracking_migration_sql},
+	{8, "model registry", loomi_registry_migration_sql},
 	{9, "structured logs with full-text search", loomi_logs_migration_sql},
+	{10, "alert rules and fired alerts", loomi_alerts_migration_sql},
 };
 
 int

@@ -239,6 +239,13 @@ load_plugins(loomi_plugins *reg, const char *conf_path, loomi_conf *conf, loomi_
 	if (errs.n > 0)
 		goto fail;
 	for (size_t i = 0; i < reg->n_instances; i++) {
+		uint32_t kind = reg->instances[i]->kind;
+		/* a run needs its compute plugin, heads, samplers and storage; the
+		 * host's schedulers, trackers and exporters stay unstarted here
+		 * (their settings may name the host's directories) */
+		if (kind == LOOM_KIND_SCHEDULER || kind == LOOM_KIND_TRACKER ||
+		    kind == LOOM_KIND_EXPORTER)
+			continue;
 		if (loomi_instance_start(reg->instances[i], &err) != 0) {
 			loomi_strv_push(&errs, err);
 			goto fail;
