@@ -5,6 +5,7 @@
 
 #include <loom/compute.h>
 
+#include "predict.h"
 #include "train.h"
 
 typedef struct ctx {
@@ -35,11 +36,35 @@ transformer_run(void *p, const loom_job *job)
 	return tf_train(c->host, c->ins, job);
 }
 
+static int
+transformer_model_open(void *p, const char *model_dir, void **model, char **info_json)
+{
+	ctx *c = p;
+	return tf_model_open(c->host, c->ins, model_dir, model, info_json);
+}
+
+static int
+transformer_predict(void *p, void *model, const loom_tensor *input, loom_tensor *output)
+{
+	(void)p;
+	return tf_predict(model, input, output);
+}
+
+static void
+transformer_model_close(void *p, void *model)
+{
+	(void)p;
+	tf_model_close(model);
+}
+
 static const loom_compute_ops ops = {
 	.size = sizeof(loom_compute_ops),
-	.caps = LOOM_COMPUTE_RESUMABLE,
+	.caps = LOOM_COMPUTE_RESUMABLE | LOOM_COMPUTE_PREDICT,
 	.validate = transformer_validate,
 	.run = transformer_run,
+	.model_open = transformer_model_open,
+	.predict = transformer_predict,
+	.model_close = transformer_model_close,
 };
 
 LOOM_PLUGIN_DEFINE(compute_transformer,

@@ -75,7 +75,12 @@ typedef struct loom_compute_ops {
 	int (*run)(void *ctx, const loom_job *job);
 
 	/* Optional, with LOOM_COMPUTE_PREDICT: inference on a trained model.
-	 * info_json (host->alloc'd) describes inputs and outputs. */
+	 * model_open reads a run's output directory; info_json (host->alloc'd)
+	 * describes inputs and outputs (shapes with "batch" first, channel,
+	 * target or class names, units).  predict takes input as info_json
+	 * says and fills *output: its dtype, ndim, dims and nbytes, and data
+	 * allocated with host->tensor_alloc, which the caller releases with
+	 * host->tensor_free.  On failure output->data is NULL. */
 	int (*model_open)(void *ctx, const char *model_dir, void **model, char **info_json);
 	int (*predict)(void *ctx, void *model, const loom_tensor *input, loom_tensor *output);
 	void (*model_close)(void *ctx, void *model);

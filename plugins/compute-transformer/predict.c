@@ -1,0 +1,549 @@
+/* Inference on a trained model.  See predict.h. */
+#include "config.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <loom/compute.h>
+#include <loom/head.h>
+
+#include "checkpoint.h"
+#include "host/safetensors.h"
+#include "host/util.h"
+#include "model.h"
+#include "predict.h"
+#include "spec.h"
+
+typedef struct predictor {
+	const loom_host *host;
+	loom_instance *ins;
+	char *path;                  /* the weights file */
+	tf_spec spec;
+	bool spec_up;
+	const loom_head_ops *head;
+	void *head_ctx;
+	lk_pool *pool;
+	tf_model model;
+	bool model_up;
+	/* the data description of the weights' metadata */
+	json_t *data;
+	int64_t n_in, n_out;
+	double *in_shift, *in_scale, *out_shift, *out_scale;
+	int64_t *target_in;          /* [n_out] input channel of each target, or -1 */
+	float *x;                    /* [max_batch, context, n_in] normalized */
+	float *res;                  /* [max_batch · seq_per_window, result_dim] */
+	int64_t out_per_window;      /* floats of output per input window */
+} predictor;
+
+static void
+say(const predictor *p, const char *fmt, ...) LOOM_PRINTF(2, 3);
+
+static void
+say(const predictor *p, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	p->host->log(p->ins, LOOM_LOG_ERROR, "%s", msg);
+}
+
+/* ------------------------------------------------------------------ opening */
+
+typedef struct head_lookup {
+	const loom_host *host;
+	loom_instance *ins;
+} head_lookup;
+
+static int
+head_task(void *arg, const char *name)
+{
+	head_lookup *h = arg;
+	const void *ops;
+	void *ctx;
+
+	if (h->host->instance_ops(h->ins, name, LOOM_KIND_HEAD, &ops, &ctx) != 0)
+		return 0;
+	switch (((const loom_head_ops *)ops)->task) {
+	case LOOM_TASK_FORECAST: return TF_TASK_FORECAST;
+	case LOOM_TASK_REGRESSION: return TF_TASK_REGRESSION;
+	case LOOM_TASK_CLASSIFICATION: return TF_TASK_CLASSIFICATION;
+	case LOOM_TASK_ANOMALY: return TF_TASK_ANOMALY;
+	}
+	return 0;
+}
+
+static const char *
+task_name(int task)
+{
+	switch (task) {
+	case TF_TASK_FORECAST: return "forecast";
+	case TF_TASK_REGRESSION: return "regression";
+	case TF_TASK_CLASSIFICATION: return "classification";
+	default: return "anomaly";
+	}
+}
+
+/* An array of n numbers of the data description into a new double[n]. */
+static double *
+numbers(const json_t *data, const char *key, int64_t n)
+{
+	const json_t *a = json_object_get(data, key);
+	double *v;
+
+	if (!json_is_array(a) || (int64_t)json_array_size(a) != n)
+		return NULL;
+	if ((v = calloc((size_t)(n ? n : 1), sizeof *v)) == NULL)
+		return NULL;
+	for (int64_t i = 0; i < n; i++) {
+		const json_t *e = json_array_get(a, (size_t)i);
+		if (!json_is_number(e)) {
+			free(v);
+			return NULL;
+		}
+		v[i] = json_number_value(e);
+	}
+	return v;
+}
+
+static const char *
+name_at(const json_t *data, const char *key, int64_t i)
+{
+	return json_string_value(json_array_get(json_object_get(data, key), (size_t)i));
+}
+
+/* The weights file of a model directory and its metadata's spec and data. */
+static int
+read_metadata(predictor *p, const char *model_dir, char **spec_text)
+{
+	static const char *const files[] = {"best.safetensors", "last.safetensors"};
+	struct stat sb;
+	char *buf = NULL, *err = NULL;
+	size_t len = 0;
+	st_file f = {0};
+	const char *spec, *data;
+	int rv;
+
+	for (size_t i = 0; i < 2 && p->path == NULL; i++) {
+		char *path = loomi_strfmt("%s/%s", model_dir, files[i]);
+		if (stat(path, &sb) == 0)
+			p->path = path;
+		else
+			free(path);
+	}
+	if (p->path == NULL) {
+		say(p, "model_open: %s has no best.safetensors or last.safetensors; give the output "
+		       "directory of a completed training run",
+		    model_dir);
+		return LOOM_ENOENT;
+	}
+	if ((rv = loomi_read_file(p->path, &buf, &len)) != 0) {
+		say(p, "model_open: cannot read %s: %s", p->path, strerror(rv));
+		return LOOM_EIO;
+	}
+	if ((rv = st_decode((const unsigned char *)buf, len, p->path, &f, &err)) != 0) {
+		say(p, "model_open: %s", err);
+		goto out;
+	}
+	spec = json_string_value(json_object_get(f.metadata, "spec"));
+	data = json_string_value(json_object_get(f.metadata, "data"));
+	if (spec == NULL || data == NULL ||
+	    (p->data = json_loads(data, 0, NULL)) == NULL || !json_is_object(p->data)) {
+		say(p, "model_open: %s has no \"spec\" and \"data\" in its metadata; it was not "
+		       "written by compute-transformer's training",
+		    p->path);
+		rv = LOOM_EINVAL;
+		goto out;
+	}
+	*spec_text = loomi_strdup(spec);
+out:
+	st_file_free(&f);
+	free(buf);
+	free(err);
+	return rv;
+}
+
+/* Channels and normalization from the data description. */
+static int
+read_data(predictor *p)
+{
+	const json_t *d = p->data;
+	int64_t ni = (int64_t)json_array_size(json_object_get(d, "inputs"));
+	int64_t no = (int64_t)json_array_size(json_object_get(d, "targets"));
+
+	p->n_in = ni;
+	p->n_out = no;
+	p->in_shift = numbers(d, "input_shift", ni);
+	p->in_scale = numbers(d, "input_scale", ni);
+	p->out_shift = numbers(d, "target_shift", no);
+	p->out_scale = numbers(d, "target_scale", no);
+	p->target_in = calloc((size_t)(no ? no : 1), sizeof *p->target_in);
+	if (ni < 1 || !p->in_shift || !p->in_scale || !p->out_shift || !p->out_scale ||
+	    !p->target_in) {
+		say(p, "model_open: %s: the data description in the metadata is incomplete (inputs, "
+		       "targets and their shifts and scales)",
+		    p->path);
+		return LOOM_EINVAL;
+	}
+	for (int64_t k = 0; k < no; k++) {
+		p->target_in[k] = -1;
+		for (int64_t c = 0; c < ni; c++) {
+			const char *a = name_at(d, "targets", k), *b = name_at(d, "inputs", c);
+			if (a && b && strcmp(a, b) == 0)
+				p->target_in[k] = c;
+		}
+	}
+	return 0;
+}
+
+static int
+build_model(predictor *p)
+{
+	const tf_spec *s = &p->spec;
+	const json_t *classes = json_object_get(p->data, "classes");
+	const char **class_names = NULL;
+	tf_model_config mc;
+	const void *ops;
+	char *err = NULL, *opts;
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+	int threads = s->threads > 0 ? (int)s->threads : (online > 0 ? (int)online : 1);
+	int rv;
+
+	if (p->host->instance_ops(p->ins, s->head, LOOM_KIND_HEAD, &ops, &p->head_ctx) != 0) {
+		say(p, "model_open: %s needs the head plugin instance \"%s\", which is not started; "
+		       "declare it in loomd.conf",
+		    p->path, s->head);
+		return LOOM_EINVAL;
+	}
+	p->head = ops;
+	if ((p->pool = lk_pool_create(threads)) == NULL)
+		return LOOM_ENOMEM;
+	if (json_array_size(classes) > 0) {
+		class_names = calloc(json_array_size(classes), sizeof *class_names);
+		if (class_names == NULL)
+			return LOOM_ENOMEM;
+		for (size_t i = 0; i < json_array_size(classes); i++)
+			class_names[i] = json_string_value(json_array_get(classes, i));
+	}
+	/* as train.c's setup, for evaluation */
+	memset(&mc, 0, sizeof mc);
+	mc.channels = p->n_in;
+	mc.context = s->context;
+	mc.patch = s->patch;
+	mc.d_model = s->d_model;
+	mc.heads = s->heads;
+	mc.layers = s->layers;
+	mc.ffn = s->ffn;
+	mc.dropout = s->dropout;
+	mc.revin = s->revin;
+	mc.channel_independent = s->channel_independent;
+	mc.sinusoidal = s->positions == TF_POS_SINUSOIDAL;
+	mc.max_batch = s->batch;
+	mc.head_ops = p->head;
+	mc.head_ctx = p->head_ctx;
+	mc.horizon = s->task == TF_TASK_FORECAST ? s->horizon : 0;
+	mc.targets = p->n_out;
+	mc.classes = (int64_t)json_array_size(classes);
+	mc.class_names = class_names;
+	mc.target_in = p->target_in;
+	opts = json_dumps(json_object_get(s->doc, "model"), JSON_COMPACT);
+	mc.options = opts;
+	rv = tf_model_build(&p->model, &mc, p->pool, &err);
+	free(opts);
+	free(class_names);
+	p->model.cfg.options = NULL;
+	p->model.cfg.class_names = NULL;
+	if (rv != 0) {
+		say(p, "model_open: %s: %s", p->path, err ? err : loom_strerror(rv));
+		free(err);
+		return rv;
+	}
+	p->model_up = true;
+	if ((rv = tf_weights_load(p->path, &p->model, NULL, &err)) != 0) {
+		say(p, "model_open: %s", err ? err : loom_strerror(rv));
+		free(err);
+		return rv;
+	}
+	{
+		int64_t S = s->batch * p->model.seq_per_window;
+		p->x = calloc((size_t)(s->batch * s->context * p->n_in), sizeof *p->x);
+		p->res = calloc((size_t)(S * p->model.head.result_dim + 1), sizeof *p->res);
+		if (!p->x || !p->res)
+			return LOOM_ENOMEM;
+	}
+	switch (s->task) {
+	case TF_TASK_FORECAST: p->out_per_window = s->horizon * p->n_out; break;
+	case TF_TASK_REGRESSION: p->out_per_window = p->n_out; break;
+	case TF_TASK_CLASSIFICATION: p->out_per_window = mc.classes; break;
+	default: p->out_per_window = 1; break;
+	}
+	return 0;
+}
+
+static json_t *
+strings_of(const json_t *data, const char *key)
+{
+	const json_t *a = json_object_get(data, key);
+	return a ? json_deep_copy(a) : json_array();
+}
+
+/* What model_open tells the caller about inputs and outputs. */
+static char *
+describe(const predictor *p)
+{
+	const tf_spec *s = &p->spec;
+	json_t *in, *out, *info;
+	char *text, *copy;
+
+	in = json_pack("{s:[s, I, I], s:s, s:o, s:s, s:s}", "shape", "batch", (json_int_t)s->context,
+	               (json_int_t)p->n_in, "dtype", "f32", "channels",
+	               strings_of(p->data, "inputs"), "units",
+	               "original: the raw values of these data columns, oldest step first",
+	               "normalize", json_string_value(json_object_get(json_object_get(s->doc, "data"),
+	                                                              "normalize")));
+	switch (s->task) {
+	case TF_TASK_FORECAST:
+		out = json_pack("{s:[s, I, I], s:o, s:s}", "shape", "batch", (json_int_t)s->horizon,
+		                (json_int_t)p->n_out, "targets", strings_of(p->data, "targets"),
+		                "meaning", "the next horizon steps of each target, in original units");
+		break;
+	case TF_TASK_REGRESSION:
+		out = json_pack("{s:[s, I], s:o, s:s}", "shape", "batch", (json_int_t)p->n_out,
+		                "targets", strings_of(p->data, "targets"), "meaning",
+		                "each target at the window's last step, in original units");
+		break;
+	case TF_TASK_CLASSIFICATION:
+		out = json_pack("{s:[s, I], s:o, s:s}", "shape", "batch",
+		                (json_int_t)p->out_per_window, "classes",
+		                strings_of(p->data, "classes"), "meaning",
+		                "the probability of each class at the window's last step");
+		break;
+	default: {
+		const tf_tensor *t = tf_model_tensor(&p->model, "head.threshold");
+		double thr = t ? p->model.params[t->offset] : NAN;
+		out = json_pack("{s:[s], s:s, s:f}", "shape", "batch", "meaning",
+		                "anomaly score: the mean squared reconstruction error of the window in "
+		                "normalized units; a window scoring above threshold is anomalous",
+		                "threshold", isfinite(thr) ? thr : 0.0);
+		break;
+	}
+	}
+	json_object_set_new(out, "dtype", json_string("f32"));
+	info = json_pack("{s:s, s:s, s:s, s:o, s:o}", "weights", p->path, "task",
+	                 task_name(s->task), "head", s->head, "input", in, "output", out);
+	text = json_dumps(info, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(info);
+	if (text == NULL)
+		return NULL;
+	copy = p->host->alloc(strlen(text) + 1);
+	if (copy)
+		strcpy(copy, text);
+	free(text);
+	return copy;
+}
+
+void
+tf_model_close(void *model)
+{
+	predictor *p = model;
+
+	if (p == NULL)
+		return;
+	if (p->model_up)
+		tf_model_free(&p->model);
+	lk_pool_destroy(p->pool);
+	if (p->spec_up)
+		tf_spec_free(&p->spec);
+	json_decref(p->data);
+	free(p->path);
+	free(p->in_shift);
+	free(p->in_scale);
+	free(p->out_shift);
+	free(p->out_scale);
+	free(p->target_in);
+	free(p->x);
+	free(p->res);
+	free(p);
+}
+
+int
+tf_model_open(const loom_host *host, loom_instance *ins, const char *model_dir, void **model,
+              char **info_json)
+{
+	predictor *p = calloc(1, sizeof *p);
+	head_lookup hl = {host, ins};
+	char *spec_text = NULL, *err = NULL;
+	int rv;
+
+	if (p == NULL)
+		return LOOM_ENOMEM;
+	p->host = host;
+	p->ins = ins;
+	if (model_dir == NULL || model == NULL) {
+		say(p, "model_open: no model directory given");
+		rv = LOOM_EINVAL;
+		goto fail;
+	}
+	if ((rv = read_metadata(p, model_dir, &spec_text)) != 0)
+		goto fail;
+	if ((rv = tf_spec_parse(spec_text, p->path, head_task, &hl, &p->spec, &err)) != 0) {
+		say(p, "model_open: the spec stored in %s is not valid here: %s", p->path,
+		    err ? err : loom_strerror(rv));
+		goto fail;
+	}
+	p->spec_up = true;
+	if ((rv = read_data(p)) != 0 || (rv = build_model(p)) != 0)
+		goto fail;
+	if (info_json && (*info_json = describe(p)) == NULL) {
+		rv = LOOM_ENOMEM;
+		goto fail;
+	}
+	free(spec_text);
+	*model = p;
+	return 0;
+fail:
+	free(spec_text);
+	free(err);
+	tf_model_close(p);
+	return rv;
+}
+
+/* ------------------------------------------------------------------ predicting */
+
+static int
+check_input(const predictor *p, const loom_tensor *in)
+{
+	const tf_spec *s = &p->spec;
+
+	if (in == NULL || in->dtype != LOOM_DTYPE_F32 || in->ndim != 3 || in->data == NULL ||
+	    in->dims[0] < 1 || in->dims[1] != s->context || in->dims[2] != p->n_in ||
+	    in->nbytes != (size_t)(in->dims[0] * in->dims[1] * in->dims[2]) * sizeof(float)) {
+		char got[96] = "nothing";
+		if (in && in->ndim <= LOOM_TENSOR_MAX_DIMS) {
+			int n = snprintf(got, sizeof got, "%s [", in->dtype == LOOM_DTYPE_F32 ? "f32"
+			                                                                    : "not f32");
+			for (uint32_t i = 0; i < in->ndim && n < (int)sizeof got - 24; i++)
+				n += snprintf(got + n, sizeof got - (size_t)n, "%s%lld", i ? ", " : "",
+				              (long long)in->dims[i]);
+			snprintf(got + n, sizeof got - (size_t)n, "]%s", in->data ? "" : " without data");
+		}
+		say(p, "predict: the input must be f32 [batch ≥ 1, %lld, %lld] (windows of %lld steps "
+		       "of the %lld input channels, see info_json); got %s",
+		    (long long)s->context, (long long)p->n_in, (long long)s->context,
+		    (long long)p->n_in, got);
+		return LOOM_EINVAL;
+	}
+	return 0;
+}
+
+/* Windows [at, at+n) of raw into p->x, normalized as the training data. */
+static int
+normalize(predictor *p, const float *raw, int64_t at, int64_t n)
+{
+	int64_t L = p->spec.context, C = p->n_in;
+
+	for (int64_t b = 0; b < n; b++)
+		for (int64_t l = 0; l < L; l++)
+			for (int64_t c = 0; c < C; c++) {
+				double v = raw[((at + b) * L + l) * C + c];
+				if (!isfinite(v)) {
+					say(p, "predict: window %lld, step %lld, channel \"%s\" is %g; the "
+					       "model needs finite values (fill gaps first)",
+					    (long long)(at + b), (long long)l,
+					    name_at(p->data, "inputs", c), v);
+					return LOOM_EINVAL;
+				}
+				p->x[(b * L + l) * C + c] =
+					(float)((v - p->in_shift[c]) / p->in_scale[c]);
+			}
+	return 0;
+}
+
+/* The head's results of n windows into out (out_per_window floats each),
+ * in original units, as train.c's to_original_units. */
+static void
+to_output(const predictor *p, int64_t n, float *out)
+{
+	const tf_spec *s = &p->spec;
+	int64_t rd = p->model.head.result_dim, K = p->n_out, H = s->horizon;
+
+	for (int64_t b = 0; b < n; b++) {
+		float *o = out + b * p->out_per_window;
+		switch (s->task) {
+		case TF_TASK_FORECAST:
+			for (int64_t h = 0; h < H; h++)
+				for (int64_t k = 0; k < K; k++) {
+					float v = s->channel_independent
+					                  ? p->res[(b * p->n_in + p->target_in[k]) * H + h]
+					                  : p->res[b * rd + h * K + k];
+					o[h * K + k] = (float)(v * p->out_scale[k] + p->out_shift[k]);
+				}
+			break;
+		case TF_TASK_REGRESSION:
+			for (int64_t k = 0; k < K; k++)
+				o[k] = (float)(p->res[b * rd + k] * p->out_scale[k] + p->out_shift[k]);
+			break;
+		default: /* class probabilities, anomaly scores */
+			memcpy(o, p->res + b * rd, (size_t)p->out_per_window * sizeof *o);
+			break;
+		}
+	}
+}
+
+int
+tf_predict(void *model, const loom_tensor *input, loom_tensor *output)
+{
+	predictor *p = model;
+	const tf_spec *s;
+	int64_t B, step;
+	float *out;
+	int rv;
+
+	if (p == NULL || output == NULL)
+		return LOOM_EINVAL;
+	memset(output, 0, sizeof *output);
+	s = &p->spec;
+	if ((rv = check_input(p, input)) != 0)
+		return rv;
+	B = input->dims[0];
+	output->dtype = LOOM_DTYPE_F32;
+	output->dims[0] = B;
+	switch (s->task) {
+	case TF_TASK_FORECAST:
+		output->ndim = 3;
+		output->dims[1] = s->horizon;
+		output->dims[2] = p->n_out;
+		break;
+	case TF_TASK_ANOMALY:
+		output->ndim = 1;
+		break;
+	default:
+		output->ndim = 2;
+		output->dims[1] = p->out_per_window;
+		break;
+	}
+	output->nbytes = (size_t)(B * p->out_per_window) * sizeof(float);
+	if ((out = p->host->tensor_alloc(output->nbytes)) == NULL)
+		return LOOM_ENOMEM;
+	step = s->batch;
+	for (int64_t at = 0; at < B; at += step) {
+		int64_t n = B - at < step ? B - at : step;
+		if ((rv = normalize(p, input->data, at, n)) != 0 ||
+		    (rv = tf_model_forward(&p->model, p->x, n, false, 0)) != 0 ||
+		    (rv = tf_model_results(&p->model, s->task == TF_TASK_ANOMALY ? p->x : NULL,
+		                           p->res)) != 0) {
+			p->host->tensor_free(out);
+			return rv;
+		}
+		to_output(p, n, out + at * p->out_per_window);
+	}
+	output->data = out;
+	return 0;
+}

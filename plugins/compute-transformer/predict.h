@@ -1,0 +1,36 @@
+/* predict.h — inference on a trained model (LOOM_COMPUTE_PREDICT).
+ *
+ * A model directory is what a run wrote: best.safetensors (else
+ * last.safetensors), whose "__metadata__" holds the job spec, the data
+ * description (input and target channels, their normalization, the
+ * classes) and the head instance.  tf_model_open builds the model for
+ * evaluation (no dropout) with that head and loads the weights.
+ *
+ * Input: f32 [B, context, channels], the raw values of data.inputs in that
+ * order, in the data's original units.  predict normalizes them as the
+ * training data was, runs the model exactly as the test-split evaluation
+ * does, and gives results in original units:
+ *
+ *   forecast        [B, horizon, targets]  the next horizon steps
+ *   regression      [B, targets]           the targets at the last step
+ *   classification  [B, classes]           probabilities (softmax)
+ *   anomaly         [B]                    mean squared reconstruction
+ *                                          error in normalized units; above
+ *                                          info's "threshold" is anomalous
+ *
+ * The output tensor's data is allocated with host->tensor_alloc; the
+ * caller frees it with host->tensor_free.  info_json (host->alloc'd)
+ * states all of this for the model at hand.  A head instance serves one
+ * model at a time (head.h), so a process opens one model while it is not
+ * training another. */
+#ifndef LOOM_TF_PREDICT_H
+#define LOOM_TF_PREDICT_H
+
+#include <loom/compute.h>
+
+int tf_model_open(const loom_host *host, loom_instance *ins, const char *model_dir, void **model,
+                  char **info_json);
+int tf_predict(void *model, const loom_tensor *input, loom_tensor *output);
+void tf_model_close(void *model);
+
+#endif /* LOOM_TF_PREDICT_H */
