@@ -47,6 +47,7 @@ typedef struct run {
 	char *id;
 	char *path;
 	FILE *fp;
+	char *iobuf;         /* fp's buffer, STDIO_BUF bytes */
 	int64_t job;
 	bool has_job;
 } run;
@@ -151,6 +152,7 @@ run_free(run *r)
 {
 	if (r->fp)
 		fclose(r->fp);
+	free(r->iobuf);
 	free(r->id);
 	free(r->path);
 	free(r);
@@ -253,7 +255,10 @@ get_run(ctx *c, const char *id, run **out)
 		run_free(r);
 		return LOOM_EIO;
 	}
-	setvbuf(r->fp, NULL, _IOFBF, STDIO_BUF);
+	/* glibc sizes a buffer it allocates itself by the file system's block
+	 * (4K), whatever setvbuf asks: give it ours. */
+	if ((r->iobuf = malloc(STDIO_BUF)) != NULL)
+		setvbuf(r->fp, r->iobuf, _IOFBF, STDIO_BUF);
 	c->runs[c->n_runs++] = r;
 	*out = r;
 	return 0;

@@ -5,9 +5,11 @@
 #include "config.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -390,6 +392,34 @@ START_TEST(file_blocked_and_bad_ids)
 }
 END_TEST
 
+/* A write that fails (here: past the file size limit) is an error naming
+ * the file, and the instance goes on. */
+START_TEST(write_error_names_the_file)
+{
+	loom_run_info info = run_info("job-9", 9, NULL);
+	loom_metric_point pts[200];
+	struct rlimit rl = {4096, 4096};
+
+	for (int i = 0; i < 200; i++)
+		pts[i] = (loom_metric_point){"a_rather_long_metric_name", i, 0, LOOM_METRIC_STEP,
+		                             1795000000000, 1.0, {NULL, NULL}};
+	start(NULL);
+	ck_assert_int_eq(ops->run_begin(ctx, &info), 0);
+	/* Check runs each test in its own process: the limit ends with it. */
+	signal(SIGXFSZ, SIG_IGN);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	tu_log_capture();
+	/* The lines fit the 64K buffer: the error comes with the flush. */
+	ck_assert_int_eq(ops->log_metrics(ctx, "job-9", pts, 200), 0);
+	ck_assert_int_eq(ops->flush(ctx), LOOM_EIO);
+	ck_assert_int_eq(ops->run_end(ctx, "job-9", "failed", 1795000000001), LOOM_EIO);
+	tu_log_stop();
+	ck_assert_msg(tu_log_has("cannot write ") && tu_log_has("/jl/job-9.jsonl") &&
+	                  tu_log_has("File too large"),
+	              "log: %s", tu_log_text());
+}
+END_TEST
+
 int
 main(void)
 {
@@ -403,6 +433,8 @@ main(void)
 	tcase_add_test(tc, fini_writes);
 	tcase_add_test(tc, dir_is_a_file);
 	tcase_add_test(tc, file_blocked_and_bad_ids);
+	if (getenv("CK_FORK") == NULL || strcmp(getenv("CK_FORK"), "no") != 0)
+		tcase_add_test(tc, write_error_names_the_file);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
