@@ -1,0 +1,233 @@
+/* loomctl models: the model registry (list, show, promote, rollback). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "loomctl.h"
+
+#define DEFAULT_ALIAS "production"
+
+static int
+models_usage(void)
+{
+	fprintf(stderr, "loomctl: usage:\n"
+	                "  models [list]\n"
+	                "  models show NAME [VERSION|ALIAS]\n"
+	                "  models promote NAME VERSION [--alias ALIAS]   (ALIAS: " DEFAULT_ALIAS
+	                ")\n"
+	                "  models rollback NAME [--alias ALIAS]          (ALIAS: " DEFAULT_ALIAS
+	                ")\n");
+	return EXIT_USAGE;
+}
+
+/* A path segment: model names may hold any character, so escape all but
+ * the unreserved ones. */
+static char *
+escape(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *out = malloc(3 * strlen(s) + 1), *o = out;
+
+	if (out == NULL)
+		abort();
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+			*o++ = (char)*p;
+		} else {
+			*o++ = '%';
+			*o++ = hex[*p >> 4];
+			*o++ = hex[*p & 15];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* "k=v, k=v" of a JSON object of numbers or strings. */
+static void
+print_pairs(const json_t *obj)
+{
+	const char *k;
+	json_t *v;
+	int n = 0;
+
+	json_object_foreach((json_t *)obj, k, v) {
+		if (json_is_number(v))
+			printf("%s%s=%.6g", n++ ? ", " : "", k, json_number_value(v));
+		else if (json_is_string(v))
+			printf("%s%s=%s", n++ ? ", " : "", k, json_string_value(v));
+	}
+	if (n == 0)
+		putchar('-');
+}
+
+static void
+print_names(const json_t *arr)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(arr, i, v)
+		printf("%s%s", i ? "," : "", json_string_value(v));
+	if (json_array_size(arr) == 0)
+		putchar('-');
+}
+
+static void
+print_list(const json_t *b)
+{
+	size_t i;
+	json_t *m;
+
+	printf("%-28s %7s %8s %-24s %s\n", "MODEL", "LATEST", "VERSIONS", "UPDATED", "ALIASES");
+	json_array_foreach(json_object_get(b, "models"), i, m) {
+		printf("%-28s %7.0f %8.0f %-24s ", S(m, "name"), N(m, "latest_version"),
+		       N(m, "versions"), S(m, "updated_at"));
+		print_pairs(json_object_get(m, "aliases"));
+		putchar('\n');
+	}
+}
+
+static void
+print_model(const json_t *b)
+{
+	size_t i;
+	json_t *v;
+
+	printf("model:    %s\n", S(b, "name"));
+	printf("dir:      %s\n", S(b, "dir"));
+	printf("aliases:  ");
+	print_pairs(json_object_get(b, "aliases"));
+	printf("\n\n%7s %-9s %-8s %-24s %-20s %-22s %s\n", "VERSION", "TASK", "RUN", "CREATED",
+	       "ALIASES", "TAGS", "METRICS");
+	json_array_foreach(json_object_get(b, "versions"), i, v) {
+		printf("%7.0f %-9s %-8s %-24s ", N(v, "version"), S(v, "task_id"), S(v, "run_id"),
+		       S(v, "created_at"));
+		print_names(json_object_get(v, "aliases"));
+		printf(" ");
+		print_names(json_object_get(v, "tags"));
+		printf(" ");
+		print_pairs(json_object_get(v, "metrics"));
+		putchar('\n');
+	}
+}
+
+static void
+print_version(const json_t *b)
+{
+	const json_t *l = json_object_get(b, "lineage");
+	size_t i;
+	json_t *f;
+
+	printf("model:    %s\n", S(b, "name"));
+	printf("version:  %.0f\n", N(b, "version"));
+	printf("task:     %s\n", S(b, "task_id"));
+	printf("run:      %s\n", S(b, "run_id"));
+	printf("config:   %s", S(l, "config_id"));
+	if (json_is_integer(json_object_get(l, "config_version")))
+		printf(" version %.0f", N(l, "config_version"));
+	printf("\ncreated:  %s by %s\n", S(b, "created_at"), S(b, "user"));
+	printf("aliases:  ");
+	print_names(json_object_get(b, "aliases"));
+	printf("\ntags:     ");
+	print_names(json_object_get(b, "tags"));
+	printf("\nmetrics:  ");
+	print_pairs(json_object_get(b, "metrics"));
+	printf("\ndir:      %s\n", S(b, "dir"));
+	json_array_foreach(json_object_get(b, "files"), i, f)
+		printf("  %-20s %12.0f bytes\n", S(f, "name"), N(f, "bytes"));
+}
+
+static void
+print_move(const json_t *b)
+{
+	const json_t *prev = json_object_get(b, "previous");
+	printf("%s: %s → version %.0f", S(b, "name"), S(b, "alias"), N(b, "version"));
+	if (json_is_integer(prev))
+		printf(" (was %.0f)", json_number_value(prev));
+	printf(", %s\n", S(b, "action"));
+}
+
+static int
+get(const ctl *c, const char *path, void (*print)(const json_t *))
+{
+	reply r = {0};
+	int rv = http(c, "GET", path, NULL, &r);
+	return rv ? rv : answer(c, &r, 200, print);
+}
+
+/* Split argv into up to max positional arguments and --alias. */
+static bool
+parse(int argc, char **argv, const char **pos, int max, int *n, const char **alias)
+{
+	*n = 0;
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--alias") == 0 && i + 1 < argc && alias)
+			*alias = argv[++i];
+		else if (strncmp(argv[i], "--alias=", 8) == 0 && alias)
+			*alias = argv[i] + 8;
+		else if (argv[i][0] == '-' && argv[i][1] == '-')
+			return false;
+		else if (*n < max)
+			pos[(*n)++] = argv[i];
+		else
+			return false;
+	}
+	return true;
+}
+
+int
+cmd_models(const ctl *c, int argc, char **argv)
+{
+	const char *sub = argc > 1 ? argv[1] : "list", *pos[2] = {0}, *alias = DEFAULT_ALIAS;
+	char path[1024], *name, *a;
+	int n, rv;
+
+	if (strcmp(sub, "list") == 0) {
+		if (argc > 2)
+			return models_usage();
+		return get(c, "/api/v1/models", print_list);
+	}
+	if (strcmp(sub, "show") == 0) {
+		if (!parse(argc, argv, pos, 2, &n, NULL) || n < 1)
+			return models_usage();
+		name = escape(pos[0]);
+		if (n == 1) {
+			snprintf(path, sizeof path, "/api/v1/models/%s", name);
+			rv = get(c, path, print_model);
+		} else {
+			char *v = escape(pos[1]);
+			snprintf(path, sizeof path, "/api/v1/models/%s/versions/%s", name, v);
+			free(v);
+			rv = get(c, path, print_version);
+		}
+		free(name);
+		return rv;
+	}
+	if (strcmp(sub, "promote") == 0 || strcmp(sub, "rollback") == 0) {
+		bool promote = sub[0] == 'p';
+		reply r = {0};
+		char body[64];
+		if (!parse(argc, argv, pos, 2, &n, &alias) || n != (promote ? 2 : 1))
+			return models_usage();
+		if (promote && pos[1][0] == 'v') /* "v3", as the registry names versions */
+			pos[1]++;
+		if (promote && !number_arg("VERSION", pos[1]))
+			return EXIT_USAGE;
+		name = escape(pos[0]);
+		a = escape(alias);
+		snprintf(path, sizeof path, "/api/v1/models/%s/aliases/%s%s", name, a,
+		         promote ? "" : "/rollback");
+		snprintf(body, sizeof body, "{\"version\": %s}", promote ? pos[1] : "0");
+		free(name);
+		free(a);
+		if ((rv = http(c, "POST", path, promote ? body : "{}", &r)) != 0)
+			return rv;
+		return answer(c, &r, 200, print_move);
+	}
+	return models_usage();
+}
