@@ -20,8 +20,9 @@
  *
  * The output tensor's data is allocated with host->tensor_alloc; the
  * caller frees it with host->tensor_free.  info_json (host->alloc'd)
- * states all of this for the model at hand.  A head instance serves one
- * model at a time (head.h), so a process opens one model while it is not
+ * states all of this for the model at hand.  One predict call at a time
+ * per model (it keeps its activations), and since a head instance serves
+ * one model at a time (head.h), a process opens one model while it is not
  * training another. */
 #ifndef LOOM_TF_PREDICT_H
 #define LOOM_TF_PREDICT_H
