@@ -1,0 +1,188 @@
+#!/bin/bash
+# HTML reports end to end: real runs trained by loom-worker, written by the
+# exporter-report plugin (tests/helpers/report-write, as `loomctl report`
+# will through loomd), parsed as HTML5 with Python's html.parser (every
+# element closed in order, nothing fetched), then rendered by headless
+# Chromium: the screenshot is not blank and the chart lines are on it in
+# the colours the plugin drew them (a line spans the plot; a legend entry
+# or a swatch does not).
+set -eu
+. "${LOOM_TEST_SRCDIR:?run the integration tests through make check}/tests/integration/lib.sh"
+
+DATA=/usr/lib/python3/dist-packages/vega_datasets/_data
+[ -r "$DATA/seattle-temps.csv" ] || {
+	echo "SKIP: $DATA/seattle-temps.csv is missing; install python3-vega-datasets (./bootstrap does)"
+	exit 77
+}
+CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
+[ -n "$CHROMIUM" ] || {
+	echo "SKIP: chromium is not installed; install it (./bootstrap does) to render reports"
+	exit 77
+}
+PY=/usr/bin/python3
+export LOOM_PLUGIN_PATH=$LOOM_TEST_PLUGINS
+W=$B/host/loom-worker
+RW=$B/tests/helpers/report-write
+
+# ---------------------------------------------------------------- real runs
+sed -e 's/epochs = 40;/epochs = 2;/' "$S/etc/jobs/seattle-temps-forecast.conf" >"$T/a.conf"
+sed -e 's/epochs = 40;/epochs = 2;/' -e 's/lr = 2e-3;/lr = 5e-3;/' \
+	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/b.conf"
+sed -e 's/epochs = [0-9]*;/epochs = 2;/' "$S/etc/jobs/seattle-weather-classify.conf" >"$T/c.conf"
+for r in a b c; do
+	"$W" --threads 2 --run "$T/$r.conf" --out "$T/$r" 2>"$T/err" || fail "loom-worker $r.conf failed"
+done
+ok "trained three runs (two forecasts, one classifier) for two epochs"
+
+LOOM_REPORT_RUN_JSON='{"started_ms":1700000000000,"finished_ms":1700000005000,"duration_ms":5000,"attempts":1}' \
+	"$RW" "$T/run.html" "$T/a" 2>"$T/err" || fail "report-write failed on a run"
+"$RW" "$T/weather.html" "$T/c" 2>"$T/err" || fail "report-write failed on the classifier"
+"$RW" "$T/compare.html" "$T/a" "$T/b" 2>"$T/err" || fail "report-write failed on a comparison"
+"$RW" "$T/again.html" "$T/b" 2>"$T/err" && "$RW" "$T/again2.html" "$T/b" 2>"$T/err" ||
+	fail "report-write failed"
+cmp -s "$T/again.html" "$T/again2.html" || fail "two reports of the same run differ"
+ok "reports written: a run, a classifier, a comparison; the same run gives the same bytes"
+
+# ---------------------------------------------------------------- well-formed HTML5
+cat >"$T/check_html.py" <<'EOF'
+import sys
+from html.parser import HTMLParser
+
+VOID = {"meta", "br", "hr", "img", "input", "link", "wbr", "col", "area", "base", "source"}
+
+class Check(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.tags, self.errors, self.text = [], {}, [], []
+    def handle_starttag(self, tag, attrs):
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+        for k, v in attrs:
+            if k in ("src", "href") or (v and "url(" in v):
+                self.errors.append("fetches something: %s=%r" % (k, v))
+        if tag not in VOID:
+            self.stack.append((tag, self.getpos()))
+    def handle_startendtag(self, tag, attrs):
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1][0] != tag:
+            self.errors.append("</%s> at %s closes %s" % (tag, self.getpos(), self.stack[-1:] or "nothing"))
+            return
+        self.stack.pop()
+    def handle_data(self, data):
+        self.text.append(data)
+
+path, want = sys.argv[1], sys.argv[2:]
+html = open(path, encoding="utf-8").read()
+if not html.startswith("<!DOCTYPE html>"):
+    sys.exit(path + ": no <!DOCTYPE html>")
+p = Check()
+p.feed(html)
+p.close()
+if p.stack:
+    p.errors.append("never closed: %s" % p.stack)
+for t in ("script", "link", "iframe", "img", "object"):
+    if p.tags.get(t):
+        p.errors.append("has <%s>" % t)
+text = "".join(p.text)
+for w in want:
+    if w not in text:
+        p.errors.append("text %r not found" % w)
+if p.errors:
+    sys.exit(path + ": " + "; ".join(p.errors))
+print("%s: %d svg, %d tags" % (path, p.tags.get("svg", 0), sum(p.tags.values())))
+EOF
+$PY "$T/check_html.py" "$T/run.html" "seattle-temps-forecast" "Test metrics beside the baselines" \
+	"seasonal_naive" "Metrics over training" "2023-11-14 22:13:20 UTC" ||
+	fail "the run report is not well-formed HTML5"
+$PY "$T/check_html.py" "$T/weather.html" "classes" "majority" ||
+	fail "the classifier's report is not well-formed or lacks its classes and baseline"
+$PY "$T/check_html.py" "$T/compare.html" "Comparison of 2 runs" "settings differ" "train.lr" ||
+	fail "the comparison is not well-formed HTML5"
+ok "the reports parse as HTML5: every element closed in order, no script, nothing fetched"
+
+# ---------------------------------------------------------------- rendered by Chromium
+shot() { # HTML PNG
+	timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --hide-scrollbars \
+		--window-size=1200,1800 --screenshot="$2" "file://$1" >"$T/chromium.log" 2>&1 || true
+	[ -s "$2" ] || fail "chromium wrote no screenshot of $1 (see chromium.log)"
+}
+
+cat >"$T/check_png.py" <<'EOF'
+# Decode a PNG with the standard library only (zlib and the five row
+# filters), then: enough of the page is not white, and each colour given
+# covers a wide span of columns, as a chart line does (a legend entry or a
+# swatch is a few pixels wide).
+import struct, sys, zlib
+
+def decode(path):
+    data = open(path, "rb").read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        sys.exit(path + ": not a PNG")
+    pos, idat = 8, b""
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    if depth != 8 or ctype not in (2, 6) or interlace:
+        sys.exit("%s: unsupported PNG (depth %d, colour type %d)" % (path, depth, ctype))
+    bpp = 3 if ctype == 2 else 4
+    raw, stride = zlib.decompress(idat), w * bpp
+    rows, prev = [], bytearray(stride)
+    for y in range(h):
+        f = raw[y * (stride + 1)]
+        cur = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        if f == 1:
+            for i in range(bpp, stride):
+                cur[i] = (cur[i] + cur[i - bpp]) & 255
+        elif f == 2:
+            cur = bytearray((a + b) & 255 for a, b in zip(cur, prev))
+        elif f == 3:
+            for i in range(stride):
+                left = cur[i - bpp] if i >= bpp else 0
+                cur[i] = (cur[i] + ((left + prev[i]) >> 1)) & 255
+        elif f == 4:
+            for i in range(stride):
+                a = cur[i - bpp] if i >= bpp else 0
+                b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                cur[i] = (cur[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(cur)
+        prev = cur
+    return w, h, bpp, rows
+
+path, colours = sys.argv[1], sys.argv[2:]
+w, h, bpp, rows = decode(path)
+ink = 0
+spans = {c: set() for c in colours}
+targets = [(c, int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16)) for c in colours]
+for y, row in enumerate(rows):
+    for x in range(w):
+        r, g, b = row[x * bpp], row[x * bpp + 1], row[x * bpp + 2]
+        if r + g + b < 720:
+            ink += 1
+            for c, tr, tg, tb in targets:
+                if abs(r - tr) < 40 and abs(g - tg) < 40 and abs(b - tb) < 40:
+                    spans[c].add(x)
+share = ink / (w * h)
+if share < 0.01:
+    sys.exit("%s: %.1f%% of the page is not white: blank?" % (path, 100 * share))
+for c in colours:
+    if len(spans[c]) < w // 3:
+        sys.exit("%s: colour %s covers %d columns of %d: no chart line drawn in it" %
+                 (path, c, len(spans[c]), w))
+print("%s: %.1f%% ink; %s" % (path, 100 * share,
+      ", ".join("%s over %d columns" % (c, len(spans[c])) for c in colours)))
+EOF
+
+shot "$T/run.html" "$T/run.png"
+$PY "$T/check_png.py" "$T/run.png" "#1f77b4" "#d62728" ||
+	fail "the run report's screenshot lacks its charts"
+shot "$T/compare.html" "$T/compare.png"
+$PY "$T/check_png.py" "$T/compare.png" "#1f77b4" "#d62728" ||
+	fail "the comparison's screenshot lacks its overlaid charts"
+ok "rendered by headless Chromium: the pages are not blank and the chart lines are drawn"
