@@ -122,7 +122,7 @@ static const struct bad {
 	{"listen = \"127.0.0.1:7420\";\nlog = { level = ; };\n", "loomd.conf:2: syntax error"},
 	{"\n\nlistne = \"127.0.0.1:1\";\n", "loomd.conf:3: listne: unknown setting (did you mean listen?)"},
 	{"log = {\n  levle = \"info\";\n};\n", "loomd.conf:2: log.levle: unknown setting (did you mean level?)"},
-	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, log, bus, jobs, plugins"},
+	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, log, bus, jobs, logs, plugins"},
 	{"listen = 7420;\n", "loomd.conf:1: listen: expected a string, got an integer; it is the API address, \"host:port\""},
 	{"log = { level = \"verbose\"; };\n", "log.level: \"verbose\" is not one of error, warn, info, debug, trace"},
 	{"log = { level = \"degub\"; };\n", "(did you mean \"debug\"?)"},
