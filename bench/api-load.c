@@ -295,15 +295,45 @@ cmd_ws(const char *url, size_t want)
 	return n == want ? 0 : 1;
 }
 
+/* A body given as @FILE: the file's contents (bodies beyond what a
+ * command line holds, such as metric batches). */
+static char *
+body_arg(const char *arg)
+{
+	FILE *fp;
+	char *data;
+	long n;
+
+	if (arg == NULL || arg[0] != '@')
+		return arg ? strdup(arg) : NULL;
+	if ((fp = fopen(arg + 1, "rb")) == NULL || fseek(fp, 0, SEEK_END) != 0 ||
+	    (n = ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET) != 0) {
+		fprintf(stderr, "api-load: cannot read %s: %s\n", arg + 1, strerror(errno));
+		exit(2);
+	}
+	data = malloc((size_t)n + 1);
+	if (data == NULL || fread(data, 1, (size_t)n, fp) != (size_t)n) {
+		fprintf(stderr, "api-load: cannot read %s\n", arg + 1);
+		exit(2);
+	}
+	data[n] = '\0';
+	fclose(fp);
+	return data;
+}
+
 int
 main(int argc, char **argv)
 {
-	if (argc >= 7 && strcmp(argv[1], "request") == 0)
-		return cmd_request(argv[2], argv[3], argv[4], atoi(argv[5]),
-		                   (size_t)strtoull(argv[6], NULL, 10), argc > 7 ? argv[7] : NULL);
+	if (argc >= 7 && strcmp(argv[1], "request") == 0) {
+		char *body = body_arg(argc > 7 ? argv[7] : NULL);
+		int rv = cmd_request(argv[2], argv[3], argv[4], atoi(argv[5]),
+		                     (size_t)strtoull(argv[6], NULL, 10), body);
+		free(body);
+		return rv;
+	}
 	if (argc == 4 && strcmp(argv[1], "ws") == 0)
 		return cmd_ws(argv[2], (size_t)strtoull(argv[3], NULL, 10));
-	fprintf(stderr, "usage: api-load request URL METHOD PATH CLIENTS TOTAL [BODY]\n"
+	fprintf(stderr, "usage: api-load request URL METHOD PATH CLIENTS TOTAL [BODY|@FILE]\n"
 	                "       api-load ws WSURL N\n");
 	return 2;
 }

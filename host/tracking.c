@@ -479,7 +479,6 @@ series_write(series *s, bool partial)
 		return;
 	if (!partial && s->n < BLOCK_POINTS)
 		return;
-	loomi_tracking_sort(s->buf, s->n);
 	while (s->n - off >= BLOCK_POINTS || (partial && off < s->n)) {
 		size_t k = s->n - off < BLOCK_POINTS ? s->n - off : BLOCK_POINTS;
 		write_block(s, s->buf + off, k);
@@ -695,6 +694,12 @@ do_points(item *it)
 	series *s = series_get(it->run, it->job, it->name);
 	char rid[32];
 
+	/* the buffer stays in step order: points that go back in steps (a
+	 * resumed run, a script sending again) close the buffered block, and
+	 * blocks whose ranges overlap are merged when read */
+	loomi_tracking_sort(it->pts, it->n);
+	if (s->n > 0 && it->pts[0].step < s->buf[s->n - 1].step)
+		series_write(s, true);
 	if (s->n + it->n > s->cap) {
 		s->cap = s->n + it->n > 2 * s->cap ? s->n + it->n : 2 * s->cap;
 		s->buf = loomi_xrealloc(s->buf, s->cap * sizeof *s->buf);
