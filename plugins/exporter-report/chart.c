@@ -15,6 +15,7 @@
 #define TOP 10
 #define BOTTOM 44
 #define LEGEND_ROW 18
+#define MAX_TICKS 20
 
 static const char *const palette[] = {
 	"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
@@ -113,8 +114,10 @@ frame_ranges(frame *f, const chart *c)
 		finite = true;
 	}
 	if (f->x1 <= f->x0) {
-		f->x0 -= 1;
-		f->x1 += 1;
+		/* one step; near 2^63 a double cannot tell x from x + 1 */
+		double pad = fmax(1, fabs(f->x0) * 1e-9);
+		f->x0 -= pad;
+		f->x1 += pad;
 	}
 	f->xstep = ceil(nice_step(f->x1 - f->x0, 6));
 	if (ymax <= ymin) {
@@ -122,6 +125,7 @@ frame_ranges(frame *f, const chart *c)
 		ymin -= pad;
 		ymax += pad;
 	}
+
 	f->ystep = nice_step(ymax - ymin, 5);
 	f->y0 = floor(ymin / f->ystep) * f->ystep;
 	f->y1 = ceil(ymax / f->ystep) * f->ystep;
@@ -136,14 +140,15 @@ px(const frame *f, double x)
 static double
 py(const frame *f, double y)
 {
-	return f->top + f->h - (y - f->y0) / (f->y1 - f->y0) * f->h;
+	/* halves, so that a range from -1e308 to 1e308 does not overflow */
+	return f->top + f->h - (y * 0.5 - f->y0 * 0.5) / (f->y1 * 0.5 - f->y0 * 0.5) * f->h;
 }
 
 static int
 column_of(const frame *f, double x)
 {
 	double c = floor((x - f->x0) / (f->x1 - f->x0) * (f->w - 1) + 0.5);
-	return c < 0 ? 0 : c > f->w - 1 ? (int)f->w - 1 : (int)c;
+	return !(c >= 0) ? 0 : c > f->w - 1 ? (int)f->w - 1 : (int)c;
 }
 
 /* ------------------------------------------------------------------ axes and legend */
@@ -161,18 +166,24 @@ draw_axes(html_out *o, const frame *f, const char *ylabel)
 {
 	double bottom = f->top + f->h, right = f->left + f->w;
 
+	double xfirst = ceil(f->x0 / f->xstep) * f->xstep;
+
+	/* ticks counted, not accumulated: near the limits of a double an added
+	 * step can vanish, and a loop on the value would never end */
 	html_raw(o, "<g class=\"grid\" stroke=\"#e3e3e3\" stroke-width=\"1\">");
-	for (double y = f->y0; y <= f->y1 + f->ystep * 1e-6; y += f->ystep)
+	for (int k = 0; k <= MAX_TICKS && f->y0 + k * f->ystep <= f->y1 + f->ystep * 1e-6; k++)
 		html_rawf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", f->left,
-		          py(f, y), right, py(f, y));
+		          py(f, f->y0 + k * f->ystep), right, py(f, f->y0 + k * f->ystep));
 	html_raw(o, "</g><g class=\"ticks\" font-size=\"11\" fill=\"#333\">");
-	for (double y = f->y0; y <= f->y1 + f->ystep * 1e-6; y += f->ystep) {
+	for (int k = 0; k <= MAX_TICKS && f->y0 + k * f->ystep <= f->y1 + f->ystep * 1e-6; k++) {
+		double y = f->y0 + k * f->ystep;
 		html_rawf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">", f->left - 6,
 		          py(f, y) + 4);
 		tick_label(o, y, f->ystep);
 		html_raw(o, "</text>");
 	}
-	for (double x = ceil(f->x0 / f->xstep) * f->xstep; x <= f->x1; x += f->xstep) {
+	for (int k = 0; k <= MAX_TICKS && xfirst + k * f->xstep <= f->x1; k++) {
+		double x = xfirst + k * f->xstep;
 		html_rawf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>",
 		          px(f, x), bottom, px(f, x), bottom + 4);
 		html_rawf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", px(f, x),

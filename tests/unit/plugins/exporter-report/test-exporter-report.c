@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,6 +361,39 @@ source(const char *name, const char *spec, const char *metrics, const char *cons
 	return s;
 }
 
+/* Steps near 2^63 and values near the limits of a double. */
+static int
+extreme_history(const loom_export_source *src, const char *metric, loom_metric_fn fn, void *arg)
+{
+	static const double v[] = {1.7e308, -1.7e308, 5e-324, INFINITY, 1e300};
+	int rv;
+
+	for (int i = 0; i < 5; i++) {
+		loom_metric_point pt = {.name = metric, .step = INT64_MAX - 10 + i, .value = v[i]};
+		if ((rv = fn(arg, &pt)) != 0)
+			return rv;
+	}
+	return 0;
+}
+
+START_TEST(extreme_values)
+{
+	const char *names[] = {"loss"};
+	loom_export_source s = source("x", "{}", "{}", names, 1, NULL);
+	char *html, *svg;
+
+	s.history = extreme_history;
+	html = export_run(&s);
+	assert_balanced(html);
+	svg = strstr(html, "<svg");
+	ck_assert_ptr_nonnull(svg);
+	ck_assert_ptr_null(strstr(svg, "nan"));
+	ck_assert_ptr_null(strstr(svg, "inf\""));
+	ck_assert_ptr_nonnull(strstr(html, "1 NaN or infinite value"));
+	free(html);
+}
+END_TEST
+
 START_TEST(escaping)
 {
 	static const double one = 1;
@@ -596,6 +630,7 @@ main(void)
 	tcase_add_test(tc, real_run_sections);
 	tcase_add_test(tc, real_run_deterministic);
 	tcase_add_test(tc, long_history_downsampled);
+	tcase_add_test(tc, extreme_values);
 	tcase_add_test(tc, escaping);
 	tcase_add_test(tc, best_marked);
 	tcase_add_test(tc, missing_parts);
