@@ -7,8 +7,12 @@
  * without bound or a stalled scheduler.
  *
  * The table logs holds every entry (job_id NULL for loomd itself); logs_fts
- * is an external-content FTS5 index of message and fields kept by
- * triggers, so the text is stored once.  Entries older than the retention
+ * is an external-content FTS5 index of message and fields, so the text is
+ * stored once.  The writer indexes each batch with one INSERT … SELECT:
+ * measured here, an AFTER INSERT trigger indexing row by row filled at
+ * ~6,000 entries/s, the batch statement at ~20,000 (contentless FTS5 was
+ * ~28,000 but cannot give the text back for a search).  A trigger removes
+ * deleted rows from the index; whoever inserts rows must index them.  Entries older than the retention
  * are appended to <state_dir>/logs/archive/<day>.jsonl.zst, fsynced, and
  * only then deleted. */
 #include "config.h"
@@ -59,9 +63,6 @@ const char loomi_logs_migration_sql[] =
 	"CREATE INDEX logs_by_at ON logs (at);\n"
 	"CREATE VIRTUAL TABLE logs_fts USING fts5 (message, fields, content='logs',\n"
 	"  content_rowid='id');\n"
-	"CREATE TRIGGER logs_fts_insert AFTER INSERT ON logs BEGIN\n"
-	"  INSERT INTO logs_fts (rowid, message, fields) VALUES (new.id, new.message, new.fields);\n"
-	"END;\n"
 	"CREATE TRIGGER logs_fts_delete AFTER DELETE ON logs BEGIN\n"
 	"  INSERT INTO logs_fts (logs_fts, rowid, message, fields)\n"
 	"    VALUES ('delete', old.id, old.message, old.fields);\n"
@@ -69,6 +70,7 @@ const char loomi_logs_migration_sql[] =
 	/* the ids stay, so a client paging with after=N goes on where it was */
 	"INSERT INTO logs (id, at, level, job_id, message)\n"
 	"  SELECT id, at, level, job_id, message FROM job_logs ORDER BY id;\n"
+	"INSERT INTO logs_fts (rowid, message, fields) SELECT id, message, fields FROM logs;\n"
 	"DROP TABLE job_logs;\n";
 
 /* A fields text that is not a JSON object is kept, wrapped, rather than lost. */
@@ -98,6 +100,7 @@ static struct {
 	pthread_t writer, keeper;
 	sqlite3 *wdb;              /* the writer's connection */
 	sqlite3_stmt *insert;
+	sqlite3_stmt *index;       /* the batch into logs_fts */
 	sqlite3 *rdb;              /* queries' connection, under rmtx */
 	pthread_mutex_t rmtx;
 	loomi_daemon *d;
@@ -172,6 +175,7 @@ write_batch(const entry *b, size_t n, char **err)
 {
 	sqlite3_stmt *st = L.insert;
 	int rc = sqlite3_exec(L.wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	int64_t first = 0;
 
 	for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
 		sqlite3_bind_int64(st, 1, b[i].at);
@@ -188,8 +192,15 @@ write_batch(const entry *b, size_t n, char **err)
 			sqlite3_bind_null(st, 6);
 		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(L.wdb);
 		sqlite3_reset(st);
+		if (i == 0)
+			first = sqlite3_last_insert_rowid(L.wdb);
 	}
 	sqlite3_clear_bindings(st);
+	if (rc == SQLITE_OK) { /* the transaction is ours: ids from first are this batch */
+		sqlite3_bind_int64(L.index, 1, first);
+		rc = sqlite3_step(L.index) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(L.wdb);
+		sqlite3_reset(L.index);
+	}
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(L.wdb, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
@@ -562,7 +573,11 @@ loomi_logs_start(loomi_daemon *d, char **err)
 	if ((rv = open_db(d->store.path, &L.rdb, err)) != 0)
 		goto fail;
 	if (sqlite3_prepare_v3(L.wdb, INSERT_SQL, -1, SQLITE_PREPARE_PERSISTENT, &L.insert, NULL) !=
-	    SQLITE_OK) {
+	        SQLITE_OK ||
+	    sqlite3_prepare_v3(L.wdb,
+	                       "INSERT INTO logs_fts (rowid, message, fields) SELECT id, message, "
+	                       "fields FROM logs WHERE id >= ?",
+	                       -1, SQLITE_PREPARE_PERSISTENT, &L.index, NULL) != SQLITE_OK) {
 		*err = loomi_strfmt("logs: the state database %s has no logs table (%s); was it "
 		                    "migrated?",
 		                    d->store.path, sqlite3_errmsg(L.wdb));
@@ -591,7 +606,8 @@ loomi_logs_start(loomi_daemon *d, char **err)
 	return 0;
 fail:
 	sqlite3_finalize(L.insert);
-	L.insert = NULL;
+	sqlite3_finalize(L.index);
+	L.insert = L.index = NULL;
 	sqlite3_close(L.rdb);
 	sqlite3_close(L.wdb);
 	L.rdb = L.wdb = NULL;
@@ -618,7 +634,8 @@ loomi_logs_stop(void)
 	pthread_cond_broadcast(&L.written);
 	pthread_mutex_unlock(&L.mtx);
 	sqlite3_finalize(L.insert);
-	L.insert = NULL;
+	sqlite3_finalize(L.index);
+	L.insert = L.index = NULL;
 	sqlite3_close(L.wdb);
 	sqlite3_close(L.rdb);
 	L.wdb = L.rdb = NULL;

@@ -74,6 +74,20 @@ exec_sql(const char *sql)
 	              msg);
 }
 
+/* Rows written straight to the table (at chosen times), indexed as the
+ * writer indexes its batches. */
+static void
+insert_rows(const char *values)
+{
+	long long last = scalar("SELECT coalesce(max(id), 0) FROM logs");
+	char *sql = loomi_strfmt("INSERT INTO logs (at, level, job_id, instance, message, fields) "
+	                         "VALUES %s; INSERT INTO logs_fts (rowid, message, fields) SELECT "
+	                         "id, message, fields FROM logs WHERE id > %lld;",
+	                         values, last);
+	exec_sql(sql);
+	free(sql);
+}
+
 /* GET /api/v1/logs?query; the response (free with res_free). */
 static loomi_http_res
 get(const char *query)
@@ -194,6 +208,8 @@ START_TEST(writer_stores_batches_in_order)
 	                        "CAST(substr(b.message, 6) AS INTEGER) <> "
 	                        "CAST(substr(a.message, 6) AS INTEGER) + 1"),
 	                 0);
+	/* the index holds exactly the stored rows */
+	exec_sql("INSERT INTO logs_fts (logs_fts) VALUES ('integrity-check')");
 	/* fields that are not a JSON object are kept, wrapped */
 	loomi_logs_add(5, NULL, LOOM_LOG_INFO, "odd fields", "not json");
 	loomi_logs_add(5, NULL, LOOM_LOG_INFO, "array fields", "[1,2]");
@@ -217,10 +233,9 @@ START_TEST(filters)
 	ck_assert_int_eq(count("instance=worker&level=debug&job=2"), 1);
 
 	/* time: entries at known times, written as the store writes them */
-	exec_sql("INSERT INTO logs (at, level, job_id, instance, message) VALUES "
-	         "(1767225600000, 2, 9, 'w', 'new year'),"   /* 2026-01-01T00:00:00Z */
-	         "(1767229200000, 2, 9, 'w', 'one hour on')," /* 01:00 */
-	         "(1767232800000, 2, 9, 'w', 'two hours on')");
+	insert_rows("(1767225600000, 2, 9, 'w', 'new year', '{}'),"   /* 2026-01-01T00:00:00Z */
+	            "(1767229200000, 2, 9, 'w', 'one hour on', '{}')," /* 01:00 */
+	            "(1767232800000, 2, 9, 'w', 'two hours on', '{}')");
 	ck_assert_int_eq(count("job=9&since=2026-01-01T00:30:00Z"), 2);
 	ck_assert_int_eq(count("job=9&until=2026-01-01T01:00:00Z"), 2);
 	ck_assert_int_eq(count("job=9&since=2026-01-01T01:00:00.000Z&until=1767229200000"), 1);
@@ -420,15 +435,15 @@ START_TEST(retention_archives_then_deletes)
 		             "(apt-get install zstd; ./bootstrap does)");
 	loomi_logs_add(6, "worker", LOOM_LOG_INFO, "fresh line stays", NULL);
 	ck_assert(loomi_logs_flush());
-	exec_sql("INSERT INTO logs (at, level, job_id, instance, message, fields) VALUES "
-	         "(1577836800000, 2, 6, 'w', 'old day one a', '{\"n\":1}')," /* 2020-01-01 */
-	         "(1577836801000, 1, 6, 'w', 'old day one b', '{}'),"
-	         "(1577923200000, 0, NULL, 'loomd', 'old day two', '{}')"); /* 2020-01-02 */
+	insert_rows("(1577836800000, 2, 6, 'w', 'old day one a', '{\"n\":1}')," /* 2020-01-01 */
+	            "(1577836801000, 1, 6, 'w', 'old day one b', '{}'),"
+	            "(1577923200000, 0, NULL, 'loomd', 'old day two', '{}')"); /* 2020-01-02 */
 	ck_assert_msg(loomi_logs_expire(&d, loomi_wall_ms() - 86400000, &n, &err) == 0, "%s", err);
 	ck_assert_int_eq(n, 3);
 	ck_assert_int_eq(scalar("SELECT count(*) FROM logs WHERE job_id = 6"), 1);
 	ck_assert_int_eq(count("q=old"), 0); /* gone from the index too */
 	ck_assert_int_eq(count("q=fresh"), 1);
+	exec_sql("INSERT INTO logs_fts (logs_fts) VALUES ('integrity-check')");
 
 	f1 = loomi_path_join(dir, "logs/archive/2020-01-01.jsonl.zst");
 	f2 = loomi_path_join(dir, "logs/archive/2020-01-02.jsonl.zst");
@@ -446,8 +461,7 @@ START_TEST(retention_archives_then_deletes)
 	free(out);
 
 	/* another run the same day appends a frame; zstd reads both */
-	exec_sql("INSERT INTO logs (at, level, job_id, message) VALUES "
-	         "(1577836900000, 2, 6, 'old day one c')");
+	insert_rows("(1577836900000, 2, 6, 'w', 'old day one c', '{}')");
 	ck_assert_msg(loomi_logs_expire(&d, loomi_wall_ms() - 86400000, &n, &err) == 0, "%s", err);
 	ck_assert_int_eq(n, 1);
 	free(cmd);
@@ -459,8 +473,7 @@ START_TEST(retention_archives_then_deletes)
 	free(cmd);
 
 	/* an archive that cannot be written keeps the rows */
-	exec_sql("INSERT INTO logs (at, level, job_id, message) VALUES "
-	         "(1577836900000, 2, 6, 'kept when the archive fails')");
+	insert_rows("(1577836900000, 2, 6, 'w', 'kept when the archive fails', '{}')");
 	cmd = loomi_strfmt("chmod 0500 '%s/logs/archive'", dir);
 	ck_assert_int_eq(system(cmd), 0);
 	free(cmd);
@@ -499,6 +512,7 @@ START_TEST(overflow_drops_and_counts)
 	ck_assert(loomi_logs_flush());
 	stored = scalar("SELECT count(*) FROM logs WHERE job_id = 8");
 	ck_assert_int_eq(stored, 100000 - (long long)dropped);
+	exec_sql("INSERT INTO logs_fts (logs_fts) VALUES ('integrity-check')");
 	free(db);
 }
 END_TEST
