@@ -674,12 +674,19 @@ store_version(loomi_daemon *d, int64_t job_id, const task_info *t, const char *s
 			rv = db_fail(db, msg, "number a version");
 	}
 	if (rv == 0) {
-		mdir = loomi_path_join(models, out->model_dir);
-		vdir = loomi_strfmt("%s/v%lld", mdir, (long long)out->version);
-		int e = loomi_mkdir_p(mdir, 0755);
+		char *rel = loomi_path_join(models, out->model_dir);
+		int e = loomi_mkdir_p(rel, 0755);
+		/* stored absolute: a relative --state-dir means nothing to a
+		 * reader with another working directory */
+		mdir = e == 0 ? realpath(rel, NULL) : NULL;
+		if (e == 0 && mdir == NULL)
+			e = errno;
 		if (e != 0)
-			rv = fail(msg, LOOM_EIO, "cannot create %s: %s", mdir, strerror(e));
-		else if ((rv = clear_stale(vdir, msg)) == 0) {
+			rv = fail(msg, LOOM_EIO, "cannot create %s: %s", rel, strerror(e));
+		free(rel);
+		if (rv == 0)
+			vdir = loomi_strfmt("%s/v%lld", mdir, (long long)out->version);
+		if (rv == 0 && (rv = clear_stale(vdir, msg)) == 0) {
 			if (rename(stage, vdir) != 0)
 				rv = fail(msg, LOOM_EIO, "cannot move %s to %s: %s", stage, vdir,
 				          strerror(errno));
@@ -1332,8 +1339,10 @@ loomi_registry_get_models(loomi_daemon *d, const loomi_http_req *req, loomi_http
 {
 	json_t *out = NULL;
 	char *msg = NULL;
+	int rv;
 	(void)req;
-	answer(res, loomi_registry_list(d, &out, &msg), out, msg);
+	rv = loomi_registry_list(d, &out, &msg); /* before out is read */
+	answer(res, rv, out, msg);
 }
 
 void
@@ -1341,7 +1350,8 @@ loomi_registry_get_model(loomi_daemon *d, const loomi_http_req *req, loomi_http_
 {
 	json_t *out = NULL;
 	char *msg = NULL;
-	answer(res, loomi_registry_model(d, req->params[0], &out, &msg), out, msg);
+	int rv = loomi_registry_model(d, req->params[0], &out, &msg);
+	answer(res, rv, out, msg);
 }
 
 void
@@ -1349,8 +1359,8 @@ loomi_registry_get_version(loomi_daemon *d, const loomi_http_req *req, loomi_htt
 {
 	json_t *out = NULL;
 	char *msg = NULL;
-	answer(res, loomi_registry_version(d, req->params[0], req->params[1], &out, &msg), out,
-	       msg);
+	int rv = loomi_registry_version(d, req->params[0], req->params[1], &out, &msg);
+	answer(res, rv, out, msg);
 }
 
 void
@@ -1399,6 +1409,6 @@ loomi_registry_post_rollback(loomi_daemon *d, const loomi_http_req *req, loomi_h
 {
 	json_t *out = NULL;
 	char *msg = NULL;
-	answer(res, loomi_registry_rollback(d, req->params[0], req->params[1], API_USER, &out, &msg),
-	       out, msg);
+	int rv = loomi_registry_rollback(d, req->params[0], req->params[1], API_USER, &out, &msg);
+	answer(res, rv, out, msg);
 }

@@ -551,7 +551,13 @@ route(loomi_route_fn fn, const char *p0, const char *p1, const char *body, json_
 	                      .body_len = body ? strlen(body) : 0, .params = {p0, p1},
 	                      .n_params = 2};
 	loomi_http_res res = {0};
+	char *text;
 	fn(&T.d, &req, &res);
+	/* what api.c sends: it must encode */
+	text = json_dumps(res.body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	ck_assert_msg(text != NULL, "%s %s: the answer does not encode", p0 ? p0 : "",
+	              p1 ? p1 : "");
+	free(text);
 	*out = res.body;
 	return res.status;
 }
@@ -565,6 +571,10 @@ START_TEST(routes)
 	register_ok(1);
 	register_ok(2);
 	ck_assert_int_eq(route(loomi_registry_get_models, NULL, NULL, NULL, &out), 200);
+	json_decref(out);
+	ck_assert_int_eq(route(loomi_registry_get_model, "m", NULL, NULL, &out), 200);
+	json_decref(out);
+	ck_assert_int_eq(route(loomi_registry_get_version, "m", "1", NULL, &out), 200);
 	json_decref(out);
 	ck_assert_int_eq(route(loomi_registry_get_model, "zz", NULL, NULL, &out), 404);
 	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(out, "error"), "code")),
