@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <loom/loom.h>
 
 #include "host/api.h"
+#include "host/bus.h"
 #include "host/log.h"
 #include "host/registry.h"
 #include "host/store.h"
@@ -543,6 +545,63 @@ START_TEST(registration_thread)
 }
 END_TEST
 
+/* Events heard on the bus. */
+static struct {
+	pthread_mutex_t mtx;
+	loomi_strv seen; /* "topic body" */
+} E = {.mtx = PTHREAD_MUTEX_INITIALIZER};
+
+static void
+on_event(void *arg, const char *topic, const char *body)
+{
+	(void)arg;
+	pthread_mutex_lock(&E.mtx);
+	loomi_strv_pushf(&E.seen, "%s %s", topic, body);
+	pthread_mutex_unlock(&E.mtx);
+}
+
+START_TEST(bus_events)
+{
+	loomi_bus_config cfg = {0};
+	char *err = NULL, *all = NULL;
+	json_t *out = NULL;
+	size_t n = 0;
+
+	ck_assert_int_eq(loomi_bus_open(&cfg, &T.d.bus, &err), 0);
+	ck_assert_int_eq(loomi_bus_subscribe(T.d.bus, "model.", on_event, NULL, NULL), 0);
+	usleep(100000); /* a subscription hears what is published after it connected */
+	add_task(1, "m", true, "{\"test\": {\"mae\": 0.25}}");
+	add_task(2, "m", true, "{\"test\": {\"mae\": 0.5}}");
+	register_ok(1);
+	register_ok(2);
+	ck_assert_int_eq(loomi_registry_promote(&T.d, "m", "production", 1, "bob", &out, &err), 0);
+	json_decref(out);
+	ck_assert_int_eq(loomi_registry_promote(&T.d, "m", "production", 2, "bob", &out, &err), 0);
+	json_decref(out);
+	ck_assert_int_eq(loomi_registry_rollback(&T.d, "m", "production", "bob", &out, &err), 0);
+	json_decref(out);
+	for (int i = 0; i < 500 && n < 5; i++) {
+		usleep(10000);
+		pthread_mutex_lock(&E.mtx);
+		n = E.seen.n;
+		pthread_mutex_unlock(&E.mtx);
+	}
+	loomi_bus_close(T.d.bus);
+	T.d.bus = NULL;
+	ck_assert_int_eq(n, 5);
+	all = loomi_strv_join(&E.seen, "\n");
+	ASSERT_HAS(all, "model.version {");
+	ASSERT_HAS(all, "\"task_id\":\"task-1\"");
+	ASSERT_HAS(all, "\"tags\":[\"best-test_mae\"]");
+	ASSERT_HAS(all, "\"tags\":[]");
+	ASSERT_HAS(all, "\"action\":\"rollback\"");
+	ASSERT_HAS(all, "model.alias {");
+	free(all);
+	loomi_strv_free(&E.seen);
+	memset(&E.seen, 0, sizeof E.seen);
+}
+END_TEST
+
 /* The routes answer with the API's statuses. */
 static int
 route(loomi_route_fn fn, const char *p0, const char *p1, const char *body, json_t **out)
@@ -628,6 +687,7 @@ main(void)
 	tcase_add_test(tc, run_lineage);
 	tcase_add_test(tc, registration_thread);
 	tcase_add_test(tc, routes);
+	tcase_add_test(tc, bus_events);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
