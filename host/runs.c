@@ -576,7 +576,7 @@ history(int64_t run, const loomi_http_req *req, loomi_http_res *res)
 {
 	char *name = loomi_query_get(req->query, "name");
 	int64_t from, to, max;
-	tk_point *pts = NULL, *kept = NULL;
+	tk_point *kept = NULL;
 	size_t n = 0, m;
 	json_t *o, *steps, *values, *epochs, *wall;
 	int rv;
@@ -605,7 +605,8 @@ history(int64_t run, const loomi_http_req *req, loomi_http_res *res)
 		                "name: \"%s\" is not a metric name (letters, digits and _ - . / :)", name);
 		goto out;
 	}
-	rv = loomi_tracking_read(loomi_tracking_db(), run, name, from, to, &pts, &n);
+	rv = loomi_tracking_history(loomi_tracking_db(), run, name, from, to, (size_t)max, &kept, &m,
+	                            &n);
 	if (rv == LOOM_ENOENT) {
 		json_t *r = run_get(run, true);
 		loomi_api_error(res, 404, "not_found",
@@ -622,8 +623,6 @@ history(int64_t run, const loomi_http_req *req, loomi_http_res *res)
 		                (long long)run, loom_strerror(rv));
 		goto out;
 	}
-	kept = loomi_xmalloc((n < (size_t)max ? n : (size_t)max) * sizeof *kept + 1);
-	m = loomi_tracking_downsample(pts, n, (size_t)max, kept);
 	steps = json_array();
 	values = json_array();
 	epochs = json_array();
@@ -644,7 +643,6 @@ history(int64_t run, const loomi_http_req *req, loomi_http_res *res)
 	res->status = 200;
 	res->body = o;
 out:
-	free(pts);
 	free(kept);
 	free(name);
 }

@@ -34,11 +34,15 @@ int loomi_tracking_sha256_file(const char *path, char hex[65], uint64_t *bytes);
 int loomi_tracking_read(sqlite3 *db, int64_t run, const char *name, int64_t from, int64_t to,
                         tk_point **pts, size_t *n);
 
-/* Keep at most max points (max >= 4) of n, in order: the first, the last,
- * and per bucket of consecutive points its minimum and maximum (and one
- * non-finite value, if it has one), so spikes and gaps survive.  Writes
- * into out (room for max points), returns how many. */
-size_t loomi_tracking_downsample(const tk_point *in, size_t n, size_t max, tk_point *out);
+/* The history of run's metric name with from <= step <= to, in step
+ * order, at most max points: all of them when there are no more, else
+ * downsampled while read — the range cut into buckets of equal width in
+ * steps, each keeping its lowest and highest value and its first
+ * non-finite one, plus the first and last point — so spikes, dips and
+ * gaps survive and memory stays that of max points.  *total: the points in
+ * the range.  0; LOOM_ENOENT; LOOM_ECORRUPT. */
+int loomi_tracking_history(sqlite3 *db, int64_t run, const char *name, int64_t from,
+                           int64_t to, size_t max, tk_point **out, size_t *n, size_t *total);
 
 /* A metric value: a number, or "NaN", "Infinity", "-Infinity".  0 or
  * LOOM_EINVAL. */

@@ -1255,29 +1255,39 @@ loomi_tracking_name_ok(const char *name)
 
 /* ------------------------------------------------------------------ reading */
 
-int
-loomi_tracking_read(sqlite3 *db, int64_t run, const char *name, int64_t from, int64_t to,
-                    tk_point **pts, size_t *n)
+/* The series id of run's metric name, 0 if none. */
+static int64_t
+series_id(sqlite3 *db, int64_t run, const char *name)
 {
 	sqlite3_stmt *st = NULL;
-	int64_t sid = 0, prev_last = INT64_MIN;
-	tk_point *out = NULL, *blk = NULL;
-	size_t cnt = 0, cap = 0, blk_cap = 0;
-	bool overlap = false;
+	int64_t sid = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT id FROM metric_series WHERE run_id = ? AND name = ?", -1,
+	                       &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, run);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			sid = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	return sid;
+}
+
+/* Call fn with the points of each block of series sid that reaches into
+ * [from, to], block by block in step order of their first steps; the
+ * points outside the range are left out.  *overlap tells whether blocks'
+ * ranges overlapped (points then come out of order). */
+static int
+each_block(sqlite3 *db, int64_t sid, int64_t from, int64_t to, bool *overlap,
+           void (*fn)(void *arg, const tk_point *pts, size_t n), void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	tk_point *blk = NULL;
+	size_t cap = 0;
+	int64_t prev_last = INT64_MIN;
 	int rv = 0;
 
-	*pts = NULL;
-	*n = 0;
-	if (sqlite3_prepare_v2(db, "SELECT id FROM metric_series WHERE run_id = ? AND name = ?", -1,
-	                       &st, NULL) != SQLITE_OK)
-		return LOOM_EIO;
-	sqlite3_bind_int64(st, 1, run);
-	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		sid = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	if (sid == 0)
-		return LOOM_ENOENT;
+	*overlap = false;
 	if (sqlite3_prepare_v2(db,
 	                       "SELECT first_step, last_step, n, data FROM metric_blocks"
 	                       " WHERE series_id = ? AND first_step <= ? AND last_step >= ?"
@@ -1289,91 +1299,222 @@ loomi_tracking_read(sqlite3 *db, int64_t run, const char *name, int64_t from, in
 	sqlite3_bind_int64(st, 3, from);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		int64_t first = sqlite3_column_int64(st, 0), last = sqlite3_column_int64(st, 1);
-		size_t k = (size_t)sqlite3_column_int64(st, 2);
-		if (k > blk_cap) {
-			blk_cap = k;
-			blk = loomi_xrealloc(blk, blk_cap * sizeof *blk);
+		size_t k = (size_t)sqlite3_column_int64(st, 2), lo = 0, hi;
+		if (k > cap) {
+			cap = k;
+			blk = loomi_xrealloc(blk, cap * sizeof *blk);
 		}
 		if ((rv = loomi_tracking_block_unpack(sqlite3_column_blob(st, 3),
 		                                      (size_t)sqlite3_column_bytes(st, 3), k, blk)) != 0)
 			break;
 		if (first < prev_last)
-			overlap = true;
+			*overlap = true;
 		if (last > prev_last)
 			prev_last = last;
-		if (cnt + k > cap) {
-			cap = cnt + k > 2 * cap ? cnt + k : 2 * cap;
-			out = loomi_xrealloc(out, cap * sizeof *out);
-		}
-		for (size_t i = 0; i < k; i++) {
-			if (blk[i].step >= from && blk[i].step <= to) {
-				out[cnt] = blk[i];
-				out[cnt].seq = cnt;
-				cnt++;
-			}
-		}
+		/* a block is sorted: the range is one slice of it */
+		while (lo < k && blk[lo].step < from)
+			lo++;
+		for (hi = lo; hi < k && blk[hi].step <= to; hi++)
+			;
+		if (hi > lo)
+			fn(arg, blk + lo, hi - lo);
 	}
 	sqlite3_finalize(st);
 	free(blk);
-	if (rv != 0) {
-		free(out);
+	return rv;
+}
+
+typedef struct gather {
+	tk_point *pts;
+	size_t n, cap;
+} gather;
+
+static void
+gather_fn(void *arg, const tk_point *pts, size_t n)
+{
+	gather *g = arg;
+	if (g->n + n > g->cap) {
+		g->cap = g->n + n > 2 * g->cap ? g->n + n : 2 * g->cap;
+		g->pts = loomi_xrealloc(g->pts, g->cap * sizeof *g->pts);
+	}
+	for (size_t i = 0; i < n; i++) {
+		g->pts[g->n] = pts[i];
+		g->pts[g->n].seq = g->n;
+		g->n++;
+	}
+}
+
+/* How many points blocks of sid in [from, to] hold at most (edge blocks
+ * count whole), and the steps they span. */
+static int64_t
+points_upper(sqlite3 *db, int64_t sid, int64_t from, int64_t to, int64_t *lo, int64_t *hi)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t n = 0;
+
+	if (sqlite3_prepare_v2(db,
+	                       "SELECT coalesce(sum(n), 0), min(first_step), max(last_step)"
+	                       " FROM metric_blocks WHERE series_id = ? AND first_step <= ?"
+	                       " AND last_step >= ?",
+	                       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, sid);
+		sqlite3_bind_int64(st, 2, to);
+		sqlite3_bind_int64(st, 3, from);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			n = sqlite3_column_int64(st, 0);
+			*lo = sqlite3_column_int64(st, 1);
+			*hi = sqlite3_column_int64(st, 2);
+		}
+	}
+	sqlite3_finalize(st);
+	return n;
+}
+
+int
+loomi_tracking_read(sqlite3 *db, int64_t run, const char *name, int64_t from, int64_t to,
+                    tk_point **pts, size_t *n)
+{
+	int64_t sid = series_id(db, run, name), lo = 0, hi = 0;
+	gather g = {0};
+	bool overlap;
+	int rv;
+
+	*pts = NULL;
+	*n = 0;
+	if (sid == 0)
+		return LOOM_ENOENT;
+	/* sized once: growing a large array costs page faults again and again */
+	g.cap = (size_t)points_upper(db, sid, from, to, &lo, &hi);
+	g.pts = loomi_xmalloc((g.cap ? g.cap : 1) * sizeof *g.pts);
+	if ((rv = each_block(db, sid, from, to, &overlap, gather_fn, &g)) != 0) {
+		free(g.pts);
 		return rv;
 	}
 	if (overlap)
-		loomi_tracking_sort(out, cnt);
-	*pts = out;
-	*n = cnt;
+		loomi_tracking_sort(g.pts, g.n);
+	*pts = g.pts;
+	*n = g.n;
 	return 0;
 }
 
-size_t
-loomi_tracking_downsample(const tk_point *in, size_t n, size_t max, tk_point *out)
-{
-	size_t m = 0, buckets, per;
-	bool odd = false;
+/* Downsampling while reading: the step range cut into buckets of equal
+ * width, each keeping its lowest and highest value and its first
+ * non-finite one; plus the first and the last point of the range. */
+typedef struct bucket {
+	tk_point lo, hi, bad;
+	bool has_lo, has_bad;
+} bucket;
 
-	if (n <= max) {
-		memcpy(out, in, n * sizeof *in);
-		return n;
-	}
-	for (size_t i = 0; i < n && !odd; i++)
-		odd = !isfinite(in[i].value);
-	/* first and last apart; each bucket gives 2 points (3 with a gap) */
-	buckets = (max - 2) / (odd ? 3 : 2);
-	if (buckets == 0)
-		buckets = 1;
-	per = (n - 2 + buckets - 1) / buckets;
-	out[m++] = in[0];
-	for (size_t b = 1; b < n - 1; b += per) {
-		size_t e = b + per < n - 1 ? b + per : n - 1, lo = SIZE_MAX, hi = SIZE_MAX, bad = SIZE_MAX;
-		for (size_t i = b; i < e; i++) {
-			double v = in[i].value;
-			if (!isfinite(v)) {
-				if (bad == SIZE_MAX)
-					bad = i;
-				continue;
+typedef struct squeeze {
+	bucket *b;
+	size_t nb;
+	int64_t first_step, width;
+	tk_point first, last;
+	size_t total;
+} squeeze;
+
+static void
+squeeze_fn(void *arg, const tk_point *pts, size_t n)
+{
+	squeeze *q = arg;
+
+	for (size_t i = 0; i < n; i++) {
+		const tk_point *p = &pts[i];
+		bucket *b = &q->b[(size_t)((p->step - q->first_step) / q->width)];
+		tk_point c = *p;
+		c.seq = q->total++;
+		if (c.seq == 0 || c.step < q->first.step)
+			q->first = c;
+		if (c.seq == 0 || c.step >= q->last.step)
+			q->last = c;
+		if (!isfinite(c.value)) {
+			if (!b->has_bad) {
+				b->bad = c;
+				b->has_bad = true;
 			}
-			if (lo == SIZE_MAX || v < in[lo].value)
-				lo = i;
-			if (hi == SIZE_MAX || v > in[hi].value)
-				hi = i;
+			continue;
 		}
-		size_t pick[3] = {lo, hi, bad}, k = 0;
-		/* in step order, without repeats */
-		for (int a = 0; a < 3; a++)
-			for (int c = a + 1; c < 3; c++)
-				if (pick[c] < pick[a]) {
-					size_t t = pick[a];
-					pick[a] = pick[c];
-					pick[c] = t;
-				}
-		for (int a = 0; a < 3; a++) {
-			if (pick[a] != SIZE_MAX && (k == 0 || pick[a] != pick[k - 1]) && m < max - 1) {
-				out[m++] = in[pick[a]];
-				pick[k++] = pick[a];
-			}
+		if (!b->has_lo) {
+			b->lo = b->hi = c;
+			b->has_lo = true;
+		} else if (c.value < b->lo.value) {
+			b->lo = c;
+		} else if (c.value > b->hi.value) {
+			b->hi = c;
 		}
 	}
-	out[m++] = in[n - 1];
-	return m;
+}
+
+static int
+cmp_step_seq(const void *a, const void *b)
+{
+	const tk_point *x = a, *y = b;
+	if (x->step != y->step)
+		return x->step < y->step ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int
+loomi_tracking_history(sqlite3 *db, int64_t run, const char *name, int64_t from, int64_t to,
+                       size_t max, tk_point **out, size_t *n, size_t *total)
+{
+	int64_t sid = series_id(db, run, name), lo = 0, hi = 0, upper;
+	squeeze q = {0};
+	bool overlap;
+	size_t m = 0;
+	int rv;
+
+	*out = NULL;
+	*n = *total = 0;
+	if (sid == 0)
+		return LOOM_ENOENT;
+	upper = points_upper(db, sid, from, to, &lo, &hi);
+	if (upper <= (int64_t)max || max < 5) {
+		rv = loomi_tracking_read(db, run, name, from, to, out, n);
+		*total = *n;
+		return rv;
+	}
+	if (lo < from)
+		lo = from;
+	if (hi > to)
+		hi = to;
+	q.nb = (max - 2) / 3;
+	q.first_step = lo;
+	/* a width that covers [lo, hi] with nb buckets (no overflow for any steps) */
+	q.width = (int64_t)((uint64_t)(hi - lo) / q.nb + 1);
+	q.nb = (size_t)((uint64_t)(hi - lo) / (uint64_t)q.width + 1);
+	q.b = loomi_xcalloc(q.nb, sizeof *q.b);
+	if ((rv = each_block(db, sid, from, to, &overlap, squeeze_fn, &q)) != 0) {
+		free(q.b);
+		return rv;
+	}
+	tk_point *o = loomi_xmalloc((3 * q.nb + 2) * sizeof *o);
+	if (q.total > 0)
+		o[m++] = q.first;
+	for (size_t i = 0; i < q.nb; i++) {
+		bucket *b = &q.b[i];
+		tk_point pick[3];
+		size_t k = 0;
+		if (b->has_lo) {
+			pick[k++] = b->lo;
+			if (b->hi.seq != b->lo.seq)
+				pick[k++] = b->hi;
+		}
+		if (b->has_bad)
+			pick[k++] = b->bad;
+		qsort(pick, k, sizeof *pick, cmp_step_seq);
+		for (size_t j = 0; j < k; j++) {
+			if (pick[j].seq != q.first.seq && pick[j].seq != q.last.seq)
+				o[m++] = pick[j];
+		}
+	}
+	if (q.total > 1)
+		o[m++] = q.last;
+	if (overlap)
+		qsort(o, m, sizeof *o, cmp_step_seq);
+	free(q.b);
+	*out = o;
+	*n = m;
+	*total = q.total;
+	return 0;
 }

@@ -219,13 +219,19 @@ END_TEST
 
 START_TEST(test_downsample)
 {
-	size_t n = 100000, m;
-	tk_point *in = points(n, 0, 1), *out = calloc(1000, sizeof *out);
+	int64_t run = loomi_tracking_api_run("d", NULL, NULL, NULL);
+	size_t n = 100000, m, total;
+	tk_point *in = points(n, 0, 1), *out;
 
 	in[31337].value = 50.0;  /* a spike */
 	in[77777].value = -50.0; /* a dip */
 	in[5000].value = NAN;    /* a gap */
-	m = loomi_tracking_downsample(in, n, 1000, out);
+	ck_assert_int_eq(loomi_tracking_api_points(run, "loss", in, n), 0);
+	loomi_tracking_flush();
+	ck_assert_int_eq(loomi_tracking_history(loomi_tracking_db(), run, "loss", 0, INT64_MAX, 1000,
+	                                        &out, &m, &total),
+	                 0);
+	ck_assert_uint_eq(total, n);
 	ck_assert_uint_le(m, 1000);
 	ck_assert_uint_ge(m, 500);
 	ck_assert_int_eq(out[0].step, 0);
@@ -239,9 +245,19 @@ START_TEST(test_downsample)
 		gap |= isnan(out[i].value);
 	}
 	ck_assert(spike && dip && gap);
-	/* no more than asked: all of them */
-	ck_assert_uint_eq(loomi_tracking_downsample(in, 10, 1000, out), 10);
-	free(in);
+	free(out);
+	/* a range: only its points; fewer than asked: all of them */
+	ck_assert_int_eq(loomi_tracking_history(loomi_tracking_db(), run, "loss", 31330, 31339, 1000,
+	                                        &out, &m, &total),
+	                 0);
+	ck_assert_uint_eq(m, 10);
+	ck_assert_uint_eq(total, 10);
+	ck_assert(out[7].value == 50.0);
+	free(out);
+	ck_assert_int_eq(loomi_tracking_history(loomi_tracking_db(), run, "loss", 0, 99999, 5, &out,
+	                                        &m, &total),
+	                 0);
+	ck_assert_uint_le(m, 5);
 	free(out);
 }
 END_TEST
@@ -282,9 +298,9 @@ main(void)
 	tcase_add_test(tc, test_corrupt_block);
 	tcase_add_test(tc, test_task_runs);
 	tcase_add_test(tc, test_lineage_hash);
+	tcase_add_test(tc, test_downsample);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("pure");
-	tcase_add_test(tc, test_downsample);
 	tcase_add_test(tc, test_names);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
