@@ -57,6 +57,13 @@ usage(FILE *fp)
 	        "                         ends; --format exports them as loomd writes them\n"
 	        "  logs --host [--instance NAME] [same options]\n"
 	        "                         loomd's own log entries\n"
+	        "  alerts [list] [--rule ID] [--job ID] [--since T] [--limit N] [--offset N]\n"
+	        "                         fired alerts, newest first\n"
+	        "  alerts show ID         one fired alert, with its actions' outcomes\n"
+	        "  alerts rules           the alert rules\n"
+	        "  alerts add FILE|-      store the alert rule in FILE (JSON or libconfig)\n"
+	        "  alerts enable|disable|delete RULE-ID\n"
+	        "                         switch a rule on or off, or delete it\n"
 	        "  resources              the resource pool and what running tasks hold\n"
 	        "  runs [list] [--task ID] [--name NAME] [--state S] [--limit N]\n"
 	        "                         tracked runs (one per task attempt, or made by scripts)\n"
@@ -468,7 +475,7 @@ final_state(const char *s)
  * '{', else libconfig read through the same reader loomd uses.  Returns 0
  * with *spec set; else prints why and returns EXIT_USAGE (the file cannot
  * be read) or bad_syntax (it does not parse: FILE:LINE: messages). */
-static int
+int
 read_spec(const char *file, int bad_syntax, json_t **spec)
 {
 	char buf[65536], *text = NULL, *more;
@@ -1421,6 +1428,8 @@ main(int argc, char **argv)
 		rv = cmd_export(&c, argc, argv);
 	else if (strcmp(argv[0], "logs") == 0)
 		rv = cmd_logs(&c, argc, argv);
+	else if (strcmp(argv[0], "alerts") == 0)
+		rv = cmd_alerts(&c, argc, argv);
 	else if (strcmp(argv[0], "resources") == 0)
 		rv = cmd_resources(&c, argc, argv);
 	else if (strcmp(argv[0], "configs") == 0)

@@ -57,6 +57,12 @@ bool number_arg(const char *opt, const char *s);
 /* A task state from which it will not move by itself. */
 bool final_state(const char *s);
 
+/* The JSON or libconfig document in file ("-": standard input); 0 with
+ * *spec set, else EXIT_USAGE (unreadable) or bad_syntax after printing why. */
+int read_spec(const char *file, int bad_syntax, json_t **spec);
+
+/* Commands in loomctl-alerts.c. */
+int cmd_alerts(const ctl *c, int argc, char **argv);
 /* Commands in loomctl-logs.c. */
 int cmd_logs(const ctl *c, int argc, char **argv);
 /* Commands in loomctl-models.c. */
