@@ -2,15 +2,15 @@
  * row per point, for spreadsheets, pandas and R:
  *
  *   run_id,metric,step,epoch,scope,value
- *   job-7,train_loss,47,1,epoch,0.135595133604876
- *   job-7,test.mae,,,final,0.499744641298504
+ *   job-7,train_loss,47,1,epoch,0.13559513360487566
+ *   job-7,test.mae,,,final,0.49974464129850354
  *
  * First every point of each metric's history in step order (scope "step"
  * or "epoch"), then the final metrics: every number of the run's
  * metrics.json outside its "epochs" history, named by its dotted path
  * ("test.mae", "baselines.repeat_last.mae"), with scope "final" and no
- * step or epoch.  Values are written in the fewest digits that read back
- * to the same double; non-finite ones as NaN, inf and -inf, which pandas
+ * step or epoch.  Values are written with %.17g, which reads back to the
+ * same double; non-finite ones as NaN, inf and -inf, which pandas
  * and Python's float() read.  Fields with a comma, a quote, a line break
  * or surrounding spaces are quoted, quotes doubled.  export_compare writes
  * the rows of several runs under one header. */

@@ -12,8 +12,8 @@
  * "wall_ms" is a column when the keeper recorded times.  JSON has no NaN or
  * infinity: such a value is null in "value" and its index is listed under
  * "nonfinite": {"NaN": [...], "inf": [...], "-inf": [...]} (keys present
- * only when used).  Numbers are written in the fewest digits that read back
- * to the same double.
+ * only when used).  Numbers are written with %.17g: they read back to the
+ * same double.
  *
  * export_compare: {"runs": [document, ...], "differences": {"train.lr":
  * [0.002, 0.001], ...}} — every spec key, by dotted path, whose value is

@@ -24,15 +24,15 @@ void textout_init(textout *o, const loom_export_sink *sink);
 void textout_put(textout *o, const char *s, size_t n);
 void textout_str(textout *o, const char *s);
 void textout_fmt(textout *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* A finite double in the fewest digits that read back to the same bits. */
+/* A finite double as %.17g: it reads back to the same bits. */
 void textout_double(textout *o, double v);
 /* Flush; returns the first error of any write. */
 int textout_end(textout *o);
 /* Record an error (out of memory, say) as if a write had failed. */
 void textout_fail(textout *o, int rv);
 
-/* Format a finite v into buf (at least 32 bytes) the shortest way that
- * strtod reads back exactly; returns the length. */
-size_t textout_shortest(char *buf, double v);
+/* Format a finite v into buf (at least 32 bytes) so that strtod reads it
+ * back exactly (%.17g); returns the length. */
+size_t textout_exact(char *buf, double v);
 
 #endif
