@@ -458,6 +458,30 @@ progress_key(const char *key)
 	       strcmp(key, "epoch") == 0 || strcmp(key, "epochs") == 0;
 }
 
+/* A metric's value: a JSON number, or (JSON has no NaN) one of the
+ * strings "NaN", "Infinity", "-Infinity", in any case. */
+static bool
+metric_value(const json_t *v, double *out)
+{
+	const char *s = json_string_value(v);
+
+	if (json_is_number(v)) {
+		*out = json_number_value(v);
+		return true;
+	}
+	if (s == NULL)
+		return false;
+	if (strcasecmp(s, "nan") == 0)
+		*out = NAN;
+	else if (strcasecmp(s, "infinity") == 0 || strcasecmp(s, "+infinity") == 0)
+		*out = INFINITY;
+	else if (strcasecmp(s, "-infinity") == 0)
+		*out = -INFINITY;
+	else
+		return false;
+	return true;
+}
+
 /* A stdout line holding a JSON object: progress and metrics.  False when
  * the object carries neither (it is then logged as text). */
 static bool
@@ -491,7 +515,8 @@ metrics_line(run *r, json_t *o)
 
 	json_object_foreach(o, key, v) {
 		loom_metric_point pt;
-		if (progress_key(key) || !json_is_number(v))
+		double value;
+		if (progress_key(key) || !metric_value(v, &value))
 			continue;
 		any = true;
 		memset(&pt, 0, sizeof pt);
@@ -502,7 +527,7 @@ metrics_line(run *r, json_t *o)
 		           : strncmp(key, "test_", 5) == 0 ? LOOM_METRIC_FINAL
 		                                           : LOOM_METRIC_STEP;
 		pt.wall_ms = r->c->host->clock_wall_ms();
-		pt.value = json_number_value(v);
+		pt.value = value;
 		if (job->metric)
 			job->metric(job, &pt);
 		json_object_set(r->last_metrics, key, v);
