@@ -727,6 +727,16 @@ out:
 	return rv;
 }
 
+static int
+locked_store_version(loomi_daemon *d, int64_t job_id, const task_info *t, const char *stage,
+                     const json_t *metrics, const json_t *lineage, version_row *out, char **msg)
+{
+	pthread_mutex_lock(&lock);
+	int rv = store_version(d, job_id, t, stage, metrics, lineage, out, msg);
+	pthread_mutex_unlock(&lock);
+	return rv;
+}
+
 /* The task's final metrics, from its metrics.json ({} when it has none). */
 static int
 read_metrics(const char *task_dir, json_t **out, char **msg)
@@ -765,7 +775,8 @@ loomi_registry_register(loomi_daemon *d, int64_t job_id, char **err)
 	json_t *metrics = NULL, *lineage = NULL;
 	int rv;
 
-	pthread_mutex_lock(&lock);
+	/* no lock while files are copied: the reads go on meanwhile, and
+	 * store_version's transaction is what numbers versions one at a time */
 	if (access(best, F_OK) != 0) {
 		rv = fail(err, LOOM_ENOENT, "task-%lld produced no model (no %s); nothing registered",
 		          (long long)job_id, best);
@@ -777,7 +788,7 @@ loomi_registry_register(loomi_daemon *d, int64_t job_id, char **err)
 	lineage = lineage_json(job_id, &t);
 	stage = loomi_strfmt("%s/models/.incoming/task-%lld", d->conf.state_dir, (long long)job_id);
 	if ((rv = stage_files(task_dir, stage, t.spec, err)) != 0 ||
-	    (rv = store_version(d, job_id, &t, stage, metrics, lineage, &v, err)) != 0) {
+	    (rv = locked_store_version(d, job_id, &t, stage, metrics, lineage, &v, err)) != 0) {
 		remove_flat_dir(stage);
 		goto out;
 	}
@@ -793,7 +804,6 @@ loomi_registry_register(loomi_daemon *d, int64_t job_id, char **err)
 		json_decref(ev);
 	}
 out:
-	pthread_mutex_unlock(&lock);
 	task_info_free(&t);
 	json_decref(metrics);
 	json_decref(lineage);
