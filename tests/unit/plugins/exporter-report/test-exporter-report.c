@@ -608,8 +608,8 @@ train(void)
 int
 main(void)
 {
-	Suite *s = suite_create("exporter-report");
-	TCase *tc = tcase_create("report");
+	Suite *s;
+	TCase *tc;
 	char *metrics;
 	int rv;
 
@@ -618,13 +618,17 @@ main(void)
 		       DATA);
 		return 77;
 	}
-	metrics = NULL;
-	if (train() != 0 || (metrics = loomi_strfmt("%s/metrics.json", run_dir)) == NULL ||
-	    access(metrics, R_OK) != 0) {
+	rv = train();
+	metrics = run_dir ? loomi_strfmt("%s/metrics.json", run_dir) : NULL;
+	if (rv != 0 || metrics == NULL || access(metrics, R_OK) != 0) {
 		fprintf(stderr, "loom-worker did not train the test run\n");
+		free(metrics);
+		free(run_dir);
 		return 1;
 	}
 	free(metrics);
+	s = suite_create("exporter-report");
+	tc = tcase_create("report");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, real_run_sections);
