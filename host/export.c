@@ -73,16 +73,16 @@ load_weights(loomi_export_run *r, char **err)
 {
 	static const char *const files[] = {"best.safetensors", "last.safetensors"};
 	char *path = NULL, *data = NULL;
-	size_t len = 0, i;
+	size_t len = 0, i, f;
 	int rv;
 
-	for (i = 0; i < 2; i++) {
+	for (f = 0; f < 2; f++) {
 		free(path);
-		path = loomi_path_join(r->dir, files[i]);
+		path = loomi_path_join(r->dir, files[f]);
 		if ((rv = loomi_read_file(path, &data, &len)) == 0)
 			break;
 	}
-	if (i == 2) {
+	if (f == 2) {
 		free(path);
 		return LOOM_ENOENT;
 	}
@@ -104,7 +104,7 @@ load_weights(loomi_export_run *r, char **err)
 		o->nbytes = t->nbytes;
 	}
 	if (r->st.metadata) {
-		json_t *m = model_of(r->st.metadata, files[i]);
+		json_t *m = model_of(r->st.metadata, files[f]);
 		json_t *spec = json_object_get(m, "spec");
 		r->model = json_dumps(m, JSON_COMPACT);
 		if (json_is_object(spec))

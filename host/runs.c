@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "jobs.h"
+#include "metrics-json.h"
 #include "tracking-internal.h"
 #include "tracking.h"
 #include "util.h"
@@ -370,41 +371,9 @@ scope_parse(const json_t *v, uint32_t *out)
 	return false;
 }
 
-typedef struct batch {
-	char **names;
-	tk_point **pts;
-	size_t *n;
-	size_t count, total;
-} batch;
-
-static void
-batch_free(batch *b)
-{
-	for (size_t i = 0; i < b->count; i++) {
-		free(b->names[i]);
-		free(b->pts[i]);
-	}
-	free(b->names);
-	free(b->pts);
-	free(b->n);
-}
-
-static void
-batch_add(batch *b, const char *name, tk_point *pts, size_t n)
-{
-	b->names = loomi_xrealloc(b->names, (b->count + 1) * sizeof *b->names);
-	b->pts = loomi_xrealloc(b->pts, (b->count + 1) * sizeof *b->pts);
-	b->n = loomi_xrealloc(b->n, (b->count + 1) * sizeof *b->n);
-	b->names[b->count] = loomi_strdup(name);
-	b->pts[b->count] = pts;
-	b->n[b->count] = n;
-	b->count++;
-	b->total += n;
-}
-
 /* {"name", "steps": [...], "values": [...], "epochs"?, "wall_ms"?, "scope"?} */
 static char *
-parse_series(const json_t *s, size_t i, int64_t now, batch *b)
+parse_series(const json_t *s, size_t i, int64_t now, loomi_metric_batch *b)
 {
 	const char *name = json_string_value(json_object_get(s, "name"));
 	json_t *steps = json_object_get(s, "steps"), *values = json_object_get(s, "values");
@@ -452,13 +421,13 @@ parse_series(const json_t *s, size_t i, int64_t now, batch *b)
 			.wall_ms = wall ? json_integer_value(json_array_get(wall, k)) : now,
 		};
 	}
-	batch_add(b, name, pts, n);
+	loomi_metric_batch_add(b, name, pts, n);
 	return NULL;
 }
 
 /* {"name", "step", "value", "epoch"?, "wall_ms"?, "scope"?} — grouped by name */
 static char *
-parse_points(const json_t *list, int64_t now, batch *b)
+parse_points(const json_t *list, int64_t now, loomi_metric_batch *b)
 {
 	size_t n = json_array_size(list), i;
 
@@ -496,7 +465,7 @@ parse_points(const json_t *list, int64_t now, batch *b)
 				.wall_ms = json_is_integer(wall) ? json_integer_value(wall) : now,
 			};
 		}
-		batch_add(b, name, pts, k - i);
+		loomi_metric_batch_add(b, name, pts, k - i);
 		i = k;
 	}
 	return NULL;
@@ -507,12 +476,17 @@ loomi_api_run_metrics_post(loomi_daemon *d, const loomi_http_req *req, loomi_htt
 {
 	int64_t id = run_param(req->params[0], res), now = loomi_wall_ms();
 	json_t *body, *metrics, *points, *s;
-	batch b = {0};
+	loomi_metric_batch b = {0};
 	char *why = NULL;
 	size_t i;
 
 	(void)d;
-	if (id == 0 || (body = loomi_api_json_body(req, res)) == NULL)
+	if (id == 0)
+		return;
+	/* the columnar form straight into arrays; anything else through jansson */
+	if (loomi_metrics_json_fast(req->body, req->body_len, now, &b))
+		goto parsed;
+	if ((body = loomi_api_json_body(req, res)) == NULL)
 		return;
 	metrics = json_object_get(body, "metrics");
 	points = json_object_get(body, "points");
@@ -532,18 +506,19 @@ loomi_api_run_metrics_post(loomi_daemon *d, const loomi_http_req *req, loomi_htt
 	if (why == NULL && points)
 		why = parse_points(points, now, &b);
 	json_decref(body);
+parsed:
 	if (why == NULL && b.total > MAX_BATCH_POINTS)
 		why = loomi_strfmt("%zu points in one request; send at most %d", b.total,
 		                   MAX_BATCH_POINTS);
 	if (why) {
 		loomi_api_error(res, 400, "invalid", "%s (nothing of this request was stored)", why);
 		free(why);
-		batch_free(&b);
+		loomi_metric_batch_free(&b);
 		return;
 	}
 	if (!loomi_tracking_run_known(id)) {
 		no_run(res, req->params[0]);
-		batch_free(&b);
+		loomi_metric_batch_free(&b);
 		return;
 	}
 	for (i = 0; i < b.count; i++) {
@@ -558,7 +533,7 @@ loomi_api_run_metrics_post(loomi_daemon *d, const loomi_http_req *req, loomi_htt
 			                kept, b.total, i);
 			for (size_t k = 0; k < i; k++)
 				b.pts[k] = NULL; /* taken by the queue */
-			batch_free(&b);
+			loomi_metric_batch_free(&b);
 			return;
 		}
 		b.pts[i] = NULL;
@@ -566,7 +541,7 @@ loomi_api_run_metrics_post(loomi_daemon *d, const loomi_http_req *req, loomi_htt
 	res->status = 202;
 	res->body = json_pack("{s:o, s:I}", "run_id", json_sprintf("run-%lld", (long long)id),
 	                      "accepted", (json_int_t)b.total);
-	batch_free(&b);
+	loomi_metric_batch_free(&b);
 }
 
 /* ------------------------------------------------------------------ metric history */

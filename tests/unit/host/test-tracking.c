@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "host/metrics-json.h"
 #include "host/store.h"
 #include "host/tracking-internal.h"
 #include "host/tracking.h"
@@ -262,6 +263,63 @@ START_TEST(test_downsample)
 }
 END_TEST
 
+/* The fast reader of metric batches takes the columnar form exactly, and
+ * leaves everything else (to jansson, which words the errors). */
+START_TEST(test_fast_batches)
+{
+	static const char *const mine[] = {
+		"{\"metrics\":[{\"name\":\"loss\",\"steps\":[1,2,3],\"values\":[0.5,\"NaN\",-1e-3]}]}",
+		" { \"metrics\" : [ { \"values\" : [ 1 , \"-Infinity\" ] , \"steps\" : [ 0 , 9 ] ,"
+		" \"name\" : \"a\\/b\" , \"epochs\" : [1, 1], \"wall_ms\": [5, 6], \"scope\": \"epoch\","
+		" \"note\": {\"x\": [1, \"y\"]} } ], \"source\": \"x\" }\n",
+		"{\"metrics\":[]}",
+	};
+	static const char *const not_mine[] = {
+		"{\"points\":[{\"name\":\"x\",\"step\":1,\"value\":1}]}",
+		"{\"metrics\":[{\"name\":\"x\",\"steps\":[1.5],\"values\":[1]}]}",
+		"{\"metrics\":[{\"name\":\"x\",\"steps\":[1],\"values\":[+1]}]}",
+		"{\"metrics\":[{\"name\":\"x\",\"steps\":[1],\"values\":[inf]}]}",
+		"{\"metrics\":[{\"name\":\"x\",\"steps\":[1],\"values\":[0x10]}]}",
+		"{\"metrics\":[{\"name\":\"x\",\"steps\":[1],\"values\":[\"one\"]}]}",
+		"{\"metrics\":[{\"name\":\"x\",\"steps\":[1,2],\"values\":[1]}]}",
+		"{\"metrics\":[{\"name\":\"x\",\"steps\":[-1],\"values\":[1]}]}",
+		"{\"metrics\":[{\"name\":\"x\",\"name\":\"y\",\"steps\":[1],\"values\":[1]}]}",
+		"{\"metrics\":[{\"name\":\"a b\",\"steps\":[1],\"values\":[1]}]}",
+		"{\"metrics\":[{\"name\":\"\\u0041\",\"steps\":[1],\"values\":[1]}]}",
+		"{\"metrics\":[{\"name\":\"x\",\"steps\":[1],\"values\":[1]}],\"metrics\":[]}",
+		"{\"metrics\":[{\"name\":\"x\",\"steps\":[1],\"values\":[1]}]} x",
+		"{\"metrics\":[{\"name\":\"x\",\"steps\":[1],\"values\":[1",
+		"{\"metrics\":[{\"name\":\"x\",\"steps\":[1],\"values\":[1]}],}",
+		"{\"metrics\":[{\"name\":\"x\",\"steps\":[1],\"values\":[1],\"scope\":\"day\"}]}",
+		"[1]",
+		"",
+	};
+	loomi_metric_batch b = {0};
+
+	for (size_t i = 0; i < sizeof mine / sizeof mine[0]; i++) {
+		ck_assert_msg(loomi_metrics_json_fast(mine[i], strlen(mine[i]), 77, &b), "%s", mine[i]);
+		if (i == 0) {
+			ck_assert_uint_eq(b.count, 1);
+			ck_assert_str_eq(b.names[0], "loss");
+			ck_assert(b.pts[0][0].value == 0.5 && isnan(b.pts[0][1].value) &&
+			          b.pts[0][2].value == -1e-3 && b.pts[0][2].step == 3 &&
+			          b.pts[0][2].wall_ms == 77);
+		} else if (i == 1) {
+			ck_assert_str_eq(b.names[0], "a/b");
+			ck_assert(isinf(b.pts[0][1].value) && b.pts[0][1].value < 0);
+			ck_assert(b.pts[0][1].step == 9 && b.pts[0][1].epoch == 1 &&
+			          b.pts[0][1].wall_ms == 6 && b.pts[0][1].scope == LOOM_METRIC_EPOCH);
+		}
+		loomi_metric_batch_free(&b);
+	}
+	for (size_t i = 0; i < sizeof not_mine / sizeof not_mine[0]; i++) {
+		ck_assert_msg(!loomi_metrics_json_fast(not_mine[i], strlen(not_mine[i]), 0, &b), "%s",
+		              not_mine[i]);
+		ck_assert_uint_eq(b.count, 0);
+	}
+}
+END_TEST
+
 START_TEST(test_names)
 {
 	ck_assert(loomi_tracking_name_ok("val_loss"));
@@ -302,6 +360,7 @@ main(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("pure");
 	tcase_add_test(tc, test_names);
+	tcase_add_test(tc, test_fast_batches);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
