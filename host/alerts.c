@@ -511,9 +511,9 @@ rule_parse(const json_t *j, rule *r, char **msg)
 	}
 	r->actions = loomi_xcalloc(json_array_size(a), sizeof *r->actions);
 	json_array_foreach(a, i, v) {
+		r->n_actions++; /* counted first: a refused one may hold its target */
 		if ((rv = parse_action(v, i, &r->actions[i], msg)) != 0)
 			goto fail;
-		r->n_actions++;
 	}
 	if ((v = json_object_get(j, "repeat_interval")) != NULL && !seconds_value(v, &r->repeat_ms)) {
 		*msg = loomi_strdup("repeat_interval: must be seconds (300) or a duration like \"90s\", "
@@ -928,13 +928,14 @@ fire(const rule *r, int64_t job_id, const char *run_id, double value, bool has_v
      const char *message)
 {
 	int64_t now = loomi_wall_ms(), id = 0;
-	json_t *alert, *outcomes = json_array();
+	json_t *alert, *outcomes;
 	bool others = false;
 	char *text, *iso, tid[32];
 	sqlite3_stmt *st;
 
 	if (suppressed(r, job_id, now))
 		return;
+	outcomes = json_array();
 	snprintf(tid, sizeof tid, "task-%lld", (long long)job_id);
 	iso = loomi_iso_time(now);
 	alert = json_pack("{s:I, s:I, s:s, s:s, s:o, s:o, s:s, s:I, s:s, s:o}", "id", (json_int_t)0,
