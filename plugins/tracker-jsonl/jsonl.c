@@ -107,6 +107,11 @@ mkdir_p(ctx *c, const char *path)
 
 	if (tmp == NULL)
 		return LOOM_ENOMEM;
+	if (*tmp == '\0') {
+		free(tmp);
+		c->host->log(c->ins, LOOM_LOG_ERROR, "\"dir\" is empty: name a directory");
+		return LOOM_ECONFIG;
+	}
 	for (char *s = tmp + 1;; s++) {
 		if (*s != '/' && *s != '\0')
 			continue;
@@ -161,6 +166,8 @@ run_free(run *r)
 static run *
 find_run(ctx *c, const char *id, size_t *at)
 {
+	if (id == NULL)
+		return NULL;
 	for (size_t i = 0; i < c->n_runs; i++) {
 		if (strcmp(c->runs[i]->id, id) == 0) {
 			if (at)
@@ -427,6 +434,8 @@ jl_log_metrics(void *p, const char *run_id, const loom_metric_point *pts, size_t
 	run *r;
 	int rv;
 
+	if (pts == NULL && n > 0)
+		return LOOM_EINVAL;
 	if ((rv = get_run(c, run_id, &r)) != 0)
 		return rv;
 	for (size_t i = 0; i < n; i++) {

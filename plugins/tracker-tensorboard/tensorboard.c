@@ -283,6 +283,11 @@ mkdir_p(ctx *c, const char *path)
 
 	if (tmp == NULL)
 		return LOOM_ENOMEM;
+	if (*tmp == '\0') {
+		free(tmp);
+		c->host->log(c->ins, LOOM_LOG_ERROR, "\"dir\" is empty: name a directory");
+		return LOOM_ECONFIG;
+	}
 	for (char *s = tmp + 1;; s++) {
 		if (*s != '/' && *s != '\0')
 			continue;
@@ -396,6 +401,8 @@ run_free(run *r)
 static run *
 find_run(ctx *c, const char *id, size_t *at)
 {
+	if (id == NULL)
+		return NULL;
 	for (size_t i = 0; i < c->n_runs; i++) {
 		if (strcmp(c->runs[i]->id, id) == 0) {
 			if (at)
@@ -472,7 +479,7 @@ tb_run_begin(void *p, const loom_run_info *info)
 		return LOOM_EINVAL;
 	/* A run_begin for a run still open (no run_end seen): start its new
 	 * file after writing out the old one. */
-	if (find_run(c, info->run_id ? info->run_id : "", &at) != NULL)
+	if (find_run(c, info->run_id, &at) != NULL)
 		(void)close_run(c, at);
 	return get_run(c, info->run_id, &r);
 }
@@ -486,6 +493,8 @@ tb_log_metrics(void *p, const char *run_id, const loom_metric_point *pts, size_t
 
 	/* Points for a run without run_begin (a daemon restarted mid-run) open
 	 * it rather than being lost. */
+	if (pts == NULL && n > 0)
+		return LOOM_EINVAL;
 	if ((rv = get_run(c, run_id, &r)) != 0)
 		return rv;
 	for (size_t i = 0; i < n; i++) {

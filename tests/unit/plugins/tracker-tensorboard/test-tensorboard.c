@@ -462,6 +462,10 @@ START_TEST(run_dir_blocked_and_bad_ids)
 	info.run_id = "..";
 	ck_assert_int_eq(ops->run_begin(ctx, &info), LOOM_EINVAL);
 	ck_assert_int_eq(ops->log_metrics(ctx, "", &pt, 1), LOOM_EINVAL);
+	info.run_id = NULL;
+	ck_assert_int_eq(ops->run_begin(ctx, &info), LOOM_EINVAL);
+	ck_assert_int_eq(ops->log_metrics(ctx, NULL, &pt, 1), LOOM_EINVAL);
+	ck_assert_int_eq(ops->log_metrics(ctx, "job-8", NULL, 1), LOOM_EINVAL);
 	tu_log_stop();
 	ck_assert_msg(tu_log_has("run id \"../escape\" cannot name a directory"), "log: %s",
 	              tu_log_text());
