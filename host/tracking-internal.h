@@ -69,6 +69,10 @@ int64_t loomi_tracking_api_run(const char *name, const char *user, const char *p
 int loomi_tracking_api_state(int64_t run, const char *state);
 void loomi_tracking_api_tag(int64_t run, const char *key, const char *value);
 
+/* Wait until the tracker plugins have had every call queued so far (they
+ * lag loomd's store on a thread of their own). */
+void loomi_tracking_flush_trackers(void);
+
 /* A read connection to the state DB for the API (one per thread is not
  * needed: SQLite serializes it), and the daemon. */
 sqlite3 *loomi_tracking_db(void);

@@ -291,6 +291,168 @@ have_trackers(void)
 	return false;
 }
 
+/* Tracker plugins get their calls from a thread of their own, through a
+ * queue: a slow one (a JSON line per point) neither holds back loomd's
+ * store nor, through it, the API.  Calls keep their order. */
+enum { P_BEGIN, P_POINTS, P_END, P_TAG, P_ARTIFACT, P_FLUSH };
+
+#define PLUGIN_QUEUE_MAX_POINTS 4000000 /* beyond: points for trackers are dropped */
+
+typedef struct pcall {
+	int kind;
+	char rid[32];
+	char *a, *b, *c, *d;        /* name, user, params, lineage; key, value; ... */
+	int64_t job, at;
+	uint64_t bytes;
+	loom_metric_point *pts;
+	size_t n;
+	struct pcall *next;
+} pcall;
+
+static struct {
+	pthread_t thread;
+	bool running, stop;
+	pthread_mutex_t mtx;
+	pthread_cond_t cv, idle_cv;
+	pcall *head, *tail;
+	size_t points;
+	bool busy;
+	uint64_t dropped;
+} P = {
+	.mtx = PTHREAD_MUTEX_INITIALIZER,
+	.cv = PTHREAD_COND_INITIALIZER,
+	.idle_cv = PTHREAD_COND_INITIALIZER,
+};
+
+static void
+pcall_free(pcall *c)
+{
+	free(c->a);
+	free(c->b);
+	free(c->c);
+	free(c->d);
+	free(c->pts);
+	free(c);
+}
+
+/* Queue a call for the trackers (c taken). */
+static void
+defer(pcall *c)
+{
+	uint64_t dropped = 0;
+
+	pthread_mutex_lock(&P.mtx);
+	if (c->kind == P_POINTS && P.points + c->n > PLUGIN_QUEUE_MAX_POINTS) {
+		bool warn = P.dropped / 1000000 != (P.dropped + c->n) / 1000000 || P.dropped == 0;
+		P.dropped += c->n;
+		dropped = warn ? P.dropped : 0;
+		pthread_mutex_unlock(&P.mtx);
+		if (dropped)
+			LOG_WARN("tracking: the tracker plugins fall behind; %llu points not given to "
+			         "them so far (loomd's store has them all)",
+			         (unsigned long long)dropped);
+		pcall_free(c);
+		return;
+	}
+	c->next = NULL;
+	if (P.tail)
+		P.tail->next = c;
+	else
+		P.head = c;
+	P.tail = c;
+	P.points += c->n;
+	pthread_cond_signal(&P.cv);
+	pthread_mutex_unlock(&P.mtx);
+}
+
+static pcall *
+new_call(int kind, int64_t run)
+{
+	pcall *c = loomi_xcalloc(1, sizeof *c);
+	c->kind = kind;
+	snprintf(c->rid, sizeof c->rid, "run-%lld", (long long)run);
+	return c;
+}
+
+static void
+perform(pcall *c)
+{
+	switch (c->kind) {
+	case P_BEGIN: {
+		loom_run_info info = {.size = sizeof info, .run_id = c->rid, .job_id = c->job,
+		                      .name = c->a, .user = c->b, .params_json = c->c,
+		                      .lineage_json = c->d, .started_ms = c->at};
+		each_tracker("run_begin", call_begin, &info);
+		break;
+	}
+	case P_POINTS: {
+		points_call pc = {c->rid, c->pts, c->n};
+		each_tracker("log_metrics", call_points, &pc);
+		break;
+	}
+	case P_END: {
+		end_call ec = {c->rid, c->a, c->at};
+		each_tracker("run_end", call_end, &ec);
+		break;
+	}
+	case P_TAG: {
+		tag_call tc = {.run_id = c->rid, .key = c->a, .value = c->b};
+		each_tracker("set_tag", call_tag, &tc);
+		break;
+	}
+	case P_ARTIFACT: {
+		loom_artifact art = {.name = c->a, .ref = c->b, .sha256 = c->c, .bytes = c->bytes};
+		tag_call tc = {.run_id = c->rid, .artifact = &art};
+		each_tracker("log_artifact", call_tag, &tc);
+		break;
+	}
+	case P_FLUSH: each_tracker("flush", call_flush, NULL); break;
+	}
+}
+
+static void *
+plugin_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&P.mtx);
+	for (;;) {
+		while (!P.stop && P.head == NULL)
+			pthread_cond_wait(&P.cv, &P.mtx);
+		if (P.head == NULL)
+			break;
+		pcall *list = P.head;
+		P.head = P.tail = NULL;
+		P.busy = true;
+		pthread_mutex_unlock(&P.mtx);
+		while (list) {
+			pcall *c = list;
+			list = c->next;
+			perform(c);
+			pthread_mutex_lock(&P.mtx);
+			P.points -= c->n;
+			pthread_mutex_unlock(&P.mtx);
+			pcall_free(c);
+		}
+		pthread_mutex_lock(&P.mtx);
+		P.busy = false;
+		pthread_cond_broadcast(&P.idle_cv);
+	}
+	pthread_mutex_unlock(&P.mtx);
+	return NULL;
+}
+
+void
+loomi_tracking_flush_trackers(void)
+{
+	if (!P.running)
+		return;
+	defer(new_call(P_FLUSH, 0));
+	pthread_mutex_lock(&P.mtx);
+	while (P.head != NULL || P.busy)
+		pthread_cond_wait(&P.idle_cv, &P.mtx);
+	pthread_mutex_unlock(&P.mtx);
+}
+
 /* ------------------------------------------------------------------ storing */
 
 static sqlite3_stmt *
@@ -634,7 +796,7 @@ static void
 do_begin(item *it)
 {
 	json_t *spec = json_loads(it->text ? it->text : "{}", 0, NULL), *lin;
-	char *lintext, *params, rid[32];
+	char *lintext, *params;
 	sqlite3_stmt *st;
 	bool fresh;
 
@@ -671,17 +833,14 @@ do_begin(item *it)
 		st = stmt("SELECT name, user, params, lineage, started_at FROM runs WHERE id = ?");
 		sqlite3_bind_int64(st, 1, it->run);
 		if (st && sqlite3_step(st) == SQLITE_ROW) {
-			loom_run_info info = {
-				.size = sizeof info,
-				.run_id = run_id_text(it->run, rid),
-				.job_id = it->job,
-				.name = (const char *)sqlite3_column_text(st, 0),
-				.user = (const char *)sqlite3_column_text(st, 1),
-				.params_json = (const char *)sqlite3_column_text(st, 2),
-				.lineage_json = (const char *)sqlite3_column_text(st, 3),
-				.started_ms = sqlite3_column_int64(st, 4),
-			};
-			each_tracker("run_begin", call_begin, &info);
+			pcall *c = new_call(P_BEGIN, it->run);
+			c->job = it->job;
+			c->a = loomi_strdup((const char *)sqlite3_column_text(st, 0));
+			c->b = loomi_strdup((const char *)sqlite3_column_text(st, 1));
+			c->c = loomi_strdup((const char *)sqlite3_column_text(st, 2));
+			c->d = loomi_strdup((const char *)sqlite3_column_text(st, 3));
+			c->at = sqlite3_column_int64(st, 4);
+			defer(c);
 		}
 		sqlite3_finalize(st);
 	}
@@ -719,12 +878,18 @@ do_points(item *it)
 		mp[i].value = it->pts[i].value;
 	}
 	run_id_text(it->run, rid);
-	if (have_trackers()) {
-		points_call c = {rid, mp, it->n};
-		each_tracker("log_metrics", call_points, &c);
-	}
 	loomi_alerts_metrics(it->job, rid, mp, it->n);
-	free(mp);
+	if (have_trackers()) {
+		pcall *c = new_call(P_POINTS, it->run);
+		c->a = loomi_strdup(it->name);
+		for (size_t i = 0; i < it->n; i++)
+			mp[i].name = c->a;
+		c->pts = mp;
+		c->n = it->n;
+		defer(c);
+	} else {
+		free(mp);
+	}
 }
 
 /* The files of a completed task's output directory, as artifacts. */
@@ -733,9 +898,8 @@ record_artifacts(int64_t run, int64_t job)
 {
 	static const char *const names[] = {"best.safetensors", "last.safetensors", "metrics.json",
 	                                    "job.json", "exec.json"};
-	char *dir = loomi_strfmt("%s/jobs/task-%lld", T.d->conf.state_dir, (long long)job), rid[32];
+	char *dir = loomi_strfmt("%s/jobs/task-%lld", T.d->conf.state_dir, (long long)job);
 
-	run_id_text(run, rid);
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 		char *path = loomi_path_join(dir, names[i]), hex[65];
 		uint64_t bytes = 0;
@@ -751,9 +915,12 @@ record_artifacts(int64_t run, int64_t job)
 			sqlite3_bind_int64(st, 6, loomi_wall_ms());
 			done(st, "cannot record an artifact");
 			if (have_trackers()) {
-				loom_artifact a = {.name = names[i], .ref = ref, .sha256 = hex, .bytes = bytes};
-				tag_call c = {.run_id = rid, .artifact = &a};
-				each_tracker("log_artifact", call_tag, &c);
+				pcall *c = new_call(P_ARTIFACT, run);
+				c->a = loomi_strdup(names[i]);
+				c->b = loomi_strdup(ref);
+				c->c = loomi_strdup(hex);
+				c->bytes = bytes;
+				defer(c);
 			}
 			free(ref);
 		}
@@ -766,7 +933,6 @@ static void
 do_state(item *it)
 {
 	sqlite3_stmt *st;
-	char rid[32];
 	bool paused = strcmp(it->name, "paused") == 0;
 
 	/* its points first, so a reader who sees the end sees them all */
@@ -781,8 +947,10 @@ do_state(item *it)
 	if (strcmp(it->name, "completed") == 0 && it->job > 0)
 		record_artifacts(it->run, it->job);
 	if (have_trackers()) {
-		end_call c = {run_id_text(it->run, rid), it->name, it->at};
-		each_tracker("run_end", call_end, &c);
+		pcall *c = new_call(P_END, it->run);
+		c->a = loomi_strdup(it->name);
+		c->at = it->at;
+		defer(c);
 	}
 	if (!paused)
 		forget_run(it->run);
@@ -792,15 +960,16 @@ static void
 do_tag(item *it)
 {
 	sqlite3_stmt *st = stmt("INSERT OR REPLACE INTO run_tags (run_id, key, value) VALUES (?,?,?)");
-	char rid[32];
 
 	sqlite3_bind_int64(st, 1, it->run);
 	sqlite3_bind_text(st, 2, it->name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, it->text, -1, SQLITE_STATIC);
 	done(st, "cannot set a tag");
 	if (have_trackers()) {
-		tag_call c = {.run_id = run_id_text(it->run, rid), .key = it->name, .value = it->text};
-		each_tracker("set_tag", call_tag, &c);
+		pcall *c = new_call(P_TAG, it->run);
+		c->a = loomi_strdup(it->name);
+		c->b = loomi_strdup(it->text);
+		defer(c);
 	}
 }
 
@@ -855,7 +1024,8 @@ thread_main(void *arg)
 		}
 		if ((partial && now - last_tracker_flush >= TRACKER_FLUSH_MS) || stopping ||
 		    req != T.flush_done) {
-			each_tracker("flush", call_flush, NULL);
+			if (have_trackers())
+				defer(new_call(P_FLUSH, 0));
 			last_tracker_flush = now;
 		}
 		pthread_mutex_lock(&T.mtx);
@@ -938,6 +1108,14 @@ loomi_tracking_start(loomi_daemon *d, char **err)
 		return LOOM_ENOMEM;
 	}
 	T.running = true;
+	P.stop = false;
+	P.dropped = 0;
+	if (pthread_create(&P.thread, NULL, plugin_main, NULL) != 0) {
+		*err = loomi_strdup("tracking: cannot start the trackers' thread");
+		loomi_tracking_stop();
+		return LOOM_ENOMEM;
+	}
+	P.running = true;
 	return 0;
 }
 
@@ -952,6 +1130,15 @@ loomi_tracking_stop(void)
 	pthread_mutex_unlock(&T.mtx);
 	pthread_join(T.thread, NULL);
 	T.running = false;
+	if (P.running) {
+		/* the store's last calls are queued: the trackers get them all */
+		pthread_mutex_lock(&P.mtx);
+		P.stop = true;
+		pthread_cond_signal(&P.cv);
+		pthread_mutex_unlock(&P.mtx);
+		pthread_join(P.thread, NULL);
+		P.running = false;
+	}
 	for (unsigned b = 0; b < SERIES_BUCKETS; b++) {
 		while (T.buckets[b]) {
 			series *s = T.buckets[b];

@@ -119,7 +119,12 @@ code 400
 ok "history: $full train_loss points, downsampled to 20 keeping the minimum and maximum; step ranges; bad names 400, unknown 404"
 
 # the trackers saw the same run: TensorBoard event files read by an
-# independent reader, one JSON line per point
+# independent reader, one JSON line per point (the trackers run on a thread
+# of their own, a moment behind loomd's store)
+i=0
+until grep -q '"type":"run_end"' "$state/plugins/jsonl/run-1.jsonl" 2>/dev/null; do
+	i=$((i + 1)); [ $i -gt $((WAIT_S * 10)) ] && fail "the jsonl tracker never ended run-1"; sleep 0.1
+done
 ev=$(ls "$state"/plugins/tensorboard/run-1/events.out.tfevents.* | head -1)
 [ -s "$ev" ] || fail "no TensorBoard event file for run-1"
 if [ -r "$S/tests/reference/tfevents_read.py" ]; then
