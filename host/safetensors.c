@@ -94,6 +94,16 @@ corrupt(char **err, const char *name, const char *what, const char *tensor)
 	return LOOM_ECORRUPT;
 }
 
+/* The same, for a tensor named in f's header: the message is made before
+ * f (which owns the name) is freed. */
+static int
+corrupt_free(st_file *f, char **err, const char *name, const char *what, const char *tensor)
+{
+	int rv = corrupt(err, name, what, tensor);
+	st_file_free(f);
+	return rv;
+}
+
 static int
 by_begin(const void *a, const void *b)
 {
@@ -146,9 +156,8 @@ st_decode(const unsigned char *buf, size_t len, const char *name, st_file *f, ch
 			}
 			json_object_foreach(v, mk, mv) {
 				if (!json_is_string(mv)) {
-					st_file_free(f);
-					return corrupt(err, name, "a __metadata__ value is not a string",
-					               mk);
+					return corrupt_free(f, err, name,
+					                    "a __metadata__ value is not a string", mk);
 				}
 			}
 			f->metadata = v;
@@ -162,22 +171,19 @@ st_decode(const unsigned char *buf, size_t len, const char *name, st_file *f, ch
 		if (!json_is_object(v) || st_dtype_size(t->dtype) == 0 || !json_is_array(shape) ||
 		    json_array_size(shape) > ST_MAX_DIMS || !json_is_array(offs) ||
 		    json_array_size(offs) != 2) {
-			st_file_free(f);
-			return corrupt(err, name, "an entry lacks a known dtype, a shape or two offsets",
-			               key);
+			return corrupt_free(f, err, name,
+			                    "an entry lacks a known dtype, a shape or two offsets", key);
 		}
 		want = st_dtype_size(t->dtype);
 		json_array_foreach(shape, k, d) {
 			if (!json_is_integer(d) || json_integer_value(d) < 0 ||
 			    json_integer_value(d) > (json_int_t)(len)) {
-				st_file_free(f);
-				return corrupt(err, name, "a dimension is not a size", key);
+				return corrupt_free(f, err, name, "a dimension is not a size", key);
 			}
 			t->dims[k] = json_integer_value(d);
 			want *= (size_t)t->dims[k];
 			if (want > len) {
-				st_file_free(f);
-				return corrupt(err, name, "a tensor is larger than the file", key);
+				return corrupt_free(f, err, name, "a tensor is larger than the file", key);
 			}
 		}
 		t->ndim = (int)json_array_size(shape);
@@ -186,10 +192,10 @@ st_decode(const unsigned char *buf, size_t len, const char *name, st_file *f, ch
 		if (!json_is_integer(json_array_get(offs, 0)) ||
 		    !json_is_integer(json_array_get(offs, 1)) || b0 < 0 || b1 < b0 ||
 		    (size_t)b1 > data_len || (size_t)(b1 - b0) != want) {
-			st_file_free(f);
-			return corrupt(err, name,
-			               "its data offsets are out of bounds or do not match dtype × shape",
-			               key);
+			return corrupt_free(f, err, name,
+			                    "its data offsets are out of bounds or do not match dtype × "
+			                    "shape",
+			                    key);
 		}
 		t->data = data + b0;
 		t->nbytes = want;
