@@ -1322,22 +1322,12 @@ out:
 
 /* ------------------------------------------------------------------ routes */
 
+/* The API's answer: out with 200, or the error with its status (400,
+ * 404, 409, 500). */
 static void
 answer(loomi_http_res *res, int rv, json_t *out, char *msg)
 {
-	if (rv == 0) {
-		res->status = 200;
-		res->body = out;
-	} else {
-		int status = rv == LOOM_EINVAL ? 400 : rv == LOOM_ENOENT ? 404 : rv == LOOM_EEXIST ? 409
-		                                                                                  : 500;
-		const char *code = rv == LOOM_EINVAL   ? "invalid"
-		                   : rv == LOOM_ENOENT ? "not_found"
-		                   : rv == LOOM_EEXIST ? "conflict"
-		                                       : "internal";
-		loomi_api_error(res, status, code, "%s", msg ? msg : loom_strerror(rv));
-	}
-	free(msg);
+	loomi_api_answer(res, rv, out, msg, 200);
 }
 
 /* Who moves aliases: the API has no users yet, so moves are recorded as
@@ -1387,19 +1377,15 @@ loomi_registry_get_alias(loomi_daemon *d, const loomi_http_req *req, loomi_http_
 void
 loomi_registry_post_alias(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	json_error_t je;
-	json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je), *v, *out = NULL;
+	json_t *body = loomi_api_json_body(req, res), *v, *out = NULL;
 	char *msg = NULL;
 	const char *k;
 	int rv = 0;
 
-	if (!json_is_object(body)) {
-		json_decref(body);
-		loomi_api_error(res, 400, "bad_request",
-		                "the body must be a JSON object like {\"version\": 3}%s%s",
-		                body ? "" : ": ", body ? "" : je.text);
+	if (body == NULL)
 		return;
-	}
+	if (!json_is_object(body))
+		rv = fail(&msg, LOOM_EINVAL, "the body must be a JSON object like {\"version\": 3}");
 	json_object_foreach(body, k, v)
 		if (strcmp(k, "version") != 0 && rv == 0)
 			rv = fail(&msg, LOOM_EINVAL, "unknown field \"%s\"; the body is {\"version\": N}",
