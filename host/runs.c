@@ -198,7 +198,7 @@ loomi_api_runs_create(loomi_daemon *d, const loomi_http_req *req, loomi_http_res
 			}
 		}
 		ptext = json_dumps(params ? params : json_object(), JSON_COMPACT);
-		id = loomi_tracking_api_run(name, "local", ptext, NULL);
+		id = loomi_tracking_api_run(name, "local", ptext);
 		free(ptext);
 		json_object_foreach(tags, key, v)
 			loomi_tracking_api_tag(id, key, json_string_value(v));

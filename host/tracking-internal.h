@@ -62,9 +62,9 @@ bool loomi_tracking_run_known(int64_t run);
  * the rest (losses, errors). */
 bool loomi_metric_higher_better(const char *name);
 
-/* A run made through the API: its id. */
-int64_t loomi_tracking_api_run(const char *name, const char *user, const char *params_json,
-                               const char *lineage_json);
+/* A run made through the API: its id (its lineage is Loom's and the
+ * plugins' versions; a script's data is its own). */
+int64_t loomi_tracking_api_run(const char *name, const char *user, const char *params_json);
 /* End (or pause) a run made through the API, set a tag. */
 int loomi_tracking_api_state(int64_t run, const char *state);
 void loomi_tracking_api_tag(int64_t run, const char *key, const char *value);

@@ -1219,13 +1219,11 @@ loomi_tracking_run_begin(int64_t job, int attempt, const char *name, const char 
 }
 
 int64_t
-loomi_tracking_api_run(const char *name, const char *user, const char *params_json,
-                       const char *lineage_json)
+loomi_tracking_api_run(const char *name, const char *user, const char *params_json)
 {
 	item *it = loomi_xcalloc(1, sizeof *it);
 	int64_t run;
 
-	(void)lineage_json;
 	pthread_mutex_lock(&T.mtx);
 	run = ++T.last_run;
 	it->kind = IT_BEGIN;

@@ -331,8 +331,11 @@ bus_metric(const loom_job *job, const loom_metric_point *pt)
 
 	pthread_mutex_lock(&w->mtx);
 	if (json_array_size(w->points) >= MAX_PENDING_POINTS) {
+		/* loomd has been unreachable for a long while: the oldest go */
 		json_array_remove(w->points, 0);
-		w->points_dropped++;
+		if (w->points_dropped++ == 0)
+			LOG_WARN("loomd unreachable: keeping only the newest %d metric points for it",
+			         MAX_PENDING_POINTS);
 	}
 	json_array_append_new(w->points, json_pack("[s, I, i, i, I, O]", pt->name, (json_int_t)pt->step,
 	                                           (int)pt->epoch, (int)pt->scope,

@@ -84,7 +84,7 @@ points(size_t n, int64_t first_step, int64_t stride)
 
 START_TEST(test_points_round_trip)
 {
-	int64_t run = loomi_tracking_api_run("r", "ann", "{\"lr\":0.1}", NULL);
+	int64_t run = loomi_tracking_api_run("r", "ann", "{\"lr\":0.1}");
 	tk_point *got;
 	size_t n;
 
@@ -132,7 +132,7 @@ END_TEST
 
 START_TEST(test_corrupt_block)
 {
-	int64_t run = loomi_tracking_api_run("r", NULL, NULL, NULL);
+	int64_t run = loomi_tracking_api_run("r", NULL, NULL);
 	tk_point *got = NULL;
 	size_t n;
 
@@ -220,7 +220,7 @@ END_TEST
 
 START_TEST(test_downsample)
 {
-	int64_t run = loomi_tracking_api_run("d", NULL, NULL, NULL);
+	int64_t run = loomi_tracking_api_run("d", NULL, NULL);
 	size_t n = 100000, m, total;
 	tk_point *in = points(n, 0, 1), *out;
 
