@@ -32,6 +32,7 @@
 #include <sqlite3.h>
 #include <zstd.h>
 
+#include "alerts.h"
 #include "jobs.h"
 #include "log.h"
 #include "logs.h"
@@ -135,7 +136,7 @@ loomi_logs_add(int64_t job_id, const char *instance, int level, const char *mess
 
 	if (message == NULL)
 		return;
-	/* The alerts hook goes here: loomi_alerts_log(job_id, instance, level, message); */
+	loomi_alerts_log(job_id, instance, level, message);
 	mlen = strnlen(message, MESSAGE_MAX);
 	e.at = loomi_wall_ms();
 	e.job = job_id;
