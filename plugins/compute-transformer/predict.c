@@ -18,6 +18,7 @@
 #include "model.h"
 #include "predict.h"
 #include "spec.h"
+#include "train.h"
 
 typedef struct predictor {
 	const loom_host *host;
@@ -56,29 +57,6 @@ say(const predictor *p, const char *fmt, ...)
 }
 
 /* ------------------------------------------------------------------ opening */
-
-typedef struct head_lookup {
-	const loom_host *host;
-	loom_instance *ins;
-} head_lookup;
-
-static int
-head_task(void *arg, const char *name)
-{
-	head_lookup *h = arg;
-	const void *ops;
-	void *ctx;
-
-	if (h->host->instance_ops(h->ins, name, LOOM_KIND_HEAD, &ops, &ctx) != 0)
-		return 0;
-	switch (((const loom_head_ops *)ops)->task) {
-	case LOOM_TASK_FORECAST: return TF_TASK_FORECAST;
-	case LOOM_TASK_REGRESSION: return TF_TASK_REGRESSION;
-	case LOOM_TASK_CLASSIFICATION: return TF_TASK_CLASSIFICATION;
-	case LOOM_TASK_ANOMALY: return TF_TASK_ANOMALY;
-	}
-	return 0;
-}
 
 static const char *
 task_name(int task)
@@ -378,7 +356,7 @@ tf_model_open(const loom_host *host, loom_instance *ins, const char *model_dir, 
               char **info_json)
 {
 	predictor *p = calloc(1, sizeof *p);
-	head_lookup hl = {host, ins};
+	tf_head_lookup hl = {host, ins};
 	char *spec_text = NULL, *err = NULL;
 	int rv;
 
@@ -393,7 +371,7 @@ tf_model_open(const loom_host *host, loom_instance *ins, const char *model_dir, 
 	}
 	if ((rv = read_metadata(p, model_dir, &spec_text)) != 0)
 		goto fail;
-	if ((rv = tf_spec_parse(spec_text, p->path, head_task, &hl, &p->spec, &err)) != 0) {
+	if ((rv = tf_spec_parse(spec_text, p->path, tf_head_task, &hl, &p->spec, &err)) != 0) {
 		say(p, "model_open: the spec stored in %s is not valid here: %s", p->path,
 		    err ? err : loom_strerror(rv));
 		goto fail;

@@ -71,15 +71,10 @@ say(const run *r, int level, const char *fmt, ...)
 
 /* ------------------------------------------------------------------ the spec */
 
-typedef struct head_lookup {
-	const loom_host *host;
-	loom_instance *ins;
-} head_lookup;
-
-static int
-head_task(void *arg, const char *name)
+int
+tf_head_task(void *arg, const char *name)
 {
-	head_lookup *h = arg;
+	tf_head_lookup *h = arg;
 	const void *ops;
 	void *ctx;
 
@@ -97,10 +92,10 @@ head_task(void *arg, const char *name)
 int
 tf_validate(const loom_host *host, loom_instance *ins, const char *spec_json, char **error)
 {
-	head_lookup hl = {host, ins};
+	tf_head_lookup hl = {host, ins};
 	tf_spec spec;
 	char *err = NULL;
-	int rv = tf_spec_parse(spec_json, "spec", head_task, &hl, &spec, &err);
+	int rv = tf_spec_parse(spec_json, "spec", tf_head_task, &hl, &spec, &err);
 
 	if (rv == 0) {
 		tf_spec_free(&spec);
@@ -863,7 +858,7 @@ int
 tf_train(const loom_host *host, loom_instance *ins, const loom_job *job)
 {
 	run r;
-	head_lookup hl = {host, ins};
+	tf_head_lookup hl = {host, ins};
 	char *err = NULL;
 	uint64_t t0 = host->clock_mono_ns();
 	int rv;
@@ -872,7 +867,7 @@ tf_train(const loom_host *host, loom_instance *ins, const loom_job *job)
 	r.host = host;
 	r.ins = ins;
 	r.job = job;
-	if ((rv = tf_spec_parse(job->spec_json, "spec", head_task, &hl, &r.spec, &err)) != 0)
+	if ((rv = tf_spec_parse(job->spec_json, "spec", tf_head_task, &hl, &r.spec, &err)) != 0)
 		goto out;
 	if ((rv = loomi_mkdir_p(job->out_dir, 0755)) != 0) {
 		err = loomi_strfmt("cannot create the output directory %s: %s", job->out_dir,

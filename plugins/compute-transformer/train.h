@@ -21,6 +21,15 @@ int tf_train(const loom_host *host, loom_instance *ins, const loom_job *job);
 
 /* Check a spec without running it; *error (host->alloc'd) lists the
  * problems. */
+/* The task of the head plugin instance named name (a tf_head_task_fn for
+ * tf_spec_parse, arg a tf_head_lookup); 0 when there is no such head. */
+typedef struct tf_head_lookup {
+	const loom_host *host;
+	loom_instance *ins;
+} tf_head_lookup;
+
+int tf_head_task(void *arg, const char *name);
+
 int tf_validate(const loom_host *host, loom_instance *ins, const char *spec_json, char **error);
 
 #endif /* LOOM_TF_TRAIN_H */
