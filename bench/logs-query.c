@@ -18,11 +18,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "host/api.h"
-#include "host/log.h"
-#include "host/logs.h"
-#include "host/store.h"
-#include "host/util.h"
+#include "host/server/api.h"
+#include "host/core/log.h"
+#include "host/logs/logs.h"
+#include "host/server/store.h"
+#include "host/core/util.h"
 
 #define JOBS 100
 #define FLUSH_EVERY 20000 /* well below the writer's queue, so nothing is dropped */

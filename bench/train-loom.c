@@ -20,7 +20,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "host/plugins.h"
+#include "host/core/plugins.h"
 #include "model.h"
 
 #ifndef BENCH_PLUGIN_DIR

@@ -12,8 +12,8 @@
 #include <loom/error.h>
 
 #include "checkpoint.h"
-#include "host/util.h"
-#include "host/safetensors.h"
+#include "host/core/util.h"
+#include "host/core/safetensors.h"
 
 #define CKPT_FORMAT "loom-checkpoint"
 #define CKPT_VERSION "1"

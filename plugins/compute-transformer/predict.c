@@ -13,8 +13,8 @@
 #include <loom/head.h>
 
 #include "checkpoint.h"
-#include "host/safetensors.h"
-#include "host/util.h"
+#include "host/core/safetensors.h"
+#include "host/core/util.h"
 #include "model.h"
 #include "predict.h"
 #include "spec.h"

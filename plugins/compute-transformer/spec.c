@@ -8,7 +8,7 @@
 #include <loom/error.h>
 #include <loom/types.h>
 
-#include "host/schema.h"
+#include "host/core/schema.h"
 #include "spec.h"
 
 #define F_END {NULL, 0, 0, NULL, 0, 0, NULL, NULL}

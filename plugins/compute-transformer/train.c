@@ -16,7 +16,7 @@
 
 #include "checkpoint.h"
 #include "data.h"
-#include "host/util.h"
+#include "host/core/util.h"
 #include "model.h"
 #include "spec.h"
 #include "train.h"

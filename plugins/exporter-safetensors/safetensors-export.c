@@ -19,7 +19,7 @@
 
 #include <loom/exporter.h>
 
-#include "host/safetensors.h"
+#include "host/core/safetensors.h"
 
 /* The sink gets the file in pieces of this size, so a receiver streaming
  * to a socket or storage never holds a second copy at once. */

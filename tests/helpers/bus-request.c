@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "host/bus.h"
+#include "host/core/bus.h"
 
 int
 main(int argc, char **argv)

@@ -17,10 +17,10 @@
 
 #include <loom/loom.h>
 
-#include "host/conf.h"
-#include "host/export.h"
-#include "host/plugins.h"
-#include "host/util.h"
+#include "host/core/conf.h"
+#include "host/exports/export.h"
+#include "host/core/plugins.h"
+#include "host/core/util.h"
 
 static int
 rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)

@@ -1,7 +1,7 @@
 #!/bin/bash
 # ONNX export end to end on real data (Debian's python3-vega-datasets): a
 # model of each head is trained with loom-worker, exported through
-# exporter-onnx (host/export.h gathers the run as loomd does), checked with
+# exporter-onnx (host/exports/export.h gathers the run as loomd does), checked with
 # Debian's python3-onnx (onnx.checker, full_check), and run in ONNX Runtime
 # (the npm package onnxruntime-node in tests/node) on 256 real windows; its
 # outputs must equal loom-worker --predict's within 1e-4 relative

@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "host/log.h"
-#include "host/util.h"
+#include "host/core/log.h"
+#include "host/core/util.h"
 #include "testutil.h"
 
 char *

@@ -8,7 +8,7 @@
 
 #include <check.h>
 
-#include "host/plugins.h"
+#include "host/core/plugins.h"
 
 /* A new empty directory under $TMPDIR (or /tmp); remove it with tu_rmrf. */
 char *tu_tmpdir(void);

@@ -17,7 +17,7 @@
 
 #include <check.h>
 
-#include "host/plugins.h"
+#include "host/core/plugins.h"
 
 /* The plugin under test. */
 typedef struct sc_target {

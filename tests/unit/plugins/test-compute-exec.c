@@ -24,9 +24,9 @@
 
 #include <loom/loom.h>
 
-#include "host/conf.h"
-#include "host/plugins.h"
-#include "host/util.h"
+#include "host/core/conf.h"
+#include "host/core/plugins.h"
+#include "host/core/util.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------------------ the plugin */

@@ -27,10 +27,10 @@
 
 #include <loom/loom.h>
 
-#include "host/conf.h"
-#include "host/log.h"
-#include "host/plugins.h"
-#include "host/util.h"
+#include "host/core/conf.h"
+#include "host/core/log.h"
+#include "host/core/plugins.h"
+#include "host/core/util.h"
 #include "testutil.h"
 
 #define MODULE "sched-local"

@@ -15,9 +15,9 @@
 
 #include <loom/loom.h>
 
-#include "host/log.h"
-#include "host/plugins.h"
-#include "host/util.h"
+#include "host/core/log.h"
+#include "host/core/plugins.h"
+#include "host/core/util.h"
 #include "storage-conformance.h"
 #include "testutil.h"
 

@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/plugins.h"
+#include "host/core/plugins.h"
 #include "model.h"
-#include "host/safetensors.h"
+#include "host/core/safetensors.h"
 #include "testutil.h"
 
 #define STEPS 10

@@ -11,10 +11,10 @@
 
 #include <loom/loom.h>
 
-#include "host/conf.h"
-#include "host/export.h"
-#include "host/log.h"
-#include "host/plugins.h"
+#include "host/core/conf.h"
+#include "host/exports/export.h"
+#include "host/core/log.h"
+#include "host/core/plugins.h"
 
 static int
 to_file(void *arg, const void *data, size_t len)

@@ -23,9 +23,9 @@
 
 #include <loom/loom.h>
 
-#include "host/export.h"
-#include "host/plugins.h"
-#include "host/util.h"
+#include "host/exports/export.h"
+#include "host/core/plugins.h"
+#include "host/core/util.h"
 #include "testutil.h"
 
 #define DATA "/usr/lib/python3/dist-packages/vega_datasets/_data/seattle-temps.csv"

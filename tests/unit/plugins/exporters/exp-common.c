@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "exp-common.h"
-#include "host/plugins.h"
-#include "host/util.h"
+#include "host/core/plugins.h"
+#include "host/core/util.h"
 
 #define DATA "/usr/lib/python3/dist-packages/vega_datasets/_data/seattle-temps.csv"
 

@@ -11,7 +11,7 @@
 
 #include <loom/exporter.h>
 
-#include "host/export.h"
+#include "host/exports/export.h"
 #include "testutil.h"
 
 /* Train the tiny spec into a new directory and return it; exits 77 (skip)

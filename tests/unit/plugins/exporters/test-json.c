@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "exp-common.h"
-#include "host/util.h"
+#include "host/core/util.h"
 
 static const char *trained;
 

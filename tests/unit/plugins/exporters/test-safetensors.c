@@ -20,8 +20,8 @@
 #include <jansson.h>
 
 #include "exp-common.h"
-#include "host/safetensors.h"
-#include "host/util.h"
+#include "host/core/safetensors.h"
+#include "host/core/util.h"
 
 static const char *trained;
 

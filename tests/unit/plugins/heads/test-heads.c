@@ -25,10 +25,10 @@
 
 #include <loom/loom.h>
 
-#include "host/conf.h"
-#include "host/log.h"
-#include "host/plugins.h"
-#include "host/util.h"
+#include "host/core/conf.h"
+#include "host/core/log.h"
+#include "host/core/plugins.h"
+#include "host/core/util.h"
 #include "kernels/kernels.h"
 #include "testutil.h"
 

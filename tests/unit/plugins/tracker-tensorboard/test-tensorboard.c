@@ -21,7 +21,7 @@
 #include <jansson.h>
 #include <loom/loom.h>
 
-#include "host/util.h"
+#include "host/core/util.h"
 #include "testutil.h"
 
 #define MODULE "tracker-tensorboard"

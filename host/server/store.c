@@ -1,0 +1,395 @@
+/* The SQLite state store, its migrations, and the state directory lock. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <loom/error.h>
+#include <loom/version.h>
+
+#include "host/alerts/alerts.h"
+#include "host/configs/configs.h"
+#include "host/core/log.h"
+#include "host/logs/logs.h"
+#include "host/registry/registry.h"
+#include "store.h"
+#include "host/tracking/tracking.h"
+#include "host/core/util.h"
+
+/* Migrations, in order.  Never edit one that has shipped: add another.
+ * Being written: 7 runs and metrics (tracking.c), 8 model registry
+ * (registry.c), 9 structured logs (logs.c), 10 alerts (alerts.c). */
+static const loomi_migration migrations[] = {
+	{1, "jobs, dependencies and job events",
+	 "CREATE TABLE meta (\n"
+	 "  key   TEXT PRIMARY KEY,\n"
+	 "  value TEXT NOT NULL\n"
+	 ") WITHOUT ROWID;\n"
+	 "CREATE TABLE jobs (\n"
+	 "  id            INTEGER PRIMARY KEY,\n"
+	 "  name          TEXT NOT NULL,\n"
+	 "  user          TEXT NOT NULL DEFAULT 'local',\n"
+	 "  state         TEXT NOT NULL DEFAULT 'pending' CHECK (state IN\n"
+	 "                  ('pending','running','paused','completed','failed','cancelled')),\n"
+	 "  priority      INTEGER NOT NULL DEFAULT 0,\n"
+	 "  compute       TEXT NOT NULL,\n"
+	 "  spec          TEXT NOT NULL CHECK (json_valid(spec)),\n"
+	 "  cpu_millis    INTEGER NOT NULL DEFAULT 1000 CHECK (cpu_millis >= 0),\n"
+	 "  memory        INTEGER NOT NULL DEFAULT 0 CHECK (memory >= 0),\n"
+	 "  gpu           INTEGER NOT NULL DEFAULT 0 CHECK (gpu >= 0),\n"
+	 "  max_retries   INTEGER NOT NULL DEFAULT 0,\n"
+	 "  attempts      INTEGER NOT NULL DEFAULT 0,\n"
+	 "  timeout_ms    INTEGER NOT NULL DEFAULT 0,\n"
+	 "  progress_step INTEGER NOT NULL DEFAULT 0,\n"
+	 "  progress_total INTEGER NOT NULL DEFAULT 0,\n"
+	 "  error         TEXT,\n"
+	 "  created_at    INTEGER NOT NULL,\n"
+	 "  updated_at    INTEGER NOT NULL,\n"
+	 "  started_at    INTEGER,\n"
+	 "  finished_at   INTEGER\n"
+	 ");\n"
+	 "CREATE INDEX jobs_by_state ON jobs (state, priority DESC, id);\n"
+	 "CREATE INDEX jobs_by_user ON jobs (user, id);\n"
+	 "CREATE TABLE job_deps (\n"
+	 "  job_id   INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,\n"
+	 "  after_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE RESTRICT,\n"
+	 "  PRIMARY KEY (job_id, after_id),\n"
+	 "  CHECK (job_id <> after_id)\n"
+	 ") WITHOUT ROWID;\n"
+	 "CREATE INDEX job_deps_by_after ON job_deps (after_id);\n"
+	 "CREATE TABLE job_events (\n"
+	 "  id         INTEGER PRIMARY KEY,\n"
+	 "  job_id     INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,\n"
+	 "  at         INTEGER NOT NULL,\n"
+	 "  from_state TEXT,\n"
+	 "  to_state   TEXT NOT NULL,\n"
+	 "  reason     TEXT NOT NULL DEFAULT ''\n"
+	 ");\n"
+	 "CREATE INDEX job_events_by_job ON job_events (job_id, id);\n"},
+	{2, "job execution: queueing, workers, progress and usage",
+	 "ALTER TABLE jobs ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;\n"
+	 "ALTER TABLE jobs ADD COLUMN preemptible INTEGER NOT NULL DEFAULT 0;\n"
+	 "ALTER TABLE jobs ADD COLUMN not_before INTEGER NOT NULL DEFAULT 0;\n"
+	 "ALTER TABLE jobs ADD COLUMN worker_pid INTEGER NOT NULL DEFAULT 0;\n"
+	 "ALTER TABLE jobs ADD COLUMN waiting_reason TEXT NOT NULL DEFAULT '';\n"
+	 "ALTER TABLE jobs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;\n"
+	 "ALTER TABLE jobs ADD COLUMN epochs INTEGER NOT NULL DEFAULT 0;\n"
+	 "ALTER TABLE jobs ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}' "
+	 "CHECK (json_valid(metrics));\n"
+	 "ALTER TABLE jobs ADD COLUMN cpu_time_ms INTEGER NOT NULL DEFAULT 0;\n"
+	 "ALTER TABLE jobs ADD COLUMN max_rss INTEGER NOT NULL DEFAULT 0;\n"
+	 "CREATE TABLE job_logs (\n"
+	 "  id      INTEGER PRIMARY KEY,\n"
+	 "  job_id  INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,\n"
+	 "  at      INTEGER NOT NULL,\n"
+	 "  level   INTEGER NOT NULL,\n"
+	 "  message TEXT NOT NULL\n"
+	 ");\n"
+	 "CREATE INDEX job_logs_by_job ON job_logs (job_id, id);\n"},
+	{3, "stored training configs and their versions", loomi_configs_migration_sql},
+	{4, "tasks remember the config they were made from",
+	 "ALTER TABLE jobs ADD COLUMN config_id INTEGER;\n"
+	 "ALTER TABLE jobs ADD COLUMN config_version INTEGER;\n"},
+	{5, "indexes for the scheduling loop with many tasks stored",
+	 "CREATE INDEX jobs_queued ON jobs (queued, state);\n"
+	 "CREATE INDEX jobs_by_started ON jobs (started_at);\n"},
+	{6, "task counts per user and state, kept by triggers, for listing",
+	 "CREATE TABLE job_counts (\n"
+	 "  user  TEXT NOT NULL,\n"
+	 "  state TEXT NOT NULL,\n"
+	 "  n     INTEGER NOT NULL,\n"
+	 "  PRIMARY KEY (user, state)\n"
+	 ") WITHOUT ROWID;\n"
+	 "INSERT INTO job_counts SELECT user, state, count(*) FROM jobs GROUP BY user, state;\n"
+	 "CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN\n"
+	 "  INSERT INTO job_counts VALUES (new.user, new.state, 1)\n"
+	 "    ON CONFLICT (user, state) DO UPDATE SET n = n + 1;\n"
+	 "END;\n"
+	 "CREATE TRIGGER job_counts_update AFTER UPDATE OF state, user ON jobs\n"
+	 "  WHEN old.state IS NOT new.state OR old.user IS NOT new.user BEGIN\n"
+	 "  UPDATE job_counts SET n = n - 1 WHERE user = old.user AND state = old.state;\n"
+	 "  INSERT INTO job_counts VALUES (new.user, new.state, 1)\n"
+	 "    ON CONFLICT (user, state) DO UPDATE SET n = n + 1;\n"
+	 "END;\n"
+	 "CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN\n"
+	 "  UPDATE job_counts SET n = n - 1 WHERE user = old.user AND state = old.state;\n"
+	 "END;\n"
+	 "CREATE INDEX jobs_by_state_id ON jobs (state, id);\n"},
+	{7, "runs, their metric points, tags and artifacts", loomi_tracking_migration_sql},
+	{8, "model registry", loomi_registry_migration_sql},
+	{9, "structured logs with full-text search", loomi_logs_migration_sql},
+	{10, "alert rules and fired alerts", loomi_alerts_migration_sql},
+};
+
+int
+loomi_store_schema_version(void)
+{
+	return migrations[sizeof migrations / sizeof migrations[0] - 1].version;
+}
+
+static int
+exec(sqlite3 *db, const char *sql, char **err, const char *what)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		*err = loomi_strfmt("%s: %s", what, msg ? msg : sqlite3_errmsg(db));
+		sqlite3_free(msg);
+		return LOOM_EIO;
+	}
+	return 0;
+}
+
+static int
+current_version(sqlite3 *db, int *version, char **err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_migrations", -1,
+	                       &st, NULL) != SQLITE_OK) {
+		*err = loomi_strfmt("cannot read the schema version: %s", sqlite3_errmsg(db));
+		return LOOM_EIO;
+	}
+	rc = sqlite3_step(st);
+	*version = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW) {
+		*err = loomi_strfmt("cannot read the schema version: %s", sqlite3_errmsg(db));
+		return LOOM_EIO;
+	}
+	return 0;
+}
+
+static int
+migrate(loomi_store *s, const loomi_migration *migs, size_t n, char **err)
+{
+	int version, rv, newest = n ? migs[n - 1].version : 0;
+
+	if ((rv = exec(s->db,
+	               "CREATE TABLE IF NOT EXISTS schema_migrations (\n"
+	               "  version     INTEGER PRIMARY KEY,\n"
+	               "  description TEXT NOT NULL,\n"
+	               "  applied_at  INTEGER NOT NULL\n"
+	               ")",
+	               err, "cannot create the schema_migrations table")) != 0)
+		return rv;
+	if ((rv = current_version(s->db, &version, err)) != 0)
+		return rv;
+	if (version > newest) {
+		*err = loomi_strfmt("the state database %s has schema version %d, newer than this "
+		                    "Loom (%s) understands (%d); it was written by a newer loomd. "
+		                    "Upgrade Loom, or use another --state-dir; the database was "
+		                    "not changed",
+		                    s->path, version, LOOM_VERSION_STRING, newest);
+		return LOOM_ESCHEMA;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const loomi_migration *m = &migs[i];
+		sqlite3_stmt *st;
+		int rc;
+
+		if (m->version <= version)
+			continue;
+		if ((rv = exec(s->db, "BEGIN IMMEDIATE", err, "cannot begin a migration")) != 0)
+			return rv;
+		if (exec(s->db, m->sql, err, "migration failed") != 0) {
+			char *inner = *err;
+			*err = loomi_strfmt("cannot migrate %s to schema version %d (%s): %s; the "
+			                    "database was left at version %d",
+			                    s->path, m->version, m->description, inner, version);
+			free(inner);
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			return LOOM_EIO;
+		}
+		rc = sqlite3_prepare_v2(s->db,
+		                        "INSERT INTO schema_migrations (version, description, "
+		                        "applied_at) VALUES (?, ?, ?)",
+		                        -1, &st, NULL);
+		if (rc == SQLITE_OK) {
+			sqlite3_bind_int(st, 1, m->version);
+			sqlite3_bind_text(st, 2, m->description, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 3, loomi_wall_ms());
+			rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+			sqlite3_finalize(st);
+		}
+		if (rc != SQLITE_OK ||
+		    exec(s->db, "COMMIT", err, "cannot commit a migration") != 0) {
+			if (rc != SQLITE_OK)
+				*err = loomi_strfmt("cannot record migration %d: %s", m->version,
+				                    sqlite3_errmsg(s->db));
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			return LOOM_EIO;
+		}
+		LOG_INFO("state database %s migrated to schema version %d (%s)", s->path,
+		         m->version, m->description);
+		version = m->version;
+	}
+	s->version = version;
+	return 0;
+}
+
+int
+loomi_store_open_with(loomi_store *s, const char *path, const loomi_migration *migs,
+                      size_t n_migs, char **err)
+{
+	sqlite3_stmt *st;
+	int rc, rv;
+
+	memset(s, 0, sizeof *s);
+	s->path = loomi_strdup(path);
+	rc = sqlite3_open_v2(path, &s->db,
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		*err = loomi_strfmt("cannot open the state database %s: %s; check that the state "
+		                    "directory exists and is writable",
+		                    path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		loomi_store_close(s);
+		return LOOM_EIO;
+	}
+	sqlite3_busy_timeout(s->db, 5000);
+	sqlite3_extended_result_codes(s->db, 1);
+
+	/* Is it a database at all?  (A stray file named loom.db is refused
+	 * here rather than overwritten.) */
+	rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM sqlite_master", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+	if (rc != SQLITE_ROW) {
+		*err = loomi_strfmt("%s is not a usable SQLite database (%s); move it away or use "
+		                    "another --state-dir",
+		                    path, sqlite3_errmsg(s->db));
+		loomi_store_close(s);
+		return LOOM_ECORRUPT;
+	}
+	/* A database from a newer Loom is refused before anything is written
+	 * to it (not even the journal mode). */
+	{
+		int version = 0, newest = n_migs ? migs[n_migs - 1].version : 0;
+		rc = sqlite3_prepare_v2(s->db,
+		                        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+		                        "name = 'schema_migrations'",
+		                        -1, &st, NULL);
+		if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0 &&
+		    (rv = current_version(s->db, &version, err)) != 0) {
+			sqlite3_finalize(st);
+			loomi_store_close(s);
+			return rv;
+		}
+		sqlite3_finalize(st);
+		if (version > newest) {
+			*err = loomi_strfmt("the state database %s has schema version %d, newer than this "
+			                    "Loom (%s) understands (%d); it was written by a newer loomd. "
+			                    "Upgrade Loom, or use another --state-dir; the database was "
+			                    "not changed",
+			                    s->path, version, LOOM_VERSION_STRING, newest);
+			loomi_store_close(s);
+			return LOOM_ESCHEMA;
+		}
+	}
+	if ((rv = exec(s->db, "PRAGMA journal_mode = WAL", err, "cannot enable WAL")) != 0 ||
+	    (rv = exec(s->db, "PRAGMA synchronous = NORMAL", err, "cannot set synchronous")) != 0 ||
+	    (rv = exec(s->db, "PRAGMA foreign_keys = ON", err, "cannot enable foreign keys")) != 0 ||
+	    (rv = migrate(s, migs, n_migs, err)) != 0) {
+		loomi_store_close(s);
+		return rv;
+	}
+	/* WAL needs shared memory; some network filesystems refuse it. */
+	if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+		    strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0)
+			LOG_WARN("state database %s: journal mode is %s, not WAL (the filesystem may not "
+			         "support it); loomd works, with less concurrency",
+			         s->path, (const char *)sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
+	}
+	return 0;
+}
+
+int
+loomi_store_open(loomi_store *s, const char *path, char **err)
+{
+	return loomi_store_open_with(s, path, migrations, sizeof migrations / sizeof migrations[0],
+	                             err);
+}
+
+void
+loomi_store_close(loomi_store *s)
+{
+	if (s->db)
+		sqlite3_close_v2(s->db);
+	free(s->path);
+	memset(s, 0, sizeof *s);
+}
+
+/* ------------------------------------------------------------------ the state directory */
+
+int
+loomi_statedir_lock(const char *dir, int *fd_out, char **err)
+{
+	char *path;
+	char buf[32];
+	int fd, rv;
+
+	if ((rv = loomi_mkdir_p(dir, 0750)) != 0) {
+		*err = loomi_strfmt("cannot create the state directory %s: %s; create it or choose "
+		                    "another with --state-dir",
+		                    dir, strerror(rv));
+		return LOOM_EIO;
+	}
+	path = loomi_path_join(dir, "loomd.pid");
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		*err = loomi_strfmt("cannot open %s: %s", path, strerror(errno));
+		free(path);
+		return LOOM_EIO;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+		long pid = 0;
+		if (n > 0) {
+			buf[n] = '\0';
+			pid = strtol(buf, NULL, 10);
+		}
+		if (pid > 0)
+			*err = loomi_strfmt("another loomd (pid %ld) is running on the state directory "
+			                    "%s; stop it, or give this one another --state-dir",
+			                    pid, dir);
+		else
+			*err = loomi_strfmt("another loomd is running on the state directory %s; stop "
+			                    "it, or give this one another --state-dir",
+			                    dir);
+		close(fd);
+		free(path);
+		return LOOM_EBUSY;
+	}
+	snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, strlen(buf), 0) < 0) {
+		*err = loomi_strfmt("cannot write %s: %s", path, strerror(errno));
+		close(fd);
+		free(path);
+		return LOOM_EIO;
+	}
+	free(path);
+	*fd_out = fd;
+	return 0;
+}
+
+void
+loomi_statedir_unlock(const char *dir, int fd)
+{
+	/* The file stays: unlinking it while locked would let two daemons lock
+	 * two different files.  Emptied, it names no process. */
+	if (fd < 0)
+		return;
+	if (ftruncate(fd, 0) != 0)
+		LOG_WARN("cannot empty %s/loomd.pid: %s", dir, strerror(errno));
+	close(fd);
+}

@@ -1,0 +1,2244 @@
+/* Jobs: the lifecycle table, the store, the scheduling loop and the
+ * workers (see jobs.h for the whole story).
+ *
+ * One mutex (J->mtx) guards the jobs' rows and the table of live workers;
+ * the HTTP handlers, the bus services and the loop each hold it for short,
+ * non-blocking work (SQLite on a local file, posix_spawn, waitpid with
+ * WNOHANG).  Nothing waits on a worker while holding it. */
+#include "config.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <loom/compute.h>
+#include <loom/scheduler.h>
+
+#include "host/alerts/alerts.h"
+#include "host/configs/configs.h"
+#include "jobs.h"
+#include "host/core/log.h"
+#include "host/tracking/tracking.h"
+#include "host/logs/logs.h"
+#include "host/core/plugins.h"
+#include "host/registry/registry.h"
+#include "host/core/util.h"
+
+extern char **environ;
+
+#define STOP_GRACE_MS 30000
+#define FINISH_GRACE_MS 10000
+#define MAX_LOG_MESSAGE 2000
+#define FAIR_SHARE_WINDOW_MS (24 * 3600 * 1000LL)
+#define USAGE_SAVE_MS 5000
+#define PLAN_GAP_MS 20
+
+/* A live worker process. */
+typedef struct run {
+	int64_t job;
+	int attempt;
+	pid_t pid;
+	int64_t started_ms, last_seen_ms, timeout_ms;
+	int control;            /* loom_control sent with each report reply */
+	bool requeue;           /* a pause by preemption or shutdown: resume later */
+	bool timed_out;
+	char *why;              /* why it was asked to pause or cancel */
+	char *result;           /* from job.finish: completed, paused, cancelled, failed */
+	char *error;
+	int64_t finished_ms;
+	int64_t usage_saved_ms;
+	loom_resources alloc;
+} run;
+
+/* A worker left by a loomd that died, being stopped. */
+typedef struct orphan {
+	int64_t job;
+	pid_t pid;
+	int64_t since_ms;
+	bool killed;
+} orphan;
+
+typedef struct loomi_jobs {
+	loomi_daemon *d;
+	orphan *orphans;
+	size_t n_orphans;
+	pthread_mutex_t mtx;
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool thread_up, stopping, kicked;
+	run *runs;
+	size_t n_runs, cap_runs;
+	char *worker;           /* the loom-worker program */
+	char *bus_addr;         /* what workers connect to */
+	char *jobs_dir;         /* STATE_DIR/jobs */
+	loom_instance *sched;
+	const loom_scheduler_ops *sched_ops;
+	void *sched_ctx;
+	loom_resources total;
+	char node_name[64];
+} loomi_jobs;
+
+static loomi_jobs *J; /* one loomd, one jobs service */
+
+/* ------------------------------------------------------------------ states */
+
+bool
+loomi_job_transition_ok(uint32_t from, uint32_t to)
+{
+	switch (from) {
+	case LOOM_JOB_PENDING:
+		return to == LOOM_JOB_RUNNING || to == LOOM_JOB_CANCELLED || to == LOOM_JOB_FAILED;
+	case LOOM_JOB_RUNNING:
+		/* pending again: a retry after a failure, or recovery after a crash */
+		return to == LOOM_JOB_PAUSED || to == LOOM_JOB_COMPLETED || to == LOOM_JOB_FAILED ||
+		       to == LOOM_JOB_CANCELLED || to == LOOM_JOB_PENDING;
+	case LOOM_JOB_PAUSED:
+		return to == LOOM_JOB_RUNNING || to == LOOM_JOB_CANCELLED || to == LOOM_JOB_FAILED;
+	default:
+		return false; /* completed, failed and cancelled are final */
+	}
+}
+
+int64_t
+loomi_job_id_parse(const char *text)
+{
+	char *end;
+	long long v;
+
+	if (strncmp(text, "task-", 5) == 0)
+		text += 5;
+	if (*text < '1' || *text > '9')
+		return 0;
+	errno = 0;
+	v = strtoll(text, &end, 10);
+	return (*end || errno) ? 0 : v;
+}
+
+/* ------------------------------------------------------------------ store helpers */
+
+static sqlite3 *
+db(void)
+{
+	return J->d->store.db;
+}
+
+/* Prepared statements are kept and reused: parsing one takes SQLite tens
+ * of microseconds, a third of a submission's time.  prep() hands out a
+ * kept statement not in use (or a new one, kept while there is room);
+ * unprep() resets it for the next user, or finalizes one not kept. */
+#define KEPT_STATEMENTS 96
+
+static struct {
+	pthread_mutex_t mtx;
+	size_t n;
+	struct {
+		uint64_t hash;
+		sqlite3_stmt *st;
+		bool busy;
+	} v[KEPT_STATEMENTS];
+} K = {.mtx = PTHREAD_MUTEX_INITIALIZER};
+
+static uint64_t
+sql_hash(const char *sql)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (; *sql; sql++)
+		h = (h ^ (unsigned char)*sql) * 1099511628211ull;
+	return h;
+}
+
+static sqlite3_stmt *
+prep(const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	uint64_t h = sql_hash(sql);
+
+	pthread_mutex_lock(&K.mtx);
+	for (size_t i = 0; i < K.n; i++) {
+		if (K.v[i].hash == h && !K.v[i].busy && strcmp(sqlite3_sql(K.v[i].st), sql) == 0) {
+			K.v[i].busy = true;
+			pthread_mutex_unlock(&K.mtx);
+			return K.v[i].st;
+		}
+	}
+	pthread_mutex_unlock(&K.mtx);
+	if (sqlite3_prepare_v3(db(), sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+		LOG_ERROR("jobs: cannot prepare \"%s\": %s", sql, sqlite3_errmsg(db()));
+		sqlite3_finalize(st);
+		return NULL;
+	}
+	pthread_mutex_lock(&K.mtx);
+	if (K.n < KEPT_STATEMENTS) {
+		K.v[K.n].hash = h;
+		K.v[K.n].st = st;
+		K.v[K.n].busy = true;
+		K.n++;
+	}
+	pthread_mutex_unlock(&K.mtx);
+	return st;
+}
+
+static void
+unprep(sqlite3_stmt *st)
+{
+	if (st == NULL)
+		return;
+	pthread_mutex_lock(&K.mtx);
+	for (size_t i = 0; i < K.n; i++) {
+		if (K.v[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			K.v[i].busy = false;
+			pthread_mutex_unlock(&K.mtx);
+			return;
+		}
+	}
+	pthread_mutex_unlock(&K.mtx);
+	sqlite3_finalize(st);
+}
+
+/* Finalize the kept statements (before the store closes). */
+static void
+unprep_all(void)
+{
+	pthread_mutex_lock(&K.mtx);
+	for (size_t i = 0; i < K.n; i++)
+		sqlite3_finalize(K.v[i].st);
+	K.n = 0;
+	pthread_mutex_unlock(&K.mtx);
+}
+
+static int
+exec_sql(const char *sql)
+{
+	sqlite3_stmt *st = prep(sql);
+	int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		LOG_ERROR("jobs: %s: %s", sql, sqlite3_errmsg(db()));
+	unprep(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : LOOM_EIO;
+}
+
+static int
+step_done(sqlite3_stmt *st)
+{
+	int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		LOG_ERROR("jobs: %s", sqlite3_errmsg(db()));
+	unprep(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : LOOM_EIO;
+}
+
+static uint32_t
+job_state(int64_t id)
+{
+	sqlite3_stmt *st = prep("SELECT state FROM jobs WHERE id = ?");
+	uint32_t s = 0;
+	sqlite3_bind_int64(st, 1, id);
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		s = loom_job_state_parse((const char *)sqlite3_column_text(st, 0));
+	unprep(st);
+	return s;
+}
+
+static void
+publish(const char *topic, json_t *body)
+{
+	if (J->d->bus)
+		loomi_bus_publish_json(J->d->bus, topic, "loomd", body);
+	json_decref(body);
+}
+
+/* Move job id to state to, recording why; the caller checked legality. */
+static int
+transition(int64_t id, uint32_t to, const char *reason)
+{
+	uint32_t from = job_state(id);
+	int64_t now = loomi_wall_ms();
+	sqlite3_stmt *st;
+	const char *to_name = loom_job_state_name(to), *from_name = loom_job_state_name(from);
+
+	if (!loomi_job_transition_ok(from, to)) {
+		LOG_ERROR("jobs: task-%lld: %s → %s is not a legal transition (a bug)", (long long)id,
+		          from_name ? from_name : "?", to_name);
+		return LOOM_EINTERNAL;
+	}
+	/* the connection is shared with other modules' threads: hold its
+	 * mutex so none of their statements lands inside this transaction */
+	sqlite3_mutex_enter(sqlite3_db_mutex(db()));
+	/* a savepoint: on its own a transaction, inside schedule()'s batch a
+	 * nested one */
+	if (exec_sql("SAVEPOINT transition") != 0) {
+		sqlite3_mutex_leave(sqlite3_db_mutex(db()));
+		return LOOM_EIO;
+	}
+	st = prep("UPDATE jobs SET state = ?2, updated_at = ?3,"
+	          " started_at = CASE WHEN ?2 = 'running' AND started_at IS NULL THEN ?3"
+	          "              ELSE started_at END,"
+	          " finished_at = CASE WHEN ?2 IN ('completed','failed','cancelled') THEN ?3"
+	          "               ELSE finished_at END,"
+	          " error = CASE WHEN ?2 = 'failed' THEN ?4 ELSE error END,"
+	          " waiting_reason = CASE WHEN ?2 IN ('pending','paused') THEN waiting_reason"
+	          "                  ELSE '' END"
+	          " WHERE id = ?1");
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, to_name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
+	if (step_done(st) != 0)
+		goto fail;
+	st = prep("INSERT INTO job_events (job_id, at, from_state, to_state, reason)"
+	          " VALUES (?, ?, ?, ?, ?)");
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_text(st, 3, from_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, to_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC);
+	if (step_done(st) != 0 || exec_sql("RELEASE transition") != 0)
+		goto fail;
+	sqlite3_mutex_leave(sqlite3_db_mutex(db()));
+	LOG_INFO("task-%lld: %s → %s%s%s", (long long)id, from_name, to_name, reason[0] ? ": " : "",
+	         reason);
+	{
+		char tid[32];
+		snprintf(tid, sizeof tid, "task-%lld", (long long)id);
+		publish("job.state", json_pack("{s:s, s:I, s:s, s:s, s:s, s:I}", "task_id", tid,
+		                               "id", (json_int_t)id, "from", from_name, "status",
+		                               to_name, "reason", reason, "time", (json_int_t)now));
+	}
+	loomi_alerts_state(id, from_name, to_name, reason);
+	loomi_tracking_job_state(id, to_name);
+	return 0;
+fail:
+	exec_sql("ROLLBACK TO transition");
+	exec_sql("RELEASE transition");
+	sqlite3_mutex_leave(sqlite3_db_mutex(db()));
+	return LOOM_EIO;
+}
+
+static void
+set_int(int64_t id, const char *column, int64_t v)
+{
+	char *sql = loomi_strfmt("UPDATE jobs SET %s = ?, updated_at = ? WHERE id = ?", column);
+	sqlite3_stmt *st = prep(sql);
+	sqlite3_bind_int64(st, 1, v);
+	sqlite3_bind_int64(st, 2, loomi_wall_ms());
+	sqlite3_bind_int64(st, 3, id);
+	step_done(st);
+	free(sql);
+}
+
+static void
+set_text(int64_t id, const char *column, const char *v)
+{
+	char *sql = loomi_strfmt("UPDATE jobs SET %s = ? WHERE id = ?", column);
+	sqlite3_stmt *st = prep(sql);
+	sqlite3_bind_text(st, 1, v, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, id);
+	step_done(st);
+	free(sql);
+}
+
+/* Set why a job waits; no write when it is unchanged (the loop says it again
+ * every tick). */
+static void
+set_reason(int64_t id, const char *why)
+{
+	sqlite3_stmt *st = prep("UPDATE jobs SET waiting_reason = ?1 WHERE id = ?2"
+	                        " AND waiting_reason <> ?1");
+	sqlite3_bind_text(st, 1, why, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, id);
+	step_done(st);
+}
+
+/* A line of the job's log from loomd itself (the worker's own lines carry
+ * their instance); stored by logs.c's writer, never waiting on it. */
+static void
+add_log(int64_t id, int level, const char *msg)
+{
+	loomi_logs_add(id, "loomd", level, msg, NULL);
+}
+
+/* ------------------------------------------------------------------ the workers' table */
+
+static run *
+run_find(int64_t job)
+{
+	for (size_t i = 0; i < J->n_runs; i++)
+		if (J->runs[i].job == job)
+			return &J->runs[i];
+	return NULL;
+}
+
+static void
+run_remove(run *r)
+{
+	free(r->why);
+	free(r->result);
+	free(r->error);
+	*r = J->runs[--J->n_runs];
+}
+
+static char *
+job_dir(int64_t id)
+{
+	return loomi_strfmt("%s/task-%lld", J->jobs_dir, (long long)id);
+}
+
+/* Does the job's directory hold a checkpoint to resume from? */
+static bool
+has_checkpoint(int64_t id)
+{
+	char *dir = job_dir(id), *ck = loomi_path_join(dir, "checkpoints");
+	DIR *dp = opendir(ck);
+	struct dirent *e;
+	bool found = false;
+
+	while (dp && (e = readdir(dp)) != NULL) {
+		size_t n = strlen(e->d_name);
+		if (n > 5 && strcmp(e->d_name + n - 5, ".ckpt") == 0)
+			found = true;
+	}
+	if (dp)
+		closedir(dp);
+	free(ck);
+	free(dir);
+	return found;
+}
+
+/* Start a worker's process (called without the jobs mutex: posix_spawn
+ * waits until the child has exec'ed, which takes long on a loaded machine). */
+static int
+spawn_process(int64_t id, int attempt, uint32_t threads, pid_t *pid, char **why)
+{
+	char *dir = job_dir(id), *log = loomi_path_join(dir, "worker.log");
+	char ids[32], att[32], thr[32];
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, all;
+	int rv;
+	char *argv[] = {J->worker, "--connect", J->bus_addr, "--job", ids, "--attempt", att,
+	                "--threads", thr, "-c", J->d->conf.path, NULL};
+
+	snprintf(ids, sizeof ids, "%lld", (long long)id);
+	snprintf(att, sizeof att, "%d", attempt);
+	snprintf(thr, sizeof thr, "%u", threads ? threads : 1);
+	if ((rv = loomi_mkdir_p(dir, 0750)) != 0) {
+		*why = loomi_strfmt("cannot create %s: %s", dir, strerror(rv));
+		free(dir);
+		free(log);
+		return LOOM_EIO;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0640);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	posix_spawnattr_init(&at);
+	sigemptyset(&none);
+	sigfillset(&all);
+	/* its own process group (a Ctrl-C at loomd's terminal is loomd's to
+	 * handle), default signal dispositions and no blocked signals */
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+	                                  POSIX_SPAWN_SETSIGDEF);
+	posix_spawnattr_setpgroup(&at, 0);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &all);
+	rv = posix_spawn(pid, J->worker, &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	free(log);
+	free(dir);
+	if (rv != 0) {
+		*why = loomi_strfmt("cannot start the worker %s: %s; set jobs.worker in the config "
+		                    "to the loom-worker program",
+		                    J->worker, strerror(rv));
+		return LOOM_EIO;
+	}
+	return 0;
+}
+
+/* A job the plan started: its entry in the workers' table, pid 0 until
+ * spawn_pending() has started the process. */
+static void
+add_run(int64_t id, int attempt, const loom_resources *alloc)
+{
+	if (J->n_runs == J->cap_runs) {
+		J->cap_runs = J->cap_runs ? 2 * J->cap_runs : 16;
+		J->runs = loomi_xrealloc(J->runs, J->cap_runs * sizeof *J->runs);
+	}
+	run *r = &J->runs[J->n_runs++];
+	memset(r, 0, sizeof *r);
+	r->job = id;
+	r->attempt = attempt;
+	r->started_ms = r->last_seen_ms = loomi_wall_ms();
+	r->alloc = *alloc;
+	{
+		sqlite3_stmt *st = prep("SELECT timeout_ms FROM jobs WHERE id = ?");
+		sqlite3_bind_int64(st, 1, id);
+		if (st && sqlite3_step(st) == SQLITE_ROW)
+			r->timeout_ms = sqlite3_column_int64(st, 0);
+		unprep(st);
+	}
+}
+
+static void
+fail_dependants(int64_t id);
+
+/* A worker process has exited with wait status ws: apply its outcome. */
+static void
+worker_exited(run *r, int ws)
+{
+	int64_t id = r->job, now = loomi_wall_ms();
+	char *cause = NULL;
+	const char *result = r->result;
+
+	if (WIFSIGNALED(ws))
+		cause = loomi_strfmt("the worker was killed by signal %d (%s)%s", WTERMSIG(ws),
+		                     strsignal(WTERMSIG(ws)),
+		                     WTERMSIG(ws) == SIGKILL ? "; out of memory?" : "");
+	else if (result == NULL)
+		cause = loomi_strfmt("the worker exited with status %d without reporting how the "
+		                     "run ended; see %s/task-%lld/worker.log",
+		                     WEXITSTATUS(ws), J->jobs_dir, (long long)id);
+	set_int(id, "worker_pid", 0);
+	if (J->stopping && result == NULL) {
+		/* killed at shutdown: left running, recovered at the next start */
+		free(cause);
+		return;
+	}
+	if (result && strcmp(result, "completed") == 0) {
+		/* queued before the state changes, so the registry's read routes
+		 * (which wait for its queue) list the model once the task is seen
+		 * completed; the files are copied on the registry's thread */
+		loomi_registry_submit(J->d, id);
+		transition(id, LOOM_JOB_COMPLETED, "");
+	} else if (result && strcmp(result, "paused") == 0) {
+		set_int(id, "queued", r->requeue ? 1 : 0);
+		set_text(id, "waiting_reason", r->requeue ? (r->why ? r->why : "") : "paused");
+		transition(id, LOOM_JOB_PAUSED, r->why ? r->why : "paused at a checkpoint");
+	} else if (result && strcmp(result, "cancelled") == 0) {
+		if (r->timed_out)
+			transition(id, LOOM_JOB_FAILED, r->why ? r->why : "timed out");
+		else
+			transition(id, LOOM_JOB_CANCELLED, r->why ? r->why : "cancelled");
+		fail_dependants(id);
+	} else {
+		/* failed: retry while the budget lasts */
+		const char *err = cause ? cause : (r->error ? r->error : "the run failed");
+		sqlite3_stmt *st = prep("SELECT attempts, max_retries FROM jobs WHERE id = ?");
+		int64_t attempts = 0, max_retries = 0;
+		sqlite3_bind_int64(st, 1, id);
+		if (st && sqlite3_step(st) == SQLITE_ROW) {
+			attempts = sqlite3_column_int64(st, 0);
+			max_retries = sqlite3_column_int64(st, 1);
+		}
+		unprep(st);
+		add_log(id, LOOM_LOG_ERROR, err);
+		if (attempts <= max_retries && !r->timed_out) {
+			int64_t backoff = 1000LL << (attempts > 10 ? 10 : attempts - 1);
+			char *why = loomi_strfmt("attempt %lld failed (%s); retry %lld of %lld after %lld s",
+			                         (long long)attempts, err, (long long)attempts,
+			                         (long long)max_retries, (long long)(backoff / 1000));
+			set_int(id, "not_before", now + backoff);
+			set_int(id, "queued", 1);
+			set_text(id, "waiting_reason", why);
+			transition(id, LOOM_JOB_PENDING, why);
+			free(why);
+		} else {
+			transition(id, LOOM_JOB_FAILED, r->timed_out && r->why ? r->why : err);
+			fail_dependants(id);
+		}
+	}
+	free(cause);
+}
+
+/* Fail (transitively) the jobs waiting on a failed or cancelled job. */
+static void
+fail_dependants(int64_t id)
+{
+	sqlite3_stmt *st = prep("SELECT d.job_id FROM job_deps d JOIN jobs j ON j.id = d.job_id"
+	                        " WHERE d.after_id = ? AND j.state IN ('pending','paused')");
+	int64_t ids[256];
+	size_t n = 0;
+
+	sqlite3_bind_int64(st, 1, id);
+	while (st && sqlite3_step(st) == SQLITE_ROW && n < 256)
+		ids[n++] = sqlite3_column_int64(st, 0);
+	unprep(st);
+	for (size_t i = 0; i < n; i++) {
+		char *why = loomi_strfmt("task-%lld, which it runs after, did not complete",
+		                         (long long)id);
+		transition(ids[i], LOOM_JOB_FAILED, why);
+		free(why);
+		fail_dependants(ids[i]);
+	}
+}
+
+static bool is_our_worker(pid_t pid, int64_t id);
+
+static void
+requeue_recovered(int64_t id)
+{
+	set_int(id, "worker_pid", 0);
+	set_int(id, "queued", 1);
+	set_text(id, "waiting_reason", "recovered after loomd restarted");
+	transition(id, LOOM_JOB_PENDING, "loomd restarted; resumes from its newest checkpoint");
+}
+
+/* Reap exited workers, enforce heartbeats and timeouts. */
+static void
+reap(void)
+{
+	int64_t now = loomi_wall_ms();
+
+	for (size_t i = 0; i < J->n_orphans;) {
+		orphan *o = &J->orphans[i];
+		if (!is_our_worker(o->pid, o->job)) {
+			LOG_INFO("task-%lld: the previous loomd's worker %d has stopped", (long long)o->job,
+			         (int)o->pid);
+			requeue_recovered(o->job);
+			*o = J->orphans[--J->n_orphans];
+			continue;
+		}
+		if (!o->killed && now - o->since_ms > STOP_GRACE_MS) {
+			LOG_WARN("task-%lld: worker %d did not stop in %d s; killing it", (long long)o->job,
+			         (int)o->pid, STOP_GRACE_MS / 1000);
+			kill(o->pid, SIGKILL);
+			o->killed = true;
+		}
+		i++;
+	}
+
+	for (size_t i = 0; i < J->n_runs;) {
+		run *r = &J->runs[i];
+		int ws;
+		pid_t p;
+		if (r->pid == 0) { /* being spawned */
+			i++;
+			continue;
+		}
+		p = waitpid(r->pid, &ws, WNOHANG);
+		if (p == r->pid || (p < 0 && errno == ECHILD)) {
+			if (p < 0)
+				ws = 0;
+			worker_exited(r, ws);
+			run_remove(r);
+			continue;
+		}
+		if (r->result && now - r->finished_ms > FINISH_GRACE_MS) {
+			LOG_WARN("task-%lld: worker %d finished but did not exit; killing it",
+			         (long long)r->job, (int)r->pid);
+			kill(r->pid, SIGKILL);
+		} else if (!r->result && now - r->last_seen_ms > J->d->conf.jobs_heartbeat_ms) {
+			LOG_WARN("task-%lld: worker %d silent for %lld ms; killing it", (long long)r->job,
+			         (int)r->pid, (long long)(now - r->last_seen_ms));
+			free(r->error);
+			r->error = loomi_strfmt("the worker sent nothing for %lld s and was killed",
+			                        (long long)(J->d->conf.jobs_heartbeat_ms / 1000));
+			kill(r->pid, SIGKILL);
+			r->last_seen_ms = now; /* once */
+		}
+		if (r->timeout_ms > 0 && !r->timed_out && now - r->started_ms > r->timeout_ms) {
+			r->timed_out = true;
+			r->control = LOOM_CONTROL_CANCEL;
+			free(r->why);
+			r->why = loomi_strfmt("timed out after %lld s (its timeout)",
+			                      (long long)(r->timeout_ms / 1000));
+		}
+		i++;
+	}
+}
+
+/* ------------------------------------------------------------------ scheduling */
+
+static int64_t *
+deps_of(int64_t id, uint32_t *n, bool *met)
+{
+	sqlite3_stmt *st = prep("SELECT d.after_id, j.state FROM job_deps d"
+	                        " JOIN jobs j ON j.id = d.after_id WHERE d.job_id = ? ORDER BY 1");
+	int64_t *v = NULL;
+	size_t cap = 0;
+
+	*n = 0;
+	*met = true;
+	sqlite3_bind_int64(st, 1, id);
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 4;
+			v = loomi_xrealloc(v, cap * sizeof *v);
+		}
+		v[(*n)++] = sqlite3_column_int64(st, 0);
+		if (strcmp((const char *)sqlite3_column_text(st, 1), "completed") != 0)
+			*met = false;
+	}
+	unprep(st);
+	return v;
+}
+
+/* Can a job on compute instance name pause at a checkpoint (and so be
+ * preempted)?  A compute plugin without LOOM_COMPUTE_RESUMABLE
+ * (compute-exec) stops the run when asked to pause: the job would be
+ * cancelled. */
+static bool
+resumable(const char *name)
+{
+	loom_instance *ins = name ? loomi_instance_find(&J->d->plugins, name) : NULL;
+	return ins == NULL || ins->kind != LOOM_KIND_COMPUTE ||
+	       (((const loom_compute_ops *)ins->desc->ops)->caps & LOOM_COMPUTE_RESUMABLE);
+}
+
+/* Ask the scheduler plugin for a plan and carry it out. */
+static void
+schedule(void)
+{
+	sqlite3_stmt *st;
+	loom_sched_job *jobs = NULL;
+	size_t n = 0, cap = 0;
+	loom_sched_node node;
+	loom_sched_user *users = NULL;
+	size_t n_users = 0;
+	loom_sched_view view;
+	loom_sched_action *acts;
+	loom_sched_plan plan;
+	int64_t now = loomi_wall_ms();
+	char **names = NULL;
+
+	st = prep("SELECT id, name, user, priority, state, attempts, created_at,"
+	          " coalesce(started_at, 0), not_before, cpu_millis, memory, gpu, preemptible,"
+	          " compute"
+	          " FROM jobs WHERE queued = 1 AND state IN ('pending','paused')"
+	          " UNION ALL SELECT id, name, user, priority, state, attempts, created_at,"
+	          " coalesce(started_at, 0), not_before, cpu_millis, memory, gpu, preemptible,"
+	          " compute"
+	          " FROM jobs WHERE state = 'running' ORDER BY 1");
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		loom_sched_job *j;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			jobs = loomi_xrealloc(jobs, cap * sizeof *jobs);
+			names = loomi_xrealloc(names, 2 * cap * sizeof *names);
+		}
+		j = &jobs[n];
+		memset(j, 0, sizeof *j);
+		j->id = sqlite3_column_int64(st, 0);
+		names[2 * n] = loomi_strdup((const char *)sqlite3_column_text(st, 1));
+		names[2 * n + 1] = loomi_strdup((const char *)sqlite3_column_text(st, 2));
+		j->name = names[2 * n];
+		j->user = names[2 * n + 1];
+		j->priority = sqlite3_column_int(st, 3);
+		j->state = loom_job_state_parse((const char *)sqlite3_column_text(st, 4));
+		j->attempts = (uint32_t)sqlite3_column_int(st, 5);
+		j->submitted_ms = sqlite3_column_int64(st, 6);
+		j->not_before_ms = sqlite3_column_int64(st, 8);
+		j->request.cpu_millis = (uint32_t)sqlite3_column_int64(st, 9);
+		j->request.memory = (uint64_t)sqlite3_column_int64(st, 10);
+		j->request.gpu = (uint32_t)sqlite3_column_int64(st, 11);
+		if (sqlite3_column_int(st, 12) &&
+		    resumable((const char *)sqlite3_column_text(st, 13)))
+			j->flags |= LOOM_SCHED_JOB_PREEMPTIBLE;
+		if (j->not_before_ms > now)
+			j->flags |= LOOM_SCHED_JOB_BACKOFF;
+		j->node = -1;
+		j->flags |= LOOM_SCHED_JOB_DEPS_MET; /* until a dependency says otherwise */
+		if (j->state == LOOM_JOB_RUNNING) {
+			run *r = run_find(j->id);
+			j->started_ms = sqlite3_column_int64(st, 7);
+			j->node = 0;
+			if (r) {
+				j->alloc = r->alloc;
+				j->started_ms = r->started_ms;
+			} else {
+				j->alloc = j->request;
+			}
+		}
+		n++;
+	}
+	unprep(st);
+
+	/* dependencies of all candidates in one query (jobs are in id order) */
+	st = prep("SELECT d.job_id, d.after_id, a.state FROM job_deps d"
+	          " JOIN jobs t ON t.id = d.job_id JOIN jobs a ON a.id = d.after_id"
+	          " WHERE t.state IN ('pending','paused','running') ORDER BY d.job_id, d.after_id");
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		size_t lo = 0, hi = n;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (jobs[mid].id < id)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo < n && jobs[lo].id == id) {
+			loom_sched_job *j = &jobs[lo];
+			int64_t *after = (int64_t *)j->after;
+			after = loomi_xrealloc(after, (j->n_after + 1) * sizeof *after);
+			after[j->n_after++] = sqlite3_column_int64(st, 1);
+			j->after = after;
+			if (strcmp((const char *)sqlite3_column_text(st, 2), "completed") != 0)
+				j->flags &= ~LOOM_SCHED_JOB_DEPS_MET;
+		}
+	}
+	unprep(st);
+
+	memset(&node, 0, sizeof node);
+	node.name = J->node_name;
+	node.total = J->total;
+	node.free = J->total;
+	for (size_t i = 0; i < n; i++) {
+		if (jobs[i].state != LOOM_JOB_RUNNING)
+			continue;
+		node.free.cpu_millis -= jobs[i].alloc.cpu_millis < node.free.cpu_millis
+		                            ? jobs[i].alloc.cpu_millis
+		                            : node.free.cpu_millis;
+		node.free.memory -= jobs[i].alloc.memory < node.free.memory ? jobs[i].alloc.memory
+		                                                            : node.free.memory;
+		node.free.gpu -= jobs[i].alloc.gpu < node.free.gpu ? jobs[i].alloc.gpu : node.free.gpu;
+		node.free.gpu_mask &= ~jobs[i].alloc.gpu_mask;
+	}
+
+	/* fair share: core-seconds each user ran in the last 24 hours */
+	st = prep("SELECT user, sum(cpu_millis / 1000.0 * (min(coalesce(finished_at, ?1), ?1)"
+	          " - max(started_at, ?1 - ?2)) / 1000.0) FROM jobs"
+	          " WHERE started_at IS NOT NULL AND coalesce(finished_at, ?1) > ?1 - ?2"
+	          " GROUP BY user ORDER BY user");
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int64(st, 2, FAIR_SHARE_WINDOW_MS);
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		users = loomi_xrealloc(users, (n_users + 1) * sizeof *users);
+		memset(&users[n_users], 0, sizeof *users);
+		users[n_users].name = loomi_strdup((const char *)sqlite3_column_text(st, 0));
+		users[n_users].weight = 1;
+		users[n_users].usage = sqlite3_column_double(st, 1);
+		n_users++;
+	}
+	unprep(st);
+
+	memset(&view, 0, sizeof view);
+	view.size = sizeof view;
+	view.now_ms = now;
+	view.n_jobs = n;
+	view.jobs = jobs;
+	view.n_nodes = 1;
+	view.nodes = &node;
+	view.n_users = n_users;
+	view.users = users;
+	acts = loomi_xcalloc(n + 1, sizeof *acts);
+	plan.actions = acts;
+	plan.cap = n + 1;
+	plan.n = 0;
+
+	/* one transaction for the plan's writes (many reasons, starts) */
+	sqlite3_mutex_enter(sqlite3_db_mutex(db()));
+	exec_sql("BEGIN IMMEDIATE");
+	if (J->sched_ops == NULL) {
+		for (size_t i = 0; i < n; i++)
+			if (jobs[i].state != LOOM_JOB_RUNNING)
+				set_reason(jobs[i].id,
+				           "no scheduler plugin instance is configured; add one (module "
+				           "sched-local) to plugins in loomd.conf");
+	} else if (n > 0) {
+		int rv = J->sched_ops->plan(J->sched_ctx, &view, &plan);
+		if (rv != 0)
+			LOG_ERROR("jobs: the scheduler %s failed to plan: %s", J->sched->name,
+			          loom_strerror(rv));
+		for (size_t k = 0; rv == 0 && k < plan.n && k < plan.cap; k++) {
+			loom_sched_action *a = &acts[k];
+			uint32_t s = job_state(a->job_id);
+			a->reason[sizeof a->reason - 1] = '\0';
+			if (a->verb == LOOM_SCHED_WAIT) {
+				set_reason(a->job_id, a->reason);
+			} else if (a->verb == LOOM_SCHED_START &&
+			           (s == LOOM_JOB_PENDING || s == LOOM_JOB_PAUSED) &&
+			           run_find(a->job_id) == NULL) {
+				/* a resume from a pause (on request, by preemption, at a
+				 * loomd stop) continues the same attempt: attempts counts
+				 * the first start and the retries, which max_retries
+				 * bounds; the previous worker of the attempt has exited */
+				sqlite3_stmt *u = prep(s == LOOM_JOB_PAUSED
+				                           ? "SELECT max(attempts, 1) FROM jobs WHERE id = ?"
+				                           : "UPDATE jobs SET attempts = attempts + 1 WHERE id = ?"
+				                             " RETURNING attempts");
+				int attempt = 1;
+				sqlite3_bind_int64(u, 1, a->job_id);
+				if (u && sqlite3_step(u) == SQLITE_ROW)
+					attempt = sqlite3_column_int(u, 0);
+				unprep(u);
+				add_run(a->job_id, attempt, &a->alloc); /* the loop spawns it */
+				set_int(a->job_id, "queued", 0);
+				transition(a->job_id, LOOM_JOB_RUNNING,
+				           s == LOOM_JOB_PAUSED ? "resumed from its checkpoint"
+				                                : (attempt > 1 ? "started again" : "started"));
+			} else if (a->verb == LOOM_SCHED_PREEMPT && s == LOOM_JOB_RUNNING) {
+				run *r = run_find(a->job_id);
+				if (r && r->control == LOOM_CONTROL_RUN) {
+					r->control = LOOM_CONTROL_PAUSE;
+					r->requeue = true;
+					free(r->why);
+					/* the scheduler's reason reads "preempted for job 2
+					 * (priority 10 over 0)": no prefix of our own */
+					r->why = loomi_strdup(a->reason[0] ? a->reason
+					                                   : "preempted for a job of higher priority");
+				}
+			}
+		}
+	}
+	if (exec_sql("COMMIT") != 0)
+		exec_sql("ROLLBACK");
+	sqlite3_mutex_leave(sqlite3_db_mutex(db()));
+	for (size_t i = 0; i < n; i++)
+		free((void *)jobs[i].after);
+	for (size_t i = 0; i < 2 * n; i++)
+		free(names[i]);
+	for (size_t i = 0; i < n_users; i++)
+		free((void *)users[i].name);
+	free(users);
+	free(names);
+	free(jobs);
+	free(acts);
+}
+
+/* A run the plan added but whose process never started: back to the queue. */
+static void
+unstarted(run *r, const char *why)
+{
+	int64_t id = r->job;
+	run_remove(r);
+	set_int(id, "queued", 1);
+	set_text(id, "waiting_reason", why);
+	transition(id, LOOM_JOB_PENDING, why);
+}
+
+/* Start the processes of the runs the plans added (pid 0), one at a time,
+ * without the jobs mutex during each posix_spawn: the API and the workers'
+ * reports are answered while hundreds of workers start.  Called by the loop
+ * with the mutex held; only the loop spawns. */
+static void
+spawn_pending(void)
+{
+	for (;;) {
+		run *r = NULL;
+		int64_t id;
+		int attempt, rv;
+		uint32_t threads;
+		pid_t pid = 0;
+		char *why = NULL;
+
+		for (size_t i = 0; i < J->n_runs && r == NULL; i++)
+			if (J->runs[i].pid == 0)
+				r = &J->runs[i];
+		if (r == NULL)
+			return;
+		if (J->stopping) {
+			unstarted(r, "loomd stopped before its worker started");
+			continue;
+		}
+		id = r->job;
+		attempt = r->attempt;
+		threads = r->alloc.cpu_millis / 1000;
+		pthread_mutex_unlock(&J->mtx);
+		rv = spawn_process(id, attempt, threads, &pid, &why);
+		pthread_mutex_lock(&J->mtx);
+		/* reap() leaves runs without a process alone: r is still there */
+		r = run_find(id);
+		if (rv == 0 && r == NULL) { /* cannot happen; never leave a process unreaped */
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			continue;
+		}
+		if (rv != 0) {
+			if (r)
+				run_remove(r);
+			add_log(id, LOOM_LOG_ERROR, why);
+			transition(id, LOOM_JOB_FAILED, why);
+			fail_dependants(id);
+			free(why);
+			continue;
+		}
+		r->pid = pid;
+		set_int(id, "worker_pid", pid);
+		LOG_INFO("task-%lld: worker %d started (attempt %d, %u thread%s)", (long long)id,
+		         (int)pid, attempt, threads ? threads : 1, threads > 1 ? "s" : "");
+	}
+}
+
+static void
+kick(void)
+{
+	J->kicked = true;
+	pthread_cond_signal(&J->cond);
+}
+
+/* Wait on the loop's condition until deadline_ms (wall clock) or, with
+ * kicks, a kick; false when loomd is stopping. */
+static bool
+wait_until(int64_t deadline_ms, bool kicks)
+{
+	struct timespec ts = {.tv_sec = deadline_ms / 1000,
+	                      .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+	while (!J->stopping && !(kicks && J->kicked) && loomi_wall_ms() < deadline_ms &&
+	       pthread_cond_timedwait(&J->cond, &J->mtx, &ts) == 0)
+		;
+	return !J->stopping;
+}
+
+/* The scheduling loop: every tick, or at a kick (a submission, a worker
+ * that finished), reap, plan, and start what the plan started.  A burst of
+ * kicks shares one plan: plans are at least PLAN_GAP_MS apart. */
+static void *
+loop(void *arg)
+{
+	int64_t last = 0;
+
+	(void)arg;
+	pthread_mutex_lock(&J->mtx);
+	for (;;) {
+		int64_t tick = J->d->conf.jobs_tick_ms > 0 ? J->d->conf.jobs_tick_ms : 200;
+		if (!wait_until(last + tick, true) || !wait_until(last + PLAN_GAP_MS, false))
+			break;
+		J->kicked = false;
+		reap();
+		schedule();
+		last = loomi_wall_ms();
+		spawn_pending();
+	}
+	spawn_pending(); /* puts back what a last plan started */
+	pthread_mutex_unlock(&J->mtx);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ bus services */
+
+static int
+reply_err(char **reply, int code, const char *fmt, ...) LOOM_PRINTF(3, 4);
+
+static int
+reply_err(char **reply, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	*reply = loomi_vstrfmt(fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+/* The worker of (job, attempt), or NULL with *reply set. */
+static run *
+worker_of(const json_t *req, char **reply)
+{
+	int64_t id = json_integer_value(json_object_get(req, "job"));
+	int attempt = (int)json_integer_value(json_object_get(req, "attempt"));
+	run *r = run_find(id);
+
+	if (r == NULL || r->attempt != attempt) {
+		reply_err(reply, LOOM_ESTATE,
+		          "task-%lld attempt %d is not running here; stop (another worker or loomd "
+		          "restart took it over)",
+		          (long long)id, attempt);
+		return NULL;
+	}
+	r->last_seen_ms = loomi_wall_ms();
+	return r;
+}
+
+static int
+svc_attach(void *arg, const char *request, char **reply)
+{
+	json_t *req = json_loads(request, 0, NULL), *out = NULL;
+	run *r;
+	int rv = 0;
+
+	(void)arg;
+	pthread_mutex_lock(&J->mtx);
+	if ((r = worker_of(req, reply)) == NULL) {
+		rv = LOOM_ESTATE;
+	} else {
+		sqlite3_stmt *st = prep("SELECT spec, compute, name, user FROM jobs WHERE id = ?");
+		sqlite3_bind_int64(st, 1, r->job);
+		if (st && sqlite3_step(st) == SQLITE_ROW) {
+			char *dir = job_dir(r->job);
+			/* its run: new for a new attempt, the same after a pause */
+			loomi_tracking_run_begin(r->job, r->attempt, (const char *)sqlite3_column_text(st, 2),
+			                         (const char *)sqlite3_column_text(st, 3),
+			                         (const char *)sqlite3_column_text(st, 0));
+			out = json_pack("{s:s, s:s, s:s, s:b, s:i}", "spec",
+			                (const char *)sqlite3_column_text(st, 0), "compute",
+			                (const char *)sqlite3_column_text(st, 1), "out_dir", dir,
+			                "resume", has_checkpoint(r->job), "threads",
+			                (int)(r->alloc.cpu_millis / 1000 ? r->alloc.cpu_millis / 1000 : 1));
+			free(dir);
+			json_object_set_new(out, "alloc",
+			                    json_pack("{s:I, s:I, s:I, s:I}", "cpu_millis",
+			                              (json_int_t)r->alloc.cpu_millis, "memory",
+			                              (json_int_t)r->alloc.memory, "gpu",
+			                              (json_int_t)r->alloc.gpu, "gpu_mask",
+			                              (json_int_t)r->alloc.gpu_mask));
+		} else {
+			rv = reply_err(reply, LOOM_ENOENT, "no task-%lld", (long long)r->job);
+		}
+		unprep(st);
+	}
+	pthread_mutex_unlock(&J->mtx);
+	if (out)
+		*reply = json_dumps(out, JSON_COMPACT);
+	json_decref(out);
+	json_decref(req);
+	return rv;
+}
+
+static int
+svc_report(void *arg, const char *request, char **reply)
+{
+	json_t *req = json_loads(request, 0, NULL), *v;
+	run *r;
+	int control, attempt;
+	int64_t job;
+	size_t i;
+	char tid[32];
+
+	(void)arg;
+	pthread_mutex_lock(&J->mtx);
+	if ((r = worker_of(req, reply)) == NULL) {
+		pthread_mutex_unlock(&J->mtx);
+		json_decref(req);
+		return LOOM_ESTATE;
+	}
+	snprintf(tid, sizeof tid, "task-%lld", (long long)r->job);
+	if ((v = json_object_get(req, "progress")) != NULL && json_is_object(v)) {
+		json_int_t step = json_integer_value(json_object_get(v, "step"));
+		json_int_t total = json_integer_value(json_object_get(v, "total_steps"));
+		sqlite3_stmt *st = prep("UPDATE jobs SET progress_step = ?, progress_total = ?,"
+		                        " epoch = ?, epochs = ?, updated_at = ? WHERE id = ?");
+		sqlite3_bind_int64(st, 1, step);
+		sqlite3_bind_int64(st, 2, total);
+		sqlite3_bind_int64(st, 3, json_integer_value(json_object_get(v, "epoch")));
+		sqlite3_bind_int64(st, 4, json_integer_value(json_object_get(v, "epochs")));
+		sqlite3_bind_int64(st, 5, loomi_wall_ms());
+		sqlite3_bind_int64(st, 6, r->job);
+		step_done(st);
+		json_t *ev = json_deep_copy(v);
+		json_object_set_new(ev, "task_id", json_string(tid));
+		json_object_set_new(ev, "percentage",
+		                    json_real(total > 0 ? 100.0 * (double)step / (double)total : 0));
+		publish("job.progress", ev);
+	}
+	if ((v = json_object_get(req, "metrics")) != NULL && json_is_object(v) &&
+	    json_object_size(v) > 0) {
+		/* merge into the latest values */
+		sqlite3_stmt *st = prep("UPDATE jobs SET metrics = json_patch(metrics, ?) WHERE id = ?");
+		char *text = json_dumps(v, JSON_COMPACT);
+		sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 2, r->job);
+		step_done(st);
+		free(text);
+		publish("job.metric",
+		        json_pack("{s:s, s:O, s:O}", "task_id", tid, "metrics", v, "step",
+		                  json_object_get(json_object_get(req, "progress"), "step")
+		                      ? json_object_get(json_object_get(req, "progress"), "step")
+		                      : json_null()));
+	}
+	json_array_foreach(json_object_get(req, "logs"), i, v) {
+		const char *m = json_string_value(json_object_get(v, "message"));
+		int level = (int)json_integer_value(json_object_get(v, "level"));
+		json_t *fields = json_object_get(v, "fields");
+		char *ftext;
+		if (m == NULL)
+			continue;
+		ftext = json_is_object(fields) ? json_dumps(fields, JSON_COMPACT) : NULL;
+		loomi_logs_add(r->job, json_is_string(json_object_get(v, "instance"))
+		                           ? json_string_value(json_object_get(v, "instance"))
+		                           : "worker",
+		               level, m, ftext);
+		free(ftext);
+		publish("job.log", json_pack("{s:s, s:i, s:s}", "task_id", tid, "level", level,
+		                             "message", m));
+	}
+	if ((v = json_object_get(req, "usage")) != NULL &&
+	    loomi_wall_ms() - r->usage_saved_ms >= USAGE_SAVE_MS) {
+		/* usage changes on every heartbeat: stored every few seconds */
+		sqlite3_stmt *st = prep("UPDATE jobs SET cpu_time_ms = ?, max_rss = ? WHERE id = ?");
+		sqlite3_bind_int64(st, 1, json_integer_value(json_object_get(v, "cpu_time_ms")));
+		sqlite3_bind_int64(st, 2, json_integer_value(json_object_get(v, "max_rss")));
+		sqlite3_bind_int64(st, 3, r->job);
+		step_done(st);
+		r->usage_saved_ms = loomi_wall_ms();
+	}
+	control = r->control;
+	job = r->job;
+	attempt = r->attempt;
+	pthread_mutex_unlock(&J->mtx);
+	/* every point, for the run's history (the latest values are above) */
+	loomi_tracking_worker_points(job, attempt, json_object_get(req, "points"));
+	*reply = loomi_strfmt("{\"control\":\"%s\"}", control == LOOM_CONTROL_PAUSE    ? "pause"
+	                                              : control == LOOM_CONTROL_CANCEL ? "cancel"
+	                                                                               : "run");
+	json_decref(req);
+	return 0;
+}
+
+static int
+svc_finish(void *arg, const char *request, char **reply)
+{
+	json_t *req = json_loads(request, 0, NULL);
+	const char *result = json_string_value(json_object_get(req, "result"));
+	const char *error = json_string_value(json_object_get(req, "error"));
+	run *r;
+	int rv = 0;
+
+	(void)arg;
+	pthread_mutex_lock(&J->mtx);
+	if ((r = worker_of(req, reply)) == NULL) {
+		rv = LOOM_ESTATE;
+	} else if (result == NULL ||
+	           (strcmp(result, "completed") && strcmp(result, "paused") &&
+	            strcmp(result, "cancelled") && strcmp(result, "failed"))) {
+		rv = reply_err(reply, LOOM_EINVAL,
+		               "result must be completed, paused, cancelled or failed");
+	} else {
+		free(r->result);
+		free(r->error);
+		r->result = loomi_strdup(result);
+		r->error = error ? loomi_strdup(error) : NULL;
+		r->finished_ms = loomi_wall_ms();
+		if (json_is_object(json_object_get(req, "metrics"))) {
+			sqlite3_stmt *st = prep("UPDATE jobs SET metrics = json_patch(metrics, ?)"
+			                        " WHERE id = ?");
+			char *text = json_dumps(json_object_get(req, "metrics"), JSON_COMPACT);
+			sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int64(st, 2, r->job);
+			step_done(st);
+			free(text);
+		}
+		kick();
+	}
+	pthread_mutex_unlock(&J->mtx);
+	json_decref(req);
+	return rv;
+}
+
+/* ------------------------------------------------------------------ API operations */
+
+static const char *const task_fields[] = {
+	"spec", "name", "priority", "resource_requirements", "after", "start",
+	"max_retries", "timeout", "preemptible", "user", "config_id", "config_version",
+};
+
+static int
+bad(char **msg, const char *fmt, ...) LOOM_PRINTF(2, 3);
+
+static int
+bad(char **msg, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	*msg = loomi_vstrfmt(fmt, ap);
+	va_end(ap);
+	return LOOM_EINVAL;
+}
+
+/* "16Gi", "512M", 1073741824 → bytes. */
+static int
+parse_memory(const json_t *v, uint64_t *out)
+{
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		*out = (uint64_t)json_integer_value(v);
+		return 0;
+	}
+	if (json_is_string(v)) {
+		char buf[64];
+		size_t n = strlen(json_string_value(v));
+		if (n == 0 || n >= sizeof buf)
+			return LOOM_EINVAL;
+		memcpy(buf, json_string_value(v), n + 1);
+		if (n >= 2 && buf[n - 1] == 'i') /* Kubernetes' binary suffixes */
+			buf[n - 1] = '\0';
+		return loom_parse_size(buf, out);
+	}
+	return LOOM_EINVAL;
+}
+
+int
+loomi_jobs_validate_spec(loomi_daemon *d, const json_t *spec, char **msg)
+{
+	const char *compute = json_string_value(json_object_get(spec, "compute"));
+	loom_instance *any = d->plugins.n_instances ? d->plugins.instances[0] : NULL;
+	const void *ops;
+	void *ctx;
+	char *text, *verr = NULL;
+	int rv;
+
+	if (!json_is_object(spec))
+		return bad(msg, "spec: expected a job spec object {\"compute\": …, \"data\": …, "
+		                "\"model\": …, \"train\": …}");
+	if (json_object_get(spec, "compute") && compute == NULL)
+		return bad(msg, "spec.compute: expected the name of a compute plugin instance");
+	if (compute == NULL)
+		compute = "transformer";
+	if (any == NULL ||
+	    loomi_host_services()->instance_ops(any, compute, LOOM_KIND_COMPUTE, &ops, &ctx) != 0)
+		return bad(msg, "spec.compute: no compute plugin instance \"%s\" in this loomd; add "
+		                "one to plugins in loomd.conf (module compute-transformer)",
+		           compute);
+	text = json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	rv = ((const loom_compute_ops *)ops)->validate(ctx, text, &verr);
+	free(text);
+	if (rv != 0) {
+		const char *why = verr ? verr : loom_strerror(rv);
+		/* the plugin may have named the spec already */
+		*msg = strncmp(why, "spec", 4) == 0 ? loomi_strdup(why) : loomi_strfmt("spec: %s", why);
+		free(verr);
+		return LOOM_EINVAL;
+	}
+	return 0;
+}
+
+/* A validated submission on its way into the store.  Submissions are
+ * written in groups: while one thread commits, the others queue, and the
+ * next commit takes all of them in one transaction (a commit costs about as
+ * much as the inserts of ten tasks).  Each has its own savepoint, so one
+ * refused task does not refuse the others. */
+typedef struct submission {
+	const char *name, *user, *compute, *spec_text;
+	const json_t *after;
+	int64_t priority, cpu_millis, memory, gpu, max_retries, timeout_ms;
+	int64_t config_id, config_version;
+	bool preemptible, start;
+	/* out */
+	int64_t id;
+	int rv;
+	char *msg;
+	bool done;
+	struct submission *next;
+} submission;
+
+static struct {
+	pthread_mutex_t mtx;
+	pthread_cond_t done;
+	submission *head, **tail;
+	bool leading;
+} G = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, &G.head, false};
+
+/* Insert one submission; in the group's transaction, with J->mtx held. */
+static void
+insert_submission(submission *s)
+{
+	sqlite3_stmt *st;
+	size_t i;
+	const json_t *v;
+	int64_t now = loomi_wall_ms();
+	int rv;
+
+	json_array_foreach(s->after, i, v) {
+		int64_t a = json_is_string(v)    ? loomi_job_id_parse(json_string_value(v))
+		            : json_is_integer(v) ? json_integer_value(v)
+		                                 : 0;
+		if (a <= 0) {
+			s->rv = bad(&s->msg, "after[%zu]: expected a task id such as \"task-3\"", i);
+			return;
+		}
+		if (job_state(a) == 0) {
+			s->msg = loomi_strfmt("after[%zu]: there is no task-%lld", i, (long long)a);
+			s->rv = LOOM_ENOENT;
+			return;
+		}
+	}
+	if (exec_sql("SAVEPOINT submission") != 0)
+		goto fail;
+	st = prep("INSERT INTO jobs (name, user, priority, compute, spec, cpu_millis, memory, gpu,"
+	          " max_retries, timeout_ms, created_at, updated_at, preemptible, queued, config_id,"
+	          " config_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	sqlite3_bind_text(st, 1, s->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, s->user, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, s->priority);
+	sqlite3_bind_text(st, 4, s->compute, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, s->spec_text, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, s->cpu_millis);
+	sqlite3_bind_int64(st, 7, s->memory);
+	sqlite3_bind_int64(st, 8, s->gpu);
+	sqlite3_bind_int64(st, 9, s->max_retries);
+	sqlite3_bind_int64(st, 10, s->timeout_ms);
+	sqlite3_bind_int64(st, 11, now);
+	sqlite3_bind_int64(st, 12, now);
+	sqlite3_bind_int(st, 13, s->preemptible);
+	sqlite3_bind_int(st, 14, s->start);
+	if (s->config_id > 0) {
+		sqlite3_bind_int64(st, 15, s->config_id);
+		sqlite3_bind_int64(st, 16, s->config_version);
+	}
+	rv = step_done(st);
+	s->id = sqlite3_last_insert_rowid(db());
+	/* a new job can only run after existing ones, so no cycle can form */
+	json_array_foreach(s->after, i, v) {
+		int64_t a = json_is_string(v) ? loomi_job_id_parse(json_string_value(v))
+		                              : json_integer_value(v);
+		st = prep("INSERT OR IGNORE INTO job_deps (job_id, after_id) VALUES (?, ?)");
+		sqlite3_bind_int64(st, 1, s->id);
+		sqlite3_bind_int64(st, 2, a);
+		rv = rv ? rv : step_done(st);
+		if (rv && st == NULL)
+			break;
+	}
+	if (rv == 0) {
+		st = prep("INSERT INTO job_events (job_id, at, from_state, to_state, reason)"
+		          " VALUES (?, ?, NULL, 'pending', 'submitted')");
+		sqlite3_bind_int64(st, 1, s->id);
+		sqlite3_bind_int64(st, 2, now);
+		rv = step_done(st);
+	}
+	if (rv == 0 && exec_sql("RELEASE submission") == 0)
+		return;
+	exec_sql("ROLLBACK TO submission");
+	exec_sql("RELEASE submission");
+fail:
+	s->rv = LOOM_EIO;
+	s->msg = loomi_strdup("the state database refused the job; see loomd's log");
+}
+
+/* Write a group of submissions in one transaction; announce those stored. */
+static void
+write_group(submission *group)
+{
+	bool kicked = false, ok;
+
+	pthread_mutex_lock(&J->mtx);
+	sqlite3_mutex_enter(sqlite3_db_mutex(db()));
+	ok = exec_sql("BEGIN IMMEDIATE") == 0;
+	for (submission *s = group; s; s = s->next)
+		if (ok)
+			insert_submission(s);
+	if (!ok || exec_sql("COMMIT") != 0) {
+		exec_sql("ROLLBACK");
+		for (submission *s = group; s; s = s->next) {
+			if (s->rv == 0) {
+				s->rv = LOOM_EIO;
+				s->msg = loomi_strdup("the state database refused the job; see loomd's log");
+			}
+		}
+	}
+	sqlite3_mutex_leave(sqlite3_db_mutex(db()));
+	for (submission *s = group; s; s = s->next) {
+		char tid[32];
+		if (s->rv != 0)
+			continue;
+		LOG_INFO("task-%lld submitted by %s (%s, priority %lld)%s", (long long)s->id, s->user,
+		         s->name, (long long)s->priority, s->start ? ", started" : "");
+		snprintf(tid, sizeof tid, "task-%lld", (long long)s->id);
+		publish("job.state", json_pack("{s:s, s:I, s:n, s:s, s:s, s:I}", "task_id", tid, "id",
+		                               (json_int_t)s->id, "from", "status", "pending", "reason",
+		                               "submitted", "time", (json_int_t)loomi_wall_ms()));
+		kicked |= s->start;
+	}
+	if (kicked)
+		kick(); /* the loop plans at once; a burst of submissions shares one plan */
+	pthread_mutex_unlock(&J->mtx);
+}
+
+/* Store s with whatever else is queued.  While a group is being written,
+ * new submissions queue; when it is done, one of them writes the queue as
+ * the next group (which holds its own), and so on. */
+static void
+commit_grouped(submission *s)
+{
+	pthread_mutex_lock(&G.mtx);
+	*G.tail = s;
+	G.tail = &s->next;
+	while (!s->done) {
+		submission *group;
+		if (G.leading) {
+			pthread_cond_wait(&G.done, &G.mtx);
+			continue;
+		}
+		G.leading = true;
+		group = G.head;
+		G.head = NULL;
+		G.tail = &G.head;
+		pthread_mutex_unlock(&G.mtx);
+		write_group(group);
+		pthread_mutex_lock(&G.mtx);
+		for (submission *t = group; t; t = t->next)
+			t->done = true;
+		G.leading = false;
+		pthread_cond_broadcast(&G.done);
+	}
+	pthread_mutex_unlock(&G.mtx);
+}
+
+static int submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec,
+                       int64_t config_id, int64_t config_version, const char *user, int64_t *id,
+                       char **msg);
+
+int
+loomi_jobs_submit(loomi_daemon *d, const json_t *body, const char *user, int64_t *id, char **msg)
+{
+	const json_t *v;
+	json_t *spec = NULL;
+	int64_t config_id = 0, config_version = 0;
+	const char *key;
+	int rv;
+	size_t i;
+
+	if (!json_is_object(body))
+		return bad(msg, "the request body must be a JSON object: {\"spec\": {…job spec…}, "
+		                "\"priority\": 0, \"resource_requirements\": {\"cpu\": 1}}");
+	json_object_foreach((json_t *)body, key, v) {
+		bool known = false;
+		for (i = 0; i < sizeof task_fields / sizeof task_fields[0]; i++)
+			known |= strcmp(key, task_fields[i]) == 0;
+		if (!known) {
+			const char *s = loomi_suggest(key, task_fields,
+			                              sizeof task_fields / sizeof task_fields[0]);
+			return bad(msg, "%s: unknown field%s%s%s; the job spec goes under \"spec\"", key,
+			           s ? " (did you mean " : "", s ? s : "", s ? "?)" : "");
+		}
+	}
+	if ((v = json_object_get(body, "config_id")) != NULL) {
+		const json_t *cv = json_object_get(body, "config_version");
+		if (json_object_get(body, "spec"))
+			return bad(msg, "give either spec or config_id, not both");
+		if (!json_is_string(v) || (config_id = loomi_config_id_parse(json_string_value(v))) <= 0)
+			return bad(msg, "config_id: expected a config id such as \"config-3\" (GET "
+			                "/api/v1/training/configs lists them)");
+		if (cv && !(json_is_integer(cv) && json_integer_value(cv) >= 1))
+			return bad(msg, "config_version: expected a version number ≥ 1 (default: the "
+			                "latest)");
+		config_version = cv ? json_integer_value(cv) : 0;
+		if ((rv = loomi_configs_spec(d, json_string_value(v), config_version, &spec, msg)) != 0)
+			return rv;
+		if (config_version == 0) {
+			json_t *cfg = NULL;
+			char *m2 = NULL;
+			if (loomi_configs_get(d, json_string_value(v), 0, &cfg, &m2) == 0)
+				config_version = json_integer_value(json_object_get(cfg, "version"));
+			json_decref(cfg);
+			free(m2);
+		}
+	} else if (json_object_get(body, "config_version")) {
+		return bad(msg, "config_version: only with config_id");
+	} else {
+		spec = json_incref(json_object_get(body, "spec"));
+	}
+	if (!json_is_object(spec)) {
+		json_decref(spec);
+		return bad(msg, "spec: missing or not an object; send the job spec (docs/engine.md "
+		                "describes it) as {\"spec\": {…}}, or a stored config as "
+		                "{\"config_id\": \"config-3\"}");
+	}
+	rv = submit_spec(d, body, spec, config_id, config_version, user, id, msg);
+	json_decref(spec);
+	return rv;
+}
+
+static int
+submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t config_id,
+            int64_t config_version, const char *user, int64_t *id, char **msg)
+{
+	const json_t *v, *rr, *after;
+	const char *key, *name, *compute;
+	char *spec_text = NULL;
+	int64_t priority = 0, max_retries = 0, timeout_ms = 0;
+	uint64_t memory = 0;
+	double cpu = 1;
+	int64_t gpu = 0;
+	bool start = false, preemptible = false;
+	int rv;
+
+	if ((v = json_object_get(body, "name")) && !(json_is_string(v) && json_string_length(v) &&
+	                                             json_string_length(v) <= 200))
+		return bad(msg, "name: expected a string of 1 to 200 characters");
+	name = json_string_value(v);
+	if (name == NULL)
+		name = json_string_value(json_object_get(spec, "name"));
+	if ((v = json_object_get(body, "priority")) &&
+	    !(json_is_integer(v) && llabs(json_integer_value(v)) <= 1000000))
+		return bad(msg, "priority: expected an integer from -1000000 to 1000000 (higher "
+		                "runs first)");
+	priority = v ? json_integer_value(v) : 0;
+	if ((v = json_object_get(body, "max_retries")) &&
+	    !(json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 100))
+		return bad(msg, "max_retries: expected an integer from 0 to 100");
+	max_retries = v ? json_integer_value(v) : 0;
+	if ((v = json_object_get(body, "timeout")) != NULL) {
+		if (json_is_number(v) && json_number_value(v) >= 0)
+			timeout_ms = (int64_t)(json_number_value(v) * 1000);
+		else if (!json_is_string(v) || loom_parse_duration(json_string_value(v), &timeout_ms))
+			return bad(msg, "timeout: expected seconds or a duration such as \"2h\"");
+	}
+	if ((v = json_object_get(body, "start")) && !json_is_boolean(v))
+		return bad(msg, "start: expected true or false");
+	start = json_is_true(v);
+	if ((v = json_object_get(body, "preemptible")) && !json_is_boolean(v))
+		return bad(msg, "preemptible: expected true or false");
+	preemptible = json_is_true(v);
+	if ((v = json_object_get(body, "user")) && !(json_is_string(v) && json_string_length(v) &&
+	                                             json_string_length(v) <= 64))
+		return bad(msg, "user: expected a name of 1 to 64 characters");
+	if (v)
+		user = json_string_value(v);
+	rr = json_object_get(body, "resource_requirements");
+	if (rr && !json_is_object(rr))
+		return bad(msg, "resource_requirements: expected an object such as {\"cpu\": 2, "
+		                "\"memory\": \"4Gi\", \"gpu\": 0}");
+	json_object_foreach((json_t *)rr, key, v) {
+		if (strcmp(key, "cpu") == 0) {
+			if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > 4096)
+				return bad(msg, "resource_requirements.cpu: expected a number of cores "
+				                "above 0, e.g. 2 or 0.5");
+			cpu = json_number_value(v);
+		} else if (strcmp(key, "memory") == 0) {
+			if (parse_memory(v, &memory) != 0)
+				return bad(msg, "resource_requirements.memory: expected bytes or a size "
+				                "such as \"512M\" or \"16Gi\"");
+		} else if (strcmp(key, "gpu") == 0) {
+			if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 64)
+				return bad(msg, "resource_requirements.gpu: expected a whole number of GPUs "
+				                "from 0 to 64");
+			gpu = json_integer_value(v);
+		} else {
+			return bad(msg, "resource_requirements.%s: unknown resource; use cpu, memory "
+			                "or gpu",
+			           key);
+		}
+	}
+	after = json_object_get(body, "after");
+	if (after && !json_is_array(after))
+		return bad(msg, "after: expected a list of task ids, e.g. [\"task-3\"]");
+
+	if ((rv = loomi_jobs_validate_spec(d, spec, msg)) != 0)
+		return rv;
+	compute = json_string_value(json_object_get(spec, "compute"));
+	if (compute == NULL)
+		compute = "transformer";
+	if (preemptible) {
+		loom_instance *ins = loomi_instance_find(&d->plugins, compute);
+		if (ins && ins->kind == LOOM_KIND_COMPUTE &&
+		    !(((const loom_compute_ops *)ins->desc->ops)->caps & LOOM_COMPUTE_RESUMABLE))
+			return bad(msg, "preemptible: the compute plugin instance \"%s\" (%s) cannot "
+			                "checkpoint, so a preemption would cancel the task; submit it "
+			                "without preemptible",
+			           compute, ins->desc->name);
+	}
+	spec_text = json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+	{
+		submission sub = {
+			.name = name ? name : "job",
+			.user = user,
+			.compute = compute,
+			.spec_text = spec_text,
+			.after = after,
+			.priority = priority,
+			.cpu_millis = (int64_t)(cpu * 1000 + 0.5),
+			.memory = (int64_t)memory,
+			.gpu = gpu,
+			.max_retries = max_retries,
+			.timeout_ms = timeout_ms,
+			.config_id = config_id,
+			.config_version = config_version,
+			.preemptible = preemptible,
+			.start = start,
+		};
+		commit_grouped(&sub);
+		free(spec_text);
+		*id = sub.id;
+		*msg = sub.msg;
+		return sub.rv;
+	}
+}
+
+/* The ops of the compute instance job id names, or NULL. */
+static const loom_compute_ops *
+compute_of(int64_t id)
+{
+	sqlite3_stmt *st = prep("SELECT compute FROM jobs WHERE id = ?");
+	const loom_compute_ops *ops = NULL;
+	sqlite3_bind_int64(st, 1, id);
+	if (st && sqlite3_step(st) == SQLITE_ROW) {
+		loom_instance *ins =
+			loomi_instance_find(&J->d->plugins, (const char *)sqlite3_column_text(st, 0));
+		if (ins && ins->kind == LOOM_KIND_COMPUTE)
+			ops = ins->desc->ops;
+	}
+	unprep(st);
+	return ops;
+}
+
+static int
+refuse_state(char **msg, int64_t id, uint32_t s, const char *action, const char *fix)
+{
+	*msg = loomi_strfmt("task-%lld is %s; %s", (long long)id, loom_job_state_name(s), fix);
+	(void)action;
+	return LOOM_ESTATE;
+}
+
+int
+loomi_jobs_action(loomi_daemon *d, int64_t id, const char *action, char **msg)
+{
+	uint32_t s;
+	run *r;
+	int rv = 0;
+
+	(void)d;
+	pthread_mutex_lock(&J->mtx);
+	reap(); /* so a state is not reported stale */
+	s = job_state(id);
+	r = run_find(id);
+	if (s == 0) {
+		*msg = loomi_strfmt("there is no task-%lld", (long long)id);
+		rv = LOOM_ENOENT;
+	} else if (strcmp(action, "start") == 0) {
+		if (s != LOOM_JOB_PENDING) {
+			rv = refuse_state(msg, id, s, action,
+			                  s == LOOM_JOB_PAUSED ? "resume it instead"
+			                                       : "only a pending task can be started");
+		} else {
+			set_int(id, "queued", 1);
+			schedule();
+			kick(); /* the loop starts the worker */
+		}
+	} else if (strcmp(action, "pause") == 0) {
+		const loom_compute_ops *cops = compute_of(id);
+		if (s != LOOM_JOB_RUNNING || r == NULL) {
+			rv = refuse_state(msg, id, s, action, "only a running task can be paused");
+		} else if (cops && !(cops->caps & LOOM_COMPUTE_RESUMABLE)) {
+			*msg = loomi_strfmt("task-%lld runs on a compute plugin that cannot checkpoint, "
+			                    "so it cannot pause; cancel it instead",
+			                    (long long)id);
+			rv = LOOM_ESTATE;
+		} else if (r->control != LOOM_CONTROL_RUN) {
+			rv = LOOM_EBUSY; /* already asked */
+		} else {
+			r->control = LOOM_CONTROL_PAUSE;
+			r->requeue = false;
+			free(r->why);
+			r->why = loomi_strdup("paused on request");
+			rv = LOOM_EBUSY;
+		}
+	} else if (strcmp(action, "resume") == 0) {
+		if (s != LOOM_JOB_PAUSED) {
+			rv = refuse_state(msg, id, s, action,
+			                  s == LOOM_JOB_PENDING ? "start it instead"
+			                                        : "only a paused task can be resumed");
+		} else {
+			set_int(id, "queued", 1);
+			schedule();
+			kick(); /* the loop starts the worker */
+		}
+	} else if (strcmp(action, "cancel") == 0) {
+		if (s == LOOM_JOB_RUNNING && r != NULL) {
+			r->control = LOOM_CONTROL_CANCEL;
+			r->timed_out = false;
+			free(r->why);
+			r->why = loomi_strdup("cancelled on request");
+			rv = LOOM_EBUSY;
+		} else if (s == LOOM_JOB_PENDING || s == LOOM_JOB_PAUSED) {
+			set_int(id, "queued", 0);
+			transition(id, LOOM_JOB_CANCELLED, "cancelled on request");
+			fail_dependants(id);
+		} else {
+			rv = refuse_state(msg, id, s, action, "it has already ended");
+		}
+	} else {
+		*msg = loomi_strfmt("unknown action \"%s\"; use start, pause, resume or cancel", action);
+		rv = LOOM_EINVAL;
+	}
+	pthread_mutex_unlock(&J->mtx);
+	return rv;
+}
+
+static void
+put_time(json_t *o, const char *key, sqlite3_stmt *st, int col)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+		json_object_set_new(o, key, json_null());
+	} else {
+		char *t = loomi_iso_time(sqlite3_column_int64(st, col));
+		json_object_set_new(o, key, json_string(t));
+		free(t);
+	}
+}
+
+static char *
+event_time(int64_t id, const char *to_state)
+{
+	sqlite3_stmt *st = prep("SELECT max(at) FROM job_events WHERE job_id = ? AND to_state = ?");
+	char *t = NULL;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, to_state, -1, SQLITE_STATIC);
+	if (st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+		t = loomi_iso_time(sqlite3_column_int64(st, 0));
+	unprep(st);
+	return t;
+}
+
+json_t *
+loomi_jobs_get(loomi_daemon *d, int64_t id)
+{
+	sqlite3_stmt *st;
+	json_t *o = NULL;
+
+	(void)d;
+	pthread_mutex_lock(&J->mtx);
+	st = prep("SELECT id, name, user, state, priority, progress_step, progress_total, epoch,"
+	          " epochs, metrics, cpu_millis, memory, gpu, created_at, started_at, finished_at,"
+	          " updated_at, error, waiting_reason, attempts, max_retries, queued, cpu_time_ms,"
+	          " max_rss, timeout_ms, preemptible, spec, config_id, config_version"
+	          " FROM jobs WHERE id = ?");
+	sqlite3_bind_int64(st, 1, id);
+	if (st && sqlite3_step(st) == SQLITE_ROW) {
+		char tid[32];
+		int64_t step = sqlite3_column_int64(st, 5), total = sqlite3_column_int64(st, 6);
+		const char *state = (const char *)sqlite3_column_text(st, 3);
+		json_t *metrics = json_loads((const char *)sqlite3_column_text(st, 9), 0, NULL);
+		json_t *after = json_array();
+		uint32_t n_after;
+		bool met;
+		int64_t *deps = deps_of(id, &n_after, &met);
+		run *r = run_find(id);
+		char *t;
+
+		for (uint32_t k = 0; k < n_after; k++) {
+			snprintf(tid, sizeof tid, "task-%lld", (long long)deps[k]);
+			json_array_append_new(after, json_string(tid));
+		}
+		free(deps);
+		snprintf(tid, sizeof tid, "task-%lld", (long long)id);
+		o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:{s:I, s:I, s:f, s:i, s:i}, s:o}", "task_id",
+		              tid, "name", (const char *)sqlite3_column_text(st, 1), "user",
+		              (const char *)sqlite3_column_text(st, 2), "status", state, "priority",
+		              sqlite3_column_int(st, 4), "progress", "current_step", (json_int_t)step,
+		              "total_steps", (json_int_t)total, "percentage",
+		              total > 0 ? 100.0 * (double)step / (double)total : 0.0, "epoch",
+		              sqlite3_column_int(st, 7), "epochs", sqlite3_column_int(st, 8), "metrics",
+		              metrics ? metrics : json_object());
+		json_object_set_new(o, "resource_requirements",
+		                    json_pack("{s:f, s:I, s:i}", "cpu",
+		                              sqlite3_column_int64(st, 10) / 1000.0, "memory",
+		                              (json_int_t)sqlite3_column_int64(st, 11), "gpu",
+		                              sqlite3_column_int(st, 12)));
+		json_object_set_new(o, "resource_usage",
+		                    json_pack("{s:f, s:I, s:i, s:f, s:I}", "cpu",
+		                              r ? r->alloc.cpu_millis / 1000.0 : 0.0, "memory",
+		                              (json_int_t)(r ? r->alloc.memory : 0), "gpu",
+		                              r ? (int)r->alloc.gpu : 0, "cpu_time_s",
+		                              sqlite3_column_int64(st, 22) / 1000.0, "max_rss",
+		                              (json_int_t)sqlite3_column_int64(st, 23)));
+		put_time(o, "created_at", st, 13);
+		put_time(o, "started_at", st, 14);
+		put_time(o, "finished_at", st, 15);
+		put_time(o, "updated_at", st, 16);
+		if ((t = event_time(id, "paused")) != NULL)
+			json_object_set_new(o, "paused_at", json_string(t));
+		free(t);
+		if (strcmp(state, "cancelled") == 0 && (t = event_time(id, "cancelled")) != NULL) {
+			json_object_set_new(o, "cancelled_at", json_string(t));
+			free(t);
+		}
+		if (sqlite3_column_type(st, 17) != SQLITE_NULL)
+			json_object_set_new(o, "error",
+			                    json_string((const char *)sqlite3_column_text(st, 17)));
+		if ((strcmp(state, "pending") == 0 || strcmp(state, "paused") == 0)) {
+			const char *w = (const char *)sqlite3_column_text(st, 18);
+			if (!sqlite3_column_int(st, 21))
+				w = strcmp(state, "pending") == 0 ? "not started; POST …/start to queue it"
+				                                  : "paused; POST …/resume to continue";
+			json_object_set_new(o, "waiting_reason", json_string(w));
+		}
+		if (r && r->control != LOOM_CONTROL_RUN)
+			json_object_set_new(o, "requested",
+			                    json_string(r->control == LOOM_CONTROL_PAUSE ? "pause"
+			                                                                 : "cancel"));
+		json_object_set_new(o, "attempts", json_integer(sqlite3_column_int(st, 19)));
+		json_object_set_new(o, "max_retries", json_integer(sqlite3_column_int(st, 20)));
+		json_object_set_new(o, "timeout_s", json_real(sqlite3_column_int64(st, 24) / 1000.0));
+		json_object_set_new(o, "preemptible", json_boolean(sqlite3_column_int(st, 25)));
+		json_object_set_new(o, "after", after);
+		{
+			char *dir = job_dir(id);
+			json_object_set_new(o, "out_dir", json_string(dir));
+			free(dir);
+		}
+		json_object_set_new(o, "spec", json_loads((const char *)sqlite3_column_text(st, 26),
+		                                          0, NULL));
+		if (sqlite3_column_type(st, 27) != SQLITE_NULL) {
+			char cid[32];
+			snprintf(cid, sizeof cid, "config-%lld", (long long)sqlite3_column_int64(st, 27));
+			json_object_set_new(o, "config_id", json_string(cid));
+			json_object_set_new(o, "config_version", json_integer(sqlite3_column_int64(st, 28)));
+		}
+	}
+	unprep(st);
+	pthread_mutex_unlock(&J->mtx);
+	return o;
+}
+
+json_t *
+loomi_jobs_list(loomi_daemon *d, const char *status, const char *user, int64_t limit,
+                int64_t offset, char **msg)
+{
+	sqlite3_stmt *st;
+	json_t *list, *out;
+	int64_t total = 0;
+
+	(void)d;
+	if (status && loom_job_state_parse(status) == 0) {
+		*msg = loomi_strfmt("status: \"%s\" is not a state; use pending, running, paused, "
+		                    "completed, failed or cancelled",
+		                    status);
+		return NULL;
+	}
+	/* the total from job_counts (kept by triggers), not count(*) of 100,000
+	 * rows; one statement per filter combination, so SQLite picks the index
+	 * ("?1 IS NULL OR state = ?1" would scan the table) */
+	static const char *const count_sql[] = {
+		"SELECT coalesce(sum(n), 0) FROM job_counts",
+		"SELECT coalesce(sum(n), 0) FROM job_counts WHERE state = ?1",
+		"SELECT coalesce(sum(n), 0) FROM job_counts WHERE user = ?2",
+		"SELECT coalesce(sum(n), 0) FROM job_counts WHERE state = ?1 AND user = ?2",
+	};
+	static const char *const page_sql[] = {
+		"",
+		" WHERE state = ?1",
+		" WHERE user = ?2",
+		" WHERE state = ?1 AND user = ?2",
+		" WHERE id <= ?5",
+	};
+	int64_t dense_top = 0;
+	int which = (status ? 1 : 0) | (user ? 2 : 0);
+	char *sql;
+
+	pthread_mutex_lock(&J->mtx);
+	st = prep(count_sql[which]);
+	sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		total = sqlite3_column_int64(st, 0);
+	unprep(st);
+	list = json_array();
+	if (which == 0 && offset > 0) {
+		/* ids are dense while no task was deleted: then the page starts at
+		 * id max - offset, a seek instead of a walk past offset rows */
+		/* two subqueries: min and max in one select would scan the table */
+		st = prep("SELECT (SELECT min(id) FROM jobs), (SELECT max(id) FROM jobs)");
+		if (st && sqlite3_step(st) == SQLITE_ROW &&
+		    sqlite3_column_int64(st, 1) - sqlite3_column_int64(st, 0) + 1 == total) {
+			dense_top = sqlite3_column_int64(st, 1) - offset;
+			which = 4;
+		}
+		unprep(st);
+	}
+	/* the page's ids first (an index walk, also for a deep offset), then
+	 * their rows */
+	sql = loomi_strfmt("SELECT id, name, user, state, priority, progress_step, progress_total,"
+	                   " created_at FROM jobs WHERE id IN (SELECT id FROM jobs%s"
+	                   " ORDER BY id DESC LIMIT ?3 OFFSET ?4) ORDER BY id DESC",
+	                   page_sql[which]);
+	st = prep(sql);
+	free(sql);
+	sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, limit);
+	sqlite3_bind_int64(st, 4, which == 4 ? 0 : offset);
+	sqlite3_bind_int64(st, 5, dense_top);
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		char tid[32], *t = loomi_iso_time(sqlite3_column_int64(st, 7));
+		int64_t step = sqlite3_column_int64(st, 5), tot = sqlite3_column_int64(st, 6);
+		snprintf(tid, sizeof tid, "task-%lld", (long long)sqlite3_column_int64(st, 0));
+		json_array_append_new(
+			list, json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:s}", "task_id", tid, "name",
+		                    (const char *)sqlite3_column_text(st, 1), "user",
+		                    (const char *)sqlite3_column_text(st, 2), "status",
+		                    (const char *)sqlite3_column_text(st, 3), "priority",
+		                    sqlite3_column_int(st, 4), "progress",
+		                    tot > 0 ? 100.0 * (double)step / (double)tot : 0.0, "created_at", t));
+		free(t);
+	}
+	unprep(st);
+	pthread_mutex_unlock(&J->mtx);
+	out = json_pack("{s:o, s:I, s:I, s:I}", "tasks", list, "total", (json_int_t)total, "limit",
+	                (json_int_t)limit, "offset", (json_int_t)offset);
+	return out;
+}
+
+json_t *
+loomi_jobs_resources(loomi_daemon *d)
+{
+	json_t *jobs = json_array(), *out;
+	loom_resources used = {0};
+
+	(void)d;
+	pthread_mutex_lock(&J->mtx);
+	for (size_t i = 0; i < J->n_runs; i++) {
+		char tid[32];
+		run *r = &J->runs[i];
+		snprintf(tid, sizeof tid, "task-%lld", (long long)r->job);
+		used.cpu_millis += r->alloc.cpu_millis;
+		used.memory += r->alloc.memory;
+		used.gpu += r->alloc.gpu;
+		json_array_append_new(jobs, json_pack("{s:s, s:i, s:f, s:I, s:i}", "task_id", tid,
+		                                      "pid", (int)r->pid, "cpu",
+		                                      r->alloc.cpu_millis / 1000.0, "memory",
+		                                      (json_int_t)r->alloc.memory, "gpu",
+		                                      (int)r->alloc.gpu));
+	}
+	out = json_pack(
+		"{s:[{s:s, s:{s:f, s:I, s:i}, s:{s:f, s:I, s:i}}], s:o, s:s?}", "nodes", "name",
+		J->node_name, "total", "cpu", J->total.cpu_millis / 1000.0, "memory",
+		(json_int_t)J->total.memory, "gpu", (int)J->total.gpu, "free", "cpu",
+		(J->total.cpu_millis - (used.cpu_millis < J->total.cpu_millis ? used.cpu_millis
+		                                                              : J->total.cpu_millis)) /
+			1000.0,
+		"memory",
+		(json_int_t)(J->total.memory - (used.memory < J->total.memory ? used.memory
+		                                                              : J->total.memory)),
+		"gpu", (int)(J->total.gpu - (used.gpu < J->total.gpu ? used.gpu : J->total.gpu)), "jobs",
+		jobs, "scheduler", J->sched ? J->sched->name : NULL);
+	pthread_mutex_unlock(&J->mtx);
+	return out;
+}
+
+/* ------------------------------------------------------------------ start / stop */
+
+/* GPUs through NVML, when the driver is there (dlopen: no build dependency). */
+static uint32_t
+count_gpus(void)
+{
+	void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+	int (*init)(void), (*count)(unsigned *), (*shutdown)(void);
+	unsigned n = 0;
+
+	if (h == NULL)
+		return 0;
+	*(void **)&init = dlsym(h, "nvmlInit_v2");
+	*(void **)&count = dlsym(h, "nvmlDeviceGetCount_v2");
+	*(void **)&shutdown = dlsym(h, "nvmlShutdown");
+	if (init && count && init() == 0) {
+		if (count(&n) != 0)
+			n = 0;
+		if (shutdown)
+			shutdown();
+	}
+	dlclose(h);
+	return n > 64 ? 64 : n;
+}
+
+/* Is pid a loom-worker running job id? */
+static bool
+is_our_worker(pid_t pid, int64_t id)
+{
+	char path[64], buf[4096], want[32];
+	int fd;
+	ssize_t n;
+	bool worker = false, job = false;
+
+	snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+	snprintf(want, sizeof want, "%lld", (long long)id);
+	if ((fd = open(path, O_RDONLY)) < 0)
+		return false;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	for (char *p = buf, *prev = NULL; p < buf + n; prev = p, p += strlen(p) + 1) {
+		const char *base = strrchr(p, '/');
+		if (strcmp(base ? base + 1 : p, "loom-worker") == 0 ||
+		    strstr(p, "lt-loom-worker") != NULL)
+			worker = true;
+		if (prev && strcmp(prev, "--job") == 0 && strcmp(p, want) == 0)
+			job = true;
+	}
+	return worker && job;
+}
+
+/* Jobs the last loomd left running: stop their workers if alive, queue
+ * them to resume from their newest checkpoint. */
+static void
+recover(void)
+{
+	sqlite3_stmt *st = prep("SELECT id, worker_pid FROM jobs WHERE state = 'running'");
+	int64_t ids[1024];
+	pid_t pids[1024];
+	size_t n = 0;
+
+	while (st && sqlite3_step(st) == SQLITE_ROW && n < 1024) {
+		ids[n] = sqlite3_column_int64(st, 0);
+		pids[n] = (pid_t)sqlite3_column_int64(st, 1);
+		n++;
+	}
+	unprep(st);
+	for (size_t i = 0; i < n; i++) {
+		if (pids[i] > 0 && is_our_worker(pids[i], ids[i])) {
+			/* the loop requeues the job once the worker has gone; until then
+			 * the job stays running and holds its resources */
+			LOG_INFO("task-%lld: stopping worker %d left by the previous loomd (it "
+			         "checkpoints, then the task resumes in a new worker)",
+			         (long long)ids[i], (int)pids[i]);
+			kill(pids[i], SIGTERM);
+			J->orphans = loomi_xrealloc(J->orphans, (J->n_orphans + 1) * sizeof *J->orphans);
+			J->orphans[J->n_orphans++] = (orphan){ids[i], pids[i], loomi_wall_ms(), false};
+		} else {
+			requeue_recovered(ids[i]);
+		}
+	}
+}
+
+int
+loomi_jobs_start(loomi_daemon *d, char **err)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+
+	J = loomi_xcalloc(1, sizeof *J);
+	J->d = d;
+	pthread_mutex_init(&J->mtx, NULL);
+	pthread_cond_init(&J->cond, NULL);
+	/* jobs.worker, else $LOOM_WORKER (a build tree), else the installed one */
+	if (d->conf.jobs_worker)
+		J->worker = loomi_strdup(d->conf.jobs_worker);
+	else if (getenv("LOOM_WORKER") && getenv("LOOM_WORKER")[0])
+		J->worker = loomi_strdup(getenv("LOOM_WORKER"));
+	else
+		J->worker = loomi_strfmt("%s/loom-worker", LOOM_BINDIR);
+	J->bus_addr = d->conf.bus_requests ? loomi_strdup(d->conf.bus_requests)
+	                                   : loomi_strfmt("ipc://%s/bus.req", d->conf.state_dir);
+	J->jobs_dir = loomi_path_join(d->conf.state_dir, "jobs");
+	J->total.cpu_millis = d->conf.jobs_cpu_millis
+	                          ? d->conf.jobs_cpu_millis
+	                          : (uint32_t)(1000 * sysconf(_SC_NPROCESSORS_ONLN));
+	J->total.memory = d->conf.jobs_memory ? d->conf.jobs_memory
+	                                      : (uint64_t)pages * (uint64_t)page;
+	J->total.gpu = count_gpus();
+	J->total.gpu_mask = J->total.gpu ? (J->total.gpu >= 64 ? ~0ull : (1ull << J->total.gpu) - 1)
+	                                 : 0;
+	snprintf(J->node_name, sizeof J->node_name, "local");
+
+	/* the scheduler: the configured instance, or the first one */
+	for (size_t i = 0; i < d->plugins.n_instances; i++) {
+		loom_instance *ins = d->plugins.instances[i];
+		if (ins->kind != LOOM_KIND_SCHEDULER)
+			continue;
+		if (d->conf.jobs_scheduler ? strcmp(ins->name, d->conf.jobs_scheduler) == 0
+		                           : J->sched == NULL)
+			J->sched = ins;
+	}
+	if (d->conf.jobs_scheduler && J->sched == NULL) {
+		*err = loomi_strfmt("jobs.scheduler: no scheduler plugin instance \"%s\" in plugins",
+		                    d->conf.jobs_scheduler);
+		loomi_jobs_stop(d);
+		return LOOM_ECONFIG;
+	}
+	if (J->sched) {
+		J->sched_ops = J->sched->desc->ops;
+		J->sched_ctx = J->sched->ctx;
+	} else {
+		LOG_WARN("jobs: no scheduler plugin instance in plugins; submitted jobs will wait "
+		         "(add one with module sched-local)");
+	}
+	if (loomi_mkdir_p(J->jobs_dir, 0750) != 0) {
+		*err = loomi_strfmt("cannot create %s: %s", J->jobs_dir, strerror(errno));
+		loomi_jobs_stop(d);
+		return LOOM_EIO;
+	}
+	{
+		/* absolute: workers and a detached loomd (cwd /) must agree */
+		char *abs = realpath(J->jobs_dir, NULL);
+		if (abs) {
+			free(J->jobs_dir);
+			J->jobs_dir = abs;
+		}
+	}
+	if (access(J->worker, X_OK) != 0)
+		LOG_WARN("jobs: the worker program %s is not executable (%s); set jobs.worker",
+		         J->worker, strerror(errno));
+	if (loomi_bus_serve(d->bus, "job.attach", svc_attach, NULL, J) != 0 ||
+	    loomi_bus_serve(d->bus, "job.report", svc_report, NULL, J) != 0 ||
+	    loomi_bus_serve(d->bus, "job.finish", svc_finish, NULL, J) != 0) {
+		*err = loomi_strdup("cannot serve job.* on the bus (taken by a plugin?)");
+		loomi_jobs_stop(d);
+		return LOOM_EEXIST;
+	}
+	pthread_mutex_lock(&J->mtx);
+	recover();
+	pthread_mutex_unlock(&J->mtx);
+	if (pthread_create(&J->thread, NULL, loop, NULL) != 0) {
+		*err = loomi_strdup("cannot start the scheduling thread");
+		loomi_jobs_stop(d);
+		return LOOM_EIO;
+	}
+	J->thread_up = true;
+	LOG_INFO("jobs: %.3g cpu, %llu MiB, %u gpu; scheduler %s; worker %s",
+	         J->total.cpu_millis / 1000.0, (unsigned long long)(J->total.memory >> 20),
+	         J->total.gpu, J->sched ? J->sched->name : "(none)", J->worker);
+	return 0;
+}
+
+void
+loomi_jobs_stop(loomi_daemon *d)
+{
+	int64_t t0;
+
+	if (J == NULL)
+		return;
+	/* pause what runs; it resumes when loomd starts again */
+	pthread_mutex_lock(&J->mtx);
+	J->stopping = true;
+	pthread_cond_broadcast(&J->cond);
+	for (size_t i = 0; i < J->n_runs; i++) {
+		run *r = &J->runs[i];
+		if (r->control == LOOM_CONTROL_RUN) {
+			r->control = LOOM_CONTROL_PAUSE;
+			r->requeue = true;
+			free(r->why);
+			r->why = loomi_strdup("loomd stopped; resumes when it starts again");
+		}
+	}
+	pthread_mutex_unlock(&J->mtx);
+	if (J->thread_up)
+		pthread_join(J->thread, NULL);
+	t0 = loomi_wall_ms();
+	pthread_mutex_lock(&J->mtx);
+	for (size_t i = J->n_runs; i-- > 0;)
+		if (J->runs[i].pid == 0)
+			unstarted(&J->runs[i], "loomd stopped before its worker started");
+	while (J->n_runs > 0 || J->n_orphans > 0) {
+		reap();
+		if (J->n_runs == 0 && J->n_orphans == 0)
+			break;
+		if (loomi_wall_ms() - t0 > STOP_GRACE_MS) {
+			for (size_t i = 0; i < J->n_runs; i++) {
+				LOG_WARN("task-%lld: worker %d did not stop in %d s; killing it",
+				         (long long)J->runs[i].job, (int)J->runs[i].pid, STOP_GRACE_MS / 1000);
+				kill(J->runs[i].pid, SIGKILL);
+			}
+			t0 = loomi_wall_ms() + 600000; /* once */
+		}
+		pthread_mutex_unlock(&J->mtx);
+		usleep(20000);
+		pthread_mutex_lock(&J->mtx);
+	}
+	pthread_mutex_unlock(&J->mtx);
+	if (d->bus)
+		loomi_bus_drop_owner(d->bus, J);
+	unprep_all();
+	free(J->runs);
+	free(J->orphans);
+	free(J->worker);
+	free(J->bus_addr);
+	free(J->jobs_dir);
+	pthread_cond_destroy(&J->cond);
+	pthread_mutex_destroy(&J->mtx);
+	free(J);
+	J = NULL;
+}

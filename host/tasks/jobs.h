@@ -1,0 +1,84 @@
+/* Jobs (the API calls them training tasks): their lifecycle, the
+ * scheduling loop, and the loom-worker processes that run them.
+ *
+ * States are the seed's: pending, running, paused, completed, failed,
+ * cancelled.  Every transition is checked against one table
+ * (loomi_job_transition_ok), stored as a row of job_events with its time
+ * and reason, and published on the bus as a "job.state" event.
+ *
+ * A job is submitted pending and waits to be started (or is started at
+ * once with "start": true); a started ("queued") job is a candidate for the
+ * scheduler plugin, which the loop asks for a plan on every tick and after
+ * every change.  A job the plan starts runs in its own process:
+ *
+ *   loom-worker --connect BUS --job ID --attempt N -c loomd.conf
+ *
+ * The worker attaches over the bus (job.attach: the spec, its directory,
+ * whether to resume), reports progress, metrics and log lines within 10 ms
+ * and at least every second (job.report, whose reply carries run, pause or
+ * cancel), and says
+ * how the run ended (job.finish).  The host applies the outcome when the
+ * process has exited, so its resources are really free; a worker that exits
+ * without finishing (a signal, an abort, the OOM killer) fails its job with
+ * the cause, and the job is retried with exponential back-off while its
+ * retry budget lasts.
+ *
+ * Pause asks the worker to checkpoint at its next step and exit; resume
+ * starts a new worker from that checkpoint, so the run ends with the same
+ * weights as one never paused.  When loomd stops it pauses running jobs the
+ * same way and resumes them when it starts again.  After a kill -9 of
+ * loomd, the restarted loomd finds the jobs still marked running: a worker
+ * that is still alive is stopped (SIGTERM: it checkpoints at its next step
+ * and exits), and the job is queued again to resume from its newest
+ * checkpoint in a new worker. */
+#ifndef LOOM_HOST_JOBS_H
+#define LOOM_HOST_JOBS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "host/server/daemon.h"
+
+/* Start the jobs service: recover jobs left running, serve job.* on the
+ * bus, start the scheduling loop.  0, or a LOOM_E* code with *err set. */
+int loomi_jobs_start(loomi_daemon *d, char **err);
+/* Pause running jobs (they resume when loomd starts again), wait for their
+ * workers (up to 30 s, then SIGKILL), stop the loop. */
+void loomi_jobs_stop(loomi_daemon *d);
+
+/* Is from → to a legal transition (loom_job_state values)? */
+bool loomi_job_transition_ok(uint32_t from, uint32_t to);
+
+/* Check a job spec with the compute plugin it names ("compute", default
+ * "transformer").  0, or LOOM_EINVAL with *msg naming the key. */
+int loomi_jobs_validate_spec(loomi_daemon *d, const json_t *spec, char **msg);
+
+/* Submit a job: body is the request of POST /api/v1/training/tasks
+ * ({"spec": {…}, "name", "priority", "resource_requirements", "after",
+ * "start", "max_retries", "timeout", "preemptible", "user"}).  0 with *id,
+ * or LOOM_EINVAL (a bad field, named in *msg), LOOM_ENOENT (an unknown
+ * job in "after"). */
+int loomi_jobs_submit(loomi_daemon *d, const json_t *body, const char *user, int64_t *id,
+                      char **msg);
+
+/* start, pause, resume or cancel.  0 when done; LOOM_EBUSY when the
+ * worker was asked and will act at its next step (HTTP 202); LOOM_ENOENT;
+ * LOOM_ESTATE when the job's state does not allow it (*msg names it);
+ * LOOM_EINVAL for an unknown action. */
+int loomi_jobs_action(loomi_daemon *d, int64_t id, const char *action, char **msg);
+
+/* A job as the API shows it, or NULL when there is none. */
+json_t *loomi_jobs_get(loomi_daemon *d, int64_t id);
+/* A page of jobs, newest first: {"tasks": […], "total": N, "limit", "offset"}.
+ * status and user may be NULL.  NULL with *msg for a bad status. */
+json_t *loomi_jobs_list(loomi_daemon *d, const char *status, const char *user, int64_t limit,
+                        int64_t offset, char **msg);
+/* The resource pool: {"nodes": [{name, total, free}], "jobs": […]}. */
+json_t *loomi_jobs_resources(loomi_daemon *d);
+
+/* "task-12" or "12" → 12; 0 when it is neither. */
+int64_t loomi_job_id_parse(const char *text);
+
+#endif /* LOOM_HOST_JOBS_H */

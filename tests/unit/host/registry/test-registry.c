@@ -1,0 +1,693 @@
+/* host/registry: model versions registered from task directories into a
+ * real state database: numbering, copies that outlive the task, automatic
+ * best-<metric> tags, promote and rollback chains (with the 409 past the
+ * first promotion), unsafe names, tasks with missing or damaged files, the
+ * registration thread, and the routes' HTTP statuses. */
+#include "config.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <loom/loom.h>
+
+#include "host/server/api.h"
+#include "host/core/bus.h"
+#include "host/core/log.h"
+#include "host/registry/registry.h"
+#include "host/server/store.h"
+#include "host/core/util.h"
+#include "testutil.h"
+
+#define ASSERT_HAS(text, needle)                                                          \
+	ck_assert_msg((text) != NULL && strstr((text), (needle)) != NULL,                     \
+	              "expected \"%s\" in:\n%s", (needle), (text) ? (text) : "(null)")
+
+static struct {
+	char *tmp;
+	loomi_daemon d;
+	bool store_up;
+} T;
+
+/* ------------------------------------------------------------------ fixture */
+
+static long long
+scalar(const char *sql)
+{
+	sqlite3_stmt *st;
+	long long v = -1;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(T.d.store.db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static void
+exec(const char *sql)
+{
+	char *e = NULL;
+	int rc = sqlite3_exec(T.d.store.db, sql, NULL, NULL, &e);
+	ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, e ? e : "?");
+}
+
+static void
+setup(void)
+{
+	char *path, *err = NULL;
+	int rv;
+
+	memset(&T, 0, sizeof T);
+	T.tmp = tu_tmpdir();
+	ck_assert_int_eq(loomi_log_setup(LOOM_LOG_WARN, LOOMI_LOG_TEXT, NULL, &err), 0);
+	T.d.conf.state_dir = loomi_strdup(T.tmp);
+	path = loomi_path_join(T.tmp, "loom.db");
+	rv = loomi_store_open(&T.d.store, path, &err);
+	free(path);
+	ck_assert_msg(rv == 0, "cannot open the store: %s", err ? err : "?");
+	T.store_up = true;
+}
+
+static void
+teardown(void)
+{
+	loomi_registry_stop(&T.d);
+	if (T.store_up)
+		loomi_store_close(&T.d.store);
+	free(T.d.conf.state_dir);
+	tu_rmrf(T.tmp);
+	free(T.tmp);
+}
+
+/* A completed task id named name whose directory holds best.safetensors
+ * (unless !weights) and a metrics.json with these test and validation
+ * figures (metrics NULL: none). */
+static void
+add_task(int64_t id, const char *name, bool weights, const char *metrics)
+{
+	char *dir = loomi_strfmt("%s/jobs/task-%lld", T.tmp, (long long)id);
+	sqlite3_stmt *st;
+
+	ck_assert_int_eq(loomi_mkdir_p(dir, 0755), 0);
+	if (weights) {
+		char *w = loomi_strfmt("weights of task %lld", (long long)id);
+		free(tu_write(dir, "best.safetensors", w));
+		free(tu_write(dir, "last.safetensors", "last"));
+		free(w);
+	}
+	if (metrics)
+		free(tu_write(dir, "metrics.json", metrics));
+	ck_assert_int_eq(sqlite3_prepare_v2(T.d.store.db,
+	                                    "INSERT INTO jobs (id, name, user, state, compute, spec,"
+	                                    " created_at, updated_at, config_id, config_version)"
+	                                    " VALUES (?, ?, 'alice', 'completed', 'transformer',"
+	                                    " '{\"train\":{\"lr\":0.002}}', 1, 1, 4, 2)",
+	                                    -1, &st, NULL),
+	                 SQLITE_OK);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	free(dir);
+}
+
+static char *
+metrics_json(double mae, double acc, double val_loss)
+{
+	return loomi_strfmt("{\"train\": {\"mae\": 9}, \"validation\": {\"loss\": %g},"
+	                    " \"test\": {\"mae\": %g, \"accuracy\": %g, \"n\": \"text\"},"
+	                    " \"baselines\": {\"repeat_last\": {\"mae\": 3}}}",
+	                    val_loss, mae, acc);
+}
+
+static void
+register_ok(int64_t id)
+{
+	char *err = NULL;
+	int rv = loomi_registry_register(&T.d, id, &err);
+	ck_assert_msg(rv == 0, "task-%lld: %s", (long long)id, err ? err : "?");
+	free(err);
+}
+
+static json_t *
+model(const char *name)
+{
+	json_t *out = NULL;
+	char *msg = NULL;
+	int rv = loomi_registry_model(&T.d, name, &out, &msg);
+	ck_assert_msg(rv == 0, "model %s: %s", name, msg ? msg : "?");
+	return out;
+}
+
+static json_t *
+version(const char *name, const char *v)
+{
+	json_t *out = NULL;
+	char *msg = NULL;
+	int rv = loomi_registry_version(&T.d, name, v, &out, &msg);
+	ck_assert_msg(rv == 0, "model %s version %s: %s", name, v, msg ? msg : "?");
+	return out;
+}
+
+static int64_t
+tag_holder(const char *name, const char *tag)
+{
+	json_t *m = model(name);
+	int64_t v = json_integer_value(json_object_get(json_object_get(m, "tags"), tag));
+	json_decref(m);
+	return v;
+}
+
+/* Does the state directory hold rel? */
+static bool
+exists(const char *rel)
+{
+	char *p = loomi_path_join(T.tmp, rel);
+	bool yes = access(p, F_OK) == 0;
+	free(p);
+	return yes;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+START_TEST(versions_numbered_and_kept)
+{
+	json_t *m, *v, *list = NULL;
+	char *msg = NULL, *text = NULL;
+
+	for (int i = 1; i <= 3; i++) {
+		char *mj = metrics_json(1.0 / i, 0.5, 0.1);
+		add_task(10 + i, "temps", true, mj);
+		free(mj);
+		register_ok(10 + i);
+	}
+	add_task(20, "other", true, "{\"test\": {\"mae\": 1}}");
+	register_ok(20);
+
+	m = model("temps");
+	ck_assert_int_eq(json_array_size(json_object_get(m, "versions")), 3);
+	/* newest first */
+	ck_assert_int_eq(json_integer_value(json_object_get(
+				 json_array_get(json_object_get(m, "versions"), 0), "version")),
+	                 3);
+	ck_assert_str_eq(json_string_value(json_object_get(
+				 json_array_get(json_object_get(m, "versions"), 2), "task_id")),
+	                 "task-11");
+	json_decref(m);
+
+	ck_assert_int_eq(loomi_registry_list(&T.d, &list, &msg), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(list, "total")), 2);
+	ck_assert_str_eq(json_string_value(json_object_get(
+				 json_array_get(json_object_get(list, "models"), 1), "name")),
+	                 "temps");
+	ck_assert_int_eq(json_integer_value(json_object_get(
+				 json_array_get(json_object_get(list, "models"), 1), "latest_version")),
+	                 3);
+	ck_assert_int_eq(json_integer_value(json_object_get(
+				 json_array_get(json_object_get(list, "models"), 0), "latest_version")),
+	                 1);
+	json_decref(list);
+
+	/* the version's own files outlive the task's directory */
+	{
+		char *task = loomi_strfmt("%s/jobs/task-12", T.tmp);
+		tu_rmrf(task);
+		free(task);
+	}
+	ck_assert(exists("models/temps/v2/best.safetensors"));
+	ck_assert(exists("models/temps/v2/last.safetensors"));
+	ck_assert(exists("models/temps/v2/metrics.json"));
+	ck_assert(exists("models/temps/v2/spec.json"));
+	ck_assert(!exists("models/.incoming/task-12"));
+	{
+		char *p = loomi_strfmt("%s/models/temps/v2/best.safetensors", T.tmp);
+		ck_assert_int_eq(loomi_read_file(p, &text, NULL), 0);
+		ck_assert_str_eq(text, "weights of task 12");
+		free(text);
+		free(p);
+	}
+
+	/* metrics flattened as the worker reports them; lineage and spec */
+	v = version("temps", "2");
+	ck_assert(fabs(json_number_value(json_object_get(json_object_get(v, "metrics"),
+	                                                  "test_mae")) - 0.5) < 1e-12);
+	ck_assert(json_object_get(json_object_get(v, "metrics"), "val_loss") != NULL);
+	ck_assert(json_object_get(json_object_get(v, "metrics"), "test_n") == NULL);
+	ck_assert(json_object_get(json_object_get(v, "metrics"), "train_mae") == NULL);
+	ck_assert_str_eq(json_string_value(json_object_get(v, "user")), "alice");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(v, "lineage"),
+	                                                   "config_id")),
+	                 "config-4");
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(v, "lineage"),
+	                                                    "config_version")),
+	                 2);
+	ck_assert(json_is_object(json_object_get(json_object_get(v, "lineage"), "spec")));
+	ck_assert_int_eq(json_array_size(json_object_get(v, "files")), 4);
+	json_decref(v);
+	v = version("temps", "v3");
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "version")), 3);
+	json_decref(v);
+
+	/* a task registers once */
+	ck_assert_int_eq(loomi_registry_register(&T.d, 13, &msg), LOOM_EEXIST);
+	ASSERT_HAS(msg, "task-13 is registered already");
+	free(msg);
+	msg = NULL;
+	ck_assert_int_eq(scalar("SELECT count(*) FROM model_versions"), 4);
+
+	/* unknown model and version */
+	ck_assert_int_eq(loomi_registry_model(&T.d, "nope", &m, &msg), LOOM_ENOENT);
+	ASSERT_HAS(msg, "there is no model \"nope\"");
+	free(msg);
+	msg = NULL;
+	ck_assert_int_eq(loomi_registry_version(&T.d, "temps", "9", &m, &msg), LOOM_ENOENT);
+	ASSERT_HAS(msg, "has no version 9");
+	free(msg);
+	msg = NULL;
+	ck_assert_int_eq(loomi_registry_version(&T.d, "temps", "Bad!", &m, &msg), LOOM_EINVAL);
+	free(msg);
+}
+END_TEST
+
+START_TEST(tags_move_to_the_best)
+{
+	/* mae lower is better, accuracy higher is better */
+	static const double mae[] = {0.5, 0.3, 0.4, 0.3}, acc[] = {0.7, 0.6, 0.9, 0.8};
+
+	for (int i = 0; i < 4; i++) {
+		char *mj = metrics_json(mae[i], acc[i], 1.0 - 0.1 * i);
+		add_task(i + 1, "m", true, mj);
+		free(mj);
+		register_ok(i + 1);
+		switch (i) {
+		case 0:
+			ck_assert_int_eq(tag_holder("m", "best-test_mae"), 1);
+			ck_assert_int_eq(tag_holder("m", "best-test_accuracy"), 1);
+			break;
+		case 1:
+			ck_assert_int_eq(tag_holder("m", "best-test_mae"), 2);
+			ck_assert_int_eq(tag_holder("m", "best-test_accuracy"), 1);
+			break;
+		case 2:
+			ck_assert_int_eq(tag_holder("m", "best-test_mae"), 2);
+			ck_assert_int_eq(tag_holder("m", "best-test_accuracy"), 3);
+			break;
+		case 3: /* a tie keeps the tag where it was */
+			ck_assert_int_eq(tag_holder("m", "best-test_mae"), 2);
+			ck_assert_int_eq(tag_holder("m", "best-test_accuracy"), 3);
+			break;
+		}
+	}
+	ck_assert_int_eq(tag_holder("m", "best-val_loss"), 4);
+	/* one holder per tag; the version shows its own tags */
+	ck_assert_int_eq(scalar("SELECT count(*) FROM model_tags WHERE tag = 'best-test_mae'"), 1);
+	{
+		json_t *v = version("m", "3");
+		json_t *tags = json_object_get(v, "tags");
+		ck_assert_int_eq(json_array_size(tags), 1);
+		ck_assert_str_eq(json_string_value(json_array_get(tags, 0)), "best-test_accuracy");
+		json_decref(v);
+	}
+}
+END_TEST
+
+static int
+promote(const char *alias, int64_t v, char **msg)
+{
+	json_t *out = NULL;
+	int rv = loomi_registry_promote(&T.d, "m", alias, v, "bob", &out, msg);
+	json_decref(out);
+	return rv;
+}
+
+static int64_t
+rollback(const char *alias, char **msg)
+{
+	json_t *out = NULL;
+	int rv = loomi_registry_rollback(&T.d, "m", alias, "bob", &out, msg);
+	int64_t v = rv == 0 ? json_integer_value(json_object_get(out, "version")) : -rv;
+	json_decref(out);
+	return v;
+}
+
+static int64_t
+alias_now(const char *alias)
+{
+	json_t *v = version("m", alias);
+	int64_t n = json_integer_value(json_object_get(v, "version"));
+	json_decref(v);
+	return n;
+}
+
+START_TEST(promote_and_rollback)
+{
+	char *msg = NULL;
+	json_t *out = NULL;
+
+	for (int i = 1; i <= 4; i++) {
+		add_task(i, "m", true, "{}");
+		register_ok(i);
+	}
+	ck_assert_int_eq(promote("production", 1, &msg), 0);
+	ck_assert_int_eq(promote("production", 3, &msg), 0);
+	ck_assert_int_eq(promote("production", 2, &msg), 0);
+	ck_assert_int_eq(promote("staging", 4, &msg), 0);
+	ck_assert_int_eq(alias_now("production"), 2);
+	ck_assert_int_eq(alias_now("staging"), 4);
+
+	/* each rollback goes one promotion further back */
+	ck_assert_int_eq(rollback("production", &msg), 3);
+	ck_assert_int_eq(rollback("production", &msg), 1);
+	ck_assert_int_eq(alias_now("production"), 1);
+	ck_assert_int_eq(rollback("production", &msg), -LOOM_EEXIST);
+	ASSERT_HAS(msg, "alias \"production\" points at version 1 and has no earlier version");
+	free(msg);
+	msg = NULL;
+	ck_assert_int_eq(alias_now("production"), 1);
+
+	/* a promotion after rollbacks is undone first, then the history goes on */
+	ck_assert_int_eq(promote("production", 4, &msg), 0);
+	ck_assert_int_eq(rollback("production", &msg), 1);
+	ck_assert_int_eq(rollback("production", &msg), -LOOM_EEXIST);
+	free(msg);
+	msg = NULL;
+	ck_assert_int_eq(alias_now("staging"), 4);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM model_alias_history WHERE alias ="
+	                        " 'production' AND action = 'rollback' AND user = 'bob'"),
+	                 3);
+
+	/* the model shows its aliases, the version its own */
+	{
+		json_t *m = model("m"), *v = version("m", "production");
+		ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(m, "aliases"),
+		                                                    "staging")),
+		                 4);
+		ck_assert_str_eq(json_string_value(json_array_get(json_object_get(v, "aliases"), 0)),
+		                 "production");
+		json_decref(m);
+		json_decref(v);
+	}
+
+	/* refusals */
+	ck_assert_int_eq(promote("production", 9, &msg), LOOM_ENOENT);
+	ASSERT_HAS(msg, "has no version 9");
+	free(msg);
+	msg = NULL;
+	ck_assert_int_eq(promote("Prod!", 1, &msg), LOOM_EINVAL);
+	ASSERT_HAS(msg, "\"Prod!\" is not an alias name");
+	free(msg);
+	msg = NULL;
+	ck_assert_int_eq(promote("production", 0, &msg), LOOM_EINVAL);
+	free(msg);
+	msg = NULL;
+	ck_assert_int_eq(rollback("canary", &msg), -LOOM_ENOENT);
+	ASSERT_HAS(msg, "has no alias \"canary\"");
+	free(msg);
+	msg = NULL;
+	ck_assert_int_eq(loomi_registry_promote(&T.d, "nope", "production", 1, "bob", &out, &msg),
+	                 LOOM_ENOENT);
+	free(msg);
+	msg = NULL;
+	ck_assert_int_eq(loomi_registry_version(&T.d, "m", "canary", &out, &msg), LOOM_ENOENT);
+	free(msg);
+	ck_assert_int_eq(alias_now("production"), 1);
+}
+END_TEST
+
+START_TEST(unsafe_names)
+{
+	json_t *m;
+
+	add_task(1, "../etc/passwd", true, "{}");
+	add_task(2, ".._etc_passwd", true, "{}");
+	add_task(3, ".hidden", true, "{}");
+	add_task(4, "température du lac", true, "{}");
+	for (int i = 1; i <= 4; i++)
+		register_ok(i);
+	/* the name is kept as given; the directory is a safe form of it, unique */
+	m = model("../etc/passwd");
+	ck_assert_str_eq(json_string_value(json_object_get(m, "dir")), "model.._etc_passwd");
+	json_decref(m);
+	m = model(".._etc_passwd");
+	ck_assert_str_eq(json_string_value(json_object_get(m, "dir")), "model.._etc_passwd-2");
+	json_decref(m);
+	m = model(".hidden");
+	ck_assert_str_eq(json_string_value(json_object_get(m, "dir")), "model.hidden");
+	json_decref(m);
+	m = model("température du lac");
+	ck_assert_str_eq(json_string_value(json_object_get(m, "dir")), "temp__rature_du_lac");
+	json_decref(m);
+	ck_assert(exists("models/model.._etc_passwd/v1/best.safetensors"));
+	ck_assert(!exists("etc/passwd"));
+}
+END_TEST
+
+START_TEST(missing_and_damaged_files)
+{
+	char *msg = NULL;
+
+	/* no model: nothing registered */
+	add_task(1, "exec", false, NULL);
+	ck_assert_int_eq(loomi_registry_register(&T.d, 1, &msg), LOOM_ENOENT);
+	ASSERT_HAS(msg, "task-1 produced no model");
+	free(msg);
+	msg = NULL;
+	/* an unknown task */
+	ck_assert_int_eq(loomi_registry_register(&T.d, 99, &msg), LOOM_ENOENT);
+	free(msg);
+	msg = NULL;
+	/* no metrics.json: registered without metrics */
+	add_task(2, "m", true, NULL);
+	register_ok(2);
+	/* a damaged metrics.json: refused, nothing left behind */
+	add_task(3, "m", true, "{\"test\": ");
+	ck_assert_int_eq(loomi_registry_register(&T.d, 3, &msg), LOOM_EIO);
+	ASSERT_HAS(msg, "metrics.json is not a JSON object");
+	free(msg);
+	msg = NULL;
+	ck_assert(!exists("models/m/v2"));
+	ck_assert_int_eq(scalar("SELECT count(*) FROM model_versions"), 1);
+	/* a stale v2 directory (a registration that died before committing)
+	 * is moved aside, not mixed in */
+	{
+		char *p = loomi_strfmt("%s/models/m/v2", T.tmp);
+		ck_assert_int_eq(loomi_mkdir_p(p, 0755), 0);
+		free(tu_write(p, "junk", "x"));
+		free(p);
+	}
+	add_task(4, "m", true, "{\"test\": {\"mae\": 1}}");
+	tu_log_capture();
+	register_ok(4);
+	ck_assert(tu_log_has("interrupted registration"));
+	tu_log_stop();
+	ck_assert(exists("models/m/v2/best.safetensors"));
+	ck_assert(!exists("models/m/v2/junk"));
+	/* a version without metrics.json lists what it has */
+	{
+		json_t *v = version("m", "1");
+		ck_assert_int_eq(json_object_size(json_object_get(v, "metrics")), 0);
+		ck_assert_int_eq(json_array_size(json_object_get(v, "files")), 3);
+		json_decref(v);
+	}
+}
+END_TEST
+
+START_TEST(run_lineage)
+{
+	json_t *v, *l;
+
+	/* the runs table comes with migration 7 (tracking); make it here when
+	 * this build lacks it */
+	exec("CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, job_id INTEGER,"
+	     " attempt INTEGER, name TEXT, user TEXT, state TEXT, params TEXT, lineage TEXT,"
+	     " metrics TEXT, started_at INTEGER, ended_at INTEGER)");
+	add_task(5, "m", true, "{}");
+	exec("INSERT INTO runs (id, job_id, attempt, name, user, state, params, lineage, metrics,"
+	     " started_at, ended_at) VALUES (40, 5, 1, 'm', 'alice', 'failed', '{}',"
+	     " '{\"data\":{\"sha256\":\"old\"}}', '{}', 1, 2), (41, 5, 2, 'm', 'alice',"
+	     " 'completed', '{}', '{\"data\":{\"sha256\":\"abc\"}}', '{}', 3, 4)");
+	register_ok(5);
+	v = version("m", "1");
+	ck_assert_str_eq(json_string_value(json_object_get(v, "run_id")), "run-41");
+	l = json_object_get(json_object_get(json_object_get(v, "lineage"), "run"), "data");
+	ck_assert_str_eq(json_string_value(json_object_get(l, "sha256")), "abc");
+	json_decref(v);
+}
+END_TEST
+
+START_TEST(registration_thread)
+{
+	char *err = NULL;
+	json_t *list = NULL;
+
+	ck_assert_int_eq(loomi_registry_start(&T.d, &err), 0);
+	for (int i = 1; i <= 5; i++) {
+		add_task(i, "m", i != 3, "{\"test\": {\"mae\": 2}}");
+		loomi_registry_submit(&T.d, i);
+	}
+	/* the read routes wait for what was submitted */
+	ck_assert_int_eq(loomi_registry_list(&T.d, &list, &err), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(
+				 json_array_get(json_object_get(list, "models"), 0), "versions")),
+	                 4);
+	json_decref(list);
+	/* stop finishes what was queued */
+	add_task(6, "m", true, "{}");
+	loomi_registry_submit(&T.d, 6);
+	loomi_registry_stop(&T.d);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM model_versions"), 5);
+	ck_assert_int_eq(scalar("SELECT max(version) FROM model_versions"), 5);
+}
+END_TEST
+
+/* Events heard on the bus. */
+static struct {
+	pthread_mutex_t mtx;
+	loomi_strv seen; /* "topic body" */
+} E = {.mtx = PTHREAD_MUTEX_INITIALIZER};
+
+static void
+on_event(void *arg, const char *topic, const char *body)
+{
+	(void)arg;
+	pthread_mutex_lock(&E.mtx);
+	loomi_strv_pushf(&E.seen, "%s %s", topic, body);
+	pthread_mutex_unlock(&E.mtx);
+}
+
+START_TEST(bus_events)
+{
+	loomi_bus_config cfg = {0};
+	char *err = NULL, *all = NULL;
+	json_t *out = NULL;
+	size_t n = 0;
+
+	ck_assert_int_eq(loomi_bus_open(&cfg, &T.d.bus, &err), 0);
+	ck_assert_int_eq(loomi_bus_subscribe(T.d.bus, "model.", on_event, NULL, NULL), 0);
+	usleep(100000); /* a subscription hears what is published after it connected */
+	add_task(1, "m", true, "{\"test\": {\"mae\": 0.25}}");
+	add_task(2, "m", true, "{\"test\": {\"mae\": 0.5}}");
+	register_ok(1);
+	register_ok(2);
+	ck_assert_int_eq(loomi_registry_promote(&T.d, "m", "production", 1, "bob", &out, &err), 0);
+	json_decref(out);
+	ck_assert_int_eq(loomi_registry_promote(&T.d, "m", "production", 2, "bob", &out, &err), 0);
+	json_decref(out);
+	ck_assert_int_eq(loomi_registry_rollback(&T.d, "m", "production", "bob", &out, &err), 0);
+	json_decref(out);
+	for (int i = 0; i < 500 && n < 5; i++) {
+		usleep(10000);
+		pthread_mutex_lock(&E.mtx);
+		n = E.seen.n;
+		pthread_mutex_unlock(&E.mtx);
+	}
+	loomi_bus_close(T.d.bus);
+	T.d.bus = NULL;
+	ck_assert_int_eq(n, 5);
+	all = loomi_strv_join(&E.seen, "\n");
+	ASSERT_HAS(all, "model.version {");
+	ASSERT_HAS(all, "\"task_id\":\"task-1\"");
+	ASSERT_HAS(all, "\"tags\":[\"best-test_mae\"]");
+	ASSERT_HAS(all, "\"tags\":[]");
+	ASSERT_HAS(all, "\"action\":\"rollback\"");
+	ASSERT_HAS(all, "model.alias {");
+	free(all);
+	loomi_strv_free(&E.seen);
+	memset(&E.seen, 0, sizeof E.seen);
+}
+END_TEST
+
+/* The routes answer with the API's statuses. */
+static int
+route(loomi_route_fn fn, const char *p0, const char *p1, const char *body, json_t **out)
+{
+	loomi_http_req req = {.method = "GET", .path = "/", .query = "", .body = body,
+	                      .body_len = body ? strlen(body) : 0, .params = {p0, p1},
+	                      .n_params = 2};
+	loomi_http_res res = {0};
+	char *text;
+	fn(&T.d, &req, &res);
+	/* what api.c sends: it must encode */
+	text = json_dumps(res.body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	ck_assert_msg(text != NULL, "%s %s: the answer does not encode", p0 ? p0 : "",
+	              p1 ? p1 : "");
+	free(text);
+	*out = res.body;
+	return res.status;
+}
+
+START_TEST(routes)
+{
+	json_t *out;
+
+	add_task(1, "m", true, "{}");
+	add_task(2, "m", true, "{}");
+	register_ok(1);
+	register_ok(2);
+	ck_assert_int_eq(route(loomi_registry_get_models, NULL, NULL, NULL, &out), 200);
+	json_decref(out);
+	ck_assert_int_eq(route(loomi_registry_get_model, "m", NULL, NULL, &out), 200);
+	json_decref(out);
+	ck_assert_int_eq(route(loomi_registry_get_version, "m", "1", NULL, &out), 200);
+	json_decref(out);
+	ck_assert_int_eq(route(loomi_registry_get_model, "zz", NULL, NULL, &out), 404);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(out, "error"), "code")),
+	                 "not_found");
+	json_decref(out);
+	ck_assert_int_eq(route(loomi_registry_post_alias, "m", "production", "{\"version\": 2}",
+	                       &out),
+	                 200);
+	ck_assert_int_eq(json_integer_value(json_object_get(out, "version")), 2);
+	ck_assert(json_is_null(json_object_get(out, "previous")));
+	json_decref(out);
+	ck_assert_int_eq(route(loomi_registry_post_alias, "m", "production", "{\"version\": \"2\"}",
+	                       &out),
+	                 400);
+	json_decref(out);
+	ck_assert_int_eq(route(loomi_registry_post_alias, "m", "production", "{\"vers\": 2}", &out),
+	                 400);
+	json_decref(out);
+	ck_assert_int_eq(route(loomi_registry_post_alias, "m", "production", "[", &out), 400);
+	json_decref(out);
+	ck_assert_int_eq(route(loomi_registry_post_alias, "m", "PROD", "{\"version\": 1}", &out),
+	                 400);
+	json_decref(out);
+	ck_assert_int_eq(route(loomi_registry_get_alias, "m", "production", NULL, &out), 200);
+	ck_assert_int_eq(json_integer_value(json_object_get(out, "version")), 2);
+	json_decref(out);
+	ck_assert_int_eq(route(loomi_registry_get_alias, "m", "staging", NULL, &out), 404);
+	json_decref(out);
+	ck_assert_int_eq(route(loomi_registry_post_rollback, "m", "production", NULL, &out), 409);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(out, "error"), "code")),
+	                 "conflict");
+	json_decref(out);
+	ck_assert_int_eq(route(loomi_registry_get_version, "m", "7", NULL, &out), 404);
+	json_decref(out);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("registry");
+	TCase *tc = tcase_create("registry");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, versions_numbered_and_kept);
+	tcase_add_test(tc, tags_move_to_the_best);
+	tcase_add_test(tc, promote_and_rollback);
+	tcase_add_test(tc, unsafe_names);
+	tcase_add_test(tc, missing_and_damaged_files);
+	tcase_add_test(tc, run_lineage);
+	tcase_add_test(tc, registration_thread);
+	tcase_add_test(tc, routes);
+	tcase_add_test(tc, bus_events);
+	suite_add_tcase(s, tc);
+	return tu_run(s);
+}
