@@ -83,7 +83,7 @@ time_queries(loomi_daemon *d, const char *label, const char *q, int n_queries)
 
 		snprintf(query, sizeof query, "job=task-%d&q=%s&limit=100", 1 + (k * 37) % JOBS, q);
 		t0 = loomi_mono_ns();
-		loomi_logs_route_host(d, &req, &res);
+		loomi_api_handle(d, &req, &res);
 		ns[k] = loomi_mono_ns() - t0;
 		if (res.status != 200) {
 			fprintf(stderr, "logs-query: %s answered %d\n", query, res.status);

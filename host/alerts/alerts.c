@@ -45,6 +45,7 @@
 #include <loom/host.h>
 #include <loom/version.h>
 
+#include "host/server/module.h"
 #include "alerts.h"
 #include "host/core/log.h"
 #include "host/core/util.h"
@@ -58,7 +59,7 @@ extern char **environ;
 #define MAX_QUEUE 10000 /* events waiting for the alerts thread */
 #define MAX_WINDOW 10000
 
-const char loomi_alerts_migration_sql[] =
+static const char migration_sql[] =
 	"CREATE TABLE alert_rules (\n"
 	"  id          INTEGER PRIMARY KEY,\n"
 	"  name        TEXT NOT NULL UNIQUE,\n"
@@ -2089,8 +2090,8 @@ answer_rule(loomi_http_res *res, int64_t id, int status)
 	}
 }
 
-void
-loomi_api_alert_rules_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_rules_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *list = json_array();
 	ruleset *rs;
@@ -2108,8 +2109,8 @@ loomi_api_alert_rules_list(loomi_daemon *d, const loomi_http_req *req, loomi_htt
 	api_answer(res, 0, json_pack("{s:o}", "rules", list), NULL, 200);
 }
 
-void
-loomi_api_alert_rule_create(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_rule_create(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *body;
 	char *msg = NULL;
@@ -2131,8 +2132,8 @@ loomi_api_alert_rule_create(loomi_daemon *d, const loomi_http_req *req, loomi_ht
 	json_decref(body);
 }
 
-void
-loomi_api_alert_rule_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_rule_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	int64_t id = id_param(req->params[0], "rule-");
 
@@ -2149,8 +2150,8 @@ loomi_api_alert_rule_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_
 
 /* PUT: the keys given replace the stored ones (a whole rule, or only
  * {"enabled": false}); the result is checked as a new rule is. */
-void
-loomi_api_alert_rule_update(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_rule_update(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	int64_t id = id_param(req->params[0], "rule-");
 	json_t *body, *merged;
@@ -2194,8 +2195,8 @@ loomi_api_alert_rule_update(loomi_daemon *d, const loomi_http_req *req, loomi_ht
 	json_decref(body);
 }
 
-void
-loomi_api_alert_rule_delete(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_rule_delete(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	int64_t id = id_param(req->params[0], "rule-");
 	sqlite3_stmt *st;
@@ -2262,8 +2263,8 @@ alert_from_row(sqlite3_stmt *st)
 	return o;
 }
 
-void
-loomi_api_alerts_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_alerts_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	static const char *const keys[] = {"rule", "job", "since", "limit", "offset"};
 	char *v[5];
@@ -2330,8 +2331,8 @@ loomi_api_alerts_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res
 	           NULL, 200);
 }
 
-void
-loomi_api_alert_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_alert_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	int64_t id = id_param(req->params[0], "alert-");
 	json_t *o = NULL;
@@ -2354,3 +2355,67 @@ loomi_api_alert_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *
 	else
 		api_answer(res, 0, o, NULL, 200);
 }
+
+/* ------------------------------------------------------------------ the module */
+
+static void
+on_job_state(loomi_daemon *d, const loomi_event *ev)
+{
+	(void)d;
+	loomi_alerts_state(ev->job, ev->u.state.from, ev->u.state.to, ev->u.state.reason);
+}
+
+static void
+on_log_entry(loomi_daemon *d, const loomi_event *ev)
+{
+	(void)d;
+	loomi_alerts_log(ev->job, ev->u.log.instance, ev->u.log.level, ev->u.log.message);
+}
+
+static void
+on_run_points(loomi_daemon *d, const loomi_event *ev)
+{
+	(void)d;
+	loomi_alerts_metrics(ev->job, ev->u.run_points.run_id, ev->u.run_points.pts,
+	                     ev->u.run_points.n);
+}
+
+static void
+stop(loomi_daemon *d)
+{
+	(void)d;
+	loomi_alerts_stop();
+}
+
+static const loomi_migration migrations[] = {
+	{10, "alert rules and fired alerts", migration_sql},
+};
+
+/* Rules are admin: a rule's action can run a command as loomd's user. */
+static const loomi_route routes[] = {
+	{"GET", "/api/v1/alerts/rules", route_rules_list, LOOMI_ACCESS_READ},
+	{"POST", "/api/v1/alerts/rules", route_rule_create, LOOMI_ACCESS_ADMIN},
+	{"GET", "/api/v1/alerts/rules/{id}", route_rule_get, LOOMI_ACCESS_READ},
+	{"PUT", "/api/v1/alerts/rules/{id}", route_rule_update, LOOMI_ACCESS_ADMIN},
+	{"DELETE", "/api/v1/alerts/rules/{id}", route_rule_delete, LOOMI_ACCESS_ADMIN},
+	{"GET", "/api/v1/alerts", route_alerts_list, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/alerts/{id}", route_alert_get, LOOMI_ACCESS_READ},
+};
+
+static const loomi_listener listeners[] = {
+	{LOOMI_EV_JOB_STATE, on_job_state},
+	{LOOMI_EV_LOG_ENTRY, on_log_entry},
+	{LOOMI_EV_RUN_POINTS, on_run_points},
+};
+
+const loomi_module loomi_alerts_module = {
+	.name = "alerts",
+	.migrations = migrations,
+	.n_migrations = LOOMI_N(migrations),
+	.start = loomi_alerts_start,
+	.stop = stop,
+	.routes = routes,
+	.n_routes = LOOMI_N(routes),
+	.listeners = listeners,
+	.n_listeners = LOOMI_N(listeners),
+};

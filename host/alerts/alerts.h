@@ -4,11 +4,14 @@
  * webhook POST, a command).  Fired alerts are stored with the outcome of
  * every action and listed through the API.
  *
- * The entry points below are called on hot paths (tracking, logs, the job
- * loop): they only copy what they are given into a queue that the alerts
- * thread drains, so they never block on the network or the database.  The
- * metric entry point returns at once, without taking a lock, when no
- * enabled rule watches any metric.
+ * The module (alerts.c: loomi_alerts_module, with the routes
+ * /api/v1/alerts/rules[/{id}] and /api/v1/alerts[/{id}]) hears of metric
+ * points, log entries and job transitions through the observer list
+ * (host/server/events.h); its listeners call the entry points below.  They
+ * run on hot paths (tracking, logs, the job loop): they only copy what
+ * they are given into a queue that the alerts thread drains, so they never
+ * block on the network or the database.  The metric entry point returns at
+ * once, without taking a lock, when no enabled rule watches any metric.
  *
  * docs/alerts.md describes the rule format, each condition precisely, and
  * the repeat interval that keeps a flapping condition from firing again
@@ -21,11 +24,7 @@
 
 #include <loom/types.h>
 
-#include "host/server/api.h"
 #include "host/server/daemon.h"
-
-/* The SQL of store migration 10: the alert_rules and alerts tables. */
-extern const char loomi_alerts_migration_sql[];
 
 /* Loads the rules from the store and starts the alerts thread.  Returns 0,
  * or an error code with *err set (free it). */
@@ -46,21 +45,5 @@ void loomi_alerts_log(int64_t job_id, const char *instance, int level,
 /* every job state transition */
 void loomi_alerts_state(int64_t job_id, const char *from, const char *to,
                         const char *reason);
-
-/* API handlers: /api/v1/alerts/rules[/{id}] and /api/v1/alerts[/{id}]. */
-void loomi_api_alert_rules_list(loomi_daemon *d, const loomi_http_req *req,
-                                loomi_http_res *res);
-void loomi_api_alert_rule_create(loomi_daemon *d, const loomi_http_req *req,
-                                 loomi_http_res *res);
-void loomi_api_alert_rule_get(loomi_daemon *d, const loomi_http_req *req,
-                              loomi_http_res *res);
-void loomi_api_alert_rule_update(loomi_daemon *d, const loomi_http_req *req,
-                                 loomi_http_res *res);
-void loomi_api_alert_rule_delete(loomi_daemon *d, const loomi_http_req *req,
-                                 loomi_http_res *res);
-void loomi_api_alerts_list(loomi_daemon *d, const loomi_http_req *req,
-                           loomi_http_res *res);
-void loomi_api_alert_get(loomi_daemon *d, const loomi_http_req *req,
-                         loomi_http_res *res);
 
 #endif /* LOOM_HOST_ALERTS_H */

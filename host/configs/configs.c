@@ -19,11 +19,13 @@
 
 #include <loom/error.h>
 
-#include "configs.h"
-#include "host/tasks/jobs.h"
+#include "host/core/compute.h"
 #include "host/core/log.h"
 #include "host/core/schema.h"
 #include "host/core/util.h"
+#include "host/server/api.h"
+#include "host/server/module.h"
+#include "configs.h"
 
 #define NAME_MAX_CHARS 100
 #define COMMENT_MAX_CHARS 1000
@@ -32,7 +34,7 @@
 #define LIST_MAX_LIMIT 1000
 #define TX_WAIT_MS 10000
 
-const char loomi_configs_migration_sql[] =
+static const char migration_sql[] =
 	"CREATE TABLE configs (\n"
 	"  id          INTEGER PRIMARY KEY,\n"
 	"  name        TEXT NOT NULL,\n"
@@ -558,7 +560,7 @@ body_parse(loomi_daemon *d, const json_t *body, enum body_mode mode, cbody *b, c
 	} else if ((rv = import_text(text_v, format_v, &b->spec, msg)) != 0) {
 		return rv;
 	}
-	if ((rv = loomi_jobs_validate_spec(d, b->spec, msg)) != 0) {
+	if ((rv = loomi_compute_validate(&d->plugins, b->spec, msg)) != 0) {
 		json_decref(b->spec);
 		b->spec = NULL;
 		return rv;
@@ -1197,3 +1199,162 @@ loomi_configs_template(const char *dir, const char *name, json_t **out, char **m
 	free(path);
 	return 0;
 }
+
+/* ------------------------------------------------------------------ routes */
+
+static void
+post_configs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	json_t *body = loomi_api_json_body(req, res), *out = NULL;
+	char *msg = NULL;
+	if (body) {
+		int rv = loomi_configs_create(d, body, &out, &msg);
+		loomi_api_answer(res, rv, out, msg, 201);
+	}
+	json_decref(body);
+}
+
+static void
+get_configs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	int64_t limit, offset;
+	json_t *out = NULL;
+	char *msg = NULL;
+
+	if (loomi_query_int(res, req->query, "limit", 50, 1, 1000, &limit) &&
+	    loomi_query_int(res, req->query, "offset", 0, 0, INT64_MAX / 2, &offset)) {
+		int rv = loomi_configs_list(d, limit, offset, &out, &msg);
+		loomi_api_answer(res, rv, out, msg, 200);
+	}
+}
+
+static void
+get_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	char *format = loomi_query_get(req->query, "format"), *msg = NULL, *text = NULL;
+	int64_t version;
+	json_t *out = NULL;
+	int rv;
+
+	if (!loomi_query_int(res, req->query, "version", 0, 1, INT64_MAX / 2, &version))
+		goto out;
+	if (format == NULL) {
+		rv = loomi_configs_get(d, req->params[0], version, &out, &msg);
+		loomi_api_answer(res, rv, out, msg, 200);
+	} else if (strcmp(format, "libconfig") == 0 || strcmp(format, "json") == 0) {
+		rv = loomi_configs_export(d, req->params[0], version, format, &text, &msg);
+		if (rv == 0) {
+			res->status = 200;
+			res->text = text;
+			res->text_len = strlen(text);
+			res->content_type = strcmp(format, "json") == 0 ? "application/json"
+			                                                : "text/plain; charset=utf-8";
+			free(msg);
+		} else {
+			loomi_api_answer(res, rv, NULL, msg, 200);
+		}
+	} else {
+		loomi_api_error(res, 400, "bad_request",
+		                "format: \"%s\" is not an export format; use libconfig or json", format);
+	}
+out:
+	free(format);
+}
+
+static void
+put_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	json_t *body = loomi_api_json_body(req, res), *out = NULL;
+	char *msg = NULL;
+	if (body) {
+		int rv = loomi_configs_update(d, req->params[0], body, &out, &msg);
+		loomi_api_answer(res, rv, out, msg, 200);
+	}
+	json_decref(body);
+}
+
+static void
+delete_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	char *msg = NULL;
+	int rv = loomi_configs_delete(d, req->params[0], &msg);
+	loomi_api_answer(res, rv, rv == 0 ? json_pack("{s:s, s:b}", "config_id", req->params[0], "deleted", 1)
+	                        : NULL,
+	       msg, 200);
+}
+
+static void
+get_config_versions(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	json_t *out = NULL;
+	char *msg = NULL;
+	int rv = loomi_configs_versions(d, req->params[0], &out, &msg);
+	loomi_api_answer(res, rv, out, msg, 200);
+}
+
+static void
+post_config_validate(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	json_t *body = loomi_api_json_body(req, res), *out = NULL;
+	char *msg = NULL;
+	if (body) {
+		int rv = loomi_configs_validate(d, body, &out, &msg);
+		loomi_api_answer(res, rv, out, msg, 200);
+	}
+	json_decref(body);
+}
+
+/* $LOOM_TEMPLATES (a source tree), else the installed templates. */
+static const char *
+template_dir(void)
+{
+	const char *env = getenv("LOOM_TEMPLATES");
+	return env && *env ? env : LOOM_TEMPLATE_DIR;
+}
+
+static void
+get_templates(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	json_t *out = NULL;
+	char *msg = NULL;
+	int rv = loomi_configs_templates(template_dir(), &out, &msg);
+	(void)d;
+	(void)req;
+	loomi_api_answer(res, rv, out, msg, 200);
+}
+
+static void
+get_template(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+{
+	json_t *out = NULL;
+	char *msg = NULL;
+	int rv = loomi_configs_template(template_dir(), req->params[0], &out, &msg);
+	(void)d;
+	loomi_api_answer(res, rv, out, msg, 200);
+}
+
+/* ------------------------------------------------------------------ the module */
+
+static const loomi_migration migrations[] = {
+	{3, "stored training configs and their versions", migration_sql},
+};
+
+static const loomi_route routes[] = {
+	{"POST", "/api/v1/training/configs/validate", post_config_validate, LOOMI_ACCESS_READ},
+	{"POST", "/api/v1/training/configs", post_configs, LOOMI_ACCESS_WRITE},
+	{"GET", "/api/v1/training/configs", get_configs, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/training/configs/{id}", get_config, LOOMI_ACCESS_READ},
+	{"PUT", "/api/v1/training/configs/{id}", put_config, LOOMI_ACCESS_WRITE},
+	{"DELETE", "/api/v1/training/configs/{id}", delete_config, LOOMI_ACCESS_WRITE},
+	{"GET", "/api/v1/training/configs/{id}/versions", get_config_versions, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/training/templates", get_templates, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/training/templates/{name}", get_template, LOOMI_ACCESS_READ},
+};
+
+const loomi_module loomi_configs_module = {
+	.name = "configs",
+	.migrations = migrations,
+	.n_migrations = LOOMI_N(migrations),
+	.routes = routes,
+	.n_routes = LOOMI_N(routes),
+};

@@ -51,14 +51,6 @@
 
 #include "host/server/daemon.h" /* loomi_daemon: d->store.db (sqlite3*), d->conf */
 
-/* SQL of the migration that creates the tables (the lead adds it to
- * store.c as version 3):
- *   configs (id, name, description, latest, deleted, created_at,
- *            updated_at, deleted_at), name unique among deleted = 0;
- *   config_versions (config_id, version, spec, comment, created_at),
- *            primary key (config_id, version). */
-extern const char loomi_configs_migration_sql[];
-
 /* All return 0 or a LOOM_E* code (sdk/include/loom/error.h) with *msg
  * (malloc'd) naming the field and what to do: LOOM_EINVAL (HTTP 400),
  * LOOM_ENOENT (404), LOOM_EEXIST (409 name taken), LOOM_EIO (500).  On

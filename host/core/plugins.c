@@ -102,7 +102,7 @@ loomi_plugins_fini(loomi_plugins *reg)
 	/* Modules stay loaded: a plugin may have left threads or atexit
 	 * handlers behind, and unmapping its code under them would crash. */
 	while (reg->modules) {
-		loomi_module *m = reg->modules;
+		loomi_plugin_module *m = reg->modules;
 		reg->modules = m->next;
 		free(m->name);
 		free(m->path);
@@ -392,9 +392,9 @@ not_found_message(loomi_plugins *reg, const char *name)
 }
 
 int
-loomi_module_load(loomi_plugins *reg, const char *name, loomi_module **out, char **err)
+loomi_module_load(loomi_plugins *reg, const char *name, loomi_plugin_module **out, char **err)
 {
-	loomi_module *m;
+	loomi_plugin_module *m;
 	lt_dladvise advise;
 	lt_dlhandle h;
 	loom_plugin_get_fn get;
@@ -498,7 +498,7 @@ int
 loomi_instance_create(loomi_plugins *reg, const loomi_doc *doc, const loomi_plugin_conf *pc,
                       loom_instance **out, loomi_strv *errs)
 {
-	loomi_module *m;
+	loomi_plugin_module *m;
 	loom_instance *ins;
 	char *err = NULL, *prefix, *base;
 	int rv, problems;

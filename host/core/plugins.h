@@ -17,13 +17,13 @@
 struct loomi_bus;
 
 /* A loaded module.  Never unloaded while the daemon runs. */
-typedef struct loomi_module {
+typedef struct loomi_plugin_module {
 	char *name;                    /* as configured: "storage-local" */
 	char *path;                    /* the file loaded */
 	lt_dlhandle handle;
 	const loom_plugin_desc *desc;
-	struct loomi_module *next;
-} loomi_module;
+	struct loomi_plugin_module *next;
+} loomi_plugin_module;
 
 typedef struct loomi_plugins loomi_plugins;
 
@@ -31,7 +31,7 @@ typedef struct loomi_plugins loomi_plugins;
 struct loom_instance {
 	char *name;                    /* "store" */
 	char *prefix;                  /* "storage:store", for log lines */
-	loomi_module *module;
+	loomi_plugin_module *module;
 	const loom_plugin_desc *desc;
 	uint32_t kind;
 	void *ctx;                     /* desc->ctx_size bytes, 64-aligned */
@@ -47,7 +47,7 @@ struct loomi_plugins {
 	loomi_strv search;             /* directories, in order */
 	char *state_dir;               /* the daemon's state directory */
 	struct loomi_bus *bus;         /* may be NULL (tools, tests) */
-	loomi_module *modules;
+	loomi_plugin_module *modules;
 	loom_instance **instances;
 	size_t n_instances, cap_instances;
 	pthread_mutex_t mtx;
@@ -63,7 +63,7 @@ void loomi_plugins_fini(loomi_plugins *reg);
 
 /* Find and load a module, checking its descriptor.  On failure returns one
  * of the LOOM_EPLUGIN_* codes with a message in *err (free it). */
-int loomi_module_load(loomi_plugins *reg, const char *name, loomi_module **out, char **err);
+int loomi_module_load(loomi_plugins *reg, const char *name, loomi_plugin_module **out, char **err);
 
 /* Check a descriptor (exposed for tests).  On failure returns a
  * LOOM_EPLUGIN_* code with the reason in *why (free it). */

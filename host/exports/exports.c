@@ -12,13 +12,13 @@
 
 #include <loom/exporter.h>
 
-#include "host/server/api.h"
-#include "export.h"
-#include "host/tasks/jobs.h"
 #include "host/core/plugins.h"
-#include "host/tracking/tracking-internal.h"
-#include "host/tracking/tracking.h"
 #include "host/core/util.h"
+#include "host/server/api.h"
+#include "host/server/module.h"
+#include "host/tasks/tasks.h"
+#include "host/tracking/tracking.h"
+#include "export.h"
 
 #define MAX_EXPORT_BYTES ((size_t)1 << 31)
 
@@ -60,8 +60,8 @@ formats(loomi_daemon *d)
 	return list;
 }
 
-void
-loomi_api_exporters(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_exporters(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	(void)req;
 	res->status = 200;
@@ -373,10 +373,10 @@ run_exporter(loom_instance *ins, const loom_export_source *const *srcs, size_t n
 	res->content_type = ops->media_type;
 }
 
-void
-loomi_api_task_export(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_task_export(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	int64_t job = loomi_api_task_id(req, res);
+	int64_t job = loomi_jobs_param_id(req, res);
 	loom_instance *ins;
 	source *s;
 	char what[64];
@@ -391,8 +391,8 @@ loomi_api_task_export(loomi_daemon *d, const loomi_http_req *req, loomi_http_res
 	source_free(s);
 }
 
-void
-loomi_api_runs_export(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_runs_export(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	char *ids = loomi_query_get(req->query, "ids"), *save = NULL;
 	loom_instance *ins;
@@ -439,3 +439,18 @@ out:
 		source_free(list[i]);
 	free(ids);
 }
+
+/* ------------------------------------------------------------------ the module */
+
+static const loomi_route routes[] = {
+	{"GET", "/api/v1/exporters", route_exporters, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/training/tasks/{id}/export", route_task_export, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/runs/export", route_runs_export, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/runs/{id}/export", route_runs_export, LOOMI_ACCESS_READ},
+};
+
+const loomi_module loomi_exports_module = {
+	.name = "exports",
+	.routes = routes,
+	.n_routes = LOOMI_N(routes),
+};

@@ -32,11 +32,11 @@
 #include <sqlite3.h>
 #include <zstd.h>
 
-#include "host/alerts/alerts.h"
-#include "host/tasks/jobs.h"
 #include "host/core/log.h"
-#include "logs.h"
 #include "host/core/util.h"
+#include "host/server/module.h"
+#include "host/tasks/tasks.h"
+#include "logs.h"
 
 /* The queue's bounds: entries, and bytes of text they hold. */
 #define QUEUE_MAX 65536
@@ -136,7 +136,15 @@ loomi_logs_add(int64_t job_id, const char *instance, int level, const char *mess
 
 	if (message == NULL)
 		return;
-	loomi_alerts_log(job_id, instance, level, message);
+	{
+		/* the alert rules on log lines */
+		loomi_event ev = {.kind = LOOMI_EV_LOG_ENTRY, .job = job_id};
+		ev.u.log.instance = instance;
+		ev.u.log.level = level;
+		ev.u.log.message = message;
+		ev.u.log.fields = fields_json;
+		loomi_events_emit(&ev);
+	}
 	mlen = strnlen(message, MESSAGE_MAX);
 	e.at = loomi_wall_ms();
 	e.job = job_id;
@@ -1001,10 +1009,10 @@ out:
 	free(sql);
 }
 
-void
-loomi_logs_route_task(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_task_logs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	int64_t id = loomi_api_task_id(req, res);
+	int64_t id = loomi_jobs_param_id(req, res);
 	json_t *job;
 	filter f;
 
@@ -1020,8 +1028,8 @@ loomi_logs_route_task(loomi_daemon *d, const loomi_http_req *req, loomi_http_res
 	filter_free(&f);
 }
 
-void
-loomi_logs_route_host(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_host_logs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	filter f;
 
@@ -1031,3 +1039,47 @@ loomi_logs_route_host(loomi_daemon *d, const loomi_http_req *req, loomi_http_res
 	run_query(&f, true, NULL, res);
 	filter_free(&f);
 }
+
+/* ------------------------------------------------------------------ the module */
+
+static void
+on_job_log(loomi_daemon *d, const loomi_event *ev)
+{
+	(void)d;
+	loomi_logs_add(ev->job, ev->u.log.instance, ev->u.log.level, ev->u.log.message,
+	               ev->u.log.fields);
+}
+
+static void
+stop(loomi_daemon *d)
+{
+	(void)d;
+	loomi_logs_stop();
+}
+
+static const loomi_migration migrations[] = {
+	{9, "structured logs with full-text search", loomi_logs_migration_sql},
+};
+
+static const loomi_route routes[] = {
+	{"GET", "/api/v1/training/tasks/{id}/logs", route_task_logs, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/logs", route_host_logs, LOOMI_ACCESS_READ},
+};
+
+static const loomi_listener listeners[] = {
+	{LOOMI_EV_JOB_LOG, on_job_log},
+};
+
+/* The writer starts at init, before the plugins load, so that loomd's
+ * lines about loading them are stored too. */
+const loomi_module loomi_logs_module = {
+	.name = "logs",
+	.migrations = migrations,
+	.n_migrations = LOOMI_N(migrations),
+	.init = loomi_logs_start,
+	.stop = stop,
+	.routes = routes,
+	.n_routes = LOOMI_N(routes),
+	.listeners = listeners,
+	.n_listeners = LOOMI_N(listeners),
+};

@@ -1,7 +1,13 @@
 /* Structured logs: every job's lines and loomd's own, stored in the state
  * database (table logs, full-text index logs_fts) by a writer thread that
  * never blocks the caller; queried and exported over the REST API; aged
- * out into zstd-compressed JSON-lines archives. */
+ * out into zstd-compressed JSON-lines archives.
+ *
+ * The module (logs.c: loomi_logs_module, routes GET
+ * /api/v1/training/tasks/{id}/logs and GET /api/v1/logs) stores the lines
+ * of tasks it hears of through the observer list (host/server/events.h),
+ * and tells the list of every entry it takes (the alert rules on log
+ * lines listen). */
 #ifndef LOOM_HOST_LOGS_H
 #define LOOM_HOST_LOGS_H
 
@@ -9,7 +15,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "host/server/api.h"
 #include "host/server/daemon.h"
 
 /* Migration 9: the logs table, its FTS5 index and the rows of job_logs. */
@@ -41,9 +46,5 @@ uint64_t loomi_logs_dropped(void);
 /* Archive and delete entries older than before_ms (ms since the epoch);
  * *n_out receives how many.  0, or LOOM_EIO with *err set. */
 int loomi_logs_expire(loomi_daemon *d, int64_t before_ms, int64_t *n_out, char **err);
-
-/* Routes: GET /api/v1/training/tasks/{id}/logs and GET /api/v1/logs. */
-void loomi_logs_route_task(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_logs_route_host(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
 
 #endif /* LOOM_HOST_LOGS_H */

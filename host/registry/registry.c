@@ -21,10 +21,11 @@
 #include <loom/error.h>
 
 #include "host/core/log.h"
-#include "registry.h"
 #include "host/core/util.h"
+#include "host/server/module.h"
+#include "registry.h"
 
-const char loomi_registry_migration_sql[] =
+static const char migration_sql[] =
 	"CREATE TABLE models (\n"
 	"  id          INTEGER PRIMARY KEY,\n"
 	"  name        TEXT NOT NULL UNIQUE,\n"
@@ -1334,8 +1335,8 @@ answer(loomi_http_res *res, int rv, json_t *out, char *msg)
  * the default user jobs get. */
 #define API_USER "local"
 
-void
-loomi_registry_get_models(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_models(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *out = NULL;
 	char *msg = NULL;
@@ -1345,8 +1346,8 @@ loomi_registry_get_models(loomi_daemon *d, const loomi_http_req *req, loomi_http
 	answer(res, rv, out, msg);
 }
 
-void
-loomi_registry_get_model(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_model(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *out = NULL;
 	char *msg = NULL;
@@ -1354,8 +1355,8 @@ loomi_registry_get_model(loomi_daemon *d, const loomi_http_req *req, loomi_http_
 	answer(res, rv, out, msg);
 }
 
-void
-loomi_registry_get_version(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_version(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *out = NULL;
 	char *msg = NULL;
@@ -1363,8 +1364,8 @@ loomi_registry_get_version(loomi_daemon *d, const loomi_http_req *req, loomi_htt
 	answer(res, rv, out, msg);
 }
 
-void
-loomi_registry_get_alias(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_alias(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *out = NULL;
 	char *msg = NULL;
@@ -1374,8 +1375,8 @@ loomi_registry_get_alias(loomi_daemon *d, const loomi_http_req *req, loomi_http_
 	answer(res, rv, out, msg);
 }
 
-void
-loomi_registry_post_alias(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_promote(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *body = loomi_api_json_body(req, res), *v, *out = NULL;
 	char *msg = NULL;
@@ -1400,11 +1401,54 @@ loomi_registry_post_alias(loomi_daemon *d, const loomi_http_req *req, loomi_http
 	answer(res, rv, out, msg);
 }
 
-void
-loomi_registry_post_rollback(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_rollback(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *out = NULL;
 	char *msg = NULL;
 	int rv = loomi_registry_rollback(d, req->params[0], req->params[1], API_USER, &out, &msg);
 	answer(res, rv, out, msg);
 }
+
+/* ------------------------------------------------------------------ the module */
+
+/* A completed task becomes a version.  Told inside the transition, before
+ * anyone can see the task completed, so the read routes (which wait for
+ * the queue) list the model as soon as the task is seen completed; the
+ * files are copied on the registry's thread. */
+static void
+on_job_state(loomi_daemon *d, const loomi_event *ev)
+{
+	if (strcmp(ev->u.state.to, "completed") == 0)
+		loomi_registry_submit(d, ev->job);
+}
+
+static const loomi_migration migrations[] = {
+	{8, "model registry", migration_sql},
+};
+
+static const loomi_route routes[] = {
+	{"GET", "/api/v1/models", route_models, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/models/{name}", route_model, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/models/{name}/versions/{version}", route_version, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/models/{name}/aliases/{alias}", route_alias, LOOMI_ACCESS_READ},
+	{"POST", "/api/v1/models/{name}/aliases/{alias}", route_promote, LOOMI_ACCESS_WRITE},
+	{"POST", "/api/v1/models/{name}/aliases/{alias}/rollback", route_rollback,
+	 LOOMI_ACCESS_WRITE},
+};
+
+static const loomi_listener listeners[] = {
+	{LOOMI_EV_JOB_STATE, on_job_state},
+};
+
+const loomi_module loomi_registry_module = {
+	.name = "registry",
+	.migrations = migrations,
+	.n_migrations = LOOMI_N(migrations),
+	.start = loomi_registry_start,
+	.stop = loomi_registry_stop,
+	.routes = routes,
+	.n_routes = LOOMI_N(routes),
+	.listeners = listeners,
+	.n_listeners = LOOMI_N(listeners),
+};

@@ -56,12 +56,7 @@
 
 #include <jansson.h>
 
-#include "host/server/api.h"
 #include "host/server/daemon.h"
-
-/* SQL of migration 8: models, model_versions, model_aliases,
- * model_alias_history, model_tags. */
-extern const char loomi_registry_migration_sql[];
 
 /* Register the model that task job_id produced, now, on the calling
  * thread.  0 when a version was stored; LOOM_ENOENT when the task is
@@ -74,8 +69,8 @@ int loomi_registry_register(loomi_daemon *d, int64_t job_id, char **err);
  * (stop finishes the registrations submitted). */
 int loomi_registry_start(loomi_daemon *d, char **err);
 void loomi_registry_stop(loomi_daemon *d);
-/* Queue job_id for registration on the registry's thread (called by the
- * jobs service when a task completes; cheap, never blocks on files).
+/* Queue job_id for registration on the registry's thread (the module's
+ * listener calls it when a task completes; cheap, never blocks on files).
  * Without a started thread it registers at once. */
 void loomi_registry_submit(loomi_daemon *d, int64_t job_id);
 
@@ -90,15 +85,5 @@ int loomi_registry_promote(loomi_daemon *d, const char *name, const char *alias,
                            int64_t version, const char *user, json_t **out, char **msg);
 int loomi_registry_rollback(loomi_daemon *d, const char *name, const char *alias,
                             const char *user, json_t **out, char **msg);
-
-/* The routes (host/api.c lists them). */
-void loomi_registry_get_models(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_registry_get_model(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_registry_get_version(loomi_daemon *d, const loomi_http_req *req,
-                                loomi_http_res *res);
-void loomi_registry_get_alias(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_registry_post_alias(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_registry_post_rollback(loomi_daemon *d, const loomi_http_req *req,
-                                  loomi_http_res *res);
 
 #endif /* LOOM_HOST_REGISTRY_H */

@@ -1,42 +1,28 @@
-/* The REST API: Loom's HTTP server (http.c) hands every request to the
- * route table below, so unknown paths and wrong methods get JSON errors
- * like every other failure; WebSocket upgrades go to the task monitor. */
+/* The REST API's request pipeline (api.h says its steps): Loom's HTTP
+ * server (http.c) hands every request to loomi_api_handle, which matches it
+ * against the routes of the module table (module.h), so unknown paths and
+ * wrong methods get JSON errors like every other failure; WebSocket
+ * upgrades go to the modules' WebSocket routes the same way. */
 #include "config.h"
 
-#include <arpa/inet.h>
-#include <sys/socket.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "host/alerts/alerts.h"
-#include "api.h"
-#include "host/configs/configs.h"
-#include "http.h"
-#include "host/tasks/jobs.h"
-#include "host/tasks/monitor.h"
 #include "host/core/log.h"
-#include "host/logs/logs.h"
-#include "host/registry/registry.h"
-#include "host/tracking/tracking.h"
 #include "host/core/util.h"
+#include "api.h"
+#include "http.h"
+#include "module.h"
 
 #define MAX_BODY (16u << 20)
 
 struct loomi_api {
 	loomi_http_server *server;
-	loomi_monitor *monitor;
 	loomi_daemon *d;
 };
-
-typedef struct route {
-	const char *method;
-	const char *pattern;       /* "/api/v1/plugins/{instance}" */
-	loomi_route_fn fn;
-} route;
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -127,90 +113,7 @@ match(const char *pattern, const char *path, loomi_http_req *req)
 	return true;
 }
 
-/* ------------------------------------------------------------------ routes */
-
-static json_t *
-plugin_json(const loom_instance *ins, bool detail)
-{
-	const loom_plugin_desc *d = ins->desc;
-	char abi[32];
-	json_t *o;
-
-	snprintf(abi, sizeof abi, "%u.%u", d->abi_major, d->abi_minor);
-	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "instance", ins->name, "module",
-	              ins->module->name, "kind", loom_kind_name(ins->kind), "name", d->name,
-	              "version", d->version, "abi", abi, "description",
-	              d->description ? d->description : "");
-	if (detail && o) {
-		json_t *settings = json_array();
-		json_object_set_new(o, "path", json_string(ins->module->path));
-		json_object_set_new(o, "thread_safe",
-		                    json_boolean(d->flags & LOOM_PLUGIN_THREAD_SAFE));
-		json_object_set(o, "config", ins->conf.values);
-		for (const loom_config_entry *e = d->config; e && e->key; e++) {
-			json_array_append_new(settings,
-			                      json_pack("{s:s, s:s?, s:s?, s:b}", "key", e->key,
-			                                "default", e->def, "description",
-			                                e->description, "required",
-			                                (e->flags & LOOM_CONFIG_REQUIRED) != 0));
-		}
-		json_object_set_new(o, "settings", settings);
-	}
-	return o;
-}
-
-static void
-get_health(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	sqlite3_stmt *st = NULL;
-	bool db_ok = false;
-	char abi[32];
-	char *state_dir = loomi_utf8_clean(loomi_strdup(d->conf.state_dir));
-
-	if (sqlite3_prepare_v2(d->store.db, "SELECT 1", -1, &st, NULL) == SQLITE_OK)
-		db_ok = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	snprintf(abi, sizeof abi, "%d.%d", LOOM_ABI_MAJOR, LOOM_ABI_MINOR);
-	res->status = db_ok ? 200 : 503;
-	res->body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:{s:b, s:i}}", "status",
-	                      db_ok ? "ok" : "degraded", "version", LOOM_VERSION_STRING, "abi", abi,
-	                      "pid", (json_int_t)getpid(), "uptime_s",
-	                      (json_int_t)((loomi_mono_ns() - d->started_ns) / 1000000000ull),
-	                      "state_dir", state_dir, "plugins",
-	                      (json_int_t)d->plugins.n_instances, "bus_dropped",
-	                      (json_int_t)(d->bus ? loomi_bus_dropped(d->bus) : 0), "database", "ok",
-	                      db_ok, "schema_version", d->store.version);
-	free(state_dir);
-}
-
-static void
-get_plugins(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	json_t *list = json_array();
-
-	for (size_t i = 0; i < d->plugins.n_instances; i++)
-		json_array_append_new(list, plugin_json(d->plugins.instances[i], false));
-	res->status = 200;
-	res->body = json_pack("{s:o, s:I}", "plugins", list, "count",
-	                      (json_int_t)d->plugins.n_instances);
-}
-
-static void
-get_plugin(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	loom_instance *ins = loomi_instance_find(&d->plugins, req->params[0]);
-
-	if (ins == NULL) {
-		loomi_api_error(res, 404, "not_found",
-		                "no plugin instance \"%s\"; GET /api/v1/plugins lists them",
-		                req->params[0]);
-		return;
-	}
-	res->status = 200;
-	res->body = plugin_json(ins, true);
-}
-
-/* ------------------------------------------------------------------ training tasks */
+/* ------------------------------------------------------------------ helpers for routes */
 
 /* The value of key in a query string ("a=1&b=2"), decoded; NULL if absent. */
 char *
@@ -255,141 +158,6 @@ loomi_query_int(loomi_http_res *res, const char *query, const char *key, int64_t
 	return true;
 }
 
-int64_t
-loomi_api_task_id(const loomi_http_req *req, loomi_http_res *res)
-{
-	int64_t id = loomi_job_id_parse(req->params[0]);
-	if (id <= 0)
-		loomi_api_error(res, 404, "not_found",
-		                "\"%s\" is not a task id; ids look like task-12 (GET "
-		                "/api/v1/training/tasks lists them)",
-		                req->params[0]);
-	return id;
-}
-
-static void
-post_tasks(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	json_error_t je;
-	json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
-	char *msg = NULL;
-	int64_t id = 0;
-	int rv;
-
-	if (body == NULL) {
-		loomi_api_error(res, 400, "bad_request",
-		                "the body is not valid JSON: %s (line %d, column %d)", je.text,
-		                je.line, je.column);
-		return;
-	}
-	rv = loomi_jobs_submit(d, body, "local", &id, &msg);
-	json_decref(body);
-	if (rv != 0) {
-		loomi_api_error(res, rv == LOOM_ENOENT ? 404 : rv == LOOM_EINVAL ? 400 : 500,
-		                rv == LOOM_ENOENT ? "not_found" : rv == LOOM_EINVAL ? "invalid" :
-		                "internal", "%s", msg ? msg : loom_strerror(rv));
-		free(msg);
-		return;
-	}
-	res->status = 201;
-	res->body = loomi_jobs_get(d, id);
-}
-
-static void
-get_tasks(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	char *status = loomi_query_get(req->query, "status"), *user = loomi_query_get(req->query, "user");
-	char *msg = NULL;
-	int64_t limit, offset;
-
-	if (loomi_query_int(res, req->query, "limit", 50, 1, 1000, &limit) &&
-	    loomi_query_int(res, req->query, "offset", 0, 0, INT64_MAX / 2, &offset)) {
-		res->body = loomi_jobs_list(d, status, user, limit, offset, &msg);
-		if (res->body)
-			res->status = 200;
-		else
-			loomi_api_error(res, 400, "bad_request", "%s", msg);
-	}
-	free(msg);
-	free(status);
-	free(user);
-}
-
-static void
-get_task(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	int64_t id = loomi_api_task_id(req, res);
-	if (id <= 0)
-		return;
-	if ((res->body = loomi_jobs_get(d, id)) == NULL) {
-		loomi_api_error(res, 404, "not_found", "there is no task-%lld", (long long)id);
-		return;
-	}
-	res->status = 200;
-}
-
-static void
-task_action(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res, const char *action)
-{
-	int64_t id = loomi_api_task_id(req, res);
-	char *msg = NULL;
-	int rv;
-
-	if (id <= 0)
-		return;
-	rv = loomi_jobs_action(d, id, action, &msg);
-	if (rv == 0 || rv == LOOM_EBUSY) {
-		res->status = rv == 0 ? 200 : 202;
-		res->body = loomi_jobs_get(d, id);
-		if (rv == LOOM_EBUSY && res->body)
-			json_object_set_new(res->body, "message",
-			                    json_pack("s", "the worker stops at its next step; GET the "
-			                                   "task to see it happen"));
-	} else {
-		loomi_api_error(res, rv == LOOM_ENOENT ? 404 : rv == LOOM_ESTATE ? 409 : 500,
-		                rv == LOOM_ENOENT ? "not_found" : rv == LOOM_ESTATE ? "conflict" :
-		                "internal", "%s", msg ? msg : loom_strerror(rv));
-	}
-	free(msg);
-}
-
-static void
-post_start(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	task_action(d, req, res, "start");
-}
-
-static void
-post_pause(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	task_action(d, req, res, "pause");
-}
-
-static void
-post_resume(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	task_action(d, req, res, "resume");
-}
-
-static void
-post_cancel(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	task_action(d, req, res, "cancel");
-}
-
-static void
-get_openapi(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	(void)d;
-	(void)req;
-	res->status = 200;
-	res->text = loomi_strdup(loomi_openapi_json);
-	res->text_len = strlen(loomi_openapi_json);
-	res->content_type = "application/json";
-}
-
-/* ------------------------------------------------------------------ training configs */
-
 static int
 status_of(int rv)
 {
@@ -412,7 +180,7 @@ code_of(int rv)
 	}
 }
 
-/* Answer a configs.c call: out with status ok, or the error. */
+/* A service call's outcome as the answer: out with status ok, or the error. */
 void
 loomi_api_answer(loomi_http_res *res, int rv, json_t *out, char *msg, int ok)
 {
@@ -438,243 +206,91 @@ loomi_api_json_body(const loomi_http_req *req, loomi_http_res *res)
 	return body;
 }
 
-static void
-post_configs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	json_t *body = loomi_api_json_body(req, res), *out = NULL;
-	char *msg = NULL;
-	if (body) {
-		int rv = loomi_configs_create(d, body, &out, &msg);
-		loomi_api_answer(res, rv, out, msg, 201);
-	}
-	json_decref(body);
-}
-
-static void
-get_configs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	int64_t limit, offset;
-	json_t *out = NULL;
-	char *msg = NULL;
-
-	if (loomi_query_int(res, req->query, "limit", 50, 1, 1000, &limit) &&
-	    loomi_query_int(res, req->query, "offset", 0, 0, INT64_MAX / 2, &offset)) {
-		int rv = loomi_configs_list(d, limit, offset, &out, &msg);
-		loomi_api_answer(res, rv, out, msg, 200);
-	}
-}
-
-static void
-get_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	char *format = loomi_query_get(req->query, "format"), *msg = NULL, *text = NULL;
-	int64_t version;
-	json_t *out = NULL;
-	int rv;
-
-	if (!loomi_query_int(res, req->query, "version", 0, 1, INT64_MAX / 2, &version))
-		goto out;
-	if (format == NULL) {
-		rv = loomi_configs_get(d, req->params[0], version, &out, &msg);
-		loomi_api_answer(res, rv, out, msg, 200);
-	} else if (strcmp(format, "libconfig") == 0 || strcmp(format, "json") == 0) {
-		rv = loomi_configs_export(d, req->params[0], version, format, &text, &msg);
-		if (rv == 0) {
-			res->status = 200;
-			res->text = text;
-			res->text_len = strlen(text);
-			res->content_type = strcmp(format, "json") == 0 ? "application/json"
-			                                                : "text/plain; charset=utf-8";
-			free(msg);
-		} else {
-			loomi_api_answer(res, rv, NULL, msg, 200);
-		}
-	} else {
-		loomi_api_error(res, 400, "bad_request",
-		                "format: \"%s\" is not an export format; use libconfig or json", format);
-	}
-out:
-	free(format);
-}
-
-static void
-put_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	json_t *body = loomi_api_json_body(req, res), *out = NULL;
-	char *msg = NULL;
-	if (body) {
-		int rv = loomi_configs_update(d, req->params[0], body, &out, &msg);
-		loomi_api_answer(res, rv, out, msg, 200);
-	}
-	json_decref(body);
-}
-
-static void
-delete_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	char *msg = NULL;
-	int rv = loomi_configs_delete(d, req->params[0], &msg);
-	loomi_api_answer(res, rv, rv == 0 ? json_pack("{s:s, s:b}", "config_id", req->params[0], "deleted", 1)
-	                        : NULL,
-	       msg, 200);
-}
-
-static void
-get_config_versions(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	json_t *out = NULL;
-	char *msg = NULL;
-	int rv = loomi_configs_versions(d, req->params[0], &out, &msg);
-	loomi_api_answer(res, rv, out, msg, 200);
-}
-
-static void
-post_config_validate(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	json_t *body = loomi_api_json_body(req, res), *out = NULL;
-	char *msg = NULL;
-	if (body) {
-		int rv = loomi_configs_validate(d, body, &out, &msg);
-		loomi_api_answer(res, rv, out, msg, 200);
-	}
-	json_decref(body);
-}
-
-/* $LOOM_TEMPLATES (a source tree), else the installed templates. */
-static const char *
-template_dir(void)
-{
-	const char *env = getenv("LOOM_TEMPLATES");
-	return env && *env ? env : LOOM_TEMPLATE_DIR;
-}
-
-static void
-get_templates(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	json_t *out = NULL;
-	char *msg = NULL;
-	int rv = loomi_configs_templates(template_dir(), &out, &msg);
-	(void)d;
-	(void)req;
-	loomi_api_answer(res, rv, out, msg, 200);
-}
-
-static void
-get_template(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	json_t *out = NULL;
-	char *msg = NULL;
-	int rv = loomi_configs_template(template_dir(), req->params[0], &out, &msg);
-	(void)d;
-	loomi_api_answer(res, rv, out, msg, 200);
-}
-
-static void
-get_resources(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
-{
-	(void)req;
-	res->status = 200;
-	res->body = loomi_jobs_resources(d);
-}
-
-static const route routes[] = {
-	{"GET", "/api/v1/health", get_health},
-	{"GET", "/api/v1/openapi.json", get_openapi},
-	{"GET", "/api/v1/plugins", get_plugins},
-	{"GET", "/api/v1/plugins/{instance}", get_plugin},
-	{"GET", "/api/v1/resources", get_resources},
-	{"POST", "/api/v1/training/tasks", post_tasks},
-	{"GET", "/api/v1/training/tasks", get_tasks},
-	{"GET", "/api/v1/training/tasks/{id}", get_task},
-	{"POST", "/api/v1/training/tasks/{id}/start", post_start},
-	{"POST", "/api/v1/training/tasks/{id}/pause", post_pause},
-	{"POST", "/api/v1/training/tasks/{id}/resume", post_resume},
-	{"POST", "/api/v1/training/tasks/{id}/cancel", post_cancel},
-	{"GET", "/api/v1/training/tasks/{id}/logs", loomi_logs_route_task},
-	{"GET", "/api/v1/logs", loomi_logs_route_host},
-	{"POST", "/api/v1/training/configs/validate", post_config_validate},
-	{"POST", "/api/v1/training/configs", post_configs},
-	{"GET", "/api/v1/training/configs", get_configs},
-	{"GET", "/api/v1/training/configs/{id}", get_config},
-	{"PUT", "/api/v1/training/configs/{id}", put_config},
-	{"DELETE", "/api/v1/training/configs/{id}", delete_config},
-	{"GET", "/api/v1/training/configs/{id}/versions", get_config_versions},
-	{"GET", "/api/v1/training/templates", get_templates},
-	{"GET", "/api/v1/training/templates/{name}", get_template},
-	{"POST", "/api/v1/runs", loomi_api_runs_create},
-	{"GET", "/api/v1/runs", loomi_api_runs_list},
-	{"GET", "/api/v1/runs/compare", loomi_api_runs_compare},
-	{"GET", "/api/v1/runs/export", loomi_api_runs_export},
-	{"GET", "/api/v1/runs/best", loomi_api_runs_best},
-	{"GET", "/api/v1/runs/{id}", loomi_api_run_get},
-	{"POST", "/api/v1/runs/{id}/end", loomi_api_run_end},
-	{"POST", "/api/v1/runs/{id}/tags", loomi_api_run_tags},
-	{"POST", "/api/v1/runs/{id}/metrics", loomi_api_run_metrics_post},
-	{"GET", "/api/v1/runs/{id}/metrics", loomi_api_run_metrics_get},
-	{"GET", "/api/v1/runs/{id}/export", loomi_api_runs_export},
-	{"GET", "/api/v1/exporters", loomi_api_exporters},
-	{"GET", "/api/v1/training/tasks/{id}/export", loomi_api_task_export},
-	{"GET", "/api/v1/training/tasks/{id}/metrics", loomi_api_task_metrics_get},
-	{"GET", "/api/v1/models", loomi_registry_get_models},
-	{"GET", "/api/v1/models/{name}", loomi_registry_get_model},
-	{"GET", "/api/v1/models/{name}/versions/{version}", loomi_registry_get_version},
-	{"GET", "/api/v1/models/{name}/aliases/{alias}", loomi_registry_get_alias},
-	{"POST", "/api/v1/models/{name}/aliases/{alias}", loomi_registry_post_alias},
-	{"POST", "/api/v1/models/{name}/aliases/{alias}/rollback", loomi_registry_post_rollback},
-	{"GET", "/api/v1/alerts/rules", loomi_api_alert_rules_list},
-	{"POST", "/api/v1/alerts/rules", loomi_api_alert_rule_create},
-	{"GET", "/api/v1/alerts/rules/{id}", loomi_api_alert_rule_get},
-	{"PUT", "/api/v1/alerts/rules/{id}", loomi_api_alert_rule_update},
-	{"DELETE", "/api/v1/alerts/rules/{id}", loomi_api_alert_rule_delete},
-	{"GET", "/api/v1/alerts", loomi_api_alerts_list},
-	{"GET", "/api/v1/alerts/{id}", loomi_api_alert_get},
-};
+/* ------------------------------------------------------------------ the route table */
 
 bool
-loomi_api_route(size_t i, const char **method, const char **pattern)
+loomi_api_route(size_t i, const loomi_route **route, const char **module)
 {
-	if (i >= sizeof routes / sizeof routes[0])
-		return false;
-	*method = routes[i].method;
-	*pattern = routes[i].pattern;
-	return true;
+	for (size_t m = 0; m < loomi_n_modules; m++) {
+		if (i < loomi_modules[m]->n_routes) {
+			*route = &loomi_modules[m]->routes[i];
+			if (module)
+				*module = loomi_modules[m]->name;
+			return true;
+		}
+		i -= loomi_modules[m]->n_routes;
+	}
+	return false;
 }
 
-/* ------------------------------------------------------------------ dispatch */
+/* ------------------------------------------------------------------ the pipeline */
 
-static void
-route_request(loomi_daemon *d, loomi_http_req *req, loomi_http_res *res)
+/* Is pattern a more specific than b, both matching one path?  At the first
+ * segment where they differ a literal beats a {parameter}, so
+ * /api/v1/runs/compare wins over /api/v1/runs/{id} whatever the order of
+ * the modules. */
+static bool
+more_specific(const char *a, const char *b)
+{
+	while (*a && *b) {
+		bool pa = *a == '{', pb = *b == '{';
+		if (pa != pb)
+			return !pa;
+		a = strchr(a, '/');
+		b = strchr(b, '/');
+		if (a == NULL || b == NULL)
+			break;
+		a++;
+		b++;
+	}
+	return false;
+}
+
+/* Step 3: the route for req: of the routes whose pattern matches the path
+ * and whose method is the request's, the most specific.  Its {…}
+ * parameters are decoded into params (free them).  NULL after setting a
+ * 404, a 405 (Allow: every method the path takes) or a 400. */
+static const loomi_route *
+find_route(loomi_http_req *req, char *params[4], loomi_http_res *res)
 {
 	loomi_strv allowed = {0};
 	const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
+	const loomi_route *r, *best = NULL;
+	loomi_http_req m, best_m = {0};
 
-	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-		loomi_http_req m = *req;
-		if (!match(routes[i].pattern, req->path, &m))
+	for (size_t i = 0; loomi_api_route(i, &r, NULL); i++) {
+		m = *req;
+		if (!match(r->pattern, req->path, &m))
 			continue;
-		if (strcmp(routes[i].method, method) != 0) {
-			loomi_strv_push(&allowed, loomi_strdup(routes[i].method));
+		if (strcmp(r->method, method) != 0) {
+			bool seen = false;
+			for (size_t k = 0; k < allowed.n; k++)
+				seen |= strcmp(allowed.v[k], r->method) == 0;
+			if (!seen)
+				loomi_strv_push(&allowed, loomi_strdup(r->method));
 			continue;
 		}
-		/* Decode the parameters into owned strings for the route. */
-		char *params[4] = {0};
-		bool bad = false;
-		for (size_t k = 0; k < m.n_params; k++) {
-			const char *seg = m.params[k], *end = strchr(seg, '/');
-			params[k] = url_decode(seg, end ? (size_t)(end - seg) : strlen(seg));
-			if (params[k] == NULL)
-				bad = true;
-			m.params[k] = params[k];
+		if (best == NULL || more_specific(r->pattern, best->pattern)) {
+			best = r;
+			best_m = m;
 		}
-		if (bad)
-			loomi_api_error(res, 400, "bad_request", "malformed percent-encoding in %s",
-			                req->path);
-		else
-			routes[i].fn(d, &m, res);
-		for (size_t k = 0; k < m.n_params; k++)
-			free(params[k]);
+	}
+	if (best) {
 		loomi_strv_free(&allowed);
-		return;
+		/* each {param} is decoded once, after matching, so an encoded '/'
+		 * or '%' stays inside its segment */
+		for (size_t k = 0; k < best_m.n_params; k++) {
+			const char *seg = best_m.params[k], *end = strchr(seg, '/');
+			params[k] = url_decode(seg, end ? (size_t)(end - seg) : strlen(seg));
+			if (params[k] == NULL) {
+				loomi_api_error(res, 400, "bad_request", "malformed percent-encoding in %s",
+				                req->path);
+				return NULL;
+			}
+			req->params[k] = params[k];
+		}
+		req->n_params = best_m.n_params;
+		return best;
 	}
 	if (allowed.n > 0) {
 		loomi_strv_push(&allowed, loomi_strdup("HEAD"));
@@ -687,7 +303,36 @@ route_request(loomi_daemon *d, loomi_http_req *req, loomi_http_res *res)
 		                req->path);
 	}
 	loomi_strv_free(&allowed);
+	return NULL;
 }
+
+void
+loomi_api_handle(loomi_daemon *d, const loomi_http_req *in, loomi_http_res *res)
+{
+	loomi_http_req req = *in;
+	const loomi_route *route;
+	char *params[4] = {0};
+	char *path;
+	size_t n;
+
+	/* Step 2: a trailing slash is collapsed so /api/v1/plugins/ finds its
+	 * route.  Routes match the path as sent. */
+	path = loomi_strdup(in->path);
+	n = strlen(path);
+	while (n > 1 && path[n - 1] == '/')
+		path[--n] = '\0';
+	req.path = path;
+	req.n_params = 0;
+
+	/* Step 3, then the handler. */
+	if ((route = find_route(&req, params, res)) != NULL)
+		route->fn(d, &req, res);
+	for (size_t k = 0; k < 4; k++)
+		free(params[k]);
+	free(path);
+}
+
+/* ------------------------------------------------------------------ HTTP */
 
 static void
 http_handler(void *arg, const loomi_http_request *hreq, loomi_http_response *hres)
@@ -695,23 +340,15 @@ http_handler(void *arg, const loomi_http_request *hreq, loomi_http_response *hre
 	loomi_api *api = arg;
 	loomi_http_req req = {0};
 	loomi_http_res res = {0};
-	char *path, *text = NULL;
+	char *text = NULL;
 	uint64_t t0 = loomi_mono_ns();
-	size_t n;
 
 	req.method = hreq->method;
+	req.path = hreq->path;
 	req.query = hreq->query;
 	req.body = hreq->body;
 	req.body_len = hreq->body_len;
-	/* Routes match the path as sent; each {param} is decoded once, after
-	 * matching, so an encoded '/' or '%' stays inside its segment.  A
-	 * trailing slash is collapsed so /api/v1/plugins/ finds its route. */
-	path = loomi_strdup(hreq->path);
-	n = strlen(path);
-	while (n > 1 && path[n - 1] == '/')
-		path[--n] = '\0';
-	req.path = path;
-	route_request(api->d, &req, &res);
+	loomi_api_handle(api->d, &req, &res);
 
 	if (res.status == 0) {
 		LOG_ERROR("http %s %s: the route set no status (a bug)", req.method, hreq->target);
@@ -746,29 +383,74 @@ http_handler(void *arg, const loomi_http_request *hreq, loomi_http_response *hre
 	if (loomi_log_enabled(LOOM_LOG_DEBUG))
 		LOG_DEBUG("http %s %s -> %d (%.3f ms)", req.method, hreq->target, res.status,
 		          (double)(loomi_mono_ns() - t0) / 1e6);
-	free(path);
 	json_decref(res.body);
 	free(res.text);
 	free(res.allow);
 }
 
-/* The WebSocket monitor, reached through the api. */
+/* ------------------------------------------------------------------ WebSocket */
+
+/* The WebSocket route for path, or NULL. */
+static const loomi_ws_route *
+find_ws_route(const char *path)
+{
+	for (size_t m = 0; m < loomi_n_modules; m++) {
+		for (size_t i = 0; i < loomi_modules[m]->n_ws_routes; i++) {
+			loomi_http_req scratch = {0};
+			const loomi_ws_route *r = &loomi_modules[m]->ws_routes[i];
+			if (match(r->pattern, path, &scratch))
+				return r;
+		}
+	}
+	return NULL;
+}
+
 static int
 ws_open(void *arg, loomi_ws *ws, const loomi_http_request *req, loomi_http_response *res)
 {
-	return loomi_monitor_handlers()->on_open(((loomi_api *)arg)->monitor, ws, req, res);
+	loomi_api *api = arg;
+	const loomi_ws_route *r = find_ws_route(req->path);
+	int status;
+
+	if (r == NULL) {
+		/* where they are served: every WebSocket pattern */
+		loomi_strv where = {0};
+		char *list, *body;
+		json_t *o;
+		for (size_t m = 0; m < loomi_n_modules; m++)
+			for (size_t i = 0; i < loomi_modules[m]->n_ws_routes; i++)
+				loomi_strv_push(&where, loomi_strdup(loomi_modules[m]->ws_routes[i].pattern));
+		list = loomi_strv_join(&where, ", ");
+		body = loomi_strfmt("WebSockets are served at %s", list);
+		o = json_pack("{s:{s:s, s:s}}", "error", "code", "not_found", "message", body);
+		res->status = 404;
+		res->body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		res->body_len = strlen(res->body);
+		json_decref(o);
+		free(body);
+		free(list);
+		loomi_strv_free(&where);
+		return 404;
+	}
+	if ((status = r->on_open(api->d, ws, req, res)) == 0)
+		loomi_ws_set_owner(ws, r);
+	return status;
 }
 
 static void
 ws_message(void *arg, loomi_ws *ws, const char *data, size_t len, bool text)
 {
-	loomi_monitor_handlers()->on_message(((loomi_api *)arg)->monitor, ws, data, len, text);
+	const loomi_ws_route *r = loomi_ws_get_owner(ws);
+	if (r)
+		r->on_message(((loomi_api *)arg)->d, ws, data, len, text);
 }
 
 static void
 ws_close(void *arg, loomi_ws *ws)
 {
-	loomi_monitor_handlers()->on_close(((loomi_api *)arg)->monitor, ws);
+	const loomi_ws_route *r = loomi_ws_get_owner(ws);
+	if (r)
+		r->on_close(((loomi_api *)arg)->d, ws);
 }
 
 static const loomi_ws_handlers ws_handlers = {ws_open, ws_message, ws_close};
@@ -784,13 +466,8 @@ loomi_api_start(loomi_daemon *d, const char *listen, char **err)
 
 	api->d = d;
 	opts.max_body = MAX_BODY;
-	if ((rv = loomi_monitor_start(d, &api->monitor, err)) != 0) {
-		free(api);
-		return rv;
-	}
 	if ((rv = loomi_http_start(&api->server, listen, &opts, http_handler, &ws_handlers, api,
 	                           err)) != 0) {
-		loomi_monitor_stop(api->monitor);
 		free(api);
 		return rv;
 	}
@@ -807,7 +484,6 @@ loomi_api_stop(loomi_daemon *d)
 	if (api == NULL)
 		return;
 	loomi_http_stop(api->server);
-	loomi_monitor_stop(api->monitor);
 	free(api);
 	d->api = NULL;
 	free(d->url);

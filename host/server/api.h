@@ -1,7 +1,22 @@
-/* The REST API under /api/v1, served by Loom's HTTP server (http.h).  JSON in and
- * out; errors as {"error":{"code":"not_found","message":"…"}} with the
- * matching HTTP status; 404 for unknown paths and 405 (with Allow) for a
- * method a path does not take. */
+/* The REST API under /api/v1, served by Loom's HTTP server (http.h), and
+ * its request pipeline.  Routes come from the modules (module.h): every
+ * request passes the same steps, in one place (api.c):
+ *
+ *   1. parse      — http.c: the request line, headers, body (limits on
+ *                   head and body size, 400/413/431 …);
+ *   2. normalise  — a trailing slash dropped;
+ *   3. route      — the first route of the module table whose pattern
+ *                   matches the path and whose method matches; 404 for an
+ *                   unknown path, 405 (with Allow) for a method it does
+ *                   not take; {…} segments percent-decoded (400 when
+ *                   malformed);
+ *   4. the route's handler, which answers JSON (or text).
+ *
+ * Authentication and authorization will be steps between 3 and 4, reading
+ * the route's access (what it does: read, write, admin).
+ *
+ * JSON in and out; errors as {"error":{"code":"not_found","message":"…"}}
+ * with the matching HTTP status. */
 #ifndef LOOM_HOST_API_H
 #define LOOM_HOST_API_H
 
@@ -11,6 +26,7 @@
 #include <jansson.h>
 
 #include "daemon.h"
+#include "http.h"
 
 typedef struct loomi_api loomi_api;
 
@@ -37,14 +53,50 @@ typedef struct loomi_http_res {
 typedef void (*loomi_route_fn)(loomi_daemon *d, const loomi_http_req *req,
                                loomi_http_res *res);
 
-/* Start serving d on listen ("host:port"); the URL actually bound (the
- * port filled in when 0 was asked) is stored in d->url. */
+/* What a route does, for the authorization step. */
+typedef enum loomi_access {
+	LOOMI_ACCESS_READ = 1,  /* reads, changes nothing */
+	LOOMI_ACCESS_WRITE = 2, /* creates or changes objects (submit, pause, promote …) */
+	LOOMI_ACCESS_ADMIN = 3, /* changes how loomd acts for everyone, or makes it run
+	                         * commands of the caller's choosing (alert rules) */
+} loomi_access;
+
+/* One endpoint: method, pattern ("/api/v1/plugins/{instance}": each {name}
+ * matches one non-empty segment, handed to fn decoded in req->params), the
+ * handler, and what it does. */
+typedef struct loomi_route {
+	const char *method;
+	const char *pattern;
+	loomi_route_fn fn;
+	int access;                /* loomi_access */
+} loomi_route;
+
+/* A WebSocket endpoint: on_open accepts an upgrade of a path matching
+ * pattern (0) or refuses it with an HTTP status after filling res; the
+ * connection's messages and its close then go to the same route.  As
+ * http.h's loomi_ws_handlers, with the daemon instead of an arg. */
+typedef struct loomi_ws_route {
+	const char *pattern;
+	int (*on_open)(loomi_daemon *d, loomi_ws *ws, const loomi_http_request *req,
+	               loomi_http_response *res);
+	void (*on_message)(loomi_daemon *d, loomi_ws *ws, const char *data, size_t len, bool text);
+	void (*on_close)(loomi_daemon *d, loomi_ws *ws);
+	int access;                /* loomi_access */
+} loomi_ws_route;
+
+/* Start serving d's modules on listen ("host:port"); the URL actually
+ * bound (the port filled in when 0 was asked) is stored in d->url. */
 int loomi_api_start(loomi_daemon *d, const char *listen, char **err);
 void loomi_api_stop(loomi_daemon *d);
 
-/* The route table, for tests: route i's method and pattern; false past
- * the end. */
-bool loomi_api_route(size_t i, const char **method, const char **pattern);
+/* The pipeline from step 2 on, without a socket: req as http.c would hand
+ * it (path not decoded, the query raw); res filled as for a client (free
+ * res->body, res->text and res->allow).  For tests and in-process callers. */
+void loomi_api_handle(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
+
+/* Every route of the module table in the order requests are matched, for
+ * tests and listings: route i and its module's name; false past the end. */
+bool loomi_api_route(size_t i, const loomi_route **route, const char **module);
 
 /* docs/openapi.json, compiled in (served at /api/v1/openapi.json). */
 extern const char loomi_openapi_json[];
@@ -64,10 +116,8 @@ bool loomi_query_int(loomi_http_res *res, const char *query, const char *key, in
 /* The body as JSON, or NULL after setting a 400. */
 json_t *loomi_api_json_body(const loomi_http_req *req, loomi_http_res *res);
 /* Answer with out and status ok when rv is 0, else the error for rv with
- * msg (both taken). */
+ * msg (both taken): LOOM_EINVAL 400, LOOM_ENOENT 404, LOOM_EEXIST 409,
+ * others 500. */
 void loomi_api_answer(loomi_http_res *res, int rv, json_t *out, char *msg, int ok);
-/* The task id of the route's first parameter ("task-12" or "12"), or 0
- * after setting a 404. */
-int64_t loomi_api_task_id(const loomi_http_req *req, loomi_http_res *res);
 
 #endif /* LOOM_HOST_API_H */

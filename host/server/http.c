@@ -526,6 +526,7 @@ struct loomi_ws {
 	atomic_uint_fast64_t dropped;
 	bool drop_logged;
 	void *data;
+	const void *owner;         /* set by the dispatcher at on_open */
 };
 
 struct loomi_http_server {
@@ -2468,6 +2469,26 @@ loomi_ws_get_data(const loomi_ws *ws)
 	data = w->data;
 	pthread_mutex_unlock(&w->mtx);
 	return data;
+}
+
+void
+loomi_ws_set_owner(loomi_ws *ws, const void *owner)
+{
+	pthread_mutex_lock(&ws->mtx);
+	ws->owner = owner;
+	pthread_mutex_unlock(&ws->mtx);
+}
+
+const void *
+loomi_ws_get_owner(const loomi_ws *ws)
+{
+	loomi_ws *w = (loomi_ws *)ws;
+	const void *owner;
+
+	pthread_mutex_lock(&w->mtx);
+	owner = w->owner;
+	pthread_mutex_unlock(&w->mtx);
+	return owner;
 }
 
 void

@@ -136,6 +136,11 @@ uint64_t loomi_ws_dropped(const loomi_ws *ws);
 /* Per-connection user data, set by on_open. */
 void loomi_ws_set_data(loomi_ws *ws, void *data);
 void *loomi_ws_get_data(const loomi_ws *ws);
+/* Which endpoint a connection belongs to, for a dispatcher that serves
+ * several (the API records the route that accepted it); separate from the
+ * data the endpoint itself keeps. */
+void loomi_ws_set_owner(loomi_ws *ws, const void *owner);
+const void *loomi_ws_get_owner(const loomi_ws *ws);
 /* Keep ws valid beyond on_close (each hold needs one release). */
 void loomi_ws_hold(loomi_ws *ws);
 void loomi_ws_release(loomi_ws *ws);

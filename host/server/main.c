@@ -25,14 +25,11 @@
 
 #include <nng/nng.h>
 
-#include "host/alerts/alerts.h"
+#include "host/core/log.h"
 #include "api.h"
 #include "daemon.h"
-#include "host/tasks/jobs.h"
-#include "host/core/log.h"
-#include "host/tracking/tracking.h"
-#include "host/logs/logs.h"
-#include "host/registry/registry.h"
+#include "events.h"
+#include "module.h"
 
 #ifndef LOOM_CONF_FILE
 #define LOOM_CONF_FILE "/etc/loom/loomd.conf"
@@ -164,9 +161,14 @@ start(loomi_daemon *d, char **err)
 	free(db);
 	if (rv != 0)
 		return rv;
-	/* from here on loomd's own lines are stored too, plugin loading included */
-	if ((rv = loomi_logs_start(d, err)) != 0)
-		return rv;
+	/* the modules hear each other from here on */
+	loomi_events_attach(d, loomi_modules, loomi_n_modules);
+	/* init: the log store starts here, so that plugin loading is recorded */
+	for (size_t i = 0; i < loomi_n_modules; i++) {
+		const loomi_module *m = loomi_modules[i];
+		if (m->init && (rv = m->init(d, err)) != 0)
+			return rv;
+	}
 
 	req = d->conf.bus_requests ? loomi_strdup(d->conf.bus_requests)
 	                           : loomi_strfmt("ipc://%s/bus.req", d->conf.state_dir);
@@ -219,12 +221,11 @@ start(loomi_daemon *d, char **err)
 			return rv;
 	}
 
-	if ((rv = loomi_alerts_start(d, err)) != 0)
-		return rv;
-	if ((rv = loomi_tracking_start(d, err)) != 0)
-		return rv;
-	if ((rv = loomi_registry_start(d, err)) != 0 || (rv = loomi_jobs_start(d, err)) != 0)
-		return rv;
+	for (size_t i = 0; i < loomi_n_modules; i++) {
+		const loomi_module *m = loomi_modules[i];
+		if (m->start && (rv = m->start(d, err)) != 0)
+			return rv;
+	}
 	if ((rv = loomi_api_start(d, d->conf.listen, err)) != 0)
 		return rv;
 	urlfile = loomi_path_join(d->conf.state_dir, "loomd.url");
@@ -248,11 +249,14 @@ stop(loomi_daemon *d)
 		loomi_api_stop(d);
 	}
 	free(urlfile);
-	loomi_jobs_stop(d);
-	loomi_tracking_stop(); /* after the jobs (their runs end), before the alerts it feeds */
-	loomi_alerts_stop(); /* after the jobs: their last transitions may fire */
-	loomi_registry_stop(d); /* after the jobs: it registers the tasks they completed */
-	loomi_logs_stop();
+	/* backwards: the tasks first (their last transitions reach the others),
+	 * the log store last */
+	for (size_t i = loomi_n_modules; i-- > 0;) {
+		const loomi_module *m = loomi_modules[i];
+		if (m->stop)
+			m->stop(d);
+	}
+	loomi_events_detach();
 	loomi_plugins_fini(&d->plugins);
 	loomi_bus_close(d->bus);
 	d->bus = NULL;

@@ -13,124 +13,57 @@
 #include <loom/error.h>
 #include <loom/version.h>
 
-#include "host/alerts/alerts.h"
-#include "host/configs/configs.h"
 #include "host/core/log.h"
-#include "host/logs/logs.h"
-#include "host/registry/registry.h"
-#include "store.h"
-#include "host/tracking/tracking.h"
 #include "host/core/util.h"
+#include "module.h"
+#include "store.h"
 
-/* Migrations, in order.  Never edit one that has shipped: add another.
- * Being written: 7 runs and metrics (tracking.c), 8 model registry
- * (registry.c), 9 structured logs (logs.c), 10 alerts (alerts.c). */
-static const loomi_migration migrations[] = {
-	{1, "jobs, dependencies and job events",
-	 "CREATE TABLE meta (\n"
-	 "  key   TEXT PRIMARY KEY,\n"
-	 "  value TEXT NOT NULL\n"
-	 ") WITHOUT ROWID;\n"
-	 "CREATE TABLE jobs (\n"
-	 "  id            INTEGER PRIMARY KEY,\n"
-	 "  name          TEXT NOT NULL,\n"
-	 "  user          TEXT NOT NULL DEFAULT 'local',\n"
-	 "  state         TEXT NOT NULL DEFAULT 'pending' CHECK (state IN\n"
-	 "                  ('pending','running','paused','completed','failed','cancelled')),\n"
-	 "  priority      INTEGER NOT NULL DEFAULT 0,\n"
-	 "  compute       TEXT NOT NULL,\n"
-	 "  spec          TEXT NOT NULL CHECK (json_valid(spec)),\n"
-	 "  cpu_millis    INTEGER NOT NULL DEFAULT 1000 CHECK (cpu_millis >= 0),\n"
-	 "  memory        INTEGER NOT NULL DEFAULT 0 CHECK (memory >= 0),\n"
-	 "  gpu           INTEGER NOT NULL DEFAULT 0 CHECK (gpu >= 0),\n"
-	 "  max_retries   INTEGER NOT NULL DEFAULT 0,\n"
-	 "  attempts      INTEGER NOT NULL DEFAULT 0,\n"
-	 "  timeout_ms    INTEGER NOT NULL DEFAULT 0,\n"
-	 "  progress_step INTEGER NOT NULL DEFAULT 0,\n"
-	 "  progress_total INTEGER NOT NULL DEFAULT 0,\n"
-	 "  error         TEXT,\n"
-	 "  created_at    INTEGER NOT NULL,\n"
-	 "  updated_at    INTEGER NOT NULL,\n"
-	 "  started_at    INTEGER,\n"
-	 "  finished_at   INTEGER\n"
-	 ");\n"
-	 "CREATE INDEX jobs_by_state ON jobs (state, priority DESC, id);\n"
-	 "CREATE INDEX jobs_by_user ON jobs (user, id);\n"
-	 "CREATE TABLE job_deps (\n"
-	 "  job_id   INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,\n"
-	 "  after_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE RESTRICT,\n"
-	 "  PRIMARY KEY (job_id, after_id),\n"
-	 "  CHECK (job_id <> after_id)\n"
-	 ") WITHOUT ROWID;\n"
-	 "CREATE INDEX job_deps_by_after ON job_deps (after_id);\n"
-	 "CREATE TABLE job_events (\n"
-	 "  id         INTEGER PRIMARY KEY,\n"
-	 "  job_id     INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,\n"
-	 "  at         INTEGER NOT NULL,\n"
-	 "  from_state TEXT,\n"
-	 "  to_state   TEXT NOT NULL,\n"
-	 "  reason     TEXT NOT NULL DEFAULT ''\n"
-	 ");\n"
-	 "CREATE INDEX job_events_by_job ON job_events (job_id, id);\n"},
-	{2, "job execution: queueing, workers, progress and usage",
-	 "ALTER TABLE jobs ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;\n"
-	 "ALTER TABLE jobs ADD COLUMN preemptible INTEGER NOT NULL DEFAULT 0;\n"
-	 "ALTER TABLE jobs ADD COLUMN not_before INTEGER NOT NULL DEFAULT 0;\n"
-	 "ALTER TABLE jobs ADD COLUMN worker_pid INTEGER NOT NULL DEFAULT 0;\n"
-	 "ALTER TABLE jobs ADD COLUMN waiting_reason TEXT NOT NULL DEFAULT '';\n"
-	 "ALTER TABLE jobs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;\n"
-	 "ALTER TABLE jobs ADD COLUMN epochs INTEGER NOT NULL DEFAULT 0;\n"
-	 "ALTER TABLE jobs ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}' "
-	 "CHECK (json_valid(metrics));\n"
-	 "ALTER TABLE jobs ADD COLUMN cpu_time_ms INTEGER NOT NULL DEFAULT 0;\n"
-	 "ALTER TABLE jobs ADD COLUMN max_rss INTEGER NOT NULL DEFAULT 0;\n"
-	 "CREATE TABLE job_logs (\n"
-	 "  id      INTEGER PRIMARY KEY,\n"
-	 "  job_id  INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,\n"
-	 "  at      INTEGER NOT NULL,\n"
-	 "  level   INTEGER NOT NULL,\n"
-	 "  message TEXT NOT NULL\n"
-	 ");\n"
-	 "CREATE INDEX job_logs_by_job ON job_logs (job_id, id);\n"},
-	{3, "stored training configs and their versions", loomi_configs_migration_sql},
-	{4, "tasks remember the config they were made from",
-	 "ALTER TABLE jobs ADD COLUMN config_id INTEGER;\n"
-	 "ALTER TABLE jobs ADD COLUMN config_version INTEGER;\n"},
-	{5, "indexes for the scheduling loop with many tasks stored",
-	 "CREATE INDEX jobs_queued ON jobs (queued, state);\n"
-	 "CREATE INDEX jobs_by_started ON jobs (started_at);\n"},
-	{6, "task counts per user and state, kept by triggers, for listing",
-	 "CREATE TABLE job_counts (\n"
-	 "  user  TEXT NOT NULL,\n"
-	 "  state TEXT NOT NULL,\n"
-	 "  n     INTEGER NOT NULL,\n"
-	 "  PRIMARY KEY (user, state)\n"
-	 ") WITHOUT ROWID;\n"
-	 "INSERT INTO job_counts SELECT user, state, count(*) FROM jobs GROUP BY user, state;\n"
-	 "CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN\n"
-	 "  INSERT INTO job_counts VALUES (new.user, new.state, 1)\n"
-	 "    ON CONFLICT (user, state) DO UPDATE SET n = n + 1;\n"
-	 "END;\n"
-	 "CREATE TRIGGER job_counts_update AFTER UPDATE OF state, user ON jobs\n"
-	 "  WHEN old.state IS NOT new.state OR old.user IS NOT new.user BEGIN\n"
-	 "  UPDATE job_counts SET n = n - 1 WHERE user = old.user AND state = old.state;\n"
-	 "  INSERT INTO job_counts VALUES (new.user, new.state, 1)\n"
-	 "    ON CONFLICT (user, state) DO UPDATE SET n = n + 1;\n"
-	 "END;\n"
-	 "CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN\n"
-	 "  UPDATE job_counts SET n = n - 1 WHERE user = old.user AND state = old.state;\n"
-	 "END;\n"
-	 "CREATE INDEX jobs_by_state_id ON jobs (state, id);\n"},
-	{7, "runs, their metric points, tags and artifacts", loomi_tracking_migration_sql},
-	{8, "model registry", loomi_registry_migration_sql},
-	{9, "structured logs with full-text search", loomi_logs_migration_sql},
-	{10, "alert rules and fired alerts", loomi_alerts_migration_sql},
-};
+/* The migrations of every module (module.h), in version order: each number
+ * owned by one module, none missing.  NULL with *err when the table is
+ * inconsistent (a bug that no test would let through). */
+static loomi_migration *
+collect(size_t *n_out, char **err)
+{
+	size_t n = 0, k = 0;
+	loomi_migration *all;
+
+	for (size_t m = 0; m < loomi_n_modules; m++)
+		n += loomi_modules[m]->n_migrations;
+	all = loomi_xcalloc(n ? n : 1, sizeof *all);
+	for (size_t m = 0; m < loomi_n_modules; m++) {
+		for (size_t i = 0; i < loomi_modules[m]->n_migrations; i++) {
+			const loomi_migration *mig = &loomi_modules[m]->migrations[i];
+			size_t j = k++;
+			/* insertion by version */
+			while (j > 0 && all[j - 1].version > mig->version) {
+				all[j] = all[j - 1];
+				j--;
+			}
+			all[j] = *mig;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (all[i].version != (int)i + 1) {
+			*err = loomi_strfmt("the module table's migrations are not numbered 1 to %zu: "
+			                    "version %d is %s (a bug)", n, (int)i + 1,
+			                    all[i].version == (int)i ? "given twice" : "missing");
+			free(all);
+			return NULL;
+		}
+	}
+	*n_out = n;
+	return all;
+}
 
 int
 loomi_store_schema_version(void)
 {
-	return migrations[sizeof migrations / sizeof migrations[0] - 1].version;
+	int newest = 0;
+	for (size_t m = 0; m < loomi_n_modules; m++)
+		for (size_t i = 0; i < loomi_modules[m]->n_migrations; i++)
+			if (loomi_modules[m]->migrations[i].version > newest)
+				newest = loomi_modules[m]->migrations[i].version;
+	return newest;
 }
 
 static int
@@ -316,8 +249,16 @@ loomi_store_open_with(loomi_store *s, const char *path, const loomi_migration *m
 int
 loomi_store_open(loomi_store *s, const char *path, char **err)
 {
-	return loomi_store_open_with(s, path, migrations, sizeof migrations / sizeof migrations[0],
-	                             err);
+	size_t n;
+	loomi_migration *migs = collect(&n, err);
+	int rv;
+
+	memset(s, 0, sizeof *s);
+	if (migs == NULL)
+		return LOOM_EINTERNAL;
+	rv = loomi_store_open_with(s, path, migs, n, err);
+	free(migs);
+	return rv;
 }
 
 void

@@ -21,8 +21,9 @@ typedef struct loomi_store {
 	int version;          /* schema version after open */
 } loomi_store;
 
-/* Open (creating if needed) path and migrate it to this build's schema.
- * 0, or LOOM_EIO / LOOM_ESCHEMA / LOOM_ECORRUPT with *err set. */
+/* Open (creating if needed) path and migrate it to this build's schema:
+ * the migrations of every module of the module table (module.h), merged by
+ * version.  0, or LOOM_EIO / LOOM_ESCHEMA / LOOM_ECORRUPT with *err set. */
 int loomi_store_open(loomi_store *st, const char *path, char **err);
 /* The same with an explicit migration list (tests). */
 int loomi_store_open_with(loomi_store *st, const char *path, const loomi_migration *migs,

@@ -26,15 +26,13 @@
 #include <loom/compute.h>
 #include <loom/scheduler.h>
 
-#include "host/alerts/alerts.h"
 #include "host/configs/configs.h"
-#include "jobs.h"
+#include "host/core/compute.h"
 #include "host/core/log.h"
-#include "host/tracking/tracking.h"
-#include "host/logs/logs.h"
 #include "host/core/plugins.h"
-#include "host/registry/registry.h"
 #include "host/core/util.h"
+#include "host/server/events.h"
+#include "tasks.h"
 
 extern char **environ;
 
@@ -313,14 +311,19 @@ transition(int64_t id, uint32_t to, const char *reason)
 	LOG_INFO("task-%lld: %s → %s%s%s", (long long)id, from_name, to_name, reason[0] ? ": " : "",
 	         reason);
 	{
+		/* stored: the modules hear of it (alerts, tracking, the registry),
+		 * then the bus, so whoever sees the event finds their work queued */
+		loomi_event ev = {.kind = LOOMI_EV_JOB_STATE, .job = id};
 		char tid[32];
+		ev.u.state.from = from_name;
+		ev.u.state.to = to_name;
+		ev.u.state.reason = reason;
+		loomi_events_emit(&ev);
 		snprintf(tid, sizeof tid, "task-%lld", (long long)id);
 		publish("job.state", json_pack("{s:s, s:I, s:s, s:s, s:s, s:I}", "task_id", tid,
 		                               "id", (json_int_t)id, "from", from_name, "status",
 		                               to_name, "reason", reason, "time", (json_int_t)now));
 	}
-	loomi_alerts_state(id, from_name, to_name, reason);
-	loomi_tracking_job_state(id, to_name);
 	return 0;
 fail:
 	exec_sql("ROLLBACK TO transition");
@@ -369,7 +372,11 @@ set_reason(int64_t id, const char *why)
 static void
 add_log(int64_t id, int level, const char *msg)
 {
-	loomi_logs_add(id, "loomd", level, msg, NULL);
+	loomi_event ev = {.kind = LOOMI_EV_JOB_LOG, .job = id};
+	ev.u.log.instance = "loomd";
+	ev.u.log.level = level;
+	ev.u.log.message = msg;
+	loomi_events_emit(&ev);
 }
 
 /* ------------------------------------------------------------------ the workers' table */
@@ -520,10 +527,8 @@ worker_exited(run *r, int ws)
 		return;
 	}
 	if (result && strcmp(result, "completed") == 0) {
-		/* queued before the state changes, so the registry's read routes
-		 * (which wait for its queue) list the model once the task is seen
-		 * completed; the files are copied on the registry's thread */
-		loomi_registry_submit(J->d, id);
+		/* the registry hears of it inside the transition, under J->mtx:
+		 * before anyone can see the task completed */
 		transition(id, LOOM_JOB_COMPLETED, "");
 	} else if (result && strcmp(result, "paused") == 0) {
 		set_int(id, "queued", r->requeue ? 1 : 0);
@@ -1070,10 +1075,14 @@ svc_attach(void *arg, const char *request, char **reply)
 		sqlite3_bind_int64(st, 1, r->job);
 		if (st && sqlite3_step(st) == SQLITE_ROW) {
 			char *dir = job_dir(r->job);
-			/* its run: new for a new attempt, the same after a pause */
-			loomi_tracking_run_begin(r->job, r->attempt, (const char *)sqlite3_column_text(st, 2),
-			                         (const char *)sqlite3_column_text(st, 3),
-			                         (const char *)sqlite3_column_text(st, 0));
+			/* tracking begins its run: new for a new attempt, the same
+			 * after a pause */
+			loomi_event ev = {.kind = LOOMI_EV_JOB_ATTACH, .job = r->job};
+			ev.u.attach.attempt = r->attempt;
+			ev.u.attach.name = (const char *)sqlite3_column_text(st, 2);
+			ev.u.attach.user = (const char *)sqlite3_column_text(st, 3);
+			ev.u.attach.spec = (const char *)sqlite3_column_text(st, 0);
+			loomi_events_emit(&ev);
 			out = json_pack("{s:s, s:s, s:s, s:b, s:i}", "spec",
 			                (const char *)sqlite3_column_text(st, 0), "compute",
 			                (const char *)sqlite3_column_text(st, 1), "out_dir", dir,
@@ -1158,10 +1167,16 @@ svc_report(void *arg, const char *request, char **reply)
 		if (m == NULL)
 			continue;
 		ftext = json_is_object(fields) ? json_dumps(fields, JSON_COMPACT) : NULL;
-		loomi_logs_add(r->job, json_is_string(json_object_get(v, "instance"))
-		                           ? json_string_value(json_object_get(v, "instance"))
-		                           : "worker",
-		               level, m, ftext);
+		{
+			loomi_event ev = {.kind = LOOMI_EV_JOB_LOG, .job = r->job};
+			ev.u.log.instance = json_is_string(json_object_get(v, "instance"))
+			                        ? json_string_value(json_object_get(v, "instance"))
+			                        : "worker";
+			ev.u.log.level = level;
+			ev.u.log.message = m;
+			ev.u.log.fields = ftext;
+			loomi_events_emit(&ev);
+		}
 		free(ftext);
 		publish("job.log", json_pack("{s:s, s:i, s:s}", "task_id", tid, "level", level,
 		                             "message", m));
@@ -1181,7 +1196,12 @@ svc_report(void *arg, const char *request, char **reply)
 	attempt = r->attempt;
 	pthread_mutex_unlock(&J->mtx);
 	/* every point, for the run's history (the latest values are above) */
-	loomi_tracking_worker_points(job, attempt, json_object_get(req, "points"));
+	{
+		loomi_event ev = {.kind = LOOMI_EV_JOB_POINTS, .job = job};
+		ev.u.points.attempt = attempt;
+		ev.u.points.points = json_object_get(req, "points");
+		loomi_events_emit(&ev);
+	}
 	*reply = loomi_strfmt("{\"control\":\"%s\"}", control == LOOM_CONTROL_PAUSE    ? "pause"
 	                                              : control == LOOM_CONTROL_CANCEL ? "cancel"
 	                                                                               : "run");
@@ -1268,41 +1288,6 @@ parse_memory(const json_t *v, uint64_t *out)
 		return loom_parse_size(buf, out);
 	}
 	return LOOM_EINVAL;
-}
-
-int
-loomi_jobs_validate_spec(loomi_daemon *d, const json_t *spec, char **msg)
-{
-	const char *compute = json_string_value(json_object_get(spec, "compute"));
-	loom_instance *any = d->plugins.n_instances ? d->plugins.instances[0] : NULL;
-	const void *ops;
-	void *ctx;
-	char *text, *verr = NULL;
-	int rv;
-
-	if (!json_is_object(spec))
-		return bad(msg, "spec: expected a job spec object {\"compute\": …, \"data\": …, "
-		                "\"model\": …, \"train\": …}");
-	if (json_object_get(spec, "compute") && compute == NULL)
-		return bad(msg, "spec.compute: expected the name of a compute plugin instance");
-	if (compute == NULL)
-		compute = "transformer";
-	if (any == NULL ||
-	    loomi_host_services()->instance_ops(any, compute, LOOM_KIND_COMPUTE, &ops, &ctx) != 0)
-		return bad(msg, "spec.compute: no compute plugin instance \"%s\" in this loomd; add "
-		                "one to plugins in loomd.conf (module compute-transformer)",
-		           compute);
-	text = json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	rv = ((const loom_compute_ops *)ops)->validate(ctx, text, &verr);
-	free(text);
-	if (rv != 0) {
-		const char *why = verr ? verr : loom_strerror(rv);
-		/* the plugin may have named the spec already */
-		*msg = strncmp(why, "spec", 4) == 0 ? loomi_strdup(why) : loomi_strfmt("spec: %s", why);
-		free(verr);
-		return LOOM_EINVAL;
-	}
-	return 0;
 }
 
 /* A validated submission on its way into the store.  Submissions are
@@ -1616,7 +1601,7 @@ submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t con
 	if (after && !json_is_array(after))
 		return bad(msg, "after: expected a list of task ids, e.g. [\"task-3\"]");
 
-	if ((rv = loomi_jobs_validate_spec(d, spec, msg)) != 0)
+	if ((rv = loomi_compute_validate(&d->plugins, spec, msg)) != 0)
 		return rv;
 	compute = json_string_value(json_object_get(spec, "compute"));
 	if (compute == NULL)

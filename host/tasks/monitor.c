@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jobs.h"
+#include "tasks.h"
 #include "host/core/log.h"
 #include "monitor.h"
 #include "host/core/util.h"

@@ -10,12 +10,13 @@
 
 #include <loom/types.h>
 
+#include "host/core/util.h"
 #include "host/server/api.h"
-#include "host/tasks/jobs.h"
+#include "host/server/module.h"
+#include "host/tasks/tasks.h"
 #include "metrics-json.h"
 #include "tracking-internal.h"
 #include "tracking.h"
-#include "host/core/util.h"
 
 #define DEFAULT_MAX_POINTS 2000
 #define MAX_BATCH_POINTS 10000000
@@ -167,8 +168,8 @@ no_run(loomi_http_res *res, const char *given)
 
 /* ------------------------------------------------------------------ runs */
 
-void
-loomi_api_runs_create(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_runs_create(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *body = loomi_api_json_body(req, res), *params, *tags, *v;
 	const char *name, *key;
@@ -211,8 +212,8 @@ loomi_api_runs_create(loomi_daemon *d, const loomi_http_req *req, loomi_http_res
 	json_decref(body);
 }
 
-void
-loomi_api_runs_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_runs_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	sqlite3 *db = loomi_tracking_db();
 	sqlite3_stmt *st = NULL;
@@ -259,8 +260,8 @@ out:
 	free(state);
 }
 
-void
-loomi_api_run_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_run_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	int64_t id = run_param(req->params[0], res);
 
@@ -274,8 +275,8 @@ loomi_api_run_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *re
 		res->status = 200;
 }
 
-void
-loomi_api_run_end(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_run_end(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	int64_t id = run_param(req->params[0], res);
 	json_t *body, *run;
@@ -310,8 +311,8 @@ loomi_api_run_end(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *re
 	json_decref(body);
 }
 
-void
-loomi_api_run_tags(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_run_tags(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	int64_t id = run_param(req->params[0], res);
 	json_t *body, *run, *v;
@@ -471,8 +472,8 @@ parse_points(const json_t *list, int64_t now, loomi_metric_batch *b)
 	return NULL;
 }
 
-void
-loomi_api_run_metrics_post(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_run_metrics_post(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	int64_t id = run_param(req->params[0], res), now = loomi_wall_ms();
 	json_t *body, *metrics, *points, *s;
@@ -622,8 +623,8 @@ out:
 	free(name);
 }
 
-void
-loomi_api_run_metrics_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_run_metrics_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	int64_t id = run_param(req->params[0], res);
 
@@ -632,10 +633,10 @@ loomi_api_run_metrics_get(loomi_daemon *d, const loomi_http_req *req, loomi_http
 		history(id, req, res);
 }
 
-void
-loomi_api_task_metrics_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_task_metrics_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	int64_t job = loomi_api_task_id(req, res), run;
+	int64_t job = loomi_jobs_param_id(req, res), run;
 	json_t *task;
 
 	if (job <= 0)
@@ -719,8 +720,8 @@ fail:
 	return NULL;
 }
 
-void
-loomi_api_runs_compare(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_runs_compare(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	char *ids = loomi_query_get(req->query, "ids");
 	json_t *runs, *flat, *keys, *params, *metrics, *names, *r;
@@ -798,8 +799,8 @@ loomi_api_runs_compare(loomi_daemon *d, const loomi_http_req *req, loomi_http_re
 	json_decref(runs);
 }
 
-void
-loomi_api_runs_best(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
+static void
+route_runs_best(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	char *metric = loomi_query_get(req->query, "metric"), *mode = loomi_query_get(req->query, "mode");
 	char *name = loomi_query_get(req->query, "name"), *state = loomi_query_get(req->query, "state");
@@ -851,3 +852,69 @@ out:
 	free(name);
 	free(state);
 }
+
+/* ------------------------------------------------------------------ the module */
+
+static void
+on_job_attach(loomi_daemon *d, const loomi_event *ev)
+{
+	(void)d;
+	loomi_tracking_run_begin(ev->job, ev->u.attach.attempt, ev->u.attach.name, ev->u.attach.user,
+	                         ev->u.attach.spec);
+}
+
+static void
+on_job_points(loomi_daemon *d, const loomi_event *ev)
+{
+	(void)d;
+	loomi_tracking_worker_points(ev->job, ev->u.points.attempt, ev->u.points.points);
+}
+
+static void
+on_job_state(loomi_daemon *d, const loomi_event *ev)
+{
+	(void)d;
+	loomi_tracking_job_state(ev->job, ev->u.state.to);
+}
+
+static void
+stop(loomi_daemon *d)
+{
+	(void)d;
+	loomi_tracking_stop();
+}
+
+static const loomi_migration migrations[] = {
+	{7, "runs, their metric points, tags and artifacts", loomi_tracking_migration_sql},
+};
+
+static const loomi_route routes[] = {
+	{"POST", "/api/v1/runs", route_runs_create, LOOMI_ACCESS_WRITE},
+	{"GET", "/api/v1/runs", route_runs_list, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/runs/compare", route_runs_compare, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/runs/best", route_runs_best, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/runs/{id}", route_run_get, LOOMI_ACCESS_READ},
+	{"POST", "/api/v1/runs/{id}/end", route_run_end, LOOMI_ACCESS_WRITE},
+	{"POST", "/api/v1/runs/{id}/tags", route_run_tags, LOOMI_ACCESS_WRITE},
+	{"POST", "/api/v1/runs/{id}/metrics", route_run_metrics_post, LOOMI_ACCESS_WRITE},
+	{"GET", "/api/v1/runs/{id}/metrics", route_run_metrics_get, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/training/tasks/{id}/metrics", route_task_metrics_get, LOOMI_ACCESS_READ},
+};
+
+static const loomi_listener listeners[] = {
+	{LOOMI_EV_JOB_ATTACH, on_job_attach},
+	{LOOMI_EV_JOB_POINTS, on_job_points},
+	{LOOMI_EV_JOB_STATE, on_job_state},
+};
+
+const loomi_module loomi_tracking_module = {
+	.name = "tracking",
+	.migrations = migrations,
+	.n_migrations = LOOMI_N(migrations),
+	.start = loomi_tracking_start,
+	.stop = stop,
+	.routes = routes,
+	.n_routes = LOOMI_N(routes),
+	.listeners = listeners,
+	.n_listeners = LOOMI_N(listeners),
+};

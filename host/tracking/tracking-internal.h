@@ -1,5 +1,5 @@
-/* Tracking's pieces shared with the run API (runs.c), exports (exports.c)
- * and the tests. */
+/* Tracking's pieces shared by its own files (tracking.c, runs.c,
+ * metrics-json.c) and the tests; other modules use tracking.h. */
 #ifndef LOOM_HOST_TRACKING_INTERNAL_H
 #define LOOM_HOST_TRACKING_INTERNAL_H
 
@@ -10,29 +10,16 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
-/* One stored metric point. */
-typedef struct tk_point {
-	int64_t step, wall_ms;
-	double value;
-	int32_t epoch;
-	uint32_t scope;             /* loom_metric_scope */
-	size_t seq;                 /* arrival order, for a stable sort */
-} tk_point;
+#include "tracking.h"
+
+/* Migration 7: runs, run_params, run_tags, run_artifacts, metric blocks. */
+extern const char loomi_tracking_migration_sql[];
 
 /* Sort by step, equal steps in arrival order (cheap when already sorted). */
 void loomi_tracking_sort(tk_point *p, size_t n);
 
 /* Decode a stored block of n points. 0 or LOOM_ECORRUPT / LOOM_ENOMEM. */
 int loomi_tracking_block_unpack(const void *data, size_t len, size_t n, tk_point *out);
-
-/* SHA-256 of a file as 64 hex digits (and its size). 0 or LOOM_EIO. */
-int loomi_tracking_sha256_file(const char *path, char hex[65], uint64_t *bytes);
-
-/* Read the points of run's metric name with from <= step <= to, in step
- * order, from db (a connection of the caller's).  *pts is malloc'd.
- * 0; LOOM_ENOENT when the run has no such metric; LOOM_ECORRUPT. */
-int loomi_tracking_read(sqlite3 *db, int64_t run, const char *name, int64_t from, int64_t to,
-                        tk_point **pts, size_t *n);
 
 /* The history of run's metric name with from <= step <= to, in step
  * order, at most max points: all of them when there are no more, else
@@ -72,9 +59,5 @@ void loomi_tracking_api_tag(int64_t run, const char *key, const char *value);
 /* Wait until the tracker plugins have had every call queued so far (they
  * lag loomd's store on a thread of their own). */
 void loomi_tracking_flush_trackers(void);
-
-/* A read connection to the state DB for the API (one per thread is not
- * needed: SQLite serializes it), and the daemon. */
-sqlite3 *loomi_tracking_db(void);
 
 #endif /* LOOM_HOST_TRACKING_INTERNAL_H */

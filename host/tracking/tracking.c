@@ -17,12 +17,12 @@
 
 #include <loom/tracker.h>
 
-#include "host/alerts/alerts.h"
 #include "host/core/log.h"
 #include "host/core/plugins.h"
-#include "tracking.h"
-#include "tracking-internal.h"
 #include "host/core/util.h"
+#include "host/server/events.h"
+#include "tracking-internal.h"
+#include "tracking.h"
 
 const char loomi_tracking_migration_sql[] =
 	"CREATE TABLE runs (\n"
@@ -878,7 +878,13 @@ do_points(item *it)
 		mp[i].value = it->pts[i].value;
 	}
 	run_id_text(it->run, rid);
-	loomi_alerts_metrics(it->job, rid, mp, it->n);
+	{
+		loomi_event ev = {.kind = LOOMI_EV_RUN_POINTS, .job = it->job};
+		ev.u.run_points.run_id = rid;
+		ev.u.run_points.pts = mp;
+		ev.u.run_points.n = it->n;
+		loomi_events_emit(&ev);
+	}
 	if (have_trackers()) {
 		pcall *c = new_call(P_POINTS, it->run);
 		c->a = loomi_strdup(it->name);

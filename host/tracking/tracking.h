@@ -9,18 +9,24 @@
  * their step range, count, minimum and maximum, so a history query reads
  * only the blocks of its step range.
  *
- * Runs made by external scripts (POST /api/v1/runs) have no task. */
+ * Runs made by external scripts (POST /api/v1/runs) have no task.
+ *
+ * The module (runs.c: loomi_tracking_module, the /api/v1/runs routes and
+ * GET /api/v1/training/tasks/{id}/metrics) hears of tasks through the
+ * observer list (host/server/events.h): a worker attaching begins or
+ * resumes a run (loomi_tracking_run_begin), its points are recorded
+ * (loomi_tracking_worker_points), a transition pauses or ends the run
+ * (loomi_tracking_job_state); it tells the list of every batch of points
+ * it stores (the alert rules on metrics listen). */
 #ifndef LOOM_HOST_TRACKING_H
 #define LOOM_HOST_TRACKING_H
 
 #include <stdint.h>
 
 #include <jansson.h>
+#include <sqlite3.h>
 
-#include "host/server/api.h"
 #include "host/server/daemon.h"
-
-extern const char loomi_tracking_migration_sql[];
 
 int loomi_tracking_start(loomi_daemon *d, char **err);
 /* Drain the queue, flush every tracker, stop. */
@@ -49,21 +55,28 @@ void loomi_tracking_flush(void);
 /* The newest run of a task, 0 if none. */
 int64_t loomi_tracking_run_of_job(int64_t job);
 
-/* The routes (api.c's table). */
-void loomi_api_runs_create(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_api_runs_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_api_run_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_api_run_end(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_api_run_tags(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_api_run_metrics_post(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_api_run_metrics_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_api_task_metrics_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_api_runs_compare(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_api_runs_best(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
+/* ------------------------------------------------------------------ reading runs */
 
-/* Exports (export formats are the exporter plugin instances). */
-void loomi_api_exporters(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_api_task_export(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_api_runs_export(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
+/* One stored metric point. */
+typedef struct tk_point {
+	int64_t step, wall_ms;
+	double value;
+	int32_t epoch;
+	uint32_t scope;             /* loom_metric_scope */
+	size_t seq;                 /* arrival order, for a stable sort */
+} tk_point;
+
+/* Read the points of run's metric name with from <= step <= to, in step
+ * order, from db (a connection of the caller's).  *pts is malloc'd.
+ * 0; LOOM_ENOENT when the run has no such metric; LOOM_ECORRUPT. */
+int loomi_tracking_read(sqlite3 *db, int64_t run, const char *name, int64_t from, int64_t to,
+                        tk_point **pts, size_t *n);
+
+/* A read connection to the state DB for the API (one per thread is not
+ * needed: SQLite serializes it), and the daemon. */
+sqlite3 *loomi_tracking_db(void);
+
+/* SHA-256 of a file as 64 hex digits (and its size). 0 or LOOM_EIO. */
+int loomi_tracking_sha256_file(const char *path, char hex[65], uint64_t *bytes);
 
 #endif /* LOOM_HOST_TRACKING_H */

@@ -19,6 +19,7 @@
 #include <loom/loom.h>
 
 #include "host/alerts/alerts.h"
+#include "host/server/api.h"
 #include "host/core/bus.h"
 #include "host/core/log.h"
 #include "host/server/store.h"
@@ -115,7 +116,8 @@ add_job(int64_t id, const char *name, const char *state, int64_t step)
 	free(sql);
 }
 
-/* One API call through the handler the route table names. */
+/* One API call through the request pipeline (loomi_api_handle), as a
+ * client's would go: method, path, query, body. */
 typedef struct answer {
 	int status;
 	json_t *body;
@@ -123,26 +125,33 @@ typedef struct answer {
 } answer;
 
 static answer
-call(loomi_route_fn fn, const char *param, const char *query, const char *body)
+call(const char *method, const char *path, const char *query, const char *body)
 {
 	loomi_http_req req = {0};
 	loomi_http_res res = {0};
 	answer a;
 
-	req.method = "X";
-	req.path = "/api/v1/alerts";
+	req.method = method;
+	req.path = path;
 	req.query = query ? query : "";
 	req.body = body;
 	req.body_len = body ? strlen(body) : 0;
-	req.params[0] = param;
-	req.n_params = param ? 1 : 0;
-	fn(&T.d, &req, &res);
+	loomi_api_handle(&T.d, &req, &res);
 	a.status = res.status;
 	a.body = res.body;
 	a.text = res.body ? json_dumps(res.body, JSON_COMPACT) : loomi_strdup("");
 	free(res.text);
 	free(res.allow);
 	return a;
+}
+
+/* The path of an object: base + "/" + id. */
+static const char *
+at(const char *base, const char *id)
+{
+	static char path[256];
+	snprintf(path, sizeof path, "%s/%s", base, id);
+	return path;
 }
 
 static void
@@ -156,7 +165,7 @@ answer_free(answer *a)
 static int64_t
 add_rule(const char *json)
 {
-	answer a = call(loomi_api_alert_rule_create, NULL, NULL, json);
+	answer a = call("POST", "/api/v1/alerts/rules", NULL, json);
 	ck_assert_msg(a.status == 201, "create %s: %d %s", json, a.status, a.text);
 	int64_t id = json_integer_value(json_object_get(a.body, "id"));
 	answer_free(&a);
@@ -167,7 +176,7 @@ add_rule(const char *json)
 static char *
 refused(const char *json, int status)
 {
-	answer a = call(loomi_api_alert_rule_create, NULL, NULL, json);
+	answer a = call("POST", "/api/v1/alerts/rules", NULL, json);
 	ck_assert_msg(a.status == status, "create %s: want %d, got %d %s", json, status, a.status,
 	              a.text);
 	char *msg = loomi_strdup(
@@ -206,7 +215,7 @@ alert_json(long long id)
 {
 	char p[32];
 	snprintf(p, sizeof p, "%lld", id);
-	answer a = call(loomi_api_alert_get, p, NULL, NULL);
+	answer a = call("GET", at("/api/v1/alerts", p), NULL, NULL);
 	ck_assert_msg(a.status == 200, "get alert %s: %d %s", p, a.status, a.text);
 	json_t *o = json_incref(a.body);
 	answer_free(&a);
@@ -343,7 +352,7 @@ START_TEST(rules_crud)
 	              "\"task-7\", \"actions\": [{\"type\": \"command\", \"command\": \"true\"}], "
 	              "\"repeat_interval\": 90}");
 	snprintf(p, sizeof p, "%lld", (long long)id);
-	a = call(loomi_api_alert_rule_get, p, NULL, NULL);
+	a = call("GET", at("/api/v1/alerts/rules", p), NULL, NULL);
 	ck_assert_int_eq(a.status, 200);
 	ASSERT_HAS(a.text, "\"job\":\"task-7\"");
 	ASSERT_HAS(a.text, "\"threshold\":10");
@@ -353,29 +362,29 @@ START_TEST(rules_crud)
 	answer_free(&a);
 
 	/* a partial update keeps the rest */
-	a = call(loomi_api_alert_rule_update, p, NULL, "{\"enabled\": false, \"job\": \"train-*\"}");
+	a = call("PUT", at("/api/v1/alerts/rules", p), NULL, "{\"enabled\": false, \"job\": \"train-*\"}");
 	ck_assert_msg(a.status == 200, "%d %s", a.status, a.text);
 	ASSERT_HAS(a.text, "\"enabled\":false");
 	ASSERT_HAS(a.text, "\"job\":\"train-*\"");
 	ASSERT_HAS(a.text, "\"metric\":\"loss\"");
 	answer_free(&a);
-	a = call(loomi_api_alert_rule_update, p, NULL, "{\"condition\": {\"kind\": \"metric_above\"}}");
+	a = call("PUT", at("/api/v1/alerts/rules", p), NULL, "{\"condition\": {\"kind\": \"metric_above\"}}");
 	ck_assert_int_eq(a.status, 400);
 	ASSERT_HAS(a.text, "condition.metric");
 	answer_free(&a);
 
-	a = call(loomi_api_alert_rules_list, NULL, NULL, NULL);
+	a = call("GET", "/api/v1/alerts/rules", NULL, NULL);
 	ck_assert_int_eq(a.status, 200);
 	ck_assert_int_eq(json_array_size(json_object_get(a.body, "rules")), 1);
 	answer_free(&a);
 
-	a = call(loomi_api_alert_rule_delete, p, NULL, NULL);
+	a = call("DELETE", at("/api/v1/alerts/rules", p), NULL, NULL);
 	ck_assert_int_eq(a.status, 200);
 	answer_free(&a);
-	a = call(loomi_api_alert_rule_delete, p, NULL, NULL);
+	a = call("DELETE", at("/api/v1/alerts/rules", p), NULL, NULL);
 	ck_assert_int_eq(a.status, 404);
 	answer_free(&a);
-	a = call(loomi_api_alert_rule_get, "nope", NULL, NULL);
+	a = call("GET", at("/api/v1/alerts/rules", "nope"), NULL, NULL);
 	ck_assert_int_eq(a.status, 404);
 	answer_free(&a);
 }
@@ -817,7 +826,7 @@ START_TEST(listing)
 		loomi_alerts_state(j, "running", "failed", "x");
 	wait_alerts(4, 3000);
 
-	a = call(loomi_api_alerts_list, NULL, "limit=2", NULL);
+	a = call("GET", "/api/v1/alerts", "limit=2", NULL);
 	ck_assert_int_eq(a.status, 200);
 	ck_assert_int_eq(json_integer_value(json_object_get(a.body, "total")), 4);
 	ck_assert_int_eq(json_array_size(json_object_get(a.body, "alerts")), 2);
@@ -826,34 +835,34 @@ START_TEST(listing)
 				 json_array_get(json_object_get(a.body, "alerts"), 0), "id")),
 	                 4);
 	answer_free(&a);
-	a = call(loomi_api_alerts_list, NULL, "limit=2&offset=2", NULL);
+	a = call("GET", "/api/v1/alerts", "limit=2&offset=2", NULL);
 	ck_assert_int_eq(json_integer_value(json_object_get(
 				 json_array_get(json_object_get(a.body, "alerts"), 1), "id")),
 	                 1);
 	answer_free(&a);
 	snprintf(q, sizeof q, "rule=%lld", (long long)r2);
-	a = call(loomi_api_alerts_list, NULL, q, NULL);
+	a = call("GET", "/api/v1/alerts", q, NULL);
 	ck_assert_int_eq(json_integer_value(json_object_get(a.body, "total")), 1);
 	answer_free(&a);
 	snprintf(q, sizeof q, "rule=%lld&job=task-62", (long long)r1);
-	a = call(loomi_api_alerts_list, NULL, q, NULL);
+	a = call("GET", "/api/v1/alerts", q, NULL);
 	ck_assert_int_eq(json_integer_value(json_object_get(a.body, "total")), 1);
 	answer_free(&a);
-	a = call(loomi_api_alerts_list, NULL, "since=2000-01-01T00%3A00%3A00Z", NULL);
+	a = call("GET", "/api/v1/alerts", "since=2000-01-01T00%3A00%3A00Z", NULL);
 	ck_assert_int_eq(json_integer_value(json_object_get(a.body, "total")), 4);
 	answer_free(&a);
-	a = call(loomi_api_alerts_list, NULL, "since=2999-01-01T00:00:00.5Z", NULL);
+	a = call("GET", "/api/v1/alerts", "since=2999-01-01T00:00:00.5Z", NULL);
 	ck_assert_int_eq(json_integer_value(json_object_get(a.body, "total")), 0);
 	answer_free(&a);
-	a = call(loomi_api_alerts_list, NULL, "limit=0", NULL);
+	a = call("GET", "/api/v1/alerts", "limit=0", NULL);
 	ck_assert_int_eq(a.status, 400);
 	ASSERT_HAS(a.text, "limit:");
 	answer_free(&a);
-	a = call(loomi_api_alerts_list, NULL, "since=yesterday", NULL);
+	a = call("GET", "/api/v1/alerts", "since=yesterday", NULL);
 	ck_assert_int_eq(a.status, 400);
 	ASSERT_HAS(a.text, "since:");
 	answer_free(&a);
-	a = call(loomi_api_alert_get, "99", NULL, NULL);
+	a = call("GET", at("/api/v1/alerts", "99"), NULL, NULL);
 	ck_assert_int_eq(a.status, 404);
 	answer_free(&a);
 }

@@ -92,13 +92,6 @@ setup(void)
 	free(path);
 	ck_assert_msg(rv == 0, "cannot open the store: %s", err ? err : "?");
 	T.store_up = true;
-	/* store.c applies the migration once it carries it (as schema version
-	 * 3); until then, apply it here */
-	if (!table_exists(T.d.store.db, "configs")) {
-		char *e = NULL;
-		rv = sqlite3_exec(T.d.store.db, loomi_configs_migration_sql, NULL, NULL, &e);
-		ck_assert_msg(rv == SQLITE_OK, "migration: %s", e ? e : "?");
-	}
 	ck_assert(table_exists(T.d.store.db, "config_versions"));
 
 	ck_assert_int_eq(loomi_plugins_init(&T.d.plugins, dirs, 1, T.tmp), 0);

@@ -44,14 +44,14 @@ teardown(void)
 static int
 load(const char *name, char **err)
 {
-	loomi_module *m;
+	loomi_plugin_module *m;
 	*err = NULL;
 	return loomi_module_load(&reg, name, &m, err);
 }
 
 START_TEST(loads_good_modules)
 {
-	loomi_module *m, *again;
+	loomi_plugin_module *m, *again;
 	char *err = NULL;
 
 	ck_assert_int_eq(loomi_module_load(&reg, "storage-memory", &m, &err), 0);
@@ -91,7 +91,7 @@ START_TEST(dlopen_failed)
 	junk = tu_write(dir, "junk.so", "this is not an ELF file\n");
 	ck_assert_int_eq(loomi_plugins_init(&r2, dirs, 1, NULL), 0);
 	{
-		loomi_module *m;
+		loomi_plugin_module *m;
 		ck_assert_int_eq(loomi_module_load(&r2, "junk", &m, &err), LOOM_EPLUGIN_DLOPEN);
 	}
 	ASSERT_HAS(err, "cannot load plugin ");
@@ -236,7 +236,7 @@ START_TEST(works_without_la_files)
 	char *dir = tu_tmpdir(), *err = NULL;
 	const char *dirs[] = {dir};
 	loomi_plugins r2;
-	loomi_module *m;
+	loomi_plugin_module *m;
 
 	copy_so("fix-echo", dir);
 	ck_assert_int_eq(loomi_plugins_init(&r2, dirs, 1, NULL), 0);
@@ -253,7 +253,7 @@ START_TEST(plugin_path_from_environment)
 {
 	char *dir = tu_tmpdir(), *err = NULL;
 	loomi_plugins r2;
-	loomi_module *m;
+	loomi_plugin_module *m;
 
 	copy_so("fix-echo", dir);
 	setenv("LOOM_PLUGIN_PATH", dir, 1);

@@ -105,7 +105,7 @@ get(const char *query)
 {
 	loomi_http_req req = {.method = "GET", .path = "/api/v1/logs", .query = query};
 	loomi_http_res res = {0};
-	loomi_logs_route_host(&d, &req, &res);
+	loomi_api_handle(&d, &req, &res);
 	return res;
 }
 

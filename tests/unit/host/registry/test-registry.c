@@ -602,20 +602,19 @@ START_TEST(bus_events)
 }
 END_TEST
 
-/* The routes answer with the API's statuses. */
+/* The routes answer with the API's statuses, through the request pipeline
+ * (loomi_api_handle) as a client's request would go. */
 static int
-route(loomi_route_fn fn, const char *p0, const char *p1, const char *body, json_t **out)
+route(const char *method, const char *path, const char *body, json_t **out)
 {
-	loomi_http_req req = {.method = "GET", .path = "/", .query = "", .body = body,
-	                      .body_len = body ? strlen(body) : 0, .params = {p0, p1},
-	                      .n_params = 2};
+	loomi_http_req req = {.method = method, .path = path, .query = "", .body = body,
+	                      .body_len = body ? strlen(body) : 0};
 	loomi_http_res res = {0};
 	char *text;
-	fn(&T.d, &req, &res);
+	loomi_api_handle(&T.d, &req, &res);
 	/* what api.c sends: it must encode */
 	text = json_dumps(res.body, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	ck_assert_msg(text != NULL, "%s %s: the answer does not encode", p0 ? p0 : "",
-	              p1 ? p1 : "");
+	ck_assert_msg(text != NULL, "%s %s: the answer does not encode", method, path);
 	free(text);
 	*out = res.body;
 	return res.status;
@@ -629,44 +628,44 @@ START_TEST(routes)
 	add_task(2, "m", true, "{}");
 	register_ok(1);
 	register_ok(2);
-	ck_assert_int_eq(route(loomi_registry_get_models, NULL, NULL, NULL, &out), 200);
+	ck_assert_int_eq(route("GET", "/api/v1/models", NULL, &out), 200);
 	json_decref(out);
-	ck_assert_int_eq(route(loomi_registry_get_model, "m", NULL, NULL, &out), 200);
+	ck_assert_int_eq(route("GET", "/api/v1/models/m", NULL, &out), 200);
 	json_decref(out);
-	ck_assert_int_eq(route(loomi_registry_get_version, "m", "1", NULL, &out), 200);
+	ck_assert_int_eq(route("GET", "/api/v1/models/m/versions/1", NULL, &out), 200);
 	json_decref(out);
-	ck_assert_int_eq(route(loomi_registry_get_model, "zz", NULL, NULL, &out), 404);
+	ck_assert_int_eq(route("GET", "/api/v1/models/zz", NULL, &out), 404);
 	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(out, "error"), "code")),
 	                 "not_found");
 	json_decref(out);
-	ck_assert_int_eq(route(loomi_registry_post_alias, "m", "production", "{\"version\": 2}",
+	ck_assert_int_eq(route("POST", "/api/v1/models/m/aliases/production", "{\"version\": 2}",
 	                       &out),
 	                 200);
 	ck_assert_int_eq(json_integer_value(json_object_get(out, "version")), 2);
 	ck_assert(json_is_null(json_object_get(out, "previous")));
 	json_decref(out);
-	ck_assert_int_eq(route(loomi_registry_post_alias, "m", "production", "{\"version\": \"2\"}",
+	ck_assert_int_eq(route("POST", "/api/v1/models/m/aliases/production", "{\"version\": \"2\"}",
 	                       &out),
 	                 400);
 	json_decref(out);
-	ck_assert_int_eq(route(loomi_registry_post_alias, "m", "production", "{\"vers\": 2}", &out),
+	ck_assert_int_eq(route("POST", "/api/v1/models/m/aliases/production", "{\"vers\": 2}", &out),
 	                 400);
 	json_decref(out);
-	ck_assert_int_eq(route(loomi_registry_post_alias, "m", "production", "[", &out), 400);
+	ck_assert_int_eq(route("POST", "/api/v1/models/m/aliases/production", "[", &out), 400);
 	json_decref(out);
-	ck_assert_int_eq(route(loomi_registry_post_alias, "m", "PROD", "{\"version\": 1}", &out),
+	ck_assert_int_eq(route("POST", "/api/v1/models/m/aliases/PROD", "{\"version\": 1}", &out),
 	                 400);
 	json_decref(out);
-	ck_assert_int_eq(route(loomi_registry_get_alias, "m", "production", NULL, &out), 200);
+	ck_assert_int_eq(route("GET", "/api/v1/models/m/aliases/production", NULL, &out), 200);
 	ck_assert_int_eq(json_integer_value(json_object_get(out, "version")), 2);
 	json_decref(out);
-	ck_assert_int_eq(route(loomi_registry_get_alias, "m", "staging", NULL, &out), 404);
+	ck_assert_int_eq(route("GET", "/api/v1/models/m/aliases/staging", NULL, &out), 404);
 	json_decref(out);
-	ck_assert_int_eq(route(loomi_registry_post_rollback, "m", "production", NULL, &out), 409);
+	ck_assert_int_eq(route("POST", "/api/v1/models/m/aliases/production/rollback", NULL, &out), 409);
 	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(out, "error"), "code")),
 	                 "conflict");
 	json_decref(out);
-	ck_assert_int_eq(route(loomi_registry_get_version, "m", "7", NULL, &out), 404);
+	ck_assert_int_eq(route("GET", "/api/v1/models/m/versions/7", NULL, &out), 404);
 	json_decref(out);
 }
 END_TEST

@@ -1,14 +1,19 @@
-/* The API's route table against the OpenAPI document loomd serves: every
- * route is documented with its method, every documented operation is
- * routed (the WebSocket monitor, served by the upgrade handler, aside),
- * and the document is valid JSON. */
+/* The API: the routes the module table composes against the OpenAPI
+ * document loomd serves (every route documented with its method, every
+ * documented operation routed, the WebSocket monitor aside, the document
+ * valid JSON); the module table itself (each route once, with what it
+ * does; migrations numbered without gaps); and the request pipeline's own
+ * answers (404, 405 with Allow, 400 for a malformed parameter, trailing
+ * slashes, the most specific pattern winning whatever the module order). */
 #include "config.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <jansson.h>
 
 #include "host/server/api.h"
+#include "host/server/module.h"
 #include "testutil.h"
 
 /* "/api/v1/plugins/{instance}" → "/api/v1/plugins/{}": parameter names may differ */
@@ -56,15 +61,15 @@ START_TEST(every_route_documented)
 {
 	json_error_t je;
 	json_t *doc = json_loads(loomi_openapi_json, 0, &je), *paths;
-	const char *method, *pattern;
+	const loomi_route *r;
 	size_t n = 0;
 
 	ck_assert_msg(doc != NULL, "docs/openapi.json: %s (line %d)", je.text, je.line);
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "openapi")), "3.0.3");
 	paths = json_object_get(doc, "paths");
-	for (size_t i = 0; loomi_api_route(i, &method, &pattern); i++, n++)
-		ck_assert_msg(documented(paths, method, pattern), "%s %s is not in docs/openapi.json",
-		              method, pattern);
+	for (size_t i = 0; loomi_api_route(i, &r, NULL); i++, n++)
+		ck_assert_msg(documented(paths, r->method, r->pattern),
+		              "%s %s is not in docs/openapi.json", r->method, r->pattern);
 	ck_assert_int_ge(n, 10);
 	json_decref(doc);
 }
@@ -77,7 +82,7 @@ START_TEST(every_operation_routed)
 
 	json_object_foreach(json_object_get(doc, "paths"), key, item) {
 		json_object_foreach(item, verb, op) {
-			const char *method, *pattern;
+			const loomi_route *r;
 			char *want = shape(key), upper[16];
 			bool routed = false;
 			size_t i;
@@ -86,9 +91,9 @@ START_TEST(every_operation_routed)
 			for (i = 0; verb[i] && i < sizeof upper - 1; i++)
 				upper[i] = (char)(verb[i] & ~0x20);
 			upper[i] = '\0';
-			for (size_t r = 0; loomi_api_route(r, &method, &pattern); r++) {
-				char *have = shape(pattern);
-				routed |= strcmp(have, want) == 0 && strcmp(method, upper) == 0;
+			for (size_t k = 0; loomi_api_route(k, &r, NULL); k++) {
+				char *have = shape(r->pattern);
+				routed |= strcmp(have, want) == 0 && strcmp(r->method, upper) == 0;
 				free(have);
 			}
 			ck_assert_msg(routed, "docs/openapi.json documents %s %s, which is not routed", upper,
@@ -101,6 +106,176 @@ START_TEST(every_operation_routed)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ the module table */
+
+START_TEST(routes_once_with_access)
+{
+	const loomi_route *r, *q;
+	const char *module;
+
+	for (size_t i = 0; loomi_api_route(i, &r, &module); i++) {
+		ck_assert_msg(r->fn != NULL, "%s: %s %s has no handler", module, r->method, r->pattern);
+		ck_assert_msg(r->access == LOOMI_ACCESS_READ || r->access == LOOMI_ACCESS_WRITE ||
+		                  r->access == LOOMI_ACCESS_ADMIN,
+		              "%s: %s %s does not say what it does (access %d)", module, r->method,
+		              r->pattern, r->access);
+		/* a GET never changes anything */
+		if (strcmp(r->method, "GET") == 0)
+			ck_assert_msg(r->access == LOOMI_ACCESS_READ, "%s: GET %s is not a read", module,
+			              r->pattern);
+		ck_assert_msg(strncmp(r->pattern, "/api/v1/", 8) == 0, "%s: %s is not under /api/v1",
+		              module, r->pattern);
+		for (size_t j = 0; j < i && loomi_api_route(j, &q, NULL); j++)
+			ck_assert_msg(strcmp(r->method, q->method) != 0 ||
+			                  strcmp(r->pattern, q->pattern) != 0,
+			              "%s %s is routed twice", r->method, r->pattern);
+	}
+}
+END_TEST
+
+START_TEST(modules_named_and_migrations_numbered)
+{
+	int versions[64] = {0};
+	int newest = 0;
+	size_t n = 0;
+
+	ck_assert_int_ge(loomi_n_modules, 8);
+	for (size_t m = 0; m < loomi_n_modules; m++) {
+		const loomi_module *mod = loomi_modules[m];
+		ck_assert_msg(mod->name && mod->name[0], "module %zu has no name", m);
+		for (size_t k = 0; k < m; k++)
+			ck_assert_msg(strcmp(mod->name, loomi_modules[k]->name) != 0,
+			              "module \"%s\" is listed twice", mod->name);
+		for (size_t i = 0; i < mod->n_migrations; i++) {
+			int v = mod->migrations[i].version;
+			ck_assert_msg(v >= 1 && v < 64, "%s: migration %d", mod->name, v);
+			ck_assert_msg(versions[v]++ == 0, "migration %d is owned twice (%s)", v, mod->name);
+			ck_assert(mod->migrations[i].sql && mod->migrations[i].description);
+			newest = v > newest ? v : newest;
+			n++;
+		}
+		for (size_t i = 0; i < mod->n_listeners; i++)
+			ck_assert_msg(mod->listeners[i].fn && mod->listeners[i].kind > 0 &&
+			                  mod->listeners[i].kind < LOOMI_EV_KINDS,
+			              "%s: listener %zu", mod->name, i);
+	}
+	/* 1 … newest, each once: what the store applies in order */
+	ck_assert_int_eq((int)n, newest);
+	ck_assert_int_eq(loomi_store_schema_version(), newest);
+	ck_assert_int_ge(newest, 10);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ the pipeline */
+
+typedef struct answer {
+	int status;
+	char *text;
+	char *allow;
+} answer;
+
+/* A request through loomi_api_handle with a daemon that runs no module:
+ * what the pipeline answers by itself, and the routes that need nothing. */
+static answer
+ask(const char *method, const char *path, const char *query)
+{
+	static loomi_daemon d;
+	loomi_http_req req = {.method = method, .path = path, .query = query ? query : ""};
+	loomi_http_res res = {0};
+	answer a;
+
+	loomi_api_handle(&d, &req, &res);
+	a.status = res.status;
+	a.text = res.body ? json_dumps(res.body, JSON_COMPACT) : res.text;
+	if (res.body)
+		free(res.text);
+	a.allow = res.allow;
+	json_decref(res.body);
+	return a;
+}
+
+static void
+answer_free(answer *a)
+{
+	free(a->text);
+	free(a->allow);
+}
+
+START_TEST(pipeline_answers)
+{
+	answer a;
+
+	a = ask("GET", "/api/v1/nope", NULL);
+	ck_assert_int_eq(a.status, 404);
+	ck_assert_msg(strstr(a.text, "no such endpoint: GET /api/v1/nope"), "%s", a.text);
+	answer_free(&a);
+
+	a = ask("DELETE", "/api/v1/health", NULL);
+	ck_assert_int_eq(a.status, 405);
+	ck_assert_str_eq(a.allow, "GET, HEAD");
+	answer_free(&a);
+
+	/* two GET routes match /api/v1/runs/export (it and /api/v1/runs/{id}):
+	 * Allow names GET once */
+	a = ask("POST", "/api/v1/runs/export", NULL);
+	ck_assert_int_eq(a.status, 405);
+	ck_assert_str_eq(a.allow, "GET, HEAD");
+	answer_free(&a);
+
+	a = ask("PATCH", "/api/v1/training/tasks", NULL);
+	ck_assert_int_eq(a.status, 405);
+	ck_assert_str_eq(a.allow, "POST, GET, HEAD");
+	answer_free(&a);
+
+	/* trailing slashes are dropped; HEAD is GET */
+	a = ask("GET", "/api/v1/plugins/", NULL);
+	ck_assert_int_eq(a.status, 200);
+	ck_assert_str_eq(a.text, "{\"plugins\":[],\"count\":0}");
+	answer_free(&a);
+	a = ask("HEAD", "/api/v1/openapi.json", NULL);
+	ck_assert_int_eq(a.status, 200);
+	answer_free(&a);
+
+	/* a parameter is decoded once, after matching: %2F stays in its segment */
+	a = ask("GET", "/api/v1/plugins/a%2Fb", NULL);
+	ck_assert_int_eq(a.status, 404);
+	ck_assert_msg(strstr(a.text, "no plugin instance \\\"a/b\\\""), "%s", a.text);
+	answer_free(&a);
+	a = ask("GET", "/api/v1/plugins/a%zz", NULL);
+	ck_assert_int_eq(a.status, 400);
+	ck_assert_msg(strstr(a.text, "malformed percent-encoding"), "%s", a.text);
+	answer_free(&a);
+	a = ask("GET", "/api/v1/plugins/a%00b", NULL);
+	ck_assert_int_eq(a.status, 400);
+	answer_free(&a);
+}
+END_TEST
+
+/* The most specific pattern wins, not the first module's: the exports
+ * module comes after tracking, yet GET /api/v1/runs/export is the export
+ * route (which first asks for the format), not GET /api/v1/runs/{id} with
+ * id "export". */
+START_TEST(most_specific_route_wins)
+{
+	size_t i_export = 0, i_param = 0;
+	const loomi_route *r;
+	answer a;
+
+	for (size_t i = 0; loomi_api_route(i, &r, NULL); i++) {
+		if (strcmp(r->method, "GET") == 0 && strcmp(r->pattern, "/api/v1/runs/export") == 0)
+			i_export = i;
+		if (strcmp(r->method, "GET") == 0 && strcmp(r->pattern, "/api/v1/runs/{id}") == 0)
+			i_param = i;
+	}
+	ck_assert_msg(i_export > i_param, "the table no longer lists /runs/{id} first; the test "
+	                                  "needs another pair");
+	a = ask("GET", "/api/v1/runs/export", NULL);
+	ck_assert_int_eq(a.status, 400);
+	ck_assert_msg(strstr(a.text, "format: give the format to export to"), "%s", a.text);
+	answer_free(&a);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -108,6 +283,14 @@ main(void)
 	TCase *tc = tcase_create("openapi");
 	tcase_add_test(tc, every_route_documented);
 	tcase_add_test(tc, every_operation_routed);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("modules");
+	tcase_add_test(tc, routes_once_with_access);
+	tcase_add_test(tc, modules_named_and_migrations_numbered);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("pipeline");
+	tcase_add_test(tc, pipeline_answers);
+	tcase_add_test(tc, most_specific_route_wins);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }

@@ -4,7 +4,7 @@
 
 #include <loom/loom.h>
 
-#include "host/tasks/jobs.h"
+#include "host/tasks/tasks.h"
 #include "testutil.h"
 
 /* expected[from][to]: 1 legal.  pending → running (started), cancelled,

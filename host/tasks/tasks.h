@@ -1,10 +1,15 @@
-/* Jobs (the API calls them training tasks): their lifecycle, the
- * scheduling loop, and the loom-worker processes that run them.
+/* The tasks service's interface: jobs (the API calls them training
+ * tasks), their lifecycle, the scheduling loop (jobs.c), and the
+ * loom-worker processes that run them.  The module (tasks.c) serves them
+ * under /api/v1/training/tasks with the WebSocket monitor (monitor.c).
  *
  * States are the seed's: pending, running, paused, completed, failed,
  * cancelled.  Every transition is checked against one table
  * (loomi_job_transition_ok), stored as a row of job_events with its time
- * and reason, and published on the bus as a "job.state" event.
+ * and reason, told to the modules that listen (alerts, tracking, the
+ * registry: host/server/events.h), then published on the bus as a
+ * "job.state" event.  A worker's log lines, metric points and attaching
+ * reach the log store and tracking the same way.
  *
  * A job is submitted pending and waits to be started (or is started at
  * once with "start": true); a started ("queued") job is a candidate for the
@@ -31,14 +36,15 @@
  * that is still alive is stopped (SIGTERM: it checkpoints at its next step
  * and exits), and the job is queued again to resume from its newest
  * checkpoint in a new worker. */
-#ifndef LOOM_HOST_JOBS_H
-#define LOOM_HOST_JOBS_H
+#ifndef LOOM_HOST_TASKS_H
+#define LOOM_HOST_TASKS_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
 
+#include "host/server/api.h"
 #include "host/server/daemon.h"
 
 /* Start the jobs service: recover jobs left running, serve job.* on the
@@ -50,10 +56,6 @@ void loomi_jobs_stop(loomi_daemon *d);
 
 /* Is from → to a legal transition (loom_job_state values)? */
 bool loomi_job_transition_ok(uint32_t from, uint32_t to);
-
-/* Check a job spec with the compute plugin it names ("compute", default
- * "transformer").  0, or LOOM_EINVAL with *msg naming the key. */
-int loomi_jobs_validate_spec(loomi_daemon *d, const json_t *spec, char **msg);
 
 /* Submit a job: body is the request of POST /api/v1/training/tasks
  * ({"spec": {…}, "name", "priority", "resource_requirements", "after",
@@ -81,4 +83,8 @@ json_t *loomi_jobs_resources(loomi_daemon *d);
 /* "task-12" or "12" → 12; 0 when it is neither. */
 int64_t loomi_job_id_parse(const char *text);
 
-#endif /* LOOM_HOST_JOBS_H */
+/* The task id of a route's first parameter ("task-12" or "12"), or 0
+ * after setting a 404 that says what ids look like. */
+int64_t loomi_jobs_param_id(const loomi_http_req *req, loomi_http_res *res);
+
+#endif /* LOOM_HOST_TASKS_H */

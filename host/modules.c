@@ -1,0 +1,32 @@
+/* The module table: every service of loomd, in start order (module.h says
+ * what a module is and how loomd walks this list).  A new service is a
+ * folder under host/ (its Makefile.inc included by host/Makefile.inc) that
+ * defines its loomi_module, declared and listed here. */
+#include "config.h"
+
+#include "host/server/module.h"
+
+extern const loomi_module loomi_system_module;   /* host/server/system.c */
+extern const loomi_module loomi_logs_module;     /* host/logs/ */
+extern const loomi_module loomi_alerts_module;   /* host/alerts/ */
+extern const loomi_module loomi_tracking_module; /* host/tracking/ */
+extern const loomi_module loomi_registry_module; /* host/registry/ */
+extern const loomi_module loomi_configs_module;  /* host/configs/ */
+extern const loomi_module loomi_exports_module;  /* host/exports/ */
+extern const loomi_module loomi_tasks_module;    /* host/tasks/ */
+
+/* Listeners hear events in this order; stop runs backwards, so the tasks
+ * (whose workers feed every other module) stop first and the log store,
+ * which records everyone's last lines, last. */
+const loomi_module *const loomi_modules[] = {
+	&loomi_system_module,
+	&loomi_logs_module,
+	&loomi_alerts_module,
+	&loomi_tracking_module,
+	&loomi_registry_module,
+	&loomi_configs_module,
+	&loomi_exports_module,
+	&loomi_tasks_module,
+};
+
+const size_t loomi_n_modules = LOOMI_N(loomi_modules);
