@@ -217,7 +217,14 @@ expect 0 loomctl --url "$URL" submit "$T/job.conf" --cpu 2
 ws1=$!
 "$WS" "$wsurl/task-9/monitor" --until-status completed --timeout 90 >"$T/ws2" 2>"$T/ws2.err" &
 ws2=$!
-sleep 1
+# start task-9 only once both monitors are connected and ws1's subscription
+# is in place, or they miss its first state change and metrics
+i=0
+until grep -qF '"type":"subscribed"' "$T/ws1" && grep -qF '"type":"snapshot"' "$T/ws2"; do
+	i=$((i + 1))
+	[ $i -gt 300 ] && { cat "$T/ws1.err" "$T/ws2.err" >&2; fail "the monitors of task-9 did not connect in 30s"; }
+	sleep 0.1
+done
 expect 0 loomctl --url "$URL" start task-9
 wait $ws1 || { cat "$T/ws1.err" >&2; fail "the subscribed monitor did not see task-9 complete"; }
 wait $ws2 || { cat "$T/ws2.err" >&2; fail "the second monitor did not see task-9 complete"; }
