@@ -191,6 +191,11 @@ n_alerts(void)
 	return scalar("SELECT count(*) FROM alerts");
 }
 
+/* How long to wait for what the alerts thread does: generous, since it
+ * commits each alert (an fsync) and the machine may be loaded; a wait
+ * ends as soon as its condition holds. */
+#define WAIT_MS 30000
+
 /* Wait up to ms for the alerts table to hold n rows. */
 static void
 wait_alerts(long long n, int ms)
@@ -396,7 +401,7 @@ START_TEST(metric_threshold_and_repeat)
 	start();
 	add_rule("{\"name\": \"above\", \"condition\": {\"kind\": \"metric_above\", \"metric\": "
 	         "\"loss\", \"threshold\": 10}, \"actions\": [{\"type\": \"bus\"}], "
-	         "\"repeat_interval\": 1}");
+	         "\"repeat_interval\": 3}");
 	add_rule("{\"name\": \"below\", \"condition\": {\"kind\": \"metric_below\", \"metric\": "
 	         "\"val_acc\", \"threshold\": 0.5, \"scope\": \"epoch\"}, \"actions\": [{\"type\": "
 	         "\"bus\"}]}");
@@ -408,7 +413,7 @@ START_TEST(metric_threshold_and_repeat)
 	ck_assert_int_eq(n_alerts(), 0);
 
 	metric(3, "loss", 2, LOOM_METRIC_STEP, 12.5);
-	wait_alerts(1, 3000);
+	wait_alerts(1, WAIT_MS);
 	o = alert_json(1);
 	ck_assert_str_eq(json_string_value(json_object_get(o, "rule")), "above");
 	ck_assert_str_eq(json_string_value(json_object_get(o, "task_id")), "task-3");
@@ -417,20 +422,22 @@ START_TEST(metric_threshold_and_repeat)
 	ASSERT_HAS(json_string_value(json_object_get(o, "message")), "loss = 12.5 at step 2, above 10");
 	json_decref(o);
 
-	/* within the repeat interval: held back, for this job only */
+	/* within the repeat interval: held back, for this job only (3 s, so
+	 * that a slow commit of alert 1 or a late wake-up here does not take
+	 * the next points past it) */
 	metric(3, "loss", 3, LOOM_METRIC_STEP, 13);
 	metric(3, "loss", 4, LOOM_METRIC_STEP, 14);
 	drain();
 	ck_assert_int_eq(n_alerts(), 1);
 	metric(4, "loss", 1, LOOM_METRIC_STEP, 11);
-	wait_alerts(2, 3000);
+	wait_alerts(2, WAIT_MS);
 	/* after it: fires again */
-	usleep(1100000);
+	usleep(3100000);
 	metric(3, "loss", 5, LOOM_METRIC_STEP, 15);
-	wait_alerts(3, 3000);
+	wait_alerts(3, WAIT_MS);
 
 	metric(3, "val_acc", 2, LOOM_METRIC_EPOCH, 0.25);
-	wait_alerts(4, 3000);
+	wait_alerts(4, WAIT_MS);
 	ck_assert_int_eq(scalar("SELECT count(*) FROM alerts WHERE rule_name = 'below'"), 1);
 }
 END_TEST
@@ -446,9 +453,9 @@ START_TEST(nonfinite)
 	         "\"loss\", \"threshold\": 1}, \"actions\": [{\"type\": \"bus\"}]}");
 	metric(5, "loss", 1, LOOM_METRIC_STEP, 0.5);
 	metric(5, "loss", 2, LOOM_METRIC_STEP, NAN);
-	wait_alerts(1, 3000);
+	wait_alerts(1, WAIT_MS);
 	metric(5, "grad_norm", 3, LOOM_METRIC_STEP, -INFINITY);
-	wait_alerts(2, 3000);
+	wait_alerts(2, WAIT_MS);
 	o = alert_json(1);
 	ck_assert_str_eq(json_string_value(json_object_get(o, "value")), "NaN");
 	ASSERT_HAS(json_string_value(json_object_get(o, "message")), "task-5: loss is NaN at step 2");
@@ -478,7 +485,7 @@ START_TEST(divergence)
 	ck_assert_int_eq(n_alerts(), 0);
 	/* window 0.8 0.85 0.9 1.19 1.3: 1.3 > 1.2 */
 	metric(6, "loss", 8, LOOM_METRIC_STEP, 1.3);
-	wait_alerts(1, 3000);
+	wait_alerts(1, WAIT_MS);
 	o = alert_json(1);
 	ASSERT_HAS(json_string_value(json_object_get(o, "message")),
 	           "loss = 1.3 at step 8 is 62.5% above 0.8, the minimum of its last 5 values");
@@ -505,7 +512,7 @@ START_TEST(log_level_keyword)
 	drain();
 	ck_assert_int_eq(n_alerts(), 0);
 	loomi_alerts_log(8, "worker", LOOM_LOG_ERROR, "CUDA Out Of Memory at step 12");
-	wait_alerts(1, 3000);
+	wait_alerts(1, WAIT_MS);
 	o = alert_json(1);
 	ck_assert_str_eq(json_string_value(json_object_get(o, "rule")), "oom");
 	ASSERT_HAS(json_string_value(json_object_get(o, "message")),
@@ -513,7 +520,7 @@ START_TEST(log_level_keyword)
 	json_decref(o);
 	loomi_alerts_log(9, NULL, LOOM_LOG_WARN, "slow data loader");
 	loomi_alerts_log(9, NULL, LOOM_LOG_ERROR, "worse");
-	wait_alerts(3, 3000);
+	wait_alerts(3, WAIT_MS);
 	/* alerts' own log lines do not feed back */
 	loomi_alerts_log(9, "alerts", LOOM_LOG_ERROR, "webhook failed");
 	drain();
@@ -533,9 +540,9 @@ START_TEST(failed_and_cancelled)
 	add_job(12, "eval-b", "failed", 0);
 	loomi_alerts_state(11, "running", "completed", "");
 	loomi_alerts_state(12, "running", "failed", "exit 1");  /* "stops" only */
-	wait_alerts(1, 3000);
+	wait_alerts(1, WAIT_MS);
 	loomi_alerts_state(11, "running", "failed", "exited with status 2");
-	wait_alerts(3, 3000);
+	wait_alerts(3, WAIT_MS);
 	ck_assert_int_eq(scalar("SELECT count(*) FROM alerts WHERE rule_name = 'failures'"
 	                        " AND job_id = 11"),
 	                 1);
@@ -543,7 +550,7 @@ START_TEST(failed_and_cancelled)
 	                        " AND job_id = 12"),
 	                 0);
 	loomi_alerts_state(13, "pending", "cancelled", "by user");
-	wait_alerts(4, 3000);
+	wait_alerts(4, WAIT_MS);
 	o = alert_json(4);
 	ASSERT_HAS(json_string_value(json_object_get(o, "message")),
 	           "task-13 cancelled (was pending): by user");
@@ -567,7 +574,7 @@ START_TEST(stalled)
 		free(sql);
 		usleep(300000);
 	}
-	wait_alerts(1, 3000);
+	wait_alerts(1, WAIT_MS);
 	o = alert_json(1);
 	ck_assert_str_eq(json_string_value(json_object_get(o, "task_id")), "task-21");
 	ASSERT_HAS(json_string_value(json_object_get(o, "message")),
@@ -602,7 +609,7 @@ START_TEST(command_action)
 	add_rule(rule);
 	free(rule);
 	metric(31, "loss", 4, LOOM_METRIC_STEP, 2.5);
-	wait_alerts(1, 3000);
+	wait_alerts(1, WAIT_MS);
 	o = settled_alert(1, 10000);
 	a = json_object_get(o, "actions");
 	ck_assert_int_eq(json_array_size(a), 2);
@@ -725,7 +732,7 @@ START_TEST(webhook_action)
 	add_rule(rule);
 	free(rule);
 	metric(41, "loss", 9, LOOM_METRIC_STEP, INFINITY);
-	wait_alerts(1, 3000);
+	wait_alerts(1, WAIT_MS);
 	o = settled_alert(1, 20000);
 	a = json_object_get(o, "actions");
 	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(a, 0), "status")), 200);
@@ -787,7 +794,7 @@ START_TEST(bus_action)
 	ck_assert_int_eq(loomi_bus_open(&bc, &T.d.bus, &err), 0);
 	ck_assert_int_eq(loomi_bus_subscribe(T.d.bus, "alert", on_alert, &s, NULL), 0);
 	/* pub/sub drops events sent before the subscriber's pipe is attached */
-	deadline = now_ms() + 5000;
+	deadline = now_ms() + WAIT_MS;
 	while (seen_n(&s) < 1000 && now_ms() < deadline) {
 		loomi_bus_publish(T.d.bus, "alert", "test", "{\"probe\":true}");
 		usleep(20000);
@@ -797,8 +804,8 @@ START_TEST(bus_action)
 	add_rule("{\"name\": \"to-bus\", \"condition\": {\"kind\": \"failed\"}, \"actions\": "
 	         "[{\"type\": \"bus\"}]}");
 	loomi_alerts_state(51, "running", "failed", "boom");
-	wait_alerts(1, 3000);
-	deadline = now_ms() + 3000;
+	wait_alerts(1, WAIT_MS);
+	deadline = now_ms() + WAIT_MS;
 	while (seen_n(&s) % 1000 < 1 && now_ms() < deadline)
 		usleep(10000);
 	ck_assert_int_eq(seen_n(&s) % 1000, 1);
@@ -824,7 +831,7 @@ START_TEST(listing)
 	              "\"actions\": [{\"type\": \"bus\"}]}");
 	for (int j = 61; j <= 63; j++)
 		loomi_alerts_state(j, "running", "failed", "x");
-	wait_alerts(4, 3000);
+	wait_alerts(4, WAIT_MS);
 
 	a = call("GET", "/api/v1/alerts", "limit=2", NULL);
 	ck_assert_int_eq(a.status, 200);
@@ -875,7 +882,7 @@ START_TEST(restart_keeps_interval)
 	add_rule("{\"name\": \"f\", \"condition\": {\"kind\": \"failed\"}, \"actions\": "
 	         "[{\"type\": \"bus\"}]}");
 	loomi_alerts_state(71, "running", "failed", "x");
-	wait_alerts(1, 3000);
+	wait_alerts(1, WAIT_MS);
 	loomi_alerts_stop();
 	T.alerts_up = false;
 	/* stopped: the entry points do nothing */
@@ -883,7 +890,7 @@ START_TEST(restart_keeps_interval)
 	start();
 	loomi_alerts_state(71, "running", "failed", "again");
 	loomi_alerts_state(73, "running", "failed", "x");
-	wait_alerts(2, 3000);
+	wait_alerts(2, WAIT_MS);
 	drain();
 	ck_assert_int_eq(n_alerts(), 2);
 	ck_assert_int_eq(scalar("SELECT count(*) FROM alerts WHERE job_id = 73"), 1);
