@@ -166,12 +166,15 @@ ok "high-priority task-2 does not fit beside task-1: it waits preempting task-1,
 kill -CONT "$pid"
 STOPPED=
 # the state and the rest in one response (task-1 resumes by itself as soon as
-# task-2 is done)
+# task-2 is done).  loomd marks task-1 paused (reason: the preemption) when
+# its worker exits, and the next plan, a moment later, gives it the reason
+# it waits for: wait for that plan too
 i=0
 until curl -s "$URL/api/v1/training/tasks/task-1" >"$T/paused.json" &&
-	grep -qF '"status":"paused"' "$T/paused.json"; do
+	grep -qF '"status":"paused"' "$T/paused.json" &&
+	grep -qF '"waiting_reason":"waiting for' "$T/paused.json"; do
 	i=$((i + 1))
-	[ $i -gt $((300 * X)) ] && fail "task-1 was not seen paused in $((30 * X))s: $(show task-1)"
+	[ $i -gt $((300 * X)) ] && fail "task-1 was not seen paused and waiting for its cpu in $((30 * X))s: $(show task-1)"
 	sleep 0.05
 done
 snap() { python3 -c "import json,sys; t=json.load(open(sys.argv[1])); print($1)" "$T/paused.json"; }
