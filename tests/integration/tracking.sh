@@ -46,11 +46,15 @@ api() { # METHOD PATH [BODY|@FILE]: status in $T/code, body in $T/body
 }
 code() { [ "$(cat "$T/code")" = "$1" ] || { cat "$T/body" >&2; echo >&2; fail "HTTP $(cat "$T/code"), expected $1"; }; }
 py() { /usr/bin/python3 -c "import json,sys; b=json.load(open('$T/body')); print($1)"; }
+# Training tasks take seconds, many more on a loaded machine: wait for them
+# up to 120 s (more when loomd runs under valgrind); WAIT_S is loomd's
+# start-up allowance.
+X=$((WAIT_S / 20))
 wait_state() { # TASK STATE
 	local i=0
 	until loomctl --url "$URL" --json status "$1" | grep -q "\"status\": \"$2\""; do
 		i=$((i + 1))
-		[ $i -gt $((WAIT_S * 10)) ] && { loomctl --url "$URL" status "$1" >&2; fail "$1 did not reach $2"; }
+		[ $i -gt $((1200 * X)) ] && { loomctl --url "$URL" status "$1" >&2; fail "$1 did not reach $2 in $((120 * X))s"; }
 		sleep 0.1
 	done
 }
@@ -123,7 +127,7 @@ ok "history: $full train_loss points, downsampled to 20 keeping the minimum and 
 # of their own, a moment behind loomd's store)
 i=0
 until grep -q '"type":"run_end"' "$state/plugins/jsonl/run-1.jsonl" 2>/dev/null; do
-	i=$((i + 1)); [ $i -gt $((WAIT_S * 10)) ] && fail "the jsonl tracker never ended run-1"; sleep 0.1
+	i=$((i + 1)); [ $i -gt $((600 * X)) ] && fail "the jsonl tracker never ended run-1"; sleep 0.1
 done
 ev=$(ls "$state"/plugins/tensorboard/run-1/events.out.tfevents.* | head -1)
 [ -s "$ev" ] || fail "no TensorBoard event file for run-1"
@@ -172,7 +176,7 @@ expect 0 loomctl --url "$URL" submit "$T/long.conf" --start --cpu 1
 wait_state task-2 running
 i=0
 until [ "$(curl -s "$URL/api/v1/training/tasks/task-2" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["progress"]["current_step"])')" -gt 25 ]; do
-	i=$((i + 1)); [ $i -gt $((WAIT_S * 10)) ] && fail "task-2 made no progress"; sleep 0.1
+	i=$((i + 1)); [ $i -gt $((1200 * X)) ] && fail "task-2 made no progress in $((120 * X))s"; sleep 0.1
 done
 expect 0 loomctl --url "$URL" pause task-2
 api GET "/api/v1/training/tasks/task-2/export?format=html"
