@@ -14,5 +14,7 @@
 #include <loom/tracker.h>
 #include <loom/exporter.h>
 #include <loom/compute.h>
+#include <loom/spec.h>
+#include <loom/util.h>
 
 #endif /* LOOM_LOOM_H */
