@@ -15,6 +15,7 @@
 #include <loom/exporter.h>
 #include <loom/compute.h>
 #include <loom/spec.h>
+#include <loom/safetensors.h>
 #include <loom/util.h>
 
 #endif /* LOOM_LOOM_H */
