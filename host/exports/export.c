@@ -7,9 +7,9 @@
 #include <jansson.h>
 
 #include <loom/error.h>
+#include <loom/safetensors.h>
 
 #include "export.h"
-#include "host/core/safetensors.h"
 #include "host/core/util.h"
 
 struct loomi_export_run {
@@ -18,7 +18,7 @@ struct loomi_export_run {
 	char *run_id, *name, *state;
 	char *spec, *model, *metrics, *run;
 	unsigned char *weights;      /* the file's bytes; tensors point into it */
-	st_file st;
+	loom_safetensors *st;
 	loom_tensor *tensors;
 	loomi_strv names;            /* metrics with a history */
 	json_t *epochs;              /* metrics.json's "epochs", the default history */
@@ -47,13 +47,12 @@ dtype_of(const char *st)
 /* The weights file's metadata as the model description: values that are
  * JSON documents (spec, data) or numbers are parsed, the rest kept as text. */
 static json_t *
-model_of(const json_t *meta, const char *file)
+model_of(const loom_safetensors_meta *meta, size_t n_meta, const char *file)
 {
-	json_t *m = json_object(), *v;
-	const char *key;
+	json_t *m = json_object();
 
-	json_object_foreach((json_t *)meta, key, v) {
-		const char *s = json_string_value(v);
+	for (size_t i = 0; i < n_meta; i++) {
+		const char *key = meta[i].key, *s = meta[i].value;
 		json_t *parsed = s && (*s == '{' || *s == '[') ? json_loads(s, 0, NULL) : NULL;
 		char *end = NULL;
 		long long n = s && *s ? strtoll(s, &end, 10) : 0;
@@ -62,7 +61,7 @@ model_of(const json_t *meta, const char *file)
 		else if (end && *end == '\0')
 			json_object_set_new(m, key, json_integer(n));
 		else
-			json_object_set(m, key, v);
+			json_object_set_new(m, key, json_string(s));
 	}
 	json_object_set_new(m, "weights", json_string(file));
 	return m;
@@ -73,7 +72,9 @@ load_weights(loomi_export_run *r, char **err)
 {
 	static const char *const files[] = {"best.safetensors", "last.safetensors"};
 	char *path = NULL, *data = NULL;
-	size_t len = 0, i, f;
+	size_t len = 0, i, f, n, n_meta;
+	const loom_safetensors_tensor *ts;
+	const loom_safetensors_meta *meta;
 	int rv;
 
 	for (f = 0; f < 2; f++) {
@@ -87,24 +88,25 @@ load_weights(loomi_export_run *r, char **err)
 		return LOOM_ENOENT;
 	}
 	r->weights = (unsigned char *)data;
-	if ((rv = st_decode(r->weights, len, path, &r->st, err)) != 0) {
+	if ((rv = loom_safetensors_decode(r->weights, len, path, &r->st, err)) != 0) {
 		free(path);
 		return rv;
 	}
-	r->tensors = loomi_xcalloc(r->st.n ? r->st.n : 1, sizeof *r->tensors);
-	for (i = 0; i < r->st.n; i++) {
-		const st_tensor *t = &r->st.tensors[i];
+	ts = loom_safetensors_tensors(r->st, &n);
+	r->tensors = loomi_xcalloc(n ? n : 1, sizeof *r->tensors);
+	for (i = 0; i < n; i++) {
+		const loom_safetensors_tensor *t = &ts[i];
 		loom_tensor *o = &r->tensors[i];
 		o->name = t->name;
 		o->dtype = dtype_of(t->dtype);
-		o->ndim = (uint32_t)t->ndim;
-		for (int k = 0; k < t->ndim && k < LOOM_TENSOR_MAX_DIMS; k++)
+		o->ndim = t->ndim;
+		for (uint32_t k = 0; k < t->ndim && k < LOOM_TENSOR_MAX_DIMS; k++)
 			o->dims[k] = t->dims[k];
 		o->data = (void *)t->data;
 		o->nbytes = t->nbytes;
 	}
-	if (r->st.metadata) {
-		json_t *m = model_of(r->st.metadata, files[f]);
+	if ((meta = loom_safetensors_metadata(r->st, &n_meta)) != NULL) {
+		json_t *m = model_of(meta, n_meta, files[f]);
 		json_t *spec = json_object_get(m, "spec");
 		r->model = json_dumps(m, JSON_COMPACT);
 		if (json_is_object(spec))
@@ -208,7 +210,7 @@ refresh(loomi_export_run *r)
 	s->model_json = r->model;
 	s->metrics_json = r->metrics ? r->metrics : "{}";
 	s->run_json = r->run ? r->run : "{}";
-	s->n_tensors = r->st.n;
+	loom_safetensors_tensors(r->st, &s->n_tensors);
 	s->tensors = r->tensors;
 	s->n_metric_names = r->names.n;
 	s->metric_names = (const char *const *)r->names.v;
@@ -305,7 +307,7 @@ loomi_export_free(loomi_export_run *r)
 {
 	if (r == NULL)
 		return;
-	st_file_free(&r->st);
+	loom_safetensors_free(r->st);
 	free(r->weights);
 	free(r->tensors);
 	loomi_strv_free(&r->names);

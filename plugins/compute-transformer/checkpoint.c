@@ -10,10 +10,10 @@
 #include <zstd.h>
 
 #include <loom/error.h>
+#include <loom/safetensors.h>
+#include <loom/util.h>
 
 #include "checkpoint.h"
-#include "host/core/util.h"
-#include "host/core/safetensors.h"
 
 #define CKPT_FORMAT "loom-checkpoint"
 #define CKPT_VERSION "1"
@@ -66,13 +66,21 @@ state_from_json(json_t *j, tf_train_state *s)
 
 /* ------------------------------------------------------------------ tensors */
 
+static void
+names_free(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
 /* The model's tensors as safetensors entries; with moments, also
  * "optimizer.m.NAME" and "optimizer.v.NAME". */
-static st_tensor *
+static loom_safetensors_tensor *
 entries(const tf_model *m, int moments, size_t *n, char ***names)
 {
 	size_t per = moments ? 3 : 1, k = 0;
-	st_tensor *t = calloc((size_t)m->n_tensors * per + 1, sizeof *t);
+	loom_safetensors_tensor *t = calloc((size_t)m->n_tensors * per + 1, sizeof *t);
 	char **owned = calloc((size_t)m->n_tensors * per + 1, sizeof *owned);
 
 	if (t == NULL || owned == NULL) {
@@ -84,12 +92,17 @@ entries(const tf_model *m, int moments, size_t *n, char ***names)
 		const float *base = pass == 0 ? m->params : pass == 1 ? m->m : m->v;
 		for (int i = 0; i < m->n_tensors; i++) {
 			const tf_tensor *tt = &m->tensors[i];
-			owned[k] = pass == 0 ? loomi_strdup(tt->name)
-			                     : loomi_strfmt("optimizer.%s.%s", pass == 1 ? "m" : "v",
-			                                    tt->name);
+			owned[k] = pass == 0 ? loom_strfmt("%s", tt->name)
+			                     : loom_strfmt("optimizer.%s.%s", pass == 1 ? "m" : "v",
+			                                   tt->name);
+			if (owned[k] == NULL) {
+				names_free(owned, k);
+				free(t);
+				return NULL;
+			}
 			t[k].name = owned[k];
 			t[k].dtype = "F32";
-			t[k].ndim = tt->ndim;
+			t[k].ndim = (uint32_t)tt->ndim;
 			for (int d = 0; d < tt->ndim; d++)
 				t[k].dims[d] = tt->dims[d];
 			t[k].data = base + tt->offset;
@@ -102,19 +115,49 @@ entries(const tf_model *m, int moments, size_t *n, char ***names)
 	return t;
 }
 
-static void
-names_free(char **names, size_t n)
+/* Encode t with meta (an object of strings) as the file's __metadata__,
+ * in meta's order. */
+static int
+encode(const loom_safetensors_tensor *t, size_t n, const json_t *meta, unsigned char **out,
+       size_t *len)
 {
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+	loom_safetensors_meta *pairs = calloc(json_object_size(meta) + 1, sizeof *pairs);
+	const char *key;
+	json_t *v;
+	size_t k = 0;
+	int rv;
+
+	if (pairs == NULL)
+		return LOOM_ENOMEM;
+	json_object_foreach((json_t *)meta, key, v) {
+		if (json_is_string(v)) {
+			pairs[k].key = key;
+			pairs[k++].value = json_string_value(v);
+		}
+	}
+	rv = loom_safetensors_encode(t, n, pairs, k, out, len);
+	free(pairs);
+	return rv;
+}
+
+/* A file's __metadata__ as a JSON object of strings, in the file's order. */
+static json_t *
+metadata_json(const loom_safetensors *f)
+{
+	size_t n;
+	const loom_safetensors_meta *meta = loom_safetensors_metadata(f, &n);
+	json_t *o = json_object();
+
+	for (size_t i = 0; o && i < n; i++)
+		json_object_set_new(o, meta[i].key, json_string(meta[i].value));
+	return o;
 }
 
 /* Check that f holds every tensor of m (with moments if asked) with the
  * right dtype and shape; on success fill src[] (params, then m, then v). */
 static int
-match(const tf_model *m, const st_file *f, int moments, const char *path,
-      const st_tensor **src, char **err)
+match(const tf_model *m, const loom_safetensors *f, int moments, const char *path,
+      const loom_safetensors_tensor **src, char **err)
 {
 	size_t per = moments ? 3 : 1, k = 0;
 	char name[TF_NAME_MAX + 16];
@@ -122,7 +165,7 @@ match(const tf_model *m, const st_file *f, int moments, const char *path,
 	for (size_t pass = 0; pass < per; pass++) {
 		for (int i = 0; i < m->n_tensors; i++) {
 			const tf_tensor *tt = &m->tensors[i];
-			const st_tensor *s;
+			const loom_safetensors_tensor *s;
 			int same;
 
 			if (pass == 0)
@@ -130,17 +173,17 @@ match(const tf_model *m, const st_file *f, int moments, const char *path,
 			else
 				snprintf(name, sizeof name, "optimizer.%s.%s", pass == 1 ? "m" : "v",
 				         tt->name);
-			if ((s = st_find(f, name)) == NULL) {
-				*err = loomi_strfmt("%s has no tensor \"%s\": it was written for another "
+			if ((s = loom_safetensors_find(f, name)) == NULL) {
+				*err = loom_strfmt("%s has no tensor \"%s\": it was written for another "
 				                    "model; use the spec it was trained with",
 				                    path, name);
 				return LOOM_EINVAL;
 			}
-			same = strcmp(s->dtype, "F32") == 0 && s->ndim == tt->ndim;
+			same = strcmp(s->dtype, "F32") == 0 && s->ndim == (uint32_t)tt->ndim;
 			for (int d = 0; same && d < tt->ndim; d++)
 				same = s->dims[d] == tt->dims[d];
 			if (!same) {
-				*err = loomi_strfmt("%s: tensor \"%s\" has another dtype or shape than "
+				*err = loom_strfmt("%s: tensor \"%s\" has another dtype or shape than "
 				                    "this model's; it was written for another model",
 				                    path, name);
 				return LOOM_EINVAL;
@@ -152,7 +195,7 @@ match(const tf_model *m, const st_file *f, int moments, const char *path,
 }
 
 static void
-copy_in(tf_model *m, const st_tensor **src, int moments)
+copy_in(tf_model *m, const loom_safetensors_tensor **src, int moments)
 {
 	size_t per = moments ? 3 : 1, k = 0;
 	for (size_t pass = 0; pass < per; pass++) {
@@ -171,7 +214,7 @@ tf_checkpoint_save(const char *path, const tf_model *m, const tf_train_state *st
 	json_t *meta, *sj;
 	char *state_text, *info_text, *history_text;
 	char **names = NULL;
-	st_tensor *t;
+	loom_safetensors_tensor *t;
 	size_t n = 0, raw_len = 0, bound, clen;
 	unsigned char *raw = NULL;
 	void *comp = NULL;
@@ -192,12 +235,12 @@ tf_checkpoint_save(const char *path, const tf_model *m, const tf_train_state *st
 	free(state_text);
 	free(info_text);
 	free(history_text);
-	rv = meta ? st_encode(t, n, meta, &raw, &raw_len) : LOOM_ENOMEM;
+	rv = meta ? encode(t, n, meta, &raw, &raw_len) : LOOM_ENOMEM;
 	json_decref(meta);
 	free(t);
 	names_free(names, n);
 	if (rv != 0) {
-		*err = loomi_strfmt("cannot encode the checkpoint %s: %s", path, loom_strerror(rv));
+		*err = loom_strfmt("cannot encode the checkpoint %s: %s", path, loom_strerror(rv));
 		return rv;
 	}
 
@@ -206,7 +249,7 @@ tf_checkpoint_save(const char *path, const tf_model *m, const tf_train_state *st
 	cctx = ZSTD_createCCtx();
 	if (comp == NULL || cctx == NULL) {
 		rv = LOOM_ENOMEM;
-		*err = loomi_strfmt("out of memory compressing the checkpoint %s", path);
+		*err = loom_strfmt("out of memory compressing the checkpoint %s", path);
 		goto out;
 	}
 	ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, 3);
@@ -214,12 +257,12 @@ tf_checkpoint_save(const char *path, const tf_model *m, const tf_train_state *st
 	clen = ZSTD_compress2(cctx, comp, bound, raw, raw_len);
 	if (ZSTD_isError(clen)) {
 		rv = LOOM_EIO;
-		*err = loomi_strfmt("cannot compress the checkpoint %s: %s", path,
+		*err = loom_strfmt("cannot compress the checkpoint %s: %s", path,
 		                    ZSTD_getErrorName(clen));
 		goto out;
 	}
-	if ((rv = loomi_write_file_atomic(path, comp, clen, 0644)) != 0) {
-		*err = loomi_strfmt("cannot write the checkpoint %s: %s", path, strerror(rv));
+	if (loom_file_write_atomic(path, comp, clen, 0644) != 0) {
+		*err = loom_strfmt("cannot write the checkpoint %s: %s", path, strerror(errno));
 		rv = LOOM_EIO;
 	}
 out:
@@ -237,22 +280,23 @@ tf_checkpoint_load(const char *path, tf_model *m, tf_train_state *st, json_t **i
 	size_t len = 0, frame;
 	unsigned long long size;
 	unsigned char *raw = NULL;
-	st_file f = {0};
-	const st_tensor **src = NULL;
+	loom_safetensors *f = NULL;
+	const loom_safetensors_tensor **src = NULL;
 	const char *fmt, *state_text, *info_text, *history_text;
 	json_t *sj = NULL, *ij = NULL, *hj = NULL;
 	tf_train_state s;
 	int rv;
 
-	if ((rv = loomi_read_file(path, &file, &len)) != 0) {
-		*err = loomi_strfmt("cannot read the checkpoint %s: %s", path, strerror(rv));
+	if (loom_file_read(path, &file, &len) != 0) {
+		rv = errno;
+		*err = loom_strfmt("cannot read the checkpoint %s: %s", path, strerror(rv));
 		return rv == ENOENT ? LOOM_ENOENT : LOOM_EIO;
 	}
 	frame = ZSTD_findFrameCompressedSize(file, len);
 	size = ZSTD_getFrameContentSize(file, len);
 	if (ZSTD_isError(frame) || frame != len || size == ZSTD_CONTENTSIZE_ERROR ||
 	    size == ZSTD_CONTENTSIZE_UNKNOWN || size > MAX_DECOMPRESSED) {
-		*err = loomi_strfmt("the checkpoint %s is truncated or not a Loom checkpoint; it "
+		*err = loom_strfmt("the checkpoint %s is truncated or not a Loom checkpoint; it "
 		                    "cannot be used (resume from an earlier one, or start over)",
 		                    path);
 		rv = LOOM_ECORRUPT;
@@ -260,13 +304,13 @@ tf_checkpoint_load(const char *path, tf_model *m, tf_train_state *st, json_t **i
 	}
 	if ((raw = malloc(size ? size : 1)) == NULL) {
 		rv = LOOM_ENOMEM;
-		*err = loomi_strfmt("out of memory reading the checkpoint %s", path);
+		*err = loom_strfmt("out of memory reading the checkpoint %s", path);
 		goto out;
 	}
 	{
 		size_t got = ZSTD_decompress(raw, size, file, len);
 		if (ZSTD_isError(got) || got != size) {
-			*err = loomi_strfmt("the checkpoint %s is corrupt (%s); it cannot be used "
+			*err = loom_strfmt("the checkpoint %s is corrupt (%s); it cannot be used "
 			                    "(resume from an earlier one, or start over)",
 			                    path,
 			                    ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size");
@@ -274,19 +318,19 @@ tf_checkpoint_load(const char *path, tf_model *m, tf_train_state *st, json_t **i
 			goto out;
 		}
 	}
-	if ((rv = st_decode(raw, size, path, &f, err)) != 0)
+	if ((rv = loom_safetensors_decode(raw, size, path, &f, err)) != 0)
 		goto out;
-	fmt = f.metadata ? json_string_value(json_object_get(f.metadata, "format")) : NULL;
-	state_text = f.metadata ? json_string_value(json_object_get(f.metadata, "state")) : NULL;
-	info_text = f.metadata ? json_string_value(json_object_get(f.metadata, "info")) : NULL;
-	history_text = f.metadata ? json_string_value(json_object_get(f.metadata, "history")) : NULL;
+	fmt = loom_safetensors_meta_get(f, "format");
+	state_text = loom_safetensors_meta_get(f, "state");
+	info_text = loom_safetensors_meta_get(f, "info");
+	history_text = loom_safetensors_meta_get(f, "history");
 	if (fmt == NULL || strcmp(fmt, CKPT_FORMAT) != 0 || state_text == NULL ||
 	    info_text == NULL || history_text == NULL ||
 	    (sj = json_loads(state_text, 0, NULL)) == NULL ||
 	    (ij = json_loads(info_text, 0, NULL)) == NULL ||
 	    (hj = json_loads(history_text, 0, NULL)) == NULL || !json_is_array(hj) ||
 	    state_from_json(sj, &s) != 0) {
-		*err = loomi_strfmt("%s is not a Loom checkpoint (its metadata is missing or "
+		*err = loom_strfmt("%s is not a Loom checkpoint (its metadata is missing or "
 		                    "malformed)",
 		                    path);
 		rv = LOOM_ECORRUPT;
@@ -296,7 +340,7 @@ tf_checkpoint_load(const char *path, tf_model *m, tf_train_state *st, json_t **i
 		rv = LOOM_ENOMEM;
 		goto out;
 	}
-	if ((rv = match(m, &f, 1, path, src, err)) != 0)
+	if ((rv = match(m, f, 1, path, src, err)) != 0)
 		goto out;
 	/* Everything checked: now load. */
 	copy_in(m, src, 1);
@@ -312,7 +356,7 @@ out:
 	json_decref(ij);
 	json_decref(hj);
 	free(src);
-	st_file_free(&f);
+	loom_safetensors_free(f);
 	free(raw);
 	free(file);
 	return rv;
@@ -337,7 +381,7 @@ tf_checkpoint_newest(const char *dir)
 	}
 	closedir(d);
 	if (best >= 0)
-		path = loomi_strfmt("%s/step-%012lld.ckpt", dir, best);
+		path = loom_strfmt("%s/step-%012lld.ckpt", dir, best);
 	return path;
 }
 
@@ -350,7 +394,7 @@ tf_weights_save(const char *path, const tf_model *m, const json_t *info, char **
 	const char *key;
 	json_t *v;
 	char **names = NULL;
-	st_tensor *t;
+	loom_safetensors_tensor *t;
 	size_t n = 0, len = 0;
 	unsigned char *buf = NULL;
 	int rv;
@@ -369,16 +413,16 @@ tf_weights_save(const char *path, const tf_model *m, const json_t *info, char **
 		json_decref(meta);
 		return LOOM_ENOMEM;
 	}
-	rv = st_encode(t, n, meta, &buf, &len);
+	rv = encode(t, n, meta, &buf, &len);
 	free(t);
 	names_free(names, n);
 	json_decref(meta);
 	if (rv != 0) {
-		*err = loomi_strfmt("cannot encode %s: %s", path, loom_strerror(rv));
+		*err = loom_strfmt("cannot encode %s: %s", path, loom_strerror(rv));
 		return rv;
 	}
-	if ((rv = loomi_write_file_atomic(path, buf, len, 0644)) != 0) {
-		*err = loomi_strfmt("cannot write %s: %s", path, strerror(rv));
+	if (loom_file_write_atomic(path, buf, len, 0644) != 0) {
+		*err = loom_strfmt("cannot write %s: %s", path, strerror(errno));
 		rv = LOOM_EIO;
 	}
 	free(buf);
@@ -390,28 +434,29 @@ tf_weights_load(const char *path, tf_model *m, json_t **info, char **err)
 {
 	char *file = NULL;
 	size_t len = 0;
-	st_file f = {0};
-	const st_tensor **src = NULL;
+	loom_safetensors *f = NULL;
+	const loom_safetensors_tensor **src = NULL;
 	int rv;
 
-	if ((rv = loomi_read_file(path, &file, &len)) != 0) {
-		*err = loomi_strfmt("cannot read %s: %s", path, strerror(rv));
+	if (loom_file_read(path, &file, &len) != 0) {
+		rv = errno;
+		*err = loom_strfmt("cannot read %s: %s", path, strerror(rv));
 		return rv == ENOENT ? LOOM_ENOENT : LOOM_EIO;
 	}
-	if ((rv = st_decode((const unsigned char *)file, len, path, &f, err)) != 0)
+	if ((rv = loom_safetensors_decode(file, len, path, &f, err)) != 0)
 		goto out;
 	if ((src = calloc((size_t)m->n_tensors + 1, sizeof *src)) == NULL) {
 		rv = LOOM_ENOMEM;
 		goto out;
 	}
-	if ((rv = match(m, &f, 0, path, src, err)) != 0)
+	if ((rv = match(m, f, 0, path, src, err)) != 0)
 		goto out;
 	copy_in(m, src, 0);
 	if (info)
-		*info = f.metadata ? json_deep_copy(f.metadata) : json_object();
+		*info = metadata_json(f);
 out:
 	free(src);
-	st_file_free(&f);
+	loom_safetensors_free(f);
 	free(file);
 	return rv;
 }

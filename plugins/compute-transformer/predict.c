@@ -1,6 +1,7 @@
 /* Inference on a trained model.  See predict.h. */
 #include "config.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,10 +12,10 @@
 
 #include <loom/compute.h>
 #include <loom/head.h>
+#include <loom/safetensors.h>
+#include <loom/util.h>
 
 #include "checkpoint.h"
-#include "host/core/safetensors.h"
-#include "host/core/util.h"
 #include "model.h"
 #include "predict.h"
 #include "spec.h"
@@ -105,12 +106,12 @@ read_metadata(predictor *p, const char *model_dir, char **spec_text)
 	struct stat sb;
 	char *buf = NULL, *err = NULL;
 	size_t len = 0;
-	st_file f = {0};
+	loom_safetensors *f = NULL;
 	const char *spec, *data;
 	int rv;
 
 	for (size_t i = 0; i < 2 && p->path == NULL; i++) {
-		char *path = loomi_strfmt("%s/%s", model_dir, files[i]);
+		char *path = loom_strfmt("%s/%s", model_dir, files[i]);
 		if (stat(path, &sb) == 0)
 			p->path = path;
 		else
@@ -122,16 +123,16 @@ read_metadata(predictor *p, const char *model_dir, char **spec_text)
 		    model_dir);
 		return LOOM_ENOENT;
 	}
-	if ((rv = loomi_read_file(p->path, &buf, &len)) != 0) {
-		say(p, "model_open: cannot read %s: %s", p->path, strerror(rv));
+	if (loom_file_read(p->path, &buf, &len) != 0) {
+		say(p, "model_open: cannot read %s: %s", p->path, strerror(errno));
 		return LOOM_EIO;
 	}
-	if ((rv = st_decode((const unsigned char *)buf, len, p->path, &f, &err)) != 0) {
+	if ((rv = loom_safetensors_decode(buf, len, p->path, &f, &err)) != 0) {
 		say(p, "model_open: %s", err);
 		goto out;
 	}
-	spec = json_string_value(json_object_get(f.metadata, "spec"));
-	data = json_string_value(json_object_get(f.metadata, "data"));
+	spec = loom_safetensors_meta_get(f, "spec");
+	data = loom_safetensors_meta_get(f, "data");
 	if (spec == NULL || data == NULL ||
 	    (p->data = json_loads(data, 0, NULL)) == NULL || !json_is_object(p->data)) {
 		say(p, "model_open: %s has no \"spec\" and \"data\" in its metadata; it was not "
@@ -140,9 +141,10 @@ read_metadata(predictor *p, const char *model_dir, char **spec_text)
 		rv = LOOM_EINVAL;
 		goto out;
 	}
-	*spec_text = loomi_strdup(spec);
+	if ((*spec_text = strdup(spec)) == NULL)
+		rv = LOOM_ENOMEM;
 out:
-	st_file_free(&f);
+	loom_safetensors_free(f);
 	free(buf);
 	free(err);
 	return rv;

@@ -13,10 +13,10 @@
 
 #include <loom/compute.h>
 #include <loom/head.h>
+#include <loom/util.h>
 
 #include "checkpoint.h"
 #include "data.h"
-#include "host/core/util.h"
 #include "model.h"
 #include "spec.h"
 #include "train.h"
@@ -112,6 +112,22 @@ tf_validate(const loom_host *host, loom_instance *ins, const char *spec_json, ch
 
 /* ------------------------------------------------------------------ set-up */
 
+/* mkdir -p dir; 0 or the errno value. */
+static int
+mkdir_errno(const char *dir)
+{
+	return loom_mkdir_p(dir, 0755) == 0 ? 0 : errno;
+}
+
+/* Replace path with text atomically; 0 or the errno value. */
+static int
+write_text(const char *path, const char *text)
+{
+	if (text == NULL)
+		return ENOMEM;
+	return loom_file_write_atomic(path, text, strlen(text), 0644) == 0 ? 0 : errno;
+}
+
 /* The data file: a path, or "<storage-instance>:<key>" resolved to a local
  * file through the host. */
 static int
@@ -124,7 +140,7 @@ open_data(run *r, char **err)
 	if (path[0] != '/' && strchr(path, ':') != NULL) {
 		rv = r->host->storage_path(r->ins, path, &local);
 		if (rv != 0) {
-			*err = loomi_strfmt("data.path: cannot open \"%s\" through its storage plugin: %s; "
+			*err = loom_strfmt("data.path: cannot open \"%s\" through its storage plugin: %s; "
 			                    "check the instance name and the key",
 			                    path, loom_strerror(rv));
 			return LOOM_EINVAL;
@@ -195,7 +211,7 @@ setup(run *r, char **err)
 	    (long long)ds->n_windows[1], (long long)ds->n_windows[2]);
 
 	if (r->host->instance_ops(r->ins, s->head, LOOM_KIND_HEAD, &ops, &r->head_ctx) != 0) {
-		*err = loomi_strfmt("model.head: no head plugin instance \"%s\"", s->head);
+		*err = loom_strfmt("model.head: no head plugin instance \"%s\"", s->head);
 		return LOOM_EINVAL;
 	}
 	r->head = ops;
@@ -211,7 +227,7 @@ setup(run *r, char **err)
 				r->target_in[k] = c;
 		}
 		if (r->target_in[k] < 0 && s->revin && s->task == TF_TASK_FORECAST) {
-			*err = loomi_strfmt("model.revin: the target \"%s\" is not among the input "
+			*err = loom_strfmt("model.revin: the target \"%s\" is not among the input "
 			                    "channels, so its forecast cannot be mapped back; add it to "
 			                    "data.features or set revin = false",
 			                    ds->out_names[k]);
@@ -223,7 +239,7 @@ setup(run *r, char **err)
 	if (s->threads > 0 && s->threads < threads)
 		threads = s->threads;
 	if ((r->pool = lk_pool_create((int)threads)) == NULL) {
-		*err = loomi_strdup("cannot start the compute threads");
+		*err = strdup("cannot start the compute threads");
 		return LOOM_ENOMEM;
 	}
 
@@ -287,9 +303,9 @@ setup(run *r, char **err)
 	r->total_steps = r->steps_per_epoch * s->epochs;
 	r->info = make_info(r);
 	r->history = json_array();
-	r->ckpt_dir = loomi_strfmt("%s/checkpoints", r->job->out_dir);
-	if ((rv = loomi_mkdir_p(r->ckpt_dir, 0755)) != 0) {
-		*err = loomi_strfmt("cannot create %s: %s", r->ckpt_dir, strerror(rv));
+	r->ckpt_dir = loom_strfmt("%s/checkpoints", r->job->out_dir);
+	if ((rv = mkdir_errno(r->ckpt_dir)) != 0) {
+		*err = loom_strfmt("cannot create %s: %s", r->ckpt_dir, strerror(rv));
 		return LOOM_EIO;
 	}
 	return 0;
@@ -534,7 +550,7 @@ prune_checkpoints(const char *dir, int keep)
 		for (int j = 0; j < n; j++)
 			newer += steps[j] > steps[i];
 		if (newer >= keep) {
-			char *old = loomi_strfmt("%s/step-%012lld.ckpt", dir, steps[i]);
+			char *old = loom_strfmt("%s/step-%012lld.ckpt", dir, steps[i]);
 			unlink(old);
 			free(old);
 		}
@@ -544,7 +560,7 @@ prune_checkpoints(const char *dir, int keep)
 static int
 save_checkpoint(run *r, char **err)
 {
-	char *path = loomi_strfmt("%s/step-%012lld.ckpt", r->ckpt_dir, (long long)r->st.step);
+	char *path = loom_strfmt("%s/step-%012lld.ckpt", r->ckpt_dir, (long long)r->st.step);
 	int rv = tf_checkpoint_save(path, &r->model, &r->st, r->info, r->history, err);
 
 	if (rv == 0) {
@@ -560,7 +576,7 @@ save_checkpoint(run *r, char **err)
 static int
 save_weights(run *r, const char *name, char **err)
 {
-	char *path = loomi_strfmt("%s/%s", r->job->out_dir, name);
+	char *path = loom_strfmt("%s/%s", r->job->out_dir, name);
 	int rv = tf_weights_save(path, &r->model, r->info, err);
 	if (rv == 0 && r->job->artifact)
 		r->job->artifact(r->job, name, path);
@@ -624,7 +640,7 @@ end_epoch(run *r, char **err)
 		json_object_set_new(row, "train_loss",
 		                    json_real(st->epoch_loss_sum / (double)st->epoch_loss_count));
 	if (r->ds.n_windows[1] > 0 && (rv = validate_epoch(r, row, &val_loss)) != 0) {
-		*err = loomi_strfmt("validation failed: %s", loom_strerror(rv));
+		*err = loom_strfmt("validation failed: %s", loom_strerror(rv));
 		json_decref(row);
 		return rv;
 	}
@@ -710,7 +726,7 @@ finish(run *r, double seconds, char **err)
 			r->head->metrics_free(r->head_ctx, state);
 		}
 		if (rv != 0) {
-			*err = loomi_strfmt("cannot calibrate the head: %s", loom_strerror(rv));
+			*err = loom_strfmt("cannot calibrate the head: %s", loom_strerror(rv));
 			goto done;
 		}
 	}
@@ -720,7 +736,7 @@ finish(run *r, double seconds, char **err)
 		goto done;
 	/* the model the run keeps: the best, when validation chose one */
 	if (r->st.best_epoch >= 0) {
-		char *best = loomi_strfmt("%s/best.safetensors", r->job->out_dir);
+		char *best = loom_strfmt("%s/best.safetensors", r->job->out_dir);
 		rv = tf_weights_load(best, &r->model, NULL, err);
 		free(best);
 		if (rv != 0)
@@ -731,7 +747,7 @@ finish(run *r, double seconds, char **err)
 		split = json_object();
 		if (r->ds.n_windows[sp] > 0 && (rv = evaluate(r, sp, "", split, &loss, NULL)) != 0) {
 			json_decref(split);
-			*err = loomi_strfmt("evaluating the %s split failed: %s", names[sp],
+			*err = loom_strfmt("evaluating the %s split failed: %s", names[sp],
 			                    loom_strerror(rv));
 			goto done;
 		}
@@ -775,10 +791,10 @@ finish(run *r, double seconds, char **err)
 	                              "windows_train", (json_int_t)r->ds.n_windows[0], "threads",
 	                              lk_pool_threads(r->pool)));
 	text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	path = loomi_strfmt("%s/metrics.json", r->job->out_dir);
-	rv = text ? loomi_write_file_atomic(path, text, strlen(text), 0644) : ENOMEM;
+	path = loom_strfmt("%s/metrics.json", r->job->out_dir);
+	rv = write_text(path, text);
 	if (rv != 0) {
-		*err = loomi_strfmt("cannot write %s: %s", path, strerror(rv));
+		*err = loom_strfmt("cannot write %s: %s", path, strerror(rv));
 		rv = LOOM_EIO;
 	} else if (r->job->artifact) {
 		r->job->artifact(r->job, "metrics.json", path);
@@ -844,11 +860,11 @@ train_step(run *r, int64_t n, double *loss)
 static int
 write_spec(run *r, char **err)
 {
-	char *path = loomi_strfmt("%s/job.json", r->job->out_dir);
+	char *path = loom_strfmt("%s/job.json", r->job->out_dir);
 	char *text = json_dumps(r->spec.doc, JSON_INDENT(2) | JSON_SORT_KEYS);
-	int rv = text ? loomi_write_file_atomic(path, text, strlen(text), 0644) : ENOMEM;
+	int rv = write_text(path, text);
 	if (rv != 0)
-		*err = loomi_strfmt("cannot write %s: %s", path, strerror(rv));
+		*err = loom_strfmt("cannot write %s: %s", path, strerror(rv));
 	free(text);
 	free(path);
 	return rv ? LOOM_EIO : 0;
@@ -869,8 +885,8 @@ tf_train(const loom_host *host, loom_instance *ins, const loom_job *job)
 	r.job = job;
 	if ((rv = tf_spec_parse(job->spec_json, "spec", tf_head_task, &hl, &r.spec, &err)) != 0)
 		goto out;
-	if ((rv = loomi_mkdir_p(job->out_dir, 0755)) != 0) {
-		err = loomi_strfmt("cannot create the output directory %s: %s", job->out_dir,
+	if ((rv = mkdir_errno(job->out_dir)) != 0) {
+		err = loom_strfmt("cannot create the output directory %s: %s", job->out_dir,
 		                   strerror(rv));
 		rv = LOOM_EIO;
 		goto out;
@@ -882,7 +898,7 @@ tf_train(const loom_host *host, loom_instance *ins, const loom_job *job)
 		char *path = tf_checkpoint_newest(r.ckpt_dir);
 		json_t *info = NULL;
 		if (path == NULL) {
-			err = loomi_strfmt("nothing to resume: no checkpoint in %s", r.ckpt_dir);
+			err = loom_strfmt("nothing to resume: no checkpoint in %s", r.ckpt_dir);
 			rv = LOOM_ENOENT;
 			goto out;
 		}
@@ -890,7 +906,7 @@ tf_train(const loom_host *host, loom_instance *ins, const loom_job *job)
 		r.history = NULL;
 		rv = tf_checkpoint_load(path, &r.model, &r.st, &info, &r.history, &err);
 		if (rv == 0 && !json_equal(json_object_get(info, "spec"), r.spec.doc)) {
-			err = loomi_strfmt("%s was written by another job spec; resume with the spec "
+			err = loom_strfmt("%s was written by another job spec; resume with the spec "
 			                   "it was trained with (its job.json)",
 			                   path);
 			rv = LOOM_EINVAL;

@@ -25,8 +25,6 @@
 
 #include <loom/exporter.h>
 
-#include "plugins/exporter-json/textout.h"
-
 typedef struct ctx {
 	const loom_host *host;
 	loom_instance *ins;
@@ -43,32 +41,32 @@ csv_init(loom_instance *ins, const loom_host *host, void *p)
 
 /* One field, quoted when a reader would otherwise split or trim it. */
 static void
-field(textout *o, const char *s)
+field(loom_export_writer *o, const char *s)
 {
 	size_t n = strlen(s);
 
 	if (strpbrk(s, ",\"\r\n") == NULL && (n == 0 || (s[0] != ' ' && s[n - 1] != ' '))) {
-		textout_put(o, s, n);
+		loom_export_writer_put(o, s, n);
 		return;
 	}
-	textout_put(o, "\"", 1);
+	loom_export_writer_put(o, "\"", 1);
 	for (const char *q; (q = strchr(s, '"')) != NULL; s = q + 1) {
-		textout_put(o, s, (size_t)(q - s) + 1);
-		textout_put(o, "\"", 1);
+		loom_export_writer_put(o, s, (size_t)(q - s) + 1);
+		loom_export_writer_put(o, "\"", 1);
 	}
-	textout_str(o, s);
-	textout_put(o, "\"", 1);
+	loom_export_writer_puts(o, s);
+	loom_export_writer_put(o, "\"", 1);
 }
 
 static void
-value(textout *o, double v)
+value(loom_export_writer *o, double v)
 {
 	if (isnan(v))
-		textout_str(o, "NaN");
+		loom_export_writer_puts(o, "NaN");
 	else if (isinf(v))
-		textout_str(o, v > 0 ? "inf" : "-inf");
+		loom_export_writer_puts(o, v > 0 ? "inf" : "-inf");
 	else
-		textout_double(o, v);
+		loom_export_writer_double(o, v);
 }
 
 static const char *
@@ -83,7 +81,7 @@ scope_name(uint32_t scope)
 }
 
 typedef struct rows {
-	textout *o;
+	loom_export_writer *o;
 	const char *run_id;
 	const char *metric;
 } rows;
@@ -94,19 +92,19 @@ point_row(void *arg, const loom_metric_point *pt)
 	rows *r = arg;
 
 	field(r->o, r->run_id);
-	textout_put(r->o, ",", 1);
+	loom_export_writer_put(r->o, ",", 1);
 	field(r->o, r->metric);
-	textout_fmt(r->o, ",%lld,%d,%s,", (long long)pt->step, (int)pt->epoch,
+	loom_export_writer_printf(r->o, ",%lld,%d,%s,", (long long)pt->step, (int)pt->epoch,
 	            scope_name(pt->scope));
 	value(r->o, pt->value);
-	textout_put(r->o, "\r\n", 2);
+	loom_export_writer_put(r->o, "\r\n", 2);
 	/* A failed write stops the iteration: nothing more would arrive. */
-	return r->o->rv;
+	return loom_export_writer_error(r->o);
 }
 
 /* Every number under v, named by its dotted path. */
 static void
-final_rows(textout *o, const char *run_id, const char *path, const json_t *v)
+final_rows(loom_export_writer *o, const char *run_id, const char *path, const json_t *v)
 {
 	const char *key;
 	json_t *e;
@@ -121,7 +119,7 @@ final_rows(textout *o, const char *run_id, const char *path, const json_t *v)
 			else if ((sub = malloc(strlen(path) + strlen(key) + 2)) != NULL)
 				sprintf(sub, "%s.%s", path, key);
 			if (sub == NULL) {
-				textout_fail(o, LOOM_ENOMEM);
+				loom_export_writer_fail(o, LOOM_ENOMEM);
 				return;
 			}
 			final_rows(o, run_id, sub, e);
@@ -129,16 +127,16 @@ final_rows(textout *o, const char *run_id, const char *path, const json_t *v)
 		}
 	} else if (json_is_number(v)) {
 		field(o, run_id);
-		textout_put(o, ",", 1);
+		loom_export_writer_put(o, ",", 1);
 		field(o, path);
-		textout_str(o, ",,,final,");
+		loom_export_writer_puts(o, ",,,final,");
 		value(o, json_number_value(v));
-		textout_put(o, "\r\n", 2);
+		loom_export_writer_put(o, "\r\n", 2);
 	}
 }
 
 static int
-run_rows(const ctx *c, textout *o, const loom_export_source *src)
+run_rows(const ctx *c, loom_export_writer *o, const loom_export_source *src)
 {
 	const char *run_id = src->run_id ? src->run_id : "";
 	rows r = {o, run_id, NULL};
@@ -146,26 +144,28 @@ run_rows(const ctx *c, textout *o, const loom_export_source *src)
 	json_error_t je;
 	int rv;
 
-	for (size_t i = 0; src->history && i < src->n_metric_names && o->rv == 0; i++) {
+	for (size_t i = 0;
+	     src->history && i < src->n_metric_names && loom_export_writer_error(o) == 0;
+	     i++) {
 		r.metric = src->metric_names[i];
 		rv = src->history(src, r.metric, point_row, &r);
-		if (rv != 0 && o->rv == 0) {
+		if (rv != 0 && loom_export_writer_error(o) == 0) {
 			loom_log_error(c->host, c->ins, "run %s: cannot read the history of %s: %s",
 			               run_id, src->metric_names[i], loom_strerror(rv));
-			textout_fail(o, rv);
+			loom_export_writer_fail(o, rv);
 		}
 	}
-	if (o->rv != 0 || src->metrics_json == NULL)
-		return o->rv;
+	if (loom_export_writer_error(o) != 0 || src->metrics_json == NULL)
+		return loom_export_writer_error(o);
 	if ((metrics = json_loads(src->metrics_json, 0, &je)) == NULL) {
 		loom_log_error(c->host, c->ins, "run %s: its final metrics are not JSON (%s)", run_id,
 		               je.text);
-		textout_fail(o, LOOM_ECORRUPT);
-		return o->rv;
+		loom_export_writer_fail(o, LOOM_ECORRUPT);
+		return loom_export_writer_error(o);
 	}
 	final_rows(o, run_id, "", metrics);
 	json_decref(metrics);
-	return o->rv;
+	return loom_export_writer_error(o);
 }
 
 static const char header[] = "run_id,metric,step,epoch,scope,value\r\n";
@@ -174,18 +174,15 @@ static int
 csv_export_compare(void *p, const loom_export_source *const *srcs, size_t n,
                    const loom_export_sink *sink)
 {
-	textout *o = malloc(sizeof *o);
+	loom_export_writer *o;
 	int rv;
 
-	if (o == NULL)
-		return LOOM_ENOMEM;
-	textout_init(o, sink);
-	textout_str(o, header);
-	for (size_t i = 0; i < n && o->rv == 0; i++)
+	if ((rv = loom_export_writer_open(sink, &o)) != 0)
+		return rv;
+	loom_export_writer_puts(o, header);
+	for (size_t i = 0; i < n && loom_export_writer_error(o) == 0; i++)
 		run_rows(p, o, srcs[i]);
-	rv = textout_end(o);
-	free(o);
-	return rv;
+	return loom_export_writer_close(o);
 }
 
 static int

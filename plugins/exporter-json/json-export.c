@@ -32,8 +32,6 @@
 
 #include <loom/exporter.h>
 
-#include "textout.h"
-
 typedef struct ctx {
 	const loom_host *host;
 	loom_instance *ins;
@@ -53,29 +51,29 @@ json_init(loom_instance *ins, const loom_host *host, void *p)
 static int
 dump_cb(const char *buf, size_t n, void *arg)
 {
-	textout *o = arg;
-	textout_put(o, buf, n);
-	return o->rv == 0 ? 0 : -1;
+	loom_export_writer *o = arg;
+	loom_export_writer_put(o, buf, n);
+	return loom_export_writer_error(o) == 0 ? 0 : -1;
 }
 
 static void
-put_json(textout *o, const json_t *v)
+put_json(loom_export_writer *o, const json_t *v)
 {
 	if (v == NULL) {
-		textout_str(o, "null");
+		loom_export_writer_puts(o, "null");
 		return;
 	}
 	if (json_dump_callback(v, dump_cb, o, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-		textout_fail(o, LOOM_ENOMEM);
+		loom_export_writer_fail(o, LOOM_ENOMEM);
 }
 
 static void
-put_string(textout *o, const char *s)
+put_string(loom_export_writer *o, const char *s)
 {
 	json_t *v = json_string(s ? s : "");
 	if (v == NULL) {
 		/* Not UTF-8: written as its bytes would corrupt the document. */
-		textout_fail(o, LOOM_EINVAL);
+		loom_export_writer_fail(o, LOOM_EINVAL);
 		return;
 	}
 	put_json(o, v);
@@ -170,12 +168,12 @@ scope_name(uint8_t scope)
 }
 
 static void
-put_ints(textout *o, const char *key, const int64_t *v64, const int32_t *v32, size_t n)
+put_ints(loom_export_writer *o, const char *key, const int64_t *v64, const int32_t *v32, size_t n)
 {
-	textout_fmt(o, "\"%s\":[", key);
+	loom_export_writer_printf(o, "\"%s\":[", key);
 	for (size_t i = 0; i < n; i++)
-		textout_fmt(o, i ? ",%lld" : "%lld", (long long)(v64 ? v64[i] : v32[i]));
-	textout_put(o, "]", 1);
+		loom_export_writer_printf(o, i ? ",%lld" : "%lld", (long long)(v64 ? v64[i] : v32[i]));
+	loom_export_writer_put(o, "]", 1);
 }
 
 static const char *
@@ -186,7 +184,7 @@ nonfinite_name(double v)
 
 /* The indices of the values of one kind of non-finite, as "KIND":[...]. */
 static void
-put_nonfinite_kind(textout *o, const column *h, const char *kind, int *first)
+put_nonfinite_kind(loom_export_writer *o, const column *h, const char *kind, int *first)
 {
 	int any = 0;
 
@@ -194,84 +192,86 @@ put_nonfinite_kind(textout *o, const column *h, const char *kind, int *first)
 		if (strcmp(nonfinite_name(h->value[i]), kind) != 0)
 			continue;
 		if (!any)
-			textout_fmt(o, "%s\"%s\":[%zu", *first ? "" : ",", kind, i);
+			loom_export_writer_printf(o, "%s\"%s\":[%zu", *first ? "" : ",", kind, i);
 		else
-			textout_fmt(o, ",%zu", i);
+			loom_export_writer_printf(o, ",%zu", i);
 		any = 1;
 		*first = 0;
 	}
 	if (any)
-		textout_put(o, "]", 1);
+		loom_export_writer_put(o, "]", 1);
 }
 
 static void
-put_column(textout *o, const column *h)
+put_column(loom_export_writer *o, const column *h)
 {
 	size_t nonfinite = 0;
 	int same_scope = 1, walls = 0, first = 1;
 
-	textout_put(o, "{", 1);
+	loom_export_writer_put(o, "{", 1);
 	put_ints(o, "step", h->step, NULL, h->n);
-	textout_put(o, ",", 1);
+	loom_export_writer_put(o, ",", 1);
 	put_ints(o, "epoch", NULL, h->epoch, h->n);
-	textout_str(o, ",\"value\":[");
+	loom_export_writer_puts(o, ",\"value\":[");
 	for (size_t i = 0; i < h->n; i++) {
 		if (i)
-			textout_put(o, ",", 1);
+			loom_export_writer_put(o, ",", 1);
 		if (isfinite(h->value[i]))
-			textout_double(o, h->value[i]);
+			loom_export_writer_double(o, h->value[i]);
 		else {
-			textout_str(o, "null");
+			loom_export_writer_puts(o, "null");
 			nonfinite++;
 		}
 		same_scope &= h->scope[i] == h->scope[0];
 		walls |= h->wall[i] != 0;
 	}
-	textout_put(o, "]", 1);
+	loom_export_writer_put(o, "]", 1);
 	if (h->n == 0 || same_scope) {
-		textout_str(o, ",\"scope\":");
+		loom_export_writer_puts(o, ",\"scope\":");
 		put_string(o, h->n ? scope_name(h->scope[0]) : "step");
 	} else {
-		textout_str(o, ",\"scope\":[");
+		loom_export_writer_puts(o, ",\"scope\":[");
 		for (size_t i = 0; i < h->n; i++)
-			textout_fmt(o, i ? ",\"%s\"" : "\"%s\"", scope_name(h->scope[i]));
-		textout_put(o, "]", 1);
+			loom_export_writer_printf(o, i ? ",\"%s\"" : "\"%s\"", scope_name(h->scope[i]));
+		loom_export_writer_put(o, "]", 1);
 	}
 	if (walls) {
-		textout_put(o, ",", 1);
+		loom_export_writer_put(o, ",", 1);
 		put_ints(o, "wall_ms", h->wall, NULL, h->n);
 	}
 	if (nonfinite) {
-		textout_str(o, ",\"nonfinite\":{");
+		loom_export_writer_puts(o, ",\"nonfinite\":{");
 		put_nonfinite_kind(o, h, "NaN", &first);
 		put_nonfinite_kind(o, h, "inf", &first);
 		put_nonfinite_kind(o, h, "-inf", &first);
-		textout_put(o, "}", 1);
+		loom_export_writer_put(o, "}", 1);
 	}
-	textout_put(o, "}", 1);
+	loom_export_writer_put(o, "}", 1);
 }
 
 static void
-put_history(const ctx *c, textout *o, const loom_export_source *src)
+put_history(const ctx *c, loom_export_writer *o, const loom_export_source *src)
 {
-	textout_put(o, "{", 1);
-	for (size_t i = 0; src->history && i < src->n_metric_names && o->rv == 0; i++) {
+	loom_export_writer_put(o, "{", 1);
+	for (size_t i = 0;
+	     src->history && i < src->n_metric_names && loom_export_writer_error(o) == 0;
+	     i++) {
 		const char *name = src->metric_names[i];
 		column h = {0};
 		int rv = src->history(src, name, collect, &h);
 		if (rv != 0) {
 			loom_log_error(c->host, c->ins, "run %s: cannot read the history of %s: %s",
 			               src->run_id, name, loom_strerror(h.failed ? h.failed : rv));
-			textout_fail(o, h.failed ? h.failed : rv);
+			loom_export_writer_fail(o, h.failed ? h.failed : rv);
 		}
 		if (i)
-			textout_put(o, ",", 1);
+			loom_export_writer_put(o, ",", 1);
 		put_string(o, name);
-		textout_put(o, ":", 1);
+		loom_export_writer_put(o, ":", 1);
 		put_column(o, &h);
 		column_free(&h);
 	}
-	textout_put(o, "}", 1);
+	loom_export_writer_put(o, "}", 1);
 }
 
 /* ------------------------------------------------------------------ documents */
@@ -294,7 +294,7 @@ run_record(const ctx *c, const loom_export_source *src)
 
 /* One run's document; its spec is handed back in *spec for comparisons. */
 static void
-put_document(const ctx *c, textout *o, const loom_export_source *src, json_t **spec)
+put_document(const ctx *c, loom_export_writer *o, const loom_export_source *src, json_t **spec)
 {
 	json_t *run = run_record(c, src), *model = parse(c, src, "model", src->model_json);
 	json_t *metrics = parse(c, src, "final metrics", src->metrics_json);
@@ -302,20 +302,20 @@ put_document(const ctx *c, textout *o, const loom_export_source *src, json_t **s
 	*spec = parse(c, src, "spec", src->spec_json);
 	if ((src->spec_json && *spec == NULL) || (src->model_json && model == NULL) ||
 	    (src->metrics_json && metrics == NULL))
-		textout_fail(o, LOOM_ECORRUPT);
+		loom_export_writer_fail(o, LOOM_ECORRUPT);
 	if (json_is_object(metrics))
 		json_object_del(metrics, "epochs");
-	textout_str(o, "{\"run\":");
+	loom_export_writer_puts(o, "{\"run\":");
 	put_json(o, run);
-	textout_str(o, ",\"spec\":");
+	loom_export_writer_puts(o, ",\"spec\":");
 	put_json(o, *spec);
-	textout_str(o, ",\"model\":");
+	loom_export_writer_puts(o, ",\"model\":");
 	put_json(o, model);
-	textout_str(o, ",\"metrics\":");
+	loom_export_writer_puts(o, ",\"metrics\":");
 	put_json(o, metrics);
-	textout_str(o, ",\"history\":");
+	loom_export_writer_puts(o, ",\"history\":");
 	put_history(c, o, src);
-	textout_put(o, "}", 1);
+	loom_export_writer_put(o, "}", 1);
 	json_decref(run);
 	json_decref(model);
 	json_decref(metrics);
@@ -324,18 +324,16 @@ put_document(const ctx *c, textout *o, const loom_export_source *src, json_t **s
 static int
 json_export_run(void *p, const loom_export_source *src, const loom_export_sink *sink)
 {
-	textout *o = malloc(sizeof *o);
+	loom_export_writer *o;
 	json_t *spec = NULL;
 	int rv;
 
-	if (o == NULL)
-		return LOOM_ENOMEM;
-	textout_init(o, sink);
+	if ((rv = loom_export_writer_open(sink, &o)) != 0)
+		return rv;
 	put_document(p, o, src, &spec);
-	textout_put(o, "\n", 1);
-	rv = textout_end(o);
+	loom_export_writer_put(o, "\n", 1);
+	rv = loom_export_writer_close(o);
 	json_decref(spec);
-	free(o);
 	return rv;
 }
 
@@ -399,32 +397,31 @@ static int
 json_export_compare(void *p, const loom_export_source *const *srcs, size_t n,
                     const loom_export_sink *sink)
 {
-	textout *o = malloc(sizeof *o);
+	loom_export_writer *o;
 	json_t **specs = calloc(n ? n : 1, sizeof *specs), *diff;
 	int rv;
 
-	if (o == NULL || specs == NULL) {
-		free(o);
-		free(specs);
+	if (specs == NULL)
 		return LOOM_ENOMEM;
+	if ((rv = loom_export_writer_open(sink, &o)) != 0) {
+		free(specs);
+		return rv;
 	}
-	textout_init(o, sink);
-	textout_str(o, "{\"runs\":[");
-	for (size_t i = 0; i < n && o->rv == 0; i++) {
+	loom_export_writer_puts(o, "{\"runs\":[");
+	for (size_t i = 0; i < n && loom_export_writer_error(o) == 0; i++) {
 		if (i)
-			textout_put(o, ",", 1);
+			loom_export_writer_put(o, ",", 1);
 		put_document(p, o, srcs[i], &specs[i]);
 	}
-	textout_str(o, "],\"differences\":");
+	loom_export_writer_puts(o, "],\"differences\":");
 	diff = differences(specs, n);
 	put_json(o, diff);
-	textout_str(o, "}\n");
-	rv = textout_end(o);
+	loom_export_writer_puts(o, "}\n");
+	rv = loom_export_writer_close(o);
 	json_decref(diff);
 	for (size_t i = 0; i < n; i++)
 		json_decref(specs[i]);
 	free(specs);
-	free(o);
 	return rv;
 }
 

@@ -2,8 +2,8 @@
  * (huggingface/safetensors), the format PyTorch, JAX and the safetensors
  * library open without Loom.
  *
- * The tensors are written in model order with the codec of
- * host/safetensors.h; "__metadata__" (strings only, as the format requires)
+ * The tensors are written in model order with libloom's codec
+ * (<loom/safetensors.h>); "__metadata__" (strings only, as the format requires)
  * carries what a reader needs to use them: the head, the architecture, the
  * normalization, the run, Loom's version and the final metrics, structured
  * values as compact JSON text.  The keys training writes (format, spec,
@@ -18,8 +18,7 @@
 #include <jansson.h>
 
 #include <loom/exporter.h>
-
-#include "host/core/safetensors.h"
+#include <loom/safetensors.h>
 
 /* The sink gets the file in pieces of this size, so a receiver streaming
  * to a socket or storage never holds a second copy at once. */
@@ -140,6 +139,31 @@ metadata_of(const ctx *c, const loom_export_source *src)
 	return meta;
 }
 
+/* Encode t with meta (an object of strings) as the file's __metadata__,
+ * in meta's order. */
+static int
+encode(const loom_safetensors_tensor *t, size_t n, const json_t *meta, unsigned char **out,
+       size_t *len)
+{
+	loom_safetensors_meta *pairs = calloc(json_object_size(meta) + 1, sizeof *pairs);
+	const char *key;
+	json_t *v;
+	size_t k = 0;
+	int rv;
+
+	if (pairs == NULL)
+		return LOOM_ENOMEM;
+	json_object_foreach((json_t *)meta, key, v) {
+		if (json_is_string(v)) {
+			pairs[k].key = key;
+			pairs[k++].value = json_string_value(v);
+		}
+	}
+	rv = loom_safetensors_encode(t, n, pairs, k, out, len);
+	free(pairs);
+	return rv;
+}
+
 static int
 write_chunks(const loom_export_sink *sink, const unsigned char *buf, size_t len)
 {
@@ -156,17 +180,17 @@ write_chunks(const loom_export_sink *sink, const unsigned char *buf, size_t len)
 /* The source's tensors as the codec's entries; LOOM_EINVAL (logged) for
  * one it cannot write. */
 static int
-entries_of(const ctx *c, const loom_export_source *src, st_tensor *t)
+entries_of(const ctx *c, const loom_export_source *src, loom_safetensors_tensor *t)
 {
 	for (size_t i = 0; i < src->n_tensors; i++) {
 		const loom_tensor *s = &src->tensors[i];
 		t[i].name = s->name;
 		t[i].dtype = st_dtype_of(s->dtype);
-		t[i].ndim = (int)s->ndim;
+		t[i].ndim = s->ndim;
 		t[i].data = s->data;
 		t[i].nbytes = s->nbytes;
 		if (t[i].dtype == NULL || s->name == NULL || *s->name == '\0' ||
-		    strcmp(s->name, "__metadata__") == 0 || s->ndim > ST_MAX_DIMS) {
+		    strcmp(s->name, "__metadata__") == 0 || s->ndim > LOOM_SAFETENSORS_MAX_DIMS) {
 			loom_log_error(c->host, c->ins,
 			               "run %s: tensor %zu (\"%s\") cannot be written as safetensors: "
 			               "%s",
@@ -185,7 +209,7 @@ static int
 st_export_run(void *p, const loom_export_source *src, const loom_export_sink *sink)
 {
 	const ctx *c = p;
-	st_tensor *t;
+	loom_safetensors_tensor *t;
 	json_t *meta;
 	unsigned char *buf = NULL;
 	size_t len = 0;
@@ -206,7 +230,7 @@ st_export_run(void *p, const loom_export_source *src, const loom_export_sink *si
 		return rv;
 	}
 	meta = metadata_of(c, src);
-	rv = st_encode(t, src->n_tensors, meta, &buf, &len);
+	rv = encode(t, src->n_tensors, meta, &buf, &len);
 	json_decref(meta);
 	free(t);
 	if (rv == LOOM_EINVAL)

@@ -27,7 +27,7 @@
 
 #include <loom/head.h>
 
-#include "plugins/head-common/head-common.h"
+#include "kernels/heads/head-common.h"
 
 #define THRESHOLD 2 /* its index among the parameters */
 

@@ -27,7 +27,7 @@
 #include <loom/head.h>
 
 #include "kernels/kernels.h"
-#include "plugins/head-common/head-common.h"
+#include "kernels/heads/head-common.h"
 
 #define CLASSES_MAX (1u << 20)
 #define CONFUSION_MAX 32u

@@ -16,7 +16,7 @@
 
 #include <loom/head.h>
 
-#include "plugins/head-common/head-common.h"
+#include "kernels/heads/head-common.h"
 
 static int
 forecast_init(loom_instance *ins, const loom_host *host, void *ctx)

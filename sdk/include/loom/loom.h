@@ -14,5 +14,8 @@
 #include <loom/tracker.h>
 #include <loom/exporter.h>
 #include <loom/compute.h>
+#include <loom/spec.h>
+#include <loom/safetensors.h>
+#include <loom/util.h>
 
 #endif /* LOOM_LOOM_H */

@@ -18,9 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <loom/safetensors.h>
+
 #include "host/core/plugins.h"
 #include "model.h"
-#include "host/core/safetensors.h"
 #include "testutil.h"
 
 #define STEPS 10
@@ -91,10 +92,10 @@ max_diff(const float *a, const float *b, int64_t n)
 	return m;
 }
 
-static const st_tensor *
-need(const st_file *f, const char *name)
+static const loom_safetensors_tensor *
+need(const loom_safetensors *f, const char *name)
 {
-	const st_tensor *t = st_find(f, name);
+	const loom_safetensors_tensor *t = loom_safetensors_find(f, name);
 	ck_assert_msg(t != NULL, "the reference wrote no \"%s\"", name);
 	return t;
 }
@@ -109,10 +110,10 @@ START_TEST(parity)
 	int64_t B = c->batch, S, od, ylen;
 	float *x, *y, *out, *pred, losses[STEPS];
 	double loss;
-	st_tensor *ts;
+	loom_safetensors_tensor *ts;
 	size_t n_ts = 0, len;
 	unsigned char *buf;
-	st_file ref;
+	loom_safetensors *ref;
 	FILE *fp;
 
 	memset(&mc, 0, sizeof mc);
@@ -154,18 +155,18 @@ START_TEST(parity)
 		const tf_tensor *t = &m.tensors[i];
 		ts[n_ts].name = t->name;
 		ts[n_ts].dtype = "F32";
-		ts[n_ts].ndim = t->ndim;
+		ts[n_ts].ndim = (uint32_t)t->ndim;
 		memcpy(ts[n_ts].dims, t->dims, sizeof t->dims);
 		ts[n_ts].data = m.params + t->offset;
 		ts[n_ts].nbytes = (size_t)t->numel * 4;
 		n_ts++;
 	}
-	ts[n_ts] = (st_tensor){"batch.x", "F32", 3, {B, c->context, c->channels}, x,
+	ts[n_ts] = (loom_safetensors_tensor){"batch.x", "F32", 3, {B, c->context, c->channels}, x,
 	                       (size_t)(B * c->context * c->channels) * 4};
 	n_ts++;
-	ts[n_ts] = (st_tensor){"batch.y", "F32", 2, {S, od}, y, (size_t)ylen * 4};
+	ts[n_ts] = (loom_safetensors_tensor){"batch.y", "F32", 2, {S, od}, y, (size_t)ylen * 4};
 	n_ts++;
-	ck_assert_int_eq(st_encode(ts, n_ts, NULL, &buf, &len), 0);
+	ck_assert_int_eq(loom_safetensors_encode(ts, n_ts, NULL, 0, &buf, &len), 0);
 	in_path = loomi_strfmt("%s/in.safetensors", tmp);
 	ck_assert_int_eq(loomi_write_file_atomic(in_path, buf, len, 0644), 0);
 	free(buf);
@@ -214,29 +215,29 @@ START_TEST(parity)
 	                   tu_env("LOOM_TEST_SRCDIR"), case_path, in_path, out_path);
 	ck_assert_msg(system(cmd) == 0, "the PyTorch reference failed: %s", cmd);
 	ck_assert_int_eq(loomi_read_file(out_path, &file, &len), 0);
-	ck_assert_msg(st_decode((unsigned char *)file, len, out_path, &ref, &err) == 0, "%s", err);
+	ck_assert_msg(loom_safetensors_decode(file, len, out_path, &ref, &err) == 0, "%s", err);
 
 	{
-		const st_tensor *r = need(&ref, "out");
+		const loom_safetensors_tensor *r = need(ref, "out");
 		double scale = fmax(1.0, max_abs(r->data, ylen));
 		ck_assert_msg(max_diff(out, r->data, ylen) <= 2e-5 * scale,
 		              "%s: outputs differ by %g (scale %g)", c->label,
 		              max_diff(out, r->data, ylen), scale);
-		r = need(&ref, "pred");
+		r = need(ref, "pred");
 		scale = fmax(1.0, max_abs(r->data, ylen));
 		ck_assert_msg(max_diff(pred, r->data, ylen) <= 2e-5 * scale,
 		              "%s: predictions differ by %g", c->label, max_diff(pred, r->data, ylen));
-		r = need(&ref, "loss");
+		r = need(ref, "loss");
 		ck_assert_msg(fabs(loss - ((const float *)r->data)[0]) <= 1e-5 * fabs(((const float *)r->data)[0]),
 		              "%s: loss %.9g, PyTorch %.9g", c->label, loss, ((const float *)r->data)[0]);
 	}
 	for (int i = 0; i < m.n_tensors; i++) {
 		const tf_tensor *t = &m.tensors[i];
 		char name[TF_NAME_MAX + 8];
-		const st_tensor *r;
+		const loom_safetensors_tensor *r;
 		double ref_max, d;
 		snprintf(name, sizeof name, "grad.%s", t->name);
-		r = need(&ref, name);
+		r = need(ref, name);
 		ck_assert_int_eq((int64_t)r->nbytes, t->numel * 4);
 		ref_max = max_abs(r->data, t->numel);
 		d = max_diff(grads + t->offset, r->data, t->numel);
@@ -248,7 +249,7 @@ START_TEST(parity)
 			              d, ref_max);
 	}
 	{
-		const st_tensor *r = need(&ref, "losses");
+		const loom_safetensors_tensor *r = need(ref, "losses");
 		const float *rl = r->data;
 		for (int s = 0; s < STEPS; s++)
 			ck_assert_msg(fabs((double)losses[s] - rl[s]) <= 1e-4 * fabs((double)rl[s]),
@@ -257,7 +258,7 @@ START_TEST(parity)
 		ck_assert_msg(losses[STEPS - 1] < losses[0], "%s: 10 steps did not lower the loss",
 		              c->label);
 	}
-	st_file_free(&ref);
+	loom_safetensors_free(ref);
 	free(file);
 	free(grads);
 	free(x);

@@ -16,7 +16,10 @@
  * (max_sequences·in floats) and the gradient scratch for it (as many
  * again); a head adds its own after HC_ACT_EXTRA(ctx).
  *
- * Linked into each head module (a libtool convenience library). */
+ * Linked into each head module (kernels/libloomheads.la, a libtool
+ * convenience library).  It lives under kernels/ because plugins may
+ * include only <loom/*.h>, kernels/ and their own folder: the four heads
+ * share it without reaching into each other's folders. */
 #ifndef LOOM_HEAD_COMMON_H
 #define LOOM_HEAD_COMMON_H
 

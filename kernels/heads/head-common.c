@@ -8,7 +8,7 @@
 #include <jansson.h>
 
 #include "kernels/kernels.h"
-#include "plugins/head-common/head-common.h"
+#include "kernels/heads/head-common.h"
 
 /* Limits that keep every size a BLAS int and every buffer addressable. */
 #define DIM_MAX 0x7fffffffu                 /* one matrix dimension */
