@@ -18,7 +18,7 @@
  *
  * Linked into each head module (kernels/libloomheads.la, a libtool
  * convenience library).  It lives under kernels/ because plugins may
- * include only <loom/*.h>, kernels/ and their own folder: the four heads
+ * include only <loom/...>, kernels/ and their own folder: the four heads
  * share it without reaching into each other's folders. */
 #ifndef LOOM_HEAD_COMMON_H
 #define LOOM_HEAD_COMMON_H
