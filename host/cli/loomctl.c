@@ -868,8 +868,8 @@ cmd_resources(const ctl *c, int argc, char **argv)
 /* ------------------------------------------------------------------ configs */
 
 /* Stored training configs and job-spec templates, through
- * /api/v1/training/configs and /api/v1/training/templates (host/configs.h
- * describes the bodies and answers). */
+ * /api/v1/training/configs and /api/v1/training/templates
+ * (host/configs/configs.h describes the bodies and answers). */
 
 #define CONFIGS_PATH "/api/v1/training/configs"
 
@@ -1042,7 +1042,7 @@ configs_show(const ctl *c, int argc, char **argv)
 	return rv;
 }
 
-/* A config name (see host/configs.h) for create's default. */
+/* A config name (see host/configs/configs.h) for create's default. */
 static bool
 config_name_ok(const char *s)
 {

@@ -1278,9 +1278,9 @@ delete_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	char *msg = NULL;
 	int rv = loomi_configs_delete(d, req->params[0], &msg);
-	loomi_api_answer(res, rv, rv == 0 ? json_pack("{s:s, s:b}", "config_id", req->params[0], "deleted", 1)
-	                        : NULL,
-	       msg, 200);
+	json_t *out = rv == 0 ? json_pack("{s:s, s:b}", "config_id", req->params[0], "deleted", 1)
+	                      : NULL;
+	loomi_api_answer(res, rv, out, msg, 200);
 }
 
 static void

@@ -24,7 +24,7 @@
  * "output", "info"} to --output FILE (stdout); without --input it prints
  * the model's description of its input and output.
  *
- * --connect serves loomd (host/jobs.h): the worker asks the bus address
+ * --connect serves loomd (host/tasks/tasks.h): the worker asks the bus address
  * BUS for job ID's spec and directory (job.attach), runs it, reports
  * progress, metrics, log lines and resource usage within 10 ms (and at
  * least every second)

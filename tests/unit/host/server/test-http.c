@@ -1,4 +1,4 @@
-/* The HTTP/1.1 and WebSocket server (host/http.c) on 127.0.0.1, driven
+/* The HTTP/1.1 and WebSocket server (host/server/http.c) on 127.0.0.1, driven
  * through real sockets: a POSIX client written here for HTTP and for
  * hand-made WebSocket frames, and NNG's WebSocket client for the rest. */
 #include "config.h"

@@ -1,5 +1,5 @@
 /* onnx-export OUT_DIR FILE — a training run's output through exporter-onnx
- * into FILE, the way loomd serves an export: host/export.h gathers the
+ * into FILE, the way loomd serves an export: host/exports/export.h gathers the
  * source, the plugin is loaded from $LOOM_TEST_PLUGINS by the host loader.
  * For tests/integration/onnx.sh.  Exit 0, or 1 with the reason on stderr
  * (the plugin's own message comes through the log). */
