@@ -438,7 +438,8 @@ spawn_process(int64_t id, int attempt, uint32_t threads, pid_t *pid, char **why)
 	sigset_t none, all;
 	int rv;
 	char *argv[] = {J->worker, "--connect", J->bus_addr, "--job", ids, "--attempt", att,
-	                "--threads", thr, "-c", J->d->conf.path, NULL};
+	                "--threads", thr, "-c", J->d->conf.path, "--state-dir",
+	                J->d->conf.state_dir, NULL};
 
 	snprintf(ids, sizeof ids, "%lld", (long long)id);
 	snprintf(att, sizeof att, "%d", attempt);

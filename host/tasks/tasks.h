@@ -16,7 +16,7 @@
  * scheduler plugin, which the loop asks for a plan on every tick and after
  * every change.  A job the plan starts runs in its own process:
  *
- *   loom-worker --connect BUS --job ID --attempt N -c loomd.conf
+ *   loom-worker --connect BUS --job ID --attempt N -c loomd.conf --state-dir DIR
  *
  * The worker attaches over the bus (job.attach: the spec, its directory,
  * whether to resume), reports progress, metrics and log lines within 10 ms

@@ -3,6 +3,7 @@
  *   loom-worker --run SPEC --out DIR [--max-steps N] [--threads N] [-c FILE]
  *   loom-worker --resume DIR [--max-steps N] [--threads N] [-c FILE]
  *   loom-worker --connect BUS --job ID --attempt N [--threads N] [-c FILE]
+ *               [--state-dir DIR]
  *   loom-worker --predict DIR [--input FILE [--output FILE]] [-c FILE]
  *
  * --run trains the job of SPEC (libconfig or JSON) and writes into DIR its
@@ -15,8 +16,12 @@
  *
  * Plugins come from -c FILE (a loomd.conf: its plugin_path and plugins), or
  * by default: transformer = compute-transformer, and the heads forecast,
- * regression, classification and anomaly.  Exit status: 0 completed or
- * paused, 1 the job failed (its error is printed), 2 bad usage.
+ * regression, classification and anomaly.  --state-dir DIR resolves the
+ * plugins' relative paths as loomd does, under DIR/plugins/INSTANCE (loomd
+ * passes its own, so a worker's storage-local reads the blobs loomd's
+ * does); without it they are relative to the working directory.  Exit
+ * status: 0 completed or paused, 1 the job failed (its error is printed),
+ * 2 bad usage.
  *
  * --predict DIR runs DIR's trained model (best.safetensors, else
  * last.safetensors) on the windows of --input FILE, JSON {"input":
@@ -173,6 +178,7 @@ usage(FILE *fp)
 	        "usage: loom-worker --run SPEC --out DIR [--max-steps N] [--threads N] [-c FILE]\n"
 	        "       loom-worker --resume DIR [--max-steps N] [--threads N] [-c FILE]\n"
 	        "       loom-worker --connect BUS --job ID [--attempt N] [--threads N] [-c FILE]\n"
+	        "                   [--state-dir DIR]\n"
 	        "       loom-worker --predict DIR [--input FILE [--output FILE]] [-c FILE]\n"
 	        "\n"
 	        "  --run SPEC        train the job described by SPEC (libconfig or JSON)\n"
@@ -185,6 +191,8 @@ usage(FILE *fp)
 	        "                    [stdout]; without --input, describe its input and output\n"
 	        "  --threads N       CPU threads [all online cores]\n"
 	        "  -c, --config FILE take plugin_path and plugins from a loomd.conf\n"
+	        "  --state-dir DIR   resolve the plugins' relative paths under DIR/plugins/NAME,\n"
+	        "                    as loomd does [relative to the working directory]\n"
 	        "  --log-level L     error, warn, info, debug or trace [info]\n");
 }
 
@@ -197,6 +205,9 @@ static const char default_plugins[] =
 	"  { instance = \"classification\"; module = \"head-classification\"; },\n"
 	"  { instance = \"anomaly\"; module = \"head-anomaly\"; }\n"
 	");\n";
+
+/* --state-dir: where plugins' relative paths resolve, as in loomd */
+static const char *state_dir;
 
 static int
 load_plugins(loomi_plugins *reg, const char *conf_path, loomi_conf *conf, loomi_doc *doc)
@@ -213,14 +224,14 @@ load_plugins(loomi_plugins *reg, const char *conf_path, loomi_conf *conf, loomi_
 			goto fail;
 		}
 		loomi_plugins_init(reg, (const char *const *)conf->plugin_path.v, conf->plugin_path.n,
-		                   NULL);
+		                   state_dir);
 		pcs = conf->plugins;
 		n_plugins = conf->n_plugins;
 		doc = &conf->doc;
 	} else {
 		size_t i;
 		json_t *p;
-		loomi_plugins_init(reg, NULL, 0, NULL);
+		loomi_plugins_init(reg, NULL, 0, state_dir);
 		if (loomi_doc_load_string(doc, default_plugins, "(built-in plugins)", &errs) != 0)
 			goto fail;
 		list = json_object_get(doc->root, "plugins");
@@ -870,6 +881,7 @@ main(int argc, char **argv)
 		{"output", required_argument, NULL, 'O'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
+		{"state-dir", required_argument, NULL, 's'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *run_spec = NULL, *out = NULL, *resume = NULL, *conf_path = NULL;
@@ -897,6 +909,13 @@ main(int argc, char **argv)
 		case 'P': predict = optarg; break;
 		case 'i': input = optarg; break;
 		case 'O': output = optarg; break;
+		case 's':
+			if (optarg[0] == '\0') {
+				fprintf(stderr, "loom-worker: --state-dir: give a directory\n");
+				return EXIT_USAGE;
+			}
+			state_dir = optarg;
+			break;
 		case 'j':
 		case 'a': {
 			long long v = strtoll(optarg, &end, 10);
@@ -951,7 +970,8 @@ main(int argc, char **argv)
 	if (connect) {
 		if (optind < argc || run_spec || resume || out || max_steps || job_id == 0) {
 			fprintf(stderr, "loom-worker: --connect takes --job ID [--attempt N] [--threads N] "
-			                "[-c FILE], not --run, --resume, --out or --max-steps\n");
+			                "[-c FILE] [--state-dir DIR], not --run, --resume, --out or "
+			                "--max-steps\n");
 			return EXIT_USAGE;
 		}
 		loomi_log_setup(level, LOOMI_LOG_TEXT, NULL, NULL);

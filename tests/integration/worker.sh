@@ -126,6 +126,39 @@ expect 1 worker -c "$T/worker.conf" --run "$T/stored-missing.conf" --out "$T/sto
 has "$T/err" 'data.path: cannot open "store:series/nope.csv" through its storage plugin'
 ok "data read through a storage plugin (\"store:series/weather.csv\")"
 
+# A relative root resolves under the state directory, as in loomd
+# (STATE_DIR/plugins/store/blobs), never the working directory: standalone
+# with --state-dir, and in the workers loomd starts for its tasks.
+mkdir -p "$T/cwd" "$T/sd/plugins/store/blobs/series"
+cp "$DATA/seattle-weather.csv" "$T/sd/plugins/store/blobs/series/weather.csv"
+sed -e "s|root = \"$T/blobs\";|root = \"blobs\";|" "$T/worker.conf" >"$T/relative.conf"
+grep -q 'root = "blobs";' "$T/relative.conf" || fail "relative.conf has no relative root"
+(cd "$T/cwd" && "$W" --threads 2 -c "$T/relative.conf" --state-dir "$T/sd" \
+	--run "$T/stored.conf" --out "$T/stored-sd" >"$T/out" 2>"$T/err") ||
+	{ cat "$T/err"; fail "the standalone run with --state-dir failed"; }
+[ -s "$T/stored-sd/metrics.json" ] || fail "the run with --state-dir wrote no metrics"
+[ ! -e "$T/cwd/blobs" ] || fail "the worker made blobs/ in its working directory"
+expect 2 worker --state-dir "" --run "$T/stored.conf" --out "$T/o0"
+has "$T/err" "--state-dir: give a directory"
+cat >"$T/loomd-sd.conf" <<EOF
+plugin_path = [ "$LOOM_TEST_PLUGINS" ];
+jobs = { worker = "$W"; tick = "100ms"; cpu = 2; };
+plugins = (
+  { instance = "sched"; module = "sched-local"; },
+  { instance = "store"; module = "storage-local"; config = { root = "blobs"; }; },
+  { instance = "transformer"; module = "compute-transformer"; },
+  { instance = "classification"; module = "head-classification"; }
+);
+EOF
+cd "$T/cwd"
+start_loomd "$T/loomd-sd.conf" "$T/sd"
+expect 0 loomctl --url "$URL" submit "$T/stored.conf" --start --cpu 1
+expect 0 loomctl --url "$URL" watch task-1
+stop_loomd
+cd "$T"
+[ ! -e "$T/cwd/blobs" ] || fail "a worker loomd started made blobs/ in loomd's working directory"
+ok "a relative storage root resolves under the state directory: loom-worker --state-dir, and the workers loomd starts"
+
 # ---------------------------------------------------------------- bad input
 expect 1 worker --resume "$T/nothing-here"
 has "$T/err" "cannot read $T/nothing-here/job.json"
