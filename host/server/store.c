@@ -270,6 +270,73 @@ loomi_store_close(loomi_store *s)
 	memset(s, 0, sizeof *s);
 }
 
+/* ------------------------------------------------------------------ transactions */
+
+static int64_t
+mono_ms(void)
+{
+	return (int64_t)(loomi_mono_ns() / 1000000);
+}
+
+static int
+tx_fail(sqlite3 *db, char **err, int code, const char *what)
+{
+	free(*err);
+	if (code == LOOM_EBUSY)
+		*err = loomi_strfmt("the state database stayed locked by another writer for %d s while "
+		                    "trying to %s; try again",
+		                    LOOMI_STORE_WAIT_MS / 1000, what);
+	else
+		*err = loomi_strfmt("the state database failed to %s: %s", what, sqlite3_errmsg(db));
+	LOG_ERROR("store: %s", *err);
+	return code;
+}
+
+int
+loomi_store_begin(sqlite3 *db, bool write, char **err)
+{
+	sqlite3_mutex *m = sqlite3_db_mutex(db);
+	int64_t deadline = mono_ms() + LOOMI_STORE_WAIT_MS;
+	int rc;
+
+	for (;;) {
+		sqlite3_mutex_enter(m);
+		if (sqlite3_get_autocommit(db))
+			break;
+		sqlite3_mutex_leave(m);
+		if (mono_ms() > deadline)
+			return tx_fail(db, err, LOOM_EBUSY, "begin a transaction (another thread's "
+			                                    "transaction stayed open)");
+		usleep(1000);
+	}
+	/* the busy handler waits the connection's busy timeout; past it, again
+	 * until the deadline */
+	while ((rc = sqlite3_exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL)) ==
+	               SQLITE_BUSY &&
+	       mono_ms() < deadline) {
+		LOG_WARN("store: waiting for another writer to release the state database");
+		usleep(10000);
+	}
+	if (rc != SQLITE_OK) {
+		rc = tx_fail(db, err, rc == SQLITE_BUSY ? LOOM_EBUSY : LOOM_EIO,
+		             "begin a transaction");
+		sqlite3_mutex_leave(m);
+		return rc;
+	}
+	return 0;
+}
+
+int
+loomi_store_end(sqlite3 *db, int rv, char **err)
+{
+	if (rv == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rv = tx_fail(db, err, LOOM_EIO, "commit");
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_mutex_leave(sqlite3_db_mutex(db));
+	return rv;
+}
+
 /* ------------------------------------------------------------------ the state directory */
 
 int
