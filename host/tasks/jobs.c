@@ -720,7 +720,7 @@ schedule(void)
 	loom_sched_action *acts;
 	loom_sched_plan plan;
 	int64_t now = loomi_wall_ms();
-	char **names = NULL;
+	char **names = NULL, *err = NULL;
 
 	st = prep("SELECT id, name, user, priority, state, attempts, created_at,"
 	          " coalesce(started_at, 0), not_before, cpu_millis, memory, gpu, preemptible,"
@@ -848,8 +848,11 @@ schedule(void)
 	plan.n = 0;
 
 	/* one transaction for the plan's writes (many reasons, starts) */
-	sqlite3_mutex_enter(sqlite3_db_mutex(db()));
-	exec_sql("BEGIN IMMEDIATE");
+	if (loomi_store_begin(db(), true, &err) != 0) {
+		/* another writer held the database all along (said in the log):
+		 * the next tick plans again */
+		goto out;
+	}
 	if (J->sched_ops == NULL) {
 		for (size_t i = 0; i < n; i++)
 			if (jobs[i].state != LOOM_JOB_RUNNING)
@@ -902,9 +905,9 @@ schedule(void)
 			}
 		}
 	}
-	if (exec_sql("COMMIT") != 0)
-		exec_sql("ROLLBACK");
-	sqlite3_mutex_leave(sqlite3_db_mutex(db()));
+	loomi_store_end(db(), 0, &err);
+out:
+	free(err);
 	for (size_t i = 0; i < n; i++)
 		free((void *)jobs[i].after);
 	for (size_t i = 0; i < 2 * n; i++)
@@ -1398,23 +1401,24 @@ static void
 write_group(submission *group)
 {
 	bool kicked = false, ok;
+	char *err = NULL;
 
 	pthread_mutex_lock(&J->mtx);
-	sqlite3_mutex_enter(sqlite3_db_mutex(db()));
-	ok = exec_sql("BEGIN IMMEDIATE") == 0;
+	ok = loomi_store_begin(db(), true, &err) == 0;
 	for (submission *s = group; s; s = s->next)
 		if (ok)
 			insert_submission(s);
-	if (!ok || exec_sql("COMMIT") != 0) {
-		exec_sql("ROLLBACK");
+	if (ok)
+		ok = loomi_store_end(db(), 0, &err) == 0;
+	if (!ok) {
 		for (submission *s = group; s; s = s->next) {
 			if (s->rv == 0) {
 				s->rv = LOOM_EIO;
-				s->msg = loomi_strdup("the state database refused the job; see loomd's log");
+				s->msg = loomi_strfmt("the task could not be stored: %s", err);
 			}
 		}
 	}
-	sqlite3_mutex_leave(sqlite3_db_mutex(db()));
+	free(err);
 	for (submission *s = group; s; s = s->next) {
 		char tid[32];
 		if (s->rv != 0)
@@ -1769,6 +1773,17 @@ event_time(int64_t id, const char *to_state)
 	return t;
 }
 
+/* How far a task got, in percent: a completed task is done, also when it
+ * stopped before its planned steps (early stopping: the progress says
+ * stopped_early instead of staying at 40 % for ever). */
+static double
+percentage(const char *state, int64_t step, int64_t total)
+{
+	if (state && strcmp(state, "completed") == 0)
+		return 100.0;
+	return total > 0 ? 100.0 * (double)step / (double)total : 0.0;
+}
+
 json_t *
 loomi_jobs_get(loomi_daemon *d, int64_t id)
 {
@@ -1805,10 +1820,12 @@ loomi_jobs_get(loomi_daemon *d, int64_t id)
 		              tid, "name", (const char *)sqlite3_column_text(st, 1), "user",
 		              (const char *)sqlite3_column_text(st, 2), "status", state, "priority",
 		              sqlite3_column_int(st, 4), "progress", "current_step", (json_int_t)step,
-		              "total_steps", (json_int_t)total, "percentage",
-		              total > 0 ? 100.0 * (double)step / (double)total : 0.0, "epoch",
+		              "total_steps", (json_int_t)total, "percentage", percentage(state, step, total),
+		              "epoch",
 		              sqlite3_column_int(st, 7), "epochs", sqlite3_column_int(st, 8), "metrics",
 		              metrics ? metrics : json_object());
+		if (strcmp(state, "completed") == 0 && step < total)
+			json_object_set_new(json_object_get(o, "progress"), "stopped_early", json_true());
 		json_object_set_new(o, "resource_requirements",
 		                    json_pack("{s:f, s:I, s:i}", "cpu",
 		                              sqlite3_column_int64(st, 10) / 1000.0, "memory",
@@ -1948,7 +1965,8 @@ loomi_jobs_list(loomi_daemon *d, const char *status, const char *user, int64_t l
 		                    (const char *)sqlite3_column_text(st, 2), "status",
 		                    (const char *)sqlite3_column_text(st, 3), "priority",
 		                    sqlite3_column_int(st, 4), "progress",
-		                    tot > 0 ? 100.0 * (double)step / (double)tot : 0.0, "created_at", t));
+		                    percentage((const char *)sqlite3_column_text(st, 3), step, tot),
+		                    "created_at", t));
 		free(t);
 	}
 	unprep(st);
