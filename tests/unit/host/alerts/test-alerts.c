@@ -9,6 +9,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,18 @@ static struct {
 
 /* ------------------------------------------------------------------ fixture */
 
+/* alerts.webhook_hosts = [ the arguments up to NULL ] */
+static void
+hosts(const char *first, ...)
+{
+	va_list ap;
+	loomi_strv_free(&T.d.conf.alerts_webhook_hosts);
+	va_start(ap, first);
+	for (const char *h = first; h; h = va_arg(ap, const char *))
+		loomi_strv_push(&T.d.conf.alerts_webhook_hosts, loomi_strdup(h));
+	va_end(ap);
+}
+
 static void
 setup(void)
 {
@@ -52,6 +65,10 @@ setup(void)
 	free(path);
 	ck_assert_msg(rv == 0, "cannot open the store: %s", err ? err : "?");
 	T.store_up = true;
+	/* loomd.conf's alerts group as the tests need it: loopback webhooks
+	 * (the default) and commands allowed (not the default) */
+	hosts("127.0.0.1", "localhost", "::1", NULL);
+	T.d.conf.alerts_command_actions = true;
 }
 
 static void
@@ -72,6 +89,7 @@ teardown(void)
 		loomi_bus_close(T.d.bus);
 	if (T.store_up)
 		loomi_store_close(&T.d.store);
+	loomi_strv_free(&T.d.conf.alerts_webhook_hosts);
 	tu_rmrf(T.tmp);
 	free(T.tmp);
 }
@@ -301,8 +319,8 @@ START_TEST(validation)
 	free(m);
 	free(j);
 	BAD("{\"name\": \"t\", \"condition\": {\"kind\": \"failed\"}, \"actions\": [{\"type\": "
-	    "\"webhook\", \"url\": \"https://example.org/x\"}]}",
-	    400, "actions[0].url: must be an http:// URL");
+	    "\"webhook\", \"url\": \"ftp://example.org/x\"}]}",
+	    400, "actions[0].url: \"ftp://example.org/x\" is not an http:// or https:// URL");
 	BAD("{\"name\": \"t\", \"condition\": {\"kind\": \"failed\"}, \"actions\": [{\"type\": "
 	    "\"bus\"}, {\"type\": \"webhok\"}]}",
 	    400, "actions[1].type: unknown action \"webhok\" (did you mean \"webhook\"?)");
@@ -754,6 +772,144 @@ START_TEST(webhook_action)
 }
 END_TEST
 
+/* A rule with one webhook to url, as the API gets it. */
+static char *
+hook_rule(const char *name, const char *url)
+{
+	json_t *j = json_pack("{s:s, s:{s:s, s:s}, s:[{s:s, s:s}]}", "name", name, "condition",
+	                      "kind", "metric_nonfinite", "metric", "loss", "actions", "type",
+	                      "webhook", "url", url);
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return s;
+}
+
+/* URLs parsed strictly and checked against alerts.webhook_hosts when a
+ * rule is created: 400 naming the URL and the setting. */
+START_TEST(webhook_urls)
+{
+	static const struct {
+		const char *url, *text;
+	} bad[] = {
+		{"http://169.254.169.254/latest/meta-data/", "169.254.169.254 is not one of them"},
+		{"http://192.168.1.1/x", "192.168.1.1 is not one of them"},
+		{"http://[::ffff:169.254.169.254]/x", "is not one of them"},
+		{"http://[fe80::1]/x", "is not one of them"},
+		{"http://evil.example/x", "evil.example is not one of them"},
+		{"http://127.0.0.1/a\r\nX-Injected: 1", "a line break"},
+		{"http://127.0.0.1/a b", "a space"},
+		{"http://127.0.0.1/\x1b[2J", "a control character"},
+		{"http://user:pw@127.0.0.1/x", "user name or password"},
+		{"http://2130706433/x", "no valid host"},
+		{"http://127.1/x", "no valid host"},
+		{"http://0x7f.0.0.1/x", "no valid host"},
+		{"http://under_score.example/x", "no valid host"},
+		{"http://127.0.0.1:0/x", "port"},
+		{"http://127.0.0.1:65536/x", "port"},
+		{"http://127.0.0.1:/x", "port"},
+		{"http://[::1/x", "closing"},
+		{"http://127.0.0.1/x#frag", "fragment"},
+		{"http://127.0.0.1/%zz", "two hex digits"},
+		{"gopher://127.0.0.1/", "not an http:// or https:// URL"},
+	};
+	static const char *const good[] = {
+		"http://127.0.0.1:9/x", "http://localhost:9/x?a=b%20c", "http://[::1]:9/x",
+		"http://10.1.2.3:8080/hook", "https://LocalHost/x", "http://hooks.example.org/x",
+	};
+	char name[32];
+
+	hosts("127.0.0.1", "localhost", "::1", "10.0.0.0/8", "hooks.example.org", NULL);
+	start();
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char *j = hook_rule("bad", bad[i].url), *m = refused(j, 400);
+		ASSERT_HAS(m, "actions[0].url: ");
+		ASSERT_HAS(m, bad[i].text);
+		if (strstr(bad[i].text, "not one of them")) {
+			ASSERT_HAS(m, bad[i].url);
+			ASSERT_HAS(m, "alerts.webhook_hosts in loomd.conf");
+		}
+		free(m);
+		free(j);
+	}
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		snprintf(name, sizeof name, "good-%zu", i);
+		char *j = hook_rule(name, good[i]);
+		add_rule(j);
+		free(j);
+	}
+}
+END_TEST
+
+/* When the webhook is sent its host is resolved again and every address
+ * checked: a listed name that resolves to a non-public address not listed
+ * (as a name whose DNS changed to 169.254.169.254 would) is not sent to. */
+START_TEST(webhook_send_checks)
+{
+	listener l;
+	char url[64], *j;
+	json_t *o, *a;
+
+	listener_start(&l, 200);
+	hosts("localhost", NULL); /* the name, not its loopback addresses */
+	start();
+	snprintf(url, sizeof url, "http://localhost:%d/hook", l.port);
+	j = hook_rule("hook", url);
+	add_rule(j);
+	free(j);
+	metric(51, "loss", 1, LOOM_METRIC_STEP, NAN);
+	wait_alerts(1, WAIT_MS);
+	o = settled_alert(1, 20000);
+	a = json_array_get(json_object_get(o, "actions"), 0);
+	ASSERT_HAS(json_string_value(json_object_get(a, "error")), "not sent: localhost resolves to");
+	ASSERT_HAS(json_string_value(json_object_get(a, "error")), "which is not a public address");
+	ASSERT_HAS(json_string_value(json_object_get(a, "error")), "alerts.webhook_hosts");
+	ck_assert_ptr_null(json_object_get(a, "status"));
+	json_decref(o);
+	ck_assert_int_eq(atomic_load(&l.n), 0);
+	listener_stop(&l);
+}
+END_TEST
+
+/* Commands run as loomd's user: refused (403) unless alerts.command_actions
+ * is on, and a stored rule's command does not run while it is off. */
+START_TEST(command_switch)
+{
+	char *out = loomi_path_join(T.tmp, "ran"), *sql, *m;
+	json_t *o, *a;
+	answer put;
+
+	T.d.conf.alerts_command_actions = false;
+	sql = loomi_strfmt("INSERT INTO alert_rules (name, kind, condition, actions, repeat_ms, "
+	                   "created_at, updated_at) VALUES ('old', 'metric_nonfinite', "
+	                   "'{\"kind\":\"metric_nonfinite\",\"metric\":\"loss\"}', "
+	                   "'[{\"type\":\"command\",\"command\":\"touch %s\"}]', 0, 1, 1)",
+	                   out);
+	exec(sql);
+	free(sql);
+	start();
+	m = refused("{\"name\": \"cmd\", \"condition\": {\"kind\": \"failed\"}, \"actions\": "
+	            "[{\"type\": \"bus\"}, {\"type\": \"command\", \"command\": \"true\"}]}",
+	            403);
+	ASSERT_HAS(m, "actions[1]: command actions run as loomd's user");
+	ASSERT_HAS(m, "alerts.command_actions = true in loomd.conf");
+	free(m);
+
+	metric(61, "loss", 1, LOOM_METRIC_STEP, NAN);
+	wait_alerts(1, WAIT_MS);
+	o = settled_alert(1, 20000);
+	a = json_array_get(json_object_get(o, "actions"), 0);
+	ASSERT_HAS(json_string_value(json_object_get(a, "error")),
+	           "not run: command actions are off (alerts.command_actions in loomd.conf)");
+	json_decref(o);
+	ck_assert_int_ne(access(out, F_OK), 0);
+	/* the stored rule can still be disabled */
+	put = call("PUT", "/api/v1/alerts/rules/1", NULL, "{\"enabled\": false}");
+	ck_assert_msg(put.status == 200, "disable: %d %s", put.status, put.text);
+	answer_free(&put);
+	free(out);
+}
+END_TEST
+
 typedef struct seen {
 	pthread_mutex_t mtx;
 	char text[8192];
@@ -916,6 +1072,9 @@ main(void)
 	tcase_add_test(tc, stalled);
 	tcase_add_test(tc, command_action);
 	tcase_add_test(tc, webhook_action);
+	tcase_add_test(tc, webhook_urls);
+	tcase_add_test(tc, webhook_send_checks);
+	tcase_add_test(tc, command_switch);
 	tcase_add_test(tc, bus_action);
 	tcase_add_test(tc, listing);
 	tcase_add_test(tc, restart_keeps_interval);
