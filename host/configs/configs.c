@@ -137,7 +137,11 @@ static int
 check_name(const char *what, const char *name, size_t max, char **msg)
 {
 	size_t n = strlen(name);
+	int rv;
 
+	/* control and bidi characters named by code point, as every module does */
+	if ((rv = loomi_name_text_check(what, name, msg)) != 0)
+		return rv;
 	if (n == 0)
 		return fail(msg, LOOM_EINVAL,
 		            "%s: must not be empty; give 1 to %zu letters, digits, '_', '.' or '-'",
