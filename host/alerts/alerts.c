@@ -2518,6 +2518,49 @@ stop(loomi_daemon *d)
 
 static const loomi_migration migrations[] = {
 	{10, "alert rules and fired alerts", migration_sql},
+	/* A deleted rule's id was given to the next rule, which then listed
+	 * the old rule's alerts: ids are never used again.  The sequence of
+	 * rules starts above every rule id an alert still names. */
+	{15, "alert rule and alert ids are never reused (AUTOINCREMENT)",
+	 "CREATE TABLE alert_rules_new (\n"
+	 "  id          INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	 "  name        TEXT NOT NULL UNIQUE,\n"
+	 "  enabled     INTEGER NOT NULL DEFAULT 1,\n"
+	 "  kind        TEXT NOT NULL,\n"
+	 "  condition   TEXT NOT NULL CHECK (json_valid(condition)),\n"
+	 "  job_id      INTEGER,\n"
+	 "  job_glob    TEXT,\n"
+	 "  actions     TEXT NOT NULL CHECK (json_valid(actions)),\n"
+	 "  repeat_ms   INTEGER NOT NULL CHECK (repeat_ms >= 0),\n"
+	 "  created_at  INTEGER NOT NULL,\n"
+	 "  updated_at  INTEGER NOT NULL\n"
+	 ");\n"
+	 "INSERT INTO alert_rules_new SELECT id, name, enabled, kind, condition, job_id, job_glob,\n"
+	 "  actions, repeat_ms, created_at, updated_at FROM alert_rules;\n"
+	 "DROP TABLE alert_rules;\n"
+	 "ALTER TABLE alert_rules_new RENAME TO alert_rules;\n"
+	 "CREATE TABLE alerts_new (\n"
+	 "  id          INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	 "  rule_id     INTEGER NOT NULL,\n"
+	 "  rule_name   TEXT NOT NULL,\n"
+	 "  kind        TEXT NOT NULL,\n"
+	 "  job_id      INTEGER,\n"
+	 "  run_id      TEXT,\n"
+	 "  at          INTEGER NOT NULL,\n"
+	 "  message     TEXT NOT NULL,\n"
+	 "  value,\n"
+	 "  actions     TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(actions))\n"
+	 ");\n"
+	 "INSERT INTO alerts_new SELECT id, rule_id, rule_name, kind, job_id, run_id, at, message,\n"
+	 "  value, actions FROM alerts;\n"
+	 "DROP TABLE alerts;\n"
+	 "ALTER TABLE alerts_new RENAME TO alerts;\n"
+	 "CREATE INDEX alerts_by_rule ON alerts (rule_id, id);\n"
+	 "CREATE INDEX alerts_by_job ON alerts (job_id, id);\n"
+	 "CREATE INDEX alerts_by_at ON alerts (at);\n"
+	 LOOMI_SEQUENCE_AT_LEAST("alert_rules", "SELECT max(coalesce((SELECT max(id) FROM"
+	                         " alert_rules), 0), coalesce((SELECT max(rule_id) FROM alerts), 0))")
+	 LOOMI_SEQUENCE_AT_LEAST("alerts", "SELECT max(id) FROM alerts")},
 };
 
 /* Rules are admin: a rule's action can run a command as loomd's user. */

@@ -914,6 +914,30 @@ stop(loomi_daemon *d)
 
 static const loomi_migration migrations[] = {
 	{7, "runs, their metric points, tags and artifacts", loomi_tracking_migration_sql},
+	/* run ids are never used again (store.c: foreign keys are off during
+	 * migrations, so tags, artifacts and metric series keep their rows) */
+	{13, "run ids are never reused (AUTOINCREMENT)",
+	 "CREATE TABLE runs_new (\n"
+	 "  id         INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	 "  job_id     INTEGER REFERENCES jobs (id) ON DELETE SET NULL,\n"
+	 "  attempt    INTEGER NOT NULL DEFAULT 0,\n"
+	 "  name       TEXT NOT NULL,\n"
+	 "  user       TEXT NOT NULL DEFAULT 'local',\n"
+	 "  state      TEXT NOT NULL DEFAULT 'running' CHECK (state IN\n"
+	 "               ('running','paused','completed','failed','cancelled')),\n"
+	 "  params     TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(params)),\n"
+	 "  lineage    TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(lineage)),\n"
+	 "  metrics    TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(metrics)),\n"
+	 "  started_at INTEGER NOT NULL,\n"
+	 "  ended_at   INTEGER\n"
+	 ");\n"
+	 "INSERT INTO runs_new SELECT id, job_id, attempt, name, user, state, params, lineage,\n"
+	 "  metrics, started_at, ended_at FROM runs;\n"
+	 "DROP TABLE runs;\n"
+	 "ALTER TABLE runs_new RENAME TO runs;\n"
+	 "CREATE INDEX runs_by_job ON runs (job_id, attempt);\n"
+	 "CREATE INDEX runs_by_name ON runs (name, id);\n"
+	 LOOMI_SEQUENCE_AT_LEAST("runs", "SELECT max(id) FROM runs")},
 };
 
 static const loomi_route routes[] = {

@@ -23,6 +23,7 @@
 #include "host/server/api.h"
 #include "host/core/bus.h"
 #include "host/core/log.h"
+#include "host/server/module.h"
 #include "host/server/store.h"
 #include "host/core/util.h"
 #include "testutil.h"
@@ -840,6 +841,18 @@ START_TEST(webhook_urls)
 }
 END_TEST
 
+/* A bad alerts.webhook_hosts entry stops the start, naming it. */
+START_TEST(webhook_hosts_checked)
+{
+	char *err = NULL;
+
+	hosts("127.0.0.1", "10.0.0.0/33", NULL);
+	ck_assert_int_eq(loomi_alerts_start(&T.d, &err), LOOM_ECONFIG);
+	ASSERT_HAS(err, "loomd.conf: alerts.webhook_hosts[1]: \"10.0.0.0/33\" is not a host name");
+	free(err);
+}
+END_TEST
+
 /* When the webhook is sent its host is resolved again and every address
  * checked: a listed name that resolves to a non-public address not listed
  * (as a name whose DNS changed to 169.254.169.254 would) is not sent to. */
@@ -907,6 +920,129 @@ START_TEST(command_switch)
 	ck_assert_msg(put.status == 200, "disable: %d %s", put.status, put.text);
 	answer_free(&put);
 	free(out);
+}
+END_TEST
+
+static long long
+alerts_total_of(int64_t rule)
+{
+	char q[64];
+	snprintf(q, sizeof q, "rule=%lld", (long long)rule);
+	answer a = call("GET", "/api/v1/alerts", q, NULL);
+	ck_assert_msg(a.status == 200, "list: %d %s", a.status, a.text);
+	long long n = json_integer_value(json_object_get(a.body, "total"));
+	answer_free(&a);
+	return n;
+}
+
+/* A deleted rule's id is not given to the next rule, which would then
+ * list the old rule's alerts as its own. */
+START_TEST(rule_ids_never_reused)
+{
+	int64_t first, second;
+	char p[32];
+	answer a;
+
+	start();
+	add_rule("{\"name\": \"keep\", \"condition\": {\"kind\": \"failed\"}, \"actions\": "
+	         "[{\"type\": \"bus\"}]}");
+	first = add_rule("{\"name\": \"old\", \"condition\": {\"kind\": \"metric_above\", "
+	                 "\"metric\": \"loss\", \"threshold\": 1}, \"actions\": [{\"type\": \"bus\"}]}");
+	metric(71, "loss", 1, LOOM_METRIC_STEP, 5);
+	wait_alerts(1, WAIT_MS);
+	snprintf(p, sizeof p, "%lld", (long long)first);
+	a = call("DELETE", at("/api/v1/alerts/rules", p), NULL, NULL);
+	ck_assert_int_eq(a.status, 200);
+	answer_free(&a);
+	second = add_rule("{\"name\": \"new\", \"condition\": {\"kind\": \"failed\"}, \"actions\": "
+	                  "[{\"type\": \"bus\"}]}");
+	ck_assert_int_gt(second, first);
+	ck_assert_int_eq(alerts_total_of(second), 0);
+	ck_assert_int_eq(alerts_total_of(first), 1); /* the old rule's alert outlives it */
+}
+END_TEST
+
+/* The same for a database written by the schema before ids were
+ * AUTOINCREMENT (migrations up to 10), upgraded: rows, indexes and
+ * triggers kept, rows referring to rebuilt tables kept, and the sequences
+ * start above every id in use, a deleted rule's that an alert names too. */
+START_TEST(ids_never_reused_after_upgrade)
+{
+	loomi_migration old[16];
+	size_t n = 0;
+	char *path = loomi_path_join(T.tmp, "old.db"), *err = NULL;
+	int64_t id;
+
+	for (size_t m = 0; m < loomi_n_modules; m++)
+		for (size_t i = 0; i < loomi_modules[m]->n_migrations; i++)
+			if (loomi_modules[m]->migrations[i].version <= 10)
+				old[n++] = loomi_modules[m]->migrations[i];
+	/* in version order, as the store wants them */
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && old[j - 1].version > old[j].version; j--) {
+			loomi_migration t = old[j];
+			old[j] = old[j - 1];
+			old[j - 1] = t;
+		}
+	ck_assert_int_eq(n, 10);
+	loomi_store_close(&T.d.store);
+	ck_assert_msg(loomi_store_open_with(&T.d.store, path, old, n, &err) == 0, "%s", err);
+	add_job(7, "seven", "completed", 0);
+	exec("INSERT INTO job_events (job_id, at, to_state) VALUES (7, 1, 'completed')");
+	exec("INSERT INTO runs (id, job_id, name, started_at) VALUES (5, 7, 'seven', 1)");
+	exec("INSERT INTO run_tags VALUES (5, 'k', 'v')");
+	exec("INSERT INTO configs (id, name, created_at, updated_at) VALUES (4, 'c', 1, 1)");
+	exec("INSERT INTO config_versions VALUES (4, 1, '{}', '', 1)");
+	exec("INSERT INTO logs (id, at, level, message) VALUES (9, 1, 2, 'hello there')");
+	exec("INSERT INTO logs_fts (rowid, message, fields) VALUES (9, 'hello there', '{}')");
+	exec("INSERT INTO alert_rules (id, name, kind, condition, actions, repeat_ms, created_at,"
+	     " updated_at) VALUES (1, 'keep', 'failed', '{\"kind\":\"failed\"}',"
+	     " '[{\"type\":\"bus\"}]', 0, 1, 1)");
+	/* rule 3 fired and was deleted: the highest rule id is 1 */
+	exec("INSERT INTO alerts (id, rule_id, rule_name, kind, at, message) VALUES"
+	     " (6, 3, 'gone', 'failed', 1, 'task-7 failed')");
+	loomi_store_close(&T.d.store);
+
+	ck_assert_msg(loomi_store_open(&T.d.store, path, &err) == 0, "upgrade: %s", err);
+	free(path);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM schema_migrations WHERE version BETWEEN 11"
+	                        " AND 15"),
+	                 5);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM job_events WHERE job_id = 7"), 1);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM run_tags WHERE run_id = 5"), 1);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM config_versions WHERE config_id = 4"), 1);
+	ck_assert_int_eq(scalar("SELECT rowid FROM logs_fts WHERE logs_fts MATCH 'hello'"), 9);
+	ck_assert_int_eq(scalar("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'"), 7);
+	ck_assert_int_eq(scalar("SELECT seq FROM sqlite_sequence WHERE name = 'runs'"), 5);
+	ck_assert_int_eq(scalar("SELECT seq FROM sqlite_sequence WHERE name = 'configs'"), 4);
+	ck_assert_int_eq(scalar("SELECT seq FROM sqlite_sequence WHERE name = 'logs'"), 9);
+	ck_assert_int_eq(scalar("SELECT seq FROM sqlite_sequence WHERE name = 'alert_rules'"), 3);
+	ck_assert_int_eq(scalar("SELECT seq FROM sqlite_sequence WHERE name = 'alerts'"), 6);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM sqlite_master WHERE sql LIKE"
+	                        " '%AUTOINCREMENT%'"),
+	                 6);
+	/* the triggers and indexes came back */
+	ck_assert_int_eq(scalar("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"), 4);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN"
+	                        " ('jobs_by_state', 'jobs_by_user', 'jobs_queued', 'jobs_by_started',"
+	                        " 'jobs_by_state_id', 'configs_by_name', 'runs_by_job', 'runs_by_name',"
+	                        " 'logs_by_job', 'logs_by_at', 'alerts_by_rule', 'alerts_by_job',"
+	                        " 'alerts_by_at')"),
+	                 13);
+	exec("INSERT INTO jobs (name, state, compute, spec, created_at, updated_at) VALUES"
+	     " ('eight', 'pending', 'exec', '{}', 1, 1)");
+	ck_assert_int_eq(scalar("SELECT max(id) FROM jobs"), 8);
+	ck_assert_int_eq(scalar("SELECT n FROM job_counts WHERE state = 'pending'"), 1);
+	exec("DELETE FROM logs WHERE id = 9");
+	ck_assert_int_eq(scalar("SELECT count(*) FROM logs_fts WHERE logs_fts MATCH 'hello'"), 0);
+	ck_assert_int_eq(scalar("PRAGMA foreign_keys"), 1);
+
+	start();
+	id = add_rule("{\"name\": \"new\", \"condition\": {\"kind\": \"failed\"}, \"actions\": "
+	              "[{\"type\": \"bus\"}]}");
+	ck_assert_int_eq(id, 4);
+	ck_assert_int_eq(alerts_total_of(id), 0);
+	ck_assert_int_eq(alerts_total_of(3), 1);
 }
 END_TEST
 
@@ -1072,7 +1208,10 @@ main(void)
 	tcase_add_test(tc, stalled);
 	tcase_add_test(tc, command_action);
 	tcase_add_test(tc, webhook_action);
+	tcase_add_test(tc, rule_ids_never_reused);
+	tcase_add_test(tc, ids_never_reused_after_upgrade);
 	tcase_add_test(tc, webhook_urls);
+	tcase_add_test(tc, webhook_hosts_checked);
 	tcase_add_test(tc, webhook_send_checks);
 	tcase_add_test(tc, command_switch);
 	tcase_add_test(tc, bus_action);
