@@ -139,14 +139,12 @@ loomi_webhook_url_parse(const char *s, loomi_webhook_url *u, char **why)
 		const char *close = memchr(auth, ']', (size_t)(end - auth));
 		char buf[64];
 		uint8_t a[16];
-		int fam;
 		if (close == NULL || (size_t)(close - auth - 1) >= sizeof buf)
 			return url_bad(why, s, "has an IPv6 address without its closing ']'");
 		memcpy(buf, auth + 1, (size_t)(close - auth - 1));
 		buf[close - auth - 1] = '\0';
 		if (inet_pton(AF_INET6, buf, a) != 1)
 			return url_bad(why, s, "has a bracketed host that is not an IPv6 address");
-		(void)fam;
 		u->host = loomi_strdup(buf);
 		u->host_is_ip = true;
 		p = close + 1;
