@@ -820,8 +820,9 @@ cmd_watch(const ctl *c, int argc, char **argv)
 			         val ? json_number_value(val) : 0.0);
 		}
 		if (strcmp(line, last) != 0) {
-			printf(tty ? "\r\033[K%s" : "%s\n", line);
-			fflush(stdout);
+			/* the line is loomctl's own: its terminal codes pass as they are */
+			fprintf(term_raw(), tty ? "\r\033[K%s" : "%s\n", line);
+			fflush(term_raw());
 			snprintf(last, sizeof last, "%s", line);
 		}
 		if (final_state(s)) {
@@ -1045,8 +1046,10 @@ configs_show(const ctl *c, int argc, char **argv)
 		return rv;
 	if (r.status != 200)
 		rv = refused(c, &r);
-	else
-		fwrite(r.text, 1, r.len, stdout);
+	else {
+		fwrite(r.text, 1, r.len, term_raw());
+		fflush(term_raw());
+	}
 	json_decref(r.body);
 	free(r.text);
 	return rv;
@@ -1412,6 +1415,8 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+	/* from here on, text from loomd is printed: see loomctl-term.c */
+	term_setup(!c.json);
 	if (argc < 1) {
 		usage(stderr);
 		return EXIT_USAGE;

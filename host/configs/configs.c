@@ -137,7 +137,11 @@ static int
 check_name(const char *what, const char *name, size_t max, char **msg)
 {
 	size_t n = strlen(name);
+	int rv;
 
+	/* control and bidi characters named by code point, as every module does */
+	if ((rv = loomi_name_text_check(what, name, msg)) != 0)
+		return rv;
 	if (n == 0)
 		return fail(msg, LOOM_EINVAL,
 		            "%s: must not be empty; give 1 to %zu letters, digits, '_', '.' or '-'",
@@ -1283,6 +1287,26 @@ get_template(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 
 static const loomi_migration migrations[] = {
 	{3, "stored training configs and their versions", migration_sql},
+	/* config ids (config-N) are never used again (store.c: foreign keys
+	 * are off during migrations, so config_versions keeps its rows) */
+	{12, "config ids are never reused (AUTOINCREMENT)",
+	 "CREATE TABLE configs_new (\n"
+	 "  id          INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	 "  name        TEXT NOT NULL,\n"
+	 "  description TEXT NOT NULL DEFAULT '',\n"
+	 "  latest      INTEGER NOT NULL DEFAULT 1 CHECK (latest >= 1),\n"
+	 "  deleted     INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),\n"
+	 "  created_at  INTEGER NOT NULL,\n"
+	 "  updated_at  INTEGER NOT NULL,\n"
+	 "  deleted_at  INTEGER\n"
+	 ");\n"
+	 "INSERT INTO configs_new SELECT id, name, description, latest, deleted, created_at,\n"
+	 "  updated_at, deleted_at FROM configs;\n"
+	 "DROP TABLE configs;\n"
+	 "ALTER TABLE configs_new RENAME TO configs;\n"
+	 "CREATE UNIQUE INDEX configs_by_name ON configs (name) WHERE deleted = 0;\n"
+	 LOOMI_SEQUENCE_AT_LEAST("configs", "SELECT max(coalesce((SELECT max(id) FROM configs), 0),"
+	                         " coalesce((SELECT max(config_id) FROM jobs), 0))")},
 };
 
 static const loomi_route routes[] = {

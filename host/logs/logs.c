@@ -1060,6 +1060,30 @@ stop(loomi_daemon *d)
 
 static const loomi_migration migrations[] = {
 	{9, "structured logs with full-text search", loomi_logs_migration_sql},
+	/* Retention deletes the oldest entries, and all of them when none is
+	 * newer: without AUTOINCREMENT the next entry would take an id a
+	 * client paging with after=N has seen.  The ids stay (logs_fts is
+	 * keyed by them). */
+	{14, "log entry ids are never reused (AUTOINCREMENT)",
+	 "CREATE TABLE logs_new (\n"
+	 "  id       INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	 "  at       INTEGER NOT NULL,\n"
+	 "  level    INTEGER NOT NULL,\n"
+	 "  job_id   INTEGER,\n"
+	 "  instance TEXT NOT NULL DEFAULT '',\n"
+	 "  message  TEXT NOT NULL,\n"
+	 "  fields   TEXT NOT NULL DEFAULT '{}'\n"
+	 ");\n"
+	 "INSERT INTO logs_new SELECT id, at, level, job_id, instance, message, fields FROM logs;\n"
+	 "DROP TABLE logs;\n"
+	 "ALTER TABLE logs_new RENAME TO logs;\n"
+	 "CREATE INDEX logs_by_job ON logs (job_id, id);\n"
+	 "CREATE INDEX logs_by_at ON logs (at);\n"
+	 "CREATE TRIGGER logs_fts_delete AFTER DELETE ON logs BEGIN\n"
+	 "  INSERT INTO logs_fts (logs_fts, rowid, message, fields)\n"
+	 "    VALUES ('delete', old.id, old.message, old.fields);\n"
+	 "END;\n"
+	 LOOMI_SEQUENCE_AT_LEAST("logs", "SELECT max(id) FROM logs")},
 };
 
 static const loomi_route routes[] = {

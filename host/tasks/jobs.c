@@ -1551,6 +1551,8 @@ submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t con
 	name = json_string_value(v);
 	if (name == NULL)
 		name = json_string_value(json_object_get(spec, "name"));
+	if (name && (rv = loomi_name_text_check(v ? "name" : "spec.name", name, msg)) != 0)
+		return rv;
 	if ((v = json_object_get(body, "priority")) &&
 	    !(json_is_integer(v) && llabs(json_integer_value(v)) <= 1000000))
 		return bad(msg, "priority: expected an integer from -1000000 to 1000000 (higher "
