@@ -37,6 +37,12 @@ typedef struct loomi_conf {
 	int64_t jobs_heartbeat_ms;
 	int64_t logs_retention_ms; /* 0: structured logs are kept forever */
 	bool logs_archive;         /* expired entries go to logs/archive first */
+	/* http = { … }: the API server's limits; 0 for its default (http.h) */
+	struct {
+		uint64_t max_head, max_body, body_budget, max_ws_message;
+		int max_conns, max_conns_per_client, reserve, ws_queue;
+		int request_timeout_ms, idle_timeout_ms, ws_ping_interval_ms, ws_idle_timeout_ms;
+	} http;
 	loomi_plugin_conf *plugins;
 	size_t n_plugins;
 } loomi_conf;

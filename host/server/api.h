@@ -69,6 +69,10 @@ typedef struct loomi_route {
 	const char *pattern;
 	loomi_route_fn fn;
 	int access;                /* loomi_access */
+	/* served through the reserve when the connection pool is full (health,
+	 * control of a task): cheap and never a WebSocket; set by name,
+	 * ".reserve = true", after the fields above */
+	bool reserve;
 } loomi_route;
 
 /* A WebSocket endpoint: on_open accepts an upgrade of a path matching
