@@ -3,7 +3,9 @@
  * request passes the same steps, in one place (api.c):
  *
  *   1. parse      — http.c: the request line, headers, body (limits on
- *                   head and body size, 400/413/431 …);
+ *                   head and body size, 400/413/431 …; connections, the
+ *                   body budget and the reserve, 503: loomd.conf's http
+ *                   group; the reserve serves routes with .reserve set);
  *   2. normalise  — a trailing slash dropped;
  *   3. route      — the first route of the module table whose pattern
  *                   matches the path and whose method matches; 404 for an
