@@ -347,14 +347,13 @@ sb_addf(sbuf *b, const char *fmt, ...)
 static size_t
 buf_round(size_t n)
 {
-	static size_t page;
+	long v;
+	size_t page;
 
 	if (n < BIG_BUF)
 		return n;
-	if (page == 0) {
-		long v = sysconf(_SC_PAGESIZE);
-		page = v > 0 ? (size_t)v : 4096;
-	}
+	v = sysconf(_SC_PAGESIZE);
+	page = v > 0 ? (size_t)v : 4096;
 	return (n + page - 1) / page * page;
 }
 

@@ -42,9 +42,10 @@
  *   reassembled), ping answered with pong, close answered with close;
  *   client frames must be masked (1002 otherwise); a message over
  *   max_ws_message bytes is closed with 1009; a ping every
- *   ws_ping_interval_ms, and a client from which no frame (a pong or
- *   anything else) came for ws_idle_timeout_ms, or that takes none of our
- *   bytes for as long, is closed (1008), so clients that never read cannot
+ *   ws_ping_interval_ms; a client from which no frame (a pong or anything
+ *   else) came for ws_idle_timeout_ms is closed with 1008 (the connection
+ *   dropped if it does not take our bytes either), and one that takes none
+ *   of our bytes for as long is dropped, so clients that never read cannot
  *   hold connections.
  *
  * The messages of refusals name loomd.conf's settings (http.max_conns …),
