@@ -4,12 +4,16 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conf.h"
 #include "log.h"
+
+#define LOOMI_N_CONF(a) (sizeof(a) / sizeof((a)[0]))
 
 #ifndef LOOM_STATE_DIR
 #define LOOM_STATE_DIR "/var/lib/loom"
@@ -69,6 +73,38 @@ static const loomi_field alerts_fields[] = {
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 
+/* http = { … }: limits of the API server (host/server/http.h), one for one
+ * with loomi_http_options. */
+static const loomi_field http_fields[] = {
+	{"max_head", LOOMI_F_SIZE, LOOMI_F_RANGE, NULL, 1024, 1024.0 * 1024, NULL,
+	 "the largest request line and headers (default 16K)"},
+	{"max_body", LOOMI_F_SIZE, LOOMI_F_RANGE, NULL, 1024, 4096.0 * 1024 * 1024, NULL,
+	 "the largest request body (default 16M)"},
+	{"body_budget", LOOMI_F_SIZE, LOOMI_F_RANGE, NULL, 1024, 1024.0 * 1024 * 1024 * 1024, NULL,
+	 "request body bytes held at once, all clients together; 503 past it (default 256M)"},
+	{"max_conns", LOOMI_F_INT, LOOMI_F_RANGE, NULL, 1, 65536, NULL,
+	 "connections served at once (default 256)"},
+	{"max_conns_per_client", LOOMI_F_INT, LOOMI_F_RANGE, NULL, 1, 65536, NULL,
+	 "of max_conns, connections from one client address (default 64)"},
+	{"reserve", LOOMI_F_INT, LOOMI_F_RANGE, NULL, 1, 4096, NULL,
+	 "connections beyond the limits kept for health and control requests (default 16)"},
+	{"request_timeout", LOOMI_F_DURATION, LOOMI_F_RANGE, NULL, 100, 3600000, NULL,
+	 "the time a request's head and body may take to arrive (default 30s)"},
+	{"idle_timeout", LOOMI_F_DURATION, LOOMI_F_RANGE, NULL, 100, 86400000, NULL,
+	 "an idle connection is closed after this (default 60s)"},
+	{"max_ws_message", LOOMI_F_SIZE, LOOMI_F_RANGE, NULL, 1024, 1024.0 * 1024 * 1024, NULL,
+	 "the largest WebSocket message from a client (default 1M)"},
+	{"ws_queue", LOOMI_F_INT, LOOMI_F_RANGE, NULL, 1, 1048576, NULL,
+	 "messages queued to a slow WebSocket client before the oldest are dropped "
+	 "(default 256)"},
+	{"ws_ping_interval", LOOMI_F_DURATION, LOOMI_F_RANGE, NULL, 10, 86400000, NULL,
+	 "how often WebSocket clients are pinged (default 20s)"},
+	{"ws_idle_timeout", LOOMI_F_DURATION, LOOMI_F_RANGE, NULL, 10, 86400000, NULL,
+	 "a WebSocket client that sends nothing, not even a pong, or takes none of loomd's "
+	 "bytes this long is closed (default 60s)"},
+	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
 static const loomi_field plugin_fields[] = {
 	{"instance", LOOMI_F_STRING, LOOMI_F_REQUIRED, NULL, 0, 0, NULL,
 	 "the instance's name, e.g. \"store\""},
@@ -87,6 +123,7 @@ static const loomi_field conf_fields[] = {
 	{"jobs", LOOMI_F_GROUP, 0, NULL, 0, 0, jobs_fields, NULL},
 	{"logs", LOOMI_F_GROUP, 0, NULL, 0, 0, logs_fields, NULL},
 	{"alerts", LOOMI_F_GROUP, 0, NULL, 0, 0, alerts_fields, NULL},
+	{"http", LOOMI_F_GROUP, 0, NULL, 0, 0, http_fields, NULL},
 	{"plugins", LOOMI_F_GROUPLIST, 0, NULL, 0, 0, plugin_fields, NULL},
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
@@ -306,6 +343,61 @@ loomi_conf_load(loomi_conf *conf, const char *path, loomi_strv *errs)
 			loomi_strv_push(&conf->alerts_webhook_hosts, loomi_strdup("::1"));
 		}
 		conf->alerts_command_actions = json_is_true(json_object_get(alerts, "command_actions"));
+	}
+
+	{
+		/* the API server's limits: unset ones stay 0, http.c's defaults */
+		const json_t *http = json_object_get(root, "http");
+		static const struct {
+			const char *key;
+			size_t off;
+		} sizes[] = {
+			{"max_head", offsetof(loomi_conf, http.max_head)},
+			{"max_body", offsetof(loomi_conf, http.max_body)},
+			{"body_budget", offsetof(loomi_conf, http.body_budget)},
+			{"max_ws_message", offsetof(loomi_conf, http.max_ws_message)},
+		}, ints[] = {
+			{"max_conns", offsetof(loomi_conf, http.max_conns)},
+			{"max_conns_per_client", offsetof(loomi_conf, http.max_conns_per_client)},
+			{"reserve", offsetof(loomi_conf, http.reserve)},
+			{"ws_queue", offsetof(loomi_conf, http.ws_queue)},
+		}, durations[] = {
+			{"request_timeout", offsetof(loomi_conf, http.request_timeout_ms)},
+			{"idle_timeout", offsetof(loomi_conf, http.idle_timeout_ms)},
+			{"ws_ping_interval", offsetof(loomi_conf, http.ws_ping_interval_ms)},
+			{"ws_idle_timeout", offsetof(loomi_conf, http.ws_idle_timeout_ms)},
+		};
+		for (size_t k = 0; k < LOOMI_N_CONF(sizes); k++) {
+			uint64_t *to = (uint64_t *)((char *)conf + sizes[k].off);
+			if (json_is_integer(v = json_object_get(http, sizes[k].key)))
+				*to = (uint64_t)json_integer_value(v);
+			else if (json_is_string(v))
+				loom_parse_size(json_string_value(v), to);
+		}
+		for (size_t k = 0; k < LOOMI_N_CONF(ints); k++) {
+			if (json_is_integer(v = json_object_get(http, ints[k].key)))
+				*(int *)((char *)conf + ints[k].off) = (int)json_integer_value(v);
+		}
+		for (size_t k = 0; k < LOOMI_N_CONF(durations); k++) {
+			int64_t ms = 0;
+			v = json_object_get(http, durations[k].key);
+			if (json_is_integer(v))
+				ms = json_integer_value(v) * 1000;
+			else if (json_is_real(v))
+				ms = (int64_t)(json_real_value(v) * 1000);
+			else if (json_is_string(v))
+				loom_parse_duration(json_string_value(v), &ms);
+			if (ms > 0 && ms <= INT32_MAX)
+				*(int *)((char *)conf + durations[k].off) = (int)ms;
+		}
+		if (conf->http.body_budget > 0 &&
+		    conf->http.body_budget < (conf->http.max_body ? conf->http.max_body : 16u << 20))
+			loomi_doc_errf(&conf->doc, json_object_get(http, "body_budget"), errs,
+			               "http.body_budget: %" PRIu64 " bytes is less than http.max_body "
+			               "(%" PRIu64 "), so a body allowed alone could never be taken; give "
+			               "at least that",
+			               conf->http.body_budget,
+			               conf->http.max_body ? conf->http.max_body : (uint64_t)16 << 20);
 	}
 
 	plugins = json_object_get(root, "plugins");

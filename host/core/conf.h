@@ -39,6 +39,12 @@ typedef struct loomi_conf {
 	bool logs_archive;         /* expired entries go to logs/archive first */
 	loomi_strv alerts_webhook_hosts; /* names, IP literals, CIDR ranges */
 	bool alerts_command_actions;     /* rules may run commands */
+	/* http = { … }: the API server's limits; 0 for its default (http.h) */
+	struct {
+		uint64_t max_head, max_body, body_budget, max_ws_message;
+		int max_conns, max_conns_per_client, reserve, ws_queue;
+		int request_timeout_ms, idle_timeout_ms, ws_ping_interval_ms, ws_idle_timeout_ms;
+	} http;
 	loomi_plugin_conf *plugins;
 	size_t n_plugins;
 } loomi_conf;

@@ -332,6 +332,32 @@ loomi_api_handle(loomi_daemon *d, const loomi_http_req *in, loomi_http_res *res)
 	free(path);
 }
 
+/* Does the reserve serve method path (http.h's reserved callback)?  Its
+ * route says so, found as step 3 finds it (HEAD as GET, a trailing slash
+ * dropped). */
+static bool
+route_reserved(void *arg, const char *method, const char *path)
+{
+	loomi_http_req req = {.method = method};
+	const loomi_route *r, *best = NULL;
+	char *p = loomi_strdup(path);
+	size_t n = strlen(p);
+
+	(void)arg;
+	if (strcmp(method, "HEAD") == 0)
+		method = "GET";
+	while (n > 1 && p[n - 1] == '/')
+		p[--n] = '\0';
+	for (size_t i = 0; loomi_api_route(i, &r, NULL); i++) {
+		loomi_http_req m = req;
+		if (strcmp(r->method, method) == 0 && match(r->pattern, p, &m) &&
+		    (best == NULL || more_specific(r->pattern, best->pattern)))
+			best = r;
+	}
+	free(p);
+	return best != NULL && best->reserve;
+}
+
 /* ------------------------------------------------------------------ HTTP */
 
 static void
@@ -465,7 +491,20 @@ loomi_api_start(loomi_daemon *d, const char *listen, char **err)
 	int rv;
 
 	api->d = d;
-	opts.max_body = MAX_BODY;
+	/* loomd.conf's http group; what it leaves 0 takes http.c's default */
+	opts.max_head = (size_t)d->conf.http.max_head;
+	opts.max_body = d->conf.http.max_body ? (size_t)d->conf.http.max_body : MAX_BODY;
+	opts.body_budget = (size_t)d->conf.http.body_budget;
+	opts.max_conns = d->conf.http.max_conns;
+	opts.max_conns_per_client = d->conf.http.max_conns_per_client;
+	opts.reserve = d->conf.http.reserve;
+	opts.request_timeout_ms = d->conf.http.request_timeout_ms;
+	opts.idle_timeout_ms = d->conf.http.idle_timeout_ms;
+	opts.max_ws_message = (size_t)d->conf.http.max_ws_message;
+	opts.ws_queue = (size_t)d->conf.http.ws_queue;
+	opts.ws_ping_interval_ms = d->conf.http.ws_ping_interval_ms;
+	opts.ws_idle_timeout_ms = d->conf.http.ws_idle_timeout_ms;
+	opts.reserved = route_reserved;
 	if ((rv = loomi_http_start(&api->server, listen, &opts, http_handler, &ws_handlers, api,
 	                           err)) != 0) {
 		free(api);

@@ -3,7 +3,9 @@
  * request passes the same steps, in one place (api.c):
  *
  *   1. parse      — http.c: the request line, headers, body (limits on
- *                   head and body size, 400/413/431 …);
+ *                   head and body size, 400/413/431 …; connections, the
+ *                   body budget and the reserve, 503: loomd.conf's http
+ *                   group; the reserve serves routes with .reserve set);
  *   2. normalise  — a trailing slash dropped;
  *   3. route      — the first route of the module table whose pattern
  *                   matches the path and whose method matches; 404 for an
@@ -69,6 +71,10 @@ typedef struct loomi_route {
 	const char *pattern;
 	loomi_route_fn fn;
 	int access;                /* loomi_access */
+	/* served through the reserve when the connection pool is full (health,
+	 * control of a task): cheap and never a WebSocket; set by name,
+	 * ".reserve = true", after the fields above */
+	bool reserve;
 } loomi_route;
 
 /* A WebSocket endpoint: on_open accepts an upgrade of a path matching

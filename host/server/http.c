@@ -17,6 +17,18 @@
  * client that vanishes mid-request or while messages are queued leaves no
  * dangling callback behind.
  *
+ * Limits (http.h lists them): admission is decided when a connection is
+ * accepted (an ordinary slot, a reserve slot, or a 503 at once); the body
+ * budget is charged when a request's head (or a chunk's size) arrives and
+ * released in req_end or when the connection is reaped; a WebSocket's
+ * receive runs with a timeout that wakes it to ping or to close an idle
+ * client.  Buffers that can grow large (rx, chunked bodies, WebSocket
+ * messages) come from buf_resize: from 128 KiB on they are mmapped, so
+ * freeing one gives its memory back to the system; glibc's malloc keeps
+ * freed blocks of that size in its arenas (its mmap threshold rises to the
+ * largest block freed), which left loomd at 1.36 GB after clients holding
+ * 15 MB bodies had gone.
+ *
  * Lock order: the server's mutex before a connection's; callbacks never
  * take the server's mutex while holding a connection's. */
 #include "config.h"
@@ -32,7 +44,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <nng/nng.h>
@@ -50,6 +64,13 @@
 #define DEFAULT_IDLE_TIMEOUT_MS 60000
 #define DEFAULT_MAX_WS_MESSAGE (1024 * 1024)
 #define DEFAULT_WS_QUEUE 256
+#define DEFAULT_BODY_BUDGET ((size_t)256 * 1024 * 1024)
+#define DEFAULT_MAX_CONNS_PER_CLIENT 64
+#define DEFAULT_RESERVE 16
+#define DEFAULT_WS_PING_INTERVAL_MS 20000
+#define DEFAULT_WS_IDLE_TIMEOUT_MS 60000
+#define RETRY_AFTER "2"      /* seconds, in 503 answers */
+#define BIG_BUF (128 * 1024) /* buffers this large are mmapped */
 
 #define RX_MIN 4096          /* smallest receive buffer */
 #define RX_CHUNK 16384       /* room asked for each receive when more is due */
@@ -320,6 +341,65 @@ sb_addf(sbuf *b, const char *fmt, ...)
 	free(s);
 }
 
+/* Buffers that grow with what a client sends: below BIG_BUF from malloc,
+ * from BIG_BUF on mmapped (grown with mremap), so that freeing one returns
+ * its pages to the system whatever malloc's thresholds are. */
+static size_t
+buf_round(size_t n)
+{
+	long v;
+	size_t page;
+
+	if (n < BIG_BUF)
+		return n;
+	v = sysconf(_SC_PAGESIZE);
+	page = v > 0 ? (size_t)v : 4096;
+	return (n + page - 1) / page * page;
+}
+
+/* p (old bytes, from buf_resize, or NULL) resized to at least *cap bytes,
+ * its contents kept; *cap is set to the size obtained. */
+static void *
+buf_resize(void *p, size_t old, size_t *cap)
+{
+	size_t n = buf_round(*cap);
+	void *q;
+
+	*cap = n;
+	if (n < BIG_BUF && old < BIG_BUF)
+		return loomi_xrealloc(p, n);
+	if (n < BIG_BUF) {
+		q = loomi_xmalloc(n);
+		memcpy(q, p, n);
+		munmap(p, old);
+		return q;
+	}
+	if (old >= BIG_BUF) {
+		q = mremap(p, old, n, MREMAP_MAYMOVE);
+	} else {
+		q = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (q != MAP_FAILED) {
+			if (old > 0)
+				memcpy(q, p, old);
+			free(p);
+		}
+	}
+	if (q == MAP_FAILED) {
+		LOG_ERROR("http: out of memory for a buffer of %zu bytes", n);
+		abort();
+	}
+	return q;
+}
+
+static void
+buf_free(void *p, size_t cap)
+{
+	if (p != NULL && cap >= BIG_BUF)
+		munmap(p, cap);
+	else
+		free(p);
+}
+
 static const char *
 reason_phrase(int status)
 {
@@ -455,6 +535,8 @@ enum {
 
 enum { READER_ACTIVE, READER_PARKED, READER_IDLE };
 
+enum { RES_NONE, RES_POOL, RES_CLIENT };
+
 enum { CK_SIZE, CK_DATA, CK_DATA_END, CK_TRAILER };
 
 typedef struct header {
@@ -476,6 +558,7 @@ typedef struct hreq {
 	/* chunked bodies, decoded */
 	int ck_state;
 	uint64_t ck_left;
+	size_t ck_held;
 	size_t trailer_len;
 	char *cbody;
 	size_t cbody_len, cbody_cap;
@@ -490,7 +573,11 @@ struct loomi_ws {
 	nng_stream *stream;
 	nng_aio *rx_aio, *tx_aio;
 	char peer[64];
+	char addr[64];      /* peer without the port: the client, for the cap */
 	bool refused;       /* answered 503 */
+	/* admitted through the reserve, past http.max_conns (RES_POOL) or
+	 * past http.max_conns_per_client (RES_CLIENT) */
+	int reserve;
 	size_t ws_queue;    /* copied from the options */
 
 	pthread_mutex_t mtx; /* everything below that is not the reader's */
@@ -507,6 +594,9 @@ struct loomi_ws {
 	size_t rx_off, rx_len, rx_cap;
 	uint64_t req_start; /* when the request being read began; 0 between */
 	hreq req;
+	size_t body_charged; /* of the body budget, for this request */
+	uint64_t ws_heard;  /* when the last frame came from the client */
+	uint64_t ws_pinged; /* when the last ping was queued */
 
 	/* output */
 	txbuf *tx_cur;      /* being sent */
@@ -545,11 +635,13 @@ struct loomi_http_server {
 	pthread_cond_t done_cv; /* wakes loomi_http_stop */
 	conn *conns;
 	int nconns;             /* in conns */
-	int nserved;            /* of them, not refused */
+	int nserved;            /* of them, in ordinary slots */
+	int nreserve;           /* of them, in reserve slots */
+	size_t body_held;       /* charged to the body budget */
 	conn *dead;             /* finished, for the reaper */
 	bool stopping, reaper_quit;
 	pthread_t reaper;
-	uint64_t refusal_logged;
+	uint64_t refusal_logged, budget_logged;
 };
 
 static void http_process(conn *c);
@@ -617,7 +709,9 @@ tx_submit_locked(conn *c)
 		iov[n++].iov_len = b->body_len - s;
 	}
 	nng_aio_set_iov(c->tx_aio, n, iov);
-	nng_aio_set_timeout(c->tx_aio, c->srv->opt.idle_timeout_ms);
+	/* a client that takes none of our bytes for this long is let go */
+	nng_aio_set_timeout(c->tx_aio, c->ws_mode ? c->srv->opt.ws_idle_timeout_ms
+	                                          : c->srv->opt.idle_timeout_ms);
 	c->ops++;
 	nng_stream_send(c->stream, c->tx_aio);
 }
@@ -705,7 +799,7 @@ rx_prepare(conn *c, size_t need)
 		c->rx_off = 0;
 	}
 	if (keep == 0 && c->rx_cap > RX_KEEP) {
-		free(c->rx);
+		buf_free(c->rx, c->rx_cap);
 		c->rx = NULL;
 		c->rx_cap = c->rx_len = 0;
 	}
@@ -718,7 +812,7 @@ rx_prepare(conn *c, size_t need)
 			cap = c->rx_len + want + 1;
 		if (cap < RX_MIN)
 			cap = RX_MIN;
-		c->rx = loomi_xrealloc(c->rx, cap);
+		c->rx = buf_resize(c->rx, c->rx_cap, &cap);
 		c->rx_cap = cap;
 	}
 }
@@ -796,8 +890,50 @@ hreq_reset(hreq *r)
 	free(r->hdrs);
 	free(r->hbuf);
 	free(r->path);
-	free(r->cbody);
+	buf_free(r->cbody, r->cbody_cap);
 	memset(r, 0, sizeof *r);
+}
+
+/* Charge n more bytes of c's request body to the budget; false, with
+ * nothing charged, when they would pass it. */
+static bool
+body_charge(conn *c, uint64_t n, size_t *held)
+{
+	loomi_http_server *srv = c->srv;
+	bool ok;
+
+	pthread_mutex_lock(&srv->mtx);
+	ok = n <= srv->opt.body_budget - srv->body_held;
+	if (ok) {
+		srv->body_held += (size_t)n;
+		c->body_charged += (size_t)n;
+	}
+	*held = srv->body_held;
+	pthread_mutex_unlock(&srv->mtx);
+	return ok;
+}
+
+static void
+body_release(conn *c)
+{
+	loomi_http_server *srv = c->srv;
+
+	if (c->body_charged == 0)
+		return;
+	pthread_mutex_lock(&srv->mtx);
+	srv->body_held -= c->body_charged;
+	pthread_mutex_unlock(&srv->mtx);
+	c->body_charged = 0;
+}
+
+/* The request being read is answered or abandoned: its state goes, and
+ * its share of the body budget. */
+static void
+req_end(conn *c)
+{
+	body_release(c);
+	hreq_reset(&c->req);
+	c->req_start = 0;
 }
 
 /* On the reaper thread: no callback of c runs or will run. */
@@ -826,10 +962,11 @@ conn_reap(conn *c)
 	c->tx_cur = NULL;
 	queue_drop_all_locked(c);
 	pthread_mutex_unlock(&c->mtx);
-	free(c->rx);
+	buf_free(c->rx, c->rx_cap);
 	c->rx = NULL;
+	body_release(c);
 	hreq_reset(&c->req);
-	free(c->msg);
+	buf_free(c->msg, c->msg_cap);
 	c->msg = NULL;
 
 	if (c->ws_open) {
@@ -841,7 +978,11 @@ conn_reap(conn *c)
 
 	pthread_mutex_lock(&srv->mtx);
 	srv->nconns--;
-	if (!c->refused)
+	if (c->refused)
+		;
+	else if (c->reserve != RES_NONE)
+		srv->nreserve--;
+	else
 		srv->nserved--;
 	pthread_cond_broadcast(&srv->done_cv);
 	pthread_mutex_unlock(&srv->mtx);
@@ -962,6 +1103,10 @@ refuse(conn *c, int status, const char *fmt, ...)
 		res.headers[0].name = "Sec-WebSocket-Version";
 		res.headers[0].value = loomi_strdup("13");
 		res.n_headers = 1;
+	} else if (status == 503) {
+		res.headers[0].name = "Retry-After";
+		res.headers[0].value = loomi_strdup(RETRY_AFTER);
+		res.n_headers = 1;
 	}
 	what = c->req.method && c->req.target
 	               ? loomi_strfmt("%s %s", c->req.method, c->req.target)
@@ -971,8 +1116,7 @@ refuse(conn *c, int status, const char *fmt, ...)
 	b->flags |= TX_LINGER;
 	free(what);
 	free(msg);
-	hreq_reset(&c->req);
-	c->req_start = 0;
+	req_end(c);
 	answer_and_park(c, b);
 }
 
@@ -1229,7 +1373,7 @@ cbody_add(hreq *r, const char *p, size_t n)
 		size_t cap = r->cbody_cap ? r->cbody_cap * 2 : 4096;
 		while (cap < r->cbody_len + n + 1)
 			cap *= 2;
-		r->cbody = loomi_xrealloc(r->cbody, cap);
+		r->cbody = buf_resize(r->cbody, r->cbody_cap, &cap);
 		r->cbody_cap = cap;
 	}
 	memcpy(r->cbody + r->cbody_len, p, n);
@@ -1238,7 +1382,9 @@ cbody_add(hreq *r, const char *p, size_t n)
 }
 
 /* Decode what has arrived of a chunked body, consuming it: 1 when the
- * body is complete, 0 when more is needed, -1 malformed, -2 too large. */
+ * body is complete, 0 when more is needed, -1 malformed, -2 too large, -3
+ * past the body budget (r->ck_left is the chunk refused, r->ck_held the
+ * budget in use). */
 static int
 chunked_decode(conn *c)
 {
@@ -1286,6 +1432,8 @@ chunked_decode(conn *c)
 				if (size > max_body - r->cbody_len)
 					return -2;
 				r->ck_left = size;
+				if (!body_charge(c, size, &r->ck_held))
+					return -3;
 				r->ck_state = CK_DATA;
 			}
 			break;
@@ -1384,12 +1532,70 @@ http_dispatch(conn *c)
 	what = loomi_strfmt("%s %s", r->method, r->target);
 	b = response_build(c, &res, r->is_head, !r->keep_alive, what);
 	free(what);
-	hreq_reset(r);
-	c->req_start = 0;
+	req_end(c);
 	answer_and_park(c, b);
 }
 
 static void ws_upgrade(conn *c);
+
+/* On a reserve connection: is its request one the reserve serves?  Then
+ * it is answered and the connection closed, so the slot is soon free. */
+static bool
+reserve_serves(conn *c)
+{
+	loomi_http_server *srv = c->srv;
+	hreq *r = &c->req;
+
+	if (r->upgrade || srv->opt.reserved == NULL ||
+	    !srv->opt.reserved(srv->arg, r->method, r->path))
+		return false;
+	r->keep_alive = false;
+	return true;
+}
+
+static void
+refuse_reserved(conn *c)
+{
+	loomi_http_server *srv = c->srv;
+	const char *what = c->req.upgrade ? "WebSocket upgrades" : "other requests";
+
+	if (c->reserve == RES_CLIENT)
+		refuse(c, 503,
+		       "%s already has %d connections open, the limit per client address "
+		       "(http.max_conns_per_client): past it only health and control requests "
+		       "are served, not %s; close some connections and retry, or raise "
+		       "http.max_conns_per_client in loomd.conf",
+		       c->addr, srv->opt.max_conns_per_client, what);
+	else
+		refuse(c, 503,
+		       "loomd has %d connections open, its limit (http.max_conns): only health "
+		       "and control requests are served now, not %s; retry later, or raise "
+		       "http.max_conns in loomd.conf",
+		       srv->opt.max_conns, what);
+}
+
+static void
+refuse_budget(conn *c, uint64_t n, size_t held)
+{
+	loomi_http_server *srv = c->srv;
+	bool log;
+
+	pthread_mutex_lock(&srv->mtx);
+	log = loomi_mono_ns() - srv->budget_logged > ms_to_ns(1000);
+	if (log)
+		srv->budget_logged = loomi_mono_ns();
+	pthread_mutex_unlock(&srv->mtx);
+	if (log)
+		LOG_WARN("http: request bodies held use %zu of the %zu bytes of http.body_budget: "
+		         "refusing %" PRIu64 " more from %s with 503 (raise http.body_budget or find "
+		         "the clients that send so much)",
+		         held, srv->opt.body_budget, n, c->peer);
+	refuse(c, 503,
+	       "a request body of %" PRIu64 " bytes would pass the %zu bytes loomd holds for "
+	       "request bodies at once (http.body_budget; %zu in use): retry later, or raise "
+	       "http.body_budget in loomd.conf",
+	       n, srv->opt.body_budget, held);
+}
 
 /* The reader over HTTP: answer the next complete request, or receive. */
 static void
@@ -1415,7 +1621,11 @@ http_process(conn *c)
 				return;
 			}
 			if (rc > 0) {
-				size_t pending = c->rx_len - c->rx_off;
+				size_t pending = c->rx_len - c->rx_off, held;
+				if (c->reserve != RES_NONE && !reserve_serves(c)) {
+					refuse_reserved(c);
+					return;
+				}
 				if (r->upgrade) {
 					ws_upgrade(c);
 					return;
@@ -1425,6 +1635,10 @@ http_process(conn *c)
 					       "request body of %" PRIu64 " bytes is over the limit of %zu "
 					       "bytes: send a smaller body",
 					       r->clen, srv->opt.max_body);
+					return;
+				}
+				if (r->clen > 0 && !body_charge(c, r->clen, &held)) {
+					refuse_budget(c, r->clen, held);
 					return;
 				}
 				if (r->expect_continue && pending == 0 && (r->clen > 0 || r->chunked)) {
@@ -1452,6 +1666,10 @@ http_process(conn *c)
 				       "chunked request body over the limit of %zu bytes: send a smaller "
 				       "body",
 				       srv->opt.max_body);
+				return;
+			}
+			if (rc == -3) {
+				refuse_budget(c, r->ck_left, r->ck_held);
 				return;
 			}
 			if (rc == 1) {
@@ -1665,7 +1883,7 @@ msg_add(conn *c, const char *p, size_t n)
 		size_t cap = c->msg_cap ? c->msg_cap * 2 : 4096;
 		while (cap < c->msg_len + n + 1)
 			cap *= 2;
-		c->msg = loomi_xrealloc(c->msg, cap);
+		c->msg = buf_resize(c->msg, c->msg_cap, &cap);
 		c->msg_cap = cap;
 	}
 	memcpy(c->msg + c->msg_len, p, n);
@@ -1754,6 +1972,7 @@ ws_frame(conn *c, size_t *need)
 	for (size_t i = 0; i < len; i++)
 		payload[i] ^= p[hlen - 4 + (i & 3)];
 	c->rx_off += hlen + (size_t)len;
+	c->ws_heard = loomi_mono_ns(); /* a pong, or anything: the client is there */
 
 	if (close_wait) {
 		/* Our close went out: only the answer matters now. */
@@ -1800,13 +2019,55 @@ ws_frame(conn *c, size_t *need)
 	}
 }
 
+/* Ping the client when a ping is due; close the connection when no frame
+ * came from it for ws_idle_timeout_ms (a client that reads nothing never
+ * answers).  Returns the ms until the next of these is due, or -1 after
+ * closing. */
+static int
+ws_keepalive(conn *c)
+{
+	const loomi_http_options *o = &c->srv->opt;
+	uint64_t now = loomi_mono_ns();
+	uint64_t idle_at = c->ws_heard + ms_to_ns(o->ws_idle_timeout_ms);
+	uint64_t ping_at = c->ws_pinged + ms_to_ns(o->ws_ping_interval_ms);
+	int left;
+
+	if (now >= idle_at) {
+		char why[100];
+		bool stuck;
+		snprintf(why, sizeof why, "no answer to pings for %d ms (http.ws_idle_timeout)",
+		         o->ws_idle_timeout_ms);
+		LOG_INFO("http: %s: closing a WebSocket: %s", c->peer, why);
+		pthread_mutex_lock(&c->mtx);
+		stuck = c->tx_busy;
+		pthread_mutex_unlock(&c->mtx);
+		if (stuck) /* it does not read: a close frame would wait too */
+			conn_shut(c);
+		else
+			ws_fail(c, 1008, why);
+		return -1;
+	}
+	if (now >= ping_at) {
+		pthread_mutex_lock(&c->mtx);
+		if (!c->close_queued) {
+			queue_control_locked(c, ws_frame_new(0x9, NULL, 0, TX_CONTROL));
+			send_next_locked(c);
+		}
+		pthread_mutex_unlock(&c->mtx);
+		c->ws_pinged = now;
+		ping_at = now + ms_to_ns(o->ws_ping_interval_ms);
+	}
+	left = ms_left(idle_at < ping_at ? idle_at : ping_at);
+	return left > 0 ? left : 1;
+}
+
 /* The reader after an upgrade: handle the frames that arrived, then
  * receive. */
 static void
 ws_process(conn *c)
 {
 	size_t need = 2;
-	int timeout = NNG_DURATION_INFINITE, rc;
+	int timeout, rc;
 	bool close_wait;
 	uint64_t deadline;
 
@@ -1824,12 +2085,14 @@ ws_process(conn *c)
 			conn_shut(c);
 			return;
 		}
+	} else if ((timeout = ws_keepalive(c)) < 0) {
+		return;
 	}
 	rx_prepare(c, need);
 	pthread_mutex_lock(&c->mtx);
 	/* Our close may have gone out meanwhile: wait for the answer only
 	 * until its deadline. */
-	if (c->close_wait && timeout == NNG_DURATION_INFINITE)
+	if (c->close_wait && !close_wait && ms_left(c->close_deadline) + 1 < timeout)
 		timeout = ms_left(c->close_deadline) + 1;
 	recv_start_locked(c, timeout);
 	pthread_mutex_unlock(&c->mtx);
@@ -1917,8 +2180,7 @@ ws_upgrade(conn *c)
 		b = response_build(c, &res, false, true, what);
 		b->flags |= TX_LINGER;
 		free(what);
-		hreq_reset(r);
-		c->req_start = 0;
+		req_end(c);
 		answer_and_park(c, b);
 		return;
 	}
@@ -1939,8 +2201,7 @@ ws_upgrade(conn *c)
 	sb_add(&h, "\r\n", 2);
 	LOG_DEBUG("http: %s %s -> 101 (WebSocket)", c->peer, what);
 	free(what);
-	hreq_reset(r);
-	c->req_start = 0;
+	req_end(c);
 
 	pthread_mutex_lock(&c->mtx);
 	b = txbuf_new(h.p, h.len, NULL, 0, TX_CONTROL);
@@ -1953,6 +2214,7 @@ ws_upgrade(conn *c)
 	c->ws_mode = true;
 	send_next_locked(c);
 	pthread_mutex_unlock(&c->mtx);
+	c->ws_heard = c->ws_pinged = loomi_mono_ns();
 	ws_process(c);
 }
 
@@ -2089,7 +2351,8 @@ conn_open(loomi_http_server *srv, nng_stream *s)
 	conn *c = loomi_xcalloc(1, sizeof *c);
 	nng_sockaddr sa;
 	bool refuse_it, drop;
-	int rv;
+	int rv, mine = 0;
+	char *colon;
 
 	c->srv = srv;
 	c->stream = s;
@@ -2113,26 +2376,55 @@ conn_open(loomi_http_server *srv, nng_stream *s)
 		format_addr(&sa, c->peer, sizeof c->peer, false);
 	else
 		snprintf(c->peer, sizeof c->peer, "unknown");
+	/* the client's address: the peer without its port ("[::1]" kept) */
+	snprintf(c->addr, sizeof c->addr, "%s", c->peer);
+	if ((colon = strrchr(c->addr, ':')) != NULL && c->addr[0] != '[')
+		*colon = '\0';
+	else if ((colon = strstr(c->addr, "]:")) != NULL)
+		colon[1] = '\0';
 	(void)nng_stream_set_bool(s, NNG_OPT_TCP_NODELAY, true);
 	(void)nng_stream_set_bool(s, NNG_OPT_TCP_KEEPALIVE, true);
 
+	/* An ordinary slot while there is one and the client has fewer than
+	 * its share; else a reserve slot (health and control only); else 503. */
 	pthread_mutex_lock(&srv->mtx);
-	refuse_it = srv->nserved >= srv->opt.max_conns;
-	drop = srv->stopping || (refuse_it && srv->nconns - srv->nserved >= REFUSED_MAX);
+	for (conn *o = srv->conns; o != NULL; o = o->next) {
+		if (!o->refused && o->reserve == RES_NONE && strcmp(o->addr, c->addr) == 0)
+			mine++;
+	}
+	if (srv->nserved < srv->opt.max_conns && mine < srv->opt.max_conns_per_client)
+		c->reserve = RES_NONE;
+	else
+		c->reserve = srv->nserved >= srv->opt.max_conns ? RES_POOL : RES_CLIENT;
+	refuse_it = c->reserve != RES_NONE && srv->nreserve >= srv->opt.reserve;
+	drop = srv->stopping ||
+	       (refuse_it && srv->nconns - srv->nserved - srv->nreserve >= REFUSED_MAX);
 	if (!drop) {
 		c->next = srv->conns;
 		if (srv->conns)
 			srv->conns->prev = c;
 		srv->conns = c;
 		srv->nconns++;
-		if (!refuse_it)
+		if (refuse_it)
+			c->refused = true;
+		else if (c->reserve != RES_NONE)
+			srv->nreserve++;
+		else
 			srv->nserved++;
 	}
-	if (refuse_it && !drop && loomi_mono_ns() - srv->refusal_logged > ms_to_ns(1000)) {
+	if (c->reserve != RES_NONE && !drop &&
+	    loomi_mono_ns() - srv->refusal_logged > ms_to_ns(1000)) {
 		srv->refusal_logged = loomi_mono_ns();
-		LOG_WARN("http: %d connections open, the limit: refusing %s with 503 (raise the "
-		         "limit or find the client that holds so many)",
-		         srv->opt.max_conns, c->peer);
+		if (c->reserve == RES_CLIENT)
+			LOG_WARN("http: %s has %d connections open, http.max_conns_per_client: "
+			         "serving it only health and control requests%s (find the client "
+			         "that holds so many, or raise the limit)",
+			         c->addr, mine, refuse_it ? ", and the reserve is full" : "");
+		else
+			LOG_WARN("http: %d connections open, http.max_conns: serving %s only health "
+			         "and control requests%s (raise the limit or find the clients that "
+			         "hold so many)",
+			         srv->opt.max_conns, c->peer, refuse_it ? ", and the reserve is full" : "");
 	}
 	pthread_mutex_unlock(&srv->mtx);
 	if (drop) {
@@ -2142,11 +2434,22 @@ conn_open(loomi_http_server *srv, nng_stream *s)
 		conn_free(c);
 		return;
 	}
-	c->refused = refuse_it;
-	if (refuse_it)
-		refuse(c, 503, "too many connections (%d open): retry later", srv->opt.max_conns);
-	else
+	if (refuse_it) {
+		refuse(c, 503,
+		       "too many connections: %s, and the %d kept for health and control "
+		       "requests are taken: retry later, or raise %s in loomd.conf",
+		       c->reserve == RES_CLIENT ? "this client has its share of "
+		                                  "http.max_conns_per_client"
+		                                : "loomd serves its limit of http.max_conns",
+		       srv->opt.reserve,
+		       c->reserve == RES_CLIENT ? "http.max_conns_per_client" : "http.max_conns");
+	} else if (c->reserve != RES_NONE) {
+		/* a reserve slot is held only for one prompt request */
+		c->req_start = loomi_mono_ns();
+		recv_start(c, RX_CHUNK, srv->opt.request_timeout_ms);
+	} else {
 		recv_start(c, RX_CHUNK, srv->opt.idle_timeout_ms);
+	}
 	op_done(c);
 }
 
@@ -2247,6 +2550,18 @@ loomi_http_start(loomi_http_server **out, const char *listen, const loomi_http_o
 		srv->opt.max_ws_message = DEFAULT_MAX_WS_MESSAGE;
 	if (srv->opt.ws_queue == 0)
 		srv->opt.ws_queue = DEFAULT_WS_QUEUE;
+	if (srv->opt.body_budget == 0)
+		srv->opt.body_budget = DEFAULT_BODY_BUDGET;
+	if (srv->opt.body_budget < srv->opt.max_body)
+		srv->opt.body_budget = srv->opt.max_body; /* a body allowed alone fits */
+	if (srv->opt.max_conns_per_client <= 0)
+		srv->opt.max_conns_per_client = DEFAULT_MAX_CONNS_PER_CLIENT;
+	if (srv->opt.reserve <= 0)
+		srv->opt.reserve = DEFAULT_RESERVE;
+	if (srv->opt.ws_ping_interval_ms <= 0)
+		srv->opt.ws_ping_interval_ms = DEFAULT_WS_PING_INTERVAL_MS;
+	if (srv->opt.ws_idle_timeout_ms <= 0)
+		srv->opt.ws_idle_timeout_ms = DEFAULT_WS_IDLE_TIMEOUT_MS;
 	srv->handler = handler;
 	if (ws) {
 		srv->ws = *ws;
@@ -2383,6 +2698,17 @@ loomi_http_stop(loomi_http_server *srv)
 }
 
 /* ------------------------------------------------------------------ requests, WebSocket API */
+
+size_t
+loomi_http_body_held(loomi_http_server *srv)
+{
+	size_t n;
+
+	pthread_mutex_lock(&srv->mtx);
+	n = srv->body_held;
+	pthread_mutex_unlock(&srv->mtx);
+	return n;
+}
 
 const char *
 loomi_http_header(const loomi_http_request *req, const char *name)

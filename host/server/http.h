@@ -18,19 +18,38 @@
  * - bodies by Content-Length up to max_body bytes (413 beyond, answered
  *   before the body is read); "Transfer-Encoding: chunked" request bodies
  *   are decoded (a malformed chunk is 400);
+ * - a byte budget for the request bodies of all connections together
+ *   (body_budget): a body announced by Content-Length is charged whole
+ *   when its head arrives, a chunked one chunk by chunk, and released when
+ *   its request is answered or its connection ends; past the budget, 503
+ *   with Retry-After.  Buffers of 128 KiB and more are mmapped, so what a
+ *   finished body held goes back to the system at once;
+ * - connections: up to max_conns, of them up to max_conns_per_client from
+ *   one client address; past either, the reserve (reserve more
+ *   connections) serves only the requests the reserved() callback names
+ *   (health, control), one per connection, and no WebSocket upgrade;
+ *   past the reserve, 503 at once;
  * - refusals, each with a JSON body {"error":{"code":…,"message":…}}
  *   naming what was wrong and what to send instead, then the connection
  *   closed: 400 (malformed request line, header, Content-Length, chunk or a
  *   bare LF), 431 (request head over max_head bytes), 505 (not HTTP/1.x),
- *   503 (more than max_conns connections open), 408 (the head or body did
- *   not arrive within request_timeout_ms);
+ *   503 (the connection limits or the body budget, with Retry-After), 408
+ *   (the head or body did not arrive within request_timeout_ms);
  * - idle persistent connections closed after idle_timeout_ms;
  * - WebSocket (RFC 6455, version 13) upgrades on GET with "Upgrade:
  *   websocket", a "Connection" containing the token "upgrade" and a
  *   Sec-WebSocket-Key: text and binary messages (fragmented ones
  *   reassembled), ping answered with pong, close answered with close;
  *   client frames must be masked (1002 otherwise); a message over
- *   max_ws_message bytes is closed with 1009.
+ *   max_ws_message bytes is closed with 1009; a ping every
+ *   ws_ping_interval_ms; a client from which no frame (a pong or anything
+ *   else) came for ws_idle_timeout_ms is closed with 1008 (the connection
+ *   dropped if it does not take our bytes either), and one that takes none
+ *   of our bytes for as long is dropped, so clients that never read cannot
+ *   hold connections.
+ *
+ * The messages of refusals name loomd.conf's settings (http.max_conns …),
+ * which map one to one onto loomi_http_options.
  *
  * Threads: handlers run on NNG's callback threads, one request at a time
  * per connection and concurrently across connections; a handler must not
@@ -95,6 +114,7 @@ typedef struct loomi_ws_handlers {
 	void (*on_close)(void *arg, loomi_ws *ws);
 } loomi_ws_handlers;
 
+/* The limits; 0 (NULL) in any field means its default. */
 typedef struct loomi_http_options {
 	size_t max_head;           /* request line + headers; default 16 KiB */
 	size_t max_body;           /* default 16 MiB */
@@ -103,6 +123,16 @@ typedef struct loomi_http_options {
 	int idle_timeout_ms;       /* between requests; default 60000 */
 	size_t max_ws_message;     /* default 1 MiB */
 	size_t ws_queue;           /* outgoing messages queued per client; default 256 */
+	size_t body_budget;        /* body bytes held at once, all connections; default
+	                            * 256 MiB, never below max_body */
+	int max_conns_per_client;  /* of max_conns, from one address; default 64 */
+	int reserve;               /* beyond max_conns, for reserved() requests; default 16 */
+	int ws_ping_interval_ms;   /* default 20000 */
+	int ws_idle_timeout_ms;    /* no frame from the client, or none of our bytes
+	                            * taken, this long: closed; default 60000 */
+	/* Does the reserve serve this request (health, control)?  Called with
+	 * the server's arg, the method and the path as sent; NULL: none. */
+	bool (*reserved)(void *arg, const char *method, const char *path);
 } loomi_http_options;
 
 /* Listen on "host:port" (IPv4 literal, "[v6]" literal, "localhost" or
@@ -122,6 +152,9 @@ const char *loomi_http_url(const loomi_http_server *srv);
 /* Stop listening, close every connection (WebSocket clients get on_close),
  * wait for running handlers, free.  NULL is a no-op. */
 void loomi_http_stop(loomi_http_server *srv);
+
+/* Request body bytes charged to the budget now (for tests). */
+size_t loomi_http_body_held(loomi_http_server *srv);
 
 /* Queue a message to a WebSocket client without blocking.  When the
  * client's queue is full the oldest queued message is dropped (and

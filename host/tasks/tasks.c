@@ -361,11 +361,13 @@ static const loomi_route routes[] = {
 	{"GET", "/api/v1/resources", get_resources, LOOMI_ACCESS_READ},
 	{"POST", "/api/v1/training/tasks", post_tasks, LOOMI_ACCESS_WRITE},
 	{"GET", "/api/v1/training/tasks", get_tasks, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/training/tasks/{id}", get_task, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/training/tasks/{id}", get_task, LOOMI_ACCESS_READ, .reserve = true},
 	{"POST", "/api/v1/training/tasks/{id}/start", post_start, LOOMI_ACCESS_WRITE},
-	{"POST", "/api/v1/training/tasks/{id}/pause", post_pause, LOOMI_ACCESS_WRITE},
+	{"POST", "/api/v1/training/tasks/{id}/pause", post_pause, LOOMI_ACCESS_WRITE,
+	 .reserve = true},
 	{"POST", "/api/v1/training/tasks/{id}/resume", post_resume, LOOMI_ACCESS_WRITE},
-	{"POST", "/api/v1/training/tasks/{id}/cancel", post_cancel, LOOMI_ACCESS_WRITE},
+	{"POST", "/api/v1/training/tasks/{id}/cancel", post_cancel, LOOMI_ACCESS_WRITE,
+	 .reserve = true},
 };
 
 static const loomi_ws_route ws_routes[] = {

@@ -93,6 +93,41 @@ START_TEST(good_file)
 }
 END_TEST
 
+START_TEST(http_group)
+{
+	loomi_conf c;
+	loomi_strv errs = {0};
+	char *dir;
+	int rv = load("http = { max_head = \"8K\"; max_body = \"2M\"; body_budget = \"64M\";\n"
+	              "  max_conns = 100; max_conns_per_client = 10; reserve = 4;\n"
+	              "  request_timeout = \"5s\"; idle_timeout = 30; max_ws_message = \"64K\";\n"
+	              "  ws_queue = 16; ws_ping_interval = \"250ms\"; ws_idle_timeout = \"2m\"; };\n",
+	              &c, &errs, &dir);
+
+	ck_assert_msg(rv == 0, "unexpected errors: %s", joined(&errs));
+	ck_assert_uint_eq(c.http.max_head, 8u << 10);
+	ck_assert_uint_eq(c.http.max_body, 2u << 20);
+	ck_assert_uint_eq(c.http.body_budget, 64u << 20);
+	ck_assert_int_eq(c.http.max_conns, 100);
+	ck_assert_int_eq(c.http.max_conns_per_client, 10);
+	ck_assert_int_eq(c.http.reserve, 4);
+	ck_assert_int_eq(c.http.request_timeout_ms, 5000);
+	ck_assert_int_eq(c.http.idle_timeout_ms, 30000);
+	ck_assert_uint_eq(c.http.max_ws_message, 64u << 10);
+	ck_assert_int_eq(c.http.ws_queue, 16);
+	ck_assert_int_eq(c.http.ws_ping_interval_ms, 250);
+	ck_assert_int_eq(c.http.ws_idle_timeout_ms, 120000);
+	done(&c, &errs, dir);
+	/* unset: 0, the server's defaults */
+	rv = load("# nothing set\n", &c, &errs, &dir);
+	ck_assert_int_eq(rv, 0);
+	ck_assert_uint_eq(c.http.body_budget, 0);
+	ck_assert_int_eq(c.http.max_conns_per_client, 0);
+	ck_assert_int_eq(c.http.ws_idle_timeout_ms, 0);
+	done(&c, &errs, dir);
+}
+END_TEST
+
 START_TEST(defaults)
 {
 	loomi_conf c;
@@ -135,9 +170,14 @@ static const struct bad {
 	{"listen = \"127.0.0.1:7420\";\nlog = { level = ; };\n", "loomd.conf:2: syntax error"},
 	{"\n\nlistne = \"127.0.0.1:1\";\n", "loomd.conf:3: listne: unknown setting (did you mean listen?)"},
 	{"log = {\n  levle = \"info\";\n};\n", "loomd.conf:2: log.levle: unknown setting (did you mean level?)"},
-	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, log, bus, jobs, logs, alerts, plugins"},
 	{"alerts = { command_actions = \"yes\"; };\n", "alerts.command_actions"},
 	{"alerts = { webhook_hosts = \"10.0.0.0/8\"; };\n", "alerts.webhook_hosts"},
+	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, log, bus, jobs, logs, alerts, http, plugins"},
+	{"http = { max_conns = 0; };\n", "http.max_conns: 0 is out of range"},
+	{"http = { body_budget = \"1M\"; max_body = \"4M\"; };\n",
+	 "http.body_budget: 1048576 bytes is less than http.max_body (4194304)"},
+	{"http = { ws_idle_timout = \"1s\"; };\n", "did you mean ws_idle_timeout"},
+	{"http = { request_timeout = \"soon\"; };\n", "http.request_timeout: \"soon\" is not a duration"},
 	{"listen = 7420;\n", "loomd.conf:1: listen: expected a string, got an integer; it is the API address, \"host:port\""},
 	{"log = { level = \"verbose\"; };\n", "log.level: \"verbose\" is not one of error, warn, info, debug, trace"},
 	{"log = { level = \"degub\"; };\n", "(did you mean \"debug\"?)"},
@@ -587,6 +627,7 @@ main(void)
 	TCase *tc = tcase_create("loomd.conf");
 	tcase_add_test(tc, good_file);
 	tcase_add_test(tc, defaults);
+	tcase_add_test(tc, http_group);
 	tcase_add_loop_test(tc, bad_file, 0, (int)(sizeof bad_files / sizeof bad_files[0]));
 	tcase_add_test(tc, all_problems_reported);
 	tcase_add_test(tc, missing_file);

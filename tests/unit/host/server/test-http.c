@@ -1087,6 +1087,126 @@ START_TEST(too_many_connections)
 }
 END_TEST
 
+/* The reserve serves /health and /control only. */
+static bool
+reserved_path(void *arg, const char *method, const char *path)
+{
+	(void)arg;
+	(void)method;
+	return strcmp(path, "/health") == 0 || strcmp(path, "/control") == 0;
+}
+
+START_TEST(body_budget)
+{
+	loomi_http_options opt = {.max_body = 1000, .body_budget = 2500};
+	char v[64], *body;
+	cli a, b, c;
+	resp r;
+
+	start(&opt);
+	/* Two unfinished bodies of 1000 bytes are held... */
+	cli_open(&a);
+	cli_sends(&a, "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc");
+	cli_open(&b);
+	cli_sends(&b, "POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+	              "3e8\r\nxyz");
+	WAIT_UNTIL(loomi_http_body_held(T.srv) == 2000, 5000);
+	ck_assert_uint_eq(loomi_http_body_held(T.srv), 2000);
+	/* ...a third would pass the budget: 503, Retry-After, the setting named */
+	exchange(&c, "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", &r);
+	ck_assert_int_eq(r.status, 503);
+	ck_assert_str_eq(error_code(&r), "unavailable");
+	ck_assert_ptr_nonnull(resp_header(&r, "Retry-After", v, sizeof v));
+	ck_assert_ptr_nonnull(strstr(r.body, "http.body_budget"));
+	resp_free(&r);
+	cli_close(&c);
+	/* as would a chunked body growing past it: 400 bytes fit, 500 more not */
+	{
+		char req[1024];
+		int n = snprintf(req, sizeof req,
+		                 "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+		                 "190\r\n");
+		memset(req + n, 'k', 400);
+		memcpy(req + n + 400, "\r\n1f4\r\n", 8);
+		req[n + 408] = '\0';
+		exchange(&c, req, &r);
+	}
+	ck_assert_int_eq(r.status, 503);
+	ck_assert_ptr_nonnull(resp_header(&r, "Retry-After", v, sizeof v));
+	resp_free(&r);
+	cli_close(&c);
+	/* A small one fits. */
+	exchange(&c, "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", &r);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	cli_close(&c);
+	/* Bytes go back when a request is answered and when a client leaves. */
+	body = malloc(1000);
+	memset(body, 'q', 1000);
+	cli_send(&a, body, 997);
+	free(body);
+	ck_assert(cli_response(&a, &r, false));
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	cli_close(&b);
+	WAIT_UNTIL(loomi_http_body_held(T.srv) == 0, 5000);
+	ck_assert_uint_eq(loomi_http_body_held(T.srv), 0);
+	cli_close(&a);
+	stop();
+}
+END_TEST
+
+START_TEST(per_client_cap_and_reserve)
+{
+	loomi_http_options opt = {.max_conns = 8, .max_conns_per_client = 2, .reserve = 2,
+	                          .reserved = reserved_path};
+	cli a, b, c;
+	resp r;
+
+	start(&opt);
+	exchange(&a, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	exchange(&b, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	/* Past the client's share: ordinary requests and upgrades refused,
+	 * naming the setting; reserved ones answered, then the connection
+	 * closed. */
+	exchange(&c, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	ck_assert_int_eq(r.status, 503);
+	ck_assert_ptr_nonnull(strstr(r.body, "http.max_conns_per_client"));
+	resp_free(&r);
+	shutdown(c.fd, SHUT_WR);
+	cli_expect_end(&c);
+	cli_close(&c);
+	expect_refusal("GET /ws/x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+	               "Connection: Upgrade\r\nSec-WebSocket-Key: " WS_KEY "\r\n"
+	               "Sec-WebSocket-Version: 13\r\n\r\n",
+	               503, "unavailable");
+	/* the reserve slots of the refused ones are free once the server has
+	 * reaped them: poll */
+	{
+		int status = 0;
+		for (int64_t end = now_ms() + 5000; status != 200 && now_ms() < end;) {
+			exchange(&c, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+			status = r.status;
+			ck_assert(status == 200 || strstr(r.body, "are taken") != NULL);
+			resp_free(&r);
+			if (status == 200)
+				cli_expect_end(&c); /* one request per reserve connection */
+			cli_close(&c);
+			if (status != 200)
+				sleep_ms(10);
+		}
+		ck_assert_int_eq(status, 200);
+	}
+	cli_close(&a);
+	cli_close(&b);
+	stop();
+}
+END_TEST
+
 START_TEST(timeouts)
 {
 	/* the request timeout leaves the slow request below 900 ms to spare,
@@ -1499,6 +1619,51 @@ START_TEST(ws_queue_drops_oldest)
 }
 END_TEST
 
+START_TEST(ws_pings_and_idle_clients)
+{
+	/* the client below answers each ping at once: 2 s is far more than a
+	 * loaded machine delays it */
+	loomi_http_options opt = {.ws_ping_interval_ms = 100, .ws_idle_timeout_ms = 2000};
+	char reason[128], *data;
+	int op, pings = 0;
+	int64_t t0;
+	size_t len;
+	cli c;
+
+	start(&opt);
+	/* A client that answers the pings stays past the idle timeout. */
+	ws_raw_open(&c, "/ws/alive");
+	t0 = now_ms();
+	while (now_ms() - t0 < 3000) {
+		ck_assert(ws_read_frame(&c, &op, &data, &len));
+		ck_assert_int_eq(op, 0x9);
+		ws_send_frame(&c, 0xA, true, data, len, true);
+		free(data);
+		pings++;
+	}
+	ck_assert_int_ge(pings, 3);
+	ck_assert_int_eq(counter(&T.closed), 0);
+	/* Then it stops answering: closed with 1008 naming the setting. */
+	for (;;) {
+		ck_assert(ws_read_frame(&c, &op, &data, &len));
+		if (op == 0x8)
+			break;
+		ck_assert_int_eq(op, 0x9);
+		free(data);
+	}
+	ck_assert_uint_ge(len, 2);
+	ck_assert_uint_eq(((unsigned)(uint8_t)data[0] << 8) | (uint8_t)data[1], 1008);
+	snprintf(reason, sizeof reason, "%.*s", (int)(len - 2), data + 2);
+	free(data);
+	ck_assert_ptr_nonnull(strstr(reason, "http.ws_idle_timeout"));
+	shutdown(c.fd, SHUT_WR);
+	cli_close(&c);
+	WAIT_UNTIL(counter(&T.closed) == 1, 5000);
+	ck_assert_int_eq(counter(&T.closed), 1);
+	stop();
+}
+END_TEST
+
 /* A sender that keeps sending until the connection is gone. */
 typedef struct sender {
 	loomi_ws *ws;
@@ -1628,6 +1793,8 @@ main(void)
 	tcase_add_test(tc, malformed_requests);
 	tcase_add_test(tc, oversize_head_and_body);
 	tcase_add_test(tc, too_many_connections);
+	tcase_add_test(tc, body_budget);
+	tcase_add_test(tc, per_client_cap_and_reserve);
 	tcase_add_test(tc, timeouts);
 	tcase_add_test(tc, client_leaves_mid_request);
 	tcase_add_test(tc, handler_answers);
@@ -1642,6 +1809,7 @@ main(void)
 	tcase_add_test(tc, ws_protocol_errors);
 	tcase_add_test(tc, ws_server_closes);
 	tcase_add_test(tc, ws_queue_drops_oldest);
+	tcase_add_test(tc, ws_pings_and_idle_clients);
 	tcase_add_test(tc, ws_client_vanishes_while_sending);
 	tcase_add_test(tc, stop_with_open_clients);
 	suite_add_tcase(s, tc);
