@@ -52,6 +52,11 @@ static const loomi_field jobs_fields[] = {
 	 "how often the scheduler looks at waiting jobs"},
 	{"heartbeat_timeout", LOOMI_F_DURATION, LOOMI_F_RANGE, NULL, 1000, 86400000, NULL,
 	 "a running worker silent this long is presumed lost"},
+	{"stop_grace", LOOMI_F_DURATION, LOOMI_F_RANGE, NULL, 100, 3600000, NULL,
+	 "a worker asked to stop gets this long, then SIGTERM, then as long again before SIGKILL"},
+	{"memory_headroom", LOOMI_F_SIZE, 0, NULL, 0, 0, NULL,
+	 "address space a worker may reserve beyond its memory request, plus 320M a thread, "
+	 "where loomd cannot use a cgroup v2 memory controller"},
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -296,9 +301,13 @@ loomi_conf_load(loomi_conf *conf, const char *path, loomi_strv *errs)
 		}
 		conf->jobs_tick_ms = 200;
 		conf->jobs_heartbeat_ms = 60000;
-		for (int k = 0; k < 2; k++) {
+		conf->jobs_stop_grace_ms = 10000;
+		for (int k = 0; k < 3; k++) {
+			static const char *const keys[] = {"tick", "heartbeat_timeout", "stop_grace"};
+			int64_t *dst[] = {&conf->jobs_tick_ms, &conf->jobs_heartbeat_ms,
+			                  &conf->jobs_stop_grace_ms};
 			int64_t ms = 0;
-			v = json_object_get(jobs, k ? "heartbeat_timeout" : "tick");
+			v = json_object_get(jobs, keys[k]);
 			if (json_is_integer(v))
 				ms = json_integer_value(v) * 1000;
 			else if (json_is_real(v))
@@ -306,7 +315,14 @@ loomi_conf_load(loomi_conf *conf, const char *path, loomi_strv *errs)
 			else if (json_is_string(v))
 				loom_parse_duration(json_string_value(v), &ms);
 			if (ms > 0)
-				*(k ? &conf->jobs_heartbeat_ms : &conf->jobs_tick_ms) = ms;
+				*dst[k] = ms;
+		}
+		conf->jobs_memory_headroom = 512ull << 20;
+		if ((v = json_object_get(jobs, "memory_headroom")) != NULL) {
+			if (json_is_integer(v))
+				conf->jobs_memory_headroom = (uint64_t)json_integer_value(v);
+			else if (json_is_string(v))
+				loom_parse_size(json_string_value(v), &conf->jobs_memory_headroom);
 		}
 	}
 

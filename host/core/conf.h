@@ -35,6 +35,8 @@ typedef struct loomi_conf {
 	uint64_t jobs_memory;     /* 0: the physical memory */
 	int64_t jobs_tick_ms;
 	int64_t jobs_heartbeat_ms;
+	int64_t jobs_stop_grace_ms;    /* a stop request → SIGTERM → SIGKILL */
+	uint64_t jobs_memory_headroom; /* RLIMIT_AS = request + this + per thread */
 	int64_t logs_retention_ms; /* 0: structured logs are kept forever */
 	bool logs_archive;         /* expired entries go to logs/archive first */
 	loomi_strv alerts_webhook_hosts; /* names, IP literals, CIDR ranges */

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,8 +37,8 @@
 
 extern char **environ;
 
-#define STOP_GRACE_MS 30000
 #define FINISH_GRACE_MS 10000
+#define THREAD_ADDRESS_SPACE (320ull << 20) /* see memory_limit() */
 #define MAX_LOG_MESSAGE 2000
 #define FAIR_SHARE_WINDOW_MS (24 * 3600 * 1000LL)
 #define USAGE_SAVE_MS 5000
@@ -58,6 +59,14 @@ typedef struct run {
 	int64_t finished_ms;
 	int64_t usage_saved_ms;
 	loom_resources alloc;
+	/* stopping it: when loomd asked (cancel, pause, timeout, shutdown),
+	 * sent its processes SIGTERM and SIGKILL; 0 when not (yet) */
+	int64_t stop_asked_ms, term_ms, kill_ms;
+	bool silent;            /* killed for sending nothing (heartbeat) */
+	bool over_memory;       /* went beyond its memory request */
+	uint64_t max_rss;       /* its own peak resident memory, as it reported */
+	uint64_t as_limit;      /* its RLIMIT_AS (no cgroup), 0: none */
+	char *cgroup;           /* its cgroup v2 directory, or NULL */
 } run;
 
 /* A worker left by a loomd that died, being stopped. */
@@ -86,6 +95,7 @@ typedef struct loomi_jobs {
 	void *sched_ctx;
 	loom_resources total;
 	char node_name[64];
+	char *cgroup_base;      /* a delegated cgroup v2 with memory control, or NULL */
 } loomi_jobs;
 
 static loomi_jobs *J; /* one loomd, one jobs service */
@@ -393,10 +403,258 @@ run_find(int64_t job)
 static void
 run_remove(run *r)
 {
+	if (r->cgroup && rmdir(r->cgroup) != 0 && errno != ENOENT)
+		LOG_WARN("jobs: cannot remove the cgroup %s: %s", r->cgroup, strerror(errno));
+	free(r->cgroup);
 	free(r->why);
 	free(r->result);
 	free(r->error);
 	*r = J->runs[--J->n_runs];
+}
+
+/* ------------------------------------------------------------------ stopping workers */
+
+/* Send sig to every live process of session sid: a worker leads a session
+ * of its own (spawn_process), which holds what it started even in process
+ * groups of their own (compute-exec's command) and outlives the worker.
+ * Linux lists them in /proc; elsewhere the worker's process group gets it.
+ * Returns how many processes besides the leader got it. */
+static int
+signal_session(pid_t sid, int sig)
+{
+	DIR *dp;
+	struct dirent *e;
+	int n = 0;
+
+	if (sid <= 1)
+		return 0;
+	kill(-sid, sig);
+	if ((dp = opendir("/proc")) == NULL)
+		return 0;
+	while ((e = readdir(dp)) != NULL) {
+		char path[64], buf[512], *p, state;
+		int ppid, pgrp, session, fd;
+		ssize_t len;
+		pid_t pid = (pid_t)atoi(e->d_name);
+		if (pid <= 1 || pid == sid)
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			continue;
+		len = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		buf[len] = '\0';
+		/* "pid (comm) state ppid pgrp session ...": comm may hold anything */
+		if ((p = strrchr(buf, ')')) == NULL ||
+		    sscanf(p + 1, " %c %d %d %d", &state, &ppid, &pgrp, &session) != 4)
+			continue;
+		if (session == (int)sid && state != 'Z' && state != 'X' && kill(pid, sig) == 0)
+			n++;
+	}
+	closedir(dp);
+	return n;
+}
+
+/* "64M", "1.5G": a size as people write it. */
+static char *
+size_text(uint64_t b)
+{
+	static const char units[] = "KMGT";
+	double v = (double)b;
+	int u = -1;
+
+	if (b < 1024)
+		return loomi_strfmt("%lluB", (unsigned long long)b);
+	while (v >= 1024 && u < 3) {
+		v /= 1024;
+		u++;
+	}
+	return v == (double)(uint64_t)v ? loomi_strfmt("%llu%c", (unsigned long long)v, units[u])
+	                                : loomi_strfmt("%.1f%c", v, units[u]);
+}
+
+/* "10 s", "1.5 s" */
+static char *
+secs_text(int64_t ms)
+{
+	return ms % 1000 == 0 ? loomi_strfmt("%lld s", (long long)(ms / 1000))
+	                      : loomi_strfmt("%.1f s", (double)ms / 1000.0);
+}
+
+/* Ask r's worker to stop (a LOOM_CONTROL_PAUSE or _CANCEL, sent with the
+ * reply to its next report), for reason why (taken).  If it has not
+ * stopped jobs.stop_grace later, reap() sends its processes SIGTERM, and
+ * SIGKILL a grace after that: a worker stuck where it never reports (a
+ * loop in a parser) is stopped all the same. */
+static void
+ask_stop(run *r, int control, char *why)
+{
+	r->control = control;
+	free(r->why);
+	r->why = why;
+	if (r->stop_asked_ms == 0)
+		r->stop_asked_ms = loomi_wall_ms();
+}
+
+/* What loomd did to stop r's worker, appended to the reason it ended:
+ * "; the worker did not stop within 10 s and was terminated (SIGTERM)". */
+static char *
+stop_story(const run *r, const char *why)
+{
+	char *g = secs_text(J->d->conf.jobs_stop_grace_ms), *out, *after;
+
+	if (r->kill_ms) {
+		after = secs_text(r->kill_ms - r->stop_asked_ms);
+		out = loomi_strfmt("%s; the worker did not stop within %s, nor %s after SIGTERM, and "
+		                   "was killed (SIGKILL) %s after the request",
+		                   why, g, g, after);
+		free(after);
+	} else if (r->term_ms) {
+		out = loomi_strfmt("%s; the worker did not stop within %s and was terminated "
+		                   "(SIGTERM)",
+		                   why, g);
+	} else {
+		out = loomi_strdup(why);
+	}
+	free(g);
+	return out;
+}
+
+/* Stop r's worker for going beyond its memory request (peak bytes). */
+static void
+over_memory(run *r, uint64_t peak)
+{
+	char *req = size_text(r->alloc.memory), *pk = size_text(peak);
+
+	r->over_memory = true;
+	if (peak > r->max_rss)
+		r->max_rss = peak;
+	free(r->error);
+	r->error = loomi_strfmt("exceeded its memory request (%s): peak %s", req, pk);
+	free(req);
+	free(pk);
+}
+
+/* ------------------------------------------------------------------ memory */
+
+/* A worker's memory request is enforced with the cgroup v2 memory
+ * controller where loomd runs in a delegated cgroup of its own (systemd's
+ * Delegate=yes): each worker gets a child cgroup whose memory.max is its
+ * allotment, and the kernel stops it there (memory.events counts the
+ * kill).  Elsewhere RLIMIT_AS bounds its address space at
+ * memory_limit(), and loomd stops a worker whose own peak (VmHWM, in its
+ * reports) goes beyond the request. */
+
+static int
+write_text(const char *dir, const char *file, const char *text)
+{
+	char *path = loomi_path_join(dir, file);
+	int fd = open(path, O_WRONLY | O_CLOEXEC), rv = 0;
+	size_t n = strlen(text);
+
+	if (fd < 0 || write(fd, text, n) != (ssize_t)n)
+		rv = errno ? errno : EIO;
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return rv;
+}
+
+/* A number from a cgroup file: "KEY N" lines with key, else the first. */
+static uint64_t
+read_value(const char *dir, const char *file, const char *key)
+{
+	char *path = loomi_path_join(dir, file), *text = NULL, *p;
+	uint64_t v = 0;
+
+	if (loomi_read_file(path, &text, NULL) == 0) {
+		p = text;
+		if (key) {
+			size_t n = strlen(key);
+			for (p = text; p && !(strncmp(p, key, n) == 0 && p[n] == ' ');
+			     p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+				;
+			p = p ? p + strlen(key) : NULL;
+		}
+		if (p)
+			v = strtoull(p, NULL, 10);
+	}
+	free(text);
+	free(path);
+	return v;
+}
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+/* Can loomd give workers cgroups with memory.max?  Where it is alone in a
+ * writable cgroup v2 with the memory controller, it moves itself into a
+ * leaf "loomd" below it (a cgroup with processes cannot delegate
+ * controllers) and enables memory for the workers' cgroups beside it. */
+static void
+cgroup_setup(void)
+{
+	char *text = NULL, *base = NULL, *procs = NULL, *leaf = NULL, *ctl = NULL;
+	struct statfs fs;
+	const char *line;
+
+	if (statfs("/sys/fs/cgroup", &fs) != 0 || fs.f_type != CGROUP2_SUPER_MAGIC ||
+	    loomi_read_file("/proc/self/cgroup", &text, NULL) != 0 ||
+	    (line = strstr(text, "0::/")) == NULL)
+		goto out;
+	text[strcspn(text, "\n")] = '\0';
+	base = loomi_strfmt("/sys/fs/cgroup%s", line + 3);
+	if (strcmp(base + strlen(base) - 6, "/loomd") == 0) /* a loomd before this one */
+		base[strlen(base) - 6] = '\0';
+	free(text);
+	text = NULL;
+	ctl = loomi_path_join(base, "cgroup.controllers");
+	if (loomi_read_file(ctl, &text, NULL) != 0 || strstr(text, "memory") == NULL ||
+	    access(base, W_OK) != 0)
+		goto out;
+	free(text);
+	text = NULL;
+	procs = loomi_path_join(base, "cgroup.procs");
+	char self[32];
+	snprintf(self, sizeof self, "%d\n", (int)getpid());
+	if (loomi_read_file(procs, &text, NULL) == 0 && strcmp(text, self) == 0) {
+		/* loomd alone in it: into the leaf */
+		leaf = loomi_path_join(base, "loomd");
+		if ((mkdir(leaf, 0755) != 0 && errno != EEXIST) || write_text(leaf, "cgroup.procs", "0"))
+			goto out;
+	}
+	if (write_text(base, "cgroup.subtree_control", "+memory") != 0)
+		goto out;
+	J->cgroup_base = base;
+	base = NULL;
+	LOG_INFO("jobs: workers' memory requests enforced by cgroup v2 under %s", J->cgroup_base);
+out:
+	if (J->cgroup_base == NULL)
+		LOG_INFO("jobs: no delegated cgroup v2 with the memory controller; workers' memory "
+		         "requests are enforced with RLIMIT_AS (request + jobs.memory_headroom + "
+		         "%llu MiB a thread) and their reported peak",
+		         (unsigned long long)(THREAD_ADDRESS_SPACE >> 20));
+	free(text);
+	free(base);
+	free(procs);
+	free(leaf);
+	free(ctl);
+}
+
+/* The address space a worker with a memory request may reserve: a worker
+ * reserves much more than it touches (libraries, thread stacks, malloc's
+ * per-thread arenas, OpenBLAS's buffers): measured, a loom-worker training
+ * a small model peaks at 17 MB resident and 330 MB virtual on one thread,
+ * 2.4 GB virtual on eight.  So: the request, jobs.memory_headroom (512M),
+ * and 320 MiB a thread. */
+static uint64_t
+memory_limit(uint64_t request, uint32_t threads)
+{
+	return request + J->d->conf.jobs_memory_headroom +
+	       (uint64_t)(threads ? threads : 1) * THREAD_ADDRESS_SPACE;
 }
 
 static char *
@@ -429,21 +687,47 @@ has_checkpoint(int64_t id)
 /* Start a worker's process (called without the jobs mutex: posix_spawn
  * waits until the child has exec'ed, which takes long on a loaded machine). */
 static int
-spawn_process(int64_t id, int attempt, uint32_t threads, pid_t *pid, char **why)
+spawn_process(int64_t id, int attempt, uint32_t threads, uint64_t memory, pid_t *pid,
+              char **cgroup, uint64_t *as_limit, char **why)
 {
 	char *dir = job_dir(id), *log = loomi_path_join(dir, "worker.log");
-	char ids[32], att[32], thr[32];
+	char ids[32], att[32], thr[32], lim[32];
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, all;
 	int rv;
 	char *argv[] = {J->worker, "--connect", J->bus_addr, "--job", ids, "--attempt", att,
 	                "--threads", thr, "-c", J->d->conf.path, "--state-dir",
-	                J->d->conf.state_dir, NULL};
+	                J->d->conf.state_dir, NULL, NULL, NULL};
 
 	snprintf(ids, sizeof ids, "%lld", (long long)id);
 	snprintf(att, sizeof att, "%d", attempt);
 	snprintf(thr, sizeof thr, "%u", threads ? threads : 1);
+	*cgroup = NULL;
+	*as_limit = 0;
+	if (memory > 0 && J->cgroup_base) {
+		/* its own cgroup, limited before the worker joins it */
+		char *cg = loomi_strfmt("%s/task-%lld.%d", J->cgroup_base, (long long)id, attempt);
+		char max[32];
+		snprintf(max, sizeof max, "%llu", (unsigned long long)memory);
+		if ((mkdir(cg, 0755) == 0 || errno == EEXIST) && write_text(cg, "memory.max", max) == 0) {
+			write_text(cg, "memory.swap.max", "0"); /* where swap is accounted */
+			*cgroup = cg;
+		} else {
+			LOG_WARN("task-%lld: cannot set up the cgroup %s (%s); enforcing its memory "
+			         "request with RLIMIT_AS",
+			         (long long)id, cg, strerror(errno));
+			rmdir(cg);
+			free(cg);
+		}
+	}
+	if (memory > 0 && *cgroup == NULL) {
+		/* loom-worker --memory-limit: RLIMIT_AS set before it loads anything */
+		*as_limit = memory_limit(memory, threads);
+		snprintf(lim, sizeof lim, "%llu", (unsigned long long)*as_limit);
+		argv[13] = "--memory-limit";
+		argv[14] = lim;
+	}
 	if ((rv = loomi_mkdir_p(dir, 0750)) != 0) {
 		*why = loomi_strfmt("cannot create %s: %s", dir, strerror(rv));
 		free(dir);
@@ -457,11 +741,18 @@ spawn_process(int64_t id, int attempt, uint32_t threads, pid_t *pid, char **why)
 	posix_spawnattr_init(&at);
 	sigemptyset(&none);
 	sigfillset(&all);
-	/* its own process group (a Ctrl-C at loomd's terminal is loomd's to
-	 * handle), default signal dispositions and no blocked signals */
+	/* its own session, so its own process group (a Ctrl-C at loomd's
+	 * terminal is loomd's to handle), which also holds what it starts in
+	 * groups of their own (signal_session); default signal dispositions
+	 * and no blocked signals */
+#ifdef POSIX_SPAWN_SETSID
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+	                                  POSIX_SPAWN_SETSIGDEF);
+#else
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
 	                                  POSIX_SPAWN_SETSIGDEF);
 	posix_spawnattr_setpgroup(&at, 0);
+#endif
 	posix_spawnattr_setsigmask(&at, &none);
 	posix_spawnattr_setsigdefault(&at, &all);
 	rv = posix_spawn(pid, J->worker, &fa, &at, argv, environ);
@@ -469,7 +760,21 @@ spawn_process(int64_t id, int attempt, uint32_t threads, pid_t *pid, char **why)
 	posix_spawnattr_destroy(&at);
 	free(log);
 	free(dir);
+	if (rv == 0 && *cgroup) {
+		/* posix_spawn returns once the worker has exec'ed: it joins its
+		 * cgroup before it has attached, let alone loaded a plugin */
+		char p[32];
+		snprintf(p, sizeof p, "%d", (int)*pid);
+		if (write_text(*cgroup, "cgroup.procs", p) != 0)
+			LOG_WARN("task-%lld: cannot move worker %d into %s: %s; its memory request is "
+			         "not enforced",
+			         (long long)id, (int)*pid, *cgroup, strerror(errno));
+	}
 	if (rv != 0) {
+		if (*cgroup)
+			rmdir(*cgroup);
+		free(*cgroup);
+		*cgroup = NULL;
 		*why = loomi_strfmt("cannot start the worker %s: %s; set jobs.worker in the config "
 		                    "to the loom-worker program",
 		                    J->worker, strerror(rv));
@@ -510,23 +815,58 @@ static void
 worker_exited(run *r, int ws)
 {
 	int64_t id = r->job, now = loomi_wall_ms();
-	char *cause = NULL;
+	char *cause = NULL, *story;
 	const char *result = r->result;
+	/* loomd stopped it (SIGTERM, SIGKILL): its own story, not the signal's */
+	bool stopped = r->stop_asked_ms && (r->term_ms || r->kill_ms) && !r->silent;
 
-	if (WIFSIGNALED(ws))
-		cause = loomi_strfmt("the worker was killed by signal %d (%s)%s", WTERMSIG(ws),
+	if (r->cgroup && read_value(r->cgroup, "memory.events", "oom_kill") > 0) {
+		/* the kernel stopped it at memory.max */
+		uint64_t peak = read_value(r->cgroup, "memory.peak", NULL);
+		over_memory(r, peak ? peak : r->max_rss);
+	}
+	if (r->max_rss > 0)
+		set_int(id, "max_rss", (int64_t)r->max_rss); /* its last peak */
+	if (r->over_memory) {
+		result = "failed"; /* whatever it said, r->error says why */
+	} else if (stopped && (result == NULL || strcmp(result, "failed") == 0)) {
+		/* killed before it could say: what it was asked */
+		result = r->control == LOOM_CONTROL_CANCEL ? "cancelled" : "paused";
+	} else if (WIFSIGNALED(ws) && !r->silent) {
+		char *lim = r->as_limit ? size_text(r->as_limit) : NULL;
+		cause = loomi_strfmt("the worker was killed by signal %d (%s)%s%s%s", WTERMSIG(ws),
 		                     strsignal(WTERMSIG(ws)),
-		                     WTERMSIG(ws) == SIGKILL ? "; out of memory?" : "");
-	else if (result == NULL)
+		                     lim ? "; it ran with an address-space limit of " : "",
+		                     lim ? lim : "", lim ? " for its memory request: too little?" : "");
+		free(lim);
+	} else if (result == NULL && !r->silent) {
 		cause = loomi_strfmt("the worker exited with status %d without reporting how the "
 		                     "run ended; see %s/task-%lld/worker.log",
 		                     WEXITSTATUS(ws), J->jobs_dir, (long long)id);
+	}
+	if (result && strcmp(result, "paused") == 0 && r->control == LOOM_CONTROL_CANCEL)
+		result = "cancelled"; /* it paused at SIGTERM, but was asked to cancel */
 	set_int(id, "worker_pid", 0);
 	if (J->stopping && result == NULL) {
 		/* killed at shutdown: left running, recovered at the next start */
 		free(cause);
 		return;
 	}
+	story = stop_story(r, r->why ? r->why : "");
+	if (stopped && strcmp(result, "paused") == 0) {
+		/* killed: it wrote no checkpoint at the pause */
+		char *more = loomi_strfmt("%s; it wrote no new checkpoint, so it resumes %s", story,
+		                          has_checkpoint(id) ? "from its previous checkpoint"
+		                                             : "from the start");
+		free(story);
+		story = more;
+	}
+	if (stopped) {
+		free(r->why);
+		r->why = story;
+		story = NULL;
+	}
+	free(story);
 	if (result && strcmp(result, "completed") == 0) {
 		/* the registry hears of it inside the transition, under J->mtx:
 		 * before anyone can see the task completed */
@@ -542,8 +882,11 @@ worker_exited(run *r, int ws)
 			transition(id, LOOM_JOB_CANCELLED, r->why ? r->why : "cancelled");
 		fail_dependants(id);
 	} else {
-		/* failed: retry while the budget lasts */
-		const char *err = cause ? cause : (r->error ? r->error : "the run failed");
+		/* failed: retry while the budget lasts (not over memory: it
+		 * would be again) */
+		const char *err = r->over_memory ? r->error
+		                  : cause        ? cause
+		                                 : (r->error ? r->error : "the run failed");
 		sqlite3_stmt *st = prep("SELECT attempts, max_retries FROM jobs WHERE id = ?");
 		int64_t attempts = 0, max_retries = 0;
 		sqlite3_bind_int64(st, 1, id);
@@ -553,7 +896,7 @@ worker_exited(run *r, int ws)
 		}
 		unprep(st);
 		add_log(id, LOOM_LOG_ERROR, err);
-		if (attempts <= max_retries && !r->timed_out) {
+		if (attempts <= max_retries && !r->timed_out && !r->over_memory) {
 			int64_t backoff = 1000LL << (attempts > 10 ? 10 : attempts - 1);
 			char *why = loomi_strfmt("attempt %lld failed (%s); retry %lld of %lld after %lld s",
 			                         (long long)attempts, err, (long long)attempts,
@@ -564,7 +907,8 @@ worker_exited(run *r, int ws)
 			transition(id, LOOM_JOB_PENDING, why);
 			free(why);
 		} else {
-			transition(id, LOOM_JOB_FAILED, r->timed_out && r->why ? r->why : err);
+			transition(id, LOOM_JOB_FAILED,
+			           r->timed_out && r->why && !r->over_memory ? r->why : err);
 			fail_dependants(id);
 		}
 	}
@@ -619,10 +963,13 @@ reap(void)
 			*o = J->orphans[--J->n_orphans];
 			continue;
 		}
-		if (!o->killed && now - o->since_ms > STOP_GRACE_MS) {
-			LOG_WARN("task-%lld: worker %d did not stop in %d s; killing it", (long long)o->job,
-			         (int)o->pid, STOP_GRACE_MS / 1000);
-			kill(o->pid, SIGKILL);
+		if (!o->killed && now - o->since_ms > 2 * J->d->conf.jobs_stop_grace_ms) {
+			/* SIGTERM was the request (it checkpoints); twice the grace */
+			LOG_WARN("task-%lld: worker %d did not stop within %lld ms of SIGTERM; killing "
+			         "it and its processes (SIGKILL)",
+			         (long long)o->job, (int)o->pid,
+			         (long long)(2 * J->d->conf.jobs_stop_grace_ms));
+			signal_session(o->pid, SIGKILL);
 			o->killed = true;
 		}
 		i++;
@@ -640,6 +987,12 @@ reap(void)
 		if (p == r->pid || (p < 0 && errno == ECHILD)) {
 			if (p < 0)
 				ws = 0;
+			/* what it started goes with it when loomd stopped it (a
+			 * command in a group of its own, left by a killed worker) */
+			if ((r->term_ms || r->kill_ms || r->over_memory) &&
+			    signal_session(r->pid, SIGKILL) > 0)
+				LOG_WARN("task-%lld: killed what worker %d left running", (long long)r->job,
+				         (int)r->pid);
 			worker_exited(r, ws);
 			run_remove(r);
 			continue;
@@ -647,22 +1000,47 @@ reap(void)
 		if (r->result && now - r->finished_ms > FINISH_GRACE_MS) {
 			LOG_WARN("task-%lld: worker %d finished but did not exit; killing it",
 			         (long long)r->job, (int)r->pid);
-			kill(r->pid, SIGKILL);
-		} else if (!r->result && now - r->last_seen_ms > J->d->conf.jobs_heartbeat_ms) {
+			signal_session(r->pid, SIGKILL);
+		} else if (!r->result && !r->kill_ms &&
+		           now - r->last_seen_ms > J->d->conf.jobs_heartbeat_ms) {
 			LOG_WARN("task-%lld: worker %d silent for %lld ms; killing it", (long long)r->job,
 			         (int)r->pid, (long long)(now - r->last_seen_ms));
 			free(r->error);
-			r->error = loomi_strfmt("the worker sent nothing for %lld s and was killed",
+			r->error = loomi_strfmt("the worker sent nothing for %lld s and was killed "
+			                        "(SIGKILL)",
 			                        (long long)(J->d->conf.jobs_heartbeat_ms / 1000));
-			kill(r->pid, SIGKILL);
-			r->last_seen_ms = now; /* once */
+			signal_session(r->pid, SIGKILL);
+			r->silent = true;
+			r->kill_ms = now;
+		} else if (!r->result && r->stop_asked_ms && !r->kill_ms) {
+			/* asked to stop and still running: SIGTERM after a grace, then
+			 * SIGKILL after another (ask_stop) */
+			int64_t grace = J->d->conf.jobs_stop_grace_ms;
+			if (!r->term_ms && now - r->stop_asked_ms >= grace) {
+				char *msg = loomi_strfmt("the worker did not stop within %lld ms of the "
+				                         "request; sending its processes SIGTERM",
+				                         (long long)grace);
+				LOG_WARN("task-%lld: %s", (long long)r->job, msg);
+				add_log(r->job, LOOM_LOG_WARN, msg);
+				free(msg);
+				r->term_ms = now;
+				signal_session(r->pid, SIGTERM);
+			} else if (r->term_ms && now - r->term_ms >= grace) {
+				char *msg = loomi_strfmt("the worker did not stop within %lld ms of SIGTERM; "
+				                         "killing its processes (SIGKILL)",
+				                         (long long)grace);
+				LOG_WARN("task-%lld: %s", (long long)r->job, msg);
+				add_log(r->job, LOOM_LOG_WARN, msg);
+				free(msg);
+				r->kill_ms = now;
+				signal_session(r->pid, SIGKILL);
+			}
 		}
 		if (r->timeout_ms > 0 && !r->timed_out && now - r->started_ms > r->timeout_ms) {
+			char *t = secs_text(r->timeout_ms);
 			r->timed_out = true;
-			r->control = LOOM_CONTROL_CANCEL;
-			free(r->why);
-			r->why = loomi_strfmt("timed out after %lld s (its timeout)",
-			                      (long long)(r->timeout_ms / 1000));
+			ask_stop(r, LOOM_CONTROL_CANCEL, loomi_strfmt("timed out after %s (its timeout)", t));
+			free(t);
 		}
 		i++;
 	}
@@ -894,13 +1272,12 @@ schedule(void)
 			} else if (a->verb == LOOM_SCHED_PREEMPT && s == LOOM_JOB_RUNNING) {
 				run *r = run_find(a->job_id);
 				if (r && r->control == LOOM_CONTROL_RUN) {
-					r->control = LOOM_CONTROL_PAUSE;
 					r->requeue = true;
-					free(r->why);
 					/* the scheduler's reason reads "preempted for job 2
 					 * (priority 10 over 0)": no prefix of our own */
-					r->why = loomi_strdup(a->reason[0] ? a->reason
-					                                   : "preempted for a job of higher priority");
+					ask_stop(r, LOOM_CONTROL_PAUSE,
+					         loomi_strdup(a->reason[0] ? a->reason
+					                                   : "preempted for a job of higher priority"));
 				}
 			}
 		}
@@ -943,8 +1320,9 @@ spawn_pending(void)
 		int64_t id;
 		int attempt, rv;
 		uint32_t threads;
+		uint64_t memory, as_limit = 0;
 		pid_t pid = 0;
-		char *why = NULL;
+		char *why = NULL, *cgroup = NULL;
 
 		for (size_t i = 0; i < J->n_runs && r == NULL; i++)
 			if (J->runs[i].pid == 0)
@@ -958,14 +1336,18 @@ spawn_pending(void)
 		id = r->job;
 		attempt = r->attempt;
 		threads = r->alloc.cpu_millis / 1000;
+		memory = r->alloc.memory;
 		pthread_mutex_unlock(&J->mtx);
-		rv = spawn_process(id, attempt, threads, &pid, &why);
+		rv = spawn_process(id, attempt, threads, memory, &pid, &cgroup, &as_limit, &why);
 		pthread_mutex_lock(&J->mtx);
 		/* reap() leaves runs without a process alone: r is still there */
 		r = run_find(id);
 		if (rv == 0 && r == NULL) { /* cannot happen; never leave a process unreaped */
-			kill(pid, SIGKILL);
+			signal_session(pid, SIGKILL);
 			waitpid(pid, NULL, 0);
+			if (cgroup)
+				rmdir(cgroup);
+			free(cgroup);
 			continue;
 		}
 		if (rv != 0) {
@@ -978,6 +1360,8 @@ spawn_pending(void)
 			continue;
 		}
 		r->pid = pid;
+		r->cgroup = cgroup;
+		r->as_limit = as_limit;
 		set_int(id, "worker_pid", pid);
 		LOG_INFO("task-%lld: worker %d started (attempt %d, %u thread%s)", (long long)id,
 		         (int)pid, attempt, threads ? threads : 1, threads > 1 ? "s" : "");
@@ -1185,6 +1569,21 @@ svc_report(void *arg, const char *request, char **reply)
 		publish("job.log", json_pack("{s:s, s:i, s:s}", "task_id", tid, "level", level,
 		                             "message", m));
 	}
+	if ((v = json_object_get(req, "usage")) != NULL) {
+		uint64_t rss = (uint64_t)json_integer_value(json_object_get(v, "max_rss"));
+		if (rss > r->max_rss)
+			r->max_rss = rss;
+		if (r->alloc.memory > 0 && rss > r->alloc.memory && !r->over_memory && !r->result) {
+			/* beyond its request (where no cgroup holds it there): stopped
+			 * now, before it takes the machine's memory */
+			over_memory(r, rss);
+			LOG_WARN("task-%lld: %s; killing worker %d (SIGKILL)", (long long)r->job, r->error,
+			         (int)r->pid);
+			add_log(r->job, LOOM_LOG_ERROR, r->error);
+			signal_session(r->pid, SIGKILL);
+			r->usage_saved_ms = 0; /* its peak is stored below */
+		}
+	}
 	if ((v = json_object_get(req, "usage")) != NULL &&
 	    loomi_wall_ms() - r->usage_saved_ms >= USAGE_SAVE_MS) {
 		/* usage changes on every heartbeat: stored every few seconds */
@@ -1237,6 +1636,17 @@ svc_finish(void *arg, const char *request, char **reply)
 		r->result = loomi_strdup(result);
 		r->error = error ? loomi_strdup(error) : NULL;
 		r->finished_ms = loomi_wall_ms();
+		if (json_is_true(json_object_get(req, "memory_exceeded")) && r->alloc.memory > 0) {
+			/* an allocation failed at its RLIMIT_AS */
+			uint64_t peak = (uint64_t)json_integer_value(json_object_get(req, "max_rss"));
+			char *lim = size_text(r->as_limit), *err;
+			over_memory(r, peak);
+			err = loomi_strfmt("%s; an allocation failed at its address-space limit (%s)",
+			                   r->error, lim);
+			free(r->error);
+			r->error = err;
+			free(lim);
+		}
 		if (json_is_object(json_object_get(req, "metrics"))) {
 			sqlite3_stmt *st = prep("UPDATE jobs SET metrics = json_patch(metrics, ?)"
 			                        " WHERE id = ?");
@@ -1712,10 +2122,8 @@ loomi_jobs_action(loomi_daemon *d, int64_t id, const char *action, char **msg)
 		} else if (r->control != LOOM_CONTROL_RUN) {
 			rv = LOOM_EBUSY; /* already asked */
 		} else {
-			r->control = LOOM_CONTROL_PAUSE;
 			r->requeue = false;
-			free(r->why);
-			r->why = loomi_strdup("paused on request");
+			ask_stop(r, LOOM_CONTROL_PAUSE, loomi_strdup("paused on request"));
 			rv = LOOM_EBUSY;
 		}
 	} else if (strcmp(action, "resume") == 0) {
@@ -1730,10 +2138,8 @@ loomi_jobs_action(loomi_daemon *d, int64_t id, const char *action, char **msg)
 		}
 	} else if (strcmp(action, "cancel") == 0) {
 		if (s == LOOM_JOB_RUNNING && r != NULL) {
-			r->control = LOOM_CONTROL_CANCEL;
 			r->timed_out = false;
-			free(r->why);
-			r->why = loomi_strdup("cancelled on request");
+			ask_stop(r, LOOM_CONTROL_CANCEL, loomi_strdup("cancelled on request"));
 			rv = LOOM_EBUSY;
 		} else if (s == LOOM_JOB_PENDING || s == LOOM_JOB_PAUSED) {
 			set_int(id, "queued", 0);
@@ -2176,6 +2582,7 @@ loomi_jobs_start(loomi_daemon *d, char **err)
 		return LOOM_EEXIST;
 	}
 	pthread_mutex_lock(&J->mtx);
+	cgroup_setup();
 	recover();
 	pthread_mutex_unlock(&J->mtx);
 	if (pthread_create(&J->thread, NULL, loop, NULL) != 0) {
@@ -2204,10 +2611,9 @@ loomi_jobs_stop(loomi_daemon *d)
 	for (size_t i = 0; i < J->n_runs; i++) {
 		run *r = &J->runs[i];
 		if (r->control == LOOM_CONTROL_RUN) {
-			r->control = LOOM_CONTROL_PAUSE;
 			r->requeue = true;
-			free(r->why);
-			r->why = loomi_strdup("loomd stopped; resumes when it starts again");
+			ask_stop(r, LOOM_CONTROL_PAUSE,
+			         loomi_strdup("loomd stopped; resumes when it starts again"));
 		}
 	}
 	pthread_mutex_unlock(&J->mtx);
@@ -2218,17 +2624,20 @@ loomi_jobs_stop(loomi_daemon *d)
 	for (size_t i = J->n_runs; i-- > 0;)
 		if (J->runs[i].pid == 0)
 			unstarted(&J->runs[i], "loomd stopped before its worker started");
+	/* reap() stops what does not stop on request: SIGTERM after
+	 * jobs.stop_grace, SIGKILL after another */
 	while (J->n_runs > 0 || J->n_orphans > 0) {
 		reap();
 		if (J->n_runs == 0 && J->n_orphans == 0)
 			break;
-		if (loomi_wall_ms() - t0 > STOP_GRACE_MS) {
-			for (size_t i = 0; i < J->n_runs; i++) {
-				LOG_WARN("task-%lld: worker %d did not stop in %d s; killing it",
-				         (long long)J->runs[i].job, (int)J->runs[i].pid, STOP_GRACE_MS / 1000);
-				kill(J->runs[i].pid, SIGKILL);
-			}
-			t0 = loomi_wall_ms() + 600000; /* once */
+		if (loomi_wall_ms() - t0 > 4 * J->d->conf.jobs_stop_grace_ms + 60000) {
+			/* a worker SIGKILL did not end (in the kernel, D state) */
+			for (size_t i = 0; i < J->n_runs; i++)
+				LOG_ERROR("task-%lld: worker %d did not end after SIGKILL; leaving it",
+				          (long long)J->runs[i].job, (int)J->runs[i].pid);
+			while (J->n_runs > 0)
+				run_remove(&J->runs[J->n_runs - 1]);
+			break;
 		}
 		pthread_mutex_unlock(&J->mtx);
 		usleep(20000);
@@ -2243,6 +2652,7 @@ loomi_jobs_stop(loomi_daemon *d)
 	free(J->worker);
 	free(J->bus_addr);
 	free(J->jobs_dir);
+	free(J->cgroup_base);
 	pthread_cond_destroy(&J->cond);
 	pthread_mutex_destroy(&J->mtx);
 	free(J);

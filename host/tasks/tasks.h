@@ -35,7 +35,15 @@
  * loomd, the restarted loomd finds the jobs still marked running: a worker
  * that is still alive is stopped (SIGTERM: it checkpoints at its next step
  * and exits), and the job is queued again to resume from its newest
- * checkpoint in a new worker. */
+ * checkpoint in a new worker.
+ *
+ * A worker leads a session of its own.  One asked to stop (cancel, pause,
+ * preemption, timeout, loomd stopping) that has not stopped
+ * jobs.stop_grace later gets SIGTERM, sent to every process of its session,
+ * then SIGKILL after another grace: a worker stuck where it never reports
+ * is stopped all the same, and the reason recorded says so.  A memory
+ * request is enforced by a cgroup v2 memory.max where loomd has one, else
+ * by RLIMIT_AS with headroom and the worker's reported peak (VmHWM). */
 #ifndef LOOM_HOST_TASKS_H
 #define LOOM_HOST_TASKS_H
 

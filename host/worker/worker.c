@@ -3,8 +3,14 @@
  *   loom-worker --run SPEC --out DIR [--max-steps N] [--threads N] [-c FILE]
  *   loom-worker --resume DIR [--max-steps N] [--threads N] [-c FILE]
  *   loom-worker --connect BUS --job ID --attempt N [--threads N] [-c FILE]
- *               [--state-dir DIR]
+ *               [--state-dir DIR] [--memory-limit SIZE]
  *   loom-worker --predict DIR [--input FILE [--output FILE]] [-c FILE]
+ *
+ * --memory-limit SIZE (any mode) sets RLIMIT_AS before anything is loaded;
+ * loomd passes it for a task with a memory request where no cgroup holds
+ * the worker to it, and an out-of-memory failure under it is reported as
+ * such (job.finish's memory_exceeded).  The peak reported (max_rss) is the
+ * worker's own VmHWM.
  *
  * --run trains the job of SPEC (libconfig or JSON) and writes into DIR its
  * checkpoints, last.safetensors, best.safetensors and metrics.json, showing a
@@ -37,6 +43,7 @@
  * ended (job.finish).  loomd starts it this way; a Slurm job step can too. */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
@@ -58,6 +65,9 @@
 enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 static atomic_int stop_signal;
+
+/* --memory-limit: the RLIMIT_AS it runs under, 0: none */
+static uint64_t memory_limit;
 
 /* --connect: how often a worker reports to loomd */
 #define REPORT_NEWS_NS 10000000ull    /* with progress, metrics or logs: 10 ms */
@@ -165,6 +175,27 @@ on_log(const loom_job *job, int level, const char *msg)
 	loomi_log(level, "job", "%s", msg);
 }
 
+/* The worker's own peak resident memory in bytes: VmHWM.  Not ru_maxrss,
+ * which after posix_spawn from loomd holds loomd's high-water mark (Linux
+ * carries it over exec); that only where there is no /proc. */
+static uint64_t
+peak_rss(void)
+{
+	FILE *fp = fopen("/proc/self/status", "re");
+	char line[256];
+	unsigned long long kb = 0;
+	struct rusage ru;
+
+	while (fp && fgets(line, sizeof line, fp))
+		if (sscanf(line, "VmHWM: %llu kB", &kb) == 1)
+			break;
+	if (fp)
+		fclose(fp);
+	if (kb == 0 && getrusage(RUSAGE_SELF, &ru) == 0)
+		kb = (unsigned long long)ru.ru_maxrss;
+	return (uint64_t)kb * 1024;
+}
+
 static int
 on_control(const loom_job *job)
 {
@@ -193,6 +224,9 @@ usage(FILE *fp)
 	        "  -c, --config FILE take plugin_path and plugins from a loomd.conf\n"
 	        "  --state-dir DIR   resolve the plugins' relative paths under DIR/plugins/NAME,\n"
 	        "                    as loomd does [relative to the working directory]\n"
+	        "  --memory-limit N  run under an address-space limit (RLIMIT_AS) of N bytes\n"
+	        "                    or a size such as 896M; loomd sets it from a task's\n"
+	        "                    memory request\n"
 	        "  --log-level L     error, warn, info, debug or trace [info]\n");
 }
 
@@ -419,7 +453,7 @@ report(worker *w)
 			json_pack("{s:I, s:I}", "cpu_time_ms",
 		              (json_int_t)((ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
 		                           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000),
-		              "max_rss", (json_int_t)ru.ru_maxrss * 1024));
+		              "max_rss", (json_int_t)peak_rss()));
 	body = json_dumps(req, JSON_COMPACT);
 	rv = loomi_bus_client_request(w->bus, "job.report", "worker", body, 2000, &reply);
 	if (rv == 0) {
@@ -504,9 +538,12 @@ static int
 bus_control(const loom_job *job)
 {
 	worker *w = job->arg;
-	if (atomic_load(&stop_signal))
+	int c = atomic_load(&w->control);
+	/* SIGTERM pauses, unless loomd asked to cancel (its SIGTERM may
+	 * follow a cancel the run was slow to act on) */
+	if (atomic_load(&stop_signal) && c != LOOM_CONTROL_CANCEL)
 		return LOOM_CONTROL_PAUSE;
-	return atomic_load(&w->control);
+	return c;
 }
 
 static int
@@ -647,6 +684,10 @@ run_connected(const char *addr, int64_t job_id, int attempt, long long threads,
 		if (rv != 0 && rv != LOOM_EPAUSED && rv != LOOM_ECANCELED)
 			json_object_set_new(fin, "error",
 			                    json_string(w.last_error ? w.last_error : loom_strerror(rv)));
+		/* out of memory under --memory-limit: beyond its request */
+		if (rv == LOOM_ENOMEM && memory_limit)
+			json_object_set_new(fin, "memory_exceeded", json_true());
+		json_object_set_new(fin, "max_rss", json_integer((json_int_t)peak_rss()));
 		if (rv == 0) {
 			char *path = loomi_strfmt("%s/metrics.json", job.out_dir), *text = NULL;
 			json_t *m;
@@ -882,6 +923,7 @@ main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{"state-dir", required_argument, NULL, 's'},
+		{"memory-limit", required_argument, NULL, 'M'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *run_spec = NULL, *out = NULL, *resume = NULL, *conf_path = NULL;
@@ -925,6 +967,23 @@ main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			*(c == 'j' ? &job_id : &attempt) = v;
+			break;
+		}
+		case 'M': {
+			/* before anything is loaded: the whole run stays under it */
+			struct rlimit rl;
+			if (loom_parse_size(optarg, &memory_limit) != 0 || memory_limit < (1u << 20)) {
+				fprintf(stderr, "loom-worker: --memory-limit: \"%s\" is not a size of 1M "
+				                "or more\n",
+				        optarg);
+				return EXIT_USAGE;
+			}
+			rl.rlim_cur = rl.rlim_max = (rlim_t)memory_limit;
+			if (setrlimit(RLIMIT_AS, &rl) != 0) {
+				fprintf(stderr, "loom-worker: --memory-limit %s: setrlimit: %s\n", optarg,
+				        strerror(errno));
+				return EXIT_FAILED;
+			}
 			break;
 		}
 		case 'm':

@@ -31,7 +31,9 @@ X=$((WAIT_S / 20))
 state=$T/state
 cat >"$T/loomd.conf" <<EOF
 plugin_path = [ "$LOOM_TEST_PLUGINS" ];
-jobs = { worker = "$B/host/loom-worker"; tick = "100ms"; cpu = 2; };
+# stop_grace: the test holds a worker still (SIGSTOP) while its preemption is
+# pending; loomd must not escalate to SIGTERM and SIGKILL meanwhile
+jobs = { worker = "$B/host/loom-worker"; tick = "100ms"; cpu = 2; stop_grace = "600s"; };
 plugins = (
   { instance = "sched"; module = "sched-local"; config = { preemption = true; }; },
   { instance = "transformer"; module = "compute-transformer"; },
