@@ -206,6 +206,79 @@ loomi_api_json_body(const loomi_http_req *req, loomi_http_res *res)
 	return body;
 }
 
+/* ------------------------------------------------------------------ what the route takes */
+
+/* Is key (klen bytes) one of the comma-separated names in list? */
+static bool
+declared(const char *list, const char *key, size_t klen)
+{
+	for (const char *p = list; p && *p;) {
+		const char *comma = strchr(p, ','), *end = comma ? comma : p + strlen(p);
+		if ((size_t)(end - p) == klen && strncmp(p, key, klen) == 0)
+			return true;
+		p = comma ? comma + 1 : NULL;
+	}
+	return false;
+}
+
+/* "a,b,c" as "a, b, c"; NULL for none. */
+static char *
+comma_list(const char *list)
+{
+	char *out, *o;
+
+	if (list == NULL || *list == '\0')
+		return NULL;
+	o = out = loomi_xmalloc(2 * strlen(list) + 1);
+	for (const char *p = list; *p; p++) {
+		*o++ = *p;
+		if (*p == ',')
+			*o++ = ' ';
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Every parameter of query is one that list declares, each once; false
+ * after setting a 400 naming the first that is not. */
+static bool
+query_ok(const char *list, const char *query, loomi_http_res *res)
+{
+	for (const char *p = query; p && *p;) {
+		const char *amp = strchr(p, '&'), *end = amp ? amp : p + strlen(p);
+		const char *eq = memchr(p, '=', (size_t)(end - p));
+		size_t klen = (size_t)((eq ? eq : end) - p);
+
+		if (end == p) { /* "a=1&&b=2", a trailing '&' */
+			p = amp ? amp + 1 : NULL;
+			continue;
+		}
+		if (!declared(list, p, klen)) {
+			char *takes = comma_list(list);
+			loomi_api_error(res, 400, "bad_request",
+			                "unknown query parameter \"%.*s\" (this route takes%s%s)",
+			                (int)(klen > 100 ? 100 : klen), p, takes ? ": " : " none",
+			                takes ? takes : "");
+			free(takes);
+			return false;
+		}
+		/* the handlers read the first; a second would be ignored */
+		for (const char *q = amp ? amp + 1 : NULL; q && *q;) {
+			const char *qa = strchr(q, '&'), *qe = qa ? qa : q + strlen(q);
+			const char *qeq = memchr(q, '=', (size_t)(qe - q));
+			if ((size_t)((qeq ? qeq : qe) - q) == klen && strncmp(q, p, klen) == 0) {
+				loomi_api_error(res, 400, "bad_request",
+				                "query parameter \"%.*s\" is given more than once: give it "
+				                "once", (int)(klen > 100 ? 100 : klen), p);
+				return false;
+			}
+			q = qa ? qa + 1 : NULL;
+		}
+		p = amp ? amp + 1 : NULL;
+	}
+	return true;
+}
+
 /* ------------------------------------------------------------------ the route table */
 
 bool
@@ -324,8 +397,9 @@ loomi_api_handle(loomi_daemon *d, const loomi_http_req *in, loomi_http_res *res)
 	req.path = path;
 	req.n_params = 0;
 
-	/* Step 3, then the handler. */
-	if ((route = find_route(&req, params, res)) != NULL)
+	/* Step 3, then its query parameters, then the handler. */
+	if ((route = find_route(&req, params, res)) != NULL &&
+	    query_ok(route->query, req.query, res))
 		route->fn(d, &req, res);
 	for (size_t k = 0; k < 4; k++)
 		free(params[k]);
@@ -405,13 +479,30 @@ find_ws_route(const char *path)
 	return NULL;
 }
 
+/* An upgrade refused with the pipeline's error in r (taken): its status. */
+static int
+ws_refuse(loomi_http_res *r, loomi_http_response *res)
+{
+	res->status = r->status;
+	res->body = json_dumps(r->body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	res->body_len = res->body ? strlen(res->body) : 0;
+	json_decref(r->body);
+	free(r->text);
+	free(r->allow);
+	return res->status;
+}
+
 static int
 ws_open(void *arg, loomi_ws *ws, const loomi_http_request *req, loomi_http_response *res)
 {
 	loomi_api *api = arg;
-	const loomi_ws_route *r = find_ws_route(req->path);
+	const loomi_ws_route *r;
+	loomi_http_res out = {0};
 	int status;
 
+	r = find_ws_route(req->path);
+	if (r != NULL && !query_ok(r->query, req->query, &out))
+		return ws_refuse(&out, res);
 	if (r == NULL) {
 		/* where they are served: every WebSocket pattern */
 		loomi_strv where = {0};

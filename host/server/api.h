@@ -10,9 +10,12 @@
  *                   unknown path, 405 (with Allow) for a method it does
  *                   not take; {…} segments percent-decoded (400 when
  *                   malformed);
- *   4. the route's handler, which answers JSON (or text).
+ *   4. what the route takes — every query parameter must be one the route
+ *                   declares (400 naming it and those it takes, or when
+ *                   one is given twice);
+ *   5. the route's handler, which answers JSON (or text).
  *
- * Authentication and authorization will be steps between 3 and 4, reading
+ * Authentication and authorization will be steps between 4 and 5, reading
  * the route's access (what it does: read, write, admin).
  *
  * JSON in and out; errors as {"error":{"code":"not_found","message":"…"}}
@@ -63,12 +66,17 @@ typedef enum loomi_access {
 
 /* One endpoint: method, pattern ("/api/v1/plugins/{instance}": each {name}
  * matches one non-empty segment, handed to fn decoded in req->params), the
- * handler, and what it does. */
+ * handler, what it does, and the query parameters it reads, separated by
+ * commas ("status,user,limit,offset"; NULL: none).  The pipeline refuses
+ * any other parameter before fn runs, so keep the list to what fn reads
+ * with loomi_query_get / loomi_query_int (and docs/openapi.json to it:
+ * test-api checks both agree). */
 typedef struct loomi_route {
 	const char *method;
 	const char *pattern;
 	loomi_route_fn fn;
 	int access;                /* loomi_access */
+	const char *query;
 } loomi_route;
 
 /* A WebSocket endpoint: on_open accepts an upgrade of a path matching
@@ -82,6 +90,7 @@ typedef struct loomi_ws_route {
 	void (*on_message)(loomi_daemon *d, loomi_ws *ws, const char *data, size_t len, bool text);
 	void (*on_close)(loomi_daemon *d, loomi_ws *ws);
 	int access;                /* loomi_access */
+	const char *query;         /* as loomi_route's */
 } loomi_ws_route;
 
 /* Start serving d's modules on listen ("host:port"); the URL actually

@@ -106,6 +106,68 @@ START_TEST(every_operation_routed)
 }
 END_TEST
 
+/* Each route's declared query parameters are the ones docs/openapi.json
+ * documents for it ("in": "query"), so the pipeline refuses nothing the
+ * document offers and accepts nothing it does not. */
+static bool
+declares(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = list; p && *p;) {
+		const char *comma = strchr(p, ','), *end = comma ? comma : p + strlen(p);
+		if ((size_t)(end - p) == n && strncmp(p, name, n) == 0)
+			return true;
+		p = comma ? comma + 1 : NULL;
+	}
+	return false;
+}
+
+START_TEST(query_parameters_documented)
+{
+	json_t *doc = json_loads(loomi_openapi_json, 0, NULL), *paths = json_object_get(doc, "paths");
+	const loomi_route *r;
+	const char *module;
+
+	for (size_t i = 0; loomi_api_route(i, &r, &module); i++) {
+		json_t *item = NULL, *op, *p;
+		const char *key;
+		char lower[16], *want = shape(r->pattern);
+		size_t k, n_doc = 0, n_declared = 0;
+
+		json_object_foreach(paths, key, p) {
+			char *have = shape(key);
+			if (strcmp(have, want) == 0)
+				item = p;
+			free(have);
+		}
+		free(want);
+		for (k = 0; r->method[k] && k < sizeof lower - 1; k++)
+			lower[k] = (char)(r->method[k] | 0x20);
+		lower[k] = '\0';
+		op = json_object_get(item, lower);
+		ck_assert_msg(op != NULL, "%s %s is not in docs/openapi.json", r->method, r->pattern);
+		json_array_foreach(json_object_get(op, "parameters"), k, p) {
+			const char *name = json_string_value(json_object_get(p, "name"));
+			if (json_object_get(p, "$ref") || strcmp(json_string_value(json_object_get(p, "in")),
+			                                         "query") != 0)
+				continue; /* path parameters */
+			n_doc++;
+			ck_assert_msg(declares(r->query, name),
+			              "%s: %s %s: docs/openapi.json documents query parameter \"%s\", "
+			              "which the route does not declare",
+			              module, r->method, r->pattern, name);
+		}
+		for (const char *q = r->query; q && *q; q = strchr(q, ',') ? strchr(q, ',') + 1 : NULL)
+			n_declared++;
+		ck_assert_msg(n_declared == n_doc,
+		              "%s: %s %s declares query parameters \"%s\"; docs/openapi.json "
+		              "documents %zu",
+		              module, r->method, r->pattern, r->query ? r->query : "", n_doc);
+	}
+	json_decref(doc);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ the module table */
 
 START_TEST(routes_once_with_access)
@@ -201,6 +263,47 @@ answer_free(answer *a)
 	free(a->allow);
 }
 
+/* a's status is code and its text has needle (NULL: any); frees a */
+static void
+expect(int line, answer *a, int code, const char *needle)
+{
+	ck_assert_msg(a->status == code && (needle == NULL || strstr(a->text, needle)),
+	              "line %d: %d %s; expected %d with %s", line, a->status, a->text, code,
+	              needle ? needle : "anything");
+	answer_free(a);
+}
+#define EXPECT(a, code, needle) expect(__LINE__, &(a), code, needle)
+
+/* Unknown query parameters are refused with the ones the route takes,
+ * before the route runs, as unknown JSON keys are. */
+START_TEST(unknown_query_parameters)
+{
+	answer a;
+
+	a = ask("GET", "/api/v1/logs", "grep=x");
+	EXPECT(a, 400, "unknown query parameter \\\"grep\\\" (this route takes: format, level, "
+	               "since, until, order, q, job, instance, after, before, limit)");
+	a = ask("GET", "/api/v1/logs", "level=info&grep");
+	EXPECT(a, 400, "\\\"grep\\\"");
+	a = ask("GET", "/api/v1/health", "verbose=1");
+	EXPECT(a, 400, "unknown query parameter \\\"verbose\\\" (this route takes none)");
+	a = ask("GET", "/api/v1/plugins", "");
+	EXPECT(a, 200, NULL);
+	/* an encoded name is not the name: the route would not read it */
+	a = ask("GET", "/api/v1/runs/best", "%6detric=x");
+	EXPECT(a, 400, "\\\"%6detric\\\"");
+	/* the route reads the first; a second would pass unread */
+	a = ask("GET", "/api/v1/training/tasks", "limit=1&limit=1000");
+	EXPECT(a, 400, "query parameter \\\"limit\\\" is given more than once");
+	/* empty pieces are nothing */
+	a = ask("GET", "/api/v1/plugins", "&&");
+	EXPECT(a, 200, NULL);
+	/* declared ones reach the route: /runs/export asks for its format */
+	a = ask("GET", "/api/v1/runs/export", "ids=1&format=");
+	EXPECT(a, 400, "format:");
+}
+END_TEST
+
 START_TEST(pipeline_answers)
 {
 	answer a;
@@ -283,6 +386,7 @@ main(void)
 	TCase *tc = tcase_create("openapi");
 	tcase_add_test(tc, every_route_documented);
 	tcase_add_test(tc, every_operation_routed);
+	tcase_add_test(tc, query_parameters_documented);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("modules");
 	tcase_add_test(tc, routes_once_with_access);
@@ -291,6 +395,7 @@ main(void)
 	tc = tcase_create("pipeline");
 	tcase_add_test(tc, pipeline_answers);
 	tcase_add_test(tc, most_specific_route_wins);
+	tcase_add_test(tc, unknown_query_parameters);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
