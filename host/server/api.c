@@ -345,6 +345,16 @@ served_list(const loomi_daemon *d)
 	return loomi_strdup("localhost, 127.0.0.1, ::1");
 }
 
+/* Does server_names serve any name ("*")? */
+static bool
+serves_any(const loomi_daemon *d)
+{
+	for (size_t i = 0; i < d->conf.server_names.n; i++)
+		if (strcmp(d->conf.server_names.v[i], "*") == 0)
+			return true;
+	return false;
+}
+
 /* Does an authority name loomd: a served name, and loomd's port if it
  * gives one?  default_port stands for a missing one (80 for an Origin,
  * -1 for a Host, where a missing port is not checked). */
@@ -400,8 +410,12 @@ front_door(const loomi_daemon *d, const loomi_http_req *req, bool upgrade, loomi
 		return false;
 	}
 	if (req->origin && (upgrade || state_changing(req->method))) {
+		/* where server_names serves any name ("*"), any site's name is
+		 * "served": then only a page of the very name and port asked
+		 * (same origin) is loomd's own */
 		bool own = strncasecmp(req->origin, "http://", 7) == 0 &&
-		           strchr(req->origin + 7, '/') == NULL && is_served(d, req->origin + 7, 80);
+		           strchr(req->origin + 7, '/') == NULL && is_served(d, req->origin + 7, 80) &&
+		           (!serves_any(d) || (req->host && strcasecmp(req->origin + 7, req->host) == 0));
 		if (!own) {
 			list = served_list(d);
 			if (port > 0)

@@ -439,6 +439,13 @@ START_TEST(front_door)
 		names[1] = "*";
 		a = ask_wire("GET", "/api/v1/plugins", NULL, (wire){"anything.example", NULL, NULL, NULL});
 		EXPECT(a, 200, NULL);
+		/* then a change's Origin must name the very Host it was sent to */
+		a = ask_wire("POST", "/api/v1/runs/nope/end", NULL,
+		             (wire){"anything.example:7420", "http://anything.example:7420", NULL, NULL});
+		EXPECT(a, 404, "nope");
+		a = ask_wire("POST", "/api/v1/runs/nope/end", NULL,
+		             (wire){"anything.example:7420", "http://evil.example:7420", NULL, NULL});
+		EXPECT(a, 403, NULL);
 		wire_d.conf.server_names.n = 0;
 		wire_d.conf.server_names.v = NULL;
 	}
