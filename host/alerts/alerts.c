@@ -2565,13 +2565,14 @@ static const loomi_migration migrations[] = {
 
 /* Rules are admin: a rule's action can run a command as loomd's user. */
 static const loomi_route routes[] = {
-	{"GET", "/api/v1/alerts/rules", route_rules_list, LOOMI_ACCESS_READ},
-	{"POST", "/api/v1/alerts/rules", route_rule_create, LOOMI_ACCESS_ADMIN},
-	{"GET", "/api/v1/alerts/rules/{id}", route_rule_get, LOOMI_ACCESS_READ},
-	{"PUT", "/api/v1/alerts/rules/{id}", route_rule_update, LOOMI_ACCESS_ADMIN},
-	{"DELETE", "/api/v1/alerts/rules/{id}", route_rule_delete, LOOMI_ACCESS_ADMIN},
-	{"GET", "/api/v1/alerts", route_alerts_list, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/alerts/{id}", route_alert_get, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/alerts/rules", route_rules_list, LOOMI_ACCESS_READ, NULL},
+	{"POST", "/api/v1/alerts/rules", route_rule_create, LOOMI_ACCESS_ADMIN, NULL},
+	{"GET", "/api/v1/alerts/rules/{id}", route_rule_get, LOOMI_ACCESS_READ, NULL},
+	{"PUT", "/api/v1/alerts/rules/{id}", route_rule_update, LOOMI_ACCESS_ADMIN, NULL},
+	{"DELETE", "/api/v1/alerts/rules/{id}", route_rule_delete, LOOMI_ACCESS_ADMIN, NULL},
+	{"GET", "/api/v1/alerts", route_alerts_list, LOOMI_ACCESS_READ,
+	 "rule,job,since,limit,offset"},
+	{"GET", "/api/v1/alerts/{id}", route_alert_get, LOOMI_ACCESS_READ, NULL},
 };
 
 static const loomi_listener listeners[] = {

@@ -178,7 +178,7 @@ static int
 alerts_list(const ctl *c, int argc, char **argv)
 {
 	char path[512];
-	size_t len = (size_t)snprintf(path, sizeof path, "/api/v1/alerts?x=1");
+	size_t len = (size_t)snprintf(path, sizeof path, "/api/v1/alerts");
 	reply r = {0};
 	int rv;
 
@@ -209,7 +209,8 @@ alerts_list(const ctl *c, int argc, char **argv)
 			        a, v);
 			return EXIT_USAGE;
 		}
-		len += (size_t)snprintf(path + len, sizeof path - len, "&%s=%s", key, v);
+		len += (size_t)snprintf(path + len, sizeof path - len, "%c%s=%s",
+		                        strchr(path, '?') ? '&' : '?', key, v);
 		if (len >= sizeof path)
 			return alerts_usage("options too long");
 		i++;

@@ -1310,15 +1310,17 @@ static const loomi_migration migrations[] = {
 };
 
 static const loomi_route routes[] = {
-	{"POST", "/api/v1/training/configs/validate", post_config_validate, LOOMI_ACCESS_READ},
-	{"POST", "/api/v1/training/configs", post_configs, LOOMI_ACCESS_WRITE},
-	{"GET", "/api/v1/training/configs", get_configs, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/training/configs/{id}", get_config, LOOMI_ACCESS_READ},
-	{"PUT", "/api/v1/training/configs/{id}", put_config, LOOMI_ACCESS_WRITE},
-	{"DELETE", "/api/v1/training/configs/{id}", delete_config, LOOMI_ACCESS_WRITE},
-	{"GET", "/api/v1/training/configs/{id}/versions", get_config_versions, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/training/templates", get_templates, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/training/templates/{name}", get_template, LOOMI_ACCESS_READ},
+	{"POST", "/api/v1/training/configs/validate", post_config_validate, LOOMI_ACCESS_READ,
+	 NULL},
+	{"POST", "/api/v1/training/configs", post_configs, LOOMI_ACCESS_WRITE, NULL},
+	{"GET", "/api/v1/training/configs", get_configs, LOOMI_ACCESS_READ, "limit,offset"},
+	{"GET", "/api/v1/training/configs/{id}", get_config, LOOMI_ACCESS_READ, "format,version"},
+	{"PUT", "/api/v1/training/configs/{id}", put_config, LOOMI_ACCESS_WRITE, NULL},
+	{"DELETE", "/api/v1/training/configs/{id}", delete_config, LOOMI_ACCESS_WRITE, NULL},
+	{"GET", "/api/v1/training/configs/{id}/versions", get_config_versions, LOOMI_ACCESS_READ,
+	 NULL},
+	{"GET", "/api/v1/training/templates", get_templates, LOOMI_ACCESS_READ, NULL},
+	{"GET", "/api/v1/training/templates/{name}", get_template, LOOMI_ACCESS_READ, NULL},
 };
 
 const loomi_module loomi_configs_module = {

@@ -2,6 +2,7 @@
  * validator.  See conf.h. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -123,6 +124,8 @@ static const loomi_field conf_fields[] = {
 	{"state_dir", LOOMI_F_PATH, 0, NULL, 0, 0, NULL, "where loomd keeps its database"},
 	{"plugin_path", LOOMI_F_STRLIST, 0, NULL, 0, 0, NULL, "directories searched for plugins"},
 	{"listen", LOOMI_F_STRING, 0, NULL, 0, 0, NULL, "the API address, \"host:port\""},
+	{"server_names", LOOMI_F_STRLIST, 0, NULL, 0, 0, NULL,
+	 "the names and addresses clients reach the API by (the Host header); \"*\" for any"},
 	{"log", LOOMI_F_GROUP, 0, NULL, 0, 0, log_fields, NULL},
 	{"bus", LOOMI_F_GROUP, 0, NULL, 0, 0, bus_fields, NULL},
 	{"jobs", LOOMI_F_GROUP, 0, NULL, 0, 0, jobs_fields, NULL},
@@ -190,6 +193,44 @@ loomi_listen_check(const char *listen, const char **why)
 	return 0;
 }
 
+char *
+loomi_server_name_norm(const char *name, const char **why)
+{
+	size_t n = strlen(name);
+	char *out;
+
+	if (name[0] == '[' && n > 2 && name[n - 1] == ']') {
+		name++;
+		n -= 2;
+	}
+	if (n == 0 || n > 253) {
+		*why = "give a host name or an address of 1 to 253 characters, or \"*\" for any";
+		return NULL;
+	}
+	for (size_t k = 0; k < n; k++) {
+		unsigned char c = (unsigned char)name[k];
+		if (!(isalnum(c) || c == '-' || c == '.' || c == ':' || c == '_' ||
+		      (c == '*' && n == 1))) {
+			*why = "give a host name (letters, digits, '-', '.') or an IP address, without "
+			       "port or scheme, or \"*\" for any";
+			return NULL;
+		}
+	}
+	out = loomi_strndup(name, n);
+	for (char *p = out; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	if (strchr(out, ':') != NULL) {
+		unsigned char a[16];
+		if (inet_pton(AF_INET6, out, a) != 1) {
+			free(out);
+			*why = "give a host name (letters, digits, '-', '.') or an IP address, without "
+			       "port or scheme, or \"*\" for any";
+			return NULL;
+		}
+	}
+	return out;
+}
+
 static const char *
 str_or(const json_t *group, const char *key, const char *def)
 {
@@ -248,6 +289,29 @@ loomi_conf_load(loomi_conf *conf, const char *path, loomi_strv *errs)
 		const char *why;
 		if (loomi_listen_check(conf->listen, &why) != 0)
 			loomi_doc_errf(&conf->doc, v, errs, "listen: \"%s\": %s", conf->listen, why);
+	}
+
+	/* server_names: each a host name, an IP address (an IPv6 one with or
+	 * without brackets) or "*"; lower-cased, brackets dropped */
+	if ((v = json_object_get(root, "server_names")) && json_is_array(v)) {
+		const json_t *e;
+		if (json_array_size(v) == 0)
+			loomi_doc_errf(&conf->doc, v, errs,
+			               "server_names: the list is empty, so no client could reach the API; "
+			               "list the names clients use, or leave server_names out for the "
+			               "listen address and localhost");
+		json_array_foreach(v, i, e) {
+			const char *why = NULL;
+			char *name;
+			if (!json_is_string(e))
+				continue; /* already reported by the schema check */
+			if ((name = loomi_server_name_norm(json_string_value(e), &why)) == NULL) {
+				loomi_doc_errf(&conf->doc, e, errs, "server_names[%zu]: \"%s\": %s", i,
+				               json_string_value(e), why);
+				continue;
+			}
+			loomi_strv_push(&conf->server_names, name);
+		}
 	}
 
 	log = json_object_get(root, "log");
@@ -479,6 +543,7 @@ loomi_conf_free(loomi_conf *conf)
 	free(conf->state_dir);
 	loomi_strv_free(&conf->plugin_path);
 	free(conf->listen);
+	loomi_strv_free(&conf->server_names);
 	free(conf->log_file);
 	free(conf->bus_requests);
 	free(conf->bus_events);

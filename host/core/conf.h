@@ -23,6 +23,7 @@ typedef struct loomi_conf {
 	char *state_dir;
 	loomi_strv plugin_path;
 	char *listen;           /* "host:port" */
+	loomi_strv server_names; /* the Host names served, normalised; empty: the default */
 	int log_level;
 	int log_format;
 	char *log_file;         /* NULL: stderr */
@@ -59,6 +60,10 @@ void loomi_conf_free(loomi_conf *conf);
 
 /* Check a "host:port" listen address; 0 or LOOM_EINVAL with *why set. */
 int loomi_listen_check(const char *listen, const char **why);
+
+/* A server_names entry as the API compares it (lower case, an IPv6
+ * address without brackets; free it), or NULL with *why set. */
+char *loomi_server_name_norm(const char *name, const char **why);
 
 /* Names: instances [a-z][a-z0-9_-]{0,63}, modules [a-z0-9][a-z0-9_.-]*. */
 bool loomi_instance_name_ok(const char *name);

@@ -443,10 +443,11 @@ out:
 /* ------------------------------------------------------------------ the module */
 
 static const loomi_route routes[] = {
-	{"GET", "/api/v1/exporters", route_exporters, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/training/tasks/{id}/export", route_task_export, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/runs/export", route_runs_export, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/runs/{id}/export", route_runs_export, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/exporters", route_exporters, LOOMI_ACCESS_READ, NULL},
+	{"GET", "/api/v1/training/tasks/{id}/export", route_task_export, LOOMI_ACCESS_READ,
+	 "format"},
+	{"GET", "/api/v1/runs/export", route_runs_export, LOOMI_ACCESS_READ, "ids,format"},
+	{"GET", "/api/v1/runs/{id}/export", route_runs_export, LOOMI_ACCESS_READ, "format"},
 };
 
 const loomi_module loomi_exports_module = {

@@ -1087,8 +1087,10 @@ static const loomi_migration migrations[] = {
 };
 
 static const loomi_route routes[] = {
-	{"GET", "/api/v1/training/tasks/{id}/logs", route_task_logs, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/logs", route_host_logs, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/training/tasks/{id}/logs", route_task_logs, LOOMI_ACCESS_READ,
+	 "format,level,since,until,order,q,after,before,limit"},
+	{"GET", "/api/v1/logs", route_host_logs, LOOMI_ACCESS_READ,
+	 "format,level,since,until,order,q,job,instance,after,before,limit"},
 };
 
 static const loomi_listener listeners[] = {

@@ -1388,13 +1388,13 @@ static const loomi_migration migrations[] = {
 };
 
 static const loomi_route routes[] = {
-	{"GET", "/api/v1/models", route_models, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/models/{name}", route_model, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/models/{name}/versions/{version}", route_version, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/models/{name}/aliases/{alias}", route_alias, LOOMI_ACCESS_READ},
-	{"POST", "/api/v1/models/{name}/aliases/{alias}", route_promote, LOOMI_ACCESS_WRITE},
+	{"GET", "/api/v1/models", route_models, LOOMI_ACCESS_READ, NULL},
+	{"GET", "/api/v1/models/{name}", route_model, LOOMI_ACCESS_READ, NULL},
+	{"GET", "/api/v1/models/{name}/versions/{version}", route_version, LOOMI_ACCESS_READ, NULL},
+	{"GET", "/api/v1/models/{name}/aliases/{alias}", route_alias, LOOMI_ACCESS_READ, NULL},
+	{"POST", "/api/v1/models/{name}/aliases/{alias}", route_promote, LOOMI_ACCESS_WRITE, NULL},
 	{"POST", "/api/v1/models/{name}/aliases/{alias}/rollback", route_rollback,
-	 LOOMI_ACCESS_WRITE},
+	 LOOMI_ACCESS_WRITE, NULL},
 };
 
 static const loomi_listener listeners[] = {

@@ -5,11 +5,14 @@
  * upgrades go to the modules' WebSocket routes the same way. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "host/core/log.h"
 #include "host/core/util.h"
@@ -206,6 +209,361 @@ loomi_api_json_body(const loomi_http_req *req, loomi_http_res *res)
 	return body;
 }
 
+/* ------------------------------------------------------------------ step 2: the front door */
+
+/* Split an authority ("name", "name:port", "[v6]", "[v6]:port") into its
+ * name (lower case, brackets dropped) and port (-1 when none); false when
+ * it is not one. */
+static bool
+split_authority(const char *a, char *name, size_t size, long *port)
+{
+	const char *end, *colon = NULL;
+	bool bracketed = a[0] == '[';
+	size_t n;
+
+	*port = -1;
+	if (bracketed) {
+		if ((end = strchr(a, ']')) == NULL)
+			return false;
+		a++;
+		n = (size_t)(end - a);
+		if (end[1] == ':')
+			colon = end + 1;
+		else if (end[1] != '\0')
+			return false;
+	} else {
+		colon = strchr(a, ':');
+		if (colon && strchr(colon + 1, ':'))
+			return false; /* an IPv6 address needs its brackets */
+		n = colon ? (size_t)(colon - a) : strlen(a);
+	}
+	if (n == 0 || n >= size)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)a[i];
+		if (!(isalnum(c) || c == '-' || c == '.' || c == '_' || (c == ':' && bracketed)))
+			return false;
+		name[i] = (char)tolower(c);
+	}
+	name[n] = '\0';
+	if (colon) {
+		char *e;
+		if (!isdigit((unsigned char)colon[1]) || strlen(colon + 1) > 5)
+			return false;
+		*port = strtol(colon + 1, &e, 10);
+		if (*e != '\0' || *port > 65535)
+			return false;
+	}
+	return true;
+}
+
+static bool
+ip_literal(const char *name)
+{
+	unsigned char buf[16];
+	return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
+}
+
+/* The listen address's host, lower case without brackets, and whether it
+ * is a wildcard ("*", 0.0.0.0, ::). */
+static void
+listen_host(const loomi_daemon *d, char *host, size_t size, bool *wildcard)
+{
+	const char *l = d->conf.listen ? d->conf.listen : "127.0.0.1:7420";
+	long port;
+
+	host[0] = '\0';
+	if (!split_authority(l, host, size, &port))
+		host[0] = '\0';
+	*wildcard = strcmp(l, "*") == 0 || strncmp(l, "*:", 2) == 0 ||
+	            strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
+}
+
+/* The port loomd answers on: the one bound (d->url), else the one asked
+ * for in listen; -1 when neither is known (an in-process daemon) or it is
+ * 0 and not yet bound.  d->url is set once the server listens, while the
+ * first requests may already be answered: read it atomically. */
+static long
+served_port(const loomi_daemon *d)
+{
+	const char *url = __atomic_load_n(&d->url, __ATOMIC_ACQUIRE);
+	const char *src = url ? url : d->conf.listen, *colon;
+	long port;
+
+	if (src == NULL || (colon = strrchr(src, ':')) == NULL || !isdigit((unsigned char)colon[1]))
+		return -1;
+	port = strtol(colon + 1, NULL, 10);
+	return port > 0 ? port : -1;
+}
+
+/* Is name (split_authority's form) one that loomd serves? */
+static bool
+served_name(const loomi_daemon *d, const char *name)
+{
+	char host[256], self[256];
+	bool wildcard;
+
+	if (d->conf.server_names.n > 0) {
+		for (size_t i = 0; i < d->conf.server_names.n; i++)
+			if (strcmp(d->conf.server_names.v[i], "*") == 0 ||
+			    strcmp(d->conf.server_names.v[i], name) == 0)
+				return true;
+		return false;
+	}
+	listen_host(d, host, sizeof host, &wildcard);
+	if (strcmp(name, "localhost") == 0 || strcmp(name, "127.0.0.1") == 0 ||
+	    strcmp(name, "::1") == 0 || (host[0] && strcmp(name, host) == 0))
+		return true;
+	if (!wildcard)
+		return false;
+	/* on every address: any address a client may use, and this machine's name */
+	if (ip_literal(name))
+		return true;
+	if (gethostname(self, sizeof self) == 0) {
+		self[sizeof self - 1] = '\0';
+		for (char *p = self; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		return strcmp(name, self) == 0;
+	}
+	return false;
+}
+
+/* The names served, for messages: "127.0.0.1, localhost, ::1". */
+static char *
+served_list(const loomi_daemon *d)
+{
+	char host[256];
+	bool wildcard;
+
+	if (d->conf.server_names.n > 0)
+		return loomi_strv_join(&d->conf.server_names, ", ");
+	listen_host(d, host, sizeof host, &wildcard);
+	if (wildcard)
+		return loomi_strdup("localhost, this machine's host name or any of its addresses");
+	if (host[0] && strcmp(host, "localhost") && strcmp(host, "127.0.0.1") && strcmp(host, "::1"))
+		return loomi_strfmt("%s, localhost, 127.0.0.1, ::1", host);
+	return loomi_strdup("localhost, 127.0.0.1, ::1");
+}
+
+/* Does server_names serve any name ("*")? */
+static bool
+serves_any(const loomi_daemon *d)
+{
+	for (size_t i = 0; i < d->conf.server_names.n; i++)
+		if (strcmp(d->conf.server_names.v[i], "*") == 0)
+			return true;
+	return false;
+}
+
+/* Does an authority name loomd: a served name, and loomd's port if it
+ * gives one?  default_port stands for a missing one (80 for an Origin,
+ * -1 for a Host, where a missing port is not checked). */
+static bool
+is_served(const loomi_daemon *d, const char *authority, long default_port)
+{
+	char name[256];
+	long port, mine = served_port(d);
+
+	if (!split_authority(authority, name, sizeof name, &port) || !served_name(d, name))
+		return false;
+	if (port < 0)
+		port = default_port;
+	return port < 0 || mine < 0 || port == mine;
+}
+
+/* Only GET, HEAD and OPTIONS change nothing. */
+static bool
+state_changing(const char *method)
+{
+	return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
+	       strcmp(method, "OPTIONS") != 0;
+}
+
+/* Step 2 for req (a WebSocket upgrade when upgrade): false after setting
+ * the refusal. */
+static bool
+front_door(const loomi_daemon *d, const loomi_http_req *req, bool upgrade, loomi_http_res *res)
+{
+	long port = served_port(d);
+	char *list, on[32] = "";
+
+	if (req->host == NULL) {
+		if (req->version_minor >= 1) {
+			loomi_api_error(res, 400, "bad_request",
+			                "the request has no Host header: HTTP/1.1 needs one; send "
+			                "Host: with the name and port you reach loomd by");
+			return false;
+		}
+	} else if (strchr(req->host, ',') != NULL) {
+		loomi_api_error(res, 400, "bad_request",
+		                "the request has more than one Host (\"%.200s\"): send one", req->host);
+		return false;
+	} else if (!is_served(d, req->host, -1)) {
+		list = served_list(d);
+		if (port > 0)
+			snprintf(on, sizeof on, ", port %ld", port);
+		loomi_api_error(res, 421, "misdirected_request",
+		                "Host \"%.200s\" is not a name this loomd serves (%s%s); reach it by "
+		                "one of those, or add the name to server_names in loomd.conf",
+		                req->host, list, on);
+		free(list);
+		return false;
+	}
+	if (req->origin && (upgrade || state_changing(req->method))) {
+		/* where server_names serves any name ("*"), any site's name is
+		 * "served": then only a page of the very name and port asked
+		 * (same origin) is loomd's own */
+		bool own = strncasecmp(req->origin, "http://", 7) == 0 &&
+		           strchr(req->origin + 7, '/') == NULL && is_served(d, req->origin + 7, 80) &&
+		           (!serves_any(d) || (req->host && strcasecmp(req->origin + 7, req->host) == 0));
+		if (!own) {
+			list = served_list(d);
+			if (port > 0)
+				snprintf(on, sizeof on, ", port %ld", port);
+			loomi_api_error(res, 403, "forbidden",
+			                "Origin \"%.200s\" is not loomd's own: a page from another site "
+			                "may not %s (loomd's own is http:// and one of %s%s; server_names "
+			                "in loomd.conf lists the names)",
+			                req->origin,
+			                upgrade ? "open a WebSocket to loomd" : "change anything here",
+			                list, on);
+			free(list);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------ step 5: what the route takes */
+
+/* Is key (klen bytes) one of the comma-separated names in list? */
+static bool
+declared(const char *list, const char *key, size_t klen)
+{
+	for (const char *p = list; p && *p;) {
+		const char *comma = strchr(p, ','), *end = comma ? comma : p + strlen(p);
+		if ((size_t)(end - p) == klen && strncmp(p, key, klen) == 0)
+			return true;
+		p = comma ? comma + 1 : NULL;
+	}
+	return false;
+}
+
+/* "a,b,c" as "a, b, c"; NULL for none. */
+static char *
+comma_list(const char *list)
+{
+	char *out, *o;
+
+	if (list == NULL || *list == '\0')
+		return NULL;
+	o = out = loomi_xmalloc(2 * strlen(list) + 1);
+	for (const char *p = list; *p; p++) {
+		*o++ = *p;
+		if (*p == ',')
+			*o++ = ' ';
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Every parameter of query is one that list declares, each once; false
+ * after setting a 400 naming the first that is not. */
+static bool
+query_ok(const char *list, const char *query, loomi_http_res *res)
+{
+	for (const char *p = query; p && *p;) {
+		const char *amp = strchr(p, '&'), *end = amp ? amp : p + strlen(p);
+		const char *eq = memchr(p, '=', (size_t)(end - p));
+		size_t klen = (size_t)((eq ? eq : end) - p);
+
+		if (end == p) { /* "a=1&&b=2", a trailing '&' */
+			p = amp ? amp + 1 : NULL;
+			continue;
+		}
+		if (!declared(list, p, klen)) {
+			char *takes = comma_list(list);
+			loomi_api_error(res, 400, "bad_request",
+			                "unknown query parameter \"%.*s\" (this route takes%s%s)",
+			                (int)(klen > 100 ? 100 : klen), p, takes ? ": " : " none",
+			                takes ? takes : "");
+			free(takes);
+			return false;
+		}
+		/* the handlers read the first; a second would be ignored */
+		for (const char *q = amp ? amp + 1 : NULL; q && *q;) {
+			const char *qa = strchr(q, '&'), *qe = qa ? qa : q + strlen(q);
+			const char *qeq = memchr(q, '=', (size_t)(qe - q));
+			if ((size_t)((qeq ? qeq : qe) - q) == klen && strncmp(q, p, klen) == 0) {
+				loomi_api_error(res, 400, "bad_request",
+				                "query parameter \"%.*s\" is given more than once: give it "
+				                "once", (int)(klen > 100 ? 100 : klen), p);
+				return false;
+			}
+			q = qa ? qa + 1 : NULL;
+		}
+		p = amp ? amp + 1 : NULL;
+	}
+	return true;
+}
+
+/* A non-empty body must be JSON, as the routes read it; false after
+ * setting a 415.  (Every route's body is JSON today, metric batches in
+ * their columnar form included; a route that takes another type would
+ * declare it in loomi_route.) */
+static bool
+body_type_ok(const loomi_http_req *req, loomi_http_res *res)
+{
+	const char *ct = req->content_type, *p;
+	size_t n;
+
+	if (req->body_len == 0)
+		return true;
+	if (ct == NULL) {
+		loomi_api_error(res, 415, "unsupported_media_type",
+		                "the request has a %zu-byte body but no Content-Type: send the body as "
+		                "JSON with Content-Type: application/json",
+		                req->body_len);
+		return false;
+	}
+	n = strcspn(ct, ";");
+	while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+		n--;
+	if (n != 16 || strncasecmp(ct, "application/json", 16) != 0) {
+		loomi_api_error(res, 415, "unsupported_media_type",
+		                "Content-Type \"%.200s\" is not accepted: this API reads JSON; send the "
+		                "body with Content-Type: application/json",
+		                ct);
+		return false;
+	}
+	/* parameters: a charset must be UTF-8, the only one JSON has (RFC 8259) */
+	for (p = strchr(ct, ';'); p; p = strchr(p + 1, ';')) {
+		const char *name = p + 1, *eq, *v;
+		size_t vn;
+		while (*name == ' ' || *name == '\t')
+			name++;
+		eq = strchr(name, '=');
+		if (eq == NULL || (size_t)(eq - name) != 7 || strncasecmp(name, "charset", 7) != 0)
+			continue;
+		v = eq + 1;
+		vn = strcspn(v, ";");
+		while (vn > 0 && (v[vn - 1] == ' ' || v[vn - 1] == '\t'))
+			vn--;
+		if (vn >= 2 && v[0] == '"' && v[vn - 1] == '"') {
+			v++;
+			vn -= 2;
+		}
+		if (vn != 5 || strncasecmp(v, "utf-8", 5) != 0) {
+			loomi_api_error(res, 415, "unsupported_media_type",
+			                "Content-Type \"%.200s\": JSON is read as UTF-8 only; send "
+			                "charset=utf-8 or no charset",
+			                ct);
+			return false;
+		}
+	}
+	return true;
+}
+
 /* ------------------------------------------------------------------ the route table */
 
 bool
@@ -246,7 +604,7 @@ more_specific(const char *a, const char *b)
 	return false;
 }
 
-/* Step 3: the route for req: of the routes whose pattern matches the path
+/* Step 4: the route for req: of the routes whose pattern matches the path
  * and whose method is the request's, the most specific.  Its {…}
  * parameters are decoded into params (free them).  NULL after setting a
  * 404, a 405 (Allow: every method the path takes) or a 400. */
@@ -315,7 +673,11 @@ loomi_api_handle(loomi_daemon *d, const loomi_http_req *in, loomi_http_res *res)
 	char *path;
 	size_t n;
 
-	/* Step 2: a trailing slash is collapsed so /api/v1/plugins/ finds its
+	/* Step 2: the front door, before anything else is looked at. */
+	if (!front_door(d, in, false, res))
+		return;
+
+	/* Step 3: a trailing slash is collapsed so /api/v1/plugins/ finds its
 	 * route.  Routes match the path as sent. */
 	path = loomi_strdup(in->path);
 	n = strlen(path);
@@ -324,8 +686,9 @@ loomi_api_handle(loomi_daemon *d, const loomi_http_req *in, loomi_http_res *res)
 	req.path = path;
 	req.n_params = 0;
 
-	/* Step 3, then the handler. */
-	if ((route = find_route(&req, params, res)) != NULL)
+	/* Steps 4 and 5, then the handler. */
+	if ((route = find_route(&req, params, res)) != NULL &&
+	    query_ok(route->query, req.query, res) && body_type_ok(&req, res))
 		route->fn(d, &req, res);
 	for (size_t k = 0; k < 4; k++)
 		free(params[k]);
@@ -360,13 +723,29 @@ route_reserved(void *arg, const char *method, const char *path)
 
 /* ------------------------------------------------------------------ HTTP */
 
+/* The host a request names (free it): an absolute-form target's authority
+ * ("GET http://host:port/x"), which RFC 9112 says wins over Host, else the
+ * Host header; NULL when neither. */
+static char *
+request_host(const loomi_http_request *hreq)
+{
+	const char *t = hreq->target, *h;
+
+	if (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0) {
+		t = strstr(t, "://") + 3;
+		return loomi_strndup(t, strcspn(t, "/?"));
+	}
+	h = loomi_http_header(hreq, "Host");
+	return h ? loomi_strdup(h) : NULL;
+}
+
 static void
 http_handler(void *arg, const loomi_http_request *hreq, loomi_http_response *hres)
 {
 	loomi_api *api = arg;
 	loomi_http_req req = {0};
 	loomi_http_res res = {0};
-	char *text = NULL;
+	char *text = NULL, *host;
 	uint64_t t0 = loomi_mono_ns();
 
 	req.method = hreq->method;
@@ -374,6 +753,10 @@ http_handler(void *arg, const loomi_http_request *hreq, loomi_http_response *hre
 	req.query = hreq->query;
 	req.body = hreq->body;
 	req.body_len = hreq->body_len;
+	req.host = host = request_host(hreq);
+	req.origin = loomi_http_header(hreq, "Origin");
+	req.content_type = loomi_http_header(hreq, "Content-Type");
+	req.version_minor = hreq->version_minor;
 	loomi_api_handle(api->d, &req, &res);
 
 	if (res.status == 0) {
@@ -412,6 +795,7 @@ http_handler(void *arg, const loomi_http_request *hreq, loomi_http_response *hre
 	json_decref(res.body);
 	free(res.text);
 	free(res.allow);
+	free(host);
 }
 
 /* ------------------------------------------------------------------ WebSocket */
@@ -431,13 +815,47 @@ find_ws_route(const char *path)
 	return NULL;
 }
 
+/* An upgrade refused with the pipeline's error in r (taken): its status. */
+static int
+ws_refuse(loomi_http_res *r, loomi_http_response *res)
+{
+	res->status = r->status;
+	res->body = json_dumps(r->body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	res->body_len = res->body ? strlen(res->body) : 0;
+	json_decref(r->body);
+	free(r->text);
+	free(r->allow);
+	return res->status;
+}
+
 static int
 ws_open(void *arg, loomi_ws *ws, const loomi_http_request *req, loomi_http_response *res)
 {
 	loomi_api *api = arg;
-	const loomi_ws_route *r = find_ws_route(req->path);
+	const loomi_ws_route *r;
+	loomi_http_req in = {0};
+	loomi_http_res out = {0};
+	char *host = request_host(req);
+	bool ok;
 	int status;
 
+	/* the front door as for a request that changes something: a
+	 * WebSocket's page may read what it streams, and later carries
+	 * cookies */
+	in.method = req->method;
+	in.path = req->path;
+	in.query = req->query;
+	in.host = host;
+	in.origin = loomi_http_header(req, "Origin");
+	in.version_minor = req->version_minor;
+	ok = front_door(api->d, &in, true, &out);
+	free(host);
+	if (!ok)
+		return ws_refuse(&out, res);
+
+	r = find_ws_route(req->path);
+	if (r != NULL && !query_ok(r->query, req->query, &out))
+		return ws_refuse(&out, res);
 	if (r == NULL) {
 		/* where they are served: every WebSocket pattern */
 		loomi_strv where = {0};
@@ -510,7 +928,7 @@ loomi_api_start(loomi_daemon *d, const char *listen, char **err)
 		free(api);
 		return rv;
 	}
-	d->url = loomi_strdup(loomi_http_url(api->server));
+	__atomic_store_n(&d->url, loomi_strdup(loomi_http_url(api->server)), __ATOMIC_RELEASE);
 	d->api = api;
 	return 0;
 }

@@ -6,15 +6,34 @@
  *                   head and body size, 400/413/431 …; connections, the
  *                   body budget and the reserve, 503: loomd.conf's http
  *                   group; the reserve serves routes with .reserve set);
- *   2. normalise  — a trailing slash dropped;
- *   3. route      — the first route of the module table whose pattern
+ *   2. front door — who may ask at all, before any route is looked at:
+ *                   the Host (or an absolute target's authority) must be
+ *                   a name loomd serves (loomd.conf server_names; by
+ *                   default the listen address's host, localhost,
+ *                   127.0.0.1 and ::1, and on a wildcard address any IP
+ *                   address and the machine's host name), with loomd's
+ *                   port if it names one: 421 otherwise, 400 when an
+ *                   HTTP/1.1 request has none.  A request that may change
+ *                   something (any method but GET, HEAD and OPTIONS, and
+ *                   every WebSocket upgrade) with an Origin header must
+ *                   come from loomd's own origin (http:// + a served name
+ *                   + loomd's port): 403 otherwise, "null" included.  So
+ *                   neither a foreign web page (CSRF) nor a name rebound
+ *                   to loomd's address (DNS rebinding) can drive it;
+ *   3. normalise  — a trailing slash dropped;
+ *   4. route      — the first route of the module table whose pattern
  *                   matches the path and whose method matches; 404 for an
  *                   unknown path, 405 (with Allow) for a method it does
  *                   not take; {…} segments percent-decoded (400 when
  *                   malformed);
- *   4. the route's handler, which answers JSON (or text).
+ *   5. what the route takes — every query parameter must be one the route
+ *                   declares (400 naming it and those it takes, or when
+ *                   one is given twice); a non-empty body must be
+ *                   Content-Type: application/json (a charset parameter,
+ *                   if any, utf-8): 415 otherwise;
+ *   6. the route's handler, which answers JSON (or text).
  *
- * Authentication and authorization will be steps between 3 and 4, reading
+ * Authentication and authorization will be steps between 5 and 6, reading
  * the route's access (what it does: read, write, admin).
  *
  * JSON in and out; errors as {"error":{"code":"not_found","message":"…"}}
@@ -41,6 +60,14 @@ typedef struct loomi_http_req {
 	size_t body_len;
 	const char *params[4];     /* values of {…} segments, decoded */
 	size_t n_params;
+	/* what the front door (step 2) and step 5 read: the headers as sent,
+	 * NULL when absent; host is an absolute-form target's authority when
+	 * the request had one.  version_minor 0 is HTTP/1.0, where Host is
+	 * optional: in-process callers that set none ask as HTTP/1.0 would. */
+	const char *host;
+	const char *origin;
+	const char *content_type;
+	int version_minor;
 } loomi_http_req;
 
 typedef struct loomi_http_res {
@@ -65,12 +92,17 @@ typedef enum loomi_access {
 
 /* One endpoint: method, pattern ("/api/v1/plugins/{instance}": each {name}
  * matches one non-empty segment, handed to fn decoded in req->params), the
- * handler, and what it does. */
+ * handler, what it does, and the query parameters it reads, separated by
+ * commas ("status,user,limit,offset"; NULL: none).  The pipeline refuses
+ * any other parameter before fn runs, so keep the list to what fn reads
+ * with loomi_query_get / loomi_query_int (and docs/openapi.json to it:
+ * test-api checks both agree). */
 typedef struct loomi_route {
 	const char *method;
 	const char *pattern;
 	loomi_route_fn fn;
 	int access;                /* loomi_access */
+	const char *query;
 	/* served through the reserve when the connection pool is full (health,
 	 * control of a task): cheap and never a WebSocket; set by name,
 	 * ".reserve = true", after the fields above */
@@ -88,6 +120,7 @@ typedef struct loomi_ws_route {
 	void (*on_message)(loomi_daemon *d, loomi_ws *ws, const char *data, size_t len, bool text);
 	void (*on_close)(loomi_daemon *d, loomi_ws *ws);
 	int access;                /* loomi_access */
+	const char *query;         /* as loomi_route's */
 } loomi_ws_route;
 
 /* Start serving d's modules on listen ("host:port"); the URL actually
@@ -96,8 +129,9 @@ int loomi_api_start(loomi_daemon *d, const char *listen, char **err);
 void loomi_api_stop(loomi_daemon *d);
 
 /* The pipeline from step 2 on, without a socket: req as http.c would hand
- * it (path not decoded, the query raw); res filled as for a client (free
- * res->body, res->text and res->allow).  For tests and in-process callers. */
+ * it (path not decoded, the query raw, the headers it reads); res filled
+ * as for a client (free res->body, res->text and res->allow).  For tests
+ * and in-process callers. */
 void loomi_api_handle(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
 
 /* Every route of the module table in the order requests are matched, for

@@ -108,10 +108,10 @@ get_openapi(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 }
 
 static const loomi_route routes[] = {
-	{"GET", "/api/v1/health", get_health, LOOMI_ACCESS_READ, .reserve = true},
-	{"GET", "/api/v1/openapi.json", get_openapi, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/plugins", get_plugins, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/plugins/{instance}", get_plugin, LOOMI_ACCESS_READ},
+	{"GET", "/api/v1/health", get_health, LOOMI_ACCESS_READ, NULL, .reserve = true},
+	{"GET", "/api/v1/openapi.json", get_openapi, LOOMI_ACCESS_READ, NULL},
+	{"GET", "/api/v1/plugins", get_plugins, LOOMI_ACCESS_READ, NULL},
+	{"GET", "/api/v1/plugins/{instance}", get_plugin, LOOMI_ACCESS_READ, NULL},
 };
 
 const loomi_module loomi_system_module = {

@@ -358,20 +358,22 @@ stop(loomi_daemon *d)
 }
 
 static const loomi_route routes[] = {
-	{"GET", "/api/v1/resources", get_resources, LOOMI_ACCESS_READ},
-	{"POST", "/api/v1/training/tasks", post_tasks, LOOMI_ACCESS_WRITE},
-	{"GET", "/api/v1/training/tasks", get_tasks, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/training/tasks/{id}", get_task, LOOMI_ACCESS_READ, .reserve = true},
-	{"POST", "/api/v1/training/tasks/{id}/start", post_start, LOOMI_ACCESS_WRITE},
-	{"POST", "/api/v1/training/tasks/{id}/pause", post_pause, LOOMI_ACCESS_WRITE,
+	{"GET", "/api/v1/resources", get_resources, LOOMI_ACCESS_READ, NULL},
+	{"POST", "/api/v1/training/tasks", post_tasks, LOOMI_ACCESS_WRITE, NULL},
+	{"GET", "/api/v1/training/tasks", get_tasks, LOOMI_ACCESS_READ, "status,user,limit,offset"},
+	{"GET", "/api/v1/training/tasks/{id}", get_task, LOOMI_ACCESS_READ, NULL,
 	 .reserve = true},
-	{"POST", "/api/v1/training/tasks/{id}/resume", post_resume, LOOMI_ACCESS_WRITE},
-	{"POST", "/api/v1/training/tasks/{id}/cancel", post_cancel, LOOMI_ACCESS_WRITE,
+	{"POST", "/api/v1/training/tasks/{id}/start", post_start, LOOMI_ACCESS_WRITE, NULL},
+	{"POST", "/api/v1/training/tasks/{id}/pause", post_pause, LOOMI_ACCESS_WRITE, NULL,
+	 .reserve = true},
+	{"POST", "/api/v1/training/tasks/{id}/resume", post_resume, LOOMI_ACCESS_WRITE, NULL},
+	{"POST", "/api/v1/training/tasks/{id}/cancel", post_cancel, LOOMI_ACCESS_WRITE, NULL,
 	 .reserve = true},
 };
 
 static const loomi_ws_route ws_routes[] = {
-	{"/api/v1/training/tasks/{id}/monitor", ws_open, ws_message, ws_close, LOOMI_ACCESS_READ},
+	{"/api/v1/training/tasks/{id}/monitor", ws_open, ws_message, ws_close, LOOMI_ACCESS_READ,
+	 NULL},
 };
 
 const loomi_module loomi_tasks_module = {

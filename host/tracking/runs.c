@@ -941,16 +941,18 @@ static const loomi_migration migrations[] = {
 };
 
 static const loomi_route routes[] = {
-	{"POST", "/api/v1/runs", route_runs_create, LOOMI_ACCESS_WRITE},
-	{"GET", "/api/v1/runs", route_runs_list, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/runs/compare", route_runs_compare, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/runs/best", route_runs_best, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/runs/{id}", route_run_get, LOOMI_ACCESS_READ},
-	{"POST", "/api/v1/runs/{id}/end", route_run_end, LOOMI_ACCESS_WRITE},
-	{"POST", "/api/v1/runs/{id}/tags", route_run_tags, LOOMI_ACCESS_WRITE},
-	{"POST", "/api/v1/runs/{id}/metrics", route_run_metrics_post, LOOMI_ACCESS_WRITE},
-	{"GET", "/api/v1/runs/{id}/metrics", route_run_metrics_get, LOOMI_ACCESS_READ},
-	{"GET", "/api/v1/training/tasks/{id}/metrics", route_task_metrics_get, LOOMI_ACCESS_READ},
+	{"POST", "/api/v1/runs", route_runs_create, LOOMI_ACCESS_WRITE, NULL},
+	{"GET", "/api/v1/runs", route_runs_list, LOOMI_ACCESS_READ, "task,name,state,limit,offset"},
+	{"GET", "/api/v1/runs/compare", route_runs_compare, LOOMI_ACCESS_READ, "ids"},
+	{"GET", "/api/v1/runs/best", route_runs_best, LOOMI_ACCESS_READ, "metric,mode,name,state"},
+	{"GET", "/api/v1/runs/{id}", route_run_get, LOOMI_ACCESS_READ, NULL},
+	{"POST", "/api/v1/runs/{id}/end", route_run_end, LOOMI_ACCESS_WRITE, NULL},
+	{"POST", "/api/v1/runs/{id}/tags", route_run_tags, LOOMI_ACCESS_WRITE, NULL},
+	{"POST", "/api/v1/runs/{id}/metrics", route_run_metrics_post, LOOMI_ACCESS_WRITE, NULL},
+	{"GET", "/api/v1/runs/{id}/metrics", route_run_metrics_get, LOOMI_ACCESS_READ,
+	 "name,from_step,to_step,max_points"},
+	{"GET", "/api/v1/training/tasks/{id}/metrics", route_task_metrics_get, LOOMI_ACCESS_READ,
+	 "name,from_step,to_step,max_points"},
 };
 
 static const loomi_listener listeners[] = {

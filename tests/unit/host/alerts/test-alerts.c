@@ -155,6 +155,7 @@ call(const char *method, const char *path, const char *query, const char *body)
 	req.query = query ? query : "";
 	req.body = body;
 	req.body_len = body ? strlen(body) : 0;
+	req.content_type = body ? "application/json" : NULL;
 	loomi_api_handle(&T.d, &req, &res);
 	a.status = res.status;
 	a.body = res.body;

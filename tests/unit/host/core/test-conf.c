@@ -53,7 +53,8 @@ START_TEST(good_file)
 	char *dir, *expect;
 	int rv = load("state_dir = \"state\";\n"
 	              "plugin_path = [ \"plug\", \"/abs/plugins\" ];\n"
-	              "listen = \"127.0.0.1:0\";\n"
+	              "listen = \"127.0.0.1:0\"; server_names = [ \"Loom.Example.org\", \"[::1]\", "
+	              "\"10.0.0.5\", \"*\" ];\n"
 	              "log = { level = \"debug\"; format = \"json\"; file = \"loomd.log\"; };\n"
 	              "bus = { requests = \"tcp://127.0.0.1:7421\"; events = \"ipc:///tmp/e\";\n"
 	              "        max_message = \"2M\"; };\n"
@@ -75,6 +76,12 @@ START_TEST(good_file)
 	free(expect);
 	ck_assert_str_eq(c.plugin_path.v[1], "/abs/plugins");
 	ck_assert_str_eq(c.listen, "127.0.0.1:0");
+	/* lower case, an IPv6 address without brackets */
+	ck_assert_uint_eq(c.server_names.n, 4);
+	ck_assert_str_eq(c.server_names.v[0], "loom.example.org");
+	ck_assert_str_eq(c.server_names.v[1], "::1");
+	ck_assert_str_eq(c.server_names.v[2], "10.0.0.5");
+	ck_assert_str_eq(c.server_names.v[3], "*");
 	ck_assert_int_eq(c.log_level, LOOM_LOG_DEBUG);
 	ck_assert_int_eq(c.log_format, LOOMI_LOG_JSON);
 	expect = loomi_strfmt("%s/loomd.log", dir);
@@ -138,6 +145,7 @@ START_TEST(defaults)
 	ck_assert_int_eq(rv, 0);
 	ck_assert_str_eq(c.state_dir, LOOM_STATE_DIR);
 	ck_assert_str_eq(c.listen, "127.0.0.1:7420");
+	ck_assert_uint_eq(c.server_names.n, 0); /* the API's default names */
 	ck_assert_int_eq(c.log_level, LOOM_LOG_INFO);
 	ck_assert_int_eq(c.log_format, LOOMI_LOG_TEXT);
 	ck_assert_ptr_null(c.log_file);
@@ -172,7 +180,7 @@ static const struct bad {
 	{"log = {\n  levle = \"info\";\n};\n", "loomd.conf:2: log.levle: unknown setting (did you mean level?)"},
 	{"alerts = { command_actions = \"yes\"; };\n", "alerts.command_actions"},
 	{"alerts = { webhook_hosts = \"10.0.0.0/8\"; };\n", "alerts.webhook_hosts"},
-	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, log, bus, jobs, logs, alerts, http, plugins"},
+	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, server_names, log, bus, jobs, logs, alerts, http, plugins"},
 	{"http = { max_conns = 0; };\n", "http.max_conns: 0 is out of range"},
 	{"http = { body_budget = \"1M\"; max_body = \"4M\"; };\n",
 	 "http.body_budget: 1048576 bytes is less than http.max_body (4194304)"},
@@ -184,6 +192,13 @@ static const struct bad {
 	{"log = \"info\";\n", "log: expected a group { ... }, got a string"},
 	{"listen = \"localhost\";\n", "listen: \"localhost\": expected \"host:port\""},
 	{"listen = \"127.0.0.1:70000\";\n", "the port must be a number from 0 to 65535"},
+	{"server_names = [];\n", "loomd.conf:1: server_names: the list is empty, so no client could "
+	                         "reach the API"},
+	{"server_names = [ \"ok\", \"loom.test:80\" ];\n", "server_names[1]: \"loom.test:80\": give a "
+	                                                 "host name (letters, digits, '-', '.') or an "
+	                                                 "IP address, without port or scheme"},
+	{"server_names = [ \"http://x\" ];\n", "server_names[0]: \"http://x\": give a host name"},
+	{"server_names = \"localhost\";\n", "server_names: expected"},
 	{"bus = { requests = \"http://x\"; };\n", "bus.requests: \"http://x\" is not a bus address"},
 	{"bus = { max_message = 10; };\n", "bus.max_message: 10 is out of range"},
 	{"bus = { max_message = \"lots\"; };\n", "bus.max_message: \"lots\" is not a size"},

@@ -627,7 +627,8 @@ static int
 route(const char *method, const char *path, const char *body, json_t **out)
 {
 	loomi_http_req req = {.method = method, .path = path, .query = "", .body = body,
-	                      .body_len = body ? strlen(body) : 0};
+	                      .body_len = body ? strlen(body) : 0,
+	                      .content_type = body ? "application/json" : NULL};
 	loomi_http_res res = {0};
 	char *text;
 	loomi_api_handle(&T.d, &req, &res);

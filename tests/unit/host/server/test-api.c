@@ -106,6 +106,68 @@ START_TEST(every_operation_routed)
 }
 END_TEST
 
+/* Each route's declared query parameters are the ones docs/openapi.json
+ * documents for it ("in": "query"), so the pipeline refuses nothing the
+ * document offers and accepts nothing it does not. */
+static bool
+declares(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = list; p && *p;) {
+		const char *comma = strchr(p, ','), *end = comma ? comma : p + strlen(p);
+		if ((size_t)(end - p) == n && strncmp(p, name, n) == 0)
+			return true;
+		p = comma ? comma + 1 : NULL;
+	}
+	return false;
+}
+
+START_TEST(query_parameters_documented)
+{
+	json_t *doc = json_loads(loomi_openapi_json, 0, NULL), *paths = json_object_get(doc, "paths");
+	const loomi_route *r;
+	const char *module;
+
+	for (size_t i = 0; loomi_api_route(i, &r, &module); i++) {
+		json_t *item = NULL, *op, *p;
+		const char *key;
+		char lower[16], *want = shape(r->pattern);
+		size_t k, n_doc = 0, n_declared = 0;
+
+		json_object_foreach(paths, key, p) {
+			char *have = shape(key);
+			if (strcmp(have, want) == 0)
+				item = p;
+			free(have);
+		}
+		free(want);
+		for (k = 0; r->method[k] && k < sizeof lower - 1; k++)
+			lower[k] = (char)(r->method[k] | 0x20);
+		lower[k] = '\0';
+		op = json_object_get(item, lower);
+		ck_assert_msg(op != NULL, "%s %s is not in docs/openapi.json", r->method, r->pattern);
+		json_array_foreach(json_object_get(op, "parameters"), k, p) {
+			const char *name = json_string_value(json_object_get(p, "name"));
+			if (json_object_get(p, "$ref") || strcmp(json_string_value(json_object_get(p, "in")),
+			                                         "query") != 0)
+				continue; /* path parameters */
+			n_doc++;
+			ck_assert_msg(declares(r->query, name),
+			              "%s: %s %s: docs/openapi.json documents query parameter \"%s\", "
+			              "which the route does not declare",
+			              module, r->method, r->pattern, name);
+		}
+		for (const char *q = r->query; q && *q; q = strchr(q, ',') ? strchr(q, ',') + 1 : NULL)
+			n_declared++;
+		ck_assert_msg(n_declared == n_doc,
+		              "%s: %s %s declares query parameters \"%s\"; docs/openapi.json "
+		              "documents %zu",
+		              module, r->method, r->pattern, r->query ? r->query : "", n_doc);
+	}
+	json_decref(doc);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ the module table */
 
 START_TEST(routes_once_with_access)
@@ -201,6 +263,204 @@ answer_free(answer *a)
 	free(a->allow);
 }
 
+/* a's status is code and its text has needle (NULL: any); frees a */
+static void
+expect(int line, answer *a, int code, const char *needle)
+{
+	ck_assert_msg(a->status == code && (needle == NULL || strstr(a->text, needle)),
+	              "line %d: %d %s; expected %d with %s", line, a->status, a->text, code,
+	              needle ? needle : "anything");
+	answer_free(a);
+}
+#define EXPECT(a, code, needle) expect(__LINE__, &(a), code, needle)
+
+/* Unknown query parameters are refused with the ones the route takes,
+ * before the route runs, as unknown JSON keys are. */
+START_TEST(unknown_query_parameters)
+{
+	answer a;
+
+	a = ask("GET", "/api/v1/logs", "grep=x");
+	EXPECT(a, 400, "unknown query parameter \\\"grep\\\" (this route takes: format, level, "
+	               "since, until, order, q, job, instance, after, before, limit)");
+	a = ask("GET", "/api/v1/logs", "level=info&grep");
+	EXPECT(a, 400, "\\\"grep\\\"");
+	a = ask("GET", "/api/v1/health", "verbose=1");
+	EXPECT(a, 400, "unknown query parameter \\\"verbose\\\" (this route takes none)");
+	a = ask("GET", "/api/v1/plugins", "");
+	EXPECT(a, 200, NULL);
+	/* an encoded name is not the name: the route would not read it */
+	a = ask("GET", "/api/v1/runs/best", "%6detric=x");
+	EXPECT(a, 400, "\\\"%6detric\\\"");
+	/* the route reads the first; a second would pass unread */
+	a = ask("GET", "/api/v1/training/tasks", "limit=1&limit=1000");
+	EXPECT(a, 400, "query parameter \\\"limit\\\" is given more than once");
+	/* empty pieces are nothing */
+	a = ask("GET", "/api/v1/plugins", "&&");
+	EXPECT(a, 200, NULL);
+	/* declared ones reach the route: /runs/export asks for its format */
+	a = ask("GET", "/api/v1/runs/export", "ids=1&format=");
+	EXPECT(a, 400, "format:");
+}
+END_TEST
+
+/* As a client on the wire asks: over HTTP/1.1 to a daemon listening on
+ * 127.0.0.1:7420, with these headers (NULL: absent). */
+typedef struct wire {
+	const char *host, *origin, *content_type, *body;
+} wire;
+
+static loomi_daemon wire_d;
+
+static answer
+ask_wire(const char *method, const char *path, const char *query, wire w)
+{
+	loomi_http_req req = {.method = method, .path = path, .query = query ? query : "",
+	                      .body = w.body ? w.body : "", .body_len = w.body ? strlen(w.body) : 0,
+	                      .host = w.host, .origin = w.origin, .content_type = w.content_type,
+	                      .version_minor = 1};
+	loomi_http_res res = {0};
+	answer a;
+
+	loomi_api_handle(&wire_d, &req, &res);
+	a.status = res.status;
+	a.text = res.body ? json_dumps(res.body, JSON_COMPACT) : res.text;
+	if (res.body)
+		free(res.text);
+	a.allow = res.allow;
+	json_decref(res.body);
+	return a;
+}
+
+/* The attack that drove loomd from a web page: a text/plain POST (a
+ * "simple" request a browser sends cross-site without asking), with a
+ * foreign Origin, or with the attacker's Host after DNS rebinding.  Each
+ * is refused before any route runs; a same-origin page, curl and loomctl
+ * still get through. */
+START_TEST(front_door)
+{
+	const char *spec = "{\"name\": \"x\", \"compute\": \"exec\"}";
+	answer a;
+
+	wire_d.conf.listen = "127.0.0.1:7420";
+	wire_d.url = "http://127.0.0.1:7420";
+
+	/* Content-Type: a body must be JSON */
+	a = ask_wire("POST", "/api/v1/training/tasks", NULL,
+	             (wire){"127.0.0.1:7420", NULL, "text/plain", spec});
+	EXPECT(a, 415, "Content-Type \\\"text/plain\\\" is not accepted");
+	a = ask_wire("POST", "/api/v1/training/tasks", NULL, (wire){"127.0.0.1:7420", NULL, NULL, spec});
+	EXPECT(a, 415, "but no Content-Type: send the body as JSON with Content-Type: application/json");
+	a = ask_wire("POST", "/api/v1/training/configs/validate", NULL,
+	             (wire){"localhost", NULL, "application/json; charset=latin1", spec});
+	EXPECT(a, 415, "UTF-8 only");
+	a = ask_wire("POST", "/api/v1/training/tasks", NULL,
+	             (wire){"localhost", NULL, "application/x-www-form-urlencoded", "a=b"});
+	EXPECT(a, 415, "application/x-www-form-urlencoded");
+	/* JSON, with or without a UTF-8 charset, passes to the route (which has
+	 * no tasks module here: it fails later, not with 415) */
+	a = ask_wire("POST", "/api/v1/training/configs/validate", NULL,
+	             (wire){"localhost", NULL, "Application/JSON ; charset=\"UTF-8\"", "{"});
+	EXPECT(a, 400, "the body is not valid JSON");
+	a = ask_wire("POST", "/api/v1/training/configs/validate", NULL,
+	             (wire){"localhost", NULL, "application/json", "{"});
+	EXPECT(a, 400, "the body is not valid JSON");
+	/* an empty body needs no Content-Type (POST …/start, …/end) */
+	a = ask_wire("POST", "/api/v1/runs/nope/end", NULL, (wire){"localhost", NULL, NULL, NULL});
+	EXPECT(a, 404, "nope");
+
+	/* Host: a name loomd serves, with its port if any */
+	a = ask_wire("GET", "/api/v1/health", NULL, (wire){"evil.example", NULL, NULL, NULL});
+	EXPECT(a, 421, "Host \\\"evil.example\\\" is not a name this loomd serves (localhost, "
+	               "127.0.0.1, ::1, port 7420); reach it by one of those, or add the name to "
+	               "server_names in loomd.conf");
+	a = ask_wire("POST", "/api/v1/training/tasks", NULL,
+	             (wire){"evil.example:7420", NULL, "application/json", spec});
+	EXPECT(a, 421, "evil.example:7420");
+	a = ask_wire("GET", "/api/v1/health", NULL, (wire){"127.0.0.1:8080", NULL, NULL, NULL});
+	EXPECT(a, 421, NULL);
+	a = ask_wire("GET", "/api/v1/health", NULL, (wire){"127.0.0.1:7420x", NULL, NULL, NULL});
+	EXPECT(a, 421, NULL);
+	a = ask_wire("GET", "/api/v1/health", NULL, (wire){"a, localhost", NULL, NULL, NULL});
+	EXPECT(a, 400, "more than one Host");
+	a = ask_wire("GET", "/api/v1/health", NULL, (wire){NULL, NULL, NULL, NULL});
+	EXPECT(a, 400, "no Host header");
+	a = ask_wire("GET", "/api/v1/plugins", NULL, (wire){"[::1]:7420", NULL, NULL, NULL});
+	EXPECT(a, 200, NULL);
+	a = ask_wire("GET", "/api/v1/plugins", NULL, (wire){"LOCALHOST", NULL, NULL, NULL});
+	EXPECT(a, 200, NULL);
+	a = ask_wire("GET", "/api/v1/plugins", NULL, (wire){"127.0.0.1:7420", NULL, NULL, NULL});
+	EXPECT(a, 200, NULL);
+	/* an address loomd does not listen on is not one of its names */
+	a = ask_wire("GET", "/api/v1/health", NULL, (wire){"10.1.2.3:7420", NULL, NULL, NULL});
+	EXPECT(a, 421, NULL);
+
+	/* Origin: a request that changes something must come from loomd's own */
+	a = ask_wire("POST", "/api/v1/training/tasks", NULL,
+	             (wire){"127.0.0.1:7420", "http://evil.example", "application/json", spec});
+	EXPECT(a, 403, "Origin \\\"http://evil.example\\\" is not loomd's own");
+	a = ask_wire("POST", "/api/v1/training/tasks/task-1/start", NULL,
+	             (wire){"127.0.0.1:7420", "null", NULL, NULL});
+	EXPECT(a, 403, "Origin \\\"null\\\"");
+	a = ask_wire("DELETE", "/api/v1/alerts/rules/1", NULL,
+	             (wire){"127.0.0.1:7420", "http://127.0.0.1:9999", NULL, NULL});
+	EXPECT(a, 403, NULL);
+	a = ask_wire("POST", "/api/v1/training/tasks/task-1/start", NULL,
+	             (wire){"127.0.0.1:7420", "https://127.0.0.1:7420", NULL, NULL});
+	EXPECT(a, 403, NULL);
+	a = ask_wire("POST", "/api/v1/training/tasks/task-1/start", NULL,
+	             (wire){"127.0.0.1:7420", "http://127.0.0.1:7420/x", NULL, NULL});
+	EXPECT(a, 403, NULL);
+	/* reading is not changing: a foreign page's GET passes (it cannot read
+	 * the answer without CORS, which loomd does not send) */
+	a = ask_wire("GET", "/api/v1/plugins", NULL,
+	             (wire){"127.0.0.1:7420", "http://evil.example", NULL, NULL});
+	EXPECT(a, 200, NULL);
+	/* loomd's own page */
+	a = ask_wire("POST", "/api/v1/training/configs/validate", NULL,
+	             (wire){"localhost:7420", "http://localhost:7420", "application/json", "{"});
+	EXPECT(a, 400, "the body is not valid JSON");
+	a = ask_wire("POST", "/api/v1/runs/nope/end", NULL,
+	             (wire){"[::1]:7420", "http://[::1]:7420", NULL, NULL});
+	EXPECT(a, 404, "nope");
+
+	/* server_names replaces the default list; "*" serves any name */
+	{
+		char *names[] = {"loom.example.org", "localhost"};
+		wire_d.conf.server_names.v = names;
+		wire_d.conf.server_names.n = 2;
+		a = ask_wire("GET", "/api/v1/plugins", NULL, (wire){"Loom.Example.Org:7420", NULL, NULL, NULL});
+		EXPECT(a, 200, NULL);
+		a = ask_wire("GET", "/api/v1/health", NULL, (wire){"127.0.0.1:7420", NULL, NULL, NULL});
+		EXPECT(a, 421, "(loom.example.org, localhost, port 7420)");
+		a = ask_wire("POST", "/api/v1/runs/nope/end", NULL,
+		             (wire){"loom.example.org:7420", "http://localhost:7420", NULL, NULL});
+		EXPECT(a, 404, "nope");
+		names[1] = "*";
+		a = ask_wire("GET", "/api/v1/plugins", NULL, (wire){"anything.example", NULL, NULL, NULL});
+		EXPECT(a, 200, NULL);
+		/* then a change's Origin must name the very Host it was sent to */
+		a = ask_wire("POST", "/api/v1/runs/nope/end", NULL,
+		             (wire){"anything.example:7420", "http://anything.example:7420", NULL, NULL});
+		EXPECT(a, 404, "nope");
+		a = ask_wire("POST", "/api/v1/runs/nope/end", NULL,
+		             (wire){"anything.example:7420", "http://evil.example:7420", NULL, NULL});
+		EXPECT(a, 403, NULL);
+		wire_d.conf.server_names.n = 0;
+		wire_d.conf.server_names.v = NULL;
+	}
+	/* listening on every address: any IP address is a name, other names are not */
+	wire_d.conf.listen = "0.0.0.0:7420";
+	a = ask_wire("GET", "/api/v1/plugins", NULL, (wire){"10.1.2.3:7420", NULL, NULL, NULL});
+	EXPECT(a, 200, NULL);
+	a = ask_wire("GET", "/api/v1/plugins", NULL, (wire){"[fe80::1]", NULL, NULL, NULL});
+	EXPECT(a, 200, NULL);
+	a = ask_wire("GET", "/api/v1/health", NULL, (wire){"evil.example", NULL, NULL, NULL});
+	EXPECT(a, 421, "this machine's host name or any of its addresses");
+	wire_d.conf.listen = "127.0.0.1:7420";
+}
+END_TEST
+
 START_TEST(pipeline_answers)
 {
 	answer a;
@@ -283,6 +543,7 @@ main(void)
 	TCase *tc = tcase_create("openapi");
 	tcase_add_test(tc, every_route_documented);
 	tcase_add_test(tc, every_operation_routed);
+	tcase_add_test(tc, query_parameters_documented);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("modules");
 	tcase_add_test(tc, routes_once_with_access);
@@ -291,6 +552,8 @@ main(void)
 	tc = tcase_create("pipeline");
 	tcase_add_test(tc, pipeline_answers);
 	tcase_add_test(tc, most_specific_route_wins);
+	tcase_add_test(tc, front_door);
+	tcase_add_test(tc, unknown_query_parameters);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
