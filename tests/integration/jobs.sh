@@ -35,6 +35,10 @@ sed -e 's/epochs = 40;/epochs = 15;/' -e 's/checkpoint_every = 200;/checkpoint_e
 	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/job.conf"
 sed -e 's/epochs = 40;/epochs = 1;/' -e 's/stride = 2;/stride = 24;/' \
 	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/tiny.conf"
+# a job far longer than the test, to be cancelled: it cannot complete
+# before the cancel however slow the machine is
+sed -e 's/epochs = 40;/epochs = 1000;/' -e 's/patience = 10;/patience = 1000;/' \
+	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/long.conf"
 
 export LOOM_TEMPLATES=$S/etc/templates
 start_loomd "$T/loomd.conf" "$state"
@@ -163,7 +167,7 @@ cmp "$T/straight/last.safetensors" "$state/jobs/task-3/last.safetensors" ||
 ok "paused through the API at step $step of $total, resources freed, resumed: byte-identical weights"
 
 # ---------------------------------------------------------------- cancel running; dependencies
-expect 0 loomctl --url "$URL" submit "$T/job.conf" --start --cpu 2
+expect 0 loomctl --url "$URL" submit "$T/long.conf" --start --cpu 2
 expect 0 loomctl --url "$URL" submit "$T/tiny.conf" --start --after task-4
 has "$T/out" "task-5 pending"
 wait_step task-4 20
@@ -177,7 +181,7 @@ has <(field task-5 't["error"]') "task-4, which it runs after, did not complete"
 ok "cancel a running task; a task waits for its dependency and fails with it"
 
 # ---------------------------------------------------------------- a worker killed
-expect 0 loomctl --url "$URL" submit "$T/job.conf" --start --cpu 2
+expect 0 loomctl --url "$URL" submit "$T/long.conf" --start --cpu 2
 wait_step task-6 20
 pkill -KILL -f "loom-worker --connect ipc://$state/bus.req --job 6 " || fail "no worker for task-6"
 wait_for task-6 failed 20
