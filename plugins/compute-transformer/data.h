@@ -33,6 +33,11 @@ typedef struct tf_table {
 	char *block;            /* private: one allocation holding every string */
 } tf_table;
 
+/* The most columns a header may name, and the most bytes its record may
+ * take: a wider file is refused naming the count and the bound. */
+#define TF_CSV_MAX_COLUMNS 65536
+#define TF_CSV_MAX_HEADER_BYTES (4 << 20)
+
 /* Read a CSV file (RFC 4180: quoted fields with "" escapes and embedded
  * newlines, CRLF or LF, an optional UTF-8 BOM, a header row of unique
  * non-empty names; blank lines are skipped).  A row with the wrong number of
