@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <strings.h>
 #include <time.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <zstd.h>
@@ -171,14 +173,23 @@ loomi_tracking_sha256_file(const char *path, char hex[65], uint64_t *bytes)
 {
 	unsigned char buf[1 << 16], md[32];
 	unsigned mdlen = 0;
-	FILE *fp = fopen(path, "rb");
+	FILE *fp = NULL;
 	EVP_MD_CTX *ctx;
 	size_t got;
 	uint64_t total = 0;
-	int rv = 0;
+	struct stat st;
+	int rv = 0, fd;
 
-	if (fp == NULL)
+	/* regular files only: a FIFO would block this thread in open() and a
+	 * device (/dev/zero) keep it reading forever */
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
 		return LOOM_EIO;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0)
+		return LOOM_EIO;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (fp = fdopen(fd, "rb")) == NULL) {
+		close(fd);
+		return LOOM_EIO;
+	}
 	if ((ctx = EVP_MD_CTX_new()) == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
 		fclose(fp);
 		EVP_MD_CTX_free(ctx);

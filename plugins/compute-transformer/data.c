@@ -14,6 +14,20 @@
  * anywhere refuses the file as binary.  Every string of a table lives in one
  * allocation (tf_table.block), sized from a first pass over the input.
  *
+ * Bounds.  Everything is linear in the input: the header is measured before
+ * it is kept (at most TF_CSV_MAX_COLUMNS names in at most
+ * TF_CSV_MAX_HEADER_BYTES bytes, refused naming the count and the bound),
+ * its names go into a hash set (duplicates, tf_table_column), the column
+ * arrays are sized by the rows the commas allow, and a stop request is
+ * asked every TF_CSV_POLL_BYTES of each pass.  Only regular files are read
+ * (a FIFO would block, a device never end); every way a path can fail to
+ * lead to one gets the same message.
+ *
+ * Data file.  A file in which no value is a number is not taken for a data
+ * file (a shadow file, a key): it is refused before any message could
+ * quote its first line as column names.  Messages name lines and columns,
+ * never values.
+ *
  * Numbers.  A field is a number when it reads as [+-]digits[.digits][e[+-]digits]
  * (".5" and "5." too) and is finite; it is converted with strtod_l in the C
  * locale, so the process's LC_NUMERIC (a decimal comma) never changes what
@@ -59,8 +73,9 @@
  * Splits.  train = floor(rows·split[0] + 1e-6) rows, validation likewise,
  * test the rest, in time order (the 1e-6 keeps 100·0.29 from flooring to 28).
  * Fractions must be finite, ≥ 0, train > 0, and sum to 1 within 1e-6.  A
- * split with fraction 0 may have no windows; any other split must hold one,
- * or the error says how many rows each split has and needs.
+ * split with fraction 0 may have no windows (the job spec, spec.c, wants
+ * all three above 0); any other split must hold one, or the error says how
+ * many rows each split has and needs.
  *
  * Windows.  As data.h says; per split the first window is the earliest that
  * fits (inputs may reach back into earlier splits, never before row 0) and
@@ -93,7 +108,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <loom/error.h>
@@ -134,52 +151,82 @@ fail(char **err, int code, const char *fmt, ...)
 
 #define SHOW_MAX 60
 
-/* A value as a message shows it: at most SHOW_MAX bytes, quotes, backslashes
- * and control characters escaped, "…" where it was cut. */
+/* A value as a message shows it: at most max bytes of it, quotes and
+ * backslashes escaped, C0 controls and DEL as \n, \r, \t or \xNN, C1
+ * controls and the invisible format characters that reorder or hide text
+ * (bidirectional overrides and isolates, zero-width characters, the BOM) as
+ * \uXXXX, bytes that are not UTF-8 as \xNN, and "…" where it was cut.  out
+ * holds at least 6·max + 8 bytes. */
+static const char *
+show_into(char *out, const char *s, size_t max)
+{
+	const unsigned char *u = (const unsigned char *)(s != NULL ? s : "");
+	size_t o = 0, i = 0;
+
+	while (u[i] != '\0' && i < max) {
+		unsigned char ch = u[i];
+		uint32_t cp = 0;
+		size_t len = 0;
+
+		if (ch >= 0xC2 && ch <= 0xF4) {
+			/* a UTF-8 sequence: its length, if it is one (no overlong
+			 * forms, no surrogates, nothing above U+10FFFF) */
+			size_t need = ch < 0xE0 ? 2 : ch < 0xF0 ? 3 : 4;
+			cp = ch & (need == 2 ? 0x1F : need == 3 ? 0x0F : 0x07);
+			for (len = 1; len < need && (u[i + len] & 0xC0) == 0x80; len++)
+				cp = cp << 6 | (u[i + len] & 0x3F);
+			if (len != need || (need == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+			    (need == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+				len = 0;
+		}
+		if (len > 0) {
+			bool hidden = cp <= 0x9F || cp == 0x061C || (cp >= 0x200B && cp <= 0x200F) ||
+			              (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2060 && cp <= 0x2069) ||
+			              cp == 0xFEFF;
+			if (hidden) {
+				o += (size_t)sprintf(out + o, "\\u%04X", (unsigned)cp);
+			} else {
+				memcpy(out + o, u + i, len);
+				o += len;
+			}
+			i += len;
+			continue;
+		}
+		if (ch == '"' || ch == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)ch;
+		} else if (ch == '\n') {
+			out[o++] = '\\';
+			out[o++] = 'n';
+		} else if (ch == '\r') {
+			out[o++] = '\\';
+			out[o++] = 'r';
+		} else if (ch == '\t') {
+			out[o++] = '\\';
+			out[o++] = 't';
+		} else if (ch < 0x20 || ch >= 0x7f) {
+			o += (size_t)sprintf(out + o, "\\x%02x", ch);
+		} else {
+			out[o++] = (char)ch;
+		}
+		i++;
+	}
+	if (u[i] != '\0') {
+		memcpy(out + o, "\xE2\x80\xA6", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 typedef struct shown {
-	char s[SHOW_MAX * 4 + 8];
+	char s[SHOW_MAX * 6 + 8];
 } shown;
 
 static const char *
 show(shown *b, const char *s)
 {
-	size_t o = 0, i = 0;
-
-	if (s == NULL)
-		s = "";
-	for (; s[i] != '\0' && i < SHOW_MAX; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch == '"' || ch == '\\') {
-			b->s[o++] = '\\';
-			b->s[o++] = (char)ch;
-		} else if (ch == '\n') {
-			b->s[o++] = '\\';
-			b->s[o++] = 'n';
-		} else if (ch == '\r') {
-			b->s[o++] = '\\';
-			b->s[o++] = 'r';
-		} else if (ch == '\t') {
-			b->s[o++] = '\\';
-			b->s[o++] = 't';
-		} else if (ch < 0x20 || ch == 0x7f) {
-			o += (size_t)snprintf(b->s + o, sizeof b->s - o, "\\x%02x", ch);
-		} else {
-			b->s[o++] = (char)ch;
-		}
-	}
-	if (s[i] != '\0') {
-		/* cut in the middle of a UTF-8 character: drop its first bytes */
-		if (((unsigned char)s[i] & 0xC0) == 0x80) {
-			while (o > 0 && ((unsigned char)b->s[o - 1] & 0xC0) == 0x80)
-				o--;
-			if (o > 0 && ((unsigned char)b->s[o - 1] & 0xC0) == 0xC0)
-				o--;
-		}
-		memcpy(b->s + o, "\xE2\x80\xA6", 3);
-		o += 3;
-	}
-	b->s[o] = '\0';
-	return b->s;
+	return show_into(b->s, s, SHOW_MAX);
 }
 
 static const char *
@@ -450,11 +497,131 @@ csv_record(csv *c)
 	}
 }
 
+/* ------------------------------------------------------------------ stopping */
+
+static int
+stopped(char **err, const char *name, int64_t line)
+{
+	return fail(err, LOOM_ECANCELED,
+	            "%s: reading stopped at line %lld: the task was asked to stop", name,
+	            (long long)line);
+}
+
+/* Asks stop, when there is one, once more than TF_CSV_POLL_BYTES of input
+ * were read since *polled (progress counted in bytes, or fields as bytes). */
+static bool
+stop_due(const tf_stop *stop, size_t progress, size_t *polled)
+{
+	if (stop == NULL || stop->requested == NULL || progress - *polled < TF_CSV_POLL_BYTES)
+		return false;
+	*polled = progress;
+	return stop->requested(stop->arg);
+}
+
+/* ------------------------------------------------------------------ names */
+
+/* The header's names in a hash set (open addressing, slots holding column
+ * + 1), for the duplicate check and tf_table_column: linear in the number
+ * of columns where comparing every pair was quadratic (3,000,000 names:
+ * minutes).  The hash is keyed per table with a random seed, so names
+ * chosen to collide cannot make it quadratic again. */
+static uint64_t
+name_hash(const char *s, uint64_t seed)
+{
+	uint64_t h = seed ^ 0x9E3779B97F4A7C15ull;
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 0xBF58476D1CE4E5B9ull;
+		h ^= h >> 29;
+	}
+	h ^= h >> 32;
+	h *= 0x94D049BB133111EBull;
+	return h ^ (h >> 31);
+}
+
+static uint64_t
+table_seed(const tf_table *t)
+{
+	uint64_t seed = 0;
+	if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+		seed = (uint64_t)(uintptr_t)t ^ (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull;
+	return seed;
+}
+
+/* Builds t->index over names[n]; the first name equal to an earlier one
+ * sets *dup and *first (0-based).  0 or LOOM_ENOMEM. */
+static int
+index_names(tf_table *t, char **names, size_t n, size_t *dup, size_t *first)
+{
+	size_t slots = 16;
+
+	while (slots < 2 * n)
+		slots *= 2;
+	if ((t->index = calloc(slots, sizeof *t->index)) == NULL)
+		return LOOM_ENOMEM;
+	t->index_mask = slots - 1;
+	t->index_seed = table_seed(t);
+	*dup = *first = SIZE_MAX;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = (size_t)name_hash(names[i], t->index_seed) & t->index_mask;
+		for (;; k = (k + 1) & t->index_mask) {
+			if (t->index[k] == 0) {
+				t->index[k] = (uint32_t)(i + 1);
+				break;
+			}
+			if (strcmp(names[t->index[k] - 1], names[i]) == 0) {
+				*dup = i;
+				*first = t->index[k] - 1;
+				return 0;
+			}
+		}
+	}
+	return 0;
+}
+
+/* The header record that starts at c->p: how many fields it has and how
+ * many bytes it takes (its line end excluded), read as csv_record reads it
+ * but storing nothing, so a header too wide to keep is measured cheaply. */
+static void
+header_extent(const csv *c, size_t *fields, size_t *bytes)
+{
+	const char *q = c->p, *end = c->end;
+
+	*fields = 1;
+	for (;;) {
+		while (q < end && is_blank(*q))
+			q++;
+		if (q < end && *q == '"') {
+			for (q++; q < end; q++)
+				if (*q == '"') {
+					if (q + 1 < end && q[1] == '"')
+						q++;
+					else
+						break;
+				}
+			if (q < end)
+				q++;
+		}
+		while (q < end && *q != ',' && !is_eol(*q))
+			q++;
+		if (q < end && *q == ',') {
+			q++;
+			(*fields)++;
+			continue;
+		}
+		break;
+	}
+	*bytes = (size_t)(q - c->p);
+}
+
+/* ------------------------------------------------------------------ tables */
+
 /* Sets num[c] for each column that holds numbers (and missing values) only. */
 static int
-csv_numbers(tf_table *t, char **err)
+csv_numbers(tf_table *t, const tf_stop *stop, char **err)
 {
 	locale_t loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+	size_t fields = 0, polled = 0;
 
 	if (loc == (locale_t)0)
 		return fail(err, LOOM_ENOMEM, "%s: out of memory", t->path);
@@ -466,6 +633,13 @@ csv_numbers(tf_table *t, char **err)
 		if (v == NULL)
 			goto nomem;
 		for (size_t r = 0; r < t->n_rows && ok; r++) {
+			/* a field is at least one byte and its comma: poll as if it
+			 * were 16, at most every 65,536 fields */
+			if (stop_due(stop, (fields += 16), &polled)) {
+				free(v);
+				freelocale(loc);
+				return stopped(err, t->path, t->line[r]);
+			}
 			switch (num_parse(t->text[c][r], loc, &v[r])) {
 			case NUM_OK:
 				any = true;
@@ -490,15 +664,18 @@ nomem:
 }
 
 int
-tf_csv_parse(const char *data, size_t len, const char *name, tf_table *t, char **err)
+tf_csv_parse(const char *data, size_t len, const char *name, const tf_stop *stop, tf_table *t,
+             char **err)
 {
 	csv c;
 	const char *p, *end;
-	size_t commas = 0, ends = 0, rows_max, n = 0, block_size;
+	size_t commas = 0, ends = 0, rows_max, n = 0, block_size, polled = 0;
+	size_t fields, bytes, dup, first;
 	int64_t line = 1;
 	int rv;
 
 	memset(t, 0, sizeof *t);
+	memset(&c, 0, sizeof c);
 	if (err != NULL)
 		*err = NULL;
 	if (name == NULL)
@@ -509,46 +686,44 @@ tf_csv_parse(const char *data, size_t len, const char *name, tf_table *t, char *
 	end = data + len;
 	if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
 		p += 3;
-	/* First pass: refuse binary input, and bound the fields and records. */
-	for (const char *q = p; q < end; q++) {
-		switch (*q) {
-		case ',':
-			commas++;
-			break;
-		case '\n':
-			ends++;
-			line++;
-			break;
-		case '\r':
-			ends++;
-			if (q + 1 == end || q[1] != '\n')
+	/* First pass: refuse binary input, and bound the fields and records;
+	 * a stop request is heard between chunks. */
+	for (const char *chunk = p; chunk < end; chunk += TF_CSV_POLL_BYTES) {
+		const char *chunk_end = (size_t)(end - chunk) > TF_CSV_POLL_BYTES
+		                            ? chunk + TF_CSV_POLL_BYTES
+		                            : end;
+		if (chunk > p && stop_due(stop, (size_t)(chunk - p), &polled))
+			return stopped(err, name, line);
+		for (const char *q = chunk; q < chunk_end; q++) {
+			switch (*q) {
+			case ',':
+				commas++;
+				break;
+			case '\n':
+				ends++;
 				line++;
-			break;
-		case '\0':
-			return fail(err, LOOM_EINVAL,
-			            "%s:%lld: a NUL byte (byte %zu of the file): this is a binary file, "
-			            "not CSV text; check data.path",
-			            name, (long long)line, (size_t)(q - data) + 1);
-		default:
-			break;
+				break;
+			case '\r':
+				ends++;
+				if (q + 1 == end || q[1] != '\n')
+					line++;
+				break;
+			case '\0':
+				return fail(err, LOOM_EINVAL,
+				            "%s:%lld: a NUL byte (byte %zu of the file): this is a binary "
+				            "file, not CSV text; check data.path",
+				            name, (long long)line, (size_t)(q - data) + 1);
+			default:
+				break;
+			}
 		}
 	}
 	if ((t->path = strdup(name)) == NULL)
 		return fail(err, LOOM_ENOMEM, "%s: out of memory", name);
-	/* every field's text is at most its bytes in the input, plus a NUL;
-	 * there are at most commas + records fields and ends + 1 records */
-	block_size = (size_t)(end - p) + commas + ends + 2;
-	rows_max = ends + 1;
-	if ((t->block = malloc(block_size)) == NULL) {
-		tf_table_free(t);
-		return fail(err, LOOM_ENOMEM, "%s: out of memory", name);
-	}
-	memset(&c, 0, sizeof c);
 	c.p = p;
 	c.end = end;
 	c.name = name;
 	c.line = 1;
-	c.out = t->block;
 	c.err = err;
 
 	if (!csv_next_record(&c)) {
@@ -559,24 +734,52 @@ tf_csv_parse(const char *data, size_t len, const char *name, tf_table *t, char *
 		goto out;
 	}
 	t->header_line = c.line;
+	/* the header's width and length, before anything is kept of it */
+	header_extent(&c, &fields, &bytes);
+	if (fields > TF_CSV_MAX_COLUMNS) {
+		rv = fail(err, LOOM_EINVAL,
+		          "%s:%lld: the header names %zu columns; at most %d are supported — keep the "
+		          "columns the job uses (data.features, data.target, data.time_column)",
+		          name, (long long)t->header_line, fields, TF_CSV_MAX_COLUMNS);
+		goto out;
+	}
+	if (bytes > TF_CSV_MAX_HEADER_BYTES) {
+		rv = fail(err, LOOM_EINVAL,
+		          "%s:%lld: the header line is %zu bytes; at most %d are supported — shorten "
+		          "the column names",
+		          name, (long long)t->header_line, bytes, TF_CSV_MAX_HEADER_BYTES);
+		goto out;
+	}
+	/* every field's text is at most its bytes in the input, plus a NUL;
+	 * there are at most commas + records fields and ends + 1 records, and
+	 * with k columns a row takes k − 1 commas, so at most commas / (k − 1)
+	 * rows: the column arrays stay linear in the input even when blank
+	 * lines follow a wide header */
+	block_size = (size_t)(end - p) + commas + ends + 2;
+	rows_max = ends + 1;
+	if (fields > 1 && commas / (fields - 1) + 1 < rows_max)
+		rows_max = commas / (fields - 1) + 1;
+	if ((t->block = malloc(block_size)) == NULL)
+		goto nomem;
+	c.out = t->block;
 	if ((rv = csv_record(&c)) != 0)
 		goto out;
-	for (size_t i = 0; i < c.nf; i++) {
-		shown s;
+	for (size_t i = 0; i < c.nf; i++)
 		if (c.f[i][0] == '\0') {
 			rv = fail(err, LOOM_EINVAL,
 			          "%s:%lld: column %zu has no name; name every column in the header line",
 			          name, (long long)t->header_line, i + 1);
 			goto out;
 		}
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(c.f[i], c.f[j]) == 0) {
-				rv = fail(err, LOOM_EINVAL,
-				          "%s:%lld: columns %zu and %zu are both named \"%s\"; give each "
-				          "column its own name",
-				          name, (long long)t->header_line, j + 1, i + 1, show(&s, c.f[i]));
-				goto out;
-			}
+	if (index_names(t, c.f, c.nf, &dup, &first) != 0)
+		goto nomem;
+	if (dup != SIZE_MAX) {
+		shown s;
+		rv = fail(err, LOOM_EINVAL,
+		          "%s:%lld: columns %zu and %zu are both named \"%s\"; give each column its own "
+		          "name",
+		          name, (long long)t->header_line, first + 1, dup + 1, show(&s, c.f[dup]));
+		goto out;
 	}
 	if ((t->names = malloc(c.nf * sizeof *t->names)) == NULL ||
 	    (t->text = calloc(c.nf, sizeof *t->text)) == NULL ||
@@ -589,8 +792,13 @@ tf_csv_parse(const char *data, size_t len, const char *name, tf_table *t, char *
 			goto nomem;
 	c.t = t;
 
+	polled = (size_t)(c.p - p);
 	while (csv_next_record(&c)) {
-		int64_t first = c.line;
+		int64_t first_line = c.line;
+		if (stop_due(stop, (size_t)(c.p - p), &polled)) {
+			rv = stopped(err, name, first_line);
+			goto out;
+		}
 		if ((rv = csv_record(&c)) != 0)
 			goto out;
 		if (c.nf != t->n_cols) {
@@ -598,17 +806,22 @@ tf_csv_parse(const char *data, size_t len, const char *name, tf_table *t, char *
 				rv = fail(err, LOOM_EINVAL,
 				          "%s:%lld: %zu fields, but the header has %zu columns; quote a field "
 				          "that contains a comma (\"a, b\")",
-				          name, (long long)first, c.nf, t->n_cols);
+				          name, (long long)first_line, c.nf, t->n_cols);
 			else
 				rv = fail(err, LOOM_EINVAL,
 				          "%s:%lld: %zu field%s, but the header has %zu columns; give every "
 				          "row one field per column (an empty field for a missing value)",
-				          name, (long long)first, c.nf, c.nf == 1 ? "" : "s", t->n_cols);
+				          name, (long long)first_line, c.nf, c.nf == 1 ? "" : "s", t->n_cols);
+			goto out;
+		}
+		if (n == rows_max) { /* cannot happen: rows_max bounds the rows */
+			rv = fail(err, LOOM_EINTERNAL, "%s:%lld: more rows than counted", name,
+			          (long long)first_line);
 			goto out;
 		}
 		for (size_t i = 0; i < t->n_cols; i++)
 			t->text[i][n] = c.f[i];
-		t->line[n] = first;
+		t->line[n] = first_line;
 		t->n_rows = ++n;
 	}
 	/* rows_max counted CR and LF apart: give back what CRLF files left over */
@@ -622,7 +835,7 @@ tf_csv_parse(const char *data, size_t len, const char *name, tf_table *t, char *
 		if (shrunk != NULL)
 			t->line = shrunk;
 	}
-	rv = csv_numbers(t, err);
+	rv = csv_numbers(t, stop, err);
 out:
 	free(c.f);
 	if (rv != 0)
@@ -633,12 +846,24 @@ nomem:
 	goto out;
 }
 
+/* One message for every path that does not lead to a readable regular
+ * file, so that the answer does not tell which paths exist. */
+static int
+unreadable(char **err, const char *path)
+{
+	char shown_path[1024 * 6 + 8];
+	return fail(err, LOOM_ENOENT,
+	            "data.path \"%s\": cannot read it (missing, not a regular file, or not readable "
+	            "by loomd's user); check the path and its permissions",
+	            show_into(shown_path, path, 1024));
+}
+
 int
-tf_csv_read(const char *path, tf_table *t, char **err)
+tf_csv_read(const char *path, const tf_stop *stop, tf_table *t, char **err)
 {
 	struct stat st;
 	char ebuf[128], *buf = NULL;
-	size_t len = 0, cap;
+	size_t len = 0, cap, polled = 0;
 	int fd, e, rv;
 
 	memset(t, 0, sizeof *t);
@@ -646,21 +871,15 @@ tf_csv_read(const char *path, tf_table *t, char **err)
 		*err = NULL;
 	if (path == NULL || *path == '\0')
 		return fail(err, LOOM_EINVAL, "no data file given; set data.path");
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		e = errno;
-		return fail(err, errno_code(e), "%s: cannot open: %s; check data.path", path,
-		            errno_text(e, ebuf, sizeof ebuf));
-	}
-	if (fstat(fd, &st) != 0) {
-		e = errno;
+	/* a FIFO would block the open and a device read forever: regular files
+	 * only, checked before the open (which must not block) and after it */
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		return unreadable(err, path);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0)
+		return unreadable(err, path);
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return fail(err, errno_code(e), "%s: cannot stat: %s", path,
-		            errno_text(e, ebuf, sizeof ebuf));
-	}
-	if (S_ISDIR(st.st_mode)) {
-		close(fd);
-		return fail(err, LOOM_EINVAL, "%s: is a directory, not a CSV file; check data.path",
-		            path);
+		return unreadable(err, path);
 	}
 	if ((uint64_t)st.st_size > SIZE_MAX / 4) {
 		close(fd);
@@ -681,7 +900,8 @@ tf_csv_read(const char *path, tf_table *t, char **err)
 			}
 			buf = nb;
 		}
-		got = read(fd, buf + len, cap - len);
+		got = read(fd, buf + len,
+		           cap - len < TF_CSV_POLL_BYTES * 4 ? cap - len : TF_CSV_POLL_BYTES * 4);
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0) {
@@ -694,9 +914,14 @@ tf_csv_read(const char *path, tf_table *t, char **err)
 		if (got == 0)
 			break;
 		len += (size_t)got;
+		if (stop_due(stop, len, &polled)) {
+			free(buf);
+			close(fd);
+			return stopped(err, path, 1);
+		}
 	}
 	close(fd);
-	rv = tf_csv_parse(buf, len, path, t, err);
+	rv = tf_csv_parse(buf, len, path, stop, t, err);
 	free(buf);
 	return rv;
 }
@@ -717,6 +942,7 @@ tf_table_free(tf_table *t)
 	free(t->names);
 	free(t->line);
 	free(t->block);
+	free(t->index);
 	free(t->path);
 	memset(t, 0, sizeof *t);
 }
@@ -724,8 +950,15 @@ tf_table_free(tf_table *t)
 int
 tf_table_column(const tf_table *t, const char *name)
 {
-	if (t == NULL || name == NULL)
+	if (t == NULL || name == NULL || t->names == NULL)
 		return -1;
+	if (t->index != NULL) {
+		size_t k = (size_t)name_hash(name, t->index_seed) & t->index_mask;
+		for (; t->index[k] != 0; k = (k + 1) & t->index_mask)
+			if (strcmp(t->names[t->index[k] - 1], name) == 0)
+				return (int)(t->index[k] - 1);
+		return -1;
+	}
 	for (size_t c = 0; c < t->n_cols; c++)
 		if (strcmp(t->names[c], name) == 0)
 			return c <= (size_t)INT32_MAX ? (int)c : -1;
@@ -972,32 +1205,39 @@ find_column(build *b, const char *name, int *col)
 	return rv;
 }
 
-static bool
-has_col(const int *cols, size_t n, int c)
+/* Marks in mark[n_cols] (each column once) the columns cols[n]. */
+static void
+mark_cols(unsigned char *mark, const int *cols, size_t n, unsigned char bit)
 {
 	for (size_t i = 0; i < n; i++)
-		if (cols[i] == c)
-			return true;
-	return false;
+		mark[cols[i]] |= bit;
 }
 
-/* Resolves a list of names in spec order, refusing repeats. */
+/* Resolves a list of names in spec order, refusing repeats: a hash lookup
+ * and a mark per name, linear however many columns there are. */
 static int
 find_columns(build *b, const char *const *names, size_t n, const char *setting, int *cols)
 {
-	int rv;
-	for (size_t i = 0; i < n; i++) {
-		if (names[i] == NULL)
-			return fail(b->err, LOOM_EINVAL, "%s: %s[%zu] is not set", b->path, setting, i);
-		if ((rv = find_column(b, names[i], &cols[i])) != 0)
-			return rv;
-		if (has_col(cols, i, cols[i])) {
-			shown s;
-			return fail(b->err, LOOM_EINVAL, "%s: %s names \"%s\" twice; list each column once",
-			            b->path, setting, show(&s, names[i]));
+	unsigned char *seen = calloc(b->t->n_cols ? b->t->n_cols : 1, 1);
+	int rv = 0;
+
+	if (seen == NULL)
+		return nomem(b);
+	for (size_t i = 0; i < n && rv == 0; i++) {
+		if (names[i] == NULL) {
+			rv = fail(b->err, LOOM_EINVAL, "%s: %s[%zu] is not set", b->path, setting, i);
+		} else if ((rv = find_column(b, names[i], &cols[i])) == 0) {
+			if (seen[cols[i]]) {
+				shown s;
+				rv = fail(b->err, LOOM_EINVAL,
+				          "%s: %s names \"%s\" twice; list each column once", b->path,
+				          setting, show(&s, names[i]));
+			}
+			seen[cols[i]] = 1;
 		}
 	}
-	return 0;
+	free(seen);
+	return rv;
 }
 
 static int
@@ -1075,6 +1315,29 @@ check_spec(build *b)
 	return 0;
 }
 
+/* A file with no number in it at all is no data file (a shadow file, a
+ * key, a configuration file): refused before any message would quote its
+ * first line as column names. */
+static int
+check_data_file(build *b)
+{
+	const tf_table *t = b->t;
+
+	for (size_t c = 0; c < t->n_cols; c++) {
+		if (t->num[c] != NULL)
+			return 0;
+		for (size_t r = 0; r < t->n_rows; r++) {
+			double x;
+			if (num_parse(t->text[c][r], b->loc, &x) == NUM_OK)
+				return 0;
+		}
+	}
+	return fail(b->err, LOOM_EINVAL,
+	            "%s: not a CSV with a header row of column names (no value in it is a number); "
+	            "check data.path",
+	            b->path);
+}
+
 /* Channels: the time column, the targets (or label), the features. */
 static int
 resolve_columns(build *b)
@@ -1083,6 +1346,7 @@ resolve_columns(build *b)
 	const tf_table *t = b->t;
 	size_t n_targets = sp->targets != NULL ? sp->n_targets : 0;
 	bool user_features = sp->features != NULL && sp->n_features > 0;
+	unsigned char *mark;
 	int rv;
 
 	b->time_col = -1;
@@ -1095,29 +1359,39 @@ resolve_columns(build *b)
 	if ((rv = find_columns(b, sp->targets, n_targets, "data.target", b->out_cols)) != 0)
 		return rv;
 	b->n_out = n_targets;
+	/* 1: a target, 2: a feature */
+	if ((mark = calloc(t->n_cols ? t->n_cols : 1, 1)) == NULL)
+		return nomem(b);
+	mark_cols(mark, b->out_cols, b->n_out, 1);
 	if (user_features) {
 		if ((rv = find_columns(b, sp->features, sp->n_features, "data.features", b->in_cols)) !=
-		    0)
+		    0) {
+			free(mark);
 			return rv;
+		}
 		b->n_in = sp->n_features;
 	} else {
 		for (size_t c = 0; c < t->n_cols; c++) {
 			if (t->num[c] == NULL || (int)c == b->time_col)
 				continue;
-			if (sp->task != TF_TASK_FORECAST && has_col(b->out_cols, b->n_out, (int)c))
+			if (sp->task != TF_TASK_FORECAST && (mark[c] & 1))
 				continue;
 			b->in_cols[b->n_in++] = (int)c;
 		}
-		if (b->n_in == 0)
+		if (b->n_in == 0) {
+			free(mark);
 			return fail(b->err, LOOM_EINVAL,
 			            "%s: no numeric column to use as a feature; name the input columns in "
 			            "data.features",
 			            b->path);
+		}
 	}
+	mark_cols(mark, b->in_cols, b->n_in, 2);
 	if (sp->task != TF_TASK_FORECAST) {
 		for (size_t i = 0; i < b->n_out; i++)
-			if (has_col(b->in_cols, b->n_in, b->out_cols[i])) {
+			if (mark[b->out_cols[i]] & 2) {
 				shown s;
+				free(mark);
 				return fail(b->err, LOOM_EINVAL,
 				            "%s: column \"%s\" is both a feature and the %s target; the model "
 				            "would see the answer in its input — remove it from data.features",
@@ -1126,20 +1400,22 @@ resolve_columns(build *b)
 	} else if (b->n_out == 0) {
 		/* a forecast without targets predicts its features */
 		free(b->out_cols);
-		if ((b->out_cols = calloc(b->n_in, sizeof *b->out_cols)) == NULL)
+		if ((b->out_cols = calloc(b->n_in, sizeof *b->out_cols)) == NULL) {
+			free(mark);
 			return nomem(b);
+		}
 		memcpy(b->out_cols, b->in_cols, b->n_in * sizeof *b->out_cols);
 		b->n_out = b->n_in;
 	}
-	if (b->time_col >= 0 && t->num[b->time_col] == NULL)
-		for (size_t i = 0; i < b->n_in; i++)
-			if (b->in_cols[i] == b->time_col) {
-				shown s;
-				return fail(b->err, LOOM_EINVAL,
-				            "%s: column \"%s\" is the time column (data.time_column), not a "
-				            "numeric channel; remove it from data.features",
-				            b->path, show(&s, t->names[b->time_col]));
-			}
+	if (b->time_col >= 0 && t->num[b->time_col] == NULL && (mark[b->time_col] & 2)) {
+		shown s;
+		free(mark);
+		return fail(b->err, LOOM_EINVAL,
+		            "%s: column \"%s\" is the time column (data.time_column), not a numeric "
+		            "channel; remove it from data.features",
+		            b->path, show(&s, t->names[b->time_col]));
+	}
+	free(mark);
 	return 0;
 }
 
@@ -1190,7 +1466,7 @@ order_rows(build *b)
 	int64_t n = b->n, kind_line = 0;
 	int kind = 0; /* 1 date-times, 2 numbers */
 	timed *tv = NULL;
-	shown s1, s2;
+	shown s1;
 	int rv = 0;
 
 	if ((b->perm = calloc((size_t)n, sizeof *b->perm)) == NULL)
@@ -1225,9 +1501,9 @@ order_rows(build *b)
 			goto out;
 		} else {
 			rv = fail(b->err, LOOM_EINVAL,
-			          "%s:%lld: column \"%s\": \"%s\" is not a time; write YYYY-MM-DD or "
+			          "%s:%lld: column \"%s\": the value is not a time; write YYYY-MM-DD or "
 			          "YYYY/MM/DD (optionally with HH:MM[:SS]), or a plain number",
-			          b->path, (long long)t->line[r], show(&s1, t->names[tc]), show(&s2, text));
+			          b->path, (long long)t->line[r], show(&s1, t->names[tc]));
 			goto out;
 		}
 		if (kind == 0) {
@@ -1235,9 +1511,9 @@ order_rows(build *b)
 			kind_line = t->line[r];
 		} else if (k != kind) {
 			rv = fail(b->err, LOOM_EINVAL,
-			          "%s:%lld: column \"%s\": \"%s\" is a %s, but line %lld holds a %s; "
+			          "%s:%lld: column \"%s\": this time is a %s, but line %lld holds a %s; "
 			          "write every time the same way",
-			          b->path, (long long)t->line[r], show(&s1, t->names[tc]), show(&s2, text),
+			          b->path, (long long)t->line[r], show(&s1, t->names[tc]),
 			          k == 1 ? "date" : "number", (long long)kind_line,
 			          kind == 1 ? "date" : "number");
 			goto out;
@@ -1254,10 +1530,10 @@ order_rows(build *b)
 		if (i > 0 && tv[i].t == tv[i - 1].t) {
 			int64_t a = tv[i - 1].row, c = tv[i].row; /* a < c: the sort is stable */
 			rv = fail(b->err, LOOM_EINVAL,
-			          "%s:%lld: column \"%s\": time \"%s\" is the same as line %lld's; each "
+			          "%s:%lld: column \"%s\": the time is the same as line %lld's; each "
 			          "row needs its own time — remove or merge one of the two rows",
 			          b->path, (long long)t->line[c], show(&s1, t->names[tc]),
-			          show(&s2, t->text[tc][c]), (long long)t->line[a]);
+			          (long long)t->line[a]);
 			goto out;
 		}
 		b->perm[i] = tv[i].row;
@@ -1373,7 +1649,7 @@ load_channel(build *b, int c)
 	const char *col;
 	int64_t n = b->n, gaps = 0;
 	double *filev, *v;
-	shown s1, s2;
+	shown s1;
 
 	if (b->vals[c] != NULL)
 		return 0;
@@ -1395,10 +1671,10 @@ load_channel(build *b, int c)
 			            col);
 		if (!any)
 			return fail(b->err, LOOM_EINVAL,
-			            "%s:%lld: column \"%s\" is a text column (\"%s\" is not a number, nor is "
-			            "any other value); data.features and data.target take numeric columns",
-			            b->path, (long long)t->line[first_text], col,
-			            show(&s2, t->text[c][first_text]));
+			            "%s:%lld: column \"%s\" is a text column (the value on this line is not "
+			            "a number, nor is any other); data.features and data.target take "
+			            "numeric columns",
+			            b->path, (long long)t->line[first_text], col);
 	}
 	if ((filev = calloc((size_t)n, sizeof *filev)) == NULL)
 		return nomem(b);
@@ -1424,20 +1700,22 @@ load_channel(build *b, int c)
 			            "%s:%lld: column \"%s\": missing value; fill it in, or set data.fill to "
 			            "\"ffill\", \"linear\" or \"zero\"",
 			            b->path, (long long)t->line[r], col);
+		/* the value itself is never quoted: data.path may name a file the
+		 * client may not read (data.h) */
 		if (k == NUM_MISSING)
 			return fail(b->err, LOOM_EINVAL,
-			            "%s:%lld: column \"%s\": missing value (\"%s\"); fill it in, or set "
-			            "data.fill to \"ffill\", \"linear\" or \"zero\"",
-			            b->path, (long long)t->line[r], col, show(&s2, text));
+			            "%s:%lld: column \"%s\": missing value (NA, NaN or null); fill it in, "
+			            "or set data.fill to \"ffill\", \"linear\" or \"zero\"",
+			            b->path, (long long)t->line[r], col);
 		if (k == NUM_RANGE)
 			return fail(b->err, LOOM_EINVAL,
-			            "%s:%lld: column \"%s\": \"%s\" is too large for a number; fix the "
+			            "%s:%lld: column \"%s\": the value is too large for a number; fix the "
 			            "value or set data.fill",
-			            b->path, (long long)t->line[r], col, show(&s2, text));
+			            b->path, (long long)t->line[r], col);
 		return fail(b->err, LOOM_EINVAL,
-		            "%s:%lld: column \"%s\": \"%s\" is not a number; fix the value or set "
+		            "%s:%lld: column \"%s\": the value is not a number; fix the value or set "
 		            "data.fill",
-		            b->path, (long long)t->line[r], col, show(&s2, text));
+		            b->path, (long long)t->line[r], col);
 	}
 	if ((v = calloc((size_t)n, sizeof *v)) == NULL) {
 		free(filev);
@@ -1469,7 +1747,7 @@ load_classes(build *b)
 	int c = b->out_cols[0];
 	int64_t n = b->n, k = 0;
 	const char **sorted;
-	shown s1, s2;
+	shown s1;
 
 	for (int64_t r = 0; r < n; r++)
 		if (t->text[c][r][strspn(t->text[c][r], " \t")] == '\0')
@@ -1488,12 +1766,11 @@ load_classes(build *b)
 		if (r == 0 || strcmp(sorted[r], sorted[k - 1]) != 0)
 			sorted[k++] = sorted[r];
 	if (k < 2) {
-		show(&s2, sorted[0]);
 		free(sorted);
 		return fail(b->err, LOOM_EINVAL,
-		            "%s: column \"%s\" holds a single class (\"%s\") on all %lld rows; "
+		            "%s: column \"%s\" holds a single class on all %lld rows; "
 		            "classification needs at least two — choose another data.target",
-		            b->path, show(&s1, t->names[c]), s2.s, (long long)n);
+		            b->path, show(&s1, t->names[c]), (long long)n);
 	}
 	if (k > INT32_MAX) {
 		free(sorted);
@@ -1530,7 +1807,7 @@ load_anomaly_labels(build *b)
 {
 	const tf_table *t = b->t;
 	int c = b->out_cols[0];
-	shown s1, s2;
+	shown s1;
 
 	for (int64_t i = 0; i < b->n; i++) {
 		int64_t r = b->perm[i];
@@ -1544,9 +1821,9 @@ load_anomaly_labels(build *b)
 			            b->path, (long long)t->line[r], show(&s1, t->names[c]));
 		if (k != NUM_OK || (v != 0 && v != 1))
 			return fail(b->err, LOOM_EINVAL,
-			            "%s:%lld: column \"%s\": \"%s\" is not 0 or 1; anomaly labels mark "
+			            "%s:%lld: column \"%s\": the label is not 0 or 1; anomaly labels mark "
 			            "normal rows 0 and anomalies 1",
-			            b->path, (long long)t->line[r], show(&s1, t->names[c]), show(&s2, text));
+			            b->path, (long long)t->line[r], show(&s1, t->names[c]));
 		b->ds->y_raw[i] = v;
 		b->ds->y[i] = (float)v;
 	}
@@ -1683,6 +1960,8 @@ tf_dataset_build(const tf_table *t, const tf_data_spec *spec, tf_dataset *ds, ch
 		rv = nomem(&b);
 		goto out;
 	}
+	if ((rv = check_data_file(&b)) != 0)
+		goto out;
 	if ((rv = resolve_columns(&b)) != 0 || (rv = order_rows(&b)) != 0 ||
 	    (rv = make_splits(&b)) != 0 || (rv = fill_dataset(&b)) != 0)
 		goto out;

@@ -7,7 +7,10 @@
  * shows it, the header being line 1) and column where there is one, and says
  * what to do:
  *   seattle.csv:1: no column "tmp" (did you mean "temp"?); columns: date, temp
- *   seattle.csv:42: column "temp": "n/a" is not a number; fix the value or set data.fill */
+ *   seattle.csv:42: column "temp": the value is not a number; fix the value or set data.fill
+ * A message quotes the header's column names (control, bidirectional and
+ * invisible characters escaped) and never any other content of the file:
+ * data.path may name a file the client could not read itself. */
 #ifndef LOOM_TF_DATA_H
 #define LOOM_TF_DATA_H
 
@@ -31,15 +34,37 @@ typedef struct tf_table {
 	int64_t *line;          /* [n_rows] the file line each row started on */
 	int64_t header_line;    /* the header's line (1 unless blank lines lead) */
 	char *block;            /* private: one allocation holding every string */
+	uint32_t *index;        /* private: names → column + 1, open addressing */
+	size_t index_mask;      /* private: index slots − 1 */
+	uint64_t index_seed;    /* private: the index's hash key */
 } tf_table;
+
+/* The most columns a header may name, and the most bytes its record may
+ * take: a wider file is refused naming the count and the bound. */
+#define TF_CSV_MAX_COLUMNS 65536
+#define TF_CSV_MAX_HEADER_BYTES (4 << 20)
+
+/* A stop request, asked at least every TF_CSV_POLL_BYTES of input while a
+ * file is read (the worker's cancel, pause or SIGTERM): requested returns
+ * true to stop, and the read returns LOOM_ECANCELED. */
+typedef struct tf_stop {
+	bool (*requested)(void *arg);
+	void *arg;
+} tf_stop;
+#define TF_CSV_POLL_BYTES (1u << 20)
 
 /* Read a CSV file (RFC 4180: quoted fields with "" escapes and embedded
  * newlines, CRLF or LF, an optional UTF-8 BOM, a header row of unique
  * non-empty names; blank lines are skipped).  A row with the wrong number of
- * fields is an error.  0, or a LOOM_E* code with *err set (free it). */
-int tf_csv_read(const char *path, tf_table *t, char **err);
+ * fields is an error.  path must name a regular file: a path that is
+ * missing, not readable, a directory, a FIFO or a device gets one message
+ * and LOOM_ENOENT, so that a caller learns nothing about which paths exist.
+ * Messages quote the header's column names (escaped), never other content.
+ * stop may be NULL.  0, or a LOOM_E* code with *err set (free it). */
+int tf_csv_read(const char *path, const tf_stop *stop, tf_table *t, char **err);
 /* The same from memory (tests; name is used in messages). */
-int tf_csv_parse(const char *data, size_t len, const char *name, tf_table *t, char **err);
+int tf_csv_parse(const char *data, size_t len, const char *name, const tf_stop *stop,
+                 tf_table *t, char **err);
 void tf_table_free(tf_table *t);
 /* Index of a column by name, or -1. */
 int tf_table_column(const tf_table *t, const char *name);

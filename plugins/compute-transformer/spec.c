@@ -78,7 +78,8 @@ static const loom_spec_field es_fields[] = {
 
 static const loom_spec_field train_fields[] = {
 	{"epochs", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, 1, 1 << 24, NULL, NULL, {NULL, NULL}},
-	{"batch", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, 1, 1 << 20, NULL, NULL, {NULL, NULL}},
+	{"batch", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, 1, TF_MAX_BATCH, NULL,
+	 "windows per training step; more than the data's windows is clamped", {NULL, NULL}},
 	{"lr", LOOM_SPEC_DOUBLE, LOOM_SPEC_RANGE, NULL, 1e-12, 100, NULL,
 	 "the peak learning rate", {NULL, NULL}},
 	{"weight_decay", LOOM_SPEC_DOUBLE, LOOM_SPEC_RANGE, NULL, 0, 100, NULL, NULL, {NULL, NULL}},
@@ -295,6 +296,48 @@ maximizing(const char *metric)
 	return false;
 }
 
+/* A list of column names (data.features, data.target): present means at
+ * least one name, none empty, none twice, no more than a data file has
+ * columns.  Linear in the list's length (a set, not every pair). */
+static void
+check_names(loom_spec *sp, const char *path, char **names, size_t n)
+{
+	size_t len = length(sp, path);
+	json_t *seen;
+
+	if (!loom_spec_has(sp, path))
+		return;
+	if (len == 0) {
+		loom_spec_errorf(sp, path,
+		                 strcmp(path, "data.features") == 0
+		                     ? "an empty list; name the input columns, or leave data.features "
+		                       "out to use every numeric column"
+		                     : "an empty list; name the column(s) to predict, or leave "
+		                       "data.target out (a forecast then predicts its features)");
+		return;
+	}
+	if (len > TF_CSV_MAX_COLUMNS) {
+		loom_spec_errorf(sp, path, "%zu names; a data file has at most %d columns", len,
+		                 TF_CSV_MAX_COLUMNS);
+		return;
+	}
+	if ((seen = json_object()) == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		char elem[64];
+		if (names[i][0] == '\0') {
+			snprintf(elem, sizeof elem, "%s[%zu]", path, i);
+			loom_spec_errorf(sp, elem, "an empty column name; name a column of the data file");
+		} else if (json_object_get(seen, names[i]) != NULL) {
+			loom_spec_errorf(sp, path, "\"%s\" is listed twice; list each column once",
+			                 names[i]);
+		} else {
+			json_object_set_new(seen, names[i], json_true());
+		}
+	}
+	json_decref(seen);
+}
+
 /* ------------------------------------------------------------------ parse */
 
 int
@@ -399,6 +442,16 @@ tf_spec_parse(const char *text, const char *name, tf_head_task_fn head_task, voi
 			                 "the fractions add up to %g; they must add up to 1", sum);
 		else if (getd_at(sp, "data.split", 0) <= 0)
 			loom_spec_errorf(sp, "data.split", "the training fraction must be above 0");
+		else if (getd_at(sp, "data.split", 1) <= 0)
+			loom_spec_errorf(sp, "data.split",
+			                 "the validation fraction is 0; validation picks the best epoch "
+			                 "and drives early stopping, so give it a share, e.g. "
+			                 "[0.7, 0.1, 0.2]");
+		else if (getd_at(sp, "data.split", 2) <= 0)
+			loom_spec_errorf(sp, "data.split",
+			                 "the test fraction is 0; the final test metrics and baselines "
+			                 "need rows of their own, so give it a share, e.g. "
+			                 "[0.7, 0.1, 0.2]");
 		for (size_t i = 0; i < 3 && i < n; i++)
 			s->data.split[i] = getd_at(sp, "data.split", i);
 	}
@@ -440,18 +493,25 @@ tf_spec_parse(const char *text, const char *name, tf_head_task_fn head_task, voi
 	if (s->task == TF_TASK_ANOMALY && s->n_targets > 1)
 		loom_spec_errorf(sp, "data.target",
 		                 "anomaly detection takes at most one 0/1 label column");
+	check_names(sp, "data.features", s->features, s->n_features);
+	check_names(sp, "data.target", s->targets, s->n_targets);
+	if (s->task == TF_TASK_REGRESSION && !loom_spec_has(sp, "data.target"))
+		loom_spec_errorf(sp, "data.target",
+		                 "regression needs the column(s) to predict at each window's last "
+		                 "step, e.g. target = [\"load\"]");
 	if (s->task == TF_TASK_FORECAST && s->channel_independent && s->n_targets > 0 &&
 	    s->n_features > 0) {
-		for (size_t i = 0; i < s->n_targets; i++) {
-			bool found = false;
-			for (size_t j = 0; j < s->n_features; j++)
-				found |= strcmp(s->targets[i], s->features[j]) == 0;
-			if (!found)
+		/* a set of the features: linear however long the lists are */
+		json_t *set = json_object();
+		for (size_t j = 0; set && j < s->n_features; j++)
+			json_object_set_new(set, s->features[j], json_true());
+		for (size_t i = 0; set && i < s->n_targets; i++)
+			if (json_object_get(set, s->targets[i]) == NULL)
 				loom_spec_errorf(sp, "data.target",
 				                 "\"%s\" is not among data.features; a "
 				                 "channel-independent forecast predicts input channels",
 				                 s->targets[i]);
-		}
+		json_decref(set);
 	}
 	if (loom_spec_error_count(sp) > 0)
 		goto fail;

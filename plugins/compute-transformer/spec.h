@@ -31,6 +31,11 @@ enum tf_positions {
 	TF_POS_SINUSOIDAL = 1,
 };
 
+/* The largest train.batch a spec may ask for.  A batch is also never more
+ * windows than the data has: a larger one is clamped when the data is
+ * loaded (train.c), with a warning, which changes no result. */
+#define TF_MAX_BATCH 8192
+
 typedef struct tf_spec {
 	json_t *doc;                /* the whole spec, defaults filled in */
 	char *name;

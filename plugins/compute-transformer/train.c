@@ -39,6 +39,7 @@ typedef struct run {
 	tf_model model;
 	int64_t *target_in;      /* [n_out] input channel of each target, or -1 */
 	tf_train_state st;
+	int64_t batch;           /* train.batch, clamped to the most windows a split has */
 	int64_t steps_per_epoch, total_steps;
 	int64_t target_len;      /* training target floats per window */
 	float *bx, *by;          /* a batch */
@@ -128,6 +129,24 @@ write_text(const char *path, const char *text)
 	return loom_file_write_atomic(path, text, strlen(text), 0644) == 0 ? 0 : errno;
 }
 
+/* While the data is read: the worker's control, asked every few MB, so a
+ * cancel, a pause or a SIGTERM is heard during a long load.  The answer
+ * that stopped the read is kept to tell a pause from a cancel. */
+typedef struct load_control {
+	const loom_job *job;
+	int answer;
+} load_control;
+
+static bool
+load_stop_requested(void *arg)
+{
+	load_control *lc = arg;
+	if (lc->job == NULL || lc->job->control == NULL)
+		return false;
+	lc->answer = lc->job->control(lc->job);
+	return lc->answer != LOOM_CONTROL_RUN;
+}
+
 /* The data file: a path, or "<storage-instance>:<key>" resolved to a local
  * file through the host. */
 static int
@@ -135,6 +154,8 @@ open_data(run *r, char **err)
 {
 	const char *path = r->spec.path;
 	char *local = NULL;
+	load_control lc = {r->job, LOOM_CONTROL_RUN};
+	tf_stop stop = {load_stop_requested, &lc};
 	int rv;
 
 	if (path[0] != '/' && strchr(path, ':') != NULL) {
@@ -147,9 +168,22 @@ open_data(run *r, char **err)
 		}
 		path = local;
 	}
-	rv = tf_csv_read(path, &r->table, err);
+	rv = tf_csv_read(path, &stop, &r->table, err);
 	if (local)
 		r->host->free(local);
+	if (rv == LOOM_ECANCELED && lc.answer == LOOM_CONTROL_PAUSE) {
+		/* nothing to checkpoint yet: the next attempt starts afresh */
+		free(*err);
+		*err = NULL;
+		say(r, LOOM_LOG_INFO, "paused while reading the data (no step taken, no checkpoint)");
+		return LOOM_EPAUSED;
+	}
+	if (rv == LOOM_ECANCELED) {
+		free(*err);
+		*err = NULL;
+		say(r, LOOM_LOG_INFO, "cancelled while reading the data");
+		return rv;
+	}
 	if (rv != 0)
 		return rv;
 	return tf_dataset_build(&r->table, &r->spec.data, &r->ds, err);
@@ -203,12 +237,31 @@ setup(run *r, char **err)
 	int64_t threads;
 	int rv;
 
+	r->batch = s->batch;
 	if ((rv = open_data(r, err)) != 0)
 		return rv;
 	say(r, LOOM_LOG_INFO,
 	    "data: %lld rows, %lld channels; windows: %lld train, %lld validation, %lld test",
 	    (long long)ds->rows, (long long)ds->n_in, (long long)ds->n_windows[0],
 	    (long long)ds->n_windows[1], (long long)ds->n_windows[2]);
+	{
+		/* A batch of more windows than any split has takes every window at
+		 * once, in training and in evaluation alike: clamping it to the
+		 * most windows a split has changes no result, only the memory the
+		 * model is sized for (1,048,576 on 400 rows took 9 GB). */
+		int64_t most = ds->n_windows[0];
+		for (int k = 1; k < 3; k++)
+			most = ds->n_windows[k] > most ? ds->n_windows[k] : most;
+		if (most > 0 && r->batch > most) {
+			say(r, LOOM_LOG_WARN,
+			    "train.batch is %lld, more windows than the data has (train %lld, validation "
+			    "%lld, test %lld): batches hold at most %lld windows, one training step per "
+			    "epoch",
+			    (long long)r->batch, (long long)ds->n_windows[0], (long long)ds->n_windows[1],
+			    (long long)ds->n_windows[2], (long long)most);
+			r->batch = most;
+		}
+	}
 
 	if (r->host->instance_ops(r->ins, s->head, LOOM_KIND_HEAD, &ops, &r->head_ctx) != 0) {
 		*err = loom_strfmt("model.head: no head plugin instance \"%s\"", s->head);
@@ -220,12 +273,26 @@ setup(run *r, char **err)
 	r->target_in = calloc((size_t)(ds->n_out ? ds->n_out : 1), sizeof *r->target_in);
 	if (r->target_in == NULL)
 		return LOOM_ENOMEM;
-	for (int64_t k = 0; k < ds->n_out; k++) {
-		r->target_in[k] = -1;
+	{
+		/* the table's column of each input, looked up by name: linear
+		 * where comparing every target with every input was not */
+		int64_t *in_of_col = malloc((r->table.n_cols ? r->table.n_cols : 1) * sizeof *in_of_col);
+		if (in_of_col == NULL)
+			return LOOM_ENOMEM;
+		for (size_t c = 0; c < r->table.n_cols; c++)
+			in_of_col[c] = -1;
 		for (int64_t c = 0; c < ds->n_in; c++) {
-			if (strcmp(ds->out_names[k], ds->in_names[c]) == 0)
-				r->target_in[k] = c;
+			int col = tf_table_column(&r->table, ds->in_names[c]);
+			if (col >= 0 && in_of_col[col] < 0)
+				in_of_col[col] = c;
 		}
+		for (int64_t k = 0; k < ds->n_out; k++) {
+			int col = tf_table_column(&r->table, ds->out_names[k]);
+			r->target_in[k] = col >= 0 ? in_of_col[col] : -1;
+		}
+		free(in_of_col);
+	}
+	for (int64_t k = 0; k < ds->n_out; k++) {
 		if (r->target_in[k] < 0 && s->revin && s->task == TF_TASK_FORECAST) {
 			*err = loom_strfmt("model.revin: the target \"%s\" is not among the input "
 			                    "channels, so its forecast cannot be mapped back; add it to "
@@ -255,7 +322,7 @@ setup(run *r, char **err)
 	mc.revin = s->revin;
 	mc.channel_independent = s->channel_independent;
 	mc.sinusoidal = s->positions == TF_POS_SINUSOIDAL;
-	mc.max_batch = s->batch;
+	mc.max_batch = r->batch;
 	mc.head_ops = r->head;
 	mc.head_ctx = r->head_ctx;
 	mc.horizon = s->task == TF_TASK_FORECAST ? s->horizon : 0;
@@ -286,7 +353,7 @@ setup(run *r, char **err)
 	default: r->target_len = s->context * ds->n_in; break;
 	}
 	{
-		int64_t B = s->batch, S = B * r->model.seq_per_window;
+		int64_t B = r->batch, S = B * r->model.seq_per_window;
 		int64_t rd = r->model.head.result_dim > r->model.head.out_dim ? r->model.head.result_dim
 		                                                              : r->model.head.out_dim;
 		int64_t wide = rd > r->target_len ? rd : r->target_len;
@@ -299,7 +366,7 @@ setup(run *r, char **err)
 		if (!r->bx || !r->by || !r->res || !r->truth || !r->idx || !r->order)
 			return LOOM_ENOMEM;
 	}
-	r->steps_per_epoch = (ds->n_windows[0] + s->batch - 1) / s->batch;
+	r->steps_per_epoch = (ds->n_windows[0] + r->batch - 1) / r->batch;
 	r->total_steps = r->steps_per_epoch * s->epochs;
 	r->info = make_info(r);
 	r->history = json_array();
@@ -492,7 +559,7 @@ evaluate(run *r, int s, const char *prefix, json_t *obj, double *loss_out, void 
 {
 	const tf_dataset *ds = &r->ds;
 	tf_model *m = &r->model;
-	int64_t B = r->spec.batch, n_win = ds->n_windows[s];
+	int64_t B = r->batch, n_win = ds->n_windows[s];
 	double loss_sum = 0;
 	void *state = NULL;
 	collect c = {obj, prefix};
@@ -930,7 +997,7 @@ tf_train(const loom_host *host, loom_instance *ins, const loom_job *job)
 		shuffle(&r, r.st.epoch);
 		while (r.st.batch < r.steps_per_epoch) {
 			int ctl = job->control ? job->control(job) : LOOM_CONTROL_RUN;
-			int64_t at = r.st.batch * r.spec.batch, n;
+			int64_t at = r.st.batch * r.batch, n;
 			double loss;
 
 			if (ctl == LOOM_CONTROL_CANCEL) {
@@ -946,7 +1013,7 @@ tf_train(const loom_host *host, loom_instance *ins, const loom_job *job)
 				}
 				goto out;
 			}
-			n = r.ds.n_windows[0] - at < r.spec.batch ? r.ds.n_windows[0] - at : r.spec.batch;
+			n = r.ds.n_windows[0] - at < r.batch ? r.ds.n_windows[0] - at : r.batch;
 			for (int64_t i = 0; i < n; i++)
 				r.idx[i] = r.order[at + i];
 			if ((rv = train_step(&r, n, &loss)) != 0)

@@ -180,7 +180,7 @@ sed -e '100s/,[0-9.]*$/,n\/a/' "$DATA/seattle-temps.csv" >"$T/bad.csv"
 sed -e "s|/usr/lib/python3/dist-packages/vega_datasets/_data/seattle-temps.csv|$T/bad.csv|" \
 	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/badcsv.conf"
 expect 1 worker --run "$T/badcsv.conf" --out "$T/o4"
-has "$T/err" 'bad.csv:100: column "temp": "n/a" is not a number; fix the value or set data.fill'
+has "$T/err" 'bad.csv:100: column "temp": the value is not a number; fix the value or set data.fill'
 
 expect 2 worker --run "$T/typo.conf"
 expect 2 "$W" --threads 0 --run "$T/typo.conf" --out "$T/o5"

@@ -51,7 +51,7 @@ static void
 parse_ok(const char *text, tf_table *t)
 {
 	char *err = NULL;
-	int rv = tf_csv_parse(text, strlen(text), "t.csv", t, &err);
+	int rv = tf_csv_parse(text, strlen(text), "t.csv", NULL, t, &err);
 	ck_assert_msg(rv == 0, "parse failed (%d): %s", rv, err ? err : "(no message)");
 	ck_assert_ptr_null(err);
 }
@@ -62,7 +62,7 @@ parse_fails_n(const char *text, size_t len, int code)
 {
 	tf_table t;
 	char *err = NULL;
-	int rv = tf_csv_parse(text, len, "t.csv", &t, &err);
+	int rv = tf_csv_parse(text, len, "t.csv", NULL, &t, &err);
 	ck_assert_msg(rv == code, "expected code %d, got %d (%s)", code, rv, err ? err : "");
 	ck_assert_ptr_nonnull(err);
 	/* a failed parse leaves an empty table behind */
@@ -341,34 +341,55 @@ START_TEST(csv_empty)
 }
 END_TEST
 
+/* Missing, unreadable, a directory, a FIFO, a device: one message and one
+ * code, so that a caller cannot tell which paths exist; and none of them
+ * blocks or reads forever. */
 START_TEST(csv_missing_file)
 {
 	tf_table t;
-	char *err = NULL, *dir = tu_tmpdir(), *want;
+	char *err = NULL, *dir = tu_tmpdir(), *closed, *fifo, *missing;
+	const char *paths[5];
+	size_t n = 0;
 
-	ck_assert_int_eq(tf_csv_read("/nonexistent-loom-dir/x.csv", &t, &err), LOOM_ENOENT);
-	ck_assert_str_eq(err, "/nonexistent-loom-dir/x.csv: cannot open: No such file or directory; "
-	                      "check data.path");
-	free(err);
-	ck_assert_int_eq(tf_csv_read(dir, &t, &err), LOOM_EINVAL);
-	ck_assert_int_eq(asprintf(&want, "%s: is a directory, not a CSV file; check data.path", dir) >
-	                         0,
-	                 1);
-	ck_assert_str_eq(err, want);
-	free(want);
-	free(err);
+	ck_assert_int_eq(asprintf(&missing, "%s/nope.csv", dir) > 0, 1);
+	ck_assert_int_eq(asprintf(&closed, "%s/closed", dir) > 0, 1);
+	ck_assert_int_eq(asprintf(&fifo, "%s/fifo", dir) > 0, 1);
+	ck_assert_int_eq(mkdir(closed, 0700), 0);
+	free(tu_write(closed, "data.csv", "a\n1\n"));
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	paths[n++] = missing;
+	paths[n++] = dir;
+	paths[n++] = fifo;
+	paths[n++] = "/dev/zero";
 	if (geteuid() != 0) {
-		char *p = tu_write(dir, "secret.csv", "a\n1\n");
-		chmod(p, 0);
-		ck_assert_int_eq(tf_csv_read(p, &t, &err), LOOM_EPERM);
-		ck_assert_ptr_nonnull(strstr(err, "Permission denied"));
+		char *p;
+		ck_assert_int_eq(asprintf(&p, "%s/data.csv", closed) > 0, 1);
+		chmod(closed, 0);
+		paths[n++] = p;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *want;
+		ck_assert_int_eq(tf_csv_read(paths[i], NULL, &t, &err), LOOM_ENOENT);
+		ck_assert_int_eq(asprintf(&want,
+		                          "data.path \"%s\": cannot read it (missing, not a regular "
+		                          "file, or not readable by loomd's user); check the path and "
+		                          "its permissions",
+		                          paths[i]) > 0,
+		                 1);
+		ck_assert_str_eq(err, want);
+		ck_assert_ptr_null(t.names);
+		free(want);
 		free(err);
-		free(p);
+		err = NULL;
+	}
+	if (n == 5) {
+		chmod(closed, 0700);
+		free((char *)paths[4]);
 	}
 	/* and a real read of a written file */
 	{
 		char *p = tu_write(dir, "ok.csv", "x,y\n1,2\n");
-		ck_assert_int_eq(tf_csv_read(p, &t, &err), 0);
+		ck_assert_int_eq(tf_csv_read(p, NULL, &t, &err), 0);
 		ck_assert_str_eq(t.path, p);
 		ck_assert(t.num[1][0] == 2);
 		tf_table_free(&t);
@@ -376,6 +397,161 @@ START_TEST(csv_missing_file)
 	}
 	tu_rmrf(dir);
 	free(dir);
+	free(closed);
+	free(fifo);
+	free(missing);
+}
+END_TEST
+
+/* A file that is not a CSV of data (a shadow file, a key): refused without
+ * quoting a byte of it; a bad value: named by line and column, not quoted. */
+START_TEST(csv_content_never_quoted)
+{
+	char *dir = tu_tmpdir(), *p, *err = NULL;
+	tf_table t;
+	tf_dataset ds;
+	tf_data_spec sp = spec_of(TF_TASK_FORECAST, 1, 1);
+
+	sp.split[0] = 0.5;
+	sp.split[1] = 0.25;
+	sp.split[2] = 0.25;
+	p = tu_write(dir, "shadow",
+	             "root:$6$Zm9v$SECRETHASH:19000:0:99999:7:::\n"
+	             "daemon:*:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\n"
+	             "sys:*:19000:0:99999:7:::\n");
+	ck_assert_int_eq(tf_csv_read(p, NULL, &t, &err), 0);
+	sp.time_column = "date";
+	ck_assert_int_eq(tf_dataset_build(&t, &sp, &ds, &err), LOOM_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "shadow: not a CSV with a header row of column names "
+	                                  "(no value in it is a number); check data.path"));
+	ck_assert_ptr_null(strstr(err, "SECRET"));
+	ck_assert_ptr_null(strstr(err, "daemon"));
+	free(err);
+	err = NULL;
+	tf_table_free(&t);
+	free(p);
+	/* values of a real CSV: never in a message */
+	sp.time_column = NULL;
+	sp.features = (const char *const[]){"v"};
+	sp.n_features = 1;
+	build_fails("t,v\n1,1\n2,SECRETVALUE\n3,3\n4,4\n", &sp,
+	            "t.csv:3: column \"v\": the value is not a number; fix the value or set "
+	            "data.fill");
+	sp.time_column = "t";
+	build_fails("t,v\n1,1\nSECRET,2\n3,3\n4,4\n", &sp,
+	            "t.csv:3: column \"t\": the value is not a time; write YYYY-MM-DD or YYYY/MM/DD "
+	            "(optionally with HH:MM[:SS]), or a plain number");
+	/* header names are quoted, control and bidi characters escaped */
+	sp.time_column = NULL;
+	sp.features = (const char *const[]){"nothere"};
+	build_fails("a\x1b[31m,b\xE2\x80\xAE" "c,d\xC2\x85,\xFF\n1,2,3,4\n2,3,4,5\n3,4,5,6\n4,5,6,7\n",
+	            &sp,
+	            "t.csv:1: no column \"nothere\"; columns: a\\x1b[31m, b\\u202Ec, d\\u0085, \\xff");
+	tu_rmrf(dir);
+	free(dir);
+}
+END_TEST
+
+/* The header: at most TF_CSV_MAX_COLUMNS names and TF_CSV_MAX_HEADER_BYTES
+ * bytes, refused naming the count and the bound; duplicates found in
+ * linear time (the 3,000,000-column header took minutes, quadratically). */
+START_TEST(csv_header_bounds)
+{
+	size_t n = 3000000, cap = n * 9 + 64, len = 0;
+	char *s = malloc(cap), *e;
+	tf_table t;
+
+	ck_assert_ptr_nonnull(s);
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(s + len, cap - len, i ? ",c%zu" : "c%zu", i);
+	len += (size_t)snprintf(s + len, cap - len, "\n");
+	e = parse_fails_n(s, len, LOOM_EINVAL);
+	ck_assert_str_eq(e, "t.csv:1: the header names 3000000 columns; at most 65536 are supported "
+	                    "— keep the columns the job uses (data.features, data.target, "
+	                    "data.time_column)");
+	free(e);
+
+	/* the widest legal header, and a row under it */
+	n = TF_CSV_MAX_COLUMNS;
+	len = 0;
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(s + len, cap - len, i ? ",c%zu" : "c%zu", i);
+	len += (size_t)snprintf(s + len, cap - len, "\n");
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(s + len, cap - len, i ? ",%zu" : "%zu", i);
+	len += (size_t)snprintf(s + len, cap - len, "\n");
+	{
+		char *err = NULL;
+		ck_assert_int_eq(tf_csv_parse(s, len, "t.csv", NULL, &t, &err), 0);
+		ck_assert_uint_eq(t.n_cols, TF_CSV_MAX_COLUMNS);
+		ck_assert_int_eq(tf_table_column(&t, "c65535"), 65535);
+		ck_assert_int_eq(tf_table_column(&t, "c0"), 0);
+		ck_assert_int_eq(tf_table_column(&t, "c65536"), -1);
+		ck_assert(t.num[65535][0] == 65535);
+		tf_table_free(&t);
+	}
+	/* the same with the last name repeating the first */
+	len = 0;
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(s + len, cap - len, i ? ",c%zu" : "c%zu", i + 1 == n ? 0 : i);
+	len += (size_t)snprintf(s + len, cap - len, "\n1\n");
+	e = parse_fails_n(s, len, LOOM_EINVAL);
+	ck_assert_str_eq(e, "t.csv:1: columns 1 and 65536 are both named \"c0\"; give each column "
+	                    "its own name");
+	free(e);
+
+	/* a header record of more than 4 MiB */
+	len = (size_t)snprintf(s, cap, "a,\"b\n");
+	memset(s + len, 'x', 5u << 20);
+	len += 5u << 20;
+	len += (size_t)snprintf(s + len, cap - len, "\",c\n1,2,3\n");
+	e = parse_fails_n(s, len, LOOM_EINVAL);
+	ck_assert_str_eq(e, "t.csv:1: the header line is 5242888 bytes; at most 4194304 are "
+	                    "supported — shorten the column names");
+	free(e);
+	free(s);
+}
+END_TEST
+
+/* A stop request is noticed at least every TF_CSV_POLL_BYTES of input. */
+static int stop_calls, stop_at;
+
+static bool
+stop_after(void *arg)
+{
+	(void)arg;
+	return ++stop_calls == stop_at;
+}
+
+START_TEST(csv_stop)
+{
+	size_t rows = 1u << 20, cap = rows * 16 + 16, len;
+	char *s = malloc(cap), *err = NULL;
+	tf_stop stop = {stop_after, NULL};
+	tf_table t;
+
+	ck_assert_ptr_nonnull(s);
+	len = (size_t)snprintf(s, cap, "a,b\n");
+	for (size_t i = 0; i < rows; i++)
+		len += (size_t)snprintf(s + len, cap - len, "%06zu,%06zu\n", i, rows - i);
+	/* 14 MiB, read to the end: asked at least once per MiB of each pass */
+	stop_calls = 0;
+	stop_at = -1;
+	ck_assert_int_eq(tf_csv_parse(s, len, "t.csv", &stop, &t, &err), 0);
+	ck_assert_uint_eq(t.n_rows, rows);
+	ck_assert_int_ge(stop_calls, (int)(len / TF_CSV_POLL_BYTES));
+	tf_table_free(&t);
+	/* asked to stop: it stops, with a message and nothing left behind */
+	for (stop_at = 1; stop_at <= 30; stop_at += 7) {
+		stop_calls = 0;
+		ck_assert_int_eq(tf_csv_parse(s, len, "t.csv", &stop, &t, &err), LOOM_ECANCELED);
+		ck_assert_int_eq(stop_calls, stop_at);
+		ck_assert_ptr_nonnull(strstr(err, "t.csv: reading stopped"));
+		ck_assert_ptr_null(t.names);
+		free(err);
+		err = NULL;
+	}
+	free(s);
 }
 END_TEST
 
@@ -421,7 +597,7 @@ START_TEST(csv_binary)
 	{
 		tf_table t;
 		char *err = NULL;
-		ck_assert_int_eq(tf_csv_read("/bin/sh", &t, &err), LOOM_EINVAL);
+		ck_assert_int_eq(tf_csv_read("/bin/sh", NULL, &t, &err), LOOM_EINVAL);
 		ck_assert_ptr_nonnull(strstr(err, "/bin/sh:1: a NUL byte"));
 		free(err);
 	}
@@ -437,7 +613,7 @@ START_TEST(csv_binary)
 		sp.features = (const char *const[]){"v"};
 		sp.n_features = 1;
 		build_fails("v\n1\n\"a\x01\"\"b\"\n", &sp,
-		            "t.csv:3: column \"v\": \"a\\x01\\\"b\" is not a number; fix the value or set "
+		            "t.csv:3: column \"v\": the value is not a number; fix the value or set "
 		            "data.fill");
 	}
 }
@@ -513,7 +689,7 @@ START_TEST(csv_real_file)
 {
 	tf_table t;
 	char *err = NULL;
-	ck_assert_int_eq(tf_csv_read(SEATTLE_TEMPS, &t, &err), 0);
+	ck_assert_int_eq(tf_csv_read(SEATTLE_TEMPS, NULL, &t, &err), 0);
 	ck_assert_uint_eq(t.n_rows, 8759);
 	ck_assert_uint_eq(t.n_cols, 2);
 	ck_assert_str_eq(t.names[0], "date");
@@ -548,7 +724,7 @@ START_TEST(seattle_temps_forecast)
 	raw_read(SEATTLE_TEMPS, 2, -1, &raw);
 	temps = raw.v[1];
 	ck_assert_int_eq(raw.n, 8759);
-	ck_assert_int_eq(tf_csv_read(SEATTLE_TEMPS, &t, &err), 0);
+	ck_assert_int_eq(tf_csv_read(SEATTLE_TEMPS, NULL, &t, &err), 0);
 	build_ok(&t, &sp, &ds);
 
 	ck_assert_int_eq(ds.rows, 8759);
@@ -678,7 +854,7 @@ START_TEST(seattle_weather_classification)
 	sp.n_targets = 1;
 	raw_read(SEATTLE_WEATHER, 6, 5, &raw);
 	ck_assert_int_eq(raw.n, 1461);
-	ck_assert_int_eq(tf_csv_read(SEATTLE_WEATHER, &t, &err), 0);
+	ck_assert_int_eq(tf_csv_read(SEATTLE_WEATHER, NULL, &t, &err), 0);
 	build_ok(&t, &sp, &ds);
 
 	ck_assert_int_eq(ds.season, 7);
@@ -766,7 +942,7 @@ START_TEST(other_real_files)
 	char *err = NULL;
 
 	sp.time_column = "month";
-	ck_assert_int_eq(tf_csv_read(US_EMPLOYMENT, &t, &err), 0);
+	ck_assert_int_eq(tf_csv_read(US_EMPLOYMENT, NULL, &t, &err), 0);
 	build_ok(&t, &sp, &ds);
 	ck_assert_int_eq(ds.season, 12);
 	ck_assert_int_eq(ds.rows, 120);
@@ -780,7 +956,7 @@ START_TEST(other_real_files)
 	/* sf-temps: "temp,date", times with seconds, the same daylight-saving gap */
 	sp = spec_of(TF_TASK_FORECAST, 168, 24);
 	sp.time_column = "date";
-	ck_assert_int_eq(tf_csv_read(SF_TEMPS, &t, &err), 0);
+	ck_assert_int_eq(tf_csv_read(SF_TEMPS, NULL, &t, &err), 0);
 	build_ok(&t, &sp, &ds);
 	ck_assert_int_eq(ds.rows, 8759);
 	ck_assert_int_eq(ds.season, 24);
@@ -1013,8 +1189,8 @@ START_TEST(time_formats_and_order)
 
 	/* the zone counts: 01:00+01:00 is 00:00Z */
 	build_fails("date,v\n2020-01-01T00:00Z,1\n2020-01-01T01:00+01:00,2\n", &sp,
-	            "t.csv:3: column \"date\": time \"2020-01-01T01:00+01:00\" is the same as line "
-	            "2's; each row needs its own time — remove or merge one of the two rows");
+	            "t.csv:3: column \"date\": the time is the same as line 2's; each row needs its "
+	            "own time — remove or merge one of the two rows");
 
 	/* season from the spacing */
 	{
@@ -1074,9 +1250,8 @@ START_TEST(time_errors)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		text = series(30, 3, bad[i], NULL);
 		snprintf(want, sizeof want,
-		         "t.csv:5: column \"date\": \"%s\" is not a time; write YYYY-MM-DD or "
-		         "YYYY/MM/DD (optionally with HH:MM[:SS]), or a plain number",
-		         bad[i]);
+		         "t.csv:5: column \"date\": the value is not a time; write YYYY-MM-DD or "
+		         "YYYY/MM/DD (optionally with HH:MM[:SS]), or a plain number");
 		build_fails(text, &sp, want);
 		free(text);
 	}
@@ -1087,12 +1262,12 @@ START_TEST(time_errors)
 	free(text);
 	text = series(30, 6, "2020-01-01 02:00", NULL);
 	build_fails(text, &sp,
-	            "t.csv:8: column \"date\": time \"2020-01-01 02:00\" is the same as line 4's; "
-	            "each row needs its own time — remove or merge one of the two rows");
+	            "t.csv:8: column \"date\": the time is the same as line 4's; each row needs its "
+	            "own time — remove or merge one of the two rows");
 	free(text);
 	text = series(30, 9, "12345", NULL);
 	build_fails(text, &sp,
-	            "t.csv:11: column \"date\": \"12345\" is a number, but line 2 holds a date; "
+	            "t.csv:11: column \"date\": this time is a number, but line 2 holds a date; "
 	            "write every time the same way");
 	free(text);
 	/* a date column is no numeric channel */
@@ -1173,16 +1348,16 @@ START_TEST(fill_modes)
 	            "t.csv:3: column \"v\": missing value; fill it in, or set data.fill to "
 	            "\"ffill\", \"linear\" or \"zero\"");
 	build_fails("t,v\n1,10\n2,NA\n", &sp,
-	            "t.csv:3: column \"v\": missing value (\"NA\"); fill it in, or set data.fill to "
-	            "\"ffill\", \"linear\" or \"zero\"");
+	            "t.csv:3: column \"v\": missing value (NA, NaN or null); fill it in, or set "
+	            "data.fill to \"ffill\", \"linear\" or \"zero\"");
 	build_fails("t,v\n1,10\n2,1e400\n", &sp,
-	            "t.csv:3: column \"v\": \"1e400\" is too large for a number; fix the value or "
+	            "t.csv:3: column \"v\": the value is too large for a number; fix the value or "
 	            "set data.fill");
 	/* a column with no number at all cannot be filled */
 	sp.fill = TF_FILL_FFILL;
 	build_fails("t,v\n1,\n2,x\n", &sp,
-	            "t.csv:3: column \"v\" is a text column (\"x\" is not a number, nor is any other "
-	            "value); data.features and data.target take numeric columns");
+	            "t.csv:3: column \"v\" is a text column (the value on this line is not a number, "
+	            "nor is any other); data.features and data.target take numeric columns");
 	build_fails("t,v\n1,\n2, \n", &sp,
 	            "t.csv: column \"v\" is empty on every row; choose another column");
 }
@@ -1224,7 +1399,7 @@ START_TEST(build_errors_columns)
 	sp.n_features = 1;
 	text = series(60, 40, NULL, "n/a");
 	build_fails(text, &sp,
-	            "t.csv:42: column \"temp\": \"n/a\" is not a number; fix the value or set "
+	            "t.csv:42: column \"temp\": the value is not a number; fix the value or set "
 	            "data.fill");
 	/* with a fill it is a gap like any other */
 	{
@@ -1251,16 +1426,19 @@ START_TEST(build_errors_columns)
 	sp.features = (const char *const[]){"date"};
 	text = series(60, -1, NULL, NULL);
 	build_fails(text, &sp,
-	            "t.csv:2: column \"date\" is a text column (\"2020-01-01 00:00\" is not a "
-	            "number, nor is any other value); data.features and data.target take numeric "
-	            "columns");
+	            "t.csv:2: column \"date\" is a text column (the value on this line is not a "
+	            "number, nor is any other); data.features and data.target take numeric columns");
 	free(text);
 	/* no numeric column at all */
 	sp.features = NULL;
 	sp.n_features = 0;
-	build_fails("a,b\nx,y\nz,w\n", &sp,
+	build_fails("a,b\n1,y\nz,w\n", &sp,
 	            "t.csv: no numeric column to use as a feature; name the input columns in "
 	            "data.features");
+	/* no number anywhere: not a data file, and nothing of it is quoted */
+	build_fails("a,b\nx,y\nz,w\n", &sp,
+	            "t.csv: not a CSV with a header row of column names (no value in it is a "
+	            "number); check data.path");
 }
 END_TEST
 
@@ -1406,7 +1584,7 @@ START_TEST(build_errors_tasks)
 	sp.time_column = "date";
 	sp.targets = (const char *const[]){"weather"};
 	build_fails(sunny, &sp,
-	            "t.csv: column \"weather\" holds a single class (\"sun\") on all 30 rows; "
+	            "t.csv: column \"weather\" holds a single class on all 30 rows; "
 	            "classification needs at least two — choose another data.target");
 	sp.context = 1;
 	sp.split[0] = 1;
@@ -1441,8 +1619,8 @@ START_TEST(build_errors_tasks)
 	sp.targets = (const char *const[]){"label"};
 	sp.n_targets = 1;
 	build_fails("a,label\n1,0\n2,2\n3,0\n", &sp,
-	            "t.csv:3: column \"label\": \"2\" is not 0 or 1; anomaly labels mark normal rows "
-	            "0 and anomalies 1");
+	            "t.csv:3: column \"label\": the label is not 0 or 1; anomaly labels mark normal "
+	            "rows 0 and anomalies 1");
 	build_fails("a,label\n1,0\n2,\n3,0\n", &sp,
 	            "t.csv:3: column \"label\": missing label; anomaly labels must be 0 or 1 on every "
 	            "row");
@@ -1493,6 +1671,9 @@ main(void)
 	tcase_add_test(csv, csv_quote_errors);
 	tcase_add_test(csv, csv_empty);
 	tcase_add_test(csv, csv_missing_file);
+	tcase_add_test(csv, csv_content_never_quoted);
+	tcase_add_test(csv, csv_header_bounds);
+	tcase_add_test(csv, csv_stop);
 	tcase_add_test(csv, csv_huge_field);
 	tcase_add_test(csv, csv_binary);
 	tcase_add_test(csv, csv_numbers);

@@ -215,7 +215,7 @@ START_TEST(matches_evaluation)
 
 	/* the test windows, raw, as the engine cut them */
 	ck_assert_int_eq(tf_spec_parse(c->spec, "spec", head_task, NULL, &spec, &err), 0);
-	ck_assert_msg(tf_csv_read(spec.path, &table, &err) == 0, "%s", err);
+	ck_assert_msg(tf_csv_read(spec.path, NULL, &table, &err) == 0, "%s", err);
 	ck_assert_msg(tf_dataset_build(&table, &spec.data, &ds, &err) == 0, "%s", err);
 	n = ds.n_windows[2];
 	L = spec.context;

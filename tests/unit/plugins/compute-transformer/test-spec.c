@@ -161,6 +161,33 @@ static const struct bad {
 	{"{\"data\": 5}", "data: expected a group"},
 	{"{\"data\": {\"path\": \"x\"},}", "malformed JSON"},
 	{"data = { path = ; };", "syntax error"},
+	/* degenerate values, each refused naming its key */
+	{"data = { path = \"x\"; features = []; };",
+	 "data.features: an empty list; name the input columns, or leave data.features out"},
+	{"data = { path = \"x\"; target = []; };",
+	 "data.target: an empty list; name the column(s) to predict, or leave data.target out"},
+	{"data = { path = \"x\"; features = [\"a\", \"\"]; };",
+	 "data.features[1]: an empty column name"},
+	{"data = { path = \"x\"; features = [\"a\", \"b\", \"a\"]; };",
+	 "data.features: \"a\" is listed twice; list each column once"},
+	{"data = { path = \"x\"; }; model = { head = \"regression\"; };",
+	 "data.target: regression needs the column(s) to predict"},
+	{"data = { path = \"x\"; split = [1.0, 0.0, 0.0]; };",
+	 "data.split: the validation fraction is 0; validation picks the best epoch and drives "
+	 "early stopping, so give it a share, e.g. [0.7, 0.1, 0.2]"},
+	{"data = { path = \"x\"; split = [0.8, 0.2, 0.0]; };",
+	 "data.split: the test fraction is 0; the final test metrics and baselines need rows of "
+	 "their own, so give it a share, e.g. [0.7, 0.1, 0.2]"},
+	{"data = { path = \"x\"; split = [0.0, 0.5, 0.5]; };",
+	 "data.split: the training fraction must be above 0"},
+	{"data = { path = \"x\"; }; train = { batch = 1048576; };",
+	 "train.batch: 1.04858e+06 is out of range; use a value from 1 to 8192"},
+	{"data = { path = \"x\"; }; train = { batch = 0; };", "train.batch: 0 is out of range"},
+	{"data = { path = \"x\"; }; model = { context = 0; };", "model.context: 0 is out of range"},
+	{"data = { path = \"x\"; }; model = { horizon = 0; };", "model.horizon: 0 is out of range"},
+	{"data = { path = \"x\"; }; model = { horizon = -3; };", "model.horizon: -3 is out of range"},
+	{"data = { path = \"x\"; }; model = { stride = 0; };", "model.stride: 0 is out of range"},
+	{"data = { path = \"x\"; }; train = { epochs = 0; };", "train.epochs: 0 is out of range"},
 };
 
 START_TEST(bad_spec)
