@@ -21,6 +21,7 @@
 #include "host/core/plugins.h"
 #include "host/core/util.h"
 #include "host/server/events.h"
+#include "host/server/store.h"
 #include "tracking-internal.h"
 #include "tracking.h"
 
@@ -223,8 +224,8 @@ each_tracker(const char *what, tracker_call fn, void *arg)
 		if (lock)
 			pthread_mutex_unlock(&ins->lock);
 		if (rv != 0)
-			LOG_WARN("tracking: tracker \"%s\": %s failed: %s", ins->name, what,
-			         loom_strerror(rv));
+			LOG_WARN_LIMITED("tracking: tracker \"%s\": %s failed: %s", ins->name, what,
+			                 loom_strerror(rv));
 	}
 }
 
@@ -468,8 +469,8 @@ static void
 done(sqlite3_stmt *st, const char *what)
 {
 	int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		LOG_ERROR("tracking: %s: %s", what, sqlite3_errmsg(T.db));
+	if (loomi_store_wrote(T.db, rc) != 0)
+		LOG_ERROR_LIMITED("tracking: %s: %s", what, sqlite3_errstr(rc));
 	sqlite3_finalize(st);
 }
 
@@ -505,8 +506,8 @@ series_get(int64_t run, int64_t job, const char *name)
 	if (st && sqlite3_step(st) == SQLITE_ROW)
 		s->id = sqlite3_column_int64(st, 0);
 	else
-		LOG_ERROR("tracking: cannot record metric \"%s\" of run-%lld: %s", name, (long long)run,
-		          sqlite3_errmsg(T.db));
+		LOG_ERROR_LIMITED("tracking: cannot record metric \"%s\" of run-%lld: %s", name,
+		                  (long long)run, sqlite3_errmsg(T.db));
 	sqlite3_finalize(st);
 	s->next = T.buckets[b];
 	T.buckets[b] = s;
@@ -1024,8 +1025,9 @@ thread_main(void *arg)
 			last_partial = now;
 		}
 		update_stats();
-		if (sqlite3_exec(T.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-			LOG_ERROR("tracking: cannot commit metric points: %s", sqlite3_errmsg(T.db));
+		if (loomi_store_wrote(T.db, sqlite3_exec(T.db, "COMMIT", NULL, NULL, NULL)) != 0) {
+			LOG_ERROR_LIMITED("tracking: cannot commit metric points: %s",
+			                  sqlite3_errmsg(T.db));
 			sqlite3_exec(T.db, "ROLLBACK", NULL, NULL, NULL);
 		}
 		if ((partial && now - last_tracker_flush >= TRACKER_FLUSH_MS) || stopping ||
