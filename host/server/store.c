@@ -369,7 +369,8 @@ loomi_store_wrote(sqlite3 *db, int rc)
 		thread_rc = rc;
 	if (!store_failure(rc)) {
 		LOG_ERROR_LIMITED("state database: a statement failed: %s",
-		                  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		                  db && sqlite3_extended_errcode(db) == rc ? sqlite3_errmsg(db)
+		                                                           : sqlite3_errstr(rc));
 		return LOOM_EIO;
 	}
 	pthread_mutex_lock(&W.mtx);
