@@ -2031,6 +2031,17 @@ loomi_jobs_get(loomi_daemon *d, int64_t id)
 				                                  : "paused; POST …/resume to continue";
 			json_object_set_new(o, "waiting_reason", json_string(w));
 		}
+		for (const unstored *c = U.head; c; c = c->next) {
+			/* loomd's own move, not stored yet: said, not hidden */
+			if (c->job == id && c->kind == CHANGE_STATE) {
+				json_object_set_new(o, "unstored_status",
+				                    json_string(loom_job_state_name(c->to)));
+				json_object_set_new(o, "message",
+				                    json_pack("s", "its move is kept in memory until the "
+				                                   "state database can write again; GET "
+				                                   "/api/v1/health says why"));
+			}
+		}
 		if (r && r->control != LOOM_CONTROL_RUN)
 			json_object_set_new(o, "requested",
 			                    json_string(r->control == LOOM_CONTROL_PAUSE ? "pause"
