@@ -418,9 +418,15 @@ loomi_store_writable(loomi_store *s, char **cause)
 		W.failed_rc = 0; /* space has returned */
 	failed = W.failed_rc;
 	pthread_mutex_unlock(&W.mtx);
-	if (e != 0) {
+	if (e == ENOSPC || e == EDQUOT) {
 		*cause = loomi_strfmt("the state directory %s has no room to write (%s); free space "
 		                      "there",
+		                      W.dir ? W.dir : ".", strerror(e));
+		return false;
+	}
+	if (e != 0) {
+		*cause = loomi_strfmt("the state directory %s cannot be written (%s); make it "
+		                      "writable by loomd",
 		                      W.dir ? W.dir : ".", strerror(e));
 		return false;
 	}
