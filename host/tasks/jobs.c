@@ -1024,26 +1024,35 @@ schedule(void)
 				/* a resume from a pause (on request, by preemption, at a
 				 * loomd stop) continues the same attempt: attempts counts
 				 * the first start and the retries, which max_retries
-				 * bounds; the previous worker of the attempt has exited */
-				sqlite3_stmt *u = prep(s == LOOM_JOB_PAUSED
-				                           ? "SELECT max(attempts, 1) FROM jobs WHERE id = ?"
-				                           : "UPDATE jobs SET attempts = attempts + 1 WHERE id = ?"
-				                             " RETURNING attempts");
-				int attempt = 1;
+				 * bounds; the previous worker of the attempt has exited.
+				 * Stored in the plan's transaction, or not started at all:
+				 * the job stays queued for the next plan, its attempts as
+				 * they were. */
+				sqlite3_stmt *u;
+				if (exec_sql("SAVEPOINT start") != 0)
+					continue;
+				u = prep(s == LOOM_JOB_PAUSED
+				             ? "SELECT max(attempts, 1) FROM jobs WHERE id = ?"
+				             : "UPDATE jobs SET attempts = attempts + 1 WHERE id = ?"
+				               " RETURNING attempts");
+				int attempt = 1, rc = SQLITE_ERROR;
 				sqlite3_bind_int64(u, 1, a->job_id);
-				if (u && sqlite3_step(u) == SQLITE_ROW)
+				if (u && (rc = sqlite3_step(u)) == SQLITE_ROW)
 					attempt = sqlite3_column_int(u, 0);
 				unprep(u);
-				/* stored in the plan's transaction, or not started: the
-				 * job stays queued for the next plan */
-				if (store_int(a->job_id, "queued", 0) == 0 &&
+				if (u && loomi_store_wrote(db(), rc) == 0 &&
+				    store_int(a->job_id, "queued", 0) == 0 &&
 				    store_transition(a->job_id, LOOM_JOB_RUNNING,
 				                     s == LOOM_JOB_PAUSED
 				                         ? "resumed from its checkpoint"
 				                         : (attempt > 1 ? "started again" : "started")) == 0) {
+					exec_sql("RELEASE start");
 					add_run(a->job_id, attempt, &a->alloc); /* the loop spawns it */
 					started = loomi_xrealloc(started, (n_started + 1) * sizeof *started);
 					started[n_started++] = a->job_id;
+				} else {
+					exec_sql("ROLLBACK TO start");
+					exec_sql("RELEASE start");
 				}
 			} else if (a->verb == LOOM_SCHED_PREEMPT && s == LOOM_JOB_RUNNING) {
 				run *r = run_find(a->job_id);
