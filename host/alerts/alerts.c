@@ -18,6 +18,7 @@
  * WAL lets it read while they write. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -34,11 +35,13 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <jansson.h>
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
+#include <nng/supplemental/tls/tls.h>
 #include <sqlite3.h>
 
 #include <loom/error.h>
@@ -50,6 +53,7 @@
 #include "alerts.h"
 #include "host/core/log.h"
 #include "host/core/util.h"
+#include "webhook.h"
 
 extern char **environ;
 
@@ -395,18 +399,21 @@ parse_action(const json_t *a, size_t i, action *out, char **msg)
 	if ((rv = check_keys(a, path, keys[out->type], 3, msg)) != 0)
 		return rv;
 	if (out->type == A_WEBHOOK) {
-		nng_url *u = NULL;
+		loomi_webhook_url u;
+		char *why = NULL;
 		s = json_string_value(json_object_get(a, "url"));
-		if (s == NULL || nng_url_parse(&u, s) != 0 || strcmp(u->u_scheme, "http") != 0 ||
-		    u->u_hostname[0] == '\0') {
-			if (u)
-				nng_url_free(u);
-			*msg = loomi_strfmt("%s.url: must be an http:// URL like "
+		if (s == NULL) {
+			*msg = loomi_strfmt("%s.url: required, an http:// or https:// URL like "
 			                    "\"http://127.0.0.1:9000/hook\"",
 			                    path);
 			return LOOM_EINVAL;
 		}
-		nng_url_free(u);
+		if (loomi_webhook_url_parse(s, &u, &why) != 0) {
+			*msg = loomi_strfmt("%s.url: %s", path, why);
+			free(why);
+			return LOOM_EINVAL;
+		}
+		loomi_webhook_url_free(&u);
 		out->target = loomi_strdup(s);
 	} else if (out->type == A_COMMAND) {
 		s = json_string_value(json_object_get(a, "command"));
@@ -501,6 +508,8 @@ rule_parse(const json_t *j, rule *r, char **msg)
 				rv = LOOM_EINVAL;
 				goto fail;
 			}
+			if ((rv = loomi_name_text_check("job", s, msg)) != 0)
+				goto fail;
 			r->job_glob = loomi_strdup(s);
 		}
 	}
@@ -695,6 +704,9 @@ static struct {
 	started *starts;
 	size_t n_starts, cap_starts;
 	int64_t started_ms;
+	/* loomd.conf's alerts group: where webhooks may go, whether commands run */
+	loomi_hostlist hosts;
+	bool command_actions;
 } A = {
 	.dbm = PTHREAD_MUTEX_INITIALIZER,
 	.mtx = PTHREAD_MUTEX_INITIALIZER,
@@ -1493,11 +1505,53 @@ alerts_main(void *arg)
 
 /* ------------------------------------------------------------------ actions */
 
-/* POST body to url within WEBHOOK_TIMEOUT_MS: the HTTP status, or a
- * negative value with *err set. */
+#define CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+
+/* A client that connects to the checked address addr (not to whatever the
+ * URL's name resolves to by then), speaking TLS to the URL's host name for
+ * https. */
+static int
+webhook_client(const loomi_webhook_url *wu, const struct sockaddr_storage *addr,
+               nng_http_client **out)
+{
+	char text[INET6_ADDRSTRLEN], *direct;
+	const void *a = addr->ss_family == AF_INET
+	                    ? (const void *)&((const struct sockaddr_in *)addr)->sin_addr
+	                    : (const void *)&((const struct sockaddr_in6 *)addr)->sin6_addr;
+	nng_url *du = NULL;
+	int rv;
+
+	inet_ntop(addr->ss_family, a, text, sizeof text);
+	direct = loomi_strfmt(addr->ss_family == AF_INET6 ? "%s://[%s]:%d/" : "%s://%s:%d/",
+	                      wu->https ? "https" : "http", text, wu->port);
+	rv = nng_url_parse(&du, direct);
+	free(direct);
+	if (rv == 0)
+		rv = nng_http_client_alloc(out, du);
+	if (du)
+		nng_url_free(du);
+	if (rv == 0 && wu->https) {
+		nng_tls_config *tls = NULL;
+		if ((rv = nng_http_client_get_tls(*out, &tls)) == 0 &&
+		    (rv = nng_tls_config_server_name(tls, wu->host)) == 0 && access(CA_BUNDLE, R_OK) == 0)
+			rv = nng_tls_config_ca_file(tls, CA_BUNDLE);
+	}
+	if (rv != 0 && *out) {
+		nng_http_client_free(*out);
+		*out = NULL;
+	}
+	return rv;
+}
+
+/* POST body to url within WEBHOOK_TIMEOUT_MS, if loomd.conf's
+ * alerts.webhook_hosts admits every address its host resolves to now: the
+ * HTTP status, or a negative value with *err set. */
 static int
 webhook_post(const char *url, const char *body, char **err)
 {
+	loomi_webhook_url wu = {0};
+	struct sockaddr_storage addrs[8];
+	size_t n_addrs = 0;
 	nng_url *u = NULL;
 	nng_http_client *client = NULL;
 	nng_http_req *req = NULL;
@@ -1505,9 +1559,15 @@ webhook_post(const char *url, const char *body, char **err)
 	nng_aio *aio = NULL;
 	int rv, status = -1;
 
-	if ((rv = nng_url_parse(&u, url)) != 0 || (rv = nng_http_client_alloc(&client, u)) != 0 ||
-	    (rv = nng_http_req_alloc(&req, u)) != 0 || (rv = nng_http_res_alloc(&res)) != 0 ||
-	    (rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
+	if (loomi_webhook_url_parse(url, &wu, err) != 0 ||
+	    loomi_webhook_resolve(&A.hosts, &wu, addrs, 8, &n_addrs, err) != 0) {
+		char *why = *err;
+		*err = loomi_strfmt("not sent: %s", why);
+		free(why);
+		goto out;
+	}
+	if ((rv = nng_url_parse(&u, url)) != 0 || (rv = nng_http_req_alloc(&req, u)) != 0 ||
+	    (rv = nng_http_res_alloc(&res)) != 0 || (rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
 		*err = loomi_strfmt("%s", nng_strerror(rv));
 		goto out;
 	}
@@ -1515,10 +1575,23 @@ webhook_post(const char *url, const char *body, char **err)
 	nng_http_req_set_header(req, "Content-Type", "application/json");
 	nng_http_req_set_header(req, "User-Agent", "loomd/" LOOM_VERSION_STRING);
 	nng_http_req_copy_data(req, body, strlen(body));
-	nng_aio_set_timeout(aio, WEBHOOK_TIMEOUT_MS);
-	nng_http_client_transact(client, req, res, aio);
-	nng_aio_wait(aio);
-	if ((rv = nng_aio_result(aio)) != 0) {
+	/* the checked addresses in turn, while one refuses the connection */
+	for (size_t i = 0; i < n_addrs; i++) {
+		if (client)
+			nng_http_client_free(client);
+		client = NULL;
+		if ((rv = webhook_client(&wu, &addrs[i], &client)) != 0) {
+			*err = loomi_strfmt("%s", nng_strerror(rv));
+			goto out;
+		}
+		nng_aio_set_timeout(aio, WEBHOOK_TIMEOUT_MS);
+		nng_http_client_transact(client, req, res, aio);
+		nng_aio_wait(aio);
+		rv = nng_aio_result(aio);
+		if (rv != NNG_ECONNREFUSED && rv != NNG_EUNREACHABLE && rv != NNG_EADDRINVAL)
+			break;
+	}
+	if (rv != 0) {
 		*err = rv == NNG_ETIMEDOUT ? loomi_strfmt("no answer within %d s", WEBHOOK_TIMEOUT_MS / 1000)
 		                           : loomi_strfmt("%s", nng_strerror(rv));
 		goto out;
@@ -1535,6 +1608,7 @@ out:
 		nng_http_client_free(client);
 	if (u)
 		nng_url_free(u);
+	loomi_webhook_url_free(&wu);
 	return status;
 }
 
@@ -1681,6 +1755,14 @@ run_actions(job_actions *j)
 				         err ? err : "not a 2xx status");
 			}
 			free(err);
+		} else if (!A.command_actions) {
+			/* a rule stored while commands were allowed */
+			json_object_set_new(o, "error",
+			                    json_string("not run: command actions are off "
+			                                "(alerts.command_actions in loomd.conf)"));
+			loomi_log(LOOM_LOG_WARN, WHO, "alert %lld: command not run: command actions are "
+			          "off (alerts.command_actions in loomd.conf)",
+			          (long long)j->alert_id);
 		} else {
 			run_command(a->target, a->timeout_s, j->alert, o);
 			if (json_object_get(o, "error"))
@@ -1784,6 +1866,12 @@ loomi_alerts_start(loomi_daemon *d, char **err)
 	}
 	sqlite3_busy_timeout(A.db, 5000);
 	sqlite3_extended_result_codes(A.db, 1); /* tells a taken name from other failures */
+	if ((rv = loomi_hostlist_parse(&d->conf.alerts_webhook_hosts, &A.hosts, err)) != 0) {
+		sqlite3_close(A.db);
+		A.db = NULL;
+		return rv;
+	}
+	A.command_actions = d->conf.alerts_command_actions;
 	A.d = d;
 	A.stopping = A.astopping = false;
 	A.started_ms = loomi_wall_ms();
@@ -1792,6 +1880,7 @@ loomi_alerts_start(loomi_daemon *d, char **err)
 		                    sqlite3_errmsg(A.db));
 		sqlite3_close(A.db);
 		A.db = NULL;
+		loomi_hostlist_free(&A.hosts);
 		return rv;
 	}
 	load_fired();
@@ -1811,6 +1900,7 @@ loomi_alerts_start(loomi_daemon *d, char **err)
 		pthread_join(A.athread, NULL);
 		sqlite3_close(A.db);
 		A.db = NULL;
+		loomi_hostlist_free(&A.hosts);
 		return LOOM_EIO;
 	}
 	atomic_store(&A.running, true);
@@ -1857,6 +1947,7 @@ loomi_alerts_stop(void)
 	sqlite3_close(A.db);
 	A.db = NULL;
 	pthread_mutex_unlock(&A.dbm);
+	loomi_hostlist_free(&A.hosts);
 	A.d = NULL;
 }
 
@@ -1870,6 +1961,7 @@ api_answer(loomi_http_res *res, int rv, json_t *out, char *msg, int ok_status)
 		const char *code;
 	} map[] = {
 		{LOOM_EINVAL, 400, "invalid"},   {LOOM_ENOENT, 404, "not_found"},
+		{LOOM_EPERM, 403, "forbidden"},
 		{LOOM_EEXIST, 409, "conflict"},  {LOOM_ECLOSED, 503, "unavailable"},
 		{LOOM_EIO, 503, "unavailable"}, /* the store could not write (store.h) */
 	};
@@ -2092,6 +2184,38 @@ answer_rule(loomi_http_res *res, int64_t id, int status)
 	}
 }
 
+/* What loomd.conf's alerts group allows of a rule's actions, checked when
+ * a rule is created or its actions replaced: a webhook's host must be
+ * listed in alerts.webhook_hosts (400), a command needs
+ * alerts.command_actions (403).  0, or the error with *msg. */
+static int
+rule_permitted(const rule *r, char **msg)
+{
+	for (size_t i = 0; i < r->n_actions; i++) {
+		const action *a = &r->actions[i];
+		if (a->type == A_WEBHOOK) {
+			loomi_webhook_url u;
+			char *why = NULL;
+			int rv = loomi_webhook_url_parse(a->target, &u, &why);
+			if (rv == 0)
+				rv = loomi_webhook_host_allowed(&A.hosts, &u, &why);
+			loomi_webhook_url_free(&u);
+			if (rv != 0) {
+				*msg = loomi_strfmt("actions[%zu].url: \"%s\": %s", i, a->target, why);
+				free(why);
+				return LOOM_EINVAL;
+			}
+		} else if (a->type == A_COMMAND && !A.command_actions) {
+			*msg = loomi_strfmt("actions[%zu]: command actions run as loomd's user and are off; "
+			                    "an administrator can allow them with alerts.command_actions = "
+			                    "true in loomd.conf",
+			                    i);
+			return LOOM_EPERM;
+		}
+	}
+	return 0;
+}
+
 static void
 route_rules_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
@@ -2123,7 +2247,8 @@ route_rule_create(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *re
 	if (!available(res) || (body = body_json(req, res)) == NULL)
 		return;
 	if ((rv = rule_parse(body, &r, &msg)) == 0) {
-		if ((rv = rule_store(&r, &msg)) == 0 && (rv = reload()) != 0)
+		if ((rv = rule_permitted(&r, &msg)) == 0 && (rv = rule_store(&r, &msg)) == 0 &&
+		    (rv = reload()) != 0)
 			msg = loomi_strdup("the rule was stored but the rules could not be read back");
 		if (rv == 0)
 			answer_rule(res, r.id, 201);
@@ -2185,7 +2310,11 @@ route_rule_update(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *re
 	rule_free(&old);
 	if ((rv = rule_parse(merged, &r, &msg)) == 0) {
 		r.id = id;
-		if ((rv = rule_store(&r, &msg)) == 0 && (rv = reload()) != 0)
+		/* actions kept as they were stay (a rule can be disabled even if its
+		 * command is no longer allowed); new ones are checked */
+		if (json_object_get(body, "actions") != NULL)
+			rv = rule_permitted(&r, &msg);
+		if (rv == 0 && (rv = rule_store(&r, &msg)) == 0 && (rv = reload()) != 0)
 			msg = loomi_strdup("the rule was stored but the rules could not be read back");
 		rule_free(&r);
 	}
@@ -2395,6 +2524,49 @@ stop(loomi_daemon *d)
 
 static const loomi_migration migrations[] = {
 	{10, "alert rules and fired alerts", migration_sql},
+	/* A deleted rule's id was given to the next rule, which then listed
+	 * the old rule's alerts: ids are never used again.  The sequence of
+	 * rules starts above every rule id an alert still names. */
+	{15, "alert rule and alert ids are never reused (AUTOINCREMENT)",
+	 "CREATE TABLE alert_rules_new (\n"
+	 "  id          INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	 "  name        TEXT NOT NULL UNIQUE,\n"
+	 "  enabled     INTEGER NOT NULL DEFAULT 1,\n"
+	 "  kind        TEXT NOT NULL,\n"
+	 "  condition   TEXT NOT NULL CHECK (json_valid(condition)),\n"
+	 "  job_id      INTEGER,\n"
+	 "  job_glob    TEXT,\n"
+	 "  actions     TEXT NOT NULL CHECK (json_valid(actions)),\n"
+	 "  repeat_ms   INTEGER NOT NULL CHECK (repeat_ms >= 0),\n"
+	 "  created_at  INTEGER NOT NULL,\n"
+	 "  updated_at  INTEGER NOT NULL\n"
+	 ");\n"
+	 "INSERT INTO alert_rules_new SELECT id, name, enabled, kind, condition, job_id, job_glob,\n"
+	 "  actions, repeat_ms, created_at, updated_at FROM alert_rules;\n"
+	 "DROP TABLE alert_rules;\n"
+	 "ALTER TABLE alert_rules_new RENAME TO alert_rules;\n"
+	 "CREATE TABLE alerts_new (\n"
+	 "  id          INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	 "  rule_id     INTEGER NOT NULL,\n"
+	 "  rule_name   TEXT NOT NULL,\n"
+	 "  kind        TEXT NOT NULL,\n"
+	 "  job_id      INTEGER,\n"
+	 "  run_id      TEXT,\n"
+	 "  at          INTEGER NOT NULL,\n"
+	 "  message     TEXT NOT NULL,\n"
+	 "  value,\n"
+	 "  actions     TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(actions))\n"
+	 ");\n"
+	 "INSERT INTO alerts_new SELECT id, rule_id, rule_name, kind, job_id, run_id, at, message,\n"
+	 "  value, actions FROM alerts;\n"
+	 "DROP TABLE alerts;\n"
+	 "ALTER TABLE alerts_new RENAME TO alerts;\n"
+	 "CREATE INDEX alerts_by_rule ON alerts (rule_id, id);\n"
+	 "CREATE INDEX alerts_by_job ON alerts (job_id, id);\n"
+	 "CREATE INDEX alerts_by_at ON alerts (at);\n"
+	 LOOMI_SEQUENCE_AT_LEAST("alert_rules", "SELECT max(coalesce((SELECT max(id) FROM"
+	                         " alert_rules), 0), coalesce((SELECT max(rule_id) FROM alerts), 0))")
+	 LOOMI_SEQUENCE_AT_LEAST("alerts", "SELECT max(id) FROM alerts")},
 };
 
 /* Rules are admin: a rule's action can run a command as loomd's user. */

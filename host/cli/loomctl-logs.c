@@ -65,7 +65,9 @@ export(const ctl *c, const char *path)
 		free(r.text);
 		return rv;
 	}
-	fwrite(r.text, 1, r.len, stdout);
+	/* an export in the format asked for, byte for byte */
+	fwrite(r.text, 1, r.len, term_raw());
+	fflush(term_raw());
 	free(r.text);
 	json_decref(r.body);
 	return 0;

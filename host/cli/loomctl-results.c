@@ -317,19 +317,20 @@ cmd_compare(const ctl *c, int argc, char **argv)
 static int
 save(const char *file, const reply *r)
 {
-	FILE *fp = strcmp(file, "-") == 0 ? stdout : fopen(file, "wb");
+	/* a file the user asked for: byte for byte, also to stdout */
+	FILE *out = term_raw(), *fp = strcmp(file, "-") == 0 ? out : fopen(file, "wb");
 
 	if (fp == NULL) {
 		fprintf(stderr, "loomctl: cannot write %s: %s\n", file, strerror(errno));
 		return EXIT_REFUSED;
 	}
-	if (fwrite(r->text, 1, r->len, fp) != r->len || (fp != stdout ? fclose(fp) : fflush(fp)) != 0) {
+	if (fwrite(r->text, 1, r->len, fp) != r->len || (fp != out ? fclose(fp) : fflush(fp)) != 0) {
 		fprintf(stderr, "loomctl: cannot write %s: %s\n", file, strerror(errno));
-		if (fp != stdout)
+		if (fp != out)
 			remove(file);
 		return EXIT_REFUSED;
 	}
-	if (fp != stdout)
+	if (fp != out)
 		fprintf(stderr, "wrote %s (%zu bytes)\n", file, r->len);
 	return 0;
 }

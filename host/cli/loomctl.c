@@ -430,11 +430,18 @@ print_task(const json_t *t)
 	printf("%s  %s  %s (priority %lld, user %s)\n", S(t, "task_id"), S(t, "status"),
 	       S(t, "name"), (long long)json_integer_value(json_object_get(t, "priority")),
 	       S(t, "user"));
-	printf("  progress  step %lld/%lld (%.1f%%), epoch %lld/%lld\n",
-	       (long long)json_integer_value(json_object_get(p, "current_step")),
-	       (long long)json_integer_value(json_object_get(p, "total_steps")), N(p, "percentage"),
-	       (long long)json_integer_value(json_object_get(p, "epoch")),
-	       (long long)json_integer_value(json_object_get(p, "epochs")));
+	if (json_is_true(json_object_get(p, "stopped_early")))
+		printf("  progress  stopped early at epoch %lld of %lld (step %lld of %lld)\n",
+		       (long long)json_integer_value(json_object_get(p, "epoch")),
+		       (long long)json_integer_value(json_object_get(p, "epochs")),
+		       (long long)json_integer_value(json_object_get(p, "current_step")),
+		       (long long)json_integer_value(json_object_get(p, "total_steps")));
+	else
+		printf("  progress  step %lld/%lld (%.1f%%), epoch %lld/%lld\n",
+		       (long long)json_integer_value(json_object_get(p, "current_step")),
+		       (long long)json_integer_value(json_object_get(p, "total_steps")),
+		       N(p, "percentage"), (long long)json_integer_value(json_object_get(p, "epoch")),
+		       (long long)json_integer_value(json_object_get(p, "epochs")));
 	if (json_object_get(t, "waiting_reason"))
 		printf("  waiting   %s\n", S(t, "waiting_reason"));
 	if (json_object_get(t, "requested"))
@@ -805,17 +812,21 @@ cmd_watch(const ctl *c, int argc, char **argv)
 			const json_t *m = json_object_get(r.body, "metrics");
 			const json_t *loss = json_object_get(m, "loss");
 			const json_t *val = json_object_get(m, "val_loss");
-			snprintf(line, sizeof line, "task-%s %-9s [%s] %5.1f%% step %lld/%lld epoch %lld/%lld%s%.5g%s%.5g",
+			bool early = json_is_true(json_object_get(p, "stopped_early"));
+			snprintf(line, sizeof line,
+			         "task-%s %-9s [%s] %5.1f%% step %lld/%lld epoch %lld/%lld%s%s%.5g%s%.5g",
 			         id, s, bar, pct, (long long)json_integer_value(json_object_get(p, "current_step")),
 			         (long long)json_integer_value(json_object_get(p, "total_steps")),
 			         (long long)json_integer_value(json_object_get(p, "epoch")),
 			         (long long)json_integer_value(json_object_get(p, "epochs")),
-			         loss ? "  loss " : "", loss ? json_number_value(loss) : 0.0,
-			         val ? "  val_loss " : "", val ? json_number_value(val) : 0.0);
+			         early ? " (stopped early)" : "", loss ? "  loss " : "",
+			         loss ? json_number_value(loss) : 0.0, val ? "  val_loss " : "",
+			         val ? json_number_value(val) : 0.0);
 		}
 		if (strcmp(line, last) != 0) {
-			printf(tty ? "\r\033[K%s" : "%s\n", line);
-			fflush(stdout);
+			/* the line is loomctl's own: its terminal codes pass as they are */
+			fprintf(term_raw(), tty ? "\r\033[K%s" : "%s\n", line);
+			fflush(term_raw());
 			snprintf(last, sizeof last, "%s", line);
 		}
 		if (final_state(s)) {
@@ -1039,8 +1050,10 @@ configs_show(const ctl *c, int argc, char **argv)
 		return rv;
 	if (r.status != 200)
 		rv = refused(c, &r);
-	else
-		fwrite(r.text, 1, r.len, stdout);
+	else {
+		fwrite(r.text, 1, r.len, term_raw());
+		fflush(term_raw());
+	}
 	json_decref(r.body);
 	free(r.text);
 	return rv;
@@ -1406,6 +1419,8 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+	/* from here on, text from loomd is printed: see loomctl-term.c */
+	term_setup(!c.json);
 	if (argc < 1) {
 		usage(stderr);
 		return EXIT_USAGE;

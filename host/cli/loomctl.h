@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -60,6 +61,20 @@ bool final_state(const char *s);
 /* The JSON or libconfig document in file ("-": standard input); 0 with
  * *spec set, else EXIT_USAGE (unreadable) or bad_syntax after printing why. */
 int read_spec(const char *file, int bad_syntax, json_t **spec);
+
+/* loomctl-term.c: human output made harmless to the terminal.  term_setup
+ * sends stderr, and stdout when filter_stdout, through term_escape:
+ * control characters (but newline and tab), DEL, bidi controls and bytes
+ * that are not UTF-8 come out visibly escaped (\x1b, \u202e, \xff).
+ * term_raw() is stdout unfiltered, flushed up to now, for bytes that must
+ * pass as they are (loomctl's own terminal codes, files and exports the
+ * user asked for); flush it after use. */
+void term_setup(bool filter_stdout);
+FILE *term_raw(void);
+/* Escape n bytes of s into out (room for 4 * n + 8 bytes); *used is how
+ * many were consumed: all but an incomplete UTF-8 sequence at the end,
+ * unless final.  Returns the length written to out. */
+size_t term_escape(const char *s, size_t n, char *out, size_t *used, bool final);
 
 /* Commands in loomctl-alerts.c. */
 int cmd_alerts(const ctl *c, int argc, char **argv);

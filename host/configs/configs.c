@@ -33,7 +33,6 @@
 #define DESCRIPTION_MAX_CHARS 4000
 #define TEXT_MAX_BYTES (4u << 20)
 #define LIST_MAX_LIMIT 1000
-#define TX_WAIT_MS 10000
 
 static const char migration_sql[] =
 	"CREATE TABLE configs (\n"
@@ -56,8 +55,8 @@ static const char migration_sql[] =
 	"  PRIMARY KEY (config_id, version)\n"
 	") WITHOUT ROWID;\n";
 
-/* One operation at a time (see tx_begin for the other threads sharing the
- * connection). */
+/* One operation at a time (loomi_store_begin waits out the other threads
+ * sharing the connection). */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const body_keys[] = {"name", "description", "comment", "spec", "text",
@@ -149,7 +148,11 @@ static int
 check_name(const char *what, const char *name, size_t max, char **msg)
 {
 	size_t n = strlen(name);
+	int rv;
 
+	/* control and bidi characters named by code point, as every module does */
+	if ((rv = loomi_name_text_check(what, name, msg)) != 0)
+		return rv;
 	if (n == 0)
 		return fail(msg, LOOM_EINVAL,
 		            "%s: must not be empty; give 1 to %zu letters, digits, '_', '.' or '-'",
@@ -173,60 +176,6 @@ check_name(const char *what, const char *name, size_t max, char **msg)
 		            what, c, i + 1);
 	}
 	return 0;
-}
-
-/* ------------------------------------------------------------------ transactions */
-
-/* Take the connection and open a transaction on it.  The daemon's threads
- * share one sqlite3 connection (serialized mode), where a transaction
- * belongs to the connection, not to a thread: statements another thread
- * runs while ours is open would join it, and our BEGIN would fail inside
- * theirs.  So the connection's own (recursive) mutex is held from BEGIN to
- * COMMIT, and a transaction another thread left open is waited out. */
-static int
-tx_begin(sqlite3 *db, bool write, char **msg)
-{
-	sqlite3_mutex *m = sqlite3_db_mutex(db);
-	int waited = 0;
-
-	for (;;) {
-		sqlite3_mutex_enter(m);
-		if (sqlite3_get_autocommit(db))
-			break;
-		sqlite3_mutex_leave(m);
-		if (waited >= TX_WAIT_MS) {
-			LOG_ERROR("configs: another transaction on the state database has been open "
-			          "for %d s",
-			          TX_WAIT_MS / 1000);
-			return fail(msg, LOOM_EIO,
-			            "the state database is busy (another transaction has been open for "
-			            "%d s); try again",
-			            TX_WAIT_MS / 1000);
-		}
-		usleep(1000);
-		waited++;
-	}
-	if (sqlite3_exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
-		int rv = db_fail(db, msg, "begin a transaction");
-		sqlite3_mutex_leave(m);
-		return rv;
-	}
-	return 0;
-}
-
-/* Commit when rv is 0 (returning a commit failure), else roll back and
- * return rv; release the connection either way. */
-static int
-tx_end(sqlite3 *db, int rv, char **msg)
-{
-	sqlite3_mutex *m = sqlite3_db_mutex(db);
-
-	if (rv == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rv = db_fail(db, msg, "commit");
-	if (!sqlite3_get_autocommit(db))
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	sqlite3_mutex_leave(m);
-	return rv;
 }
 
 static sqlite3_stmt *
@@ -650,7 +599,7 @@ loomi_configs_create(loomi_daemon *d, const json_t *body, json_t **out, char **m
 	if ((rv = body_parse(d, body, BODY_CREATE, &b, msg)) != 0)
 		return rv;
 	pthread_mutex_lock(&lock);
-	if ((rv = tx_begin(db, true, msg)) != 0)
+	if ((rv = loomi_store_begin(db, true, msg)) != 0)
 		goto out;
 	if ((rv = name_owner(db, b.name, &owner, msg)) != 0)
 		goto end;
@@ -679,7 +628,7 @@ loomi_configs_create(loomi_daemon *d, const json_t *body, json_t **out, char **m
 		goto end;
 	rv = config_json(db, id, 1, &result, msg);
 end:
-	rv = tx_end(db, rv, msg);
+	rv = loomi_store_end(db, rv, msg);
 out:
 	pthread_mutex_unlock(&lock);
 	if (rv == 0) {
@@ -709,7 +658,7 @@ loomi_configs_update(loomi_daemon *d, const char *idtext, const json_t *body, js
 	if ((rv = body_parse(d, body, BODY_UPDATE, &b, msg)) != 0)
 		return rv;
 	pthread_mutex_lock(&lock);
-	if ((rv = tx_begin(db, true, msg)) != 0)
+	if ((rv = loomi_store_begin(db, true, msg)) != 0)
 		goto out;
 	if ((rv = row_load(db, id, &r, msg)) != 0)
 		goto end;
@@ -745,7 +694,7 @@ loomi_configs_update(loomi_daemon *d, const char *idtext, const json_t *body, js
 	}
 	rv = config_json(db, id, version, &result, msg);
 end:
-	rv = tx_end(db, rv, msg);
+	rv = loomi_store_end(db, rv, msg);
 out:
 	pthread_mutex_unlock(&lock);
 	row_free(&r);
@@ -771,7 +720,7 @@ loomi_configs_delete(loomi_daemon *d, const char *idtext, char **msg)
 	if ((rv = parse_id(idtext, &id, msg)) != 0)
 		return rv;
 	pthread_mutex_lock(&lock);
-	if ((rv = tx_begin(db, true, msg)) != 0)
+	if ((rv = loomi_store_begin(db, true, msg)) != 0)
 		goto out;
 	if ((rv = row_load(db, id, &r, msg)) != 0)
 		goto end;
@@ -786,7 +735,7 @@ loomi_configs_delete(loomi_daemon *d, const char *idtext, char **msg)
 	if (rc != SQLITE_DONE)
 		rv = db_fail(db, msg, "delete a config");
 end:
-	rv = tx_end(db, rv, msg);
+	rv = loomi_store_end(db, rv, msg);
 out:
 	pthread_mutex_unlock(&lock);
 	if (rv == 0)
@@ -806,9 +755,9 @@ loomi_configs_get(loomi_daemon *d, const char *idtext, int64_t version, json_t *
 	if ((rv = parse_id(idtext, &id, msg)) != 0)
 		return rv;
 	pthread_mutex_lock(&lock);
-	if ((rv = tx_begin(db, false, msg)) == 0) {
+	if ((rv = loomi_store_begin(db, false, msg)) == 0) {
 		rv = config_json(db, id, version, &result, msg);
-		rv = tx_end(db, rv, msg);
+		rv = loomi_store_end(db, rv, msg);
 	}
 	pthread_mutex_unlock(&lock);
 	if (rv == 0)
@@ -831,13 +780,13 @@ loomi_configs_spec(loomi_daemon *d, const char *idtext, int64_t version, json_t 
 	if ((rv = parse_id(idtext, &id, msg)) != 0)
 		return rv;
 	pthread_mutex_lock(&lock);
-	if ((rv = tx_begin(db, false, msg)) == 0) {
+	if ((rv = loomi_store_begin(db, false, msg)) == 0) {
 		if ((rv = row_load(db, id, &r, msg)) == 0) {
 			if ((rv = check_version(&r, &version, msg)) == 0)
 				rv = spec_load(db, id, version, &result, msg);
 			row_free(&r);
 		}
-		rv = tx_end(db, rv, msg);
+		rv = loomi_store_end(db, rv, msg);
 	}
 	pthread_mutex_unlock(&lock);
 	if (rv == 0)
@@ -863,7 +812,7 @@ loomi_configs_list(loomi_daemon *d, int64_t limit, int64_t offset, json_t **out,
 		return fail(msg, LOOM_EINVAL, "offset: %lld is negative; give 0 or more",
 		            (long long)offset);
 	pthread_mutex_lock(&lock);
-	if ((rv = tx_begin(db, false, msg)) != 0)
+	if ((rv = loomi_store_begin(db, false, msg)) != 0)
 		goto out;
 	if ((st = prep(db, "SELECT count(*) FROM configs WHERE deleted = 0")) == NULL ||
 	    sqlite3_step(st) != SQLITE_ROW) {
@@ -896,7 +845,7 @@ loomi_configs_list(loomi_daemon *d, int64_t limit, int64_t offset, json_t **out,
 	if (rc != SQLITE_DONE)
 		rv = db_fail(db, msg, "list the configs");
 end:
-	rv = tx_end(db, rv, msg);
+	rv = loomi_store_end(db, rv, msg);
 out:
 	pthread_mutex_unlock(&lock);
 	if (rv != 0) {
@@ -921,7 +870,7 @@ loomi_configs_versions(loomi_daemon *d, const char *idtext, json_t **out, char *
 	if ((rv = parse_id(idtext, &id, msg)) != 0)
 		return rv;
 	pthread_mutex_lock(&lock);
-	if ((rv = tx_begin(db, false, msg)) != 0)
+	if ((rv = loomi_store_begin(db, false, msg)) != 0)
 		goto out;
 	if ((rv = row_load(db, id, &r, msg)) != 0)
 		goto end;
@@ -952,7 +901,7 @@ loomi_configs_versions(loomi_daemon *d, const char *idtext, json_t **out, char *
 		                   list);
 	}
 end:
-	rv = tx_end(db, rv, msg);
+	rv = loomi_store_end(db, rv, msg);
 out:
 	pthread_mutex_unlock(&lock);
 	json_decref(list);
@@ -1349,6 +1298,26 @@ get_template(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 
 static const loomi_migration migrations[] = {
 	{3, "stored training configs and their versions", migration_sql},
+	/* config ids (config-N) are never used again (store.c: foreign keys
+	 * are off during migrations, so config_versions keeps its rows) */
+	{12, "config ids are never reused (AUTOINCREMENT)",
+	 "CREATE TABLE configs_new (\n"
+	 "  id          INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	 "  name        TEXT NOT NULL,\n"
+	 "  description TEXT NOT NULL DEFAULT '',\n"
+	 "  latest      INTEGER NOT NULL DEFAULT 1 CHECK (latest >= 1),\n"
+	 "  deleted     INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),\n"
+	 "  created_at  INTEGER NOT NULL,\n"
+	 "  updated_at  INTEGER NOT NULL,\n"
+	 "  deleted_at  INTEGER\n"
+	 ");\n"
+	 "INSERT INTO configs_new SELECT id, name, description, latest, deleted, created_at,\n"
+	 "  updated_at, deleted_at FROM configs;\n"
+	 "DROP TABLE configs;\n"
+	 "ALTER TABLE configs_new RENAME TO configs;\n"
+	 "CREATE UNIQUE INDEX configs_by_name ON configs (name) WHERE deleted = 0;\n"
+	 LOOMI_SEQUENCE_AT_LEAST("configs", "SELECT max(coalesce((SELECT max(id) FROM configs), 0),"
+	                         " coalesce((SELECT max(config_id) FROM jobs), 0))")},
 };
 
 static const loomi_route routes[] = {

@@ -59,6 +59,16 @@ static const loomi_field logs_fields[] = {
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 
+/* alerts: what an alert rule's actions may reach */
+static const loomi_field alerts_fields[] = {
+	{"webhook_hosts", LOOMI_F_STRLIST, 0, NULL, 0, 0, NULL,
+	 "the hosts webhooks may be sent to: names, IP addresses, CIDR ranges "
+	 "(default: loopback)"},
+	{"command_actions", LOOMI_F_BOOL, 0, NULL, 0, 0, NULL,
+	 "whether rules may run commands, as loomd's user (default: false)"},
+	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
 static const loomi_field plugin_fields[] = {
 	{"instance", LOOMI_F_STRING, LOOMI_F_REQUIRED, NULL, 0, 0, NULL,
 	 "the instance's name, e.g. \"store\""},
@@ -76,6 +86,7 @@ static const loomi_field conf_fields[] = {
 	{"bus", LOOMI_F_GROUP, 0, NULL, 0, 0, bus_fields, NULL},
 	{"jobs", LOOMI_F_GROUP, 0, NULL, 0, 0, jobs_fields, NULL},
 	{"logs", LOOMI_F_GROUP, 0, NULL, 0, 0, logs_fields, NULL},
+	{"alerts", LOOMI_F_GROUP, 0, NULL, 0, 0, alerts_fields, NULL},
 	{"plugins", LOOMI_F_GROUPLIST, 0, NULL, 0, 0, plugin_fields, NULL},
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
@@ -278,6 +289,25 @@ loomi_conf_load(loomi_conf *conf, const char *path, loomi_strv *errs)
 			conf->logs_retention_ms = 0;
 	}
 
+	{
+		/* alerts: webhooks to loopback only, no commands, unless the admin
+		 * says otherwise; the entries are checked by the alerts module */
+		const json_t *alerts = json_object_get(root, "alerts");
+		v = json_object_get(alerts, "webhook_hosts");
+		if (json_is_array(v)) {
+			json_t *h;
+			json_array_foreach(v, i, h)
+				if (json_is_string(h))
+					loomi_strv_push(&conf->alerts_webhook_hosts,
+					                loomi_strdup(json_string_value(h)));
+		} else {
+			loomi_strv_push(&conf->alerts_webhook_hosts, loomi_strdup("127.0.0.1"));
+			loomi_strv_push(&conf->alerts_webhook_hosts, loomi_strdup("localhost"));
+			loomi_strv_push(&conf->alerts_webhook_hosts, loomi_strdup("::1"));
+		}
+		conf->alerts_command_actions = json_is_true(json_object_get(alerts, "command_actions"));
+	}
+
 	plugins = json_object_get(root, "plugins");
 	if (json_is_array(plugins)) {
 		conf->plugins = loomi_xcalloc(json_array_size(plugins) + 1, sizeof *conf->plugins);
@@ -346,5 +376,6 @@ loomi_conf_free(loomi_conf *conf)
 	free(conf->bus_events);
 	free(conf->jobs_worker);
 	free(conf->jobs_scheduler);
+	loomi_strv_free(&conf->alerts_webhook_hosts);
 	memset(conf, 0, sizeof *conf);
 }

@@ -37,6 +37,8 @@ typedef struct loomi_conf {
 	int64_t jobs_heartbeat_ms;
 	int64_t logs_retention_ms; /* 0: structured logs are kept forever */
 	bool logs_archive;         /* expired entries go to logs/archive first */
+	loomi_strv alerts_webhook_hosts; /* names, IP literals, CIDR ranges */
+	bool alerts_command_actions;     /* rules may run commands */
 	loomi_plugin_conf *plugins;
 	size_t n_plugins;
 } loomi_conf;

@@ -111,6 +111,73 @@ loomi_utf8_clean(char *s)
 	return s;
 }
 
+size_t
+loomi_utf8_next(const char *s, uint32_t *cp, bool *valid)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = utf8_seq(p);
+
+	*valid = n > 0;
+	switch (n) {
+	case 1:
+		*cp = p[0];
+		return 1;
+	case 2:
+		*cp = (uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f);
+		return 2;
+	case 3:
+		*cp = (uint32_t)(p[0] & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
+		return 3;
+	case 4:
+		*cp = (uint32_t)(p[0] & 0x07) << 18 | (uint32_t)(p[1] & 0x3f) << 12 |
+		      (uint32_t)(p[2] & 0x3f) << 6 | (p[3] & 0x3f);
+		return 4;
+	default:
+		*cp = p[0];
+		return 1;
+	}
+}
+
+bool
+loomi_is_bidi_control(uint32_t cp)
+{
+	return cp == 0x061c || cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
+	       (cp >= 0x2066 && cp <= 0x2069);
+}
+
+int
+loomi_name_text_check(const char *key, const char *s, char **msg)
+{
+	size_t chars = 0;
+
+	while (*s) {
+		uint32_t cp;
+		bool valid;
+		size_t n = loomi_utf8_next(s, &cp, &valid);
+		const char *what = NULL;
+
+		chars++;
+		if (!valid) {
+			*msg = loomi_strfmt("%s: byte 0x%02x at character %zu is not valid UTF-8; give "
+			                    "the name in UTF-8",
+			                    key, (unsigned)cp, chars);
+			return LOOM_EINVAL;
+		}
+		if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+			what = "a control character";
+		else if (loomi_is_bidi_control(cp))
+			what = "a bidi control, which reorders the text around it";
+		if (what) {
+			*msg = loomi_strfmt("%s: U+%04X (%s) at character %zu is not allowed in names; "
+			                    "remove it",
+			                    key, (unsigned)cp, what, chars);
+			return LOOM_EINVAL;
+		}
+		s += n;
+	}
+	return 0;
+}
+
 void *
 loomi_aligned_zalloc(size_t bytes)
 {

@@ -30,6 +30,20 @@ int loomi_read_file(const char *path, char **data, size_t *len);
  * can go into JSON.  Returns s. */
 char *loomi_utf8_clean(char *s);
 
+/* Names (of tasks, configs, rules, runs, tags) are shown in terminals and
+ * logs: refuse what would change how text around them reads.  0 when s is
+ * valid UTF-8 without C0 or C1 control characters, DEL, or Unicode bidi
+ * controls (U+061C, U+200E/F, U+202A-U+202E, U+2066-U+2069); else
+ * LOOM_EINVAL with *msg (free it) naming key and the code point, e.g.
+ * "name: U+202E (a bidi control) at character 4 is not allowed in names". */
+int loomi_name_text_check(const char *key, const char *s, char **msg);
+/* The code point at s (valid UTF-8 or not) and its length in bytes (1 for
+ * a byte that starts no valid sequence: then *cp is that byte and *valid
+ * false).  Used by the check above and by loomctl's rendering. */
+size_t loomi_utf8_next(const char *s, uint32_t *cp, bool *valid);
+/* Is cp a bidi control (the list above)? */
+bool loomi_is_bidi_control(uint32_t cp);
+
 /* Clocks. */
 int64_t loomi_wall_ms(void);
 /* ms since the epoch as ISO 8601 UTC: "2026-11-23T05:10:58.936Z" (free it). */

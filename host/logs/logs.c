@@ -183,8 +183,11 @@ static int
 write_batch(const entry *b, size_t n, char **err)
 {
 	sqlite3_stmt *st = L.insert;
-	int rc = sqlite3_exec(L.wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	int rc = SQLITE_OK, rv;
 	int64_t first = 0;
+
+	if ((rv = loomi_store_begin(L.wdb, true, err)) != 0)
+		return rv;
 
 	for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
 		sqlite3_bind_int64(st, 1, b[i].at);
@@ -210,14 +213,9 @@ write_batch(const entry *b, size_t n, char **err)
 		rc = sqlite3_step(L.index) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(L.wdb);
 		sqlite3_reset(L.index);
 	}
-	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(L.wdb, "COMMIT", NULL, NULL, NULL);
-	if (rc != SQLITE_OK) {
+	if (rc != SQLITE_OK)
 		*err = loomi_strdup(sqlite3_errmsg(L.wdb));
-		sqlite3_exec(L.wdb, "ROLLBACK", NULL, NULL, NULL);
-		return LOOM_EIO;
-	}
-	return 0;
+	return loomi_store_end(L.wdb, rc == SQLITE_OK ? 0 : LOOM_EIO, err);
 }
 
 static void
@@ -483,7 +481,8 @@ expire_chunk(loomi_daemon *d, sqlite3 *db, const char *dir, int64_t before_ms, i
 	if (len > 0 && (rv = archive_append(dir, day, buf, len, err)) != 0)
 		goto out;
 	/* only now, with the archive on disk, the rows go */
-	sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if ((rv = loomi_store_begin(db, true, err)) != 0)
+		goto out;
 	for (int64_t i = 0; i < *n; i++) {
 		sqlite3_bind_int64(del, 1, ids[i]);
 		rc = sqlite3_step(del);
@@ -491,12 +490,14 @@ expire_chunk(loomi_daemon *d, sqlite3 *db, const char *dir, int64_t before_ms, i
 		if (rc != SQLITE_DONE)
 			break;
 	}
-	if (rc != SQLITE_DONE || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (rc != SQLITE_DONE)
+		*err = loomi_strdup(sqlite3_errmsg(db));
+	if ((rv = loomi_store_end(db, rc == SQLITE_DONE ? 0 : LOOM_EIO, err)) != 0) {
+		char *why = *err;
 		*err = loomi_strfmt("logs: cannot delete archived entries: %s (they are archived; "
 		                    "the next run archives them again)",
-		                    sqlite3_errmsg(db));
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-		rv = LOOM_EIO;
+		                    why);
+		free(why);
 	}
 out:
 	sqlite3_finalize(sel);
@@ -1059,6 +1060,30 @@ stop(loomi_daemon *d)
 
 static const loomi_migration migrations[] = {
 	{9, "structured logs with full-text search", loomi_logs_migration_sql},
+	/* Retention deletes the oldest entries, and all of them when none is
+	 * newer: without AUTOINCREMENT the next entry would take an id a
+	 * client paging with after=N has seen.  The ids stay (logs_fts is
+	 * keyed by them). */
+	{14, "log entry ids are never reused (AUTOINCREMENT)",
+	 "CREATE TABLE logs_new (\n"
+	 "  id       INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	 "  at       INTEGER NOT NULL,\n"
+	 "  level    INTEGER NOT NULL,\n"
+	 "  job_id   INTEGER,\n"
+	 "  instance TEXT NOT NULL DEFAULT '',\n"
+	 "  message  TEXT NOT NULL,\n"
+	 "  fields   TEXT NOT NULL DEFAULT '{}'\n"
+	 ");\n"
+	 "INSERT INTO logs_new SELECT id, at, level, job_id, instance, message, fields FROM logs;\n"
+	 "DROP TABLE logs;\n"
+	 "ALTER TABLE logs_new RENAME TO logs;\n"
+	 "CREATE INDEX logs_by_job ON logs (job_id, id);\n"
+	 "CREATE INDEX logs_by_at ON logs (at);\n"
+	 "CREATE TRIGGER logs_fts_delete AFTER DELETE ON logs BEGIN\n"
+	 "  INSERT INTO logs_fts (logs_fts, rowid, message, fields)\n"
+	 "    VALUES ('delete', old.id, old.message, old.fields);\n"
+	 "END;\n"
+	 LOOMI_SEQUENCE_AT_LEAST("logs", "SELECT max(id) FROM logs")},
 };
 
 static const loomi_route routes[] = {

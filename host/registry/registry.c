@@ -83,12 +83,11 @@ static const char migration_sql[] =
 
 /* How long a transaction waits for another thread's to end, and a read
  * route for registrations already submitted. */
-#define TX_WAIT_MS 5000
 #define IDLE_WAIT_MS 10000
 #define NAME_MAX_LEN 100
 
-/* One operation at a time; tx_begin also waits out other modules'
- * transactions on the shared connection. */
+/* One operation at a time; loomi_store_begin also waits out other
+ * modules' transactions on the shared connection. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The registration thread and its queue of task ids. */
@@ -135,46 +134,6 @@ db_fail(sqlite3 *db, char **msg, const char *what)
 	LOG_ERROR("registry: %s: %s", what, sqlite3_errmsg(db));
 	return fail(msg, LOOM_EIO, "the state database failed to %s (%s); see loomd's log", what,
 	            sqlite3_errmsg(db));
-}
-
-/* Begin a transaction holding the connection's mutex, after any other
- * thread's open transaction on it has ended (its statements must not fall
- * inside ours). */
-static int
-tx_begin(sqlite3 *db, bool write, char **msg)
-{
-	sqlite3_mutex *m = sqlite3_db_mutex(db);
-
-	for (int waited = 0;; waited++) {
-		sqlite3_mutex_enter(m);
-		if (sqlite3_get_autocommit(db))
-			break;
-		sqlite3_mutex_leave(m);
-		if (waited >= TX_WAIT_MS)
-			return fail(msg, LOOM_EIO,
-			            "the state database is busy (another transaction has been open for "
-			            "%d s); try again",
-			            TX_WAIT_MS / 1000);
-		usleep(1000);
-	}
-	if (sqlite3_exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
-		int rv = db_fail(db, msg, "begin a transaction");
-		sqlite3_mutex_leave(m);
-		return rv;
-	}
-	return 0;
-}
-
-/* Commit when rv is 0 (returning a commit failure), else roll back. */
-static int
-tx_end(sqlite3 *db, int rv, char **msg)
-{
-	if (rv == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rv = db_fail(db, msg, "commit");
-	if (!sqlite3_get_autocommit(db))
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	sqlite3_mutex_leave(sqlite3_db_mutex(db));
-	return rv;
 }
 
 static sqlite3_stmt *
@@ -502,7 +461,7 @@ read_task(sqlite3 *db, int64_t id, task_info *t, char **msg)
 	sqlite3_stmt *st;
 	int rv;
 
-	if ((rv = tx_begin(db, false, msg)) != 0)
+	if ((rv = loomi_store_begin(db, false, msg)) != 0)
 		return rv;
 	st = prep(db, "SELECT name, user, spec, config_id, config_version FROM jobs WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
@@ -525,7 +484,7 @@ read_task(sqlite3 *db, int64_t id, task_info *t, char **msg)
 		}
 		sqlite3_finalize(st);
 	}
-	return tx_end(db, rv, msg);
+	return loomi_store_end(db, rv, msg);
 }
 
 static json_t *
@@ -669,7 +628,7 @@ store_version(loomi_daemon *d, int64_t job_id, const task_info *t, const char *s
 	sqlite3_stmt *st;
 	int rv;
 
-	if ((rv = tx_begin(db, true, msg)) != 0)
+	if ((rv = loomi_store_begin(db, true, msg)) != 0)
 		goto out;
 	st = prep(db, "SELECT 1 FROM model_versions WHERE job_id = ?");
 	sqlite3_bind_int64(st, 1, job_id);
@@ -727,7 +686,7 @@ store_version(loomi_daemon *d, int64_t job_id, const task_info *t, const char *s
 	}
 	if (rv == 0)
 		rv = update_tags(db, out->model, out->version, metrics, now, out->tags, msg);
-	rv = tx_end(db, rv, msg);
+	rv = loomi_store_end(db, rv, msg);
 	if (renamed && rv != 0 && rename(vdir, stage) != 0)
 		LOG_WARN("registry: cannot move %s back to %s: %s", vdir, stage, strerror(errno));
 	if (renamed && rv == 0 && fsync_path(mdir, true) != 0)
@@ -1036,7 +995,7 @@ loomi_registry_list(loomi_daemon *d, json_t **out, char **msg)
 
 	wait_idle();
 	pthread_mutex_lock(&lock);
-	if ((rv = tx_begin(db, false, msg)) != 0)
+	if ((rv = loomi_store_begin(db, false, msg)) != 0)
 		goto out;
 	st = prep(db, "SELECT m.id, m.name, m.created_at, max(v.version), count(v.version),"
 	              " max(v.created_at) FROM models m LEFT JOIN model_versions v"
@@ -1054,7 +1013,7 @@ loomi_registry_list(loomi_daemon *d, json_t **out, char **msg)
 		                  iso_time(sqlite3_column_int64(st, 5))));
 	}
 	sqlite3_finalize(st);
-	rv = tx_end(db, st ? 0 : db_fail(db, msg, "list models"), msg);
+	rv = loomi_store_end(db, st ? 0 : db_fail(db, msg, "list models"), msg);
 out:
 	pthread_mutex_unlock(&lock);
 	if (rv == 0)
@@ -1076,7 +1035,7 @@ loomi_registry_model(loomi_daemon *d, const char *name, json_t **out, char **msg
 
 	wait_idle();
 	pthread_mutex_lock(&lock);
-	if ((rv = tx_begin(db, false, msg)) != 0)
+	if ((rv = loomi_store_begin(db, false, msg)) != 0)
 		goto out;
 	if ((rv = find_model(db, name, &id, msg)) == 0) {
 		st = prep(db, "SELECT dir, description, created_at FROM models WHERE id = ?");
@@ -1097,7 +1056,7 @@ loomi_registry_model(loomi_daemon *d, const char *name, json_t **out, char **msg
 			rv = db_fail(db, msg, "read a model");
 		sqlite3_finalize(st);
 	}
-	rv = tx_end(db, rv, msg);
+	rv = loomi_store_end(db, rv, msg);
 out:
 	pthread_mutex_unlock(&lock);
 	if (rv == 0) {
@@ -1152,7 +1111,7 @@ loomi_registry_version(loomi_daemon *d, const char *name, const char *version, j
 
 	wait_idle();
 	pthread_mutex_lock(&lock);
-	if ((rv = tx_begin(db, false, msg)) != 0)
+	if ((rv = loomi_store_begin(db, false, msg)) != 0)
 		goto out;
 	if ((rv = find_model(db, name, &id, msg)) == 0 &&
 	    (rv = resolve_version(db, name, id, version, &v, msg)) == 0) {
@@ -1169,7 +1128,7 @@ loomi_registry_version(loomi_daemon *d, const char *name, const char *version, j
 			          name, (long long)v, name);
 		sqlite3_finalize(st);
 	}
-	rv = tx_end(db, rv, msg);
+	rv = loomi_store_end(db, rv, msg);
 out:
 	pthread_mutex_unlock(&lock);
 	return rv;
@@ -1254,7 +1213,7 @@ loomi_registry_promote(loomi_daemon *d, const char *name, const char *alias, int
 		            (long long)version);
 	wait_idle();
 	pthread_mutex_lock(&lock);
-	if ((rv = tx_begin(db, true, msg)) != 0)
+	if ((rv = loomi_store_begin(db, true, msg)) != 0)
 		goto out;
 	if ((rv = find_model(db, name, &id, msg)) == 0) {
 		st = prep(db, "SELECT 1 FROM model_versions WHERE model_id = ? AND version = ?");
@@ -1269,7 +1228,7 @@ loomi_registry_promote(loomi_daemon *d, const char *name, const char *alias, int
 		from = alias_version(db, id, alias);
 		rv = move_alias(db, id, alias, from, version, "promote", 0, user, now, msg);
 	}
-	rv = tx_end(db, rv, msg);
+	rv = loomi_store_end(db, rv, msg);
 out:
 	pthread_mutex_unlock(&lock);
 	if (rv == 0) {
@@ -1294,7 +1253,7 @@ loomi_registry_rollback(loomi_daemon *d, const char *name, const char *alias, co
 		return rv;
 	wait_idle();
 	pthread_mutex_lock(&lock);
-	if ((rv = tx_begin(db, true, msg)) != 0)
+	if ((rv = loomi_store_begin(db, true, msg)) != 0)
 		goto out;
 	if ((rv = find_model(db, name, &id, msg)) == 0 && (from = alias_version(db, id, alias)) == 0)
 		rv = fail(msg, LOOM_ENOENT,
@@ -1322,7 +1281,7 @@ loomi_registry_rollback(loomi_daemon *d, const char *name, const char *alias, co
 	}
 	if (rv == 0)
 		rv = move_alias(db, id, alias, from, to, "rollback", undo, user, now, msg);
-	rv = tx_end(db, rv, msg);
+	rv = loomi_store_end(db, rv, msg);
 out:
 	pthread_mutex_unlock(&lock);
 	if (rv == 0) {

@@ -31,6 +31,15 @@
 
 #define LOOMI_N(a) (sizeof(a) / sizeof((a)[0]))
 
+/* SQL for a migration that gives table an AUTOINCREMENT id: its
+ * sqlite_sequence entry at least the value of the query max_sql (NULL
+ * counts 0), so no id up to it is given again. */
+#define LOOMI_SEQUENCE_AT_LEAST(table, max_sql)                                            \
+	"INSERT INTO sqlite_sequence (name, seq) SELECT '" table "', 0 WHERE NOT EXISTS\n"      \
+	"  (SELECT 1 FROM sqlite_sequence WHERE name = '" table "');\n"                         \
+	"UPDATE sqlite_sequence SET seq = max(seq, coalesce((" max_sql "), 0))\n"              \
+	"  WHERE name = '" table "';\n"
+
 typedef struct loomi_module {
 	const char *name;                  /* "tasks": in logs and errors */
 	/* its tables: versions are global (one schema_migrations table), each

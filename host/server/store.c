@@ -108,10 +108,52 @@ current_version(sqlite3 *db, int *version, char **err)
 	return 0;
 }
 
+/* Migrations run with foreign keys off, so that one can rebuild a table
+ * others refer to (SQLite's "making other kinds of table schema changes"):
+ * rows referring to missing rows are counted before and after each, and a
+ * migration that adds any is rolled back.  -1 when they cannot be counted. */
+static long long
+dangling_references(sqlite3 *db, char **what)
+{
+	sqlite3_stmt *st;
+	long long n = 0;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n++ == 0 && what)
+			*what = loomi_strfmt("a row of %s refers to a missing row of %s",
+			                     (const char *)sqlite3_column_text(st, 0),
+			                     (const char *)sqlite3_column_text(st, 2));
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? n : -1;
+}
+
+static int
+foreign_keys_hold(sqlite3 *db, long long before, char **err)
+{
+	char *what = NULL;
+	long long after = dangling_references(db, &what);
+
+	if (after >= 0 && after <= before) {
+		free(what);
+		return 0;
+	}
+	*err = after < 0 ? loomi_strfmt("cannot check foreign keys: %s", sqlite3_errmsg(db))
+	                 : loomi_strfmt("it would leave %lld more rows referring to missing ones "
+	                                "(%s)",
+	                                after - before, what);
+	free(what);
+	return LOOM_EIO;
+}
+
 static int
 migrate(loomi_store *s, const loomi_migration *migs, size_t n, char **err)
 {
 	int version, rv, newest = n ? migs[n - 1].version : 0;
+	long long dangling;
 
 	if ((rv = exec(s->db,
 	               "CREATE TABLE IF NOT EXISTS schema_migrations (\n"
@@ -140,7 +182,10 @@ migrate(loomi_store *s, const loomi_migration *migs, size_t n, char **err)
 			continue;
 		if ((rv = exec(s->db, "BEGIN IMMEDIATE", err, "cannot begin a migration")) != 0)
 			return rv;
-		if (exec(s->db, m->sql, err, "migration failed") != 0) {
+		if ((dangling = dangling_references(s->db, NULL)) < 0)
+			dangling = INT64_MAX; /* cannot tell: do not hold the migration to it */
+		if (exec(s->db, m->sql, err, "migration failed") != 0 ||
+		    foreign_keys_hold(s->db, dangling, err) != 0) {
 			char *inner = *err;
 			*err = loomi_strfmt("cannot migrate %s to schema version %d (%s): %s; the "
 			                    "database was left at version %d",
@@ -247,8 +292,9 @@ loomi_store_open_with(loomi_store *s, const char *path, const loomi_migration *m
 	}
 	if ((rv = exec(s->db, "PRAGMA journal_mode = WAL", err, "cannot enable WAL")) != 0 ||
 	    (rv = exec(s->db, "PRAGMA synchronous = NORMAL", err, "cannot set synchronous")) != 0 ||
-	    (rv = exec(s->db, "PRAGMA foreign_keys = ON", err, "cannot enable foreign keys")) != 0 ||
-	    (rv = migrate(s, migs, n_migs, err)) != 0) {
+	    (rv = exec(s->db, "PRAGMA foreign_keys = OFF", err, "cannot set foreign keys")) != 0 ||
+	    (rv = migrate(s, migs, n_migs, err)) != 0 ||
+	    (rv = exec(s->db, "PRAGMA foreign_keys = ON", err, "cannot enable foreign keys")) != 0) {
 		loomi_store_close(s);
 		return rv;
 	}
@@ -438,6 +484,79 @@ loomi_store_writable(loomi_store *s, char **cause)
 		return false;
 	}
 	return true;
+}
+
+/* ------------------------------------------------------------------ transactions */
+
+static int64_t
+mono_ms(void)
+{
+	return (int64_t)(loomi_mono_ns() / 1000000);
+}
+
+static int
+tx_fail(sqlite3 *db, char **err, int code, const char *what)
+{
+	free(*err);
+	if (code == LOOM_EBUSY)
+		*err = loomi_strfmt("the state database stayed locked by another writer for %d s while "
+		                    "trying to %s; try again",
+		                    LOOMI_STORE_WAIT_MS / 1000, what);
+	else
+		*err = loomi_strfmt("the state database failed to %s: %s", what, sqlite3_errmsg(db));
+	LOG_ERROR_LIMITED("store: %s", *err);
+	return code;
+}
+
+int
+loomi_store_begin(sqlite3 *db, bool write, char **err)
+{
+	sqlite3_mutex *m = sqlite3_db_mutex(db);
+	int64_t deadline = mono_ms() + LOOMI_STORE_WAIT_MS;
+	int rc;
+
+	for (;;) {
+		sqlite3_mutex_enter(m);
+		if (sqlite3_get_autocommit(db))
+			break;
+		sqlite3_mutex_leave(m);
+		if (mono_ms() > deadline)
+			return tx_fail(db, err, LOOM_EBUSY, "begin a transaction (another thread's "
+			                                    "transaction stayed open)");
+		usleep(1000);
+	}
+	/* the busy handler waits the connection's busy timeout; past it, again
+	 * until the deadline */
+	while ((rc = sqlite3_exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL)) ==
+	               SQLITE_BUSY &&
+	       mono_ms() < deadline) {
+		LOG_WARN("store: waiting for another writer to release the state database");
+		usleep(10000);
+	}
+	if (rc != SQLITE_OK) {
+		rc = tx_fail(db, err, rc == SQLITE_BUSY ? LOOM_EBUSY : LOOM_EIO,
+		             "begin a transaction");
+		sqlite3_mutex_leave(m);
+		return rc;
+	}
+	return 0;
+}
+
+int
+loomi_store_end(sqlite3 *db, int rv, char **err)
+{
+	/* a commit that failed is answered like any write (loomi_store_wrote):
+	 * the cause and what to do, 503 */
+	if (rv == 0 &&
+	    loomi_store_wrote(db, sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != 0) {
+		free(*err);
+		*err = loomi_store_errmsg("the change");
+		rv = LOOM_EIO;
+	}
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_mutex_leave(sqlite3_db_mutex(db));
+	return rv;
 }
 
 /* ------------------------------------------------------------------ the state directory */

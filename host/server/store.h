@@ -57,6 +57,35 @@ char *loomi_store_errmsg(const char *what);
  * GET /health; recovers by itself when space returns. */
 bool loomi_store_writable(loomi_store *st, char **cause);
 
+/* ------------------------------------------------------------------ transactions */
+
+/* How long a transaction waits for the write lock, for another thread's
+ * transaction on a shared connection, before it gives up with LOOM_EBUSY. */
+#define LOOMI_STORE_WAIT_MS 30000
+
+/* Every transaction on the state database begins and ends with these.
+ *
+ * Several connections write the database (the daemon's shared one and the
+ * tracking, log and alert writers).  SQLite lets one write at a time and
+ * makes the others wait in their busy handler, except a transaction that
+ * began deferred, read, and then wants to write: it gets SQLITE_BUSY at
+ * once, since waiting could deadlock.  So a transaction that may write
+ * (write true) begins IMMEDIATE, taking the write lock before its first
+ * read, and goes on waiting past the connection's busy timeout up to
+ * LOOMI_STORE_WAIT_MS.  A read-only one begins deferred and never waits.
+ *
+ * A connection that threads share (serialized mode) has one transaction,
+ * not one per thread: the connection's recursive mutex is held from begin
+ * to end so no other thread's statement lands inside it, and a transaction
+ * another thread left open is waited out.
+ *
+ * 0, or LOOM_EBUSY (still locked after LOOMI_STORE_WAIT_MS) or LOOM_EIO
+ * with *err set (replacing what it held); on failure nothing is held. */
+int loomi_store_begin(sqlite3 *db, bool write, char **err);
+/* Commit when rv is 0, else roll back; release the connection.  Returns
+ * rv, or LOOM_EIO with *err when the commit failed (rolled back). */
+int loomi_store_end(sqlite3 *db, int rv, char **err);
+
 /* ------------------------------------------------------------------ the state directory */
 
 /* Create the state directory if needed and take its lock (loomd.pid, held

@@ -869,7 +869,7 @@ schedule(void)
 	loom_sched_action *acts;
 	loom_sched_plan plan;
 	int64_t now = loomi_wall_ms();
-	char **names = NULL;
+	char **names = NULL, *err = NULL;
 	int64_t *started = NULL; /* the jobs this plan started */
 	size_t n_started = 0;
 
@@ -999,8 +999,11 @@ schedule(void)
 	plan.n = 0;
 
 	/* one transaction for the plan's writes (many reasons, starts) */
-	sqlite3_mutex_enter(sqlite3_db_mutex(db()));
-	exec_sql("BEGIN IMMEDIATE");
+	if (loomi_store_begin(db(), true, &err) != 0) {
+		/* another writer held the database all along (said in the log):
+		 * the next tick plans again */
+		goto out;
+	}
 	if (J->sched_ops == NULL) {
 		for (size_t i = 0; i < n; i++)
 			if (jobs[i].state != LOOM_JOB_RUNNING)
@@ -1068,9 +1071,7 @@ schedule(void)
 			}
 		}
 	}
-	if (exec_sql("COMMIT") != 0) {
-		if (!sqlite3_get_autocommit(db())) /* a failed COMMIT may have rolled back */
-			exec_sql("ROLLBACK");
+	if (loomi_store_end(db(), 0, &err) != 0) {
 		/* the starts were not stored: their workers must not start */
 		for (size_t i = 0; i < n_started; i++) {
 			run *r = run_find(started[i]);
@@ -1078,7 +1079,8 @@ schedule(void)
 				run_remove(r);
 		}
 	}
-	sqlite3_mutex_leave(sqlite3_db_mutex(db()));
+out:
+	free(err);
 	free(started);
 	for (size_t i = 0; i < n; i++)
 		free((void *)jobs[i].after);
@@ -1575,24 +1577,26 @@ static void
 write_group(submission *group)
 {
 	bool kicked = false, ok;
+	char *err = NULL;
 
 	pthread_mutex_lock(&J->mtx);
-	sqlite3_mutex_enter(sqlite3_db_mutex(db()));
-	ok = exec_sql("BEGIN IMMEDIATE") == 0;
+	ok = loomi_store_begin(db(), true, &err) == 0;
 	for (submission *s = group; s; s = s->next)
 		if (ok)
 			insert_submission(s);
-	if (!ok || exec_sql("COMMIT") != 0) {
-		if (!sqlite3_get_autocommit(db())) /* a failed COMMIT may have rolled back */
-			exec_sql("ROLLBACK");
+	if (ok)
+		ok = loomi_store_end(db(), 0, &err) == 0;
+	if (!ok) {
 		for (submission *s = group; s; s = s->next) {
 			if (s->rv == 0) {
+				/* err: "the change could not be stored: database or
+				 * disk is full; …" (store.h), or why it could not begin */
 				s->rv = LOOM_EIO;
-				s->msg = loomi_store_errmsg("the task");
+				s->msg = loomi_strdup(err);
 			}
 		}
 	}
-	sqlite3_mutex_leave(sqlite3_db_mutex(db()));
+	free(err);
 	for (submission *s = group; s; s = s->next) {
 		char tid[32];
 		if (s->rv != 0)
@@ -1725,6 +1729,8 @@ submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t con
 	name = json_string_value(v);
 	if (name == NULL)
 		name = json_string_value(json_object_get(spec, "name"));
+	if (name && (rv = loomi_name_text_check(v ? "name" : "spec.name", name, msg)) != 0)
+		return rv;
 	if ((v = json_object_get(body, "priority")) &&
 	    !(json_is_integer(v) && llabs(json_integer_value(v)) <= 1000000))
 		return bad(msg, "priority: expected an integer from -1000000 to 1000000 (higher "
@@ -1967,6 +1973,17 @@ event_time(int64_t id, const char *to_state)
 	return t;
 }
 
+/* How far a task got, in percent: a completed task is done, also when it
+ * stopped before its planned steps (early stopping: the progress says
+ * stopped_early instead of staying at 40 % for ever). */
+static double
+percentage(const char *state, int64_t step, int64_t total)
+{
+	if (state && strcmp(state, "completed") == 0)
+		return 100.0;
+	return total > 0 ? 100.0 * (double)step / (double)total : 0.0;
+}
+
 json_t *
 loomi_jobs_get(loomi_daemon *d, int64_t id)
 {
@@ -2003,10 +2020,12 @@ loomi_jobs_get(loomi_daemon *d, int64_t id)
 		              tid, "name", (const char *)sqlite3_column_text(st, 1), "user",
 		              (const char *)sqlite3_column_text(st, 2), "status", state, "priority",
 		              sqlite3_column_int(st, 4), "progress", "current_step", (json_int_t)step,
-		              "total_steps", (json_int_t)total, "percentage",
-		              total > 0 ? 100.0 * (double)step / (double)total : 0.0, "epoch",
+		              "total_steps", (json_int_t)total, "percentage", percentage(state, step, total),
+		              "epoch",
 		              sqlite3_column_int(st, 7), "epochs", sqlite3_column_int(st, 8), "metrics",
 		              metrics ? metrics : json_object());
+		if (strcmp(state, "completed") == 0 && step < total)
+			json_object_set_new(json_object_get(o, "progress"), "stopped_early", json_true());
 		json_object_set_new(o, "resource_requirements",
 		                    json_pack("{s:f, s:I, s:i}", "cpu",
 		                              sqlite3_column_int64(st, 10) / 1000.0, "memory",
@@ -2157,7 +2176,8 @@ loomi_jobs_list(loomi_daemon *d, const char *status, const char *user, int64_t l
 		                    (const char *)sqlite3_column_text(st, 2), "status",
 		                    (const char *)sqlite3_column_text(st, 3), "priority",
 		                    sqlite3_column_int(st, 4), "progress",
-		                    tot > 0 ? 100.0 * (double)step / (double)tot : 0.0, "created_at", t));
+		                    percentage((const char *)sqlite3_column_text(st, 3), step, tot),
+		                    "created_at", t));
 		free(t);
 	}
 	unprep(st);

@@ -168,12 +168,39 @@ no_run(loomi_http_res *res, const char *given)
 
 /* ------------------------------------------------------------------ runs */
 
+/* Tags: non-empty keys of at most 200 bytes with string values, neither
+ * holding control or bidi characters; NULL, or what is wrong (free it).
+ * path prefixes the key in messages ("tags." in a run's body). */
+static char *
+tags_check(const json_t *tags, const char *path)
+{
+	const char *key;
+	json_t *v;
+	char *bad = NULL;
+
+	json_object_foreach((json_t *)tags, key, v) {
+		char *k;
+		if (loomi_name_text_check(*path ? "tags (a key)" : "a tag's key", key, &bad) != 0)
+			return bad;
+		if (!json_is_string(v) || *key == '\0' || strlen(key) > 200)
+			return loomi_strfmt("%s%s: a tag is a non-empty key of at most 200 bytes with a "
+			                    "string value",
+			                    path, key);
+		k = loomi_strfmt("%s%s", path, key);
+		loomi_name_text_check(k, json_string_value(v), &bad);
+		free(k);
+		if (bad)
+			return bad;
+	}
+	return NULL;
+}
+
 static void
 route_runs_create(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *body = loomi_api_json_body(req, res), *params, *tags, *v;
 	const char *name, *key;
-	char *ptext;
+	char *ptext, *bad = NULL;
 	int64_t id;
 
 	(void)d;
@@ -190,13 +217,15 @@ route_runs_create(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *re
 		loomi_api_error(res, 400, "invalid", "params: must be an object of settings");
 	} else if (tags && !json_is_object(tags)) {
 		loomi_api_error(res, 400, "invalid", "tags: must be an object of strings");
+	} else if (loomi_name_text_check("name", name, &bad) != 0) {
+		loomi_api_error(res, 400, "invalid", "%s", bad);
+		free(bad);
 	} else {
-		json_object_foreach(tags, key, v) {
-			if (!json_is_string(v)) {
-				loomi_api_error(res, 400, "invalid", "tags.%s: must be a string", key);
-				json_decref(body);
-				return;
-			}
+		if (tags && (bad = tags_check(tags, "tags.")) != NULL) {
+			loomi_api_error(res, 400, "invalid", "%s", bad);
+			free(bad);
+			json_decref(body);
+			return;
 		}
 		ptext = json_dumps(params ? params : json_object(), JSON_COMPACT);
 		id = loomi_tracking_api_run(name, "local", ptext);
@@ -317,6 +346,7 @@ route_run_tags(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	int64_t id = run_param(req->params[0], res);
 	json_t *body, *run, *v;
 	const char *key;
+	char *bad;
 
 	(void)d;
 	if (id == 0 || (body = loomi_api_json_body(req, res)) == NULL)
@@ -330,12 +360,10 @@ route_run_tags(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 		loomi_api_error(res, 400, "invalid", "the body must be an object of tags: {\"k\": \"v\"}");
 		goto out;
 	}
-	json_object_foreach(body, key, v) {
-		if (!json_is_string(v) || *key == '\0' || strlen(key) > 200) {
-			loomi_api_error(res, 400, "invalid", "%s: a tag is a non-empty key with a string value",
-			                key);
-			goto out;
-		}
+	if ((bad = tags_check(body, "")) != NULL) {
+		loomi_api_error(res, 400, "invalid", "%s", bad);
+		free(bad);
+		goto out;
 	}
 	json_object_foreach(body, key, v)
 		loomi_tracking_api_tag(id, key, json_string_value(v));
@@ -886,6 +914,30 @@ stop(loomi_daemon *d)
 
 static const loomi_migration migrations[] = {
 	{7, "runs, their metric points, tags and artifacts", loomi_tracking_migration_sql},
+	/* run ids are never used again (store.c: foreign keys are off during
+	 * migrations, so tags, artifacts and metric series keep their rows) */
+	{13, "run ids are never reused (AUTOINCREMENT)",
+	 "CREATE TABLE runs_new (\n"
+	 "  id         INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	 "  job_id     INTEGER REFERENCES jobs (id) ON DELETE SET NULL,\n"
+	 "  attempt    INTEGER NOT NULL DEFAULT 0,\n"
+	 "  name       TEXT NOT NULL,\n"
+	 "  user       TEXT NOT NULL DEFAULT 'local',\n"
+	 "  state      TEXT NOT NULL DEFAULT 'running' CHECK (state IN\n"
+	 "               ('running','paused','completed','failed','cancelled')),\n"
+	 "  params     TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(params)),\n"
+	 "  lineage    TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(lineage)),\n"
+	 "  metrics    TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(metrics)),\n"
+	 "  started_at INTEGER NOT NULL,\n"
+	 "  ended_at   INTEGER\n"
+	 ");\n"
+	 "INSERT INTO runs_new SELECT id, job_id, attempt, name, user, state, params, lineage,\n"
+	 "  metrics, started_at, ended_at FROM runs;\n"
+	 "DROP TABLE runs;\n"
+	 "ALTER TABLE runs_new RENAME TO runs;\n"
+	 "CREATE INDEX runs_by_job ON runs (job_id, attempt);\n"
+	 "CREATE INDEX runs_by_name ON runs (name, id);\n"
+	 LOOMI_SEQUENCE_AT_LEAST("runs", "SELECT max(id) FROM runs")},
 };
 
 static const loomi_route routes[] = {

@@ -1006,7 +1006,17 @@ thread_main(void *arg)
 		T.queued_points = 0;
 		pthread_mutex_unlock(&T.mtx);
 
-		sqlite3_exec(T.db, "BEGIN", NULL, NULL, NULL);
+		/* the write lock first: a run's row read and then written in a
+		 * deferred transaction would fail at once while another
+		 * connection writes (the jobs thread starting a task) */
+		char *err = NULL;
+		int rc;
+		while ((rc = loomi_store_begin(T.db, true, &err)) == LOOM_EBUSY && !stopping) {
+			free(err);
+			err = NULL;
+		}
+		free(err);
+		err = NULL;
 		while (list) {
 			item *it = list;
 			list = it->next;
@@ -1025,11 +1035,9 @@ thread_main(void *arg)
 			last_partial = now;
 		}
 		update_stats();
-		if (loomi_store_wrote(T.db, sqlite3_exec(T.db, "COMMIT", NULL, NULL, NULL)) != 0) {
-			LOG_ERROR_LIMITED("tracking: cannot commit metric points: %s",
-			                  sqlite3_errmsg(T.db));
-			sqlite3_exec(T.db, "ROLLBACK", NULL, NULL, NULL);
-		}
+		if (rc == 0 && loomi_store_end(T.db, 0, &err) != 0)
+			LOG_ERROR_LIMITED("tracking: cannot store metric points: %s", err);
+		free(err);
 		if ((partial && now - last_tracker_flush >= TRACKER_FLUSH_MS) || stopping ||
 		    req != T.flush_done) {
 			if (have_trackers())

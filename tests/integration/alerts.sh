@@ -17,6 +17,7 @@ state=$T/state
 cat >"$T/loomd.conf" <<EOF
 plugin_path = [ "$LOOM_TEST_PLUGINS" ];
 jobs = { worker = "$B/host/loom-worker"; tick = "100ms"; cpu = 8; };
+alerts = { command_actions = true; };  # the loss-nan rule runs a command
 plugins = (
   { instance = "sched"; module = "sched-local"; },
   { instance = "exec"; module = "compute-exec"; }
@@ -49,7 +50,18 @@ cat >"$T/bad3.json" <<EOF
 {"name": "bad", "condition": {"kind": "failed"}, "actions": [{"type": "webhook", "url": "ftp://x"}]}
 EOF
 expect 1 loomctl --url "$URL" alerts add "$T/bad3.json"
-has "$T/err" "actions[0].url: must be an http:// URL"
+has "$T/err" "actions[0].url: \"ftp://x\" is not an http:// or https:// URL"
+cat >"$T/bad4.json" <<EOF
+{"name": "bad", "condition": {"kind": "failed"}, "actions": [{"type": "webhook", "url": "http://169.254.169.254/latest/meta-data/"}]}
+EOF
+expect 1 loomctl --url "$URL" alerts add "$T/bad4.json"
+has "$T/err" '169.254.169.254 is not one of them'
+has "$T/err" 'alerts.webhook_hosts in loomd.conf'
+cat >"$T/bad5.json" <<EOF
+{"name": "bad", "condition": {"kind": "failed"}, "actions": [{"type": "webhook", "url": "http://127.0.0.1/x\r\nX-Evil: 1"}]}
+EOF
+expect 1 loomctl --url "$URL" alerts add "$T/bad5.json"
+has "$T/err" 'a line break'
 expect 2 loomctl --url "$URL" alerts add "$T/missing.json"
 expect 1 loomctl --url "$URL" alerts show 999
 expect 0 loomctl --url "$URL" alerts rules

@@ -121,7 +121,7 @@ while :; do
 	[ $n -gt 500 ] && fail "500 submissions were stored on a full disk"
 done
 has "$T/body" '"code":"unavailable"'
-has "$T/body" "the task could not be stored: database or disk is full; free space under $state and retry"
+has "$T/body" " could not be stored: database or disk is full; free space under $state and retry"
 ok "a submission on the full disk: 503 naming the cause ($n stored before it in pages SQLite held)"
 
 # ---------------------------------------------------------------- refused, unchanged

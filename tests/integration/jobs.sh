@@ -344,5 +344,20 @@ n=$(python3 -c 'import json,sys; print(len({t["name"] for t in json.load(open(sy
 [ "$n" = 16 ] || fail "$n distinct burst tasks stored, expected 16"
 ok "24 concurrent submissions: 16 stored, 8 refused (404) without affecting the others"
 
+# ---------------------------------------------------------------- stopped early
+# A task that completes before its planned steps (early stopping) is done:
+# 100 %, and it says where it stopped, not "completed 40.0 %" for ever.
+api POST /api/v1/training/tasks '{"name": "early", "start": true, "spec": {"compute": "exec", "command": ["/bin/sh", "-c", "echo \"{\\\"step\\\": 480, \\\"total_steps\\\": 1200, \\\"epoch\\\": 12, \\\"epochs\\\": 30}\""]}}'
+code 201
+early=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["task_id"])' "$T/body")
+wait_for "$early" completed 30
+[ "$(field "$early" 't["progress"]["percentage"], t["progress"].get("stopped_early")')" = "100.0 True" ] ||
+	fail "$early's progress: $(field "$early" 't["progress"]')"
+expect 0 loomctl --url "$URL" status "$early"
+has "$T/out" "stopped early at epoch 12 of 30 (step 480 of 1200)"
+expect 0 loomctl --url "$URL" list
+grep "$early" "$T/out" | grep -q "100.0%" || fail "list: $(grep "$early" "$T/out")"
+ok "a task that stopped early: 100 %, stopped early at epoch 12 of 30"
+
 stop_loomd
 ok "loomd stopped cleanly"

@@ -278,6 +278,29 @@ grep -q '<svg' "$T/compare.html" || fail "the comparison report has no chart"
 expect 1 loomctl --url "$URL" runs show run-99
 ok "compare marks train.lr and the best test_mae ($best); best agrees; comparison report"
 
+# ---------------------------------------------------------------- many tasks starting together
+# Each start stores a transition while the tracking writer begins a run and
+# the log writer stores lines, on three connections: a run whose transaction
+# read before it wrote was lost ("database is locked") and every point and
+# artifact of it refused by its foreign key.
+sed -e 's/epochs = 2;/epochs = 1;/' "$T/short.conf" >"$T/one.conf"
+for i in 1 2 3 4 5 6; do
+	expect 0 loomctl --url "$URL" submit "$T/one.conf" --start --cpu 0.25
+done
+for id in 4 5 6 7 8 9; do
+	wait_state "task-$id" completed
+done
+for id in 4 5 6 7 8 9; do
+	api GET "/api/v1/runs?task=task-$id"
+	code 200
+	[ "$(py '[(r["task_id"], r["state"]) for r in b["runs"]]')" = "[('task-$id', 'completed')]" ] ||
+		fail "task-$id's run: $(head -c 600 "$T/body")"
+done
+expect 0 loomctl --url "$URL" compare task-4 task-9
+! grep -E 'database is locked|FOREIGN KEY|cannot record a run' "$T/loomd.log" ||
+	fail "loomd's log shows lost writes"
+ok "six tasks started together: six runs, each completed with its points"
+
 # ---------------------------------------------------------------- a damaged model
 printf 'XXXX' | dd of="$state/jobs/task-1/best.safetensors" bs=1 seek=200 conv=notrunc 2>/dev/null
 api GET "/api/v1/training/tasks/task-1/export?format=onnx"

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "host/server/api.h"
 #include "host/core/bus.h"
 #include "host/core/log.h"
+#include "host/server/module.h"
 #include "host/server/store.h"
 #include "host/core/util.h"
 #include "testutil.h"
@@ -38,6 +40,18 @@ static struct {
 
 /* ------------------------------------------------------------------ fixture */
 
+/* alerts.webhook_hosts = [ the arguments up to NULL ] */
+static void
+hosts(const char *first, ...)
+{
+	va_list ap;
+	loomi_strv_free(&T.d.conf.alerts_webhook_hosts);
+	va_start(ap, first);
+	for (const char *h = first; h; h = va_arg(ap, const char *))
+		loomi_strv_push(&T.d.conf.alerts_webhook_hosts, loomi_strdup(h));
+	va_end(ap);
+}
+
 static void
 setup(void)
 {
@@ -52,6 +66,10 @@ setup(void)
 	free(path);
 	ck_assert_msg(rv == 0, "cannot open the store: %s", err ? err : "?");
 	T.store_up = true;
+	/* loomd.conf's alerts group as the tests need it: loopback webhooks
+	 * (the default) and commands allowed (not the default) */
+	hosts("127.0.0.1", "localhost", "::1", NULL);
+	T.d.conf.alerts_command_actions = true;
 }
 
 static void
@@ -72,6 +90,7 @@ teardown(void)
 		loomi_bus_close(T.d.bus);
 	if (T.store_up)
 		loomi_store_close(&T.d.store);
+	loomi_strv_free(&T.d.conf.alerts_webhook_hosts);
 	tu_rmrf(T.tmp);
 	free(T.tmp);
 }
@@ -301,8 +320,8 @@ START_TEST(validation)
 	free(m);
 	free(j);
 	BAD("{\"name\": \"t\", \"condition\": {\"kind\": \"failed\"}, \"actions\": [{\"type\": "
-	    "\"webhook\", \"url\": \"https://example.org/x\"}]}",
-	    400, "actions[0].url: must be an http:// URL");
+	    "\"webhook\", \"url\": \"ftp://example.org/x\"}]}",
+	    400, "actions[0].url: \"ftp://example.org/x\" is not an http:// or https:// URL");
 	BAD("{\"name\": \"t\", \"condition\": {\"kind\": \"failed\"}, \"actions\": [{\"type\": "
 	    "\"bus\"}, {\"type\": \"webhok\"}]}",
 	    400, "actions[1].type: unknown action \"webhok\" (did you mean \"webhook\"?)");
@@ -754,6 +773,279 @@ START_TEST(webhook_action)
 }
 END_TEST
 
+/* A rule with one webhook to url, as the API gets it. */
+static char *
+hook_rule(const char *name, const char *url)
+{
+	json_t *j = json_pack("{s:s, s:{s:s, s:s}, s:[{s:s, s:s}]}", "name", name, "condition",
+	                      "kind", "metric_nonfinite", "metric", "loss", "actions", "type",
+	                      "webhook", "url", url);
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return s;
+}
+
+/* URLs parsed strictly and checked against alerts.webhook_hosts when a
+ * rule is created: 400 naming the URL and the setting. */
+START_TEST(webhook_urls)
+{
+	static const struct {
+		const char *url, *text;
+	} bad[] = {
+		{"http://169.254.169.254/latest/meta-data/", "169.254.169.254 is not one of them"},
+		{"http://192.168.1.1/x", "192.168.1.1 is not one of them"},
+		{"http://[::ffff:169.254.169.254]/x", "is not one of them"},
+		{"http://[fe80::1]/x", "is not one of them"},
+		{"http://evil.example/x", "evil.example is not one of them"},
+		{"http://127.0.0.1/a\r\nX-Injected: 1", "a line break"},
+		{"http://127.0.0.1/a b", "a space"},
+		{"http://127.0.0.1/\x1b[2J", "a control character"},
+		{"http://user:pw@127.0.0.1/x", "user name or password"},
+		{"http://2130706433/x", "no valid host"},
+		{"http://127.1/x", "no valid host"},
+		{"http://0x7f.0.0.1/x", "no valid host"},
+		{"http://under_score.example/x", "no valid host"},
+		{"http://127.0.0.1:0/x", "port"},
+		{"http://127.0.0.1:65536/x", "port"},
+		{"http://127.0.0.1:/x", "port"},
+		{"http://[::1/x", "closing"},
+		{"http://127.0.0.1/x#frag", "fragment"},
+		{"http://127.0.0.1/%zz", "two hex digits"},
+		{"gopher://127.0.0.1/", "not an http:// or https:// URL"},
+	};
+	static const char *const good[] = {
+		"http://127.0.0.1:9/x", "http://localhost:9/x?a=b%20c", "http://[::1]:9/x",
+		"http://10.1.2.3:8080/hook", "https://LocalHost/x", "http://hooks.example.org/x",
+	};
+	char name[32];
+
+	hosts("127.0.0.1", "localhost", "::1", "10.0.0.0/8", "hooks.example.org", NULL);
+	start();
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char *j = hook_rule("bad", bad[i].url), *m = refused(j, 400);
+		ASSERT_HAS(m, "actions[0].url: ");
+		ASSERT_HAS(m, bad[i].text);
+		if (strstr(bad[i].text, "not one of them")) {
+			ASSERT_HAS(m, bad[i].url);
+			ASSERT_HAS(m, "alerts.webhook_hosts in loomd.conf");
+		}
+		free(m);
+		free(j);
+	}
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		snprintf(name, sizeof name, "good-%zu", i);
+		char *j = hook_rule(name, good[i]);
+		add_rule(j);
+		free(j);
+	}
+}
+END_TEST
+
+/* A bad alerts.webhook_hosts entry stops the start, naming it. */
+START_TEST(webhook_hosts_checked)
+{
+	char *err = NULL;
+
+	hosts("127.0.0.1", "10.0.0.0/33", NULL);
+	ck_assert_int_eq(loomi_alerts_start(&T.d, &err), LOOM_ECONFIG);
+	ASSERT_HAS(err, "loomd.conf: alerts.webhook_hosts[1]: \"10.0.0.0/33\" is not a host name");
+	free(err);
+}
+END_TEST
+
+/* When the webhook is sent its host is resolved again and every address
+ * checked: a listed name that resolves to a non-public address not listed
+ * (as a name whose DNS changed to 169.254.169.254 would) is not sent to. */
+START_TEST(webhook_send_checks)
+{
+	listener l;
+	char url[64], *j;
+	json_t *o, *a;
+
+	listener_start(&l, 200);
+	hosts("localhost", NULL); /* the name, not its loopback addresses */
+	start();
+	snprintf(url, sizeof url, "http://localhost:%d/hook", l.port);
+	j = hook_rule("hook", url);
+	add_rule(j);
+	free(j);
+	metric(51, "loss", 1, LOOM_METRIC_STEP, NAN);
+	wait_alerts(1, WAIT_MS);
+	o = settled_alert(1, 20000);
+	a = json_array_get(json_object_get(o, "actions"), 0);
+	ASSERT_HAS(json_string_value(json_object_get(a, "error")), "not sent: localhost resolves to");
+	ASSERT_HAS(json_string_value(json_object_get(a, "error")), "which is not a public address");
+	ASSERT_HAS(json_string_value(json_object_get(a, "error")), "alerts.webhook_hosts");
+	ck_assert_ptr_null(json_object_get(a, "status"));
+	json_decref(o);
+	ck_assert_int_eq(atomic_load(&l.n), 0);
+	listener_stop(&l);
+}
+END_TEST
+
+/* Commands run as loomd's user: refused (403) unless alerts.command_actions
+ * is on, and a stored rule's command does not run while it is off. */
+START_TEST(command_switch)
+{
+	char *out = loomi_path_join(T.tmp, "ran"), *sql, *m;
+	json_t *o, *a;
+	answer put;
+
+	T.d.conf.alerts_command_actions = false;
+	sql = loomi_strfmt("INSERT INTO alert_rules (name, kind, condition, actions, repeat_ms, "
+	                   "created_at, updated_at) VALUES ('old', 'metric_nonfinite', "
+	                   "'{\"kind\":\"metric_nonfinite\",\"metric\":\"loss\"}', "
+	                   "'[{\"type\":\"command\",\"command\":\"touch %s\"}]', 0, 1, 1)",
+	                   out);
+	exec(sql);
+	free(sql);
+	start();
+	m = refused("{\"name\": \"cmd\", \"condition\": {\"kind\": \"failed\"}, \"actions\": "
+	            "[{\"type\": \"bus\"}, {\"type\": \"command\", \"command\": \"true\"}]}",
+	            403);
+	ASSERT_HAS(m, "actions[1]: command actions run as loomd's user");
+	ASSERT_HAS(m, "alerts.command_actions = true in loomd.conf");
+	free(m);
+
+	metric(61, "loss", 1, LOOM_METRIC_STEP, NAN);
+	wait_alerts(1, WAIT_MS);
+	o = settled_alert(1, 20000);
+	a = json_array_get(json_object_get(o, "actions"), 0);
+	ASSERT_HAS(json_string_value(json_object_get(a, "error")),
+	           "not run: command actions are off (alerts.command_actions in loomd.conf)");
+	json_decref(o);
+	ck_assert_int_ne(access(out, F_OK), 0);
+	/* the stored rule can still be disabled */
+	put = call("PUT", "/api/v1/alerts/rules/1", NULL, "{\"enabled\": false}");
+	ck_assert_msg(put.status == 200, "disable: %d %s", put.status, put.text);
+	answer_free(&put);
+	free(out);
+}
+END_TEST
+
+static long long
+alerts_total_of(int64_t rule)
+{
+	char q[64];
+	snprintf(q, sizeof q, "rule=%lld", (long long)rule);
+	answer a = call("GET", "/api/v1/alerts", q, NULL);
+	ck_assert_msg(a.status == 200, "list: %d %s", a.status, a.text);
+	long long n = json_integer_value(json_object_get(a.body, "total"));
+	answer_free(&a);
+	return n;
+}
+
+/* A deleted rule's id is not given to the next rule, which would then
+ * list the old rule's alerts as its own. */
+START_TEST(rule_ids_never_reused)
+{
+	int64_t first, second;
+	char p[32];
+	answer a;
+
+	start();
+	add_rule("{\"name\": \"keep\", \"condition\": {\"kind\": \"failed\"}, \"actions\": "
+	         "[{\"type\": \"bus\"}]}");
+	first = add_rule("{\"name\": \"old\", \"condition\": {\"kind\": \"metric_above\", "
+	                 "\"metric\": \"loss\", \"threshold\": 1}, \"actions\": [{\"type\": \"bus\"}]}");
+	metric(71, "loss", 1, LOOM_METRIC_STEP, 5);
+	wait_alerts(1, WAIT_MS);
+	snprintf(p, sizeof p, "%lld", (long long)first);
+	a = call("DELETE", at("/api/v1/alerts/rules", p), NULL, NULL);
+	ck_assert_int_eq(a.status, 200);
+	answer_free(&a);
+	second = add_rule("{\"name\": \"new\", \"condition\": {\"kind\": \"failed\"}, \"actions\": "
+	                  "[{\"type\": \"bus\"}]}");
+	ck_assert_int_gt(second, first);
+	ck_assert_int_eq(alerts_total_of(second), 0);
+	ck_assert_int_eq(alerts_total_of(first), 1); /* the old rule's alert outlives it */
+}
+END_TEST
+
+/* The same for a database written by the schema before ids were
+ * AUTOINCREMENT (migrations up to 10), upgraded: rows, indexes and
+ * triggers kept, rows referring to rebuilt tables kept, and the sequences
+ * start above every id in use, a deleted rule's that an alert names too. */
+START_TEST(ids_never_reused_after_upgrade)
+{
+	loomi_migration old[16];
+	size_t n = 0;
+	char *path = loomi_path_join(T.tmp, "old.db"), *err = NULL;
+	int64_t id;
+
+	for (size_t m = 0; m < loomi_n_modules; m++)
+		for (size_t i = 0; i < loomi_modules[m]->n_migrations; i++)
+			if (loomi_modules[m]->migrations[i].version <= 10)
+				old[n++] = loomi_modules[m]->migrations[i];
+	/* in version order, as the store wants them */
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && old[j - 1].version > old[j].version; j--) {
+			loomi_migration t = old[j];
+			old[j] = old[j - 1];
+			old[j - 1] = t;
+		}
+	ck_assert_int_eq(n, 10);
+	loomi_store_close(&T.d.store);
+	ck_assert_msg(loomi_store_open_with(&T.d.store, path, old, n, &err) == 0, "%s", err);
+	add_job(7, "seven", "completed", 0);
+	exec("INSERT INTO job_events (job_id, at, to_state) VALUES (7, 1, 'completed')");
+	exec("INSERT INTO runs (id, job_id, name, started_at) VALUES (5, 7, 'seven', 1)");
+	exec("INSERT INTO run_tags VALUES (5, 'k', 'v')");
+	exec("INSERT INTO configs (id, name, created_at, updated_at) VALUES (4, 'c', 1, 1)");
+	exec("INSERT INTO config_versions VALUES (4, 1, '{}', '', 1)");
+	exec("INSERT INTO logs (id, at, level, message) VALUES (9, 1, 2, 'hello there')");
+	exec("INSERT INTO logs_fts (rowid, message, fields) VALUES (9, 'hello there', '{}')");
+	exec("INSERT INTO alert_rules (id, name, kind, condition, actions, repeat_ms, created_at,"
+	     " updated_at) VALUES (1, 'keep', 'failed', '{\"kind\":\"failed\"}',"
+	     " '[{\"type\":\"bus\"}]', 0, 1, 1)");
+	/* rule 3 fired and was deleted: the highest rule id is 1 */
+	exec("INSERT INTO alerts (id, rule_id, rule_name, kind, at, message) VALUES"
+	     " (6, 3, 'gone', 'failed', 1, 'task-7 failed')");
+	loomi_store_close(&T.d.store);
+
+	ck_assert_msg(loomi_store_open(&T.d.store, path, &err) == 0, "upgrade: %s", err);
+	free(path);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM schema_migrations WHERE version BETWEEN 11"
+	                        " AND 15"),
+	                 5);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM job_events WHERE job_id = 7"), 1);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM run_tags WHERE run_id = 5"), 1);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM config_versions WHERE config_id = 4"), 1);
+	ck_assert_int_eq(scalar("SELECT rowid FROM logs_fts WHERE logs_fts MATCH 'hello'"), 9);
+	ck_assert_int_eq(scalar("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'"), 7);
+	ck_assert_int_eq(scalar("SELECT seq FROM sqlite_sequence WHERE name = 'runs'"), 5);
+	ck_assert_int_eq(scalar("SELECT seq FROM sqlite_sequence WHERE name = 'configs'"), 4);
+	ck_assert_int_eq(scalar("SELECT seq FROM sqlite_sequence WHERE name = 'logs'"), 9);
+	ck_assert_int_eq(scalar("SELECT seq FROM sqlite_sequence WHERE name = 'alert_rules'"), 3);
+	ck_assert_int_eq(scalar("SELECT seq FROM sqlite_sequence WHERE name = 'alerts'"), 6);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM sqlite_master WHERE sql LIKE"
+	                        " '%AUTOINCREMENT%'"),
+	                 6);
+	/* the triggers and indexes came back */
+	ck_assert_int_eq(scalar("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"), 4);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN"
+	                        " ('jobs_by_state', 'jobs_by_user', 'jobs_queued', 'jobs_by_started',"
+	                        " 'jobs_by_state_id', 'configs_by_name', 'runs_by_job', 'runs_by_name',"
+	                        " 'logs_by_job', 'logs_by_at', 'alerts_by_rule', 'alerts_by_job',"
+	                        " 'alerts_by_at')"),
+	                 13);
+	exec("INSERT INTO jobs (name, state, compute, spec, created_at, updated_at) VALUES"
+	     " ('eight', 'pending', 'exec', '{}', 1, 1)");
+	ck_assert_int_eq(scalar("SELECT max(id) FROM jobs"), 8);
+	ck_assert_int_eq(scalar("SELECT n FROM job_counts WHERE state = 'pending'"), 1);
+	exec("DELETE FROM logs WHERE id = 9");
+	ck_assert_int_eq(scalar("SELECT count(*) FROM logs_fts WHERE logs_fts MATCH 'hello'"), 0);
+	ck_assert_int_eq(scalar("PRAGMA foreign_keys"), 1);
+
+	start();
+	id = add_rule("{\"name\": \"new\", \"condition\": {\"kind\": \"failed\"}, \"actions\": "
+	              "[{\"type\": \"bus\"}]}");
+	ck_assert_int_eq(id, 4);
+	ck_assert_int_eq(alerts_total_of(id), 0);
+	ck_assert_int_eq(alerts_total_of(3), 1);
+}
+END_TEST
+
 typedef struct seen {
 	pthread_mutex_t mtx;
 	char text[8192];
@@ -916,6 +1208,12 @@ main(void)
 	tcase_add_test(tc, stalled);
 	tcase_add_test(tc, command_action);
 	tcase_add_test(tc, webhook_action);
+	tcase_add_test(tc, rule_ids_never_reused);
+	tcase_add_test(tc, ids_never_reused_after_upgrade);
+	tcase_add_test(tc, webhook_urls);
+	tcase_add_test(tc, webhook_hosts_checked);
+	tcase_add_test(tc, webhook_send_checks);
+	tcase_add_test(tc, command_switch);
 	tcase_add_test(tc, bus_action);
 	tcase_add_test(tc, listing);
 	tcase_add_test(tc, restart_keeps_interval);

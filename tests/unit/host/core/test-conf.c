@@ -110,6 +110,19 @@ START_TEST(defaults)
 	ck_assert_uint_eq(c.bus_max_message, 1u << 20);
 	ck_assert_uint_eq(c.n_plugins, 0);
 	ck_assert_uint_eq(c.plugin_path.n, 0);
+	/* webhooks to loopback only, no commands */
+	ck_assert_uint_eq(c.alerts_webhook_hosts.n, 3);
+	ck_assert_str_eq(c.alerts_webhook_hosts.v[0], "127.0.0.1");
+	ck_assert_str_eq(c.alerts_webhook_hosts.v[1], "localhost");
+	ck_assert_str_eq(c.alerts_webhook_hosts.v[2], "::1");
+	ck_assert(!c.alerts_command_actions);
+	done(&c, &errs, dir);
+	rv = load("alerts = { webhook_hosts = [ \"10.0.0.0/8\" ]; command_actions = true; };\n", &c,
+	          &errs, &dir);
+	ck_assert_int_eq(rv, 0);
+	ck_assert_uint_eq(c.alerts_webhook_hosts.n, 1);
+	ck_assert_str_eq(c.alerts_webhook_hosts.v[0], "10.0.0.0/8");
+	ck_assert(c.alerts_command_actions);
 	done(&c, &errs, dir);
 }
 END_TEST
@@ -122,7 +135,9 @@ static const struct bad {
 	{"listen = \"127.0.0.1:7420\";\nlog = { level = ; };\n", "loomd.conf:2: syntax error"},
 	{"\n\nlistne = \"127.0.0.1:1\";\n", "loomd.conf:3: listne: unknown setting (did you mean listen?)"},
 	{"log = {\n  levle = \"info\";\n};\n", "loomd.conf:2: log.levle: unknown setting (did you mean level?)"},
-	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, log, bus, jobs, logs, plugins"},
+	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, log, bus, jobs, logs, alerts, plugins"},
+	{"alerts = { command_actions = \"yes\"; };\n", "alerts.command_actions"},
+	{"alerts = { webhook_hosts = \"10.0.0.0/8\"; };\n", "alerts.webhook_hosts"},
 	{"listen = 7420;\n", "loomd.conf:1: listen: expected a string, got an integer; it is the API address, \"host:port\""},
 	{"log = { level = \"verbose\"; };\n", "log.level: \"verbose\" is not one of error, warn, info, debug, trace"},
 	{"log = { level = \"degub\"; };\n", "(did you mean \"debug\"?)"},

@@ -2,6 +2,7 @@
  * schemas, integrity constraints, and the state directory lock. */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +267,57 @@ START_TEST(not_a_database)
 }
 END_TEST
 
+/* A write transaction takes the write lock before its first read and waits
+ * for another connection's writer, past its own busy timeout; a read-only
+ * one does not wait at all (WAL readers never block). */
+static void *
+commit_later(void *arg)
+{
+	usleep(400 * 1000);
+	ck_assert_int_eq(exec(arg, "COMMIT"), SQLITE_OK);
+	return NULL;
+}
+
+START_TEST(writers_wait_for_each_other)
+{
+	loomi_store s;
+	sqlite3 *other;
+	pthread_t t;
+	char *err = NULL;
+
+	ck_assert_msg(loomi_store_open(&s, db, &err) == 0, "%s", err);
+	sqlite3_busy_timeout(s.db, 50); /* the retry, not the busy handler, waits */
+	ck_assert_int_eq(sqlite3_open(db, &other), SQLITE_OK);
+	ck_assert_int_eq(exec(other, "BEGIN IMMEDIATE; INSERT INTO jobs (name, compute, spec,"
+	                             " created_at, updated_at) VALUES ('a', 'exec', '{}', 0, 0)"),
+	                 SQLITE_OK);
+
+	ck_assert_int_eq(loomi_store_begin(s.db, false, &err), 0);
+	ck_assert_int_eq(scalar(s.db, "SELECT count(*) FROM jobs"), 0);
+	ck_assert_int_eq(loomi_store_end(s.db, 0, &err), 0);
+
+	ck_assert_int_eq(pthread_create(&t, NULL, commit_later, other), 0);
+	ck_assert_msg(loomi_store_begin(s.db, true, &err) == 0, "%s", err);
+	/* the other writer's row is seen: this transaction began after it */
+	ck_assert_int_eq(scalar(s.db, "SELECT count(*) FROM jobs"), 1);
+	ck_assert_int_eq(exec(s.db, "INSERT INTO jobs (name, compute, spec, created_at,"
+	                            " updated_at) VALUES ('b', 'exec', '{}', 0, 0)"),
+	                 SQLITE_OK);
+	ck_assert_int_eq(loomi_store_end(s.db, 0, &err), 0);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(scalar(other, "SELECT count(*) FROM jobs"), 2);
+
+	/* rolled back when the caller failed */
+	ck_assert_int_eq(loomi_store_begin(s.db, true, &err), 0);
+	exec(s.db, "DELETE FROM jobs");
+	ck_assert_int_eq(loomi_store_end(s.db, LOOM_EINVAL, &err), LOOM_EINVAL);
+	ck_assert_int_eq(scalar(other, "SELECT count(*) FROM jobs"), 2);
+	sqlite3_close(other);
+	loomi_store_close(&s);
+	free(err);
+}
+END_TEST
+
 START_TEST(state_dir_lock)
 {
 	int fd1, fd2;
@@ -378,6 +430,7 @@ main(void)
 	tcase_add_test(tc, not_a_database);
 	tcase_add_test(tc, state_dir_lock);
 	tcase_add_test(tc, write_failures);
+	tcase_add_test(tc, writers_wait_for_each_other);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }

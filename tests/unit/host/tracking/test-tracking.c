@@ -6,9 +6,11 @@
 #include "config.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <sqlite3.h>
@@ -190,6 +192,53 @@ START_TEST(test_task_runs)
 }
 END_TEST
 
+/* Another connection holds the write lock when a run begins (the jobs
+ * thread storing a transition, the log writer): the run waits for it, it is
+ * not lost.  A deferred BEGIN read first and then got SQLITE_BUSY on its
+ * INSERT at once, without the busy timeout, and every point of the run was
+ * then refused by its foreign key. */
+static void *
+release_later(void *arg)
+{
+	sqlite3 *other = arg;
+	usleep(300 * 1000);
+	ck_assert_int_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	return NULL;
+}
+
+START_TEST(test_run_waits_for_writer)
+{
+	sqlite3 *other;
+	pthread_t t;
+	char *s;
+
+	task(9);
+	ck_assert_int_eq(sqlite3_open_v2(d.store.path, &other, SQLITE_OPEN_READWRITE, NULL),
+	                 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(other, "BEGIN IMMEDIATE; UPDATE jobs SET updated_at = 1",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	ck_assert_int_eq(pthread_create(&t, NULL, release_later, other), 0);
+	int64_t run = loomi_tracking_run_begin(9, 1, "job", "bob", "{}");
+	json_t *pts = json_pack("[[s,i,i,i,I,f]]", "loss", 1, 0, 0, (json_int_t)1, 0.5);
+	loomi_tracking_worker_points(9, 1, pts);
+	loomi_tracking_flush();
+	pthread_join(t, NULL);
+	loomi_tracking_job_state(9, "completed");
+	loomi_tracking_flush();
+	sqlite3_close(other);
+
+	s = text("SELECT count(*) FROM runs WHERE job_id = 9");
+	ck_assert_str_eq(s, "1");
+	free(s);
+	s = text("SELECT state || ' ' || json_extract(metrics, '$.loss') FROM runs WHERE job_id = 9");
+	ck_assert_str_eq(s, "completed 0.5");
+	free(s);
+	ck_assert_int_eq(loomi_tracking_run_of_job(9), run);
+	json_decref(pts);
+}
+END_TEST
+
 START_TEST(test_lineage_hash)
 {
 	char *csv = loomi_path_join(dir, "data.csv"), *s, hex[65];
@@ -355,6 +404,7 @@ main(void)
 	tcase_add_test(tc, test_points_round_trip);
 	tcase_add_test(tc, test_corrupt_block);
 	tcase_add_test(tc, test_task_runs);
+	tcase_add_test(tc, test_run_waits_for_writer);
 	tcase_add_test(tc, test_lineage_hash);
 	tcase_add_test(tc, test_downsample);
 	suite_add_tcase(s, tc);
