@@ -49,6 +49,7 @@
 #include <loom/version.h>
 
 #include "host/server/module.h"
+#include "host/server/store.h"
 #include "alerts.h"
 #include "host/core/log.h"
 #include "host/core/util.h"
@@ -988,8 +989,8 @@ fire(const rule *r, int64_t job_id, const char *run_id, double value, bool has_v
 		if (sqlite3_step(st) == SQLITE_DONE)
 			id = sqlite3_last_insert_rowid(A.db);
 		else
-			loomi_log(LOOM_LOG_ERROR, WHO, "cannot store an alert of rule \"%s\": %s", r->name,
-			          sqlite3_errmsg(A.db));
+			loomi_log_limited(LOOM_LOG_ERROR, WHO, "cannot store an alert of rule \"%s\": %s",
+			                  r->name, sqlite3_errmsg(A.db));
 		sqlite3_finalize(st);
 	}
 	pthread_mutex_unlock(&A.dbm);
@@ -1776,8 +1777,9 @@ run_actions(job_actions *j)
 		sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(st, 2, j->alert_id);
 		if (sqlite3_step(st) != SQLITE_DONE)
-			loomi_log(LOOM_LOG_ERROR, WHO, "cannot store the outcome of alert %lld's actions: %s",
-			          (long long)j->alert_id, sqlite3_errmsg(A.db));
+			loomi_log_limited(LOOM_LOG_ERROR, WHO,
+			                  "cannot store the outcome of alert %lld's actions: %s",
+			                  (long long)j->alert_id, sqlite3_errmsg(A.db));
 		sqlite3_finalize(st);
 	}
 	pthread_mutex_unlock(&A.dbm);
@@ -1961,6 +1963,7 @@ api_answer(loomi_http_res *res, int rv, json_t *out, char *msg, int ok_status)
 		{LOOM_EINVAL, 400, "invalid"},   {LOOM_ENOENT, 404, "not_found"},
 		{LOOM_EPERM, 403, "forbidden"},
 		{LOOM_EEXIST, 409, "conflict"},  {LOOM_ECLOSED, 503, "unavailable"},
+		{LOOM_EIO, 503, "unavailable"}, /* the store could not write (store.h) */
 	};
 	if (rv == 0) {
 		res->status = ok_status;
@@ -2151,9 +2154,8 @@ rule_store(rule *r, char **msg)
 		*msg = loomi_strfmt("name: an alert rule named \"%s\" exists; choose another name or "
 		                    "update that rule",
 		                    r->name);
-	} else if (rc != SQLITE_DONE) {
-		rv = LOOM_EIO;
-		*msg = loomi_strfmt("cannot store the alert rule: %s", sqlite3_errmsg(A.db));
+	} else if ((rv = loomi_store_wrote(A.db, rc)) != 0) {
+		*msg = loomi_store_errmsg("the alert rule");
 	} else if (r->id == 0) {
 		r->id = sqlite3_last_insert_rowid(A.db);
 	}
@@ -2329,7 +2331,7 @@ route_rule_delete(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *re
 {
 	int64_t id = id_param(req->params[0], "rule-");
 	sqlite3_stmt *st;
-	int changed = 0;
+	int changed = 0, rv = 0;
 
 	(void)d;
 	if (!available(res))
@@ -2337,11 +2339,15 @@ route_rule_delete(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *re
 	pthread_mutex_lock(&A.dbm);
 	if (id > 0 && (st = prep("DELETE FROM alert_rules WHERE id = ?")) != NULL) {
 		sqlite3_bind_int64(st, 1, id);
-		if (sqlite3_step(st) == SQLITE_DONE)
+		if ((rv = loomi_store_wrote(A.db, sqlite3_step(st))) == 0)
 			changed = sqlite3_changes(A.db);
 		sqlite3_finalize(st);
 	}
 	pthread_mutex_unlock(&A.dbm);
+	if (rv != 0) {
+		api_answer(res, rv, NULL, loomi_store_errmsg("the deletion of the alert rule"), 200);
+		return;
+	}
 	if (changed == 0) {
 		loomi_api_error(res, 404, "not_found",
 		                "no alert rule \"%s\"; `loomctl alerts rules` lists them",

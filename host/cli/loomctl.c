@@ -267,6 +267,10 @@ cmd_health(const ctl *c, int argc, char **argv)
 		       S(b, "state_dir"),
 		       (long long)json_integer_value(
 			       json_object_get(json_object_get(b, "database"), "schema_version")));
+		if (json_is_string(json_object_get(json_object_get(b, "database"), "error")))
+			printf("  database: %s\n",
+			       json_string_value(json_object_get(json_object_get(b, "database"),
+			                                         "error")));
 	}
 	if (rv == 0 && r.status == 503)
 		rv = EXIT_REFUSED;

@@ -200,3 +200,158 @@ loomi_log(int level, const char *who, const char *fmt, ...)
 	loomi_vlog(level, who, fmt, ap);
 	va_end(ap);
 }
+
+/* ------------------------------------------------------------------ repeated lines */
+
+/* The kinds of line loomi_vlog_limited has seen lately: a line's kind is
+ * who wrote it and its format string (one call site, or one template used
+ * from several).  A kind's first line is written; the same kind within the
+ * window is counted, not written; the count is reported by the next line
+ * of the kind after the window, or by loomi_log_limited_flush() once the
+ * window has passed.  A full table reports and reuses its oldest entry. */
+#define LIMIT_KINDS 64
+
+static struct {
+	pthread_mutex_t mtx;
+	int64_t window_ms;
+	int64_t (*now_ms)(void);
+	size_t n;
+	struct {
+		char who[64];
+		const char *fmt;
+		int level;
+		int64_t since_ms;  /* the window's start: when the written line was */
+		uint64_t repeated; /* lines of the kind not written since */
+		char last[512];    /* the newest of them */
+	} v[LIMIT_KINDS];
+} L = {.mtx = PTHREAD_MUTEX_INITIALIZER, .window_ms = LOOMI_LOG_LIMIT_WINDOW_MS};
+
+static int64_t
+limit_now(void)
+{
+	struct timespec ts;
+	if (L.now_ms)
+		return L.now_ms();
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+loomi_log_limit_setup(int64_t window_ms, int64_t (*now_ms)(void))
+{
+	pthread_mutex_lock(&L.mtx);
+	L.window_ms = window_ms > 0 ? window_ms : LOOMI_LOG_LIMIT_WINDOW_MS;
+	L.now_ms = now_ms;
+	L.n = 0;
+	pthread_mutex_unlock(&L.mtx);
+}
+
+/* A summary line owed for entry i, into out (level in *level); false when
+ * none is owed.  With L.mtx held. */
+static bool
+summary(size_t i, int64_t now, char *out, size_t len, int *level, const char **who)
+{
+	long long secs;
+
+	if (L.v[i].repeated == 0)
+		return false;
+	secs = (long long)((now - L.v[i].since_ms + 999) / 1000);
+	snprintf(out, len, "%s (repeated %llu time%s in the last %lld s)", L.v[i].last,
+	         (unsigned long long)L.v[i].repeated, L.v[i].repeated == 1 ? "" : "s",
+	         secs > 0 ? secs : 1);
+	*level = L.v[i].level;
+	*who = L.v[i].who[0] ? L.v[i].who : NULL;
+	return true;
+}
+
+/* Write each summary of kinds whose window has passed (and forget them). */
+static void
+flush_expired(int64_t now)
+{
+	for (;;) {
+		char line[700], who[64];
+		const char *w = NULL;
+		int level = 0;
+		bool owed = false;
+
+		pthread_mutex_lock(&L.mtx);
+		for (size_t i = 0; i < L.n && !owed;) {
+			if (now - L.v[i].since_ms < L.window_ms) {
+				i++;
+				continue;
+			}
+			owed = summary(i, now, line, sizeof line, &level, &w);
+			if (owed) {
+				snprintf(who, sizeof who, "%s", w ? w : "");
+				w = w ? who : NULL;
+			}
+			L.v[i] = L.v[--L.n];
+		}
+		pthread_mutex_unlock(&L.mtx);
+		if (!owed)
+			return;
+		loomi_log(level, w, "%s", line);
+	}
+}
+
+void
+loomi_log_limited_flush(void)
+{
+	flush_expired(limit_now());
+}
+
+void
+loomi_vlog_limited(int level, const char *who, const char *fmt, va_list ap)
+{
+	int64_t now = limit_now();
+	size_t i;
+	bool write = true;
+
+	char evicted[700], evicted_who[64];
+	int evicted_level = -1;
+
+	flush_expired(now);
+	pthread_mutex_lock(&L.mtx);
+	for (i = 0; i < L.n; i++)
+		if (L.v[i].fmt == fmt && strcmp(L.v[i].who, who ? who : "") == 0)
+			break;
+	if (i < L.n) {
+		/* within its window (flush_expired forgot the others) */
+		vsnprintf(L.v[i].last, sizeof L.v[i].last, fmt, ap);
+		L.v[i].repeated++;
+		write = false;
+	} else {
+		if (L.n == LIMIT_KINDS) { /* the oldest goes: its count is reported */
+			size_t old = 0;
+			const char *w;
+			for (size_t k = 1; k < L.n; k++)
+				if (L.v[k].since_ms < L.v[old].since_ms)
+					old = k;
+			if (summary(old, now, evicted, sizeof evicted, &evicted_level, &w))
+				snprintf(evicted_who, sizeof evicted_who, "%s", w ? w : "");
+			else
+				evicted_level = -1;
+			L.v[old] = L.v[--L.n];
+		}
+		i = L.n++;
+		memset(&L.v[i], 0, sizeof L.v[i]);
+		snprintf(L.v[i].who, sizeof L.v[i].who, "%s", who ? who : "");
+		L.v[i].fmt = fmt;
+		L.v[i].level = level;
+		L.v[i].since_ms = now;
+	}
+	pthread_mutex_unlock(&L.mtx);
+	if (evicted_level >= 0)
+		loomi_log(evicted_level, evicted_who[0] ? evicted_who : NULL, "%s", evicted);
+	if (write)
+		loomi_vlog(level, who, fmt, ap);
+}
+
+void
+loomi_log_limited(int level, const char *who, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	loomi_vlog_limited(level, who, fmt, ap);
+	va_end(ap);
+}

@@ -28,6 +28,18 @@ svc_log(loom_instance *ins, int level, const char *fmt, ...)
 	va_end(ap);
 }
 
+static void svc_log_limited(loom_instance *ins, int level, const char *fmt, ...)
+	LOOM_PRINTF(3, 4);
+
+static void
+svc_log_limited(loom_instance *ins, int level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	loomi_vlog_limited(level, ins ? ins->prefix : NULL, fmt, ap);
+	va_end(ap);
+}
+
 static bool
 svc_log_enabled(loom_instance *ins, int level)
 {
@@ -293,6 +305,7 @@ static const loom_host services = {
 	.free = svc_free,
 	.tensor_alloc = svc_tensor_alloc,
 	.tensor_free = svc_free,
+	.log_limited = svc_log_limited,
 };
 
 const loom_host *

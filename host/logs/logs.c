@@ -264,8 +264,8 @@ writer_main(void *arg)
 			if (write_batch(batch, n, &err) == 0)
 				break;
 			if (tries == WRITE_TRIES) {
-				LOG_ERROR("logs: cannot store %zu entries in %s: %s; they are lost", n,
-				          L.d->store.path, err);
+				LOG_ERROR_LIMITED("logs: cannot store %zu entries in %s: %s; they are lost",
+				                  n, L.d->store.path, err);
 				pthread_mutex_lock(&L.mtx);
 				L.dropped += n;
 				L.dropped_told += n; /* said just now, with the cause */
@@ -273,8 +273,8 @@ writer_main(void *arg)
 				free(err);
 				break;
 			}
-			LOG_WARN("logs: cannot store %zu entries in %s (try %d of %d): %s", n,
-			         L.d->store.path, tries, WRITE_TRIES, err);
+			LOG_WARN_LIMITED("logs: cannot store %zu entries in %s (try %d of %d): %s", n,
+			                 L.d->store.path, tries, WRITE_TRIES, err);
 			free(err);
 			sleep(1);
 		}

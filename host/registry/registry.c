@@ -117,11 +117,23 @@ fail(char **msg, int code, const char *fmt, ...)
 	return code;
 }
 
+/* A failed statement: a write the store could not make is answered 503
+ * with what to do (store.h); other failures say what failed. */
 static int
 db_fail(sqlite3 *db, char **msg, const char *what)
 {
-	LOG_ERROR("registry: cannot %s: %s", what, sqlite3_errmsg(db));
-	return fail(msg, LOOM_EIO, "the state database failed to %s: %s", what, sqlite3_errmsg(db));
+	int rc = sqlite3_extended_errcode(db);
+
+	if (loomi_store_wrote(db, rc) == LOOM_EIO && rc != SQLITE_ERROR &&
+	    (rc & 0xff) != SQLITE_BUSY) {
+		char *m = loomi_store_errmsg("the change");
+		int rv = fail(msg, LOOM_EIO, "%s", m);
+		free(m);
+		return rv;
+	}
+	LOG_ERROR("registry: %s: %s", what, sqlite3_errmsg(db));
+	return fail(msg, LOOM_EIO, "the state database failed to %s (%s); see loomd's log", what,
+	            sqlite3_errmsg(db));
 }
 
 static sqlite3_stmt *

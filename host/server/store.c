@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,14 @@
 #include "host/core/util.h"
 #include "module.h"
 #include "store.h"
+
+/* What the writes have met (loomi_store_wrote), for messages and /health:
+ * one loomd, one store. */
+static struct {
+	pthread_mutex_t mtx;
+	char *dir;     /* the state directory, for messages */
+	int failed_rc; /* the last failed write's code; 0 after a success */
+} W = {.mtx = PTHREAD_MUTEX_INITIALIZER};
 
 /* The migrations of every module (module.h), in version order: each number
  * owned by one module, none missing.  NULL with *err when the table is
@@ -221,6 +230,15 @@ loomi_store_open_with(loomi_store *s, const char *path, const loomi_migration *m
 
 	memset(s, 0, sizeof *s);
 	s->path = loomi_strdup(path);
+	{
+		const char *slash = strrchr(path, '/');
+		pthread_mutex_lock(&W.mtx);
+		free(W.dir);
+		W.dir = slash ? loomi_strfmt("%.*s", slash > path ? (int)(slash - path) : 1, path)
+		              : loomi_strdup(".");
+		W.failed_rc = 0;
+		pthread_mutex_unlock(&W.mtx);
+	}
 	rc = sqlite3_open_v2(path, &s->db,
 	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
 	if (rc != SQLITE_OK) {
@@ -316,6 +334,158 @@ loomi_store_close(loomi_store *s)
 	memset(s, 0, sizeof *s);
 }
 
+/* ------------------------------------------------------------------ writes */
+
+/* The probe of GET /health: room for the database and its WAL to grow by
+ * this much, reserved in a file of the state directory and freed. */
+#define PROBE_BYTES (256 * 1024)
+#define PROBE_NAME ".loomd-health-probe"
+
+static __thread int thread_rc; /* this thread's last failed write */
+
+static bool
+is_full(int rc)
+{
+	return (rc & 0xff) == SQLITE_FULL || rc == SQLITE_IOERR_WRITE ||
+	       rc == SQLITE_IOERR_FSYNC || rc == SQLITE_IOERR_SHMSIZE ||
+	       rc == SQLITE_IOERR_TRUNCATE;
+}
+
+/* What to do about a failed write, for messages. */
+static char *
+remedy(int rc)
+{
+	const char *dir = W.dir ? W.dir : "the state directory";
+
+	if (is_full(rc))
+		return loomi_strfmt("free space under %s and retry", dir);
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return loomi_strdup("another writer held the database; retry");
+	case SQLITE_READONLY:
+	case SQLITE_PERM:
+	case SQLITE_CANTOPEN:
+		return loomi_strfmt("make %s and its files writable by loomd and retry", dir);
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return loomi_strfmt("stop loomd and check %s/loom.db (sqlite3 loom.db \"PRAGMA "
+		                    "integrity_check\")", dir);
+	default:
+		return loomi_strfmt("check the disk holding %s and loomd's log, then retry", dir);
+	}
+}
+
+/* A failure of the store (its disk, its file), not of the statement: it
+ * counts for /health. */
+static bool
+store_failure(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:       /* another writer, for a while */
+	case SQLITE_LOCKED:
+	case SQLITE_CONSTRAINT: /* the write was wrong, not the store */
+	case SQLITE_MISMATCH:
+	case SQLITE_RANGE:
+	case SQLITE_MISUSE:
+	case SQLITE_ERROR:      /* SQL error, or a savepoint's name */
+	case SQLITE_INTERRUPT:
+		return false;
+	default:
+		return true;
+	}
+}
+
+int
+loomi_store_wrote(sqlite3 *db, int rc)
+{
+	(void)db;
+	if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) {
+		pthread_mutex_lock(&W.mtx);
+		/* a write that changed nothing may succeed on a full disk: only
+		 * the probe says space has returned */
+		if (W.failed_rc != 0 && !is_full(W.failed_rc))
+			W.failed_rc = 0;
+		pthread_mutex_unlock(&W.mtx);
+		return 0;
+	}
+	/* the message names the cause: a failure of the store itself outranks
+	 * what followed from it (a ROLLBACK TO with nothing to undo …) */
+	if (thread_rc == 0 || (!store_failure(thread_rc) && store_failure(rc)))
+		thread_rc = rc;
+	if (!store_failure(rc)) {
+		LOG_ERROR_LIMITED("state database: a statement failed: %s",
+		                  db && sqlite3_extended_errcode(db) == rc ? sqlite3_errmsg(db)
+		                                                           : sqlite3_errstr(rc));
+		return LOOM_EIO;
+	}
+	pthread_mutex_lock(&W.mtx);
+	W.failed_rc = rc;
+	pthread_mutex_unlock(&W.mtx);
+	{
+		char *fix = remedy(rc);
+		LOG_ERROR_LIMITED("state database: a write failed: %s; %s", sqlite3_errstr(rc), fix);
+		free(fix);
+	}
+	return LOOM_EIO;
+}
+
+char *
+loomi_store_errmsg(const char *what)
+{
+	int rc = thread_rc ? thread_rc : SQLITE_IOERR;
+	char *fix = remedy(rc), *msg;
+
+	thread_rc = 0; /* told: the next failure starts afresh */
+	msg = loomi_strfmt("%s could not be stored: %s; %s", what, sqlite3_errstr(rc), fix);
+	free(fix);
+	return msg;
+}
+
+bool
+loomi_store_writable(loomi_store *s, char **cause)
+{
+	char *probe = loomi_path_join(W.dir ? W.dir : ".", PROBE_NAME);
+	int fd, e = 0, failed;
+
+	(void)s;
+	*cause = NULL;
+	fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		e = errno;
+	else if ((e = posix_fallocate(fd, 0, PROBE_BYTES)) == EINVAL || e == EOPNOTSUPP)
+		e = 0; /* a filesystem that cannot say: the writes will */
+	if (fd >= 0)
+		close(fd);
+	unlink(probe);
+	free(probe);
+	pthread_mutex_lock(&W.mtx);
+	if (e == 0 && W.failed_rc != 0 && is_full(W.failed_rc))
+		W.failed_rc = 0; /* space has returned */
+	failed = W.failed_rc;
+	pthread_mutex_unlock(&W.mtx);
+	if (e == ENOSPC || e == EDQUOT) {
+		*cause = loomi_strfmt("the state directory %s has no room to write (%s); free space "
+		                      "there",
+		                      W.dir ? W.dir : ".", strerror(e));
+		return false;
+	}
+	if (e != 0) {
+		*cause = loomi_strfmt("the state directory %s cannot be written (%s); make it "
+		                      "writable by loomd",
+		                      W.dir ? W.dir : ".", strerror(e));
+		return false;
+	}
+	if (failed != 0) {
+		char *fix = remedy(failed);
+		*cause = loomi_strfmt("the last write to the state database failed: %s; %s",
+		                      sqlite3_errstr(failed), fix);
+		free(fix);
+		return false;
+	}
+	return true;
+}
+
 /* ------------------------------------------------------------------ transactions */
 
 static int64_t
@@ -334,7 +504,7 @@ tx_fail(sqlite3 *db, char **err, int code, const char *what)
 		                    LOOMI_STORE_WAIT_MS / 1000, what);
 	else
 		*err = loomi_strfmt("the state database failed to %s: %s", what, sqlite3_errmsg(db));
-	LOG_ERROR("store: %s", *err);
+	LOG_ERROR_LIMITED("store: %s", *err);
 	return code;
 }
 
@@ -375,8 +545,14 @@ loomi_store_begin(sqlite3 *db, bool write, char **err)
 int
 loomi_store_end(sqlite3 *db, int rv, char **err)
 {
-	if (rv == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rv = tx_fail(db, err, LOOM_EIO, "commit");
+	/* a commit that failed is answered like any write (loomi_store_wrote):
+	 * the cause and what to do, 503 */
+	if (rv == 0 &&
+	    loomi_store_wrote(db, sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != 0) {
+		free(*err);
+		*err = loomi_store_errmsg("the change");
+		rv = LOOM_EIO;
+	}
 	if (!sqlite3_get_autocommit(db))
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 	sqlite3_mutex_leave(sqlite3_db_mutex(db));

@@ -35,6 +35,28 @@ void loomi_store_close(loomi_store *st);
 /* The schema version this build brings a database to. */
 int loomi_store_schema_version(void);
 
+/* ------------------------------------------------------------------ writes */
+
+/* Every write passes its SQLite result code here (a write statement's
+ * step, a COMMIT, a RELEASE): 0 for SQLITE_OK, SQLITE_DONE or SQLITE_ROW;
+ * else LOOM_EIO, after the failure is noted for this thread (the message
+ * below), for /health (loomi_store_writable) and in loomd's log (once,
+ * then counted).  A write that did not commit must not be acknowledged:
+ * the caller rolls back and answers 503 with loomi_store_errmsg. */
+int loomi_store_wrote(sqlite3 *db, int rc);
+
+/* What a client is told when this thread's last write failed: "<what>
+ * could not be stored: database or disk is full; free space under
+ * STATE_DIR and retry" — the SQLite error and what to do about it. */
+char *loomi_store_errmsg(const char *what);
+
+/* Can the store write now?  False, with *cause (free it), when the
+ * filesystem of the state directory has no room for the database to grow
+ * (a probe reserves and frees a little), or when the last write failed
+ * for another reason and none has succeeded since.  Cheap enough for each
+ * GET /health; recovers by itself when space returns. */
+bool loomi_store_writable(loomi_store *st, char **cause);
+
 /* ------------------------------------------------------------------ transactions */
 
 /* How long a transaction waits for the write lock, for another thread's

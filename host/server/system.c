@@ -13,6 +13,7 @@
 #include "host/core/plugins.h"
 #include "host/core/util.h"
 #include "api.h"
+#include "store.h"
 #include "module.h"
 
 static json_t *
@@ -51,11 +52,17 @@ get_health(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	sqlite3_stmt *st = NULL;
 	bool db_ok = false;
 	char abi[32];
-	char *state_dir = loomi_utf8_clean(loomi_strdup(d->conf.state_dir));
+	char *state_dir = loomi_utf8_clean(loomi_strdup(d->conf.state_dir)), *cause = NULL;
 
+	/* readable, and writable now: an acknowledged change must be stored */
 	if (sqlite3_prepare_v2(d->store.db, "SELECT 1", -1, &st, NULL) == SQLITE_OK)
 		db_ok = sqlite3_step(st) == SQLITE_ROW;
+	if (!db_ok)
+		cause = loomi_strfmt("the state database cannot be read: %s",
+		                     sqlite3_errmsg(d->store.db));
 	sqlite3_finalize(st);
+	if (db_ok)
+		db_ok = loomi_store_writable(&d->store, &cause);
 	snprintf(abi, sizeof abi, "%d.%d", LOOM_ABI_MAJOR, LOOM_ABI_MINOR);
 	res->status = db_ok ? 200 : 503;
 	res->body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:{s:b, s:i}}", "status",
@@ -66,6 +73,10 @@ get_health(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	                      (json_int_t)d->plugins.n_instances, "bus_dropped",
 	                      (json_int_t)(d->bus ? loomi_bus_dropped(d->bus) : 0), "database", "ok",
 	                      db_ok, "schema_version", d->store.version);
+	if (cause && res->body)
+		json_object_set_new(json_object_get(res->body, "database"), "error",
+		                    json_string(loomi_utf8_clean(cause)));
+	free(cause);
 	free(state_dir);
 }
 

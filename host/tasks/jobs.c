@@ -33,6 +33,7 @@
 #include "host/core/plugins.h"
 #include "host/core/util.h"
 #include "host/server/events.h"
+#include "host/server/store.h"
 #include "tasks.h"
 
 extern char **environ;
@@ -228,26 +229,25 @@ unprep_all(void)
 	pthread_mutex_unlock(&K.mtx);
 }
 
+/* Writes report their outcome to the store (store.h): a failure is noted
+ * for the answer (loomi_store_errmsg) and /health, and logged once and
+ * then counted, not once per tick while the disk is full. */
 static int
 exec_sql(const char *sql)
 {
 	sqlite3_stmt *st = prep(sql);
 	int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
 
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		LOG_ERROR("jobs: %s: %s", sql, sqlite3_errmsg(db()));
 	unprep(st);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : LOOM_EIO;
+	return loomi_store_wrote(db(), rc);
 }
 
 static int
 step_done(sqlite3_stmt *st)
 {
 	int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		LOG_ERROR("jobs: %s", sqlite3_errmsg(db()));
 	unprep(st);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : LOOM_EIO;
+	return loomi_store_wrote(db(), rc);
 }
 
 static uint32_t
@@ -270,9 +270,12 @@ publish(const char *topic, json_t *body)
 	json_decref(body);
 }
 
-/* Move job id to state to, recording why; the caller checked legality. */
+/* Move job id to state to, recording why; the caller checked legality.
+ * LOOM_EIO when it could not be stored (nothing changed): a client's
+ * request answers so; loomd's own transitions go through transition(),
+ * which keeps them until they are stored. */
 static int
-transition(int64_t id, uint32_t to, const char *reason)
+store_transition(int64_t id, uint32_t to, const char *reason)
 {
 	uint32_t from = job_state(id);
 	int64_t now = loomi_wall_ms();
@@ -342,27 +345,173 @@ fail:
 	return LOOM_EIO;
 }
 
-static void
-set_int(int64_t id, const char *column, int64_t v)
+static int
+store_int(int64_t id, const char *column, int64_t v)
 {
 	char *sql = loomi_strfmt("UPDATE jobs SET %s = ?, updated_at = ? WHERE id = ?", column);
 	sqlite3_stmt *st = prep(sql);
+	int rv;
 	sqlite3_bind_int64(st, 1, v);
 	sqlite3_bind_int64(st, 2, loomi_wall_ms());
 	sqlite3_bind_int64(st, 3, id);
-	step_done(st);
+	rv = step_done(st);
 	free(sql);
+	return rv;
+}
+
+static int
+store_text(int64_t id, const char *column, const char *v)
+{
+	char *sql = loomi_strfmt("UPDATE jobs SET %s = ? WHERE id = ?", column);
+	sqlite3_stmt *st = prep(sql);
+	int rv;
+	sqlite3_bind_text(st, 1, v, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, id);
+	rv = step_done(st);
+	free(sql);
+	return rv;
+}
+
+/* ------------------------------------------------------------------ changes kept until stored */
+
+/* What loomd itself decides about a task (a worker finished, failed, was
+ * reaped, could not start; a dependency failed) happened whether or not
+ * the store can write: the worker is gone.  A change that could not be
+ * stored is kept here, in order, and tried again every tick of the loop
+ * until it is (retry_unstored); a later change of the same task queues
+ * behind it.  Guarded by J->mtx. */
+typedef struct unstored {
+	struct unstored *next;
+	int64_t job;
+	enum { CHANGE_STATE, CHANGE_INT, CHANGE_TEXT } kind;
+	uint32_t to;        /* CHANGE_STATE */
+	char *column;       /* CHANGE_INT, CHANGE_TEXT */
+	int64_t v;          /* CHANGE_INT */
+	char *text;         /* CHANGE_TEXT: the value; CHANGE_STATE: the reason */
+} unstored;
+
+static struct {
+	unstored *head, **tail;
+	size_t n;
+} U = {NULL, &U.head, 0};
+
+static bool
+has_unstored(int64_t id)
+{
+	for (unstored *c = U.head; c; c = c->next)
+		if (c->job == id)
+			return true;
+	return false;
+}
+
+static int
+apply(const unstored *c)
+{
+	switch (c->kind) {
+	case CHANGE_STATE: return store_transition(c->job, c->to, c->text);
+	case CHANGE_INT: return store_int(c->job, c->column, c->v);
+	default: return store_text(c->job, c->column, c->text);
+	}
+}
+
+static void
+unstored_free(unstored *c)
+{
+	free(c->column);
+	free(c->text);
+	free(c);
+}
+
+/* Store c now, or keep it (taking it) when it cannot be or when an earlier
+ * change of its task waits. */
+static void
+change(unstored *c)
+{
+	int rv = has_unstored(c->job) ? LOOM_EIO : apply(c);
+
+	if (rv != LOOM_EIO) { /* stored, or refused for good (logged: a bug) */
+		unstored_free(c);
+		return;
+	}
+	if (c->kind == CHANGE_STATE)
+		LOG_ERROR_LIMITED("task-%lld: its move to %s could not be stored yet; loomd keeps it "
+		                  "and retries every tick until it is (see /api/v1/health)",
+		                  (long long)c->job, loom_job_state_name(c->to));
+	c->next = NULL;
+	*U.tail = c;
+	U.tail = &c->next;
+	U.n++;
+}
+
+/* Store what waits, in order per task; a task whose oldest change still
+ * fails keeps the rest of its changes waiting. */
+static void
+retry_unstored(void)
+{
+	int64_t blocked[64];
+	size_t n_blocked = 0;
+	unstored **pp = &U.head;
+
+	while (*pp) {
+		unstored *c = *pp;
+		bool wait = false;
+		int rv;
+		for (size_t i = 0; i < n_blocked && !wait; i++)
+			wait = blocked[i] == c->job;
+		if (wait) {
+			pp = &c->next;
+			continue;
+		}
+		if ((rv = apply(c)) == LOOM_EIO) {
+			if (n_blocked == 64)
+				return; /* the rest waits for the next tick, in order */
+			blocked[n_blocked++] = c->job;
+			pp = &c->next;
+			continue;
+		}
+		if (rv == 0 && c->kind == CHANGE_STATE)
+			LOG_INFO("task-%lld: its move to %s, kept while the state database could not "
+			         "write, is stored",
+			         (long long)c->job, loom_job_state_name(c->to));
+		*pp = c->next;
+		U.n--;
+		unstored_free(c);
+	}
+	U.tail = pp;
+}
+
+/* loomd's own changes (never a client's: a client is answered 503). */
+static void
+transition(int64_t id, uint32_t to, const char *reason)
+{
+	unstored *c = loomi_xcalloc(1, sizeof *c);
+	c->job = id;
+	c->kind = CHANGE_STATE;
+	c->to = to;
+	c->text = loomi_strdup(reason);
+	change(c);
+}
+
+static void
+set_int(int64_t id, const char *column, int64_t v)
+{
+	unstored *c = loomi_xcalloc(1, sizeof *c);
+	c->job = id;
+	c->kind = CHANGE_INT;
+	c->column = loomi_strdup(column);
+	c->v = v;
+	change(c);
 }
 
 static void
 set_text(int64_t id, const char *column, const char *v)
 {
-	char *sql = loomi_strfmt("UPDATE jobs SET %s = ? WHERE id = ?", column);
-	sqlite3_stmt *st = prep(sql);
-	sqlite3_bind_text(st, 1, v, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 2, id);
-	step_done(st);
-	free(sql);
+	unstored *c = loomi_xcalloc(1, sizeof *c);
+	c->job = id;
+	c->kind = CHANGE_TEXT;
+	c->column = loomi_strdup(column);
+	c->text = loomi_strdup(v);
+	change(c);
 }
 
 /* Set why a job waits; no write when it is unchanged (the loop says it again
@@ -1099,6 +1248,8 @@ schedule(void)
 	loom_sched_plan plan;
 	int64_t now = loomi_wall_ms();
 	char **names = NULL, *err = NULL;
+	int64_t *started = NULL; /* the jobs this plan started */
+	size_t n_started = 0;
 
 	st = prep("SELECT id, name, user, priority, state, attempts, created_at,"
 	          " coalesce(started_at, 0), not_before, cpu_millis, memory, gpu, preemptible,"
@@ -1254,21 +1405,36 @@ schedule(void)
 				/* a resume from a pause (on request, by preemption, at a
 				 * loomd stop) continues the same attempt: attempts counts
 				 * the first start and the retries, which max_retries
-				 * bounds; the previous worker of the attempt has exited */
-				sqlite3_stmt *u = prep(s == LOOM_JOB_PAUSED
-				                           ? "SELECT max(attempts, 1) FROM jobs WHERE id = ?"
-				                           : "UPDATE jobs SET attempts = attempts + 1 WHERE id = ?"
-				                             " RETURNING attempts");
-				int attempt = 1;
+				 * bounds; the previous worker of the attempt has exited.
+				 * Stored in the plan's transaction, or not started at all:
+				 * the job stays queued for the next plan, its attempts as
+				 * they were. */
+				sqlite3_stmt *u;
+				if (exec_sql("SAVEPOINT start") != 0)
+					continue;
+				u = prep(s == LOOM_JOB_PAUSED
+				             ? "SELECT max(attempts, 1) FROM jobs WHERE id = ?"
+				             : "UPDATE jobs SET attempts = attempts + 1 WHERE id = ?"
+				               " RETURNING attempts");
+				int attempt = 1, rc = SQLITE_ERROR;
 				sqlite3_bind_int64(u, 1, a->job_id);
-				if (u && sqlite3_step(u) == SQLITE_ROW)
+				if (u && (rc = sqlite3_step(u)) == SQLITE_ROW)
 					attempt = sqlite3_column_int(u, 0);
 				unprep(u);
-				add_run(a->job_id, attempt, &a->alloc); /* the loop spawns it */
-				set_int(a->job_id, "queued", 0);
-				transition(a->job_id, LOOM_JOB_RUNNING,
-				           s == LOOM_JOB_PAUSED ? "resumed from its checkpoint"
-				                                : (attempt > 1 ? "started again" : "started"));
+				if (u && loomi_store_wrote(db(), rc) == 0 &&
+				    store_int(a->job_id, "queued", 0) == 0 &&
+				    store_transition(a->job_id, LOOM_JOB_RUNNING,
+				                     s == LOOM_JOB_PAUSED
+				                         ? "resumed from its checkpoint"
+				                         : (attempt > 1 ? "started again" : "started")) == 0) {
+					exec_sql("RELEASE start");
+					add_run(a->job_id, attempt, &a->alloc); /* the loop spawns it */
+					started = loomi_xrealloc(started, (n_started + 1) * sizeof *started);
+					started[n_started++] = a->job_id;
+				} else {
+					exec_sql("ROLLBACK TO start");
+					exec_sql("RELEASE start");
+				}
 			} else if (a->verb == LOOM_SCHED_PREEMPT && s == LOOM_JOB_RUNNING) {
 				run *r = run_find(a->job_id);
 				if (r && r->control == LOOM_CONTROL_RUN) {
@@ -1282,9 +1448,17 @@ schedule(void)
 			}
 		}
 	}
-	loomi_store_end(db(), 0, &err);
+	if (loomi_store_end(db(), 0, &err) != 0) {
+		/* the starts were not stored: their workers must not start */
+		for (size_t i = 0; i < n_started; i++) {
+			run *r = run_find(started[i]);
+			if (r && r->pid == 0)
+				run_remove(r);
+		}
+	}
 out:
 	free(err);
+	free(started);
 	for (size_t i = 0; i < n; i++)
 		free((void *)jobs[i].after);
 	for (size_t i = 0; i < 2 * n; i++)
@@ -1403,6 +1577,8 @@ loop(void *arg)
 		if (!wait_until(last + tick, true) || !wait_until(last + PLAN_GAP_MS, false))
 			break;
 		J->kicked = false;
+		retry_unstored();
+		loomi_log_limited_flush();
 		reap();
 		schedule();
 		last = loomi_wall_ms();
@@ -1803,7 +1979,7 @@ insert_submission(submission *s)
 	exec_sql("RELEASE submission");
 fail:
 	s->rv = LOOM_EIO;
-	s->msg = loomi_strdup("the state database refused the job; see loomd's log");
+	s->msg = loomi_store_errmsg("the task");
 }
 
 /* Write a group of submissions in one transaction; announce those stored. */
@@ -1823,8 +1999,10 @@ write_group(submission *group)
 	if (!ok) {
 		for (submission *s = group; s; s = s->next) {
 			if (s->rv == 0) {
+				/* err: "the change could not be stored: database or
+				 * disk is full; …" (store.h), or why it could not begin */
 				s->rv = LOOM_EIO;
-				s->msg = loomi_strfmt("the task could not be stored: %s", err);
+				s->msg = loomi_strdup(err);
 			}
 		}
 	}
@@ -2085,6 +2263,16 @@ refuse_state(char **msg, int64_t id, uint32_t s, const char *action, const char 
 	return LOOM_ESTATE;
 }
 
+/* "task-3's start could not be stored: database or disk is full; …" */
+static char *
+store_errmsg(int64_t id, const char *action)
+{
+	char *what = loomi_strfmt("task-%lld's %s", (long long)id, action);
+	char *msg = loomi_store_errmsg(what);
+	free(what);
+	return msg;
+}
+
 int
 loomi_jobs_action(loomi_daemon *d, int64_t id, const char *action, char **msg)
 {
@@ -2105,8 +2293,10 @@ loomi_jobs_action(loomi_daemon *d, int64_t id, const char *action, char **msg)
 			rv = refuse_state(msg, id, s, action,
 			                  s == LOOM_JOB_PAUSED ? "resume it instead"
 			                                       : "only a pending task can be started");
+		} else if (store_int(id, "queued", 1) != 0) {
+			*msg = store_errmsg(id, action);
+			rv = LOOM_EIO;
 		} else {
-			set_int(id, "queued", 1);
 			schedule();
 			kick(); /* the loop starts the worker */
 		}
@@ -2131,8 +2321,10 @@ loomi_jobs_action(loomi_daemon *d, int64_t id, const char *action, char **msg)
 			rv = refuse_state(msg, id, s, action,
 			                  s == LOOM_JOB_PENDING ? "start it instead"
 			                                        : "only a paused task can be resumed");
+		} else if (store_int(id, "queued", 1) != 0) {
+			*msg = store_errmsg(id, action);
+			rv = LOOM_EIO;
 		} else {
-			set_int(id, "queued", 1);
 			schedule();
 			kick(); /* the loop starts the worker */
 		}
@@ -2142,9 +2334,15 @@ loomi_jobs_action(loomi_daemon *d, int64_t id, const char *action, char **msg)
 			ask_stop(r, LOOM_CONTROL_CANCEL, loomi_strdup("cancelled on request"));
 			rv = LOOM_EBUSY;
 		} else if (s == LOOM_JOB_PENDING || s == LOOM_JOB_PAUSED) {
-			set_int(id, "queued", 0);
-			transition(id, LOOM_JOB_CANCELLED, "cancelled on request");
-			fail_dependants(id);
+			/* answered only once stored; queued = 0 after it (a cancelled
+			 * task is never planned, whatever queued says) */
+			if (store_transition(id, LOOM_JOB_CANCELLED, "cancelled on request") != 0) {
+				*msg = store_errmsg(id, action);
+				rv = LOOM_EIO;
+			} else {
+				set_int(id, "queued", 0);
+				fail_dependants(id);
+			}
 		} else {
 			rv = refuse_state(msg, id, s, action, "it has already ended");
 		}
@@ -2266,6 +2464,17 @@ loomi_jobs_get(loomi_daemon *d, int64_t id)
 				w = strcmp(state, "pending") == 0 ? "not started; POST …/start to queue it"
 				                                  : "paused; POST …/resume to continue";
 			json_object_set_new(o, "waiting_reason", json_string(w));
+		}
+		for (const unstored *c = U.head; c; c = c->next) {
+			/* loomd's own move, not stored yet: said, not hidden */
+			if (c->job == id && c->kind == CHANGE_STATE) {
+				json_object_set_new(o, "unstored_status",
+				                    json_string(loom_job_state_name(c->to)));
+				json_object_set_new(o, "message",
+				                    json_pack("s", "its move is kept in memory until the "
+				                                   "state database can write again; GET "
+				                                   "/api/v1/health says why"));
+			}
 		}
 		if (r && r->control != LOOM_CONTROL_RUN)
 			json_object_set_new(o, "requested",
@@ -2643,6 +2852,21 @@ loomi_jobs_stop(loomi_daemon *d)
 		usleep(20000);
 		pthread_mutex_lock(&J->mtx);
 	}
+	/* a last try for the changes still kept; what remains is redone at the
+	 * next start, which requeues the tasks left running */
+	retry_unstored();
+	if (U.n > 0)
+		LOG_ERROR("jobs: %zu change%s of tasks could not be stored before loomd stopped (the "
+		          "state database cannot write); the tasks left running are requeued when "
+		          "loomd starts again",
+		          U.n, U.n == 1 ? "" : "s");
+	while (U.head) {
+		unstored *c = U.head;
+		U.head = c->next;
+		unstored_free(c);
+	}
+	U.tail = &U.head;
+	U.n = 0;
 	pthread_mutex_unlock(&J->mtx);
 	if (d->bus)
 		loomi_bus_drop_owner(d->bus, J);

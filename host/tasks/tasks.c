@@ -213,9 +213,12 @@ post_tasks(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	rv = loomi_jobs_submit(d, body, "local", &id, &msg);
 	json_decref(body);
 	if (rv != 0) {
-		loomi_api_error(res, rv == LOOM_ENOENT ? 404 : rv == LOOM_EINVAL ? 400 : 500,
+		/* LOOM_EIO: the store could not write; nothing was acknowledged */
+		loomi_api_error(res, rv == LOOM_ENOENT ? 404 : rv == LOOM_EINVAL ? 400 :
+		                rv == LOOM_EIO ? 503 : 500,
 		                rv == LOOM_ENOENT ? "not_found" : rv == LOOM_EINVAL ? "invalid" :
-		                "internal", "%s", msg ? msg : loom_strerror(rv));
+		                rv == LOOM_EIO ? "unavailable" : "internal", "%s",
+		                msg ? msg : loom_strerror(rv));
 		free(msg);
 		return;
 	}
@@ -274,9 +277,11 @@ task_action(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res, con
 			                    json_pack("s", "the worker stops at its next step; GET the "
 			                                   "task to see it happen"));
 	} else {
-		loomi_api_error(res, rv == LOOM_ENOENT ? 404 : rv == LOOM_ESTATE ? 409 : 500,
+		loomi_api_error(res, rv == LOOM_ENOENT ? 404 : rv == LOOM_ESTATE ? 409 :
+		                rv == LOOM_EIO ? 503 : 500,
 		                rv == LOOM_ENOENT ? "not_found" : rv == LOOM_ESTATE ? "conflict" :
-		                "internal", "%s", msg ? msg : loom_strerror(rv));
+		                rv == LOOM_EIO ? "unavailable" : "internal", "%s",
+		                msg ? msg : loom_strerror(rv));
 	}
 	free(msg);
 }

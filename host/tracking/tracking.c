@@ -23,6 +23,7 @@
 #include "host/core/plugins.h"
 #include "host/core/util.h"
 #include "host/server/events.h"
+#include "host/server/store.h"
 #include "tracking-internal.h"
 #include "tracking.h"
 
@@ -234,8 +235,8 @@ each_tracker(const char *what, tracker_call fn, void *arg)
 		if (lock)
 			pthread_mutex_unlock(&ins->lock);
 		if (rv != 0)
-			LOG_WARN("tracking: tracker \"%s\": %s failed: %s", ins->name, what,
-			         loom_strerror(rv));
+			LOG_WARN_LIMITED("tracking: tracker \"%s\": %s failed: %s", ins->name, what,
+			                 loom_strerror(rv));
 	}
 }
 
@@ -479,8 +480,8 @@ static void
 done(sqlite3_stmt *st, const char *what)
 {
 	int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		LOG_ERROR("tracking: %s: %s", what, sqlite3_errmsg(T.db));
+	if (loomi_store_wrote(T.db, rc) != 0)
+		LOG_ERROR_LIMITED("tracking: %s: %s", what, sqlite3_errstr(rc));
 	sqlite3_finalize(st);
 }
 
@@ -516,8 +517,8 @@ series_get(int64_t run, int64_t job, const char *name)
 	if (st && sqlite3_step(st) == SQLITE_ROW)
 		s->id = sqlite3_column_int64(st, 0);
 	else
-		LOG_ERROR("tracking: cannot record metric \"%s\" of run-%lld: %s", name, (long long)run,
-		          sqlite3_errmsg(T.db));
+		LOG_ERROR_LIMITED("tracking: cannot record metric \"%s\" of run-%lld: %s", name,
+		                  (long long)run, sqlite3_errmsg(T.db));
 	sqlite3_finalize(st);
 	s->next = T.buckets[b];
 	T.buckets[b] = s;
@@ -1046,7 +1047,7 @@ thread_main(void *arg)
 		}
 		update_stats();
 		if (rc == 0 && loomi_store_end(T.db, 0, &err) != 0)
-			LOG_ERROR("tracking: cannot store metric points: %s", err);
+			LOG_ERROR_LIMITED("tracking: cannot store metric points: %s", err);
 		free(err);
 		if ((partial && now - last_tracker_flush >= TRACKER_FLUSH_MS) || stopping ||
 		    req != T.flush_done) {

@@ -144,8 +144,8 @@ flush_run(ctx *c, run *r)
 {
 	if (fflush(r->fp) != 0 || ferror(r->fp) ||
 	    (c->fsync && fsync(fileno(r->fp)) != 0)) {
-		c->host->log(c->ins, LOOM_LOG_ERROR, "cannot write %s: %s", r->path,
-		             strerror(errno));
+		loom_log_limited(c->host, c->ins, LOOM_LOG_ERROR, "cannot write %s: %s", r->path,
+		                 strerror(errno));
 		clearerr(r->fp);
 		return LOOM_EIO;
 	}
@@ -215,8 +215,8 @@ drop_torn_tail(ctx *c, run *r, int fd)
 	             r->path, (long long)(end - at));
 	return 0;
 fail:
-	c->host->log(c->ins, LOOM_LOG_ERROR, "cannot read or repair %s: %s", r->path,
-	             strerror(errno));
+	loom_log_limited(c->host, c->ins, LOOM_LOG_ERROR, "cannot read or repair %s: %s", r->path,
+	                 strerror(errno));
 	return LOOM_EIO;
 }
 
@@ -255,8 +255,8 @@ get_run(ctx *c, const char *id, run **out)
 		return rv;
 	}
 	if (fd < 0 || (r->fp = fdopen(fd, "a")) == NULL) {
-		c->host->log(c->ins, LOOM_LOG_ERROR, "cannot open %s: %s", r->path,
-		             strerror(errno));
+		loom_log_limited(c->host, c->ins, LOOM_LOG_ERROR, "cannot open %s: %s", r->path,
+		                 strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		run_free(r);
@@ -278,8 +278,8 @@ close_run(ctx *c, size_t at)
 	int rv = flush_run(c, r);
 
 	if (fclose(r->fp) != 0 && rv == 0) {
-		c->host->log(c->ins, LOOM_LOG_ERROR, "cannot write %s: %s", r->path,
-		             strerror(errno));
+		loom_log_limited(c->host, c->ins, LOOM_LOG_ERROR, "cannot write %s: %s", r->path,
+		                 strerror(errno));
 		rv = LOOM_EIO;
 	}
 	r->fp = NULL;
@@ -369,8 +369,8 @@ put_line(ctx *c, run *r, json_t *o)
 	if (text == NULL)
 		return LOOM_ENOMEM;
 	if (fputs(text, r->fp) == EOF || putc('\n', r->fp) == EOF) {
-		c->host->log(c->ins, LOOM_LOG_ERROR, "cannot write %s: %s", r->path,
-		             strerror(errno));
+		loom_log_limited(c->host, c->ins, LOOM_LOG_ERROR, "cannot write %s: %s", r->path,
+		                 strerror(errno));
 		clearerr(r->fp);
 		rv = LOOM_EIO;
 	}

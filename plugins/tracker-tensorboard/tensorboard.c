@@ -332,9 +332,9 @@ write_out(ctx *c, run *r)
 			int e = w < 0 ? errno : EIO;
 			memmove(r->buf, r->buf + off, r->len - off);
 			r->len -= off;
-			c->host->log(c->ins, LOOM_LOG_ERROR, "cannot write %s: %s%s", r->path,
-			             strerror(e),
-			             r->len > KEEP_MAX ? " (buffered events dropped)" : "");
+			loom_log_limited(c->host, c->ins, LOOM_LOG_ERROR, "cannot write %s: %s%s", r->path,
+			                 strerror(e),
+			                 r->len > KEEP_MAX ? " (buffered events dropped)" : "");
 			if (r->len > KEEP_MAX)
 				r->len = 0;
 			return LOOM_EIO;
@@ -372,7 +372,8 @@ open_file(ctx *c, run *r)
 			break;
 	}
 	if (fd < 0) {
-		c->host->log(c->ins, LOOM_LOG_ERROR, "cannot create %s: %s", path, strerror(errno));
+		loom_log_limited(c->host, c->ins, LOOM_LOG_ERROR, "cannot create %s: %s",
+		                 path, strerror(errno));
 		rv = LOOM_EIO;
 		goto out;
 	}
@@ -456,8 +457,8 @@ close_run(ctx *c, size_t at)
 	int rv = write_out(c, r);
 
 	if (close(r->fd) != 0 && rv == 0) {
-		c->host->log(c->ins, LOOM_LOG_ERROR, "cannot write %s: %s", r->path,
-		             strerror(errno));
+		loom_log_limited(c->host, c->ins, LOOM_LOG_ERROR, "cannot write %s: %s", r->path,
+		                 strerror(errno));
 		rv = LOOM_EIO;
 	}
 	r->fd = -1;

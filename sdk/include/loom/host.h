@@ -168,7 +168,15 @@ typedef struct loom_host {
 	int (*instance_ops)(loom_instance *ins, const char *name, uint32_t kind,
 	                    const void **ops, void **ctx);
 
-	const void *reserved[16];
+	/* Logging of a failure that may repeat (a full disk): the first line
+	 * of a kind (this instance and this format string) is written, the
+	 * same kind within a minute only counted, and the count written later
+	 * with the newest line, "… (repeated 87 times in the last 60 s)".
+	 * Taken from the reserved slots: NULL in a host that predates it, so
+	 * call it through loom_log_limited(), which falls back to log. */
+	void (*log_limited)(loom_instance *ins, int level, const char *fmt, ...) LOOM_PRINTF(3, 4);
+
+	const void *reserved[15];
 } loom_host;
 
 /* True when the host's table has a field (it may predate a later minor). */
@@ -180,6 +188,11 @@ typedef struct loom_host {
 #define loom_log_warn(h, ins, ...) (h)->log((ins), LOOM_LOG_WARN, __VA_ARGS__)
 #define loom_log_info(h, ins, ...) (h)->log((ins), LOOM_LOG_INFO, __VA_ARGS__)
 #define loom_log_debug(h, ins, ...) (h)->log((ins), LOOM_LOG_DEBUG, __VA_ARGS__)
+/* A failure that may repeat, rate-limited by the host (log_limited), or
+ * plainly logged by a host that predates it. */
+#define loom_log_limited(h, ins, level, ...)                                         \
+	((h)->log_limited ? (h)->log_limited((ins), (level), __VA_ARGS__)             \
+	                  : (h)->log((ins), (level), __VA_ARGS__))
 
 #ifdef __cplusplus
 }

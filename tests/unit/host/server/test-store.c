@@ -373,6 +373,48 @@ START_TEST(state_dir_lock)
 }
 END_TEST
 
+START_TEST(write_failures)
+{
+	loomi_store s;
+	char *err = NULL, *cause = NULL, *msg;
+	char want[512];
+
+	ck_assert_int_eq(loomi_store_open(&s, db, &err), 0);
+	ck_assert(loomi_store_writable(&s, &cause));
+	ck_assert_ptr_null(cause);
+	ck_assert_int_eq(loomi_store_wrote(s.db, SQLITE_DONE), 0);
+
+	/* a full disk: the answer names the cause and what to do */
+	ck_assert_int_eq(loomi_store_wrote(s.db, SQLITE_FULL), LOOM_EIO);
+	/* what followed from it does not hide it */
+	ck_assert_int_eq(loomi_store_wrote(s.db, SQLITE_ERROR), LOOM_EIO);
+	msg = loomi_store_errmsg("task-3's start");
+	snprintf(want, sizeof want, "task-3's start could not be stored: database or disk is "
+	         "full; free space under %s and retry", dir);
+	ck_assert_str_eq(msg, want);
+	free(msg);
+	/* the disk has room (the probe): writable again */
+	ck_assert(loomi_store_writable(&s, &cause));
+
+	/* a read-only store: not writable until a write succeeds */
+	ck_assert_int_eq(loomi_store_wrote(s.db, SQLITE_READONLY), LOOM_EIO);
+	ck_assert(!loomi_store_writable(&s, &cause));
+	ASSERT_HAS(cause, "the last write to the state database failed: attempt to write a "
+	                  "readonly database; make");
+	free(cause);
+	msg = loomi_store_errmsg("the alert rule");
+	ASSERT_HAS(msg, "the alert rule could not be stored: attempt to write a readonly database");
+	free(msg);
+	ck_assert_int_eq(loomi_store_wrote(s.db, SQLITE_OK), 0);
+	ck_assert(loomi_store_writable(&s, &cause));
+
+	/* a statement's own failure is not the store's */
+	ck_assert_int_eq(loomi_store_wrote(s.db, SQLITE_CONSTRAINT_UNIQUE), LOOM_EIO);
+	ck_assert(loomi_store_writable(&s, &cause));
+	loomi_store_close(&s);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -387,6 +429,7 @@ main(void)
 	tcase_add_test(tc, newer_schema_untouched);
 	tcase_add_test(tc, not_a_database);
 	tcase_add_test(tc, state_dir_lock);
+	tcase_add_test(tc, write_failures);
 	tcase_add_test(tc, writers_wait_for_each_other);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
