@@ -133,7 +133,15 @@ def bodies(argv):
             if sent[k] >= len(part):
                 alive.discard(k)
     alive = set(k for k in range(n) if answers[k] is None)
+    # The refusals were decided when the heads arrived; on a slow machine
+    # (a sanitizer build) their answers come later: wait for them until the
+    # bodies left unanswered fit the budget, up to 20 s (held bodies never
+    # complete, and loomd's request_timeout, 30 s, would answer them 408)
+    deadline = time.monotonic() + 20
     collect(0.5)
+    while (budget is not None and len(alive) * size > budget and
+           time.monotonic() < deadline):
+        collect(0.5)
     refused = with_retry = naming = other = 0
     for a in answers:
         if a is None:
@@ -145,7 +153,6 @@ def bodies(argv):
         else:
             other += 1
     held = n - refused - other
-    held = n - refused
     # loomd has the bytes once its RSS stops growing; take the highest seen
     # over a few seconds.
     during = rss_mb(pid)
