@@ -61,7 +61,10 @@ struct worker_arg {
 	int index;
 };
 
-static _Thread_local int inside_pool;
+/* initial-exec: this code is loaded with a plugin (dlopen), where a plain
+ * thread-local lives in dynamic TLS, which LeakSanitizer (GCC 12, glibc
+ * 2.36) crashes scanning at exit; a word of static TLS is always there */
+static _Thread_local int inside_pool __attribute__((tls_model("initial-exec")));
 
 static inline void
 cpu_relax(void)
