@@ -353,8 +353,9 @@ range_check(const loomi_doc *doc, const json_t *v, const loomi_field *f, const c
 {
 	if (!(f->flags & LOOMI_F_RANGE) || (x >= f->min && x <= f->max))
 		return 0;
-	loomi_doc_errf(doc, v, errs, "%s: %g is out of range; use a value from %g to %g", path, x,
-	               f->min, f->max);
+	/* %.15g: integers exactly (1048576, not 1.04858e+06), fractions short */
+	loomi_doc_errf(doc, v, errs, "%s: %.15g is out of range; use a value from %.15g to %.15g",
+	               path, x, f->min, f->max);
 	return 1;
 }
 

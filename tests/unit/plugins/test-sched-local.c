@@ -1007,7 +1007,7 @@ START_TEST(config_refused)
 		{"preemption = \"yes\";", "config.preemption: expected a boolean (true or false), got a string"},
 		{"fair_share = 1;", "config.fair_share: expected a boolean"},
 		{"max_starts_per_plan = 0;",
-		 "config.max_starts_per_plan: 0 is out of range; use a value from 1 to 1e+06"},
+		 "config.max_starts_per_plan: 0 is out of range; use a value from 1 to 1000000"},
 		{"max_starts_per_plan = -3;", "config.max_starts_per_plan: -3 is out of range"},
 		{"max_starts_per_plan = \"many\";", "config.max_starts_per_plan: expected an integer"},
 		{"max_starts_per_plan = 2.5;", "config.max_starts_per_plan: expected an integer"},

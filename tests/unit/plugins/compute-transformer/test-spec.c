@@ -181,7 +181,7 @@ static const struct bad {
 	{"data = { path = \"x\"; split = [0.0, 0.5, 0.5]; };",
 	 "data.split: the training fraction must be above 0"},
 	{"data = { path = \"x\"; }; train = { batch = 1048576; };",
-	 "train.batch: 1.04858e+06 is out of range; use a value from 1 to 8192"},
+	 "train.batch: 1048576 is out of range; use a value from 1 to 8192"},
 	{"data = { path = \"x\"; }; train = { batch = 0; };", "train.batch: 0 is out of range"},
 	{"data = { path = \"x\"; }; model = { context = 0; };", "model.context: 0 is out of range"},
 	{"data = { path = \"x\"; }; model = { horizon = 0; };", "model.horizon: 0 is out of range"},
