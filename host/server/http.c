@@ -1496,6 +1496,7 @@ request_fill(conn *c, loomi_http_request *req, const char *body, size_t body_len
 	req->body_len = body_len;
 	req->version_minor = r->minor;
 	req->peer = c->peer;
+	req->peer_uid = -1;
 	req->priv = r;
 }
 

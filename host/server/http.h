@@ -75,6 +75,10 @@ typedef struct loomi_http_request {
 	size_t body_len;
 	int version_minor;         /* HTTP/1.<version_minor> */
 	const char *peer;          /* "127.0.0.1:51234" */
+	/* who the peer is, for authentication: the uid of the process at the
+	 * other end of a Unix-socket connection (SO_PEERCRED), -1 over TCP */
+	int64_t peer_uid;
+	bool tls;                  /* the connection is TLS (https, wss) */
 	/* private: the headers, read with loomi_http_header */
 	const void *priv;
 } loomi_http_request;
