@@ -84,6 +84,8 @@ typedef void (*loomi_route_fn)(loomi_daemon *d, const loomi_http_req *req,
 
 /* What a route does, for the authorization step. */
 typedef enum loomi_access {
+	LOOMI_ACCESS_PUBLIC = 0, /* anyone who reaches loomd, without a credential: health,
+	                          * the web UI's files, signing in */
 	LOOMI_ACCESS_READ = 1,  /* reads, changes nothing */
 	LOOMI_ACCESS_WRITE = 2, /* creates or changes objects (submit, pause, promote …) */
 	LOOMI_ACCESS_ADMIN = 3, /* changes how loomd acts for everyone, or makes it run
