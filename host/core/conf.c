@@ -111,6 +111,16 @@ static const loomi_field http_fields[] = {
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 
+/* web = { … }: where the web UI's files are (host/web/) */
+static const loomi_field web_fields[] = {
+	{"root", LOOMI_F_PATH, 0, NULL, 0, 0, NULL,
+	 "the directory of the web UI's files (default: the installed ones)"},
+	{"dygraphs", LOOMI_F_PATH, 0, NULL, 0, 0, NULL,
+	 "the directory holding dygraph.min.js and dygraph.min.css, the chart library "
+	 "(default: Debian's libjs-dygraphs)"},
+	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
 static const loomi_field plugin_fields[] = {
 	{"instance", LOOMI_F_STRING, LOOMI_F_REQUIRED, NULL, 0, 0, NULL,
 	 "the instance's name, e.g. \"store\""},
@@ -132,6 +142,7 @@ static const loomi_field conf_fields[] = {
 	{"logs", LOOMI_F_GROUP, 0, NULL, 0, 0, logs_fields, NULL},
 	{"alerts", LOOMI_F_GROUP, 0, NULL, 0, 0, alerts_fields, NULL},
 	{"http", LOOMI_F_GROUP, 0, NULL, 0, 0, http_fields, NULL},
+	{"web", LOOMI_F_GROUP, 0, NULL, 0, 0, web_fields, NULL},
 	{"plugins", LOOMI_F_GROUPLIST, 0, NULL, 0, 0, plugin_fields, NULL},
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
@@ -480,6 +491,16 @@ loomi_conf_load(loomi_conf *conf, const char *path, loomi_strv *errs)
 			               conf->http.max_body ? conf->http.max_body : (uint64_t)16 << 20);
 	}
 
+	{
+		/* the web UI's directories, relative ones to loomd.conf's */
+		const json_t *web = json_object_get(root, "web");
+		const char *r = str_or(web, "root", NULL), *g = str_or(web, "dygraphs", NULL);
+		if (r && r[0])
+			conf->web_root = r[0] == '/' ? loomi_strdup(r) : loomi_path_join(base, r);
+		if (g && g[0])
+			conf->web_dygraphs = g[0] == '/' ? loomi_strdup(g) : loomi_path_join(base, g);
+	}
+
 	plugins = json_object_get(root, "plugins");
 	if (json_is_array(plugins)) {
 		conf->plugins = loomi_xcalloc(json_array_size(plugins) + 1, sizeof *conf->plugins);
@@ -550,5 +571,7 @@ loomi_conf_free(loomi_conf *conf)
 	free(conf->jobs_worker);
 	free(conf->jobs_scheduler);
 	loomi_strv_free(&conf->alerts_webhook_hosts);
+	free(conf->web_root);
+	free(conf->web_dygraphs);
 	memset(conf, 0, sizeof *conf);
 }

@@ -48,6 +48,9 @@ typedef struct loomi_conf {
 		int max_conns, max_conns_per_client, reserve, ws_queue;
 		int request_timeout_ms, idle_timeout_ms, ws_ping_interval_ms, ws_idle_timeout_ms;
 	} http;
+	/* web = { … }: the web UI's files (host/web/); NULL: the installed ones */
+	char *web_root;           /* the UI's files; NULL: LOOM_WEB_DIR */
+	char *web_dygraphs;       /* the chart library's files; NULL: LOOM_DYGRAPHS_DIR */
 	loomi_plugin_conf *plugins;
 	size_t n_plugins;
 } loomi_conf;

@@ -758,6 +758,7 @@ http_handler(void *arg, const loomi_http_request *hreq, loomi_http_response *hre
 	req.host = host = request_host(hreq);
 	req.origin = loomi_http_header(hreq, "Origin");
 	req.content_type = loomi_http_header(hreq, "Content-Type");
+	req.if_none_match = loomi_http_header(hreq, "If-None-Match");
 	req.version_minor = hreq->version_minor;
 	loomi_api_handle(api->d, &req, &res);
 
@@ -789,8 +790,23 @@ http_handler(void *arg, const loomi_http_request *hreq, loomi_http_response *hre
 		hres->headers[hres->n_headers++].value = res.allow;
 		res.allow = NULL;
 	}
-	hres->headers[hres->n_headers].name = "Cache-Control";
-	hres->headers[hres->n_headers++].value = loomi_strdup("no-store");
+	{
+		bool cache_set = false;
+		for (size_t i = 0; i < res.n_headers; i++) {
+			cache_set |= strcasecmp(res.headers[i].name, "Cache-Control") == 0;
+			if (hres->n_headers < (int)LOOMI_N(hres->headers)) {
+				hres->headers[hres->n_headers].name = res.headers[i].name;
+				hres->headers[hres->n_headers++].value = res.headers[i].value;
+			} else {
+				free(res.headers[i].value);
+			}
+			res.headers[i].value = NULL;
+		}
+		if (!cache_set && hres->n_headers < (int)LOOMI_N(hres->headers)) {
+			hres->headers[hres->n_headers].name = "Cache-Control";
+			hres->headers[hres->n_headers++].value = loomi_strdup("no-store");
+		}
+	}
 	if (loomi_log_enabled(LOOM_LOG_DEBUG))
 		LOG_DEBUG("http %s %s -> %d (%.3f ms)", req.method, hreq->target, res.status,
 		          (double)(loomi_mono_ns() - t0) / 1e6);

@@ -67,6 +67,7 @@ typedef struct loomi_http_req {
 	const char *host;
 	const char *origin;
 	const char *content_type;
+	const char *if_none_match; /* for a route that answers 304 (the web UI's files) */
 	int version_minor;
 } loomi_http_req;
 
@@ -77,6 +78,14 @@ typedef struct loomi_http_res {
 	size_t text_len;
 	const char *content_type;
 	char *allow;
+	/* more headers a route sets (ETag, Content-Security-Policy …): names
+	 * static, values malloc'd and taken; a Cache-Control among them
+	 * replaces the API's no-store */
+	struct {
+		const char *name;
+		char *value;
+	} headers[6];
+	size_t n_headers;
 } loomi_http_res;
 
 typedef void (*loomi_route_fn)(loomi_daemon *d, const loomi_http_req *req,

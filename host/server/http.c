@@ -1047,7 +1047,7 @@ response_build(conn *c, loomi_http_response *res, bool is_head, bool close, cons
 		nh = 0;
 	}
 	sb_addf(&h, "HTTP/1.1 %d %s\r\n", status, reason_phrase(status));
-	if (status != 204) {
+	if (status != 204 && status != 304) { /* a 304 describes the cached body: no length */
 		const char *ct = res->content_type ? res->content_type : "application/json";
 		if (strpbrk(ct, "\r\n") != NULL)
 			ct = "application/octet-stream";

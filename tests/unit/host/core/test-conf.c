@@ -135,6 +135,30 @@ START_TEST(http_group)
 }
 END_TEST
 
+START_TEST(web_group)
+{
+	loomi_conf c;
+	loomi_strv errs = {0};
+	char *dir, *want;
+	int rv = load("web = { root = \"ui\"; dygraphs = \"/usr/share/javascript/dygraphs\"; };\n",
+	              &c, &errs, &dir);
+
+	ck_assert_msg(rv == 0, "unexpected errors: %s", joined(&errs));
+	/* a relative root is loomd.conf's directory's */
+	want = loomi_path_join(dir, "ui");
+	ck_assert_str_eq(c.web_root, want);
+	free(want);
+	ck_assert_str_eq(c.web_dygraphs, "/usr/share/javascript/dygraphs");
+	done(&c, &errs, dir);
+	/* unset: NULL, the installed files */
+	rv = load("# nothing set\n", &c, &errs, &dir);
+	ck_assert_int_eq(rv, 0);
+	ck_assert_ptr_null(c.web_root);
+	ck_assert_ptr_null(c.web_dygraphs);
+	done(&c, &errs, dir);
+}
+END_TEST
+
 START_TEST(defaults)
 {
 	loomi_conf c;
@@ -180,7 +204,9 @@ static const struct bad {
 	{"log = {\n  levle = \"info\";\n};\n", "loomd.conf:2: log.levle: unknown setting (did you mean level?)"},
 	{"alerts = { command_actions = \"yes\"; };\n", "alerts.command_actions"},
 	{"alerts = { webhook_hosts = \"10.0.0.0/8\"; };\n", "alerts.webhook_hosts"},
-	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, server_names, log, bus, jobs, logs, alerts, http, plugins"},
+	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, server_names, log, bus, jobs, logs, alerts, http, web, plugins"},
+	{"web = { rot = \"/x\"; };\n", "web.rot: unknown setting (did you mean root?)"},
+	{"web = { root = 3; };\n", "web.root: expected a path (a string), got an integer"},
 	{"http = { max_conns = 0; };\n", "http.max_conns: 0 is out of range"},
 	{"http = { body_budget = \"1M\"; max_body = \"4M\"; };\n",
 	 "http.body_budget: 1048576 bytes is less than http.max_body (4194304)"},
@@ -643,6 +669,7 @@ main(void)
 	tcase_add_test(tc, good_file);
 	tcase_add_test(tc, defaults);
 	tcase_add_test(tc, http_group);
+	tcase_add_test(tc, web_group);
 	tcase_add_loop_test(tc, bad_file, 0, (int)(sizeof bad_files / sizeof bad_files[0]));
 	tcase_add_test(tc, all_problems_reported);
 	tcase_add_test(tc, missing_file);
