@@ -202,6 +202,7 @@ export async function taskPage(main, {id}) {
 	};
 
 	// ---------------------------------------------------------------- live
+	let lastStep = task.progress && typeof task.progress.current_step === "number" ? task.progress.current_step : null;
 	const onMessage = (m) => {
 		switch (m.type) {
 		case "snapshot":
@@ -209,21 +210,29 @@ export async function taskPage(main, {id}) {
 			render();
 			break;
 		case "progress":
+			if (typeof m.step === "number")
+				lastStep = m.step;
 			renderProgress({current_step: m.step, total_steps: m.total_steps, epoch: m.epoch,
 				epochs: m.epochs, percentage: m.percentage});
 			break;
-		case "metrics":
+		case "metrics": {
+			// an event without a step (a figure not tied to one) is drawn at
+			// the latest step the progress reported
+			const step = typeof m.step === "number" ? m.step : lastStep;
 			for (const [k, v] of Object.entries(m.metrics || {})) {
 				if (typeof v !== "number")
 					continue;
 				(task.metrics ||= {})[k] = v;
+				if (step === null)
+					continue;
 				const c = charts.get(k);
 				if (c)
-					c.append(m.step, v);
+					c.append(step, v);
 				else if (!k.startsWith("test_"))
-					addChart(k, [m.step], [v], 1);
+					addChart(k, [step], [v], 1);
 			}
 			break;
+		}
 		case "state":
 			task.status = m.status;
 			render();
