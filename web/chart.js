@@ -73,6 +73,7 @@ export function seriesChart(name, steps, values, opts = {}) {
 				drawCallback: (graph, initial) => {
 					if (initial) {
 						element.dataset.drawn = "1";
+						element.dataset.drawnMs = String(Math.round(performance.now()));
 						markFirstDraw();
 					}
 				},

@@ -166,14 +166,21 @@ export async function taskPage(main, {id}) {
 	};
 
 	// ---------------------------------------------------------------- charts
-	const addChart = (name, steps, values, total) => {
+	// a chart goes into its slot (the order of the metrics), or at the end
+	const addChart = (name, steps, values, total, slot) => {
 		if (charts.has(name) || charts.size >= MAX_CHARTS)
 			return;
 		const c = seriesChart(name, steps, values, {total});
 		charts.set(name, c);
-		chartBox.appendChild(c.element);
+		if (slot)
+			slot.replaceWith(c.element);
+		else
+			chartBox.appendChild(c.element);
 	};
 
+	// History: the list of the run's metrics, then each series at once (each
+	// chart drawn as its series comes), and the run's headline metrics, which
+	// only reorder the charts and the table.
 	const loadCharts = async () => {
 		let list;
 		try {
@@ -185,19 +192,24 @@ export async function taskPage(main, {id}) {
 			}
 			throw e;
 		}
-		try {
-			const run = await get(`/api/v1/runs/${seg(list.run_id)}`);
-			headline = Array.isArray(run.headline) ? run.headline : null;
-		} catch {
-			headline = null;
-		}
-		const names = ordered(list.metrics.filter(chartable).map((m) => m.name), headline).slice(0, MAX_CHARTS);
+		const names = ordered(list.metrics.filter(chartable).map((m) => m.name), null).slice(0, MAX_CHARTS);
 		chartNote.textContent = names.length ? "" : "No series to chart yet.";
-		const series = await Promise.all(names.map((n) =>
-			get(`${base}/metrics?name=${encodeURIComponent(n)}&max_points=${MAX_POINTS}`)));
-		if (!alive)
+		const slots = names.map((n) => chartBox.appendChild(h("div", {class: "chart slot", dataset: {metric: n}})));
+		const run = get(`/api/v1/runs/${seg(list.run_id)}`).then((r) => r.headline, () => null);
+		await Promise.all(names.map(async (n, i) => {
+			try {
+				const s = await get(`${base}/metrics?name=${encodeURIComponent(n)}&max_points=${MAX_POINTS}`);
+				if (alive)
+					addChart(n, s.steps, s.values, s.total, slots[i]);
+			} catch (e) {
+				slots[i].replaceWith(problem(e));
+			}
+		}));
+		headline = Array.isArray(await run) ? await run : null;
+		if (!alive || !headline)
 			return;
-		series.forEach((s, i) => addChart(names[i], s.steps, s.values, s.total));
+		for (const n of ordered([...charts.keys()], headline))
+			chartBox.appendChild(charts.get(n).element);
 		renderFinal();
 	};
 
