@@ -113,22 +113,13 @@ fnv1a(const unsigned char *p, size_t n)
 	return h;
 }
 
-static void
-add_header(loomi_http_res *res, const char *name, const char *value)
-{
-	if (res->n_headers < LOOMI_N(res->headers)) {
-		res->headers[res->n_headers].name = name;
-		res->headers[res->n_headers++].value = loomi_strdup(value);
-	}
-}
-
 /* What every answer of the web UI carries, files and errors alike. */
 static void
 add_policy(loomi_http_res *res)
 {
-	add_header(res, "Content-Security-Policy", loomi_web_csp);
-	add_header(res, "X-Content-Type-Options", "nosniff");
-	add_header(res, "Referrer-Policy", "no-referrer");
+	loomi_api_header(res, "Content-Security-Policy", loomi_web_csp);
+	loomi_api_header(res, "X-Content-Type-Options", "nosniff");
+	loomi_api_header(res, "Referrer-Policy", "no-referrer");
 }
 
 static void
@@ -246,8 +237,8 @@ serve(const loomi_http_req *req, loomi_http_res *res, const char *root, const ch
 	snprintf(etag, sizeof etag, "\"%zx-%016llx\"", len,
 	         (unsigned long long)fnv1a((const unsigned char *)data, len));
 	add_policy(res);
-	add_header(res, "ETag", etag);
-	add_header(res, "Cache-Control", "no-cache");
+	loomi_api_header(res, "ETag", etag);
+	loomi_api_header(res, "Cache-Control", "no-cache");
 	if (req->if_none_match && etag_matches(req->if_none_match, etag)) {
 		free(data);
 		res->status = 304;
