@@ -36,7 +36,9 @@ rm -rf "$SHOTS"
 mkdir -p "$SHOTS"
 
 state=$T/state
-cat >"$T/loomd.conf" <<CONF
+conf() { # AUTH: loomd.conf with auth = AUTH
+	cat >"$T/loomd.conf" <<CONF
+auth = "$1";
 plugin_path = [ "$LOOM_TEST_PLUGINS" ];
 jobs = { worker = "$B/host/loom-worker"; tick = "100ms"; cpu = 2; };
 web = { root = "$S/web"; dygraphs = "$DYGRAPHS"; };
@@ -46,6 +48,7 @@ plugins = (
   { instance = "forecast"; module = "head-forecast"; }
 );
 CONF
+}
 # two short tasks of one name (versions 1 and 2 of a model, two runs to
 # compare), and one far longer than the test, to watch, pause and resume
 sed -e 's/epochs = 40;/epochs = 1;/' -e 's/stride = 2;/stride = 24;/' \
@@ -53,8 +56,50 @@ sed -e 's/epochs = 40;/epochs = 1;/' -e 's/stride = 2;/stride = 24;/' \
 sed -e 's/epochs = 40;/epochs = 1000;/' -e 's/patience = 10;/patience = 1000;/' \
 	-e 's/checkpoint_every = 200;/checkpoint_every = 20;/' \
 	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/long.conf"
+# ---------------------------------------------------------------- users, tokens, tasks
+# the first start (auth = "none", loopback): the state directory's owner
+# is the admin; a viewer, who may read the long task; a token for each; two short tasks of one name
+# (versions 1 and 2 of a model, two runs to compare) and a long one, left
+# pending for the second start
+conf none
 start_loomd "$T/loomd.conf" "$state"
-ok "loomd started at $URL"
+owner=$(stat -c %U "$state")
+api0() { # METHOD PATH BODY: the body on stdout (2xx or fail)
+	command curl -sf -X "$1" -H 'Content-Type: application/json' --data-binary "$3" "$URL$2" ||
+		fail "$1 $2 failed"
+}
+tok() { python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'; }
+api0 POST /api/v1/users '{"name":"vera","role":"viewer"}' >/dev/null
+admin_token=$(api0 POST /api/v1/tokens "{\"user\":\"$owner\",\"name\":\"web\"}" | tok)
+viewer_token=$(api0 POST /api/v1/tokens '{"user":"vera","name":"web"}' | tok)
+expect 0 loomctl --url "$URL" submit "$T/short.conf" --start --cpu 1 --name "web temps"
+expect 0 loomctl --url "$URL" submit "$T/short.conf" --start --cpu 1 --name "web temps"
+expect 0 loomctl --url "$URL" submit "$T/long.conf" --cpu 1 --name "web long"
+# the viewer may read the long task (a share), and change nothing
+api0 POST /api/v1/shares '{"kind":"task","id":"task-3","user":"vera","level":"read"}' >/dev/null
+field() { # TASK EXPR
+	command curl -s -H "Authorization: Bearer $admin_token" "$URL/api/v1/training/tasks/$1" |
+		python3 -c "import json,sys; t=json.load(sys.stdin); print($2)"
+}
+wait_for() { # TASK STATE [SECONDS]
+	local i=0 s
+	while :; do
+		s=$(field "$1" 't["status"]')
+		[ "$s" = "$2" ] && return 0
+		case $s in completed|failed|cancelled) fail "$1 ended $s, not $2" ;; esac
+		i=$((i + 1))
+		[ $i -gt $((${3:-60} * 10)) ] && fail "$1 is $s, not $2, after ${3:-60}s"
+		sleep 0.1
+	done
+}
+wait_for task-1 completed 120
+wait_for task-2 completed 120
+stop_loomd
+ok "users, tokens and tasks made on a first start"
+
+conf token
+start_loomd "$T/loomd.conf" "$state"
+ok "loomd with tokens started at $URL"
 
 # ---------------------------------------------------------------- the files
 head_of() { # PATH [CURL ARGS]: headers in $T/head, body in $T/body, status printed
@@ -101,45 +146,21 @@ for p in /../etc/passwd /..%2f..%2fetc%2fpasswd /%2e%2e/%2e%2e/etc/passwd /.giti
 done
 ok "traversal, dotfiles, other types, subdirectories, escapes: refused"
 
-# ---------------------------------------------------------------- tasks to show
-expect 0 loomctl --url "$URL" submit "$T/short.conf" --start --cpu 1 --name "web temps"
-expect 0 loomctl --url "$URL" submit "$T/short.conf" --start --cpu 1 --name "web temps"
-field() { # TASK EXPR
-	curl -s "$URL/api/v1/training/tasks/$1" | python3 -c "import json,sys; t=json.load(sys.stdin); print($2)"
-}
-wait_for() { # TASK STATE [SECONDS]
-	local i=0 s
-	while :; do
-		s=$(field "$1" 't["status"]')
-		[ "$s" = "$2" ] && return 0
-		case $s in completed|failed|cancelled) fail "$1 ended $s, not $2" ;; esac
-		i=$((i + 1))
-		[ $i -gt $((${3:-60} * 10)) ] && fail "$1 is $s, not $2, after ${3:-60}s"
-		sleep 0.1
-	done
-}
-wait_for task-1 completed 120
-wait_for task-2 completed 120
-expect 0 loomctl --url "$URL" submit "$T/long.conf" --start --cpu 1 --name "web long"
+# ---------------------------------------------------------------- the long task, and a viewer
+code=$(command curl -s -o "$T/body" -w '%{http_code}' -X POST \
+	-H "Authorization: Bearer $admin_token" "$URL/api/v1/training/tasks/task-3/start")
+[ "$code" = 200 ] || [ "$code" = 202 ] || fail "starting task-3: $code $(cat "$T/body")"
 wait_for task-3 running 60
-ok "two short tasks completed (model \"web temps\" v1, v2), a long one running"
-
-# ---------------------------------------------------------------- tokens
-admin_token=${LOOM_TOKEN:-}
-viewer_token=
-if [ -n "$admin_token" ]; then
-	expect 0 loomctl users add vera --role viewer
-	expect 0 loomctl tokens create --user vera --name web-test --quiet
-	viewer_token=$(cat "$T/out")
-	# what the page hides the server refuses: a viewer's token gets 403
-	code=$(command curl -s -o "$T/body" -w '%{http_code}' -X POST \
-		-H "Authorization: Bearer $viewer_token" "$URL/api/v1/training/tasks/task-3/pause")
-	[ "$code" = 403 ] || fail "a viewer's pause gave $code: $(cat "$T/body")"
-	has "$T/body" '"code":"forbidden"'
-	ok "a viewer's token forging a pause with curl: 403"
-else
-	echo "# this loomd has no authentication yet: the sign-in and viewer steps are left out"
-fi
+ok "the long task running"
+# what the page hides the server refuses: a viewer's token gets 403
+code=$(command curl -s -o "$T/body" -w '%{http_code}' -X POST \
+	-H "Authorization: Bearer $viewer_token" "$URL/api/v1/training/tasks/task-3/pause")
+[ "$code" = 403 ] || fail "a viewer's pause gave $code: $(cat "$T/body")"
+has "$T/body" '"code":"forbidden"'
+# and without a credential: the page loads, the data does not
+code=$(command curl -s -o "$T/body" -w '%{http_code}' "$URL/api/v1/training/tasks")
+[ "$code" = 401 ] || fail "the task list without a credential gave $code"
+ok "a viewer's token forging a pause: 403; no credential: 401 (the UI's files stay public)"
 
 # ---------------------------------------------------------------- the browser
 rv=0
@@ -152,6 +173,7 @@ cat "$T/ui.log"
 ls "$SHOTS"/*.png >/dev/null 2>&1 || fail "no screenshots in $SHOTS"
 ok "screenshots: $(cd "$SHOTS" && echo *.png)"
 
-expect 0 loomctl --url "$URL" cancel task-3
+command curl -s -o /dev/null -X POST -H "Authorization: Bearer $admin_token" \
+	"$URL/api/v1/training/tasks/task-3/cancel"
 stop_loomd
 ok "loomd stopped cleanly"
