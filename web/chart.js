@@ -64,7 +64,7 @@ export function seriesChart(name, steps, values, opts = {}) {
 				strokeWidth: 1.2,
 				colors: [opts.color || "#2563eb"],
 				logscale: !!opts.log,
-				axes: {y: {valueFormatter: num, axisLabelWidth: 60}},
+				axes: {y: {valueFormatter: num, axisLabelFormatter: (v) => num(v), axisLabelWidth: 60}},
 				highlightCallback: (e, x, pts) => {
 					if (pts && pts.length)
 						readout.textContent = `step ${x}: ${num(pts[0].yval)}`;
@@ -156,7 +156,7 @@ export function overlayChart(name, series) {
 			xlabel: "step",
 			connectSeparatedPoints: true,
 			colors: series.map((s, k) => colors[k % colors.length]),
-			axes: {y: {valueFormatter: num, axisLabelWidth: 60}},
+			axes: {y: {valueFormatter: num, axisLabelFormatter: (v) => num(v), axisLabelWidth: 60}},
 			drawCallback: (graph, initial) => {
 				if (initial) {
 					element.dataset.drawn = "1";
