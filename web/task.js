@@ -44,11 +44,27 @@ function ordered(names, headline) {
 // Series worth a chart: more than one point, not a final (test_) figure.
 const chartable = (m) => m.points > 1 && !m.name.startsWith("test_");
 
+// A detail table (the run's "details"): cells name metrics; a confusion
+// matrix reads true classes down, predicted across, its diagonal marked.
+function detailTable(t, metrics) {
+	const confusion = t.row_header && t.column_header;
+	return h("figure", {class: "detail", dataset: {table: t.name}},
+		h("figcaption", {}, t.title || t.name),
+		h("table", {class: `kv detail${confusion ? " confusion" : ""}`},
+			h("thead", {},
+				confusion ? h("tr", {}, h("th"), h("th", {colspan: t.columns.length}, t.column_header)) : null,
+				h("tr", {}, h("th", {}, t.row_header || ""), t.columns.map((c) => h("th", {}, c)))),
+			h("tbody", {}, t.rows.map((r, i) => h("tr", {},
+				h("th", {}, r),
+				(t.cells[i] || []).map((name, j) => h("td", {class: confusion && i === j ? "n diag" : "n",
+					title: name || null}, name && name in metrics ? num(metrics[name]) : "–")))))));
+}
+
 export async function taskPage(main, {id}) {
 	let task = await get(`/api/v1/training/tasks/${seg(id)}`);
 	const base = `/api/v1/training/tasks/${seg(task.task_id)}`;
 	let alive = true, ws = null, wsRetry = null, pollTimer = null, logTimer = null;
-	let headline = null;
+	let headline = null, details = [], runId = null;
 	const charts = new Map();
 
 	const title = h("h1", {}, task.name || task.task_id);
@@ -138,10 +154,12 @@ export async function taskPage(main, {id}) {
 		const head = Array.isArray(headline) ? names.filter((n) => headline.includes(n)) : [];
 		const rows = (list) => list.map((n) => h("tr", {dataset: {metric: n}}, h("th", {}, n), h("td", {}, num(m[n]))));
 		const all = h("table", {class: "kv metrics"}, h("tbody", {}, rows(head.length ? names.filter((n) => !head.includes(n)) : names)));
+		const tables = details.map((t) => detailTable(t, m));
 		fill(metricsBox,
 			h("h3", {}, "Latest values"),
 			head.length ? h("table", {class: "kv metrics headline"}, h("tbody", {}, rows(head))) : null,
-			head.length ? h("details", {}, h("summary", {}, `All metrics (${names.length - head.length} more)`), all) : all);
+			head.length ? h("details", {}, h("summary", {}, `All metrics (${names.length - head.length} more)`), all) : all,
+			tables);
 	};
 
 	const render = () => {
@@ -195,7 +213,8 @@ export async function taskPage(main, {id}) {
 		const names = ordered(list.metrics.filter(chartable).map((m) => m.name), null).slice(0, MAX_CHARTS);
 		chartNote.textContent = names.length ? "" : "No series to chart yet.";
 		const slots = names.map((n) => chartBox.appendChild(h("div", {class: "chart slot", dataset: {metric: n}})));
-		const run = get(`/api/v1/runs/${seg(list.run_id)}`).then((r) => r.headline, () => null);
+		runId = list.run_id;
+		const run = loadRun();
 		await Promise.all(names.map(async (n, i) => {
 			try {
 				const s = await get(`${base}/metrics?name=${encodeURIComponent(n)}&max_points=${MAX_POINTS}`);
@@ -205,12 +224,28 @@ export async function taskPage(main, {id}) {
 				slots[i].replaceWith(problem(e));
 			}
 		}));
-		headline = Array.isArray(await run) ? await run : null;
+		await run;
 		if (!alive || !headline)
 			return;
 		for (const n of ordered([...charts.keys()], headline))
 			chartBox.appendChild(charts.get(n).element);
-		renderFinal();
+	};
+
+	// The run's headline metrics (their order) and detail tables (per
+	// class, a confusion matrix), when its head declares them.
+	const loadRun = async () => {
+		if (!runId)
+			return;
+		try {
+			const r = await get(`/api/v1/runs/${seg(runId)}`);
+			headline = Array.isArray(r.headline) && r.headline.length ? r.headline : null;
+			details = Array.isArray(r.details) ? r.details : [];
+			task.metrics = Object.assign({}, r.metrics || {}, task.metrics || {});
+		} catch {
+			// the charts and the table do without
+		}
+		if (alive)
+			renderFinal();
 	};
 
 	// ---------------------------------------------------------------- live
@@ -248,7 +283,7 @@ export async function taskPage(main, {id}) {
 		case "state":
 			task.status = m.status;
 			render();
-			refresh().catch(() => {});
+			refresh().then(() => ACTIVE.has(task.status) ? null : loadRun()).catch(() => {});
 			break;
 		}
 	};
