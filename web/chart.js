@@ -52,9 +52,10 @@ export function seriesChart(name, steps, values, opts = {}) {
 		return {element, append(s, v) { data.push([s, v]); readout.textContent = `step ${s}: ${num(v)}`; count(); }};
 	}
 
+	let dead = false;
 	const draw = () => {
 		timer = null;
-		if (!data.length)
+		if (dead || !data.length)
 			return;
 		if (g === null) {
 			g = new window.Dygraph(plot, data, {
@@ -97,6 +98,8 @@ export function seriesChart(name, steps, values, opts = {}) {
 	return {
 		element,
 		append(step, value) {
+			if (dead)
+				return;
 			if (data.length && step <= data[data.length - 1][0]) {
 				// a resumed task reports steps again from its checkpoint
 				while (data.length && data[data.length - 1][0] >= step)
@@ -109,10 +112,12 @@ export function seriesChart(name, steps, values, opts = {}) {
 			schedule();
 		},
 		destroy() {
+			dead = true;
 			if (timer !== null)
 				clearTimeout(timer);
 			if (g)
 				g.destroy();
+			g = null;
 		},
 	};
 }
@@ -146,9 +151,9 @@ export function overlayChart(name, series) {
 	const data = [...rows.values()].sort((a, b) => a[0] - b[0]);
 	const colors = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#ca8a04"];
 	series.forEach((s, k) => legend.appendChild(h("li", {class: `c${k % colors.length}`}, s.label)));
-	let g = null;
+	let g = null, dead = false;
 	requestAnimationFrame(() => {
-		if (!data.length)
+		if (dead || !data.length)
 			return;
 		g = new window.Dygraph(plot, data, {
 			labels: ["step", ...series.map((s) => s.label)],
@@ -165,5 +170,10 @@ export function overlayChart(name, series) {
 			},
 		});
 	});
-	return {element, destroy() { if (g) g.destroy(); }};
+	return {element, destroy() {
+		dead = true;
+		if (g)
+			g.destroy();
+		g = null;
+	}};
 }

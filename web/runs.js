@@ -39,6 +39,9 @@ export async function runsPage(main, params, query) {
 			r.runs.length === PAGE ? h("a", {href: `#/runs?offset=${offset + PAGE}`}, " Older →") : null));
 }
 
+// every value the same: no run is best
+const alike = (values) => values.every((v) => JSON.stringify(v) === JSON.stringify(values[0]));
+
 const show = (v) => v === null || v === undefined ? "–" : typeof v === "object" ? JSON.stringify(v) : num(v);
 
 export async function comparePage(main, params, query) {
@@ -49,12 +52,13 @@ export async function comparePage(main, params, query) {
 	}
 	const c = await get(`/api/v1/runs/compare?ids=${ids.map(encodeURIComponent).join(",")}`);
 	const runIds = c.runs.map((r) => r.id);
-	const headRow = ["", ...c.runs.map((r) => h("span", {}, r.id, h("br"), h("small", {}, r.name || "")))];
+	// a function: a node can sit in one table only
+	const headRow = () => ["", ...c.runs.map((r) => h("span", {}, r.id, h("br"), h("small", {}, r.name || "")))];
 	const headline = Array.isArray(c.headline) ? c.headline : null;
 	const metrics = headline ? c.metrics.filter((m) => headline.includes(m.name)) : c.metrics;
 	const mrows = metrics.map((m) => h("tr", {dataset: {metric: m.name}}, h("th", {}, m.name,
 		m.better ? h("small", {class: "muted"}, ` (${m.better} is better)`) : null),
-	m.values.map((v, i) => h("td", {class: c.runs[i].id === m.best ? "best" : null}, num(v)))));
+	m.values.map((v, i) => h("td", {class: c.runs[i].id === m.best && !alike(m.values) ? "best" : null}, num(v)))));
 	const differ = c.params.filter((p) => p.differs);
 	const same = c.params.filter((p) => !p.differs);
 	const prow = (p) => h("tr", {class: p.differs ? "differs" : null}, h("th", {}, p.key), p.values.map((v) => h("td", {}, show(v))));
@@ -90,12 +94,12 @@ export async function comparePage(main, params, query) {
 		h("h1", {}, `Comparing ${c.runs.length} runs`),
 		h("section", {class: "card"}, h("h2", {}, "Metrics"),
 			h("p", {class: "muted"}, headline ? "The headline metrics; the best value of each is marked." : "Final values; the best of each is marked."),
-			table(headRow, mrows, {class: "compare", id: "compare-metrics"})),
+			table(headRow(), mrows, {class: "compare", id: "compare-metrics"})),
 		h("section", {class: "card"}, h("h2", {}, "Series"), h("label", {}, "Metric ", pick), chartBox),
 		h("section", {class: "card"}, h("h2", {}, "Parameters"),
-			differ.length ? table(headRow, differ.map(prow), {class: "compare", id: "compare-params"}) :
+			differ.length ? table(headRow(), differ.map(prow), {class: "compare", id: "compare-params"}) :
 				h("p", {class: "muted"}, "The runs have the same parameters."),
-			same.length ? h("details", {}, h("summary", {}, `${same.length} parameters alike`), table(headRow, same.map(prow), {class: "compare"})) : null));
+			same.length ? h("details", {}, h("summary", {}, `${same.length} parameters alike`), table(headRow(), same.map(prow), {class: "compare"})) : null));
 	drawOverlay();
 	return () => {
 		if (chart)

@@ -109,11 +109,14 @@ export async function taskPage(main, {id}) {
 		main.dataset.step = String(p.current_step ?? p.step ?? 0);
 	};
 
-	const renderControls = () => {
+	let shown = null; // the buttons on the page, rebuilt only when they change
+	const renderControls = (force) => {
+		const want = canWrite() ? actions(task.status) : []; // a viewer sees none
+		if (!force && shown === want.join())
+			return;
+		shown = want.join();
 		fill(controls);
-		if (!canWrite())
-			return; // a viewer sees no button that changes anything
-		for (const a of actions(task.status)) {
+		for (const a of want) {
 			const b = h("button", {type: "button", id: a, class: a === "cancel" ? "danger" : null,
 				onclick: async () => {
 					if (a === "cancel" && !confirm(`Cancel ${task.task_id}? This cannot be undone.`))
@@ -126,7 +129,7 @@ export async function taskPage(main, {id}) {
 						await refresh();
 					} catch (e) {
 						fill(actionMsg, problem(e));
-						renderControls();
+						renderControls(true);
 					}
 				}}, a[0].toUpperCase() + a.slice(1));
 			controls.appendChild(b);
@@ -251,6 +254,8 @@ export async function taskPage(main, {id}) {
 	// ---------------------------------------------------------------- live
 	let lastStep = task.progress && typeof task.progress.current_step === "number" ? task.progress.current_step : null;
 	const onMessage = (m) => {
+		if (!alive)
+			return;
 		switch (m.type) {
 		case "snapshot":
 			Object.assign(task, m);

@@ -49,10 +49,12 @@ plugins = (
 );
 CONF
 }
-# two short tasks of one name (versions 1 and 2 of a model, two runs to
-# compare), and one far longer than the test, to watch, pause and resume
+# two short tasks of one name, another learning rate each (versions 1 and
+# 2 of a model, two runs to compare), and one far longer than the test, to watch, pause and resume
 sed -e 's/epochs = 40;/epochs = 1;/' -e 's/stride = 2;/stride = 24;/' \
 	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/short.conf"
+sed -e 's/lr = 2e-3;/lr = 5e-3;/' "$T/short.conf" >"$T/short2.conf"
+grep -q 'lr = 5e-3;' "$T/short2.conf" || fail "the job file has no lr line to change"
 sed -e 's/epochs = 40;/epochs = 1000;/' -e 's/patience = 10;/patience = 1000;/' \
 	-e 's/checkpoint_every = 200;/checkpoint_every = 20;/' \
 	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/long.conf"
@@ -73,7 +75,7 @@ api0 POST /api/v1/users '{"name":"vera","role":"viewer"}' >/dev/null
 admin_token=$(api0 POST /api/v1/tokens "{\"user\":\"$owner\",\"name\":\"web\"}" | tok)
 viewer_token=$(api0 POST /api/v1/tokens '{"user":"vera","name":"web"}' | tok)
 expect 0 loomctl --url "$URL" submit "$T/short.conf" --start --cpu 1 --name "web temps"
-expect 0 loomctl --url "$URL" submit "$T/short.conf" --start --cpu 1 --name "web temps"
+expect 0 loomctl --url "$URL" submit "$T/short2.conf" --start --cpu 1 --name "web temps"
 expect 0 loomctl --url "$URL" submit "$T/long.conf" --cpu 1 --name "web long"
 # the viewer may read the long task (a share), and change nothing
 api0 POST /api/v1/shares '{"kind":"task","id":"task-3","user":"vera","level":"read"}' >/dev/null
