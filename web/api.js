@@ -52,7 +52,9 @@ export const session = {current: null, open: false};
 export async function loadSession() {
 	try {
 		session.current = await get("/api/v1/session");
-		session.open = session.current.via === "none";
+		// signed in by the page's cookie, or otherwise: auth = "none", the
+		// Unix socket's uid behind a local proxy, a proxy's bearer token
+		session.open = session.current.via !== "cookie";
 	} catch (e) {
 		if (e.status === 404) {
 			session.current = {user: "local", role: "admin", exec: true, via: "none"};

@@ -78,7 +78,8 @@ function renderNav(path) {
 		h("span", {class: "user", id: "who-user"}, c.user),
 		" ",
 		h("span", {class: `role role-${c.role}`, id: "who-role"}, c.role),
-		session.open ? h("span", {class: "muted"}, " (no sign-in on this loomd)") :
+		session.open ? h("span", {class: "muted"}, c.via === "none" ? " (no sign-in on this loomd)" :
+			c.via === "socket" ? " (by the Unix socket)" : "") :
 			h("button", {type: "button", id: "signout", class: "link", onclick: async () => {
 				await signOut().catch(() => {});
 				location.hash = "#/signin";
