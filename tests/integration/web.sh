@@ -76,7 +76,8 @@ admin_token=$(api0 POST /api/v1/tokens "{\"user\":\"$owner\",\"name\":\"web\"}" 
 viewer_token=$(api0 POST /api/v1/tokens '{"user":"vera","name":"web"}' | tok)
 expect 0 loomctl --url "$URL" submit "$T/short.conf" --start --cpu 1 --name "web temps"
 expect 0 loomctl --url "$URL" submit "$T/short2.conf" --start --cpu 1 --name "web temps"
-expect 0 loomctl --url "$URL" submit "$T/long.conf" --cpu 1 --name "web long"
+# its name is markup, which the pages must show as text
+expect 0 loomctl --url "$URL" submit "$T/long.conf" --cpu 1 --name 'web long <img src=x onerror="document.title=1">'
 # the viewer may read the long task (a share), and change nothing
 api0 POST /api/v1/shares '{"kind":"task","id":"task-3","user":"vera","level":"read"}' >/dev/null
 field() { # TASK EXPR

@@ -59,6 +59,9 @@ try {
 	// the task list: the running task, and the state filter
 	await page.goto(`${URL}/#/tasks`);
 	await until(page, (t) => document.querySelector(`tr[data-task="${t}"]`), "the task list", 30000, TASK);
+	const name = await page.$eval(`tr[data-task="${TASK}"] td:nth-child(2)`, (e) => e.textContent);
+	if (!name.includes('<img src=x onerror="document.title=1">') || await page.$("main img"))
+		fail(`a task named with markup reads "${name}" in the list, or became an element`);
 	await shot(page, "tasks");
 	await page.select("#filter-status", "completed");
 	await until(page, () => location.hash.includes("status=completed") &&
@@ -67,7 +70,7 @@ try {
 	"the list filtered to completed tasks");
 	if (await page.$(`tr[data-task="${TASK}"]`))
 		fail(`${TASK}, running, is listed under completed`);
-	ok("the task list shows the tasks; filtering by state lists only that state");
+	ok("the task list shows the tasks (a name of markup as text); filtering by state lists only that state");
 
 	// the running task: charts drawn from history, growing from the WebSocket
 	await page.goto(`${URL}/#/tasks/${TASK}`);
@@ -80,6 +83,8 @@ try {
 		"the chart growing with live points", 60000, n0);
 	const n1 = await page.$eval('figure[data-metric="train_loss"]', (e) => Number(e.dataset.points));
 	await until(page, () => document.querySelector("#log").textContent.includes("epoch"), "the log's tail");
+	if (await page.$("main img") || !(await page.$eval("main h1", (e) => e.textContent)).includes("<img"))
+		fail("the task's name of markup became an element on its page");
 	await shot(page, "task-running");
 	ok(`the running task's chart grew from ${n0} to ${n1} points over the WebSocket; the log shows`);
 
