@@ -78,8 +78,12 @@ export async function shot(page, name) {
 	await page.screenshot({path: join(SHOTS, `${name}.png`), fullPage: true});
 }
 
+// Deadlines stretch under valgrind (tests/integration/web.sh sets it).
+const SCALE = Number(process.env.LOOM_WEB_TIMEOUT_SCALE || 1);
+
 // Wait until fn (run in the page) returns a truthy value; returns it.
 export async function until(page, fn, what, timeoutMs = 30000, ...args) {
+	timeoutMs *= SCALE;
 	try {
 		const h = await page.waitForFunction(fn, {timeout: timeoutMs, polling: 100}, ...args);
 		return await h.jsonValue();
