@@ -85,20 +85,20 @@ export async function modelPage(main, {name}) {
 			h("section", {class: "card"}, h("h2", {}, "Versions"),
 				write ? h("p", {class: "controls"}, h("label", {}, "Promote to alias ", aliasIn)) : null,
 				h("p", {class: "muted"}, cols.headline ? "Headline metrics of each version." : "Metrics of each version."),
-				h("div", {class: "scroll"}, table(["Version", "Task", "Created", ...cols.names, "Tags", "Aliases", ""],
+				h("div", {class: "scroll"}, table(["Version", "Task", "Created", "Aliases", "", ...cols.names, "Tags"],
 					m.versions.map((v) => h("tr", {dataset: {version: String(v.version)}},
 						h("td", {}, `v${v.version}`),
 						h("td", {}, v.task_id ? h("a", {href: `#/tasks/${encodeURIComponent(v.task_id)}`}, v.task_id) : "–"),
 						h("td", {}, when(v.created_at)),
-						cols.names.map((n) => h("td", {class: "n"}, num((v.metrics || {})[n]))),
-						h("td", {}, tagCells(v.tags || [], cols.names)),
 						h("td", {}, (v.aliases || []).map((a) => h("span", {class: "tag alias"}, a))),
 						h("td", {}, write ? h("button", {type: "button", class: "promote", dataset: {version: String(v.version)},
 							onclick: () => {
 								const alias = aliasIn.value.trim();
 								act((r) => `${alias} now points at v${r.version}`,
 									() => post(`${path}/aliases/${seg(alias)}`, {version: v.version}));
-							}}, "Promote") : null))), {class: "list", id: "versions"}))));
+							}}, "Promote") : null),
+						cols.names.map((n) => h("td", {class: "n"}, num((v.metrics || {})[n]))),
+						h("td", {}, tagCells(v.tags || [], cols.names)))), {class: "list", id: "versions"}))));
 	};
 	await render();
 }
