@@ -296,27 +296,16 @@ value_cell(html_out *o, bool has, double v, bool best)
 
 /* ------------------------------------------------------------------ headline and details */
 
-/* What a person reads first: the headline names (split-relative, in the
- * head's order) and the detail tables of metrics.json ("headline",
- * "details"), or, for a metrics.json that declares none, the fallback
- * loomd uses (docs/tracking.md): the names of the test (else validation)
- * split without a '.', loss first, and the classification head's
- * per-class figures and confusion cells found by name. */
+/* What a person reads first: the headline names (report_headline) and
+ * the detail tables of metrics.json ("details"), or, for a metrics.json
+ * that declares none, the tables loomd's fallback finds
+ * (docs/tracking.md): the classification head's per-class figures and
+ * confusion cells, by name. */
 typedef struct reading {
 	json_t *headline;   /* array of names */
 	json_t *details;    /* array of tables: name, title, rows, columns, cells */
 	json_t *detailed;   /* object: every name a table shows */
 } reading;
-
-static int
-loss_first(const void *a, const void *b)
-{
-	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
-	bool lx = strstr(x, "loss") != NULL, ly = strstr(y, "loss") != NULL;
-	if (lx != ly)
-		return lx ? -1 : 1;
-	return strcmp(x, y);
-}
 
 static int
 by_name(const void *a, const void *b)
@@ -398,26 +387,13 @@ reading_of(const json_t *metrics, reading *rd)
 	size_t i, j, k;
 
 	rd->detailed = json_object();
+	rd->headline = report_headline(metrics);
 	if (json_is_array(h) && json_array_size(h) > 0) {
-		rd->headline = json_array();
-		json_array_foreach(h, i, t)
-			if (json_is_string(t))
-				json_array_append(rd->headline, (json_t *)t);
 		rd->details = json_array();
 		json_array_foreach(json_object_get(metrics, "details"), i, t)
 			if (json_is_array(json_object_get(t, "cells")))
 				json_array_append(rd->details, (json_t *)t);
 	} else {
-		const char **names = calloc(json_object_size(group) + 1, sizeof *names), *key;
-		json_t *v;
-		size_t n = 0;
-		json_object_foreach((json_t *)group, key, v)
-			if (names && strchr(key, '.') == NULL)
-				names[n++] = key;
-		if (names)
-			qsort(names, n, sizeof *names, loss_first);
-		rd->headline = names_array(names, n);
-		free(names);
 		rd->details = fallback_details(group);
 	}
 	json_array_foreach(rd->details, i, t)

@@ -173,7 +173,14 @@ print("%s: headline %s, %d classes in the matrix" % (sys.argv[1], [r[0] for r in
 EOF
 $PY "$T/check_metrics.py" "$T/weather.html" || fail "the classifier's report: headline or tables wrong"
 $PY "$T/check_metrics.py" "$T/old.html" || fail "the report of an old metrics.json: headline or tables wrong"
-ok "the classifier's report: headline metrics in the head's order, per-class table and confusion matrix with class names (also without a declaration)"
+$PY - "$T/compare.html" <<'EOF' || fail "the comparison's metrics do not open with the headline ones"
+import re, sys
+t = open(sys.argv[1]).read()
+t = t[t.index('<section id="metrics">'):]
+rows = re.findall(r'<tr><th scope="row">([^<]*)</th>', t[:t.index("</section>")])
+assert rows[:5] == ["test loss", "test mae", "test rmse", "test mse", "test smape"], rows[:8]
+EOF
+ok "the classifier's report: headline metrics in the head's order, per-class table and confusion matrix with class names (also without a declaration); a comparison's metrics open with them"
 
 # ---------------------------------------------------------------- rendered by Chromium
 shot() { # HTML PNG
