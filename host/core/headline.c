@@ -45,7 +45,8 @@ table_prefixed(const json_t *t, const char *prefix)
 	size_t i, j;
 
 	if (!json_is_string(json_object_get(t, "name")) || !strings(rows) || !strings(cols) ||
-	    !json_is_array(cells) || json_array_size(cells) != json_array_size(rows))
+	    !json_is_array(cells) || json_array_size(cells) != json_array_size(rows) ||
+	    json_array_size(rows) * json_array_size(cols) > LOOMI_DETAIL_CELLS_MAX)
 		return NULL;
 	pc = json_array();
 	json_array_foreach(cells, i, line) {

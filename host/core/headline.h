@@ -29,6 +29,10 @@
  * metric name, so it never meets a metric. */
 #define LOOMI_DISPLAY_KEY "@display"
 
+/* A declared table of more cells is left out (compute-transformer writes
+ * none larger); its figures stay metrics. */
+#define LOOMI_DETAIL_CELLS_MAX 4096
+
 /* The display a metrics.json document declares, with flat names:
  * {"headline": ["test_loss", …], "details": [tables, cells "test_…"]};
  * NULL when doc declares no headline or has neither test nor validation

@@ -829,10 +829,14 @@ reported(const json_t *out, const char *name)
 	return false;
 }
 
+/* The most cells a detail table may have: a table of thousands of classes
+ * is no table to read (its figures stay metrics). */
+#define DETAIL_CELLS_MAX 4096
+
 /* The head's reading of its metrics into metrics.json (ABI 1.1 heads):
  * "headline", the names in display order, and "details", its tables with
  * their labels and each cell's metric name (tables none of whose metrics
- * were reported are left out). */
+ * were reported, and tables over DETAIL_CELLS_MAX cells, are left out). */
 static void
 describe_metrics(const run *r, json_t *out)
 {
@@ -861,7 +865,8 @@ describe_metrics(const run *r, json_t *out)
 			}
 			json_array_append_new(cells, line);
 		}
-		if (!any || json_array_size(rows) == 0 || json_array_size(cols) == 0) {
+		if (!any || json_array_size(rows) == 0 || json_array_size(cols) == 0 ||
+		    json_array_size(rows) * json_array_size(cols) > DETAIL_CELLS_MAX) {
 			json_decref(rows);
 			json_decref(cols);
 			json_decref(cells);

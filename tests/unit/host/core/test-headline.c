@@ -91,6 +91,34 @@ START_TEST(malformed_tables_are_left_out)
 		"{\"name\": \"t\", \"rows\": [\"r\"], \"columns\": [\"a\"], \"cells\": [\"x\"]}",
 		"3",
 	};
+	/* a table of more than LOOMI_DETAIL_CELLS_MAX cells */
+	{
+		loomi_strv rows = {0}, line = {0};
+		for (int i = 0; i < 65; i++)
+			loomi_strv_pushf(&rows, "\"r%d\"", i);
+		for (int i = 0; i < 64; i++)
+			loomi_strv_pushf(&line, "\"c\"");
+		char *r = loomi_strv_join(&rows, ","), *l = loomi_strv_join(&line, ",");
+		loomi_strv cells = {0};
+		for (int i = 0; i < 65; i++)
+			loomi_strv_pushf(&cells, "[%s]", l);
+		char *c = loomi_strv_join(&cells, ",");
+		char *text = loomi_strfmt("{\"test\": {\"loss\": 1}, \"headline\": [\"loss\"],"
+		                          " \"details\": [{\"name\": \"big\", \"rows\": [%s],"
+		                          " \"columns\": [%s], \"cells\": [%s]}]}",
+		                          r, l, c);
+		json_t *doc = parse(text), *d = loomi_display_declared(doc);
+		ck_assert_int_eq(json_array_size(json_object_get(d, "details")), 0);
+		json_decref(d);
+		json_decref(doc);
+		free(text);
+		free(r);
+		free(l);
+		free(c);
+		loomi_strv_free(&rows);
+		loomi_strv_free(&line);
+		loomi_strv_free(&cells);
+	}
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		char *text = loomi_strfmt("{\"test\": {\"loss\": 1}, \"headline\": [\"loss\"],"
 		                          " \"details\": [%s]}",
