@@ -268,6 +268,10 @@ PY
 has "$T/out" "--all lists them"
 expect 0 loomctl --url "$URL" runs show task-5 --all
 has "$T/out" "test_confusion.fog.sun"
+expect 0 loomctl --url "$URL" status task-5
+has "$T/out" "test_macro_f1"
+hasnt "$T/out" "test_confusion"
+has "$T/out" "per-class figures and the like: loomctl runs show task-5"
 expect 0 loomctl --url "$URL" runs list --name weather
 has "$T/out" "test_loss"
 hasnt "$T/out" "test_confusion"
