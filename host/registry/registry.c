@@ -1417,6 +1417,16 @@ on_job_state(loomi_daemon *d, const loomi_event *ev)
 
 static const loomi_migration migrations[] = {
 	{8, "model registry", migration_sql},
+	/* best- tags are taken for headline metrics only: drop the ones
+	 * versions took before for every other metric — per-class figures
+	 * and confusion cells (a '.' in the name), and validation figures of a
+	 * model whose versions have test figures (the fallback's headline,
+	 * headline.h) — which no new version would ever compete for */
+	{17, "best- tags only for headline metrics",
+	 "DELETE FROM model_tags WHERE instr(metric, '.') > 0\n"
+	 "  OR (substr(metric, 1, 5) <> 'test_' AND EXISTS (SELECT 1 FROM model_tags t\n"
+	 "    WHERE t.model_id = model_tags.model_id AND substr(t.metric, 1, 5) = 'test_'\n"
+	 "    AND instr(t.metric, '.') = 0));\n"},
 };
 
 static const loomi_route routes[] = {

@@ -400,6 +400,32 @@ START_TEST(tags_only_for_headline_metrics)
 }
 END_TEST
 
+START_TEST(old_tags_dropped_by_migration)
+{
+	/* a registry upgraded from before: every metric had its tag */
+	char *err = NULL, *path;
+
+	add_task(1, "m", true, "{\"test\": {\"loss\": 1, \"accuracy\": 0.5}}");
+	register_ok(1);
+	add_task(2, "f", true, "{\"validation\": {\"loss\": 1}}");
+	register_ok(2);
+	exec("INSERT INTO model_tags SELECT id, 'best-' || m, 1, m, 1, 0 FROM models,"
+	     " (SELECT 'test_confusion.a.b' AS m UNION SELECT 'test_f1.a' UNION SELECT 'val_loss'"
+	     "  UNION SELECT 'val_f1.a') WHERE name = 'm'");
+	ck_assert_int_eq(scalar("SELECT count(*) FROM model_tags"), 7);
+	exec("DELETE FROM schema_migrations WHERE version = 17");
+	loomi_store_close(&T.d.store);
+	path = loomi_path_join(T.tmp, "loom.db");
+	ck_assert_int_eq(loomi_store_open(&T.d.store, path, &err), 0);
+	free(path);
+	/* m keeps its test headline tags; f (validation figures only) its own */
+	ck_assert_int_eq(scalar("SELECT count(*) FROM model_tags"), 3);
+	ck_assert_int_eq(tag_holder("m", "best-test_loss"), 1);
+	ck_assert_int_eq(tag_holder("m", "best-test_accuracy"), 1);
+	ck_assert_int_eq(tag_holder("f", "best-val_loss"), 1);
+}
+END_TEST
+
 START_TEST(old_versions_fall_back)
 {
 	/* stored before heads declared anything: the classification head's
@@ -829,6 +855,7 @@ main(void)
 	tcase_add_test(tc, tags_move_to_the_best);
 	tcase_add_test(tc, tags_only_for_headline_metrics);
 	tcase_add_test(tc, old_versions_fall_back);
+	tcase_add_test(tc, old_tags_dropped_by_migration);
 	tcase_add_test(tc, promote_and_rollback);
 	tcase_add_test(tc, unsafe_names);
 	tcase_add_test(tc, missing_and_damaged_files);
