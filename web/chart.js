@@ -4,7 +4,7 @@
 // the server, and takes new points from the monitor WebSocket as they come.
 // Its legend is ours, written as text: dygraphs' own builds markup from
 // the series' names.
-import {h, num} from "./dom.js";
+import {h, num, tick} from "./dom.js";
 
 const REDRAW_MS = 250; // new points are drawn at most this often
 
@@ -65,7 +65,7 @@ export function seriesChart(name, steps, values, opts = {}) {
 				strokeWidth: 1.2,
 				colors: [opts.color || "#2563eb"],
 				logscale: !!opts.log,
-				axes: {y: {valueFormatter: num, axisLabelFormatter: (v) => num(v), axisLabelWidth: 60}},
+				axes: {y: {valueFormatter: num, axisLabelFormatter: (v) => tick(v), axisLabelWidth: 56}},
 				highlightCallback: (e, x, pts) => {
 					if (pts && pts.length)
 						readout.textContent = `step ${x}: ${num(pts[0].yval)}`;
@@ -161,7 +161,7 @@ export function overlayChart(name, series) {
 			xlabel: "step",
 			connectSeparatedPoints: true,
 			colors: series.map((s, k) => colors[k % colors.length]),
-			axes: {y: {valueFormatter: num, axisLabelFormatter: (v) => num(v), axisLabelWidth: 60}},
+			axes: {y: {valueFormatter: num, axisLabelFormatter: (v) => tick(v), axisLabelWidth: 56}},
 			drawCallback: (graph, initial) => {
 				if (initial) {
 					element.dataset.drawn = "1";

@@ -61,6 +61,16 @@ export function num(v) {
 	return v.toPrecision(4);
 }
 
+// A number for an axis label: 3 significant digits, trailing zeros off.
+export function tick(v) {
+	if (typeof v !== "number" || !Number.isFinite(v))
+		return String(v);
+	const a = Math.abs(v);
+	if (a !== 0 && (a < 1e-3 || a >= 1e6))
+		return v.toExponential(1);
+	return String(parseFloat(v.toPrecision(3)));
+}
+
 export function bytes(n) {
 	if (!n)
 		return "–";

@@ -27,22 +27,30 @@ function actions(status) {
 }
 
 // Metrics in the order people read them: the headline ones (when the run
-// declares them), then losses, then the rest by name.
+// declares them), the same figures of the other splits (val_accuracy for a
+// headline test_accuracy), then losses, then the rest by name.
+const stem = (n) => n.replace(/^(train|val|test)_/, "");
 function ordered(names, headline) {
 	const head = Array.isArray(headline) ? headline : [];
+	const stems = head.map(stem);
 	const rank = (n) => {
 		const i = head.indexOf(n);
 		if (i >= 0)
 			return i;
+		const k = stems.indexOf(stem(n));
+		if (k >= 0)
+			return 100 + k;
 		if (/(^|_)loss$/.test(n))
 			return 1000 + (n.startsWith("train") ? 0 : n.startsWith("val") ? 1 : 2);
-		return 2000;
+		return n.includes(".") ? 3000 : 2000;
 	};
 	return [...names].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }
 
-// Series worth a chart: more than one point, not a final (test_) figure.
-const chartable = (m) => m.points > 1 && !m.name.startsWith("test_");
+// Series worth a chart: more than one point, not a final (test_) figure,
+// not a detail (a class's figure, a confusion cell: a name with a '.',
+// shown in the detail tables).
+const chartable = (m) => m.points > 1 && !m.name.startsWith("test_") && !m.name.includes(".");
 
 // A detail table (the run's "details"): cells name metrics; a confusion
 // matrix reads true classes down, predicted across, its diagonal marked.
@@ -284,7 +292,7 @@ export async function taskPage(main, {id}) {
 				const c = charts.get(k);
 				if (c)
 					c.append(step, v);
-				else if (!k.startsWith("test_"))
+				else if (!k.startsWith("test_") && !k.includes("."))
 					addChart(k, [step], [v], 1);
 			}
 			break;

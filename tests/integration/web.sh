@@ -4,7 +4,8 @@
 # the API keeps no-store), every way out of the web root refused (404), then
 # the pages in headless Chromium driven by puppeteer-core (tests/web/ui.mjs):
 # sign in with a token, the task list, a running task's chart growing,
-# pause and resume from the page, runs compared, a model version promoted
+# pause and resume from the page, a classifier's headline metrics and
+# confusion matrix, runs compared, a model version promoted
 # and rolled back, alerts; a viewer sees no mutating button and its forged
 # requests get 403.  Screenshots of each page go to
 # tests/integration/web-shots/ in the build tree.
@@ -45,7 +46,8 @@ web = { root = "$S/web"; dygraphs = "$DYGRAPHS"; };
 plugins = (
   { instance = "sched"; module = "sched-local"; },
   { instance = "transformer"; module = "compute-transformer"; },
-  { instance = "forecast"; module = "head-forecast"; }
+  { instance = "forecast"; module = "head-forecast"; },
+  { instance = "classification"; module = "head-classification"; }
 );
 CONF
 }
@@ -54,6 +56,8 @@ CONF
 sed -e 's/epochs = 40;/epochs = 1;/' -e 's/stride = 2;/stride = 24;/' \
 	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/short.conf"
 sed -e 's/lr = 2e-3;/lr = 5e-3;/' "$T/short.conf" >"$T/short2.conf"
+# a classifier: headline metrics, a per-class table and a confusion matrix
+sed -e 's/epochs = [0-9]*;/epochs = 1;/' "$S/etc/jobs/seattle-weather-classify.conf" >"$T/classify.conf"
 grep -q 'lr = 5e-3;' "$T/short2.conf" || fail "the job file has no lr line to change"
 sed -e 's/epochs = 40;/epochs = 1000;/' -e 's/patience = 10;/patience = 1000;/' \
 	-e 's/checkpoint_every = 200;/checkpoint_every = 20;/' \
@@ -78,6 +82,7 @@ expect 0 loomctl --url "$URL" submit "$T/short.conf" --start --cpu 1 --name "web
 expect 0 loomctl --url "$URL" submit "$T/short2.conf" --start --cpu 1 --name "web temps"
 # its name is markup, which the pages must show as text
 expect 0 loomctl --url "$URL" submit "$T/long.conf" --cpu 1 --name 'web long <img src=x onerror="document.title=1">'
+expect 0 loomctl --url "$URL" submit "$T/classify.conf" --start --cpu 1 --name "web weather"
 # the viewer may read the long task (a share), and change nothing
 api0 POST /api/v1/shares '{"kind":"task","id":"task-3","user":"vera","level":"read"}' >/dev/null
 field() { # TASK EXPR
@@ -97,6 +102,7 @@ wait_for() { # TASK STATE [SECONDS]
 }
 wait_for task-1 completed 120
 wait_for task-2 completed 120
+wait_for task-4 completed 120
 stop_loomd
 ok "users, tokens and tasks made on a first start"
 
@@ -169,7 +175,7 @@ ok "a viewer's token forging a pause: 403; no credential: 401 (the UI's files st
 rv=0 scale=1
 [ "${LOOM_VALGRIND:-}" = 1 ] && scale=5 # loomd under valgrind answers slowly
 LOOM_WEB_TIMEOUT_SCALE=$scale LOOM_NODE_MODULES=$NODE_MODULES LOOM_URL=$URL LOOM_WEB_SHOTS=$SHOTS CHROMIUM=$CHROMIUM \
-	LOOM_TASK=task-3 LOOM_MODEL="web temps" LOOM_RUNS=run-1,run-2 \
+	LOOM_TASK=task-3 LOOM_MODEL="web temps" LOOM_RUNS=run-1,run-2 LOOM_CLASSIFIER=task-4 \
 	LOOM_ADMIN_TOKEN=$admin_token LOOM_VIEWER_TOKEN=$viewer_token \
 	timeout $((300 * scale)) node "$S/tests/web/ui.mjs" >"$T/ui.log" 2>&1 || rv=$?
 cat "$T/ui.log"

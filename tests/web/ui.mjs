@@ -1,8 +1,8 @@
 // The web UI in a real browser (tests/integration/web.sh starts loomd, a
 // long-running task LOOM_TASK and the model LOOM_MODEL with two versions):
 // sign in with a token, the task list and its filter, the running task's
-// chart growing from the WebSocket, pause and resume from the page,
-// runs compared, a version promoted and rolled back from the page, alerts;
+// chart growing from the WebSocket, pause and resume from the page, a
+// classifier's headline metrics and confusion matrix, runs compared, a version promoted and rolled back from the page, alerts;
 // then a viewer: no button that changes anything, and a forged request with
 // its session answered 403; sign out.  No page may log an error or violate
 // its Content-Security-Policy.  A screenshot of each page goes to
@@ -12,6 +12,7 @@ import {URL, ok, fail, launch, watchedPage, allow, noProblems, shot, until} from
 const TASK = process.env.LOOM_TASK;
 const MODEL = process.env.LOOM_MODEL;
 const RUNS = (process.env.LOOM_RUNS || "").split(",");
+const CLASSIFIER = process.env.LOOM_CLASSIFIER;
 const ADMIN = process.env.LOOM_ADMIN_TOKEN || "";
 const VIEWER = process.env.LOOM_VIEWER_TOKEN || "";
 const AUTH = ADMIN !== "";
@@ -102,6 +103,26 @@ try {
 	await until(page, (s) => Number(document.querySelector("main").dataset.step) > s,
 		"progress after the resume", 60000, pausedAt);
 	ok(`paused from the page at step ${pausedAt}, resumed, and it went on`);
+
+	// a classifier's page: its headline metrics first, its details as tables
+	await page.goto(`${URL}/#/tasks/${CLASSIFIER}`);
+	await until(page, () => document.querySelector('figure[data-table="confusion"] table.confusion') &&
+		document.querySelector("table.headline"), "the classifier's headline metrics and confusion matrix");
+	const cm = await page.evaluate(() => {
+		const t = document.querySelector('figure[data-table="confusion"] table');
+		return {rows: t.querySelectorAll("tbody tr").length, cols: t.querySelectorAll("thead tr:last-child th").length - 1,
+			diag: t.querySelectorAll("td.diag").length,
+			headline: [...document.querySelectorAll("table.headline th")].map((e) => e.textContent),
+			charts: [...document.querySelectorAll("figure.chart")].map((e) => e.dataset.metric)};
+	});
+	if (cm.rows < 2 || cm.rows !== cm.cols || cm.diag !== cm.rows)
+		fail(`the confusion matrix is not square with its diagonal marked: ${JSON.stringify(cm)}`);
+	if (!cm.headline.includes("test_accuracy"))
+		fail(`the headline metrics: ${cm.headline}`);
+	if (cm.charts.some((n) => n.includes(".")))
+		fail(`a detail metric has a chart: ${cm.charts}`);
+	await shot(page, "task-classifier");
+	ok(`a classifier's page: headline ${cm.headline.join(", ")}; a ${cm.rows}×${cm.cols} confusion matrix; no chart of a detail`);
 
 	// runs, compared
 	await page.goto(`${URL}/#/runs`);
