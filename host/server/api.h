@@ -70,6 +70,8 @@ typedef struct loomi_http_req {
 	int version_minor;
 } loomi_http_req;
 
+struct loomi_route;
+
 typedef struct loomi_http_res {
 	int status;
 	json_t *body;              /* a JSON document, or NULL */
@@ -77,6 +79,9 @@ typedef struct loomi_http_res {
 	size_t text_len;
 	const char *content_type;
 	char *allow;
+	/* set by the pipeline: the route that matched (NULL: none), which
+	 * the request counters of GET /metrics are kept by (api-stats.h) */
+	const struct loomi_route *route;
 } loomi_http_res;
 
 typedef void (*loomi_route_fn)(loomi_daemon *d, const loomi_http_req *req,
