@@ -7,6 +7,7 @@
 #include "host/server/module.h"
 
 extern const loomi_module loomi_system_module;   /* host/server/system.c */
+extern const loomi_module loomi_auth_module;     /* host/server/auth.c */
 extern const loomi_module loomi_logs_module;     /* host/logs/ */
 extern const loomi_module loomi_alerts_module;   /* host/alerts/ */
 extern const loomi_module loomi_tracking_module; /* host/tracking/ */
@@ -21,6 +22,7 @@ extern const loomi_module loomi_metrics_module;  /* host/metrics/ */
  * which records everyone's last lines, last. */
 const loomi_module *const loomi_modules[] = {
 	&loomi_system_module,
+	&loomi_auth_module,
 	&loomi_metrics_module, /* reads the others' counters; no start or stop */
 	&loomi_logs_module,
 	&loomi_alerts_module,

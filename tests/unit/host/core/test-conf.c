@@ -180,7 +180,7 @@ static const struct bad {
 	{"log = {\n  levle = \"info\";\n};\n", "loomd.conf:2: log.levle: unknown setting (did you mean level?)"},
 	{"alerts = { command_actions = \"yes\"; };\n", "alerts.command_actions"},
 	{"alerts = { webhook_hosts = \"10.0.0.0/8\"; };\n", "alerts.webhook_hosts"},
-	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, server_names, log, bus, jobs, logs, alerts, http, plugins"},
+	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, server_names, auth, data_roots, log, bus, jobs, logs, alerts, http, plugins"},
 	{"http = { max_conns = 0; };\n", "http.max_conns: 0 is out of range"},
 	{"http = { body_budget = \"1M\"; max_body = \"4M\"; };\n",
 	 "http.body_budget: 1048576 bytes is less than http.max_body (4194304)"},
