@@ -5,7 +5,8 @@
 # bus messages, requests by route, method and status, the plan-time and
 # request-duration histograms); a WebSocket monitor shows in the gauge
 # while open; a task's name never becomes a label; and `promtool check
-# metrics` (Debian's prometheus package) accepts the scrape.
+# metrics` (Debian's prometheus package) accepts the scrape.  With auth
+# on, a viewer's token reads it and no token gets 401.
 set -eu
 . "${LOOM_TEST_SRCDIR:?run the integration tests through make check}/tests/integration/lib.sh"
 
@@ -145,15 +146,39 @@ until scrape && [ "$(val loom_websocket_connections)" = 0 ]; do
 done
 ok "loom_websocket_connections counts a monitor while it is open"
 
+# ---------------------------------------------------------------- who may read it
+# a viewer and its token, made while every client is the admin; then loomd
+# again with tokens required
+expect 0 loomctl --url "$URL" users add watcher --role viewer
+expect 0 loomctl --url "$URL" tokens create --user watcher --name prometheus --quiet
+viewer=$(cat "$T/out")
+case $viewer in loom_*) ;; *) fail "tokens create --quiet printed \"$viewer\"" ;; esac
+stop_loomd
+grep -v '^auth' "$T/loomd.conf" >"$T/token.conf"
+echo 'auth = "token";' >>"$T/token.conf"
+start_loomd "$T/token.conf" "$state"
+code=$(command curl -s -D "$T/h" -o "$T/body" -w '%{http_code}' "$URL/metrics")
+[ "$code" = 401 ] || fail "GET /metrics without a token: HTTP $code, expected 401"
+grep -qi '^www-authenticate: bearer' "$T/h" || { cat "$T/h" >&2; fail "the 401 has no WWW-Authenticate: Bearer"; }
+code=$(command curl -s -o "$T/m" -w '%{http_code}' -H "Authorization: Bearer $viewer" "$URL/metrics")
+[ "$code" = 200 ] || { cat "$T/m" >&2; fail "GET /metrics with a viewer's token: HTTP $code, expected 200"; }
+has "$T/m" '# TYPE loom_tasks gauge'
+[ "$(val 'loom_tasks{state="completed"}')" = 1 ] || fail "after a restart loom_tasks{state=\"completed\"} is not 1"
+at_least 'loom_http_requests_total{route="/metrics",method="GET",status="401"}' 1
+hasnt "$T/m" "$viewer"
+ok "GET /metrics: a viewer's token reads it, no token gets 401 with WWW-Authenticate: Bearer"
+
 # ---------------------------------------------------------------- promtool
 if ! command -v promtool >/dev/null; then
 	stop_loomd
 	echo "SKIP: promtool is not installed; install Debian's prometheus package (./bootstrap does) to check the format"
 	exit 77
 fi
-promtool check metrics <"$T/m" >"$T/promtool" 2>&1 || { cat "$T/promtool" >&2; fail "promtool check metrics refused the scrape"; }
-promtool check metrics <"$T/first" >"$T/promtool" 2>&1 || { cat "$T/promtool" >&2; fail "promtool check metrics refused the first scrape"; }
-ok "promtool check metrics accepts the scrape"
+for f in first m; do
+	promtool check metrics <"$T/$f" >"$T/promtool" 2>&1 ||
+		{ cat "$T/promtool" >&2; fail "promtool check metrics refused the scrape $f"; }
+done
+ok "promtool check metrics accepts the scrapes"
 
 stop_loomd
 ok "loomd stopped cleanly"

@@ -10,10 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "host/metrics/metrics.h"
 #include "host/metrics/prom.h"
 #include "host/server/api-stats.h"
 #include "host/server/api.h"
+#include "host/server/auth.h"
 #include "host/server/histogram.h"
 #include "host/server/module.h"
 #include "testutil.h"
@@ -183,13 +186,16 @@ END_TEST
 
 /* ------------------------------------------------------------------ the route */
 
-/* GET /metrics through the pipeline: text in the 0.0.4 format with every
- * family, the tasks' states all present (0 included), and the request
- * counted by the pipeline's own hook shows on the next scrape. */
+/* GET /metrics through the pipeline: a viewer reads it (no credential:
+ * 401, the route still known for the counters); text in the 0.0.4 format
+ * with every family, the tasks' states all present (0 included), and a
+ * request counted by the pipeline's hook shows on the next scrape. */
 START_TEST(route)
 {
 	static loomi_daemon d;
 	char *dir = tu_tmpdir(), *db = loomi_strfmt("%s/state.db", dir), *err = NULL;
+	loomi_caller viewer = {.user_id = 7, .name = "watcher", .role = LOOMI_ROLE_VIEWER,
+	                       .via = "token"};
 	loomi_http_req req = {.method = "GET", .path = "/metrics", .query = ""};
 	loomi_http_res res = {0};
 	static const char *const families[] = {
@@ -217,6 +223,16 @@ START_TEST(route)
 	};
 
 	ck_assert_msg(loomi_store_open(&d.store, db, &err) == 0, "%s", err);
+	loomi_api_handle(&d, &req, &res);
+	ck_assert_int_eq(res.status, 401);
+	ck_assert_ptr_nonnull(res.route);
+	ck_assert_str_eq(res.route->pattern, "/metrics");
+	json_decref(res.body);
+	for (int k = 0; k < res.n_headers; k++)
+		free(res.headers[k].value);
+	memset(&res, 0, sizeof res);
+
+	req.caller = &viewer;
 	loomi_api_handle(&d, &req, &res);
 	ck_assert_int_eq(res.status, 200);
 	ck_assert_ptr_null(res.body);
