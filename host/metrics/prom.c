@@ -27,7 +27,7 @@ put(loomi_prom *w, const char *s, size_t n)
 }
 
 static void
-puts_(loomi_prom *w, const char *s)
+put_str(loomi_prom *w, const char *s)
 {
 	put(w, s, strlen(s));
 }
@@ -45,7 +45,7 @@ put_escaped(loomi_prom *w, const char *s, bool quote)
 		if (esc == NULL)
 			continue;
 		put(w, run, (size_t)(s - run));
-		puts_(w, esc);
+		put_str(w, esc);
 		run = s + 1;
 	}
 	put(w, run, (size_t)(s - run));
@@ -72,15 +72,15 @@ loomi_prom_number(double v, char *buf, size_t size)
 void
 loomi_prom_family(loomi_prom *w, const char *name, const char *type, const char *help)
 {
-	puts_(w, "# HELP ");
-	puts_(w, name);
-	puts_(w, " ");
+	put_str(w, "# HELP ");
+	put_str(w, name);
+	put_str(w, " ");
 	put_escaped(w, help, false);
-	puts_(w, "\n# TYPE ");
-	puts_(w, name);
-	puts_(w, " ");
-	puts_(w, type);
-	puts_(w, "\n");
+	put_str(w, "\n# TYPE ");
+	put_str(w, name);
+	put_str(w, " ");
+	put_str(w, type);
+	put_str(w, "\n");
 }
 
 /* name{labels[,le="le"]} — the part before the value. */
@@ -88,26 +88,26 @@ static void
 series(loomi_prom *w, const char *name, const char *suffix, const loomi_prom_label *labels,
        size_t n_labels, const char *le)
 {
-	puts_(w, name);
+	put_str(w, name);
 	if (suffix)
-		puts_(w, suffix);
+		put_str(w, suffix);
 	if (n_labels == 0 && le == NULL)
 		return;
-	puts_(w, "{");
+	put_str(w, "{");
 	for (size_t i = 0; i < n_labels; i++) {
 		if (i > 0)
-			puts_(w, ",");
-		puts_(w, labels[i].name);
-		puts_(w, "=\"");
+			put_str(w, ",");
+		put_str(w, labels[i].name);
+		put_str(w, "=\"");
 		put_escaped(w, labels[i].value ? labels[i].value : "", true);
-		puts_(w, "\"");
+		put_str(w, "\"");
 	}
 	if (le) {
-		puts_(w, n_labels ? ",le=\"" : "le=\"");
-		puts_(w, le);
-		puts_(w, "\"");
+		put_str(w, n_labels ? ",le=\"" : "le=\"");
+		put_str(w, le);
+		put_str(w, "\"");
 	}
-	puts_(w, "}");
+	put_str(w, "}");
 }
 
 static void
@@ -115,7 +115,7 @@ value_u64(loomi_prom *w, uint64_t v)
 {
 	char num[32];
 	snprintf(num, sizeof num, " %" PRIu64 "\n", v);
-	puts_(w, num);
+	put_str(w, num);
 }
 
 void
@@ -125,9 +125,9 @@ loomi_prom_sample(loomi_prom *w, const char *name, const loomi_prom_label *label
 	char num[40];
 
 	series(w, name, NULL, labels, n_labels, NULL);
-	puts_(w, " ");
-	puts_(w, loomi_prom_number(value, num, sizeof num));
-	puts_(w, "\n");
+	put_str(w, " ");
+	put_str(w, loomi_prom_number(value, num, sizeof num));
+	put_str(w, "\n");
 }
 
 void
@@ -153,9 +153,9 @@ loomi_prom_histogram(loomi_prom *w, const char *name, const loomi_prom_label *la
 		value_u64(w, total);
 	}
 	series(w, name, "_sum", labels, n_labels, NULL);
-	puts_(w, " ");
-	puts_(w, loomi_prom_number(sum, num, sizeof num));
-	puts_(w, "\n");
+	put_str(w, " ");
+	put_str(w, loomi_prom_number(sum, num, sizeof num));
+	put_str(w, "\n");
 	/* the +Inf bucket and _count are one number, read once */
 	series(w, name, "_count", labels, n_labels, NULL);
 	value_u64(w, total);
