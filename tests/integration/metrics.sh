@@ -31,6 +31,8 @@ sed -e 's/epochs = 40;/epochs = 1;/' -e 's/stride = 2;/stride = 24;/' \
 	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/tiny.conf"
 start_loomd "$T/loomd.conf" "$state"
 ok "loomd started at $URL"
+# waits below are 30 s, more under valgrind (WAIT_S is loomd's start-up allowance)
+X=$((WAIT_S / 20))
 
 # scrape [NAME]: GET /metrics into $T/NAME (default m), headers in $T/h
 scrape() {
@@ -94,7 +96,7 @@ expect 0 loomctl --url "$URL" submit "$T/tiny.conf" --start --cpu 1 --name 'secr
 i=0
 until loomctl --url "$URL" --json status task-1 | grep -q '"status": "completed"'; do
 	i=$((i + 1))
-	[ $i -gt $((1200 * (WAIT_S / 20))) ] && { loomctl --url "$URL" status task-1 >&2; fail "task-1 did not complete"; }
+	[ $i -gt $((1200 * X)) ] && { loomctl --url "$URL" status task-1 >&2; fail "task-1 did not complete"; }
 	sleep 0.1
 done
 # points reach the store from the tracking queue, which is flushed every
@@ -102,7 +104,7 @@ done
 i=0
 until scrape && awk '$1 == "loom_metric_points_ingested_total" { exit !($2 > 0) }' "$T/m"; do
 	i=$((i + 1))
-	[ $i -gt 300 ] && fail "loom_metric_points_ingested_total stayed 0 after task-1 completed"
+	[ $i -gt $((300 * X)) ] && fail "loom_metric_points_ingested_total stayed 0 after task-1 completed"
 	sleep 0.1
 done
 [ "$(val 'loom_tasks{state="completed"}')" = 1 ] || fail "loom_tasks{state=\"completed\"} is not 1"
@@ -128,12 +130,12 @@ ok "a task moved the counters: transitions, points ingested, bus messages, reque
 # ---------------------------------------------------------------- WebSockets
 expect 0 loomctl --url "$URL" submit "$T/tiny.conf" --cpu 1
 WS=$B/tests/helpers/ws-watch
-"$WS" "ws://${URL#http://}/api/v1/training/tasks/task-2/monitor" --timeout 60 >"$T/ws" 2>&1 &
+"$WS" "ws://${URL#http://}/api/v1/training/tasks/task-2/monitor" --timeout $((60 * X)) >"$T/ws" 2>&1 &
 ws=$!
 i=0
 until scrape && [ "$(val loom_websocket_connections)" = 1 ]; do
 	i=$((i + 1))
-	[ $i -gt 300 ] && fail "loom_websocket_connections did not reach 1 with a monitor open"
+	[ $i -gt $((300 * X)) ] && fail "loom_websocket_connections did not reach 1 with a monitor open"
 	sleep 0.1
 done
 kill "$ws"
@@ -141,7 +143,7 @@ wait "$ws" 2>/dev/null || true
 i=0
 until scrape && [ "$(val loom_websocket_connections)" = 0 ]; do
 	i=$((i + 1))
-	[ $i -gt 300 ] && fail "loom_websocket_connections did not return to 0 after the monitor closed"
+	[ $i -gt $((300 * X)) ] && fail "loom_websocket_connections did not return to 0 after the monitor closed"
 	sleep 0.1
 done
 ok "loom_websocket_connections counts a monitor while it is open"
