@@ -715,7 +715,7 @@ loomi_auth_object(loomi_daemon *d, const loomi_caller *c, const char *kind, cons
 	int rv = object_access(d, c, kind, id, owner, access);
 
 	if (rv == 404)
-		loomi_api_error(res, 404, "not_found", "no such %s", what);
+		loomi_api_error(res, 404, "not_found", "there is no %s", what);
 	else if (rv == 403) {
 		loomi_audit(c, "refused a change of %s (owned by %s)", what, owner ? owner : "-");
 		loomi_api_error(res, 403, "forbidden",
