@@ -381,6 +381,13 @@ state_changing(const char *method)
 	       strcmp(method, "OPTIONS") != 0;
 }
 
+/* Does loomd serve HTTPS (api.tls)?  Then its own origin is https://. */
+static bool
+tls_on(const loomi_daemon *d)
+{
+	return d->conf.api.tls_certificate != NULL;
+}
+
 /* Step 2 for req (a WebSocket upgrade when upgrade): false after setting
  * the refusal. */
 static bool
@@ -415,20 +422,23 @@ front_door(const loomi_daemon *d, const loomi_http_req *req, bool upgrade, loomi
 		/* where server_names serves any name ("*"), any site's name is
 		 * "served": then only a page of the very name and port asked
 		 * (same origin) is loomd's own */
-		bool own = strncasecmp(req->origin, "http://", 7) == 0 &&
-		           strchr(req->origin + 7, '/') == NULL && is_served(d, req->origin + 7, 80) &&
-		           (!serves_any(d) || (req->host && strcasecmp(req->origin + 7, req->host) == 0));
+		const char *scheme = tls_on(d) ? "https://" : "http://";
+		size_t sl = strlen(scheme);
+		bool own = strncasecmp(req->origin, scheme, sl) == 0 &&
+		           strchr(req->origin + sl, '/') == NULL &&
+		           is_served(d, req->origin + sl, tls_on(d) ? 443 : 80) &&
+		           (!serves_any(d) || (req->host && strcasecmp(req->origin + sl, req->host) == 0));
 		if (!own) {
 			list = served_list(d);
 			if (port > 0)
 				snprintf(on, sizeof on, ", port %ld", port);
 			loomi_api_error(res, 403, "forbidden",
 			                "Origin \"%.200s\" is not loomd's own: a page from another site "
-			                "may not %s (loomd's own is http:// and one of %s%s; server_names "
+			                "may not %s (loomd's own is %s and one of %s%s; server_names "
 			                "in loomd.conf lists the names)",
 			                req->origin,
 			                upgrade ? "open a WebSocket to loomd" : "change anything here",
-			                list, on);
+			                scheme, list, on);
 			free(list);
 			return false;
 		}
@@ -908,6 +918,7 @@ loomi_api_start(loomi_daemon *d, const char *listen, char **err)
 {
 	loomi_api *api = loomi_xcalloc(1, sizeof *api);
 	loomi_http_options opts = {0};
+	char *sock = NULL;
 	int rv;
 
 	api->d = d;
@@ -925,13 +936,33 @@ loomi_api_start(loomi_daemon *d, const char *listen, char **err)
 	opts.ws_ping_interval_ms = d->conf.http.ws_ping_interval_ms;
 	opts.ws_idle_timeout_ms = d->conf.http.ws_idle_timeout_ms;
 	opts.reserved = route_reserved;
+	/* loomd.conf's api group: TLS on listen, and the Unix socket */
+	opts.tls_certificate = d->conf.api.tls_certificate;
+	opts.tls_key = d->conf.api.tls_key;
 	if ((rv = loomi_http_start(&api->server, listen, &opts, http_handler, &ws_handlers, api,
 	                           err)) != 0) {
 		free(api);
 		return rv;
 	}
+	if ((sock = loomi_conf_api_socket(&d->conf)) != NULL &&
+	    (rv = loomi_http_listen_unix(api->server, sock, d->conf.api.socket_mode, err)) != 0) {
+		loomi_http_stop(api->server);
+		free(api);
+		free(sock);
+		return rv;
+	}
 	__atomic_store_n(&d->url, loomi_strdup(loomi_http_url(api->server)), __ATOMIC_RELEASE);
 	d->api = api;
+	if (sock)
+		LOG_INFO("api: on %s%s%s, and on the Unix socket %s (mode %04o)", d->url,
+		         opts.tls_certificate ? " with the certificate " : "",
+		         opts.tls_certificate ? opts.tls_certificate : "", sock,
+		         (unsigned)d->conf.api.socket_mode);
+	else
+		LOG_INFO("api: on %s%s%s, without a Unix socket (api.socket = \"\")", d->url,
+		         opts.tls_certificate ? " with the certificate " : "",
+		         opts.tls_certificate ? opts.tls_certificate : "");
+	free(sock);
 	return 0;
 }
 

@@ -16,8 +16,9 @@
  *                   HTTP/1.1 request has none.  A request that may change
  *                   something (any method but GET, HEAD and OPTIONS, and
  *                   every WebSocket upgrade) with an Origin header must
- *                   come from loomd's own origin (http:// + a served name
- *                   + loomd's port): 403 otherwise, "null" included.  So
+ *                   come from loomd's own origin (http://, or https://
+ *                   with api.tls, + a served name + loomd's port): 403
+ *                   otherwise, "null" included.  So
  *                   neither a foreign web page (CSRF) nor a name rebound
  *                   to loomd's address (DNS rebinding) can drive it;
  *   3. normalise  — a trailing slash dropped;
