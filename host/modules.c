@@ -7,6 +7,7 @@
 #include "host/server/module.h"
 
 extern const loomi_module loomi_system_module;   /* host/server/system.c */
+extern const loomi_module loomi_auth_module;     /* host/server/auth.c */
 extern const loomi_module loomi_logs_module;     /* host/logs/ */
 extern const loomi_module loomi_alerts_module;   /* host/alerts/ */
 extern const loomi_module loomi_tracking_module; /* host/tracking/ */
@@ -20,6 +21,7 @@ extern const loomi_module loomi_tasks_module;    /* host/tasks/ */
  * which records everyone's last lines, last. */
 const loomi_module *const loomi_modules[] = {
 	&loomi_system_module,
+	&loomi_auth_module,
 	&loomi_logs_module,
 	&loomi_alerts_module,
 	&loomi_tracking_module,

@@ -104,6 +104,21 @@ usage(FILE *fp)
 	        "  models rollback NAME [--alias ALIAS]\n"
 	        "                         move ALIAS (default: production) back to the version\n"
 	        "                         it pointed at before its last promotion\n"
+	        "  whoami                 who loomd takes you for: user, role, how signed in\n"
+	        "  users [list]           users and their roles (admin)\n"
+	        "  users add NAME [--role admin|user|viewer] [--uid UID] [--exec]\n"
+	        "                         add a user; --uid maps a Unix uid to it on the socket\n"
+	        "  users show|disable|enable NAME\n"
+	        "  users set-role NAME ROLE | set-exec NAME true|false | set-uid NAME UID|none\n"
+	        "  tokens [list] [--user NAME]\n"
+	        "                         API tokens (never the tokens themselves)\n"
+	        "  tokens create [--user NAME] [--name LABEL] [--expires 30d] [--quiet]\n"
+	        "                         a new API token, printed once on standard output\n"
+	        "  tokens revoke ID       revoke a token at once\n"
+	        "  share KIND ID USER|'*' [read|write]\n"
+	        "                         let USER (or every user) see or change an object\n"
+	        "  unshare KIND ID USER|'*'\n"
+	        "  shares [KIND ID]       what is shared with you, or an object's shares\n"
 	        "  login                  read a token from standard input, check it with loomd\n"
 	        "                         and keep it in ~/.config/loom/token for later commands\n"
 	        "  logout                 remove that file\n"
@@ -1434,6 +1449,15 @@ main(int argc, char **argv)
 	else if (strcmp(argv[0], "start") == 0 || strcmp(argv[0], "pause") == 0 ||
 	         strcmp(argv[0], "resume") == 0 || strcmp(argv[0], "cancel") == 0)
 		rv = cmd_action(&c, argc, argv);
+	else if (strcmp(argv[0], "users") == 0)
+		rv = cmd_users(&c, argc, argv);
+	else if (strcmp(argv[0], "tokens") == 0)
+		rv = cmd_tokens(&c, argc, argv);
+	else if (strcmp(argv[0], "share") == 0 || strcmp(argv[0], "unshare") == 0 ||
+	         strcmp(argv[0], "shares") == 0)
+		rv = cmd_share(&c, argc, argv);
+	else if (strcmp(argv[0], "whoami") == 0)
+		rv = cmd_whoami(&c, argc, argv);
 	else if (strcmp(argv[0], "login") == 0)
 		rv = cmd_login(&c, argc, argv);
 	else if (strcmp(argv[0], "logout") == 0)

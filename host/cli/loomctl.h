@@ -98,6 +98,11 @@ int cmd_login(ctl *c, int argc, char **argv);
 int cmd_logout(ctl *c, int argc, char **argv);
 /* Commands in loomctl-alerts.c. */
 int cmd_alerts(const ctl *c, int argc, char **argv);
+/* loomctl-users.c */
+int cmd_users(const ctl *c, int argc, char **argv);
+int cmd_tokens(const ctl *c, int argc, char **argv);
+int cmd_share(const ctl *c, int argc, char **argv);
+int cmd_whoami(const ctl *c, int argc, char **argv);
 /* Commands in loomctl-logs.c. */
 int cmd_logs(const ctl *c, int argc, char **argv);
 /* Commands in loomctl-models.c. */

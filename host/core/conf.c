@@ -146,6 +146,11 @@ static const loomi_field conf_fields[] = {
 	{"listen", LOOMI_F_STRING, 0, NULL, 0, 0, NULL, "the API address, \"host:port\""},
 	{"server_names", LOOMI_F_STRLIST, 0, NULL, 0, 0, NULL,
 	 "the names and addresses clients reach the API by (the Host header); \"*\" for any"},
+	{"auth", LOOMI_F_STRING, 0, NULL, 0, 0, NULL,
+	 "how clients prove who they are: \"token\" (API tokens and the Unix socket) or "
+	 "\"none\" (every client is the admin; loopback listeners only)"},
+	{"data_roots", LOOMI_F_STRLIST, 0, NULL, 0, 0, NULL,
+	 "directories a task's data.path may name files under"},
 	{"log", LOOMI_F_GROUP, 0, NULL, 0, 0, log_fields, NULL},
 	{"bus", LOOMI_F_GROUP, 0, NULL, 0, 0, bus_fields, NULL},
 	{"jobs", LOOMI_F_GROUP, 0, NULL, 0, 0, jobs_fields, NULL},
@@ -351,6 +356,38 @@ loomi_conf_load(loomi_conf *conf, const char *path, loomi_strv *errs)
 				continue;
 			}
 			loomi_strv_push(&conf->server_names, name);
+		}
+	}
+
+	if ((v = json_object_get(root, "auth")) && json_is_string(v)) {
+		if (strcmp(json_string_value(v), "none") == 0)
+			conf->auth_none = true;
+		else if (strcmp(json_string_value(v), "token") != 0)
+			loomi_doc_errf(&conf->doc, v, errs,
+			               "auth: \"%s\": give \"token\" (API tokens and the Unix socket; "
+			               "the default) or \"none\" (loopback only)",
+			               json_string_value(v));
+	}
+	/* data_roots: absolute, or relative to the file's directory */
+	if ((v = json_object_get(root, "data_roots")) && json_is_array(v)) {
+		const json_t *e;
+		if (json_array_size(v) == 0)
+			loomi_doc_errf(&conf->doc, v, errs,
+			               "data_roots: the list is empty, so no task could read a file; list "
+			               "the directories data may come from, or leave data_roots out for "
+			               "the state directory and the example data");
+		json_array_foreach(v, i, e) {
+			const char *p;
+			if (!json_is_string(e))
+				continue;
+			p = json_string_value(e);
+			if (p[0] == '\0') {
+				loomi_doc_errf(&conf->doc, e, errs, "data_roots[%zu]: empty; give a directory",
+				               i);
+				continue;
+			}
+			loomi_strv_push(&conf->data_roots,
+			                p[0] == '/' ? loomi_strdup(p) : loomi_path_join(base, p));
 		}
 	}
 
@@ -630,6 +667,7 @@ loomi_conf_free(loomi_conf *conf)
 	loomi_strv_free(&conf->plugin_path);
 	free(conf->listen);
 	loomi_strv_free(&conf->server_names);
+	loomi_strv_free(&conf->data_roots);
 	free(conf->log_file);
 	free(conf->bus_requests);
 	free(conf->bus_events);

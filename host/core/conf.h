@@ -24,6 +24,8 @@ typedef struct loomi_conf {
 	loomi_strv plugin_path;
 	char *listen;           /* "host:port" */
 	loomi_strv server_names; /* the Host names served, normalised; empty: the default */
+	bool auth_none;          /* auth = "none": every client is the admin (loopback only) */
+	loomi_strv data_roots;   /* where data.path may point; empty: the default (data_roots) */
 	int log_level;
 	int log_format;
 	char *log_file;         /* NULL: stderr */

@@ -17,6 +17,7 @@
 #include "host/core/log.h"
 #include "host/core/util.h"
 #include "api.h"
+#include "auth.h"
 #include "http.h"
 #include "module.h"
 
@@ -681,6 +682,7 @@ loomi_api_handle(loomi_daemon *d, const loomi_http_req *in, loomi_http_res *res)
 {
 	loomi_http_req req = *in;
 	const loomi_route *route;
+	loomi_caller caller;
 	char *params[4] = {0};
 	char *path;
 	size_t n;
@@ -698,10 +700,13 @@ loomi_api_handle(loomi_daemon *d, const loomi_http_req *in, loomi_http_res *res)
 	req.path = path;
 	req.n_params = 0;
 
-	/* Steps 4 and 5, then the handler. */
+	/* Steps 4 to 7, then the handler. */
 	if ((route = find_route(&req, params, res)) != NULL &&
-	    query_ok(route->query, req.query, res) && body_type_ok(&req, res))
+	    query_ok(route->query, req.query, res) && body_type_ok(&req, res) &&
+	    loomi_auth_check(d, &req, route->access, &caller, res)) {
+		req.caller = &caller;
 		route->fn(d, &req, res);
+	}
 	for (size_t k = 0; k < 4; k++)
 		free(params[k]);
 	free(path);
@@ -769,6 +774,12 @@ http_handler(void *arg, const loomi_http_request *hreq, loomi_http_response *hre
 	req.origin = loomi_http_header(hreq, "Origin");
 	req.content_type = loomi_http_header(hreq, "Content-Type");
 	req.version_minor = hreq->version_minor;
+	req.authorization = loomi_http_header(hreq, "Authorization");
+	req.cookie = loomi_http_header(hreq, "Cookie");
+	req.peer = hreq->peer;
+	req.unix_peer = hreq->peer_uid >= 0;
+	req.peer_uid = hreq->peer_uid;
+	req.tls = hreq->tls;
 	loomi_api_handle(api->d, &req, &res);
 
 	if (res.status == 0) {
@@ -799,6 +810,11 @@ http_handler(void *arg, const loomi_http_request *hreq, loomi_http_response *hre
 		hres->headers[hres->n_headers++].value = res.allow;
 		res.allow = NULL;
 	}
+	for (int k = 0; k < res.n_headers; k++) {
+		hres->headers[hres->n_headers].name = res.headers[k].name;
+		hres->headers[hres->n_headers++].value = res.headers[k].value;
+		res.headers[k].value = NULL;
+	}
 	hres->headers[hres->n_headers].name = "Cache-Control";
 	hres->headers[hres->n_headers++].value = loomi_strdup("no-store");
 	if (loomi_log_enabled(LOOM_LOG_DEBUG))
@@ -808,6 +824,24 @@ http_handler(void *arg, const loomi_http_request *hreq, loomi_http_response *hre
 	free(res.text);
 	free(res.allow);
 	free(host);
+}
+
+void
+loomi_api_header_take(loomi_http_res *res, const char *name, char *value)
+{
+	if (res->n_headers >= (int)LOOMI_N(res->headers)) {
+		LOG_ERROR("http: no room for the header %s (a bug)", name);
+		free(value);
+		return;
+	}
+	res->headers[res->n_headers].name = name;
+	res->headers[res->n_headers++].value = value;
+}
+
+void
+loomi_api_header(loomi_http_res *res, const char *name, const char *value)
+{
+	loomi_api_header_take(res, name, loomi_strdup(value));
 }
 
 /* ------------------------------------------------------------------ WebSocket */
@@ -834,6 +868,13 @@ ws_refuse(loomi_http_res *r, loomi_http_response *res)
 	res->status = r->status;
 	res->body = json_dumps(r->body, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	res->body_len = res->body ? strlen(res->body) : 0;
+	for (int k = 0; k < r->n_headers && res->n_headers < 8; k++) {
+		res->headers[res->n_headers].name = r->headers[k].name;
+		res->headers[res->n_headers++].value = r->headers[k].value;
+		r->headers[k].value = NULL;
+	}
+	for (int k = 0; k < r->n_headers; k++)
+		free(r->headers[k].value);
 	json_decref(r->body);
 	free(r->text);
 	free(r->allow);
@@ -847,6 +888,7 @@ ws_open(void *arg, loomi_ws *ws, const loomi_http_request *req, loomi_http_respo
 	const loomi_ws_route *r;
 	loomi_http_req in = {0};
 	loomi_http_res out = {0};
+	loomi_caller caller;
 	char *host = request_host(req);
 	bool ok;
 	int status;
@@ -868,6 +910,16 @@ ws_open(void *arg, loomi_ws *ws, const loomi_http_request *req, loomi_http_respo
 	r = find_ws_route(req->path);
 	if (r != NULL && !query_ok(r->query, req->query, &out))
 		return ws_refuse(&out, res);
+	if (r != NULL) {
+		in.authorization = loomi_http_header(req, "Authorization");
+		in.cookie = loomi_http_header(req, "Cookie");
+		in.peer = req->peer;
+		in.unix_peer = req->peer_uid >= 0;
+		in.peer_uid = req->peer_uid;
+		in.tls = req->tls;
+		if (!loomi_auth_check(api->d, &in, r->access, &caller, &out))
+			return ws_refuse(&out, res);
+	}
 	if (r == NULL) {
 		/* where they are served: every WebSocket pattern */
 		loomi_strv where = {0};
@@ -888,7 +940,7 @@ ws_open(void *arg, loomi_ws *ws, const loomi_http_request *req, loomi_http_respo
 		loomi_strv_free(&where);
 		return 404;
 	}
-	if ((status = r->on_open(api->d, ws, req, res)) == 0)
+	if ((status = r->on_open(api->d, ws, req, &caller, res)) == 0)
 		loomi_ws_set_owner(ws, r);
 	return status;
 }

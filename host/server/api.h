@@ -32,10 +32,15 @@
  *                   one is given twice); a non-empty body must be
  *                   Content-Type: application/json (a charset parameter,
  *                   if any, utf-8): 415 otherwise;
- *   6. the route's handler, which answers JSON (or text).
- *
- * Authentication and authorization will be steps between 5 and 6, reading
- * the route's access (what it does: read, write, admin).
+ *   6. who asks  — authentication (auth.h): a bearer token, the web UI's
+ *                   cookie, the Unix socket's peer uid, or auth = "none";
+ *                   401 (with WWW-Authenticate) without or with a bad one,
+ *                   except for routes whose access is PUBLIC;
+ *   7. may they   — authorization against the route's access: READ any
+ *                   user, WRITE a user or admin, ADMIN an admin; 403
+ *                   otherwise.  Objects are the route's own check
+ *                   (loomi_auth_object: 404 for another user's);
+ *   8. the route's handler, which answers JSON (or text).
  *
  * JSON in and out; errors as {"error":{"code":"not_found","message":"…"}}
  * with the matching HTTP status. */
@@ -51,6 +56,7 @@
 #include "http.h"
 
 typedef struct loomi_api loomi_api;
+struct loomi_caller; /* auth.h */
 
 /* A request as a route sees it. */
 typedef struct loomi_http_req {
@@ -69,6 +75,18 @@ typedef struct loomi_http_req {
 	const char *origin;
 	const char *content_type;
 	int version_minor;
+	/* what authentication (step 6) reads: the Authorization and Cookie
+	 * headers (NULL when absent), the client's address, whether it came
+	 * over the Unix socket and then its peer's uid, TLS */
+	const char *authorization;
+	const char *cookie;
+	const char *peer;
+	bool unix_peer;
+	int64_t peer_uid;
+	bool tls;
+	/* who asks (auth.h): set by step 6 for the route; an in-process caller
+	 * that sets it is taken at its word */
+	const struct loomi_caller *caller;
 } loomi_http_req;
 
 typedef struct loomi_http_res {
@@ -78,6 +96,12 @@ typedef struct loomi_http_res {
 	size_t text_len;
 	const char *content_type;
 	char *allow;
+	/* more headers (WWW-Authenticate, Set-Cookie …): loomi_api_header */
+	struct {
+		const char *name;     /* static */
+		char *value;
+	} headers[4];
+	int n_headers;
 } loomi_http_res;
 
 typedef void (*loomi_route_fn)(loomi_daemon *d, const loomi_http_req *req,
@@ -119,7 +143,7 @@ typedef struct loomi_route {
 typedef struct loomi_ws_route {
 	const char *pattern;
 	int (*on_open)(loomi_daemon *d, loomi_ws *ws, const loomi_http_request *req,
-	               loomi_http_response *res);
+	               const struct loomi_caller *caller, loomi_http_response *res);
 	void (*on_message)(loomi_daemon *d, loomi_ws *ws, const char *data, size_t len, bool text);
 	void (*on_close)(loomi_daemon *d, loomi_ws *ws);
 	int access;                /* loomi_access */
@@ -133,7 +157,8 @@ void loomi_api_stop(loomi_daemon *d);
 
 /* The pipeline from step 2 on, without a socket: req as http.c would hand
  * it (path not decoded, the query raw, the headers it reads); res filled
- * as for a client (free res->body, res->text and res->allow).  For tests
+ * as for a client (free res->body, res->text, res->allow and the values of
+ * res->headers).  For tests
  * and in-process callers. */
 void loomi_api_handle(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
 
@@ -147,6 +172,10 @@ extern const char loomi_openapi_json[];
 /* Set an error response: status, a stable code string and a message. */
 void loomi_api_error(loomi_http_res *res, int status, const char *code, const char *fmt, ...)
 	LOOM_PRINTF(4, 5);
+
+/* Add a header to the answer (name static; value copied, or taken). */
+void loomi_api_header(loomi_http_res *res, const char *name, const char *value);
+void loomi_api_header_take(loomi_http_res *res, const char *name, char *value);
 
 /* Helpers for routes in other modules. */
 /* The value of key in a query string ("a=1&b=2"), decoded (free it); NULL

@@ -2055,11 +2055,13 @@ commit_grouped(submission *s)
 }
 
 static int submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec,
-                       int64_t config_id, int64_t config_version, const char *user, int64_t *id,
+                       int64_t config_id, int64_t config_version, const loomi_caller *caller,
+                       int64_t *id,
                        char **msg);
 
 int
-loomi_jobs_submit(loomi_daemon *d, const json_t *body, const char *user, int64_t *id, char **msg)
+loomi_jobs_submit(loomi_daemon *d, const json_t *body, const loomi_caller *caller, int64_t *id,
+                  char **msg)
 {
 	const json_t *v;
 	json_t *spec = NULL;
@@ -2114,15 +2116,16 @@ loomi_jobs_submit(loomi_daemon *d, const json_t *body, const char *user, int64_t
 		                "describes it) as {\"spec\": {…}}, or a stored config as "
 		                "{\"config_id\": \"config-3\"}");
 	}
-	rv = submit_spec(d, body, spec, config_id, config_version, user, id, msg);
+	rv = submit_spec(d, body, spec, config_id, config_version, caller, id, msg);
 	json_decref(spec);
 	return rv;
 }
 
 static int
 submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t config_id,
-            int64_t config_version, const char *user, int64_t *id, char **msg)
+            int64_t config_version, const loomi_caller *caller, int64_t *id, char **msg)
 {
+	const char *user = caller->name;
 	const json_t *v, *rr, *after;
 	const char *key, *name, *compute;
 	char *spec_text = NULL;
@@ -2162,11 +2165,22 @@ submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t con
 	if ((v = json_object_get(body, "preemptible")) && !json_is_boolean(v))
 		return bad(msg, "preemptible: expected true or false");
 	preemptible = json_is_true(v);
-	if ((v = json_object_get(body, "user")) && !(json_is_string(v) && json_string_length(v) &&
-	                                             json_string_length(v) <= 64))
-		return bad(msg, "user: expected a name of 1 to 64 characters");
-	if (v)
+	if ((v = json_object_get(body, "user")) && !json_is_string(v))
+		return bad(msg, "user: expected a user name (the task's owner; default: you)");
+	if (v && strcmp(json_string_value(v), caller->name) != 0) {
+		loomi_caller owner;
+		if (caller->role != LOOMI_ROLE_ADMIN) {
+			*msg = loomi_strfmt("user: only an admin submits a task for another user (you are "
+			                    "%s); leave user out",
+			                    caller->name);
+			return LOOM_EPERM;
+		}
+		if (!loomi_auth_user(d, json_string_value(v), &owner))
+			return bad(msg, "user: there is no user \"%s\" (or it is disabled); `loomctl "
+			                "users list` lists them",
+			           json_string_value(v));
 		user = json_string_value(v);
+	}
 	rr = json_object_get(body, "resource_requirements");
 	if (rr && !json_is_object(rr))
 		return bad(msg, "resource_requirements: expected an object such as {\"cpu\": 2, "
@@ -2201,6 +2215,24 @@ submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t con
 	compute = json_string_value(json_object_get(spec, "compute"));
 	if (compute == NULL)
 		compute = "transformer";
+	{
+		/* running commands of the submitter's choosing is a permission of
+		 * its own; and a task reads data only under data_roots */
+		loom_instance *ins = loomi_instance_find(&d->plugins, compute);
+		const json_t *data = json_object_get(spec, "data");
+		if (ins && ins->desc->flags & LOOM_PLUGIN_RUNS_COMMANDS && !caller->exec) {
+			*msg = loomi_strfmt("compute \"%s\" (%s) runs commands of the task's choosing, "
+			                    "and %s may not run commands; an admin can allow it with "
+			                    "`loomctl users set-exec %s true`",
+			                    compute, ins->desc->name, caller->name, caller->name);
+			return LOOM_EPERM;
+		}
+		if (json_is_string(json_object_get(data, "path")) &&
+		    (rv = loomi_data_path_check(d, "data.path",
+		                                json_string_value(json_object_get(data, "path")),
+		                                msg)) != 0)
+			return rv;
+	}
 	if (preemptible) {
 		loom_instance *ins = loomi_instance_find(&d->plugins, compute);
 		if (ins && ins->kind == LOOM_KIND_COMPUTE &&
@@ -2504,9 +2536,94 @@ loomi_jobs_get(loomi_daemon *d, int64_t id)
 	return o;
 }
 
+int
+loomi_jobs_owner(loomi_daemon *d, const char *id, char **owner, char canon[LOOMI_OBJECT_ID_MAX])
+{
+	int64_t job = loomi_job_id_parse(id);
+	sqlite3_stmt *st;
+	int rv = LOOM_ENOENT;
+
+	(void)d;
+	if (job <= 0)
+		return LOOM_ENOENT;
+	pthread_mutex_lock(&J->mtx);
+	st = prep("SELECT user FROM jobs WHERE id = ?");
+	sqlite3_bind_int64(st, 1, job);
+	if (st && sqlite3_step(st) == SQLITE_ROW) {
+		*owner = loomi_strdup((const char *)sqlite3_column_text(st, 0));
+		snprintf(canon, LOOMI_OBJECT_ID_MAX, "task-%lld", (long long)job);
+		rv = 0;
+	}
+	unprep(st);
+	pthread_mutex_unlock(&J->mtx);
+	return rv;
+}
+
+static json_t *
+list_row(sqlite3_stmt *st)
+{
+	char tid[32], *t = loomi_iso_time(sqlite3_column_int64(st, 7));
+	int64_t step = sqlite3_column_int64(st, 5), tot = sqlite3_column_int64(st, 6);
+	json_t *o;
+
+	snprintf(tid, sizeof tid, "task-%lld", (long long)sqlite3_column_int64(st, 0));
+	o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:s}", "task_id", tid, "name",
+	              (const char *)sqlite3_column_text(st, 1), "user",
+	              (const char *)sqlite3_column_text(st, 2), "status",
+	              (const char *)sqlite3_column_text(st, 3), "priority",
+	              sqlite3_column_int(st, 4), "progress",
+	              percentage((const char *)sqlite3_column_text(st, 3), step, tot), "created_at",
+	              t);
+	free(t);
+	return o;
+}
+
+/* A page of the tasks a user who is not an admin may see: their own and
+ * those shared with them (the totals counted, not taken from job_counts). */
+static json_t *
+list_visible(const loomi_caller *who, const char *status, const char *user, int64_t limit,
+             int64_t offset)
+{
+	char *vis = loomi_auth_visible_sql("task", "('task-' || jobs.id)", "jobs.user");
+	char *where = loomi_strfmt(" WHERE %s AND (?1 IS NULL OR state = ?1) AND"
+	                           " (?2 IS NULL OR user = ?2)", vis);
+	char *sql;
+	sqlite3_stmt *st;
+	json_t *list = json_array();
+	int64_t total = 0;
+
+	pthread_mutex_lock(&J->mtx);
+	sql = loomi_strfmt("SELECT count(*) FROM jobs%s", where);
+	st = prep(sql);
+	free(sql);
+	sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+	loomi_auth_bind(st, who);
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		total = sqlite3_column_int64(st, 0);
+	unprep(st);
+	sql = loomi_strfmt("SELECT id, name, user, state, priority, progress_step, progress_total,"
+	                   " created_at FROM jobs%s ORDER BY id DESC LIMIT ?3 OFFSET ?4", where);
+	st = prep(sql);
+	free(sql);
+	sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, limit);
+	sqlite3_bind_int64(st, 4, offset);
+	loomi_auth_bind(st, who);
+	while (st && sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(list, list_row(st));
+	unprep(st);
+	pthread_mutex_unlock(&J->mtx);
+	free(where);
+	free(vis);
+	return json_pack("{s:o, s:I, s:I, s:I}", "tasks", list, "total", (json_int_t)total, "limit",
+	                 (json_int_t)limit, "offset", (json_int_t)offset);
+}
+
 json_t *
-loomi_jobs_list(loomi_daemon *d, const char *status, const char *user, int64_t limit,
-                int64_t offset, char **msg)
+loomi_jobs_list(loomi_daemon *d, const loomi_caller *who, const char *status, const char *user,
+                int64_t limit, int64_t offset, char **msg)
 {
 	sqlite3_stmt *st;
 	json_t *list, *out;
@@ -2519,6 +2636,8 @@ loomi_jobs_list(loomi_daemon *d, const char *status, const char *user, int64_t l
 		                    status);
 		return NULL;
 	}
+	if (who && who->role != LOOMI_ROLE_ADMIN)
+		return list_visible(who, status, user, limit, offset);
 	/* the total from job_counts (kept by triggers), not count(*) of 100,000
 	 * rows; one statement per filter combination, so SQLite picks the index
 	 * ("?1 IS NULL OR state = ?1" would scan the table) */
@@ -2572,20 +2691,8 @@ loomi_jobs_list(loomi_daemon *d, const char *status, const char *user, int64_t l
 	sqlite3_bind_int64(st, 3, limit);
 	sqlite3_bind_int64(st, 4, which == 4 ? 0 : offset);
 	sqlite3_bind_int64(st, 5, dense_top);
-	while (st && sqlite3_step(st) == SQLITE_ROW) {
-		char tid[32], *t = loomi_iso_time(sqlite3_column_int64(st, 7));
-		int64_t step = sqlite3_column_int64(st, 5), tot = sqlite3_column_int64(st, 6);
-		snprintf(tid, sizeof tid, "task-%lld", (long long)sqlite3_column_int64(st, 0));
-		json_array_append_new(
-			list, json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:s}", "task_id", tid, "name",
-		                    (const char *)sqlite3_column_text(st, 1), "user",
-		                    (const char *)sqlite3_column_text(st, 2), "status",
-		                    (const char *)sqlite3_column_text(st, 3), "priority",
-		                    sqlite3_column_int(st, 4), "progress",
-		                    percentage((const char *)sqlite3_column_text(st, 3), step, tot),
-		                    "created_at", t));
-		free(t);
-	}
+	while (st && sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(list, list_row(st));
 	unprep(st);
 	pthread_mutex_unlock(&J->mtx);
 	out = json_pack("{s:o, s:I, s:I, s:I}", "tasks", list, "total", (json_int_t)total, "limit",

@@ -195,6 +195,26 @@ loomi_jobs_param_id(const loomi_http_req *req, loomi_http_res *res)
 	return id;
 }
 
+int64_t
+loomi_jobs_param_task(loomi_daemon *d, const loomi_http_req *req, int access,
+                      loomi_http_res *res)
+{
+	int64_t id = loomi_jobs_param_id(req, res);
+	char *owner = NULL, canon[LOOMI_OBJECT_ID_MAX], what[80];
+
+	if (id <= 0)
+		return 0;
+	snprintf(what, sizeof what, "task-%lld", (long long)id);
+	if (loomi_jobs_owner(d, what, &owner, canon) != 0) {
+		loomi_api_error(res, 404, "not_found", "there is no %s", what);
+		return 0;
+	}
+	if (loomi_auth_object(d, req->caller, "task", canon, owner, access, what, res) != 0)
+		id = 0;
+	free(owner);
+	return id;
+}
+
 static void
 post_tasks(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
@@ -210,14 +230,17 @@ post_tasks(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 		                je.line, je.column);
 		return;
 	}
-	rv = loomi_jobs_submit(d, body, "local", &id, &msg);
+	rv = loomi_jobs_submit(d, body, req->caller, &id, &msg);
 	json_decref(body);
 	if (rv != 0) {
 		/* LOOM_EIO: the store could not write; nothing was acknowledged */
+		if (rv == LOOM_EPERM)
+			loomi_audit(req->caller, "refused a task: %s", msg ? msg : "");
 		loomi_api_error(res, rv == LOOM_ENOENT ? 404 : rv == LOOM_EINVAL ? 400 :
-		                rv == LOOM_EIO ? 503 : 500,
+		                rv == LOOM_EPERM ? 403 : rv == LOOM_EIO ? 503 : 500,
 		                rv == LOOM_ENOENT ? "not_found" : rv == LOOM_EINVAL ? "invalid" :
-		                rv == LOOM_EIO ? "unavailable" : "internal", "%s",
+		                rv == LOOM_EPERM ? "forbidden" : rv == LOOM_EIO ? "unavailable" :
+		                "internal", "%s",
 		                msg ? msg : loom_strerror(rv));
 		free(msg);
 		return;
@@ -235,7 +258,7 @@ get_tasks(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 
 	if (loomi_query_int(res, req->query, "limit", 50, 1, 1000, &limit) &&
 	    loomi_query_int(res, req->query, "offset", 0, 0, INT64_MAX / 2, &offset)) {
-		res->body = loomi_jobs_list(d, status, user, limit, offset, &msg);
+		res->body = loomi_jobs_list(d, req->caller, status, user, limit, offset, &msg);
 		if (res->body)
 			res->status = 200;
 		else
@@ -249,7 +272,7 @@ get_tasks(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 static void
 get_task(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	int64_t id = loomi_jobs_param_id(req, res);
+	int64_t id = loomi_jobs_param_task(d, req, LOOMI_ACCESS_READ, res);
 	if (id <= 0)
 		return;
 	if ((res->body = loomi_jobs_get(d, id)) == NULL) {
@@ -262,7 +285,7 @@ get_task(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 static void
 task_action(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res, const char *action)
 {
-	int64_t id = loomi_jobs_param_id(req, res);
+	int64_t id = loomi_jobs_param_task(d, req, LOOMI_ACCESS_WRITE, res);
 	char *msg = NULL;
 	int rv;
 
@@ -313,17 +336,52 @@ post_cancel(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 static void
 get_resources(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	(void)req;
+	json_t *jobs, *j;
+	size_t i;
+
 	res->status = 200;
 	res->body = loomi_jobs_resources(d);
+	/* the pool's totals are everyone's; which tasks hold it, only those the
+	 * caller may see */
+	jobs = json_object_get(res->body, "jobs");
+	if (req->caller->role == LOOMI_ROLE_ADMIN || !json_is_array(jobs))
+		return;
+	for (i = json_array_size(jobs); i-- > 0;) {
+		char *owner = NULL, canon[LOOMI_OBJECT_ID_MAX];
+		j = json_array_get(jobs, i);
+		if (loomi_jobs_owner(d, json_string_value(json_object_get(j, "task_id")), &owner,
+		                     canon) != 0 ||
+		    !loomi_auth_may(d, req->caller, "task", canon, owner, LOOMI_ACCESS_READ))
+			json_array_remove(jobs, i);
+		free(owner);
+	}
 }
 
 /* ------------------------------------------------------------------ the WebSocket monitor */
 
 static int
-ws_open(loomi_daemon *d, loomi_ws *ws, const loomi_http_request *req, loomi_http_response *res)
+ws_open(loomi_daemon *d, loomi_ws *ws, const loomi_http_request *req,
+        const loomi_caller *caller, loomi_http_response *res)
 {
-	(void)d;
+	/* a task the caller may not see is as missing as one that is not */
+	const char *p = req->path + strlen("/api/v1/training/tasks/");
+	char idtext[64], *owner = NULL, canon[LOOMI_OBJECT_ID_MAX];
+	size_t n = strcspn(p, "/");
+
+	if (n < sizeof idtext) {
+		memcpy(idtext, p, n);
+		idtext[n] = '\0';
+		if (loomi_jobs_owner(d, idtext, &owner, canon) == 0 &&
+		    !loomi_auth_may(d, caller, "task", canon, owner, LOOMI_ACCESS_READ)) {
+			free(owner);
+			res->body = loomi_strdup("{\"error\":{\"code\":\"not_found\",\"message\":"
+			                         "\"there is no such task; GET /api/v1/training/tasks "
+			                         "lists them\"}}");
+			res->body_len = strlen(res->body);
+			return res->status = 404;
+		}
+		free(owner);
+	}
 	return loomi_monitor_handlers()->on_open(monitor, ws, req, res);
 }
 
@@ -348,6 +406,7 @@ start(loomi_daemon *d, char **err)
 {
 	int rv;
 
+	loomi_auth_register_kind("task", loomi_jobs_owner);
 	if ((rv = loomi_jobs_start(d, err)) != 0)
 		return rv;
 	return loomi_monitor_start(d, &monitor, err);

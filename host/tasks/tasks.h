@@ -53,6 +53,7 @@
 #include <jansson.h>
 
 #include "host/server/api.h"
+#include "host/server/auth.h"
 #include "host/server/daemon.h"
 
 /* Start the jobs service: recover jobs left running, serve job.* on the
@@ -65,13 +66,28 @@ void loomi_jobs_stop(loomi_daemon *d);
 /* Is from → to a legal transition (loom_job_state values)? */
 bool loomi_job_transition_ok(uint32_t from, uint32_t to);
 
-/* Submit a job: body is the request of POST /api/v1/training/tasks
- * ({"spec": {…}, "name", "priority", "resource_requirements", "after",
- * "start", "max_retries", "timeout", "preemptible", "user"}).  0 with *id,
- * or LOOM_EINVAL (a bad field, named in *msg), LOOM_ENOENT (an unknown
- * job in "after"). */
-int loomi_jobs_submit(loomi_daemon *d, const json_t *body, const char *user, int64_t *id,
-                      char **msg);
+/* Submit a job for caller: body is the request of POST
+ * /api/v1/training/tasks ({"spec": {…}, "name", "priority",
+ * "resource_requirements", "after", "start", "max_retries", "timeout",
+ * "preemptible", "user"}; "user", the owner, is the caller unless an admin
+ * submits for someone).  0 with *id, or LOOM_EINVAL (a bad field, named in
+ * *msg; a data.path outside data_roots), LOOM_ENOENT (an unknown job in
+ * "after", or a config the caller may not see), LOOM_EPERM (a compute
+ * plugin that runs commands without the exec permission; another user's
+ * name without being an admin). */
+int loomi_jobs_submit(loomi_daemon *d, const json_t *body, const loomi_caller *caller,
+                      int64_t *id, char **msg);
+
+/* The owner of task id ("task-3"): 0 with *owner, or LOOM_ENOENT (auth.h's
+ * loomi_owner_fn). */
+int loomi_jobs_owner(loomi_daemon *d, const char *id, char **owner,
+                     char canon[LOOMI_OBJECT_ID_MAX]);
+
+/* The task of a route's first parameter if the caller may do access to it:
+ * its id, or 0 after setting the answer (404 for a task it may not see,
+ * 403 for one it may only read). */
+int64_t loomi_jobs_param_task(loomi_daemon *d, const loomi_http_req *req, int access,
+                              loomi_http_res *res);
 
 /* start, pause, resume or cancel.  0 when done; LOOM_EBUSY when the
  * worker was asked and will act at its next step (HTTP 202); LOOM_ENOENT;
@@ -81,10 +97,11 @@ int loomi_jobs_action(loomi_daemon *d, int64_t id, const char *action, char **ms
 
 /* A job as the API shows it, or NULL when there is none. */
 json_t *loomi_jobs_get(loomi_daemon *d, int64_t id);
-/* A page of jobs, newest first: {"tasks": […], "total": N, "limit", "offset"}.
- * status and user may be NULL.  NULL with *msg for a bad status. */
-json_t *loomi_jobs_list(loomi_daemon *d, const char *status, const char *user, int64_t limit,
-                        int64_t offset, char **msg);
+/* A page of the jobs who may see, newest first: {"tasks": […], "total": N,
+ * "limit", "offset"}.  status and user may be NULL.  NULL with *msg for a
+ * bad status. */
+json_t *loomi_jobs_list(loomi_daemon *d, const loomi_caller *who, const char *status,
+                        const char *user, int64_t limit, int64_t offset, char **msg);
 /* The resource pool: {"nodes": [{name, total, free}], "jobs": […]}. */
 json_t *loomi_jobs_resources(loomi_daemon *d);
 

@@ -1387,7 +1387,7 @@ static const loom_compute_ops ops = {
 
 LOOM_PLUGIN_DEFINE(compute_exec,
                    .kind = LOOM_KIND_COMPUTE,
-                   .flags = LOOM_PLUGIN_THREAD_SAFE,
+                   .flags = LOOM_PLUGIN_THREAD_SAFE | LOOM_PLUGIN_RUNS_COMMANDS,
                    .name = "compute-exec",
                    .version = "1.0.0",
                    .description = "runs a command (a PyTorch script, any program) as a job",

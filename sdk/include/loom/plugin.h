@@ -60,6 +60,11 @@ typedef enum loom_kind {
 /* The ops may be called from several threads at once.  Without this flag
  * the host serializes calls into an instance. */
 #define LOOM_PLUGIN_THREAD_SAFE 0x1u
+/* The plugin runs commands (or other code) of its user's choosing, as the
+ * daemon's user: a compute plugin like compute-exec.  loomd lets only users
+ * with the exec permission submit tasks to it (docs/security.md).  Hosts
+ * that predate the flag ignore it. */
+#define LOOM_PLUGIN_RUNS_COMMANDS 0x2u
 
 /* The plugin descriptor: a const object with static storage duration. */
 typedef struct loom_plugin_desc {

@@ -19,6 +19,7 @@
 
 #include <loom/loom.h>
 
+#include "host/server/auth.h"
 #include "host/alerts/alerts.h"
 #include "host/server/api.h"
 #include "host/core/bus.h"
@@ -156,6 +157,7 @@ call(const char *method, const char *path, const char *query, const char *body)
 	req.body = body;
 	req.body_len = body ? strlen(body) : 0;
 	req.content_type = body ? "application/json" : NULL;
+	req.caller = &loomi_caller_loomd;
 	loomi_api_handle(&T.d, &req, &res);
 	a.status = res.status;
 	a.body = res.body;
@@ -1020,7 +1022,8 @@ START_TEST(ids_never_reused_after_upgrade)
 	ck_assert_int_eq(scalar("SELECT seq FROM sqlite_sequence WHERE name = 'alert_rules'"), 3);
 	ck_assert_int_eq(scalar("SELECT seq FROM sqlite_sequence WHERE name = 'alerts'"), 6);
 	ck_assert_int_eq(scalar("SELECT count(*) FROM sqlite_master WHERE sql LIKE"
-	                        " '%AUTOINCREMENT%'"),
+	                        " '%AUTOINCREMENT%' AND name IN ('jobs', 'runs', 'configs', 'logs',"
+	                        " 'alert_rules', 'alerts')"),
 	                 6);
 	/* the triggers and indexes came back */
 	ck_assert_int_eq(scalar("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"), 4);

@@ -220,7 +220,7 @@ static const struct bad {
 	{"log = {\n  levle = \"info\";\n};\n", "loomd.conf:2: log.levle: unknown setting (did you mean level?)"},
 	{"alerts = { command_actions = \"yes\"; };\n", "alerts.command_actions"},
 	{"alerts = { webhook_hosts = \"10.0.0.0/8\"; };\n", "alerts.webhook_hosts"},
-	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, server_names, log, bus, jobs, logs, alerts, http, api, plugins"},
+	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, server_names, auth, data_roots, log, bus, jobs, logs, alerts, http, api, plugins"},
 	{"api = { socket_mode = \"rw-rw----\"; };\n", "api.socket_mode: \"rw-rw----\" is not a file mode"},
 	{"api = { socket_mode = \"4755\"; };\n", "api.socket_mode: \"4755\" is not a file mode"},
 	{"api = { socket_mode = 660; };\n", "api.socket_mode: expected a string"},

@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 
 #include "host/server/api.h"
+#include "host/server/auth.h"
 #include "host/core/log.h"
 #include "host/logs/logs.h"
 #include "host/server/store.h"
@@ -103,7 +104,8 @@ insert_rows(const char *values)
 static loomi_http_res
 get(const char *query)
 {
-	loomi_http_req req = {.method = "GET", .path = "/api/v1/logs", .query = query};
+	loomi_http_req req = {.method = "GET", .path = "/api/v1/logs", .query = query,
+	                      .caller = &loomi_caller_loomd};
 	loomi_http_res res = {0};
 	loomi_api_handle(&d, &req, &res);
 	return res;

@@ -16,6 +16,7 @@
 #include <loom/loom.h>
 
 #include "host/server/api.h"
+#include "host/server/auth.h"
 #include "host/core/bus.h"
 #include "host/core/log.h"
 #include "host/registry/registry.h"
@@ -627,6 +628,7 @@ static int
 route(const char *method, const char *path, const char *body, json_t **out)
 {
 	loomi_http_req req = {.method = method, .path = path, .query = "", .body = body,
+	                      .caller = &loomi_caller_loomd,
 	                      .body_len = body ? strlen(body) : 0,
 	                      .content_type = body ? "application/json" : NULL};
 	loomi_http_res res = {0};
