@@ -7,7 +7,8 @@
 # it; api.socket = "" turns it off.  loomctl's token sources: a token file
 # others can read is refused (and not read at all over the socket), a
 # token given with --token is wiped from the process's arguments, and no
-# token appears in loomctl's messages.
+# token appears in loomctl's messages; login keeps a token loomd accepts
+# in a 0600 file, logout removes it.
 set -eu
 . "${LOOM_TEST_SRCDIR:?run the integration tests through make check}/tests/integration/lib.sh"
 
@@ -57,8 +58,13 @@ has "$T/err" "cannot reach loomd on the socket $T/nothing.sock"
 ok "curl --unix-socket, loomctl --socket and LOOM_SOCKET reach the API (a submission included)"
 
 # ---------------------------------------------------------------- tokens
+# who the socket says we are (the state directory's owner: an admin), and a
+# token made there
+expect 0 loomctl --socket "$SOCK" whoami
+has "$T/out" "signed in by socket"
+expect 0 loomctl --socket "$SOCK" tokens create --name cli --quiet
+SECRET=$(cat "$T/out")
 export XDG_CONFIG_HOME=$T/config
-SECRET=loom_notarealtoken0123456789abcdef
 mkdir -p "$XDG_CONFIG_HOME/loom"
 echo "$SECRET" >"$XDG_CONFIG_HOME/loom/token"
 chmod 644 "$XDG_CONFIG_HOME/loom/token"
@@ -88,7 +94,29 @@ tr '\0' ' ' <"/proc/$watch/cmdline" | grep -qF "$SECRET" && fail "ps shows the t
 expect 0 loomctl --socket "$SOCK" cancel task-1
 wait $watch || true
 unset XDG_CONFIG_HOME
-ok "a token file others can read is refused (not read over the socket); --token is wiped from ps; no message shows a token"
+ok "whoami over the socket; a token file others can read is refused (not read over the socket); --token is wiped from ps; no message shows a token"
+
+# login / logout
+TOKEN=$SECRET
+export XDG_CONFIG_HOME=$T/config2
+echo "loom_notavalidtoken" | expect 1 loomctl --url "$URL" login
+has "$T/err" "loomd did not accept the token; nothing written"
+[ ! -e "$XDG_CONFIG_HOME/loom/token" ] || fail "login kept a token loomd refused"
+echo "$TOKEN" | expect 0 loomctl --url "$URL" login
+has "$T/out" "signed in to $URL as "
+hasnt "$T/out" "$TOKEN"
+[ "$(stat -c %a "$XDG_CONFIG_HOME/loom/token")" = 600 ] || fail "the token file is not 0600"
+[ "$(stat -c %a "$XDG_CONFIG_HOME/loom")" = 700 ] || fail "the token's directory is not 0700"
+[ "$(cat "$XDG_CONFIG_HOME/loom/token")" = "$TOKEN" ] || fail "the token file does not hold the token"
+LOOM_TOKEN= expect 0 loomctl --url "$URL" whoami
+has "$T/out" "signed in by token"
+expect 0 loomctl logout
+has "$T/out" "removed $XDG_CONFIG_HOME/loom/token"
+[ ! -e "$XDG_CONFIG_HOME/loom/token" ] || fail "logout left the token file"
+expect 0 loomctl logout
+has "$T/out" "nothing to do"
+unset XDG_CONFIG_HOME
+ok "login checks a token with loomd and keeps it 0600 (a refused one is not kept); logout removes it"
 
 # ---------------------------------------------------------------- stale, live, not a socket
 kill -KILL "$LOOMD_PID"
