@@ -360,7 +360,10 @@ serves_any(const loomi_daemon *d)
 
 /* Does an authority name loomd: a served name, and loomd's port if it
  * gives one?  default_port stands for a missing one (80 for an Origin,
- * -1 for a Host, where a missing port is not checked). */
+ * -1 for a Host, where a missing port is not checked); ANY_PORT: the port
+ * is not checked (the Unix socket has none). */
+#define ANY_PORT (-2)
+
 static bool
 is_served(const loomi_daemon *d, const char *authority, long default_port)
 {
@@ -369,6 +372,8 @@ is_served(const loomi_daemon *d, const char *authority, long default_port)
 
 	if (!split_authority(authority, name, sizeof name, &port) || !served_name(d, name))
 		return false;
+	if (default_port == ANY_PORT)
+		return true;
 	if (port < 0)
 		port = default_port;
 	return port < 0 || mine < 0 || port == mine;
@@ -408,7 +413,7 @@ front_door(const loomi_daemon *d, const loomi_http_req *req, bool upgrade, loomi
 		loomi_api_error(res, 400, "bad_request",
 		                "the request has more than one Host (\"%.200s\"): send one", req->host);
 		return false;
-	} else if (!is_served(d, req->host, -1)) {
+	} else if (!is_served(d, req->host, req->unix_peer ? ANY_PORT : -1)) {
 		list = served_list(d);
 		if (port > 0)
 			snprintf(on, sizeof on, ", port %ld", port);
@@ -425,10 +430,22 @@ front_door(const loomi_daemon *d, const loomi_http_req *req, bool upgrade, loomi
 		 * (same origin) is loomd's own */
 		const char *scheme = tls_on(d) ? "https://" : "http://";
 		size_t sl = strlen(scheme);
-		bool own = strncasecmp(req->origin, scheme, sl) == 0 &&
-		           strchr(req->origin + sl, '/') == NULL &&
-		           is_served(d, req->origin + sl, tls_on(d) ? 443 : 80) &&
-		           (!serves_any(d) || (req->host && strcasecmp(req->origin + sl, req->host) == 0));
+		bool own;
+		if (req->unix_peer) {
+			/* through the Unix socket (a local proxy's page): the page's
+			 * own origin, http or https, whatever the port: the very name
+			 * and port of the Host asked */
+			const char *o = req->origin;
+			sl = strncasecmp(o, "https://", 8) == 0 ? 8 : strncasecmp(o, "http://", 7) == 0 ? 7 : 0;
+			own = sl > 0 && strchr(o + sl, '/') == NULL && is_served(d, o + sl, ANY_PORT) &&
+			      req->host && strcasecmp(o + sl, req->host) == 0;
+		} else {
+			own = strncasecmp(req->origin, scheme, sl) == 0 &&
+			      strchr(req->origin + sl, '/') == NULL &&
+			      is_served(d, req->origin + sl, tls_on(d) ? 443 : 80) &&
+			      (!serves_any(d) ||
+			       (req->host && strcasecmp(req->origin + sl, req->host) == 0));
+		}
 		if (!own) {
 			list = served_list(d);
 			if (port > 0)
@@ -439,7 +456,8 @@ front_door(const loomi_daemon *d, const loomi_http_req *req, bool upgrade, loomi
 			                "in loomd.conf lists the names)",
 			                req->origin,
 			                upgrade ? "open a WebSocket to loomd" : "change anything here",
-			                scheme, list, on);
+			                req->unix_peer ? "the Host's own origin" : scheme, list,
+			                req->unix_peer ? "" : on);
 			free(list);
 			return false;
 		}
@@ -902,6 +920,7 @@ ws_open(void *arg, loomi_ws *ws, const loomi_http_request *req, loomi_http_respo
 	in.host = host;
 	in.origin = loomi_http_header(req, "Origin");
 	in.version_minor = req->version_minor;
+	in.unix_peer = req->peer_uid >= 0;
 	ok = front_door(api->d, &in, true, &out);
 	free(host);
 	if (!ok)

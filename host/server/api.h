@@ -18,7 +18,10 @@
  *                   every WebSocket upgrade) with an Origin header must
  *                   come from loomd's own origin (http://, or https://
  *                   with api.tls, + a served name + loomd's port): 403
- *                   otherwise, "null" included.  So
+ *                   otherwise, "null" included.  Through the Unix
+ *                   socket no port is compared (it has none), and a
+ *                   change's Origin must be the Host's own (http or
+ *                   https: a local proxy's page).  So
  *                   neither a foreign web page (CSRF) nor a name rebound
  *                   to loomd's address (DNS rebinding) can drive it;
  *   3. normalise  — a trailing slash dropped;

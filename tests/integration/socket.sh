@@ -53,6 +53,18 @@ LOOM_SOCKET=/nonexistent expect 0 loomctl --url "$URL" status task-1
 LOOM_SOCKET=/nonexistent LOOM_URL=$URL expect 0 loomctl status task-1
 expect 2 loomctl --socket "$SOCK" --url "$URL" health
 has "$T/err" "--url $URL and --socket $SOCK name two ways to reach loomd: give one"
+# the front door through the socket: loomd's names, any port (a local
+# proxy's); a change's Origin must be the Host's own
+sock_post() {
+	curl -s -o "$T/body" -w '%{http_code}' --unix-socket "$SOCK" -X POST "$@" \
+		http://localhost/api/v1/training/tasks/task-999/start >"$T/code"
+}
+sock_post -H 'Host: localhost:8080' -H 'Origin: http://localhost:8080'
+[ "$(cat "$T/code")" = 404 ] || fail "a local proxy's own page through the socket: HTTP $(cat "$T/code")"
+sock_post -H 'Host: localhost:8080' -H 'Origin: http://localhost:3000'
+[ "$(cat "$T/code")" = 403 ] || fail "another local page through the socket: HTTP $(cat "$T/code")"
+sock_post -H 'Host: evil.example:8080' -H 'Origin: http://evil.example:8080'
+[ "$(cat "$T/code")" = 421 ] || fail "a rebound name through the socket: HTTP $(cat "$T/code")"
 expect 3 loomctl --socket "$T/nothing.sock" health
 has "$T/err" "cannot reach loomd on the socket $T/nothing.sock"
 ok "curl --unix-socket, loomctl --socket and LOOM_SOCKET reach the API (a submission included)"
