@@ -2724,6 +2724,17 @@ out:
 	return rv;
 }
 
+int
+loomi_http_tls_check(const char *certificate, const char *key, char **err)
+{
+	nng_tls_config *cfg = NULL;
+	int rv;
+
+	if ((rv = tls_config(certificate, key, &cfg, err)) == 0)
+		nng_tls_config_free(cfg);
+	return rv;
+}
+
 /* ------------------------------------------------------------------ start / stop */
 
 /* "host:port" as an NNG URL ("*" for every address). */

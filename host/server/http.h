@@ -164,6 +164,11 @@ int loomi_http_start(loomi_http_server **out, const char *listen,
                      const loomi_http_options *opts, loomi_http_handler_fn handler,
                      const loomi_ws_handlers *ws, void *arg, char **err);
 
+/* Check a certificate and key file as loomi_http_start would: readable,
+ * PEM, unencrypted, the key the certificate's, usable by NNG's TLS.  0,
+ * or a LOOM_E* code with *err naming the file (loomd --check-config). */
+int loomi_http_tls_check(const char *certificate, const char *key, char **err);
+
 /* Serve the same requests on a Unix socket at path (absolute), a file of
  * exactly mode (0600, 0660 …) from before the first client can connect.
  * A stale socket there (nobody accepts on it: a crashed loomd's) is

@@ -7,7 +7,7 @@
 # wss://; the front door takes loomd's own https:// Origin and no longer
 # http://.  A missing certificate, a file that is not one, a bad key, an
 # encrypted key and a key that is not the certificate's each refuse
-# start-up with a message naming the file.
+# start-up (and loomd --check-config) with a message naming the file.
 set -eu
 . "${LOOM_TEST_SRCDIR:?run the integration tests through make check}/tests/integration/lib.sh"
 
@@ -57,6 +57,8 @@ conf "$T/loomd.crt" "$T/junk.pem"
 refuses "a file that is not a key" "api.tls.key \"$T/junk.pem\": no private key in it"
 conf "$T/loomd.crt" "$T/other.key"
 refuses "another certificate's key" "api.tls.key \"$T/other.key\" is not the private key of the certificate \"$T/loomd.crt\""
+expect 1 loomd -c "$T/loomd.conf" --check-config
+has "$T/err" "api.tls.key \"$T/other.key\" is not the private key"
 openssl pkey -in "$T/loomd.key" -aes256 -passout pass:secret -out "$T/locked.key" 2>/dev/null
 conf "$T/loomd.crt" "$T/locked.key"
 refuses "an encrypted key" "api.tls.key \"$T/locked.key\": the key is encrypted with a passphrase"
@@ -64,6 +66,7 @@ ok "a missing, malformed, mismatched or encrypted certificate or key refuses sta
 
 # ---------------------------------------------------------------- HTTPS
 conf "$T/loomd.crt" "$T/loomd.key"
+expect 0 loomd -c "$T/loomd.conf" --check-config
 start_loomd "$T/loomd.conf" "$state"
 case $URL in https://127.0.0.1:*) ;; *) fail "loomd.url holds $URL, not https://" ;; esac
 PORT=${URL##*:}
