@@ -72,7 +72,7 @@ ok "curl --unix-socket, loomctl --socket and LOOM_SOCKET reach the API (a submis
 # ---------------------------------------------------------------- tokens
 # who the socket says we are (the state directory's owner: an admin), and a
 # token made there
-expect 0 loomctl --socket "$SOCK" whoami
+LOOM_TOKEN= expect 0 loomctl --socket "$SOCK" whoami
 has "$T/out" "signed in by socket"
 expect 0 loomctl --socket "$SOCK" tokens create --name cli --quiet
 SECRET=$(cat "$T/out")
@@ -80,13 +80,14 @@ export XDG_CONFIG_HOME=$T/config
 mkdir -p "$XDG_CONFIG_HOME/loom"
 echo "$SECRET" >"$XDG_CONFIG_HOME/loom/token"
 chmod 644 "$XDG_CONFIG_HOME/loom/token"
-expect 2 loomctl --url "$URL" health
+LOOM_TOKEN= expect 2 loomctl --url "$URL" health
 has "$T/err" "the token file $XDG_CONFIG_HOME/loom/token can be read by other users (mode 0644)"
 hasnt "$T/err" "$SECRET"
 # over the socket the file is not read: loomd knows who asks
-expect 0 loomctl --socket "$SOCK" health
+LOOM_TOKEN= expect 0 loomctl --socket "$SOCK" health
 chmod 600 "$XDG_CONFIG_HOME/loom/token"
-expect 0 loomctl --url "$URL" health
+LOOM_TOKEN= expect 0 loomctl --url "$URL" whoami
+has "$T/out" "signed in by token"
 # a token given is checked, and never echoed
 expect 2 loomctl --url "$URL" --token "bad token $SECRET" health
 has "$T/err" "--token: not a token"
