@@ -4,7 +4,8 @@
 # --socket (and LOOM_SOCKET) reach it, requests with bodies included.  A
 # stale socket left by a killed loomd is replaced; a live one, or a path
 # that is not a socket, refuses start-up naming it; a clean stop removes
-# it; api.socket = "" turns it off.  loomctl's token sources: a token file
+# it; api.socket = "" turns it off; loomctl --timeout ends a wait on a
+# socket that never answers.  loomctl's token sources: a token file
 # others can read is refused (and not read at all over the socket), a
 # token given with --token is wiped from the process's arguments, and no
 # token appears in loomctl's messages; login keeps a token loomd accepts
@@ -67,6 +68,22 @@ sock_post -H 'Host: evil.example:8080' -H 'Origin: http://evil.example:8080'
 [ "$(cat "$T/code")" = 421 ] || fail "a rebound name through the socket: HTTP $(cat "$T/code")"
 expect 3 loomctl --socket "$T/nothing.sock" health
 has "$T/err" "cannot reach loomd on the socket $T/nothing.sock"
+# a socket that takes the request and never answers: --timeout ends it
+if [ -x /usr/bin/python3 ]; then
+	/usr/bin/python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(4)
+c, _ = s.accept(); time.sleep(30)' "$T/mute.sock" &
+mute=$!
+i=0
+until [ -S "$T/mute.sock" ]; do i=$((i + 1)); [ $i -gt 100 ] && fail "the mute server did not start"; sleep 0.1; done
+start_s=$(date +%s)
+expect 3 loomctl --socket "$T/mute.sock" --timeout 1 health
+has "$T/err" "cannot reach loomd on the socket $T/mute.sock: Connection timed out (waiting for the answer)"
+[ $(($(date +%s) - start_s)) -lt 20 ] || fail "--timeout 1 took $(($(date +%s) - start_s)) s"
+kill $mute 2>/dev/null || true
+wait $mute 2>/dev/null || true
+fi
 ok "curl --unix-socket, loomctl --socket and LOOM_SOCKET reach the API (a submission included)"
 
 # ---------------------------------------------------------------- tokens
