@@ -19,6 +19,7 @@
 
 #include <loom/tracker.h>
 
+#include "host/core/headline.h"
 #include "host/core/log.h"
 #include "host/core/plugins.h"
 #include "host/core/util.h"
@@ -947,6 +948,33 @@ record_artifacts(int64_t run, int64_t job)
 	free(dir);
 }
 
+/* The headline and detail metrics a completed task's metrics.json
+ * declares, kept beside the run's metrics (headline.h); nothing when it
+ * declares none (readers fall back). */
+static void
+record_display(int64_t run, int64_t job)
+{
+	char *path = loomi_strfmt("%s/jobs/task-%lld/metrics.json", T.d->conf.state_dir,
+	                          (long long)job);
+	char *text = NULL, *dtext = NULL;
+	json_t *doc = NULL, *display = NULL;
+
+	if (loomi_read_file(path, &text, NULL) == 0 && (doc = json_loads(text, 0, NULL)) != NULL &&
+	    (display = loomi_display_declared(doc)) != NULL &&
+	    (dtext = json_dumps(display, JSON_COMPACT)) != NULL) {
+		sqlite3_stmt *st = stmt("UPDATE runs SET metrics = json_set(metrics, '$.\"" LOOMI_DISPLAY_KEY
+		                        "\"', json(?)) WHERE id = ?");
+		sqlite3_bind_text(st, 1, dtext, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, run);
+		done(st, "cannot record a run's headline metrics");
+	}
+	free(dtext);
+	json_decref(display);
+	json_decref(doc);
+	free(text);
+	free(path);
+}
+
 static void
 do_state(item *it)
 {
@@ -962,8 +990,10 @@ do_state(item *it)
 		sqlite3_bind_int64(st, 2, it->at);
 	sqlite3_bind_int64(st, 3, it->run);
 	done(st, "cannot end a run");
-	if (strcmp(it->name, "completed") == 0 && it->job > 0)
+	if (strcmp(it->name, "completed") == 0 && it->job > 0) {
 		record_artifacts(it->run, it->job);
+		record_display(it->run, it->job);
+	}
 	if (have_trackers()) {
 		pcall *c = new_call(P_END, it->run);
 		c->a = loomi_strdup(it->name);

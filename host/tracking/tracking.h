@@ -11,6 +11,11 @@
  *
  * Runs made by external scripts (POST /api/v1/runs) have no task.
  *
+ * A completed task's run keeps the headline and detail metrics its
+ * metrics.json declares (host/core/headline.h) beside its metrics, under
+ * LOOMI_DISPLAY_KEY; reads answer them as "headline" and "details" (the
+ * fallback rule for runs that declare none).
+ *
  * The module (runs.c: loomi_tracking_module, the /api/v1/runs routes and
  * GET /api/v1/training/tasks/{id}/metrics) hears of tasks through the
  * observer list (host/server/events.h): a worker attaching begins or
