@@ -84,4 +84,18 @@ sqlite3 *loomi_tracking_db(void);
 /* SHA-256 of a file as 64 hex digits (and its size). 0 or LOOM_EIO. */
 int loomi_tracking_sha256_file(const char *path, char hex[65], uint64_t *bytes);
 
+/* ------------------------------------------------------------------ for GET /metrics */
+
+/* What tracking counts since loomd started (relaxed atomics). */
+typedef struct loomi_tracking_counters {
+	uint64_t points_ingested;          /* metric points stored, tasks' and scripts' */
+	uint64_t points_dropped_full;      /* a worker's points dropped: the queue was full */
+	uint64_t points_dropped_malformed; /* a worker's points skipped as malformed */
+	uint64_t points_dropped_no_run;    /* a worker's points for an attempt without a run */
+	uint64_t tracker_points_dropped;   /* stored points not handed to the tracker
+	                                    * plugins, which fell behind */
+} loomi_tracking_counters;
+
+void loomi_tracking_counters_read(loomi_tracking_counters *out);
+
 #endif /* LOOM_HOST_TRACKING_H */
