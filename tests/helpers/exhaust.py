@@ -211,9 +211,13 @@ def ws(argv):
     deadline = 60.0
     if len(argv) > 4 and argv[3] == "--deadline":
         deadline = float(argv[4])
+    # LOOM_TOKEN: the test's token (tests/integration/lib.sh)
+    auth = ""
+    if os.environ.get("LOOM_TOKEN"):
+        auth = "Authorization: Bearer %s\r\n" % os.environ["LOOM_TOKEN"]
     req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-           "Sec-WebSocket-Version: 13\r\n\r\n" % path).encode()
+           "Sec-WebSocket-Version: 13\r\n%s\r\n" % (path, auth)).encode()
     socks = []
     for _ in range(n):
         s = connect(url)

@@ -121,7 +121,7 @@ ok "a same-origin POST, loomctl, and an empty POST still work"
 # upgrade ORIGIN HOST: the status of a monitor upgrade for task-1
 upgrade() {
 	"$PY" - "$PORT" "$1" "$2" <<'EOF'
-import socket, sys
+import os, socket, sys
 port, origin, host = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 s = socket.create_connection(("127.0.0.1", port), timeout=30)
 req = ("GET /api/v1/training/tasks/task-1/monitor HTTP/1.1\r\nHost: %s\r\n"
@@ -129,6 +129,8 @@ req = ("GET /api/v1/training/tasks/task-1/monitor HTTP/1.1\r\nHost: %s\r\n"
        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" % host)
 if origin:
     req += "Origin: %s\r\n" % origin
+if os.environ.get("LOOM_TOKEN"):
+    req += "Authorization: Bearer %s\r\n" % os.environ["LOOM_TOKEN"]
 s.sendall((req + "\r\n").encode())
 line = b""
 while not line.endswith(b"\r\n"):

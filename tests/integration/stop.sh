@@ -110,9 +110,10 @@ echo "# $(cat "$T/out")"
 live "$cpid" && fail "the stuck worker's child $cpid is still running"
 group_gone "$wpid"
 # finished_at is when it ended, not when the timeout passed
-python3 - "$URL" "$TASK" <<'EOF' || fail "finished_at is not when the worker was killed"
-import json, sys, urllib.request, datetime
-t = json.load(urllib.request.urlopen(f"{sys.argv[1]}/api/v1/training/tasks/{sys.argv[2]}"))
+curl -s "$URL/api/v1/training/tasks/$TASK" >"$T/task.json"
+python3 - "$T/task.json" <<'EOF' || fail "finished_at is not when the worker was killed"
+import json, sys, datetime
+t = json.load(open(sys.argv[1]))
 p = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 # timeout 2 s + grace 1 s (SIGTERM) + grace 1 s (SIGKILL)
 assert p(t["finished_at"]) - p(t["started_at"]) >= 3.9, t
