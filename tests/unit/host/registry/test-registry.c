@@ -201,7 +201,7 @@ START_TEST(versions_numbered_and_kept)
 	                 "task-11");
 	json_decref(m);
 
-	ck_assert_int_eq(loomi_registry_list(&T.d, &list, &msg), 0);
+	ck_assert_int_eq(loomi_registry_list(&T.d, &loomi_caller_loomd, &list, &msg), 0);
 	ck_assert_int_eq(json_integer_value(json_object_get(list, "total")), 2);
 	ck_assert_str_eq(json_string_value(json_object_get(
 				 json_array_get(json_object_get(list, "models"), 1), "name")),
@@ -532,7 +532,7 @@ START_TEST(registration_thread)
 		loomi_registry_submit(&T.d, i);
 	}
 	/* the read routes wait for what was submitted */
-	ck_assert_int_eq(loomi_registry_list(&T.d, &list, &err), 0);
+	ck_assert_int_eq(loomi_registry_list(&T.d, &loomi_caller_loomd, &list, &err), 0);
 	ck_assert_int_eq(json_integer_value(json_object_get(
 				 json_array_get(json_object_get(list, "models"), 0), "versions")),
 	                 4);
