@@ -336,9 +336,20 @@ post_cancel(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 static void
 get_resources(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	(void)req;
+	json_t *jobs;
+
 	res->status = 200;
 	res->body = loomi_jobs_resources(d);
+	/* the pool is everyone's; which tasks hold it, only those one may see */
+	jobs = json_object_get(res->body, "jobs");
+	for (size_t i = json_array_size(jobs); req->caller->role != LOOMI_ROLE_ADMIN && i-- > 0;) {
+		const char *tid = json_string_value(json_object_get(json_array_get(jobs, i), "task_id"));
+		char *owner = NULL, canon[LOOMI_OBJECT_ID_MAX];
+		if (tid == NULL || loomi_jobs_owner(d, tid, &owner, canon) != 0 ||
+		    !loomi_auth_may(d, req->caller, "task", canon, owner, LOOMI_ACCESS_READ))
+			json_array_remove(jobs, i);
+		free(owner);
+	}
 }
 
 /* ------------------------------------------------------------------ the WebSocket monitor */
