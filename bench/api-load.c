@@ -165,11 +165,15 @@ run_worker(void *p)
 	size_t blen = w->body ? strlen(w->body) : 0;
 	int len;
 
+	const char *token = getenv("LOOM_BENCH_TOKEN");
+
 	c->fd = dial();
+	/* LOOM_BENCH_TOKEN: sent as a bearer token (bench/api's auth part) */
 	len = asprintf(&req,
 	               "%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-	               "Content-Length: %zu\r\n\r\n%s",
-	               w->method, w->path, host, port, blen, w->body ? w->body : "");
+	               "%s%s%sContent-Length: %zu\r\n\r\n%s",
+	               w->method, w->path, host, port, token ? "Authorization: Bearer " : "",
+	               token ? token : "", token ? "\r\n" : "", blen, w->body ? w->body : "");
 	for (size_t i = 0; i < w->n; i++) {
 		double t0 = now_ms();
 		int status;

@@ -715,7 +715,7 @@ loomi_auth_object(loomi_daemon *d, const loomi_caller *c, const char *kind, cons
 	int rv = object_access(d, c, kind, id, owner, access);
 
 	if (rv == 404)
-		loomi_api_error(res, 404, "not_found", "no such %s", what);
+		loomi_api_error(res, 404, "not_found", "there is no %s", what);
 	else if (rv == 403) {
 		loomi_audit(c, "refused a change of %s (owned by %s)", what, owner ? owner : "-");
 		loomi_api_error(res, 403, "forbidden",
@@ -1053,12 +1053,15 @@ post_users(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 		}
 	} else {
 		int rc = sqlite3_extended_errcode(d->store.db);
-		if (rc == SQLITE_CONSTRAINT_UNIQUE)
-			loomi_api_error(res, 409, "conflict", "%s", user_get(d, name) != NULL
-			                ? "there is a user by that name already"
-			                : "another user has that uid already");
-		else
+		if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+			json_t *same = user_get(d, name);
+			loomi_api_error(res, 409, "conflict", "%s",
+			                same ? "there is a user by that name already"
+			                     : "another user has that uid already");
+			json_decref(same);
+		} else {
 			db_error(d, res, "add the user");
+		}
 		loomi_store_end(d->store.db, LOOM_EIO, NULL);
 	}
 	sqlite3_finalize(st);

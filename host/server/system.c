@@ -13,6 +13,7 @@
 #include "host/core/plugins.h"
 #include "host/core/util.h"
 #include "api.h"
+#include "auth.h"
 #include "store.h"
 #include "module.h"
 
@@ -76,6 +77,13 @@ get_health(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	if (cause && res->body)
 		json_object_set_new(json_object_get(res->body, "database"), "error",
 		                    json_string(loomi_utf8_clean(cause)));
+	/* anyone may ask whether loomd is up (probes carry no token); where it
+	 * keeps its state and why its database fails are for signed-in users */
+	if (req->caller == NULL || req->caller->role == 0) {
+		json_object_del(res->body, "state_dir");
+		json_object_del(res->body, "pid");
+		json_object_del(json_object_get(res->body, "database"), "error");
+	}
 	free(cause);
 	free(state_dir);
 }
@@ -119,7 +127,8 @@ get_openapi(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 }
 
 static const loomi_route routes[] = {
-	{"GET", "/api/v1/health", get_health, LOOMI_ACCESS_READ, NULL, .reserve = true},
+	/* public: liveness probes carry no token (get_health says less to them) */
+	{"GET", "/api/v1/health", get_health, LOOMI_ACCESS_PUBLIC, NULL, .reserve = true},
 	{"GET", "/api/v1/openapi.json", get_openapi, LOOMI_ACCESS_READ, NULL},
 	{"GET", "/api/v1/plugins", get_plugins, LOOMI_ACCESS_READ, NULL},
 	{"GET", "/api/v1/plugins/{instance}", get_plugin, LOOMI_ACCESS_READ, NULL},

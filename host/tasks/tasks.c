@@ -336,16 +336,21 @@ post_cancel(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 static void
 get_resources(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	json_t *jobs;
+	json_t *jobs, *j;
+	size_t i;
 
 	res->status = 200;
 	res->body = loomi_jobs_resources(d);
-	/* the pool is everyone's; which tasks hold it, only those one may see */
+	/* the pool's totals are everyone's; which tasks hold it, only those the
+	 * caller may see */
 	jobs = json_object_get(res->body, "jobs");
-	for (size_t i = json_array_size(jobs); req->caller->role != LOOMI_ROLE_ADMIN && i-- > 0;) {
-		const char *tid = json_string_value(json_object_get(json_array_get(jobs, i), "task_id"));
+	if (req->caller->role == LOOMI_ROLE_ADMIN || !json_is_array(jobs))
+		return;
+	for (i = json_array_size(jobs); i-- > 0;) {
 		char *owner = NULL, canon[LOOMI_OBJECT_ID_MAX];
-		if (tid == NULL || loomi_jobs_owner(d, tid, &owner, canon) != 0 ||
+		j = json_array_get(jobs, i);
+		if (loomi_jobs_owner(d, json_string_value(json_object_get(j, "task_id")), &owner,
+		                     canon) != 0 ||
 		    !loomi_auth_may(d, req->caller, "task", canon, owner, LOOMI_ACCESS_READ))
 			json_array_remove(jobs, i);
 		free(owner);

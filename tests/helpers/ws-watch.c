@@ -57,6 +57,16 @@ main(int argc, char **argv)
 		rv = 2;
 		goto out;
 	}
+	/* LOOM_TOKEN: sent as a bearer token, as loomctl does */
+	if (getenv("LOOM_TOKEN") && *getenv("LOOM_TOKEN")) {
+		char hdr[256];
+		snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n", getenv("LOOM_TOKEN"));
+		if ((rv = nng_stream_dialer_set_string(d, NNG_OPT_WS_REQUEST_HEADERS, hdr)) != 0) {
+			fprintf(stderr, "ws-watch: cannot send a token: %s\n", nng_strerror(rv));
+			rv = 2;
+			goto out;
+		}
+	}
 	nng_aio_set_timeout(aio, 10000);
 	nng_stream_dialer_dial(d, aio);
 	nng_aio_wait(aio);

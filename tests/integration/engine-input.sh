@@ -16,6 +16,8 @@ command -v curl >/dev/null || { echo "SKIP: curl is not installed (./bootstrap i
 state=$T/state
 cat >"$T/loomd.conf" <<EOF
 plugin_path = [ "$LOOM_TEST_PLUGINS" ];
+# /dev: the worker's own refusal of a device (below) is under test, past data_roots
+data_roots = [ "$T", "/usr/lib/python3/dist-packages/vega_datasets/_data", "/dev" ];
 jobs = { worker = "$B/host/loom-worker"; tick = "100ms"; cpu = 2; };
 plugins = (
   { instance = "sched"; module = "sched-local"; },

@@ -93,6 +93,7 @@ ok "hello-compute built out of tree: cc -shared -fPIC ... \$(pkg-config --cflags
 } >"$T/sales.csv"
 cat >"$T/compute.conf" <<EOF
 plugin_path = [ "$T/plugins", "$LOOM_TEST_PLUGINS" ];
+data_roots = [ "$T" ];
 jobs = { worker = "$B/host/loom-worker"; tick = "100ms"; cpu = 1; };
 plugins = (
   { instance = "sched"; module = "sched-local"; },
