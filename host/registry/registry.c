@@ -1355,7 +1355,18 @@ model_may(loomi_daemon *d, const loomi_http_req *req, int access, loomi_http_res
 	if (model_owner(d, req->params[0], &owner, canon) != 0)
 		return true;
 	what = loomi_strfmt("model \"%s\"", canon);
-	ok = loomi_auth_object(d, req->caller, "model", canon, owner, access, what, res) == 0;
+	ok = loomi_auth_may(d, req->caller, "model", canon, owner, access);
+	if (!ok && !loomi_auth_may(d, req->caller, "model", canon, owner, LOOMI_ACCESS_READ)) {
+		/* word for word what a model that does not exist answers */
+		char *msg = NULL;
+		fail(&msg, LOOM_ENOENT,
+		     "there is no model \"%s\"; GET /api/v1/models (loomctl models list) lists them",
+		     canon);
+		answer(res, LOOM_ENOENT, NULL, msg);
+	} else if (!ok) {
+		/* 403, audited */
+		loomi_auth_object(d, req->caller, "model", canon, owner, access, what, res);
+	}
 	free(what);
 	free(owner);
 	return ok;

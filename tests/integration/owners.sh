@@ -59,6 +59,18 @@ sees() {
 	code 200 "$1 GET $2: "
 	[ "$(py "$3")" = True ] || fail "$1 GET $2: not $3: $(cat "$T/body")"
 }
+# same404 USER PATH ID OTHER: USER's 404 for PATH/ID reads as the one for
+# PATH/OTHER, an object that does not exist
+same404() {
+	local a b
+	api "$1" GET "$2/$3"
+	code 404 "$1 GET $2/$3: "
+	a=$(py 'b["error"]["message"]' | sed -e "s/$3/ID/g" -e "s/${3//%20/ }/ID/g")
+	api "$1" GET "$2/$4"
+	code 404 "$1 GET $2/$4: "
+	b=$(py 'b["error"]["message"]' | sed -e "s/$4/ID/g" -e "s/${4//%20/ }/ID/g")
+	[ "$a" = "$b" ] || fail "another user's object answers \"$a\", a missing one \"$b\""
+}
 share() { # KIND ID USER LEVEL, as alice
 	api alice POST /api/v1/shares "{\"kind\": \"$1\", \"id\": \"$2\", \"user\": \"$3\", \"level\": \"$4\"}"
 	code 200 "share $1 $2 with $3 ($4): "
@@ -81,6 +93,7 @@ code 404 "bob changes alice's config: "
 api bob DELETE /api/v1/training/configs/config-1
 code 404 "bob deletes alice's config: "
 sees bob /api/v1/training/configs 'b["total"] == 0 and b["configs"] == []'
+same404 bob /api/v1/training/configs config-1 config-99
 sees adm /api/v1/training/configs 'b["total"] == 1'
 sees alice /api/v1/training/configs '[c["config_id"] for c in b["configs"]] == ["config-1"]'
 # a task from it: only a config one may read
@@ -155,6 +168,7 @@ code 404 "bob posts metrics to alice's run: "
 api bob GET "/api/v1/runs/compare?ids=$run,$arun"
 code 404 "bob compares alice's runs: "
 sees bob /api/v1/runs 'b["runs"] == []'
+same404 bob /api/v1/runs $arun run-99
 sees bob "/api/v1/runs?task=$task" 'b["runs"] == []'
 api bob GET "/api/v1/runs/best?metric=loss"
 code 404 "bob asks for the best of alice's runs: "
@@ -199,6 +213,7 @@ code 404 "bob reads alice's model's version: "
 api bob POST "/api/v1/models/alice%20temps/aliases/production" '{"version": 1}'
 code 404 "bob promotes alice's model: "
 sees bob /api/v1/models 'b["total"] == 0'
+same404 bob /api/v1/models "alice%20temps" "nobody%20temps"
 share model "alice temps" bob read
 sees bob /api/v1/models '[m["name"] for m in b["models"]] == ["alice temps"]'
 api bob GET "/api/v1/models/alice%20temps/versions/1"
@@ -263,6 +278,7 @@ rule=$(py 'b["id"]')
 api bob GET /api/v1/alerts/rules/$rule
 code 404 "bob reads the admin's rule: "
 sees bob /api/v1/alerts/rules 'b["rules"] == []'
+same404 bob /api/v1/alerts/rules $rule 99
 api adm POST /api/v1/shares "{\"kind\": \"alert-rule\", \"id\": \"rule-$rule\", \"user\": \"bob\", \"level\": \"write\"}"
 code 200 "the admin shares the rule: "
 api bob GET /api/v1/alerts/rules/$rule
