@@ -1428,12 +1428,12 @@ route_promote(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	const char *k;
 	int rv = 0;
 
+	if (body == NULL)
+		return;
 	if (!model_may(d, req, LOOMI_ACCESS_WRITE, res)) {
 		json_decref(body);
 		return;
 	}
-	if (body == NULL)
-		return;
 	if (!json_is_object(body))
 		rv = fail(&msg, LOOM_EINVAL, "the body must be a JSON object like {\"version\": 3}");
 	json_object_foreach(body, k, v)
