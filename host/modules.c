@@ -15,6 +15,7 @@ extern const loomi_module loomi_registry_module; /* host/registry/ */
 extern const loomi_module loomi_configs_module;  /* host/configs/ */
 extern const loomi_module loomi_exports_module;  /* host/exports/ */
 extern const loomi_module loomi_tasks_module;    /* host/tasks/ */
+extern const loomi_module loomi_metrics_module;  /* host/metrics/ */
 
 /* Listeners hear events in this order; stop runs backwards, so the tasks
  * (whose workers feed every other module) stop first and the log store,
@@ -22,6 +23,7 @@ extern const loomi_module loomi_tasks_module;    /* host/tasks/ */
 const loomi_module *const loomi_modules[] = {
 	&loomi_system_module,
 	&loomi_auth_module,
+	&loomi_metrics_module, /* reads the others' counters; no start or stop */
 	&loomi_logs_module,
 	&loomi_alerts_module,
 	&loomi_tracking_module,

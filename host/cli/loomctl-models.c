@@ -11,12 +11,16 @@
 
 #define DEFAULT_ALIAS "production"
 
+/* --all: every metric, not only the headline ones. */
+static bool show_all;
+
 static int
 models_usage(void)
 {
 	fprintf(stderr, "loomctl: usage:\n"
 	                "  models [list]\n"
-	                "  models show NAME [VERSION|ALIAS]\n"
+	                "  models show NAME [VERSION|ALIAS] [--all]\n"
+	                "  models compare NAME VERSION VERSION... [--all]\n"
 	                "  models promote NAME VERSION [--alias ALIAS]   (ALIAS: " DEFAULT_ALIAS
 	                ")\n"
 	                "  models rollback NAME [--alias ALIAS]          (ALIAS: " DEFAULT_ALIAS
@@ -46,6 +50,22 @@ escape(const char *s)
 	}
 	*o = '\0';
 	return out;
+}
+
+/* "k=v, k=v" of a version's headline metrics (every metric with --all). */
+static void
+print_headline(const json_t *v)
+{
+	const json_t *metrics = json_object_get(v, "metrics");
+	size_t n, more;
+	const char **names = metric_names(v, show_all, &n, &more);
+
+	for (size_t i = 0; i < n; i++)
+		printf("%s%s=%.6g", i ? ", " : "", names[i],
+		       json_number_value(json_object_get(metrics, names[i])));
+	if (n == 0)
+		putchar('-');
+	free(names);
 }
 
 /* "k=v, k=v" of a JSON object of numbers or strings. */
@@ -111,7 +131,7 @@ print_model(const json_t *b)
 		printf(" ");
 		print_names(json_object_get(v, "tags"));
 		printf(" ");
-		print_pairs(json_object_get(v, "metrics"));
+		print_headline(v);
 		putchar('\n');
 	}
 }
@@ -136,8 +156,11 @@ print_version(const json_t *b)
 	printf("\ntags:     ");
 	print_names(json_object_get(b, "tags"));
 	printf("\nmetrics:  ");
-	print_pairs(json_object_get(b, "metrics"));
-	printf("\ndir:      %s\n", S(b, "dir"));
+	size_t more = print_metrics(b, "          ", show_all);
+	if (more > 0)
+		printf("          (%zu more: --all shows every metric)\n", more);
+	print_details(b, "");
+	printf("dir:      %s\n", S(b, "dir"));
 	json_array_foreach(json_object_get(b, "files"), i, f)
 		printf("  %-20s %12.0f bytes\n", S(f, "name"), N(f, "bytes"));
 }
@@ -160,13 +183,16 @@ get(const ctl *c, const char *path, void (*print)(const json_t *))
 	return rv ? rv : answer(c, &r, 200, print);
 }
 
-/* Split argv into up to max positional arguments and --alias. */
+/* Split argv into up to max positional arguments and --alias (--all when
+ * alias is NULL). */
 static bool
 parse(int argc, char **argv, const char **pos, int max, int *n, const char **alias)
 {
 	*n = 0;
 	for (int i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "--alias") == 0 && i + 1 < argc && alias)
+		if (strcmp(argv[i], "--all") == 0 && alias == NULL)
+			show_all = true;
+		else if (strcmp(argv[i], "--alias") == 0 && i + 1 < argc && alias)
 			*alias = argv[++i];
 		else if (strncmp(argv[i], "--alias=", 8) == 0 && alias)
 			*alias = argv[i] + 8;
@@ -178,6 +204,94 @@ parse(int argc, char **argv, const char **pos, int max, int *n, const char **ali
 			return false;
 	}
 	return true;
+}
+
+/* Versions of one model side by side: their headline metrics (every
+ * metric with --all), the best of each row marked. */
+static int
+compare(const ctl *c, const char *model, const char *const *vs, int nv)
+{
+	json_t *versions = json_array(), *names = json_object(), *v;
+	char *name = escape(model), path[1024];
+	size_t i;
+	int rv = 0;
+
+	for (int k = 0; k < nv && rv == 0; k++) {
+		reply r = {0};
+		char *e = escape(vs[k]);
+		snprintf(path, sizeof path, "/api/v1/models/%s/versions/%s", name, e);
+		free(e);
+		if ((rv = http(c, "GET", path, NULL, &r)) != 0)
+			break;
+		if (r.status != 200) {
+			rv = refused(c, &r);
+			json_decref(r.body);
+			break;
+		}
+		json_array_append_new(versions, r.body);
+	}
+	free(name);
+	if (rv != 0) {
+		json_decref(versions);
+		json_decref(names);
+		return rv;
+	}
+	if (c->json) {
+		char *t = json_dumps(versions, JSON_INDENT(2));
+		printf("%s\n", t);
+		free(t);
+		json_decref(versions);
+		json_decref(names);
+		return 0;
+	}
+	/* the rows: each version's headline in order, then (--all) the rest */
+	size_t more = 0, w = 6;
+	json_array_foreach(versions, i, v) {
+		size_t n, m;
+		const char **list = metric_names(v, show_all, &n, &m);
+		for (size_t k = 0; k < n; k++)
+			json_object_set_new(names, list[k], json_true());
+		more = m > more ? m : more;
+		free(list);
+	}
+	const char *key;
+	json_t *unused;
+	json_object_foreach(names, key, unused)
+		w = strlen(key) > w ? strlen(key) : w;
+	printf("%-*s", (int)w, "metric");
+	json_array_foreach(versions, i, v) {
+		char head[32];
+		snprintf(head, sizeof head, "v%.0f", N(v, "version"));
+		printf(" %13s", head);
+	}
+	putchar('\n');
+	json_object_foreach(names, key, unused) {
+		bool up = higher_better(key);
+		double best = 0;
+		int at = -1;
+		json_array_foreach(versions, i, v) {
+			json_t *x = json_object_get(json_object_get(v, "metrics"), key);
+			if (json_is_number(x) &&
+			    (at < 0 || (up ? json_number_value(x) > best : json_number_value(x) < best))) {
+				best = json_number_value(x);
+				at = (int)i;
+			}
+		}
+		printf("%-*s", (int)w, key);
+		json_array_foreach(versions, i, v) {
+			json_t *x = json_object_get(json_object_get(v, "metrics"), key);
+			if (json_is_number(x))
+				printf(" %12.6g%c", json_number_value(x), (int)i == at ? '*' : ' ');
+			else
+				printf(" %12s ", "-");
+		}
+		putchar('\n');
+	}
+	printf("* best (higher for accuracy, F1, R2, precision, recall; lower for the rest)%s\n",
+	       more ? "; --all shows every metric" : "");
+	json_decref(versions);
+	json_decref(names);
+	return 0;
 }
 
 int
@@ -207,6 +321,12 @@ cmd_models(const ctl *c, int argc, char **argv)
 		}
 		free(name);
 		return rv;
+	}
+	if (strcmp(sub, "compare") == 0) {
+		const char *vs[21];
+		if (!parse(argc, argv, vs, 21, &n, NULL) || n < 3 || n > 21)
+			return models_usage();
+		return compare(c, vs[0], vs + 1, n - 1);
 	}
 	if (strcmp(sub, "promote") == 0 || strcmp(sub, "rollback") == 0) {
 		bool promote = sub[0] == 'p';

@@ -72,19 +72,23 @@ run_ref(const ctl *c, const char *s, int *rv)
 
 /* ------------------------------------------------------------------ runs */
 
+/* --all: every metric, not only the headline ones. */
+static bool show_all;
+
 static void
 print_run_row(const json_t *r)
 {
 	const json_t *m = json_object_get(r, "metrics");
-	const char *key;
-	json_t *v;
-	int shown = 0;
+	size_t n, more;
+	const char **names = metric_names(r, false, &n, &more);
 
 	printf("%-8s %-9s %-9s %-24s", S(r, "id"), S(r, "task_id"), S(r, "state"), S(r, "name"));
-	json_object_foreach((json_t *)m, key, v) {
-		if (strncmp(key, "test_", 5) == 0 && json_is_number(v) && shown++ < 3)
-			printf(" %s %.5g", key, json_number_value(v));
+	for (size_t i = 0; i < n && i < 3; i++) {
+		json_t *v = json_object_get(m, names[i]);
+		if (json_is_number(v))
+			printf(" %s %.5g", names[i], json_number_value(v));
 	}
+	free(names);
 	putchar('\n');
 }
 
@@ -98,7 +102,7 @@ print_runs(const json_t *b)
 		printf("no runs\n");
 		return;
 	}
-	printf("%-8s %-9s %-9s %-24s %s\n", "RUN", "TASK", "STATE", "NAME", "TEST METRICS");
+	printf("%-8s %-9s %-9s %-24s %s\n", "RUN", "TASK", "STATE", "NAME", "HEADLINE METRICS");
 	json_array_foreach(list, i, r)
 		print_run_row(r);
 }
@@ -114,10 +118,16 @@ print_run(const json_t *r)
 	       S(r, "name"), S(r, "task_id"), (long long)json_integer_value(json_object_get(r, "attempt")),
 	       S(r, "user"));
 	printf("  started %s   ended %s\n", S(r, "started_at"), S(r, "ended_at"));
-	json_array_foreach(json_object_get(r, "series"), i, s) {
+	printf("  metrics  ");
+	print_metrics(r, "           ", false);
+	print_details(r, "  ");
+	if (!show_all && json_array_size(json_object_get(r, "series")) > 0)
+		printf("  series   %zu (runs show %s --all lists them)\n",
+		       json_array_size(json_object_get(r, "series")), S(r, "id"));
+	json_array_foreach(show_all ? json_object_get(r, "series") : NULL, i, s) {
 		json_t *last = json_object_get(s, "last");
 		if (i == 0)
-			printf("  metrics:\n");
+			printf("  series:\n");
 		printf("    %-24s %8lld points", S(s, "name"),
 		       (long long)json_integer_value(json_object_get(s, "points")));
 		if (json_is_number(last))
@@ -147,7 +157,7 @@ runs_usage(void)
 {
 	fprintf(stderr, "usage: loomctl runs [list] [--task ID] [--name NAME] [--state S] "
 	                "[--limit N]\n"
-	                "       loomctl runs show RUN\n"
+	                "       loomctl runs show RUN [--all]\n"
 	                "       loomctl runs best METRIC [--name NAME] [--max|--min]\n");
 	return EXIT_USAGE;
 }
@@ -188,9 +198,18 @@ cmd_runs(const ctl *c, int argc, char **argv)
 	}
 	if (strcmp(sub, "show") == 0) {
 		char *id, path[96];
-		if (argc != 3)
+		const char *ref = NULL;
+		for (; i < argc; i++) {
+			if (strcmp(argv[i], "--all") == 0)
+				show_all = true;
+			else if (ref == NULL && argv[i][0] != '-')
+				ref = argv[i];
+			else
+				return runs_usage();
+		}
+		if (ref == NULL)
 			return runs_usage();
-		if ((id = run_ref(c, argv[2], &rv)) == NULL)
+		if ((id = run_ref(c, ref, &rv)) == NULL)
 			return rv;
 		snprintf(path, sizeof path, "/api/v1/runs/%s", id);
 		free(id);
@@ -258,9 +277,15 @@ print_compare(const json_t *b)
 			print_value(r, 14);
 		putchar('\n');
 	}
-	printf("metrics (* best):\n");
+	size_t hidden = 0;
+	printf("%s (* best):\n", show_all ? "metrics" : "headline metrics");
 	json_array_foreach(json_object_get(b, "metrics"), i, row) {
 		const char *best = json_string_value(json_object_get(row, "best"));
+		/* a server without headlines marks none: show everything */
+		if (!show_all && json_is_false(json_object_get(row, "headline"))) {
+			hidden++;
+			continue;
+		}
 		printf("  %-30.30s", S(row, "name"));
 		json_array_foreach(json_object_get(row, "values"), k, r) {
 			const char *id = S(json_array_get(runs, k), "id");
@@ -269,6 +294,8 @@ print_compare(const json_t *b)
 		}
 		putchar('\n');
 	}
+	if (hidden > 0)
+		printf("  (%zu more metrics: --all shows them)\n", hidden);
 }
 
 /* The runs named in argv[from..] as "1,2,3" (task ids resolved). */
@@ -299,11 +326,19 @@ cmd_compare(const ctl *c, int argc, char **argv)
 	char *ids, *path;
 	int rv;
 
-	if (argc < 3) {
-		fprintf(stderr, "usage: loomctl compare RUN RUN... (runs or tasks: run-3 task-7)\n");
+	int n = 0;
+	for (int k = 1; k < argc; k++) {
+		if (strcmp(argv[k], "--all") == 0)
+			show_all = true;
+		else
+			argv[++n] = argv[k];
+	}
+	if (n < 2) {
+		fprintf(stderr, "usage: loomctl compare RUN RUN... [--all] (runs or tasks: run-3 "
+		                "task-7)\n");
 		return EXIT_USAGE;
 	}
-	if ((ids = run_list(c, argc, argv, 1, &rv)) == NULL)
+	if ((ids = run_list(c, n + 1, argv, 1, &rv)) == NULL)
 		return rv;
 	path = loomi_strfmt("/api/v1/runs/compare?ids=%s", ids);
 	rv = http(c, "GET", path, NULL, &r);

@@ -464,9 +464,20 @@ print_task(const json_t *t)
 	if (json_object_get(t, "error"))
 		printf("  error     %s\n", S(t, "error"));
 	if (json_object_size(m)) {
+		/* per-class figures and confusion cells (names with a '.') are
+		 * details: runs show draws them as tables */
+		size_t details = 0;
 		printf("  metrics  ");
-		json_object_foreach((json_t *)m, key, v) printf(" %s %.5g", key, json_number_value(v));
+		json_object_foreach((json_t *)m, key, v) {
+			if (strchr(key, '.') != NULL)
+				details++;
+			else
+				printf(" %s %.5g", key, json_number_value(v));
+		}
 		putchar('\n');
+		if (details > 0)
+			printf("            (%zu per-class figures and the like: loomctl runs show %s)\n",
+			       details, S(t, "task_id"));
 	}
 	printf("  created   %s   started %s   finished %s\n", S(t, "created_at"),
 	       S(t, "started_at"), S(t, "finished_at"));

@@ -77,6 +77,18 @@ FILE *term_raw(void);
 size_t term_escape(const char *s, size_t n, char *out, size_t *used, bool final);
 
 /* Commands in loomctl-alerts.c. */
+/* Metrics as people read them (loomctl-metrics.c), of a run or a version
+ * as JSON ("metrics", "headline", "details").  metric_names: the headline
+ * names in order, with all then the rest by name (a malloc'd array of
+ * borrowed names; *more: those left out).  print_metrics: one "name value"
+ * line each, the first without indent; returns the metrics left out.
+ * print_details: each detail table as a table. */
+const char **metric_names(const json_t *o, bool all, size_t *n, size_t *more);
+size_t print_metrics(const json_t *o, const char *indent, bool all);
+void print_details(const json_t *o, const char *indent);
+/* Higher is better for accuracy, F1, R², precision, recall, AUC. */
+bool higher_better(const char *name);
+
 int cmd_alerts(const ctl *c, int argc, char **argv);
 /* loomctl-users.c */
 int cmd_users(const ctl *c, int argc, char **argv);

@@ -1411,7 +1411,7 @@ static const loomi_migration migrations[] = {
 	 LOOMI_SEQUENCE_AT_LEAST("configs", "SELECT max(coalesce((SELECT max(id) FROM configs), 0),"
 	                         " coalesce((SELECT max(config_id) FROM jobs), 0))")},
 	/* configs stored before have no owner ('') and only admins see them */
-	{17, "configs have owners",
+	{20, "configs have owners",
 	 "ALTER TABLE configs ADD COLUMN owner TEXT NOT NULL DEFAULT '';\n"},
 };
 

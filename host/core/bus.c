@@ -284,10 +284,22 @@ nng_to_loom(int rv)
 
 static atomic_llong next_id = 1;
 
+/* What a bus or a client counts (loomi_bus_stats): relaxed atomic adds. */
+typedef struct counts {
+	atomic_ullong dropped;
+	atomic_ullong requests_in, replies_out, requests_out, replies_in, events_out, events_in;
+} counts;
+
+static void
+count(atomic_ullong *c)
+{
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
 /* One request over a req socket, with its own context. */
 static int
 req_roundtrip(nng_socket req, size_t max, const char *service, const char *from,
-              const char *body, int64_t timeout_ms, char **reply, atomic_ullong *dropped)
+              const char *body, int64_t timeout_ms, char **reply, counts *n)
 {
 	nng_ctx ctx;
 	nng_aio *aio = NULL;
@@ -339,6 +351,7 @@ req_roundtrip(nng_socket req, size_t max, const char *service, const char *from,
 		nng_msg_free(m);
 		goto out;
 	}
+	count(&n->requests_out);
 	for (;;) {
 		nng_ctx_recv(ctx, aio);
 		nng_aio_wait(aio);
@@ -348,11 +361,13 @@ req_roundtrip(nng_socket req, size_t max, const char *service, const char *from,
 		rv = loomi_envelope_parse(nng_msg_body(m), nng_msg_len(m), max, LOOMI_ENV_REPLY,
 		                          &env, &why);
 		nng_msg_free(m);
-		if (rv == 0 && env.id == id)
+		if (rv == 0 && env.id == id) {
+			count(&n->replies_in);
 			break;
+		}
 		if (rv == 0)
 			loomi_envelope_free(&env);
-		atomic_fetch_add(dropped, 1);
+		count(&n->dropped);
 		LOG_WARN("bus: dropped a malformed reply to %s: %s", service,
 		         rv ? why : "its id does not match the request");
 		rv = LOOM_EPROTO;
@@ -389,7 +404,7 @@ typedef struct sub {
 	void *arg;
 	const void *owner;
 	size_t max;
-	atomic_ullong *dropped;
+	counts *n;
 	struct sub *next;
 } sub;
 
@@ -412,11 +427,12 @@ sub_main(void *p)
 		                          &env, &why);
 		nng_msg_free(m);
 		if (rv != 0) {
-			atomic_fetch_add(s->dropped, 1);
+			count(&s->n->dropped);
 			LOG_WARN("bus: dropped a malformed event (subscription \"%s\"): %s", s->prefix,
 			         why);
 			continue;
 		}
+		count(&s->n->events_in);
 		body = json_dumps(env.body, JSON_COMPACT);
 		if (body)
 			s->fn(s->arg, env.topic, body);
@@ -428,7 +444,7 @@ sub_main(void *p)
 
 static int
 sub_open(const char *addr, const char *prefix, loom_event_fn fn, void *arg, const void *owner,
-         size_t max, atomic_ullong *dropped, sub **out)
+         size_t max, counts *n, sub **out)
 {
 	sub *s;
 	int rv;
@@ -453,7 +469,7 @@ sub_open(const char *addr, const char *prefix, loom_event_fn fn, void *arg, cons
 	s->arg = arg;
 	s->owner = owner;
 	s->max = max;
-	s->dropped = dropped;
+	s->n = n;
 	if ((rv = pthread_create(&s->thread, NULL, sub_main, s)) != 0) {
 		nng_close(s->sock);
 		free(s->prefix);
@@ -505,7 +521,7 @@ struct loomi_bus {
 	pthread_cond_t cv;
 	bus_service *services;
 	sub *subs;
-	atomic_ullong dropped;
+	counts n;
 };
 
 static atomic_uint bus_counter;
@@ -513,7 +529,21 @@ static atomic_uint bus_counter;
 uint64_t
 loomi_bus_dropped(const loomi_bus *bus)
 {
-	return atomic_load(&((loomi_bus *)bus)->dropped);
+	return atomic_load(&((loomi_bus *)bus)->n.dropped);
+}
+
+void
+loomi_bus_stats_read(const loomi_bus *bus, loomi_bus_stats *out)
+{
+	counts *n = &((loomi_bus *)bus)->n;
+
+	out->requests_in = atomic_load_explicit(&n->requests_in, memory_order_relaxed);
+	out->replies_out = atomic_load_explicit(&n->replies_out, memory_order_relaxed);
+	out->requests_out = atomic_load_explicit(&n->requests_out, memory_order_relaxed);
+	out->replies_in = atomic_load_explicit(&n->replies_in, memory_order_relaxed);
+	out->events_out = atomic_load_explicit(&n->events_out, memory_order_relaxed);
+	out->events_in = atomic_load_explicit(&n->events_in, memory_order_relaxed);
+	out->dropped = atomic_load_explicit(&n->dropped, memory_order_relaxed);
 }
 
 static int
@@ -543,6 +573,7 @@ publish_doc(loomi_bus *bus, const char *topic, const char *from, json_t *body)
 		nng_msg_free(m);
 		return nng_to_loom(rv);
 	}
+	count(&bus->n.events_out);
 	return 0;
 }
 
@@ -664,10 +695,11 @@ serve_main(void *p)
 		nng_msg_free(m);
 		if (rv != 0) {
 			/* Not trusted enough to answer: drop; the requester times out. */
-			atomic_fetch_add(&bus->dropped, 1);
+			count(&bus->n.dropped);
 			LOG_WARN("bus: dropped a malformed request: %s", why);
 			continue;
 		}
+		count(&bus->n.requests_in);
 		reply = dispatch(bus, &env);
 		if (reply == NULL || msg_from_json(reply, NULL, &m) != 0) {
 			loomi_envelope_free(&env);
@@ -695,6 +727,8 @@ serve_main(void *p)
 			nng_msg_free(m);
 			if (rv == NNG_ECLOSED)
 				break;
+		} else {
+			count(&bus->n.replies_out);
 		}
 	}
 	/* Close the context here, while the socket is open: NNG 1.5 may
@@ -876,7 +910,7 @@ loomi_bus_subscribe(loomi_bus *bus, const char *prefix, loom_event_fn fn, void *
                     const void *owner)
 {
 	sub *s;
-	int rv = sub_open(bus->inproc_events, prefix, fn, arg, owner, bus->max, &bus->dropped, &s);
+	int rv = sub_open(bus->inproc_events, prefix, fn, arg, owner, bus->max, &bus->n, &s);
 	if (rv != 0)
 		return rv;
 	pthread_mutex_lock(&bus->mtx);
@@ -940,7 +974,7 @@ loomi_bus_request(loomi_bus *bus, const char *service, const char *from, const c
                   int64_t timeout_ms, char **reply)
 {
 	return req_roundtrip(bus->req, bus->max, service, from, body, timeout_ms, reply,
-	                     &bus->dropped);
+	                     &bus->n);
 }
 
 /* ------------------------------------------------------------------ clients */
@@ -952,7 +986,7 @@ struct loomi_bus_client {
 	size_t max;
 	pthread_mutex_t mtx;
 	sub *subs;
-	atomic_ullong dropped;
+	counts n;
 };
 
 int
@@ -1017,7 +1051,7 @@ loomi_bus_client_request(loomi_bus_client *c, const char *service, const char *f
 {
 	if (!c->has_req)
 		return LOOM_ENOTSUP;
-	return req_roundtrip(c->req, c->max, service, from, body, timeout_ms, reply, &c->dropped);
+	return req_roundtrip(c->req, c->max, service, from, body, timeout_ms, reply, &c->n);
 }
 
 int
@@ -1051,7 +1085,7 @@ loomi_bus_client_subscribe(loomi_bus_client *c, const char *prefix, loom_event_f
 
 	if (c->events == NULL)
 		return LOOM_ENOTSUP;
-	if ((rv = sub_open(c->events, prefix, fn, arg, NULL, c->max, &c->dropped, &s)) != 0)
+	if ((rv = sub_open(c->events, prefix, fn, arg, NULL, c->max, &c->n, &s)) != 0)
 		return rv;
 	pthread_mutex_lock(&c->mtx);
 	s->next = c->subs;
@@ -1063,5 +1097,5 @@ loomi_bus_client_subscribe(loomi_bus_client *c, const char *prefix, loom_event_f
 uint64_t
 loomi_bus_client_dropped(const loomi_bus_client *c)
 {
-	return atomic_load(&((loomi_bus_client *)c)->dropped);
+	return atomic_load(&((loomi_bus_client *)c)->n.dropped);
 }

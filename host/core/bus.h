@@ -68,6 +68,20 @@ int loomi_bus_request(loomi_bus *bus, const char *service, const char *from,
 /* Messages dropped as malformed since the bus opened. */
 uint64_t loomi_bus_dropped(const loomi_bus *bus);
 
+/* What the bus has carried since it opened, for GET /metrics: each count
+ * a relaxed atomic add where the message passes. */
+typedef struct loomi_bus_stats {
+	uint64_t requests_in;      /* requests received and served (bus.* included) */
+	uint64_t replies_out;      /* replies sent for them */
+	uint64_t requests_out;     /* requests sent by loomi_bus_request */
+	uint64_t replies_in;       /* replies received for them */
+	uint64_t events_out;       /* events published */
+	uint64_t events_in;        /* events handed to this process's subscribers */
+	uint64_t dropped;          /* malformed messages dropped (loomi_bus_dropped) */
+} loomi_bus_stats;
+
+void loomi_bus_stats_read(const loomi_bus *bus, loomi_bus_stats *out);
+
 /* ------------------------------------------------------------------ other processes */
 
 /* Connect to a host's request and event addresses (either may be NULL). */

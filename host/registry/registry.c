@@ -20,6 +20,7 @@
 
 #include <loom/error.h>
 
+#include "host/core/headline.h"
 #include "host/core/log.h"
 #include "host/core/util.h"
 #include "host/server/module.h"
@@ -549,15 +550,25 @@ ensure_model(sqlite3 *db, const char *name, const char *owner, int64_t now, int6
 	return 0;
 }
 
-/* Move each best-<metric> tag to version when it beats the holder. */
+/* Move each best-<metric> tag of a headline metric to version when it
+ * beats the holder. */
 static int
 update_tags(sqlite3 *db, int64_t model, int64_t version, const json_t *metrics, int64_t now,
             json_t *moved, char **msg)
 {
-	const char *k;
-	json_t *v;
+	json_t *display = json_object_get(metrics, LOOMI_DISPLAY_KEY), *fallback = NULL;
+	json_t *headline, *name;
+	size_t i;
 
-	json_object_foreach((json_t *)metrics, k, v) {
+	if (display == NULL)
+		display = fallback = loomi_display_fallback(metrics);
+	headline = loomi_display_headline(display, metrics);
+	json_decref(fallback);
+	json_array_foreach(headline, i, name) {
+		const char *k = json_string_value(name);
+		json_t *v = json_object_get(metrics, k);
+		if (!json_is_number(v))
+			continue;
 		double x = json_number_value(v), best = 0;
 		char *tag = loomi_strfmt("best-%s", k);
 		bool held = false, wins;
@@ -583,12 +594,14 @@ update_tags(sqlite3 *db, int64_t model, int64_t version, const json_t *metrics, 
 			sqlite3_bind_int64(st, 6, now);
 			if (step_done(db, st, msg, "store a tag") != 0) {
 				free(tag);
+				json_decref(headline);
 				return LOOM_EIO;
 			}
 			json_array_append_new(moved, json_string(tag));
 		}
 		free(tag);
 	}
+	json_decref(headline);
 	return 0;
 }
 
@@ -733,7 +746,10 @@ read_metrics(const char *task_dir, json_t **out, char **msg)
 		                         "damaged",
 		          path, je.text, je.line);
 	} else {
+		json_t *display = loomi_display_declared(m);
 		*out = final_metrics(m);
+		if (display)
+			json_object_set_new(*out, LOOMI_DISPLAY_KEY, display);
 		json_decref(m);
 	}
 	free(text);
@@ -771,11 +787,14 @@ loomi_registry_register(loomi_daemon *d, int64_t job_id, char **err)
 	LOG_INFO("registry: task-%lld registered as model \"%s\" version %lld", (long long)job_id,
 	         t.name, (long long)v.version);
 	if (d->bus) {
-		json_t *ev = json_pack("{s:s, s:I, s:O, s:O, s:O, s:O, s:I}", "model", t.name, "version",
+		json_t *ev = json_pack("{s:s, s:I, s:O, s:O, s:o, s:O, s:I}", "model", t.name, "version",
 		                       (json_int_t)v.version, "task_id",
 		                       json_object_get(lineage, "task_id"), "run_id",
-		                       json_object_get(lineage, "run_id"), "metrics", metrics, "tags",
-		                       v.tags, "time", (json_int_t)loomi_wall_ms());
+		                       json_object_get(lineage, "run_id"), "metrics",
+		                       json_deep_copy(metrics), "tags", v.tags, "time",
+		                       (json_int_t)loomi_wall_ms());
+		loomi_display_attach(ev);
+		json_object_del(ev, "details");
 		loomi_bus_publish_json(d->bus, "model.version", "loomd", ev);
 		json_decref(ev);
 	}
@@ -976,6 +995,7 @@ version_json(sqlite3 *db, const char *name, int64_t model, sqlite3_stmt *st, boo
 	                      (const char *)sqlite3_column_text(st, 4), "metrics",
 	                      json_column(st, 5), "tags", tags_of(db, model, v), "aliases",
 	                      aliases_of(db, model, v));
+	loomi_display_attach(o);
 	if (detail) {
 		const char *dir = (const char *)sqlite3_column_text(st, 6);
 		json_t *lineage = json_column(st, 8);
@@ -1478,6 +1498,16 @@ on_job_state(loomi_daemon *d, const loomi_event *ev)
 
 static const loomi_migration migrations[] = {
 	{8, "model registry", migration_sql},
+	/* best- tags are taken for headline metrics only: drop the ones
+	 * versions took before for every other metric — per-class figures
+	 * and confusion cells (a '.' in the name), and validation figures of a
+	 * model whose versions have test figures (the fallback's headline,
+	 * headline.h) — which no new version would ever compete for */
+	{17, "best- tags only for headline metrics",
+	 "DELETE FROM model_tags WHERE instr(metric, '.') > 0\n"
+	 "  OR (substr(metric, 1, 5) <> 'test_' AND EXISTS (SELECT 1 FROM model_tags t\n"
+	 "    WHERE t.model_id = model_tags.model_id AND substr(t.metric, 1, 5) = 'test_'\n"
+	 "    AND instr(t.metric, '.') = 0));\n"},
 	/* a model belongs to the owner of the task of its first version */
 	{18, "models have owners",
 	 "ALTER TABLE models ADD COLUMN owner TEXT NOT NULL DEFAULT '';\n"

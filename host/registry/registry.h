@@ -17,8 +17,13 @@
  * top-level numbers), the task's spec and its lineage (the config id and
  * version it was made from and the run's lineage: data hash, versions).
  *
- * Tags: for every final metric, "best-<metric>" marks the version with the
- * best value so far (lower is better, except for metrics whose names
+ * Headline metrics (host/core/headline.h): metrics.json's declaration,
+ * resolved to the flat names, is stored beside the metrics under
+ * LOOMI_DISPLAY_KEY; a version answers "headline" and "details" from it,
+ * or from the fallback rule when it has none (versions registered before).
+ *
+ * Tags: for every headline metric, "best-<metric>" marks the version with
+ * the best value so far (lower is better, except for metrics whose names
  * contain accuracy, f1, r2, precision, recall or auc); a new version takes
  * the tag only when it beats the holder strictly.
  *
@@ -48,7 +53,8 @@
  *             "tags": {"best-test_mae": 3}, "versions": [version summary,
  *             newest first]}
  *   version: {"name", "version", "task_id": "task-7", "run_id": "run-3"|null,
- *             "created_at", "user", "metrics": {…}, "tags": […],
+ *             "created_at", "user", "metrics": {…}, "headline": [names],
+ *             "details": [tables], "tags": […],
  *             "aliases": […], "dir", "files": [{"name", "bytes"}],
  *             "spec": {…}, "lineage": {"task_id", "run_id", "config_id",
  *             "config_version", "run": {…}|null}}  (the summary in a model

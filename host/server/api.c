@@ -16,6 +16,7 @@
 
 #include "host/core/log.h"
 #include "host/core/util.h"
+#include "api-stats.h"
 #include "api.h"
 #include "auth.h"
 #include "http.h"
@@ -693,7 +694,7 @@ loomi_api_handle(loomi_daemon *d, const loomi_http_req *in, loomi_http_res *res)
 	req.n_params = 0;
 
 	/* Steps 4 to 7, then the handler. */
-	if ((route = find_route(&req, params, res)) != NULL &&
+	if ((res->route = route = find_route(&req, params, res)) != NULL &&
 	    query_ok(route->query, req.query, res) && body_type_ok(&req, res) &&
 	    loomi_auth_check(d, &req, route->access, &caller, res)) {
 		req.caller = &caller;
@@ -812,6 +813,7 @@ http_handler(void *arg, const loomi_http_request *hreq, loomi_http_response *hre
 	if (loomi_log_enabled(LOOM_LOG_DEBUG))
 		LOG_DEBUG("http %s %s -> %d (%.3f ms)", req.method, hreq->target, res.status,
 		          (double)(loomi_mono_ns() - t0) / 1e6);
+	loomi_api_stats_request(res.route, req.method, res.status, loomi_mono_ns() - t0);
 	json_decref(res.body);
 	free(res.text);
 	free(res.allow);
@@ -932,8 +934,10 @@ ws_open(void *arg, loomi_ws *ws, const loomi_http_request *req, loomi_http_respo
 		loomi_strv_free(&where);
 		return 404;
 	}
-	if ((status = r->on_open(api->d, ws, req, &caller, res)) == 0)
+	if ((status = r->on_open(api->d, ws, req, &caller, res)) == 0) {
 		loomi_ws_set_owner(ws, r);
+		loomi_api_stats_websocket(1);
+	}
 	return status;
 }
 
@@ -949,8 +953,10 @@ static void
 ws_close(void *arg, loomi_ws *ws)
 {
 	const loomi_ws_route *r = loomi_ws_get_owner(ws);
-	if (r)
+	if (r) {
 		r->on_close(((loomi_api *)arg)->d, ws);
+		loomi_api_stats_websocket(-1);
+	}
 }
 
 static const loomi_ws_handlers ws_handlers = {ws_open, ws_message, ws_close};

@@ -88,6 +88,8 @@ typedef struct loomi_http_req {
 	const struct loomi_caller *caller;
 } loomi_http_req;
 
+struct loomi_route;
+
 typedef struct loomi_http_res {
 	int status;
 	json_t *body;              /* a JSON document, or NULL */
@@ -101,6 +103,9 @@ typedef struct loomi_http_res {
 		char *value;
 	} headers[4];
 	int n_headers;
+	/* set by the pipeline: the route that matched (NULL: none), which
+	 * the request counters of GET /metrics are kept by (api-stats.h) */
+	const struct loomi_route *route;
 } loomi_http_res;
 
 typedef void (*loomi_route_fn)(loomi_daemon *d, const loomi_http_req *req,

@@ -101,6 +101,19 @@ typedef struct loomi_jobs {
 
 static loomi_jobs *J; /* one loomd, one jobs service */
 
+/* What GET /metrics reads (loomi_jobs_stats_read): relaxed atomics. */
+static struct {
+	uint64_t transitions[LOOMI_JOB_STATES + 1];
+	int64_t workers;
+	loomi_histogram plan;
+} S;
+
+/* Plans take microseconds to seconds: 10 µs to 10 s. */
+static const double plan_bounds[] = {
+	0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+	0.025,   0.05,     0.1,     0.25,   0.5,     1,      2.5,   5,      10,
+};
+
 /* ------------------------------------------------------------------ states */
 
 bool
@@ -321,6 +334,8 @@ store_transition(int64_t id, uint32_t to, const char *reason)
 	if (step_done(st) != 0 || exec_sql("RELEASE transition") != 0)
 		goto fail;
 	sqlite3_mutex_leave(sqlite3_db_mutex(db()));
+	if (to <= LOOMI_JOB_STATES)
+		__atomic_fetch_add(&S.transitions[to], 1, __ATOMIC_RELAXED);
 	LOG_INFO("task-%lld: %s → %s%s%s", (long long)id, from_name, to_name, reason[0] ? ": " : "",
 	         reason);
 	{
@@ -558,6 +573,8 @@ run_remove(run *r)
 	free(r->why);
 	free(r->result);
 	free(r->error);
+	if (r->pid > 0)
+		__atomic_fetch_sub(&S.workers, 1, __ATOMIC_RELAXED);
 	*r = J->runs[--J->n_runs];
 }
 
@@ -1389,7 +1406,10 @@ schedule(void)
 				           "no scheduler plugin instance is configured; add one (module "
 				           "sched-local) to plugins in loomd.conf");
 	} else if (n > 0) {
+		uint64_t t0 = loomi_mono_ns();
 		int rv = J->sched_ops->plan(J->sched_ctx, &view, &plan);
+		loomi_histogram_observe(&S.plan, plan_bounds, sizeof plan_bounds / sizeof *plan_bounds,
+		                        loomi_mono_ns() - t0);
 		if (rv != 0)
 			LOG_ERROR("jobs: the scheduler %s failed to plan: %s", J->sched->name,
 			          loom_strerror(rv));
@@ -1534,6 +1554,7 @@ spawn_pending(void)
 			continue;
 		}
 		r->pid = pid;
+		__atomic_fetch_add(&S.workers, 1, __ATOMIC_RELAXED);
 		r->cgroup = cgroup;
 		r->as_limit = as_limit;
 		set_int(id, "worker_pid", pid);
@@ -1587,6 +1608,44 @@ loop(void *arg)
 	spawn_pending(); /* puts back what a last plan started */
 	pthread_mutex_unlock(&J->mtx);
 	return NULL;
+}
+
+/* ------------------------------------------------------------------ counters */
+
+int
+loomi_jobs_stats_read(loomi_daemon *d, loomi_jobs_stats *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	for (int i = 1; i <= LOOMI_JOB_STATES; i++)
+		out->transitions[i] = __atomic_load_n(&S.transitions[i], __ATOMIC_RELAXED);
+	out->workers = __atomic_load_n(&S.workers, __ATOMIC_RELAXED);
+	/* job_counts, kept by triggers, has a row per user and state: a scrape
+	 * reads those, not the jobs */
+	if (d->store.db == NULL)
+		return LOOM_EIO;
+	if (sqlite3_prepare_v2(d->store.db, "SELECT state, sum(n) FROM job_counts GROUP BY state",
+	                       -1, &st, NULL) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return LOOM_EIO;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint32_t s = loom_job_state_parse((const char *)sqlite3_column_text(st, 0));
+		if (s >= 1 && s <= LOOMI_JOB_STATES)
+			out->tasks[s] = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : LOOM_EIO;
+}
+
+const loomi_histogram *
+loomi_jobs_plan_histogram(const double **bounds, size_t *n_bounds)
+{
+	*bounds = plan_bounds;
+	*n_bounds = sizeof plan_bounds / sizeof *plan_bounds;
+	return &S.plan;
 }
 
 /* ------------------------------------------------------------------ bus services */

@@ -55,6 +55,7 @@
 #include "host/server/api.h"
 #include "host/server/auth.h"
 #include "host/server/daemon.h"
+#include "host/server/histogram.h"
 
 /* Start the jobs service: recover jobs left running, serve job.* on the
  * bus, start the scheduling loop.  0, or a LOOM_E* code with *err set. */
@@ -111,5 +112,26 @@ int64_t loomi_job_id_parse(const char *text);
 /* The task id of a route's first parameter ("task-12" or "12"), or 0
  * after setting a 404 that says what ids look like. */
 int64_t loomi_jobs_param_id(const loomi_http_req *req, loomi_http_res *res);
+
+/* ------------------------------------------------------------------ for GET /metrics */
+
+/* The states, loom_job_state values 1 … LOOMI_JOB_STATES. */
+#define LOOMI_JOB_STATES 6
+
+typedef struct loomi_jobs_stats {
+	int64_t tasks[LOOMI_JOB_STATES + 1];       /* tasks in each state now (the store) */
+	uint64_t transitions[LOOMI_JOB_STATES + 1]; /* transitions into each state stored since
+	                                             * loomd started */
+	int64_t workers;                            /* worker processes running */
+} loomi_jobs_stats;
+
+/* What the jobs service counts; 0, or LOOM_EIO when the store could not be
+ * read (the counters are filled all the same).  Counters are relaxed
+ * atomics the service adds to; the tasks per state are one query. */
+int loomi_jobs_stats_read(loomi_daemon *d, loomi_jobs_stats *out);
+
+/* How long the scheduler plugin took to plan, one observation per plan
+ * (bounds in seconds: *bounds, *n_bounds). */
+const loomi_histogram *loomi_jobs_plan_histogram(const double **bounds, size_t *n_bounds);
 
 #endif /* LOOM_HOST_TASKS_H */

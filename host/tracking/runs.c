@@ -10,6 +10,7 @@
 
 #include <loom/types.h>
 
+#include "host/core/headline.h"
 #include "host/core/util.h"
 #include "host/server/api.h"
 #include "host/server/module.h"
@@ -88,8 +89,11 @@ run_json(sqlite3 *db, sqlite3_stmt *st, bool detail)
 	json_object_set_new(o, "started_at", time_json(st, 9));
 	json_object_set_new(o, "ended_at", time_json(st, 10));
 	json_object_set_new(o, "metrics", text_json(st, 8));
-	if (!detail)
+	loomi_display_attach(o);
+	if (!detail) {
+		json_object_del(o, "details");
 		return o;
+	}
 	json_object_set_new(o, "params", text_json(st, 6));
 	json_object_set_new(o, "lineage", text_json(st, 7));
 
@@ -850,6 +854,12 @@ flatten(const json_t *v, const char *prefix, json_t *out)
 	}
 }
 
+static int
+by_name(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* ids: "run-1,run-2" or "1,2"; ≥ 2, ≤ 20. */
 static json_t *
 runs_of(loomi_daemon *d, const loomi_caller *c, const char *ids, loomi_http_res *res)
@@ -897,18 +907,40 @@ route_runs_compare(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *r
 		return;
 	}
 	free(ids);
-	/* every key any run has, in first-seen order */
+	/* every key any run has, in first-seen order; the metrics' headline
+	 * ones first (the runs' headlines, in their order), then the rest by
+	 * name */
 	flat = json_array();
 	keys = json_object();
 	names = json_object();
+	json_t *headline = json_array(), *rest = json_object();
 	json_array_foreach(runs, i, r) {
 		json_t *f = json_object(), *v;
+		size_t k;
 		flatten(json_object_get(r, "params"), "", f);
 		json_array_append_new(flat, f);
 		json_object_foreach(f, key, v)
 			json_object_set_new(keys, key, json_true());
+		json_array_foreach(json_object_get(r, "headline"), k, v) {
+			if (json_object_get(names, json_string_value(v)) == NULL) {
+				json_object_set_new(names, json_string_value(v), json_true());
+				json_array_append(headline, v);
+			}
+		}
 		json_object_foreach(json_object_get(r, "metrics"), key, v)
-			json_object_set_new(names, key, json_true());
+			json_object_set_new(rest, key, json_true());
+	}
+	{
+		size_t n = 0, k = 0;
+		const char **sorted = loomi_xcalloc(json_object_size(rest) + 1, sizeof *sorted);
+		json_t *v;
+		json_object_foreach(rest, key, v)
+			sorted[n++] = key;
+		qsort(sorted, n, sizeof *sorted, by_name);
+		for (k = 0; k < n; k++)
+			if (json_object_get(names, sorted[k]) == NULL)
+				json_object_set_new(names, sorted[k], json_false());
+		free(sorted);
 	}
 	params = json_array();
 	json_object_foreach(keys, key, r) {
@@ -943,8 +975,9 @@ route_runs_compare(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *r
 			}
 		}
 		json_array_append_new(metrics,
-		                      json_pack("{s:s, s:o, s:s, s:s?}", "name", key, "values", vals,
-		                                "better", up ? "higher" : "lower", "best", best));
+		                      json_pack("{s:s, s:o, s:s, s:s?, s:O}", "name", key, "values", vals,
+		                                "better", up ? "higher" : "lower", "best", best,
+		                                "headline", r));
 	}
 	json_t *heads = json_array();
 	json_array_foreach(runs, i, r)
@@ -954,7 +987,9 @@ route_runs_compare(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *r
 		                                       json_object_get(r, "state"), "task_id",
 		                                       json_object_get(r, "task_id")));
 	res->status = 200;
-	res->body = json_pack("{s:o, s:o, s:o}", "runs", heads, "params", params, "metrics", metrics);
+	res->body = json_pack("{s:o, s:o, s:o, s:o}", "runs", heads, "params", params, "headline",
+	                      headline, "metrics", metrics);
+	json_decref(rest);
 	json_decref(flat);
 	json_decref(keys);
 	json_decref(names);

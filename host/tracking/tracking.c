@@ -19,6 +19,7 @@
 
 #include <loom/tracker.h>
 
+#include "host/core/headline.h"
 #include "host/core/log.h"
 #include "host/core/plugins.h"
 #include "host/core/util.h"
@@ -143,6 +144,26 @@ static struct {
 	.cv = PTHREAD_COND_INITIALIZER,
 	.done_cv = PTHREAD_COND_INITIALIZER,
 };
+
+/* What GET /metrics reads (loomi_tracking_counters_read). */
+static loomi_tracking_counters C;
+
+static void
+counter_add(uint64_t *c, uint64_t n)
+{
+	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
+
+void
+loomi_tracking_counters_read(loomi_tracking_counters *out)
+{
+	out->points_ingested = __atomic_load_n(&C.points_ingested, __ATOMIC_RELAXED);
+	out->points_dropped_full = __atomic_load_n(&C.points_dropped_full, __ATOMIC_RELAXED);
+	out->points_dropped_malformed = __atomic_load_n(&C.points_dropped_malformed,
+	                                                __ATOMIC_RELAXED);
+	out->points_dropped_no_run = __atomic_load_n(&C.points_dropped_no_run, __ATOMIC_RELAXED);
+	out->tracker_points_dropped = __atomic_load_n(&C.tracker_points_dropped, __ATOMIC_RELAXED);
+}
 
 /* ------------------------------------------------------------------ small things */
 
@@ -357,6 +378,7 @@ defer(pcall *c)
 	if (c->kind == P_POINTS && P.points + c->n > PLUGIN_QUEUE_MAX_POINTS) {
 		bool warn = P.dropped / 1000000 != (P.dropped + c->n) / 1000000 || P.dropped == 0;
 		P.dropped += c->n;
+		counter_add(&C.tracker_points_dropped, c->n);
 		dropped = warn ? P.dropped : 0;
 		pthread_mutex_unlock(&P.mtx);
 		if (dropped)
@@ -878,6 +900,7 @@ do_points(item *it)
 	memcpy(s->buf + s->n, it->pts, it->n * sizeof *it->pts);
 	s->n += it->n;
 	series_write(s, false);
+	counter_add(&C.points_ingested, it->n);
 
 	/* the same points for the tracker plugins and the alert rules */
 	loom_metric_point *mp = loomi_xcalloc(it->n, sizeof *mp);
@@ -947,6 +970,33 @@ record_artifacts(int64_t run, int64_t job)
 	free(dir);
 }
 
+/* The headline and detail metrics a completed task's metrics.json
+ * declares, kept beside the run's metrics (headline.h); nothing when it
+ * declares none (readers fall back). */
+static void
+record_display(int64_t run, int64_t job)
+{
+	char *path = loomi_strfmt("%s/jobs/task-%lld/metrics.json", T.d->conf.state_dir,
+	                          (long long)job);
+	char *text = NULL, *dtext = NULL;
+	json_t *doc = NULL, *display = NULL;
+
+	if (loomi_read_file(path, &text, NULL) == 0 && (doc = json_loads(text, 0, NULL)) != NULL &&
+	    (display = loomi_display_declared(doc)) != NULL &&
+	    (dtext = json_dumps(display, JSON_COMPACT)) != NULL) {
+		sqlite3_stmt *st = stmt("UPDATE runs SET metrics = json_set(metrics, '$.\"" LOOMI_DISPLAY_KEY
+		                        "\"', json(?)) WHERE id = ?");
+		sqlite3_bind_text(st, 1, dtext, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, run);
+		done(st, "cannot record a run's headline metrics");
+	}
+	free(dtext);
+	json_decref(display);
+	json_decref(doc);
+	free(text);
+	free(path);
+}
+
 static void
 do_state(item *it)
 {
@@ -962,8 +1012,10 @@ do_state(item *it)
 		sqlite3_bind_int64(st, 2, it->at);
 	sqlite3_bind_int64(st, 3, it->run);
 	done(st, "cannot end a run");
-	if (strcmp(it->name, "completed") == 0 && it->job > 0)
+	if (strcmp(it->name, "completed") == 0 && it->job > 0) {
 		record_artifacts(it->run, it->job);
+		record_display(it->run, it->job);
+	}
 	if (have_trackers()) {
 		pcall *c = new_call(P_END, it->run);
 		c->a = loomi_strdup(it->name);
@@ -1331,6 +1383,7 @@ loomi_tracking_worker_points(int64_t job, int attempt, const json_t *points)
 	if ((a = active_find(job, attempt)) == NULL || T.queued_points + n > QUEUE_MAX_POINTS) {
 		if (a)
 			T.dropped += n;
+		counter_add(a ? &C.points_dropped_full : &C.points_dropped_no_run, n);
 		pthread_mutex_unlock(&T.mtx);
 		if (a)
 			LOG_WARN("tracking: the metric queue is full; %zu points of task-%lld dropped", n,
@@ -1348,6 +1401,7 @@ loomi_tracking_worker_points(int64_t job, int attempt, const json_t *points)
 		       strcmp(json_string_value(json_array_get(json_array_get(points, k), 0)), name) == 0)
 			k++;
 		if (name == NULL || !loomi_tracking_name_ok(name)) {
+			counter_add(&C.points_dropped_malformed, k > i ? k - i : 1);
 			i = k > i ? k : i + 1;
 			continue;
 		}
@@ -1366,6 +1420,7 @@ loomi_tracking_worker_points(int64_t job, int attempt, const json_t *points)
 				.value = v,
 			};
 		}
+		counter_add(&C.points_dropped_malformed, (k - i) - m);
 		if (m > 0)
 			queue_points(a->run, job, name, pts, m);
 		else

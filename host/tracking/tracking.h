@@ -11,6 +11,11 @@
  *
  * Runs made by external scripts (POST /api/v1/runs) have no task.
  *
+ * A completed task's run keeps the headline and detail metrics its
+ * metrics.json declares (host/core/headline.h) beside its metrics, under
+ * LOOMI_DISPLAY_KEY; reads answer them as "headline" and "details" (the
+ * fallback rule for runs that declare none).
+ *
  * The module (runs.c: loomi_tracking_module, the /api/v1/runs routes and
  * GET /api/v1/training/tasks/{id}/metrics) hears of tasks through the
  * observer list (host/server/events.h): a worker attaching begins or
@@ -99,5 +104,19 @@ int loomi_tracking_run_owner(loomi_daemon *d, const char *id, char **owner,
 
 /* SHA-256 of a file as 64 hex digits (and its size). 0 or LOOM_EIO. */
 int loomi_tracking_sha256_file(const char *path, char hex[65], uint64_t *bytes);
+
+/* ------------------------------------------------------------------ for GET /metrics */
+
+/* What tracking counts since loomd started (relaxed atomics). */
+typedef struct loomi_tracking_counters {
+	uint64_t points_ingested;          /* metric points stored, tasks' and scripts' */
+	uint64_t points_dropped_full;      /* a worker's points dropped: the queue was full */
+	uint64_t points_dropped_malformed; /* a worker's points skipped as malformed */
+	uint64_t points_dropped_no_run;    /* a worker's points for an attempt without a run */
+	uint64_t tracker_points_dropped;   /* stored points not handed to the tracker
+	                                    * plugins, which fell behind */
+} loomi_tracking_counters;
+
+void loomi_tracking_counters_read(loomi_tracking_counters *out);
 
 #endif /* LOOM_HOST_TRACKING_H */

@@ -772,6 +772,121 @@ end_epoch(run *r, char **err)
 
 /* ------------------------------------------------------------------ the end */
 
+/* tmpl with "{row}" and "{column}" replaced (malloc'd). */
+static char *
+cell_name(const char *tmpl, const char *row, const char *column)
+{
+	size_t cap = strlen(tmpl) + strlen(row) * 4 + strlen(column) * 4 + 1, n = 0;
+	char *out = malloc(cap);
+
+	if (out == NULL)
+		return NULL;
+	for (const char *p = tmpl; *p;) {
+		const char *with = NULL;
+		if (strncmp(p, "{row}", 5) == 0)
+			with = row, p += 5;
+		else if (strncmp(p, "{column}", 8) == 0)
+			with = column, p += 8;
+		if (with == NULL) {
+			if (n + 1 >= cap)
+				break;
+			out[n++] = *p++;
+			continue;
+		}
+		size_t k = strlen(with);
+		if (n + k + 1 >= cap)
+			break;
+		memcpy(out + n, with, k);
+		n += k;
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/* Labels: the given NULL-terminated list, or the classes. */
+static json_t *
+labels(const run *r, const char *const *given)
+{
+	json_t *a = json_array();
+	if (given != NULL) {
+		for (size_t i = 0; given[i]; i++)
+			json_array_append_new(a, json_string(given[i]));
+	} else {
+		for (int32_t i = 0; i < r->ds.n_classes; i++)
+			json_array_append_new(a, json_string(r->ds.class_names[i]));
+	}
+	return a;
+}
+
+/* Does any split of out hold metric name? */
+static bool
+reported(const json_t *out, const char *name)
+{
+	static const char *const splits[] = {"train", "validation", "test"};
+	for (int i = 0; i < 3; i++)
+		if (json_object_get(json_object_get(out, splits[i]), name))
+			return true;
+	return false;
+}
+
+/* The most cells a detail table may have: a table of thousands of classes
+ * is no table to read (its figures stay metrics). */
+#define DETAIL_CELLS_MAX 4096
+
+/* The head's reading of its metrics into metrics.json (ABI 1.1 heads):
+ * "headline", the names in display order, and "details", its tables with
+ * their labels and each cell's metric name (tables none of whose metrics
+ * were reported, and tables over DETAIL_CELLS_MAX cells, are left out). */
+static void
+describe_metrics(const run *r, json_t *out)
+{
+	json_t *details = json_array();
+
+	if (LOOM_OPS_HAS(r->head, headline)) {
+		json_t *h = json_array();
+		for (size_t i = 0; r->head->headline[i]; i++)
+			json_array_append_new(h, json_string(r->head->headline[i]));
+		json_object_set_new(out, "headline", h);
+	}
+	for (const loom_metric_table *t = LOOM_OPS_HAS(r->head, tables) ? r->head->tables : NULL;
+	     t && t->name; t++) {
+		json_t *rows = labels(r, t->rows), *cols = labels(r, t->columns), *cells = json_array();
+		json_t *rv, *cv;
+		size_t i, j;
+		bool any = false;
+		json_array_foreach(rows, i, rv) {
+			json_t *line = json_array();
+			json_array_foreach(cols, j, cv) {
+				char *name = cell_name(t->cell ? t->cell : "", json_string_value(rv),
+				                       json_string_value(cv));
+				any = any || (name && reported(out, name));
+				json_array_append_new(line, name ? json_string(name) : json_null());
+				free(name);
+			}
+			json_array_append_new(cells, line);
+		}
+		if (!any || json_array_size(rows) == 0 || json_array_size(cols) == 0 ||
+		    json_array_size(rows) * json_array_size(cols) > DETAIL_CELLS_MAX) {
+			json_decref(rows);
+			json_decref(cols);
+			json_decref(cells);
+			continue;
+		}
+		json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o}", "name", t->name, "title",
+		                      t->title ? t->title : t->name, "rows", rows, "columns", cols,
+		                      "cells", cells);
+		if (t->row_header)
+			json_object_set_new(o, "row_header", json_string(t->row_header));
+		if (t->column_header)
+			json_object_set_new(o, "column_header", json_string(t->column_header));
+		json_array_append_new(details, o);
+	}
+	if (json_array_size(details) > 0)
+		json_object_set_new(out, "details", details);
+	else
+		json_decref(details);
+}
+
 static int
 finish(run *r, double seconds, char **err)
 {
@@ -847,6 +962,7 @@ finish(run *r, double seconds, char **err)
 		                    json_pack("{s:f, s:s}", "accuracy", bl.majority_accuracy, "class",
 		                              r->ds.class_names[bl.majority_class]));
 	json_object_set_new(out, "baselines", base);
+	describe_metrics(r, out);
 	json_object_set_new(out, "epochs", r->history);
 	r->history = NULL;
 	json_object_set_new(out, "run",

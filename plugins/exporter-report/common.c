@@ -206,3 +206,44 @@ report_run_label(const loom_export_source *src)
 		return src->run_id;
 	return "run";
 }
+
+static int
+loss_first(const void *a, const void *b)
+{
+	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	bool lx = strstr(x, "loss") != NULL, ly = strstr(y, "loss") != NULL;
+	if (lx != ly)
+		return lx ? -1 : 1;
+	return strcmp(x, y);
+}
+
+json_t *
+report_headline(const json_t *metrics)
+{
+	const json_t *h = json_object_get(metrics, "headline"), *t;
+	json_t *out = json_array();
+	size_t i;
+
+	if (json_is_array(h) && json_array_size(h) > 0) {
+		json_array_foreach(h, i, t)
+			if (json_is_string(t))
+				json_array_append(out, (json_t *)t);
+		return out;
+	}
+	const json_t *group = json_object_get(metrics, "test");
+	if (json_object_size(group) == 0)
+		group = json_object_get(metrics, "validation");
+	const char **names = calloc(json_object_size(group) + 1, sizeof *names), *key;
+	json_t *v;
+	size_t n = 0;
+	if (names == NULL)
+		return out;
+	json_object_foreach((json_t *)group, key, v)
+		if (strchr(key, '.') == NULL)
+			names[n++] = key;
+	qsort(names, n, sizeof *names, loss_first);
+	for (i = 0; i < n; i++)
+		json_array_append_new(out, json_string(names[i]));
+	free(names);
+	return out;
+}

@@ -165,6 +165,12 @@ section_params(html_out *o, const runs *r)
 
 /* ------------------------------------------------------------------ final metrics */
 
+static int
+by_name(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static void
 metric_row(html_out *o, const runs *r, const char *split, const char *metric, double *v,
            bool *has)
@@ -224,13 +230,46 @@ section_metrics(html_out *o, const runs *r)
 			per[i] = json_object_get(r->metrics[i], splits[s]);
 			per[i] = json_is_object(per[i]) ? per[i] : NULL;
 		}
+		/* the runs' headline metrics first, in their heads' order; then
+		 * the others by name */
 		keys = json_object();
 		for (size_t i = 0; i < r->n; i++) {
-			json_t *x;
-			json_object_foreach(per[i], key, x) {
-				if (json_is_number(x))
-					json_object_set_new(keys, key, json_true());
+			json_t *h = report_headline(r->metrics[i]), *x;
+			size_t k;
+			json_array_foreach(h, k, x) {
+				for (size_t j = 0; j < r->n; j++)
+					if (json_is_number(json_object_get(per[j], json_string_value(x))))
+						json_object_set_new(keys, json_string_value(x), json_true());
 			}
+			json_decref(h);
+		}
+		{
+			size_t cap = 0, n = 0;
+			for (size_t i = 0; i < r->n; i++)
+				cap += json_object_size(per[i]);
+			const char **rest = calloc(cap + 1, sizeof *rest);
+			for (size_t i = 0; rest && i < r->n; i++) {
+				json_t *x;
+				json_object_foreach(per[i], key, x) {
+					if (json_is_number(x) && json_object_get(keys, key) == NULL) {
+						json_object_set_new(keys, key, json_false());
+						rest[n++] = key;
+					}
+				}
+			}
+			/* re-add the rest in name order after the headline */
+			if (rest) {
+				qsort(rest, n, sizeof *rest, by_name);
+				json_t *ordered = json_object(), *flag;
+				json_object_foreach(keys, key, flag)
+					if (json_is_true(flag))
+						json_object_set_new(ordered, key, json_true());
+				for (size_t k = 0; k < n; k++)
+					json_object_set_new(ordered, rest[k], json_false());
+				json_decref(keys);
+				keys = ordered;
+			}
+			free(rest);
 		}
 		if (json_object_size(keys) > 0 && !any) {
 			html_raw(o, "<div class=\"scroll\"><table class=\"metrics\">");

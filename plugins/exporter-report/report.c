@@ -294,48 +294,176 @@ value_cell(html_out *o, bool has, double v, bool best)
 	html_raw(o, "</td>");
 }
 
-static bool
-is_confusion(const char *key)
+/* ------------------------------------------------------------------ headline and details */
+
+/* What a person reads first: the headline names (report_headline) and
+ * the detail tables of metrics.json ("details"), or, for a metrics.json
+ * that declares none, the tables loomd's fallback finds
+ * (docs/tracking.md): the classification head's per-class figures and
+ * confusion cells, by name. */
+typedef struct reading {
+	json_t *headline;   /* array of names */
+	json_t *details;    /* array of tables: name, title, rows, columns, cells */
+	json_t *detailed;   /* object: every name a table shows */
+} reading;
+
+static int
+by_name(const void *a, const void *b)
 {
-	return strncmp(key, "confusion.", 10) == 0;
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The test split's "confusion.<true>.<predicted>" counts as a matrix. */
-static void
-confusion_table(html_out *o, const json_t *test)
+static json_t *
+names_array(const char **v, size_t n)
 {
-	json_t *classes = json_object(), *v, *unused, *unused2;
-	const char *key, *t, *p;
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+/* The fallback's tables over one split group. */
+static json_t *
+fallback_details(const json_t *group)
+{
+	static const char *stats[] = {"precision", "recall", "f1"};
+	const char **classes = calloc(json_object_size(group) + 1, sizeof *classes), *k;
+	json_t *details = json_array(), *v;
+	size_t n = 0;
 	char name[512];
 
-	json_object_foreach((json_t *)test, key, v) {
-		const char *dot;
-		if (!is_confusion(key) || (dot = strchr(key + 10, '.')) == NULL)
-			continue;
-		snprintf(name, sizeof name, "%.*s", (int)(dot - (key + 10)), key + 10);
-		json_object_set_new(classes, name, json_true());
+	if (classes == NULL)
+		return details;
+	json_object_foreach((json_t *)group, k, v)
+		if (strncmp(k, "precision.", 10) == 0 && k[10] != '\0')
+			classes[n++] = k + 10;
+	qsort(classes, n, sizeof *classes, by_name);
+	if (n > 0) {
+		json_t *cells = json_array();
+		for (size_t i = 0; i < n; i++) {
+			json_t *line = json_array();
+			for (size_t j = 0; j < 3; j++)
+				json_array_append_new(line, json_sprintf("%s.%s", stats[j], classes[i]));
+			json_array_append_new(cells, line);
+		}
+		json_array_append_new(details, json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "name",
+		                                         "per_class", "title", "Per class",
+		                                         "row_header", "class", "rows",
+		                                         names_array(classes, n), "columns",
+		                                         names_array(stats, 3), "cells", cells));
+		snprintf(name, sizeof name, "confusion.%s.%s", classes[0], classes[0]);
+		if (json_object_get(group, name)) {
+			cells = json_array();
+			for (size_t i = 0; i < n; i++) {
+				json_t *line = json_array();
+				for (size_t j = 0; j < n; j++)
+					json_array_append_new(line, json_sprintf("confusion.%s.%s", classes[i],
+					                                         classes[j]));
+				json_array_append_new(cells, line);
+			}
+			json_array_append_new(
+				details, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "name", "confusion",
+			                       "title", "Confusion matrix", "row_header", "true",
+			                       "column_header", "predicted", "rows", names_array(classes, n),
+			                       "columns", names_array(classes, n), "cells", cells));
+		}
 	}
-	if (json_object_size(classes) > 0) {
-		html_raw(o, "<h3>Confusion matrix (test)</h3>\n<div class=\"scroll\"><table "
-		            "class=\"confusion\"><thead><tr><th scope=\"col\">true \\ predicted</th>");
-		json_object_foreach(classes, p, unused)
-			html_elem(o, "th", NULL, p);
+	free(classes);
+	return details;
+}
+
+/* The split a person reads: test when it has figures, else validation. */
+static const char *
+read_split(const json_t *metrics)
+{
+	return json_object_size(json_object_get(metrics, "test")) > 0 ? "test" : "validation";
+}
+
+static void
+reading_of(const json_t *metrics, reading *rd)
+{
+	const json_t *group = json_object_get(metrics, read_split(metrics));
+	const json_t *h = json_object_get(metrics, "headline"), *t, *line, *c;
+	size_t i, j, k;
+
+	rd->detailed = json_object();
+	rd->headline = report_headline(metrics);
+	if (json_is_array(h) && json_array_size(h) > 0) {
+		rd->details = json_array();
+		json_array_foreach(json_object_get(metrics, "details"), i, t)
+			if (json_is_array(json_object_get(t, "cells")))
+				json_array_append(rd->details, (json_t *)t);
+	} else {
+		rd->details = fallback_details(group);
+	}
+	json_array_foreach(rd->details, i, t)
+		json_array_foreach(json_object_get(t, "cells"), j, line)
+			json_array_foreach(line, k, c)
+				if (json_is_string(c))
+					json_object_set_new(rd->detailed, json_string_value(c), json_true());
+}
+
+static void
+reading_free(reading *rd)
+{
+	json_decref(rd->headline);
+	json_decref(rd->details);
+	json_decref(rd->detailed);
+}
+
+static bool
+is_headline(const reading *rd, const char *key)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(rd->headline, i, v)
+		if (strcmp(json_string_value(v), key) == 0)
+			return true;
+	return false;
+}
+
+/* Each detail table of the split people read, with its labels: a
+ * confusion matrix as a matrix of true (rows) by predicted (columns). */
+static void
+details_tables(html_out *o, const reading *rd, const json_t *metrics)
+{
+	const char *split = read_split(metrics);
+	const json_t *group = json_object_get(metrics, split), *t, *v, *line;
+	size_t i, r, c;
+
+	json_array_foreach(rd->details, i, t) {
+		const json_t *rows = json_object_get(t, "rows"), *cols = json_object_get(t, "columns");
+		const char *rh = json_string_value(json_object_get(t, "row_header"));
+		const char *ch = json_string_value(json_object_get(t, "column_header"));
+		const char *name = json_string_value(json_object_get(t, "name"));
+		html_raw(o, "<h3>");
+		html_text(o, json_string_value(json_object_get(t, "title")));
+		html_rawf(o, " (%s)</h3>\n<div class=\"scroll\"><table class=\"", split);
+		html_text(o, name ? name : "details");
+		html_raw(o, "\"><thead><tr><th scope=\"col\">");
+		html_text(o, rh ? rh : "");
+		if (ch) {
+			html_raw(o, " \\ ");
+			html_text(o, ch);
+		}
+		html_raw(o, "</th>");
+		json_array_foreach(cols, c, v)
+			html_elem(o, "th", NULL, json_string_value(v));
 		html_raw(o, "</tr></thead><tbody>\n");
-		json_object_foreach(classes, t, unused) {
+		json_array_foreach(rows, r, v) {
+			line = json_array_get(json_object_get(t, "cells"), r);
 			html_raw(o, "<tr><th scope=\"row\">");
-			html_text(o, t);
+			html_text(o, json_string_value(v));
 			html_raw(o, "</th>");
-			json_object_foreach(classes, p, unused2) {
-				json_t *x;
-				snprintf(name, sizeof name, "confusion.%s.%s", t, p);
-				x = json_object_get(test, name);
+			for (c = 0; c < json_array_size(cols); c++) {
+				const char *cell = json_string_value(json_array_get(line, c));
+				json_t *x = cell ? json_object_get(group, cell) : NULL;
 				value_cell(o, json_is_number(x), json_number_value(x), false);
 			}
 			html_raw(o, "</tr>\n");
 		}
 		html_raw(o, "</tbody></table></div>\n");
 	}
-	json_decref(classes);
 }
 
 /* The baseline's settings (keys that are not test metrics), in its heading. */
@@ -360,8 +488,10 @@ baseline_heading(html_out *o, const char *name, const json_t *b, const json_t *t
 	html_raw(o, first ? "</th>" : ")</th>");
 }
 
+/* The test split's headline metrics (and any figure a baseline has) beside
+ * the baselines. */
 static void
-baselines_table(html_out *o, const json_t *test, const json_t *baselines)
+baselines_table(html_out *o, const reading *rd, const json_t *test, const json_t *baselines)
 {
 	size_t nb = json_object_size(baselines), col;
 	double *v = calloc(nb + 1, sizeof *v);
@@ -379,8 +509,21 @@ baselines_table(html_out *o, const json_t *test, const json_t *baselines)
 	json_object_foreach((json_t *)baselines, bname, b)
 		baseline_heading(o, bname, b, test);
 	html_raw(o, "</tr></thead><tbody>\n");
+	json_t *rows = json_array(), *row;
+	size_t ri;
+	json_array_foreach(rd->headline, ri, row)
+		json_array_append(rows, row);
 	json_object_foreach((json_t *)test, key, tv) {
-		if (!json_is_number(tv) || is_confusion(key))
+		bool any = false;
+		json_object_foreach((json_t *)baselines, bname, b)
+			any = any || json_object_get(b, key) != NULL;
+		if (any && !is_headline(rd, key))
+			json_array_append_new(rows, json_string(key));
+	}
+	json_array_foreach(rows, ri, row) {
+		key = json_string_value(row);
+		tv = json_object_get(test, key);
+		if (!json_is_number(tv))
 			continue;
 		v[0] = json_number_value(tv);
 		has[0] = true;
@@ -398,6 +541,7 @@ baselines_table(html_out *o, const json_t *test, const json_t *baselines)
 			value_cell(o, has[i], v[i], (int)i == best);
 		html_raw(o, "</tr>\n");
 	}
+	json_decref(rows);
 	html_raw(o, "</tbody></table></div>\n<p>✓ marks the best value in a row (lower is better "
 	            "for losses and errors, higher for accuracy, F1 and the like; rows whose "
 	            "name does not say are left unmarked).</p>\n");
@@ -406,45 +550,82 @@ out:
 	free(has);
 }
 
+/* One row per name, one column per split. */
 static void
-splits_table(html_out *o, const json_t *metrics)
+splits_rows(html_out *o, const char *title, const json_t *names, const json_t *metrics)
 {
 	static const char *const splits[] = {"train", "validation", "test"};
-	json_t *names = json_object(), *v;
-	const char *key;
+	size_t i;
+	json_t *v;
 
-	for (size_t i = 0; i < 3; i++) {
-		json_object_foreach(json_object_get(metrics, splits[i]), key, v) {
-			if (json_is_number(v) && !is_confusion(key))
-				json_object_set_new(names, key, json_true());
+	if (json_array_size(names) == 0)
+		return;
+	html_rawf(o, "<h3>%s</h3>\n<div class=\"scroll\"><table class=\"splits\"><thead><tr>"
+	          "<th scope=\"col\">metric</th>", title);
+	for (size_t k = 0; k < 3; k++)
+		html_rawf(o, "<th scope=\"col\">%s</th>", splits[k]);
+	html_raw(o, "</tr></thead><tbody>\n");
+	json_array_foreach(names, i, v) {
+		const char *key = json_string_value(v);
+		html_raw(o, "<tr><th scope=\"row\">");
+		html_text(o, key);
+		html_raw(o, "</th>");
+		for (size_t k = 0; k < 3; k++) {
+			json_t *x = json_object_get(json_object_get(metrics, splits[k]), key);
+			value_cell(o, json_is_number(x), json_number_value(x), false);
+		}
+		html_raw(o, "</tr>\n");
+	}
+	html_raw(o, "</tbody></table></div>\n");
+}
+
+/* The headline metrics per split, in the head's order; then the others no
+ * detail table shows, by name. */
+static void
+splits_table(html_out *o, const reading *rd, const json_t *metrics)
+{
+	static const char *const splits[] = {"train", "validation", "test"};
+	json_t *headline = json_array(), *seen = json_object(), *v;
+	const char **rest, *key;
+	size_t i, n = 0, cap = 0;
+
+	json_array_foreach(rd->headline, i, v) {
+		bool any = false;
+		for (size_t k = 0; k < 3; k++)
+			any = any || json_is_number(json_object_get(json_object_get(metrics, splits[k]),
+			                                            json_string_value(v)));
+		if (any)
+			json_array_append(headline, v);
+		json_object_set_new(seen, json_string_value(v), json_true());
+	}
+	for (size_t k = 0; k < 3; k++)
+		cap += json_object_size(json_object_get(metrics, splits[k]));
+	rest = calloc(cap + 1, sizeof *rest);
+	for (size_t k = 0; rest && k < 3; k++) {
+		json_object_foreach(json_object_get(metrics, splits[k]), key, v) {
+			if (!json_is_number(v) || json_object_get(seen, key) ||
+			    json_object_get(rd->detailed, key))
+				continue;
+			json_object_set_new(seen, key, json_true());
+			rest[n++] = key;
 		}
 	}
-	if (json_object_size(names) > 0) {
-		html_raw(o, "<h3>Final metrics per split</h3>\n<div class=\"scroll\"><table "
-		            "class=\"splits\"><thead><tr><th scope=\"col\">metric</th>");
-		for (size_t i = 0; i < 3; i++)
-			html_rawf(o, "<th scope=\"col\">%s</th>", splits[i]);
-		html_raw(o, "</tr></thead><tbody>\n");
-		json_object_foreach(names, key, v) {
-			html_raw(o, "<tr><th scope=\"row\">");
-			html_text(o, key);
-			html_raw(o, "</th>");
-			for (size_t i = 0; i < 3; i++) {
-				json_t *x = json_object_get(json_object_get(metrics, splits[i]), key);
-				value_cell(o, json_is_number(x), json_number_value(x), false);
-			}
-			html_raw(o, "</tr>\n");
-		}
-		html_raw(o, "</tbody></table></div>\n");
-	}
-	json_decref(names);
+	if (rest)
+		qsort(rest, n, sizeof *rest, by_name);
+	splits_rows(o, "Headline metrics per split", headline, metrics);
+	json_decref(headline);
+	headline = names_array(rest, n);
+	splits_rows(o, "Other metrics per split", headline, metrics);
+	json_decref(headline);
+	json_decref(seen);
+	free(rest);
 }
 
 static void
 section_metrics(html_out *o, const json_t *metrics)
 {
 	static const char *const shown[] = {"train", "validation", "test", "baselines", "epochs",
-	                                    "run"};
+	                                    "run", "headline", "details"};
 	const json_t *test = json_object_get(metrics, "test");
 	const json_t *baselines = json_object_get(metrics, "baselines");
 	json_t *rest = json_object(), *v;
@@ -454,14 +635,17 @@ section_metrics(html_out *o, const json_t *metrics)
 	if (metrics == NULL || json_object_size(metrics) == 0)
 		report_missing(o, "No final metrics: the run left no metrics.json (it did not "
 		                  "finish, or its compute plugin writes none).");
+	reading rd = {0};
+	reading_of(metrics, &rd);
+	splits_table(o, &rd, metrics);
 	if (json_is_object(test) && json_object_size(baselines) > 0)
-		baselines_table(o, test, baselines);
+		baselines_table(o, &rd, test, baselines);
 	else if (json_is_object(test))
 		report_missing(o, "No baselines were computed for this run's head.");
 	else if (metrics && json_object_size(metrics) > 0)
 		report_missing(o, "No test metrics: the run was not evaluated on a test split.");
-	splits_table(o, metrics);
-	confusion_table(o, test);
+	details_tables(o, &rd, metrics);
+	reading_free(&rd);
 	json_object_foreach((json_t *)metrics, key, v) {
 		bool seen = false;
 		for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++)

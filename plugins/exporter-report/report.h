@@ -50,6 +50,13 @@ int report_direction(const char *metric);
  * Written to buf (n bytes). */
 const char *report_chart_group(const char *metric, char *buf, size_t n);
 
+/* The headline metrics of a metrics.json: split-relative names in the
+ * head's order — its "headline", or for one that declares none loomd's
+ * fallback (docs/tracking.md): the test split's names (else the
+ * validation split's) without a '.', loss first, the rest by name.  A new
+ * array. */
+json_t *report_headline(const json_t *metrics);
+
 /* A "<p class="missing">" line saying what the report lacks and why. */
 void report_missing(html_out *o, const char *what);
 

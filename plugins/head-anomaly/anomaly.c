@@ -308,6 +308,11 @@ anomaly_calibrate(void *ctx, float *const *params, const void *sp)
 	return 0;
 }
 
+/* Headline: loss, and f1, precision and recall of the flagged windows
+ * (when labels are known), and the share flagged; the score quantiles and
+ * the threshold are details. */
+static const char *const headline[] = {"loss", "f1", "precision", "recall", "anomaly_rate", NULL};
+
 static const loom_head_ops ops = {
 	.size = sizeof(loom_head_ops),
 	.task = LOOM_TASK_ANOMALY,
@@ -321,6 +326,7 @@ static const loom_head_ops ops = {
 	.metrics_report = anomaly_metrics_report,
 	.metrics_free = anomaly_metrics_free,
 	.calibrate = anomaly_calibrate,
+	.headline = headline,
 };
 
 LOOM_PLUGIN_DEFINE(head_anomaly,

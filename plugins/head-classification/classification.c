@@ -13,7 +13,8 @@
  * macro_f1, the mean F1 over the classes that occur in the truth or the
  * predictions (scikit-learn's f1_score(average="macro")); and, for at most
  * CONFUSION_MAX classes, the confusion matrix as "confusion.<true>.<pred>"
- * counts.
+ * counts.  Headline: loss, accuracy, macro_f1; the rest are details, drawn
+ * as a per-class table and a confusion matrix.
  *
  * Activations beyond the block's: the softmax of the loss (sequences ×
  * classes) and the class indices as int32 (one float each). */
@@ -323,6 +324,18 @@ classification_metrics_free(void *ctx, void *sp)
 	free(st);
 }
 
+/* How a person reads them: loss, accuracy and macro-F1 first; the per-class
+ * figures and the confusion matrix as tables. */
+static const char *const headline[] = {"loss", "accuracy", "macro_f1", NULL};
+static const char *const per_class_columns[] = {"precision", "recall", "f1", NULL};
+static const loom_metric_table tables[] = {
+	{.name = "per_class", .title = "Per class", .cell = "{column}.{row}",
+	 .columns = per_class_columns, .row_header = "class"},
+	{.name = "confusion", .title = "Confusion matrix", .cell = "confusion.{row}.{column}",
+	 .row_header = "true", .column_header = "predicted"},
+	{.name = NULL},
+};
+
 static const loom_head_ops ops = {
 	.size = sizeof(loom_head_ops),
 	.task = LOOM_TASK_CLASSIFICATION,
@@ -335,6 +348,8 @@ static const loom_head_ops ops = {
 	.metrics_add = classification_metrics_add,
 	.metrics_report = classification_metrics_report,
 	.metrics_free = classification_metrics_free,
+	.headline = headline,
+	.tables = tables,
 };
 
 LOOM_PLUGIN_DEFINE(head_classification,

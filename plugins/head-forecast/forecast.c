@@ -152,6 +152,9 @@ forecast_metrics_free(void *ctx, void *sp)
 	free(sp);
 }
 
+/* Every metric is a headline one: loss, mae, rmse, mse, smape. */
+static const char *const headline[] = {"loss", "mae", "rmse", "mse", "smape", NULL};
+
 static const loom_head_ops ops = {
 	.size = sizeof(loom_head_ops),
 	.task = LOOM_TASK_FORECAST,
@@ -164,6 +167,7 @@ static const loom_head_ops ops = {
 	.metrics_add = forecast_metrics_add,
 	.metrics_report = forecast_metrics_report,
 	.metrics_free = forecast_metrics_free,
+	.headline = headline,
 };
 
 LOOM_PLUGIN_DEFINE(head_forecast,

@@ -170,6 +170,9 @@ regression_metrics_free(void *ctx, void *sp)
 	free(st);
 }
 
+/* Every metric is a headline one: loss, mae, mse, r2. */
+static const char *const headline[] = {"loss", "mae", "mse", "r2", NULL};
+
 static const loom_head_ops ops = {
 	.size = sizeof(loom_head_ops),
 	.task = LOOM_TASK_REGRESSION,
@@ -182,6 +185,7 @@ static const loom_head_ops ops = {
 	.metrics_add = regression_metrics_add,
 	.metrics_report = regression_metrics_report,
 	.metrics_free = regression_metrics_free,
+	.headline = headline,
 };
 
 LOOM_PLUGIN_DEFINE(head_regression,

@@ -7,6 +7,11 @@
 # is refused (409); a compute-exec task registers nothing; the model's
 # files survive deleting the task's directory; loomctl models list, show,
 # promote and rollback, with --json; unknown names and bad aliases.
+# Headline metrics: best- tags only for the head's headline metrics (five
+# for a forecaster, three for a seattle-weather classifier, not its 80-odd
+# per-class figures and confusion cells), "headline" in the head's order,
+# loomctl models show and compare showing those first and the classifier's
+# confusion matrix as a matrix.
 set -eu
 . "${LOOM_TEST_SRCDIR:?run the integration tests through make check}/tests/integration/lib.sh"
 
@@ -25,6 +30,7 @@ plugins = (
   { instance = "sched"; module = "sched-local"; },
   { instance = "transformer"; module = "compute-transformer"; },
   { instance = "forecast"; module = "head-forecast"; },
+  { instance = "classification"; module = "head-classification"; },
   { instance = "exec"; module = "compute-exec"; }
 );
 EOF
@@ -93,6 +99,11 @@ done
 tagged=$(py '[v["task_id"] for v in b["versions"] if "best-test_mae" in v["tags"]]')
 [ "$tagged" = "['$best_task']" ] || fail "best-test_mae is on $tagged; the lowest test MAE ($best) is $best_task's"
 ok "best-test_mae is on $best_task's version (test MAE $best)"
+[ "$(py 'sorted(b["tags"])')" = "['best-test_loss', 'best-test_mae', 'best-test_mse', 'best-test_rmse', 'best-test_smape']" ] ||
+	fail "the tags are not the forecast head's headline metrics: $(py 'sorted(b["tags"])')"
+[ "$(py 'b["versions"][0]["headline"]')" = "['test_loss', 'test_mae', 'test_rmse', 'test_mse', 'test_smape']" ] ||
+	fail "the version's headline is not the head's order: $(py 'b["versions"][0]["headline"]')"
+ok "best- tags only for the forecast head's headline metrics, listed in its order"
 
 # the version's files, lineage and spec: the three tasks run at once, so
 # which of them became version 2 is not known; look task-2's version up by
@@ -186,6 +197,85 @@ api GET /api/v1/models
 api GET /api/v1/models/exec-model
 code 404
 ok "a compute-exec task (no best.safetensors) registers nothing"
+
+# ---------------------------------------------------------------- a classifier's headline
+sed -e 's/epochs = [0-9]*;/epochs = 2;/' "$S/etc/jobs/seattle-weather-classify.conf" >"$T/weather.conf"
+for i in 1 2; do
+	expect 0 loomctl --url "$URL" submit "$T/weather.conf" --start --cpu 1 --name weather
+done
+wait_for task-5 completed 120
+wait_for task-6 completed 120
+api GET /api/v1/models/weather
+code 200
+[ "$(py 'sorted(b["tags"])')" = "['best-test_accuracy', 'best-test_loss', 'best-test_macro_f1']" ] ||
+	fail "a classifier's tags are not its headline metrics: $(py 'sorted(b["tags"])')"
+[ "$(py 'len(b["versions"][0]["metrics"]) > 50')" = True ] ||
+	fail "the version lost its detail metrics: $(py 'b["versions"][0]["metrics"]')"
+api GET /api/v1/models/weather/versions/1
+code 200
+[ "$(py 'b["headline"]')" = "['test_loss', 'test_accuracy', 'test_macro_f1']" ] ||
+	fail "headline: $(py 'b["headline"]')"
+[ "$(py '[t["name"] for t in b["details"]]')" = "['per_class', 'confusion']" ] ||
+	fail "details: $(py 'b["details"]')"
+[ "$(py 'b["details"][1]["rows"]')" = "['drizzle', 'fog', 'rain', 'snow', 'sun']" ] ||
+	fail "the confusion matrix's rows: $(py 'b["details"][1]')"
+[ "$(py 'b["details"][1]["cells"][1][4]')" = "test_confusion.fog.sun" ] ||
+	fail "the confusion matrix's cells: $(py 'b["details"][1]')"
+hasnt "$T/body" '@display'
+ok "a classifier's versions: three best- tags (headline), the confusion matrix declared"
+
+expect 0 loomctl --url "$URL" models show weather 1
+has "$T/out" "tags:     best-"
+# the headline lines in the head's order, the rest left out
+/usr/bin/python3 - "$T/out" <<'PY' || fail "models show: $(cat "$T/out")"
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+names = [l.split()[0] if not l.startswith("metrics:") else l.split()[1]
+         for l in lines if l.startswith("metrics:") or (l.startswith("          test_"))]
+assert names == ["test_loss", "test_accuracy", "test_macro_f1"], names
+assert not any("test_confusion" in l for l in lines), "a confusion cell is listed"
+# the matrix: a header of the classes, then one row per true class of five counts
+head = [i for i, l in enumerate(lines) if l.strip().startswith("true \\ predicted")]
+assert head, "no confusion matrix"
+h = lines[head[0]].split()
+assert h[3:] == ["drizzle", "fog", "rain", "snow", "sun"], h
+for k, c in enumerate(["drizzle", "fog", "rain", "snow", "sun"]):
+    row = lines[head[0] + 1 + k].split()
+    assert row[0] == c and len(row) == 6 and all(x.isdigit() for x in row[1:]), row
+PY
+has "$T/out" "more: --all"
+expect 0 loomctl --url "$URL" models show weather 1 --all
+has "$T/out" "test_confusion.fog.sun"
+expect 0 loomctl --url "$URL" models compare weather 1 2
+has "$T/out" "test_macro_f1"
+hasnt "$T/out" "test_precision."
+expect 0 loomctl --url "$URL" models compare weather 1 2 --all
+has "$T/out" "test_precision.fog"
+expect 2 loomctl --url "$URL" models compare weather 1
+# the run shows the same: headline lines, the per-class table, the matrix
+expect 0 loomctl --url "$URL" runs show task-5
+/usr/bin/python3 - "$T/out" <<'PY' || fail "runs show: $(cat "$T/out")"
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+m = [i for i, l in enumerate(lines) if l.startswith("  metrics ")][0]
+assert [lines[m + k].split()[-2] for k in range(3)] == ["test_loss", "test_accuracy", "test_macro_f1"], lines[m:m + 3]
+pc = [i for i, l in enumerate(lines) if l.strip().startswith("Per class (test")][0]
+assert lines[pc + 1].split() == ["class", "precision", "recall", "f1"], lines[pc + 1]
+cm = [i for i, l in enumerate(lines) if l.strip().startswith("true \\ predicted")][0]
+assert lines[cm].split()[3:] == ["drizzle", "fog", "rain", "snow", "sun"], lines[cm]
+assert not any(l.strip().startswith("test_confusion") for l in lines), "a confusion cell is listed"
+PY
+has "$T/out" "--all lists them"
+expect 0 loomctl --url "$URL" runs show task-5 --all
+has "$T/out" "test_confusion.fog.sun"
+expect 0 loomctl --url "$URL" status task-5
+has "$T/out" "test_macro_f1"
+hasnt "$T/out" "test_confusion"
+has "$T/out" "per-class figures and the like: loomctl runs show task-5"
+expect 0 loomctl --url "$URL" runs list --name weather
+has "$T/out" "test_loss"
+hasnt "$T/out" "test_confusion"
+ok "loomctl models show and compare, runs show and list: headline metrics first, the confusion matrix as a matrix"
 
 # the registry survives a restart
 stop_loomd

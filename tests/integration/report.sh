@@ -5,7 +5,10 @@
 # element closed in order, nothing fetched), then rendered by headless
 # Chromium: the screenshot is not blank and the chart lines are on it in
 # the colours the plugin drew them (a line spans the plot; a legend entry
-# or a swatch does not).
+# or a swatch does not).  The final metrics open with the head's headline
+# metrics in its order; the classifier's per-class figures and confusion
+# matrix are tables with class names (true classes down, predicted
+# across), also for a metrics.json written before heads declared them.
 set -eu
 . "${LOOM_TEST_SRCDIR:?run the integration tests through make check}/tests/integration/lib.sh"
 
@@ -99,6 +102,85 @@ $PY "$T/check_html.py" "$T/weather.html" "classes" "majority" ||
 $PY "$T/check_html.py" "$T/compare.html" "Comparison of 2 runs" "settings differ" "train.lr" ||
 	fail "the comparison is not well-formed HTML5"
 ok "the reports parse as HTML5: every element closed in order, no script, nothing fetched"
+
+# ---------------------------------------------------------------- headline and details
+# an old classifier's metrics.json: the same run without the declaration
+mkdir "$T/old"
+cp "$T/c"/*.* "$T/old/"
+$PY - "$T/old/metrics.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+del m["headline"], m["details"]
+json.dump(m, open(sys.argv[1], "w"))
+EOF
+"$RW" "$T/old.html" "$T/old" 2>"$T/err" || fail "report-write failed on an old metrics.json"
+cat >"$T/check_metrics.py" <<'EOF'
+import sys
+from html.parser import HTMLParser
+
+class Tables(HTMLParser):
+    # each <table> with the <h3> before it, as rows of cell texts
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tables, self.h3, self.cur, self.cell, self.in_h3 = [], "", None, None, False
+    def handle_starttag(self, tag, attrs):
+        if tag == "h3":
+            self.in_h3, self.h3 = True, ""
+        elif tag == "table":
+            self.cur = (self.h3, [])
+        elif tag == "tr" and self.cur:
+            self.cur[1].append([])
+        elif tag in ("td", "th") and self.cur:
+            self.cell = ""
+    def handle_endtag(self, tag):
+        if tag == "h3":
+            self.in_h3 = False
+        elif tag == "table" and self.cur:
+            self.tables.append(self.cur)
+            self.cur = None
+        elif tag in ("td", "th") and self.cur and self.cell is not None:
+            self.cur[1][-1].append(self.cell.strip())
+            self.cell = None
+    def handle_data(self, d):
+        if self.in_h3:
+            self.h3 += d
+        if self.cell is not None:
+            self.cell += d
+
+p = Tables()
+p.feed(open(sys.argv[1]).read())
+t = {h: rows for h, rows in p.tables}
+heads = [h for h, _ in p.tables]
+first = heads.index("Headline metrics per split")
+assert heads[first + 1] == "Test metrics beside the baselines", heads
+rows = t["Headline metrics per split"]
+assert [r[0] for r in rows[1:]] == ["loss", "accuracy", "macro_f1"], rows
+assert [r[0] for r in t["Test metrics beside the baselines"][1:]] == ["loss", "accuracy", "macro_f1"]
+classes = ["drizzle", "fog", "rain", "snow", "sun"]
+pc = t["Per class (test)"]
+assert pc[0] == ["class", "precision", "recall", "f1"], pc[0]
+assert [r[0] for r in pc[1:]] == classes, pc
+cm = t["Confusion matrix (test)"]
+assert cm[0] == ["true \\ predicted"] + classes, cm[0]
+assert [r[0] for r in cm[1:]] == classes, cm
+assert all(len(r) == 6 and all(x.isdigit() for x in r[1:]) for r in cm[1:]), cm
+# no confusion cell or per-class figure is listed as a final metric of its own
+text = open(sys.argv[1]).read()
+text = text[text.index('<section id="metrics">'):]
+text = text[:text.index("</section>")]
+assert "confusion.fog" not in text and "precision.fog" not in text
+print("%s: headline %s, %d classes in the matrix" % (sys.argv[1], [r[0] for r in rows[1:]], len(cm) - 1))
+EOF
+$PY "$T/check_metrics.py" "$T/weather.html" || fail "the classifier's report: headline or tables wrong"
+$PY "$T/check_metrics.py" "$T/old.html" || fail "the report of an old metrics.json: headline or tables wrong"
+$PY - "$T/compare.html" <<'EOF' || fail "the comparison's metrics do not open with the headline ones"
+import re, sys
+t = open(sys.argv[1]).read()
+t = t[t.index('<section id="metrics">'):]
+rows = re.findall(r'<tr><th scope="row">([^<]*)</th>', t[:t.index("</section>")])
+assert rows[:5] == ["test loss", "test mae", "test rmse", "test mse", "test smape"], rows[:8]
+EOF
+ok "the classifier's report: headline metrics in the head's order, per-class table and confusion matrix with class names (also without a declaration); a comparison's metrics open with them"
 
 # ---------------------------------------------------------------- rendered by Chromium
 shot() { # HTML PNG

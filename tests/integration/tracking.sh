@@ -5,7 +5,9 @@
 # served and downsampled keeping extremes; the TensorBoard and JSON-lines
 # trackers wrote the same points; a paused and resumed task keeps its run;
 # a script's run takes batches of points (NaN included) and refuses bad
-# ones whole; runs compare and rank; every exporter answers for the
+# ones whole; runs compare and rank; a run's headline metrics (the head's
+# declaration from metrics.json; a script's run by the fallback rule) come
+# first in the run, its list entry and compare; every exporter answers for the
 # completed task (ONNX, safetensors, HTML, CSV, JSON) through the API and
 # loomctl; a task that never completed and a damaged weights file are
 # refused with clear errors.
@@ -82,6 +84,19 @@ for k, v in m["test"].items():
     assert abs(run["metrics"]["test_" + k] - v) <= 1e-12 * max(1, abs(v)), (k, v, run["metrics"])
 EOF
 ok "run-1: task-1's attempt, lineage with the data's sha256, artifacts with checksums, final metrics"
+# the forecast head's headline metrics, in its order (metrics.json declares
+# them; the stored declaration is no metric)
+[ "$(py 'b["headline"]')" = "['test_loss', 'test_mae', 'test_rmse', 'test_mse', 'test_smape']" ] ||
+	fail "run-1's headline: $(py 'b["headline"]')"
+[ "$(py 'b["details"]')" = "[]" ] || fail "run-1's details: $(py 'b["details"]')"
+hasnt "$T/body" '@display'
+[ "$(/usr/bin/python3 -c "import json; print(json.load(open('$state/jobs/task-1/metrics.json'))['headline'])")" = \
+	"['loss', 'mae', 'rmse', 'mse', 'smape']" ] || fail "metrics.json declares no headline"
+api GET "/api/v1/runs?task=1"
+[ "$(py 'b["runs"][0]["headline"]')" = "['test_loss', 'test_mae', 'test_rmse', 'test_mse', 'test_smape']" ] ||
+	fail "the run list's headline: $(cat "$T/body")"
+[ "$(py '"details" in b["runs"][0]')" = False ] || fail "the run list carries details"
+ok "run-1's headline metrics are the forecast head's, in its order, also in the run list"
 
 api GET "/api/v1/training/tasks/task-1/metrics?name=train_loss&max_points=20"
 code 200
@@ -242,6 +257,9 @@ code 200
 api POST /api/v1/runs/run-1/end '{}'
 code 409
 ok "a script's run: 20,002 points in one request (NaN and Infinity kept), malformed batches refused whole, unknown runs 404"
+# a script's run declares nothing: its names without a '.', losses first
+api GET /api/v1/runs/run-3
+[ "$(py 'b["headline"]')" = "['loss', 'acc']" ] || fail "the script's headline: $(py 'b["headline"]')"
 
 # ---------------------------------------------------------------- compare, best
 sed -e 's/lr = 2e-3;/lr = 5e-4;/' "$T/short.conf" >"$T/short2.conf"
@@ -258,6 +276,12 @@ m = {x["name"]: x for x in b["metrics"]}
 mae = m["test_mae"]
 best = "run-1" if mae["values"][0] < mae["values"][1] else "run-4"
 assert mae["best"] == best and mae["better"] == "lower", mae
+# the headline metrics first, in the head's order, then the rest by name
+head = ["test_loss", "test_mae", "test_rmse", "test_mse", "test_smape"]
+assert b["headline"] == head, b["headline"]
+names = [x["name"] for x in b["metrics"]]
+assert names[:5] == head and all(x["headline"] for x in b["metrics"][:5]), names
+assert names[5:] == sorted(names[5:]) and not any(x["headline"] for x in b["metrics"][5:]), names
 EOF
 best=$(py '[m["best"] for m in b["metrics"] if m["name"] == "test_mae"][0]')
 api GET "/api/v1/runs/best?metric=test_mae&name=seattle-temps-forecast"
@@ -269,6 +293,10 @@ api GET "/api/v1/runs/compare?ids=run-1,run-77"
 code 404
 expect 0 loomctl --url "$URL" compare task-1 task-3
 has "$T/out" "train.lr"
+has "$T/out" "test_smape"
+hasnt "$T/out" "train_loss"
+expect 0 loomctl --url "$URL" compare task-1 task-3 --all
+has "$T/out" "train_loss"
 expect 0 loomctl --url "$URL" runs best test_mae
 has "$T/out" "$best"
 expect 0 loomctl --url "$URL" runs show run-3

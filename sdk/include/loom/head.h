@@ -19,7 +19,13 @@
  * instance normalization) and scales dout accordingly.
  *
  * Metrics are computed in original units over a whole split: metrics_new,
- * metrics_add for every batch, metrics_report, metrics_free.
+ * metrics_add for every batch, metrics_report, metrics_free.  A head also
+ * says how a person reads them (ABI 1.1): its headline metrics, the few
+ * that summarize a model, in display order, and tables of its detail
+ * metrics (per class figures, a confusion matrix).  The compute plugin
+ * writes both into metrics.json ("headline", "details"); loomd lists the
+ * headline metrics first, tags versions "best-" only for them and draws
+ * the tables in `loomctl runs show` and the report.
  *
  * configure keeps the shape in the instance's context: one head instance
  * serves one model at a time (loom-worker runs one job per process). */
@@ -40,6 +46,26 @@ typedef enum loom_task {
 	LOOM_TASK_CLASSIFICATION = 3, /* target: class index (as float) */
 	LOOM_TASK_ANOMALY = 4,        /* target: the input window itself */
 } loom_task;
+
+/* A table of detail metrics (ABI 1.1).  Cell (row r, column c) is the
+ * metric named by cell with "{row}" replaced by row r's label and
+ * "{column}" by column c's: "confusion.{row}.{column}" with the classes as
+ * rows and columns is a confusion matrix, "{column}.{row}" with the
+ * classes as rows and columns {"precision", "recall", "f1"} a per-class
+ * table.  rows and columns are NULL-terminated labels, or NULL for the
+ * model's classes (loom_head_shape.class_names, else "0", "1", …).  A list
+ * of tables ends with an entry whose name is NULL. */
+typedef struct loom_metric_table {
+	const char *name;          /* "confusion": one word, for programs */
+	const char *title;         /* "Confusion matrix": for people */
+	const char *cell;          /* the metric of a cell, as above */
+	const char *const *rows;   /* labels, NULL-terminated; NULL: the classes */
+	const char *const *columns;
+	const char *row_header;    /* what a row is ("true class") */
+	const char *column_header; /* what a column is ("predicted"); NULL when
+	                            * the column labels name the figures */
+	const void *reserved[2];
+} loom_metric_table;
 
 /* What the compute plugin tells the head. */
 typedef struct loom_head_shape {
@@ -145,7 +171,17 @@ typedef struct loom_head_ops {
 	 * (the anomaly threshold from a score quantile). */
 	int (*calibrate)(void *ctx, float *const *params, const void *state);
 
-	const void *reserved[8];
+	/* Optional (ABI 1.1): how a person reads the metrics.  headline: the
+	 * names (as metrics_report gives them, plus "loss", the compute
+	 * plugin's mean loss over the split) that summarize a model, in
+	 * display order, NULL-terminated; every other metric is a detail.
+	 * tables: the detail tables, ended by an entry with a NULL name.
+	 * Both are static data; a head without them gets loomd's fallback
+	 * (docs/tracking.md, "Headline metrics"). */
+	const char *const *headline;
+	const loom_metric_table *tables;
+
+	const void *reserved[6];
 } loom_head_ops;
 
 #ifdef __cplusplus

@@ -783,6 +783,50 @@ START_TEST(ping)
 }
 END_TEST
 
+/* What the bus carried, for GET /metrics: requests in and replies out
+ * (in process and from a client over ipc), loomd's own requests out and
+ * their replies in, events published and handed to subscribers. */
+START_TEST(stats_count_messages)
+{
+	tbus t;
+	rec r;
+	rec *recs[] = {&r};
+	loomi_bus_client *c = NULL;
+	loomi_bus_stats st;
+	char *err = NULL;
+
+	rec_init(&r);
+	tbus_open(&t, 0, 0);
+	loomi_bus_stats_read(t.bus, &st);
+	ck_assert_uint_eq(st.requests_in + st.replies_out + st.requests_out + st.replies_in +
+	                      st.events_out + st.events_in + st.dropped,
+	                  0);
+	ck_assert_int_eq(loomi_bus_request(t.bus, "bus.ping", "test", "{}", 2000, NULL), 0);
+	ck_assert_int_eq(loomi_bus_request(t.bus, "bus.ping", "test", "{}", 2000, NULL), 0);
+	ck_assert_int_eq(loomi_bus_client_open(t.requests, NULL, 0, &c, &err), 0);
+	ck_assert_int_eq(loomi_bus_client_request(c, "bus.ping", "worker", "{}", 2000, NULL), 0);
+	/* a reply is counted once sent: it may reach the requester first */
+	WAIT_UNTIL((loomi_bus_stats_read(t.bus, &st), st.replies_out == 3), 5000);
+	ck_assert_uint_eq(st.requests_in, 3);
+	ck_assert_uint_eq(st.replies_out, 3);
+	ck_assert_uint_eq(st.requests_out, 2); /* the client's are its own */
+	ck_assert_uint_eq(st.replies_in, 2);
+
+	ck_assert_int_eq(loomi_bus_subscribe(t.bus, "job.", rec_cb, &r, NULL), 0);
+	settle(t.bus, "job.probe", recs, 1); /* publishes until the subscriber hears */
+	WAIT_UNTIL((loomi_bus_stats_read(t.bus, &st), st.events_in == (uint64_t)rec_count(&r, NULL)),
+	           5000);
+	ck_assert_uint_ge(st.events_out, 1);
+	ck_assert_uint_ge(st.events_out, st.events_in);
+	ck_assert_uint_eq(st.events_in, (uint64_t)rec_count(&r, NULL));
+	ck_assert_uint_eq(st.dropped, 0);
+
+	loomi_bus_client_close(c);
+	tbus_close(&t);
+	rec_free(&r);
+}
+END_TEST
+
 /* Timeouts beyond what NNG's 32-bit durations hold still wait, rather
  * than wrapping to "no time at all". */
 START_TEST(request_long_timeout)
@@ -1812,6 +1856,7 @@ main(int argc, char **argv)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, wire_malformed_requests);
 	tcase_add_test(tc, wire_malformed_events);
+	tcase_add_test(tc, stats_count_messages);
 	suite_add_tcase(s, tc);
 
 	rv = tu_run(s);

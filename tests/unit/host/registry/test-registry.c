@@ -304,7 +304,9 @@ START_TEST(tags_move_to_the_best)
 			break;
 		}
 	}
-	ck_assert_int_eq(tag_holder("m", "best-val_loss"), 4);
+	/* without a declaration the headline is the test figures (fallback):
+	 * no tag for validation figures */
+	ck_assert_int_eq(tag_holder("m", "best-val_loss"), 0);
 	/* one holder per tag; the version shows its own tags */
 	ck_assert_int_eq(scalar("SELECT count(*) FROM model_tags WHERE tag = 'best-test_mae'"), 1);
 	{
@@ -314,6 +316,155 @@ START_TEST(tags_move_to_the_best)
 		ck_assert_str_eq(json_string_value(json_array_get(tags, 0)), "best-test_accuracy");
 		json_decref(v);
 	}
+}
+END_TEST
+
+/* The names of a JSON array of strings, joined by ','. */
+static char *
+joined(const json_t *a)
+{
+	loomi_strv v = {0};
+	size_t i;
+	json_t *x;
+	json_array_foreach(a, i, x)
+		loomi_strv_pushf(&v, "%s", json_string_value(x));
+	char *s = loomi_strv_join(&v, ",");
+	loomi_strv_free(&v);
+	return s;
+}
+
+/* A classifier's metrics.json as the compute plugin writes it: the head's
+ * headline and its tables declared. */
+static const char classifier_metrics[] =
+	"{\"train\": {\"loss\": 0.5},"
+	" \"validation\": {\"loss\": 0.7, \"accuracy\": 0.6, \"macro_f1\": 0.5,"
+	" \"precision.a\": 0.1, \"precision.b.c\": 0.2},"
+	" \"test\": {\"loss\": %g, \"accuracy\": %g, \"precision.a\": %g,"
+	" \"precision.b.c\": 0.3, \"confusion.a.a\": 4, \"confusion.a.b.c\": 1,"
+	" \"confusion.b.c.a\": 2, \"confusion.b.c.b.c\": 5, \"macro_f1\": %g},"
+	" \"headline\": [\"loss\", \"accuracy\", \"macro_f1\"],"
+	" \"details\": [{\"name\": \"confusion\", \"title\": \"Confusion matrix\","
+	" \"row_header\": \"true\", \"column_header\": \"predicted\","
+	" \"rows\": [\"a\", \"b.c\"], \"columns\": [\"a\", \"b.c\"],"
+	" \"cells\": [[\"confusion.a.a\", \"confusion.a.b.c\"],"
+	" [\"confusion.b.c.a\", \"confusion.b.c.b.c\"]]},"
+	" {\"name\": \"broken\", \"rows\": [\"a\"], \"columns\": [\"x\"], \"cells\": []}]}";
+
+START_TEST(tags_only_for_headline_metrics)
+{
+	/* loss lower, accuracy and macro-F1 higher is better; precision.a is
+	 * a detail and gets no tag however good */
+	static const double loss[] = {0.9, 0.8}, acc[] = {0.7, 0.6}, prec[] = {0.1, 0.9},
+	                    f1[] = {0.3, 0.4};
+	json_t *v, *m;
+	char *s;
+
+	for (int i = 0; i < 2; i++) {
+		char *mj = loomi_strfmt(classifier_metrics, loss[i], acc[i], prec[i], f1[i]);
+		add_task(i + 1, "m", true, mj);
+		free(mj);
+		register_ok(i + 1);
+	}
+	ck_assert_int_eq(scalar("SELECT count(*) FROM model_tags"), 3);
+	ck_assert_int_eq(tag_holder("m", "best-test_loss"), 2);
+	ck_assert_int_eq(tag_holder("m", "best-test_accuracy"), 1);
+	ck_assert_int_eq(tag_holder("m", "best-test_macro_f1"), 2);
+	ck_assert_int_eq(tag_holder("m", "best-test_precision.a"), 0);
+	ck_assert_int_eq(tag_holder("m", "best-val_loss"), 0);
+
+	/* the version answers its headline in the head's order and its
+	 * tables with the test split's names; the stored key stays inside */
+	v = version("m", "1");
+	s = joined(json_object_get(v, "headline"));
+	ck_assert_str_eq(s, "test_loss,test_accuracy,test_macro_f1");
+	free(s);
+	ck_assert_ptr_null(json_object_get(json_object_get(v, "metrics"), "@display"));
+	ck_assert_int_eq(json_array_size(json_object_get(v, "details")), 1); /* broken: left out */
+	json_t *t = json_array_get(json_object_get(v, "details"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(t, "name")), "confusion");
+	s = joined(json_array_get(json_object_get(t, "cells"), 1));
+	ck_assert_str_eq(s, "test_confusion.b.c.a,test_confusion.b.c.b.c");
+	free(s);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(v, "metrics"),
+	                                                    "test_confusion.b.c.b.c")),
+	                 5);
+	json_decref(v);
+	/* and so does each version in the model's list */
+	m = model("m");
+	json_t *list = json_object_get(m, "versions");
+	ck_assert_int_eq(json_array_size(list), 2);
+	s = joined(json_object_get(json_array_get(list, 0), "headline"));
+	ck_assert_str_eq(s, "test_loss,test_accuracy,test_macro_f1");
+	free(s);
+	json_decref(m);
+}
+END_TEST
+
+START_TEST(old_tags_dropped_by_migration)
+{
+	/* a registry upgraded from before: every metric had its tag */
+	char *err = NULL, *path;
+
+	add_task(1, "m", true, "{\"test\": {\"loss\": 1, \"accuracy\": 0.5}}");
+	register_ok(1);
+	add_task(2, "f", true, "{\"validation\": {\"loss\": 1}}");
+	register_ok(2);
+	exec("INSERT INTO model_tags SELECT id, 'best-' || m, 1, m, 1, 0 FROM models,"
+	     " (SELECT 'test_confusion.a.b' AS m UNION SELECT 'test_f1.a' UNION SELECT 'val_loss'"
+	     "  UNION SELECT 'val_f1.a') WHERE name = 'm'");
+	ck_assert_int_eq(scalar("SELECT count(*) FROM model_tags"), 7);
+	exec("DELETE FROM schema_migrations WHERE version = 17");
+	loomi_store_close(&T.d.store);
+	path = loomi_path_join(T.tmp, "loom.db");
+	ck_assert_int_eq(loomi_store_open(&T.d.store, path, &err), 0);
+	free(path);
+	/* m keeps its test headline tags; f (validation figures only) its own */
+	ck_assert_int_eq(scalar("SELECT count(*) FROM model_tags"), 3);
+	ck_assert_int_eq(tag_holder("m", "best-test_loss"), 1);
+	ck_assert_int_eq(tag_holder("m", "best-test_accuracy"), 1);
+	ck_assert_int_eq(tag_holder("f", "best-val_loss"), 1);
+}
+END_TEST
+
+START_TEST(old_versions_fall_back)
+{
+	/* stored before heads declared anything: the classification head's
+	 * names still give a headline (no '.', loss first) and tables */
+	json_t *v, *t;
+	char *s;
+
+	add_task(1, "m", true,
+	         "{\"test\": {\"accuracy\": 0.6, \"precision.sun\": 0.7, \"recall.sun\": 0.9,"
+	         " \"f1.sun\": 0.8, \"precision.fog\": 0.8, \"recall.fog\": 0.2, \"f1.fog\": 0.3,"
+	         " \"macro_f1\": 0.5, \"confusion.fog.fog\": 3, \"confusion.fog.sun\": 9,"
+	         " \"confusion.sun.fog\": 1, \"confusion.sun.sun\": 20, \"loss\": 0.9},"
+	         " \"validation\": {\"loss\": 1.0}}");
+	register_ok(1);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM model_tags"), 3);
+	ck_assert_int_eq(tag_holder("m", "best-test_macro_f1"), 1);
+	/* as an old row reads: no stored display */
+	ck_assert_int_eq(scalar("SELECT count(*) FROM model_versions"
+	                        " WHERE json_extract(metrics, '$.\"@display\"') IS NULL"),
+	                 1);
+	v = version("m", "1");
+	s = joined(json_object_get(v, "headline"));
+	ck_assert_str_eq(s, "test_loss,test_accuracy,test_macro_f1");
+	free(s);
+	ck_assert_int_eq(json_array_size(json_object_get(v, "details")), 2);
+	t = json_array_get(json_object_get(v, "details"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(t, "name")), "per_class");
+	s = joined(json_object_get(t, "rows"));
+	ck_assert_str_eq(s, "fog,sun");
+	free(s);
+	s = joined(json_array_get(json_object_get(t, "cells"), 0));
+	ck_assert_str_eq(s, "test_precision.fog,test_recall.fog,test_f1.fog");
+	free(s);
+	t = json_array_get(json_object_get(v, "details"), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(t, "name")), "confusion");
+	s = joined(json_array_get(json_object_get(t, "cells"), 0));
+	ck_assert_str_eq(s, "test_confusion.fog.fog,test_confusion.fog.sun");
+	free(s);
+	json_decref(v);
 }
 END_TEST
 
@@ -702,6 +853,9 @@ main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, versions_numbered_and_kept);
 	tcase_add_test(tc, tags_move_to_the_best);
+	tcase_add_test(tc, tags_only_for_headline_metrics);
+	tcase_add_test(tc, old_versions_fall_back);
+	tcase_add_test(tc, old_tags_dropped_by_migration);
 	tcase_add_test(tc, promote_and_rollback);
 	tcase_add_test(tc, unsafe_names);
 	tcase_add_test(tc, missing_and_damaged_files);

@@ -157,7 +157,9 @@ START_TEST(test_task_runs)
 	                        (json_int_t)2, "NaN", "val_loss", 2, 1, 1, (json_int_t)3, 0.7, 1, 2,
 	                        "bad", "x", 0, 0, (json_int_t)4, 1.0);
 	int64_t run;
+	loomi_tracking_counters c0, c1;
 
+	loomi_tracking_counters_read(&c0);
 	task(42);
 	run = loomi_tracking_run_begin(42, 1, "job", "bob", "{\"data\":{\"path\":\"/nonexistent.csv\"}}");
 	/* the same attempt (a resume) is the same run; the next attempt a new one */
@@ -169,7 +171,15 @@ START_TEST(test_task_runs)
 	int64_t next = loomi_tracking_run_begin(42, 2, "job", "bob", "{}");
 	ck_assert_int_gt(next, run);
 	loomi_tracking_job_state(42, "completed");
+	loomi_tracking_worker_points(42, 2, pts); /* its run has ended */
 	loomi_tracking_flush();
+
+	/* GET /metrics's counters: 3 stored, 2 malformed, 5 without a run */
+	loomi_tracking_counters_read(&c1);
+	ck_assert_uint_eq(c1.points_ingested - c0.points_ingested, 3);
+	ck_assert_uint_eq(c1.points_dropped_malformed - c0.points_dropped_malformed, 2);
+	ck_assert_uint_eq(c1.points_dropped_no_run - c0.points_dropped_no_run, 5);
+	ck_assert_uint_eq(c1.points_dropped_full - c0.points_dropped_full, 0);
 
 	s = text("SELECT group_concat(id || ':' || attempt || ':' || state, ' ') FROM runs");
 	ck_assert_str_eq(s, "1:1:failed 2:2:completed");

@@ -10,7 +10,9 @@
  *   |fd − analytic| ≤ 1e-3 · max|analytic| + 1e-2 · |analytic| (the
  *   kernels themselves are checked in double in tests/unit/kernels);
  *   gradients accumulate (a second backward doubles them exactly);
- * - metrics on hand-made results and truth with exact expected values;
+ * - metrics on hand-made results and truth with exact expected values, and
+ *   the head's reading of them (headline names, detail tables) naming
+ *   metrics it reports;
  * - predict: softmax rows sum to 1, the anomaly score is the MSE.
  *
  * Every buffer is allocated at its exact size, and the activations with a
@@ -480,6 +482,70 @@ run_metrics(metrics *ms, const float *results, const float *truth, const uint32_
 	H.ops->metrics_free(H.ctx, st);
 }
 
+/* A table's cell template with "{row}" and "{column}" replaced. */
+static void
+expand(const char *tmpl, const char *row, const char *col, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (const char *p = tmpl; *p && n + 1 < cap;) {
+		const char *with = NULL;
+		if (strncmp(p, "{row}", 5) == 0)
+			with = row, p += 5;
+		else if (strncmp(p, "{column}", 8) == 0)
+			with = col, p += 8;
+		if (with == NULL) {
+			out[n++] = *p++;
+			continue;
+		}
+		n += (size_t)snprintf(out + n, cap - n, "%s", with);
+	}
+	out[n < cap ? n : cap - 1] = '\0';
+}
+
+/* The head's reading of its metrics (ABI 1.1) names what metrics_report
+ * gave in ms: the headline starts with the compute plugin's "loss" and
+ * names `want` (comma-separated, in order), each of them reported; every
+ * cell of every table (rows and columns NULL: the classes) is a reported
+ * metric; the tables are named `tables` (comma-separated). */
+static void
+assert_reading(const metrics *ms, const char *want, const char *tables,
+               const char *const *classes, uint32_t k)
+{
+	char got[512] = "", name[256];
+	size_t n = 0;
+
+	ck_assert(LOOM_OPS_HAS(H.ops, headline));
+	for (size_t i = 0; H.ops->headline[i]; i++) {
+		const char *h = H.ops->headline[i];
+		n += (size_t)snprintf(got + n, sizeof got - n, "%s%s", i ? "," : "", h);
+		ck_assert_msg(strcmp(h, "loss") == 0 ? i == 0 : mhas(ms, h),
+		              "headline \"%s\" is not reported", h);
+	}
+	ck_assert_str_eq(got, want);
+	n = 0;
+	got[0] = '\0';
+	for (const loom_metric_table *t = LOOM_OPS_HAS(H.ops, tables) ? H.ops->tables : NULL;
+	     t && t->name; t++) {
+		const char *const *rows = t->rows ? t->rows : classes;
+		const char *const *cols = t->columns ? t->columns : classes;
+		uint32_t nr = 0, nc = 0;
+		n += (size_t)snprintf(got + n, sizeof got - n, "%s%s", n ? "," : "", t->name);
+		ck_assert_ptr_nonnull(t->title);
+		ck_assert_ptr_nonnull(t->cell);
+		while (t->rows ? rows[nr] != NULL : nr < k)
+			nr++;
+		while (t->columns ? cols[nc] != NULL : nc < k)
+			nc++;
+		for (uint32_t r = 0; r < nr; r++)
+			for (uint32_t c = 0; c < nc; c++) {
+				expand(t->cell, rows[r], cols[c], name, sizeof name);
+				ck_assert_msg(mhas(ms, name), "table %s: cell \"%s\" is not reported",
+				              t->name, name);
+			}
+	}
+	ck_assert_str_eq(got, tables);
+}
+
 static void
 assert_param(const loom_param_spec *p, const char *name, uint32_t ndim, uint32_t d0, uint32_t d1,
              uint32_t init, uint32_t fan_in, uint32_t flags)
@@ -797,6 +863,7 @@ START_TEST(forecast_metrics)
 	/* 200·|e|/(|p|+|t|): 0, 400/6, 0, 400/2, 400/6 */
 	ASSERT_METRIC(&ms, "smape", (0 + 400.0 / 6 + 0 + 200 + 400.0 / 6) / 5);
 	ck_assert_int_eq(ms.n, 4);
+	assert_reading(&ms, "loss,mae,rmse,mse,smape", "", NULL, 0);
 	/* one batch gives the same */
 	run_metrics(&ms, res, truth, one, 1, 2, 2);
 	ASSERT_METRIC(&ms, "mse", 12.0 / 5);
@@ -923,6 +990,7 @@ START_TEST(regression_metrics)
 	 * SStot 2/3 (mean 2/3): −0.5 */
 	ASSERT_METRIC(&ms, "r2", (0.8 + -0.5) / 2);
 	ck_assert_int_eq(ms.n, 3);
+	assert_reading(&ms, "loss,mae,mse,r2", "", NULL, 0);
 
 	/* a constant target has no r2; the other's stands alone */
 	{
@@ -1120,6 +1188,7 @@ START_TEST(classification_metrics)
 			}
 	}
 	ck_assert_int_eq(ms.n, 1 + 9 + 1 + 9);
+	assert_reading(&ms, "loss,accuracy,macro_f1", "per_class,confusion", names, 3);
 
 	/* without names the classes are their indices; a class never seen nor
 	 * predicted is left out of macro_f1 */
@@ -1388,6 +1457,7 @@ START_TEST(anomaly_metrics)
 	ASSERT_METRIC(&ms, "recall", 0.5);
 	ASSERT_METRIC(&ms, "f1", 2.0 / 5);
 	ck_assert_int_eq(ms.n, 8);
+	assert_reading(&ms, "loss,f1,precision,recall,anomaly_rate", "", NULL, 0);
 
 	/* truth must be 0, 1 or NaN */
 	{
