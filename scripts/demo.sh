@@ -27,11 +27,16 @@ say "loomd: start on a free loopback port, state in $state"
 pid=$(cat "$state/loomd.pid")
 url=$(cat "$state/loomd.url")
 echo "loomd is running (pid $pid) at $url; its log is $state/loomd.log"
+# loomctl talks to loomd over its Unix socket: the first start made this
+# account (the state directory's owner) an admin, so no token is needed
+sock=$state/loomd.sock
+say "loomctl whoami (over $sock)"
+"$B/host/loomctl" --socket "$sock" whoami
 
 say "loomctl health"
-"$B/host/loomctl" --url "$url" health
+"$B/host/loomctl" --socket "$sock" health
 say "loomctl plugins"
-"$B/host/loomctl" --url "$url" plugins
+"$B/host/loomctl" --socket "$sock" plugins
 
 data=/usr/lib/python3/dist-packages/vega_datasets/_data/seattle-temps.csv
 if [ ! -r "$data" ]; then
@@ -41,7 +46,7 @@ if [ ! -r "$data" ]; then
 	exit 0
 fi
 job="$S/etc/jobs/seattle-temps-forecast.conf"
-ctl() { "$B/host/loomctl" --url "$url" "$@"; }
+ctl() { "$B/host/loomctl" --socket "$sock" "$@"; }
 step() { ctl --json status "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["progress"]["current_step"])'; }
 
 say "loomctl submit: a 24-hour forecast of Seattle's temperature ($job)"

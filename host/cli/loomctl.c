@@ -1,8 +1,11 @@
 /* loomctl — the Loom command line, a client of loomd's REST API.
  *
- *   loomctl [--url URL] [--json] [--timeout SECONDS] COMMAND ...
+ *   loomctl [--url URL | --socket PATH] [--cacert FILE] [--token TOKEN]
+ *           [--json] [--timeout SECONDS] COMMAND ...
  *
- * The URL comes from --url, then LOOM_URL, then http://127.0.0.1:7420.
+ * Where loomd is: --url or --socket (not both), then LOOM_URL, then
+ * LOOM_SOCKET, then the default socket (DEFAULT_SOCKET) when it exists,
+ * then http://127.0.0.1:7420.  loomctl-conn.c does the exchange.
  * Exit status: 0 success, 1 the daemon refused the request, 2 bad usage,
  * 3 the daemon cannot be reached. */
 #include "config.h"
@@ -14,10 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 #include <nng/nng.h>
-#include <nng/supplemental/http/http.h>
 #include <nng/supplemental/util/platform.h>
 
 #include <unistd.h>
@@ -32,7 +36,8 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp,
-	        "usage: loomctl [--url URL] [--json] [--timeout SECONDS] COMMAND ...\n"
+	        "usage: loomctl [--url URL | --socket PATH] [--cacert FILE] [--json]\n"
+	        "               [--timeout SECONDS] COMMAND ...\n"
 	        "\n"
 	        "commands:\n"
 	        "  health                 the daemon's state, version and uptime\n"
@@ -114,114 +119,25 @@ usage(FILE *fp)
 	        "                         let USER (or every user) see or change an object\n"
 	        "  unshare KIND ID USER|'*'\n"
 	        "  shares [KIND ID]       what is shared with you, or an object's shares\n"
+	        "  login                  read a token from standard input, check it with loomd\n"
+	        "                         and keep it in ~/.config/loom/token for later commands\n"
+	        "  logout                 remove that file\n"
 	        "  version                loomctl's version\n"
 	        "\n"
 	        "options:\n"
-	        "  --url URL        the daemon [$LOOM_URL, else %s]\n"
+	        "  --url URL        the daemon, http:// or https:// [$LOOM_URL]\n"
+	        "  --socket PATH    the daemon's Unix socket [$LOOM_SOCKET, else %s\n"
+	        "                   if it exists, else %s]\n"
+	        "  --cacert FILE    the CA that signed an https:// daemon's certificate\n"
+	        "                   [$LOOM_CACERT, else the system's CAs]\n"
+	        "  --token TOKEN    send this API token; $LOOM_TOKEN or loomctl login keep it\n"
+	        "                   out of the process list [$LOOM_TOKEN, else the token file,\n"
+	        "                   which is not sent over the socket]\n"
 	        "  --json           print the API's JSON instead of text\n"
 	        "  --timeout S      give up after S seconds [10]\n"
 	        "\n"
 	        "exit status: 0 ok, 1 refused by loomd, 2 bad usage, 3 loomd unreachable\n",
-	        DEFAULT_URL);
-}
-
-/* One HTTP exchange.  Returns 0 with *out filled, or EXIT_UNREACHABLE
- * after printing why.  With text, a 200 answer is kept as sent in
- * out->text instead of being read as JSON. */
-int
-exchange(const ctl *c, const char *method, const char *path, const char *body, bool text,
-         reply *out)
-{
-	char *full = NULL;
-	nng_url *url = NULL;
-	nng_http_client *client = NULL;
-	nng_http_req *req = NULL;
-	nng_http_res *res = NULL;
-	nng_aio *aio = NULL;
-	void *data;
-	size_t len, bl;
-	int rv, ret = EXIT_UNREACHABLE;
-
-	/* Parse only the base URL: path is already percent-encoded and must
-	 * reach the daemon as it is. */
-	if ((rv = nng_url_parse(&url, c->url)) != 0 || strcmp(url->u_scheme, "http") != 0) {
-		fprintf(stderr, "loomctl: \"%s\" is not an http:// URL; give --url like %s\n",
-		        c->url, DEFAULT_URL);
-		ret = EXIT_USAGE;
-		goto out;
-	}
-	bl = strlen(url->u_path);
-	while (bl > 0 && url->u_path[bl - 1] == '/')
-		bl--;
-	if ((full = malloc(bl + strlen(path) + 1)) == NULL)
-		goto out;
-	memcpy(full, url->u_path, bl);
-	strcpy(full + bl, path);
-	if ((rv = nng_http_client_alloc(&client, url)) != 0 ||
-	    (rv = nng_http_req_alloc(&req, url)) != 0 || (rv = nng_http_res_alloc(&res)) != 0 ||
-	    (rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
-		fprintf(stderr, "loomctl: %s\n", nng_strerror(rv));
-		goto out;
-	}
-	nng_http_req_set_method(req, method);
-	nng_http_req_set_uri(req, full);
-	nng_http_req_set_header(req, "Accept", "application/json");
-	if (body) {
-		nng_http_req_set_header(req, "Content-Type", "application/json");
-		nng_http_req_copy_data(req, body, strlen(body));
-	}
-	nng_aio_set_timeout(aio, c->timeout_ms);
-	nng_http_client_transact(client, req, res, aio);
-	nng_aio_wait(aio);
-	if ((rv = nng_aio_result(aio)) != 0) {
-		fprintf(stderr,
-		        "loomctl: cannot reach loomd at %s: %s; is it running? (start it with "
-		        "`loomd -c FILE`, or point --url or LOOM_URL at it)\n",
-		        c->url, nng_strerror(rv));
-		goto out;
-	}
-	out->status = nng_http_res_get_status(res);
-	nng_http_res_get_data(res, &data, &len);
-	if (text && out->status == 200) {
-		if ((out->text = malloc(len + 1)) == NULL) {
-			fprintf(stderr, "loomctl: out of memory for a %zu-byte answer\n", len);
-			ret = EXIT_REFUSED;
-			goto out;
-		}
-		memcpy(out->text, data, len);
-		out->text[len] = '\0';
-		out->len = len;
-		ret = 0;
-		goto out;
-	}
-	out->body = len ? json_loadb(data, len, 0, NULL) : NULL;
-	if (len && out->body == NULL) {
-		fprintf(stderr, "loomctl: %s%s answered %d with a body that is not JSON; is %s a "
-		                "loomd?\n",
-		        c->url, full, out->status, c->url);
-		ret = EXIT_REFUSED;
-		goto out;
-	}
-	ret = 0;
-out:
-	if (aio)
-		nng_aio_free(aio);
-	if (res)
-		nng_http_res_free(res);
-	if (req)
-		nng_http_req_free(req);
-	if (client)
-		nng_http_client_free(client);
-	if (url)
-		nng_url_free(url);
-	free(full);
-	return ret;
-}
-
-int
-http(const ctl *c, const char *method, const char *path, const char *body, reply *out)
-{
-	return exchange(c, method, path, body, false, out);
+	        DEFAULT_SOCKET, DEFAULT_URL);
 }
 
 /* A string field for printing: "-" when absent. */
@@ -272,7 +188,7 @@ cmd_health(const ctl *c, int argc, char **argv)
 	else {
 		json_t *b = r.body;
 		printf("loomd %s at %s: %s\n", S(b, "version"),
-		       c->url, S(b, "status"));
+		       c->where, S(b, "status"));
 		printf("  pid %lld, up %llds, %lld plugin instance(s), plugin ABI %s\n",
 		       (long long)json_integer_value(json_object_get(b, "pid")),
 		       (long long)json_integer_value(json_object_get(b, "uptime_s")),
@@ -1410,6 +1326,9 @@ main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"url", required_argument, NULL, 'u'},
+		{"socket", required_argument, NULL, 's'},
+		{"cacert", required_argument, NULL, 'C'},
+		{"token", required_argument, NULL, 'T'},
 		{"json", no_argument, NULL, 'j'},
 		{"timeout", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
@@ -1417,15 +1336,28 @@ main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	ctl c = {0};
-	const char *env = getenv("LOOM_URL");
+	const char *url = NULL, *sock = NULL, *env;
+	char *token = NULL;
+	struct stat st;
 	int opt, rv;
 
-	c.url = env && *env ? env : DEFAULT_URL;
 	c.timeout_ms = 10000;
 	/* '+': stop at the command, so its own options are left to it. */
 	while ((opt = getopt_long(argc, argv, "+u:jt:hV", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'u': c.url = optarg; break;
+		case 'u': url = optarg; break;
+		case 's': sock = optarg; break;
+		case 'C': c.cacert = optarg; break;
+		case 'T':
+			/* kept, then wiped from the arguments so that ps no longer
+			 * shows it (it did for a moment: LOOM_TOKEN or the token file
+			 * never show) */
+			free(token);
+			token = strdup(optarg);
+			memset(optarg, 'x', strlen(optarg));
+			if (token == NULL)
+				return EXIT_REFUSED;
+			break;
 		case 'j': c.json = true; break;
 		case 't': {
 			char *end;
@@ -1445,6 +1377,50 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+
+	/* where loomd is */
+	if (url && sock) {
+		fprintf(stderr, "loomctl: --url %s and --socket %s name two ways to reach loomd: give "
+		                "one\n",
+		        url, sock);
+		free(token);
+		return EXIT_USAGE;
+	}
+	if (!url && !sock) {
+		if ((env = getenv("LOOM_URL")) != NULL && *env)
+			url = env;
+		else if ((env = getenv("LOOM_SOCKET")) != NULL && *env)
+			sock = env;
+		else if (stat(DEFAULT_SOCKET, &st) == 0 && S_ISSOCK(st.st_mode))
+			sock = DEFAULT_SOCKET;
+		else
+			url = DEFAULT_URL;
+	}
+	if (!c.cacert && url && strncasecmp(url, "https://", 8) == 0 &&
+	    (env = getenv("LOOM_CACERT")) != NULL && *env)
+		c.cacert = env;
+	c.url = url;
+	c.socket = sock;
+	c.where = url ? url : sock;
+	if (sock && c.cacert) {
+		fprintf(stderr, "loomctl: --cacert is for https:// URLs; the socket %s needs none\n",
+		        sock);
+		free(token);
+		return EXIT_USAGE;
+	}
+	/* the token: not for commands that do not reach loomd, or that bring
+	 * their own (login) */
+	if (argc >= 1 && strcmp(argv[0], "version") != 0 && strcmp(argv[0], "logout") != 0 &&
+	    strcmp(argv[0], "login") != 0 && (rv = token_setup(&c, token)) != 0) {
+		free(token);
+		return rv;
+	}
+	if (token) {
+		volatile char *p = token;
+		for (size_t i = 0; p[i]; i++)
+			p[i] = 0;
+		free(token);
+	}
 	/* from here on, text from loomd is printed: see loomctl-term.c */
 	term_setup(!c.json);
 	if (argc < 1) {
@@ -1493,6 +1469,10 @@ main(int argc, char **argv)
 		rv = cmd_share(&c, argc, argv);
 	else if (strcmp(argv[0], "whoami") == 0)
 		rv = cmd_whoami(&c, argc, argv);
+	else if (strcmp(argv[0], "login") == 0)
+		rv = cmd_login(&c, argc, argv);
+	else if (strcmp(argv[0], "logout") == 0)
+		rv = cmd_logout(&c, argc, argv);
 	else if (strcmp(argv[0], "version") == 0) {
 		printf("loomctl %s (plugin ABI %d.%d)\n", LOOM_VERSION_STRING, LOOM_ABI_MAJOR,
 		       LOOM_ABI_MINOR);
@@ -1501,5 +1481,6 @@ main(int argc, char **argv)
 		fprintf(stderr, "loomctl: unknown command \"%s\"; see loomctl --help\n", argv[0]);
 		rv = EXIT_USAGE;
 	}
+	free(c.token);
 	return rv;
 }

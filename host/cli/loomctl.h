@@ -16,9 +16,17 @@ enum {
 };
 
 #define DEFAULT_URL "http://127.0.0.1:7420"
+/* loomd's socket where its state directory is the installed default */
+#define DEFAULT_SOCKET LOOM_STATE_DIR "/loomd.sock"
 
+/* Where loomd is, and how loomctl speaks to it (loomctl-conn.c). */
 typedef struct ctl {
-	const char *url;
+	const char *url;        /* http:// or https://; NULL over the socket */
+	const char *socket;     /* the Unix socket's path, or NULL */
+	const char *where;      /* the URL or the socket, for messages */
+	const char *cacert;     /* --cacert / LOOM_CACERT, for https:// */
+	char *token;            /* sent as Authorization: Bearer; NULL: none */
+	const char *token_from; /* "--token", "LOOM_TOKEN", "the token file" */
 	bool json;
 	int timeout_ms;
 } ctl;
@@ -30,7 +38,16 @@ typedef struct reply {
 	size_t len;
 } reply;
 
-/* One HTTP exchange.  Returns 0 with *out filled, or EXIT_UNREACHABLE
+/* The token to send, from given (--token), else LOOM_TOKEN, else (not
+ * over the socket, where loomd knows the user) the token file; 0, or
+ * EXIT_USAGE after saying why a token given or the file is unusable. */
+int token_setup(ctl *c, const char *given);
+/* ${XDG_CONFIG_HOME:-$HOME/.config}/loom/token (free it); NULL without
+ * either variable. */
+char *token_file_path(void);
+
+/* One HTTP exchange, over the URL or the socket.  Returns 0 with *out
+ * filled, or EXIT_UNREACHABLE (EXIT_USAGE for a bad URL or CA file)
  * after printing why.  With text, a 200 answer is kept as sent in
  * out->text instead of being read as JSON. */
 int exchange(const ctl *c, const char *method, const char *path, const char *body, bool text,
@@ -76,6 +93,9 @@ FILE *term_raw(void);
  * unless final.  Returns the length written to out. */
 size_t term_escape(const char *s, size_t n, char *out, size_t *used, bool final);
 
+/* Commands in loomctl-conn.c: keep a token for later, forget it. */
+int cmd_login(ctl *c, int argc, char **argv);
+int cmd_logout(ctl *c, int argc, char **argv);
 /* Commands in loomctl-alerts.c. */
 /* Metrics as people read them (loomctl-metrics.c), of a run or a version
  * as JSON ("metrics", "headline", "details").  metric_names: the headline

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "conf.h"
 #include "log.h"
@@ -111,6 +112,25 @@ static const loomi_field http_fields[] = {
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 
+/* api = { … }: the API's Unix socket and TLS (host/server/api.c) */
+static const loomi_field api_tls_fields[] = {
+	{"certificate", LOOMI_F_PATH, LOOMI_F_REQUIRED, NULL, 0, 0, NULL,
+	 "the server's certificate, then any intermediate ones: a PEM file"},
+	{"key", LOOMI_F_PATH, LOOMI_F_REQUIRED, NULL, 0, 0, NULL,
+	 "the certificate's private key: an unencrypted PEM file only loomd's user can read"},
+	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const loomi_field api_fields[] = {
+	{"socket", LOOMI_F_PATH, 0, NULL, 0, 0, NULL,
+	 "the Unix socket that local clients reach the API by, relative to state_dir; "
+	 "\"\" for none (default: loomd.sock)"},
+	{"socket_mode", LOOMI_F_STRING, 0, NULL, 0, 0, NULL,
+	 "the socket file's mode, in octal (default \"0600\")"},
+	{"tls", LOOMI_F_GROUP, 0, NULL, 0, 0, api_tls_fields, NULL},
+	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
 static const loomi_field plugin_fields[] = {
 	{"instance", LOOMI_F_STRING, LOOMI_F_REQUIRED, NULL, 0, 0, NULL,
 	 "the instance's name, e.g. \"store\""},
@@ -137,6 +157,7 @@ static const loomi_field conf_fields[] = {
 	{"logs", LOOMI_F_GROUP, 0, NULL, 0, 0, logs_fields, NULL},
 	{"alerts", LOOMI_F_GROUP, 0, NULL, 0, 0, alerts_fields, NULL},
 	{"http", LOOMI_F_GROUP, 0, NULL, 0, 0, http_fields, NULL},
+	{"api", LOOMI_F_GROUP, 0, NULL, 0, 0, api_fields, NULL},
 	{"plugins", LOOMI_F_GROUPLIST, 0, NULL, 0, 0, plugin_fields, NULL},
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
@@ -166,6 +187,25 @@ loomi_module_name_ok(const char *name)
 			return false;
 	}
 	return true;
+}
+
+size_t
+loomi_socket_path_max(void)
+{
+	struct sockaddr_un sun;
+	return sizeof sun.sun_path - 1;
+}
+
+char *
+loomi_conf_api_socket(const loomi_conf *conf)
+{
+	const char *s = conf->api.socket;
+
+	if (s == NULL)
+		return loomi_path_join(conf->state_dir, "loomd.sock");
+	if (s[0] == '\0')
+		return NULL;
+	return s[0] == '/' ? loomi_strdup(s) : loomi_path_join(conf->state_dir, s);
 }
 
 int
@@ -517,6 +557,52 @@ loomi_conf_load(loomi_conf *conf, const char *path, loomi_strv *errs)
 			               conf->http.max_body ? conf->http.max_body : (uint64_t)16 << 20);
 	}
 
+	{
+		/* the API's Unix socket and TLS: the socket's path is checked
+		 * against sun_path here as far as the state directory is known
+		 * (api.c checks it again at start, after --state-dir) */
+		const json_t *api = json_object_get(root, "api"), *tls = json_object_get(api, "tls");
+		const char *mode = str_or(api, "socket_mode", NULL), *sock = str_or(api, "socket", NULL);
+		conf->api.socket_mode = 0600;
+		if (mode != NULL) {
+			size_t n = strlen(mode);
+			char *end;
+			long m = strtol(mode, &end, 8);
+			if (n < 3 || n > 4 || strspn(mode, "01234567") != n || *end != '\0' || m > 0777)
+				loomi_doc_errf(&conf->doc, json_object_get(api, "socket_mode"), errs,
+				               "api.socket_mode: \"%s\" is not a file mode: give three octal "
+				               "digits, as chmod takes them, e.g. \"0660\" for loomd's user "
+				               "and group",
+				               mode);
+			else
+				conf->api.socket_mode = (int)m;
+		}
+		if (sock != NULL) {
+			conf->api.socket = loomi_strdup(sock);
+			if (sock[0] != '\0') {
+				char *full = loomi_conf_api_socket(conf);
+				if (strlen(full) > loomi_socket_path_max())
+					loomi_doc_errf(&conf->doc, json_object_get(api, "socket"), errs,
+					               "api.socket: \"%s\" is %zu bytes long, over the %zu a Unix "
+					               "socket's path may have; choose a shorter path",
+					               full, strlen(full), loomi_socket_path_max());
+				free(full);
+			}
+		}
+		if (json_is_object(tls)) {
+			const char *cert = str_or(tls, "certificate", NULL), *key = str_or(tls, "key", NULL);
+			if (cert && cert[0] && key && key[0]) {
+				conf->api.tls_certificate =
+					cert[0] == '/' ? loomi_strdup(cert) : loomi_path_join(base, cert);
+				conf->api.tls_key = key[0] == '/' ? loomi_strdup(key) : loomi_path_join(base, key);
+			} else if ((cert && !cert[0]) || (key && !key[0])) {
+				loomi_doc_errf(&conf->doc, tls, errs,
+				               "api.tls: give both certificate and key as file names, or leave "
+				               "api.tls out for plain HTTP");
+			}
+		}
+	}
+
 	plugins = json_object_get(root, "plugins");
 	if (json_is_array(plugins)) {
 		conf->plugins = loomi_xcalloc(json_array_size(plugins) + 1, sizeof *conf->plugins);
@@ -588,5 +674,8 @@ loomi_conf_free(loomi_conf *conf)
 	free(conf->jobs_worker);
 	free(conf->jobs_scheduler);
 	loomi_strv_free(&conf->alerts_webhook_hosts);
+	free(conf->api.socket);
+	free(conf->api.tls_certificate);
+	free(conf->api.tls_key);
 	memset(conf, 0, sizeof *conf);
 }

@@ -50,6 +50,16 @@ typedef struct loomi_conf {
 		int max_conns, max_conns_per_client, reserve, ws_queue;
 		int request_timeout_ms, idle_timeout_ms, ws_ping_interval_ms, ws_idle_timeout_ms;
 	} http;
+	/* api = { … }: the API's Unix socket and TLS (host/server/api.c) */
+	struct {
+		/* NULL: <state_dir>/loomd.sock; "": no socket; else as written,
+		 * a relative path taken from the state directory (which --state-dir
+		 * may change after loading): loomi_conf_api_socket resolves it */
+		char *socket;
+		int socket_mode;         /* the socket file's mode; default 0600 */
+		char *tls_certificate;   /* PEM files, absolute; NULL: plain HTTP */
+		char *tls_key;
+	} api;
 	loomi_plugin_conf *plugins;
 	size_t n_plugins;
 } loomi_conf;
@@ -59,6 +69,12 @@ typedef struct loomi_conf {
  * problems in errs. */
 int loomi_conf_load(loomi_conf *conf, const char *path, loomi_strv *errs);
 void loomi_conf_free(loomi_conf *conf);
+
+/* The API's Unix socket path (free it): api.socket resolved against the
+ * state directory; NULL when the socket is off (api.socket = ""). */
+char *loomi_conf_api_socket(const loomi_conf *conf);
+/* The longest Unix socket path the system takes (sun_path less its NUL). */
+size_t loomi_socket_path_max(void);
 
 /* Check a "host:port" listen address; 0 or LOOM_EINVAL with *why set. */
 int loomi_listen_check(const char *listen, const char **why);

@@ -363,7 +363,10 @@ serves_any(const loomi_daemon *d)
 
 /* Does an authority name loomd: a served name, and loomd's port if it
  * gives one?  default_port stands for a missing one (80 for an Origin,
- * -1 for a Host, where a missing port is not checked). */
+ * -1 for a Host, where a missing port is not checked); ANY_PORT: the port
+ * is not checked (the Unix socket has none). */
+#define ANY_PORT (-2)
+
 static bool
 is_served(const loomi_daemon *d, const char *authority, long default_port)
 {
@@ -372,6 +375,8 @@ is_served(const loomi_daemon *d, const char *authority, long default_port)
 
 	if (!split_authority(authority, name, sizeof name, &port) || !served_name(d, name))
 		return false;
+	if (default_port == ANY_PORT)
+		return true;
 	if (port < 0)
 		port = default_port;
 	return port < 0 || mine < 0 || port == mine;
@@ -383,6 +388,13 @@ state_changing(const char *method)
 {
 	return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
 	       strcmp(method, "OPTIONS") != 0;
+}
+
+/* Does loomd serve HTTPS (api.tls)?  Then its own origin is https://. */
+static bool
+tls_on(const loomi_daemon *d)
+{
+	return d->conf.api.tls_certificate != NULL;
 }
 
 /* Step 2 for req (a WebSocket upgrade when upgrade): false after setting
@@ -404,7 +416,7 @@ front_door(const loomi_daemon *d, const loomi_http_req *req, bool upgrade, loomi
 		loomi_api_error(res, 400, "bad_request",
 		                "the request has more than one Host (\"%.200s\"): send one", req->host);
 		return false;
-	} else if (!is_served(d, req->host, -1)) {
+	} else if (!is_served(d, req->host, req->unix_peer ? ANY_PORT : -1)) {
 		list = served_list(d);
 		if (port > 0)
 			snprintf(on, sizeof on, ", port %ld", port);
@@ -419,20 +431,36 @@ front_door(const loomi_daemon *d, const loomi_http_req *req, bool upgrade, loomi
 		/* where server_names serves any name ("*"), any site's name is
 		 * "served": then only a page of the very name and port asked
 		 * (same origin) is loomd's own */
-		bool own = strncasecmp(req->origin, "http://", 7) == 0 &&
-		           strchr(req->origin + 7, '/') == NULL && is_served(d, req->origin + 7, 80) &&
-		           (!serves_any(d) || (req->host && strcasecmp(req->origin + 7, req->host) == 0));
+		const char *scheme = tls_on(d) ? "https://" : "http://";
+		size_t sl = strlen(scheme);
+		bool own;
+		if (req->unix_peer) {
+			/* through the Unix socket (a local proxy's page): the page's
+			 * own origin, http or https, whatever the port: the very name
+			 * and port of the Host asked */
+			const char *o = req->origin;
+			sl = strncasecmp(o, "https://", 8) == 0 ? 8 : strncasecmp(o, "http://", 7) == 0 ? 7 : 0;
+			own = sl > 0 && strchr(o + sl, '/') == NULL && is_served(d, o + sl, ANY_PORT) &&
+			      req->host && strcasecmp(o + sl, req->host) == 0;
+		} else {
+			own = strncasecmp(req->origin, scheme, sl) == 0 &&
+			      strchr(req->origin + sl, '/') == NULL &&
+			      is_served(d, req->origin + sl, tls_on(d) ? 443 : 80) &&
+			      (!serves_any(d) ||
+			       (req->host && strcasecmp(req->origin + sl, req->host) == 0));
+		}
 		if (!own) {
 			list = served_list(d);
 			if (port > 0)
 				snprintf(on, sizeof on, ", port %ld", port);
 			loomi_api_error(res, 403, "forbidden",
 			                "Origin \"%.200s\" is not loomd's own: a page from another site "
-			                "may not %s (loomd's own is http:// and one of %s%s; server_names "
+			                "may not %s (loomd's own is %s and one of %s%s; server_names "
 			                "in loomd.conf lists the names)",
 			                req->origin,
 			                upgrade ? "open a WebSocket to loomd" : "change anything here",
-			                list, on);
+			                req->unix_peer ? "the Host's own origin" : scheme, list,
+			                req->unix_peer ? "" : on);
 			free(list);
 			return false;
 		}
@@ -896,6 +924,7 @@ ws_open(void *arg, loomi_ws *ws, const loomi_http_request *req, loomi_http_respo
 	in.host = host;
 	in.origin = loomi_http_header(req, "Origin");
 	in.version_minor = req->version_minor;
+	in.unix_peer = req->peer_uid >= 0;
 	ok = front_door(api->d, &in, true, &out);
 	free(host);
 	if (!ok)
@@ -968,6 +997,7 @@ loomi_api_start(loomi_daemon *d, const char *listen, char **err)
 {
 	loomi_api *api = loomi_xcalloc(1, sizeof *api);
 	loomi_http_options opts = {0};
+	char *sock = NULL;
 	int rv;
 
 	api->d = d;
@@ -985,13 +1015,33 @@ loomi_api_start(loomi_daemon *d, const char *listen, char **err)
 	opts.ws_ping_interval_ms = d->conf.http.ws_ping_interval_ms;
 	opts.ws_idle_timeout_ms = d->conf.http.ws_idle_timeout_ms;
 	opts.reserved = route_reserved;
+	/* loomd.conf's api group: TLS on listen, and the Unix socket */
+	opts.tls_certificate = d->conf.api.tls_certificate;
+	opts.tls_key = d->conf.api.tls_key;
 	if ((rv = loomi_http_start(&api->server, listen, &opts, http_handler, &ws_handlers, api,
 	                           err)) != 0) {
 		free(api);
 		return rv;
 	}
+	if ((sock = loomi_conf_api_socket(&d->conf)) != NULL &&
+	    (rv = loomi_http_listen_unix(api->server, sock, d->conf.api.socket_mode, err)) != 0) {
+		loomi_http_stop(api->server);
+		free(api);
+		free(sock);
+		return rv;
+	}
 	__atomic_store_n(&d->url, loomi_strdup(loomi_http_url(api->server)), __ATOMIC_RELEASE);
 	d->api = api;
+	if (sock)
+		LOG_INFO("api: on %s%s%s, and on the Unix socket %s (mode %04o)", d->url,
+		         opts.tls_certificate ? " with the certificate " : "",
+		         opts.tls_certificate ? opts.tls_certificate : "", sock,
+		         (unsigned)d->conf.api.socket_mode);
+	else
+		LOG_INFO("api: on %s%s%s, without a Unix socket (api.socket = \"\")", d->url,
+		         opts.tls_certificate ? " with the certificate " : "",
+		         opts.tls_certificate ? opts.tls_certificate : "");
+	free(sock);
 	return 0;
 }
 

@@ -16,8 +16,12 @@
  *                   HTTP/1.1 request has none.  A request that may change
  *                   something (any method but GET, HEAD and OPTIONS, and
  *                   every WebSocket upgrade) with an Origin header must
- *                   come from loomd's own origin (http:// + a served name
- *                   + loomd's port): 403 otherwise, "null" included.  So
+ *                   come from loomd's own origin (http://, or https://
+ *                   with api.tls, + a served name + loomd's port): 403
+ *                   otherwise, "null" included.  Through the Unix
+ *                   socket no port is compared (it has none), and a
+ *                   change's Origin must be the Host's own (http or
+ *                   https: a local proxy's page).  So
  *                   neither a foreign web page (CSRF) nor a name rebound
  *                   to loomd's address (DNS rebinding) can drive it;
  *   3. normalise  — a trailing slash dropped;

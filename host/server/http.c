@@ -45,11 +45,18 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 #include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <loom/error.h>
 
@@ -566,6 +573,19 @@ typedef struct hreq {
 
 typedef struct loomi_ws conn;
 
+enum { LISTEN_TCP, LISTEN_TLS, LISTEN_UNIX };
+
+/* One place connections come from: the listen address (TCP or TLS) or
+ * the Unix socket. */
+typedef struct listener {
+	loomi_http_server *srv;
+	int kind;               /* LISTEN_* */
+	nng_stream_listener *l;
+	nng_aio *aio;
+	bool backoff;
+	char *name;             /* for messages: the URL or the socket's path */
+} listener;
+
 struct loomi_ws {
 	loomi_http_server *srv;
 	conn *prev, *next;  /* the server's list */
@@ -573,7 +593,10 @@ struct loomi_ws {
 	nng_stream *stream;
 	nng_aio *rx_aio, *tx_aio;
 	char peer[64];
-	char addr[64];      /* peer without the port: the client, for the cap */
+	char addr[64];      /* peer without the port, or a socket peer's uid: the
+	                     * client, for the cap */
+	int64_t peer_uid;   /* a Unix-socket peer's uid; -1 over TCP */
+	bool tls;
 	bool refused;       /* answered 503 */
 	/* admitted through the reserve, past http.max_conns (RES_POOL) or
 	 * past http.max_conns_per_client (RES_CLIENT) */
@@ -626,9 +649,8 @@ struct loomi_http_server {
 	bool has_ws;
 	void *arg;
 	char *url;
-	nng_stream_listener *listener;
-	nng_aio *accept_aio;
-	bool accept_backoff;
+	listener tcp;           /* listen: tcp:// or tls+tcp:// */
+	listener *unix_sock;    /* loomi_http_listen_unix's, or NULL */
 
 	pthread_mutex_t mtx;
 	pthread_cond_t reap_cv; /* wakes the reaper */
@@ -1496,7 +1518,8 @@ request_fill(conn *c, loomi_http_request *req, const char *body, size_t body_len
 	req->body_len = body_len;
 	req->version_minor = r->minor;
 	req->peer = c->peer;
-	req->peer_uid = -1;
+	req->peer_uid = c->peer_uid;
+	req->tls = c->tls;
 	req->priv = r;
 }
 
@@ -2346,9 +2369,38 @@ out:
 
 /* ------------------------------------------------------------------ accepting */
 
+/* Who is at the other end of a Unix-socket connection: the kernel's
+ * SO_PEERCRED, read by NNG's ipc stream (NNG_OPT_IPC_PEER_UID), once, when
+ * the connection is accepted.  A peer whose uid cannot be read is served
+ * as an unknown one (peer_uid -1, like a TCP client). */
 static void
-conn_open(loomi_http_server *srv, nng_stream *s)
+unix_peer(conn *c, nng_stream *s)
 {
+	uint64_t uid = 0, pid = 0;
+	int rv;
+
+	if ((rv = nng_stream_get_uint64(s, NNG_OPT_IPC_PEER_UID, &uid)) != 0 || uid > INT32_MAX) {
+		LOG_WARN("http: cannot read the uid of a client of the Unix socket (%s); it is served "
+		         "as an unknown client",
+		         rv ? nng_strerror(rv) : "out of range");
+		c->peer_uid = -1;
+		snprintf(c->peer, sizeof c->peer, "unix:unknown");
+		snprintf(c->addr, sizeof c->addr, "unix:unknown");
+		return;
+	}
+	c->peer_uid = (int64_t)uid;
+	if (nng_stream_get_uint64(s, NNG_OPT_IPC_PEER_PID, &pid) == 0 && pid > 0)
+		snprintf(c->peer, sizeof c->peer, "unix:uid=%" PRIu64 ",pid=%" PRIu64, uid, pid);
+	else
+		snprintf(c->peer, sizeof c->peer, "unix:uid=%" PRIu64, uid);
+	/* the per-client cap counts a uid's connections */
+	snprintf(c->addr, sizeof c->addr, "uid=%" PRIu64, uid);
+}
+
+static void
+conn_open(listener *ls, nng_stream *s)
+{
+	loomi_http_server *srv = ls->srv;
 	conn *c = loomi_xcalloc(1, sizeof *c);
 	nng_sockaddr sa;
 	bool refuse_it, drop;
@@ -2373,18 +2425,24 @@ conn_open(loomi_http_server *srv, nng_stream *s)
 		conn_free(c);
 		return;
 	}
-	if (nng_stream_get_addr(s, NNG_OPT_REMADDR, &sa) == 0)
-		format_addr(&sa, c->peer, sizeof c->peer, false);
-	else
-		snprintf(c->peer, sizeof c->peer, "unknown");
-	/* the client's address: the peer without its port ("[::1]" kept) */
-	snprintf(c->addr, sizeof c->addr, "%s", c->peer);
-	if ((colon = strrchr(c->addr, ':')) != NULL && c->addr[0] != '[')
-		*colon = '\0';
-	else if ((colon = strstr(c->addr, "]:")) != NULL)
-		colon[1] = '\0';
-	(void)nng_stream_set_bool(s, NNG_OPT_TCP_NODELAY, true);
-	(void)nng_stream_set_bool(s, NNG_OPT_TCP_KEEPALIVE, true);
+	c->tls = ls->kind == LISTEN_TLS;
+	c->peer_uid = -1;
+	if (ls->kind == LISTEN_UNIX) {
+		unix_peer(c, s);
+	} else {
+		if (nng_stream_get_addr(s, NNG_OPT_REMADDR, &sa) == 0)
+			format_addr(&sa, c->peer, sizeof c->peer, false);
+		else
+			snprintf(c->peer, sizeof c->peer, "unknown");
+		/* the client's address: the peer without its port ("[::1]" kept) */
+		snprintf(c->addr, sizeof c->addr, "%s", c->peer);
+		if ((colon = strrchr(c->addr, ':')) != NULL && c->addr[0] != '[')
+			*colon = '\0';
+		else if ((colon = strstr(c->addr, "]:")) != NULL)
+			colon[1] = '\0';
+		(void)nng_stream_set_bool(s, NNG_OPT_TCP_NODELAY, true);
+		(void)nng_stream_set_bool(s, NNG_OPT_TCP_KEEPALIVE, true);
+	}
 
 	/* An ordinary slot while there is one and the client has fewer than
 	 * its share; else a reserve slot (health and control only); else 503. */
@@ -2457,37 +2515,230 @@ conn_open(loomi_http_server *srv, nng_stream *s)
 static void
 accept_cb(void *arg)
 {
-	loomi_http_server *srv = arg;
-	int rv = nng_aio_result(srv->accept_aio);
+	listener *ls = arg;
+	loomi_http_server *srv = ls->srv;
+	int rv = nng_aio_result(ls->aio);
 	bool stopping;
 
-	if (srv->accept_backoff) {
-		srv->accept_backoff = false;
+	if (ls->backoff) {
+		ls->backoff = false;
 	} else if (rv == 0) {
-		conn_open(srv, nng_aio_get_output(srv->accept_aio, 0));
+		conn_open(ls, nng_aio_get_output(ls->aio, 0));
 	} else if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
 		return;
-	} else if (rv == NNG_ECONNABORTED || rv == NNG_ECONNRESET) {
-		LOG_DEBUG("http: a client left before its connection was accepted: %s",
+	} else if (rv == NNG_ECONNABORTED || rv == NNG_ECONNRESET || rv == NNG_ECRYPTO ||
+	           rv == NNG_EPEERAUTH) {
+		LOG_DEBUG("http: a client of %s left before its connection was accepted: %s", ls->name,
 		          nng_strerror(rv));
 	} else {
-		LOG_WARN("http: accepting a connection on %s failed: %s", srv->url, nng_strerror(rv));
-		srv->accept_backoff = true;
-		nng_sleep_aio(100, srv->accept_aio);
+		LOG_WARN("http: accepting a connection on %s failed: %s", ls->name, nng_strerror(rv));
+		ls->backoff = true;
+		nng_sleep_aio(100, ls->aio);
 		return;
 	}
 	pthread_mutex_lock(&srv->mtx);
 	stopping = srv->stopping;
 	pthread_mutex_unlock(&srv->mtx);
 	if (!stopping)
-		nng_stream_listener_accept(srv->listener, srv->accept_aio);
+		nng_stream_listener_accept(ls->l, ls->aio);
+}
+
+static void
+listener_close(listener *ls)
+{
+	if (ls == NULL || ls->l == NULL)
+		return;
+	nng_stream_listener_close(ls->l);
+	nng_aio_stop(ls->aio);
+}
+
+static void
+listener_free(listener *ls)
+{
+	if (ls == NULL)
+		return;
+	nng_aio_free(ls->aio);
+	nng_stream_listener_free(ls->l);
+	free(ls->name);
+	ls->aio = NULL;
+	ls->l = NULL;
+	ls->name = NULL;
+}
+
+/* ------------------------------------------------------------------ TLS */
+
+/* What OpenSSL last said was wrong, for a message. */
+static const char *
+ssl_reason(const char *otherwise)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+
+	ERR_clear_error();
+	return r ? r : otherwise;
+}
+
+/* loomd has no way to ask for a passphrase: an encrypted key is refused. */
+static int
+no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	*(bool *)arg = true;
+	return -1;
+}
+
+/* Read a PEM file named by setting; 0, or LOOM_EIO with *err naming both. */
+static int
+pem_read(const char *setting, const char *file, char **data, size_t *len, char **err)
+{
+	int e;
+
+	if ((e = loomi_read_file(file, data, len)) != 0) {
+		*err = loomi_strfmt("%s \"%s\": cannot read it: %s%s", setting, file, strerror(e),
+		                    e == EACCES ? "; make it readable by loomd's user"
+		                    : e == ENOENT ? "; give the path of an existing PEM file"
+		                                  : "");
+		return LOOM_EIO;
+	}
+	return 0;
+}
+
+/* The certificate and key are checked with OpenSSL's libcrypto before NNG
+ * (mbedTLS) is given them, for messages that say which file is wrong and
+ * how: NNG says only "cryptographic error", and mbedTLS never checks that
+ * the key belongs to the certificate (a mismatched pair would start, and
+ * fail every handshake). */
+static int
+tls_check(const char *cert_file, const char *cert, size_t clen, const char *key_file,
+          const char *key, size_t klen, char **err)
+{
+	BIO *b = NULL;
+	X509 *x = NULL;
+	EVP_PKEY *pk = NULL;
+	bool asked = false;
+	struct stat st;
+	int rv = LOOM_EINVAL;
+
+	if (clen > INT32_MAX || klen > INT32_MAX) {
+		*err = loomi_strfmt("api.tls: \"%s\" or \"%s\" is far too large for a PEM file",
+		                    cert_file, key_file);
+		return LOOM_EINVAL;
+	}
+	ERR_clear_error();
+	if ((b = BIO_new_mem_buf(cert, (int)clen)) == NULL ||
+	    (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) == NULL) {
+		*err = loomi_strfmt("api.tls.certificate \"%s\": no certificate in it (%s): give the "
+		                    "server's certificate in PEM form (\"-----BEGIN CERTIFICATE-----\"), "
+		                    "then any intermediate ones",
+		                    cert_file, ssl_reason("not PEM"));
+		goto out;
+	}
+	BIO_free(b);
+	if ((b = BIO_new_mem_buf(key, (int)klen)) == NULL ||
+	    (pk = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, &asked)) == NULL) {
+		if (asked)
+			*err = loomi_strfmt("api.tls.key \"%s\": the key is encrypted with a passphrase, "
+			                    "which loomd cannot ask for: decrypt it (openssl pkey -in KEY "
+			                    "-out PLAIN) and let only loomd's user read it",
+			                    key_file);
+		else
+			*err = loomi_strfmt("api.tls.key \"%s\": no private key in it (%s): give the "
+			                    "certificate's private key in PEM form (\"-----BEGIN PRIVATE "
+			                    "KEY-----\")",
+			                    key_file, ssl_reason("not PEM"));
+		goto out;
+	}
+	if (X509_check_private_key(x, pk) != 1) {
+		ERR_clear_error();
+		*err = loomi_strfmt("api.tls.key \"%s\" is not the private key of the certificate "
+		                    "\"%s\": give the key the certificate was made for",
+		                    key_file, cert_file);
+		goto out;
+	}
+	if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
+		LOG_WARN("http: the certificate \"%s\" has expired: clients will refuse it; renew it",
+		         cert_file);
+	else if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0)
+		LOG_WARN("http: the certificate \"%s\" is not valid yet: clients will refuse it until "
+		         "then (is the clock right?)",
+		         cert_file);
+	if (stat(key_file, &st) == 0 && (st.st_mode & 077) != 0)
+		LOG_WARN("http: the private key \"%s\" can be read by other users (mode %04o): "
+		         "chmod 600 it",
+		         key_file, (unsigned)(st.st_mode & 07777));
+	rv = 0;
+out:
+	ERR_clear_error();
+	EVP_PKEY_free(pk);
+	X509_free(x);
+	BIO_free(b);
+	return rv;
+}
+
+/* A server TLS configuration from the certificate and key files. */
+static int
+tls_config(const char *cert_file, const char *key_file, nng_tls_config **out, char **err)
+{
+	char *cert = NULL, *key = NULL;
+	size_t clen = 0, klen = 0;
+	nng_tls_config *cfg = NULL;
+	int rv;
+
+	*out = NULL;
+	if ((rv = pem_read("api.tls.certificate", cert_file, &cert, &clen, err)) != 0 ||
+	    (rv = pem_read("api.tls.key", key_file, &key, &klen, err)) != 0 ||
+	    (rv = tls_check(cert_file, cert, clen, key_file, key, klen, err)) != 0)
+		goto out;
+	if ((rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_SERVER)) != 0) {
+		*err = loomi_strfmt("api.tls: cannot set up TLS: %s%s", nng_strerror(rv),
+		                    rv == NNG_ENOTSUP ? " (this NNG was built without TLS)" : "");
+		rv = LOOM_EINVAL;
+		goto out;
+	}
+	if ((rv = nng_tls_config_version(cfg, NNG_TLS_1_2, NNG_TLS_1_3)) != 0 ||
+	    (rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_NONE)) != 0 ||
+	    (rv = nng_tls_config_own_cert(cfg, cert, key, NULL)) != 0) {
+		*err = loomi_strfmt("api.tls: NNG's TLS (%s) refused the certificate \"%s\" with the "
+		                    "key \"%s\": %s; OpenSSL reads them, so the key's type may be one "
+		                    "%s does not support (use an RSA or ECDSA P-256/P-384 key)",
+		                    nng_tls_engine_name(), cert_file, key_file, nng_strerror(rv),
+		                    nng_tls_engine_name());
+		nng_tls_config_free(cfg);
+		cfg = NULL;
+		rv = LOOM_EINVAL;
+		goto out;
+	}
+	*out = cfg;
+out:
+	if (key) {
+		/* the key's bytes do not linger in freed memory */
+		volatile char *p = key;
+		for (size_t i = 0; i < klen; i++)
+			p[i] = 0;
+	}
+	free(key);
+	free(cert);
+	return rv;
+}
+
+int
+loomi_http_tls_check(const char *certificate, const char *key, char **err)
+{
+	nng_tls_config *cfg = NULL;
+	int rv;
+
+	if ((rv = tls_config(certificate, key, &cfg, err)) == 0)
+		nng_tls_config_free(cfg);
+	return rv;
 }
 
 /* ------------------------------------------------------------------ start / stop */
 
 /* "host:port" as an NNG URL ("*" for every address). */
 static char *
-listen_url(const char *listen)
+listen_url(const char *listen, const char *scheme)
 {
 	const char *port, *host_end;
 	size_t n;
@@ -2508,8 +2759,8 @@ listen_url(const char *listen)
 	if (n == 0 || n > 5 || strspn(port, "0123456789") != n || atoi(port) > 65535)
 		return NULL;
 	if (host_end - listen == 1 && listen[0] == '*')
-		return loomi_strfmt("tcp://:%s", port);
-	return loomi_strfmt("tcp://%.*s:%s", (int)(host_end - listen), listen, port);
+		return loomi_strfmt("%s://:%s", scheme, port);
+	return loomi_strfmt("%s://%.*s:%s", scheme, (int)(host_end - listen), listen, port);
 }
 
 int
@@ -2519,8 +2770,10 @@ loomi_http_start(loomi_http_server **out, const char *listen, const loomi_http_o
 {
 	loomi_http_server *srv;
 	pthread_condattr_t ca;
+	nng_tls_config *tls = NULL;
 	char *url, addr[96];
 	nng_sockaddr sa;
+	bool use_tls;
 	int rv, code;
 
 	*out = NULL;
@@ -2528,7 +2781,12 @@ loomi_http_start(loomi_http_server **out, const char *listen, const loomi_http_o
 		*err = loomi_strdup("loomi_http_start: no listen address or handler");
 		return LOOM_EINVAL;
 	}
-	if ((url = listen_url(listen)) == NULL) {
+	use_tls = opts && (opts->tls_certificate || opts->tls_key);
+	if (use_tls && !(opts->tls_certificate && opts->tls_key)) {
+		*err = loomi_strdup("api.tls: give both certificate and key, or neither");
+		return LOOM_EINVAL;
+	}
+	if ((url = listen_url(listen, use_tls ? "tls+tcp" : "tcp")) == NULL) {
 		*err = loomi_strfmt("listen \"%s\": expected HOST:PORT, e.g. 127.0.0.1:8080, "
 		                    "[::1]:8080 or *:8080",
 		                    listen);
@@ -2569,14 +2827,25 @@ loomi_http_start(loomi_http_server **out, const char *listen, const loomi_http_o
 		srv->has_ws = true;
 	}
 	srv->arg = arg;
+	srv->tcp.srv = srv;
+	srv->tcp.kind = use_tls ? LISTEN_TLS : LISTEN_TCP;
+	/* the files' names are not kept: the options are the caller's */
+	srv->opt.tls_certificate = srv->opt.tls_key = NULL;
 
-	if ((rv = nng_stream_listener_alloc(&srv->listener, url)) != 0) {
+	if (use_tls && (code = tls_config(opts->tls_certificate, opts->tls_key, &tls, err)) != 0)
+		goto fail;
+	if ((rv = nng_stream_listener_alloc(&srv->tcp.l, url)) != 0) {
 		*err = loomi_strfmt("listen \"%s\": %s: give an address this host has, as HOST:PORT",
 		                    listen, nng_strerror(rv));
 		code = LOOM_EINVAL;
 		goto fail;
 	}
-	if ((rv = nng_stream_listener_listen(srv->listener)) != 0) {
+	if (tls && (rv = nng_stream_listener_set_ptr(srv->tcp.l, NNG_OPT_TLS_CONFIG, tls)) != 0) {
+		*err = loomi_strfmt("listen \"%s\": cannot use TLS there: %s", listen, nng_strerror(rv));
+		code = LOOM_EINVAL;
+		goto fail;
+	}
+	if ((rv = nng_stream_listener_listen(srv->tcp.l)) != 0) {
 		*err = loomi_strfmt("cannot listen on %s: %s%s", listen, nng_strerror(rv),
 		                    rv == NNG_EADDRINUSE
 		                        ? "; another process holds that port: stop it or choose "
@@ -2585,23 +2854,24 @@ loomi_http_start(loomi_http_server **out, const char *listen, const loomi_http_o
 		code = rv == NNG_EADDRINUSE ? LOOM_EBUSY : rv == NNG_EPERM ? LOOM_EPERM : LOOM_EIO;
 		goto fail;
 	}
-	if (nng_stream_listener_get_addr(srv->listener, NNG_OPT_LOCADDR, &sa) != 0) {
+	if (nng_stream_listener_get_addr(srv->tcp.l, NNG_OPT_LOCADDR, &sa) != 0) {
 		*err = loomi_strfmt("listen \"%s\": cannot read the bound address", listen);
 		code = LOOM_EIO;
 		goto fail;
 	}
 	if (sa.s_family == NNG_AF_INET && sa.s_in.sa_port == 0) {
 		int port = 0;
-		if (nng_stream_listener_get_int(srv->listener, NNG_OPT_TCP_BOUND_PORT, &port) == 0)
+		if (nng_stream_listener_get_int(srv->tcp.l, NNG_OPT_TCP_BOUND_PORT, &port) == 0)
 			sa.s_in.sa_port = htons((uint16_t)port);
 	} else if (sa.s_family == NNG_AF_INET6 && sa.s_in6.sa_port == 0) {
 		int port = 0;
-		if (nng_stream_listener_get_int(srv->listener, NNG_OPT_TCP_BOUND_PORT, &port) == 0)
+		if (nng_stream_listener_get_int(srv->tcp.l, NNG_OPT_TCP_BOUND_PORT, &port) == 0)
 			sa.s_in6.sa_port = htons((uint16_t)port);
 	}
 	format_addr(&sa, addr, sizeof addr, true);
-	srv->url = loomi_strfmt("http://%s", addr);
-	if ((rv = nng_aio_alloc(&srv->accept_aio, accept_cb, srv)) != 0) {
+	srv->url = loomi_strfmt("%s://%s", use_tls ? "https" : "http", addr);
+	srv->tcp.name = loomi_strdup(srv->url);
+	if ((rv = nng_aio_alloc(&srv->tcp.aio, accept_cb, &srv->tcp)) != 0) {
 		*err = loomi_strfmt("listen \"%s\": %s", listen, nng_strerror(rv));
 		code = LOOM_ENOMEM;
 		goto fail;
@@ -2621,14 +2891,160 @@ loomi_http_start(loomi_http_server **out, const char *listen, const loomi_http_o
 		goto fail;
 	}
 	free(url);
-	nng_stream_listener_accept(srv->listener, srv->accept_aio);
+	if (tls)
+		nng_tls_config_free(tls); /* the listener holds it */
+	nng_stream_listener_accept(srv->tcp.l, srv->tcp.aio);
 	*out = srv;
 	return 0;
 fail:
-	nng_aio_free(srv->accept_aio);
-	nng_stream_listener_free(srv->listener);
+	listener_free(&srv->tcp);
+	if (tls)
+		nng_tls_config_free(tls);
 	free(srv->url);
 	free(srv);
+	free(url);
+	return code;
+}
+
+/* Make path free for a new socket: nothing there, or a socket on which
+ * nobody accepts any more (a crashed loomd's), which is removed.  A live
+ * socket, or anything that is not a socket, is left alone and refused.
+ * (NNG's ipc listener would itself remove whatever refuses a connection
+ * at the path, a regular file included, so this runs first.) */
+static int
+socket_take_over(const char *path, char **err)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	int fd, e;
+
+	if (lstat(path, &st) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		*err = loomi_strfmt("api.socket \"%s\": %s", path, strerror(errno));
+		return LOOM_EIO;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		*err = loomi_strfmt("api.socket \"%s\" exists and is not a socket: move it away, or "
+		                    "give another path as api.socket in loomd.conf",
+		                    path);
+		return LOOM_EEXIST;
+	}
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
+		*err = loomi_strfmt("api.socket \"%s\": cannot make a socket: %s", path, strerror(errno));
+		return LOOM_EIO;
+	}
+	/* non-blocking: a listener whose backlog is full answers EAGAIN, and
+	 * is alive */
+	e = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0 ? 0 : errno;
+	close(fd);
+	if (e == 0 || e == EAGAIN || e == EINPROGRESS) {
+		*err = loomi_strfmt("api.socket \"%s\": another process (another loomd?) accepts "
+		                    "connections on it: stop it, or give this loomd another api.socket",
+		                    path);
+		return LOOM_EBUSY;
+	}
+	if (e != ECONNREFUSED) {
+		*err = loomi_strfmt("api.socket \"%s\": cannot tell whether it is in use: %s", path,
+		                    strerror(e));
+		return LOOM_EIO;
+	}
+	if (unlink(path) != 0 && errno != ENOENT) {
+		*err = loomi_strfmt("api.socket \"%s\": cannot remove the stale socket: %s", path,
+		                    strerror(errno));
+		return LOOM_EIO;
+	}
+	LOG_INFO("http: removed the stale socket %s (left by a loomd that did not stop cleanly)",
+	         path);
+	return 0;
+}
+
+int
+loomi_http_listen_unix(loomi_http_server *srv, const char *path, int mode, char **err)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	listener *ls;
+	char *url;
+	int rv, code;
+
+	if (path == NULL || path[0] != '/') {
+		*err = loomi_strfmt("api.socket \"%s\": give an absolute path", path ? path : "");
+		return LOOM_EINVAL;
+	}
+	if (strlen(path) >= sizeof sun.sun_path) {
+		*err = loomi_strfmt("api.socket \"%s\" is %zu bytes long, over the %zu a Unix socket's "
+		                    "path may have; choose a shorter path",
+		                    path, strlen(path), sizeof sun.sun_path - 1);
+		return LOOM_EINVAL;
+	}
+	if (mode < 0 || mode > 0777) {
+		*err = loomi_strfmt("api.socket_mode: %o is not a file mode", (unsigned)mode);
+		return LOOM_EINVAL;
+	}
+	pthread_mutex_lock(&srv->mtx);
+	rv = srv->unix_sock != NULL;
+	pthread_mutex_unlock(&srv->mtx);
+	if (rv) {
+		*err = loomi_strdup("the API already has a Unix socket");
+		return LOOM_EEXIST;
+	}
+	if ((code = socket_take_over(path, err)) != 0)
+		return code;
+
+	ls = loomi_xcalloc(1, sizeof *ls);
+	ls->srv = srv;
+	ls->kind = LISTEN_UNIX;
+	ls->name = loomi_strdup(path);
+	url = loomi_strfmt("ipc://%s", path);
+	/* The mode: NNG binds, chmods the file to NNG_OPT_IPC_PERMISSIONS, and
+	 * only then listens.  Before listen() every connect() is refused, so
+	 * no client can get in through the mode the umask gave the file at
+	 * bind(); the umask itself is left alone (it is the whole process's,
+	 * and other threads create files).  The mode is checked afterwards all
+	 * the same. */
+	if ((rv = nng_stream_listener_alloc(&ls->l, url)) != 0 ||
+	    (rv = nng_stream_listener_set_int(ls->l, NNG_OPT_IPC_PERMISSIONS, mode)) != 0) {
+		*err = loomi_strfmt("api.socket \"%s\": %s", path, nng_strerror(rv));
+		code = LOOM_EINVAL;
+		goto fail;
+	}
+	if ((rv = nng_stream_listener_listen(ls->l)) != 0) {
+		*err = loomi_strfmt("api.socket \"%s\": cannot listen there: %s%s", path,
+		                    nng_strerror(rv),
+		                    rv == NNG_EPERM ? "; give loomd's user write access to its directory"
+		                    : rv == NNG_EADDRINUSE ? "; another process holds it"
+		                                           : "");
+		code = rv == NNG_EADDRINUSE ? LOOM_EBUSY : rv == NNG_EPERM ? LOOM_EPERM : LOOM_EIO;
+		goto fail;
+	}
+	if (stat(path, &st) != 0)
+		st.st_mode = 0;
+	if ((st.st_mode & 07777) != (mode_t)mode) {
+		*err = loomi_strfmt("api.socket \"%s\": the socket's mode is %04o, not the %04o of "
+		                    "api.socket_mode",
+		                    path, (unsigned)(st.st_mode & 07777), (unsigned)mode);
+		code = LOOM_EIO;
+		goto fail;
+	}
+	if ((rv = nng_aio_alloc(&ls->aio, accept_cb, ls)) != 0) {
+		*err = loomi_strfmt("api.socket \"%s\": %s", path, nng_strerror(rv));
+		code = LOOM_ENOMEM;
+		goto fail;
+	}
+	free(url);
+	pthread_mutex_lock(&srv->mtx);
+	srv->unix_sock = ls;
+	pthread_mutex_unlock(&srv->mtx);
+	nng_stream_listener_accept(ls->l, ls->aio);
+	return 0;
+fail:
+	/* closing a listener that listened removes its file */
+	listener_free(ls);
+	free(ls);
 	free(url);
 	return code;
 }
@@ -2649,8 +3065,9 @@ loomi_http_stop(loomi_http_server *srv)
 	pthread_mutex_lock(&srv->mtx);
 	srv->stopping = true;
 	pthread_mutex_unlock(&srv->mtx);
-	nng_stream_listener_close(srv->listener);
-	nng_aio_stop(srv->accept_aio);
+	/* closing the Unix socket's listener removes its file */
+	listener_close(&srv->tcp);
+	listener_close(srv->unix_sock);
 
 	/* WebSocket clients are told the server is going away; the rest are
 	 * closed now. */
@@ -2689,8 +3106,9 @@ loomi_http_stop(loomi_http_server *srv)
 	pthread_mutex_unlock(&srv->mtx);
 	pthread_join(srv->reaper, NULL);
 
-	nng_aio_free(srv->accept_aio);
-	nng_stream_listener_free(srv->listener);
+	listener_free(&srv->tcp);
+	listener_free(srv->unix_sock);
+	free(srv->unix_sock);
 	pthread_cond_destroy(&srv->done_cv);
 	pthread_cond_destroy(&srv->reap_cv);
 	pthread_mutex_destroy(&srv->mtx);

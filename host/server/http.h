@@ -1,5 +1,6 @@
 /* Loom's HTTP/1.1 and WebSocket server, on NNG byte streams (nng_stream
- * over tcp://).
+ * over tcp://, tls+tcp:// for HTTPS and WSS, and ipc:// for a Unix
+ * socket).
  *
  * Why not NNG's own HTTP server: in NNG 1.5.2 (Debian 12) it canonicalises
  * every request path in place with a decoder that, for a path ending in a
@@ -48,8 +49,16 @@
  *   of our bytes for as long is dropped, so clients that never read cannot
  *   hold connections.
  *
- * The messages of refusals name loomd.conf's settings (http.max_conns …),
- * which map one to one onto loomi_http_options.
+ * - TLS (HTTPS, WSS) on the listen address when the options name a
+ *   certificate and key (NNG's TLS streams, mbedTLS underneath; TLS 1.2
+ *   and up);
+ * - a Unix socket besides (loomi_http_listen_unix), with the same
+ *   handlers and limits: each of its connections knows the peer's uid
+ *   (SO_PEERCRED, read once when it is accepted), and the per-client cap
+ *   counts a uid's connections.
+ *
+ * The messages of refusals name loomd.conf's settings (http.max_conns …,
+ * api.socket, api.tls), which map one to one onto loomi_http_options.
  *
  * Threads: handlers run on NNG's callback threads, one request at a time
  * per connection and concurrently across connections; a handler must not
@@ -137,6 +146,12 @@ typedef struct loomi_http_options {
 	/* Does the reserve serve this request (health, control)?  Called with
 	 * the server's arg, the method and the path as sent; NULL: none. */
 	bool (*reserved)(void *arg, const char *method, const char *path);
+	/* HTTPS and WSS on the listen address: the certificate (PEM, then any
+	 * intermediate ones) and its private key (PEM, unencrypted); both NULL
+	 * for plain HTTP.  A file that cannot be read or parsed, or a key that
+	 * is not the certificate's, fails loomi_http_start naming the file. */
+	const char *tls_certificate;
+	const char *tls_key;
 } loomi_http_options;
 
 /* Listen on "host:port" (IPv4 literal, "[v6]" literal, "localhost" or
@@ -149,8 +164,20 @@ int loomi_http_start(loomi_http_server **out, const char *listen,
                      const loomi_http_options *opts, loomi_http_handler_fn handler,
                      const loomi_ws_handlers *ws, void *arg, char **err);
 
-/* The URL actually bound: "http://127.0.0.1:41234" ("*" / 0.0.0.0 shown as
- * 127.0.0.1, :: as [::1]).  Owned by the server. */
+/* Check a certificate and key file as loomi_http_start would: readable,
+ * PEM, unencrypted, the key the certificate's, usable by NNG's TLS.  0,
+ * or a LOOM_E* code with *err naming the file (loomd --check-config). */
+int loomi_http_tls_check(const char *certificate, const char *key, char **err);
+
+/* Serve the same requests on a Unix socket at path (absolute), a file of
+ * exactly mode (0600, 0660 …) from before the first client can connect.
+ * A stale socket there (nobody accepts on it: a crashed loomd's) is
+ * replaced; a live one, or a file that is not a socket, fails with a
+ * message naming the path.  loomi_http_stop removes the file. */
+int loomi_http_listen_unix(loomi_http_server *srv, const char *path, int mode, char **err);
+
+/* The URL actually bound: "http://127.0.0.1:41234", "https://…" with TLS
+ * ("*" / 0.0.0.0 shown as 127.0.0.1, :: as [::1]).  Owned by the server. */
 const char *loomi_http_url(const loomi_http_server *srv);
 
 /* Stop listening, close every connection (WebSocket clients get on_close),

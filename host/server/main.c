@@ -78,6 +78,13 @@ check_config(loomi_daemon *d)
 		loom_instance *ins;
 		loomi_instance_create(&d->plugins, &d->conf.doc, &d->conf.plugins[i], &ins, &errs);
 	}
+	if (d->conf.api.tls_certificate) {
+		/* the files as the API would load them */
+		char *e = NULL;
+		if (loomi_http_tls_check(d->conf.api.tls_certificate, d->conf.api.tls_key, &e) != 0)
+			loomi_strv_push(&errs, loomi_strfmt("%s: %s", d->conf.path, e));
+		free(e);
+	}
 	if (errs.n > 0) {
 		print_errors(&errs);
 		fprintf(stderr, "%s: %zu problem%s found\n", d->conf.path, errs.n,

@@ -2,9 +2,10 @@
  * client (as a browser would connect: no NNG subprotocol).  For the
  * integration tests.
  *
- *   ws-watch URL [SEND] [--until-status S] [--timeout SECONDS]
+ *   ws-watch URL [SEND] [--until-status S] [--timeout SECONDS] [--cacert FILE]
  *
- * Connects to URL (ws://HOST:PORT/api/v1/training/tasks/ID/monitor), sends
+ * Connects to URL (ws://HOST:PORT/api/v1/training/tasks/ID/monitor, or
+ * wss:// verified against the CA in FILE and the URL's host), sends
  * SEND (a JSON text) if given, then prints each message it receives on a
  * line of its own until a {"type":"state"} message with status S arrives
  * (exit 0), the connection closes (exit 1) or the timeout passes (exit 1).
@@ -17,12 +18,15 @@
 
 #include <nng/nng.h>
 #include <nng/supplemental/util/platform.h>
+#include <nng/supplemental/tls/tls.h>
 #include <nng/transport/ws/websocket.h>
 
 int
 main(int argc, char **argv)
 {
-	const char *url = NULL, *send = NULL, *until = NULL;
+	const char *url = NULL, *send = NULL, *until = NULL, *cacert = NULL;
+	nng_tls_config *tls = NULL;
+	nng_url *u = NULL;
 	double timeout_s = 60;
 	nng_stream_dialer *d = NULL;
 	nng_stream *s = NULL;
@@ -36,17 +40,21 @@ main(int argc, char **argv)
 			until = argv[++i];
 		else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
 			timeout_s = atof(argv[++i]);
+		else if (strcmp(argv[i], "--cacert") == 0 && i + 1 < argc)
+			cacert = argv[++i];
 		else if (url == NULL)
 			url = argv[i];
 		else if (send == NULL)
 			send = argv[i];
 		else {
-			fprintf(stderr, "usage: ws-watch URL [SEND] [--until-status S] [--timeout S]\n");
+			fprintf(stderr, "usage: ws-watch URL [SEND] [--until-status S] [--timeout S] "
+			                "[--cacert FILE]\n");
 			return 2;
 		}
 	}
 	if (url == NULL) {
-		fprintf(stderr, "usage: ws-watch URL [SEND] [--until-status S] [--timeout S]\n");
+		fprintf(stderr, "usage: ws-watch URL [SEND] [--until-status S] [--timeout S] "
+			                "[--cacert FILE]\n");
 		return 2;
 	}
 	if ((rv = nng_stream_dialer_alloc(&d, url)) != 0 ||
@@ -54,6 +62,17 @@ main(int argc, char **argv)
 	    (rv = nng_stream_dialer_set_bool(d, NNG_OPT_WS_RECV_TEXT, true)) != 0 ||
 	    (rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
 		fprintf(stderr, "ws-watch: %s: %s\n", url, nng_strerror(rv));
+		rv = 2;
+		goto out;
+	}
+	if (cacert &&
+	    ((rv = nng_url_parse(&u, url)) != 0 ||
+	     (rv = nng_tls_config_alloc(&tls, NNG_TLS_MODE_CLIENT)) != 0 ||
+	     (rv = nng_tls_config_auth_mode(tls, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
+	     (rv = nng_tls_config_ca_file(tls, cacert)) != 0 ||
+	     (rv = nng_tls_config_server_name(tls, u->u_hostname)) != 0 ||
+	     (rv = nng_stream_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls)) != 0)) {
+		fprintf(stderr, "ws-watch: TLS for %s with %s: %s\n", url, cacert, nng_strerror(rv));
 		rv = 2;
 		goto out;
 	}
@@ -129,5 +148,9 @@ out:
 		nng_aio_free(aio);
 	if (d)
 		nng_stream_dialer_free(d);
+	if (tls)
+		nng_tls_config_free(tls);
+	if (u)
+		nng_url_free(u);
 	return rv;
 }

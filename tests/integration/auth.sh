@@ -30,7 +30,7 @@ EOF
 # api TOKEN METHOD PATH [BODY]: the status on stdout, the body in $T/body
 api() {
 	local tok=$1 method=$2 path=$3 body=${4:-}
-	curl -s -o "$T/body" -w '%{http_code}' -X "$method" \
+	command curl -s -o "$T/body" -w '%{http_code}' -X "$method" \
 		${tok:+-H "Authorization: Bearer $tok"} \
 		${body:+-H 'Content-Type: application/json' --data-binary "$body"} "$URL$path"
 }
@@ -88,7 +88,7 @@ ok "tokens: loom_, 49 base62 characters, a CRC-32 checksum"
 conf 'auth = "token";'
 start_loomd "$T/loomd.conf" "$state"
 want 401 "" GET /api/v1/training/tasks "" "sign in: send"
-curl -s -D "$T/head" -o /dev/null "$URL/api/v1/training/tasks"
+command curl -s -D "$T/head" -o /dev/null "$URL/api/v1/training/tasks"
 has "$T/head" 'WWW-Authenticate: Bearer realm="loom"'
 want 200 "" GET /api/v1/health
 [ "$(grep -c state_dir "$T/body")" = 0 ] || fail "health tells an anonymous caller where the state is"
@@ -107,11 +107,11 @@ for _ in range(6):
     s = b62[c % 62] + s; c //= 62
 print(t + s)')
 want 401 "$forged" GET /api/v1/session "" "no such token"
-code=$(curl -s -o "$T/body" -w '%{http_code}' -H "Authorization: Basic cm9vdDpyb290" "$URL/api/v1/session")
+code=$(command curl -s -o "$T/body" -w '%{http_code}' -H "Authorization: Basic cm9vdDpyb290" "$URL/api/v1/session")
 [ "$code" = 401 ] || fail "Basic auth: $code"
 has "$T/body" "Authorization: Bearer"
 want 200 "$ALICE" GET /api/v1/session "" '"user":"alice","role":"user","exec":false,"via":"token"'
-code=$(curl -s -o "$T/body" -w '%{http_code}' -b "loom_token=$VIC" "$URL/api/v1/session")
+code=$(command curl -s -o "$T/body" -w '%{http_code}' -b "loom_token=$VIC" "$URL/api/v1/session")
 [ "$code" = 200 ] && has "$T/body" '"user":"vic"' && has "$T/body" '"via":"cookie"'
 ok "401 without, with a malformed, altered or unknown token; tokens and cookies accepted"
 

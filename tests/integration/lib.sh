@@ -56,9 +56,6 @@ start_loomd() {
 	local conf=$1 state=$2
 	shift 2
 	rm -f "$state/loomd.url"
-	# until the Unix socket lands: tests that do not set auth talk to an
-	# open loopback API
-	grep -q '^auth' "$conf" || echo 'auth = "none";' >>"$conf"
 	loomd -c "$conf" --state-dir "$state" --listen 127.0.0.1:0 --foreground "$@" \
 		>>"$T/loomd.log" 2>&1 &
 	LOOMD_BG=$!
@@ -71,6 +68,32 @@ start_loomd() {
 	done
 	URL=$(cat "$state/loomd.url")
 	LOOMD_PID=$(cat "$state/loomd.pid")
+	test_token "$state"
+}
+
+# test_token STATE_DIR: the admin's API token for this state directory, made
+# once over loomd's Unix socket (the first start makes the directory's
+# owner, this test, an admin), exported as LOOM_TOKEN for loomctl,
+# ws-watch and the curl below.  Tests of authentication use `command curl`.
+test_token() {
+	local state=$1 file
+	file=$T/token.$(printf '%s' "$1" | tr -c 'A-Za-z0-9' _)
+	LOOM_TOKEN=
+	if [ ! -s "$file" ] && [ -S "$state/loomd.sock" ]; then
+		LOOM_TOKEN= "$LOOMCTL" --socket "$state/loomd.sock" tokens create --name tests --quiet \
+			>"$file" 2>>"$T/loomd.log" || rm -f "$file"
+	fi
+	[ -s "$file" ] && LOOM_TOKEN=$(cat "$file")
+	export LOOM_TOKEN
+}
+
+# curl with the test's token (no header without one)
+curl() {
+	if [ -n "${LOOM_TOKEN:-}" ]; then
+		command curl -H "Authorization: Bearer $LOOM_TOKEN" "$@"
+	else
+		command curl "$@"
+	fi
 }
 
 # stop_loomd: SIGTERM, and require a clean exit (under valgrind: no leaks).

@@ -135,6 +135,46 @@ START_TEST(http_group)
 }
 END_TEST
 
+START_TEST(api_group)
+{
+	loomi_conf c;
+	loomi_strv errs = {0};
+	char *dir, *expect, *sock;
+	int rv = load("state_dir = \"/srv/loom\";\n"
+	              "api = { socket = \"run/api.sock\"; socket_mode = \"0660\";\n"
+	              "  tls = { certificate = \"tls/cert.pem\"; key = \"/etc/loom/key.pem\"; }; };\n",
+	              &c, &errs, &dir);
+
+	ck_assert_msg(rv == 0, "unexpected errors: %s", joined(&errs));
+	ck_assert_int_eq(c.api.socket_mode, 0660);
+	/* the socket from the state directory, the files from the config's */
+	sock = loomi_conf_api_socket(&c);
+	ck_assert_str_eq(sock, "/srv/loom/run/api.sock");
+	free(sock);
+	expect = loomi_strfmt("%s/tls/cert.pem", dir);
+	ck_assert_str_eq(c.api.tls_certificate, expect);
+	free(expect);
+	ck_assert_str_eq(c.api.tls_key, "/etc/loom/key.pem");
+	done(&c, &errs, dir);
+
+	/* defaults: STATE_DIR/loomd.sock, 0600, no TLS; "" turns the socket off */
+	rv = load("state_dir = \"/srv/loom\";\n", &c, &errs, &dir);
+	ck_assert_int_eq(rv, 0);
+	ck_assert_int_eq(c.api.socket_mode, 0600);
+	sock = loomi_conf_api_socket(&c);
+	ck_assert_str_eq(sock, "/srv/loom/loomd.sock");
+	free(sock);
+	ck_assert_ptr_null(c.api.tls_certificate);
+	ck_assert_ptr_null(c.api.tls_key);
+	done(&c, &errs, dir);
+	rv = load("api = { socket = \"\"; socket_mode = \"640\"; };\n", &c, &errs, &dir);
+	ck_assert_int_eq(rv, 0);
+	ck_assert_ptr_null(loomi_conf_api_socket(&c));
+	ck_assert_int_eq(c.api.socket_mode, 0640);
+	done(&c, &errs, dir);
+}
+END_TEST
+
 START_TEST(defaults)
 {
 	loomi_conf c;
@@ -180,7 +220,19 @@ static const struct bad {
 	{"log = {\n  levle = \"info\";\n};\n", "loomd.conf:2: log.levle: unknown setting (did you mean level?)"},
 	{"alerts = { command_actions = \"yes\"; };\n", "alerts.command_actions"},
 	{"alerts = { webhook_hosts = \"10.0.0.0/8\"; };\n", "alerts.webhook_hosts"},
-	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, server_names, auth, data_roots, log, bus, jobs, logs, alerts, http, plugins"},
+	{"zzzzzz = 1;\n", "zzzzzz: unknown setting; known settings here: state_dir, plugin_path, listen, server_names, auth, data_roots, log, bus, jobs, logs, alerts, http, api, plugins"},
+	{"api = { socket_mode = \"rw-rw----\"; };\n", "api.socket_mode: \"rw-rw----\" is not a file mode"},
+	{"api = { socket_mode = \"4755\"; };\n", "api.socket_mode: \"4755\" is not a file mode"},
+	{"api = { socket_mode = 660; };\n", "api.socket_mode: expected a string"},
+	{"api = { socket = \"/tmp/a-very-long-directory-name-for-a-socket/that-goes-on-and-on/and-on-"
+	 "further-still/and-further/loomd.sock\"; };\n",
+	 "api.socket: \"/tmp/a-very-long-directory-name-for-a-socket/that-goes-on-and-on/and-on-"
+	 "further-still/and-further/loomd.sock\" is 108 bytes long, over the 107 a Unix socket's path may have"},
+	{"api = { tls = { certificate = \"c.pem\"; }; };\n", "api.tls.key: missing setting"},
+	{"api = { tls = { key = \"k.pem\"; }; };\n", "api.tls.certificate: missing setting"},
+	{"api = { tls = { certificate = \"\"; key = \"k.pem\"; }; };\n",
+	 "api.tls: give both certificate and key"},
+	{"api = { tls = { certficate = \"c.pem\"; key = \"k.pem\"; }; };\n", "(did you mean certificate?)"},
 	{"http = { max_conns = 0; };\n", "http.max_conns: 0 is out of range"},
 	{"http = { body_budget = \"1M\"; max_body = \"4M\"; };\n",
 	 "http.body_budget: 1048576 bytes is less than http.max_body (4194304)"},
@@ -643,6 +695,7 @@ main(void)
 	tcase_add_test(tc, good_file);
 	tcase_add_test(tc, defaults);
 	tcase_add_test(tc, http_group);
+	tcase_add_test(tc, api_group);
 	tcase_add_loop_test(tc, bad_file, 0, (int)(sizeof bad_files / sizeof bad_files[0]));
 	tcase_add_test(tc, all_problems_reported);
 	tcase_add_test(tc, missing_file);

@@ -467,6 +467,61 @@ START_TEST(front_door)
 }
 END_TEST
 
+/* The front door with TLS on (loomd's own origin is https://) and for
+ * requests through the Unix socket (no port to compare: a local proxy's
+ * page passes when its Origin is the very Host it asked). */
+START_TEST(front_door_tls_and_socket)
+{
+	answer a;
+
+	wire_d.conf.listen = "127.0.0.1:7420";
+	wire_d.url = "https://127.0.0.1:7420";
+	wire_d.conf.api.tls_certificate = "loomd.crt";
+	a = ask_wire("POST", "/api/v1/runs/nope/end", NULL,
+	             (wire){"localhost:7420", "https://localhost:7420", NULL, NULL});
+	EXPECT(a, 404, "nope");
+	a = ask_wire("POST", "/api/v1/runs/nope/end", NULL,
+	             (wire){"localhost:7420", "http://localhost:7420", NULL, NULL});
+	EXPECT(a, 403, "loomd's own is https:// and one of localhost, 127.0.0.1, ::1, port 7420");
+	a = ask_wire("POST", "/api/v1/runs/nope/end", NULL,
+	             (wire){"localhost:7420", "https://localhost", NULL, NULL});
+	EXPECT(a, 403, NULL);
+	wire_d.conf.api.tls_certificate = NULL;
+	wire_d.url = "http://127.0.0.1:7420";
+
+	{
+		static const struct {
+			const char *host, *origin;
+			int status;
+		} cases[] = {
+			{"localhost", NULL, 404},                        /* curl --unix-socket */
+			{"localhost:8080", "http://localhost:8080", 404}, /* a local proxy's page */
+			{"localhost:8080", "https://localhost:8080", 404},
+			{"localhost:8080", "http://localhost:3000", 403}, /* another local page */
+			{"localhost", "http://evil.example", 403},
+			{"evil.example:8080", "http://evil.example:8080", 421}, /* DNS rebinding */
+		};
+		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+			loomi_http_req req = {.method = "POST", .path = "/api/v1/runs/nope/end",
+			                      .query = "", .body = "", .host = cases[i].host,
+			                      .origin = cases[i].origin, .version_minor = 1,
+			                      .unix_peer = true, .peer_uid = 1000,
+			                      .caller = &loomi_caller_loomd};
+			loomi_http_res res = {0};
+			loomi_api_handle(&wire_d, &req, &res);
+			ck_assert_msg(res.status == cases[i].status, "Host %s, Origin %s: %d, expected %d",
+			              cases[i].host, cases[i].origin ? cases[i].origin : "(none)",
+			              res.status, cases[i].status);
+			json_decref(res.body);
+			free(res.text);
+			free(res.allow);
+			for (int k = 0; k < res.n_headers; k++)
+				free(res.headers[k].value);
+		}
+	}
+}
+END_TEST
+
 START_TEST(pipeline_answers)
 {
 	answer a;
@@ -559,6 +614,7 @@ main(void)
 	tcase_add_test(tc, pipeline_answers);
 	tcase_add_test(tc, most_specific_route_wins);
 	tcase_add_test(tc, front_door);
+	tcase_add_test(tc, front_door_tls_and_socket);
 	tcase_add_test(tc, unknown_query_parameters);
 	suite_add_tcase(s, tc);
 	return tu_run(s);

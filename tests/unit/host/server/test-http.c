@@ -14,7 +14,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,6 +135,8 @@ handler(void *arg, const loomi_http_request *req, loomi_http_response *res)
 	                (int)req->body_len, "version", req->version_minor, "peer", req->peer);
 	ck_assert_ptr_nonnull(doc);
 	json_object_set_new(doc, "body_nul", json_boolean(req->body[req->body_len] == '\0'));
+	json_object_set_new(doc, "peer_uid", json_integer(req->peer_uid));
+	json_object_set_new(doc, "tls", json_boolean(req->tls));
 	v = loomi_http_header(req, "x-test");
 	json_object_set_new(doc, "x_test", v ? json_string(v) : json_null());
 	v = loomi_http_header(req, "X-MULTI");
@@ -247,6 +251,24 @@ cli_open(cli *c)
 	a.sin_port = htons((uint16_t)T.port);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ck_assert_msg(connect(c->fd, (struct sockaddr *)&a, sizeof a) == 0, "connect: %s",
+	              strerror(errno));
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+/* A client of the Unix socket at path. */
+static void
+cli_open_unix(cli *c, const char *path)
+{
+	struct sockaddr_un a;
+	struct timeval tv = {10, 0};
+
+	memset(c, 0, sizeof *c);
+	c->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_ge(c->fd, 0);
+	memset(&a, 0, sizeof a);
+	a.sun_family = AF_UNIX;
+	snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+	ck_assert_msg(connect(c->fd, (struct sockaddr *)&a, sizeof a) == 0, "connect %s: %s", path,
 	              strerror(errno));
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 }
@@ -1207,6 +1229,169 @@ START_TEST(per_client_cap_and_reserve)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ the Unix socket */
+
+START_TEST(unix_socket_peer_and_mode)
+{
+	loomi_http_server *other = NULL;
+	char *dir = tu_tmpdir(), *path = loomi_path_join(dir, "api.sock"), *err = NULL, v[64];
+	struct stat st;
+	resp r;
+	cli c;
+
+	start(NULL);
+	ck_assert_msg(loomi_http_listen_unix(T.srv, path, 0640, &err) == 0, "%s", err);
+	/* exactly the mode asked, whatever the umask */
+	ck_assert_int_eq(lstat(path, &st), 0);
+	ck_assert(S_ISSOCK(st.st_mode));
+	ck_assert_uint_eq(st.st_mode & 07777, 0640);
+
+	/* the peer's uid, read from the kernel; TCP clients have none */
+	cli_open_unix(&c, path);
+	cli_sends(&c, "GET /who?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+	ck_assert(cli_response(&c, &r, false));
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_eq(json_integer_value(json_object_get(r.json, "peer_uid")), (json_int_t)getuid());
+	ck_assert(json_is_false(json_object_get(r.json, "tls")));
+	snprintf(v, sizeof v, "unix:uid=%u,pid=%ld", (unsigned)getuid(), (long)getpid());
+	ck_assert_str_eq(jstr(&r, "peer"), v);
+	resp_free(&r);
+	/* a second request on the same connection says the same */
+	cli_sends(&c, "GET /again HTTP/1.1\r\nHost: localhost\r\n\r\n");
+	ck_assert(cli_response(&c, &r, false));
+	ck_assert_int_eq(json_integer_value(json_object_get(r.json, "peer_uid")), (json_int_t)getuid());
+	resp_free(&r);
+	cli_close(&c);
+	exchange(&c, "GET /tcp HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	ck_assert_int_eq(json_integer_value(json_object_get(r.json, "peer_uid")), -1);
+	resp_free(&r);
+	cli_close(&c);
+
+	/* one socket per server; a live socket is not taken over */
+	ck_assert_int_eq(loomi_http_listen_unix(T.srv, path, 0600, &err), LOOM_EEXIST);
+	free(err);
+	err = NULL;
+	ck_assert_int_eq(loomi_http_start(&other, "127.0.0.1:0", NULL, handler, NULL, NULL, &err), 0);
+	ck_assert_int_eq(loomi_http_listen_unix(other, path, 0600, &err), LOOM_EBUSY);
+	ck_assert_msg(strstr(err, path) && strstr(err, "another process"), "%s", err);
+	free(err);
+	err = NULL;
+	loomi_http_stop(other);
+	ck_assert_int_eq(lstat(path, &st), 0); /* still there, still served */
+	cli_open_unix(&c, path);
+	cli_sends(&c, "GET /still HTTP/1.1\r\nHost: localhost\r\n\r\n");
+	ck_assert(cli_response(&c, &r, false));
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	cli_close(&c);
+
+	/* a clean stop removes the file */
+	stop();
+	ck_assert_int_eq(lstat(path, &st), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	tu_rmrf(dir);
+	free(dir);
+	free(path);
+}
+END_TEST
+
+START_TEST(unix_socket_stale_and_refused_paths)
+{
+	char *dir = tu_tmpdir(), *path = loomi_path_join(dir, "s"), *file, *err = NULL;
+	char longp[200];
+	struct sockaddr_un a;
+	struct stat st;
+	resp r;
+	cli c;
+	int fd;
+
+	/* a socket whose owner died without removing it */
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	memset(&a, 0, sizeof a);
+	a.sun_family = AF_UNIX;
+	snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	ck_assert_int_eq(listen(fd, 1), 0);
+	close(fd);
+	ck_assert_int_eq(lstat(path, &st), 0);
+	start(NULL);
+	ck_assert_msg(loomi_http_listen_unix(T.srv, path, 0600, &err) == 0, "%s", err);
+	cli_open_unix(&c, path);
+	cli_sends(&c, "GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n");
+	ck_assert(cli_response(&c, &r, false));
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	cli_close(&c);
+	stop();
+
+	/* not a socket: left alone, refused naming it */
+	file = tu_write(dir, "plain", "keep me\n");
+	start(NULL);
+	ck_assert_int_eq(loomi_http_listen_unix(T.srv, file, 0600, &err), LOOM_EEXIST);
+	ck_assert_msg(strstr(err, file) && strstr(err, "not a socket"), "%s", err);
+	free(err);
+	err = NULL;
+	ck_assert_int_eq(lstat(file, &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	/* too long for sun_path; relative */
+	memset(longp, 'x', sizeof longp - 1);
+	longp[0] = '/';
+	longp[sizeof longp - 1] = '\0';
+	ck_assert_int_eq(loomi_http_listen_unix(T.srv, longp, 0600, &err), LOOM_EINVAL);
+	ck_assert_msg(strstr(err, "bytes long, over the 107"), "%s", err);
+	free(err);
+	err = NULL;
+	ck_assert_int_eq(loomi_http_listen_unix(T.srv, "rel.sock", 0600, &err), LOOM_EINVAL);
+	free(err);
+	stop();
+	tu_rmrf(dir);
+	free(dir);
+	free(path);
+	free(file);
+}
+END_TEST
+
+/* The per-client cap counts a uid's socket connections, apart from TCP's. */
+START_TEST(unix_socket_cap_per_uid)
+{
+	loomi_http_options opt = {.max_conns = 8, .max_conns_per_client = 2, .reserve = 2,
+	                          .reserved = reserved_path};
+	char *dir = tu_tmpdir(), *path = loomi_path_join(dir, "api.sock"), *err = NULL;
+	cli a, b, c;
+	resp r;
+
+	start(&opt);
+	ck_assert_msg(loomi_http_listen_unix(T.srv, path, 0600, &err) == 0, "%s", err);
+	for (int k = 0; k < 2; k++) {
+		cli *x = k ? &b : &a;
+		cli_open_unix(x, path);
+		cli_sends(x, "GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n");
+		ck_assert(cli_response(x, &r, false));
+		ck_assert_int_eq(r.status, 200);
+		resp_free(&r);
+	}
+	/* a TCP client from 127.0.0.1 is another client */
+	exchange(&c, "GET /tcp HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	cli_close(&c);
+	/* the uid's third connection is past its share */
+	cli_open_unix(&c, path);
+	cli_sends(&c, "GET /other HTTP/1.1\r\nHost: localhost\r\n\r\n");
+	ck_assert(cli_response(&c, &r, false));
+	ck_assert_int_eq(r.status, 503);
+	ck_assert_ptr_nonnull(strstr(r.body, "http.max_conns_per_client"));
+	resp_free(&r);
+	cli_close(&c);
+	cli_close(&a);
+	cli_close(&b);
+	stop();
+	tu_rmrf(dir);
+	free(dir);
+	free(path);
+}
+END_TEST
+
 START_TEST(timeouts)
 {
 	/* the request timeout leaves the slow request below 900 ms to spare,
@@ -1799,6 +1984,13 @@ main(void)
 	tcase_add_test(tc, client_leaves_mid_request);
 	tcase_add_test(tc, handler_answers);
 	tcase_add_test(tc, concurrent_clients);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("unix socket");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, unix_socket_peer_and_mode);
+	tcase_add_test(tc, unix_socket_stale_and_refused_paths);
+	tcase_add_test(tc, unix_socket_cap_per_uid);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("websocket");
