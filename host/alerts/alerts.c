@@ -48,6 +48,7 @@
 #include <loom/host.h>
 #include <loom/version.h>
 
+#include "host/server/auth.h"
 #include "host/server/module.h"
 #include "host/server/store.h"
 #include "alerts.h"
@@ -141,6 +142,7 @@ typedef struct rule {
 	size_t n_actions;
 	int64_t repeat_ms;
 	int64_t created_at, updated_at;
+	char *owner;     /* the admin who made it ('' before rules had owners) */
 } rule;
 
 typedef struct ruleset {
@@ -156,6 +158,7 @@ rule_free(rule *r)
 	free(r->keyword);
 	free(r->metric);
 	free(r->job_glob);
+	free(r->owner);
 	for (size_t i = 0; i < r->n_actions; i++)
 		free(r->actions[i].target);
 	free(r->actions);
@@ -466,7 +469,7 @@ rule_parse(const json_t *j, rule *r, char **msg)
 {
 	static const char *const keys[] = {"name",   "enabled",         "condition",  "job",
 	                                   "actions", "repeat_interval", "id",         "created_at",
-	                                   "updated_at"};
+	                                   "updated_at", "owner"};
 	json_t *v, *a;
 	size_t i;
 	int rv;
@@ -611,6 +614,7 @@ rule_json(const rule *r)
 	                      condition_json(r), "job", job_filter_json(r), "actions",
 	                      actions_json(r), "repeat_interval", (double)r->repeat_ms / 1000.0,
 	                      "created_at", c, "updated_at", u);
+	json_object_set_new(o, "owner", json_string(r->owner ? r->owner : ""));
 	free(c);
 	free(u);
 	return o;
@@ -777,13 +781,14 @@ rule_from_row(sqlite3_stmt *st, rule *r, char **msg)
 		r->repeat_ms = sqlite3_column_int64(st, 7);
 		r->created_at = sqlite3_column_int64(st, 8);
 		r->updated_at = sqlite3_column_int64(st, 9);
+		r->owner = loomi_strdup((const char *)sqlite3_column_text(st, 10));
 	}
 	return rv;
 }
 
 #define RULE_COLUMNS                                                                         \
 	"SELECT id, name, enabled, condition, job_id, job_glob, actions, repeat_ms, created_at," \
-	" updated_at FROM alert_rules"
+	" updated_at, owner FROM alert_rules"
 
 /* Read every rule into a new ruleset and make it current. */
 static int
@@ -2124,8 +2129,8 @@ rule_store(rule *r, char **msg)
 
 	pthread_mutex_lock(&A.dbm);
 	st = prep(r->id == 0 ? "INSERT INTO alert_rules (name, enabled, kind, condition, job_id,"
-	                       " job_glob, actions, repeat_ms, created_at, updated_at)"
-	                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)"
+	                       " job_glob, actions, repeat_ms, created_at, updated_at, owner)"
+	                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?11)"
 	                     : "UPDATE alert_rules SET name = ?1, enabled = ?2, kind = ?3,"
 	                       " condition = ?4, job_id = ?5, job_glob = ?6, actions = ?7,"
 	                       " repeat_ms = ?8, updated_at = max(?9, updated_at + 1)"
@@ -2148,6 +2153,8 @@ rule_store(rule *r, char **msg)
 	sqlite3_bind_int64(st, 9, now);
 	if (r->id)
 		sqlite3_bind_int64(st, 10, r->id);
+	else
+		sqlite3_bind_text(st, 11, r->owner ? r->owner : "", -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_CONSTRAINT_UNIQUE) {
 		rv = LOOM_EEXIST;
@@ -2216,21 +2223,75 @@ rule_permitted(const rule *r, char **msg)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ who sees what */
+
+/* A rule is seen by admins, its owner and those it is shared with (kind
+ * "alert-rule", id "rule-3"); changing one stays an admin's. */
+static bool
+rule_visible(loomi_daemon *d, const loomi_caller *c, const rule *r)
+{
+	char id[32];
+
+	snprintf(id, sizeof id, "rule-%lld", (long long)r->id);
+	return loomi_auth_may(d, c, "alert-rule", id, r->owner, LOOMI_ACCESS_READ);
+}
+
+/* auth.h's loomi_owner_fn for "alert-rule". */
+static int
+rule_owner(loomi_daemon *d, const char *id, char **owner, char canon[LOOMI_OBJECT_ID_MAX])
+{
+	int64_t rid = id_param(id, "rule-");
+	sqlite3_stmt *st;
+	int rv = LOOM_ENOENT;
+
+	(void)d;
+	if (rid <= 0 || A.db == NULL)
+		return LOOM_ENOENT;
+	pthread_mutex_lock(&A.dbm);
+	if ((st = prep("SELECT owner FROM alert_rules WHERE id = ?")) != NULL) {
+		sqlite3_bind_int64(st, 1, rid);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			*owner = loomi_strdup((const char *)sqlite3_column_text(st, 0));
+			snprintf(canon, LOOMI_OBJECT_ID_MAX, "rule-%lld", (long long)rid);
+			rv = 0;
+		}
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&A.dbm);
+	return rv;
+}
+
+/* The SQL condition for the fired alerts the caller may see (binds ?901
+ * and ?902: auth.h): an admin all; others those of a rule they may see,
+ * and those about a task they may see.  Free it. */
+static char *
+alerts_visible_sql(void)
+{
+	char *of_rule = loomi_auth_visible_sql("alert-rule", "('rule-' || r.id)", "r.owner");
+	char *task = loomi_auth_visible_sql("task", "('task-' || jobs.id)", "jobs.user");
+	char *sql = loomi_strfmt("(?902 OR EXISTS (SELECT 1 FROM alert_rules r WHERE"
+	                         " r.id = alerts.rule_id AND %s) OR (alerts.job_id IS NOT NULL AND"
+	                         " EXISTS (SELECT 1 FROM jobs WHERE jobs.id = alerts.job_id AND %s)))",
+	                         of_rule, task);
+	free(of_rule);
+	free(task);
+	return sql;
+}
+
 static void
 route_rules_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *list = json_array();
 	ruleset *rs;
 
-	(void)d;
-	(void)req;
 	if (!available(res)) {
 		json_decref(list);
 		return;
 	}
 	if ((rs = ruleset_get()) != NULL)
 		for (size_t i = 0; i < rs->n; i++)
-			json_array_append_new(list, rule_json(&rs->v[i]));
+			if (rule_visible(d, req->caller, &rs->v[i]))
+				json_array_append_new(list, rule_json(&rs->v[i]));
 	ruleset_unref(rs);
 	api_answer(res, 0, json_pack("{s:o}", "rules", list), NULL, 200);
 }
@@ -2247,6 +2308,7 @@ route_rule_create(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *re
 	if (!available(res) || (body = body_json(req, res)) == NULL)
 		return;
 	if ((rv = rule_parse(body, &r, &msg)) == 0) {
+		r.owner = loomi_strdup(req->caller->name);
 		if ((rv = rule_permitted(&r, &msg)) == 0 && (rv = rule_store(&r, &msg)) == 0 &&
 		    (rv = reload()) != 0)
 			msg = loomi_strdup("the rule was stored but the rules could not be read back");
@@ -2271,6 +2333,19 @@ route_rule_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 		loomi_api_error(res, 404, "not_found",
 		                "no alert rule \"%s\"; rule ids are numbers like 3", req->params[0]);
 		return;
+	}
+	if (req->caller->role != LOOMI_ROLE_ADMIN) {
+		rule r = {0};
+		char *msg = NULL;
+		bool seen = rule_get(id, &r, &msg) == 0 && rule_visible(d, req->caller, &r);
+		rule_free(&r);
+		free(msg);
+		if (!seen) {
+			loomi_api_error(res, 404, "not_found",
+			                "no alert rule %lld; `loomctl alerts rules` lists them",
+			                (long long)id);
+			return;
+		}
 	}
 	answer_rule(res, id, 200);
 }
@@ -2406,7 +2481,7 @@ route_alerts_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *re
 	int64_t rule_id = 0, job_id = 0, since = 0, limit = 50, offset = 0, total = 0;
 	json_t *list = NULL;
 	sqlite3_stmt *st;
-	char *bad = NULL;
+	char *bad = NULL, *vis, *sql;
 
 	(void)d;
 	if (!available(res))
@@ -2433,9 +2508,14 @@ route_alerts_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *re
 		return;
 	}
 #define ALERT_FILTER \
-	" WHERE (?1 = 0 OR rule_id = ?1) AND (?2 = 0 OR job_id = ?2) AND at >= ?3"
+	" WHERE (?1 = 0 OR rule_id = ?1) AND (?2 = 0 OR job_id = ?2) AND at >= ?3 AND %s"
+	vis = alerts_visible_sql();
 	pthread_mutex_lock(&A.dbm);
-	if ((st = prep("SELECT count(*) FROM alerts" ALERT_FILTER)) != NULL) {
+	sql = loomi_strfmt("SELECT count(*) FROM alerts" ALERT_FILTER, vis);
+	st = prep(sql);
+	free(sql);
+	if (st != NULL) {
+		loomi_auth_bind(st, req->caller);
 		sqlite3_bind_int64(st, 1, rule_id);
 		sqlite3_bind_int64(st, 2, job_id);
 		sqlite3_bind_int64(st, 3, since);
@@ -2443,8 +2523,13 @@ route_alerts_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *re
 			total = sqlite3_column_int64(st, 0);
 		sqlite3_finalize(st);
 	}
-	if ((st = prep(ALERT_COLUMNS ALERT_FILTER " ORDER BY id DESC LIMIT ?4 OFFSET ?5")) != NULL) {
+	sql = loomi_strfmt(ALERT_COLUMNS ALERT_FILTER " ORDER BY id DESC LIMIT ?4 OFFSET ?5", vis);
+	st = prep(sql);
+	free(sql);
+	free(vis);
+	if (st != NULL) {
 		list = json_array();
+		loomi_auth_bind(st, req->caller);
 		sqlite3_bind_int64(st, 1, rule_id);
 		sqlite3_bind_int64(st, 2, job_id);
 		sqlite3_bind_int64(st, 3, since);
@@ -2470,20 +2555,28 @@ static void
 route_alert_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	int64_t id = id_param(req->params[0], "alert-");
+	char *vis = alerts_visible_sql(), *sql = loomi_strfmt(ALERT_COLUMNS " WHERE id = ?1 AND %s",
+	                                                      vis);
 	json_t *o = NULL;
 	sqlite3_stmt *st;
 
 	(void)d;
-	if (!available(res))
+	free(vis);
+	if (!available(res)) {
+		free(sql);
 		return;
+	}
+	/* one the caller may not see is as missing as one that is not */
 	pthread_mutex_lock(&A.dbm);
-	if (id > 0 && (st = prep(ALERT_COLUMNS " WHERE id = ?")) != NULL) {
+	if (id > 0 && (st = prep(sql)) != NULL) {
+		loomi_auth_bind(st, req->caller);
 		sqlite3_bind_int64(st, 1, id);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			o = alert_from_row(st);
 		sqlite3_finalize(st);
 	}
 	pthread_mutex_unlock(&A.dbm);
+	free(sql);
 	if (o == NULL)
 		loomi_api_error(res, 404, "not_found", "no alert \"%s\"; `loomctl alerts` lists them",
 		                req->params[0]);
@@ -2567,6 +2660,10 @@ static const loomi_migration migrations[] = {
 	 LOOMI_SEQUENCE_AT_LEAST("alert_rules", "SELECT max(coalesce((SELECT max(id) FROM"
 	                         " alert_rules), 0), coalesce((SELECT max(rule_id) FROM alerts), 0))")
 	 LOOMI_SEQUENCE_AT_LEAST("alerts", "SELECT max(id) FROM alerts")},
+	/* the admin who made a rule; rules made before belong to no one ('')
+	 * and only admins see them */
+	{19, "alert rules have owners",
+	 "ALTER TABLE alert_rules ADD COLUMN owner TEXT NOT NULL DEFAULT '';\n"},
 };
 
 /* Rules are admin: a rule's action can run a command as loomd's user. */
@@ -2587,10 +2684,20 @@ static const loomi_listener listeners[] = {
 	{LOOMI_EV_RUN_POINTS, on_run_points},
 };
 
+static int
+init(loomi_daemon *d, char **err)
+{
+	(void)d;
+	(void)err;
+	loomi_auth_register_kind("alert-rule", rule_owner);
+	return 0;
+}
+
 const loomi_module loomi_alerts_module = {
 	.name = "alerts",
 	.migrations = migrations,
 	.n_migrations = LOOMI_N(migrations),
+	.init = init,
 	.start = loomi_alerts_start,
 	.stop = stop,
 	.routes = routes,

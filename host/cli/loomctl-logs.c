@@ -77,7 +77,7 @@ int
 cmd_logs(const ctl *c, int argc, char **argv)
 {
 	const char *id = NULL, *format = NULL;
-	bool follow = false, host = false;
+	bool follow = false, host = false, noted = false;
 	long long after = 0, limit = 0, shown = 0;
 	char filters[2048] = "";
 
@@ -169,6 +169,12 @@ cmd_logs(const ctl *c, int argc, char **argv)
 			rv = refused(c, &r);
 			json_decref(r.body);
 			return rv;
+		}
+		if (host && !noted && json_object_get(r.body, "only")) {
+			/* not an admin: loomd answers with the lines of one's own tasks */
+			fprintf(stderr, "loomctl: logs: loomd's own lines are for admins; these are the "
+			                "lines of the tasks you may see\n");
+			noted = true;
 		}
 		json_array_foreach(json_object_get(r.body, "logs"), i, l)
 			print_entry(c, l, host);

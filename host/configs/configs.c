@@ -194,7 +194,7 @@ prep(sqlite3 *db, const char *sql)
 
 typedef struct row {
 	int64_t id;
-	char *name, *description;
+	char *name, *description, *owner;
 	int64_t latest, created_at, updated_at;
 	bool deleted;
 } row;
@@ -204,6 +204,7 @@ row_free(row *r)
 {
 	free(r->name);
 	free(r->description);
+	free(r->owner);
 	memset(r, 0, sizeof *r);
 }
 
@@ -212,7 +213,7 @@ static int
 row_load(sqlite3 *db, int64_t id, row *r, char **msg)
 {
 	sqlite3_stmt *st = prep(db, "SELECT name, description, latest, created_at, updated_at, "
-	                            "deleted FROM configs WHERE id = ?");
+	                            "deleted, owner FROM configs WHERE id = ?");
 	int rc;
 
 	memset(r, 0, sizeof *r);
@@ -228,6 +229,7 @@ row_load(sqlite3 *db, int64_t id, row *r, char **msg)
 		r->created_at = sqlite3_column_int64(st, 3);
 		r->updated_at = sqlite3_column_int64(st, 4);
 		r->deleted = sqlite3_column_int(st, 5) != 0;
+		r->owner = loomi_strdup((const char *)sqlite3_column_text(st, 6));
 	}
 	sqlite3_finalize(st);
 	if (rc == SQLITE_DONE)
@@ -305,6 +307,7 @@ row_json(const row *r, int64_t version, json_t *spec)
 	json_object_set_new(o, "config_id", json_string(id));
 	json_object_set_new(o, "name", json_string(r->name));
 	json_object_set_new(o, "description", json_string(r->description));
+	json_object_set_new(o, "owner", json_string(r->owner ? r->owner : ""));
 	json_object_set_new(o, "version", json_integer(version));
 	json_object_set_new(o, "versions", json_integer(r->latest));
 	if (spec)
@@ -587,7 +590,8 @@ insert_version(sqlite3 *db, int64_t id, int64_t version, const json_t *spec, con
 /* ------------------------------------------------------------------ operations */
 
 int
-loomi_configs_create(loomi_daemon *d, const json_t *body, json_t **out, char **msg)
+loomi_configs_create(loomi_daemon *d, const loomi_caller *who, const json_t *body, json_t **out,
+                     char **msg)
 {
 	sqlite3 *db = d->store.db;
 	sqlite3_stmt *st;
@@ -609,7 +613,7 @@ loomi_configs_create(loomi_daemon *d, const json_t *body, json_t **out, char **m
 	}
 	now = loomi_wall_ms();
 	if ((st = prep(db, "INSERT INTO configs (name, description, latest, created_at, "
-	                   "updated_at) VALUES (?, ?, 1, ?, ?)")) == NULL) {
+	                   "updated_at, owner) VALUES (?, ?, 1, ?, ?, ?)")) == NULL) {
 		rv = db_fail(db, msg, "store a config");
 		goto end;
 	}
@@ -617,6 +621,7 @@ loomi_configs_create(loomi_daemon *d, const json_t *body, json_t **out, char **m
 	sqlite3_bind_text(st, 2, b.description ? b.description : "", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 3, now);
 	sqlite3_bind_int64(st, 4, now);
+	sqlite3_bind_text(st, 5, who->name, -1, SQLITE_TRANSIENT);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
@@ -633,7 +638,8 @@ out:
 	pthread_mutex_unlock(&lock);
 	if (rv == 0) {
 		*out = result;
-		LOG_INFO("configs: config-%lld \"%s\" created", (long long)id, b.name);
+		LOG_INFO("configs: config-%lld \"%s\" created by %s", (long long)id, b.name,
+		         who->name);
 	} else {
 		json_decref(result);
 	}
@@ -797,12 +803,14 @@ loomi_configs_spec(loomi_daemon *d, const char *idtext, int64_t version, json_t 
 }
 
 int
-loomi_configs_list(loomi_daemon *d, int64_t limit, int64_t offset, json_t **out, char **msg)
+loomi_configs_list(loomi_daemon *d, const loomi_caller *who, int64_t limit, int64_t offset,
+                   json_t **out, char **msg)
 {
 	sqlite3 *db = d->store.db;
 	sqlite3_stmt *st;
 	json_t *list = NULL;
 	int64_t total = 0;
+	char *vis, *sql;
 	int rv, rc;
 
 	if (limit < 1 || limit > LIST_MAX_LIMIT)
@@ -811,24 +819,35 @@ loomi_configs_list(loomi_daemon *d, int64_t limit, int64_t offset, json_t **out,
 	if (offset < 0)
 		return fail(msg, LOOM_EINVAL, "offset: %lld is negative; give 0 or more",
 		            (long long)offset);
+	/* what who may see: its own, those shared with it; an admin all */
+	vis = loomi_auth_visible_sql("config", "('config-' || configs.id)", "configs.owner");
 	pthread_mutex_lock(&lock);
 	if ((rv = loomi_store_begin(db, false, msg)) != 0)
 		goto out;
-	if ((st = prep(db, "SELECT count(*) FROM configs WHERE deleted = 0")) == NULL ||
-	    sqlite3_step(st) != SQLITE_ROW) {
+	sql = loomi_strfmt("SELECT count(*) FROM configs WHERE deleted = 0 AND %s", vis);
+	st = prep(db, sql);
+	free(sql);
+	if (st)
+		loomi_auth_bind(st, who);
+	if (st == NULL || sqlite3_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		rv = db_fail(db, msg, "count the configs");
 		goto end;
 	}
 	total = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
-	if ((st = prep(db, "SELECT id, name, description, latest, created_at, updated_at FROM "
-	                   "configs WHERE deleted = 0 ORDER BY id DESC LIMIT ? OFFSET ?")) == NULL) {
+	sql = loomi_strfmt("SELECT id, name, description, latest, created_at, updated_at, owner"
+	                   " FROM configs WHERE deleted = 0 AND %s ORDER BY id DESC LIMIT ?1"
+	                   " OFFSET ?2", vis);
+	st = prep(db, sql);
+	free(sql);
+	if (st == NULL) {
 		rv = db_fail(db, msg, "list the configs");
 		goto end;
 	}
 	sqlite3_bind_int64(st, 1, limit);
 	sqlite3_bind_int64(st, 2, offset);
+	loomi_auth_bind(st, who);
 	list = json_array();
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		row r;
@@ -838,6 +857,7 @@ loomi_configs_list(loomi_daemon *d, int64_t limit, int64_t offset, json_t **out,
 		r.latest = sqlite3_column_int64(st, 3);
 		r.created_at = sqlite3_column_int64(st, 4);
 		r.updated_at = sqlite3_column_int64(st, 5);
+		r.owner = (char *)sqlite3_column_text(st, 6);
 		r.deleted = false;
 		json_array_append_new(list, row_json(&r, r.latest, NULL));
 	}
@@ -848,6 +868,7 @@ end:
 	rv = loomi_store_end(db, rv, msg);
 out:
 	pthread_mutex_unlock(&lock);
+	free(vis);
 	if (rv != 0) {
 		json_decref(list);
 		return rv;
@@ -910,6 +931,65 @@ out:
 		*out = result;
 	else
 		json_decref(result);
+	return rv;
+}
+
+/* ------------------------------------------------------------------ ownership */
+
+int
+loomi_configs_owner(loomi_daemon *d, const char *idtext, char **owner,
+                    char canon[LOOMI_OBJECT_ID_MAX])
+{
+	sqlite3 *db = d->store.db;
+	int64_t id = loomi_config_id_parse(idtext);
+	sqlite3_stmt *st;
+	int rv = LOOM_ENOENT;
+
+	if (id <= 0)
+		return LOOM_ENOENT;
+	/* one statement: the connection's mutex keeps it out of (and waits out)
+	 * another thread's transaction */
+	pthread_mutex_lock(&lock);
+	st = prep(db, "SELECT owner FROM configs WHERE id = ? AND deleted = 0");
+	if (st) {
+		sqlite3_bind_int64(st, 1, id);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			*owner = loomi_strdup((const char *)sqlite3_column_text(st, 0));
+			snprintf(canon, LOOMI_OBJECT_ID_MAX, "config-%lld", (long long)id);
+			rv = 0;
+		}
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&lock);
+	return rv;
+}
+
+int
+loomi_configs_may(loomi_daemon *d, const loomi_caller *who, const char *idtext, int access,
+                  char **msg)
+{
+	char *owner = NULL, canon[LOOMI_OBJECT_ID_MAX];
+	int64_t id;
+	int rv;
+
+	if ((rv = parse_id(idtext, &id, msg)) != 0)
+		return rv;
+	if (loomi_configs_owner(d, idtext, &owner, canon) != 0)
+		return 0; /* none, or deleted: the operation says so */
+	if (loomi_auth_may(d, who, "config", canon, owner, access))
+		rv = 0;
+	else if (loomi_auth_may(d, who, "config", canon, owner, LOOMI_ACCESS_READ)) {
+		loomi_audit(who, "refused a change of %s (owned by %s)", canon, owner);
+		rv = fail(msg, LOOM_EPERM,
+		          "%s belongs to %s and is shared with %s for reading only; its owner or an "
+		          "admin can share it for writing (`loomctl share config %s %s write`)",
+		          canon, owner[0] ? owner : "no one (stored before configs had owners)",
+		          who->name, canon, who->name);
+	} else {
+		rv = fail(msg, LOOM_ENOENT,
+		          "there is no %s; GET /api/v1/training/configs lists the configs", canon);
+	}
+	free(owner);
 	return rv;
 }
 
@@ -1169,7 +1249,7 @@ post_configs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	json_t *body = loomi_api_json_body(req, res), *out = NULL;
 	char *msg = NULL;
 	if (body) {
-		int rv = loomi_configs_create(d, body, &out, &msg);
+		int rv = loomi_configs_create(d, req->caller, body, &out, &msg);
 		loomi_api_answer(res, rv, out, msg, 201);
 	}
 	json_decref(body);
@@ -1184,7 +1264,7 @@ get_configs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 
 	if (loomi_query_int(res, req->query, "limit", 50, 1, 1000, &limit) &&
 	    loomi_query_int(res, req->query, "offset", 0, 0, INT64_MAX / 2, &offset)) {
-		int rv = loomi_configs_list(d, limit, offset, &out, &msg);
+		int rv = loomi_configs_list(d, req->caller, limit, offset, &out, &msg);
 		loomi_api_answer(res, rv, out, msg, 200);
 	}
 }
@@ -1199,6 +1279,10 @@ get_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 
 	if (!loomi_query_int(res, req->query, "version", 0, 1, INT64_MAX / 2, &version))
 		goto out;
+	if ((rv = loomi_configs_may(d, req->caller, req->params[0], LOOMI_ACCESS_READ, &msg)) != 0) {
+		loomi_api_answer(res, rv, NULL, msg, 200);
+		goto out;
+	}
 	if (format == NULL) {
 		rv = loomi_configs_get(d, req->params[0], version, &out, &msg);
 		loomi_api_answer(res, rv, out, msg, 200);
@@ -1228,7 +1312,9 @@ put_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	json_t *body = loomi_api_json_body(req, res), *out = NULL;
 	char *msg = NULL;
 	if (body) {
-		int rv = loomi_configs_update(d, req->params[0], body, &out, &msg);
+		int rv = loomi_configs_may(d, req->caller, req->params[0], LOOMI_ACCESS_WRITE, &msg);
+		if (rv == 0)
+			rv = loomi_configs_update(d, req->params[0], body, &out, &msg);
 		loomi_api_answer(res, rv, out, msg, 200);
 	}
 	json_decref(body);
@@ -1238,9 +1324,12 @@ static void
 delete_config(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	char *msg = NULL;
-	int rv = loomi_configs_delete(d, req->params[0], &msg);
-	json_t *out = rv == 0 ? json_pack("{s:s, s:b}", "config_id", req->params[0], "deleted", 1)
-	                      : NULL;
+	int rv = loomi_configs_may(d, req->caller, req->params[0], LOOMI_ACCESS_WRITE, &msg);
+	json_t *out;
+
+	if (rv == 0)
+		rv = loomi_configs_delete(d, req->params[0], &msg);
+	out = rv == 0 ? json_pack("{s:s, s:b}", "config_id", req->params[0], "deleted", 1) : NULL;
 	loomi_api_answer(res, rv, out, msg, 200);
 }
 
@@ -1249,7 +1338,10 @@ get_config_versions(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *
 {
 	json_t *out = NULL;
 	char *msg = NULL;
-	int rv = loomi_configs_versions(d, req->params[0], &out, &msg);
+	int rv = loomi_configs_may(d, req->caller, req->params[0], LOOMI_ACCESS_READ, &msg);
+
+	if (rv == 0)
+		rv = loomi_configs_versions(d, req->params[0], &out, &msg);
 	loomi_api_answer(res, rv, out, msg, 200);
 }
 
@@ -1318,6 +1410,9 @@ static const loomi_migration migrations[] = {
 	 "CREATE UNIQUE INDEX configs_by_name ON configs (name) WHERE deleted = 0;\n"
 	 LOOMI_SEQUENCE_AT_LEAST("configs", "SELECT max(coalesce((SELECT max(id) FROM configs), 0),"
 	                         " coalesce((SELECT max(config_id) FROM jobs), 0))")},
+	/* configs stored before have no owner ('') and only admins see them */
+	{20, "configs have owners",
+	 "ALTER TABLE configs ADD COLUMN owner TEXT NOT NULL DEFAULT '';\n"},
 };
 
 static const loomi_route routes[] = {
@@ -1334,10 +1429,20 @@ static const loomi_route routes[] = {
 	{"GET", "/api/v1/training/templates/{name}", get_template, LOOMI_ACCESS_READ, NULL},
 };
 
+static int
+init(loomi_daemon *d, char **err)
+{
+	(void)d;
+	(void)err;
+	loomi_auth_register_kind("config", loomi_configs_owner);
+	return 0;
+}
+
 const loomi_module loomi_configs_module = {
 	.name = "configs",
 	.migrations = migrations,
 	.n_migrations = LOOMI_N(migrations),
+	.init = init,
 	.routes = routes,
 	.n_routes = LOOMI_N(routes),
 };

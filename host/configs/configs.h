@@ -23,8 +23,8 @@
  * one when it is left out.  Update requires spec or text.
  *
  * JSON shapes:
- *   config:   {"config_id": "config-3", "name", "description", "version": 2,
- *              "versions": 2, "spec": {…}, "created_at", "updated_at"}
+ *   config:   {"config_id": "config-3", "name", "description", "owner",
+ *              "version": 2, "versions": 2, "spec": {…}, "created_at", "updated_at"}
  *             (version: the one shown; versions: how many there are; times
  *             ISO-8601 UTC with milliseconds, "2026-11-23T05:10:58.936Z";
  *             updated_at: when the newest version was stored)
@@ -49,6 +49,7 @@
 
 #include <jansson.h>
 
+#include "host/server/auth.h"   /* loomi_caller */
 #include "host/server/daemon.h" /* loomi_daemon: d->store.db (sqlite3*), d->conf */
 
 /* All return 0 or a LOOM_E* code (sdk/include/loom/error.h) with *msg
@@ -56,8 +57,10 @@
  * LOOM_ENOENT (404), LOOM_EEXIST (409 name taken), LOOM_EIO (500).  On
  * success *out is a new reference and *msg is left alone. */
 
-/* Store a new config at version 1; *out is the config (with spec). */
-int loomi_configs_create(loomi_daemon *d, const json_t *body, json_t **out, char **msg);
+/* Store a new config at version 1, owned by who; *out is the config (with
+ * spec). */
+int loomi_configs_create(loomi_daemon *d, const loomi_caller *who, const json_t *body,
+                         json_t **out, char **msg);
 /* Store a new version of config id (and rename it or change its
  * description when the body says so); *out is the config at the new
  * version. */
@@ -68,9 +71,10 @@ int loomi_configs_delete(loomi_daemon *d, const char *id, char **msg);
 /* Config id at version (0: the newest). */
 int loomi_configs_get(loomi_daemon *d, const char *id, int64_t version /* 0: latest */,
                       json_t **out, char **msg);
-/* A page of configs not deleted, newest first: limit 1–1000, offset ≥ 0. */
-int loomi_configs_list(loomi_daemon *d, int64_t limit, int64_t offset, json_t **out,
-                       char **msg);
+/* A page of the configs not deleted that who may see, newest first:
+ * limit 1–1000, offset ≥ 0. */
+int loomi_configs_list(loomi_daemon *d, const loomi_caller *who, int64_t limit, int64_t offset,
+                       json_t **out, char **msg);
 /* The versions of config id: number, time and comment of each. */
 int loomi_configs_versions(loomi_daemon *d, const char *id, json_t **out, char **msg);
 /* Check a body as create would (name optional), storing nothing:
@@ -97,6 +101,23 @@ int loomi_configs_export(loomi_daemon *d, const char *id, int64_t version, const
 int loomi_configs_templates(const char *dir, json_t **out, char **msg);
 int loomi_configs_template(const char *dir, const char *name, json_t **out, char **msg);
 
+
+/* Ownership.  A config belongs to the user who created it ("owner" in the
+ * JSON shapes; configs stored before owners existed belong to no one and
+ * only admins see them).  Shares name it as kind "config", id "config-3".
+ * The functions above that take an id do not check who asks: the routes,
+ * and the tasks module for config_id, ask loomi_configs_may first. */
+
+/* May who do access (LOOMI_ACCESS_READ or _WRITE) to config id?  0, or
+ * LOOM_ENOENT for one it may not see (as for one that does not exist),
+ * LOOM_EPERM for one it may only read; *msg says which. */
+int loomi_configs_may(loomi_daemon *d, const loomi_caller *who, const char *id, int access,
+                      char **msg);
+
+/* The owner of config id (auth.h's loomi_owner_fn): 0 with *owner and
+ * canon ("config-3"), or LOOM_ENOENT (none, or deleted). */
+int loomi_configs_owner(loomi_daemon *d, const char *id, char **owner,
+                        char canon[LOOMI_OBJECT_ID_MAX]);
 
 /* "config-12" or "12" → 12; 0 when it is neither. */
 int64_t loomi_config_id_parse(const char *text);

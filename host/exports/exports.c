@@ -376,7 +376,7 @@ run_exporter(loom_instance *ins, const loom_export_source *const *srcs, size_t n
 static void
 route_task_export(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	int64_t job = loomi_jobs_param_id(req, res);
+	int64_t job = loomi_jobs_param_task(d, req, LOOMI_ACCESS_READ, res);
 	loom_instance *ins;
 	source *s;
 	char what[64];
@@ -417,6 +417,12 @@ route_runs_export(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *re
 		}
 		if (n == 20) {
 			loomi_api_error(res, 400, "bad_request", "ids: at most 20 runs at once");
+			goto out;
+		}
+		/* a run the caller may not see is as missing as one that is not */
+		if (loomi_tracking_run_access(d, req->caller, id, LOOMI_ACCESS_READ) != 0) {
+			loomi_api_error(res, 404, "not_found", "no run-%lld (GET /api/v1/runs lists them)",
+			                id);
 			goto out;
 		}
 		if ((list[n] = run_source(d, id, ops_of(ins), res)) == NULL)

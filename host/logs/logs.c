@@ -666,6 +666,7 @@ typedef struct filter {
 	int64_t after, before, limit;
 	bool desc;
 	int format;
+	const loomi_caller *only; /* not NULL: only entries of tasks it may see */
 } filter;
 
 static void
@@ -823,6 +824,12 @@ build_sql(const filter *f)
 		loomi_strv_push(&w, loomi_strdup("l.job_id IS NULL"));
 	if (f->instance)
 		loomi_strv_push(&w, loomi_strdup("l.instance = :instance"));
+	if (f->only) {
+		char *vis = loomi_auth_visible_sql("task", "('task-' || jobs.id)", "jobs.user");
+		loomi_strv_push(&w, loomi_strfmt("l.job_id IN (SELECT jobs.id FROM jobs WHERE %s)",
+		                                 vis));
+		free(vis);
+	}
 	if (f->level < LOOM_LOG_TRACE)
 		loomi_strv_push(&w, loomi_strdup("l.level <= :level"));
 	if (f->since != INT64_MIN)
@@ -965,6 +972,8 @@ run_query(const filter *f, bool with_job, const char *status, loomi_http_res *re
 		goto out;
 	}
 	bind_filter(st, f);
+	if (f->only)
+		loomi_auth_bind(st, f->only);
 	if (f->format == FMT_CSV)
 		loomi_strv_push(&lines, loomi_strdup("id,time,level,job,instance,message,fields\r\n"));
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -994,6 +1003,8 @@ run_query(const filter *f, bool with_job, const char *status, loomi_http_res *re
 		res->body = json_pack("{s:O, s:I}", "logs", list, "next", (json_int_t)next);
 		if (status)
 			json_object_set_new(res->body, "status", json_string(status));
+		if (f->only) /* what a user who is not an admin gets of GET /api/v1/logs */
+			json_object_set_new(res->body, "only", json_string("tasks"));
 	} else {
 		static const char *const types[] = {NULL, "application/x-ndjson",
 		                                    "text/csv; charset=utf-8",
@@ -1013,7 +1024,7 @@ out:
 static void
 route_task_logs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	int64_t id = loomi_jobs_param_id(req, res);
+	int64_t id = loomi_jobs_param_task(d, req, LOOMI_ACCESS_READ, res);
 	json_t *job;
 	filter f;
 
@@ -1029,15 +1040,45 @@ route_task_logs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	filter_free(&f);
 }
 
+/* May c read task id ("task-3")? */
+static bool
+task_visible(loomi_daemon *d, const loomi_caller *c, const char *id)
+{
+	char *owner = NULL, canon[LOOMI_OBJECT_ID_MAX];
+	bool ok = loomi_jobs_owner(d, id, &owner, canon) == 0 &&
+	          loomi_auth_may(d, c, "task", canon, owner, LOOMI_ACCESS_READ);
+
+	free(owner);
+	return ok;
+}
+
 static void
 route_host_logs(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	filter f;
 
-	(void)d;
 	if (!parse_filter(req, res, true, &f))
 		return;
+	/* an admin reads everything; others the entries of the tasks they may
+	 * see, never loomd's own lines (paths, other users' names and tasks) */
+	if (req->caller->role != LOOMI_ROLE_ADMIN) {
+		char what[48];
+		if (f.job == 0) {
+			loomi_api_error(res, 403, "forbidden",
+			                "loomd's own log is for admins, and %s is a %s; "
+			                "GET /api/v1/training/tasks/{id}/logs reads a task's log",
+			                req->caller->name, loomi_role_name(req->caller->role));
+			goto out;
+		}
+		snprintf(what, sizeof what, "task-%lld", (long long)f.job);
+		if (f.job > 0 && !task_visible(d, req->caller, what)) {
+			loomi_api_error(res, 404, "not_found", "there is no %s", what);
+			goto out;
+		}
+		f.only = req->caller;
+	}
 	run_query(&f, true, NULL, res);
+out:
 	filter_free(&f);
 }
 

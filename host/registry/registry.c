@@ -507,7 +507,8 @@ lineage_json(int64_t job_id, const task_info *t)
 /* The model called name (made when new, with a directory name no other
  * model holds): its id and directory. */
 static int
-ensure_model(sqlite3 *db, const char *name, int64_t now, int64_t *id, char **dir, char **msg)
+ensure_model(sqlite3 *db, const char *name, const char *owner, int64_t now, int64_t *id,
+             char **dir, char **msg)
 {
 	sqlite3_stmt *st = prep(db, "SELECT id, dir FROM models WHERE name = ?");
 	char *base, *cand;
@@ -534,10 +535,12 @@ ensure_model(sqlite3 *db, const char *name, int64_t now, int64_t *id, char **dir
 		cand = loomi_strfmt("%s-%d", base, n);
 	}
 	free(base);
-	st = prep(db, "INSERT INTO models (name, dir, created_at) VALUES (?, ?, ?)");
+	/* the model belongs to the owner of the task of its first version */
+	st = prep(db, "INSERT INTO models (name, dir, created_at, owner) VALUES (?, ?, ?, ?)");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, cand, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, now);
+	sqlite3_bind_text(st, 4, owner ? owner : "", -1, SQLITE_STATIC);
 	if (step_done(db, st, msg, "store a model") != 0) {
 		free(cand);
 		return LOOM_EIO;
@@ -649,7 +652,7 @@ store_version(loomi_daemon *d, int64_t job_id, const task_info *t, const char *s
 		rv = fail(msg, LOOM_EEXIST, "task-%lld is registered already", (long long)job_id);
 	sqlite3_finalize(st);
 	if (rv == 0)
-		rv = ensure_model(db, t->name, now, &out->model, &out->model_dir, msg);
+		rv = ensure_model(db, t->name, t->user, now, &out->model, &out->model_dir, msg);
 	if (rv == 0) {
 		st = prep(db, "SELECT coalesce(max(version), 0) + 1 FROM model_versions"
 		              " WHERE model_id = ?");
@@ -1006,10 +1009,11 @@ version_json(sqlite3 *db, const char *name, int64_t model, sqlite3_stmt *st, boo
 }
 
 int
-loomi_registry_list(loomi_daemon *d, json_t **out, char **msg)
+loomi_registry_list(loomi_daemon *d, const loomi_caller *who, json_t **out, char **msg)
 {
 	sqlite3 *db = d->store.db;
 	json_t *models = json_array();
+	char *vis = loomi_auth_visible_sql("model", "m.name", "m.owner"), *sql;
 	sqlite3_stmt *st;
 	int rv;
 
@@ -1017,15 +1021,20 @@ loomi_registry_list(loomi_daemon *d, json_t **out, char **msg)
 	pthread_mutex_lock(&lock);
 	if ((rv = loomi_store_begin(db, false, msg)) != 0)
 		goto out;
-	st = prep(db, "SELECT m.id, m.name, m.created_at, max(v.version), count(v.version),"
-	              " max(v.created_at) FROM models m LEFT JOIN model_versions v"
-	              " ON v.model_id = m.id GROUP BY m.id ORDER BY m.name");
+	sql = loomi_strfmt("SELECT m.id, m.name, m.created_at, max(v.version), count(v.version),"
+	                   " max(v.created_at), m.owner FROM models m LEFT JOIN model_versions v"
+	                   " ON v.model_id = m.id WHERE %s GROUP BY m.id ORDER BY m.name", vis);
+	st = prep(db, sql);
+	free(sql);
+	if (st)
+		loomi_auth_bind(st, who);
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
 		json_array_append_new(
 			models,
-			json_pack("{s:s, s:I, s:I, s:o, s:o, s:o}", "name",
-		                  (const char *)sqlite3_column_text(st, 1), "latest_version",
+			json_pack("{s:s, s:s, s:I, s:I, s:o, s:o, s:o}", "name",
+		                  (const char *)sqlite3_column_text(st, 1), "owner",
+		                  (const char *)sqlite3_column_text(st, 6), "latest_version",
 		                  (json_int_t)sqlite3_column_int64(st, 3), "versions",
 		                  (json_int_t)sqlite3_column_int64(st, 4), "aliases",
 		                  aliases_of(db, id, 0), "created_at",
@@ -1036,6 +1045,7 @@ loomi_registry_list(loomi_daemon *d, json_t **out, char **msg)
 	rv = loomi_store_end(db, st ? 0 : db_fail(db, msg, "list models"), msg);
 out:
 	pthread_mutex_unlock(&lock);
+	free(vis);
 	if (rv == 0)
 		*out = json_pack("{s:I, s:o}", "total", (json_int_t)json_array_size(models), "models",
 		                 models);
@@ -1058,10 +1068,11 @@ loomi_registry_model(loomi_daemon *d, const char *name, json_t **out, char **msg
 	if ((rv = loomi_store_begin(db, false, msg)) != 0)
 		goto out;
 	if ((rv = find_model(db, name, &id, msg)) == 0) {
-		st = prep(db, "SELECT dir, description, created_at FROM models WHERE id = ?");
+		st = prep(db, "SELECT dir, description, created_at, owner FROM models WHERE id = ?");
 		sqlite3_bind_int64(st, 1, id);
 		if (st && sqlite3_step(st) == SQLITE_ROW)
-			o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "name", name, "dir",
+			o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "name", name, "owner",
+			              (const char *)sqlite3_column_text(st, 3), "dir",
 			              (const char *)sqlite3_column_text(st, 0), "description",
 			              (const char *)sqlite3_column_text(st, 1), "created_at",
 			              iso_time(sqlite3_column_int64(st, 2)), "aliases",
@@ -1323,9 +1334,63 @@ answer(loomi_http_res *res, int rv, json_t *out, char *msg)
 	loomi_api_answer(res, rv, out, msg, 200);
 }
 
-/* Who moves aliases: the API has no users yet, so moves are recorded as
- * the default user jobs get. */
-#define API_USER "local"
+/* ------------------------------------------------------------------ who sees a model */
+
+/* The owner of the model called name (auth.h's loomi_owner_fn; the id of
+ * a model in shares is its name). */
+static int
+model_owner(loomi_daemon *d, const char *name, char **owner, char canon[LOOMI_OBJECT_ID_MAX])
+{
+	sqlite3_stmt *st;
+	int rv = LOOM_ENOENT;
+
+	if (strlen(name) >= LOOMI_OBJECT_ID_MAX)
+		return LOOM_ENOENT;
+	/* one statement: the connection's mutex keeps it out of (and waits
+	 * out) another thread's transaction */
+	pthread_mutex_lock(&lock);
+	st = prep(d->store.db, "SELECT owner FROM models WHERE name = ?");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	if (st && sqlite3_step(st) == SQLITE_ROW) {
+		*owner = loomi_strdup((const char *)sqlite3_column_text(st, 0));
+		snprintf(canon, LOOMI_OBJECT_ID_MAX, "%s", name);
+		rv = 0;
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&lock);
+	return rv;
+}
+
+/* May the caller do access to the model of the route's first parameter?
+ * True, or false after setting the answer: 404 for one it may not see (as
+ * for one there is not), 403 for one it may only read.  A model not
+ * registered yet is the route's to report. */
+static bool
+model_may(loomi_daemon *d, const loomi_http_req *req, int access, loomi_http_res *res)
+{
+	char *owner = NULL, canon[LOOMI_OBJECT_ID_MAX], *what;
+	bool ok;
+
+	wait_idle();
+	if (model_owner(d, req->params[0], &owner, canon) != 0)
+		return true;
+	what = loomi_strfmt("model \"%s\"", canon);
+	ok = loomi_auth_may(d, req->caller, "model", canon, owner, access);
+	if (!ok && !loomi_auth_may(d, req->caller, "model", canon, owner, LOOMI_ACCESS_READ)) {
+		/* word for word what a model that does not exist answers */
+		char *msg = NULL;
+		fail(&msg, LOOM_ENOENT,
+		     "there is no model \"%s\"; GET /api/v1/models (loomctl models list) lists them",
+		     canon);
+		answer(res, LOOM_ENOENT, NULL, msg);
+	} else if (!ok) {
+		/* 403, audited */
+		loomi_auth_object(d, req->caller, "model", canon, owner, access, what, res);
+	}
+	free(what);
+	free(owner);
+	return ok;
+}
 
 static void
 route_models(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
@@ -1333,8 +1398,7 @@ route_models(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	json_t *out = NULL;
 	char *msg = NULL;
 	int rv;
-	(void)req;
-	rv = loomi_registry_list(d, &out, &msg); /* before out is read */
+	rv = loomi_registry_list(d, req->caller, &out, &msg); /* before out is read */
 	answer(res, rv, out, msg);
 }
 
@@ -1343,7 +1407,10 @@ route_model(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *out = NULL;
 	char *msg = NULL;
-	int rv = loomi_registry_model(d, req->params[0], &out, &msg);
+	int rv;
+	if (!model_may(d, req, LOOMI_ACCESS_READ, res))
+		return;
+	rv = loomi_registry_model(d, req->params[0], &out, &msg);
 	answer(res, rv, out, msg);
 }
 
@@ -1352,7 +1419,10 @@ route_version(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *out = NULL;
 	char *msg = NULL;
-	int rv = loomi_registry_version(d, req->params[0], req->params[1], &out, &msg);
+	int rv;
+	if (!model_may(d, req, LOOMI_ACCESS_READ, res))
+		return;
+	rv = loomi_registry_version(d, req->params[0], req->params[1], &out, &msg);
 	answer(res, rv, out, msg);
 }
 
@@ -1361,7 +1431,10 @@ route_alias(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *out = NULL;
 	char *msg = NULL;
-	int rv = check_alias(req->params[1], &msg);
+	int rv;
+	if (!model_may(d, req, LOOMI_ACCESS_READ, res))
+		return;
+	rv = check_alias(req->params[1], &msg);
 	if (rv == 0)
 		rv = loomi_registry_version(d, req->params[0], req->params[1], &out, &msg);
 	answer(res, rv, out, msg);
@@ -1377,6 +1450,10 @@ route_promote(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 
 	if (body == NULL)
 		return;
+	if (!model_may(d, req, LOOMI_ACCESS_WRITE, res)) {
+		json_decref(body);
+		return;
+	}
 	if (!json_is_object(body))
 		rv = fail(&msg, LOOM_EINVAL, "the body must be a JSON object like {\"version\": 3}");
 	json_object_foreach(body, k, v)
@@ -1388,7 +1465,7 @@ route_promote(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 		rv = fail(&msg, LOOM_EINVAL, "version: required, a whole number (like {\"version\": 3})");
 	if (rv == 0)
 		rv = loomi_registry_promote(d, req->params[0], req->params[1], json_integer_value(v),
-		                            API_USER, &out, &msg);
+		                            req->caller->name, &out, &msg);
 	json_decref(body);
 	answer(res, rv, out, msg);
 }
@@ -1398,7 +1475,11 @@ route_rollback(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	json_t *out = NULL;
 	char *msg = NULL;
-	int rv = loomi_registry_rollback(d, req->params[0], req->params[1], API_USER, &out, &msg);
+	int rv;
+	if (!model_may(d, req, LOOMI_ACCESS_WRITE, res))
+		return;
+	rv = loomi_registry_rollback(d, req->params[0], req->params[1], req->caller->name, &out,
+	                             &msg);
 	answer(res, rv, out, msg);
 }
 
@@ -1427,7 +1508,21 @@ static const loomi_migration migrations[] = {
 	 "  OR (substr(metric, 1, 5) <> 'test_' AND EXISTS (SELECT 1 FROM model_tags t\n"
 	 "    WHERE t.model_id = model_tags.model_id AND substr(t.metric, 1, 5) = 'test_'\n"
 	 "    AND instr(t.metric, '.') = 0));\n"},
+	/* a model belongs to the owner of the task of its first version */
+	{18, "models have owners",
+	 "ALTER TABLE models ADD COLUMN owner TEXT NOT NULL DEFAULT '';\n"
+	 "UPDATE models SET owner = coalesce((SELECT user FROM model_versions v\n"
+	 "  WHERE v.model_id = models.id ORDER BY v.version LIMIT 1), '');\n"},
 };
+
+static int
+init(loomi_daemon *d, char **err)
+{
+	(void)d;
+	(void)err;
+	loomi_auth_register_kind("model", model_owner);
+	return 0;
+}
 
 static const loomi_route routes[] = {
 	{"GET", "/api/v1/models", route_models, LOOMI_ACCESS_READ, NULL},
@@ -1447,6 +1542,7 @@ const loomi_module loomi_registry_module = {
 	.name = "registry",
 	.migrations = migrations,
 	.n_migrations = LOOMI_N(migrations),
+	.init = init,
 	.start = loomi_registry_start,
 	.stop = loomi_registry_stop,
 	.routes = routes,

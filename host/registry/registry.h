@@ -40,10 +40,16 @@
  * task is seen completed.
  *
  * JSON shapes:
- *   list:    {"models": [{"name", "latest_version", "versions": N,
+ * Owners: a model belongs to the owner of the task whose version made it
+ * (the first registration; "owner" in the list and a model).  Who sees
+ * it: an admin, its owner, those it is shared with (kind "model", id its
+ * name); promote and rollback need it shared for writing.  Another user's
+ * model answers 404, as one that does not exist.
+ *
+ *   list:    {"models": [{"name", "owner", "latest_version", "versions": N,
  *             "aliases": {"production": 2}, "created_at", "updated_at"}],
  *             "total": N}, by name
- *   model:   {"name", "dir", "description", "created_at", "aliases": {…},
+ *   model:   {"name", "owner", "dir", "description", "created_at", "aliases": {…},
  *             "tags": {"best-test_mae": 3}, "versions": [version summary,
  *             newest first]}
  *   version: {"name", "version", "task_id": "task-7", "run_id": "run-3"|null,
@@ -62,6 +68,7 @@
 
 #include <jansson.h>
 
+#include "host/server/auth.h"
 #include "host/server/daemon.h"
 
 /* Register the model that task job_id produced, now, on the calling
@@ -83,7 +90,8 @@ void loomi_registry_submit(loomi_daemon *d, int64_t job_id);
 /* Operations behind the routes: 0 or LOOM_E* with *msg (malloc'd):
  * LOOM_EINVAL (400), LOOM_ENOENT (404), LOOM_EEXIST (409), LOOM_EIO (500).
  * version: a number, "v<N>", or an alias name. */
-int loomi_registry_list(loomi_daemon *d, json_t **out, char **msg);
+/* The list holds the models who may see (host/server/auth.h). */
+int loomi_registry_list(loomi_daemon *d, const loomi_caller *who, json_t **out, char **msg);
 int loomi_registry_model(loomi_daemon *d, const char *name, json_t **out, char **msg);
 int loomi_registry_version(loomi_daemon *d, const char *name, const char *version,
                            json_t **out, char **msg);

@@ -170,6 +170,7 @@ status_of(int rv)
 	case LOOM_EINVAL: return 400;
 	case LOOM_ENOENT: return 404;
 	case LOOM_EEXIST: return 409;
+	case LOOM_EPERM: return 403;
 	case LOOM_EIO: return 503; /* the store could not write (store.h): retry later */
 	default: return 500;
 	}
@@ -182,6 +183,7 @@ code_of(int rv)
 	case LOOM_EINVAL: return "invalid";
 	case LOOM_ENOENT: return "not_found";
 	case LOOM_EEXIST: return "conflict";
+	case LOOM_EPERM: return "forbidden";
 	case LOOM_EIO: return "unavailable";
 	default: return "internal";
 	}

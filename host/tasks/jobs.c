@@ -2154,7 +2154,10 @@ loomi_jobs_submit(loomi_daemon *d, const json_t *body, const loomi_caller *calle
 			return bad(msg, "config_version: expected a version number ≥ 1 (default: the "
 			                "latest)");
 		config_version = cv ? json_integer_value(cv) : 0;
-		if ((rv = loomi_configs_spec(d, json_string_value(v), config_version, &spec, msg)) != 0)
+		/* only a config the caller may read (another user's is "not there") */
+		if ((rv = loomi_configs_may(d, caller, json_string_value(v), LOOMI_ACCESS_READ, msg)) !=
+		        0 ||
+		    (rv = loomi_configs_spec(d, json_string_value(v), config_version, &spec, msg)) != 0)
 			return rv;
 		if (config_version == 0) {
 			json_t *cfg = NULL;

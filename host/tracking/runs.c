@@ -170,6 +170,138 @@ no_run(loomi_http_res *res, const char *given)
 	                given);
 }
 
+/* ------------------------------------------------------------------ who sees a run */
+
+/* The owner and task of run (job 0: none); false when there is none.
+ * A run made a moment ago may still be queued: then the queue is drained
+ * and the run looked up again. */
+static bool
+run_owner(int64_t run, char **owner, int64_t *job)
+{
+	sqlite3 *db = loomi_tracking_db();
+
+	for (int pass = 0; pass < 2; pass++) {
+		sqlite3_stmt *st = NULL;
+		bool found = false;
+		if (sqlite3_prepare_v2(db, "SELECT user, job_id FROM runs WHERE id = ?", -1, &st,
+		                       NULL) == SQLITE_OK) {
+			sqlite3_bind_int64(st, 1, run);
+			if (sqlite3_step(st) == SQLITE_ROW) {
+				*owner = loomi_strdup((const char *)sqlite3_column_text(st, 0));
+				*job = sqlite3_column_int64(st, 1);
+				found = true;
+			}
+		}
+		sqlite3_finalize(st);
+		if (found)
+			return true;
+		if (pass > 0 || !loomi_tracking_run_known(run))
+			break;
+		loomi_tracking_flush();
+	}
+	return false;
+}
+
+int
+loomi_tracking_run_owner(loomi_daemon *d, const char *id, char **owner,
+                         char canon[LOOMI_OBJECT_ID_MAX])
+{
+	const char *p = strncmp(id, "run-", 4) == 0 ? id + 4 : id;
+	char *end;
+	long long run = *p >= '1' && *p <= '9' ? strtoll(p, &end, 10) : 0;
+	int64_t job;
+
+	(void)d;
+	if (run <= 0 || *end || !run_owner(run, owner, &job))
+		return LOOM_ENOENT;
+	snprintf(canon, LOOMI_OBJECT_ID_MAX, "run-%lld", run);
+	return 0;
+}
+
+/* 0 allowed, 404 not visible, 403 visible only. */
+static int
+access_of(loomi_daemon *d, const loomi_caller *c, int64_t run, const char *owner, int64_t job,
+          int access)
+{
+	char rid[32], tid[32];
+
+	snprintf(rid, sizeof rid, "run-%lld", (long long)run);
+	snprintf(tid, sizeof tid, "task-%lld", (long long)job);
+	/* as the run, or through its task */
+	if (loomi_auth_may(d, c, "run", rid, owner, access) ||
+	    (job > 0 && loomi_auth_may(d, c, "task", tid, owner, access)))
+		return 0;
+	if (access > LOOMI_ACCESS_READ &&
+	    (loomi_auth_may(d, c, "run", rid, owner, LOOMI_ACCESS_READ) ||
+	     (job > 0 && loomi_auth_may(d, c, "task", tid, owner, LOOMI_ACCESS_READ))))
+		return 403;
+	return 404;
+}
+
+int
+loomi_tracking_run_access(loomi_daemon *d, const loomi_caller *c, int64_t run, int access)
+{
+	char *owner = NULL;
+	int64_t job = 0;
+	int rv;
+
+	if (!run_owner(run, &owner, &job))
+		return 404;
+	rv = access_of(d, c, run, owner, job, access);
+	free(owner);
+	return rv;
+}
+
+/* The run of a route's first parameter if the caller may do access to it:
+ * its id, or 0 after setting the answer (404 for a run it may not see, 403
+ * for one it may only read). */
+static int64_t
+run_param_may(loomi_daemon *d, const loomi_http_req *req, int access, loomi_http_res *res)
+{
+	int64_t id = run_param(req->params[0], res);
+	char *owner = NULL;
+	int64_t job = 0;
+
+	if (id == 0)
+		return 0;
+	if (!run_owner(id, &owner, &job)) {
+		no_run(res, req->params[0]);
+		return 0;
+	}
+	switch (access_of(d, req->caller, id, owner, job, access)) {
+	case 0:
+		break;
+	case 403:
+		loomi_audit(req->caller, "refused a change of run-%lld (owned by %s)", (long long)id,
+		            owner);
+		loomi_api_error(res, 403, "forbidden",
+		                "run-%lld belongs to %s and is shared with %s for reading only; its "
+		                "owner or an admin can share it (or its task) for writing",
+		                (long long)id, owner, req->caller->name);
+		id = 0;
+		break;
+	default:
+		no_run(res, req->params[0]);
+		id = 0;
+	}
+	free(owner);
+	return id;
+}
+
+/* The SQL condition for the runs who may see (binds ?901, ?902: auth.h);
+ * free it. */
+static char *
+visible_sql(void)
+{
+	char *run = loomi_auth_visible_sql("run", "('run-' || runs.id)", "runs.user");
+	char *task = loomi_auth_visible_sql("task", "('task-' || runs.job_id)", "runs.user");
+	char *both = loomi_strfmt("(%s OR (runs.job_id IS NOT NULL AND %s))", run, task);
+
+	free(run);
+	free(task);
+	return both;
+}
+
 /* ------------------------------------------------------------------ runs */
 
 /* Tags: non-empty keys of at most 200 bytes with string values, neither
@@ -232,7 +364,7 @@ route_runs_create(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *re
 			return;
 		}
 		ptext = json_dumps(params ? params : json_object(), JSON_COMPACT);
-		id = loomi_tracking_api_run(name, "local", ptext);
+		id = loomi_tracking_api_run(name, req->caller->name, ptext);
 		free(ptext);
 		json_object_foreach(tags, key, v)
 			loomi_tracking_api_tag(id, key, json_string_value(v));
@@ -253,7 +385,9 @@ route_runs_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	char *task = loomi_query_get(req->query, "task"), *name = loomi_query_get(req->query, "name"),
 	     *state = loomi_query_get(req->query, "state");
 	int64_t limit, offset, job = 0;
+	char *vis = visible_sql(), *sql;
 	json_t *list;
+	int rc;
 
 	(void)d;
 	if (!loomi_query_int(res, req->query, "limit", 50, 1, 1000, &limit) ||
@@ -265,14 +399,17 @@ route_runs_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 		goto out;
 	}
 	loomi_tracking_flush();
-	if (sqlite3_prepare_v2(db,
-	                       "SELECT " RUN_COLUMNS " FROM runs WHERE (?1 = 0 OR job_id = ?1)"
-	                       " AND (?2 IS NULL OR name = ?2) AND (?3 IS NULL OR state = ?3)"
-	                       " ORDER BY id DESC LIMIT ?4 OFFSET ?5",
-	                       -1, &st, NULL) != SQLITE_OK) {
+	sql = loomi_strfmt("SELECT " RUN_COLUMNS " FROM runs WHERE (?1 = 0 OR job_id = ?1)"
+	                   " AND (?2 IS NULL OR name = ?2) AND (?3 IS NULL OR state = ?3) AND %s"
+	                   " ORDER BY id DESC LIMIT ?4 OFFSET ?5",
+	                   vis);
+	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	free(sql);
+	if (rc != SQLITE_OK) {
 		loomi_api_error(res, 500, "internal", "cannot list runs: %s", sqlite3_errmsg(db));
 		goto out;
 	}
+	loomi_auth_bind(st, req->caller);
 	sqlite3_bind_int64(st, 1, job);
 	if (name)
 		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
@@ -288,6 +425,7 @@ route_runs_list(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	res->body = json_pack("{s:o, s:I, s:I}", "runs", list, "limit", (json_int_t)limit, "offset",
 	                      (json_int_t)offset);
 out:
+	free(vis);
 	free(task);
 	free(name);
 	free(state);
@@ -296,9 +434,8 @@ out:
 static void
 route_run_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	int64_t id = run_param(req->params[0], res);
+	int64_t id = run_param_may(d, req, LOOMI_ACCESS_READ, res);
 
-	(void)d;
 	if (id == 0)
 		return;
 	loomi_tracking_flush();
@@ -311,11 +448,10 @@ route_run_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 static void
 route_run_end(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	int64_t id = run_param(req->params[0], res);
+	int64_t id = run_param_may(d, req, LOOMI_ACCESS_WRITE, res);
 	json_t *body, *run;
 	const char *state;
 
-	(void)d;
 	if (id == 0 || (body = loomi_api_json_body(req, res)) == NULL)
 		return;
 	state = json_string_value(json_object_get(body, "state"));
@@ -347,12 +483,11 @@ route_run_end(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 static void
 route_run_tags(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	int64_t id = run_param(req->params[0], res);
+	int64_t id = run_param_may(d, req, LOOMI_ACCESS_WRITE, res);
 	json_t *body, *run, *v;
 	const char *key;
 	char *bad;
 
-	(void)d;
 	if (id == 0 || (body = loomi_api_json_body(req, res)) == NULL)
 		return;
 	loomi_tracking_flush();
@@ -507,13 +642,12 @@ parse_points(const json_t *list, int64_t now, loomi_metric_batch *b)
 static void
 route_run_metrics_post(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	int64_t id = run_param(req->params[0], res), now = loomi_wall_ms();
+	int64_t id = run_param_may(d, req, LOOMI_ACCESS_WRITE, res), now = loomi_wall_ms();
 	json_t *body, *metrics, *points, *s;
 	loomi_metric_batch b = {0};
 	char *why = NULL;
 	size_t i;
 
-	(void)d;
 	if (id == 0)
 		return;
 	/* the columnar form straight into arrays; anything else through jansson */
@@ -658,9 +792,8 @@ out:
 static void
 route_run_metrics_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	int64_t id = run_param(req->params[0], res);
+	int64_t id = run_param_may(d, req, LOOMI_ACCESS_READ, res);
 
-	(void)d;
 	if (id != 0)
 		history(id, req, res);
 }
@@ -668,7 +801,7 @@ route_run_metrics_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res
 static void
 route_task_metrics_get(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
-	int64_t job = loomi_jobs_param_id(req, res), run;
+	int64_t job = loomi_jobs_param_task(d, req, LOOMI_ACCESS_READ, res), run;
 	json_t *task;
 
 	if (job <= 0)
@@ -729,7 +862,7 @@ by_name(const void *a, const void *b)
 
 /* ids: "run-1,run-2" or "1,2"; ≥ 2, ≤ 20. */
 static json_t *
-runs_of(const char *ids, loomi_http_res *res)
+runs_of(loomi_daemon *d, const loomi_caller *c, const char *ids, loomi_http_res *res)
 {
 	json_t *runs = json_array();
 	char *copy = loomi_strdup(ids ? ids : ""), *save = NULL;
@@ -739,7 +872,9 @@ runs_of(const char *ids, loomi_http_res *res)
 		json_t *r;
 		if (id == 0)
 			goto fail;
-		if ((r = run_get(id, true)) == NULL) {
+		/* one the caller may not see is as missing as one that is not */
+		if (loomi_tracking_run_access(d, c, id, LOOMI_ACCESS_READ) != 0 ||
+		    (r = run_get(id, true)) == NULL) {
 			no_run(res, t);
 			goto fail;
 		}
@@ -766,9 +901,8 @@ route_runs_compare(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *r
 	const char *key;
 	size_t i;
 
-	(void)d;
 	loomi_tracking_flush();
-	if ((runs = runs_of(ids, res)) == NULL) {
+	if ((runs = runs_of(d, req->caller, ids, res)) == NULL) {
 		free(ids);
 		return;
 	}
@@ -870,7 +1004,7 @@ route_runs_best(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	sqlite3 *db = loomi_tracking_db();
 	sqlite3_stmt *st = NULL;
 	bool up;
-	char *sql = NULL, path[300];
+	char *sql = NULL, *vis, path[300];
 
 	(void)d;
 	if (metric == NULL || !loomi_tracking_name_ok(metric)) {
@@ -885,15 +1019,18 @@ route_runs_best(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	up = mode ? strcmp(mode, "max") == 0 : loomi_metric_higher_better(metric);
 	snprintf(path, sizeof path, "$.\"%s\"", metric);
 	loomi_tracking_flush();
+	vis = visible_sql();
 	sql = loomi_strfmt("SELECT " RUN_COLUMNS ", json_extract(metrics, ?1) AS v FROM runs"
 	                   " WHERE v IS NOT NULL AND (?2 IS NULL OR name = ?2)"
-	                   " AND (?3 IS NULL OR state = ?3) ORDER BY v %s, id LIMIT 1",
-	                   up ? "DESC" : "ASC");
+	                   " AND (?3 IS NULL OR state = ?3) AND %s ORDER BY v %s, id LIMIT 1",
+	                   vis, up ? "DESC" : "ASC");
+	free(vis);
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
 		loomi_api_error(res, 500, "internal", "cannot rank runs: %s", sqlite3_errmsg(db));
 		goto out;
 	}
 	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	loomi_auth_bind(st, req->caller);
 	if (name)
 		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
 	if (state)
@@ -938,6 +1075,15 @@ on_job_state(loomi_daemon *d, const loomi_event *ev)
 {
 	(void)d;
 	loomi_tracking_job_state(ev->job, ev->u.state.to);
+}
+
+static int
+init(loomi_daemon *d, char **err)
+{
+	(void)d;
+	(void)err;
+	loomi_auth_register_kind("run", loomi_tracking_run_owner);
+	return 0;
 }
 
 static void
@@ -1000,6 +1146,7 @@ const loomi_module loomi_tracking_module = {
 	.name = "tracking",
 	.migrations = migrations,
 	.n_migrations = LOOMI_N(migrations),
+	.init = init,
 	.start = loomi_tracking_start,
 	.stop = stop,
 	.routes = routes,

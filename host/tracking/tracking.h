@@ -31,6 +31,7 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "host/server/auth.h"
 #include "host/server/daemon.h"
 
 int loomi_tracking_start(loomi_daemon *d, char **err);
@@ -80,6 +81,26 @@ int loomi_tracking_read(sqlite3 *db, int64_t run, const char *name, int64_t from
 /* A read connection to the state DB for the API (one per thread is not
  * needed: SQLite serializes it), and the daemon. */
 sqlite3 *loomi_tracking_db(void);
+
+/* ------------------------------------------------------------------ who sees a run */
+
+/* A run belongs to the owner of its task (runs.user is the task's owner
+ * when the run begins), or to the user who made it through POST
+ * /api/v1/runs.  Who may see it: an admin, its owner, those it is shared
+ * with as kind "run" (id "run-12"), and those who may see its task (shared
+ * as "task"); changing it (end, tags, metrics) needs the same for writing.
+ * Runs recorded before users existed belong to "local" and only admins
+ * see them. */
+
+/* What c may do with run: 0 when access (LOOMI_ACCESS_READ or _WRITE) is
+ * allowed, 404 when c may not see it (or there is none), 403 when it may
+ * only read it. */
+int loomi_tracking_run_access(loomi_daemon *d, const loomi_caller *c, int64_t run,
+                              int access);
+
+/* The owner of run id ("run-12" or "12"): auth.h's loomi_owner_fn. */
+int loomi_tracking_run_owner(loomi_daemon *d, const char *id, char **owner,
+                             char canon[LOOMI_OBJECT_ID_MAX]);
 
 /* SHA-256 of a file as 64 hex digits (and its size). 0 or LOOM_EIO. */
 int loomi_tracking_sha256_file(const char *path, char hex[65], uint64_t *bytes);

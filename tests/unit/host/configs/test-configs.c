@@ -15,6 +15,7 @@
 #include "host/core/log.h"
 #include "host/core/plugins.h"
 #include "host/core/schema.h"
+#include "host/server/auth.h"
 #include "host/server/store.h"
 #include "host/core/util.h"
 #include "testutil.h"
@@ -174,7 +175,7 @@ create_ok(json_t *body)
 {
 	json_t *out = NULL;
 	char *msg = NULL, *id;
-	int rv = loomi_configs_create(&T.d, body, &out, &msg);
+	int rv = loomi_configs_create(&T.d, &loomi_caller_loomd, body, &out, &msg);
 
 	ck_assert_msg(rv == 0, "create: %s: %s", loom_errname(rv), msg ? msg : "?");
 	json_decref(body);
@@ -189,7 +190,7 @@ create_fails(json_t *body, int code)
 {
 	json_t *out = NULL;
 	char *msg = NULL;
-	int rv = loomi_configs_create(&T.d, body, &out, &msg);
+	int rv = loomi_configs_create(&T.d, &loomi_caller_loomd, body, &out, &msg);
 
 	ck_assert_msg(rv == code, "create: expected %s, got %s (%s)", loom_errname(code),
 	              loom_errname(rv), msg ? msg : "no message");
@@ -291,7 +292,8 @@ START_TEST(crud)
 	ck_assert(json_equal(json_object_get(out, "spec"), s1));
 	assert_iso_time(json_object_get(out, "created_at"));
 	assert_iso_time(json_object_get(out, "updated_at"));
-	ck_assert_int_eq(json_object_size(out), 8);
+	ck_assert_str_eq(json_string_value(json_object_get(out, "owner")), "loomd");
+	ck_assert_int_eq(json_object_size(out), 9);
 	json_decref(out);
 	/* a bare number is an id too */
 	out = get_ok("1", 0);
@@ -370,7 +372,7 @@ START_TEST(crud)
 	/* list: newest first, without specs */
 	free(create_ok(body_new("second", spec_new(24, 4))));
 	free(create_ok(body_new("third", spec_new(24, 3))));
-	ck_assert_int_eq(loomi_configs_list(&T.d, 2, 0, &out, &msg), 0);
+	ck_assert_int_eq(loomi_configs_list(&T.d, &loomi_caller_loomd, 2, 0, &out, &msg), 0);
 	ck_assert_int_eq(json_integer_value(json_object_get(out, "total")), 3);
 	ck_assert_int_eq(json_integer_value(json_object_get(out, "limit")), 2);
 	ck_assert_int_eq(json_integer_value(json_object_get(out, "offset")), 0);
@@ -382,7 +384,7 @@ START_TEST(crud)
 	ck_assert_ptr_null(json_object_get(item, "spec"));
 	ck_assert_int_eq(json_integer_value(json_object_get(item, "version")), 1);
 	json_decref(out);
-	ck_assert_int_eq(loomi_configs_list(&T.d, 2, 2, &out, &msg), 0);
+	ck_assert_int_eq(loomi_configs_list(&T.d, &loomi_caller_loomd, 2, 2, &out, &msg), 0);
 	list = json_object_get(out, "configs");
 	ck_assert_int_eq(json_array_size(list), 1);
 	item = json_array_get(list, 0);
@@ -390,10 +392,10 @@ START_TEST(crud)
 	ck_assert_int_eq(json_integer_value(json_object_get(item, "version")), 3);
 	ck_assert_int_eq(json_integer_value(json_object_get(item, "versions")), 3);
 	json_decref(out);
-	ck_assert_int_eq(loomi_configs_list(&T.d, 0, 0, &out, &msg), LOOM_EINVAL);
+	ck_assert_int_eq(loomi_configs_list(&T.d, &loomi_caller_loomd, 0, 0, &out, &msg), LOOM_EINVAL);
 	ASSERT_HAS(msg, "limit");
 	free(msg);
-	ck_assert_int_eq(loomi_configs_list(&T.d, 10, -1, &out, &msg), LOOM_EINVAL);
+	ck_assert_int_eq(loomi_configs_list(&T.d, &loomi_caller_loomd, 10, -1, &out, &msg), LOOM_EINVAL);
 	ASSERT_HAS(msg, "offset");
 	free(msg);
 
@@ -422,7 +424,7 @@ START_TEST(crud)
 	ck_assert_int_eq(loomi_configs_delete(&T.d, "config-77", &msg), LOOM_ENOENT);
 	free(msg);
 	ck_assert_int_eq(scalar("SELECT count(*) FROM config_versions WHERE config_id = 1"), 3);
-	ck_assert_int_eq(loomi_configs_list(&T.d, 10, 0, &out, &msg), 0);
+	ck_assert_int_eq(loomi_configs_list(&T.d, &loomi_caller_loomd, 10, 0, &out, &msg), 0);
 	ck_assert_int_eq(json_integer_value(json_object_get(out, "total")), 2);
 	json_decref(out);
 	/* its name is free again */
@@ -434,6 +436,124 @@ START_TEST(crud)
 	json_decref(s1);
 	json_decref(s2);
 	json_decref(s3);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ owners */
+
+static const loomi_caller alice = {.user_id = 2, .name = "alice", .role = LOOMI_ROLE_USER};
+static const loomi_caller bob = {.user_id = 3, .name = "bob", .role = LOOMI_ROLE_USER};
+static const loomi_caller vic = {.user_id = 4, .name = "vic", .role = LOOMI_ROLE_VIEWER};
+
+static void
+share(const char *id, const char *user, const char *level)
+{
+	char *sql = loomi_strfmt("INSERT OR REPLACE INTO shares (kind, object, grantee, level,"
+	                         " granted_by, created_at) VALUES ('config', '%s', '%s', '%s',"
+	                         " 'alice', 0)",
+	                         id, user, level);
+	ck_assert_int_eq(sqlite3_exec(T.d.store.db, sql, NULL, NULL, NULL), SQLITE_OK);
+	free(sql);
+}
+
+/* config ids in the list as who sees it, "config-2 config-1" */
+static char *
+listed(const loomi_caller *who)
+{
+	json_t *out = NULL, *c;
+	char *msg = NULL;
+	loomi_strv ids = {0};
+	size_t i;
+
+	ck_assert_int_eq(loomi_configs_list(&T.d, who, 100, 0, &out, &msg), 0);
+	json_array_foreach(json_object_get(out, "configs"), i, c)
+		loomi_strv_push(&ids, loomi_strdup(json_string_value(json_object_get(c, "config_id"))));
+	ck_assert_int_eq(json_integer_value(json_object_get(out, "total")), (json_int_t)ids.n);
+	json_decref(out);
+	char *s = loomi_strv_join(&ids, " ");
+	loomi_strv_free(&ids);
+	return s;
+}
+
+static void
+may(const loomi_caller *who, const char *id, int access, int want)
+{
+	char *msg = NULL;
+	int rv = loomi_configs_may(&T.d, who, id, access, &msg);
+
+	ck_assert_msg(rv == want, "%s %s %s: %s, expected %s (%s)", who->name,
+	              access == LOOMI_ACCESS_READ ? "reads" : "changes", id, loom_errname(rv),
+	              loom_errname(want), msg ? msg : "");
+	if (want == LOOM_ENOENT) /* as for a config there is not */
+		ck_assert_msg(strstr(msg, "there is no") != NULL, "%s", msg);
+	if (want == LOOM_EPERM)
+		ck_assert_msg(strstr(msg, "for reading only") != NULL, "%s", msg);
+	free(msg);
+}
+
+static json_t *
+create_as(const loomi_caller *who, const char *name)
+{
+	json_t *body = body_new(name, spec_new(24, 6)), *out = NULL;
+	char *msg = NULL;
+	int rv = loomi_configs_create(&T.d, who, body, &out, &msg);
+
+	ck_assert_msg(rv == 0, "create: %s", msg ? msg : "?");
+	json_decref(body);
+	return out;
+}
+
+START_TEST(owners)
+{
+	json_t *out;
+	char *msg = NULL, *s;
+
+	out = create_as(&alice, "a");
+	ck_assert_str_eq(json_string_value(json_object_get(out, "owner")), "alice");
+	json_decref(out);
+	json_decref(create_as(&bob, "b"));
+	/* stored before configs had owners */
+	json_decref(create_as(&loomi_caller_loomd, "old"));
+	ck_assert_int_eq(sqlite3_exec(T.d.store.db, "UPDATE configs SET owner = '' WHERE id = 3",
+	                              NULL, NULL, NULL), SQLITE_OK);
+
+	/* each sees their own; the admin all; the viewer none */
+	ck_assert_str_eq((s = listed(&alice)), "config-1");
+	free(s);
+	ck_assert_str_eq((s = listed(&bob)), "config-2");
+	free(s);
+	ck_assert_str_eq((s = listed(&vic)), "");
+	free(s);
+	ck_assert_str_eq((s = listed(&loomi_caller_loomd)), "config-3 config-2 config-1");
+	free(s);
+	may(&alice, "config-1", LOOMI_ACCESS_WRITE, 0);
+	may(&bob, "config-1", LOOMI_ACCESS_READ, LOOM_ENOENT);
+	may(&bob, "config-1", LOOMI_ACCESS_WRITE, LOOM_ENOENT);
+	may(&alice, "config-3", LOOMI_ACCESS_READ, LOOM_ENOENT);
+	may(&loomi_caller_loomd, "config-3", LOOMI_ACCESS_WRITE, 0);
+	/* none there: the operation itself says so */
+	may(&bob, "config-99", LOOMI_ACCESS_READ, 0);
+
+	/* shared for reading: seen, not changed */
+	share("config-1", "bob", "read");
+	ck_assert_str_eq((s = listed(&bob)), "config-2 config-1");
+	free(s);
+	may(&bob, "config-1", LOOMI_ACCESS_READ, 0);
+	may(&bob, "1", LOOMI_ACCESS_WRITE, LOOM_EPERM);
+	/* for writing: changed, by a user, never by a viewer */
+	share("config-1", "bob", "write");
+	share("config-1", "vic", "write");
+	may(&bob, "config-1", LOOMI_ACCESS_WRITE, 0);
+	may(&vic, "config-1", LOOMI_ACCESS_READ, 0);
+	may(&vic, "config-1", LOOMI_ACCESS_WRITE, LOOM_EPERM);
+	/* shared with everyone */
+	share("config-2", "*", "read");
+	ck_assert_str_eq((s = listed(&alice)), "config-2 config-1");
+	free(s);
+	/* deleted: no one's, and not listed */
+	ck_assert_int_eq(loomi_configs_delete(&T.d, "config-1", &msg), 0);
+	ck_assert_str_eq((s = listed(&bob)), "config-2");
+	free(s);
 }
 END_TEST
 
@@ -1069,6 +1189,7 @@ main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, crud);
+	tcase_add_test(tc, owners);
 	tcase_add_test(tc, name_taken);
 	tcase_add_test(tc, bad_bodies);
 	tcase_add_test(tc, invalid_spec);
