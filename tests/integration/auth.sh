@@ -140,6 +140,9 @@ want 404 "$BOB" GET /api/v1/training/tasks/task-999 ""
 [ "$(sed "s/task-999/$a/" "$T/body")" = "$hidden" ] ||
 	fail "another user's task and a missing one answer differently: $hidden / $(cat "$T/body")"
 want 404 "$BOB" POST "/api/v1/training/tasks/$a/cancel"
+# nor can bob's task wait on it: it is as missing as task-999
+want 404 "$BOB" POST /api/v1/training/tasks "{\"spec\":$spec,\"after\":[\"$a\"]}" \
+	"after[0]: there is no $a"
 # the pool's holders: only the tasks the caller may see
 want 200 "$ALICE" POST "/api/v1/training/tasks/$a/start"
 for i in $(seq 600); do
