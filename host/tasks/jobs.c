@@ -2271,28 +2271,6 @@ submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t con
 	after = json_object_get(body, "after");
 	if (after && !json_is_array(after))
 		return bad(msg, "after: expected a list of task ids, e.g. [\"task-3\"]");
-	{
-		/* a task waits only on tasks its submitter may see; another's is as
-		 * missing as one that is not (insert_submission says the same) */
-		size_t k;
-		json_array_foreach(after, k, v) {
-			char *owner = NULL, canon[LOOMI_OBJECT_ID_MAX], idtext[32];
-			int64_t a = json_is_string(v)    ? loomi_job_id_parse(json_string_value(v))
-			            : json_is_integer(v) ? json_integer_value(v)
-			                                 : 0;
-			bool seen;
-			if (a <= 0)
-				continue; /* insert_submission names the bad entry */
-			snprintf(idtext, sizeof idtext, "task-%lld", (long long)a);
-			seen = loomi_jobs_owner(d, idtext, &owner, canon) == 0 &&
-			       loomi_auth_may(d, caller, "task", canon, owner, LOOMI_ACCESS_READ);
-			free(owner);
-			if (!seen) {
-				*msg = loomi_strfmt("after[%zu]: there is no task-%lld", k, (long long)a);
-				return LOOM_ENOENT;
-			}
-		}
-	}
 
 	if ((rv = loomi_compute_validate(&d->plugins, spec, msg)) != 0)
 		return rv;
@@ -2316,6 +2294,28 @@ submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t con
 		                                json_string_value(json_object_get(data, "path")),
 		                                msg)) != 0)
 			return rv;
+	}
+	{
+		/* a task waits only on tasks its submitter may see; another's is as
+		 * missing as one that is not (insert_submission says the same) */
+		size_t k;
+		json_array_foreach(after, k, v) {
+			char *owner = NULL, canon[LOOMI_OBJECT_ID_MAX], idtext[32];
+			int64_t a = json_is_string(v)    ? loomi_job_id_parse(json_string_value(v))
+			            : json_is_integer(v) ? json_integer_value(v)
+			                                 : 0;
+			bool seen;
+			if (a <= 0)
+				continue; /* insert_submission names the bad entry */
+			snprintf(idtext, sizeof idtext, "task-%lld", (long long)a);
+			seen = loomi_jobs_owner(d, idtext, &owner, canon) == 0 &&
+			       loomi_auth_may(d, caller, "task", canon, owner, LOOMI_ACCESS_READ);
+			free(owner);
+			if (!seen) {
+				*msg = loomi_strfmt("after[%zu]: there is no task-%lld", k, (long long)a);
+				return LOOM_ENOENT;
+			}
+		}
 	}
 	if (preemptible) {
 		loom_instance *ins = loomi_instance_find(&d->plugins, compute);
