@@ -128,7 +128,8 @@ write_http(loomi_prom *w)
 	request_counts rc = {0};
 
 	loomi_api_stats_requests(collect_request, &rc);
-	qsort(rc.v, rc.n, sizeof *rc.v, request_cmp);
+	if (rc.n > 1) /* none yet: rc.v is NULL, which qsort may not be given */
+		qsort(rc.v, rc.n, sizeof *rc.v, request_cmp);
 	loomi_prom_family(w, "loom_http_requests_total", "counter",
 	                  "HTTP requests answered, by route pattern (\"unmatched\" when none "
 	                  "matched), method and status.");
