@@ -835,6 +835,18 @@ db_error(loomi_daemon *d, loomi_http_res *res, const char *what)
 	                what);
 }
 
+/* End a route's write transaction: rv as it was, or LOOM_EIO after a 503
+ * when the commit failed (the change was not stored). */
+static int
+tx_end(loomi_daemon *d, int rv, char **err, loomi_http_res *res)
+{
+	if (loomi_store_end(d->store.db, rv, err) != 0 && rv == 0) {
+		loomi_api_error(res, 503, "unavailable", "%s", *err);
+		return LOOM_EIO;
+	}
+	return rv;
+}
+
 /* ------------------------------------------------------------------ session */
 
 static void
@@ -1150,10 +1162,7 @@ patch_user(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 		rv = LOOM_EIO;
 	}
 	sqlite3_finalize(st);
-	if (loomi_store_end(d->store.db, rv, &err) != 0 && rv == 0) {
-		loomi_api_error(res, 503, "unavailable", "%s", err);
-		rv = LOOM_EIO;
-	}
+	rv = tx_end(d, rv, &err, res);
 	if (rv == 0) {
 		res->status = 200;
 		res->body = user_get(d, name);
@@ -1267,10 +1276,7 @@ post_tokens(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 		id = sqlite3_last_insert_rowid(d->store.db);
 	}
 	sqlite3_finalize(st);
-	if (loomi_store_end(d->store.db, rv, &err) != 0 && rv == 0) {
-		loomi_api_error(res, 503, "unavailable", "%s", err);
-		rv = LOOM_EIO;
-	}
+	rv = tx_end(d, rv, &err, res);
 	pthread_mutex_unlock(&lock);
 	if (rv == 0) {
 		char *at = expires ? loomi_iso_time(expires) : NULL;
@@ -1369,10 +1375,7 @@ delete_token(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 		rv = LOOM_EIO;
 	}
 	sqlite3_finalize(st);
-	if (loomi_store_end(d->store.db, rv, &err) != 0 && rv == 0) {
-		loomi_api_error(res, 503, "unavailable", "%s", err);
-		rv = LOOM_EIO;
-	}
+	rv = tx_end(d, rv, &err, res);
 	json_decref(tok);
 	tok = NULL;
 	if (rv == 0) {
@@ -1582,10 +1585,7 @@ post_shares(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 		rv = LOOM_EIO;
 	}
 	sqlite3_finalize(st);
-	if (loomi_store_end(d->store.db, rv, &err) != 0 && rv == 0) {
-		loomi_api_error(res, 503, "unavailable", "%s", err);
-		rv = LOOM_EIO;
-	}
+	rv = tx_end(d, rv, &err, res);
 	if (rv == 0) {
 		res->status = 200;
 		res->body = json_pack("{s:o}", "shares", shares_of(d, kind, id, NULL));
@@ -1642,10 +1642,7 @@ delete_share(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 		changed = sqlite3_changes(d->store.db);
 	}
 	sqlite3_finalize(st);
-	if (loomi_store_end(d->store.db, rv, &err) != 0 && rv == 0) {
-		loomi_api_error(res, 503, "unavailable", "%s", err);
-		rv = LOOM_EIO;
-	}
+	rv = tx_end(d, rv, &err, res);
 	pthread_mutex_unlock(&lock);
 	free(err);
 	if (rv != 0)
