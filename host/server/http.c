@@ -2325,7 +2325,12 @@ tx_cb(void *arg)
 		c->close_sent = true;
 
 	if (flags & TX_FINAL) {
-		if ((flags & TX_LINGER) && !c->shut) {
+		/* Over TLS every close lingers: NNG's TLS stream reports a send
+		 * done once mbedTLS has the bytes, before they reach the socket,
+		 * and closing then can lose the end of the response (the client
+		 * sees "Connection shutdown").  Waiting for the client to close
+		 * first, or for the linger deadline, lets them drain. */
+		if ((flags & TX_LINGER || c->tls) && !c->shut) {
 			c->lingering = true;
 			c->linger_deadline = loomi_mono_ns() + ms_to_ns(LINGER_TOTAL_MS);
 			if (c->reader != READER_ACTIVE) {
