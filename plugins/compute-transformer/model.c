@@ -46,6 +46,7 @@ typedef struct acts {
 	layer_acts *layer;           /* [layers] */
 	float *enc, *enc_mean, *enc_rstd;
 	float *head;                 /* head activations */
+	const float *lin_in;         /* LINEAR: the linear map's input (xs or xn) */
 	float *out, *dout;           /* [S, out_dim] raw head outputs, their grad */
 	float *pred, *dpred;         /* [S, out_dim] after the output transform */
 	/* gradient scratch (in m->dacts) */
@@ -188,6 +189,7 @@ carve(tf_model *m, acts *a, float *base, float *dbase, int64_t *n_dacts)
 	int64_t od = m->head.out_dim;
 	int64_t off = 0, doff = 0;
 	bool drop = c->dropout > 0;
+	bool enc = c->form != TF_FORM_LINEAR; /* the encoder's activations */
 
 #define TAKE(ptr, count)                                                                  \
 	do {                                                                              \
@@ -207,6 +209,15 @@ carve(tf_model *m, acts *a, float *base, float *dbase, int64_t *n_dacts)
 		TAKE(a->xs, S * L);
 	else
 		a->xs = a->xn;
+	if (!enc) {
+		/* a linear map: the window, the outputs and their gradients */
+		TAKE(a->out, S * od);
+		TAKE(a->dout, S * od);
+		TAKE(a->pred, S * od);
+		TAKE(a->dpred, S * od);
+		*n_dacts = 0;
+		return off;
+	}
 	TAKE(a->patches, N * c->patch * m->cin);
 	TAKE(a->emb, N * D);
 	if (drop)
@@ -316,8 +327,9 @@ tf_model_build(tf_model *m, const tf_model_config *cfg, lk_pool *pool, char **er
 		return LOOM_EINTERNAL;
 	}
 
+	m->lin = m->mix = -1;
 	/* The encoder's tensors, named as PyTorch names them. */
-	{
+	if (cfg->form != TF_FORM_LINEAR) {
 		int64_t D = cfg->d_model, F = cfg->ffn, pin = cfg->patch * m->cin;
 		char prefix[TF_NAME_MAX];
 		if ((rv = add_linear(&b, "embed.", "weight", "bias", D, pin, LOOM_INIT_FAN_IN,
@@ -351,8 +363,27 @@ tf_model_build(tf_model *m, const tf_model_config *cfg, lk_pool *pool, char **er
 		if ((rv = add_norm(&b, "norm")) != 0)
 			goto oom;
 	}
-	/* The head's, after the encoder's. */
-	for (uint32_t i = 0; i < m->head.n_params; i++) {
+	/* The linear map, after the encoder: trained (or fitted) in the LINEAR
+	 * form, a fixed buffer in the MIXED one. */
+	if (cfg->form != TF_FORM_TRANSFORMER) {
+		int64_t in = cfg->context * m->cin, od = m->head.out_dim;
+		uint32_t fixed = cfg->form == TF_FORM_MIXED ? TF_BUFFER | TF_NO_DECAY : 0;
+		m->lin = m->n_tensors;
+		if (!add_tensor(&b, "linear.weight", 2, DIMS(od, in), fixed, LOOM_INIT_FAN_IN,
+		                (uint32_t)in, 0) ||
+		    !add_tensor(&b, "linear.bias", 1, DIMS(od), fixed | TF_NO_DECAY, LOOM_INIT_FAN_IN,
+		                (uint32_t)in, 0))
+			goto oom;
+		if (cfg->form == TF_FORM_MIXED) {
+			m->mix = m->n_tensors;
+			if (!add_tensor(&b, "mix", 1, DIMS(1), TF_BUFFER | TF_NO_DECAY, LOOM_INIT_ONE, 0,
+			                0))
+				goto oom;
+		}
+	}
+	/* The head's, after the encoder's (none in the LINEAR form: the head
+	 * then only scores and reports). */
+	for (uint32_t i = 0; cfg->form != TF_FORM_LINEAR && i < m->head.n_params; i++) {
 		const loom_param_spec *ps = &m->head.params[i];
 		char n[TF_NAME_MAX];
 		int64_t dims[TF_MAX_DIMS];
@@ -385,7 +416,7 @@ tf_model_build(tf_model *m, const tf_model_config *cfg, lk_pool *pool, char **er
 	a->layer = calloc((size_t)(cfg->layers ? cfg->layers : 1), sizeof *a->layer);
 	if (a->layer == NULL)
 		goto oom;
-	for (uint32_t i = 0; i < m->head.n_params; i++) {
+	for (uint32_t i = 0; cfg->form != TF_FORM_LINEAR && i < m->head.n_params; i++) {
 		int t = m->n_tensors - (int)m->head.n_params + (int)i;
 		m->head_params[i] = P(m, t);
 		m->head_grads[i] = G(m, t);
@@ -557,12 +588,22 @@ tf_model_forward(tf_model *m, const float *x, int64_t batch, bool training, uint
 	if (c->revin) {
 		lk_revin_normalize(a->xn, a->rev_mean, a->rev_std, x, B, L, C, 1e-5);
 		in = a->xn;
+	} else if (c->form == TF_FORM_LINEAR && !c->channel_independent) {
+		/* kept: the backward pass and a ridge fit read it */
+		memcpy(a->xn, x, (size_t)(B * L * C) * sizeof *x);
+		in = a->xn;
 	} else {
 		in = x; /* read once, by patchify or channels_split (copies) */
 	}
 	if (c->channel_independent) {
 		lk_channels_split(a->xs, in, B, L, C);
 		in = a->xs;
+	}
+	if (c->form == TF_FORM_LINEAR) {
+		a->lin_in = in;
+		lk_linear_forward(a->out, in, P(m, m->lin), P(m, m->lin + 1), S, L * m->cin,
+		                  m->head.out_dim, m->pool);
+		return 0;
 	}
 	lk_patchify(a->patches, in, S, L, m->cin, c->patch);
 	lk_linear_forward(a->emb, a->patches, P(m, 0), P(m, 1), N, c->patch * m->cin, D, m->pool);
@@ -609,7 +650,28 @@ tf_model_forward(tf_model *m, const float *x, int64_t batch, bool training, uint
 		                     1e-5, m->pool);
 	}
 	io = head_io(m, training);
-	return c->head_ops->forward(c->head_ctx, &io);
+	{
+		int rv = c->head_ops->forward(c->head_ctx, &io);
+		if (rv != 0 || c->form != TF_FORM_MIXED)
+			return rv;
+	}
+	/* MIXED: the transformer's share, plus the linear part (in dpred,
+	 * free until a loss is asked for) */
+	{
+		int64_t od = m->head.out_dim;
+		float w = P(m, m->mix)[0];
+		lk_linear_forward(a->dpred, in, P(m, m->lin), P(m, m->lin + 1), S, L * m->cin, od,
+		                  m->pool);
+		for (int64_t i = 0; i < S * od; i++)
+			a->out[i] = w * a->out[i] + a->dpred[i];
+	}
+	return 0;
+}
+
+const float *
+tf_model_linear_input(const tf_model *m)
+{
+	return A(m)->lin_in;
 }
 
 /* ------------------------------------------------------------------ output transform */
@@ -650,6 +712,25 @@ tf_model_predictions(const tf_model *m, float *pred)
 			int64_t ch = out_channel(m, s, j);
 			int64_t k = b * m->cfg.channels + ch;
 			pred[s * od + j] = a->out[s * od + j] * a->rev_std[k] + a->rev_mean[k];
+		}
+	}
+}
+
+void
+tf_model_unpredict(const tf_model *m, const float *target, float *out)
+{
+	const acts *a = A(m);
+	int64_t S = tf_model_sequences(m), od = m->head.out_dim;
+
+	if (!transforms_output(m)) {
+		memcpy(out, target, (size_t)(S * od) * sizeof *out);
+		return;
+	}
+	for (int64_t s = 0; s < S; s++) {
+		int64_t b = s / m->seq_per_window;
+		for (int64_t j = 0; j < od; j++) {
+			int64_t k = b * m->cfg.channels + out_channel(m, s, j);
+			out[s * od + j] = (target[s * od + j] - a->rev_mean[k]) / a->rev_std[k];
 		}
 	}
 }
@@ -720,6 +801,14 @@ tf_model_backward(tf_model *m)
 	uint64_t seed = m->step_seed;
 	loom_head_io io;
 	int rv;
+
+	if (c->form == TF_FORM_LINEAR) {
+		lk_linear_backward(NULL, G(m, m->lin), G(m, m->lin + 1), a->dout, a->lin_in,
+		                   P(m, m->lin), S, c->context * m->cin, m->head.out_dim, m->pool);
+		return 0;
+	}
+	if (c->form == TF_FORM_MIXED)
+		return LOOM_EINVAL; /* an average of fitted models is not trained */
 
 	/* the head: dout → head grads, denc */
 	zero(a->denc, N * D);

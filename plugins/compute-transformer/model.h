@@ -44,7 +44,29 @@ typedef struct tf_tensor {
 	float scale;
 } tf_tensor;
 
+/* What a model is made of.  Every form reads the same input (the window
+ * after reversible normalization and the channel split: x' [S, L, cin])
+ * and writes the head's outputs [S, out_dim] in the same units, which
+ * tf_model_predictions maps back; so the head's loss, predictions and
+ * metrics serve every form alike.
+ *
+ *   TF_FORM_TRANSFORMER  the encoder and the head plugin's block
+ *   TF_FORM_LINEAR       out = x'·linear.weight^T + linear.bias, with
+ *                        linear.weight [out_dim, L·cin]: ridge- or
+ *                        gradient-fitted linear models and the naive
+ *                        forecasts, which are fixed linear maps
+ *   TF_FORM_MIXED        an average: out = mix · transformer(x') +
+ *                        x'·linear.weight^T + linear.bias, the linear part
+ *                        already weighted; evaluation only (its linear.* and
+ *                        mix are buffers) */
+enum tf_form {
+	TF_FORM_TRANSFORMER = 0,
+	TF_FORM_LINEAR = 1,
+	TF_FORM_MIXED = 2,
+};
+
 typedef struct tf_model_config {
+	int form;               /* enum tf_form */
 	int64_t channels;       /* input channels of the data */
 	int64_t context;        /* L */
 	int64_t patch;          /* P */
@@ -93,6 +115,9 @@ struct tf_model {
 	float *pos_table;       /* sinusoidal positions [T, D], when used */
 	lk_pool *pool;
 	void *priv;             /* where each activation lives (model.c) */
+
+	int lin;                /* index of linear.weight (LINEAR, MIXED), else -1 */
+	int mix;                /* index of mix (MIXED), else -1 */
 
 	/* the last forward pass */
 	int64_t batch;          /* windows */
@@ -143,6 +168,16 @@ double tf_model_clip(tf_model *m, double max_norm);
  * on all but TF_NO_DECAY tensors. */
 void tf_model_adamw(tf_model *m, double lr, double beta1, double beta2, double eps,
                     double weight_decay, int64_t t);
+
+/* The linear map's input of the last forward pass: x' [sequences, L·cin]
+ * (LINEAR and MIXED forms; the window after reversible normalization and
+ * the channel split).  The features a ridge fit regresses on. */
+const float *tf_model_linear_input(const tf_model *m);
+
+/* The inverse of tf_model_predictions on the last forward pass: targets
+ * (laid out as for tf_model_loss) into the head's output units, out
+ * [sequences, out_dim].  What a ridge fit regresses onto. */
+void tf_model_unpredict(const tf_model *m, const float *target, float *out);
 
 /* Head results (probabilities, scores, forecasts) of the last forward:
  * results[sequences, head.result_dim].  target (as for tf_model_loss) is

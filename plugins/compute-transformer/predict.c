@@ -34,6 +34,8 @@ typedef struct predictor {
 	bool model_up;
 	/* the data description of the weights' metadata */
 	json_t *data;
+	json_t *about;               /* the metadata's "model": kind, form, detail */
+	int form;                    /* enum tf_form */
 	int64_t n_in, n_out;
 	double *in_shift, *in_scale, *out_shift, *out_scale;
 	int64_t *target_in;          /* [n_out] input channel of each target, or -1 */
@@ -141,6 +143,26 @@ read_metadata(predictor *p, const char *model_dir, char **spec_text)
 		rv = LOOM_EINVAL;
 		goto out;
 	}
+	/* which form the weights are (files before there were forms: the
+	 * Transformer) */
+	{
+		const char *model = loom_safetensors_meta_get(f, "model");
+		const char *form;
+		p->form = TF_FORM_TRANSFORMER;
+		p->about = model ? json_loads(model, 0, NULL) : json_pack("{s:s}", "kind", "transformer");
+		form = json_string_value(json_object_get(p->about, "form"));
+		if (form && strcmp(form, "linear") == 0)
+			p->form = TF_FORM_LINEAR;
+		else if (form && strcmp(form, "mixed") == 0)
+			p->form = TF_FORM_MIXED;
+		else if (form && strcmp(form, "transformer") != 0) {
+			say(p, "model_open: %s holds a model of form \"%s\", which this version of "
+			       "compute-transformer does not know; open it with the version that wrote it",
+			    p->path, form);
+			rv = LOOM_EINVAL;
+			goto out;
+		}
+	}
 	if ((*spec_text = strdup(spec)) == NULL)
 		rv = LOOM_ENOMEM;
 out:
@@ -214,6 +236,7 @@ build_model(predictor *p)
 	}
 	/* as train.c's setup, for evaluation */
 	memset(&mc, 0, sizeof mc);
+	mc.form = p->form;
 	mc.channels = p->n_in;
 	mc.context = s->context;
 	mc.patch = s->patch;
@@ -316,8 +339,9 @@ describe(const predictor *p)
 	}
 	}
 	json_object_set_new(out, "dtype", json_string("f32"));
-	info = json_pack("{s:s, s:s, s:s, s:o, s:o}", "weights", p->path, "task",
-	                 task_name(s->task), "head", s->head, "input", in, "output", out);
+	info = json_pack("{s:s, s:s, s:s, s:O, s:o, s:o}", "weights", p->path, "task",
+	                 task_name(s->task), "head", s->head, "model",
+	                 p->about ? p->about : json_null(), "input", in, "output", out);
 	text = json_dumps(info, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(info);
 	if (text == NULL)
@@ -342,6 +366,7 @@ tf_model_close(void *model)
 	if (p->spec_up)
 		tf_spec_free(&p->spec);
 	json_decref(p->data);
+	json_decref(p->about);
 	free(p->path);
 	free(p->in_shift);
 	free(p->in_scale);

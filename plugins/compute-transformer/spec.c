@@ -41,7 +41,39 @@ static const loom_spec_field data_fields[] = {
 	LOOM_SPEC_END,
 };
 
+static const loom_spec_field linear_fields[] = {
+	{"fit", LOOM_SPEC_STRING, 0, "ridge|train", 0, 0, NULL,
+	 "ridge: closed form, the penalty chosen on validation; train: AdamW as the Transformer",
+	 {NULL, NULL}},
+	{"decomposition", LOOM_SPEC_STRING, 0, "auto|none|moving_average", 0, 0, NULL,
+	 "ridge on the window, or on its trend and remainder (DLinear); auto tries both",
+	 {NULL, NULL}},
+	{"kernel", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, 2, 1 << 20, NULL,
+	 "the moving average's length, in steps", {NULL, NULL}},
+	{"alpha", LOOM_SPEC_DOUBLE, LOOM_SPEC_RANGE, NULL, 0, 1e9, NULL,
+	 "the ridge penalty relative to the features' variance; 0 chooses it on validation",
+	 {NULL, NULL}},
+	LOOM_SPEC_END,
+};
+
+static const loom_spec_field naive_fields[] = {
+	{"method", LOOM_SPEC_STRING, 0, "auto|repeat_last|seasonal|drift|mean", 0, 0, NULL,
+	 "the naive forecast; auto keeps the best on validation", {NULL, NULL}},
+	LOOM_SPEC_END,
+};
+
+static const loom_spec_field auto_fields[] = {
+	{"ensemble", LOOM_SPEC_BOOL, 0, NULL, 0, 0, NULL,
+	 "may keep an average of the best two or three when it validates better", {NULL, NULL}},
+	LOOM_SPEC_END,
+};
+
 static const loom_spec_field model_fields[] = {
+	{"kind", LOOM_SPEC_STRING, 0, "auto|transformer|linear|naive", 0, 0, NULL,
+	 "the model; auto fits every kind and keeps the best on validation", {NULL, NULL}},
+	{"linear", LOOM_SPEC_GROUP, 0, NULL, 0, 0, linear_fields, NULL, {NULL, NULL}},
+	{"naive", LOOM_SPEC_GROUP, 0, NULL, 0, 0, naive_fields, NULL, {NULL, NULL}},
+	{"auto", LOOM_SPEC_GROUP, 0, NULL, 0, 0, auto_fields, NULL, {NULL, NULL}},
 	{"head", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL, "the head plugin instance", {NULL, NULL}},
 	{"context", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, 1, 1 << 20, NULL,
 	 "input window length", {NULL, NULL}},
@@ -163,6 +195,13 @@ fill_defaults(loom_spec *sp, int task)
 	loom_spec_default_int(sp, "data.season", 0);
 
 	loom_spec_default_string(sp, "model.head", "forecast");
+	loom_spec_default_string(sp, "model.kind", forecast ? "auto" : "transformer");
+	loom_spec_default_string(sp, "model.linear.fit", "ridge");
+	loom_spec_default_string(sp, "model.linear.decomposition", "auto");
+	loom_spec_default_int(sp, "model.linear.kernel", 25);
+	loom_spec_default_double(sp, "model.linear.alpha", 0);
+	loom_spec_default_string(sp, "model.naive.method", "auto");
+	loom_spec_default_bool(sp, "model.auto.ensemble", true);
 	loom_spec_default_int(sp, "model.context", 168);
 	loom_spec_default_int(sp, "model.horizon", 24);
 	loom_spec_default_int(sp, "model.patch", 24);
@@ -403,6 +442,22 @@ tf_spec_parse(const char *text, const char *name, tf_head_task_fn head_task, voi
 	s->loss = choice(sp, "model.loss", losses);
 	s->huber_delta = getd(sp, "model.huber_delta");
 	s->threshold_quantile = getd(sp, "model.threshold_quantile");
+	{
+		static const char *const kinds[] = {"auto", "transformer", "linear", "naive", NULL};
+		static const char *const fits[] = {"ridge", "train", NULL};
+		static const char *const decomps[] = {"auto", "none", "moving_average", NULL};
+		static const char *const naives[] = {"repeat_last", "seasonal", "drift", "mean",
+		                                     "auto", NULL};
+		s->kind = choice(sp, "model.kind", kinds);
+		s->linear_fit = choice(sp, "model.linear.fit", fits);
+		s->decomposition = choice(sp, "model.linear.decomposition", decomps);
+		s->ma_kernel = geti(sp, "model.linear.kernel");
+		s->ridge_alpha = getd(sp, "model.linear.alpha");
+		s->naive_method = choice(sp, "model.naive.method", naives);
+		if (s->naive_method == 4)
+			s->naive_method = -1;
+		loom_spec_get_bool(sp, "model.auto.ensemble", &s->ensemble);
+	}
 
 	s->epochs = geti(sp, "train.epochs");
 	s->batch = geti(sp, "train.batch");
@@ -477,6 +532,19 @@ tf_spec_parse(const char *text, const char *name, tf_head_task_fn head_task, voi
 		                 "reversible normalization maps forecasts back; set it to false "
 		                 "for %s",
 		                 task_name(s->task));
+	if (s->kind != TF_KIND_TRANSFORMER && s->task != TF_TASK_FORECAST &&
+	    s->task != TF_TASK_REGRESSION)
+		loom_spec_errorf(sp, "model.kind",
+		                 "linear, naive and auto models are for forecasting and regression; "
+		                 "use \"transformer\" for %s",
+		                 task_name(s->task));
+	if (s->task == TF_TASK_FORECAST && s->naive_method == 3)
+		loom_spec_errorf(sp, "model.naive.method",
+		                 "mean is the naive regression; a forecast's naive methods are "
+		                 "repeat_last, seasonal and drift (or auto)");
+	if (s->task == TF_TASK_REGRESSION && s->naive_method >= 0 && s->naive_method != 3)
+		loom_spec_errorf(sp, "model.naive.method",
+		                 "a regression's naive model is the training mean: use mean or auto");
 	if ((s->task == TF_TASK_CLASSIFICATION) != (s->loss == TF_LOSS_CROSSENTROPY))
 		loom_spec_errorf(sp, "model.loss", "%s",
 		                 s->task == TF_TASK_CLASSIFICATION

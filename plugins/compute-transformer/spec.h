@@ -26,6 +26,26 @@ enum tf_loss {
 	TF_LOSS_CROSSENTROPY = 3,
 };
 
+/* model.kind: what the run fits.  AUTO fits all three and keeps the best on
+ * validation (or an average of the best few). */
+enum tf_kind {
+	TF_KIND_AUTO = 0,
+	TF_KIND_TRANSFORMER = 1,
+	TF_KIND_LINEAR = 2,
+	TF_KIND_NAIVE = 3,
+};
+
+enum tf_linear_fit {
+	TF_FIT_RIDGE = 0,   /* closed form, the penalty chosen on validation */
+	TF_FIT_TRAIN = 1,   /* AdamW over train.*, as the Transformer */
+};
+
+enum tf_decomposition {
+	TF_DECOMP_AUTO = 0, /* both, kept on validation */
+	TF_DECOMP_NONE = 1,
+	TF_DECOMP_MOVING_AVERAGE = 2, /* DLinear's trend + remainder */
+};
+
 enum tf_positions {
 	TF_POS_LEARNED = 0,
 	TF_POS_SINUSOIDAL = 1,
@@ -67,6 +87,13 @@ typedef struct tf_spec {
 	int loss;                   /* enum tf_loss */
 	double huber_delta;
 	double threshold_quantile;  /* anomaly: score quantile on validation */
+	int kind;                   /* enum tf_kind */
+	int linear_fit;             /* enum tf_linear_fit */
+	int decomposition;          /* enum tf_decomposition */
+	int64_t ma_kernel;          /* the moving average's length */
+	double ridge_alpha;         /* 0: chosen on validation */
+	int naive_method;           /* enum tf_naive (linear.h), or -1: chosen */
+	bool ensemble;              /* auto: may keep an average of the best */
 
 	/* train */
 	int64_t epochs, batch;

@@ -19,6 +19,7 @@
 #include "data.h"
 #include "model.h"
 #include "spec.h"
+#include "run.h"
 #include "train.h"
 
 /* RNG streams (kernels' counter-based generator). */
@@ -26,36 +27,10 @@
 #define STREAM_SHUFFLE 0x5f1eULL /* + epoch: the epoch's shuffle */
 #define KEEP_CHECKPOINTS 3
 
-typedef struct run {
-	const loom_host *host;
-	loom_instance *ins;
-	const loom_job *job;
-	tf_spec spec;
-	tf_table table;
-	tf_dataset ds;
-	const loom_head_ops *head;
-	void *head_ctx;
-	lk_pool *pool;
-	tf_model model;
-	int64_t *target_in;      /* [n_out] input channel of each target, or -1 */
-	tf_train_state st;
-	int64_t batch;           /* train.batch, clamped to the most windows a split has */
-	int64_t steps_per_epoch, total_steps;
-	int64_t target_len;      /* training target floats per window */
-	float *bx, *by;          /* a batch */
-	float *res, *truth;      /* evaluation scratch */
-	int64_t *order, *idx;
-	char *ckpt_dir;
-	json_t *info;            /* spec, data description: in checkpoints and weights */
-	json_t *history;         /* epoch metrics, for metrics.json */
-} run;
 
 /* ------------------------------------------------------------------ messages */
 
-static void
-say(const run *r, int level, const char *fmt, ...) LOOM_PRINTF(3, 4);
-
-static void
+void
 say(const run *r, int level, const char *fmt, ...)
 {
 	char msg[2048];
@@ -223,8 +198,49 @@ make_info(const run *r)
 	                         (json_int_t)ds->season);
 	if (ds->n_classes > 0)
 		json_object_set_new(data, "classes", names_json(ds->class_names, ds->n_classes));
-	return json_pack("{s:O, s:o, s:s, s:I}", "spec", r->spec.doc, "data", data, "head",
-	                 r->spec.head, "parameters", (json_int_t)r->model.n_params);
+	return json_pack("{s:O, s:o, s:s, s:I, s:o}", "spec", r->spec.doc, "data", data, "head",
+	                 r->spec.head, "parameters", (json_int_t)r->model.n_params, "model",
+	                 model_info(&r->model,
+	                            r->model.cfg.form == TF_FORM_LINEAR
+	                                ? (r->spec.kind == TF_KIND_NAIVE ? "naive" : "linear")
+	                                : "transformer",
+	                            NULL));
+}
+
+static const char *
+form_name(int form)
+{
+	switch (form) {
+	case TF_FORM_LINEAR: return "linear";
+	case TF_FORM_MIXED: return "mixed";
+	default: return "transformer";
+	}
+}
+
+json_t *
+model_info(const tf_model *m, const char *kind, json_t *detail)
+{
+	json_t *o = json_pack("{s:s, s:s}", "kind", kind, "form", form_name(m->cfg.form));
+	if (detail)
+		json_object_set(o, "detail", detail);
+	return o;
+}
+
+int
+build_form(run *r, int form, tf_model *m, char **err)
+{
+	tf_model_config mc = r->mc;
+	mc.form = form;
+	mc.options = r->model_options;
+	return tf_model_build(m, &mc, r->pool, err);
+}
+
+/* Does the run train with AdamW?  Not a ridge fit or a naive model. */
+static bool
+trains(const run *r)
+{
+	return r->spec.kind == TF_KIND_AUTO || r->spec.kind == TF_KIND_TRANSFORMER ||
+	       (r->spec.kind == TF_KIND_LINEAR && r->spec.linear_fit == TF_FIT_TRAIN);
 }
 
 static int
@@ -311,6 +327,10 @@ setup(run *r, char **err)
 	}
 
 	memset(&mc, 0, sizeof mc);
+	/* linear and naive runs fit a linear map; auto trains the Transformer
+	 * first and fits the others after it */
+	mc.form = s->kind == TF_KIND_LINEAR || s->kind == TF_KIND_NAIVE ? TF_FORM_LINEAR
+	                                                                : TF_FORM_TRANSFORMER;
 	mc.channels = ds->n_in;
 	mc.context = s->context;
 	mc.patch = s->patch;
@@ -330,18 +350,21 @@ setup(run *r, char **err)
 	mc.classes = ds->n_classes;
 	mc.class_names = (const char *const *)ds->class_names;
 	mc.target_in = r->target_in;
-	{
-		char *opts = json_dumps(json_object_get(s->doc, "model"), JSON_COMPACT);
-		mc.options = opts;
-		rv = tf_model_build(&r->model, &mc, r->pool, err);
-		free(opts);
-		r->model.cfg.options = NULL;
-		if (rv != 0)
-			return rv;
-	}
-	say(r, LOOM_LOG_INFO, "model: %lld parameters, %lld tokens of %lld, %d thread%s",
-	    (long long)r->model.n_params, (long long)r->model.tokens, (long long)s->d_model,
-	    lk_pool_threads(r->pool), lk_pool_threads(r->pool) == 1 ? "" : "s");
+	r->model_options = json_dumps(json_object_get(s->doc, "model"), JSON_COMPACT);
+	mc.options = r->model_options;
+	r->mc = mc;
+	if ((rv = tf_model_build(&r->model, &mc, r->pool, err)) != 0)
+		return rv;
+	if (mc.form == TF_FORM_LINEAR)
+		say(r, LOOM_LOG_INFO, "model: %s, %lld parameters (a linear map of %lld steps), %d "
+		                      "thread%s",
+		    s->kind == TF_KIND_NAIVE ? "naive" : "linear", (long long)r->model.n_params,
+		    (long long)s->context, lk_pool_threads(r->pool),
+		    lk_pool_threads(r->pool) == 1 ? "" : "s");
+	else
+		say(r, LOOM_LOG_INFO, "model: %lld parameters, %lld tokens of %lld, %d thread%s",
+		    (long long)r->model.n_params, (long long)r->model.tokens, (long long)s->d_model,
+		    lk_pool_threads(r->pool), lk_pool_threads(r->pool) == 1 ? "" : "s");
 
 	/* training targets per window */
 	switch (s->task) {
@@ -368,6 +391,8 @@ setup(run *r, char **err)
 	}
 	r->steps_per_epoch = (ds->n_windows[0] + r->batch - 1) / r->batch;
 	r->total_steps = r->steps_per_epoch * s->epochs;
+	if (!trains(r))
+		r->total_steps = 0; /* fitted after the (empty) loop */
 	r->info = make_info(r);
 	r->history = json_array();
 	r->ckpt_dir = loom_strfmt("%s/checkpoints", r->job->out_dir);
@@ -382,6 +407,7 @@ static void
 teardown(run *r)
 {
 	tf_model_free(&r->model);
+	free(r->model_options);
 	lk_pool_destroy(r->pool);
 	tf_dataset_free(&r->ds);
 	tf_table_free(&r->table);
@@ -403,7 +429,7 @@ teardown(run *r)
 /* Inputs and training targets of windows idx[n] of split s.  For a
  * channel-independent forecast the targets are every input channel's
  * future, as [window, channel, horizon] (one sequence per channel). */
-static void
+void
 gather(run *r, int s, const int64_t *idx, int64_t n)
 {
 	const tf_spec *sp = &r->spec;
@@ -478,11 +504,10 @@ collect_metric(void *arg, const char *name, double value)
  * in the layout the head's metrics expect; returns the number of
  * sequences. */
 static int64_t
-to_original_units(run *r, int s, const int64_t *idx, int64_t n)
+to_original_units(run *r, tf_model *m, int s, const int64_t *idx, int64_t n)
 {
 	const tf_spec *sp = &r->spec;
 	const tf_dataset *ds = &r->ds;
-	tf_model *m = &r->model;
 	int64_t rd = m->head.result_dim;
 
 	tf_model_results(m, r->by, r->res);
@@ -554,11 +579,11 @@ to_original_units(run *r, int s, const int64_t *idx, int64_t n)
 /* Loss and head metrics of split s (eval mode), as "PREFIXloss",
  * "PREFIXmae"… in obj.  If calib is not NULL the metrics state is handed
  * to it (anomaly threshold calibration) instead of being freed. */
-static int
-evaluate(run *r, int s, const char *prefix, json_t *obj, double *loss_out, void **calib)
+int
+evaluate(run *r, tf_model *m, int s, const char *prefix, json_t *obj, double *loss_out,
+         void **calib)
 {
 	const tf_dataset *ds = &r->ds;
-	tf_model *m = &r->model;
 	int64_t B = r->batch, n_win = ds->n_windows[s];
 	double loss_sum = 0;
 	void *state = NULL;
@@ -577,7 +602,7 @@ evaluate(run *r, int s, const char *prefix, json_t *obj, double *loss_out, void 
 		    (rv = tf_model_loss(m, r->by, &loss)) != 0)
 			goto out;
 		loss_sum += loss * (double)n;
-		seqs = to_original_units(r, s, r->idx, n);
+		seqs = to_original_units(r, m, s, r->idx, n);
 		if ((rv = r->head->metrics_add(r->head_ctx, state, r->res, r->truth, (uint32_t)seqs)) != 0)
 			goto out;
 	}
@@ -640,11 +665,11 @@ save_checkpoint(run *r, char **err)
 	return rv;
 }
 
-static int
-save_weights(run *r, const char *name, char **err)
+int
+save_weights(run *r, const tf_model *m, const json_t *info, const char *name, char **err)
 {
 	char *path = loom_strfmt("%s/%s", r->job->out_dir, name);
-	int rv = tf_weights_save(path, &r->model, r->info, err);
+	int rv = tf_weights_save(path, m, info, err);
 	if (rv == 0 && r->job->artifact)
 		r->job->artifact(r->job, name, path);
 	free(path);
@@ -661,8 +686,8 @@ better(const run *r, double value, double best)
 	return value < best - r->spec.es_min_delta;
 }
 
-static void
-metric(run *r, const char *name, double value, uint32_t scope)
+void
+run_metric(run *r, const char *name, double value, uint32_t scope)
 {
 	loom_metric_point pt = {.name = name, .step = r->st.step, .epoch = (int32_t)r->st.epoch,
 	                        .scope = scope, .wall_ms = r->host->clock_wall_ms(), .value = value};
@@ -679,7 +704,7 @@ validate_epoch(run *r, json_t *row, double *val_loss)
 {
 	void *state = NULL;
 	bool calib = LOOM_OPS_HAS(r->head, calibrate);
-	int rv = evaluate(r, 1, "val_", row, val_loss, calib ? &state : NULL);
+	int rv = evaluate(r, &r->model, 1, "val_", row, val_loss, calib ? &state : NULL);
 
 	if (rv == 0 && calib) {
 		rv = r->head->calibrate(r->head_ctx, r->model.head_params, state);
@@ -713,7 +738,7 @@ end_epoch(run *r, char **err)
 	}
 	json_object_foreach(row, key, v) {
 		if (json_is_number(v) && strcmp(key, "epoch") && strcmp(key, "step"))
-			metric(r, key, json_number_value(v), LOOM_METRIC_EPOCH);
+			run_metric(r, key, json_number_value(v), LOOM_METRIC_EPOCH);
 	}
 	say(r, LOOM_LOG_INFO, "epoch %lld/%lld: train_loss %.6g, val_loss %.6g",
 	    (long long)st->epoch + 1, (long long)s->epochs,
@@ -749,7 +774,7 @@ end_epoch(run *r, char **err)
 			st->es_best = value;
 			st->es_bad = 0;
 			st->best_epoch = st->epoch;
-			if ((rv = save_weights(r, "best.safetensors", err)) != 0)
+			if ((rv = save_weights(r, &r->model, r->info, "best.safetensors", err)) != 0)
 				return rv;
 		} else {
 			st->es_bad++;
@@ -894,14 +919,17 @@ finish(run *r, double seconds, char **err)
 	json_t *out = json_object(), *split, *base;
 	double loss;
 	tf_baselines bl;
+	tf_choice choice;
+	tf_model *final = &r->model;
 	char *text, *path;
 	int rv;
 
+	memset(&choice, 0, sizeof choice);
 	/* without a validation split, calibrate on the training split */
 	if (LOOM_OPS_HAS(r->head, calibrate) && r->ds.n_windows[1] == 0) {
 		void *state = NULL;
 		json_t *tmp = json_object();
-		rv = evaluate(r, 0, "", tmp, &loss, &state);
+		rv = evaluate(r, &r->model, 0, "", tmp, &loss, &state);
 		json_decref(tmp);
 		if (rv == 0) {
 			rv = r->head->calibrate(r->head_ctx, r->model.head_params, state);
@@ -912,22 +940,29 @@ finish(run *r, double seconds, char **err)
 			goto done;
 		}
 	}
+	/* a ridge or naive model is fitted now, and is the weights at the end */
+	if (!trains(r) && (rv = tf_choose(r, &choice, &final, out, err)) != 0)
+		goto done;
 	/* the weights at the end, and a checkpoint of the finished run */
-	if ((rv = save_weights(r, "last.safetensors", err)) != 0 ||
+	if ((rv = save_weights(r, &r->model, r->info, "last.safetensors", err)) != 0 ||
 	    (rv = save_checkpoint(r, err)) != 0)
 		goto done;
 	/* the model the run keeps: the best, when validation chose one */
-	if (r->st.best_epoch >= 0) {
+	if (trains(r) && r->st.best_epoch >= 0) {
 		char *best = loom_strfmt("%s/best.safetensors", r->job->out_dir);
 		rv = tf_weights_load(best, &r->model, NULL, err);
 		free(best);
 		if (rv != 0)
 			goto done;
 	}
+	/* auto: the others are fitted beside it, and the best kept */
+	if (trains(r) && (rv = tf_choose(r, &choice, &final, out, err)) != 0)
+		goto done;
 	static const char *const names[3] = {"train", "validation", "test"};
 	for (int sp = 0; sp < 3; sp++) {
 		split = json_object();
-		if (r->ds.n_windows[sp] > 0 && (rv = evaluate(r, sp, "", split, &loss, NULL)) != 0) {
+		if (r->ds.n_windows[sp] > 0 &&
+		    (rv = evaluate(r, final, sp, "", split, &loss, NULL)) != 0) {
 			json_decref(split);
 			*err = loom_strfmt("evaluating the %s split failed: %s", names[sp],
 			                    loom_strerror(rv));
@@ -942,7 +977,7 @@ finish(run *r, double seconds, char **err)
 			char name[128];
 			snprintf(name, sizeof name, "test_%s", key);
 			if (json_is_number(v))
-				metric(r, name, json_number_value(v), LOOM_METRIC_FINAL);
+				run_metric(r, name, json_number_value(v), LOOM_METRIC_FINAL);
 		}
 	}
 	tf_dataset_baselines(&r->ds, &s->data, 2, &bl);
@@ -970,7 +1005,7 @@ finish(run *r, double seconds, char **err)
 	                              (json_int_t)r->st.step, "epochs_run", (json_int_t)r->st.epoch,
 	                              "best_epoch", (json_int_t)(r->st.best_epoch + 1),
 	                              "stopped_early", r->st.stopped_early, "parameters",
-	                              (json_int_t)r->model.n_params, "train_seconds", seconds,
+	                              (json_int_t)final->n_params, "train_seconds", seconds,
 	                              "windows_train", (json_int_t)r->ds.n_windows[0], "threads",
 	                              lk_pool_threads(r->pool)));
 	text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -985,6 +1020,7 @@ finish(run *r, double seconds, char **err)
 	free(text);
 	free(path);
 done:
+	tf_choice_free(&choice);
 	json_decref(out);
 	return rv;
 }
@@ -1035,8 +1071,8 @@ train_step(run *r, int64_t n, double *loss)
 		tf_model_clip(m, s->clip_norm);
 	lr = learning_rate(r);
 	tf_model_adamw(m, lr, s->beta1, s->beta2, s->eps, s->weight_decay, r->st.step + 1);
-	metric(r, "train_loss", *loss, LOOM_METRIC_STEP);
-	metric(r, "lr", lr, LOOM_METRIC_STEP);
+	run_metric(r, "train_loss", *loss, LOOM_METRIC_STEP);
+	run_metric(r, "lr", lr, LOOM_METRIC_STEP);
 	return 0;
 }
 
@@ -1109,7 +1145,7 @@ tf_train(const loom_host *host, loom_instance *ins, const loom_job *job)
 			goto out;
 	}
 
-	while (r.st.epoch < r.spec.epochs && !r.st.stopped_early) {
+	while (trains(&r) && r.st.epoch < r.spec.epochs && !r.st.stopped_early) {
 		shuffle(&r, r.st.epoch);
 		while (r.st.batch < r.steps_per_epoch) {
 			int ctl = job->control ? job->control(job) : LOOM_CONTROL_RUN;

@@ -1,0 +1,701 @@
+/* After training: the ridge and naive fits, and model.kind "auto"'s choice
+ * among them and the Transformer.  See run.h.
+ *
+ * Every candidate is scored on the validation split with the job's loss
+ * (the head's, as the Transformer's val_loss), in the same windows.  The
+ * lowest wins; a tie goes to the simpler model (naive, then linear, then
+ * the Transformer).  With model.auto.ensemble, the average of the best two
+ * and of the best three is scored too and kept when it beats every single
+ * candidate.  Linear and naive models are linear maps of the same input,
+ * so an average of them is one linear map; an average with the
+ * Transformer is the MIXED form. */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <loom/compute.h>
+#include <loom/error.h>
+
+#include "linear.h"
+#include "run.h"
+
+/* The ridge penalties tried, relative to the features' variance. */
+static const double alphas[] = {1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10};
+#define N_ALPHAS (sizeof alphas / sizeof alphas[0])
+/* Without validation windows a ridge fit takes this one. */
+#define DEFAULT_ALPHA 1e-3
+/* The decomposition is skipped above this many features (its system is
+ * twice as wide, solved once per penalty). */
+#define DECOMP_MAX_FEATURES 2048
+
+enum { SIMPLE_NAIVE = 0, SIMPLE_LINEAR = 1, SIMPLE_TRANSFORMER = 2, SIMPLE_ENSEMBLE = 3 };
+
+typedef struct cand {
+	char name[32];           /* transformer, linear, naive, ensemble */
+	int simple;              /* SIMPLE_*: ties go to the lower */
+	double val;              /* validation loss, NaN without validation */
+	float *w, *b;            /* the map (linear, naive, ensemble of them) */
+	bool transformer;        /* the Transformer is (part of) it */
+	float mix;               /* ensemble with the Transformer: its weight */
+	json_t *detail;
+	json_t *validation, *test;
+} cand;
+
+static void
+cand_free(cand *c)
+{
+	free(c->w);
+	free(c->b);
+	json_decref(c->detail);
+	json_decref(c->validation);
+	json_decref(c->test);
+	memset(c, 0, sizeof *c);
+}
+
+void
+tf_choice_free(tf_choice *c)
+{
+	if (c->lin_up)
+		tf_model_free(&c->lin);
+	if (c->mixed_up)
+		tf_model_free(&c->mixed);
+	memset(c, 0, sizeof *c);
+}
+
+/* ------------------------------------------------------------------ maps */
+
+static int64_t
+map_in(const tf_model *m)
+{
+	return m->cfg.context * m->cin;
+}
+
+static float *
+weight_of(tf_model *m)
+{
+	return m->params + m->tensors[m->lin].offset;
+}
+
+static float *
+bias_of(tf_model *m)
+{
+	return m->params + m->tensors[m->lin + 1].offset;
+}
+
+static void
+set_map(tf_model *m, const float *w, const float *b)
+{
+	memcpy(weight_of(m), w, (size_t)(m->head.out_dim * map_in(m)) * sizeof *w);
+	memcpy(bias_of(m), b, (size_t)m->head.out_dim * sizeof *b);
+}
+
+/* Keep a copy of m's map in c. */
+static int
+keep_map(cand *c, tf_model *m)
+{
+	size_t nw = (size_t)(m->head.out_dim * map_in(m)), nb = (size_t)m->head.out_dim;
+
+	free(c->w);
+	free(c->b);
+	c->w = malloc(nw * sizeof *c->w);
+	c->b = malloc(nb * sizeof *c->b);
+	if (!c->w || !c->b)
+		return LOOM_ENOMEM;
+	memcpy(c->w, weight_of(m), nw * sizeof *c->w);
+	memcpy(c->b, bias_of(m), nb * sizeof *c->b);
+	return 0;
+}
+
+/* The validation loss of m, NaN without validation windows. */
+static int
+val_loss(run *r, tf_model *m, double *loss)
+{
+	json_t *tmp;
+	int rv;
+
+	*loss = NAN;
+	if (r->ds.n_windows[1] == 0)
+		return 0;
+	tmp = json_object();
+	rv = evaluate(r, m, 1, "", tmp, loss, NULL);
+	json_decref(tmp);
+	return rv;
+}
+
+/* Is a better than b?  A NaN never is. */
+static bool
+lower(double a, double b)
+{
+	return isfinite(a) && (!isfinite(b) || a < b);
+}
+
+/* ------------------------------------------------------------------ ridge */
+
+/* Least-squares sums over the training windows, in m's linear units. */
+static int
+training_gram(run *r, tf_model *m, tf_gram *g)
+{
+	int64_t od = m->head.out_dim, n_win = r->ds.n_windows[0];
+	float *yo;
+	int rv;
+
+	if ((rv = tf_gram_init(g, map_in(m), od)) != 0)
+		return rv;
+	if ((yo = malloc((size_t)(r->batch * m->seq_per_window * od) * sizeof *yo)) == NULL)
+		return LOOM_ENOMEM;
+	for (int64_t at = 0; at < n_win; at += r->batch) {
+		int64_t n = n_win - at < r->batch ? n_win - at : r->batch;
+		for (int64_t i = 0; i < n; i++)
+			r->idx[i] = at + i;
+		gather(r, 0, r->idx, n);
+		if ((rv = tf_model_forward(m, r->bx, n, false, 0)) != 0)
+			break;
+		tf_model_unpredict(m, r->by, yo);
+		tf_gram_add(g, tf_model_linear_input(m), yo, tf_model_sequences(m));
+	}
+	free(yo);
+	return rv;
+}
+
+/* Fit the ridge map into m (a LINEAR form): penalty and decomposition
+ * chosen on validation unless the spec fixes them. */
+static int
+fit_ridge(run *r, tf_model *m, cand *c, char **err)
+{
+	const tf_spec *s = &r->spec;
+	int64_t f = map_in(m), od = m->head.out_dim, L = s->context;
+	int64_t kernel = s->ma_kernel < L ? s->ma_kernel : L;
+	double tried_alphas[N_ALPHAS];
+	size_t n_alpha = 0;
+	int64_t kernels[2];
+	int n_kernel = 0, tried = 0, rv;
+	double best_alpha = NAN;
+	int64_t best_kernel = 0;
+	float *w = NULL, *b = NULL;
+	tf_gram g;
+
+	memset(&g, 0, sizeof g);
+	if (s->decomposition != TF_DECOMP_MOVING_AVERAGE)
+		kernels[n_kernel++] = 0;
+	if (s->decomposition != TF_DECOMP_NONE && kernel >= 2 && f <= DECOMP_MAX_FEATURES)
+		kernels[n_kernel++] = kernel;
+	if (n_kernel == 0) {
+		*err = loom_strfmt("model.linear.decomposition: a moving average needs model.context "
+		                   "≥ 2 and at most %d inputs (context × channels is %lld); use "
+		                   "\"none\"",
+		                   DECOMP_MAX_FEATURES, (long long)f);
+		return LOOM_EINVAL;
+	}
+	if (s->ridge_alpha > 0)
+		tried_alphas[n_alpha++] = s->ridge_alpha;
+	else if (r->ds.n_windows[1] == 0)
+		tried_alphas[n_alpha++] = DEFAULT_ALPHA;
+	else
+		for (size_t i = 0; i < N_ALPHAS; i++)
+			tried_alphas[n_alpha++] = alphas[i];
+
+	if ((rv = training_gram(r, m, &g)) != 0)
+		goto out;
+	if (g.n < 1) {
+		*err = strdup("the ridge fit has no training window without missing values; fill "
+		              "them (data.fill) or give more rows");
+		rv = LOOM_EINVAL;
+		goto out;
+	}
+	w = malloc((size_t)(od * f) * sizeof *w);
+	b = malloc((size_t)od * sizeof *b);
+	if (!w || !b) {
+		rv = LOOM_ENOMEM;
+		goto out;
+	}
+	c->val = NAN;
+	for (int k = 0; k < n_kernel; k++)
+		for (size_t a = 0; a < n_alpha; a++) {
+			double loss;
+			if (tf_ridge(&g, tried_alphas[a], kernels[k], L, m->cin, w, b) != 0)
+				continue; /* singular at this penalty: try the others */
+			set_map(m, w, b);
+			if ((rv = val_loss(r, m, &loss)) != 0)
+				goto out;
+			tried++;
+			if (c->w == NULL || lower(loss, c->val)) {
+				if ((rv = keep_map(c, m)) != 0)
+					goto out;
+				c->val = loss;
+				best_alpha = tried_alphas[a];
+				best_kernel = kernels[k];
+			}
+		}
+	if (c->w == NULL) {
+		*err = strdup("the ridge fit failed at every penalty (the windows' features are "
+		              "degenerate); give more rows or another model.context");
+		rv = LOOM_ERANGE;
+		goto out;
+	}
+	set_map(m, c->w, c->b);
+	c->detail = json_pack("{s:s, s:f, s:s, s:I, s:I}", "fit", "ridge", "alpha", best_alpha,
+	                      "decomposition", best_kernel ? "moving_average" : "none",
+	                      "windows", (json_int_t)g.n, "fits_tried", (json_int_t)tried);
+	if (best_kernel)
+		json_object_set_new(c->detail, "kernel", json_integer(best_kernel));
+out:
+	tf_gram_free(&g);
+	free(w);
+	free(b);
+	return rv;
+}
+
+/* ------------------------------------------------------------------ naive */
+
+/* The mean training target in m's linear units (a regression's naive). */
+static int
+training_mean(run *r, tf_model *m, double *mean)
+{
+	int64_t od = m->head.out_dim, n_win = r->ds.n_windows[0];
+	double *count = calloc((size_t)od, sizeof *count);
+	float *yo = malloc((size_t)(r->batch * m->seq_per_window * od) * sizeof *yo);
+	int rv = 0;
+
+	if (!count || !yo) {
+		rv = LOOM_ENOMEM;
+		goto out;
+	}
+	memset(mean, 0, (size_t)od * sizeof *mean);
+	for (int64_t at = 0; at < n_win; at += r->batch) {
+		int64_t n = n_win - at < r->batch ? n_win - at : r->batch;
+		for (int64_t i = 0; i < n; i++)
+			r->idx[i] = at + i;
+		gather(r, 0, r->idx, n);
+		if ((rv = tf_model_forward(m, r->bx, n, false, 0)) != 0)
+			goto out;
+		tf_model_unpredict(m, r->by, yo);
+		for (int64_t i = 0; i < tf_model_sequences(m) * od; i++)
+			if (isfinite(yo[i])) {
+				mean[i % od] += yo[i];
+				count[i % od] += 1;
+			}
+	}
+	for (int64_t j = 0; j < od; j++)
+		mean[j] = count[j] > 0 ? mean[j] / count[j] : 0.0;
+out:
+	free(count);
+	free(yo);
+	return rv;
+}
+
+/* The best naive method on validation (or the spec's) into m. */
+static int
+fit_naive(run *r, tf_model *m, cand *c, char **err)
+{
+	const tf_spec *s = &r->spec;
+	bool forecast = s->task == TF_TASK_FORECAST;
+	int64_t f = map_in(m), od = m->head.out_dim;
+	int64_t K = forecast && !s->channel_independent ? r->ds.n_out : 1;
+	const int64_t *target_in = forecast && !s->channel_independent ? r->target_in : NULL;
+	double *mean = NULL;
+	float *w = malloc((size_t)(od * f) * sizeof *w), *b = malloc((size_t)od * sizeof *b);
+	json_t *skipped = json_object();
+	int best = -1, rv = 0;
+
+	if (!w || !b) {
+		rv = LOOM_ENOMEM;
+		goto out;
+	}
+	if (!forecast) {
+		if ((mean = calloc((size_t)od, sizeof *mean)) == NULL) {
+			rv = LOOM_ENOMEM;
+			goto out;
+		}
+		if ((rv = training_mean(r, m, mean)) != 0)
+			goto out;
+	}
+	c->val = NAN;
+	for (int method = 0; method < TF_NAIVE_COUNT; method++) {
+		double loss;
+		if ((s->naive_method >= 0 && method != s->naive_method) ||
+		    (s->naive_method < 0 && forecast == (method == TF_NAIVE_MEAN)))
+			continue;
+		/* a season of one step is repeat-last again */
+		if (method == TF_NAIVE_SEASONAL && r->ds.season == 1)
+			continue;
+		if (tf_naive_map(method, r->ds.season, s->context, m->cin, forecast ? s->horizon : 1,
+		                 forecast ? K : od, target_in, mean, w, b) != 0) {
+			json_object_set_new(skipped, tf_naive_name(method),
+			                    json_string(method == TF_NAIVE_SEASONAL
+			                                    ? "no season of 2 steps or more within "
+			                                      "model.context"
+			                                : method == TF_NAIVE_DRIFT
+			                                    ? "model.context is under 2 steps"
+			                                    : "a target is not an input channel"));
+			continue;
+		}
+		set_map(m, w, b);
+		if ((rv = val_loss(r, m, &loss)) != 0)
+			goto out;
+		if (best < 0 || lower(loss, c->val)) {
+			if ((rv = keep_map(c, m)) != 0)
+				goto out;
+			c->val = loss;
+			best = method;
+		}
+	}
+	if (best < 0) {
+		*err = loom_strfmt("model.kind: no naive method applies to this data and spec (%s)",
+		                   s->naive_method >= 0 ? "model.naive.method names one that does not"
+		                                        : "a target that is not an input channel");
+		rv = LOOM_EINVAL;
+		goto out;
+	}
+	set_map(m, c->w, c->b);
+	c->detail = json_pack("{s:s}", "method", tf_naive_name(best));
+	if (best == TF_NAIVE_SEASONAL)
+		json_object_set_new(c->detail, "season", json_integer(r->ds.season));
+	if (json_object_size(skipped) > 0)
+		json_object_set(c->detail, "not_applicable", skipped);
+out:
+	json_decref(skipped);
+	free(mean);
+	free(w);
+	free(b);
+	return rv;
+}
+
+/* ------------------------------------------------------------------ scores */
+
+/* The validation and test metrics of m into c. */
+static int
+score(run *r, tf_model *m, cand *c)
+{
+	double loss;
+	int rv;
+
+	json_decref(c->validation);
+	json_decref(c->test);
+	c->validation = json_object();
+	c->test = json_object();
+	if (r->ds.n_windows[1] > 0 && (rv = evaluate(r, m, 1, "", c->validation, &loss, NULL)) != 0)
+		return rv;
+	if (r->ds.n_windows[2] > 0 && (rv = evaluate(r, m, 2, "", c->test, &loss, NULL)) != 0)
+		return rv;
+	return 0;
+}
+
+/* Copy the Transformer's weights into the MIXED model (the same tensors
+ * by name, plus the linear ones). */
+static int
+copy_transformer(const tf_model *from, tf_model *to)
+{
+	for (int i = 0; i < to->n_tensors; i++) {
+		const tf_tensor *t = &to->tensors[i];
+		const tf_tensor *s = tf_model_tensor(from, t->name);
+		if (i == to->lin || i == to->lin + 1 || i == to->mix)
+			continue;
+		if (s == NULL || s->numel != t->numel)
+			return LOOM_EINTERNAL;
+		memcpy(to->params + t->offset, from->params + s->offset,
+		       (size_t)t->numel * sizeof(float));
+	}
+	return 0;
+}
+
+static json_t *
+cand_json(const cand *c, bool chosen)
+{
+	json_t *o = json_pack("{s:s, s:b}", "name", c->name, "chosen", chosen);
+	if (c->detail)
+		json_object_set(o, "detail", c->detail);
+	json_object_set(o, "validation", c->validation ? c->validation : json_object());
+	json_object_set(o, "test", c->test ? c->test : json_object());
+	return o;
+}
+
+/* Tracked metrics of a candidate: auto/NAME/val_loss, auto/NAME/test_mae … */
+static void
+cand_metrics(run *r, const cand *c)
+{
+	static const char *const splits[2] = {"val", "test"};
+	const json_t *objs[2] = {c->validation, c->test};
+	for (int i = 0; i < 2; i++) {
+		const char *key;
+		json_t *v;
+		json_object_foreach((json_t *)objs[i], key, v) {
+			char name[128];
+			snprintf(name, sizeof name, "auto/%s/%s_%s", c->name, splits[i], key);
+			if (json_is_number(v))
+				run_metric(r, name, json_number_value(v), LOOM_METRIC_FINAL);
+		}
+	}
+}
+
+/* Write best.safetensors for m with the run's info, the model object
+ * replaced. */
+static int
+save_best(run *r, const tf_model *m, json_t *model, char **err)
+{
+	json_t *info = json_deep_copy(r->info);
+	int rv;
+
+	json_object_set(info, "model", model);
+	json_object_set_new(info, "parameters", json_integer(m->n_params));
+	rv = save_weights(r, m, info, "best.safetensors", err);
+	json_decref(info);
+	return rv;
+}
+
+/* ------------------------------------------------------------------ one kind */
+
+static int
+choose_single(run *r, tf_model **final, json_t *out, char **err)
+{
+	const tf_spec *s = &r->spec;
+	cand c;
+	json_t *model;
+	int rv;
+
+	memset(&c, 0, sizeof c);
+	if (r->model.cfg.form != TF_FORM_LINEAR || s->linear_fit == TF_FIT_TRAIN) {
+		/* trained: the best epoch's weights are the model */
+		json_object_set_new(out, "model",
+		                    model_info(&r->model,
+		                               s->kind == TF_KIND_LINEAR ? "linear" : "transformer",
+		                               NULL));
+		if (s->kind == TF_KIND_LINEAR)
+			json_object_set_new(json_object_get(out, "model"), "detail",
+			                    json_pack("{s:s}", "fit", "train"));
+		*final = &r->model;
+		return 0;
+	}
+	rv = s->kind == TF_KIND_NAIVE ? fit_naive(r, &r->model, &c, err)
+	                              : fit_ridge(r, &r->model, &c, err);
+	if (rv != 0)
+		goto out;
+	model = model_info(&r->model, s->kind == TF_KIND_NAIVE ? "naive" : "linear", c.detail);
+	json_object_set(r->info, "model", model);
+	rv = save_best(r, &r->model, model, err);
+	json_object_set_new(out, "model", model);
+	say(r, LOOM_LOG_INFO, "%s model fitted: validation loss %.6g",
+	    s->kind == TF_KIND_NAIVE ? "naive" : "linear", c.val);
+	*final = &r->model;
+out:
+	cand_free(&c);
+	return rv;
+}
+
+/* ------------------------------------------------------------------ auto */
+
+/* Order candidates by validation loss, ties to the simpler. */
+static int
+by_val(const void *pa, const void *pb)
+{
+	const cand *a = *(const cand *const *)pa, *b = *(const cand *const *)pb;
+	bool fa = isfinite(a->val), fb = isfinite(b->val);
+	if (fa != fb)
+		return fa ? -1 : 1;
+	if (fa && a->val != b->val)
+		return a->val < b->val ? -1 : 1;
+	return a->simple - b->simple;
+}
+
+static const char *
+plural_names(cand *const *m, int k, char *buf, size_t size)
+{
+	size_t n = 0;
+	buf[0] = '\0';
+	for (int i = 0; i < k && n < size; i++)
+		n += (size_t)snprintf(buf + n, size - n, "%s%s", i == 0 ? "" : i == k - 1 ? " and " : ", ",
+		                      m[i]->name);
+	return buf;
+}
+
+/* The average of the k best singles into e (its map, or the MIXED model
+ * when the Transformer is among them), scored. */
+static int
+ensemble(run *r, tf_choice *ch, cand *const *best, int k, cand *e, char **err)
+{
+	tf_model *lm = &ch->lin;
+	int64_t nw = lm->head.out_dim * map_in(lm), nb = lm->head.out_dim;
+	int members = 0;
+	json_t *names = json_array();
+	int rv;
+
+	snprintf(e->name, sizeof e->name, "ensemble");
+	e->simple = SIMPLE_ENSEMBLE;
+	e->w = calloc((size_t)nw, sizeof *e->w);
+	e->b = calloc((size_t)nb, sizeof *e->b);
+	if (!e->w || !e->b) {
+		json_decref(names);
+		return LOOM_ENOMEM;
+	}
+	for (int i = 0; i < k; i++) {
+		json_array_append_new(names, json_string(best[i]->name));
+		if (best[i]->transformer) {
+			e->transformer = true;
+			continue;
+		}
+		for (int64_t j = 0; j < nw; j++)
+			e->w[j] += best[i]->w[j] / (float)k;
+		for (int64_t j = 0; j < nb; j++)
+			e->b[j] += best[i]->b[j] / (float)k;
+		members++;
+	}
+	e->mix = e->transformer ? 1.0f / (float)k : 0.0f;
+	e->detail = json_pack("{s:o, s:s}", "members", names, "weights", "equal");
+	(void)members;
+	if (!e->transformer) {
+		set_map(lm, e->w, e->b);
+		if ((rv = val_loss(r, lm, &e->val)) != 0 || (rv = score(r, lm, e)) != 0)
+			return rv;
+		return 0;
+	}
+	if (!ch->mixed_up) {
+		if ((rv = build_form(r, TF_FORM_MIXED, &ch->mixed, err)) != 0)
+			return rv;
+		ch->mixed_up = true;
+		if ((rv = copy_transformer(&r->model, &ch->mixed)) != 0) {
+			*err = strdup("cannot copy the Transformer's weights into the ensemble");
+			return rv;
+		}
+	}
+	set_map(&ch->mixed, e->w, e->b);
+	ch->mixed.params[ch->mixed.tensors[ch->mixed.mix].offset] = e->mix;
+	if ((rv = val_loss(r, &ch->mixed, &e->val)) != 0 || (rv = score(r, &ch->mixed, e)) != 0)
+		return rv;
+	return 0;
+}
+
+static int
+choose_auto(run *r, tf_choice *ch, tf_model **final, json_t *out, char **err)
+{
+	const tf_spec *s = &r->spec;
+	cand singles[3], ens[2], *order[3], *chosen;
+	int n = 0, n_ens = 0, rv;
+	json_t *list, *model;
+	char why[512], names[128];
+
+	memset(singles, 0, sizeof singles);
+	memset(ens, 0, sizeof ens);
+
+	/* the Transformer, as trained */
+	cand *t = &singles[n++];
+	snprintf(t->name, sizeof t->name, "transformer");
+	t->simple = SIMPLE_TRANSFORMER;
+	t->transformer = true;
+	t->detail = json_pack("{s:I, s:I}", "best_epoch", (json_int_t)(r->st.best_epoch + 1),
+	                      "parameters", (json_int_t)r->model.n_params);
+	if ((rv = val_loss(r, &r->model, &t->val)) != 0 || (rv = score(r, &r->model, t)) != 0)
+		goto out;
+
+	/* the linear map and the naive forecasts, on the same windows */
+	if ((rv = build_form(r, TF_FORM_LINEAR, &ch->lin, err)) != 0)
+		goto out;
+	ch->lin_up = true;
+	cand *l = &singles[n++];
+	snprintf(l->name, sizeof l->name, "linear");
+	l->simple = SIMPLE_LINEAR;
+	if ((rv = fit_ridge(r, &ch->lin, l, err)) != 0 || (rv = score(r, &ch->lin, l)) != 0)
+		goto out;
+	cand *nv = &singles[n];
+	snprintf(nv->name, sizeof nv->name, "naive");
+	nv->simple = SIMPLE_NAIVE;
+	rv = fit_naive(r, &ch->lin, nv, err);
+	if (rv == LOOM_EINVAL) {
+		/* no naive method applies (a target that is not an input) */
+		say(r, LOOM_LOG_INFO, "auto: no naive candidate: %s", *err);
+		free(*err);
+		*err = NULL;
+		cand_free(nv);
+	} else if (rv != 0 || (rv = score(r, &ch->lin, nv)) != 0) {
+		goto out;
+	} else {
+		n++;
+	}
+
+	for (int i = 0; i < n; i++)
+		order[i] = &singles[i];
+	qsort(order, (size_t)n, sizeof *order, by_val);
+	chosen = order[0];
+	snprintf(why, sizeof why, "the lowest validation loss of the single models");
+
+	if (s->ensemble && r->ds.n_windows[1] > 0)
+		for (int k = 2; k <= n && k <= 3; k++) {
+			cand *e = &ens[n_ens++];
+			if ((rv = ensemble(r, ch, order, k, e, err)) != 0)
+				goto out;
+			if (lower(e->val, chosen->val)) {
+				snprintf(why, sizeof why,
+				         "the average of %s validates better than any of them alone",
+				         plural_names(order, k, names, sizeof names));
+				chosen = e;
+			}
+		}
+
+	/* the chosen model into its form, best.safetensors, metrics.json */
+	if (!chosen->transformer) {
+		set_map(&ch->lin, chosen->w, chosen->b);
+		*final = &ch->lin;
+	} else if (chosen->simple == SIMPLE_ENSEMBLE) {
+		set_map(&ch->mixed, chosen->w, chosen->b);
+		ch->mixed.params[ch->mixed.tensors[ch->mixed.mix].offset] = chosen->mix;
+		*final = &ch->mixed;
+	} else {
+		*final = &r->model;
+	}
+	{
+		json_t *detail = json_deep_copy(chosen->detail ? chosen->detail : json_object());
+		json_object_set_new(detail, "chosen_by", json_string(why));
+		json_object_set_new(detail, "validation_loss", json_real(chosen->val));
+		model = model_info(*final, chosen->name, detail);
+		json_decref(detail);
+	}
+	if ((rv = save_best(r, *final, model, err)) != 0) {
+		json_decref(model);
+		goto out;
+	}
+	json_object_set_new(out, "model", model);
+	list = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(list, cand_json(&singles[i], &singles[i] == chosen));
+	for (int i = 0; i < n_ens; i++)
+		json_array_append_new(list, cand_json(&ens[i], &ens[i] == chosen));
+	json_object_set_new(out, "candidates", list);
+	for (int i = 0; i < n; i++)
+		cand_metrics(r, &singles[i]);
+	for (int i = 0; i < n_ens; i++)
+		cand_metrics(r, &ens[i]);
+	{
+		char line[1024];
+		size_t len = 0;
+		for (int i = 0; i < n && len < sizeof line; i++)
+			len += (size_t)snprintf(line + len, sizeof line - len, "%s%s %.6g",
+			                        i ? ", " : "", order[i]->name, order[i]->val);
+		for (int i = 0; i < n_ens && len < sizeof line; i++)
+			len += (size_t)snprintf(line + len, sizeof line - len, ", ensemble of %d %.6g",
+			                        i + 2, ens[i].val);
+		say(r, LOOM_LOG_INFO, "auto: validation loss %s; kept %s%s", line, chosen->name,
+		    chosen->simple == SIMPLE_ENSEMBLE ? " (an average)" : "");
+	}
+out:
+	for (int i = 0; i < 3; i++)
+		cand_free(&singles[i]);
+	for (int i = 0; i < 2; i++)
+		cand_free(&ens[i]);
+	return rv;
+}
+
+int
+tf_choose(run *r, tf_choice *ch, tf_model **final, json_t *out, char **err)
+{
+	uint64_t t0 = r->host->clock_mono_ns();
+	int rv;
+
+	*final = &r->model;
+	rv = r->spec.kind == TF_KIND_AUTO ? choose_auto(r, ch, final, out, err)
+	                                  : choose_single(r, final, out, err);
+	if (rv == 0)
+		json_object_set_new(json_object_get(out, "model"), "fit_seconds",
+		                    json_real((double)(r->host->clock_mono_ns() - t0) / 1e9));
+	return rv;
+}
