@@ -619,18 +619,30 @@ choose_auto(run *r, tf_choice *ch, tf_model **final, json_t *out, char **err)
 	chosen = order[0];
 	snprintf(why, sizeof why, "the lowest validation loss of the single models");
 
-	if (s->ensemble && r->ds.n_windows[1] > 0)
+	if (s->ensemble != TF_ENSEMBLE_NEVER && (r->ds.n_windows[1] > 0 || n > 1)) {
+		cand *best_single = chosen, *best_ens = NULL;
 		for (int k = 2; k <= n && k <= 3; k++) {
 			cand *e = &ens[n_ens++];
 			if ((rv = ensemble(r, ch, order, k, e, err)) != 0)
 				goto out;
-			if (lower(e->val, chosen->val)) {
-				snprintf(why, sizeof why,
-				         "the average of %s validates better than any of them alone",
-				         plural_names(order, k, names, sizeof names));
-				chosen = e;
-			}
+			if (best_ens == NULL || lower(e->val, best_ens->val))
+				best_ens = e;
 		}
+		if (best_ens && (s->ensemble == TF_ENSEMBLE_ALWAYS ||
+		                 lower(best_ens->val, best_single->val))) {
+			int k = (int)json_array_size(json_object_get(best_ens->detail, "members"));
+			snprintf(why, sizeof why, "%s%s",
+			         s->ensemble == TF_ENSEMBLE_ALWAYS
+			             ? "model.auto.ensemble is \"always\": the better-validating average, "
+			               "of "
+			             : "the average of ",
+			         plural_names(order, k, names, sizeof names));
+			if (s->ensemble != TF_ENSEMBLE_ALWAYS)
+				snprintf(why + strlen(why), sizeof why - strlen(why),
+				         ", validates better than any of them alone");
+			chosen = best_ens;
+		}
+	}
 
 	/* the chosen model into its form, best.safetensors, metrics.json */
 	if (!chosen->transformer) {

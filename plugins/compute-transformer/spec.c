@@ -63,8 +63,9 @@ static const loom_spec_field naive_fields[] = {
 };
 
 static const loom_spec_field auto_fields[] = {
-	{"ensemble", LOOM_SPEC_BOOL, 0, NULL, 0, 0, NULL,
-	 "may keep an average of the best two or three when it validates better", {NULL, NULL}},
+	{"ensemble", LOOM_SPEC_STRING, 0, "when_better|never|always", 0, 0, NULL,
+	 "keep an average of the best two or three when it validates better than each (or "
+	 "never, or always)", {NULL, NULL}},
 	LOOM_SPEC_END,
 };
 
@@ -201,7 +202,7 @@ fill_defaults(loom_spec *sp, int task)
 	loom_spec_default_int(sp, "model.linear.kernel", 25);
 	loom_spec_default_double(sp, "model.linear.alpha", 0);
 	loom_spec_default_string(sp, "model.naive.method", "auto");
-	loom_spec_default_bool(sp, "model.auto.ensemble", true);
+	loom_spec_default_string(sp, "model.auto.ensemble", "when_better");
 	loom_spec_default_int(sp, "model.context", 168);
 	loom_spec_default_int(sp, "model.horizon", 24);
 	loom_spec_default_int(sp, "model.patch", 24);
@@ -456,7 +457,8 @@ tf_spec_parse(const char *text, const char *name, tf_head_task_fn head_task, voi
 		s->naive_method = choice(sp, "model.naive.method", naives);
 		if (s->naive_method == 4)
 			s->naive_method = -1;
-		loom_spec_get_bool(sp, "model.auto.ensemble", &s->ensemble);
+		static const char *const ensembles[] = {"when_better", "never", "always", NULL};
+		s->ensemble = choice(sp, "model.auto.ensemble", ensembles);
 	}
 
 	s->epochs = geti(sp, "train.epochs");

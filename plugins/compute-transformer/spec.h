@@ -46,6 +46,13 @@ enum tf_decomposition {
 	TF_DECOMP_MOVING_AVERAGE = 2, /* DLinear's trend + remainder */
 };
 
+/* model.auto.ensemble: when auto keeps an average of its best candidates. */
+enum tf_ensemble {
+	TF_ENSEMBLE_WHEN_BETTER = 0, /* when it validates better than each alone */
+	TF_ENSEMBLE_NEVER = 1,
+	TF_ENSEMBLE_ALWAYS = 2,      /* the better of the averages of two and three */
+};
+
 enum tf_positions {
 	TF_POS_LEARNED = 0,
 	TF_POS_SINUSOIDAL = 1,
@@ -93,7 +100,7 @@ typedef struct tf_spec {
 	int64_t ma_kernel;          /* the moving average's length */
 	double ridge_alpha;         /* 0: chosen on validation */
 	int naive_method;           /* enum tf_naive (linear.h), or -1: chosen */
-	bool ensemble;              /* auto: may keep an average of the best */
+	int ensemble;               /* auto: enum tf_ensemble */
 
 	/* train */
 	int64_t epochs, batch;
