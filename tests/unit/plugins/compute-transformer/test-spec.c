@@ -115,7 +115,54 @@ START_TEST(json_and_task_defaults)
 	ASSERT_HAS(text, "\"revin\":false");
 	ASSERT_HAS(text, "\"epochs\":20");
 	ASSERT_HAS(text, "\"compute\":\"transformer\"");
+	/* a classifier is a Transformer */
+	ck_assert_int_eq(s.kind, TF_KIND_TRANSFORMER);
+	ASSERT_HAS(text, "\"kind\":\"transformer\"");
 	free(text);
+	tf_spec_free(&s);
+}
+END_TEST
+
+START_TEST(model_kinds)
+{
+	tf_spec s;
+	char *err = NULL;
+
+	/* a forecast is auto by default, with every candidate's settings */
+	ck_assert_msg(tf_spec_parse("data = { path = \"x\"; };", "job", task_of, NULL, &s, &err) == 0,
+	              "%s", err);
+	ck_assert_int_eq(s.kind, TF_KIND_AUTO);
+	ck_assert_int_eq(s.linear_fit, TF_FIT_RIDGE);
+	ck_assert_int_eq(s.decomposition, TF_DECOMP_AUTO);
+	ck_assert_int_eq(s.ma_kernel, 25);
+	ck_assert(s.ridge_alpha == 0);
+	ck_assert_int_eq(s.naive_method, -1);
+	ck_assert_int_eq(s.ensemble, TF_ENSEMBLE_WHEN_BETTER);
+	tf_spec_free(&s);
+
+	ck_assert_msg(tf_spec_parse("data = { path = \"x\"; }; model = { kind = \"naive\"; "
+	                            "naive = { method = \"seasonal\"; }; linear = { fit = "
+	                            "\"train\"; decomposition = \"none\"; kernel = 7; alpha = 0.5; "
+	                            "}; auto = { ensemble = \"never\"; }; };",
+	                            "job", task_of, NULL, &s, &err) == 0,
+	              "%s", err);
+	ck_assert_int_eq(s.kind, TF_KIND_NAIVE);
+	ck_assert_int_eq(s.naive_method, 1); /* TF_NAIVE_SEASONAL */
+	ck_assert_int_eq(s.linear_fit, TF_FIT_TRAIN);
+	ck_assert_int_eq(s.decomposition, TF_DECOMP_NONE);
+	ck_assert_int_eq(s.ma_kernel, 7);
+	ck_assert(s.ridge_alpha == 0.5);
+	ck_assert_int_eq(s.ensemble, TF_ENSEMBLE_NEVER);
+	tf_spec_free(&s);
+
+	/* a regression may be auto or linear; it is a Transformer by default */
+	ck_assert_msg(tf_spec_parse("data = { path = \"x\"; target = [\"y\"]; }; model = { head = "
+	                            "\"regression\"; kind = \"auto\"; naive = { method = \"mean\"; "
+	                            "}; };",
+	                            "job", task_of, NULL, &s, &err) == 0,
+	              "%s", err);
+	ck_assert_int_eq(s.kind, TF_KIND_AUTO);
+	ck_assert_int_eq(s.naive_method, 3); /* TF_NAIVE_MEAN */
 	tf_spec_free(&s);
 }
 END_TEST
@@ -188,6 +235,28 @@ static const struct bad {
 	{"data = { path = \"x\"; }; model = { horizon = -3; };", "model.horizon: -3 is out of range"},
 	{"data = { path = \"x\"; }; model = { stride = 0; };", "model.stride: 0 is out of range"},
 	{"data = { path = \"x\"; }; train = { epochs = 0; };", "train.epochs: 0 is out of range"},
+	/* model kinds */
+	{"data = { path = \"x\"; }; model = { kind = \"lineer\"; };",
+	 "model.kind: \"lineer\" is not one of auto, transformer, linear, naive"},
+	{"data = { path = \"x\"; target = \"w\"; }; model = { head = \"classification\"; "
+	 "kind = \"linear\"; };",
+	 "model.kind: linear, naive and auto models are for forecasting and regression; use "
+	 "\"transformer\" for classification"},
+	{"data = { path = \"x\"; }; model = { head = \"anomaly\"; kind = \"auto\"; };",
+	 "use \"transformer\" for anomaly"},
+	{"data = { path = \"x\"; }; model = { naive = { method = \"mean\"; }; };",
+	 "model.naive.method: mean is the naive regression"},
+	{"data = { path = \"x\"; target = [\"y\"]; }; model = { head = \"regression\"; "
+	 "naive = { method = \"drift\"; }; };",
+	 "model.naive.method: a regression's naive model is the training mean"},
+	{"data = { path = \"x\"; }; model = { linear = { fit = \"lsq\"; }; };",
+	 "model.linear.fit: \"lsq\" is not one of ridge, train"},
+	{"data = { path = \"x\"; }; model = { linear = { kernel = 1; }; };",
+	 "model.linear.kernel: 1 is out of range"},
+	{"data = { path = \"x\"; }; model = { linear = { alpha = -1.0; }; };",
+	 "model.linear.alpha: -1 is out of range"},
+	{"data = { path = \"x\"; }; model = { auto = { ensemble = true; }; };",
+	 "model.auto.ensemble: expected a string"},
 };
 
 START_TEST(bad_spec)
@@ -210,6 +279,7 @@ main(void)
 	TCase *tc = tcase_create("spec");
 	tcase_add_test(tc, spec_example_parses);
 	tcase_add_test(tc, json_and_task_defaults);
+	tcase_add_test(tc, model_kinds);
 	tcase_add_loop_test(tc, bad_spec, 0, (int)(sizeof bad_specs / sizeof bad_specs[0]));
 	suite_add_tcase(s, tc);
 	return tu_run(s);
