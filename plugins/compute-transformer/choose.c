@@ -2,13 +2,21 @@
  * among them and the Transformer.  See run.h.
  *
  * Every candidate is scored on the validation split with the job's loss
- * (the head's, as the Transformer's val_loss), in the same windows.  The
- * lowest wins; a tie goes to the simpler model (naive, then linear, then
- * the Transformer).  With model.auto.ensemble, the average of the best two
- * and of the best three is scored too and kept when it beats every single
- * candidate.  Linear and naive models are linear maps of the same input,
- * so an average of them is one linear map; an average with the
- * Transformer is the MIXED form. */
+ * (the head's, as the Transformer's val_loss), window by window, in the
+ * same windows.  The simplest candidate whose loss is within one standard
+ * error of the lowest is kept (the "one-standard-error rule"): a more
+ * complex model has to beat a simpler one by more than the validation
+ * split can tell apart from chance.  The standard error is that of the
+ * window-by-window difference, over the windows that do not overlap in
+ * what they predict (about windows · stride / horizon), so a short
+ * validation split favours the simpler model.  Simplicity: repeat-last,
+ * seasonal-naive, drift (mean for a regression); then the ridge model;
+ * then an average of linear maps; the Transformer; an average with it.
+ *
+ * With model.auto.ensemble, the averages of the best two and of the best
+ * three are candidates too.  Linear and naive models are linear maps of
+ * the same input, so an average of them is one linear map; an average with
+ * the Transformer is the MIXED form. */
 #include "config.h"
 
 #include <math.h>
@@ -23,7 +31,7 @@
 #include "run.h"
 
 /* The ridge penalties tried, relative to the features' variance. */
-static const double alphas[] = {1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10};
+static const double alphas[] = {1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 1000};
 #define N_ALPHAS (sizeof alphas / sizeof alphas[0])
 /* Without validation windows a ridge fit takes this one. */
 #define DEFAULT_ALPHA 1e-3
@@ -31,15 +39,18 @@ static const double alphas[] = {1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10};
  * twice as wide, solved once per penalty). */
 #define DECOMP_MAX_FEATURES 2048
 
-enum { SIMPLE_NAIVE = 0, SIMPLE_LINEAR = 1, SIMPLE_TRANSFORMER = 2, SIMPLE_ENSEMBLE = 3 };
+enum { SIMPLE_NAIVE = 0, SIMPLE_LINEAR = 1, SIMPLE_LINEAR_AVERAGE = 2, SIMPLE_TRANSFORMER = 3,
+       SIMPLE_ENSEMBLE = 4 };
 
 typedef struct cand {
 	char name[32];           /* transformer, linear, naive, ensemble */
 	int simple;              /* SIMPLE_*: ties go to the lower */
 	double val;              /* validation loss, NaN without validation */
+	double *wl;              /* [validation windows] each window's loss */
 	float *w, *b;            /* the map (linear, naive, ensemble of them) */
 	bool transformer;        /* the Transformer is (part of) it */
 	float mix;               /* ensemble with the Transformer: its weight */
+	int alpha_at, kernel_at; /* a ridge probe: which penalty and decomposition */
 	json_t *detail;
 	json_t *validation, *test;
 } cand;
@@ -49,6 +60,7 @@ cand_free(cand *c)
 {
 	free(c->w);
 	free(c->b);
+	free(c->wl);
 	json_decref(c->detail);
 	json_decref(c->validation);
 	json_decref(c->test);
@@ -109,34 +121,144 @@ keep_map(cand *c, tf_model *m)
 	return 0;
 }
 
-/* The validation loss of m, NaN without validation windows. */
-static int
-val_loss(run *r, tf_model *m, double *loss)
+/* The job's loss of one prediction error (the head's: mse, mae, huber). */
+static double
+loss_of(const run *r, double e)
 {
-	json_t *tmp;
-	int rv;
+	double a = fabs(e), d = r->spec.huber_delta;
+	switch (r->spec.loss) {
+	case TF_LOSS_MAE: return a;
+	case TF_LOSS_HUBER: return a < d ? 0.5 * e * e : d * (a - 0.5 * d);
+	default: return e * e;
+	}
+}
+
+/* Each validation window's loss under m into wl[n_windows] (the mean over
+ * its values, as the training loss), and their mean into *loss: NaN
+ * without validation windows. */
+static int
+window_losses(run *r, tf_model *m, double *wl, double *loss)
+{
+	int64_t n_win = r->ds.n_windows[1], od = m->head.out_dim;
+	float *pred = NULL;
+	double sum = 0;
+	int64_t counted = 0;
+	int rv = 0;
 
 	*loss = NAN;
-	if (r->ds.n_windows[1] == 0)
+	if (n_win == 0)
 		return 0;
-	tmp = json_object();
-	rv = evaluate(r, m, 1, "", tmp, loss, NULL);
-	json_decref(tmp);
+	if ((pred = malloc((size_t)(r->batch * m->seq_per_window * od) * sizeof *pred)) == NULL)
+		return LOOM_ENOMEM;
+	for (int64_t at = 0; at < n_win; at += r->batch) {
+		int64_t n = n_win - at < r->batch ? n_win - at : r->batch;
+		int64_t per = m->seq_per_window * od;
+		for (int64_t i = 0; i < n; i++)
+			r->idx[i] = at + i;
+		gather(r, 1, r->idx, n);
+		if ((rv = tf_model_forward(m, r->bx, n, false, 0)) != 0)
+			break;
+		tf_model_predictions(m, pred);
+		for (int64_t b = 0; b < n; b++) {
+			double s = 0;
+			int64_t k = 0;
+			for (int64_t j = 0; j < per; j++) {
+				double t = r->by[b * per + j];
+				if (isfinite(t)) {
+					s += loss_of(r, (double)pred[b * per + j] - t);
+					k++;
+				}
+			}
+			wl[at + b] = k ? s / (double)k : NAN;
+			if (k) {
+				sum += wl[at + b];
+				counted++;
+			}
+		}
+	}
+	free(pred);
+	if (rv == 0 && counted > 0)
+		*loss = sum / (double)counted;
 	return rv;
 }
 
-/* Is a better than b?  A NaN never is. */
-static bool
-lower(double a, double b)
+/* The validation loss of m into c (and each window's, for the choice). */
+static int
+val_loss(run *r, tf_model *m, cand *c)
 {
-	return isfinite(a) && (!isfinite(b) || a < b);
+	int64_t n = r->ds.n_windows[1];
+	if (c->wl == NULL && (c->wl = calloc((size_t)(n ? n : 1), sizeof *c->wl)) == NULL)
+		return LOOM_ENOMEM;
+	return window_losses(r, m, c->wl, &c->val);
 }
+
+/* Windows that do not overlap in what they predict, for the standard
+ * error: about n · stride / horizon (n for a regression), at least 1. */
+static double
+independent_windows(const run *r)
+{
+	double n = (double)r->ds.n_windows[1], span;
+	if (r->spec.task != TF_TASK_FORECAST)
+		return n > 1 ? n : 1;
+	span = (double)r->spec.horizon / (double)r->spec.stride;
+	n = span > 1 ? n / span : n;
+	return n > 1 ? n : 1;
+}
+
+/* One standard error of the mean window-by-window difference a − b. */
+static double
+standard_error(const run *r, const double *a, const double *b)
+{
+	int64_t n = r->ds.n_windows[1], k = 0;
+	double mean = 0, m2 = 0;
+	for (int64_t i = 0; i < n; i++) {
+		double d = a[i] - b[i], delta;
+		if (!isfinite(d))
+			continue;
+		k++;
+		delta = d - mean;
+		mean += delta / (double)k;
+		m2 += delta * (d - mean);
+	}
+	if (k < 2)
+		return INFINITY;
+	return sqrt(m2 / (double)(k - 1)) / sqrt(independent_windows(r));
+}
+
+/* The one-standard-error rule over cands[n]: the simplest whose validation
+ * loss is within a standard error of the lowest.  *best is the lowest. */
+static int
+pick(const run *r, cand *const *cands, int n, int *best)
+{
+	int lo = -1, chosen = -1;
+	for (int i = 0; i < n; i++)
+		if (lo < 0 || (isfinite(cands[i]->val) &&
+		               (!isfinite(cands[lo]->val) || cands[i]->val < cands[lo]->val)))
+			lo = i;
+	*best = lo;
+	if (lo < 0 || !isfinite(cands[lo]->val))
+		return lo;
+	for (int i = 0; i < n; i++) {
+		const cand *c = cands[i];
+		if (!isfinite(c->val) || c->wl == NULL)
+			continue;
+		if (i != lo && c->val - cands[lo]->val > standard_error(r, c->wl, cands[lo]->wl))
+			continue;
+		if (chosen < 0 || c->simple < cands[chosen]->simple ||
+		    (c->simple == cands[chosen]->simple && c->val < cands[chosen]->val))
+			chosen = i;
+	}
+	return chosen;
+}
+
 
 /* ------------------------------------------------------------------ ridge */
 
-/* Least-squares sums over the training windows, in m's linear units. */
+/* Least-squares sums over the training windows, in m's linear units,
+ * of the targets less base's forecast (a map like linear.weight; NULL:
+ * none). */
 static int
-training_gram(run *r, tf_model *m, tf_gram *g)
+training_gram(run *r, tf_model *m, const float *base, tf_gram *g)
 {
 	int64_t od = m->head.out_dim, n_win = r->ds.n_windows[0];
 	float *yo;
@@ -154,6 +276,19 @@ training_gram(run *r, tf_model *m, tf_gram *g)
 		if ((rv = tf_model_forward(m, r->bx, n, false, 0)) != 0)
 			break;
 		tf_model_unpredict(m, r->by, yo);
+		if (base) {
+			const float *x = tf_model_linear_input(m);
+			int64_t f = map_in(m);
+			for (int64_t q = 0; q < tf_model_sequences(m); q++)
+				for (int64_t j = 0; j < od; j++) {
+					const float *row = base + j * f;
+					double v = 0;
+					for (int64_t i = 0; i < f; i++)
+						if (row[i] != 0)
+							v += (double)row[i] * x[q * f + i];
+					yo[q * od + j] -= (float)v;
+				}
+		}
 		tf_gram_add(g, tf_model_linear_input(m), yo, tf_model_sequences(m));
 	}
 	free(yo);
@@ -161,7 +296,11 @@ training_gram(run *r, tf_model *m, tf_gram *g)
 }
 
 /* Fit the ridge map into m (a LINEAR form): penalty and decomposition
- * chosen on validation unless the spec fixes them. */
+ * chosen on validation unless the spec fixes them.  A forecast's map is
+ * repeat-last plus a ridge correction (the correction is what is
+ * penalized), so the more the penalty, the nearer repeat-last: the best
+ * forecast of a random walk, where a map shrunk towards zero would
+ * forecast the window's mean. */
 static int
 fit_ridge(run *r, tf_model *m, cand *c, char **err)
 {
@@ -174,10 +313,26 @@ fit_ridge(run *r, tf_model *m, cand *c, char **err)
 	int n_kernel = 0, tried = 0, rv;
 	double best_alpha = NAN;
 	int64_t best_kernel = 0;
-	float *w = NULL, *b = NULL;
+	float *w = NULL, *b = NULL, *base = NULL, *bbase = NULL;
+	bool based = false;
+	double lowest_alpha = NAN;
+	cand *probes = NULL, **list = NULL;
 	tf_gram g;
 
 	memset(&g, 0, sizeof g);
+	if (s->task == TF_TASK_FORECAST) {
+		int64_t K = s->channel_independent ? 1 : r->ds.n_out;
+		base = calloc((size_t)(od * f), sizeof *base);
+		bbase = calloc((size_t)od, sizeof *bbase);
+		if (!base || !bbase) {
+			free(base);
+			free(bbase);
+			return LOOM_ENOMEM;
+		}
+		based = tf_naive_map(TF_NAIVE_REPEAT_LAST, 0, L, m->cin, s->horizon, K,
+		                     s->channel_independent ? NULL : r->target_in, NULL, base,
+		                     bbase) == 0;
+	}
 	if (s->decomposition != TF_DECOMP_MOVING_AVERAGE)
 		kernels[n_kernel++] = 0;
 	if (s->decomposition != TF_DECOMP_NONE && kernel >= 2 && f <= DECOMP_MAX_FEATURES)
@@ -197,7 +352,7 @@ fit_ridge(run *r, tf_model *m, cand *c, char **err)
 		for (size_t i = 0; i < N_ALPHAS; i++)
 			tried_alphas[n_alpha++] = alphas[i];
 
-	if ((rv = training_gram(r, m, &g)) != 0)
+	if ((rv = training_gram(r, m, based ? base : NULL, &g)) != 0)
 		goto out;
 	if (g.n < 1) {
 		*err = strdup("the ridge fit has no training window without missing values; fill "
@@ -211,37 +366,66 @@ fit_ridge(run *r, tf_model *m, cand *c, char **err)
 		rv = LOOM_ENOMEM;
 		goto out;
 	}
-	c->val = NAN;
+	/* every penalty and decomposition, scored; the choice by the
+	 * one-standard-error rule: the simplest (the largest penalty, no
+	 * decomposition before one) within a standard error of the lowest */
+	probes = calloc((size_t)(n_kernel * n_alpha), sizeof *probes);
+	list = calloc((size_t)(n_kernel * n_alpha), sizeof *list);
+	if (!probes || !list) {
+		rv = LOOM_ENOMEM;
+		goto out;
+	}
 	for (int k = 0; k < n_kernel; k++)
 		for (size_t a = 0; a < n_alpha; a++) {
-			double loss;
+			cand *p = &probes[tried];
 			if (tf_ridge(&g, tried_alphas[a], kernels[k], L, m->cin, w, b) != 0)
 				continue; /* singular at this penalty: try the others */
+			for (int64_t i = 0; based && i < od * f; i++)
+				w[i] += base[i];
 			set_map(m, w, b);
-			if ((rv = val_loss(r, m, &loss)) != 0)
+			if ((rv = val_loss(r, m, p)) != 0)
 				goto out;
-			tried++;
-			if (c->w == NULL || lower(loss, c->val)) {
-				if ((rv = keep_map(c, m)) != 0)
-					goto out;
-				c->val = loss;
-				best_alpha = tried_alphas[a];
-				best_kernel = kernels[k];
-			}
+			/* simpler: no decomposition, then the larger penalty */
+			p->simple = k * (int)n_alpha + (int)(n_alpha - 1 - a);
+			p->alpha_at = (int)a;
+			p->kernel_at = k;
+			list[tried++] = p;
 		}
-	if (c->w == NULL) {
+	if (tried == 0) {
 		*err = strdup("the ridge fit failed at every penalty (the windows' features are "
 		              "degenerate); give more rows or another model.context");
 		rv = LOOM_ERANGE;
 		goto out;
 	}
-	set_map(m, c->w, c->b);
+	{
+		int lowest, at = pick(r, list, tried, &lowest);
+		cand *p = list[at < 0 ? 0 : at];
+		best_alpha = tried_alphas[p->alpha_at];
+		best_kernel = kernels[p->kernel_at];
+		if (lowest >= 0 && list[lowest] != p)
+			lowest_alpha = tried_alphas[list[lowest]->alpha_at];
+	}
+	tf_ridge(&g, best_alpha, best_kernel, L, m->cin, w, b);
+	for (int64_t i = 0; based && i < od * f; i++)
+		w[i] += base[i];
+	set_map(m, w, b);
+	if ((rv = keep_map(c, m)) != 0 || (rv = val_loss(r, m, c)) != 0)
+		goto out;
 	c->detail = json_pack("{s:s, s:f, s:s, s:I, s:I}", "fit", "ridge", "alpha", best_alpha,
 	                      "decomposition", best_kernel ? "moving_average" : "none",
 	                      "windows", (json_int_t)g.n, "fits_tried", (json_int_t)tried);
 	if (best_kernel)
 		json_object_set_new(c->detail, "kernel", json_integer(best_kernel));
+	json_object_set_new(c->detail, "base", json_string(based ? "repeat_last" : "none"));
+	if (isfinite(lowest_alpha))
+		json_object_set_new(c->detail, "alpha_lowest_loss", json_real(lowest_alpha));
 out:
+	for (int i = 0; probes && i < n_kernel * (int)n_alpha; i++)
+		cand_free(&probes[i]);
+	free(probes);
+	free(list);
+	free(base);
+	free(bbase);
 	tf_gram_free(&g);
 	free(w);
 	free(b);
@@ -286,7 +470,9 @@ out:
 	return rv;
 }
 
-/* The best naive method on validation (or the spec's) into m. */
+/* The naive method into m: the spec's, or by the one-standard-error rule
+ * among those that apply (repeat-last, seasonal-naive, drift, in that
+ * order of simplicity; the mean for a regression). */
 static int
 fit_naive(run *r, tf_model *m, cand *c, char **err)
 {
@@ -297,9 +483,11 @@ fit_naive(run *r, tf_model *m, cand *c, char **err)
 	const int64_t *target_in = forecast && !s->channel_independent ? r->target_in : NULL;
 	double *mean = NULL;
 	float *w = malloc((size_t)(od * f) * sizeof *w), *b = malloc((size_t)od * sizeof *b);
-	json_t *skipped = json_object();
-	int best = -1, rv = 0;
+	json_t *skipped = json_object(), *tried = json_object();
+	cand methods[TF_NAIVE_COUNT], *list[TF_NAIVE_COUNT];
+	int which[TF_NAIVE_COUNT], n = 0, best = -1, lowest, rv = 0;
 
+	memset(methods, 0, sizeof methods);
 	if (!w || !b) {
 		rv = LOOM_ENOMEM;
 		goto out;
@@ -312,9 +500,8 @@ fit_naive(run *r, tf_model *m, cand *c, char **err)
 		if ((rv = training_mean(r, m, mean)) != 0)
 			goto out;
 	}
-	c->val = NAN;
 	for (int method = 0; method < TF_NAIVE_COUNT; method++) {
-		double loss;
+		cand *mc = &methods[n];
 		if ((s->naive_method >= 0 && method != s->naive_method) ||
 		    (s->naive_method < 0 && forecast == (method == TF_NAIVE_MEAN)))
 			continue;
@@ -333,30 +520,52 @@ fit_naive(run *r, tf_model *m, cand *c, char **err)
 			continue;
 		}
 		set_map(m, w, b);
-		if ((rv = val_loss(r, m, &loss)) != 0)
+		mc->simple = method;
+		if ((rv = val_loss(r, m, mc)) != 0 || (rv = keep_map(mc, m)) != 0)
 			goto out;
-		if (best < 0 || lower(loss, c->val)) {
-			if ((rv = keep_map(c, m)) != 0)
-				goto out;
-			c->val = loss;
-			best = method;
-		}
+		json_object_set_new(tried, tf_naive_name(method),
+		                    isfinite(mc->val) ? json_real(mc->val) : json_null());
+		which[n] = method;
+		list[n] = mc;
+		n++;
 	}
-	if (best < 0) {
+	if (n == 0) {
 		*err = loom_strfmt("model.kind: no naive method applies to this data and spec (%s)",
 		                   s->naive_method >= 0 ? "model.naive.method names one that does not"
 		                                        : "a target that is not an input channel");
 		rv = LOOM_EINVAL;
 		goto out;
 	}
+	best = pick(r, list, n, &lowest);
+	if (best < 0)
+		best = 0;
+	/* the chosen method's map and losses become the candidate */
+	free(c->w);
+	free(c->b);
+	free(c->wl);
+	c->w = list[best]->w;
+	c->b = list[best]->b;
+	c->wl = list[best]->wl;
+	c->val = list[best]->val;
+	list[best]->w = list[best]->b = NULL;
+	list[best]->wl = NULL;
 	set_map(m, c->w, c->b);
-	c->detail = json_pack("{s:s}", "method", tf_naive_name(best));
-	if (best == TF_NAIVE_SEASONAL)
+	c->detail = json_pack("{s:s, s:o}", "method", tf_naive_name(which[best]), "validation_loss",
+	                      tried);
+	tried = NULL;
+	if (which[best] == TF_NAIVE_SEASONAL)
 		json_object_set_new(c->detail, "season", json_integer(r->ds.season));
+	if (lowest >= 0 && lowest != best)
+		json_object_set_new(c->detail, "chosen_by",
+		                    json_string("the simplest method within one standard error of "
+		                                "the lowest validation loss"));
 	if (json_object_size(skipped) > 0)
 		json_object_set(c->detail, "not_applicable", skipped);
 out:
+	for (int i = 0; i < TF_NAIVE_COUNT; i++)
+		cand_free(&methods[i]);
 	json_decref(skipped);
+	json_decref(tried);
 	free(mean);
 	free(w);
 	free(b);
@@ -522,7 +731,7 @@ ensemble(run *r, tf_choice *ch, cand *const *best, int k, cand *e, char **err)
 	int rv;
 
 	snprintf(e->name, sizeof e->name, "ensemble");
-	e->simple = SIMPLE_ENSEMBLE;
+	e->simple = SIMPLE_LINEAR_AVERAGE;
 	e->w = calloc((size_t)nw, sizeof *e->w);
 	e->b = calloc((size_t)nb, sizeof *e->b);
 	if (!e->w || !e->b) {
@@ -542,11 +751,13 @@ ensemble(run *r, tf_choice *ch, cand *const *best, int k, cand *e, char **err)
 		members++;
 	}
 	e->mix = e->transformer ? 1.0f / (float)k : 0.0f;
+	if (e->transformer)
+		e->simple = SIMPLE_ENSEMBLE;
 	e->detail = json_pack("{s:o, s:s}", "members", names, "weights", "equal");
 	(void)members;
 	if (!e->transformer) {
 		set_map(lm, e->w, e->b);
-		if ((rv = val_loss(r, lm, &e->val)) != 0 || (rv = score(r, lm, e)) != 0)
+		if ((rv = val_loss(r, lm, e)) != 0 || (rv = score(r, lm, e)) != 0)
 			return rv;
 		return 0;
 	}
@@ -561,7 +772,7 @@ ensemble(run *r, tf_choice *ch, cand *const *best, int k, cand *e, char **err)
 	}
 	set_map(&ch->mixed, e->w, e->b);
 	ch->mixed.params[ch->mixed.tensors[ch->mixed.mix].offset] = e->mix;
-	if ((rv = val_loss(r, &ch->mixed, &e->val)) != 0 || (rv = score(r, &ch->mixed, e)) != 0)
+	if ((rv = val_loss(r, &ch->mixed, e)) != 0 || (rv = score(r, &ch->mixed, e)) != 0)
 		return rv;
 	return 0;
 }
@@ -585,7 +796,7 @@ choose_auto(run *r, tf_choice *ch, tf_model **final, json_t *out, char **err)
 	t->transformer = true;
 	t->detail = json_pack("{s:I, s:I}", "best_epoch", (json_int_t)(r->st.best_epoch + 1),
 	                      "parameters", (json_int_t)r->model.n_params);
-	if ((rv = val_loss(r, &r->model, &t->val)) != 0 || (rv = score(r, &r->model, t)) != 0)
+	if ((rv = val_loss(r, &r->model, t)) != 0 || (rv = score(r, &r->model, t)) != 0)
 		goto out;
 
 	/* the linear map and the naive forecasts, on the same windows */
@@ -616,31 +827,43 @@ choose_auto(run *r, tf_choice *ch, tf_model **final, json_t *out, char **err)
 	for (int i = 0; i < n; i++)
 		order[i] = &singles[i];
 	qsort(order, (size_t)n, sizeof *order, by_val);
-	chosen = order[0];
-	snprintf(why, sizeof why, "the lowest validation loss of the single models");
 
-	if (s->ensemble != TF_ENSEMBLE_NEVER && (r->ds.n_windows[1] > 0 || n > 1)) {
-		cand *best_single = chosen, *best_ens = NULL;
+	/* the averages of the best two and three, as candidates of their own */
+	if (s->ensemble != TF_ENSEMBLE_NEVER)
 		for (int k = 2; k <= n && k <= 3; k++) {
 			cand *e = &ens[n_ens++];
 			if ((rv = ensemble(r, ch, order, k, e, err)) != 0)
 				goto out;
-			if (best_ens == NULL || lower(e->val, best_ens->val))
-				best_ens = e;
 		}
-		if (best_ens && (s->ensemble == TF_ENSEMBLE_ALWAYS ||
-		                 lower(best_ens->val, best_single->val))) {
-			int k = (int)json_array_size(json_object_get(best_ens->detail, "members"));
-			snprintf(why, sizeof why, "%s%s",
-			         s->ensemble == TF_ENSEMBLE_ALWAYS
-			             ? "model.auto.ensemble is \"always\": the better-validating average, "
-			               "of "
-			             : "the average of ",
+	{
+		cand *all[5];
+		int n_all = 0, lowest, at;
+		if (s->ensemble == TF_ENSEMBLE_ALWAYS && n_ens > 0) {
+			for (int i = 0; i < n_ens; i++)
+				all[n_all++] = &ens[i];
+		} else {
+			for (int i = 0; i < n; i++)
+				all[n_all++] = order[i];
+			for (int i = 0; i < n_ens; i++)
+				all[n_all++] = &ens[i];
+		}
+		at = pick(r, all, n_all, &lowest);
+		chosen = all[at < 0 ? 0 : at];
+		if (s->ensemble == TF_ENSEMBLE_ALWAYS && n_ens > 0)
+			snprintf(why, sizeof why,
+			         "model.auto.ensemble is \"always\": the better of the averages");
+		else if (lowest >= 0 && all[lowest] != chosen)
+			snprintf(why, sizeof why,
+			         "the simplest model within one standard error of the lowest validation "
+			         "loss (%s, %.6g); a more complex one must beat it by more than the "
+			         "validation split can tell from chance",
+			         all[lowest]->name, all[lowest]->val);
+		else
+			snprintf(why, sizeof why, "the lowest validation loss");
+		if (chosen->simple == SIMPLE_LINEAR_AVERAGE || chosen->simple == SIMPLE_ENSEMBLE) {
+			int k = (int)json_array_size(json_object_get(chosen->detail, "members"));
+			snprintf(why + strlen(why), sizeof why - strlen(why), ": the average of %s",
 			         plural_names(order, k, names, sizeof names));
-			if (s->ensemble != TF_ENSEMBLE_ALWAYS)
-				snprintf(why + strlen(why), sizeof why - strlen(why),
-				         ", validates better than any of them alone");
-			chosen = best_ens;
 		}
 	}
 
@@ -649,6 +872,7 @@ choose_auto(run *r, tf_choice *ch, tf_model **final, json_t *out, char **err)
 		set_map(&ch->lin, chosen->w, chosen->b);
 		*final = &ch->lin;
 	} else if (chosen->simple == SIMPLE_ENSEMBLE) {
+		/* an average with the Transformer */
 		set_map(&ch->mixed, chosen->w, chosen->b);
 		ch->mixed.params[ch->mixed.tensors[ch->mixed.mix].offset] = chosen->mix;
 		*final = &ch->mixed;
@@ -686,8 +910,8 @@ choose_auto(run *r, tf_choice *ch, tf_model **final, json_t *out, char **err)
 		for (int i = 0; i < n_ens && len < sizeof line; i++)
 			len += (size_t)snprintf(line + len, sizeof line - len, ", ensemble of %d %.6g",
 			                        i + 2, ens[i].val);
-		say(r, LOOM_LOG_INFO, "auto: validation loss %s; kept %s%s", line, chosen->name,
-		    chosen->simple == SIMPLE_ENSEMBLE ? " (an average)" : "");
+		say(r, LOOM_LOG_INFO, "auto: validation loss %s; kept %s (%s)", line, chosen->name,
+		    why);
 	}
 out:
 	for (int i = 0; i < 3; i++)

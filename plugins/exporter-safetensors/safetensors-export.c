@@ -108,6 +108,19 @@ metadata_of(const ctx *c, const loom_export_source *src)
 	json_object_set_new(meta, "format", json_string("loom-weights"));
 	if (json_is_object(spec) && json_object_size(spec) > 0)
 		meta_set(meta, "spec", spec);
+	/* Which model the weights are (training's "model": kind and form; a
+	 * linear or mixed form has other tensors than the Transformer's) under
+	 * keys of their own, since "model" is the architecture. */
+	{
+		json_t *about = json_object_get(model, "model");
+		if (json_is_object(about)) {
+			json_t *kind = json_object_get(about, "kind"), *form = json_object_get(about, "form");
+			if (json_is_string(kind))
+				meta_set(meta, "model_kind", kind);
+			if (json_is_string(form))
+				meta_set(meta, "model_form", form);
+		}
+	}
 	/* The architecture: the spec's model group (head, sizes, options). */
 	arch = json_object_get(json_object_get(model, "spec"), "model");
 	if (!json_is_object(arch))
