@@ -777,9 +777,19 @@ ensemble(run *r, tf_choice *ch, cand *const *best, int k, cand *e, char **err)
 	return 0;
 }
 
+/* A debug line with the seconds since *t0, which it resets. */
+static void
+lap(run *r, const char *what, uint64_t *t0)
+{
+	uint64_t now = r->host->clock_mono_ns();
+	say(r, LOOM_LOG_DEBUG, "auto: %s in %.3f s", what, (double)(now - *t0) / 1e9);
+	*t0 = now;
+}
+
 static int
 choose_auto(run *r, tf_choice *ch, tf_model **final, json_t *out, char **err)
 {
+	uint64_t t0 = r->host->clock_mono_ns();
 	const tf_spec *s = &r->spec;
 	cand singles[3], ens[2], *order[3], *chosen;
 	int n = 0, n_ens = 0, rv;
@@ -798,6 +808,7 @@ choose_auto(run *r, tf_choice *ch, tf_model **final, json_t *out, char **err)
 	                      "parameters", (json_int_t)r->model.n_params);
 	if ((rv = val_loss(r, &r->model, t)) != 0 || (rv = score(r, &r->model, t)) != 0)
 		goto out;
+	lap(r, "the Transformer scored", &t0);
 
 	/* the linear map and the naive forecasts, on the same windows */
 	if ((rv = build_form(r, TF_FORM_LINEAR, &ch->lin, err)) != 0)
@@ -808,6 +819,7 @@ choose_auto(run *r, tf_choice *ch, tf_model **final, json_t *out, char **err)
 	l->simple = SIMPLE_LINEAR;
 	if ((rv = fit_ridge(r, &ch->lin, l, err)) != 0 || (rv = score(r, &ch->lin, l)) != 0)
 		goto out;
+	lap(r, "the linear model fitted and scored", &t0);
 	cand *nv = &singles[n];
 	snprintf(nv->name, sizeof nv->name, "naive");
 	nv->simple = SIMPLE_NAIVE;
@@ -827,6 +839,7 @@ choose_auto(run *r, tf_choice *ch, tf_model **final, json_t *out, char **err)
 	for (int i = 0; i < n; i++)
 		order[i] = &singles[i];
 	qsort(order, (size_t)n, sizeof *order, by_val);
+	lap(r, "the naive model fitted and scored", &t0);
 
 	/* the averages of the best two and three, as candidates of their own */
 	if (s->ensemble != TF_ENSEMBLE_NEVER)
@@ -834,6 +847,7 @@ choose_auto(run *r, tf_choice *ch, tf_model **final, json_t *out, char **err)
 			cand *e = &ens[n_ens++];
 			if ((rv = ensemble(r, ch, order, k, e, err)) != 0)
 				goto out;
+			lap(r, "an average scored", &t0);
 		}
 	{
 		cand *all[5];
