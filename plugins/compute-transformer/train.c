@@ -1076,6 +1076,34 @@ train_step(run *r, int64_t n, double *loss)
 	return 0;
 }
 
+/* A checkpoint written before model.kind: its spec is this one without
+ * the kinds' keys.  Then this run is the Transformer it was: model.kind
+ * becomes "transformer" (the spec then written into checkpoints has the
+ * keys).  A forecast's default kind would otherwise have made the resumed
+ * run an auto one, or refused it as another spec. */
+static bool
+before_kinds(const json_t *saved, tf_spec *spec)
+{
+	static const char *const added[] = {"kind", "linear", "naive", "auto"};
+	json_t *model = json_object_get(saved, "model"), *now, *mine;
+	bool same;
+
+	if (!json_is_object(model) || json_object_get(model, "kind") != NULL ||
+	    spec->kind == TF_KIND_TRANSFORMER)
+		return false;
+	now = json_deep_copy(spec->doc);
+	mine = json_object_get(now, "model");
+	for (size_t i = 0; i < sizeof added / sizeof added[0]; i++)
+		json_object_del(mine, added[i]);
+	same = json_equal(now, saved);
+	json_decref(now);
+	if (!same)
+		return false;
+	spec->kind = TF_KIND_TRANSFORMER;
+	json_object_set_new(json_object_get(spec->doc, "model"), "kind", json_string("transformer"));
+	return true;
+}
+
 static int
 write_spec(run *r, char **err)
 {
@@ -1124,7 +1152,12 @@ tf_train(const loom_host *host, loom_instance *ins, const loom_job *job)
 		json_decref(r.history);
 		r.history = NULL;
 		rv = tf_checkpoint_load(path, &r.model, &r.st, &info, &r.history, &err);
-		if (rv == 0 && !json_equal(json_object_get(info, "spec"), r.spec.doc)) {
+		bool older = rv == 0 && before_kinds(json_object_get(info, "spec"), &r.spec);
+		if (older)
+			say(&r, LOOM_LOG_INFO, "%s was written before model.kind existed: the run goes "
+			                       "on as the Transformer it was",
+			    path);
+		if (rv == 0 && !older && !json_equal(json_object_get(info, "spec"), r.spec.doc)) {
 			err = loom_strfmt("%s was written by another job spec; resume with the spec "
 			                   "it was trained with (its job.json)",
 			                   path);
