@@ -16,6 +16,14 @@
  *   original units, classification [B, classes] probabilities (Softmax),
  *   anomaly [B] scores (mean squared reconstruction error, normalized units)
  *
+ * That is the Transformer form.  The weights' metadata "model" names the
+ * form (absent: the Transformer): the linear form (linear and naive
+ * models, forecast and regression) replaces everything between the channel
+ * split and RevIN⁻¹ by one Gemm(linear) of the flattened window x'
+ * [S, L·cin]; the mixed form (an ensemble with the Transformer) adds
+ * mix · head.proj's output and that Gemm.  The pre- and post-processing
+ * are the same nodes for every form.
+ *
  * Weights keep their PyTorch names and shapes (Gemm with transB = 1), as
  * raw little-endian float32 initializers. */
 #include "config.h"
@@ -40,12 +48,25 @@ typedef struct ctx {
 	loom_instance *ins;
 } ctx;
 
+/* The model's form (the weights' metadata "model": "form"), as
+ * compute-transformer's enum tf_form. */
+enum form {
+	FORM_TRANSFORMER = 0,           /* the encoder and head.proj */
+	FORM_LINEAR = 1,                /* linear.weight, linear.bias */
+	FORM_MIXED = 2,                 /* both, and mix */
+	FORM_COUNT = 3,
+};
+
+static const char *const form_names[FORM_COUNT] = {"transformer", "linear", "mixed"};
+
 /* What the graph is built from. */
 typedef struct model {
 	const ctx *c;
 	const loom_export_source *src;
 	json_t *doc;                    /* model_json, parsed */
 	const json_t *spec, *data;
+	int form;                       /* enum form */
+	const char *kind;               /* transformer, linear, naive, ensemble */
 	int task;                       /* loom_task */
 	int64_t L, C, P, D, H, layers, F, horizon, K, classes, T, cin;
 	bool revin, ci, sinusoidal;
@@ -67,7 +88,7 @@ refuse(const model *m, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	m->c->host->log(m->c->ins, LOOM_LOG_ERROR, "export of run %s: %s",
-	                m->src->run_id ? m->src->run_id : "(unnamed)", msg);
+	                m->src->run_id && *m->src->run_id ? m->src->run_id : "(unnamed)", msg);
 	return LOOM_EINVAL;
 }
 
@@ -115,7 +136,8 @@ tensor(const model *m, const char *name)
 static int
 task_of(model *m, const char *head)
 {
-	const loom_tensor *w = tensor(m, "head.proj.weight");
+	const loom_tensor *w = tensor(m, m->form == FORM_LINEAR ? "linear.weight"
+	                                                          : "head.proj.weight");
 	const void *ops;
 	void *hctx;
 	int64_t forecast_out = m->horizon * (m->ci ? 1 : m->K);
@@ -132,12 +154,42 @@ task_of(model *m, const char *head)
 	                                                       : LOOM_TASK_FORECAST;
 }
 
+/* The form from the metadata's "model" object; absent, the Transformer. */
+static int
+form_of(model *m)
+{
+	const json_t *about = json_object_get(m->doc, "model");
+	const char *form = json_string_value(json_object_get(about, "form"));
+	const char *file = json_string_value(json_object_get(m->doc, "weights"));
+
+	m->form = FORM_TRANSFORMER;
+	m->kind = json_string_value(json_object_get(about, "kind"));
+	if (m->kind == NULL)
+		m->kind = "transformer";
+	if (about != NULL && !json_is_object(about))
+		return refuse(m, "%s: the metadata \"model\" is not a JSON object; the weights are "
+		                 "damaged or not written by compute-transformer",
+		              file ? file : "the weights");
+	if (form == NULL)
+		return 0;
+	for (int f = 0; f < FORM_COUNT; f++)
+		if (strcmp(form, form_names[f]) == 0) {
+			m->form = f;
+			return 0;
+		}
+	return refuse(m, "%s holds a model of form \"%s\", which this exporter does not know "
+	                 "(it knows transformer, linear and mixed); export it with the Loom "
+	                 "version that trained it",
+	              file ? file : "the weights", form);
+}
+
 static int
 describe(model *m)
 {
 	const char *model_json = m->src->model_json;
 	const json_t *inputs, *targets, *classes;
 	json_error_t jerr;
+	int rv;
 
 	if (model_json == NULL || (m->doc = json_loads(model_json, 0, &jerr)) == NULL)
 		return refuse(m, "no model description (the run has no trained weights); export a "
@@ -149,6 +201,8 @@ describe(model *m)
 		                 "compute-transformer runs can be exported as ONNX");
 	if (m->src->n_tensors == 0 || m->src->tensors == NULL)
 		return refuse(m, "the run has no weights (tensors); ONNX export needs a trained model");
+	if ((rv = form_of(m)) != 0)
+		return rv;
 
 	inputs = json_object_get(m->data, "inputs");
 	targets = json_object_get(m->data, "targets");
@@ -171,11 +225,15 @@ describe(model *m)
 	                strcmp(json_string_value(json_object_get(json_object_get(m->spec, "model"),
 	                                                         "positions")),
 	                       "sinusoidal") == 0;
-	if (m->C < 1 || m->L < 1 || m->P < 1 || m->L % m->P || m->D < 1 || m->H < 1 ||
-	    m->D % m->H || m->layers < 0 || m->F < 1)
+	if (m->C < 1 || m->L < 1)
+		return refuse(m, "the spec's model group lacks context, or the data description its "
+		                 "inputs");
+	if (m->form != FORM_LINEAR &&
+	    (m->P < 1 || m->L % m->P || m->D < 1 || m->H < 1 || m->D % m->H || m->layers < 0 ||
+	     m->F < 1))
 		return refuse(m, "the spec's model group lacks context, patch, d_model, heads, layers "
 		                 "or ffn, or they do not fit together");
-	m->T = m->L / m->P;
+	m->T = m->form != FORM_LINEAR ? m->L / m->P : 0;
 	m->cin = m->ci ? 1 : m->C;
 	m->in_shift = floats(json_object_get(m->data, "input_shift"), m->C);
 	m->in_scale = floats(json_object_get(m->data, "input_scale"), m->C);
@@ -205,6 +263,12 @@ describe(model *m)
 	}
 	if (m->ci && m->task != LOOM_TASK_FORECAST)
 		return refuse(m, "channel independence is only for forecasts");
+	if (m->form != FORM_TRANSFORMER && m->task != LOOM_TASK_FORECAST &&
+	    m->task != LOOM_TASK_REGRESSION)
+		return refuse(m, "a %s model (form \"%s\") is only for forecast and regression heads; "
+		                 "this one's head is a %s head",
+		              m->kind, form_names[m->form],
+		              m->task == LOOM_TASK_CLASSIFICATION ? "classification" : "anomaly");
 	if (m->task == LOOM_TASK_CLASSIFICATION && m->classes < 2)
 		return refuse(m, "a classification model needs its class names (data.classes)");
 	return 0;
@@ -455,13 +519,26 @@ typedef struct revin {
 	const char *mean, *std;         /* [B, 1, C] */
 } revin;
 
-/* Everything up to the head's raw outputs [S, out_dim]; xn receives the
- * data-normalized input [B, L, C] and r the window statistics. */
+/* The width of the head's raw outputs per sequence. */
+static int64_t
+out_dim(const model *m)
+{
+	switch (m->task) {
+	case LOOM_TASK_FORECAST: return m->ci ? m->horizon : m->horizon * m->K;
+	case LOOM_TASK_REGRESSION: return m->K;
+	case LOOM_TASK_CLASSIFICATION: return m->classes;
+	default: return m->L * m->C;
+	}
+}
+
+/* What every form reads: the input after the data normalization (into
+ * *xn, [B, L, C]), reversible normalization (its statistics into r) and
+ * the channel split: x' [S, L, cin]. */
 static const char *
-encoder(builder *b, const char **xn, revin *r)
+window(builder *b, const char **xn, revin *r)
 {
 	model *m = b->m;
-	int64_t C = m->C, L = m->L, D = m->D, T = m->T;
+	int64_t C = m->C, L = m->L;
 	const char *x;
 
 	x = op2(b, "Sub", "input", ox_const_f32(&b->g, "input_shift", 1, DIMS(C), m->in_shift));
@@ -479,6 +556,16 @@ encoder(builder *b, const char **xn, revin *r)
 	}
 	if (m->ci)
 		x = RESHAPE(b, TRANSPOSE(b, x, 0, 2, 1), -1, L, 1);
+	return x;
+}
+
+/* The Transformer: x' [S, L, cin] to head.proj's outputs [S, od]. */
+static const char *
+transformer(builder *b, const char *x)
+{
+	model *m = b->m;
+	int64_t D = m->D, T = m->T;
+
 	/* patches: in row-major memory the patch view is the series itself */
 	x = RESHAPE(b, x, -1, m->P * m->cin);
 	x = linear(b, x, "embed.", "weight", "bias", D, m->P * m->cin);
@@ -489,7 +576,37 @@ encoder(builder *b, const char **xn, revin *r)
 		x = encoder_layer(b, x, l);
 	x = layernorm(b, x, "norm");
 	x = RESHAPE(b, x, -1, T * D);
-	return x;
+	return linear(b, x, "head.", "proj.weight", "proj.bias", out_dim(m), T * D);
+}
+
+/* The linear map: x' flattened to [S, L·cin] (element t·cin + c is step t
+ * of channel c), times linear.weightᵀ, plus linear.bias: [S, od]. */
+static const char *
+linear_map(builder *b, const char *x)
+{
+	int64_t in = b->m->L * b->m->cin;
+
+	x = RESHAPE(b, x, -1, in);
+	return linear(b, x, "linear.", "weight", "bias", out_dim(b->m), in);
+}
+
+/* The head's raw outputs [S, od] of the model's form. */
+static const char *
+raw_outputs(builder *b, const char *x)
+{
+	const char *t, *l;
+
+	switch (b->m->form) {
+	case FORM_LINEAR:
+		return linear_map(b, x);
+	case FORM_MIXED:
+		/* mix · transformer(x') + linear(x'), the linear part already weighted */
+		t = op2(b, "Mul", transformer(b, x), W(b, "mix", 1));
+		l = linear_map(b, x);
+		return op2(b, "Add", t, l);
+	default:
+		return transformer(b, x);
+	}
 }
 
 /* RevIN⁻¹ of raw outputs [B, od] whose element j belongs to input channel
@@ -511,22 +628,17 @@ denormalize(builder *b, const char *y)
 	return op2(b, "Add", y, ox_const_f32(&b->g, "target_shift", 1, DIMS(m->K), m->out_shift));
 }
 
-/* The head and the output; *ndim and dims receive the output's shape. */
+/* The output transform of raw outputs y [S, od], the same for every form
+ * (the engine's tf_model_predictions and predict's to_output): RevIN⁻¹ and
+ * the data normalization's inverse, or the head's own (Softmax, the
+ * reconstruction error).  *ndim and dims receive the output's shape. */
 static const char *
-head(builder *b, const char *enc, const char *xn, const revin *r, int *ndim, int64_t *dims)
+output(builder *b, const char *y, const char *xn, const revin *r, int *ndim, int64_t *dims)
 {
 	model *m = b->m;
-	int64_t od, Hz = m->horizon, K = m->K, C = m->C, L = m->L;
+	int64_t od = out_dim(m), Hz = m->horizon, K = m->K, C = m->C, L = m->L;
 	int64_t *idx = NULL;
-	const char *y;
 
-	switch (m->task) {
-	case LOOM_TASK_FORECAST: od = m->ci ? Hz : Hz * K; break;
-	case LOOM_TASK_REGRESSION: od = K; break;
-	case LOOM_TASK_CLASSIFICATION: od = m->classes; break;
-	default: od = L * C; break;
-	}
-	y = linear(b, enc, "head.", "proj.weight", "proj.bias", od, m->T * m->D);
 	dims[0] = OX_DIM_BATCH;
 	switch (m->task) {
 	case LOOM_TASK_FORECAST:
@@ -536,8 +648,9 @@ head(builder *b, const char *enc, const char *xn, const revin *r, int *ndim, int
 		if (m->ci) {
 			/* [B·C, H] → [B, C, H], each channel's statistics, the targets */
 			y = RESHAPE(b, y, -1, C, Hz);
-			y = op2(b, "Add", op2(b, "Mul", y, TRANSPOSE(b, r->std, 0, 2, 1)),
-			        TRANSPOSE(b, r->mean, 0, 2, 1));
+			if (m->revin)
+				y = op2(b, "Add", op2(b, "Mul", y, TRANSPOSE(b, r->std, 0, 2, 1)),
+				        TRANSPOSE(b, r->mean, 0, 2, 1));
 			y = gather(b, y, ox_const_i64(&b->g, "targets", (size_t)K, m->target_in), 1);
 			y = TRANSPOSE(b, y, 0, 2, 1);
 			return denormalize(b, y);
@@ -589,10 +702,10 @@ write_model(builder *b, int ndim, const int64_t *dims, pb_buf *file)
 	const json_t *names = json_object_get(m->data, m->task == LOOM_TASK_CLASSIFICATION
 	                                                       ? "classes"
 	                                                       : "targets");
-	char *outputs = json_dumps(names ? names : json_array(), JSON_COMPACT);
-	char threshold[64] = "";
+	char *outputs = names ? json_dumps(names, JSON_COMPACT) : NULL;
+	char threshold[64] = "", graph[64], doc[256];
 	const loom_tensor *t = tensor(m, "head.threshold");
-	const char *meta[10];
+	const char *meta[14];
 	size_t n = 0;
 	int rv;
 
@@ -606,15 +719,21 @@ write_model(builder *b, int ndim, const int64_t *dims, pb_buf *file)
 	meta[n++] = outputs ? outputs : "[]";
 	meta[n++] = "loom.run";
 	meta[n++] = m->src->run_id ? m->src->run_id : "";
+	meta[n++] = "loom.model";
+	meta[n++] = m->kind;
+	meta[n++] = "loom.form";
+	meta[n++] = form_names[m->form];
 	if (t && t->data && t->nbytes >= sizeof(float)) {
 		snprintf(threshold, sizeof threshold, "%.9g", (double)*(const float *)t->data);
 		meta[n++] = "loom.threshold";
 		meta[n++] = threshold;
 	}
-	rv = ox_model(&b->g, "loom_transformer", LOOM_VERSION_STRING,
-	              "Loom time-series Transformer: input [batch, context, channels] of raw data "
-	              "values; see loom.task and docs/onnx.md for the output",
-	              meta, n / 2, file);
+	snprintf(graph, sizeof graph, "loom_%s", form_names[m->form]);
+	snprintf(doc, sizeof doc,
+	         "Loom time-series model (%s, the %s form): input [batch, context, channels] of "
+	         "raw data values; see loom.task and docs/onnx.md for the output",
+	         m->kind, form_names[m->form]);
+	rv = ox_model(&b->g, graph, LOOM_VERSION_STRING, doc, meta, n / 2, file);
 	free(inputs);
 	free(outputs);
 	return rv;
@@ -625,13 +744,13 @@ build(model *m, pb_buf *file)
 {
 	builder b = {.m = m};
 	revin r = {NULL, NULL};
-	const char *xn = NULL, *enc, *y;
+	const char *xn = NULL, *x, *y;
 	int64_t dims[4];
 	int ndim = 0, rv;
 
 	ox_graph_init(&b.g);
-	enc = encoder(&b, &xn, &r);
-	y = head(&b, enc, xn, &r, &ndim, dims);
+	x = window(&b, &xn, &r);
+	y = output(&b, raw_outputs(&b, x), xn, &r, &ndim, dims);
 	/* the graph's output has a fixed name for users to ask for */
 	ox_node_to(&b.g, "Identity", "output", 1, (const char *const[]){y}, NULL);
 	if (b.err) {
@@ -687,7 +806,8 @@ LOOM_PLUGIN_DEFINE(exporter_onnx,
                    .kind = LOOM_KIND_EXPORTER,
                    .name = "exporter-onnx",
                    .version = "1.0.0",
-                   .description = "trained Transformer models as ONNX graphs (opset 17)",
+                   .description = "trained models (Transformer, linear, naive, ensemble) as "
+                                  "ONNX graphs (opset 17)",
                    .ctx_size = sizeof(ctx),
                    .init = onnx_init,
                    .ops = &ops)
