@@ -62,7 +62,8 @@ wait_state() { # TASK STATE
 }
 
 # ---------------------------------------------------------------- a task's run
-sed -e 's/epochs = 40;/epochs = 2;/' "$S/etc/jobs/seattle-temps-forecast.conf" >"$T/short.conf"
+sed -e 's/epochs = 40;/epochs = 2;/' -e 's/loss = "mae";/loss = "mae"; kind = "transformer";/' \
+	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/short.conf"
 expect 0 loomctl --url "$URL" submit "$T/short.conf" --start --cpu 1
 wait_state task-1 completed
 api GET /api/v1/runs/run-1
