@@ -970,9 +970,32 @@ record_artifacts(int64_t run, int64_t job)
 	free(dir);
 }
 
+static void do_tag(item *it);
+
+/* Which model a completed run kept (metrics.json's "model": the kind, e.g.
+ * linear when model.kind "auto" chose it, and the form), as the run's tags
+ * model.kind and model.form, so lists, comparisons and the web UI can
+ * show it without the file. */
+static void
+tag_model(int64_t run, const json_t *doc)
+{
+	static const char *const keys[][2] = {{"kind", "model.kind"}, {"form", "model.form"}};
+	const json_t *model = json_object_get(doc, "model");
+
+	for (size_t i = 0; json_is_object(model) && i < 2; i++) {
+		const char *v = json_string_value(json_object_get(model, keys[i][0]));
+		if (v != NULL && strlen(v) <= 64) {
+			item it = {.kind = IT_TAG, .run = run};
+			it.name = (char *)keys[i][1];
+			it.text = (char *)v;
+			do_tag(&it);
+		}
+	}
+}
+
 /* The headline and detail metrics a completed task's metrics.json
  * declares, kept beside the run's metrics (headline.h); nothing when it
- * declares none (readers fall back). */
+ * declares none (readers fall back).  The kept model becomes tags. */
 static void
 record_display(int64_t run, int64_t job)
 {
@@ -981,8 +1004,9 @@ record_display(int64_t run, int64_t job)
 	char *text = NULL, *dtext = NULL;
 	json_t *doc = NULL, *display = NULL;
 
-	if (loomi_read_file(path, &text, NULL) == 0 && (doc = json_loads(text, 0, NULL)) != NULL &&
-	    (display = loomi_display_declared(doc)) != NULL &&
+	if (loomi_read_file(path, &text, NULL) == 0 && (doc = json_loads(text, 0, NULL)) != NULL)
+		tag_model(run, doc);
+	if (doc != NULL && (display = loomi_display_declared(doc)) != NULL &&
 	    (dtext = json_dumps(display, JSON_COMPACT)) != NULL) {
 		sqlite3_stmt *st = stmt("UPDATE runs SET metrics = json_set(metrics, '$.\"" LOOMI_DISPLAY_KEY
 		                        "\"', json(?)) WHERE id = ?");
