@@ -5,6 +5,10 @@
  * on a phone, and prints.  The same source gives the same bytes (nothing
  * is stamped with the current time), so reports can be diffed.
  *
+ * A run that kept a model chosen among several (model.kind = "auto") gets
+ * a "Model choice" section after its metrics (choice.c): the kind kept,
+ * why, and every candidate's validation and test figures.
+ *
  * Everything taken from the source is escaped.  What the source lacks (no
  * history, no metrics, no model) is said in place of its section. */
 #include "config.h"
@@ -624,8 +628,12 @@ splits_table(html_out *o, const reading *rd, const json_t *metrics)
 static void
 section_metrics(html_out *o, const json_t *metrics)
 {
+	/* "model" and "candidates" have their section (choice.c) when model
+	 * is an object */
 	static const char *const shown[] = {"train", "validation", "test", "baselines", "epochs",
-	                                    "run", "headline", "details"};
+	                                    "run", "headline", "details", "model", "candidates"};
+	size_t n_shown = sizeof shown / sizeof shown[0] -
+	                 (json_is_object(json_object_get(metrics, "model")) ? 0 : 2);
 	const json_t *test = json_object_get(metrics, "test");
 	const json_t *baselines = json_object_get(metrics, "baselines");
 	json_t *rest = json_object(), *v;
@@ -648,7 +656,7 @@ section_metrics(html_out *o, const json_t *metrics)
 	reading_free(&rd);
 	json_object_foreach((json_t *)metrics, key, v) {
 		bool seen = false;
-		for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++)
+		for (size_t i = 0; i < n_shown; i++)
 			seen = seen || strcmp(key, shown[i]) == 0;
 		if (!seen)
 			json_object_set(rest, key, v);
@@ -760,6 +768,7 @@ report_run(void *p, const loom_export_source *src, const loom_export_sink *sink)
 	/* results first: what a reader looks for before how it was made */
 	section_header(&o, src, run);
 	section_metrics(&o, metrics);
+	report_choice(&o, metrics);
 	section_charts(&o, c, src);
 	section_data(&o, spec, model, metrics, run);
 	section_spec(&o, spec);
