@@ -50,8 +50,19 @@ export function candidatesOf(metrics, ensembles) {
 
 // The index of the candidate whose test figures are the run's own
 // (test_mae, test_loss …: the kept model is the one evaluated on the test
-// split), the first (simplest) of equals; -1 when none is.
-export function keptOf(cands, metrics) {
+// split), the first (simplest) of equals; -1 when none is.  A run without
+// test figures: the lowest validation loss, ties to the earlier (simpler)
+// one, which is auto's rule unless model.auto.ensemble is "always".
+export function keptOf(cands, metrics, always) {
+	const tested = cands.some((c) => Object.keys(c.fig).some((k) => k.startsWith("test_")));
+	if (!tested) {
+		let best = -1;
+		cands.forEach((c, i) => {
+			if (Number.isFinite(c.fig.val_loss) && (best < 0 || c.fig.val_loss < cands[best].fig.val_loss))
+				best = i;
+		});
+		return always ? -1 : best;
+	}
 	return cands.findIndex((c) => {
 		const tests = Object.entries(c.fig).filter(([k]) => k.startsWith("test_"));
 		return tests.length > 0 && tests.every(([k, v]) => typeof metrics[k] === "number" && metrics[k] === v);
@@ -70,8 +81,8 @@ export function modelChoice(metrics, params, ensembles) {
 			h("p", {}, "Kept: ", h("strong", {class: "kind"}, asked),
 				h("span", {class: "muted"}, " (model.kind named it; no other model was compared)")));
 	}
-	const k = keptOf(cands, metrics);
-	const always = params && params.model && params.model.auto && params.model.auto.ensemble === "always";
+	const always = Boolean(params && params.model && params.model.auto && params.model.auto.ensemble === "always");
+	const k = keptOf(cands, metrics, always);
 	const kept = k >= 0 ? cands[k].name : null;
 	const rows = cands.map((c, i) => h("tr", {class: i === k ? "kept" : null, dataset: {candidate: c.name}},
 		h("th", {}, c.name, c.members ? h("small", {class: "muted"}, ` (${c.members.join(" + ")})`) : null),
