@@ -493,9 +493,10 @@ baseline_heading(html_out *o, const char *name, const json_t *b, const json_t *t
 }
 
 /* The test split's headline metrics (and any figure a baseline has) beside
- * the baselines. */
+ * the baselines; the model's column names the kind kept, when known. */
 static void
-baselines_table(html_out *o, const reading *rd, const json_t *test, const json_t *baselines)
+baselines_table(html_out *o, const reading *rd, const json_t *test, const json_t *baselines,
+                const char *kind)
 {
 	size_t nb = json_object_size(baselines), col;
 	double *v = calloc(nb + 1, sizeof *v);
@@ -509,7 +510,13 @@ baselines_table(html_out *o, const reading *rd, const json_t *test, const json_t
 	}
 	html_raw(o, "<h3>Test metrics beside the baselines</h3>\n<div class=\"scroll\"><table "
 	            "class=\"baselines\"><thead><tr><th scope=\"col\">metric</th>"
-	            "<th scope=\"col\">model</th>");
+	            "<th scope=\"col\">model");
+	if (kind) {
+		html_raw(o, " (");
+		html_text(o, kind);
+		html_raw(o, ")");
+	}
+	html_raw(o, "</th>");
 	json_object_foreach((json_t *)baselines, bname, b)
 		baseline_heading(o, bname, b, test);
 	html_raw(o, "</tr></thead><tbody>\n");
@@ -647,7 +654,7 @@ section_metrics(html_out *o, const json_t *metrics)
 	reading_of(metrics, &rd);
 	splits_table(o, &rd, metrics);
 	if (json_is_object(test) && json_object_size(baselines) > 0)
-		baselines_table(o, &rd, test, baselines);
+		baselines_table(o, &rd, test, baselines, report_kept_kind(metrics));
 	else if (json_is_object(test))
 		report_missing(o, "No baselines were computed for this run's head.");
 	else if (metrics && json_object_size(metrics) > 0)

@@ -288,6 +288,8 @@ chosen = [c for c in m["candidates"] if c["chosen"]]
 assert len(chosen) == 1 and kept[0]["cells"][0].startswith(chosen[0]["name"]), (kept, chosen)
 assert p.meta["Kept"] == m["model"]["kind"] == chosen[0]["name"], (p.meta, m["model"])
 assert p.meta["Why"] == m["model"]["detail"]["chosen_by"], p.meta
+# the test metrics beside the baselines name the kind kept
+assert '<th scope="col">model (%s)</th>' % m["model"]["kind"] in html
 for c in m["candidates"]:
     if "members" in c["detail"]:
         label = "%s (%s)" % (c["name"], " + ".join(c["detail"]["members"]))
