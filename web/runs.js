@@ -64,7 +64,9 @@ export async function comparePage(main, params, query) {
 	const prow = (p) => h("tr", {class: p.differs ? "differs" : null}, h("th", {}, p.key), p.values.map((v) => h("td", {}, show(v))));
 
 	// a metric's series of every run on one chart
-	const seriesNames = c.metrics.map((m) => m.name).filter((n) => !n.startsWith("test_"));
+	// (not a final test_ figure, nor a figure of one of auto's candidates,
+	// auto/NAME/…)
+	const seriesNames = c.metrics.map((m) => m.name).filter((n) => !n.startsWith("test_") && !n.startsWith("auto/"));
 	const pick = h("select", {id: "overlay-metric"}, seriesNames.map((n) => h("option", {value: n}, n)));
 	const chartBox = h("div", {class: "charts"});
 	let chart = null;

@@ -1,10 +1,12 @@
 // A task: its state and progress, live metric charts (history from the
 // metrics API, downsampled by the server; new points from the monitor
-// WebSocket), final metrics, resources, the tail of its log, and pause,
-// resume and cancel for those who may.
+// WebSocket), final metrics, the model it kept (and the candidates
+// model.kind = "auto" compared), resources, the tail of its log, and
+// pause, resume and cancel for those who may.
 import {h, fill, num, bytes, when, badge, table, problem} from "./dom.js";
 import {get, post, seg, canWrite} from "./api.js";
 import {seriesChart} from "./chart.js";
+import {modelChoice} from "./choice.js";
 
 const MAX_POINTS = 2000;  // per series from the server (it keeps the extremes)
 const MAX_CHARTS = 8;
@@ -49,8 +51,10 @@ function ordered(names, headline) {
 
 // Series worth a chart: more than one point, not a final (test_) figure,
 // not a detail (a class's figure, a confusion cell: a name with a '.',
-// shown in the detail tables).
-const chartable = (m) => m.points > 1 && !m.name.startsWith("test_") && !m.name.includes(".");
+// shown in the detail tables), not a candidate of model.kind = "auto"
+// (auto/NAME/…: the Model card; two ensembles make two points).
+const charted = (n) => !n.startsWith("test_") && !n.includes(".") && !n.startsWith("auto/");
+const chartable = (m) => m.points > 1 && charted(m.name);
 
 // A detail table (the run's "details"): cells name metrics; a confusion
 // matrix reads true classes down, predicted across, its diagonal marked.
@@ -76,7 +80,7 @@ export async function taskPage(main, {id}) {
 	let task = await get(`/api/v1/training/tasks/${seg(id)}`);
 	const base = `/api/v1/training/tasks/${seg(task.task_id)}`;
 	let alive = true, ws = null, wsRetry = null, pollTimer = null, logTimer = null;
-	let headline = null, details = [], runId = null;
+	let headline = null, details = [], runId = null, params = null, ensembles = null;
 	const charts = new Map();
 
 	const title = h("h1", {}, task.name || task.task_id);
@@ -89,6 +93,8 @@ export async function taskPage(main, {id}) {
 	const chartBox = h("div", {class: "charts", id: "charts"});
 	const chartNote = h("p", {class: "muted"});
 	const metricsBox = h("div", {id: "final-metrics"});
+	const modelBox = h("div", {id: "model"});
+	const modelCard = h("section", {class: "card", id: "model-card", hidden: true}, h("h2", {}, "Model"), modelBox);
 	const resourcesBox = h("div", {id: "resources"});
 	const logBox = h("pre", {class: "log", id: "log", tabindex: "0"});
 	const live = h("span", {class: "live", id: "live"});
@@ -101,6 +107,7 @@ export async function taskPage(main, {id}) {
 		h("section", {class: "card"}, h("h2", {}, "Progress"),
 			h("div", {class: "progress-line"}, progress, " ", progressText), why),
 		h("section", {class: "card"}, h("h2", {}, "Metrics"), chartNote, chartBox, metricsBox),
+		modelCard,
 		h("div", {class: "two"},
 			h("section", {class: "card"}, h("h2", {}, "Resources"), resourcesBox),
 			h("section", {class: "card"}, h("h2", {}, "Log"), logBox)));
@@ -177,6 +184,13 @@ export async function taskPage(main, {id}) {
 			tables);
 	};
 
+	// The model kept, once the run's final metrics and parameters are in.
+	const renderModel = () => {
+		const panel = modelChoice(task.metrics || {}, params, ensembles);
+		modelCard.hidden = !panel;
+		fill(modelBox, panel);
+	};
+
 	const render = () => {
 		title.textContent = task.name || task.task_id;
 		fill(stateEl, badge(task.status));
@@ -190,6 +204,7 @@ export async function taskPage(main, {id}) {
 		renderControls();
 		renderResources();
 		renderFinal();
+		renderModel();
 	};
 
 	const refresh = async () => {
@@ -255,12 +270,33 @@ export async function taskPage(main, {id}) {
 			const r = await get(`/api/v1/runs/${seg(runId)}`);
 			headline = Array.isArray(r.headline) && r.headline.length ? r.headline : null;
 			details = Array.isArray(r.details) ? r.details : [];
+			params = r.params && typeof r.params === "object" ? r.params : null;
 			task.metrics = Object.assign({}, r.metrics || {}, task.metrics || {});
+			ensembles = await loadEnsembles();
 		} catch {
 			// the charts and the table do without
 		}
-		if (alive)
+		if (alive) {
 			renderFinal();
+			renderModel();
+		}
+	};
+
+	// Auto's averages of the best two and three models share the name
+	// "ensemble": each figure is a series of one point per average, read
+	// whole; null when there is at most one.
+	const loadEnsembles = async () => {
+		if (!("auto/ensemble/val_loss" in task.metrics))
+			return null;
+		const keys = ["val_loss", "test_mae", "test_loss"];
+		const got = await Promise.all(keys.map((k) =>
+			get(`${base}/metrics?name=${encodeURIComponent(`auto/ensemble/${k}`)}&max_points=${MAX_POINTS}`)
+				.catch(() => ({values: []}))));
+		const out = [];
+		got.forEach((s, i) => (s.values || []).forEach((v, j) => {
+			(out[j] ||= {})[keys[i]] = v;
+		}));
+		return out.length > 1 ? out : null;
 	};
 
 	// ---------------------------------------------------------------- live
@@ -292,7 +328,7 @@ export async function taskPage(main, {id}) {
 				const c = charts.get(k);
 				if (c)
 					c.append(step, v);
-				else if (!k.startsWith("test_") && !k.includes("."))
+				else if (charted(k))
 					addChart(k, [step], [v], 1);
 			}
 			break;

@@ -30,6 +30,9 @@ static const char css[] =
 	".best{font-weight:700;color:#0a6b2c}"
 	".best::after{content:' ✓'}"
 	"tr.diff td,tr.diff th{background:#fff4cc}"
+	"tr.kept th,tr.kept td{font-weight:700;background:#eef6ff}"
+	"td.kept{white-space:nowrap}td.kept::before{content:'▶ '}"
+	"table.candidates td.num{padding:3px 5px}td.top{font-weight:700}"
 	".missing{color:#8a5a00;font-style:italic}"
 	".warn{color:#b00000}"
 	"dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:0}"
@@ -43,7 +46,7 @@ static const char css[] =
 	"dl.meta{grid-template-columns:1fr}}"
 	"@media print{body{font-size:11pt}main{max-width:none;padding:0}"
 	"figure.chart,table{break-inside:avoid}h2{break-after:avoid}"
-	"th,tr.diff td,tr.diff th{background:none}tr.diff td{font-weight:700}"
+	"th,tr.diff td,tr.diff th,tr.kept th,tr.kept td{background:none}tr.diff td{font-weight:700}"
 	".scroll{overflow:visible}}";
 
 void

@@ -60,12 +60,22 @@ runs_load(runs *r, const loom_export_source *const *srcs, size_t n)
 
 /* ------------------------------------------------------------------ the runs */
 
+/* The runs, with the kind of model each kept when one says (model.kind =
+ * "auto" keeps a Transformer, a linear map, a naive forecast or an
+ * average). */
 static void
 section_runs(html_out *o, const runs *r)
 {
+	bool kinds = false;
+
+	for (size_t i = 0; i < r->n; i++)
+		kinds = kinds || report_kept_kind(r->metrics[i]) != NULL;
 	html_raw(o, "<section id=\"runs\">\n<div class=\"scroll\"><table class=\"runs\"><thead><tr>"
 	            "<th scope=\"col\">run</th><th scope=\"col\">id</th>"
-	            "<th scope=\"col\">state</th></tr></thead><tbody>\n");
+	            "<th scope=\"col\">state</th>");
+	if (kinds)
+		html_raw(o, "<th scope=\"col\">model kept</th>");
+	html_raw(o, "</tr></thead><tbody>\n");
 	for (size_t i = 0; i < r->n; i++) {
 		html_rawf(o, "<tr><th scope=\"row\"><span class=\"swatch\" style=\"color:%s\">■</span> ",
 		          chart_color(i));
@@ -74,6 +84,14 @@ section_runs(html_out *o, const runs *r)
 		html_text(o, r->src[i]->run_id && *r->src[i]->run_id ? r->src[i]->run_id : "—");
 		html_raw(o, "</td><td>");
 		html_text(o, r->src[i]->state && *r->src[i]->state ? r->src[i]->state : "unknown");
+		if (kinds) {
+			const char *kind = report_kept_kind(r->metrics[i]);
+			html_raw(o, "</td><td>");
+			if (kind)
+				html_text(o, kind);
+			else
+				html_raw(o, "<span class=\"missing\">not recorded</span>");
+		}
 		html_raw(o, "</td></tr>\n");
 	}
 	html_raw(o, "</tbody></table></div>\n</section>\n");

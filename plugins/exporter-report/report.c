@@ -5,6 +5,10 @@
  * on a phone, and prints.  The same source gives the same bytes (nothing
  * is stamped with the current time), so reports can be diffed.
  *
+ * A run that kept a model chosen among several (model.kind = "auto") gets
+ * a "Model choice" section after its metrics (choice.c): the kind kept,
+ * why, and every candidate's validation and test figures.
+ *
  * Everything taken from the source is escaped.  What the source lacks (no
  * history, no metrics, no model) is said in place of its section. */
 #include "config.h"
@@ -489,9 +493,10 @@ baseline_heading(html_out *o, const char *name, const json_t *b, const json_t *t
 }
 
 /* The test split's headline metrics (and any figure a baseline has) beside
- * the baselines. */
+ * the baselines; the model's column names the kind kept, when known. */
 static void
-baselines_table(html_out *o, const reading *rd, const json_t *test, const json_t *baselines)
+baselines_table(html_out *o, const reading *rd, const json_t *test, const json_t *baselines,
+                const char *kind)
 {
 	size_t nb = json_object_size(baselines), col;
 	double *v = calloc(nb + 1, sizeof *v);
@@ -505,7 +510,13 @@ baselines_table(html_out *o, const reading *rd, const json_t *test, const json_t
 	}
 	html_raw(o, "<h3>Test metrics beside the baselines</h3>\n<div class=\"scroll\"><table "
 	            "class=\"baselines\"><thead><tr><th scope=\"col\">metric</th>"
-	            "<th scope=\"col\">model</th>");
+	            "<th scope=\"col\">model");
+	if (kind) {
+		html_raw(o, " (");
+		html_text(o, kind);
+		html_raw(o, ")");
+	}
+	html_raw(o, "</th>");
 	json_object_foreach((json_t *)baselines, bname, b)
 		baseline_heading(o, bname, b, test);
 	html_raw(o, "</tr></thead><tbody>\n");
@@ -624,8 +635,12 @@ splits_table(html_out *o, const reading *rd, const json_t *metrics)
 static void
 section_metrics(html_out *o, const json_t *metrics)
 {
+	/* "model" and "candidates" have their section (choice.c) when model
+	 * is an object */
 	static const char *const shown[] = {"train", "validation", "test", "baselines", "epochs",
-	                                    "run", "headline", "details"};
+	                                    "run", "headline", "details", "model", "candidates"};
+	size_t n_shown = sizeof shown / sizeof shown[0] -
+	                 (json_is_object(json_object_get(metrics, "model")) ? 0 : 2);
 	const json_t *test = json_object_get(metrics, "test");
 	const json_t *baselines = json_object_get(metrics, "baselines");
 	json_t *rest = json_object(), *v;
@@ -639,7 +654,7 @@ section_metrics(html_out *o, const json_t *metrics)
 	reading_of(metrics, &rd);
 	splits_table(o, &rd, metrics);
 	if (json_is_object(test) && json_object_size(baselines) > 0)
-		baselines_table(o, &rd, test, baselines);
+		baselines_table(o, &rd, test, baselines, report_kept_kind(metrics));
 	else if (json_is_object(test))
 		report_missing(o, "No baselines were computed for this run's head.");
 	else if (metrics && json_object_size(metrics) > 0)
@@ -648,7 +663,7 @@ section_metrics(html_out *o, const json_t *metrics)
 	reading_free(&rd);
 	json_object_foreach((json_t *)metrics, key, v) {
 		bool seen = false;
-		for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++)
+		for (size_t i = 0; i < n_shown; i++)
 			seen = seen || strcmp(key, shown[i]) == 0;
 		if (!seen)
 			json_object_set(rest, key, v);
@@ -760,6 +775,7 @@ report_run(void *p, const loom_export_source *src, const loom_export_sink *sink)
 	/* results first: what a reader looks for before how it was made */
 	section_header(&o, src, run);
 	section_metrics(&o, metrics);
+	report_choice(&o, metrics);
 	section_charts(&o, c, src);
 	section_data(&o, spec, model, metrics, run);
 	section_spec(&o, spec);

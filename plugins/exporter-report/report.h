@@ -57,6 +57,14 @@ const char *report_chart_group(const char *metric, char *buf, size_t n);
  * array. */
 json_t *report_headline(const json_t *metrics);
 
+/* The "Model choice" section (choice.c) of a metrics.json with a "model"
+ * object: the kind kept, why, and every candidate "auto" compared; false
+ * (nothing written) without one. */
+bool report_choice(html_out *o, const json_t *metrics);
+/* metrics.json's model.kind ("transformer", "linear", "naive",
+ * "ensemble"), or NULL. */
+const char *report_kept_kind(const json_t *metrics);
+
 /* A "<p class="missing">" line saying what the report lacks and why. */
 void report_missing(html_out *o, const char *what);
 

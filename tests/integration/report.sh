@@ -3,12 +3,18 @@
 # exporter-report plugin (tests/helpers/report-write, as `loomctl report`
 # will through loomd), parsed as HTML5 with Python's html.parser (every
 # element closed in order, nothing fetched), then rendered by headless
-# Chromium: the screenshot is not blank and the chart lines are on it in
+# Chromium (a page 3000 px tall, the charts under the metrics and the
+# model choice): the screenshot is not blank and the chart lines are on it in
 # the colours the plugin drew them (a line spans the plot; a legend entry
 # or a swatch does not).  The final metrics open with the head's headline
 # metrics in its order; the classifier's per-class figures and confusion
 # matrix are tables with class names (true classes down, predicted
 # across), also for a metrics.json written before heads declared them.
+# A model.kind = "auto" forecast's report has a "Model choice" section: the
+# kind kept, why, and every candidate with exactly one row marked kept; a
+# model.kind = "transformer" run's names its kind and has no candidates; a
+# metrics.json from before model kinds has no such section; what the
+# section takes from metrics.json is escaped.
 set -eu
 . "${LOOM_TEST_SRCDIR:?run the integration tests through make check}/tests/integration/lib.sh"
 
@@ -28,19 +34,23 @@ W=$B/host/loom-worker
 RW=$B/tests/helpers/report-write
 
 # ---------------------------------------------------------------- real runs
-sed -e 's/epochs = 40;/epochs = 2;/' "$S/etc/jobs/seattle-temps-forecast.conf" >"$T/a.conf"
+sed -e 's/epochs = 40;/epochs = 2;/' -e 's/head = "forecast";/head = "forecast"; kind = "auto";/' \
+	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/a.conf"
+grep -q 'kind = "auto";' "$T/a.conf" || fail "the job file has no head line to add model.kind to"
+sed -e 's/kind = "auto";/kind = "transformer";/' "$T/a.conf" >"$T/t.conf"
 sed -e 's/epochs = 40;/epochs = 2;/' -e 's/lr = 2e-3;/lr = 5e-3;/' \
 	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/b.conf"
 sed -e 's/epochs = [0-9]*;/epochs = 2;/' "$S/etc/jobs/seattle-weather-classify.conf" >"$T/c.conf"
-for r in a b c; do
+for r in a b c t; do
 	"$W" --threads 2 --run "$T/$r.conf" --out "$T/$r" 2>"$T/err" || fail "loom-worker $r.conf failed"
 done
-ok "trained three runs (two forecasts, one classifier) for two epochs"
+ok "trained four runs (three forecasts: auto, the default and transformer; a classifier) for two epochs"
 
 LOOM_REPORT_RUN_JSON='{"started_ms":1700000000000,"finished_ms":1700000005000,"duration_ms":5000,"attempts":1}' \
 	"$RW" "$T/run.html" "$T/a" 2>"$T/err" || fail "report-write failed on a run"
 "$RW" "$T/weather.html" "$T/c" 2>"$T/err" || fail "report-write failed on the classifier"
 "$RW" "$T/compare.html" "$T/a" "$T/b" 2>"$T/err" || fail "report-write failed on a comparison"
+"$RW" "$T/transformer.html" "$T/t" 2>"$T/err" || fail "report-write failed on a transformer run"
 "$RW" "$T/again.html" "$T/b" 2>"$T/err" && "$RW" "$T/again2.html" "$T/b" 2>"$T/err" ||
 	fail "report-write failed"
 cmp -s "$T/again.html" "$T/again2.html" || fail "two reports of the same run differ"
@@ -182,10 +192,148 @@ assert rows[:5] == ["test loss", "test mae", "test rmse", "test mse", "test smap
 EOF
 ok "the classifier's report: headline metrics in the head's order, per-class table and confusion matrix with class names (also without a declaration); a comparison's metrics open with them"
 
+# ---------------------------------------------------------------- the model choice
+# older runs: the same auto run's metrics.json without "model" and "candidates"
+mkdir "$T/nomodel" "$T/markup"
+cp "$T/a"/*.* "$T/nomodel/"
+cp "$T/a"/*.* "$T/markup/"
+$PY - "$T/nomodel/metrics.json" "$T/markup/metrics.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+del m["model"], m["candidates"]
+json.dump(m, open(sys.argv[1], "w"))
+# markup where metrics.json has text: a name, a reason, a setting, a member
+m = json.load(open(sys.argv[2]))
+m["model"]["detail"]["chosen_by"] = "<script>alert(1)</script> & co"
+m["candidates"][0]["name"] = "<b>trans</b>"
+m["candidates"][1]["detail"]["decomposition"] = "<i>odd</i>"
+m["candidates"][-1]["detail"]["members"][0] = "<u>m</u>"
+json.dump(m, open(sys.argv[2], "w"))
+EOF
+"$RW" "$T/nomodel.html" "$T/nomodel" 2>"$T/err" || fail "report-write failed on a run without a model"
+"$RW" "$T/markup.html" "$T/markup" 2>"$T/err" || fail "report-write failed on markup in metrics.json"
+cat >"$T/check_choice.py" <<'EOF'
+import json, sys
+from html.parser import HTMLParser
+
+class Section(HTMLParser):
+    # the choice section's dt/dd pairs and its candidates table's rows
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.on, self.meta, self.rows, self.tags = False, {}, [], []
+        self.cell, self.row, self.dt, self.in_table = None, None, None, False
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section":
+            self.on = a.get("id") == "choice"
+        if not self.on:
+            return
+        self.tags.append(tag)
+        if tag == "table" and "candidates" in (a.get("class") or ""):
+            self.in_table = True
+        elif tag == "tr" and self.in_table:
+            self.row = {"class": a.get("class") or "", "cells": []}
+        elif tag in ("td", "th", "dt", "dd"):
+            self.cell = ""
+    def handle_endtag(self, tag):
+        if not self.on:
+            return
+        if tag == "section":
+            self.on = False
+        elif tag == "table":
+            self.in_table = False
+        elif tag == "tr" and self.row is not None:
+            self.rows.append(self.row)
+            self.row = None
+        elif tag in ("td", "th") and self.row is not None:
+            self.row["cells"].append(self.cell.strip())
+            self.cell = None
+        elif tag == "dt" and not self.in_table:
+            self.dt, self.cell = self.cell.strip(), None
+        elif tag == "dd" and self.dt is not None:
+            self.meta.setdefault(self.dt, self.cell.strip())
+            self.dt, self.cell = None, None
+    def handle_data(self, d):
+        if self.on and self.cell is not None:
+            self.cell += d
+
+mode, path = sys.argv[1], sys.argv[2]
+html = open(path, encoding="utf-8").read()
+p = Section()
+p.feed(html)
+if mode == "none":
+    assert 'id="choice"' not in html and "Model choice" not in html, "a section without a model"
+    print("%s: no Model choice section" % path)
+    sys.exit(0)
+assert html.count('<section id="choice">') == 1, "no (or two) Model choice sections"
+assert html.index('<section id="metrics">') < html.index('<section id="choice">')
+if mode == "transformer":
+    assert p.meta.get("Kept") == "transformer", p.meta
+    assert "table" not in p.tags, "a candidates table for a single model"
+    assert "no other model was compared" in p.meta.get("Why", ""), p.meta
+    print("%s: kept %s, no candidates" % (path, p.meta["Kept"]))
+    sys.exit(0)
+m = json.load(open(sys.argv[3]))
+body = [r for r in p.rows if r["cells"] and r["cells"][0] not in ("candidate", "loss")]
+names = [r["cells"][0] for r in body]
+for want in ("transformer", "linear", "naive", "ensemble"):
+    assert any(n == want or n.startswith(want + " (") for n in names), (want, names)
+assert len(body) == len(m["candidates"]), (names, len(m["candidates"]))
+# exactly one row says "kept" (in words, not by colour alone)
+kept = [r for r in body if r["cells"][1] == "kept"]
+assert len(kept) == 1, "%d rows marked kept: %s" % (len(kept), names)
+assert [r["class"] for r in body].count("kept") == 1 and kept[0]["class"] == "kept"
+assert all(r["cells"][1] == "" for r in body if r is not kept[0])
+chosen = [c for c in m["candidates"] if c["chosen"]]
+assert len(chosen) == 1 and kept[0]["cells"][0].startswith(chosen[0]["name"]), (kept, chosen)
+assert p.meta["Kept"] == m["model"]["kind"] == chosen[0]["name"], (p.meta, m["model"])
+assert p.meta["Why"] == m["model"]["detail"]["chosen_by"], p.meta
+# the test metrics beside the baselines name the kind kept
+assert '<th scope="col">model (%s)</th>' % m["model"]["kind"] in html
+for c in m["candidates"]:
+    if "members" in c["detail"]:
+        label = "%s (%s)" % (c["name"], " + ".join(c["detail"]["members"]))
+        assert label in names, (label, names)
+        assert "average of " in p.meta.get(label, ""), (label, p.meta.get(label))
+# the validation loss and test MAE of each, as the report writes numbers
+def fmt(v):
+    return ("%.0f" % v) if v == int(v) else ("%.6g" % v)
+for r, c in zip(body, m["candidates"]):
+    assert fmt(c["validation"]["loss"]) in r["cells"], (r, c["validation"])
+    assert fmt(c["test"]["mae"]) in r["cells"], (r, c["test"])
+# each candidate's detail in words
+text = " ".join(p.meta.values())
+assert "ridge regression" in text and "penalty alpha" in text, p.meta
+assert "naive forecast:" in text and "best epoch" in text, p.meta
+print("%s: kept %s (%s); candidates %s" % (path, p.meta["Kept"], p.meta["Why"], names))
+EOF
+$PY "$T/check_html.py" "$T/run.html" "Model choice" "Candidates" ||
+	fail "the auto run's report is not well-formed HTML5"
+$PY "$T/check_choice.py" auto "$T/run.html" "$T/a/metrics.json" ||
+	fail "the auto run's report: the Model choice section is wrong"
+$PY "$T/check_html.py" "$T/transformer.html" "Model choice" ||
+	fail "the transformer run's report is not well-formed HTML5"
+$PY "$T/check_choice.py" transformer "$T/transformer.html" ||
+	fail "the transformer run's report: the Model choice section is wrong"
+$PY "$T/check_choice.py" none "$T/nomodel.html" ||
+	fail "the report of a run without a model description has a Model choice section"
+$PY "$T/check_html.py" "$T/markup.html" "<script>alert(1)</script> & co" "<b>trans</b>" \
+	"<i>odd</i>" "<u>m</u>" || fail "markup in metrics.json is not shown as text"
+grep -q '&lt;b&gt;trans&lt;/b&gt;' "$T/markup.html" || fail "a candidate's name is not escaped"
+$PY - "$T/compare.html" <<'EOF' || fail "the comparison does not name the model each run kept"
+import re, sys
+t = open(sys.argv[1]).read()
+t = t[t.index('<section id="runs">'):]
+t = t[:t.index("</section>")]
+assert "<th scope=\"col\">model kept</th>" in t, t
+assert len(re.findall(r"<td>(transformer|linear|naive|ensemble)</td>", t)) == 2, t
+EOF
+ok "the Model choice section: an auto run's candidates, one kept and why; a transformer run's kind alone; none for older runs; text escaped; a comparison names each run's kept model"
+
 # ---------------------------------------------------------------- rendered by Chromium
 shot() { # HTML PNG
 	timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --hide-scrollbars \
-		--window-size=1200,1800 --screenshot="$2" "file://$1" >"$T/chromium.log" 2>&1 || true
+		--window-size=1200,3000 --screenshot="$2" "file://$1" >"$T/chromium.log" 2>&1 || true
 	[ -s "$2" ] || fail "chromium wrote no screenshot of $1 (see chromium.log)"
 }
 

@@ -5,7 +5,8 @@
 # the pages in headless Chromium driven by puppeteer-core (tests/web/ui.mjs):
 # sign in with a token, the task list, a running task's chart growing,
 # pause and resume from the page, a classifier's headline metrics and
-# confusion matrix, runs compared, a model version promoted
+# confusion matrix, the model a forecast kept among auto's candidates
+# and the classifier's model.kind, runs compared, a model version promoted
 # and rolled back, alerts; a viewer sees no mutating button and its forged
 # requests get 403.  Screenshots of each page go to
 # tests/integration/web-shots/ in the build tree.
@@ -53,11 +54,23 @@ CONF
 }
 # two short tasks of one name, another learning rate each (versions 1 and
 # 2 of a model, two runs to compare), and one far longer than the test, to watch, pause and resume
+# The first is model.kind = "auto" (the default) keeping an average
+# (model.auto.ensemble = "always"): the page reads both averages auto tried
+# (two points of auto/ensemble/…) to find the kept one.  The second is a
+# Transformer alone: auto keeps the same model whatever the learning rate,
+# and runs of equal figures have no best to mark.
 sed -e 's/epochs = 40;/epochs = 1;/' -e 's/stride = 2;/stride = 24;/' \
-	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/short.conf"
-sed -e 's/lr = 2e-3;/lr = 5e-3;/' "$T/short.conf" >"$T/short2.conf"
-# a classifier: headline metrics, a per-class table and a confusion matrix
-sed -e 's/epochs = [0-9]*;/epochs = 1;/' "$S/etc/jobs/seattle-weather-classify.conf" >"$T/classify.conf"
+	"$S/etc/jobs/seattle-temps-forecast.conf" >"$T/base.conf"
+sed -e 's/head = "forecast";/head = "forecast"; auto = { ensemble = "always"; };/' "$T/base.conf" >"$T/short.conf"
+sed -e 's/lr = 2e-3;/lr = 5e-3;/' -e 's/head = "forecast";/head = "forecast"; kind = "transformer";/' \
+	"$T/base.conf" >"$T/short2.conf"
+grep -q 'kind = "transformer";' "$T/short2.conf" && grep -q '"always"' "$T/short.conf" ||
+	fail "the job file has no head line"
+# a classifier: headline metrics, a per-class table and a confusion
+# matrix; its model.kind named (the forecasts' is auto, the default)
+sed -e 's/epochs = [0-9]*;/epochs = 1;/' -e 's/head = "classification";/head = "classification"; kind = "transformer";/' \
+	"$S/etc/jobs/seattle-weather-classify.conf" >"$T/classify.conf"
+grep -q 'kind = "transformer";' "$T/classify.conf" || fail "the classifier's job file has no head line"
 grep -q 'lr = 5e-3;' "$T/short2.conf" || fail "the job file has no lr line to change"
 sed -e 's/epochs = 40;/epochs = 1000;/' -e 's/patience = 10;/patience = 1000;/' \
 	-e 's/checkpoint_every = 200;/checkpoint_every = 20;/' \
@@ -187,6 +200,7 @@ rv=0 scale=1
 [ "${LOOM_VALGRIND:-}" = 1 ] && scale=5 # loomd under valgrind answers slowly
 LOOM_WEB_TIMEOUT_SCALE=$scale LOOM_NODE_MODULES=$NODE_MODULES LOOM_URL=$URL LOOM_WEB_SHOTS=$SHOTS CHROMIUM=$CHROMIUM \
 	LOOM_TASK=task-3 LOOM_MODEL="web temps" LOOM_RUNS=run-1,run-2 LOOM_CLASSIFIER=task-4 \
+	LOOM_AUTO=task-1 LOOM_AUTO_METRICS="$state/jobs/task-1/metrics.json" \
 	LOOM_ADMIN_TOKEN=$admin_token LOOM_VIEWER_TOKEN=$viewer_token \
 	timeout $((300 * scale)) node "$S/tests/web/ui.mjs" >"$T/ui.log" 2>&1 || rv=$?
 cat "$T/ui.log"

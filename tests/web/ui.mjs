@@ -2,17 +2,22 @@
 // long-running task LOOM_TASK and the model LOOM_MODEL with two versions):
 // sign in with a token, the task list and its filter, the running task's
 // chart growing from the WebSocket, pause and resume from the page, a
-// classifier's headline metrics and confusion matrix, runs compared, a version promoted and rolled back from the page, alerts;
+// classifier's headline metrics and confusion matrix, the model an auto
+// forecast kept with its candidates (and the classifier's named kind),
+// runs compared, a version promoted and rolled back from the page, alerts;
 // then a viewer: no button that changes anything, and a forged request with
 // its session answered 403; sign out.  No page may log an error or violate
 // its Content-Security-Policy.  A screenshot of each page goes to
 // $LOOM_WEB_SHOTS.
+import {readFileSync} from "node:fs";
 import {URL, ok, fail, launch, watchedPage, allow, noProblems, shot, until} from "./lib.mjs";
 
 const TASK = process.env.LOOM_TASK;
 const MODEL = process.env.LOOM_MODEL;
 const RUNS = (process.env.LOOM_RUNS || "").split(",");
 const CLASSIFIER = process.env.LOOM_CLASSIFIER;
+const AUTO = process.env.LOOM_AUTO;
+const AUTO_METRICS = process.env.LOOM_AUTO_METRICS; // its metrics.json, to check the page against
 const ADMIN = process.env.LOOM_ADMIN_TOKEN || "";
 const VIEWER = process.env.LOOM_VIEWER_TOKEN || "";
 const AUTH = ADMIN !== "";
@@ -121,8 +126,66 @@ try {
 		fail(`the headline metrics: ${cm.headline}`);
 	if (cm.charts.some((n) => n.includes(".")))
 		fail(`a detail metric has a chart: ${cm.charts}`);
+	// its model.kind = "transformer": the kind, and no candidates
+	await until(page, () => document.querySelector("#model-choice"), "the classifier's model");
+	const single = await page.evaluate(() => ({kind: document.querySelector("#model-choice").dataset.kind,
+		text: document.querySelector("#model-choice").textContent, table: !!document.querySelector("#model-choice table")}));
+	if (single.kind !== "transformer" || !single.text.includes("Kept: transformer") || single.table)
+		fail(`the classifier's model panel: ${JSON.stringify(single)}`);
 	await shot(page, "task-classifier");
-	ok(`a classifier's page: headline ${cm.headline.join(", ")}; a ${cm.rows}×${cm.cols} confusion matrix; no chart of a detail`);
+	ok(`a classifier's page: headline ${cm.headline.join(", ")}; a ${cm.rows}×${cm.cols} confusion matrix; no chart of a detail; its model "${single.kind}" without candidates`);
+
+	// a forecast of model.kind = "auto" (the default), keeping an average
+	// (model.auto.ensemble = "always"): the model it kept among the
+	// candidates, each with its validation loss and test MAE, the kept one
+	// marked in words; the same figures as the run's tracked ones, the same
+	// candidates and choice as its metrics.json
+	await page.goto(`${URL}/#/tasks/${AUTO}`);
+	await until(page, () => document.querySelector("#model-choice tr.kept"), "the auto forecast's model and candidates");
+	const choice = await page.evaluate(() => {
+		const box = document.querySelector("#model-choice");
+		return {kind: box.dataset.kind, shown: !document.querySelector("#model-card").hidden,
+			rows: [...box.querySelectorAll("tbody tr")].map((r) => ({name: r.dataset.candidate, kept: r.classList.contains("kept"),
+				label: r.querySelector("th").textContent, cells: [...r.querySelectorAll("td")].map((c) => c.textContent)}))};
+	});
+	const run = await page.evaluate(async (t) => {
+		const list = await (await fetch(`/api/v1/runs?task=${t}`)).json();
+		return (await fetch(`/api/v1/runs/${list.runs[0].id}`)).json();
+	}, AUTO);
+	const names = choice.rows.map((r) => r.name);
+	for (const want of ["transformer", "linear", "naive", "ensemble"])
+		if (!names.includes(want))
+			fail(`the candidates lack ${want}: ${JSON.stringify(choice)}`);
+	// the averages of the best two and three: two rows, read from the series
+	if (names.filter((n) => n === "ensemble").length !== 2)
+		fail(`not two ensembles: ${names}`);
+	const kept = choice.rows.filter((r) => r.kept);
+	if (!choice.shown || kept.length !== 1 || kept[0].cells[2] !== "kept" || kept[0].name !== choice.kind ||
+		choice.rows.filter((r) => r.cells[2] === "kept").length !== 1)
+		fail(`not exactly one candidate marked kept, in words: ${JSON.stringify(choice)}`);
+	const m = run.metrics;
+	const fmt = await page.evaluate(async (v) => (await import("/dom.js")).num(v), m.test_mae);
+	if (kept[0].cells[1] !== fmt)
+		fail(`the kept ${choice.kind}'s test MAE reads ${kept[0].cells[1]}, the run's is ${fmt}`);
+	for (const r of choice.rows)
+		if (r.cells[0] === "–" || r.cells[1] === "–" || !Number.isFinite(m[`auto/${r.name}/val_loss`]))
+			fail(`candidate ${r.name} shows no figures: ${JSON.stringify(r)}`);
+	// the same candidates, members and choice as the run's metrics.json
+	if (AUTO_METRICS) {
+		const doc = JSON.parse(readFileSync(AUTO_METRICS, "utf8"));
+		const label = (c) => c.detail && Array.isArray(c.detail.members) ? `${c.name} (${c.detail.members.join(" + ")})` : c.name;
+		const want = doc.candidates.map(label).sort(), got = choice.rows.map((r) => r.label).sort();
+		if (JSON.stringify(want) !== JSON.stringify(got))
+			fail(`the candidates read ${JSON.stringify(got)}, metrics.json has ${JSON.stringify(want)}`);
+		const chosen = doc.candidates.find((c) => c.chosen);
+		if (label(chosen) !== kept[0].label || doc.model.kind !== choice.kind)
+			fail(`the page keeps ${kept[0].label}, metrics.json ${label(chosen)} (${doc.model.kind})`);
+	}
+	// the candidates' figures are not charted
+	if (await page.$('figure.chart[data-metric^="auto/"]'))
+		fail("a candidate's figure has a chart");
+	await shot(page, "task-auto");
+	ok(`an auto forecast's page: kept ${kept[0].label} among ${choice.rows.map((r) => r.label).join(", ")}, one row marked "kept", as metrics.json says; its test MAE the run's`);
 
 	// runs, compared
 	await page.goto(`${URL}/#/runs`);
