@@ -84,7 +84,10 @@ run = json.load(open(sys.argv[1])); m = json.load(open(sys.argv[2]))
 for k, v in m["test"].items():
     assert abs(run["metrics"]["test_" + k] - v) <= 1e-12 * max(1, abs(v)), (k, v, run["metrics"])
 EOF
-ok "run-1: task-1's attempt, lineage with the data's sha256, artifacts with checksums, final metrics"
+# the kept model (metrics.json's model) is tagged
+[ "$(py 'b["tags"]["model.kind"], b["tags"]["model.form"]')" = "transformer transformer" ] ||
+	fail "run-1's model tags: $(py 'b["tags"]')"
+ok "run-1: task-1's attempt, lineage with the data's sha256, artifacts with checksums, final metrics, the kept model's tags"
 # the forecast head's headline metrics, in its order (metrics.json declares
 # them; the stored declaration is no metric)
 [ "$(py 'b["headline"]')" = "['test_loss', 'test_mae', 'test_rmse', 'test_mse', 'test_smape']" ] ||
