@@ -652,9 +652,20 @@ tf_model_forward(tf_model *m, const float *x, int64_t batch, bool training, uint
 	io = head_io(m, training);
 	{
 		int rv = c->head_ops->forward(c->head_ctx, &io);
-		if (rv != 0 || c->form != TF_FORM_MIXED)
+		if (rv != 0)
 			return rv;
 	}
+	if (c->residual_last) {
+		/* out[s, h·K + k] += x'[s, L−1, channel of target k] */
+		int64_t od = m->head.out_dim, K = c->channel_independent ? 1 : c->targets;
+		for (int64_t s = 0; s < S; s++)
+			for (int64_t j = 0; j < od; j++) {
+				int64_t ch = c->channel_independent ? 0 : c->target_in[j % K];
+				a->out[s * od + j] += in[(s * L + L - 1) * m->cin + ch];
+			}
+	}
+	if (c->form != TF_FORM_MIXED)
+		return 0;
 	/* MIXED: the transformer's share, plus the linear part (in dpred,
 	 * free until a loss is asked for) */
 	{

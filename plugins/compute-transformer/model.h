@@ -78,6 +78,10 @@ typedef struct tf_model_config {
 	bool revin;
 	bool channel_independent;
 	bool sinusoidal;        /* positions: sinusoidal instead of learned */
+	bool residual_last;     /* forecast: the head's output is added to the
+	                         * window's last value (x' of the step L−1 of the
+	                         * target's channel): the Transformer learns a
+	                         * correction to repeat-last */
 	int64_t max_batch;      /* windows per call, at most */
 	/* the head */
 	const loom_head_ops *head_ops;

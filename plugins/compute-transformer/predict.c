@@ -248,6 +248,7 @@ build_model(predictor *p)
 	mc.revin = s->revin;
 	mc.channel_independent = s->channel_independent;
 	mc.sinusoidal = s->positions == TF_POS_SINUSOIDAL;
+	mc.residual_last = s->residual_last;
 	mc.max_batch = s->batch;
 	mc.head_ops = p->head;
 	mc.head_ctx = p->head_ctx;

@@ -63,6 +63,9 @@ static const loom_spec_field naive_fields[] = {
 };
 
 static const loom_spec_field auto_fields[] = {
+	{"choose", LOOM_SPEC_STRING, 0, "lowest|one_se", 0, 0, NULL,
+	 "lowest: the lowest validation loss (ties to the simpler); one_se: the simplest within "
+	 "one standard error of it", {NULL, NULL}},
 	{"ensemble", LOOM_SPEC_STRING, 0, "when_better|never|always", 0, 0, NULL,
 	 "keep an average of the best two or three when it validates better than each (or "
 	 "never, or always)", {NULL, NULL}},
@@ -92,6 +95,9 @@ static const loom_spec_field model_fields[] = {
 	{"revin", LOOM_SPEC_BOOL, 0, NULL, 0, 0, NULL, NULL, {NULL, NULL}},
 	{"channel_independent", LOOM_SPEC_BOOL, 0, NULL, 0, 0, NULL, NULL, {NULL, NULL}},
 	{"positions", LOOM_SPEC_STRING, 0, "learned|sinusoidal", 0, 0, NULL, NULL, {NULL, NULL}},
+	{"residual", LOOM_SPEC_STRING, 0, "none|last", 0, 0, NULL,
+	 "forecast: last adds the window's last value to the Transformer's output, which then "
+	 "learns a correction to repeat-last", {NULL, NULL}},
 	{"loss", LOOM_SPEC_STRING, 0, "mse|mae|huber|crossentropy", 0, 0, NULL, NULL, {NULL, NULL}},
 	{"huber_delta", LOOM_SPEC_DOUBLE, LOOM_SPEC_RANGE, NULL, 1e-9, 1e9, NULL,
 	 NULL, {NULL, NULL}},
@@ -203,6 +209,7 @@ fill_defaults(loom_spec *sp, int task)
 	loom_spec_default_double(sp, "model.linear.alpha", 0);
 	loom_spec_default_string(sp, "model.naive.method", "auto");
 	loom_spec_default_string(sp, "model.auto.ensemble", "when_better");
+	loom_spec_default_string(sp, "model.auto.choose", "lowest");
 	loom_spec_default_int(sp, "model.context", 168);
 	loom_spec_default_int(sp, "model.horizon", 24);
 	loom_spec_default_int(sp, "model.patch", 24);
@@ -215,6 +222,7 @@ fill_defaults(loom_spec *sp, int task)
 	loom_spec_default_bool(sp, "model.revin", forecast);
 	loom_spec_default_bool(sp, "model.channel_independent", forecast);
 	loom_spec_default_string(sp, "model.positions", "learned");
+	loom_spec_default_string(sp, "model.residual", "none");
 	loom_spec_default_string(sp, "model.loss",
 	                         task == TF_TASK_CLASSIFICATION ? "crossentropy" : "mse");
 	loom_spec_default_double(sp, "model.huber_delta", 1.0);
@@ -440,6 +448,10 @@ tf_spec_parse(const char *text, const char *name, tf_head_task_fn head_task, voi
 	loom_spec_get_bool(sp, "model.revin", &s->revin);
 	loom_spec_get_bool(sp, "model.channel_independent", &s->channel_independent);
 	s->positions = choice(sp, "model.positions", positions);
+	{
+		static const char *const residuals[] = {"none", "last", NULL};
+		s->residual_last = choice(sp, "model.residual", residuals) == 1;
+	}
 	s->loss = choice(sp, "model.loss", losses);
 	s->huber_delta = getd(sp, "model.huber_delta");
 	s->threshold_quantile = getd(sp, "model.threshold_quantile");
@@ -459,6 +471,8 @@ tf_spec_parse(const char *text, const char *name, tf_head_task_fn head_task, voi
 			s->naive_method = -1;
 		static const char *const ensembles[] = {"when_better", "never", "always", NULL};
 		s->ensemble = choice(sp, "model.auto.ensemble", ensembles);
+		static const char *const rules[] = {"lowest", "one_se", NULL};
+		s->choose_one_se = choice(sp, "model.auto.choose", rules) == 1;
 	}
 
 	s->epochs = geti(sp, "train.epochs");
@@ -547,6 +561,11 @@ tf_spec_parse(const char *text, const char *name, tf_head_task_fn head_task, voi
 	if (s->task == TF_TASK_REGRESSION && s->naive_method >= 0 && s->naive_method != 3)
 		loom_spec_errorf(sp, "model.naive.method",
 		                 "a regression's naive model is the training mean: use mean or auto");
+	if (s->residual_last && s->task != TF_TASK_FORECAST)
+		loom_spec_errorf(sp, "model.residual",
+		                 "\"last\" adds the window's last value to a forecast; use \"none\" "
+		                 "for %s",
+		                 task_name(s->task));
 	if ((s->task == TF_TASK_CLASSIFICATION) != (s->loss == TF_LOSS_CROSSENTROPY))
 		loom_spec_errorf(sp, "model.loss", "%s",
 		                 s->task == TF_TASK_CLASSIFICATION

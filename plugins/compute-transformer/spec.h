@@ -91,6 +91,7 @@ typedef struct tf_spec {
 	double dropout;
 	bool revin, channel_independent;
 	int positions;              /* enum tf_positions */
+	bool residual_last;         /* model.residual = "last" */
 	int loss;                   /* enum tf_loss */
 	double huber_delta;
 	double threshold_quantile;  /* anomaly: score quantile on validation */
@@ -101,6 +102,7 @@ typedef struct tf_spec {
 	double ridge_alpha;         /* 0: chosen on validation */
 	int naive_method;           /* enum tf_naive (linear.h), or -1: chosen */
 	int ensemble;               /* auto: enum tf_ensemble */
+	bool choose_one_se;         /* auto: the one-standard-error rule, not the lowest */
 
 	/* train */
 	int64_t epochs, batch;

@@ -309,6 +309,13 @@ setup(run *r, char **err)
 		free(in_of_col);
 	}
 	for (int64_t k = 0; k < ds->n_out; k++) {
+		if (r->target_in[k] < 0 && s->residual_last && s->task == TF_TASK_FORECAST) {
+			*err = loom_strfmt("model.residual: the target \"%s\" is not among the input "
+			                    "channels, so there is no last value to add; add it to "
+			                    "data.features or set residual = \"none\"",
+			                    ds->out_names[k]);
+			return LOOM_EINVAL;
+		}
 		if (r->target_in[k] < 0 && s->revin && s->task == TF_TASK_FORECAST) {
 			*err = loom_strfmt("model.revin: the target \"%s\" is not among the input "
 			                    "channels, so its forecast cannot be mapped back; add it to "
@@ -342,6 +349,7 @@ setup(run *r, char **err)
 	mc.revin = s->revin;
 	mc.channel_independent = s->channel_independent;
 	mc.sinusoidal = s->positions == TF_POS_SINUSOIDAL;
+	mc.residual_last = s->residual_last;
 	mc.max_batch = r->batch;
 	mc.head_ops = r->head;
 	mc.head_ctx = r->head_ctx;

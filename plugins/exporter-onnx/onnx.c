@@ -70,6 +70,7 @@ typedef struct model {
 	int task;                       /* loom_task */
 	int64_t L, C, P, D, H, layers, F, horizon, K, classes, T, cin;
 	bool revin, ci, sinusoidal;
+	bool residual_last;             /* model.residual = "last" (forecast) */
 	float *in_shift, *in_scale, *out_shift, *out_scale;
 	int64_t *target_in;             /* [K] input channel of each target, or -1 */
 } model;
@@ -218,6 +219,11 @@ describe(model *m)
 	m->F = model_int(m, "ffn");
 	m->horizon = model_int(m, "horizon");
 	m->revin = json_is_true(json_object_get(json_object_get(m->spec, "model"), "revin"));
+	{
+		const char *res = json_string_value(
+			json_object_get(json_object_get(m->spec, "model"), "residual"));
+		m->residual_last = res != NULL && strcmp(res, "last") == 0;
+	}
 	m->ci = json_is_true(json_object_get(json_object_get(m->spec, "model"),
 	                                     "channel_independent"));
 	m->sinusoidal = json_is_string(json_object_get(json_object_get(m->spec, "model"),
@@ -564,6 +570,7 @@ static const char *
 transformer(builder *b, const char *x)
 {
 	model *m = b->m;
+	const char *xs = x;
 	int64_t D = m->D, T = m->T;
 
 	/* patches: in row-major memory the patch view is the series itself */
@@ -576,7 +583,25 @@ transformer(builder *b, const char *x)
 		x = encoder_layer(b, x, l);
 	x = layernorm(b, x, "norm");
 	x = RESHAPE(b, x, -1, T * D);
-	return linear(b, x, "head.", "proj.weight", "proj.bias", out_dim(m), T * D);
+	x = linear(b, x, "head.", "proj.weight", "proj.bias", out_dim(m), T * D);
+	if (m->residual_last && m->task == LOOM_TASK_FORECAST) {
+		/* + the window's last value of each output's channel: x'[s, L−1, ch] */
+		int64_t od = out_dim(m), *idx = calloc((size_t)od, sizeof *idx);
+		const char *last;
+		if (idx == NULL) {
+			b->err = LOOM_ENOMEM;
+			return "";
+		}
+		for (int64_t j = 0; j < od; j++)
+			idx[j] = m->ci ? 0 : m->target_in[j % m->K];
+		last = gather(b, RESHAPE(b, xs, -1, m->L, m->cin),
+		              ox_const_i64(&b->g, "last_step", 1, (const int64_t[]){m->L - 1}), 1);
+		last = gather(b, RESHAPE(b, last, -1, m->cin),
+		              ox_const_i64(&b->g, "last_channel", (size_t)od, idx), 1);
+		free(idx);
+		x = op2(b, "Add", x, last);
+	}
+	return x;
 }
 
 /* The linear map: x' flattened to [S, L·cin] (element t·cin + c is step t

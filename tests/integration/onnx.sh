@@ -139,6 +139,15 @@ train = { epochs = 2; batch = 32; warmup_steps = 5; seed = 5; };
 EOF
 check forecast-multi "$T/forecast2.conf" "$DATA/seattle-weather.csv"
 
+# model.residual = "last": the window's last value added to the head's
+# output, one channel (channel-independent) and two targets among three
+sed 's/kind = "transformer";/kind = "transformer"; residual = "last";/' "$T/forecast.conf" \
+	>"$T/residual.conf"
+check residual "$T/residual.conf" "$DATA/seattle-temps.csv"
+sed 's/kind = "transformer";/kind = "transformer"; residual = "last";/' "$T/forecast2.conf" \
+	>"$T/residual2.conf"
+check residual-multi "$T/residual2.conf" "$DATA/seattle-weather.csv"
+
 cat >"$T/regression.conf" <<EOF
 name = "onnx-regression";
 data = { path = "$DATA/seattle-weather.csv"; time_column = "date";

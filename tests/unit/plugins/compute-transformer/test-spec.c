@@ -138,12 +138,14 @@ START_TEST(model_kinds)
 	ck_assert(s.ridge_alpha == 0);
 	ck_assert_int_eq(s.naive_method, -1);
 	ck_assert_int_eq(s.ensemble, TF_ENSEMBLE_WHEN_BETTER);
+	ck_assert(!s.choose_one_se);
 	tf_spec_free(&s);
 
 	ck_assert_msg(tf_spec_parse("data = { path = \"x\"; }; model = { kind = \"naive\"; "
 	                            "naive = { method = \"seasonal\"; }; linear = { fit = "
 	                            "\"train\"; decomposition = \"none\"; kernel = 7; alpha = 0.5; "
-	                            "}; auto = { ensemble = \"never\"; }; };",
+	                            "}; auto = { ensemble = \"never\"; choose = \"one_se\"; }; "
+	                            "residual = \"last\"; };",
 	                            "job", task_of, NULL, &s, &err) == 0,
 	              "%s", err);
 	ck_assert_int_eq(s.kind, TF_KIND_NAIVE);
@@ -153,6 +155,8 @@ START_TEST(model_kinds)
 	ck_assert_int_eq(s.ma_kernel, 7);
 	ck_assert(s.ridge_alpha == 0.5);
 	ck_assert_int_eq(s.ensemble, TF_ENSEMBLE_NEVER);
+	ck_assert(s.choose_one_se);
+	ck_assert(s.residual_last);
 	tf_spec_free(&s);
 
 	/* a regression may be auto or linear; it is a Transformer by default */
@@ -257,6 +261,12 @@ static const struct bad {
 	 "model.linear.alpha: -1 is out of range"},
 	{"data = { path = \"x\"; }; model = { auto = { ensemble = true; }; };",
 	 "model.auto.ensemble: expected a string"},
+	{"data = { path = \"x\"; }; model = { auto = { choose = \"best\"; }; };",
+	 "model.auto.choose: \"best\" is not one of lowest, one_se"},
+	{"data = { path = \"x\"; target = [\"y\"]; }; model = { head = \"regression\"; residual = "
+	 "\"last\"; };",
+	 "model.residual: \"last\" adds the window's last value to a forecast; use \"none\" for "
+	 "regression"},
 };
 
 START_TEST(bad_spec)
