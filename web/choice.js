@@ -14,38 +14,28 @@ const rank = (n) => {
 	return i < 0 ? ORDER.length : i;
 };
 
-// [{name, fig: {val_loss, test_mae, …}, members}] from the run's metrics,
-// the simpler first; ensembles (the averages of the best two and three,
-// which share a name: one point each of auto/ensemble/…) as given, else
-// the one the metrics hold.
-export function candidatesOf(metrics, ensembles) {
+// [{name, key, fig: {val_loss, test_mae, …}, members}] from the run's
+// metrics, the simpler first.  The averages of the best two and three are
+// auto/ensemble_of_2/… and auto/ensemble_of_3/… (name "ensemble", key
+// the series' name); an average of k is of the k best single models on
+// validation (ties to the simpler, as auto orders them).
+export function candidatesOf(metrics) {
 	const by = {};
 	for (const [k, v] of Object.entries(metrics || {})) {
 		const m = /^auto\/([^/]+)\/(.+)$/.exec(k);
 		if (m && typeof v === "number")
 			(by[m[1]] ||= {})[m[2]] = v;
 	}
-	const names = Object.keys(by).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
-	// an average of k is of the k best single models on validation (ties
-	// to the simpler, as auto orders them); the averages come in the order
-	// tried, of two then of three, and the one the metrics hold is the last
-	const singles = names.filter((n) => n !== "ensemble");
+	const average = (n) => /^ensemble(_of_\d+)?$/.test(n);
+	const nameOf = (n) => (average(n) ? "ensemble" : n);
+	const names = Object.keys(by).sort((a, b) => rank(nameOf(a)) - rank(nameOf(b)) || a.localeCompare(b));
+	const singles = names.filter((n) => !average(n));
 	const fin = (n) => Number.isFinite(by[n].val_loss);
 	const best = [...singles].sort((a, b) => (fin(b) - fin(a)) || (by[a].val_loss - by[b].val_loss) || (rank(a) - rank(b)));
-	const out = [];
-	for (const n of names) {
-		if (n !== "ensemble") {
-			out.push({name: n, fig: by[n]});
-			continue;
-		}
-		const figs = Array.isArray(ensembles) && ensembles.length > 1 ? ensembles : [by[n]];
-		const last = Math.min(3, singles.length);
-		figs.forEach((fig, j) => {
-			const k = last - (figs.length - 1 - j);
-			out.push({name: n, fig, members: k >= 2 ? best.slice(0, k) : null});
-		});
-	}
-	return out;
+	return names.map((n) => {
+		const k = average(n) ? Number(n.slice("ensemble_of_".length)) : 0;
+		return {name: nameOf(n), key: n, fig: by[n], members: k >= 2 ? best.slice(0, k) : null};
+	});
 }
 
 // The index of the candidate whose test figures are the run's own
@@ -71,9 +61,9 @@ export function keptOf(cands, metrics, always) {
 
 // The panel, or null when the run says nothing of its model (a run of
 // another compute plugin, or from before model kinds).
-export function modelChoice(metrics, params, ensembles) {
+export function modelChoice(metrics, params) {
 	const asked = params && params.model && typeof params.model.kind === "string" ? params.model.kind : null;
-	const cands = candidatesOf(metrics, ensembles);
+	const cands = candidatesOf(metrics);
 	if (!cands.length) {
 		if (!asked)
 			return null;
@@ -84,7 +74,7 @@ export function modelChoice(metrics, params, ensembles) {
 	const always = Boolean(params && params.model && params.model.auto && params.model.auto.ensemble === "always");
 	const k = keptOf(cands, metrics, always);
 	const kept = k >= 0 ? cands[k].name : null;
-	const rows = cands.map((c, i) => h("tr", {class: i === k ? "kept" : null, dataset: {candidate: c.name}},
+	const rows = cands.map((c, i) => h("tr", {class: i === k ? "kept" : null, dataset: {candidate: c.name, key: c.key}},
 		h("th", {}, c.name, c.members ? h("small", {class: "muted"}, ` (${c.members.join(" + ")})`) : null),
 		h("td", {class: "n"}, num(c.fig.val_loss)),
 		h("td", {class: "n"}, num(c.fig.test_mae)),

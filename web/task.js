@@ -52,7 +52,7 @@ function ordered(names, headline) {
 // Series worth a chart: more than one point, not a final (test_) figure,
 // not a detail (a class's figure, a confusion cell: a name with a '.',
 // shown in the detail tables), not a candidate of model.kind = "auto"
-// (auto/NAME/…: the Model card; two ensembles make two points).
+// (auto/NAME/…: the Model card).
 const charted = (n) => !n.startsWith("test_") && !n.includes(".") && !n.startsWith("auto/");
 const chartable = (m) => m.points > 1 && charted(m.name);
 
@@ -80,7 +80,7 @@ export async function taskPage(main, {id}) {
 	let task = await get(`/api/v1/training/tasks/${seg(id)}`);
 	const base = `/api/v1/training/tasks/${seg(task.task_id)}`;
 	let alive = true, ws = null, wsRetry = null, pollTimer = null, logTimer = null;
-	let headline = null, details = [], runId = null, params = null, ensembles = null;
+	let headline = null, details = [], runId = null, params = null;
 	const charts = new Map();
 
 	const title = h("h1", {}, task.name || task.task_id);
@@ -186,7 +186,7 @@ export async function taskPage(main, {id}) {
 
 	// The model kept, once the run's final metrics and parameters are in.
 	const renderModel = () => {
-		const panel = modelChoice(task.metrics || {}, params, ensembles);
+		const panel = modelChoice(task.metrics || {}, params);
 		modelCard.hidden = !panel;
 		fill(modelBox, panel);
 	};
@@ -272,7 +272,6 @@ export async function taskPage(main, {id}) {
 			details = Array.isArray(r.details) ? r.details : [];
 			params = r.params && typeof r.params === "object" ? r.params : null;
 			task.metrics = Object.assign({}, r.metrics || {}, task.metrics || {});
-			ensembles = await loadEnsembles();
 		} catch {
 			// the charts and the table do without
 		}
@@ -280,23 +279,6 @@ export async function taskPage(main, {id}) {
 			renderFinal();
 			renderModel();
 		}
-	};
-
-	// Auto's averages of the best two and three models share the name
-	// "ensemble": each figure is a series of one point per average, read
-	// whole; null when there is at most one.
-	const loadEnsembles = async () => {
-		if (!("auto/ensemble/val_loss" in task.metrics))
-			return null;
-		const keys = ["val_loss", "test_mae", "test_loss"];
-		const got = await Promise.all(keys.map((k) =>
-			get(`${base}/metrics?name=${encodeURIComponent(`auto/ensemble/${k}`)}&max_points=${MAX_POINTS}`)
-				.catch(() => ({values: []}))));
-		const out = [];
-		got.forEach((s, i) => (s.values || []).forEach((v, j) => {
-			(out[j] ||= {})[keys[i]] = v;
-		}));
-		return out.length > 1 ? out : null;
 	};
 
 	// ---------------------------------------------------------------- live

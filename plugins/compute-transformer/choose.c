@@ -628,18 +628,27 @@ cand_json(const cand *c, bool chosen)
 	return o;
 }
 
-/* Tracked metrics of a candidate: auto/NAME/val_loss, auto/NAME/test_mae … */
+/* Tracked metrics of a candidate: auto/NAME/val_loss, auto/NAME/test_mae …;
+ * the averages of the best two and three are ensemble_of_2 and
+ * ensemble_of_3, series of their own. */
 static void
 cand_metrics(run *r, const cand *c)
 {
 	static const char *const splits[2] = {"val", "test"};
 	const json_t *objs[2] = {c->validation, c->test};
+	char base[48];
+
+	if (c->simple == SIMPLE_LINEAR_AVERAGE || c->simple == SIMPLE_ENSEMBLE)
+		snprintf(base, sizeof base, "ensemble_of_%zu",
+		         json_array_size(json_object_get(c->detail, "members")));
+	else
+		snprintf(base, sizeof base, "%s", c->name);
 	for (int i = 0; i < 2; i++) {
 		const char *key;
 		json_t *v;
 		json_object_foreach((json_t *)objs[i], key, v) {
 			char name[128];
-			snprintf(name, sizeof name, "auto/%s/%s_%s", c->name, splits[i], key);
+			snprintf(name, sizeof name, "auto/%s/%s_%s", base, splits[i], key);
 			if (json_is_number(v))
 				run_metric(r, name, json_number_value(v), LOOM_METRIC_FINAL);
 		}

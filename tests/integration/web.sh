@@ -56,7 +56,7 @@ CONF
 # 2 of a model, two runs to compare), and one far longer than the test, to watch, pause and resume
 # The first is model.kind = "auto" (the default) keeping an average
 # (model.auto.ensemble = "always"): the page reads both averages auto tried
-# (two points of auto/ensemble/…) to find the kept one.  The second is a
+# (auto/ensemble_of_2/… and auto/ensemble_of_3/…) to find the kept one.  The second is a
 # Transformer alone: auto keeps the same model whatever the learning rate,
 # and runs of equal figures have no best to mark.
 sed -e 's/epochs = 40;/epochs = 1;/' -e 's/stride = 2;/stride = 24;/' \

@@ -145,7 +145,7 @@ try {
 	const choice = await page.evaluate(() => {
 		const box = document.querySelector("#model-choice");
 		return {kind: box.dataset.kind, shown: !document.querySelector("#model-card").hidden,
-			rows: [...box.querySelectorAll("tbody tr")].map((r) => ({name: r.dataset.candidate, kept: r.classList.contains("kept"),
+			rows: [...box.querySelectorAll("tbody tr")].map((r) => ({name: r.dataset.candidate, key: r.dataset.key, kept: r.classList.contains("kept"),
 				label: r.querySelector("th").textContent, cells: [...r.querySelectorAll("td")].map((c) => c.textContent)}))};
 	});
 	const run = await page.evaluate(async (t) => {
@@ -156,9 +156,10 @@ try {
 	for (const want of ["transformer", "linear", "naive", "ensemble"])
 		if (!names.includes(want))
 			fail(`the candidates lack ${want}: ${JSON.stringify(choice)}`);
-	// the averages of the best two and three: two rows, read from the series
-	if (names.filter((n) => n === "ensemble").length !== 2)
-		fail(`not two ensembles: ${names}`);
+	// the averages of the best two and three: two rows, each its own series
+	if (JSON.stringify(choice.rows.filter((r) => r.name === "ensemble").map((r) => r.key)) !==
+		JSON.stringify(["ensemble_of_2", "ensemble_of_3"]))
+		fail(`not the two averages: ${JSON.stringify(choice.rows)}`);
 	const kept = choice.rows.filter((r) => r.kept);
 	if (!choice.shown || kept.length !== 1 || kept[0].cells[2] !== "kept" || kept[0].name !== choice.kind ||
 		choice.rows.filter((r) => r.cells[2] === "kept").length !== 1)
@@ -168,7 +169,7 @@ try {
 	if (kept[0].cells[1] !== fmt)
 		fail(`the kept ${choice.kind}'s test MAE reads ${kept[0].cells[1]}, the run's is ${fmt}`);
 	for (const r of choice.rows)
-		if (r.cells[0] === "–" || r.cells[1] === "–" || !Number.isFinite(m[`auto/${r.name}/val_loss`]))
+		if (r.cells[0] === "–" || r.cells[1] === "–" || !Number.isFinite(m[`auto/${r.key}/val_loss`]))
 			fail(`candidate ${r.name} shows no figures: ${JSON.stringify(r)}`);
 	// the same candidates, members and choice as the run's metrics.json
 	if (AUTO_METRICS) {
