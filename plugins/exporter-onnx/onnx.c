@@ -178,10 +178,10 @@ form_of(model *m)
 			m->form = f;
 			return 0;
 		}
-	return refuse(m, "%s holds a model of form \"%s\", which this exporter does not know "
-	                 "(it knows transformer, linear and mixed); export it with the Loom "
-	                 "version that trained it",
-	              file ? file : "the weights", form);
+	return refuse(m, "%s: the weights are a model of form \"%s\", which this exporter does "
+	                 "not know (it knows transformer, linear and mixed); export it with the "
+	                 "Loom version that trained it",
+	              file ? file : "the run", form);
 }
 
 static int

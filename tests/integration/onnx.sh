@@ -221,6 +221,6 @@ expect 1 env LOOM_TEST_PLUGINS="$LOOM_TEST_PLUGINS" "$EXPORT" "$T/empty" "$T/emp
 ok "--predict and the export refuse a directory without a model"
 remodel "$T/linear" "$T/cubic" '{"kind":"cubic","form":"cubic"}'
 expect 1 env LOOM_TEST_PLUGINS="$LOOM_TEST_PLUGINS" "$EXPORT" "$T/cubic" "$T/cubic.onnx"
-has "$T/err" 'best.safetensors holds a model of form "cubic", which this exporter does not know'
+has "$T/err" 'best.safetensors: the weights are a model of form "cubic", which this exporter does not know'
 [ ! -e "$T/cubic.onnx" ] || fail "a refused export left a file"
 ok "the export refuses a form it does not know"

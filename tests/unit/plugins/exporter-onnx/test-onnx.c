@@ -396,6 +396,62 @@ START_TEST(exports_a_forecast_graph)
 }
 END_TEST
 
+/* The linear form: a ridge or naive model is linear.weight [3, 16]
+ * (horizon 3 × 1 target, context 8 × 2 channels) and linear.bias; the
+ * graph holds those two and no Transformer tensor; an unknown form is
+ * refused naming it. */
+#define LINEAR_JSON(form)                                                                     \
+	"{\"spec\":{\"model\":{\"context\":8,\"horizon\":3,\"revin\":true,"                     \
+	"\"channel_independent\":false}},\"data\":{\"inputs\":[\"a\",\"b\"],\"targets\":[\"b\"],"    \
+	"\"input_shift\":[0,1],\"input_scale\":[1,2],\"target_shift\":[1],"                   \
+	"\"target_scale\":[2]},\"head\":\"forecast\",\"model\":{\"kind\":\"linear\","              \
+	"\"form\":\"" form "\"}}"
+
+START_TEST(exports_the_linear_form)
+{
+	static float w[3 * 16], b[3];
+	loom_tensor lin[2];
+	loom_export_source src;
+	pb_buf out;
+	loom_export_sink sink = {&out, to_buf};
+	span graph;
+	int n_init, found = 0;
+
+	memset(lin, 0, sizeof lin);
+	lin[0] = (loom_tensor){.name = "linear.weight", .dtype = LOOM_DTYPE_F32, .ndim = 2,
+	                       .dims = {3, 16}, .data = w, .nbytes = sizeof w};
+	lin[1] = (loom_tensor){.name = "linear.bias", .dtype = LOOM_DTYPE_F32, .ndim = 1,
+	                       .dims = {3}, .data = b, .nbytes = sizeof b};
+	memset(&src, 0, sizeof src);
+	src.size = sizeof src;
+	src.run_id = "run-2";
+	src.n_tensors = 2;
+	src.tensors = lin;
+	pb_init(&out);
+	src.model_json = LINEAR_JSON("linear");
+	ck_assert_int_eq(xops->export_run(plug.ins->ctx, &src, &sink), 0);
+	graph = sub((span){out.data, out.len}, 7, 0);
+	n_init = count(graph, 5);
+	for (int i = 0; i < n_init; i++) {
+		span init = sub(graph, 5, i);
+		ck_assert(!str_is(sub(init, 8, 0), "embed.weight"));
+		found += str_is(sub(init, 8, 0), "linear.weight") || str_is(sub(init, 8, 0), "linear.bias");
+	}
+	ck_assert_int_eq(found, 2);
+	pb_free(&out);
+
+	/* a form this exporter does not know */
+	pb_init(&out);
+	tu_log_capture();
+	src.model_json = LINEAR_JSON("cubic");
+	ck_assert_int_eq(xops->export_run(plug.ins->ctx, &src, &sink), LOOM_EINVAL);
+	ck_assert(tu_log_has("form \"cubic\""));
+	tu_log_stop();
+	ck_assert_uint_eq(out.len, 0);
+	pb_free(&out);
+}
+END_TEST
+
 START_TEST(refuses_what_it_cannot_express)
 {
 	pb_buf out;
@@ -439,6 +495,7 @@ main(void)
 	tcase_add_checked_fixture(pl, plugin_setup, plugin_teardown);
 	tcase_add_test(pl, exports_a_forecast_graph);
 	tcase_add_test(pl, refuses_what_it_cannot_express);
+	tcase_add_test(pl, exports_the_linear_form);
 	suite_add_tcase(s, pl);
 	return tu_run(s);
 }
