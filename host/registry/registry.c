@@ -726,9 +726,11 @@ locked_store_version(loomi_daemon *d, int64_t job_id, const task_info *t, const 
 	return rv;
 }
 
-/* The task's final metrics, from its metrics.json ({} when it has none). */
+/* The task's final metrics, from its metrics.json ({} when it has none),
+ * and the model it kept (its "model": kind and form; NULL when it says
+ * none). */
 static int
-read_metrics(const char *task_dir, json_t **out, char **msg)
+read_metrics(const char *task_dir, json_t **out, json_t **model, char **msg)
 {
 	char *path = loomi_path_join(task_dir, "metrics.json"), *text = NULL;
 	json_error_t je;
@@ -736,6 +738,7 @@ read_metrics(const char *task_dir, json_t **out, char **msg)
 	int rv = 0;
 
 	*out = NULL;
+	*model = NULL;
 	if (access(path, F_OK) != 0) {
 		*out = json_object();
 	} else if (loomi_read_file(path, &text, NULL) != 0) {
@@ -746,8 +749,12 @@ read_metrics(const char *task_dir, json_t **out, char **msg)
 		                         "damaged",
 		          path, je.text, je.line);
 	} else {
-		json_t *display = loomi_display_declared(m);
+		json_t *display = loomi_display_declared(m), *about = json_object_get(m, "model");
 		*out = final_metrics(m);
+		if (json_is_object(about) && json_is_string(json_object_get(about, "kind")))
+			*model = json_pack("{s:O, s:O}", "kind", json_object_get(about, "kind"), "form",
+			                   json_object_get(about, "form") ? json_object_get(about, "form")
+			                                                  : json_null());
 		if (display)
 			json_object_set_new(*out, LOOMI_DISPLAY_KEY, display);
 		json_decref(m);
@@ -764,7 +771,7 @@ loomi_registry_register(loomi_daemon *d, int64_t job_id, char **err)
 	char *best = loomi_path_join(task_dir, "best.safetensors"), *stage = NULL;
 	task_info t = {0};
 	version_row v = {.tags = json_array()};
-	json_t *metrics = NULL, *lineage = NULL;
+	json_t *metrics = NULL, *lineage = NULL, *model = NULL;
 	int rv;
 
 	/* no lock while files are copied: the reads go on meanwhile, and
@@ -775,9 +782,11 @@ loomi_registry_register(loomi_daemon *d, int64_t job_id, char **err)
 		goto out;
 	}
 	if ((rv = read_task(d->store.db, job_id, &t, err)) != 0 ||
-	    (rv = read_metrics(task_dir, &metrics, err)) != 0)
+	    (rv = read_metrics(task_dir, &metrics, &model, err)) != 0)
 		goto out;
 	lineage = lineage_json(job_id, &t);
+	/* which model the version is: the kind auto kept, and its form */
+	json_object_set(lineage, "model", model ? model : json_null());
 	stage = loomi_strfmt("%s/models/.incoming/task-%lld", d->conf.state_dir, (long long)job_id);
 	if ((rv = stage_files(task_dir, stage, t.spec, err)) != 0 ||
 	    (rv = locked_store_version(d, job_id, &t, stage, metrics, lineage, &v, err)) != 0) {
@@ -801,6 +810,7 @@ loomi_registry_register(loomi_daemon *d, int64_t job_id, char **err)
 out:
 	task_info_free(&t);
 	json_decref(metrics);
+	json_decref(model);
 	json_decref(lineage);
 	json_decref(v.tags);
 	free(v.model_dir);

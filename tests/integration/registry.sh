@@ -118,6 +118,9 @@ code 200
 	"['best.safetensors', 'last.safetensors', 'metrics.json', 'spec.json']" ] || fail "$(cat "$T/body")"
 [ "$(py 'b["spec"]["train"]["lr"]')" = 0.0005 ] || fail "spec: $(py 'b["spec"]')"
 [ "$(py 'b["lineage"]["task_id"]')" = task-2 ] || fail "lineage: $(py 'b["lineage"]')"
+# which model the version is: the one its task kept, as its metrics.json says
+[ "$(py 'b["lineage"]["model"]["kind"]')" = "$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['model']['kind'])" "$state/jobs/task-2/metrics.json")" ] ||
+	fail "the version's model: $(py 'b["lineage"]')"
 vdir=$(py 'b["dir"]')
 case $vdir in "$state"/models/reg_temps/v$v2) ;; *) fail "version $v2's directory is $vdir" ;; esac
 cmp "$vdir/best.safetensors" "$state/jobs/task-2/best.safetensors" || fail "best.safetensors differs"
