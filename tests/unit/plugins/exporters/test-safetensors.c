@@ -131,6 +131,9 @@ START_TEST(test_metadata)
 	ck_assert_str_eq(json_string_value(json_object_get(meta, "run_id")), "job-7");
 	ck_assert_str_eq(json_string_value(json_object_get(meta, "head")), "forecast");
 	ck_assert_str_eq(json_string_value(json_object_get(meta, "loom_version")), loom_version());
+	/* which model the weights are, beside the architecture */
+	ck_assert_str_eq(json_string_value(json_object_get(meta, "model_kind")), "transformer");
+	ck_assert_str_eq(json_string_value(json_object_get(meta, "model_form")), "transformer");
 	model = json_loads(json_string_value(json_object_get(meta, "model")), 0, NULL);
 	ck_assert_int_eq(json_integer_value(json_object_get(model, "d_model")), 16);
 	ck_assert_int_eq(json_integer_value(json_object_get(model, "layers")), 2);
