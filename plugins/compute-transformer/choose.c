@@ -45,6 +45,10 @@ static const double alphas[] = {1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 1000};
 /* The decomposition is skipped above this many features (its system is
  * twice as wide, solved once per penalty). */
 #define DECOMP_MAX_FEATURES 2048
+/* A ridge fit's system is features² doubles: above this many features
+ * (context × channels per sequence) it is not fitted in closed form
+ * (model.linear.fit = "train" trains such a map instead). */
+#define RIDGE_MAX_FEATURES 8192
 
 enum { SIMPLE_NAIVE = 0, SIMPLE_LINEAR = 1, SIMPLE_LINEAR_AVERAGE = 2, SIMPLE_TRANSFORMER = 3,
        SIMPLE_ENSEMBLE = 4 };
@@ -327,6 +331,14 @@ fit_ridge(run *r, tf_model *m, cand *c, char **err)
 	tf_gram g;
 
 	memset(&g, 0, sizeof g);
+	if (f > RIDGE_MAX_FEATURES) {
+		*err = loom_strfmt("model.linear: a ridge fit over %lld inputs a window (model.context "
+		                   "× channels) would need %.1f GB; at most %d are fitted in closed "
+		                   "form: shorten model.context, use channel_independent = true, or "
+		                   "train the map (model.linear.fit = \"train\")",
+		                   (long long)f, (double)f * (double)f * 8 / 1e9, RIDGE_MAX_FEATURES);
+		return LOOM_EINVAL;
+	}
 	if (s->task == TF_TASK_FORECAST) {
 		int64_t K = s->channel_independent ? 1 : r->ds.n_out;
 		base = calloc((size_t)(od * f), sizeof *base);
@@ -833,8 +845,18 @@ choose_auto(run *r, tf_choice *ch, tf_model **final, json_t *out, char **err)
 	cand *l = &singles[n++];
 	snprintf(l->name, sizeof l->name, "linear");
 	l->simple = SIMPLE_LINEAR;
-	if ((rv = fit_ridge(r, &ch->lin, l, err)) != 0 || (rv = score(r, &ch->lin, l)) != 0)
+	rv = fit_ridge(r, &ch->lin, l, err);
+	if (rv == LOOM_EINVAL || rv == LOOM_ERANGE) {
+		/* too wide for a closed form, no complete window, or singular at
+		 * every penalty: auto goes on without it */
+		say(r, LOOM_LOG_WARN, "auto: no linear candidate: %s", *err);
+		free(*err);
+		*err = NULL;
+		cand_free(l);
+		n--;
+	} else if (rv != 0 || (rv = score(r, &ch->lin, l)) != 0) {
 		goto out;
+	}
 	lap(r, "the linear model fitted and scored", &t0);
 	cand *nv = &singles[n];
 	snprintf(nv->name, sizeof nv->name, "naive");
