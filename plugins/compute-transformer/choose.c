@@ -326,7 +326,7 @@ fit_ridge(run *r, tf_model *m, cand *c, char **err)
 	int64_t best_kernel = 0;
 	float *w = NULL, *b = NULL, *base = NULL, *bbase = NULL;
 	bool based = false;
-	double lowest_alpha = NAN;
+	json_t *lowest_fit = NULL;
 	cand *probes = NULL, **list = NULL;
 	tf_gram g;
 
@@ -422,7 +422,10 @@ fit_ridge(run *r, tf_model *m, cand *c, char **err)
 		best_alpha = tried_alphas[p->alpha_at];
 		best_kernel = kernels[p->kernel_at];
 		if (lowest >= 0 && list[lowest] != p)
-			lowest_alpha = tried_alphas[list[lowest]->alpha_at];
+			lowest_fit = json_pack("{s:f, s:s, s:f}", "alpha", tried_alphas[list[lowest]->alpha_at],
+			                       "decomposition",
+			                       kernels[list[lowest]->kernel_at] ? "moving_average" : "none",
+			                       "validation_loss", list[lowest]->val);
 	}
 	tf_ridge(&g, best_alpha, best_kernel, L, m->cin, w, b);
 	for (int64_t i = 0; based && i < od * f; i++)
@@ -436,9 +439,13 @@ fit_ridge(run *r, tf_model *m, cand *c, char **err)
 	if (best_kernel)
 		json_object_set_new(c->detail, "kernel", json_integer(best_kernel));
 	json_object_set_new(c->detail, "base", json_string(based ? "repeat_last" : "none"));
-	if (isfinite(lowest_alpha))
-		json_object_set_new(c->detail, "alpha_lowest_loss", json_real(lowest_alpha));
+	/* the fit of the lowest validation loss, when the rule kept a simpler */
+	if (lowest_fit) {
+		json_object_set_new(c->detail, "lowest_loss_fit", lowest_fit);
+		lowest_fit = NULL;
+	}
 out:
+	json_decref(lowest_fit);
 	for (int i = 0; probes && i < n_kernel * (int)n_alpha; i++)
 		cand_free(&probes[i]);
 	free(probes);
@@ -747,6 +754,15 @@ plural_names(cand *const *m, int k, char *buf, size_t size)
 	return buf;
 }
 
+/* A debug line with the seconds since *t0, which it resets. */
+static void
+lap(run *r, const char *what, uint64_t *t0)
+{
+	uint64_t now = r->host->clock_mono_ns();
+	say(r, LOOM_LOG_DEBUG, "auto: %s in %.3f s", what, (double)(now - *t0) / 1e9);
+	*t0 = now;
+}
+
 /* The average of the k best singles into e (its map, or the MIXED model
  * when the Transformer is among them), scored. */
 static int
@@ -803,15 +819,6 @@ ensemble(run *r, tf_choice *ch, cand *const *best, int k, cand *e, char **err)
 	if ((rv = val_loss(r, &ch->mixed, e)) != 0 || (rv = score(r, &ch->mixed, e)) != 0)
 		return rv;
 	return 0;
-}
-
-/* A debug line with the seconds since *t0, which it resets. */
-static void
-lap(run *r, const char *what, uint64_t *t0)
-{
-	uint64_t now = r->host->clock_mono_ns();
-	say(r, LOOM_LOG_DEBUG, "auto: %s in %.3f s", what, (double)(now - *t0) / 1e9);
-	*t0 = now;
 }
 
 static int

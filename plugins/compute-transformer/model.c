@@ -403,14 +403,21 @@ tf_model_build(tf_model *m, const tf_model_config *cfg, lk_pool *pool, char **er
 			goto oom;
 	}
 
+	/* a MIXED model is never trained: no gradients, moments or gradient
+	 * scratch (an average is built after training, and its build is part
+	 * of what auto costs) */
 	m->params = alloc_floats(m->n_params);
-	m->grads = alloc_floats(m->n_params);
-	m->m = alloc_floats(m->n_params);
-	m->v = alloc_floats(m->n_params);
+	if (cfg->form != TF_FORM_MIXED) {
+		m->grads = alloc_floats(m->n_params);
+		m->m = alloc_floats(m->n_params);
+		m->v = alloc_floats(m->n_params);
+		if (!m->grads || !m->m || !m->v)
+			goto oom;
+	}
 	m->head_params = calloc(m->head.n_params + 1, sizeof *m->head_params);
 	m->head_grads = calloc(m->head.n_params + 1, sizeof *m->head_grads);
 	a = calloc(1, sizeof *a);
-	if (!m->params || !m->grads || !m->m || !m->v || !m->head_params || !m->head_grads || !a)
+	if (!m->params || !m->head_params || !m->head_grads || !a)
 		goto oom;
 	m->priv = a;
 	a->layer = calloc((size_t)(cfg->layers ? cfg->layers : 1), sizeof *a->layer);
@@ -419,14 +426,19 @@ tf_model_build(tf_model *m, const tf_model_config *cfg, lk_pool *pool, char **er
 	for (uint32_t i = 0; cfg->form != TF_FORM_LINEAR && i < m->head.n_params; i++) {
 		int t = m->n_tensors - (int)m->head.n_params + (int)i;
 		m->head_params[i] = P(m, t);
-		m->head_grads[i] = G(m, t);
+		m->head_grads[i] = m->grads ? G(m, t) : NULL;
 	}
 	m->n_acts = carve(m, a, NULL, NULL, &m->n_dacts);
+	if (cfg->form == TF_FORM_MIXED)
+		m->n_dacts = 0;
 	m->acts = alloc_floats(m->n_acts);
-	m->dacts = alloc_floats(m->n_dacts);
-	if (!m->acts || !m->dacts)
+	m->dacts = m->n_dacts > 0 ? alloc_floats(m->n_dacts) : NULL;
+	if (!m->acts || (m->n_dacts > 0 && !m->dacts))
 		goto oom;
-	carve(m, a, m->acts, m->dacts, &m->n_dacts);
+	{
+		int64_t counted;
+		carve(m, a, m->acts, m->dacts, &counted);
+	}
 	if (cfg->sinusoidal) {
 		if ((m->pos_table = alloc_floats(m->tokens * cfg->d_model)) == NULL)
 			goto oom;

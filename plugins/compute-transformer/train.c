@@ -231,6 +231,8 @@ build_form(run *r, int form, tf_model *m, char **err)
 {
 	tf_model_config mc = r->mc;
 	mc.form = form;
+	/* the same shape (max_batch included): the head instance serves the
+	 * model built last, and every model here takes train.batch windows */
 	mc.options = r->model_options;
 	return tf_model_build(m, &mc, r->pool, err);
 }
