@@ -36,7 +36,9 @@ cat >"$T/exec.json" <<'EOF'
 EOF
 expect 0 loomctl --url "$URL" submit "$T/exec.json" --start
 deadline=$((SECONDS + 30))
-until loomctl --url "$URL" --json status task-1 2>/dev/null | grep -q '"status": "completed"'; do
+# grep reads all of it: grep -q would stop at the match, and under pipefail
+# loomctl's next write (a status over 4 KiB) would fail the pipeline
+until loomctl --url "$URL" --json status task-1 2>/dev/null | grep '"status": "completed"' >/dev/null; do
 	[ $SECONDS -lt $deadline ] || fail "task-1 did not complete: $(loomctl --url "$URL" status task-1)"
 	sleep 0.2
 done

@@ -60,7 +60,9 @@ JSON
 expect 0 loomctl --url "$URL" --json submit "$T/noisy.json" --start
 id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["task_id"])' "$T/out")
 deadline=$((SECONDS + 60))
-until loomctl --url "$URL" --json status "$id" 2>/dev/null | grep -q '"status": "failed"'; do
+# grep reads all of it: grep -q would stop at the match, and under pipefail
+# loomctl's next write (a status over 4 KiB) would fail the pipeline
+until loomctl --url "$URL" --json status "$id" 2>/dev/null | grep '"status": "failed"' >/dev/null; do
 	[ $SECONDS -lt $deadline ] || fail "$id did not fail: $(loomctl --url "$URL" status "$id")"
 	sleep 0.2
 done

@@ -54,7 +54,9 @@ py() { /usr/bin/python3 -c "import json,sys; b=json.load(open('$T/body')); print
 X=$((WAIT_S / 20))
 wait_state() { # TASK STATE
 	local i=0
-	until loomctl --url "$URL" --json status "$1" | grep -q "\"status\": \"$2\""; do
+	# grep reads all of it: grep -q would stop at the match, and under pipefail
+	# loomctl's next write (a status over 4 KiB) would fail the pipeline
+	until loomctl --url "$URL" --json status "$1" | grep "\"status\": \"$2\"" >/dev/null; do
 		i=$((i + 1))
 		[ $i -gt $((1200 * X)) ] && { loomctl --url "$URL" status "$1" >&2; fail "$1 did not reach $2 in $((120 * X))s"; }
 		sleep 0.1
