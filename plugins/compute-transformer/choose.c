@@ -770,7 +770,6 @@ ensemble(run *r, tf_choice *ch, cand *const *best, int k, cand *e, char **err)
 {
 	tf_model *lm = &ch->lin;
 	int64_t nw = lm->head.out_dim * map_in(lm), nb = lm->head.out_dim;
-	int members = 0;
 	json_t *names = json_array();
 	int rv;
 
@@ -792,13 +791,11 @@ ensemble(run *r, tf_choice *ch, cand *const *best, int k, cand *e, char **err)
 			e->w[j] += best[i]->w[j] / (float)k;
 		for (int64_t j = 0; j < nb; j++)
 			e->b[j] += best[i]->b[j] / (float)k;
-		members++;
 	}
 	e->mix = e->transformer ? 1.0f / (float)k : 0.0f;
 	if (e->transformer)
 		e->simple = SIMPLE_ENSEMBLE;
 	e->detail = json_pack("{s:o, s:s}", "members", names, "weights", "equal");
-	(void)members;
 	if (!e->transformer) {
 		set_map(lm, e->w, e->b);
 		if ((rv = val_loss(r, lm, e)) != 0 || (rv = score(r, lm, e)) != 0)
