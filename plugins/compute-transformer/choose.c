@@ -265,19 +265,19 @@ pick(const run *r, cand *const *cands, int n, int *best)
 
 /* ------------------------------------------------------------------ ridge */
 
-/* Least-squares sums over the training windows, in m's linear units,
- * of the targets less base's forecast (a map like linear.weight; NULL:
- * none). */
-static int
-training_gram(run *r, tf_model *m, const float *base, tf_gram *g)
-{
-	int64_t od = m->head.out_dim, n_win = r->ds.n_windows[0];
-	float *yo;
-	int rv;
+/* Every training window in m's linear units, a batch at a time: fn gets
+ * the linear input x [S, L·cin] and the targets y [S, out_dim] (targets
+ * unpredicted into the head's output units). */
+typedef void (*batch_fn)(void *arg, const tf_model *m, const float *x, float *y, int64_t S);
 
-	if ((rv = tf_gram_init(g, map_in(m), od)) != 0)
-		return rv;
-	if ((yo = malloc((size_t)(r->batch * m->seq_per_window * od) * sizeof *yo)) == NULL)
+static int
+each_training_batch(run *r, tf_model *m, batch_fn fn, void *arg)
+{
+	int64_t n_win = r->ds.n_windows[0];
+	float *yo = malloc((size_t)(r->batch * m->seq_per_window * m->head.out_dim) * sizeof *yo);
+	int rv = 0;
+
+	if (yo == NULL)
 		return LOOM_ENOMEM;
 	for (int64_t at = 0; at < n_win; at += r->batch) {
 		int64_t n = n_win - at < r->batch ? n_win - at : r->batch;
@@ -287,23 +287,46 @@ training_gram(run *r, tf_model *m, const float *base, tf_gram *g)
 		if ((rv = tf_model_forward(m, r->bx, n, false, 0)) != 0)
 			break;
 		tf_model_unpredict(m, r->by, yo);
-		if (base) {
-			const float *x = tf_model_linear_input(m);
-			int64_t f = map_in(m);
-			for (int64_t q = 0; q < tf_model_sequences(m); q++)
-				for (int64_t j = 0; j < od; j++) {
-					const float *row = base + j * f;
-					double v = 0;
-					for (int64_t i = 0; i < f; i++)
-						if (row[i] != 0)
-							v += (double)row[i] * x[q * f + i];
-					yo[q * od + j] -= (float)v;
-				}
-		}
-		tf_gram_add(g, tf_model_linear_input(m), yo, tf_model_sequences(m));
+		fn(arg, m, tf_model_linear_input(m), yo, tf_model_sequences(m));
 	}
 	free(yo);
 	return rv;
+}
+
+/* Least-squares sums of the targets less base's forecast (a map like
+ * linear.weight; NULL: none). */
+typedef struct gram_arg {
+	tf_gram *g;
+	const float *base;
+} gram_arg;
+
+static void
+add_to_gram(void *arg, const tf_model *m, const float *x, float *y, int64_t S)
+{
+	gram_arg *a = arg;
+	int64_t od = m->head.out_dim, f = map_in(m);
+
+	for (int64_t q = 0; a->base && q < S; q++)
+		for (int64_t j = 0; j < od; j++) {
+			const float *row = a->base + j * f;
+			double v = 0;
+			for (int64_t i = 0; i < f; i++)
+				if (row[i] != 0)
+					v += (double)row[i] * x[q * f + i];
+			y[q * od + j] -= (float)v;
+		}
+	tf_gram_add(a->g, x, y, S);
+}
+
+static int
+training_gram(run *r, tf_model *m, const float *base, tf_gram *g)
+{
+	gram_arg a = {g, base};
+	int rv;
+
+	if ((rv = tf_gram_init(g, map_in(m), m->head.out_dim)) != 0)
+		return rv;
+	return each_training_batch(r, m, add_to_gram, &a);
 }
 
 /* Fit the ridge map into m (a LINEAR form): penalty and decomposition
@@ -461,38 +484,38 @@ out:
 /* ------------------------------------------------------------------ naive */
 
 /* The mean training target in m's linear units (a regression's naive). */
+typedef struct mean_arg {
+	double *sum, *count;
+} mean_arg;
+
+static void
+add_to_mean(void *arg, const tf_model *m, const float *x, float *y, int64_t S)
+{
+	mean_arg *a = arg;
+	int64_t od = m->head.out_dim;
+
+	(void)x;
+	for (int64_t i = 0; i < S * od; i++)
+		if (isfinite(y[i])) {
+			a->sum[i % od] += y[i];
+			a->count[i % od] += 1;
+		}
+}
+
 static int
 training_mean(run *r, tf_model *m, double *mean)
 {
-	int64_t od = m->head.out_dim, n_win = r->ds.n_windows[0];
-	double *count = calloc((size_t)od, sizeof *count);
-	float *yo = malloc((size_t)(r->batch * m->seq_per_window * od) * sizeof *yo);
-	int rv = 0;
+	int64_t od = m->head.out_dim;
+	mean_arg a = {mean, calloc((size_t)od, sizeof(double))};
+	int rv;
 
-	if (!count || !yo) {
-		rv = LOOM_ENOMEM;
-		goto out;
-	}
+	if (a.count == NULL)
+		return LOOM_ENOMEM;
 	memset(mean, 0, (size_t)od * sizeof *mean);
-	for (int64_t at = 0; at < n_win; at += r->batch) {
-		int64_t n = n_win - at < r->batch ? n_win - at : r->batch;
-		for (int64_t i = 0; i < n; i++)
-			r->idx[i] = at + i;
-		gather(r, 0, r->idx, n);
-		if ((rv = tf_model_forward(m, r->bx, n, false, 0)) != 0)
-			goto out;
-		tf_model_unpredict(m, r->by, yo);
-		for (int64_t i = 0; i < tf_model_sequences(m) * od; i++)
-			if (isfinite(yo[i])) {
-				mean[i % od] += yo[i];
-				count[i % od] += 1;
-			}
-	}
+	rv = each_training_batch(r, m, add_to_mean, &a);
 	for (int64_t j = 0; j < od; j++)
-		mean[j] = count[j] > 0 ? mean[j] / count[j] : 0.0;
-out:
-	free(count);
-	free(yo);
+		mean[j] = a.count[j] > 0 ? mean[j] / a.count[j] : 0.0;
+	free(a.count);
 	return rv;
 }
 
