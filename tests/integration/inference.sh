@@ -160,6 +160,19 @@ code 200
 [ "$(py -c "import json; print(json.load(open('$T/body'))['version'])")" = 1 ] || fail "rollback: $(head -c 200 "$T/body")"
 ok "?version=1 and, after a rollback, ?alias=production answer with v1"
 
+expect 0 loomctl --url "$URL" --json predict temps "$T/in.json"
+same "$T/out" "$T/p1.json"
+expect 0 loomctl --url "$URL" predict temps "$T/in.json" --version 2 --uncertainty --passes 4
+has "$T/out" "temps version 2: 5 windows"
+[ "$(grep -c '^  [1-5]: ' "$T/out")" = 5 ] || fail "loomctl predict: $(cat "$T/out")"
+has "$T/out" " ±"
+expect 2 loomctl --url "$URL" predict temps "$T/in.json" --version 2 --alias production
+expect 2 loomctl --url "$URL" predict temps "$T/nothing.json"
+has "$T/err" "nothing.json"
+expect 1 loomctl --url "$URL" predict nothing "$T/in.json"
+has "$T/err" 'there is no model "nothing"'
+ok "loomctl predict: the same answer with --json; one line a window; usage errors and unknown models"
+
 # ---------------------------------------------------------------- uncertainty
 api POST /api/v1/models/temps/predict "$T/req-u.json"
 code 200
