@@ -12,6 +12,7 @@ extern const loomi_module loomi_logs_module;     /* host/logs/ */
 extern const loomi_module loomi_alerts_module;   /* host/alerts/ */
 extern const loomi_module loomi_tracking_module; /* host/tracking/ */
 extern const loomi_module loomi_registry_module; /* host/registry/ */
+extern const loomi_module loomi_inference_module; /* host/inference/ */
 extern const loomi_module loomi_configs_module;  /* host/configs/ */
 extern const loomi_module loomi_exports_module;  /* host/exports/ */
 extern const loomi_module loomi_tasks_module;    /* host/tasks/ */
@@ -30,6 +31,7 @@ const loomi_module *const loomi_modules[] = {
 	&loomi_alerts_module,
 	&loomi_tracking_module,
 	&loomi_registry_module,
+	&loomi_inference_module, /* serves the registry's versions */
 	&loomi_configs_module,
 	&loomi_exports_module,
 	&loomi_tasks_module,

@@ -1,4 +1,5 @@
-/* loomctl models: the model registry (list, show, promote, rollback). */
+/* loomctl models: the model registry (list, show, promote, rollback); loomctl
+ * predict: a registered model's predictions (docs/inference.md). */
 #include "config.h"
 
 #include <stdio.h>
@@ -350,4 +351,140 @@ cmd_models(const ctl *c, int argc, char **argv)
 		return answer(c, &r, 200, print_move);
 	}
 	return models_usage();
+}
+
+/* ------------------------------------------------------------------ predict */
+
+static int
+predict_usage(void)
+{
+	fprintf(stderr, "loomctl: usage: predict NAME FILE [--alias ALIAS | --version N] "
+	                "[--uncertainty] [--passes K]\n"
+	                "  FILE: JSON windows, {\"inputs\": [...]} (or {\"input\": [...]}, as "
+	                "loom-worker --predict takes, or the bare array); \"-\": standard input\n");
+	return EXIT_USAGE;
+}
+
+/* One line per window: its outputs (and their spreads), rounded for
+ * reading; --json has them exact. */
+static void
+print_prediction(const json_t *b)
+{
+	const json_t *outs = json_object_get(b, "outputs"), *unc = json_object_get(b, "uncertainty");
+	const json_t *classes = json_object_get(json_object_get(b, "output"), "classes");
+	size_t i, n = json_array_size(outs);
+
+	printf("%s version %.0f: %zu window%s\n", S(b, "model"), N(b, "version"), n,
+	       n == 1 ? "" : "s");
+	for (i = 0; i < n; i++) {
+		json_t *flat = json_array(), *sp = json_array(), *stack[2] = {json_array_get(outs, i),
+		                                                              json_array_get(unc, i)};
+		/* flatten the window's values in order */
+		for (int k = 0; k < 2; k++) {
+			json_t *todo = json_array(), *into = k ? sp : flat;
+			if (stack[k])
+				json_array_append(todo, stack[k]);
+			while (json_array_size(todo) > 0) {
+				json_t *v = json_incref(json_array_get(todo, 0));
+				json_array_remove(todo, 0);
+				if (json_is_array(v))
+					for (size_t j = json_array_size(v); j-- > 0;)
+						json_array_insert(todo, 0, json_array_get(v, j));
+				else
+					json_array_append(into, v);
+				json_decref(v);
+			}
+			json_decref(todo);
+		}
+		printf("  %zu:", i + 1);
+		if (json_array_size(classes) > 0 && json_array_size(classes) == json_array_size(flat)) {
+			size_t best = 0;
+			for (size_t j = 1; j < json_array_size(flat); j++)
+				if (json_number_value(json_array_get(flat, j)) >
+				    json_number_value(json_array_get(flat, best)))
+					best = j;
+			printf(" %s (p = %.3f)", json_string_value(json_array_get(classes, best)),
+			       json_number_value(json_array_get(flat, best)));
+		} else {
+			for (size_t j = 0; j < json_array_size(flat); j++) {
+				printf(" %.6g", json_number_value(json_array_get(flat, j)));
+				if (j < json_array_size(sp))
+					printf(" ±%.3g", json_number_value(json_array_get(sp, j)));
+			}
+		}
+		printf("\n");
+		json_decref(flat);
+		json_decref(sp);
+	}
+}
+
+int
+cmd_predict(const ctl *c, int argc, char **argv)
+{
+	const char *model = NULL, *file = NULL, *alias = NULL, *version = NULL, *passes = NULL;
+	bool spread = false;
+	json_t *doc = NULL, *wins, *body;
+	json_error_t jerr;
+	char path[1024], *name, *text, *q;
+	reply r = {0};
+	int rv;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--alias") == 0 && i + 1 < argc)
+			alias = argv[++i];
+		else if (strcmp(argv[i], "--version") == 0 && i + 1 < argc)
+			version = argv[++i];
+		else if (strcmp(argv[i], "--passes") == 0 && i + 1 < argc)
+			passes = argv[++i];
+		else if (strcmp(argv[i], "--uncertainty") == 0)
+			spread = true;
+		else if (argv[i][0] == '-' && argv[i][1] == '-')
+			return predict_usage();
+		else if (!model)
+			model = argv[i];
+		else if (!file)
+			file = argv[i];
+		else
+			return predict_usage();
+	}
+	if (!model || !file || (alias && version))
+		return predict_usage();
+	if (version && version[0] == 'v')
+		version++;
+	if ((version && !number_arg("--version", version)) || (passes && !number_arg("--passes", passes)))
+		return EXIT_USAGE;
+	doc = strcmp(file, "-") == 0 ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr)
+	                             : json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
+	if (doc == NULL) {
+		fprintf(stderr, "loomctl: %s: %s (line %d); give {\"inputs\": [[[…]]]}: windows of "
+		                "[context][channels] raw values\n",
+		        file, jerr.text, jerr.line);
+		return EXIT_USAGE;
+	}
+	wins = json_is_array(doc) ? doc
+	                          : json_object_get(doc, "inputs") ? json_object_get(doc, "inputs")
+	                                                           : json_object_get(doc, "input");
+	if (!json_is_array(wins)) {
+		fprintf(stderr, "loomctl: %s: no windows; give {\"inputs\": [[[…]]]}: windows of "
+		                "[context][channels] raw values\n",
+		        file);
+		json_decref(doc);
+		return EXIT_USAGE;
+	}
+	body = json_pack("{s:O, s:b}", "inputs", wins, "uncertainty", spread);
+	if (passes)
+		json_object_set_new(body, "passes", json_integer(strtoll(passes, NULL, 10)));
+	json_decref(doc);
+	name = escape(model);
+	q = alias ? escape(alias) : NULL;
+	snprintf(path, sizeof path, "/api/v1/models/%s/predict%s%s%s", name,
+	         alias ? "?alias=" : version ? "?version=" : "", alias ? q : version ? version : "",
+	         "");
+	free(name);
+	free(q);
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	rv = http(c, "POST", path, text, &r);
+	free(text);
+	return rv ? rv : answer(c, &r, 200, print_prediction);
 }

@@ -104,6 +104,9 @@ usage(FILE *fp)
 	        "  models rollback NAME [--alias ALIAS]\n"
 	        "                         move ALIAS (default: production) back to the version\n"
 	        "                         it pointed at before its last promotion\n"
+	        "  predict NAME FILE [--alias ALIAS | --version N] [--uncertainty] [--passes K]\n"
+	        "                         the predictions of ALIAS's (default: production)\n"
+	        "                         version for FILE's windows (JSON {\"inputs\": …})\n"
 	        "  whoami                 who loomd takes you for: user, role, how signed in\n"
 	        "  users [list]           users and their roles (admin)\n"
 	        "  users add NAME [--role admin|user|viewer] [--uid UID] [--exec]\n"
@@ -1457,6 +1460,8 @@ main(int argc, char **argv)
 		rv = cmd_configs(&c, argc, argv);
 	else if (strcmp(argv[0], "models") == 0)
 		rv = cmd_models(&c, argc, argv);
+	else if (strcmp(argv[0], "predict") == 0)
+		rv = cmd_predict(&c, argc, argv);
 	else if (strcmp(argv[0], "start") == 0 || strcmp(argv[0], "pause") == 0 ||
 	         strcmp(argv[0], "resume") == 0 || strcmp(argv[0], "cancel") == 0)
 		rv = cmd_action(&c, argc, argv);

@@ -119,6 +119,7 @@ int cmd_whoami(const ctl *c, int argc, char **argv);
 int cmd_logs(const ctl *c, int argc, char **argv);
 /* Commands in loomctl-models.c. */
 int cmd_models(const ctl *c, int argc, char **argv);
+int cmd_predict(const ctl *c, int argc, char **argv);
 /* Commands in loomctl-results.c. */
 int cmd_runs(const ctl *c, int argc, char **argv);
 int cmd_compare(const ctl *c, int argc, char **argv);

@@ -29,6 +29,7 @@
 #include "host/core/bus.h"
 #include "host/core/plugins.h"
 #include "host/core/util.h"
+#include "host/inference/inference.h"
 #include "host/server/api-stats.h"
 #include "host/server/module.h"
 #include "host/tasks/tasks.h"
@@ -177,6 +178,55 @@ write_bus(loomi_daemon *d, loomi_prom *w)
 	loomi_prom_family(w, "loom_bus_messages_dropped_total", "counter",
 	                  "Malformed bus messages dropped.");
 	loomi_prom_sample_u64(w, "loom_bus_messages_dropped_total", NULL, 0, b.dropped);
+}
+
+/* ------------------------------------------------------------------ inference */
+
+static void
+write_inference(loomi_daemon *d, loomi_prom *w)
+{
+	loomi_inference_stats s;
+	const struct {
+		const char *name, *type, *help;
+	} rows[] = {
+		{"loom_inference_requests_total", "counter",
+		 "Predict requests answered (POST /api/v1/models/{name}/predict, 200)."},
+		{"loom_inference_failures_total", "counter",
+		 "Predict requests for a resolved model answered 4xx or 5xx."},
+		{"loom_inference_windows_total", "counter", "Windows predicted, cached answers included."},
+		{"loom_inference_cache_hits_total", "counter", "Predict answers served from the cache."},
+		{"loom_inference_cache_misses_total", "counter",
+		 "Predict requests the cache did not hold."},
+		{"loom_inference_cache_evictions_total", "counter",
+		 "Answers dropped from the cache to make room."},
+		{"loom_inference_cache_bytes", "gauge", "Bytes the answer cache holds."},
+		{"loom_inference_cache_capacity_bytes", "gauge", "The answer cache's bound."},
+		{"loom_inference_cache_entries", "gauge", "Answers the cache holds."},
+		{"loom_inference_workers", "gauge", "Inference workers running or starting."},
+		{"loom_inference_worker_starts_total", "counter",
+		 "Inference worker processes started, restarts included."},
+		{"loom_inference_worker_deaths_total", "counter",
+		 "Inference workers found dead, or stopped for not answering."},
+	};
+	uint64_t v[12];
+
+	loomi_inference_stats_read(d, &s);
+	v[0] = s.requests;
+	v[1] = s.failures;
+	v[2] = s.windows;
+	v[3] = s.cache_hits;
+	v[4] = s.cache_misses;
+	v[5] = s.cache_evictions;
+	v[6] = s.cache_bytes;
+	v[7] = s.cache_capacity;
+	v[8] = s.cache_entries;
+	v[9] = s.workers;
+	v[10] = s.worker_starts;
+	v[11] = s.worker_deaths;
+	for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+		loomi_prom_family(w, rows[i].name, rows[i].type, rows[i].help);
+		loomi_prom_sample_u64(w, rows[i].name, NULL, 0, v[i]);
+	}
 }
 
 static void
@@ -382,6 +432,7 @@ loomi_metrics_text(loomi_daemon *d, size_t *len)
 	write_http(&w);
 	write_bus(d, &w);
 	write_tracking(&w);
+	write_inference(d, &w);
 	write_store(d, &w);
 	write_plugins(d, &w);
 	write_process(d, &w);

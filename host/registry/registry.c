@@ -1175,6 +1175,35 @@ out:
 	return rv;
 }
 
+int
+loomi_registry_resolve(loomi_daemon *d, const char *name, const char *ref, int64_t *model_id,
+                       int64_t *version, char **dir, char **msg)
+{
+	sqlite3 *db = d->store.db;
+	sqlite3_stmt *st;
+	int rv;
+
+	*dir = NULL;
+	wait_idle();
+	pthread_mutex_lock(&lock);
+	if ((rv = find_model(db, name, model_id, msg)) == 0 &&
+	    (rv = resolve_version(db, name, *model_id, ref, version, msg)) == 0) {
+		st = prep(db, "SELECT dir FROM model_versions WHERE model_id = ? AND version = ?");
+		sqlite3_bind_int64(st, 1, *model_id);
+		sqlite3_bind_int64(st, 2, *version);
+		if (st && sqlite3_step(st) == SQLITE_ROW)
+			*dir = loomi_strdup((const char *)sqlite3_column_text(st, 0));
+		else
+			rv = fail(msg, LOOM_ENOENT,
+			          "model \"%s\" has no version %lld; GET /api/v1/models/%s lists its "
+			          "versions",
+			          name, (long long)*version, name);
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&lock);
+	return rv;
+}
+
 /* ------------------------------------------------------------------ aliases */
 
 /* Point alias at to (recording the move), in the open transaction. */
@@ -1400,6 +1429,12 @@ model_may(loomi_daemon *d, const loomi_http_req *req, int access, loomi_http_res
 	free(what);
 	free(owner);
 	return ok;
+}
+
+bool
+loomi_registry_may(loomi_daemon *d, const loomi_http_req *req, int access, loomi_http_res *res)
+{
+	return model_may(d, req, access, res);
 }
 
 static void

@@ -64,6 +64,7 @@
 #ifndef LOOM_HOST_REGISTRY_H
 #define LOOM_HOST_REGISTRY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -99,5 +100,20 @@ int loomi_registry_promote(loomi_daemon *d, const char *name, const char *alias,
                            int64_t version, const char *user, json_t **out, char **msg);
 int loomi_registry_rollback(loomi_daemon *d, const char *name, const char *alias,
                             const char *user, json_t **out, char **msg);
+
+/* For serving (host/inference/): the version ref of model name (a number,
+ * "v<N>" or an alias) resolved to the model's id, the version number and
+ * its directory (malloc'd).  0, or LOOM_EINVAL / LOOM_ENOENT with *msg. */
+int loomi_registry_resolve(loomi_daemon *d, const char *name, const char *ref,
+                           int64_t *model_id, int64_t *version, char **dir, char **msg);
+/* May the request's caller do access to the model named by the route's
+ * first parameter?  True, or false after setting the answer: 404 for one it
+ * may not see (word for word what a model that does not exist answers), 403
+ * for one it may only read.  A model not registered yet is the caller's to
+ * report. */
+struct loomi_http_req;
+struct loomi_http_res;
+bool loomi_registry_may(loomi_daemon *d, const struct loomi_http_req *req, int access,
+                        struct loomi_http_res *res);
 
 #endif /* LOOM_HOST_REGISTRY_H */

@@ -4,7 +4,8 @@
  *   loom-worker --resume DIR [--max-steps N] [--threads N] [-c FILE]
  *   loom-worker --connect BUS --job ID --attempt N [--threads N] [-c FILE]
  *               [--state-dir DIR] [--memory-limit SIZE]
- *   loom-worker --predict DIR [--input FILE [--output FILE]] [-c FILE]
+ *   loom-worker --predict DIR [--input FILE [--output FILE]] [--uncertainty] [-c FILE]
+ *   loom-worker --serve DIR --listen URL [--passes K] [-c FILE]
  *
  * --memory-limit SIZE (any mode) sets RLIMIT_AS before anything is loaded;
  * loomd passes it for a task with a memory request where no cgroup holds
@@ -33,7 +34,11 @@
  * last.safetensors) on the windows of --input FILE, JSON {"input":
  * [batch][context][channels]} of raw data values, and writes {"shape",
  * "output", "info"} to --output FILE (stdout); without --input it prints
- * the model's description of its input and output.
+ * the model's description of its input and output.  --uncertainty adds
+ * "uncertainty", each output value's (docs/inference.md).
+ *
+ * --serve DIR is an inference worker (serve.c, docs/inference.md): DIR's
+ * model answers predict requests on --listen URL until SIGTERM or SIGINT.
  *
  * --connect serves loomd (host/tasks/tasks.h): the worker asks the bus address
  * BUS for job ID's spec and directory (job.attach), runs it, reports
@@ -61,8 +66,7 @@
 #include "host/core/conf.h"
 #include "host/core/log.h"
 #include "host/core/plugins.h"
-
-enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
+#include "host/worker/worker.h"
 
 static atomic_int stop_signal;
 
@@ -210,7 +214,9 @@ usage(FILE *fp)
 	        "       loom-worker --resume DIR [--max-steps N] [--threads N] [-c FILE]\n"
 	        "       loom-worker --connect BUS --job ID [--attempt N] [--threads N] [-c FILE]\n"
 	        "                   [--state-dir DIR]\n"
-	        "       loom-worker --predict DIR [--input FILE [--output FILE]] [-c FILE]\n"
+	        "       loom-worker --predict DIR [--input FILE [--output FILE]] [--uncertainty]\n"
+	        "                   [-c FILE]\n"
+	        "       loom-worker --serve DIR --listen URL [--passes K] [-c FILE]\n"
 	        "\n"
 	        "  --run SPEC        train the job described by SPEC (libconfig or JSON)\n"
 	        "  --out DIR         write checkpoints, weights and metrics.json into DIR\n"
@@ -220,6 +226,12 @@ usage(FILE *fp)
 	        "  --predict DIR     run DIR's trained model on --input's windows (JSON\n"
 	        "                    [batch][context][channels] of raw values) into --output\n"
 	        "                    [stdout]; without --input, describe its input and output\n"
+	        "  --uncertainty     also give each output value's uncertainty (forecast,\n"
+	        "                    regression; see the model's info \"uncertainty\")\n"
+	        "  --serve DIR       answer DIR's model's predict requests on --listen URL\n"
+	        "                    (ipc:///PATH or tcp://127.0.0.1:PORT) until SIGTERM;\n"
+	        "                    prints \"ready URL\" when listening (docs/inference.md)\n"
+	        "  --passes K        Monte-Carlo-dropout passes of an uncertainty [16]\n"
 	        "  --threads N       CPU threads [all online cores]\n"
 	        "  -c, --config FILE take plugin_path and plugins from a loomd.conf\n"
 	        "  --state-dir DIR   resolve the plugins' relative paths under DIR/plugins/NAME,\n"
@@ -243,8 +255,8 @@ static const char default_plugins[] =
 /* --state-dir: where plugins' relative paths resolve, as in loomd */
 static const char *state_dir;
 
-static int
-load_plugins(loomi_plugins *reg, const char *conf_path, loomi_conf *conf, loomi_doc *doc)
+int
+worker_load_plugins(loomi_plugins *reg, const char *conf_path, loomi_conf *conf, loomi_doc *doc)
 {
 	loomi_strv errs = {0};
 	const json_t *list;
@@ -611,7 +623,7 @@ run_connected(const char *addr, int64_t job_id, int attempt, long long threads,
 	free(reply);
 	reply = NULL;
 
-	rv = load_plugins(&reg, conf_path, &conf, &doc);
+	rv = worker_load_plugins(&reg, conf_path, &conf, &doc);
 	if (rv == 0) {
 		loom_instance *any = reg.n_instances ? reg.instances[0] : NULL;
 		const char *compute = json_string_value(json_object_get(att, "compute"));
@@ -818,55 +830,35 @@ read_windows(const char *path, const json_t *info, loom_tensor *in)
 	return 0;
 }
 
-/* loom-worker --predict DIR --input FILE [--output FILE]: batch inference
- * with the compute plugin that trained DIR (its job.json's "compute"). */
+/* loom-worker --predict DIR --input FILE [--output FILE] [--uncertainty]:
+ * batch inference with the compute plugin that trained DIR (its job.json's
+ * "compute"); --uncertainty adds "uncertainty" (predict_spread). */
 static int
-run_predict(const char *dir, const char *in_path, const char *out_path, const char *conf_path)
+run_predict(const char *dir, const char *in_path, const char *out_path, const char *conf_path,
+            bool uncertainty)
 {
-	const loom_host *host = loomi_host_services();
-	loomi_plugins reg;
-	loomi_conf conf;
-	loomi_doc doc;
-	const loom_compute_ops *ops = NULL;
-	const void *o;
-	void *ctx = NULL, *model = NULL;
-	char *info_text = NULL, *job_path = loomi_path_join(dir, "job.json");
-	json_t *job = json_load_file(job_path, 0, NULL), *info = NULL, *result = NULL;
-	const char *compute = json_string_value(json_object_get(job, "compute"));
-	loom_tensor in = {0}, out = {0};
+	worker_model wm;
+	json_t *result = NULL;
+	loom_tensor in = {0}, out = {0}, spread = {0};
 	int rv = EXIT_FAILED;
 	size_t at = 0;
 
-	memset(&conf, 0, sizeof conf);
-	memset(&doc, 0, sizeof doc);
-	if (load_plugins(&reg, conf_path, &conf, &doc) != 0)
+	if (worker_model_open(&wm, dir, conf_path) != 0)
 		goto out;
-	if (compute == NULL)
-		compute = "transformer";
-	if (reg.n_instances == 0 ||
-	    host->instance_ops(reg.instances[0], compute, LOOM_KIND_COMPUTE, &o, &ctx) != 0) {
-		fprintf(stderr, "loom-worker: no compute plugin instance \"%s\"; check -c FILE\n",
-		        compute);
-		goto out;
-	}
-	ops = o;
-	if (!(ops->caps & LOOM_COMPUTE_PREDICT) || !LOOM_OPS_HAS(ops, model_close)) {
-		fprintf(stderr, "loom-worker: the compute plugin \"%s\" does not predict\n", compute);
-		goto out;
-	}
-	if (ops->model_open(ctx, dir, &model, &info_text) != 0) {
-		fprintf(stderr, "loom-worker: cannot open the model in %s (see above)\n", dir);
-		goto out;
-	}
-	info = json_loads(info_text, 0, NULL);
 	if (in_path == NULL) {
-		printf("%s\n", info_text);
+		printf("%s\n", wm.info_text);
 		rv = 0;
 		goto out;
 	}
-	if (read_windows(in_path, info, &in) != 0)
+	if (read_windows(in_path, wm.info, &in) != 0)
 		goto out;
-	if (ops->predict(ctx, model, &in, &out) != 0) {
+	if (uncertainty && !LOOM_OPS_HAS(wm.ops, predict_spread)) {
+		fprintf(stderr, "loom-worker: --uncertainty: this model's compute plugin tells no "
+		                "uncertainty; predict without it\n");
+		goto out;
+	}
+	if ((uncertainty ? wm.ops->predict_spread(wm.ctx, wm.model, &in, &out, &spread, NULL)
+	                 : wm.ops->predict(wm.ctx, wm.model, &in, &out)) != 0) {
 		fprintf(stderr, "loom-worker: prediction failed (see above)\n");
 		goto out;
 	}
@@ -876,7 +868,16 @@ run_predict(const char *dir, const char *in_path, const char *out_path, const ch
 			json_array_append_new(shape, json_integer(out.dims[i]));
 		result = json_pack("{s:o, s:o, s:O}", "shape", shape, "output",
 		                   nest(out.data, out.dims, (int)out.ndim, &at), "info",
-		                   json_object_get(info, "output"));
+		                   json_object_get(wm.info, "output"));
+		if (uncertainty) {
+			at = 0;
+			json_object_set_new(result, "uncertainty",
+			                    spread.data ? nest(spread.data, spread.dims, (int)spread.ndim,
+			                                       &at)
+			                                : json_null());
+			json_object_set(result, "uncertainty_method",
+			                json_object_get(wm.info, "uncertainty"));
+		}
 	}
 	if (json_dump_file(result, out_path ? out_path : "/dev/stdout", JSON_COMPACT) != 0) {
 		fprintf(stderr, "loom-worker: cannot write %s\n", out_path ? out_path : "stdout");
@@ -885,21 +886,12 @@ run_predict(const char *dir, const char *in_path, const char *out_path, const ch
 	rv = 0;
 out:
 	if (out.data)
-		host->tensor_free(out.data);
+		wm.host->tensor_free(out.data);
+	if (spread.data)
+		wm.host->tensor_free(spread.data);
 	free(in.data);
-	if (model)
-		ops->model_close(ctx, model);
-	if (info_text)
-		host->free(info_text);
-	json_decref(info);
 	json_decref(result);
-	json_decref(job);
-	free(job_path);
-	loomi_plugins_fini(&reg);
-	if (conf_path)
-		loomi_conf_free(&conf);
-	else
-		loomi_doc_free(&doc);
+	worker_model_close(&wm);
 	return rv;
 }
 
@@ -924,10 +916,17 @@ main(int argc, char **argv)
 		{"version", no_argument, NULL, 'V'},
 		{"state-dir", required_argument, NULL, 's'},
 		{"memory-limit", required_argument, NULL, 'M'},
+		{"uncertainty", no_argument, NULL, 'U'},
+		{"serve", required_argument, NULL, 'S'},
+		{"listen", required_argument, NULL, 'l'},
+		{"passes", required_argument, NULL, 'K'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *run_spec = NULL, *out = NULL, *resume = NULL, *conf_path = NULL;
 	const char *connect = NULL, *predict = NULL, *input = NULL, *output = NULL;
+	const char *serve = NULL, *listen_url = NULL;
+	bool uncertainty = false;
+	long long passes = 16;
 	long long max_steps = 0, threads = 0, job_id = 0, attempt = 1;
 	int level = LOOM_LOG_INFO, c, rv;
 	loomi_plugins reg;
@@ -951,6 +950,18 @@ main(int argc, char **argv)
 		case 'P': predict = optarg; break;
 		case 'i': input = optarg; break;
 		case 'O': output = optarg; break;
+		case 'U': uncertainty = true; break;
+		case 'S': serve = optarg; break;
+		case 'l': listen_url = optarg; break;
+		case 'K':
+			passes = strtoll(optarg, &end, 10);
+			if (*end || passes < 2 || passes > 1024) {
+				fprintf(stderr, "loom-worker: --passes: \"%s\" is not a number from 2 to "
+				                "1024\n",
+				        optarg);
+				return EXIT_USAGE;
+			}
+			break;
 		case 's':
 			if (optarg[0] == '\0') {
 				fprintf(stderr, "loom-worker: --state-dir: give a directory\n");
@@ -1017,14 +1028,24 @@ main(int argc, char **argv)
 		default: usage(stderr); return EXIT_USAGE;
 		}
 	}
-	if (predict) {
-		if (optind < argc || run_spec || resume || out || connect || max_steps) {
-			fprintf(stderr, "loom-worker: --predict takes [--input FILE] [--output FILE] "
+	if (serve) {
+		if (optind < argc || run_spec || resume || out || connect || max_steps || predict ||
+		    input || output || uncertainty || listen_url == NULL) {
+			fprintf(stderr, "loom-worker: --serve DIR takes --listen URL [--passes K] "
 			                "[-c FILE] only\n");
 			return EXIT_USAGE;
 		}
 		loomi_log_setup(level, LOOMI_LOG_TEXT, NULL, NULL);
-		return run_predict(predict, input, output, conf_path);
+		return worker_serve(serve, listen_url, conf_path, (unsigned)passes);
+	}
+	if (predict) {
+		if (optind < argc || run_spec || resume || out || connect || max_steps || listen_url) {
+			fprintf(stderr, "loom-worker: --predict takes [--input FILE] [--output FILE] "
+			                "[--uncertainty] [-c FILE] only\n");
+			return EXIT_USAGE;
+		}
+		loomi_log_setup(level, LOOMI_LOG_TEXT, NULL, NULL);
+		return run_predict(predict, input, output, conf_path, uncertainty);
 	}
 	if (connect) {
 		if (optind < argc || run_spec || resume || out || max_steps || job_id == 0) {
@@ -1057,7 +1078,7 @@ main(int argc, char **argv)
 
 	memset(&conf, 0, sizeof conf);
 	memset(&doc, 0, sizeof doc);
-	if (load_plugins(&reg, conf_path, &conf, &doc) != 0) {
+	if (worker_load_plugins(&reg, conf_path, &conf, &doc) != 0) {
 		rv = EXIT_FAILED;
 		goto out;
 	}

@@ -42,7 +42,25 @@ typedef struct predictor {
 	float *x;                    /* [max_batch, context, n_in] normalized */
 	float *res;                  /* [max_batch · seq_per_window, result_dim] */
 	int64_t out_per_window;      /* floats of output per input window */
+	/* uncertainty (forecast, regression) */
+	int spread_method;           /* enum spread_method */
+	double *res_rms;             /* [out_per_window] residual_scale's RMS, or NULL */
+	int64_t n_rms;               /* its length as stored */
+	int64_t res_windows;         /* validation windows it was measured on */
+	float *passes;               /* [passes, out_per_window] MC-dropout scratch */
+	int64_t passes_cap;
 } predictor;
+
+enum spread_method {
+	SPREAD_NONE = 0,
+	SPREAD_MC_DROPOUT = 1,
+	SPREAD_RESIDUAL_SCALE = 2,
+	SPREAD_PROBABILITIES = 3,    /* classification: the answer is its confidence */
+	SPREAD_SCORE = 4,            /* anomaly: score and threshold */
+};
+
+#define DEFAULT_PASSES 16
+#define DEFAULT_SEED UINT64_C(0x5eed5eed)
 
 static void
 say(const predictor *p, const char *fmt, ...) LOOM_PRINTF(2, 3);
@@ -162,6 +180,20 @@ read_metadata(predictor *p, const char *model_dir, char **spec_text)
 			rv = LOOM_EINVAL;
 			goto out;
 		}
+	}
+	/* the validation residuals' scale (models trained since it is saved) */
+	{
+		const char *res = loom_safetensors_meta_get(f, "residuals");
+		json_t *doc = res ? json_loads(res, 0, NULL) : NULL;
+		const json_t *rms = json_object_get(doc, "rms");
+		if (json_is_array(rms) && json_array_size(rms) > 0 &&
+		    (p->res_rms = calloc(json_array_size(rms), sizeof *p->res_rms)) != NULL) {
+			for (size_t i = 0; i < json_array_size(rms); i++)
+				p->res_rms[i] = json_number_value(json_array_get(rms, i));
+			p->res_windows = (int64_t)json_integer_value(json_object_get(doc, "windows"));
+			p->n_rms = (int64_t)json_array_size(rms); /* checked in build_model */
+		}
+		json_decref(doc);
 	}
 	if ((*spec_text = strdup(spec)) == NULL)
 		rv = LOOM_ENOMEM;
@@ -288,6 +320,21 @@ build_model(predictor *p)
 	case TF_TASK_CLASSIFICATION: p->out_per_window = mc.classes; break;
 	default: p->out_per_window = 1; break;
 	}
+	/* how the uncertainty is told (docs/inference.md) */
+	if (p->res_rms && p->n_rms != p->out_per_window) {
+		free(p->res_rms); /* not this model's shape: unusable */
+		p->res_rms = NULL;
+	}
+	if (s->task == TF_TASK_CLASSIFICATION)
+		p->spread_method = SPREAD_PROBABILITIES;
+	else if (s->task == TF_TASK_ANOMALY)
+		p->spread_method = SPREAD_SCORE;
+	else if (p->form != TF_FORM_LINEAR && s->dropout > 0)
+		p->spread_method = SPREAD_MC_DROPOUT;
+	else if (p->res_rms)
+		p->spread_method = SPREAD_RESIDUAL_SCALE;
+	else
+		p->spread_method = SPREAD_NONE;
 	return 0;
 }
 
@@ -296,6 +343,37 @@ strings_of(const json_t *data, const char *key)
 {
 	const json_t *a = json_object_get(data, key);
 	return a ? json_deep_copy(a) : json_array();
+}
+
+/* info's "uncertainty": how predict_spread tells a prediction's doubt. */
+static json_t *
+describe_spread(const predictor *p)
+{
+	switch (p->spread_method) {
+	case SPREAD_MC_DROPOUT:
+		return json_pack("{s:s, s:i, s:f, s:s}", "method", "mc_dropout", "passes",
+		                 DEFAULT_PASSES, "dropout", p->spec.dropout, "meaning",
+		                 "the sample standard deviation of the passes with dropout active at "
+		                 "the trained rate, per output value, in original units; a window's "
+		                 "passes are seeded, so the same window gives the same spread");
+	case SPREAD_RESIDUAL_SCALE:
+		return json_pack("{s:s, s:I, s:s}", "method", "residual_scale", "windows",
+		                 (json_int_t)p->res_windows, "meaning",
+		                 "the RMS of the validation residuals relative to each window's scale "
+		                 "(the target channel's standard deviation over the window, as RevIN "
+		                 "measures it), times this window's scale, per output value, in "
+		                 "original units");
+	case SPREAD_PROBABILITIES:
+		return json_pack("{s:s, s:s}", "method", "class_probabilities", "meaning",
+		                 "the output is the probability of each class");
+	case SPREAD_SCORE:
+		return json_pack("{s:s, s:s}", "method", "score_threshold", "meaning",
+		                 "the output is the anomaly score; compare it with output.threshold");
+	default:
+		return json_pack("{s:s, s:s}", "method", "none", "meaning",
+		                 "trained with dropout 0 before residuals were saved: retrain it for "
+		                 "an uncertainty");
+	}
 }
 
 /* What model_open tells the caller about inputs and outputs. */
@@ -343,6 +421,7 @@ describe(const predictor *p)
 	info = json_pack("{s:s, s:s, s:s, s:O, s:o, s:o}", "weights", p->path, "task",
 	                 task_name(s->task), "head", s->head, "model",
 	                 p->about ? p->about : json_null(), "input", in, "output", out);
+	json_object_set_new(info, "uncertainty", describe_spread(p));
 	text = json_dumps(info, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(info);
 	if (text == NULL)
@@ -376,6 +455,8 @@ tf_model_close(void *model)
 	free(p->target_in);
 	free(p->x);
 	free(p->res);
+	free(p->res_rms);
+	free(p->passes);
 	free(p);
 }
 
@@ -552,4 +633,172 @@ tf_predict(void *model, const loom_tensor *input, loom_tensor *output)
 	}
 	output->data = out;
 	return 0;
+}
+
+/* ------------------------------------------------------------------ uncertainty */
+
+double
+tf_window_scale(const float *x, int64_t L, int64_t C, int64_t channel)
+{
+	double var_sum = 0;
+	int64_t c0 = channel >= 0 ? channel : 0, c1 = channel >= 0 ? channel + 1 : C;
+
+	for (int64_t c = c0; c < c1; c++) {
+		double mean = 0, ss = 0;
+		for (int64_t l = 0; l < L; l++)
+			mean += x[l * C + c];
+		mean /= (double)L;
+		for (int64_t l = 0; l < L; l++) {
+			double d = x[l * C + c] - mean;
+			ss += d * d;
+		}
+		var_sum += ss / (double)L;
+	}
+	return sqrt(var_sum / (double)(c1 - c0) + 1e-5);
+}
+
+/* The output value j of a window: its target. */
+static int64_t
+target_of(const predictor *p, int64_t j)
+{
+	return j % p->n_out; /* forecast [h, k] and regression [k] alike */
+}
+
+/* "passes" and "seed" of the options. */
+static int
+spread_options(const predictor *p, const char *options_json, int64_t *passes, uint64_t *seed)
+{
+	json_t *o = options_json && *options_json ? json_loads(options_json, 0, NULL) : NULL;
+	const json_t *k = json_object_get(o, "passes"), *sd = json_object_get(o, "seed");
+	int rv = 0;
+
+	*passes = DEFAULT_PASSES;
+	*seed = DEFAULT_SEED;
+	if (options_json && *options_json && !json_is_object(o)) {
+		say(p, "predict: the options \"%s\" are not a JSON object; give {\"passes\": K, "
+		       "\"seed\": S}",
+		    options_json);
+		rv = LOOM_EINVAL;
+	} else if (k && (!json_is_integer(k) || json_integer_value(k) < 2 ||
+	                 json_integer_value(k) > 1024)) {
+		say(p, "predict: options.passes must be a whole number from 2 to 1024 (the "
+		       "Monte-Carlo-dropout passes)");
+		rv = LOOM_EINVAL;
+	} else if (sd && (!json_is_integer(sd) || json_integer_value(sd) < 0)) {
+		say(p, "predict: options.seed must be a whole number ≥ 0");
+		rv = LOOM_EINVAL;
+	} else {
+		if (k)
+			*passes = json_integer_value(k);
+		if (sd)
+			*seed = (uint64_t)json_integer_value(sd);
+	}
+	json_decref(o);
+	return rv;
+}
+
+/* K passes of window b with dropout on into p->passes [K, out_per_window]:
+ * the window copied into up to max_batch rows, one forward per group of
+ * rows, each group under its own seed.  Rows always start at 0, so the
+ * masks a window meets depend on nothing but the seed and K. */
+static int
+mc_passes(predictor *p, const float *raw, int64_t b, int64_t K, uint64_t seed)
+{
+	int64_t G = K < p->spec.batch ? K : p->spec.batch, win = p->spec.context * p->n_in;
+	int rv;
+
+	if ((rv = normalize(p, raw, b, 1)) != 0)
+		return rv;
+	for (int64_t r = 1; r < G; r++)
+		memcpy(p->x + r * win, p->x, (size_t)win * sizeof *p->x);
+	for (int64_t at = 0, g = 0; at < K; at += G, g++) {
+		int64_t n = K - at < G ? K - at : G;
+		if ((rv = tf_model_forward(&p->model, p->x, n, true, lk_rand_u64(seed, 0x6d63, g))) != 0 ||
+		    (rv = tf_model_results(&p->model, NULL, p->res)) != 0)
+			return rv;
+		to_output(p, n, p->passes + at * p->out_per_window);
+	}
+	return 0;
+}
+
+int
+tf_predict_spread(void *model, const loom_tensor *input, loom_tensor *output,
+                  loom_tensor *spread, const char *options_json)
+{
+	predictor *p = model;
+	int64_t K, B, J;
+	uint64_t seed;
+	float *sp = NULL;
+	int rv;
+
+	if (p == NULL || output == NULL || spread == NULL)
+		return LOOM_EINVAL;
+	memset(output, 0, sizeof *output);
+	memset(spread, 0, sizeof *spread);
+	if ((rv = spread_options(p, options_json, &K, &seed)) != 0)
+		return rv;
+	if (p->spread_method == SPREAD_NONE) {
+		say(p, "predict: %s was trained with dropout 0 before validation residuals were saved "
+		       "with the weights, so it cannot tell an uncertainty; retrain it",
+		    p->path);
+		return LOOM_ENOTSUP;
+	}
+	/* the prediction: the deterministic pass, as predict */
+	if ((rv = tf_predict(p, input, output)) != 0)
+		return rv;
+	if (p->spread_method == SPREAD_PROBABILITIES || p->spread_method == SPREAD_SCORE)
+		return 0;
+	B = input->dims[0];
+	J = p->out_per_window;
+	*spread = *output;
+	spread->data = NULL;
+	if ((sp = p->host->tensor_alloc(output->nbytes)) == NULL) {
+		rv = LOOM_ENOMEM;
+		goto fail;
+	}
+	if (p->spread_method == SPREAD_RESIDUAL_SCALE) {
+		for (int64_t b = 0; b < B; b++) {
+			if ((rv = normalize(p, input->data, b, 1)) != 0)
+				goto fail;
+			for (int64_t j = 0; j < J; j++) {
+				int64_t k = target_of(p, j);
+				double s = tf_window_scale(p->x, p->spec.context, p->n_in, p->target_in[k]);
+				sp[b * J + j] = (float)(p->res_rms[j] * s * p->out_scale[k]);
+			}
+		}
+	} else {
+		if (p->passes_cap < K) {
+			free(p->passes);
+			p->passes_cap = 0;
+			if ((p->passes = calloc((size_t)(K * J), sizeof *p->passes)) == NULL) {
+				rv = LOOM_ENOMEM;
+				goto fail;
+			}
+			p->passes_cap = K;
+		}
+		for (int64_t b = 0; b < B; b++) {
+			if ((rv = mc_passes(p, input->data, b, K, seed)) != 0)
+				goto fail;
+			for (int64_t j = 0; j < J; j++) {
+				double mean = 0, ss = 0;
+				for (int64_t i = 0; i < K; i++)
+					mean += p->passes[i * J + j];
+				mean /= (double)K;
+				for (int64_t i = 0; i < K; i++) {
+					double d = p->passes[i * J + j] - mean;
+					ss += d * d;
+				}
+				sp[b * J + j] = (float)sqrt(ss / (double)(K - 1));
+			}
+		}
+	}
+	spread->data = sp;
+	return 0;
+fail:
+	if (sp)
+		p->host->tensor_free(sp);
+	p->host->tensor_free(output->data);
+	memset(output, 0, sizeof *output);
+	memset(spread, 0, sizeof *spread);
+	return rv;
 }

@@ -34,4 +34,20 @@ int tf_model_open(const loom_host *host, loom_instance *ins, const char *model_d
 int tf_predict(void *model, const loom_tensor *input, loom_tensor *output);
 void tf_model_close(void *model);
 
+/* predict, plus the uncertainty of each output value in spread (the same
+ * shape; compute.h's predict_spread, docs/inference.md): Monte-Carlo
+ * dropout for models trained with dropout (options {"passes", "seed"}),
+ * else the validation residuals' scale saved in the weights' metadata
+ * ("residuals": {"rms": [out_per_window], "windows": n}) times
+ * tf_window_scale of the window.  Classification and anomaly answer
+ * spread->data NULL.  LOOM_ENOTSUP when the model has neither. */
+int tf_predict_spread(void *model, const loom_tensor *input, loom_tensor *output,
+                      loom_tensor *spread, const char *options_json);
+
+/* A window's scale for a target, in normalized units: sqrt of the variance
+ * over the window's L steps of channel (of C; -1: the mean variance of all
+ * channels) of x [L, C], plus 1e-5 — what reversible normalization
+ * measures.  Training saves the residuals relative to it. */
+double tf_window_scale(const float *x, int64_t L, int64_t C, int64_t channel);
+
 #endif /* LOOM_TF_PREDICT_H */

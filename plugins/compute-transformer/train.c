@@ -18,6 +18,7 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "model.h"
+#include "predict.h"
 #include "spec.h"
 #include "run.h"
 #include "train.h"
@@ -922,6 +923,88 @@ describe_metrics(const run *r, json_t *out)
 		json_decref(details);
 }
 
+/* The RMS of the validation residuals of m (the training split's without
+ * validation windows) relative to each window's scale (tf_window_scale), per
+ * output value in predict's order: what predict_spread's residual_scale
+ * multiplies by a window's own scale (predict.h).  Forecast and regression. */
+static json_t *
+residual_stats(run *r, tf_model *m)
+{
+	const tf_spec *sp = &r->spec;
+	const tf_dataset *ds = &r->ds;
+	int s = ds->n_windows[1] > 0 ? 1 : 0;
+	int64_t K = ds->n_out, H = sp->task == TF_TASK_FORECAST ? sp->horizon : 1, J = H * K;
+	int64_t L = sp->context, C = ds->n_in, rd = m->head.result_dim, n_win = ds->n_windows[s];
+	double *sum = calloc((size_t)J, sizeof *sum);
+	int64_t *count = calloc((size_t)J, sizeof *count), used = 0;
+	json_t *rms = json_array(), *out = NULL;
+
+	if (!sum || !count || n_win == 0)
+		goto done;
+	for (int64_t at = 0; at < n_win; at += r->batch) {
+		int64_t n = n_win - at < r->batch ? n_win - at : r->batch;
+		for (int64_t i = 0; i < n; i++)
+			r->idx[i] = at + i;
+		gather(r, s, r->idx, n);
+		if (tf_model_forward(m, r->bx, n, false, 0) != 0)
+			goto done;
+		to_original_units(r, m, s, r->idx, n);
+		for (int64_t b = 0; b < n; b++)
+			for (int64_t h = 0; h < H; h++)
+				for (int64_t k = 0; k < K; k++) {
+					int64_t at_res = sp->task == TF_TASK_REGRESSION ? b * rd + k
+					                 : sp->channel_independent ? (b * K + k) * H + h
+					                                           : b * rd + h * K + k;
+					int64_t at_truth = sp->task == TF_TASK_REGRESSION ? b * K + k : at_res;
+					double e = ((double)r->res[at_res] - r->truth[at_truth]) /
+					           ds->out_scale[k];
+					double w = tf_window_scale(r->bx + b * L * C, L, C, r->target_in[k]);
+					if (isfinite(e)) {
+						sum[h * K + k] += (e / w) * (e / w);
+						count[h * K + k]++;
+					}
+				}
+		used += n;
+	}
+	for (int64_t j = 0; j < J; j++)
+		json_array_append_new(rms, json_real(count[j] ? sqrt(sum[j] / (double)count[j]) : 0.0));
+	out = json_pack("{s:s, s:I, s:s, s:O}", "split", s == 1 ? "validation" : "train", "windows",
+	                (json_int_t)used, "scale", "window_std", "rms", rms);
+done:
+	json_decref(rms);
+	free(sum);
+	free(count);
+	return out;
+}
+
+/* The weights predict reads (best.safetensors, else last.safetensors)
+ * loaded into m, and written back with their residuals' scale in the
+ * metadata, measured on exactly those weights. */
+static int
+save_residuals(run *r, tf_model *m, char **err)
+{
+	char *path = loom_strfmt("%s/best.safetensors", r->job->out_dir);
+	json_t *meta = NULL, *stats;
+	struct stat sb;
+	int rv;
+
+	if (stat(path, &sb) != 0) {
+		free(path);
+		path = loom_strfmt("%s/last.safetensors", r->job->out_dir);
+	}
+	if ((rv = tf_weights_load(path, m, &meta, err)) != 0)
+		goto out;
+	if ((stats = residual_stats(r, m)) != NULL) {
+		json_object_set_new(meta, "residuals", stats);
+		json_object_del(meta, "format");
+		rv = tf_weights_save(path, m, meta, err);
+	}
+out:
+	json_decref(meta);
+	free(path);
+	return rv;
+}
+
 static int
 finish(run *r, double seconds, char **err)
 {
@@ -967,6 +1050,10 @@ finish(run *r, double seconds, char **err)
 	}
 	/* auto: the others are fitted beside it, and the best kept */
 	if (trains(r) && (rv = tf_choose(r, &choice, &final, out, err)) != 0)
+		goto done;
+	/* the residuals' scale, the uncertainty of models without dropout */
+	if ((s->task == TF_TASK_FORECAST || s->task == TF_TASK_REGRESSION) &&
+	    (rv = save_residuals(r, final, err)) != 0)
 		goto done;
 	static const char *const names[3] = {"train", "validation", "test"};
 	for (int sp = 0; sp < 3; sp++) {

@@ -50,6 +50,14 @@ transformer_predict(void *p, void *model, const loom_tensor *input, loom_tensor 
 	return tf_predict(model, input, output);
 }
 
+static int
+transformer_predict_spread(void *p, void *model, const loom_tensor *input, loom_tensor *output,
+                           loom_tensor *spread, const char *options_json)
+{
+	(void)p;
+	return tf_predict_spread(model, input, output, spread, options_json);
+}
+
 static void
 transformer_model_close(void *p, void *model)
 {
@@ -65,6 +73,7 @@ static const loom_compute_ops ops = {
 	.model_open = transformer_model_open,
 	.predict = transformer_predict,
 	.model_close = transformer_model_close,
+	.predict_spread = transformer_predict_spread,
 };
 
 LOOM_PLUGIN_DEFINE(compute_transformer,

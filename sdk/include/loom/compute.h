@@ -85,7 +85,21 @@ typedef struct loom_compute_ops {
 	int (*predict)(void *ctx, void *model, const loom_tensor *input, loom_tensor *output);
 	void (*model_close)(void *ctx, void *model);
 
-	const void *reserved[8];
+	/* Optional (ABI 1.2, the first reserved slot; test it with
+	 * LOOM_OPS_HAS): predict as predict does, and also the uncertainty of
+	 * each output value in *spread, the same shape and units as *output
+	 * (allocated with host->tensor_alloc; the caller frees both).  The
+	 * output is bit-equal to predict's.  info_json's "uncertainty" object
+	 * names the method ({"method": "mc_dropout", "passes": 16} …).  A task
+	 * whose answer is its own confidence (class probabilities, an anomaly
+	 * score with its threshold) fills *output and leaves spread->data NULL.
+	 * options_json (may be NULL): {"passes": K, "seed": S} for Monte-Carlo
+	 * dropout.  LOOM_ENOTSUP when the model has no way to tell (then
+	 * neither tensor is filled). */
+	int (*predict_spread)(void *ctx, void *model, const loom_tensor *input, loom_tensor *output,
+	                      loom_tensor *spread, const char *options_json);
+
+	const void *reserved[7];
 } loom_compute_ops;
 
 #ifdef __cplusplus
