@@ -9,6 +9,10 @@
 
 #include "sampler-common.h"
 
+/* request.subsample (a size_t) took a `const void *` reserved slot: the
+ * struct keeps its size only where the two are the same size. */
+_Static_assert(sizeof(size_t) == sizeof(void *), "size_t and pointers differ in size");
+
 int
 smp_init(loom_instance *ins, const loom_host *host, void *p)
 {

@@ -182,6 +182,15 @@ START_TEST(test_least_confidence)
 	/* fixed rows are skipped */
 	a = call(&p, 3, 1, fixed, 2, 0);
 	EXPECT(a, ((size_t[]){3, 4, 1}), ((double[]){.5, .5, .25}));
+	/* scores not wanted */
+	loom_sample_request req = {.size = sizeof req, .k = 2, .seed = 1};
+	loom_sample_result res;
+	size_t idx[2];
+	memset(&res, 0, sizeof res);
+	res.index = idx;
+	ck_assert_int_eq(S.ops->select(S.ctx, &p, &req, &res), 0);
+	ck_assert_uint_eq(res.n, 2);
+	ck_assert(idx[0] == 0 && idx[1] == 2);
 }
 END_TEST
 
