@@ -46,7 +46,13 @@ typedef struct loom_sample_request {
 	size_t n_fixed;
 	const size_t *fixed;     /* rows already chosen/labelled: diversity
 	                          * treats them as centres, others skip them */
-	const void *reserved[4];
+	/* Diversity samplers (k-center, ranked-batch): choose among a uniform
+	 * random subsample of this many rows (drawn with seed; fixed rows stay
+	 * centres whether drawn or not).  0: the sampler's instance setting
+	 * "subsample" (default 0, the whole pool).  Others ignore it.  Taken
+	 * from the reserved slots: a host that predates it leaves it 0. */
+	size_t subsample;
+	const void *reserved[3];
 } loom_sample_request;
 
 /* The choice, in arrays of capacity k the caller provides. */
@@ -55,12 +61,23 @@ typedef struct loom_sample_result {
 	size_t *index;           /* their row indices, most informative first */
 	double *score;           /* their scores, or NULL if not wanted */
 	int64_t *slot;           /* streaming: the bank slot each replaces */
-	const void *reserved[2];
+	/* On failure: why, naming the input and what to do ("row 17: the
+	 * probabilities sum to 0.62, not 1 …"), allocated with host->alloc;
+	 * the caller frees it with host->free.  NULL on success, or when the
+	 * sampler has nothing to add to the code.  Taken from the reserved
+	 * slots: the caller zeroes the result before the call. */
+	char *error;
+	const void *reserved[1];
 } loom_sample_result;
 
 typedef struct loom_sampler_ops {
 	uint32_t size;
 	uint32_t needs;          /* LOOM_SAMPLE_* */
+	/* Choose up to k rows.  Returns 0, or a LOOM_E* code with res->n = 0
+	 * and res->error saying why: LOOM_EINVAL for a missing or malformed
+	 * input (k = 0, no probabilities, NaN, dim = 0), LOOM_ERANGE for a k
+	 * larger than the rows it may choose from or a fixed row past n,
+	 * LOOM_ENOMEM.  docs/samplers.md gives each sampler's formula. */
 	int (*select)(void *ctx, const loom_sample_pool *pool,
 	              const loom_sample_request *req, loom_sample_result *res);
 	const void *reserved[8];
