@@ -21,7 +21,7 @@
 #include "host/core/log.h"
 #include "host/core/serve.h"
 #include "host/core/util.h"
-#include "host/worker/worker.h"
+#include "worker.h"
 
 /* ------------------------------------------------------------------ the model */
 

@@ -66,7 +66,7 @@
 #include "host/core/conf.h"
 #include "host/core/log.h"
 #include "host/core/plugins.h"
-#include "host/worker/worker.h"
+#include "worker.h"
 
 static atomic_int stop_signal;
 

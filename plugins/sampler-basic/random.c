@@ -6,7 +6,7 @@
 
 #include <stdlib.h>
 
-#include "plugins/sampler-common/sampler-common.h"
+#include "kernels/samplers/sampler-common.h"
 
 static int
 random_select(void *p, const loom_sample_pool *pool, const loom_sample_request *req,

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plugins/sampler-common/sampler-common.h"
+#include "kernels/samplers/sampler-common.h"
 
 typedef struct pair {
 	size_t slot, row;

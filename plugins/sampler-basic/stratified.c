@@ -15,7 +15,7 @@
 
 #include <stdlib.h>
 
-#include "plugins/sampler-common/sampler-common.h"
+#include "kernels/samplers/sampler-common.h"
 
 typedef struct member {
 	int32_t stratum;

@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#include "plugins/sampler-common/sampler-common.h"
+#include "kernels/samplers/sampler-common.h"
 
 typedef struct div_set {
 	size_t m;        /* candidates */

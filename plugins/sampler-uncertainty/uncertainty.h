@@ -4,7 +4,7 @@
 #ifndef LOOM_SAMPLER_UNCERTAINTY_H
 #define LOOM_SAMPLER_UNCERTAINTY_H
 
-#include "plugins/sampler-common/sampler-common.h"
+#include "kernels/samplers/sampler-common.h"
 
 typedef enum unc_measure {
 	UNC_LEAST_CONFIDENCE, /* 1 − max p */
