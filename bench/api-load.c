@@ -7,6 +7,11 @@
  *       per connection; latency of each from the first byte written to the
  *       last byte read.  Every answer must be 2xx.
  *       → {"n", "clients", "p50_ms", "p99_ms", "max_ms", "rate_per_s", "errors"}
+ *       Every "@@@@@@@@@" (9 @) in BODY becomes the request's own number,
+ *       9 digits, so each request differs (bench/inference: uncached
+ *       answers).  LOOM_BENCH_RATE=R paces each client at R requests a
+ *       second (open loop: request i is sent at its start + i/R, or at once
+ *       when late); latency still runs from the write.
  *
  *   api-load ws WSURL N
  *       Subscribe to a task's monitor and take N metric messages whose
@@ -20,6 +25,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -151,7 +157,7 @@ read_response(conn *c)
 typedef struct worker {
 	pthread_t t;
 	const char *method, *path, *body;
-	size_t n;
+	size_t n, first;   /* requests, and the number of its first (for @@@) */
 	double *lat;
 	size_t errors;
 } worker;
@@ -174,9 +180,29 @@ run_worker(void *p)
 	               "%s%s%sContent-Length: %zu\r\n\r\n%s",
 	               w->method, w->path, host, port, token ? "Authorization: Bearer " : "",
 	               token ? token : "", token ? "\r\n" : "", blen, w->body ? w->body : "");
+	const char *rate_env = getenv("LOOM_BENCH_RATE");
+	double rate = rate_env ? strtod(rate_env, NULL) : 0, start = now_ms();
+	char *marks[64];
+	size_t n_marks = 0;
+	for (char *m = strstr(req, "@@@@@@@@@"); m && n_marks < 64; m = strstr(m + 9, "@@@@@@@@@"))
+		marks[n_marks++] = m;
 	for (size_t i = 0; i < w->n; i++) {
-		double t0 = now_ms();
+		double t0;
 		int status;
+		for (size_t k = 0; k < n_marks; k++) {
+			char digits[16];
+			snprintf(digits, sizeof digits, "%09zu", (w->first + i) % 1000000000u);
+			memcpy(marks[k], digits, 9);
+		}
+		if (rate > 0) {
+			double due = start + (double)i * 1e3 / rate, now = now_ms();
+			if (due > now) {
+				struct timespec ts = {(time_t)((due - now) / 1e3),
+				                      (long)(fmod(due - now, 1e3) * 1e6)};
+				nanosleep(&ts, NULL);
+			}
+		}
+		t0 = now_ms();
 		if (write(c->fd, req, (size_t)len) != len) {
 			fprintf(stderr, "api-load: write: %s\n", strerror(errno));
 			exit(1);
@@ -217,6 +243,7 @@ cmd_request(const char *url, const char *method, const char *path, int clients, 
 		w[i].path = path;
 		w[i].body = body;
 		w[i].n = total / (size_t)clients + ((size_t)i < total % (size_t)clients);
+		w[i].first = i ? w[i - 1].first + w[i - 1].n : 0;
 		w[i].lat = calloc(w[i].n + 1, sizeof(double));
 		pthread_create(&w[i].t, NULL, run_worker, &w[i]);
 	}
