@@ -45,22 +45,6 @@ api() { # METHOD PATH [BODY-FILE]: status in $T/code, body in $T/body, headers i
 		${3:+-H 'Content-Type: application/json' --data-binary "@$3"} "$URL$2" >"$T/code"
 }
 code() { [ "$(cat "$T/code")" = "$1" ] || { cat "$T/body" >&2; fail "HTTP $(cat "$T/code"), expected $1"; }; }
-field() { # TASK EXPR
-	curl -s "$URL/api/v1/training/tasks/$1" | py -c "import json,sys; t=json.load(sys.stdin); print($2)"
-}
-wait_for() { # TASK STATE [SECONDS]
-	local i=0 s
-	while :; do
-		s=$(field "$1" 't["status"]')
-		[ "$s" = "$2" ] && return 0
-		case $s in completed|failed|cancelled)
-			fail "$1 ended $s, not $2: $(field "$1" 't.get("error", "")')" ;;
-		esac
-		i=$((i + 1))
-		[ $i -gt $((${3:-60} * 10)) ] && fail "$1 is $s, not $2, after ${3:-60}s"
-		sleep 0.1
-	done
-}
 
 # ---------------------------------------------------------------- two versions
 for seed in 3 4; do

@@ -49,23 +49,6 @@ api() { # METHOD PATH [BODY]: status in $T/code, body in $T/body
 		"$URL$2" >"$T/code"
 }
 code() { [ "$(cat "$T/code")" = "$1" ] || { cat "$T/body" >&2; fail "HTTP $(cat "$T/code"), expected $1"; }; }
-field() { # TASK EXPR: a value of GET /training/tasks/TASK
-	curl -s "$URL/api/v1/training/tasks/$1" |
-		python3 -c "import json,sys; t=json.load(sys.stdin); print($2)"
-}
-wait_for() { # TASK STATE [SECONDS]
-	local i=0 s
-	while :; do
-		s=$(field "$1" 't["status"]')
-		[ "$s" = "$2" ] && return 0
-		case $s in completed|failed|cancelled)
-			fail "$1 ended $s, not $2: $(field "$1" 't.get("error", "")')" ;;
-		esac
-		i=$((i + 1))
-		[ $i -gt $((${3:-60} * 10)) ] && fail "$1 is $s, not $2, after ${3:-60}s"
-		sleep 0.1
-	done
-}
 wait_step() { # TASK STEP: until the task is past STEP
 	local i=0
 	while [ "$(field "$1" 't["progress"]["current_step"]')" -le "$2" ]; do

@@ -130,3 +130,25 @@ has() {
 hasnt() {
 	! grep -qF -- "$2" "$1" || fail "did not expect \"$2\" in $1"
 }
+
+# field TASK EXPR: a value of GET /api/v1/training/tasks/TASK, the Python
+# expression EXPR over it as t.  wait_for TASK STATE [SECONDS]: poll until
+# the task is in STATE (default 60 s), failing at once if it ends in
+# another.  (A test may define its own after sourcing this file.)
+field() {
+	curl -s "$URL/api/v1/training/tasks/$1" |
+		/usr/bin/python3 -c "import json,sys; t=json.load(sys.stdin); print($2)"
+}
+wait_for() {
+	local i=0 s
+	while :; do
+		s=$(field "$1" 't["status"]')
+		[ "$s" = "$2" ] && return 0
+		case $s in completed|failed|cancelled)
+			fail "$1 ended $s, not $2: $(field "$1" 't.get("error", "")')" ;;
+		esac
+		i=$((i + 1))
+		[ $i -gt $((${3:-60} * 10)) ] && fail "$1 is $s, not $2, after ${3:-60}s"
+		sleep 0.1
+	done
+}
