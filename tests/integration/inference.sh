@@ -210,6 +210,14 @@ ok "bad bodies and parameters: 400 naming the problem; unknown model, version, a
 pid=$(pgrep -f -- "--serve $D1 " || true)
 [ -n "$pid" ] || fail "no inference worker for $D1: $(pgrep -af loom-worker || true)"
 kill -KILL "$pid"
+# dead before the request (kill only queues the signal): a zombie until
+# loomd reaps it
+i=0
+until [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" = Z ]; do
+	i=$((i + 1))
+	[ $i -lt $((WAIT_S * 100)) ] || fail "worker $pid did not die after SIGKILL"
+	sleep 0.01
+done
 # a request not asked before (a cached answer needs no worker)
 api POST /api/v1/models/temps/predict "$T/req2.json"
 code 503
