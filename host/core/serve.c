@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -359,11 +360,39 @@ loomi_serve_decode_reply(const void *buf, size_t len, loomi_serve_msg *m, char *
 
 /* ------------------------------------------------------------------ client */
 
+/* A worker that goes away must not leave its caller waiting out the
+ * timeout (a request to a crashed model would hang for 30 s): the socket's
+ * pipe events say when its connection closes; a request then in flight is
+ * cancelled, and a request after the loss fails at once, until a new
+ * connection comes (the dialer retries). */
 struct loomi_serve_client {
 	nng_socket sock;
+	nng_ctx ctx;
+	nng_aio *aio;
 	char *url;
 	uint64_t next_id;
+	int timeout_ms;
+	pthread_mutex_t mtx;   /* the fields below, and the pipe callback */
+	bool had_pipe, has_pipe, busy, lost;
 };
+
+static void
+pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	loomi_serve_client *c = arg;
+	(void)p;
+	pthread_mutex_lock(&c->mtx);
+	if (ev == NNG_PIPE_EV_ADD_POST) {
+		c->had_pipe = c->has_pipe = true;
+	} else if (ev == NNG_PIPE_EV_REM_POST) {
+		c->has_pipe = false;
+		if (c->busy) {
+			c->lost = true;
+			nng_aio_cancel(c->aio);
+		}
+	}
+	pthread_mutex_unlock(&c->mtx);
+}
 
 static int
 from_nng(int rv)
@@ -398,6 +427,18 @@ loomi_serve_client_open(const char *url, int timeout_ms, loomi_serve_client **ou
 		free(c);
 		return from_nng(rv);
 	}
+	pthread_mutex_init(&c->mtx, NULL);
+	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+	if ((rv = nng_ctx_open(&c->ctx, c->sock)) != 0 ||
+	    (rv = nng_aio_alloc(&c->aio, NULL, NULL)) != 0) {
+		*err = loomi_strfmt("inference client: cannot open a context: %s", nng_strerror(rv));
+		nng_close(c->sock);
+		pthread_mutex_destroy(&c->mtx);
+		free(c);
+		return from_nng(rv);
+	}
+	nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, pipe_event, c);
+	nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_event, c);
 	/* a request is never resent behind the caller's back: a worker that
 	 * restarted answers a new request, not a replay */
 	nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
@@ -412,6 +453,8 @@ loomi_serve_client_open(const char *url, int timeout_ms, loomi_serve_client **ou
 		                    "tcp://HOST:PORT",
 		                    url, nng_strerror(rv));
 		nng_close(c->sock);
+		nng_aio_free(c->aio);
+		pthread_mutex_destroy(&c->mtx);
 		free(c);
 		return from_nng(rv);
 	}
@@ -426,9 +469,52 @@ loomi_serve_client_close(loomi_serve_client *c)
 {
 	if (c == NULL)
 		return;
-	nng_close(c->sock);
+	nng_close(c->sock); /* no pipe callback runs after this returns */
+	nng_aio_free(c->aio);
+	pthread_mutex_destroy(&c->mtx);
 	free(c->url);
 	free(c);
+}
+
+/* One exchange on the client's context: 0 with *msg the reply, or an NNG
+ * code (NNG_ECONNSHUT when the worker's connection closed meanwhile). */
+static int
+exchange(loomi_serve_client *c, const void *req, size_t len, nng_msg **msg)
+{
+	nng_msg *m = NULL;
+	int rv;
+
+	*msg = NULL;
+	pthread_mutex_lock(&c->mtx);
+	if (c->had_pipe && !c->has_pipe) {
+		pthread_mutex_unlock(&c->mtx);
+		return NNG_ECONNSHUT;
+	}
+	c->busy = true;
+	c->lost = false;
+	pthread_mutex_unlock(&c->mtx);
+	if ((rv = nng_msg_alloc(&m, 0)) == 0 && (rv = nng_msg_append(m, req, len)) == 0) {
+		nng_aio_set_timeout(c->aio, c->timeout_ms);
+		nng_aio_set_msg(c->aio, m);
+		nng_ctx_send(c->ctx, c->aio);
+		nng_aio_wait(c->aio);
+		if ((rv = nng_aio_result(c->aio)) == 0) {
+			m = NULL; /* the socket owns it now */
+			nng_aio_set_timeout(c->aio, c->timeout_ms);
+			nng_ctx_recv(c->ctx, c->aio);
+			nng_aio_wait(c->aio);
+			if ((rv = nng_aio_result(c->aio)) == 0)
+				*msg = nng_aio_get_msg(c->aio);
+		}
+	}
+	if (m)
+		nng_msg_free(m);
+	pthread_mutex_lock(&c->mtx);
+	c->busy = false;
+	if (rv == NNG_ECANCELED && c->lost)
+		rv = NNG_ECONNSHUT;
+	pthread_mutex_unlock(&c->mtx);
+	return rv;
 }
 
 int
@@ -439,25 +525,24 @@ loomi_serve_client_call(loomi_serve_client *c, const void *req, size_t len, void
 	size_t n = 0;
 	int rv;
 
+	nng_msg *msg;
+
 	*reply = NULL;
 	*reply_len = 0;
-	if ((rv = nng_send(c->sock, (void *)req, len, 0)) != 0) {
+	if ((rv = exchange(c, req, len, &msg)) != 0) {
 		*err = loomi_strfmt("inference worker %s: %s", c->url,
-		                    rv == NNG_ETIMEDOUT ? "no answer in time (is it running?)"
-		                                        : nng_strerror(rv));
+		                    rv == NNG_ETIMEDOUT   ? "no answer in time (is it running?)"
+		                    : rv == NNG_ECONNSHUT ? "its connection closed (did it exit?)"
+		                                          : nng_strerror(rv));
 		return from_nng(rv);
 	}
-	if ((rv = nng_recv(c->sock, &buf, &n, NNG_FLAG_ALLOC)) != 0) {
-		*err = loomi_strfmt("inference worker %s: %s", c->url,
-		                    rv == NNG_ETIMEDOUT ? "no answer in time (is it running?)"
-		                                        : nng_strerror(rv));
-		return from_nng(rv);
-	}
+	buf = nng_msg_body(msg);
+	n = nng_msg_len(msg);
 	/* into malloc's memory, so the caller frees it with free() */
 	*reply = loomi_xcalloc(1, n + 1);
 	memcpy(*reply, buf, n);
 	*reply_len = n;
-	nng_free(buf, n);
+	nng_msg_free(msg);
 	return 0;
 }
 

@@ -35,6 +35,7 @@ extern char **environ;
 #define RETRY_MS 5000                /* after a failed start */
 #define INFERENCE_IDLE_MS 600000     /* a worker without requests is stopped */
 #define STOP_GRACE_MS 5000           /* SIGTERM → SIGKILL */
+#define EXIT_WAIT_MS 2000            /* a worker whose connection closed, to exit */
 #define CACHE_BYTES (64u << 20)
 #define CACHE_MAX_ENTRY (CACHE_BYTES / 8) /* larger answers are not kept */
 
@@ -590,6 +591,12 @@ after_failure(worker *w, int rv, const char *err, char **why)
 
 	if (p == 0 && rv != LOOM_ETIMEDOUT && rv != LOOM_EUNREACHABLE && rv != LOOM_EPROTO)
 		return; /* alive, and it answered: the request's fault */
+	/* a process closes its sockets before it can be waited for: give one
+	 * that is exiting a moment, so the reason is how it ended */
+	for (int i = 0; p == 0 && w->pid > 0 && i < EXIT_WAIT_MS / 5; i++) {
+		usleep(5000);
+		p = waitpid(w->pid, &ws, WNOHANG);
+	}
 	if (p > 0) {
 		w->pid = 0;
 		how = ended(ws);

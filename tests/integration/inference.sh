@@ -252,6 +252,22 @@ curl -s "$URL/metrics" >"$T/metrics"
 has "$T/metrics" "loom_inference_worker_deaths_total 1"
 ok "the worker is started again (pid $pid → $new) and answers"
 
+# killed while it works on a request (64 windows × 1,024 Monte-Carlo passes:
+# seconds of work): that request answers 503 naming the signal too
+py - "$T/req.json" "$T/big.json" <<'EOF'
+import json, sys
+w = json.load(open(sys.argv[1]))["inputs"]
+json.dump({"inputs": (w * 13)[:64], "uncertainty": True, "passes": 1024}, open(sys.argv[2], "w"))
+EOF
+api POST /api/v1/models/temps/predict "$T/big.json" &
+req=$!
+sleep 0.3
+kill -KILL "$new"
+wait "$req"
+code 503
+has "$T/body" "killed by signal 9"
+ok "a worker killed in the middle of a request: that request answers 503 naming the signal"
+
 stop_loomd
 pgrep -f -- "--serve $D1 " >/dev/null && fail "a worker outlived loomd"
 pgrep -f -- "--serve $D2 " >/dev/null && fail "a worker outlived loomd"
