@@ -10,9 +10,8 @@
  * there.  One worker per version, started on its first request (which
  * waits for it) and stopped once idle for INFERENCE_IDLE_MS (checked on
  * each request).  A worker found dead (or silent past its deadline, then
- * killed) is started
- * again at once; until it is ready, requests for it answer 503 with the
- * reason.  A worker that fails to start is tried again no sooner than
+ * killed) is started again at once; until it is ready, requests for it
+ * answer 503 with the reason.  A worker that fails to start is tried again no sooner than
  * RETRY_MS later; meanwhile 503 with its reason.
  *
  * Answers are kept in a bounded cache (LRU by bytes): the key is the
