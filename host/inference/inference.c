@@ -27,6 +27,7 @@
 #include "host/registry/registry.h"
 #include "host/server/module.h"
 #include "inference.h"
+#include "sample.h"
 
 extern char **environ;
 
@@ -951,6 +952,11 @@ static const loomi_route routes[] = {
 	/* who may: anyone who may read the model (its owner, an admin, those it
 	 * is shared with); predicting changes nothing */
 	{"POST", "/api/v1/models/{name}/predict", route_predict, LOOMI_ACCESS_READ, "alias,version"},
+	/* any signed-in user: choosing rows of a pool the caller sends changes
+	 * nothing and reads nothing of anyone's (sample.c) */
+	{"GET", "/api/v1/samplers", loomi_route_samplers, LOOMI_ACCESS_READ, NULL},
+	{"POST", "/api/v1/samplers/{instance}/select", loomi_route_sampler_select, LOOMI_ACCESS_READ,
+	 NULL},
 };
 
 const loomi_module loomi_inference_module = {
