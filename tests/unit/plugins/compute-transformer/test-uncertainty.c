@@ -219,6 +219,9 @@ START_TEST(grows_where_worse)
 	host->tensor_free(res2.data);
 	ck_assert_int_eq(ops->predict_spread(tf->ctx, model, &in, &res2, &sp2, NULL), 0);
 	ck_assert_int_eq(memcmp(sp.data, sp2.data, sp.nbytes), 0);
+	host->tensor_free(res2.data);
+	host->tensor_free(sp2.data);
+	res2.data = sp2.data = NULL;
 	/* a window alone: the spread it had among the others */
 	one = in;
 	one.dims[0] = 1;
