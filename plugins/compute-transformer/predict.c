@@ -30,6 +30,7 @@ typedef struct predictor {
 	const loom_head_ops *head;
 	void *head_ctx;
 	lk_pool *pool;
+	int threads;               /* asked for by the instance; 0: the default */
 	tf_model model;
 	bool model_up;
 	/* the data description of the weights' metadata */
@@ -247,7 +248,9 @@ build_model(predictor *p)
 	const void *ops;
 	char *err = NULL, *opts;
 	long online = sysconf(_SC_NPROCESSORS_ONLN);
-	int threads = s->threads > 0 ? (int)s->threads : (online > 0 ? (int)online : 1);
+	int threads = p->threads > 0   ? p->threads
+	              : s->threads > 0 ? (int)s->threads
+	                               : (online > 0 ? (int)online : 1);
 	int rv;
 
 	if (p->host->instance_ops(p->ins, s->head, LOOM_KIND_HEAD, &ops, &p->head_ctx) != 0) {
@@ -422,6 +425,7 @@ describe(const predictor *p)
 	                 task_name(s->task), "head", s->head, "model",
 	                 p->about ? p->about : json_null(), "input", in, "output", out);
 	json_object_set_new(info, "uncertainty", describe_spread(p));
+	json_object_set_new(info, "threads", json_integer(lk_pool_threads(p->pool)));
 	text = json_dumps(info, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(info);
 	if (text == NULL)
@@ -461,8 +465,8 @@ tf_model_close(void *model)
 }
 
 int
-tf_model_open(const loom_host *host, loom_instance *ins, const char *model_dir, void **model,
-              char **info_json)
+tf_model_open(const loom_host *host, loom_instance *ins, const char *model_dir, int threads,
+              void **model, char **info_json)
 {
 	predictor *p = calloc(1, sizeof *p);
 	tf_head_lookup hl = {host, ins};
@@ -473,6 +477,7 @@ tf_model_open(const loom_host *host, loom_instance *ins, const char *model_dir, 
 		return LOOM_ENOMEM;
 	p->host = host;
 	p->ins = ins;
+	p->threads = threads;
 	if (model_dir == NULL || model == NULL) {
 		say(p, "model_open: no model directory given");
 		rv = LOOM_EINVAL;

@@ -29,8 +29,10 @@
 
 #include <loom/compute.h>
 
-int tf_model_open(const loom_host *host, loom_instance *ins, const char *model_dir, void **model,
-                  char **info_json);
+/* threads: the model's CPU threads; 0: the spec's train.threads, else every
+ * online core (the instance's predict_threads setting). */
+int tf_model_open(const loom_host *host, loom_instance *ins, const char *model_dir, int threads,
+                  void **model, char **info_json);
 int tf_predict(void *model, const loom_tensor *input, loom_tensor *output);
 void tf_model_close(void *model);
 

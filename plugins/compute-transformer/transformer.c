@@ -3,6 +3,9 @@
  * (forecast, regression, classification, anomaly) on top.  See train.h. */
 #include "config.h"
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include <loom/compute.h>
 
 #include "predict.h"
@@ -11,6 +14,7 @@
 typedef struct ctx {
 	const loom_host *host;
 	loom_instance *ins;
+	int64_t predict_threads;   /* config: 0 = the spec's, else every online core */
 } ctx;
 
 static int
@@ -40,7 +44,7 @@ static int
 transformer_model_open(void *p, const char *model_dir, void **model, char **info_json)
 {
 	ctx *c = p;
-	return tf_model_open(c->host, c->ins, model_dir, model, info_json);
+	return tf_model_open(c->host, c->ins, model_dir, (int)c->predict_threads, model, info_json);
 }
 
 static int
@@ -57,6 +61,16 @@ transformer_predict_spread(void *p, void *model, const loom_tensor *input, loom_
 	(void)p;
 	return tf_predict_spread(model, input, output, spread, options_json);
 }
+
+/* Instance settings (loomd.conf: config = { predict_threads = 1; }). */
+static const loom_config_entry config[] = {
+	{LOOM_CONFIG_INT, LOOM_CONFIG_RANGE, "predict_threads", "0", offsetof(ctx, predict_threads),
+	 "CPU threads of a model opened for prediction (loom-worker --predict and --serve, the "
+	 "inference workers); 0: the job spec's train.threads, else every online core. One "
+	 "thread keeps a worker's latency steady on a machine it shares with loomd",
+	 0, 1024, NULL, {NULL, NULL}},
+	LOOM_CONFIG_END,
+};
 
 static void
 transformer_model_close(void *p, void *model)
@@ -83,5 +97,6 @@ LOOM_PLUGIN_DEFINE(compute_transformer,
                    .version = "1.0.0",
                    .description = "time-series Transformer training (patching, RevIN, heads)",
                    .ctx_size = sizeof(ctx),
+                   .config = config,
                    .init = transformer_init,
                    .ops = &ops)

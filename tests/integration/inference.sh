@@ -33,7 +33,7 @@ plugin_path = [ "$LOOM_TEST_PLUGINS" ];
 jobs = { worker = "$W"; tick = "100ms"; cpu = 2; };
 plugins = (
   { instance = "sched"; module = "sched-local"; },
-  { instance = "transformer"; module = "compute-transformer"; },
+  { instance = "transformer"; module = "compute-transformer"; config = { predict_threads = 1; }; },
   { instance = "forecast"; module = "head-forecast"; }
 );
 EOF
@@ -112,6 +112,9 @@ same "$T/a1.json" "$T/p1.json"
 [ "$(py -c "import json; b=json.load(open('$T/a1.json')); print(b['version'], b['shape'])")" = \
 	"1 [5, 12, 1]" ] || fail "$(head -c 300 "$T/a1.json")"
 ok "production (v1) answers equal loom-worker --predict on v1 to the bit"
+# the instance's predict_threads reaches the model its workers open
+LOOM_PLUGIN_PATH=$LOOM_TEST_PLUGINS expect 0 "$W" --predict "$D1" -c "$T/loomd.conf"
+has "$T/out" '"threads": 1'
 
 api POST /api/v1/models/temps/predict "$T/req.json"
 code 200
