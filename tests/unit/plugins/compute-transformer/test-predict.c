@@ -25,6 +25,7 @@
 #include "host/core/conf.h"
 #include "host/core/plugins.h"
 #include "host/core/util.h"
+#include "engine-fixture.h"
 #include "spec.h"
 #include "testutil.h"
 
@@ -76,75 +77,6 @@ static const pcase cases[] = {
 	 "\"train\":{\"epochs\":2,\"batch\":32,\"warmup_steps\":2,\"seed\":3}}",
 	 "score_mean"},
 };
-
-static loomi_plugins reg;
-static loomi_doc doc;
-static const loom_host *host;
-static loom_instance *tf;
-static const loom_compute_ops *ops;
-static char *tmp;
-
-static void
-setup(void)
-{
-	static const char *const plugins[][2] = {
-		{"transformer", "compute-transformer"}, {"forecast", "head-forecast"},
-		{"regression", "head-regression"},      {"classification", "head-classification"},
-		{"anomaly", "head-anomaly"},
-	};
-	const char *dirs[] = {tu_env("LOOM_TEST_PLUGINS")};
-	loomi_strv errs = {0};
-	char *err = NULL;
-
-	tmp = tu_tmpdir();
-	host = loomi_host_services();
-	ck_assert_int_eq(loomi_plugins_init(&reg, dirs, 1, NULL), 0);
-	ck_assert_int_eq(loomi_doc_load_string(&doc, "x = 1;", "t", &errs), 0);
-	for (size_t i = 0; i < sizeof plugins / sizeof plugins[0]; i++) {
-		loomi_plugin_conf pc = {(char *)plugins[i][0], (char *)plugins[i][1], NULL, doc.root};
-		loom_instance *ins;
-		ck_assert_int_eq(loomi_instance_create(&reg, &doc, &pc, &ins, &errs), 0);
-		ck_assert_msg(loomi_instance_start(ins, &err) == 0, "%s: %s", plugins[i][1], err);
-		if (i == 0)
-			tf = ins;
-	}
-	ops = tf->desc->ops;
-	ck_assert(ops->caps & LOOM_COMPUTE_PREDICT);
-}
-
-static void
-teardown(void)
-{
-	loomi_plugins_fini(&reg);
-	loomi_doc_free(&doc);
-	tu_rmrf(tmp);
-	free(tmp);
-}
-
-static int
-head_task(void *arg, const char *name)
-{
-	static const char *const names[] = {"", "forecast", "regression", "classification",
-	                                    "anomaly"};
-	(void)arg;
-	for (int i = 1; i < 5; i++)
-		if (strcmp(name, names[i]) == 0)
-			return i; /* the instance names above are the tasks' */
-	return 0;
-}
-
-static void
-train(const char *spec, const char *out)
-{
-	loom_job job;
-
-	memset(&job, 0, sizeof job);
-	job.size = sizeof job;
-	job.spec_json = spec;
-	job.out_dir = out;
-	job.threads = 2;
-	ck_assert_int_eq(ops->run(tf->ctx, &job), 0);
-}
 
 static double
 test_metric(const char *out, const char *name)
@@ -209,12 +141,12 @@ START_TEST(matches_evaluation)
 	int64_t n, L, C;
 	double mine, theirs;
 
-	train(c->spec, out);
+	fx_train(c->spec, out);
 	ck_assert_int_eq(ops->model_open(tf->ctx, out, &model, &info), 0);
 	ck_assert_ptr_nonnull(strstr(info, "\"shape\""));
 
 	/* the test windows, raw, as the engine cut them */
-	ck_assert_int_eq(tf_spec_parse(c->spec, "spec", head_task, NULL, &spec, &err), 0);
+	ck_assert_int_eq(tf_spec_parse(c->spec, "spec", fx_head_task, NULL, &spec, &err), 0);
 	ck_assert_msg(tf_csv_read(spec.path, NULL, &table, &err) == 0, "%s", err);
 	ck_assert_msg(tf_dataset_build(&table, &spec.data, &ds, &err) == 0, "%s", err);
 	n = ds.n_windows[2];
@@ -292,7 +224,7 @@ main(void)
 		fprintf(stderr, "SKIP: python3-vega-datasets is not installed (%s)\n", TEMPS);
 		return 77;
 	}
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, fx_setup, fx_teardown);
 	tcase_set_timeout(tc, 300);
 	tcase_add_loop_test(tc, matches_evaluation, 0, (int)(sizeof cases / sizeof cases[0]));
 	tcase_add_test(tc, no_model);

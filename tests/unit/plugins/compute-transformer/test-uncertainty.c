@@ -24,6 +24,7 @@
 #include "host/core/conf.h"
 #include "host/core/plugins.h"
 #include "host/core/util.h"
+#include "engine-fixture.h"
 #include "spec.h"
 #include "testutil.h"
 
@@ -57,75 +58,6 @@ static const ucase cases[] = {
 	 "{\"name\":\"u3\"," TEMPS_DATA "\"model\":{\"kind\":\"linear\"," SMALL "}," TRAIN,
 	 "residual_scale", false},
 };
-
-static loomi_plugins reg;
-static loomi_doc doc;
-static const loom_host *host;
-static loom_instance *tf;
-static const loom_compute_ops *ops;
-static char *tmp;
-
-static void
-setup(void)
-{
-	static const char *const plugins[][2] = {
-		{"transformer", "compute-transformer"}, {"forecast", "head-forecast"},
-		{"regression", "head-regression"},      {"classification", "head-classification"},
-		{"anomaly", "head-anomaly"},
-	};
-	const char *dirs[] = {tu_env("LOOM_TEST_PLUGINS")};
-	loomi_strv errs = {0};
-	char *err = NULL;
-
-	tmp = tu_tmpdir();
-	host = loomi_host_services();
-	ck_assert_int_eq(loomi_plugins_init(&reg, dirs, 1, NULL), 0);
-	ck_assert_int_eq(loomi_doc_load_string(&doc, "x = 1;", "t", &errs), 0);
-	for (size_t i = 0; i < sizeof plugins / sizeof plugins[0]; i++) {
-		loomi_plugin_conf pc = {(char *)plugins[i][0], (char *)plugins[i][1], NULL, doc.root};
-		loom_instance *ins;
-		ck_assert_int_eq(loomi_instance_create(&reg, &doc, &pc, &ins, &errs), 0);
-		ck_assert_msg(loomi_instance_start(ins, &err) == 0, "%s: %s", plugins[i][1], err);
-		if (i == 0)
-			tf = ins;
-	}
-	ops = tf->desc->ops;
-	ck_assert(ops->caps & LOOM_COMPUTE_PREDICT);
-}
-
-static void
-teardown(void)
-{
-	loomi_plugins_fini(&reg);
-	loomi_doc_free(&doc);
-	tu_rmrf(tmp);
-	free(tmp);
-}
-
-static int
-head_task(void *arg, const char *name)
-{
-	static const char *const names[] = {"", "forecast", "regression", "classification",
-	                                    "anomaly"};
-	(void)arg;
-	for (int i = 1; i < 5; i++)
-		if (strcmp(name, names[i]) == 0)
-			return i; /* the instance names above are the tasks' */
-	return 0;
-}
-
-static void
-train(const char *spec, const char *out)
-{
-	loom_job job;
-
-	memset(&job, 0, sizeof job);
-	job.size = sizeof job;
-	job.spec_json = spec;
-	job.out_dir = out;
-	job.threads = 2;
-	ck_assert_int_eq(ops->run(tf->ctx, &job), 0);
-}
 
 /* Spearman's rank correlation of a[n] and b[n] (no ties expected). */
 static int
@@ -177,7 +109,7 @@ START_TEST(grows_where_worse)
 	double *unc, *mae, rho;
 	json_t *doc;
 
-	train(c->spec, out);
+	fx_train(c->spec, out);
 	ck_assert_int_eq(ops->model_open(tf->ctx, out, &model, &info), 0);
 	doc = json_loads(info, 0, NULL);
 	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "uncertainty"),
@@ -186,7 +118,7 @@ START_TEST(grows_where_worse)
 	json_decref(doc);
 	ck_assert(LOOM_OPS_HAS(ops, predict_spread));
 
-	ck_assert_int_eq(tf_spec_parse(c->spec, "spec", head_task, NULL, &spec, &err), 0);
+	ck_assert_int_eq(tf_spec_parse(c->spec, "spec", fx_head_task, NULL, &spec, &err), 0);
 	ck_assert_msg(tf_csv_read(spec.path, NULL, &table, &err) == 0, "%s", err);
 	ck_assert_msg(tf_dataset_build(&table, &spec.data, &ds, &err) == 0, "%s", err);
 	n = ds.n_windows[2];
@@ -291,7 +223,7 @@ START_TEST(classification_no_spread)
 	float x[2 * 14 * 4];
 	loom_tensor in = {0}, res = {0}, res2 = {0}, sp = {0};
 
-	train(spec, out);
+	fx_train(spec, out);
 	ck_assert_int_eq(ops->model_open(tf->ctx, out, &model, &info), 0);
 	ck_assert_ptr_nonnull(strstr(info, "\"class_probabilities\""));
 	for (int i = 0; i < 2 * 14 * 4; i++)
@@ -325,7 +257,7 @@ main(void)
 		fprintf(stderr, "SKIP: python3-vega-datasets is not installed (%s)\n", TEMPS);
 		return 77;
 	}
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, fx_setup, fx_teardown);
 	tcase_set_timeout(tc, 300);
 	tcase_add_loop_test(tc, grows_where_worse, 0, (int)(sizeof cases / sizeof cases[0]));
 	tcase_add_test(tc, classification_no_spread);
