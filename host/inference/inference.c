@@ -73,7 +73,6 @@ typedef struct entry {
 #define N_BUCKETS 4096
 
 static struct {
-	loomi_daemon *d;
 	bool up, stopping;
 	pthread_mutex_t mtx;
 	pthread_cond_t cv;
@@ -892,7 +891,6 @@ static int
 start(loomi_daemon *d, char **err)
 {
 	int rv;
-	S.d = d;
 	/* jobs.worker, else $LOOM_WORKER (a build tree), else the installed one:
 	 * as the tasks service */
 	if (d->conf.jobs_worker)
