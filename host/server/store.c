@@ -526,15 +526,17 @@ loomi_store_begin(sqlite3 *db, bool write, char **err)
 		usleep(1000);
 	}
 	/* the busy handler waits the connection's busy timeout; past it, again
-	 * until the deadline */
-	while ((rc = sqlite3_exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL)) ==
-	               SQLITE_BUSY &&
+	 * until the deadline.  Extended result codes are on: a busy of any kind
+	 * (SQLITE_BUSY_RECOVERY, _SNAPSHOT, _TIMEOUT) is waited out too — it was
+	 * not, and a registration failed after 40 ms ("database is locked") */
+	while (((rc = sqlite3_exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL)) &
+	        0xff) == SQLITE_BUSY &&
 	       mono_ms() < deadline) {
 		LOG_WARN("store: waiting for another writer to release the state database");
 		usleep(10000);
 	}
 	if (rc != SQLITE_OK) {
-		rc = tx_fail(db, err, rc == SQLITE_BUSY ? LOOM_EBUSY : LOOM_EIO,
+		rc = tx_fail(db, err, (rc & 0xff) == SQLITE_BUSY ? LOOM_EBUSY : LOOM_EIO,
 		             "begin a transaction");
 		sqlite3_mutex_leave(m);
 		return rc;
