@@ -252,7 +252,9 @@ typedef struct batch {
 	bool has_actual;
 	/* the results */
 	float *out, *sd;            /* [N, J]; sd NULL without a spread */
-	float *win;                 /* [batch, L, C] a chunk's windows */
+	int64_t chunk;              /* windows per step: predict.batch rounded up to a
+	                             * multiple of the model's train.batch */
+	float *win;                 /* [chunk, L, C] a chunk's windows */
 	int64_t done;
 } batch;
 
@@ -392,6 +394,24 @@ open_model(batch *b, int threads, char **err)
 	if (b->J < 1) {
 		*err = loom_strfmt("%s: the model's output is empty", b->weights);
 		return LOOM_EINVAL;
+	}
+	/* tf_predict runs a call's windows in runs of the model's train.batch
+	 * from the first, and a window's last bits depend on the run it is in
+	 * (the matrix kernels block by its size): steps of whole runs make
+	 * every window's answer the one of a single predict call over all of
+	 * them, whatever predict.batch is and wherever a pause falls. */
+	{
+		int64_t tb = json_integer_value(json_object_get(json_object_get(b->mspec, "train"),
+		                                                "batch"));
+		if (tb < 1)
+			tb = 1;
+		b->chunk = (s->batch + tb - 1) / tb * tb;
+		if (b->chunk != s->batch)
+			say(b, LOOM_LOG_INFO,
+			    "predict.batch %lld rounded up to %lld, a multiple of the model's "
+			    "train.batch (%lld), so that each window meets the same neighbours as in "
+			    "one predict call over all windows",
+			    (long long)s->batch, (long long)b->chunk, (long long)tb);
 	}
 	/* which spread */
 	method = json_string_value(json_object_get(json_object_get(b->info, "uncertainty"),
@@ -1367,7 +1387,7 @@ tf_batch_run(const loom_host *host, loom_instance *ins, int threads, const loom_
 		goto out;
 	if ((rv = open_model(&b, threads, &err)) != 0 || (rv = read_data(&b, &err)) != 0)
 		goto out;
-	chunk = b.bs.batch;
+	chunk = b.chunk;
 	steps = (b.N + chunk - 1) / chunk;
 	if ((b.out = calloc((size_t)(b.N * b.J), sizeof *b.out)) == NULL ||
 	    (b.spread && (b.sd = calloc((size_t)(b.N * b.J), sizeof *b.sd)) == NULL) ||
