@@ -130,6 +130,20 @@ done
 [ ! -e "$T/paused/predict.cursor" ] || fail "the resumed run left its cursor behind"
 ok "paused after steps 1 and 3 and resumed (batch 50 → 64): byte-identical CSV, JSON and series"
 
+# the data changed while paused: the cursor is not used, the answer is the new data's
+cp "$T/w2015.csv" "$T/changed.csv"
+spec "$T/c.conf" "$T/changed.csv"
+expect 0 worker --run "$T/c.conf" --out "$T/changed" --max-steps 2
+sed -i '5s/,10.2,/,10.3,/' "$T/changed.csv"
+cmp -s "$T/w2015.csv" "$T/changed.csv" && fail "could not change line 5 of the data"
+expect 0 worker --resume "$T/changed"
+has "$T/err" "was written for another spec, model or data; predicting from the first window"
+expect 0 worker --run "$T/c.conf" --out "$T/changed-straight"
+cmp "$T/changed/predictions.json" "$T/changed-straight/predictions.json" ||
+	fail "resumed over changed data, predictions.json differs from a fresh run on it"
+cmp -s "$T/changed/inputs.f32" "$T/p/inputs.f32" && fail "the changed value is not in inputs.f32"
+ok "data changed during a pause: the cursor is ignored and the answer is the new data's"
+
 # ---------------------------------------------------------------- stride
 spec "$T/s3.conf" "$T/w2015.csv" "stride = 3;"
 expect 0 worker --run "$T/s3.conf" --out "$T/s3"
