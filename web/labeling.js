@@ -506,8 +506,13 @@ export async function labelingProjectPage(main, {name}) {
 		if (pollTimer)
 			clearTimeout(pollTimer);
 		pollTimer = setTimeout(poll, 1000);
-		if (r.next) {
-			show(r.next);
+		if (!r.next) {
+			// the counts say what the reviewers left
+			clearTimeout(pollTimer);
+			pollTimer = setTimeout(poll, 0);
+		}
+		if (r.next || r.why) {
+			show(r.next, r.why);
 			busy = false;
 		} else {
 			busy = false;
