@@ -137,7 +137,7 @@ with open(sys.argv[1]) as f, open(sys.argv[2], "w") as out:
 EOF
 api alice POST /api/v1/labeling/projects "{\"name\": \"$PROJECT\", \"model\": \"weather\", \"sampler\": \"margin\", \"k\": $K, \"lease\": \"10m\"}"
 code 201 "creating the project: "
-[ "$(py 'b["owner"], b["alias"], b["lease_seconds"]')" = "('alice', 'production', 600)" ] ||
+[ "$(py 'b["owner"], b["alias"], b["lease_seconds"]')" = "alice production 600" ] ||
 	fail "the project: $(cat "$T/body")"
 api alice POST /api/v1/shares "{\"kind\": \"labeling\", \"id\": \"$PROJECT\", \"user\": \"bob\", \"level\": \"write\"}"
 code 200 "sharing with bob: "
@@ -156,7 +156,7 @@ while :; do
 	[ $i -gt 1200 ] && fail "round 1 is $s after 120 s: $(cat "$T/body")"
 	sleep 0.1
 done
-[ "$(py 'b["counts"]["queued"], b["model_version"], b["sampler"]')" = "($K, 1, 'margin')" ] ||
+[ "$(py 'b["counts"]["queued"], b["model_version"], b["sampler"]')" = "$K 1 margin" ] ||
 	fail "round 1: $(cat "$T/body")"
 ok "project $PROJECT (alice's), shared with bob (write) and carol (read); round 1 open with $K items by margin"
 
