@@ -326,7 +326,7 @@ export async function labelingProjectPage(main, {name}) {
 		fill(counts, h("ul", {class: "counts"}, COUNTS.map((k) =>
 			h("li", {dataset: {count: k}}, h("strong", {}, num(c[k] ?? 0)), ` ${k}`))));
 		const list = Array.isArray(project.rounds) ? project.rounds : [];
-		fill(rounds, list.length ? table(["Round", "State", "Task", "Model version", "Data", "Sampler", "k", "Seed", ...COUNTS, "Created"],
+		fill(rounds, list.length ? h("div", {class: "scroll"}, table(["Round", "State", "Task", "Model version", "Data", "Sampler", "k", "Seed", ...COUNTS, "Created"],
 			list.map((r) => h("tr", {dataset: {round: String(r.number), state: r.state}},
 				h("td", {}, String(r.number)),
 				h("td", {}, h("span", {class: `badge st-${String(r.state).replace(/[^a-z]/g, "")}`}, r.state),
@@ -338,7 +338,7 @@ export async function labelingProjectPage(main, {name}) {
 				h("td", {class: "n"}, num(r.k)),
 				h("td", {class: "n"}, r.seed ?? "–"),
 				countCells(r.counts),
-				h("td", {}, when(r.created)))), {class: "list"}) :
+				h("td", {}, when(r.created)))), {class: "list"})) :
 			h("p", {class: "muted"}, "No rounds yet: a round scores new data with the model (",
 				h("code", {}, `loomctl label round ${name} FILE`), ") and queues the sampler's choice."));
 	};

@@ -4,9 +4,9 @@
 # - set up through the API: users alice and bob (role user), carol (user,
 #   a read share) and vera (viewer); alice trains a short seattle-weather
 #   classifier ("weather", version 1) and promotes it to production, makes
-#   the project, shares it with bob for writing and with carol for reading,
-#   and starts a round over 2015's days (a file of this test, under
-#   data_roots), which loomd scores and samples by margin;
+#   the project, shares it with bob for writing and with carol and vera for
+#   reading, and starts a round over 2015's days (a file of this test,
+#   under data_roots), which loomd scores and samples by margin;
 # - in headless Chromium (tests/web/labeling.mjs) alice and bob review
 #   items with the keyboard: alice confirms, bob corrects by digit key,
 #   some are skipped, one is flagged; carol and vera see no decision button
@@ -141,8 +141,10 @@ code 201 "creating the project: "
 	fail "the project: $(cat "$T/body")"
 api alice POST /api/v1/shares "{\"kind\": \"labeling\", \"id\": \"$PROJECT\", \"user\": \"bob\", \"level\": \"write\"}"
 code 200 "sharing with bob: "
-api alice POST /api/v1/shares "{\"kind\": \"labeling\", \"id\": \"$PROJECT\", \"user\": \"carol\", \"level\": \"read\"}"
-code 200 "sharing with carol: "
+for u in carol vera; do
+	api alice POST /api/v1/shares "{\"kind\": \"labeling\", \"id\": \"$PROJECT\", \"user\": \"$u\", \"level\": \"read\"}"
+	code 200 "sharing with $u: "
+done
 api alice POST "/api/v1/labeling/projects/$PROJECT/rounds" "{\"data\": \"$T/data/weather-2015.csv\", \"seed\": 1}"
 code 201 "the round: "
 i=0
@@ -158,7 +160,7 @@ while :; do
 done
 [ "$(py 'b["counts"]["queued"], b["model_version"], b["sampler"]')" = "$K 1 margin" ] ||
 	fail "round 1: $(cat "$T/body")"
-ok "project $PROJECT (alice's), shared with bob (write) and carol (read); round 1 open with $K items by margin"
+ok "project $PROJECT (alice's), shared with bob (write), carol and vera (read); round 1 open with $K items by margin"
 
 # ---------------------------------------------------------------- the browser
 rv=0 scale=1

@@ -1,7 +1,7 @@
 // The labeling-confirmation page in a real browser
 // (tests/integration/labeling-web.sh starts loomd with a labeling project
 // LOOM_PROJECT whose first round is open, owned by alice and shared with
-// bob for writing, with carol for reading; vera is a viewer):
+// bob for writing, with carol and vera for reading; vera is a viewer):
 // - the project list shows the project and its counts;
 // - alice and bob, each in a browser context of their own, start reviewing
 //   and decide LOOM_DECISIONS items in turn with the keyboard: alice
@@ -178,6 +178,12 @@ try {
 	if (log.length < DECISIONS)
 		fail(`only ${log.length} of ${DECISIONS} decisions were made`);
 
+
+	const by = (a) => log.filter((d) => d.action === a).length;
+	ok(`${log.length} decisions in turn through the page by keyboard (and one click): ${by("confirm")} confirmed, ` +
+		`${by("correct")} corrected, ${by("skip")} skipped, ${by("flag")} flagged; the next item shown from each answer`);
+	await shot(pages.bob, "labeling-after");
+
 	// alice confirms what is left to her, until the page says why there is
 	// no more: what bob holds and what she skipped are not hers
 	let why = null;
@@ -201,10 +207,6 @@ try {
 		fail("with no item left, the item is still shown");
 	await shot(A, "labeling-none-left");
 	ok(`alice confirmed the rest until the page said why there is none: "${why}"`);
-	const by = (a) => log.filter((d) => d.action === a).length;
-	ok(`${log.length} decisions through the page by keyboard (and one click): ${by("confirm")} confirmed, ` +
-		`${by("correct")} corrected, ${by("skip")} skipped, ${by("flag")} flagged; the next item shown from each answer`);
-	await shot(pages.bob, "labeling-after");
 
 	const ms = log.map((d) => d.ms), net = log.map((d) => d.net);
 	const held = {alice: (await state(A)).item, bob: (await state(pages.bob)).item};
