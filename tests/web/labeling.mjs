@@ -166,7 +166,8 @@ try {
 			fail(`${who}'s ${action} of item ${s.item}: ${after.problem}`);
 		if (!new RegExp(`^${after.decisions} decided in this session`).test(after.counter))
 			fail(`${who}'s counter reads "${after.counter}" after ${after.decisions} decisions`);
-		log.push({user: who, item: s.item, action, label, key: how, ms: after.ms, net: after.net, next: after.item});
+		log.push({phase: "turns", user: who, item: s.item, action, label, key: how, ms: after.ms, net: after.net,
+			next: after.item});
 		if (after.empty)
 			fail(`${who} has no item left after ${i + 1} decisions: "${after.why}"`);
 		if (after.focus !== "review")
@@ -196,8 +197,8 @@ try {
 		await until(A, (k) => Number(document.querySelector("#review").dataset.decisions) === k,
 			`alice's confirmation of item ${s.item}`, 30000, s.decisions + 1);
 		const after = await state(A);
-		log.push({user: "alice", item: s.item, action: "confirm", label: s.predicted, key: "c", ms: after.ms,
-			net: after.net, next: after.item});
+		log.push({phase: "rest", user: "alice", item: s.item, action: "confirm", label: s.predicted, key: "c",
+			ms: after.ms, net: after.net, next: after.item});
 		if (after.empty)
 			why = after.why;
 	}
