@@ -1,7 +1,8 @@
 // The Loom web UI: one page, routed by the URL's hash (#/tasks,
-// #/tasks/task-3, #/runs, #/compare?ids=…, #/models/NAME, #/alerts,
-// #/signin).  Every page is a function (main, params) that fills main and
-// may return a function that stops what it started (polling, a WebSocket).
+// #/tasks/task-3, #/runs, #/compare?ids=…, #/models/NAME, #/labeling/NAME,
+// #/alerts, #/signin).  Every page is a function (main, params) that fills
+// main and may return a function that stops what it started (polling, a
+// WebSocket).
 import {h, fill, problem} from "./dom.js";
 import {session, loadSession, signOut} from "./api.js";
 import {signinPage} from "./signin.js";
@@ -10,13 +11,15 @@ import {taskPage} from "./task.js";
 import {runsPage, comparePage} from "./runs.js";
 import {modelsPage, modelPage} from "./models.js";
 import {alertsPage} from "./alerts.js";
+import {labelingPage, labelingProjectPage} from "./labeling.js";
 
-// The sections in the navigation.  Labeling and datasets (later issues)
-// join here as {href, label, match} entries, with their routes below.
+// The sections in the navigation.  Datasets (a later issue) join here as
+// a {href, label, match} entry, with its routes below.
 const SECTIONS = [
 	{href: "#/tasks", label: "Tasks", match: /^tasks/},
 	{href: "#/runs", label: "Runs", match: /^(runs|compare)/},
 	{href: "#/models", label: "Models", match: /^models/},
+	{href: "#/labeling", label: "Labeling", match: /^labeling/},
 	{href: "#/alerts", label: "Alerts", match: /^alerts/},
 ];
 
@@ -29,6 +32,8 @@ const ROUTES = [
 	["compare", comparePage],
 	["models", modelsPage],
 	["models/{name}", modelPage],
+	["labeling", labelingPage],
+	["labeling/{name}", labelingProjectPage],
 	["alerts", alertsPage],
 ];
 
