@@ -13,6 +13,7 @@ extern const loomi_module loomi_alerts_module;   /* host/alerts/ */
 extern const loomi_module loomi_tracking_module; /* host/tracking/ */
 extern const loomi_module loomi_registry_module; /* host/registry/ */
 extern const loomi_module loomi_inference_module; /* host/inference/ */
+extern const loomi_module loomi_labeling_module; /* host/labeling/ */
 extern const loomi_module loomi_configs_module;  /* host/configs/ */
 extern const loomi_module loomi_exports_module;  /* host/exports/ */
 extern const loomi_module loomi_tasks_module;    /* host/tasks/ */
@@ -32,6 +33,7 @@ const loomi_module *const loomi_modules[] = {
 	&loomi_tracking_module,
 	&loomi_registry_module,
 	&loomi_inference_module, /* serves the registry's versions */
+	&loomi_labeling_module,  /* scores with tasks, reads the registry */
 	&loomi_configs_module,
 	&loomi_exports_module,
 	&loomi_tasks_module,

@@ -1437,6 +1437,20 @@ loomi_registry_may(loomi_daemon *d, const loomi_http_req *req, int access, loomi
 	return model_may(d, req, access, res);
 }
 
+bool
+loomi_registry_allowed(loomi_daemon *d, const loomi_caller *caller, const char *name, int access)
+{
+	char *owner = NULL, canon[LOOMI_OBJECT_ID_MAX];
+	bool ok;
+
+	wait_idle();
+	if (model_owner(d, name, &owner, canon) != 0)
+		return true;
+	ok = loomi_auth_may(d, caller, "model", canon, owner, access);
+	free(owner);
+	return ok;
+}
+
 static void
 route_models(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {

@@ -115,5 +115,11 @@ struct loomi_http_req;
 struct loomi_http_res;
 bool loomi_registry_may(loomi_daemon *d, const struct loomi_http_req *req, int access,
                         struct loomi_http_res *res);
+/* The same for a model named elsewhere (a batch prediction's spec, a
+ * labeling project): true when caller may do access to model name, or
+ * when no such model is registered (resolving it then says so); false
+ * for one it may not see. */
+bool loomi_registry_allowed(loomi_daemon *d, const loomi_caller *caller, const char *name,
+                            int access);
 
 #endif /* LOOM_HOST_REGISTRY_H */

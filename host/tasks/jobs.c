@@ -32,6 +32,7 @@
 #include "host/core/log.h"
 #include "host/core/plugins.h"
 #include "host/core/util.h"
+#include "host/registry/registry.h"
 #include "host/server/events.h"
 #include "host/server/store.h"
 #include "tasks.h"
@@ -2113,6 +2114,8 @@ commit_grouped(submission *s)
 	pthread_mutex_unlock(&G.mtx);
 }
 
+static int resolve_predict(loomi_daemon *d, json_t *spec, const loomi_caller *caller,
+                           json_t **out, char **msg);
 static int submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec,
                        int64_t config_id, int64_t config_version, const loomi_caller *caller,
                        int64_t *id,
@@ -2178,9 +2181,90 @@ loomi_jobs_submit(loomi_daemon *d, const json_t *body, const loomi_caller *calle
 		                "describes it) as {\"spec\": {…}}, or a stored config as "
 		                "{\"config_id\": \"config-3\"}");
 	}
+	if (json_object_get(spec, "predict")) {
+		json_t *resolved;
+		rv = resolve_predict(d, spec, caller, &resolved, msg);
+		json_decref(spec);
+		if (rv != 0)
+			return rv;
+		spec = resolved;
+	}
 	rv = submit_spec(d, body, spec, config_id, config_version, caller, id, msg);
 	json_decref(spec);
 	return rv;
+}
+
+/* A batch prediction (a spec with a "predict" group, docs/inference.md):
+ * the model the caller names (predict.model, with predict.alias, default
+ * "production", or predict.version), if the caller may read it, resolved
+ * through the registry; loomd writes the version's directory into
+ * predict.model_dir (a client never names a directory) and its number into
+ * predict.version.  predict.data.path must lie under data_roots.  *out: the
+ * spec to store (a new reference).  0, or a LOOM_E* code with *msg. */
+static int
+resolve_predict(loomi_daemon *d, json_t *spec, const loomi_caller *caller, json_t **out,
+                char **msg)
+{
+	const json_t *p = json_object_get(spec, "predict"), *model, *alias, *version, *path;
+	char ref[32];
+	const char *name, *refp = "production";
+	int64_t model_id, ver;
+	char *dir = NULL;
+	json_t *copy, *pc;
+	int rv;
+
+	*out = NULL;
+	if (!json_is_object(p))
+		return bad(msg, "predict: expected a group such as {\"model\": \"weather\", "
+		                "\"data\": {\"path\": \"/data/new.csv\"}}");
+	if (json_object_get(p, "model_dir"))
+		return bad(msg, "predict.model_dir: loomd sets it from predict.model; name the "
+		                "registered model instead (with predict.alias or predict.version)");
+	model = json_object_get(p, "model");
+	if (!json_is_string(model) || json_string_length(model) == 0)
+		return bad(msg, "predict.model: required, the name of a registered model (GET "
+		                "/api/v1/models lists them)");
+	name = json_string_value(model);
+	alias = json_object_get(p, "alias");
+	version = json_object_get(p, "version");
+	if (alias && version)
+		return bad(msg, "predict: give predict.alias or predict.version, not both");
+	if (alias && !(json_is_string(alias) && json_string_length(alias) > 0))
+		return bad(msg, "predict.alias: expected an alias name such as \"production\"");
+	if (version && !(json_is_integer(version) && json_integer_value(version) >= 1))
+		return bad(msg, "predict.version: expected a version number ≥ 1");
+	if (version) {
+		snprintf(ref, sizeof ref, "%lld", (long long)json_integer_value(version));
+		refp = ref;
+	} else if (alias) {
+		refp = json_string_value(alias);
+	}
+	path = json_object_get(json_object_get(p, "data"), "path");
+	if (!json_is_string(path))
+		return bad(msg, "predict.data.path: required, the CSV file to predict over (under "
+		                "loomd.conf's data_roots)");
+	if ((rv = loomi_data_path_check(d, "predict.data.path", json_string_value(path), msg)) != 0)
+		return rv;
+	if (!loomi_registry_allowed(d, caller, name, LOOMI_ACCESS_READ)) {
+		*msg = loomi_strfmt("predict.model: there is no model \"%s\"; GET /api/v1/models "
+		                    "(loomctl models list) lists them",
+		                    name);
+		return LOOM_ENOENT;
+	}
+	if ((rv = loomi_registry_resolve(d, name, refp, &model_id, &ver, &dir, msg)) != 0) {
+		char *m = loomi_strfmt("predict.model: %s", *msg);
+		free(*msg);
+		*msg = m;
+		return rv;
+	}
+	copy = json_deep_copy(spec);
+	pc = json_object_get(copy, "predict");
+	json_object_del(pc, "alias");
+	json_object_set_new(pc, "model_dir", json_string(dir));
+	json_object_set_new(pc, "version", json_integer(ver));
+	free(dir);
+	*out = copy;
+	return 0;
 }
 
 static int
