@@ -600,15 +600,16 @@ wait_round(const ctl *c, const char *path, const char *project)
 		}
 		s = S(r.body, "state");
 		if (strcmp(s, "open") == 0 || strcmp(s, "failed") == 0) {
+			bool open = s[0] == 'o';
 			if (c->json)
 				print_json(&r);
-			else if (s[0] == 'o')
+			else if (open)
 				print_round_line(r.body, project);
-			if (s[0] == 'f')
+			if (!open)
 				fprintf(stderr, "loomctl: round %.0f of %s failed: %s\n", N(r.body, "number"),
 				        project, S(r.body, "error"));
 			json_decref(r.body);
-			return s[0] == 'o' ? 0 : EXIT_REFUSED;
+			return open ? 0 : EXIT_REFUSED;
 		}
 		json_decref(r.body);
 		nng_msleep(POLL_MS);
