@@ -2009,6 +2009,106 @@ tf_dataset_free(tf_dataset *ds)
 	memset(ds, 0, sizeof *ds);
 }
 
+/* ------------------------------------------------------------------ series */
+
+int
+tf_series_build(const tf_table *t, const char *time_column, const char *const *channels,
+                size_t n_channels, int fill, tf_series *s, char **err)
+{
+	tf_data_spec sp;
+	tf_dataset ds;
+	build b;
+	int rv;
+
+	memset(s, 0, sizeof *s);
+	memset(&sp, 0, sizeof sp);
+	memset(&ds, 0, sizeof ds);
+	memset(&b, 0, sizeof b);
+	if (err != NULL)
+		*err = NULL;
+	s->time_col = -1;
+	sp.time_column = time_column;
+	sp.features = channels;
+	sp.n_features = n_channels;
+	sp.fill = fill;
+	sp.season = 1; /* no season to infer */
+	b.t = t;
+	b.sp = &sp;
+	b.ds = &ds;
+	b.err = err;
+	b.path = t->path != NULL ? t->path : "(data)";
+	b.n = (int64_t)t->n_rows;
+	b.time_col = -1;
+
+	if (fill < TF_FILL_NONE || fill > TF_FILL_ZERO)
+		return fail(err, LOOM_EINVAL, "%s: unknown data.fill %d", b.path, fill);
+	if (n_channels == 0 || channels == NULL)
+		return fail(err, LOOM_EINVAL, "%s: no input channels to read", b.path);
+	if (t->n_rows == 0)
+		return fail(err, LOOM_EINVAL, "%s: no data rows after the header line", b.path);
+	if (t->n_rows > (size_t)INT64_MAX / 2)
+		return fail(err, LOOM_ERANGE, "%s: too many rows", b.path);
+	if ((b.loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0)) == (locale_t)0) {
+		rv = nomem(&b);
+		goto out;
+	}
+	if ((rv = check_data_file(&b)) != 0)
+		goto out;
+	if (time_column != NULL && (rv = find_column(&b, time_column, &b.time_col)) != 0)
+		goto out;
+	if ((b.in_cols = calloc(n_channels, sizeof *b.in_cols)) == NULL ||
+	    (b.vals = calloc(t->n_cols, sizeof *b.vals)) == NULL) {
+		rv = nomem(&b);
+		goto out;
+	}
+	if ((rv = find_columns(&b, channels, n_channels, "the model's input channels",
+	                       b.in_cols)) != 0 ||
+	    (rv = order_rows(&b)) != 0)
+		goto out;
+	for (size_t i = 0; i < n_channels; i++)
+		if ((rv = load_channel(&b, b.in_cols[i])) != 0)
+			goto out;
+	if ((s->x = calloc3((size_t)b.n, n_channels, sizeof *s->x)) == NULL ||
+	    (s->row = calloc3((size_t)b.n, 1, sizeof *s->row)) == NULL) {
+		rv = nomem(&b);
+		goto out;
+	}
+	for (int64_t r = 0; r < b.n; r++) {
+		s->row[r] = b.perm[r];
+		for (size_t i = 0; i < n_channels; i++)
+			s->x[r * (int64_t)n_channels + (int64_t)i] = b.vals[b.in_cols[i]][r];
+	}
+	s->rows = b.n;
+	s->n_in = (int64_t)n_channels;
+	s->time_col = b.time_col;
+	s->filled = ds.filled;
+	s->unordered = ds.unordered;
+out:
+	if (b.vals != NULL)
+		for (size_t c = 0; c < t->n_cols; c++)
+			free(b.vals[c]);
+	free(b.vals);
+	free(b.in_cols);
+	free(b.perm);
+	free(b.time);
+	if (b.loc != (locale_t)0)
+		freelocale(b.loc);
+	if (rv != 0)
+		tf_series_free(s);
+	return rv;
+}
+
+void
+tf_series_free(tf_series *s)
+{
+	if (s == NULL)
+		return;
+	free(s->x);
+	free(s->row);
+	memset(s, 0, sizeof *s);
+	s->time_col = -1;
+}
+
 /* ------------------------------------------------------------------ windows */
 
 void

@@ -168,6 +168,30 @@ typedef struct tf_dataset {
 int tf_dataset_build(const tf_table *t, const tf_data_spec *spec, tf_dataset *ds, char **err);
 void tf_dataset_free(tf_dataset *ds);
 
+/* A file's rows as a trained model reads them for prediction (batch.c):
+ * the channels it was trained on, by name and in its order, rows sorted by
+ * the time column as tf_dataset_build sorts them (equal times refused),
+ * missing values refused or filled as fill says (enum tf_fill) — the same
+ * code and messages as a training run's, without targets, splits or
+ * normalization.  Errors (LOOM_EINVAL with *err): no data rows, a missing
+ * column (with a suggestion and the columns there are), a time that does
+ * not parse or repeats, a value that is not a number, a missing value
+ * without a fill (line and column); LOOM_ENOMEM. */
+typedef struct tf_series {
+	int64_t rows;
+	int64_t n_in;
+	double *x;                  /* [rows, n_in] original units, time order, filled */
+	int64_t *row;               /* [rows] the table row of each (its file line:
+	                             * t->line[row[i]]) */
+	int time_col;               /* the time column's index, or -1 */
+	int64_t filled;             /* missing values filled */
+	int64_t unordered;          /* rows earlier than the row above them */
+} tf_series;
+
+int tf_series_build(const tf_table *t, const char *time_column, const char *const *channels,
+                    size_t n_channels, int fill, tf_series *s, char **err);
+void tf_series_free(tf_series *s);
+
 /* Gather a batch of n windows of split s (window indices idx[n]):
  * x[n, context, n_in] inputs; y[n, target_len] where target_len is
  * horizon·n_out (forecast, [h][channel] order), n_out (regression), 1

@@ -12,7 +12,7 @@
 
 #include "spec.h"
 
-static const loom_spec_field resources_fields[] = {
+const loom_spec_field tf_resources_fields[] = {
 	{"cpu", LOOM_SPEC_DOUBLE, LOOM_SPEC_RANGE, NULL, 0.001, 4096, NULL,
 	 "cores the job needs", {NULL, NULL}},
 	{"memory", LOOM_SPEC_SIZE, 0, NULL, 0, 0, NULL,
@@ -158,7 +158,7 @@ static const loom_spec_field spec_fields[] = {
 	 NULL, {NULL, NULL}},
 	{"after", LOOM_SPEC_INTLIST, LOOM_SPEC_RANGE, NULL, 1, 9007199254740991.0, NULL,
 	 "ids of jobs that must complete first", {NULL, NULL}},
-	{"resources", LOOM_SPEC_GROUP, 0, NULL, 0, 0, resources_fields, NULL, {NULL, NULL}},
+	{"resources", LOOM_SPEC_GROUP, 0, NULL, 0, 0, tf_resources_fields, NULL, {NULL, NULL}},
 	{"retries", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, 0, 100, NULL, NULL, {NULL, NULL}},
 	{"timeout", LOOM_SPEC_DURATION, 0, NULL, 0, 0, NULL, NULL, {NULL, NULL}},
 	{"data", LOOM_SPEC_GROUP, LOOM_SPEC_REQUIRED, NULL, 0, 0, data_fields, NULL, {NULL, NULL}},

@@ -10,6 +10,8 @@
 
 #include <jansson.h>
 
+#include <loom/spec.h>
+
 #include "data.h"
 
 enum tf_schedule {
@@ -135,6 +137,10 @@ typedef int (*tf_head_task_fn)(void *arg, const char *head);
 int tf_spec_parse(const char *text, const char *name, tf_head_task_fn head_task, void *arg,
                   tf_spec *spec, char **err);
 void tf_spec_free(tf_spec *spec);
+
+/* The resources group of every job spec (cpu, memory, gpu), shared with
+ * the batch prediction's spec (batch.c). */
+extern const loom_spec_field tf_resources_fields[];
 
 /* The spec as compact JSON with every default filled in (caller frees). */
 char *tf_spec_json(const tf_spec *spec);

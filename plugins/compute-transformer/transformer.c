@@ -1,6 +1,8 @@
 /* compute-transformer — the core engine: trains the multivariate
  * time-series Transformer of SPEC §5 on CSV data, with a head plugin
- * (forecast, regression, classification, anomaly) on top.  See train.h. */
+ * (forecast, regression, classification, anomaly) on top (train.h), and
+ * runs a trained one over a file when the job spec has a predict group
+ * (batch.h). */
 #include "config.h"
 
 #include <stddef.h>
@@ -8,6 +10,7 @@
 
 #include <loom/compute.h>
 
+#include "batch.h"
 #include "predict.h"
 #include "train.h"
 
@@ -30,6 +33,8 @@ static int
 transformer_validate(void *p, const char *spec_json, char **error)
 {
 	ctx *c = p;
+	if (tf_batch_is(spec_json))
+		return tf_batch_validate(c->host, spec_json, error);
 	return tf_validate(c->host, c->ins, spec_json, error);
 }
 
@@ -37,6 +42,8 @@ static int
 transformer_run(void *p, const loom_job *job)
 {
 	ctx *c = p;
+	if (tf_batch_is(job->spec_json))
+		return tf_batch_run(c->host, c->ins, (int)c->predict_threads, job);
 	return tf_train(c->host, c->ins, job);
 }
 
@@ -66,7 +73,7 @@ transformer_predict_spread(void *p, void *model, const loom_tensor *input, loom_
 static const loom_config_entry config[] = {
 	{LOOM_CONFIG_INT, LOOM_CONFIG_RANGE, "predict_threads", "0", offsetof(ctx, predict_threads),
 	 "CPU threads of a model opened for prediction (loom-worker --predict and --serve, the "
-	 "inference workers); 0: the job spec's train.threads, else every online core. One "
+	 "inference workers, batch predictions); 0: the job spec's train.threads, else every online core. One "
 	 "thread keeps a worker's latency steady on a machine it shares with loomd",
 	 0, 1024, NULL, {NULL, NULL}},
 	LOOM_CONFIG_END,
