@@ -39,7 +39,7 @@ static const char usage_text[] =
 	"  label next NAME\n"
 	"  label decide ITEM confirm|correct|skip|flag [--label L] [--note TEXT]\n"
 	"  label export NAME [--format csv|json] [--round N] [-o FILE]\n"
-	"  (--label: a class name; numbers \"1.5,2\" or JSON for a forecast or a regression;\n"
+	"  (--label: a class; numbers \"1.5,2\" or JSON for a forecast or a regression;\n"
 	"   anomalous|normal or JSON for an anomaly)\n";
 
 /* Say why (when there is a why), then how label is called. */
