@@ -107,6 +107,23 @@ usage(FILE *fp)
 	        "  predict NAME FILE [--alias ALIAS | --version N] [--uncertainty] [--passes K]\n"
 	        "                         the predictions of ALIAS's (default: production)\n"
 	        "                         version for FILE's windows (JSON {\"inputs\": …})\n"
+	        "  label list             labeling projects: model@alias, sampler, item counts\n"
+	        "  label create NAME --model M --sampler S [--alias A] [--k N] [--lease DURATION]\n"
+	        "                         a project: rounds of K items the sampler picks from\n"
+	        "                         ALIAS's (default: production) predictions\n"
+	        "  label status NAME      a project and its rounds (state, task, version, counts)\n"
+	        "  label round NAME --data FILE [--k N] [--seed N] [--wait]\n"
+	        "                         score FILE with the model and queue the sampler's\n"
+	        "                         picks; --wait until the round is open (exit 1 if it\n"
+	        "                         failed)\n"
+	        "  label next NAME        lease the next item to you and show it: the window,\n"
+	        "                         the prediction, why it was picked, the lease\n"
+	        "  label decide ITEM confirm|correct|skip|flag [--label L] [--note TEXT]\n"
+	        "                         decide a leased item; correct takes --label: a class,\n"
+	        "                         numbers \"1.5,2\" or JSON, anomalous|normal\n"
+	        "  label export NAME [--format csv|json] [--round N] [-o FILE]\n"
+	        "                         the confirmed and corrected labels with provenance\n"
+	        "                         (csv, or json with --json); -o writes FILE whole\n"
 	        "  whoami                 who loomd takes you for: user, role, how signed in\n"
 	        "  users [list]           users and their roles (admin)\n"
 	        "  users add NAME [--role admin|user|viewer] [--uid UID] [--exec]\n"
@@ -1462,6 +1479,8 @@ main(int argc, char **argv)
 		rv = cmd_models(&c, argc, argv);
 	else if (strcmp(argv[0], "predict") == 0)
 		rv = cmd_predict(&c, argc, argv);
+	else if (strcmp(argv[0], "label") == 0)
+		rv = cmd_label(&c, argc, argv);
 	else if (strcmp(argv[0], "start") == 0 || strcmp(argv[0], "pause") == 0 ||
 	         strcmp(argv[0], "resume") == 0 || strcmp(argv[0], "cancel") == 0)
 		rv = cmd_action(&c, argc, argv);

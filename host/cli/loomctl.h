@@ -115,6 +115,8 @@ int cmd_users(const ctl *c, int argc, char **argv);
 int cmd_tokens(const ctl *c, int argc, char **argv);
 int cmd_share(const ctl *c, int argc, char **argv);
 int cmd_whoami(const ctl *c, int argc, char **argv);
+/* loomctl-label.c: labeling projects, rounds, review and export. */
+int cmd_label(const ctl *c, int argc, char **argv);
 /* Commands in loomctl-logs.c. */
 int cmd_logs(const ctl *c, int argc, char **argv);
 /* Commands in loomctl-models.c. */

@@ -1,0 +1,974 @@
+/* loomctl label: labeling projects, their rounds, reviewing one item at a
+ * time and exporting the confirmed labels, through /api/v1/labeling
+ * (host/labeling/labeling.h, docs/labeling.md).
+ *
+ *   label list | create | status | round | next | decide | export
+ *
+ * Every subcommand prints the API's JSON as is with --json; an answer
+ * other than the expected one prints loomd's message and exits 1. */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
+
+#include <loom/types.h>
+
+#include "loomctl.h"
+#include "host/core/util.h"
+
+#define API "/api/v1/labeling"
+#define POLL_MS 500
+
+static const char usage_text[] =
+	"loomctl: usage:\n"
+	"  label list\n"
+	"  label create NAME --model M --sampler S [--alias A] [--k N] [--lease DURATION]\n"
+	"  label status NAME\n"
+	"  label round NAME --data FILE [--k N] [--seed N] [--wait]\n"
+	"  label next NAME\n"
+	"  label decide ITEM confirm|correct|skip|flag [--label L] [--note TEXT]\n"
+	"  label export NAME [--format csv|json] [--round N] [-o FILE]\n"
+	"  (--label: a class; numbers \"1.5,2\" or JSON for a forecast or a regression;\n"
+	"   anomalous|normal or JSON for an anomaly)\n";
+
+/* Say why (when there is a why), then how label is called. */
+static int label_usage(const char *sub, const char *fmt, ...) LOOM_PRINTF(2, 3);
+
+static int
+label_usage(const char *sub, const char *fmt, ...)
+{
+	if (fmt != NULL) {
+		va_list ap;
+		fprintf(stderr, "loomctl: label%s%s: ", sub ? " " : "", sub ? sub : "");
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fputc('\n', stderr);
+	}
+	fputs(usage_text, stderr);
+	return EXIT_USAGE;
+}
+
+/* A path segment: every byte but the unreserved ones escaped, so a name
+ * never reaches another route (malloc'd). */
+static char *
+segment(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *out = loomi_xmalloc(3 * strlen(s) + 1), *o = out;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+			*o++ = (char)*p;
+		} else {
+			*o++ = '%';
+			*o++ = hex[*p >> 4];
+			*o++ = hex[*p & 15];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* ------------------------------------------------------------------ arguments */
+
+/* The arguments of one subcommand: up to two positional ones and the
+ * options it takes ("--name VALUE" or "--name=VALUE"; --wait alone). */
+typedef struct args {
+	const char *pos[2];
+	int npos;
+	const char *model, *sampler, *alias, *k, *lease, *data, *seed, *label, *note, *format,
+		*round, *output;
+	bool wait;
+} args;
+
+static const struct option_def {
+	const char *name;
+	size_t offset; /* of the value in args; 0 for the flag --wait */
+} option_defs[] = {
+	{"model", offsetof(args, model)},   {"sampler", offsetof(args, sampler)},
+	{"alias", offsetof(args, alias)},   {"k", offsetof(args, k)},
+	{"lease", offsetof(args, lease)},   {"data", offsetof(args, data)},
+	{"seed", offsetof(args, seed)},     {"label", offsetof(args, label)},
+	{"note", offsetof(args, note)},     {"format", offsetof(args, format)},
+	{"round", offsetof(args, round)},   {"output", offsetof(args, output)},
+	{"wait", 0},
+};
+
+/* Split argv (after the subcommand) into a: npos positional arguments
+ * exactly, and the options named in allowed (space-separated).  0, or
+ * EXIT_USAGE after saying what is wrong. */
+static int
+parse(int argc, char **argv, int npos, const char *allowed, args *a)
+{
+	const char *sub = argv[0];
+
+	memset(a, 0, sizeof *a);
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i], *name, *eq, *value = NULL;
+		const struct option_def *def = NULL;
+		size_t len;
+
+		if (arg[0] != '-' || arg[1] == '\0') {
+			if (a->npos == npos)
+				return label_usage(sub, "unexpected \"%s\"", arg);
+			a->pos[a->npos++] = arg;
+			continue;
+		}
+		if (strcmp(arg, "-o") == 0)
+			arg = "--output";
+		if (arg[1] != '-')
+			return label_usage(sub, "unknown option \"%s\"", argv[i]);
+		name = arg + 2;
+		eq = strchr(name, '=');
+		len = eq ? (size_t)(eq - name) : strlen(name);
+		for (size_t k = 0; k < sizeof option_defs / sizeof option_defs[0] && !def; k++)
+			if (strlen(option_defs[k].name) == len &&
+			    strncmp(option_defs[k].name, name, len) == 0)
+				def = &option_defs[k];
+		/* in allowed, as a whole word */
+		if (def) {
+			const char *p = allowed;
+			size_t n = strlen(def->name);
+			bool found = false;
+			while (!found && (p = strstr(p, def->name)) != NULL) {
+				found = (p == allowed || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0');
+				p += n;
+			}
+			if (!found)
+				def = NULL;
+		}
+		if (def == NULL)
+			return label_usage(sub, "unknown option \"%s\"", argv[i]);
+		if (def->offset == 0) {
+			if (eq)
+				return label_usage(sub, "--%s takes no value", def->name);
+			a->wait = true;
+			continue;
+		}
+		if (eq)
+			value = eq + 1;
+		else if (i + 1 < argc)
+			value = argv[++i];
+		else
+			return label_usage(sub, "--%s needs a value", def->name);
+		*(const char **)((char *)a + def->offset) = value;
+	}
+	if (a->npos != npos)
+		return label_usage(sub, npos == 1 ? "give the project's NAME" : "give ITEM and ACTION");
+	return 0;
+}
+
+/* A whole number option into body[key]; false after saying why. */
+static bool
+number_field(json_t *body, const char *key, const char *opt, const char *value)
+{
+	if (value == NULL)
+		return true;
+	if (!number_arg(opt, value))
+		return false;
+	json_object_set_new(body, key, json_integer(strtoll(value, NULL, 10)));
+	return true;
+}
+
+/* A text option into body[key]; false after saying it is not UTF-8. */
+static bool
+text_field(json_t *body, const char *key, const char *opt, const char *value)
+{
+	json_t *v;
+
+	if (value == NULL)
+		return true;
+	if ((v = json_string(value)) == NULL) {
+		fprintf(stderr, "loomctl: label: %s: not UTF-8 text\n", opt);
+		return false;
+	}
+	json_object_set_new(body, key, v);
+	return true;
+}
+
+/* The request with a JSON body (NULL: none), answered by print for the
+ * status ok. */
+static int
+request(const ctl *c, const char *method, const char *path, json_t *body, int ok,
+        void (*print)(const json_t *))
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	reply r = {0};
+	int rv = http(c, method, path, text ? text : (strcmp(method, "POST") == 0 ? "{}" : NULL), &r);
+
+	free(text);
+	return rv ? rv : answer(c, &r, ok, print);
+}
+
+/* ------------------------------------------------------------------ printing */
+
+static void
+print_counts(const json_t *counts)
+{
+	printf("%.0f queued, %.0f leased, %.0f done, %.0f flagged (%.0f in all)", N(counts, "queued"),
+	       N(counts, "leased"), N(counts, "done"), N(counts, "flagged"), N(counts, "total"));
+}
+
+static void
+print_list(const json_t *b)
+{
+	const json_t *list = json_object_get(b, "projects"), *p;
+	size_t i;
+
+	printf("%-24s %-28s %-16s %6s %6s %6s %7s %6s\n", "NAME", "MODEL@ALIAS", "SAMPLER", "QUEUED",
+	       "LEASED", "DONE", "FLAGGED", "ROUNDS");
+	json_array_foreach(list, i, p) {
+		const json_t *n = json_object_get(p, "counts");
+		char *at = loomi_strfmt("%s@%s", S(p, "model"), S(p, "alias"));
+		printf("%-24s %-28s %-16s %6.0f %6.0f %6.0f %7.0f %6.0f\n", S(p, "name"), at,
+		       S(p, "sampler"), N(n, "queued"), N(n, "leased"), N(n, "done"), N(n, "flagged"),
+		       N(p, "rounds_total"));
+		free(at);
+	}
+	printf("(%zu project%s)\n", json_array_size(list), json_array_size(list) == 1 ? "" : "s");
+}
+
+static void
+print_created(const json_t *p)
+{
+	printf("labeling project %s: %s@%s, sampler %s, %.0f items a round, lease %.0f s\n",
+	       S(p, "name"), S(p, "model"), S(p, "alias"), S(p, "sampler"), N(p, "k"),
+	       N(p, "lease_seconds"));
+}
+
+/* "round 2: open (task-7, weather v2), 50 of 301 windows queued" */
+static void
+print_round_line(const json_t *r, const char *project)
+{
+	const json_t *n = json_object_get(r, "counts");
+
+	printf("round %.0f of %s: %s (%s, version %.0f, k %.0f, seed %.0f)", N(r, "number"), project,
+	       S(r, "state"), S(r, "task"), N(r, "model_version"), N(r, "k"), N(r, "seed"));
+	if (strcmp(S(r, "state"), "open") == 0) {
+		printf(", %.0f item%s", N(n, "total"), N(n, "total") == 1 ? "" : "s");
+		if (json_is_integer(json_object_get(r, "windows")))
+			printf(" from %.0f window%s", N(r, "windows"), N(r, "windows") == 1 ? "" : "s");
+	}
+	putchar('\n');
+	if (json_object_get(r, "error"))
+		printf("  error: %s\n", S(r, "error"));
+}
+
+static void
+print_status(const json_t *p)
+{
+	const json_t *rounds = json_object_get(p, "rounds"), *r;
+	size_t i;
+
+	printf("project   %s (owner %s, created %s)\n", S(p, "name"), S(p, "owner"), S(p, "created"));
+	printf("model     %s@%s, sampler %s, %.0f items a round, lease %.0f s\n", S(p, "model"),
+	       S(p, "alias"), S(p, "sampler"), N(p, "k"), N(p, "lease_seconds"));
+	printf("items     ");
+	print_counts(json_object_get(p, "counts"));
+	printf("\n\n%5s %-8s %-10s %7s %6s %6s %6s %6s %6s %7s %-24s %s\n", "ROUND", "STATE", "TASK",
+	       "VERSION", "K", "SEED", "QUEUED", "LEASED", "DONE", "FLAGGED", "CREATED", "DATA");
+	json_array_foreach(rounds, i, r) {
+		const json_t *n = json_object_get(r, "counts");
+		printf("%5.0f %-8s %-10s %7.0f %6.0f %6.0f %6.0f %6.0f %6.0f %7.0f %-24s %s\n",
+		       N(r, "number"), S(r, "state"), S(r, "task"), N(r, "model_version"), N(r, "k"),
+		       N(r, "seed"), N(n, "queued"), N(n, "leased"), N(n, "done"), N(n, "flagged"),
+		       S(r, "created"), S(r, "data"));
+		if (json_object_get(r, "error"))
+			printf("      error: %s\n", S(r, "error"));
+	}
+	if (json_array_size(rounds) == 0)
+		printf("(no rounds yet: loomctl label round %s --data FILE starts one)\n", S(p, "name"));
+}
+
+/* A JSON value as text: a string as it is, anything else compact. */
+static void
+print_value(const json_t *v)
+{
+	if (json_is_string(v)) {
+		fputs(json_string_value(v), stdout);
+	} else {
+		char *t = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+		fputs(t ? t : "-", stdout);
+		free(t);
+	}
+}
+
+/* A window's rows: per channel the first and last values and the
+ * smallest, largest and mean of those that are numbers. */
+static void
+print_window(const json_t *item)
+{
+	const json_t *w = json_object_get(item, "window"), *times = json_object_get(w, "time");
+	const json_t *channels = json_object_get(w, "channels"), *values = json_object_get(w, "values");
+	size_t rows = json_array_size(values), ch;
+	const json_t *name;
+
+	printf("window    lines %.0f-%.0f of %s", N(w, "first_line"), N(w, "last_line"),
+	       S(item, "data"));
+	if (json_array_size(times) > 0) {
+		printf(", ");
+		print_value(json_array_get(times, 0));
+		printf(" to ");
+		print_value(json_array_get(times, json_array_size(times) - 1));
+	}
+	printf(" (%zu row%s)\n", rows, rows == 1 ? "" : "s");
+	if (json_array_size(channels) == 0)
+		return;
+	printf("          %-20s %11s %11s %11s %11s %11s\n", "CHANNEL", "FIRST", "LAST", "MIN", "MAX",
+	       "MEAN");
+	json_array_foreach(channels, ch, name) {
+		double lo = INFINITY, hi = -INFINITY, sum = 0;
+		size_t n = 0;
+		char first[32] = "-", last[32] = "-", cell[3][32];
+		for (size_t r = 0; r < rows; r++) {
+			const json_t *v = json_array_get(json_array_get(values, r), ch);
+			if (!json_is_number(v))
+				continue;
+			double x = json_number_value(v);
+			if (n == 0)
+				snprintf(first, sizeof first, "%.6g", x);
+			snprintf(last, sizeof last, "%.6g", x);
+			lo = x < lo ? x : lo;
+			hi = x > hi ? x : hi;
+			sum += x;
+			n++;
+		}
+		snprintf(cell[0], sizeof cell[0], n ? "%.6g" : "-", lo);
+		snprintf(cell[1], sizeof cell[1], n ? "%.6g" : "-", hi);
+		snprintf(cell[2], sizeof cell[2], n ? "%.6g" : "-", n ? sum / (double)n : 0.0);
+		printf("          %-20s %11s %11s %11s %11s %11s\n", json_string_value(name) ?
+		       json_string_value(name) : "?", first, last, cell[0], cell[1], cell[2]);
+	}
+}
+
+/* "temp 12.3 ±0.41, wind 3 ±0.2" of one step's (or a regression's)
+ * values, named by the targets. */
+static void
+print_targets(const json_t *targets, const json_t *vals, const json_t *unc)
+{
+	size_t i;
+	const json_t *v;
+
+	json_array_foreach(vals, i, v) {
+		const char *t = json_string_value(json_array_get(targets, i));
+		printf("%s", i ? ", " : "");
+		if (t)
+			printf("%s ", t);
+		else if (json_array_size(vals) > 1)
+			printf("y%zu ", i + 1);
+		printf("%.6g", json_number_value(v));
+		if (json_is_number(json_array_get(unc, i)))
+			printf(" ±%.3g", json_number_value(json_array_get(unc, i)));
+	}
+}
+
+static void
+print_prediction(const json_t *item)
+{
+	const json_t *p = json_object_get(item, "prediction");
+	const char *task = S(item, "task");
+
+	printf("predicted ");
+	if (strcmp(task, "classification") == 0) {
+		/* the classes, most probable first */
+		const json_t *classes = json_object_get(p, "classes"), *probs = json_object_get(p, "probs");
+		size_t n = json_array_size(classes), *order = loomi_xmalloc((n + 1) * sizeof *order);
+		for (size_t i = 0; i < n; i++) {
+			size_t j = i;
+			order[i] = i;
+			while (j > 0 && json_number_value(json_array_get(probs, order[j - 1])) <
+			                    json_number_value(json_array_get(probs, order[j]))) {
+				size_t t = order[j];
+				order[j] = order[j - 1];
+				order[j - 1] = t;
+				j--;
+			}
+		}
+		printf("%s", S(p, "label"));
+		for (size_t i = 0; i < n; i++)
+			printf("%s%s %.3f", i ? ", " : " (", json_string_value(json_array_get(classes, order[i])),
+			       json_number_value(json_array_get(probs, order[i])));
+		printf("%s\n", n ? ")" : "");
+		free(order);
+	} else if (strcmp(task, "anomaly") == 0) {
+		bool a = json_is_true(json_object_get(p, "anomalous"));
+		printf("%s: score %.6g %s the threshold %.6g\n", a ? "anomalous" : "normal",
+		       N(p, "score"), a ? "above" : "within", N(p, "threshold"));
+	} else {
+		const json_t *targets = json_object_get(p, "targets"), *vals = json_object_get(p, "values");
+		const json_t *unc = json_object_get(p, "uncertainty");
+		if (json_is_array(json_array_get(vals, 0))) { /* a forecast: [h][target] */
+			size_t h;
+			const json_t *step;
+			printf("%zu step%s ahead%s\n", json_array_size(vals),
+			       json_array_size(vals) == 1 ? "" : "s",
+			       json_is_array(unc) ? " (± the spread of Monte-Carlo-dropout passes)" : "");
+			json_array_foreach(vals, h, step) {
+				printf("          h%-3zu ", h + 1);
+				print_targets(targets, step, json_array_get(unc, h));
+				putchar('\n');
+			}
+		} else {
+			print_targets(targets, vals, unc);
+			putchar('\n');
+		}
+	}
+}
+
+static void
+print_item(const json_t *item)
+{
+	const json_t *lease = json_object_get(item, "lease"), *d = json_object_get(item, "decision");
+
+	printf("item      %.0f of %s: round %.0f, rank %.0f (1 = most informative), %s\n",
+	       N(item, "id"), S(item, "project"), N(item, "round"), N(item, "rank"),
+	       S(item, "state"));
+	printf("model     %s version %.0f (%s)\n", S(item, "model"), N(item, "version"),
+	       S(item, "task"));
+	if (json_is_object(lease))
+		printf("lease     %s, %.0f s left (until %s)\n", S(lease, "user"),
+		       N(lease, "seconds_left"), S(lease, "until"));
+	printf("score     ");
+	if (json_is_number(json_object_get(item, "score")))
+		printf("%.6g", N(item, "score"));
+	else
+		printf("-");
+	printf(" by %s: %s\n", S(item, "sampler"), S(item, "why"));
+	print_window(item);
+	print_prediction(item);
+	if (json_is_object(d)) {
+		printf("decision  %s ", S(d, "action"));
+		print_value(json_object_get(d, "label"));
+		printf(" by %s at %s\n", S(d, "user"), S(d, "at"));
+	}
+}
+
+static void
+print_next(const json_t *b)
+{
+	const json_t *item = json_object_get(b, "item");
+
+	if (!json_is_object(item)) {
+		printf("no item to review: %s\n", S(b, "why"));
+		return;
+	}
+	print_item(item);
+	printf("decide    loomctl label decide %.0f confirm|correct --label L|skip|flag\n",
+	       N(item, "id"));
+}
+
+static void
+print_decided(const json_t *b)
+{
+	const json_t *item = json_object_get(b, "item"), *next = json_object_get(b, "next");
+	const json_t *d = json_object_get(item, "decision");
+
+	printf("item %.0f ", N(item, "id"));
+	if (strcmp(S(item, "state"), "queued") == 0) {
+		printf("skipped: back in the queue for the other reviewers\n");
+	} else {
+		const json_t *p = json_object_get(item, "prediction");
+		printf("%s: ", S(d, "action"));
+		print_value(json_object_get(d, "label"));
+		if (strcmp(S(item, "task"), "classification") == 0)
+			printf(" (predicted %s)", S(p, "label"));
+		printf(" by %s\n", S(d, "user"));
+	}
+	if (json_is_object(next))
+		printf("next: item %.0f (round %.0f, rank %.0f), leased to you for %.0f s: loomctl "
+		       "label next %s shows it\n",
+		       N(next, "id"), N(next, "round"), N(next, "rank"),
+		       N(json_object_get(next, "lease"), "seconds_left"), S(next, "project"));
+	else
+		printf("next: none, %s\n", S(b, "why"));
+}
+
+/* ------------------------------------------------------------------ subcommands */
+
+static int
+label_list(const ctl *c, int argc, char **argv)
+{
+	args a;
+	int rv;
+
+	if ((rv = parse(argc, argv, 0, "", &a)) != 0)
+		return rv;
+	return request(c, "GET", API "/projects", NULL, 200, print_list);
+}
+
+static int
+label_create(const ctl *c, int argc, char **argv)
+{
+	json_t *body = json_object();
+	args a;
+	int rv;
+
+	if ((rv = parse(argc, argv, 1, "model sampler alias k lease", &a)) != 0)
+		goto out;
+	if (a.model == NULL || a.sampler == NULL) {
+		rv = label_usage("create", "give the model (--model M) and the sampler instance "
+		                           "(--sampler S; GET /api/v1/samplers lists them)");
+		goto out;
+	}
+	rv = EXIT_USAGE;
+	if (!text_field(body, "name", "NAME", a.pos[0]) ||
+	    !text_field(body, "model", "--model", a.model) ||
+	    !text_field(body, "sampler", "--sampler", a.sampler) ||
+	    !text_field(body, "alias", "--alias", a.alias) || !number_field(body, "k", "--k", a.k))
+		goto out;
+	/* seconds as a number, "10m" as the text loomd reads */
+	if (a.lease && a.lease[0] && strspn(a.lease, "0123456789") == strlen(a.lease)) {
+		if (!number_field(body, "lease", "--lease", a.lease))
+			goto out;
+	} else if (!text_field(body, "lease", "--lease", a.lease)) {
+		goto out;
+	}
+	rv = request(c, "POST", API "/projects", body, 201, print_created);
+out:
+	json_decref(body);
+	return rv;
+}
+
+static int
+label_status(const ctl *c, int argc, char **argv)
+{
+	char *name, *path;
+	args a;
+	int rv;
+
+	if ((rv = parse(argc, argv, 1, "", &a)) != 0)
+		return rv;
+	name = segment(a.pos[0]);
+	path = loomi_strfmt(API "/projects/%s", name);
+	rv = request(c, "GET", path, NULL, 200, print_status);
+	free(path);
+	free(name);
+	return rv;
+}
+
+/* The data file as loomd should read it: a relative path made absolute
+ * (loomd's directory is not the caller's); a storage reference
+ * ("instance:key") and an absolute path as given.  Malloc'd. */
+static char *
+data_path(const char *data)
+{
+	char *cwd;
+
+	if (data[0] == '/' || strchr(data, ':') != NULL)
+		return loomi_strdup(data);
+	if ((cwd = getcwd(NULL, 0)) == NULL) {
+		fprintf(stderr, "loomctl: label round: --data %s: cannot tell the current directory "
+		                "(%s); give the file's absolute path\n",
+		        data, strerror(errno));
+		return NULL;
+	}
+	while (data[0] == '.' && data[1] == '/')
+		data += 2 + strspn(data + 2, "/");
+	char *abs = loomi_strfmt("%s%s%s", cwd, strcmp(cwd, "/") ? "/" : "", data);
+	free(cwd);
+	return abs;
+}
+
+/* Poll the round every POLL_MS until it is open or failed. */
+static int
+wait_round(const ctl *c, const char *path, const char *project)
+{
+	for (;;) {
+		reply r = {0};
+		const char *s;
+		int rv = http(c, "GET", path, NULL, &r);
+
+		if (rv != 0)
+			return rv;
+		if (r.status != 200) {
+			rv = refused(c, &r);
+			json_decref(r.body);
+			return rv;
+		}
+		s = S(r.body, "state");
+		if (strcmp(s, "open") == 0 || strcmp(s, "failed") == 0) {
+			bool open = s[0] == 'o';
+			if (c->json)
+				print_json(&r);
+			else if (open)
+				print_round_line(r.body, project);
+			if (!open)
+				fprintf(stderr, "loomctl: round %.0f of %s failed: %s\n", N(r.body, "number"),
+				        project, S(r.body, "error"));
+			json_decref(r.body);
+			return open ? 0 : EXIT_REFUSED;
+		}
+		json_decref(r.body);
+		nng_msleep(POLL_MS);
+	}
+}
+
+static int
+label_round(const ctl *c, int argc, char **argv)
+{
+	json_t *body = json_object();
+	char *name = NULL, *path = NULL, *data = NULL, *text = NULL;
+	reply r = {0};
+	args a;
+	int rv;
+
+	if ((rv = parse(argc, argv, 1, "data k seed wait", &a)) != 0)
+		goto out;
+	if (a.data == NULL) {
+		rv = label_usage("round", "give the data to score (--data FILE, a CSV file under "
+		                          "loomd.conf's data_roots)");
+		goto out;
+	}
+	rv = EXIT_USAGE;
+	if ((data = data_path(a.data)) == NULL || !text_field(body, "data", "--data", data) ||
+	    !number_field(body, "k", "--k", a.k) || !number_field(body, "seed", "--seed", a.seed))
+		goto out;
+	name = segment(a.pos[0]);
+	path = loomi_strfmt(API "/projects/%s/rounds", name);
+	text = json_dumps(body, JSON_COMPACT);
+	if ((rv = http(c, "POST", path, text, &r)) != 0)
+		goto out;
+	if (r.status != 201) {
+		rv = refused(c, &r);
+		goto out;
+	}
+	if (c->json && !a.wait) {
+		print_json(&r);
+		goto out;
+	}
+	if (!c->json) {
+		print_round_line(r.body, a.pos[0]);
+		fflush(stdout);
+	}
+	if (a.wait) {
+		/* --json: the round as it ended, alone */
+		char *rpath = loomi_strfmt("%s/%.0f", path, N(r.body, "number"));
+		rv = wait_round(c, rpath, a.pos[0]);
+		free(rpath);
+	}
+out:
+	json_decref(r.body);
+	free(text);
+	free(path);
+	free(name);
+	free(data);
+	json_decref(body);
+	return rv;
+}
+
+static int
+label_next(const ctl *c, int argc, char **argv)
+{
+	char *name, *path;
+	args a;
+	int rv;
+
+	if ((rv = parse(argc, argv, 1, "", &a)) != 0)
+		return rv;
+	name = segment(a.pos[0]);
+	path = loomi_strfmt(API "/projects/%s/next", name);
+	rv = request(c, "POST", path, NULL, 200, print_next);
+	free(path);
+	free(name);
+	return rv;
+}
+
+/* How many numbers v holds, nested arrays counted through. */
+static size_t
+count_numbers(const json_t *v)
+{
+	size_t n = 0, i;
+	const json_t *e;
+
+	if (json_is_number(v))
+		return 1;
+	json_array_foreach(v, i, e)
+		n += count_numbers(e);
+	return n;
+}
+
+/* The flat numbers in nums[*at..] shaped as model (a number, or arrays of
+ * them nested as the prediction's values are). */
+static json_t *
+shape_like(const json_t *model, const double *nums, size_t *at)
+{
+	json_t *out;
+	const json_t *e;
+	size_t i;
+
+	if (!json_is_array(model))
+		return json_real(nums[(*at)++]);
+	out = json_array();
+	json_array_foreach(model, i, e)
+		json_array_append_new(out, shape_like(e, nums, at));
+	return out;
+}
+
+/* The label --label gives for the item's task: a class name as it is; an
+ * anomaly's "anomalous" or "normal" (or JSON); a forecast's or a
+ * regression's numbers "1.5,2", shaped as the prediction's values, or
+ * JSON.  NULL after saying why it cannot be one. */
+static json_t *
+label_value(const json_t *item, const char *text)
+{
+	const char *task = S(item, "task");
+	const json_t *pred = json_object_get(item, "prediction");
+	json_error_t jerr;
+	json_t *v;
+
+	if (strcmp(task, "classification") == 0) {
+		if ((v = json_string(text)) == NULL)
+			fprintf(stderr, "loomctl: label decide: --label: not UTF-8 text\n");
+		return v;
+	}
+	if (text[strspn(text, " \t")] == '[' || text[strspn(text, " \t")] == '{') {
+		if ((v = json_loads(text, JSON_REJECT_DUPLICATES, &jerr)) == NULL)
+			fprintf(stderr, "loomctl: label decide: --label %s: not JSON (%s at column %d)\n",
+			        text, jerr.text, jerr.column);
+		return v;
+	}
+	if (strcmp(task, "anomaly") == 0) {
+		if (strcmp(text, "anomalous") == 0 || strcmp(text, "true") == 0)
+			return json_pack("{sb}", "anomalous", 1);
+		if (strcmp(text, "normal") == 0 || strcmp(text, "false") == 0)
+			return json_pack("{sb}", "anomalous", 0);
+		fprintf(stderr, "loomctl: label decide: --label %s: an anomaly's label is anomalous or "
+		                "normal, or JSON such as '{\"anomalous\": true, \"span\": [FIRST_LINE, "
+		                "LAST_LINE]}'\n",
+		        text);
+		return NULL;
+	}
+	/* numbers, comma-separated */
+	{
+		const json_t *want = json_object_get(pred, "values");
+		size_t n = 0, need = count_numbers(want), at = 0;
+		double *nums = loomi_xmalloc((strlen(text) / 2 + 2) * sizeof *nums);
+		const char *p = text;
+		bool ok = true;
+
+		while (ok) {
+			char *end;
+			double x;
+			errno = 0;
+			x = strtod(p, &end);
+			ok = end != p && errno == 0 && isfinite(x);
+			end += strspn(end, " \t");
+			if (ok)
+				nums[n++] = x;
+			if (!ok || *end == '\0')
+				break;
+			ok = *end == ',';
+			p = end + 1;
+		}
+		if (!ok) {
+			fprintf(stderr, "loomctl: label decide: --label %s: expected finite numbers "
+			                "separated by commas (\"1.5,2\"), or JSON shaped as the "
+			                "prediction's values\n",
+			        text);
+			free(nums);
+			return NULL;
+		}
+		if (n != need) {
+			char *shape = json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY);
+			fprintf(stderr, "loomctl: label decide: --label %s: %zu number%s given; the "
+			                "prediction has %zu (its values: %s)\n",
+			        text, n, n == 1 ? "" : "s", need, shape ? shape : "?");
+			free(shape);
+			free(nums);
+			return NULL;
+		}
+		v = shape_like(want, nums, &at);
+		free(nums);
+		return v;
+	}
+}
+
+/* "item-17" or "17": the number, checked so it needs no escaping in a
+ * path; NULL after saying what an item id looks like. */
+static const char *
+item_arg(const char *s)
+{
+	const char *d = strncmp(s, "item-", 5) == 0 ? s + 5 : s;
+
+	if (*d < '1' || *d > '9' || strspn(d, "0123456789") != strlen(d) || strlen(d) > 18) {
+		fprintf(stderr, "loomctl: label decide: \"%s\" is not an item id; ids are numbers "
+		                "such as 17 (loomctl label next shows the item it leases you)\n",
+		        s);
+		return NULL;
+	}
+	return d;
+}
+
+static int
+label_decide(const ctl *c, int argc, char **argv)
+{
+	static const char *const actions[] = {"confirm", "correct", "skip", "flag"};
+	json_t *body = json_object(), *label;
+	const char *id, *action = NULL;
+	char *path = NULL;
+	args a;
+	int rv;
+
+	if ((rv = parse(argc, argv, 2, "label note", &a)) != 0)
+		goto out;
+	for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
+		if (strcmp(a.pos[1], actions[i]) == 0)
+			action = actions[i];
+	rv = EXIT_USAGE;
+	if (action == NULL) {
+		rv = label_usage("decide", "\"%s\" is not an action; give confirm, correct, skip or "
+		                           "flag",
+		                 a.pos[1]);
+		goto out;
+	}
+	if ((strcmp(action, "correct") == 0) != (a.label != NULL)) {
+		rv = label_usage("decide", a.label ? "--label goes with correct (confirm takes the "
+		                                     "model's prediction)"
+		                                   : "correct needs the right label: --label L");
+		goto out;
+	}
+	if ((id = item_arg(a.pos[0])) == NULL || !text_field(body, "note", "--note", a.note))
+		goto out;
+	json_object_set_new(body, "action", json_string(action));
+	if (a.label) {
+		/* how the label reads depends on the model's task: ask the item */
+		reply r = {0};
+		path = loomi_strfmt(API "/items/%s", id);
+		if ((rv = http(c, "GET", path, NULL, &r)) != 0)
+			goto out;
+		if (r.status != 200) {
+			rv = refused(c, &r);
+			json_decref(r.body);
+			goto out;
+		}
+		label = label_value(r.body, a.label);
+		json_decref(r.body);
+		if (label == NULL) {
+			rv = EXIT_USAGE;
+			goto out;
+		}
+		json_object_set_new(body, "label", label);
+		free(path);
+	}
+	path = loomi_strfmt(API "/items/%s/decision", id);
+	rv = request(c, "POST", path, body, 200, print_decided);
+out:
+	free(path);
+	json_decref(body);
+	return rv;
+}
+
+/* Write n bytes to file whole or not at all: a temporary file beside it,
+ * synced, renamed over it.  0, or EXIT_REFUSED after saying why. */
+static int
+write_atomic(const char *file, const char *data, size_t n)
+{
+	char *tmp = loomi_strfmt("%s.XXXXXX", file);
+	mode_t mask = umask(0);
+	int fd, e = 0;
+
+	umask(mask);
+	if ((fd = mkstemp(tmp)) < 0) {
+		fprintf(stderr, "loomctl: cannot write %s: %s\n", file, strerror(errno));
+		free(tmp);
+		return EXIT_REFUSED;
+	}
+	for (size_t done = 0; done < n && e == 0;) {
+		ssize_t w = write(fd, data + done, n - done);
+		if (w < 0 && errno != EINTR)
+			e = errno;
+		else if (w > 0)
+			done += (size_t)w;
+	}
+	if (e == 0 && (fchmod(fd, 0666 & ~mask) != 0 || fsync(fd) != 0))
+		e = errno;
+	if (close(fd) != 0 && e == 0)
+		e = errno;
+	if (e == 0 && rename(tmp, file) != 0)
+		e = errno;
+	if (e != 0) {
+		fprintf(stderr, "loomctl: cannot write %s: %s\n", file, strerror(e));
+		unlink(tmp);
+	}
+	free(tmp);
+	return e ? EXIT_REFUSED : 0;
+}
+
+static int
+label_export(const ctl *c, int argc, char **argv)
+{
+	const char *format;
+	char *name = NULL, *path = NULL;
+	reply r = {0};
+	args a;
+	int rv;
+
+	if ((rv = parse(argc, argv, 1, "format round output", &a)) != 0)
+		return rv;
+	/* --json asks for the API's JSON: the json export */
+	format = a.format ? a.format : c->json ? "json" : "csv";
+	if (strcmp(format, "csv") != 0 && strcmp(format, "json") != 0)
+		return label_usage("export", "--format \"%s\": give csv or json", format);
+	if (c->json && strcmp(format, "json") != 0)
+		return label_usage("export", "--json and --format %s ask for two different outputs; "
+		                             "give one of them",
+		                   format);
+	if (a.round && !number_arg("--round", a.round))
+		return EXIT_USAGE;
+	name = segment(a.pos[0]);
+	path = loomi_strfmt(API "/projects/%s/export?format=%s%s%s", name, format,
+	                    a.round ? "&round=" : "", a.round ? a.round : "");
+	rv = exchange(c, "GET", path, NULL, true, &r);
+	free(path);
+	free(name);
+	if (rv != 0)
+		return rv;
+	if (r.status != 200) {
+		rv = refused(c, &r);
+	} else if (a.output == NULL || strcmp(a.output, "-") == 0) {
+		/* the file as loomd wrote it, byte for byte */
+		fwrite(r.text, 1, r.len, term_raw());
+		if (fflush(term_raw()) != 0) {
+			fprintf(stderr, "loomctl: cannot write the export: %s\n", strerror(errno));
+			rv = EXIT_REFUSED;
+		}
+	} else if ((rv = write_atomic(a.output, r.text, r.len)) == 0) {
+		fprintf(stderr, "wrote %s (%zu bytes)\n", a.output, r.len);
+	}
+	json_decref(r.body);
+	free(r.text);
+	return rv;
+}
+
+static const struct label_cmd {
+	const char *name;
+	int (*fn)(const ctl *c, int argc, char **argv);
+} label_cmds[] = {
+	{"list", label_list},     {"create", label_create}, {"status", label_status},
+	{"round", label_round},   {"next", label_next},     {"decide", label_decide},
+	{"export", label_export},
+};
+
+int
+cmd_label(const ctl *c, int argc, char **argv)
+{
+	if (argc < 2)
+		return label_usage(NULL, "give a command");
+	for (size_t i = 0; i < sizeof label_cmds / sizeof label_cmds[0]; i++)
+		if (strcmp(argv[1], label_cmds[i].name) == 0)
+			return label_cmds[i].fn(c, argc - 1, argv + 1);
+	return label_usage(NULL, "unknown command \"%s\"", argv[1]);
+}
