@@ -401,7 +401,7 @@ share_usage(const char *why)
 	fprintf(stderr, "usage: loomctl share KIND ID USER|'*' [read|write]\n"
 	                "       loomctl unshare KIND ID USER|'*'\n"
 	                "       loomctl shares [KIND ID]\n"
-	                "KIND: task, config, run, model, alert-rule\n");
+	                "KIND: task, config, run, model, alert-rule, labeling\n");
 	return EXIT_USAGE;
 }
 

@@ -1025,8 +1025,8 @@ why_none(sqlite3 *db, const project *p)
 	st = prep(db, "SELECT count(*) FROM label_rounds WHERE project_id = ?");
 	sqlite3_bind_int64(st, 1, p->id);
 	if (st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 0)
-		why = loomi_strdup("the project has no rounds yet; start one (POST …/rounds with the "
-		                   "data to score)");
+		why = loomi_strdup("the project has no rounds yet; start one over the data to score "
+		                   "(loomctl label round, or POST …/rounds)");
 	sqlite3_finalize(st);
 	return why ? why
 	           : loomi_strdup("no items left to review: every item is decided, leased to "
@@ -1604,12 +1604,13 @@ check_lease(sqlite3 *db, int64_t id, const char *user, int64_t now, char **msg)
 	if (!st || sqlite3_step(st) != SQLITE_ROW)
 		rv = fail(msg, LOOM_ENOENT, "there is no labeling item %lld", (long long)id);
 	else if (strcmp(col_text(st, 0), "done") == 0 || strcmp(col_text(st, 0), "flagged") == 0)
-		rv = fail(msg, LOOM_EEXIST, "item %lld is %s already; ask for the next item (POST "
-		                            "…/next)",
+		rv = fail(msg, LOOM_EEXIST, "item %lld is %s already; ask for the next item (loomctl "
+		                            "label next, or POST …/next)",
 		          (long long)id, strcmp(col_text(st, 0), "done") == 0 ? "decided" : "flagged");
 	else if (strcmp(col_text(st, 0), "leased") != 0 || strcmp(col_text(st, 1), user) != 0)
 		rv = fail(msg, LOOM_EEXIST,
-		          "you do not hold item %lld's lease%s; ask for the next item (POST …/next)",
+		          "you do not hold item %lld's lease%s; ask for the next item (loomctl "
+		          "label next, or POST …/next)",
 		          (long long)id,
 		          strcmp(col_text(st, 0), "leased") == 0 && sqlite3_column_int64(st, 2) > now
 		              ? " (another reviewer does)"
