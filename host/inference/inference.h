@@ -23,6 +23,8 @@
 
 #include <stdint.h>
 
+#include <loom/sampler.h>
+
 #include "host/server/daemon.h"
 
 typedef struct loomi_inference_stats {
@@ -38,5 +40,17 @@ typedef struct loomi_inference_stats {
 
 /* Counters for GET /metrics (zeros before the service starts). */
 void loomi_inference_stats_read(loomi_daemon *d, loomi_inference_stats *out);
+
+/* For the labeling loop (host/labeling/), and the sampler routes
+ * (sample.c): */
+/* Run sampler instance on pool: the request's arrays as the plugin needs
+ * them (checked against its needs first), the instance serialized unless
+ * it is thread-safe, and its error message taken over (res->error is
+ * freed and left NULL).  0, or LOOM_ENOENT (no such sampler instance),
+ * LOOM_EINVAL / LOOM_ERANGE (the pool or request; *err names it) or
+ * another code, with *err set (free it).  res's arrays are the caller's,
+ * with room for req->k rows. */
+int loomi_sampler_select(loomi_daemon *d, const char *instance, const loom_sample_pool *pool,
+                         const loom_sample_request *req, loom_sample_result *res, char **err);
 
 #endif /* LOOM_HOST_INFERENCE_H */

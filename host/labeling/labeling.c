@@ -25,7 +25,7 @@
 #include "host/core/log.h"
 #include "host/core/plugins.h"
 #include "host/core/util.h"
-#include "host/inference/sample.h"
+#include "host/inference/inference.h"
 #include "host/registry/registry.h"
 #include "host/server/auth.h"
 #include "host/server/store.h"
