@@ -414,11 +414,19 @@ START_TEST(old_tags_dropped_by_migration)
 	     "  UNION SELECT 'val_f1.a') WHERE name = 'm'");
 	ck_assert_int_eq(scalar("SELECT count(*) FROM model_tags"), 7);
 	/* back to the schema before migration 17: the later ones (owners of
-	 * models, alert rules and configs) are undone too, to run again */
+	 * models, alert rules and configs; the labeling tables) are undone
+	 * too, to run again */
 	exec("DELETE FROM schema_migrations WHERE version >= 17");
 	exec("ALTER TABLE models DROP COLUMN owner");
 	exec("ALTER TABLE alert_rules DROP COLUMN owner");
 	exec("ALTER TABLE configs DROP COLUMN owner");
+	for (const char *const *t = (const char *const[]){"label_decisions", "label_items",
+	                                                  "label_rounds", "label_projects", NULL};
+	     *t; t++) {
+		char *sql = loomi_strfmt("DROP TABLE %s", *t);
+		exec(sql);
+		free(sql);
+	}
 	loomi_store_close(&T.d.store);
 	path = loomi_path_join(T.tmp, "loom.db");
 	ck_assert_int_eq(loomi_store_open(&T.d.store, path, &err), 0);
