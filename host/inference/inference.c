@@ -991,7 +991,7 @@ route_predict(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	head_buf = loomi_xmalloc(sizeof head + name_len);
 	memcpy(head_buf, &head, sizeof head);
 	memcpy(head_buf + sizeof head, req->params[0], name_len);
-	k = (key){head_buf, sizeof head + name_len, req->body, req->body_len, 0};
+	k = (key){head_buf, sizeof head + name_len, req->body_len ? req->body : "", req->body_len, 0};
 	k.hash = hash_bytes(k.body, k.body_len, hash_bytes(k.head, k.head_len, K3));
 	if ((text = cache_get(&k, &text_len, &m)) != NULL) {
 		loomi_api_header(res, "X-Loom-Cache", "hit");
