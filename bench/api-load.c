@@ -12,6 +12,11 @@
  *       answers).  LOOM_BENCH_RATE=R paces each client at R requests a
  *       second (open loop: request i is sent at its start + i/R, or at once
  *       when late); latency still runs from the write.
+ *       LOOM_BENCH_CONTENT_TYPE sets the body's type (application/json by
+ *       default; application/octet-stream sends @FILE's bytes as they are,
+ *       the predict endpoint's raw f32 windows), and LOOM_BENCH_F32_AT=N
+ *       makes the little-endian f32 at byte N of the body the request's
+ *       number, so each binary request differs (as the 9 @ do in text).
  *
  *   api-load ws WSURL N
  *       Subscribe to a task's monitor and take N metric messages whose
@@ -30,6 +35,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +163,7 @@ read_response(conn *c)
 typedef struct worker {
 	pthread_t t;
 	const char *method, *path, *body;
+	size_t body_len;
 	size_t n, first;   /* requests, and the number of its first (for @@@) */
 	double *lat;
 	size_t errors;
@@ -167,25 +174,44 @@ run_worker(void *p)
 {
 	worker *w = p;
 	conn *c = calloc(1, sizeof *c);
-	char *req;
-	size_t blen = w->body ? strlen(w->body) : 0;
-	int len;
+	char *req, *head;
+	size_t blen = w->body_len, len;
+	int hlen;
 
-	const char *token = getenv("LOOM_BENCH_TOKEN");
+	const char *token = getenv("LOOM_BENCH_TOKEN"), *ctype = getenv("LOOM_BENCH_CONTENT_TYPE");
+	const char *f32_at = getenv("LOOM_BENCH_F32_AT");
 
 	c->fd = dial();
 	/* LOOM_BENCH_TOKEN: sent as a bearer token (bench/api's auth part) */
-	len = asprintf(&req,
-	               "%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-	               "%s%s%sContent-Length: %zu\r\n\r\n%s",
-	               w->method, w->path, host, port, token ? "Authorization: Bearer " : "",
-	               token ? token : "", token ? "\r\n" : "", blen, w->body ? w->body : "");
+	hlen = asprintf(&head,
+	                "%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\n"
+	                "%s%s%sContent-Length: %zu\r\n\r\n",
+	                w->method, w->path, host, port, ctype ? ctype : "application/json",
+	                token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "",
+	                blen);
+	len = (size_t)hlen + blen;
+	req = malloc(len + 1);
+	memcpy(req, head, (size_t)hlen);
+	if (blen)
+		memcpy(req + hlen, w->body, blen);
+	req[len] = '\0';
+	free(head);
 	const char *rate_env = getenv("LOOM_BENCH_RATE");
 	double rate = rate_env ? strtod(rate_env, NULL) : 0, start = now_ms();
-	char *marks[64];
+	char *marks[64], *f32 = NULL;
 	size_t n_marks = 0;
-	for (char *m = strstr(req, "@@@@@@@@@"); m && n_marks < 64; m = strstr(m + 9, "@@@@@@@@@"))
-		marks[n_marks++] = m;
+	if (f32_at) {
+		size_t at = (size_t)strtoull(f32_at, NULL, 10);
+		if (at + 4 > blen) {
+			fprintf(stderr, "api-load: LOOM_BENCH_F32_AT=%s is past the body's %zu bytes\n",
+			        f32_at, blen);
+			exit(2);
+		}
+		f32 = req + hlen + at;
+	} else {
+		for (char *m = strstr(req, "@@@@@@@@@"); m && n_marks < 64; m = strstr(m + 9, "@@@@@@@@@"))
+			marks[n_marks++] = m;
+	}
 	for (size_t i = 0; i < w->n; i++) {
 		double t0;
 		int status;
@@ -193,6 +219,14 @@ run_worker(void *p)
 			char digits[16];
 			snprintf(digits, sizeof digits, "%09zu", (w->first + i) % 1000000000u);
 			memcpy(marks[k], digits, 9);
+		}
+		if (f32) {
+			/* every whole number up to 2^24 is a distinct f32 */
+			float v = (float)((w->first + i) % 16777216u);
+			uint32_t u;
+			memcpy(&u, &v, 4);
+			for (int b = 0; b < 4; b++)
+				f32[b] = (char)(u >> (8 * b) & 0xff);
 		}
 		if (rate > 0) {
 			double due = start + (double)i * 1e3 / rate, now = now_ms();
@@ -203,7 +237,7 @@ run_worker(void *p)
 			}
 		}
 		t0 = now_ms();
-		if (write(c->fd, req, (size_t)len) != len) {
+		if (write(c->fd, req, len) != (ssize_t)len) {
 			fprintf(stderr, "api-load: write: %s\n", strerror(errno));
 			exit(1);
 		}
@@ -227,7 +261,7 @@ run_worker(void *p)
 
 static int
 cmd_request(const char *url, const char *method, const char *path, int clients, size_t total,
-            const char *body)
+            const char *body, size_t body_len)
 {
 	worker *w = calloc((size_t)clients, sizeof *w);
 	double *all = calloc(total, sizeof *all), t0, secs;
@@ -242,6 +276,7 @@ cmd_request(const char *url, const char *method, const char *path, int clients, 
 		w[i].method = method;
 		w[i].path = path;
 		w[i].body = body;
+		w[i].body_len = body_len;
 		w[i].n = total / (size_t)clients + ((size_t)i < total % (size_t)clients);
 		w[i].first = i ? w[i - 1].first + w[i - 1].n : 0;
 		w[i].lat = calloc(w[i].n + 1, sizeof(double));
@@ -327,14 +362,16 @@ cmd_ws(const char *url, size_t want)
 }
 
 /* A body given as @FILE: the file's contents (bodies beyond what a
- * command line holds, such as metric batches). */
+ * command line holds, such as metric batches; raw bytes), its length in
+ * *len. */
 static char *
-body_arg(const char *arg)
+body_arg(const char *arg, size_t *len)
 {
 	FILE *fp;
 	char *data;
 	long n;
 
+	*len = arg ? strlen(arg) : 0;
 	if (arg == NULL || arg[0] != '@')
 		return arg ? strdup(arg) : NULL;
 	if ((fp = fopen(arg + 1, "rb")) == NULL || fseek(fp, 0, SEEK_END) != 0 ||
@@ -349,6 +386,7 @@ body_arg(const char *arg)
 	}
 	data[n] = '\0';
 	fclose(fp);
+	*len = (size_t)n;
 	return data;
 }
 
@@ -356,9 +394,10 @@ int
 main(int argc, char **argv)
 {
 	if (argc >= 7 && strcmp(argv[1], "request") == 0) {
-		char *body = body_arg(argc > 7 ? argv[7] : NULL);
+		size_t body_len;
+		char *body = body_arg(argc > 7 ? argv[7] : NULL, &body_len);
 		int rv = cmd_request(argv[2], argv[3], argv[4], atoi(argv[5]),
-		                     (size_t)strtoull(argv[6], NULL, 10), body);
+		                     (size_t)strtoull(argv[6], NULL, 10), body, body_len);
 		free(body);
 		return rv;
 	}

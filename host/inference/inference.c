@@ -61,11 +61,24 @@ typedef struct worker {
 	struct worker *next;
 } worker;
 
-/* A cached answer: the key's bytes, then the answer's. */
+/* What an answer says besides its body: the windows it answered (for the
+ * counters) and, for a binary answer, its headers (the same on a hit as
+ * on the miss that made it). */
+typedef struct meta {
+	uint32_t windows;
+	uint32_t passes;        /* MC-dropout passes, 0 when none */
+	bool spread;            /* a spread follows the outputs */
+	char shape[40];         /* "5,12,1" */
+	char method[48];        /* the uncertainty method, when spread */
+} meta;
+
+/* A cached answer: the key's bytes (its head, then the request's body),
+ * then the answer's. */
 typedef struct entry {
 	uint64_t hash;
 	size_t key_len, body_len;
 	char *key, *body;
+	meta m;
 	struct entry *prev, *next;   /* LRU list, newest first */
 	struct entry *chain;         /* hash bucket */
 } entry;
@@ -89,15 +102,45 @@ static struct {
 
 /* ------------------------------------------------------------------ the cache */
 
+static inline uint64_t
+rotl64(uint64_t x, int r)
+{
+	return x << r | x >> (64 - r);
+}
+
+#define K1 0x9e3779b97f4a7c15ull
+#define K2 0xc2b2ae3d27d4eb4full
+#define K3 0x165667b19e3779f9ull
+
+/* A 64-bit hash of n bytes, seeded with h: four independent lanes of
+ * 8-byte words (a multiply and a rotate each) where byte-at-a-time FNV-1a
+ * waited on one multiply per byte, so a megabyte body hashes in about a
+ * tenth of a millisecond.  Keys are compared in full: only the spread over
+ * the buckets depends on it. */
 static uint64_t
-fnv1a(const void *p, size_t n, uint64_t h)
+hash_bytes(const void *p, size_t n, uint64_t h)
 {
 	const unsigned char *b = p;
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ull;
+	uint64_t l[4] = {h ^ K1, h ^ K2, h + K3, h - K1}, w;
+	size_t i = 0;
+
+	for (; i + 32 <= n; i += 32)
+		for (int k = 0; k < 4; k++) {
+			memcpy(&w, b + i + 8 * (size_t)k, 8);
+			l[k] = rotl64(l[k] ^ w * K2, 31) * K1;
+		}
+	h = rotl64(l[0], 1) + rotl64(l[1], 7) + rotl64(l[2], 12) + rotl64(l[3], 18) + (uint64_t)n;
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&w, b + i, 8);
+		h = rotl64(h ^ w * K2, 27) * K1 + K3;
 	}
-	return h;
+	for (; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	return h ^ h >> 33;
 }
 
 static void
@@ -148,19 +191,40 @@ evict_oldest(void)
 	free(e);
 }
 
-/* The cached answer for key (a copy), or NULL. */
+/* A key: a head (the model, the version, the name asked, the body's kind
+ * and options) and the request's body as sent, compared in full.  Two
+ * bodies that mean the same windows in different bytes (spacing, digits)
+ * are two keys: a miss, never a wrong answer. */
+typedef struct key {
+	const void *head;
+	size_t head_len;
+	const void *body;
+	size_t body_len;
+	uint64_t hash;
+} key;
+
+static bool
+key_is(const entry *e, const key *k)
+{
+	return e->hash == k->hash && e->key_len == k->head_len + k->body_len &&
+	       memcmp(e->key, k->head, k->head_len) == 0 &&
+	       memcmp(e->key + k->head_len, k->body, k->body_len) == 0;
+}
+
+/* The cached answer for k (a copy) and what it says, or NULL. */
 static char *
-cache_get(const char *key, size_t key_len, uint64_t hash, size_t *body_len)
+cache_get(const key *k, size_t *body_len, meta *m)
 {
 	char *out = NULL;
 	pthread_mutex_lock(&S.cmtx);
-	for (entry *e = S.buckets[hash % N_BUCKETS]; e; e = e->chain)
-		if (e->hash == hash && e->key_len == key_len && memcmp(e->key, key, key_len) == 0) {
+	for (entry *e = S.buckets[k->hash % N_BUCKETS]; e; e = e->chain)
+		if (key_is(e, k)) {
 			lru_unlink(e);
 			lru_front(e);
 			out = loomi_xmalloc(e->body_len + 1);
 			memcpy(out, e->body, e->body_len + 1);
 			*body_len = e->body_len;
+			*m = e->m;
 			break;
 		}
 	if (out)
@@ -172,28 +236,32 @@ cache_get(const char *key, size_t key_len, uint64_t hash, size_t *body_len)
 }
 
 static void
-cache_put(const char *key, size_t key_len, uint64_t hash, const char *body, size_t body_len)
+cache_put(const key *k, const char *body, size_t body_len, const meta *m)
 {
+	size_t key_len = k->head_len + k->body_len;
 	entry *e;
 	if (sizeof *e + key_len + body_len > CACHE_MAX_ENTRY)
 		return;
 	pthread_mutex_lock(&S.cmtx);
-	for (e = S.buckets[hash % N_BUCKETS]; e; e = e->chain)
-		if (e->hash == hash && e->key_len == key_len && memcmp(e->key, key, key_len) == 0)
+	for (e = S.buckets[k->hash % N_BUCKETS]; e; e = e->chain)
+		if (key_is(e, k))
 			break;
 	if (e == NULL) {
 		e = loomi_xcalloc(1, sizeof *e);
-		e->hash = hash;
+		e->hash = k->hash;
 		e->key_len = key_len;
 		e->key = loomi_xmalloc(key_len);
-		memcpy(e->key, key, key_len);
+		memcpy(e->key, k->head, k->head_len);
+		memcpy(e->key + k->head_len, k->body, k->body_len);
 		e->body_len = body_len;
 		e->body = loomi_xmalloc(body_len + 1);
-		memcpy(e->body, body, body_len + 1);
+		memcpy(e->body, body, body_len);
+		e->body[body_len] = '\0';
+		e->m = *m;
 		while (S.oldest && S.bytes + entry_bytes(e) > CACHE_BYTES)
 			evict_oldest();
-		e->chain = S.buckets[hash % N_BUCKETS];
-		S.buckets[hash % N_BUCKETS] = e;
+		e->chain = S.buckets[k->hash % N_BUCKETS];
+		S.buckets[k->hash % N_BUCKETS] = e;
 		lru_front(e);
 		S.bytes += entry_bytes(e);
 		S.st.cache_entries++;
@@ -743,13 +811,133 @@ read_body(const json_t *body, const json_t *info, float **x, int64_t dims[3], bo
 	return true;
 }
 
-/* POST /api/v1/models/{name}/predict[?alias=A | ?version=N] */
+/* Is the request's body raw f32 (Content-Type: application/octet-stream,
+ * which the front door let through for this route only)? */
+static bool
+is_binary(const loomi_http_req *req)
+{
+	const char *ct = req->content_type;
+	return ct && strncasecmp(ct, "application/octet-stream", 24) == 0 &&
+	       (ct[24] == '\0' || ct[24] == ';' || ct[24] == ' ' || ct[24] == '\t');
+}
+
+/* n f32 between little-endian bytes and floats (either way) */
+static void
+f32_le(void *dst, const void *src, size_t n)
+{
+	memcpy(dst, src, n * 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	for (unsigned char *b = dst, *e = b + n * 4; b < e; b += 4) {
+		unsigned char t = b[0];
+		b[0] = b[3];
+		b[3] = t;
+		t = b[1];
+		b[1] = b[2];
+		b[2] = t;
+	}
+#endif
+}
+
+/* A binary body's windows: B = body bytes / (context · channels · 4),
+ * which must divide exactly.  False with why. */
+static bool
+read_binary(const loomi_http_req *req, const json_t *info, float **x, int64_t dims[3], char *why,
+            size_t n)
+{
+	const json_t *shape = json_object_get(json_object_get(info, "input"), "shape");
+	char what[200];
+	size_t win;
+
+	dims[1] = json_integer_value(json_array_get(shape, 1));
+	dims[2] = json_integer_value(json_array_get(shape, 2));
+	if (dims[1] < 1 || dims[2] < 1) {
+		snprintf(why, n, "the model's info has no input shape");
+		return false;
+	}
+	win = (size_t)(dims[1] * dims[2]) * 4;
+	snprintf(what, sizeof what, "%lld step%s x %lld channel%s x 4 bytes = %zu bytes of "
+	         "little-endian f32 ([B, %lld, %lld] row-major)",
+	         (long long)dims[1], dims[1] == 1 ? "" : "s", (long long)dims[2],
+	         dims[2] == 1 ? "" : "s", win, (long long)dims[1], (long long)dims[2]);
+	if (req->body_len == 0) {
+		snprintf(why, n, "the body is empty: send 1 to %u windows, each %s", LOOMI_SERVE_MAX_WINDOWS,
+		         what);
+		return false;
+	}
+	if (req->body_len % win != 0) {
+		snprintf(why, n, "the body's %zu bytes are not a whole number of windows: this model's "
+		         "window is %s, and %zu is not a multiple of %zu",
+		         req->body_len, what, req->body_len, win);
+		return false;
+	}
+	if (req->body_len / win > LOOMI_SERVE_MAX_WINDOWS) {
+		snprintf(why, n, "the body's %zu bytes are %zu windows; a request takes at most %u: "
+		         "split it", req->body_len, req->body_len / win, LOOMI_SERVE_MAX_WINDOWS);
+		return false;
+	}
+	dims[0] = (int64_t)(req->body_len / win);
+	*x = loomi_xmalloc(req->body_len);
+	f32_le(*x, req->body, req->body_len / 4);
+	return true;
+}
+
+/* The binary options in the query: uncertainty=true|false, passes=K.
+ * False after setting a 400. */
+static bool
+binary_options(const loomi_http_req *req, loomi_http_res *res, bool *spread, uint32_t *passes)
+{
+	char *u = loomi_query_get(req->query, "uncertainty");
+	int64_t k = 0;
+	bool ok = true;
+
+	if (u && strcmp(u, "true") && strcmp(u, "false")) {
+		loomi_api_error(res, 400, "invalid", "uncertainty: \"%.100s\" is not true or false", u);
+		ok = false;
+	}
+	*spread = u && strcmp(u, "true") == 0;
+	free(u);
+	if (ok && !loomi_query_int(res, req->query, "passes", 0, 1, LOOMI_SERVE_MAX_PASSES, &k))
+		ok = false;
+	*passes = (uint32_t)k;
+	return ok;
+}
+
+static bool
+query_has(const char *query, const char *name)
+{
+	char *v = loomi_query_get(query, name);
+	bool has = v != NULL;
+	free(v);
+	return has;
+}
+
+/* A binary answer's headers, from what it says. */
+static void
+binary_headers(loomi_http_res *res, int64_t version, const meta *m)
+{
+	loomi_api_header(res, "X-Loom-Shape", m->shape);
+	loomi_api_header_take(res, "X-Loom-Model-Version", loomi_strfmt("%lld", (long long)version));
+	if (m->spread) {
+		loomi_api_header(res, "X-Loom-Uncertainty", m->method);
+		if (m->passes)
+			loomi_api_header_take(res, "X-Loom-Passes", loomi_strfmt("%u", m->passes));
+	}
+}
+
+/* POST /api/v1/models/{name}/predict[?alias=A | ?version=N], a JSON body
+ * or (application/octet-stream) raw f32 windows with
+ * [&uncertainty=true][&passes=K].
+ *
+ * A cache hit costs the version's resolution, one hash of the body as
+ * sent and a compare: the body is parsed, and a worker found, only on a
+ * miss. */
 static void
 route_predict(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 {
 	char *alias = loomi_query_get(req->query, "alias"), *ver = loomi_query_get(req->query, "version");
-	char *msg = NULL, *dir = NULL, *why = NULL, *key = NULL, *text = NULL, why_buf[320];
+	char *msg = NULL, *dir = NULL, *why = NULL, *text = NULL, why_buf[400];
 	const char *ref = ver ? ver : alias ? alias : "production";
+	const bool binary = is_binary(req);
 	json_t *body = NULL, *out = NULL;
 	int64_t model = 0, version = 0, dims[3];
 	float *x = NULL;
@@ -758,16 +946,31 @@ route_predict(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	worker *w = NULL;
 	int rv, status = 0;
 	loomi_serve_result r;
-	size_t key_len, text_len = 0;
-	uint64_t hash;
+	size_t text_len = 0, name_len = strlen(req->params[0]);
+	meta m;
+	key k;
+	struct {
+		int64_t model, version;
+		uint32_t binary, spread, passes, name_len;
+	} head;
+	char *head_buf = NULL;
 
 	memset(&r, 0, sizeof r);
+	memset(&m, 0, sizeof m);
 	if (alias && ver) {
 		loomi_api_error(res, 400, "invalid", "give ?alias= or ?version=, not both");
 		goto out;
 	}
-	if ((body = loomi_api_json_body(req, res)) == NULL)
+	if (binary) {
+		if (!binary_options(req, res, &spread, &passes))
+			goto out;
+	} else if (query_has(req->query, "uncertainty") || query_has(req->query, "passes")) {
+		loomi_api_error(res, 400, "invalid",
+		                "?uncertainty= and ?passes= are for an application/octet-stream body; "
+		                "a JSON body gives them as its fields: {\"inputs\": [...], "
+		                "\"uncertainty\": true, \"passes\": 16}");
 		goto out;
+	}
 	if (!loomi_registry_may(d, req, LOOMI_ACCESS_READ, res))
 		goto out;
 	if ((rv = loomi_registry_resolve(d, req->params[0], ref, &model, &version, &dir, &msg)) != 0) {
@@ -775,27 +978,40 @@ route_predict(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 		msg = NULL;
 		goto out;
 	}
+	/* the key: the version, the name as asked (a JSON answer says it),
+	 * the kind of body and the query's options, then the body's bytes
+	 * (a JSON body's own options among them) */
+	memset(&head, 0, sizeof head);
+	head.model = model;
+	head.version = version;
+	head.binary = binary;
+	head.spread = spread;
+	head.passes = passes;
+	head.name_len = (uint32_t)name_len;
+	head_buf = loomi_xmalloc(sizeof head + name_len);
+	memcpy(head_buf, &head, sizeof head);
+	memcpy(head_buf + sizeof head, req->params[0], name_len);
+	k = (key){head_buf, sizeof head + name_len, req->body_len ? req->body : "", req->body_len, 0};
+	k.hash = hash_bytes(k.body, k.body_len, hash_bytes(k.head, k.head_len, K3));
+	if ((text = cache_get(&k, &text_len, &m)) != NULL) {
+		loomi_api_header(res, "X-Loom-Cache", "hit");
+		dims[0] = m.windows;
+		goto answer;
+	}
 	if ((w = acquire(model, version, dir, &status, &why)) == NULL) {
 		fail_answer(res, status, "unavailable", why);
 		goto out;
 	}
-	if (!read_body(body, w->info, &x, dims, &spread, &passes, why_buf, sizeof why_buf)) {
+	if (binary) {
+		if (!read_binary(req, w->info, &x, dims, why_buf, sizeof why_buf)) {
+			fail_answer(res, 400, "invalid", why_buf);
+			goto out;
+		}
+	} else if ((body = loomi_api_json_body(req, res)) == NULL) {
+		goto out;
+	} else if (!read_body(body, w->info, &x, dims, &spread, &passes, why_buf, sizeof why_buf)) {
 		fail_answer(res, 400, "invalid", why_buf);
 		goto out;
-	}
-	/* the key: model, version, what was asked, the windows' shape and bytes */
-	{
-		int64_t head[6] = {model, version, spread, passes, dims[1], dims[2]};
-		size_t xb = (size_t)(dims[0] * dims[1] * dims[2]) * sizeof *x;
-		key_len = sizeof head + xb;
-		key = loomi_xmalloc(key_len);
-		memcpy(key, head, sizeof head);
-		memcpy(key + sizeof head, x, xb);
-		hash = fnv1a(key, key_len, 0xcbf29ce484222325ull);
-	}
-	if ((text = cache_get(key, key_len, hash, &text_len)) != NULL) {
-		loomi_api_header(res, "X-Loom-Cache", "hit");
-		goto answer;
 	}
 	pthread_mutex_lock(&w->call);
 	if (w->client == NULL) {
@@ -823,7 +1039,26 @@ route_predict(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 			            msg ? msg : loom_strerror(rv));
 		goto out;
 	}
-	{
+	m.windows = (uint32_t)dims[0];
+	m.spread = r.spread != NULL;
+	m.passes = r.spread ? r.passes : 0;
+	if (binary) {
+		size_t n = 1, at = 0;
+		const char *method = json_string_value(
+			json_object_get(json_object_get(w->info, "uncertainty"), "method"));
+		for (uint32_t i = 0; i < r.ndim; i++) {
+			n *= r.dims[i];
+			at += (size_t)snprintf(m.shape + at, sizeof m.shape - at, "%s%u", i ? "," : "",
+			                       r.dims[i]);
+		}
+		snprintf(m.method, sizeof m.method, "%s", method ? method : "unknown");
+		text_len = n * 4 * (r.spread ? 2 : 1);
+		text = loomi_xmalloc(text_len + 1);
+		f32_le(text, r.output, n);
+		if (r.spread)
+			f32_le(text + n * 4, r.spread, n);
+		text[text_len] = '\0';
+	} else {
 		json_t *shape = json_array(), *o = json_object_get(w->info, "output");
 		size_t at = 0;
 		for (uint32_t i = 0; i < r.ndim; i++)
@@ -843,14 +1078,19 @@ route_predict(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 		}
 		text = json_dumps(out, JSON_COMPACT);
 		text_len = strlen(text);
-		cache_put(key, key_len, hash, text, text_len);
-		loomi_api_header(res, "X-Loom-Cache", "miss");
 	}
+	cache_put(&k, text, text_len, &m);
+	loomi_api_header(res, "X-Loom-Cache", "miss");
 answer:
 	res->status = 200;
 	res->text = text;
 	res->text_len = text_len;
-	res->content_type = "application/json";
+	if (binary) {
+		res->content_type = "application/octet-stream";
+		binary_headers(res, version, &m);
+	} else {
+		res->content_type = "application/json";
+	}
 	text = NULL;
 	pthread_mutex_lock(&S.mtx);
 	S.st.requests++;
@@ -863,7 +1103,7 @@ out:
 	json_decref(body);
 	json_decref(out);
 	free(text);
-	free(key);
+	free(head_buf);
 	free(x);
 	free(dir);
 	free(msg);
@@ -948,8 +1188,10 @@ stop(loomi_daemon *d)
 
 static const loomi_route routes[] = {
 	/* who may: anyone who may read the model (its owner, an admin, those it
-	 * is shared with); predicting changes nothing */
-	{"POST", "/api/v1/models/{name}/predict", route_predict, LOOMI_ACCESS_READ, "alias,version"},
+	 * is shared with); predicting changes nothing.  Its body is JSON or
+	 * raw f32 windows (docs/inference.md, "Binary bodies") */
+	{"POST", "/api/v1/models/{name}/predict", route_predict, LOOMI_ACCESS_READ,
+	 "alias,version,uncertainty,passes", .octet_stream = true},
 	/* any signed-in user: choosing rows of a pool the caller sends changes
 	 * nothing and reads nothing of anyone's (sample.c) */
 	{"GET", "/api/v1/samplers", loomi_route_samplers, LOOMI_ACCESS_READ, NULL},

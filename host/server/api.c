@@ -541,33 +541,54 @@ query_ok(const char *list, const char *query, loomi_http_res *res)
 	return true;
 }
 
-/* A non-empty body must be JSON, as the routes read it; false after
- * setting a 415.  (Every route's body is JSON today, metric batches in
- * their columnar form included; a route that takes another type would
- * declare it in loomi_route.) */
+/* Is the media type of ct (its parameters aside) type, case-insensitively? */
 static bool
-body_type_ok(const loomi_http_req *req, loomi_http_res *res)
+media_type_is(const char *ct, const char *type)
+{
+	size_t n = strcspn(ct, ";");
+	while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+		n--;
+	return n == strlen(type) && strncasecmp(ct, type, n) == 0;
+}
+
+/* A non-empty body must be JSON, as the routes read it, or, for a route
+ * that declares it (.octet_stream: the predict endpoint's windows as raw
+ * f32), application/octet-stream; false after setting a 415.
+ *
+ * No CSRF hole: a page on another site can make a browser POST without
+ * asking first only with the CORS-safelisted types (text/plain,
+ * application/x-www-form-urlencoded, multipart/form-data), all refused
+ * here.  application/octet-stream is not one: the browser first sends an
+ * OPTIONS preflight, which loomd answers 405 without any
+ * Access-Control-Allow-* header, so the POST is never sent; and were it
+ * sent, its foreign Origin is refused at step 2 (403) before this step. */
+static bool
+body_type_ok(const loomi_http_req *req, const loomi_route *route, loomi_http_res *res)
 {
 	const char *ct = req->content_type, *p;
-	size_t n;
 
 	if (req->body_len == 0)
 		return true;
 	if (ct == NULL) {
 		loomi_api_error(res, 415, "unsupported_media_type",
 		                "the request has a %zu-byte body but no Content-Type: send the body as "
-		                "JSON with Content-Type: application/json",
-		                req->body_len);
+		                "JSON with Content-Type: application/json%s",
+		                req->body_len,
+		                route->octet_stream ? " (or raw f32 with Content-Type: "
+		                                      "application/octet-stream)"
+		                                    : "");
 		return false;
 	}
-	n = strcspn(ct, ";");
-	while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
-		n--;
-	if (n != 16 || strncasecmp(ct, "application/json", 16) != 0) {
+	if (route->octet_stream && media_type_is(ct, "application/octet-stream"))
+		return true;
+	if (!media_type_is(ct, "application/json")) {
 		loomi_api_error(res, 415, "unsupported_media_type",
-		                "Content-Type \"%.200s\" is not accepted: this API reads JSON; send the "
-		                "body with Content-Type: application/json",
-		                ct);
+		                "Content-Type \"%.200s\" is not accepted: %s; send the body with "
+		                "Content-Type: application/json%s",
+		                ct,
+		                route->octet_stream ? "this route reads JSON or raw f32"
+		                                    : "this API reads JSON",
+		                route->octet_stream ? " or application/octet-stream" : "");
 		return false;
 	}
 	/* parameters: a charset must be UTF-8, the only one JSON has (RFC 8259) */
@@ -723,7 +744,7 @@ loomi_api_handle(loomi_daemon *d, const loomi_http_req *in, loomi_http_res *res)
 
 	/* Steps 4 to 7, then the handler. */
 	if ((res->route = route = find_route(&req, params, res)) != NULL &&
-	    query_ok(route->query, req.query, res) && body_type_ok(&req, res) &&
+	    query_ok(route->query, req.query, res) && body_type_ok(&req, route, res) &&
 	    loomi_auth_check(d, &req, route->access, &caller, res)) {
 		req.caller = &caller;
 		route->fn(d, &req, res);

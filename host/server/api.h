@@ -34,7 +34,8 @@
  *                   declares (400 naming it and those it takes, or when
  *                   one is given twice); a non-empty body must be
  *                   Content-Type: application/json (a charset parameter,
- *                   if any, utf-8): 415 otherwise;
+ *                   if any, utf-8), or application/octet-stream for a
+ *                   route with .octet_stream: 415 otherwise;
  *   6. who asks  — authentication (auth.h): a bearer token, the web UI's
  *                   cookie, the Unix socket's peer uid, or auth = "none";
  *                   401 (with WWW-Authenticate) without or with a bad one,
@@ -145,6 +146,11 @@ typedef struct loomi_route {
 	 * control of a task): cheap and never a WebSocket; set by name,
 	 * ".reserve = true", after the fields above */
 	bool reserve;
+	/* also takes a body of Content-Type: application/octet-stream (step
+	 * 5), which the handler reads from req->content_type (the predict
+	 * endpoint's windows as raw f32); every other route reads JSON only.
+	 * Set by name, ".octet_stream = true" */
+	bool octet_stream;
 } loomi_route;
 
 /* A WebSocket endpoint: on_open accepts an upgrade of a path matching

@@ -10,6 +10,10 @@
 # - promote moves the next request to the new version without a restart
 #   (and never to a stale cached answer); ?version= and ?alias= pick one;
 # - uncertainty on request (MC dropout), the shape of the outputs;
+# - binary bodies (application/octet-stream, raw f32): the same values as
+#   the JSON answer to the bit, with and without uncertainty; cached apart
+#   from JSON; a body that is not whole windows is 400 naming the sizes;
+#   other routes still refuse it (415); a cached answer needs no worker;
 # - bad requests answer 400 naming what is wrong; unknown models, versions
 #   and aliases 404; loomd keeps serving;
 # - a worker killed with SIGKILL: the next request answers 503 naming the
@@ -43,6 +47,10 @@ ok "loomd started at $URL"
 api() { # METHOD PATH [BODY-FILE]: status in $T/code, body in $T/body, headers in $T/head
 	curl -s -o "$T/body" -D "$T/head" -w '%{http_code}' -X "$1" \
 		${3:+-H 'Content-Type: application/json' --data-binary "@$3"} "$URL$2" >"$T/code"
+}
+bapi() { # PATH BODY-FILE: as api, the body as application/octet-stream
+	curl -s -o "$T/body" -D "$T/head" -w '%{http_code}' -X POST \
+		-H 'Content-Type: application/octet-stream' --data-binary "@$2" "$URL$1" >"$T/code"
 }
 code() { [ "$(cat "$T/code")" = "$1" ] || { cat "$T/body" >&2; fail "HTTP $(cat "$T/code"), expected $1"; }; }
 
@@ -82,6 +90,9 @@ json.dump({"input": wins}, open(sys.argv[2] + "/in.json", "w"))
 json.dump({"inputs": wins[:2]}, open(sys.argv[2] + "/req2.json", "w"))
 json.dump({"inputs": wins[:3]}, open(sys.argv[2] + "/req3.json", "w"))
 json.dump({"inputs": wins[:4]}, open(sys.argv[2] + "/req4.json", "w"))
+# the same windows as raw little-endian f32 [5, 48, 1] (binary bodies)
+import struct
+open(sys.argv[2] + "/req.f32", "wb").write(struct.pack("<240f", *[s[0] for w in wins for s in w]))
 EOF
 LOOM_PLUGIN_PATH=$LOOM_TEST_PLUGINS expect 0 "$W" --predict "$D1" --input "$T/in.json" --output "$T/p1.json"
 LOOM_PLUGIN_PATH=$LOOM_TEST_PLUGINS expect 0 "$W" --predict "$D2" --input "$T/in.json" --output "$T/p2.json"
@@ -177,6 +188,111 @@ assert a["passes"] == 8
 EOF
 ok "uncertainty on request: MC dropout over 8 passes, one spread per output, the prediction unchanged"
 
+# ---------------------------------------------------------------- binary bodies
+# equal(BINARY-ANSWER, JSON, SPREAD): the f32 of the binary answer are the
+# JSON's "outputs" (and, with SPREAD 1, then its "uncertainty"), value for
+# value, to the bit
+equal() {
+	py - "$1" "$2" "$3" <<'EOF' || fail "the binary answer $1 differs from $2"
+import json, struct, sys
+raw, a, spread = open(sys.argv[1], "rb").read(), json.load(open(sys.argv[2])), sys.argv[3] == "1"
+flat = lambda v: [x for y in v for x in flat(y)] if isinstance(v, list) else [v]
+want = flat(a["outputs"]) + (flat(a["uncertainty"]) if spread else [])
+got = list(struct.unpack("<%df" % (len(raw) // 4), raw))
+assert len(raw) % 4 == 0 and len(got) == len(want), (len(raw), len(want))
+assert got == want, [(i, g, w) for i, (g, w) in enumerate(zip(got, want)) if g != w][:3]
+EOF
+}
+hdr() { # NAME VALUE: the last answer had that header
+	tr -d '\r' <"$T/head" | grep -qix "$1: $2" ||
+		fail "no \"$1: $2\" among $(tr -d '\r' <"$T/head" | tr '\n' '|')"
+}
+# loom-worker --predict's outputs as an answer's ({"outputs": …})
+for v in 1 2; do
+	py -c "import json; p = json.load(open('$T/p$v.json')); json.dump({'outputs': p['output']}, open('$T/p${v}a.json', 'w'))"
+done
+# production is v1 again (the rollback); a1.json is v1's JSON answer to req.json
+bapi /api/v1/models/temps/predict "$T/req.f32"
+code 200
+hdr Content-Type application/octet-stream
+hdr X-Loom-Cache miss    # req.json's answer is cached, but as JSON: keyed apart
+hdr X-Loom-Shape 5,12,1
+hdr X-Loom-Model-Version 1
+grep -qi "^X-Loom-Uncertainty" "$T/head" && fail "X-Loom-Uncertainty without uncertainty"
+[ "$(wc -c <"$T/body")" = $((5 * 12 * 4)) ] || fail "the binary answer is $(wc -c <"$T/body") bytes"
+cp "$T/body" "$T/b1.f32"
+equal "$T/b1.f32" "$T/a1.json" 0
+equal "$T/b1.f32" "$T/p1a.json" 0
+bapi /api/v1/models/temps/predict "$T/req.f32"
+code 200
+hdr X-Loom-Cache hit
+hdr X-Loom-Shape 5,12,1
+hdr X-Loom-Model-Version 1
+cmp -s "$T/body" "$T/b1.f32" || fail "the cached binary answer differs from the first"
+api POST /api/v1/models/temps/predict "$T/req.json"
+code 200
+hdr X-Loom-Cache hit
+cmp -s "$T/body" "$T/a1.json" || fail "after a binary request, the JSON answer changed"
+ok "a binary body: the JSON answer's values to the bit (and loom-worker --predict's); cached apart from JSON"
+
+api POST /api/v1/models/temps/predict "$T/req-u.json"
+code 200
+cp "$T/body" "$T/au.json"
+bapi "/api/v1/models/temps/predict?uncertainty=true&passes=8" "$T/req.f32"
+code 200
+hdr X-Loom-Cache miss
+hdr X-Loom-Shape 5,12,1
+hdr X-Loom-Uncertainty mc_dropout
+hdr X-Loom-Passes 8
+[ "$(wc -c <"$T/body")" = $((2 * 5 * 12 * 4)) ] || fail "the binary answer is $(wc -c <"$T/body") bytes"
+equal "$T/body" "$T/au.json" 1
+cp "$T/body" "$T/bu.f32"
+bapi "/api/v1/models/temps/predict?uncertainty=true&passes=8" "$T/req.f32"
+code 200
+hdr X-Loom-Cache hit
+hdr X-Loom-Uncertainty mc_dropout
+hdr X-Loom-Passes 8
+cmp -s "$T/body" "$T/bu.f32" || fail "the cached binary answer with uncertainty differs"
+bapi "/api/v1/models/temps/predict?uncertainty=true&passes=4" "$T/req.f32"
+code 200
+hdr X-Loom-Cache miss
+hdr X-Loom-Passes 4
+bapi "/api/v1/models/temps/predict?version=2" "$T/req.f32"
+code 200
+hdr X-Loom-Model-Version 2
+equal "$T/body" "$T/p2a.json" 0
+ok "?uncertainty=true&passes=8: outputs then spread, the JSON answer's to the bit; the options key the cache; ?version= picks v2"
+
+head -c $((5 * 48 * 4 + 4)) /dev/zero >"$T/bad.f32"
+bapi /api/v1/models/temps/predict "$T/bad.f32"
+code 400
+has "$T/body" "the body's 964 bytes are not a whole number of windows: this model's window is 48 steps x 1 channel x 4 bytes = 192 bytes of little-endian f32 ([B, 48, 1] row-major), and 964 is not a multiple of 192"
+: >"$T/empty.f32"
+bapi /api/v1/models/temps/predict "$T/empty.f32"
+code 400
+has "$T/body" "the body is empty: send 1 to 65536 windows, each 48 steps"
+py -c "import struct; open('$T/nan.f32', 'wb').write(struct.pack('<96f', *([1.0] * 60 + [float('nan')] + [1.0] * 35)))"
+bapi /api/v1/models/temps/predict "$T/nan.f32"
+code 400
+has "$T/body" "window 1, step 12, channel 0 is NaN"
+bapi "/api/v1/models/temps/predict?uncertainty=maybe" "$T/req.f32"
+code 400
+has "$T/body" 'uncertainty: \"maybe\" is not true or false'
+bapi "/api/v1/models/temps/predict?passes=2000" "$T/req.f32"
+code 400
+has "$T/body" 'passes: \"2000\" is not a whole number from 1 to 1024'
+api POST "/api/v1/models/temps/predict?uncertainty=true" "$T/req.json"
+code 400
+has "$T/body" "a JSON body gives them as its fields"
+bapi /api/v1/training/tasks "$T/req.f32"
+code 415
+has "$T/body" 'Content-Type \"application/octet-stream\" is not accepted: this API reads JSON'
+curl -s -o "$T/body" -w '%{http_code}' -H 'Content-Type: text/plain' --data-binary "@$T/req.f32" \
+	"$URL/api/v1/models/temps/predict" >"$T/code"
+code 415
+has "$T/body" "application/json or application/octet-stream"
+ok "binary bodies that are not whole windows, empty, NaN, or with bad options: 400 naming them; another route or another type: 415"
+
 # ---------------------------------------------------------------- bad requests
 bad() { # BODY EXPECTED-CODE TEXT
 	printf '%s' "$1" >"$T/bad.json"
@@ -222,7 +338,12 @@ until [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" = Z ]; do
 	[ $i -lt $((WAIT_S * 100)) ] || fail "worker $pid did not die after SIGKILL"
 	sleep 0.01
 done
-# a request not asked before (a cached answer needs no worker)
+# a cached answer needs no worker: it is looked up before one is found
+bapi /api/v1/models/temps/predict "$T/req.f32"
+code 200
+hdr X-Loom-Cache hit
+cmp -s "$T/body" "$T/b1.f32" || fail "the cached binary answer differs while the worker is dead"
+# a request not asked before
 api POST /api/v1/models/temps/predict "$T/req2.json"
 code 503
 has "$T/body" "killed by signal 9"

@@ -523,6 +523,79 @@ START_TEST(front_door_tls_and_socket)
 }
 END_TEST
 
+/* Only the predict endpoint takes application/octet-stream (raw f32
+ * windows, docs/inference.md); docs/openapi.json documents that body for
+ * exactly the routes that declare it; every other route stays JSON-only,
+ * and the front door still refuses a foreign page's POST before the body
+ * is looked at. */
+START_TEST(octet_stream_routes)
+{
+	json_t *doc = json_loads(loomi_openapi_json, 0, NULL), *paths = json_object_get(doc, "paths");
+	const loomi_route *r;
+	const char *module;
+	size_t n = 0;
+	answer a;
+
+	for (size_t i = 0; loomi_api_route(i, &r, &module); i++) {
+		json_t *item = NULL, *p, *op;
+		const char *key;
+		char lower[16], *want = shape(r->pattern);
+		size_t k;
+		bool doc_binary;
+
+		json_object_foreach(paths, key, p) {
+			char *have = shape(key);
+			if (strcmp(have, want) == 0)
+				item = p;
+			free(have);
+		}
+		free(want);
+		for (k = 0; r->method[k] && k < sizeof lower - 1; k++)
+			lower[k] = (char)(r->method[k] | 0x20);
+		lower[k] = '\0';
+		op = json_object_get(item, lower);
+		doc_binary = json_object_get(json_object_get(json_object_get(op, "requestBody"), "content"),
+		                             "application/octet-stream") != NULL;
+		ck_assert_msg(doc_binary == r->octet_stream,
+		              "%s: %s %s: .octet_stream is %d but docs/openapi.json %s an "
+		              "application/octet-stream body",
+		              module, r->method, r->pattern, r->octet_stream,
+		              doc_binary ? "documents" : "does not document");
+		if (r->octet_stream) {
+			ck_assert_str_eq(r->method, "POST");
+			ck_assert_str_eq(r->pattern, "/api/v1/models/{name}/predict");
+			n++;
+		}
+	}
+	ck_assert_uint_eq(n, 1);
+	json_decref(doc);
+
+	wire_d.conf.listen = "127.0.0.1:7420";
+	wire_d.url = "http://127.0.0.1:7420";
+	/* another route: still 415, saying JSON */
+	a = ask_wire("POST", "/api/v1/training/tasks", NULL,
+	             (wire){"127.0.0.1:7420", NULL, "application/octet-stream", "\x01\x02\x03\x04"});
+	EXPECT(a, 415, "Content-Type \\\"application/octet-stream\\\" is not accepted: this API "
+	               "reads JSON");
+	/* the predict route: other types are 415 naming both it takes */
+	a = ask_wire("POST", "/api/v1/models/m/predict", NULL,
+	             (wire){"127.0.0.1:7420", NULL, "text/plain", "abcd"});
+	EXPECT(a, 415, "this route reads JSON or raw f32; send the body with Content-Type: "
+	               "application/json or application/octet-stream");
+	a = ask_wire("POST", "/api/v1/models/m/predict", NULL, (wire){"127.0.0.1:7420", NULL, NULL, "abcd"});
+	EXPECT(a, 415, "(or raw f32 with Content-Type: application/octet-stream)");
+	/* a foreign page's binary POST: 403 at the front door (a browser would
+	 * not even send it: octet-stream needs a preflight loomd never grants) */
+	a = ask_wire("POST", "/api/v1/models/m/predict", NULL,
+	             (wire){"127.0.0.1:7420", "http://evil.example", "application/octet-stream", "abcd"});
+	EXPECT(a, 403, "Origin \\\"http://evil.example\\\" is not loomd's own");
+	/* ... and the preflight itself finds no OPTIONS route: 405, no CORS */
+	a = ask_wire("OPTIONS", "/api/v1/models/m/predict", NULL,
+	             (wire){"127.0.0.1:7420", "http://evil.example", NULL, NULL});
+	EXPECT(a, 405, NULL);
+}
+END_TEST
+
 START_TEST(pipeline_answers)
 {
 	answer a;
@@ -616,6 +689,7 @@ main(void)
 	tcase_add_test(tc, most_specific_route_wins);
 	tcase_add_test(tc, front_door);
 	tcase_add_test(tc, front_door_tls_and_socket);
+	tcase_add_test(tc, octet_stream_routes);
 	tcase_add_test(tc, unknown_query_parameters);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
