@@ -118,6 +118,8 @@ loomi_serve_encode_request(uint16_t op, uint64_t id, uint32_t flags, uint32_t pa
 	uint64_t n;
 	unsigned char *p;
 
+	if (op == LOOMI_SERVE_WINDOWS)
+		return LOOM_EINVAL; /* loomi_serve_encode_windows_request */
 	if (op != LOOMI_SERVE_PREDICT) {
 		*buf = header(0, op, flags, 0, id, 0, NULL, 0);
 		*len = LOOMI_SERVE_HEADER;
@@ -164,6 +166,64 @@ loomi_serve_encode_prediction(uint64_t id, uint32_t ndim, const uint32_t *dims,
 }
 
 int
+loomi_serve_encode_windows_request(uint64_t id, const char *path, int64_t from_line,
+                                   int64_t to_line, int64_t stride, void **buf, size_t *len)
+{
+	size_t n = path ? strlen(path) : 0;
+	unsigned char *p;
+
+	if (n < 1 || from_line < 0 || to_line < 0 || stride < 1 ||
+	    (from_line > 0 && to_line > 0 && to_line < from_line))
+		return LOOM_EINVAL;
+	if (n > LOOMI_SERVE_MAX_PATH)
+		return LOOM_ERANGE;
+	p = header(LOOMI_SERVE_RANGE_BYTES + n, LOOMI_SERVE_WINDOWS, 0, 0, id, 0, NULL, 0);
+	put64(p + LOOMI_SERVE_HEADER, (uint64_t)from_line);
+	put64(p + LOOMI_SERVE_HEADER + 8, (uint64_t)to_line);
+	put64(p + LOOMI_SERVE_HEADER + 16, (uint64_t)stride);
+	memcpy(p + LOOMI_SERVE_HEADER + LOOMI_SERVE_RANGE_BYTES, path, n);
+	*buf = p;
+	*len = LOOMI_SERVE_HEADER + LOOMI_SERVE_RANGE_BYTES + n;
+	return 0;
+}
+
+int
+loomi_serve_encode_windows(uint64_t id, uint32_t batch, uint32_t context, uint32_t channels,
+                           const float *windows, const char *meta_json, void **buf, size_t *len)
+{
+	uint32_t dims[3] = {batch, context, channels};
+	uint64_t n = (uint64_t)batch * context * channels;
+	size_t meta = meta_json ? strlen(meta_json) : 0;
+	unsigned char *p;
+
+	if (batch < 1 || context < 1 || channels < 1 || windows == NULL || meta == 0)
+		return LOOM_EINVAL;
+	if (batch > LOOMI_SERVE_MAX_WINDOWS || context > LOOMI_SERVE_MAX_DIM ||
+	    channels > LOOMI_SERVE_MAX_DIM || n * 4 > LOOMI_SERVE_MAX_PAYLOAD ||
+	    meta > LOOMI_SERVE_MAX_PAYLOAD)
+		return LOOM_ERANGE;
+	p = header((size_t)n * 4 + meta, LOOMI_SERVE_WINDOWS, 0, 0, id, 3, dims, 0);
+	put_floats(p + LOOMI_SERVE_HEADER, windows, (size_t)n);
+	memcpy(p + LOOMI_SERVE_HEADER + (size_t)n * 4, meta_json, meta);
+	*buf = p;
+	*len = LOOMI_SERVE_HEADER + (size_t)n * 4 + meta;
+	return 0;
+}
+
+void
+loomi_serve_windows_args(const loomi_serve_msg *m, char **path, int64_t *from_line,
+                         int64_t *to_line, int64_t *stride)
+{
+	const unsigned char *p = m->payload;
+
+	*from_line = (int64_t)get64(p);
+	*to_line = (int64_t)get64(p + 8);
+	*stride = (int64_t)get64(p + 16);
+	*path = loomi_strfmt("%.*s", (int)(m->length - LOOMI_SERVE_RANGE_BYTES),
+	                     (const char *)p + LOOMI_SERVE_RANGE_BYTES);
+}
+
+int
 loomi_serve_encode_text(uint16_t op, uint64_t id, uint32_t status, const char *text, void **buf,
                         size_t *len)
 {
@@ -173,7 +233,7 @@ loomi_serve_encode_text(uint16_t op, uint64_t id, uint32_t status, const char *t
 	if (n > LOOMI_SERVE_MAX_PAYLOAD)
 		return LOOM_ERANGE;
 	/* an error about a request whose op could not be read: op 0 */
-	if (op < LOOMI_SERVE_PING || op > LOOMI_SERVE_PREDICT)
+	if (op < LOOMI_SERVE_PING || op > LOOMI_SERVE_WINDOWS)
 		op = 0;
 	p = header(n, op, 0, status, id, 0, NULL, 0);
 	if (n)
@@ -235,10 +295,10 @@ decode_header(const void *buf, size_t len, bool reply, loomi_serve_msg *m, char 
 		return fail(why, why_len, LOOM_EPROTO,
 		            "wire format version %u; this side speaks version %u", m->version,
 		            LOOMI_SERVE_VERSION);
-	if ((m->op < LOOMI_SERVE_PING || m->op > LOOMI_SERVE_PREDICT) &&
+	if ((m->op < LOOMI_SERVE_PING || m->op > LOOMI_SERVE_WINDOWS) &&
 	    !(m->op == 0 && reply && m->status != 0))
 		return fail(why, why_len, LOOM_EPROTO,
-		            "unknown op %u (1 ping, 2 info, 3 predict)", m->op);
+		            "unknown op %u (1 ping, 2 info, 3 predict, 4 windows)", m->op);
 	if (m->flags & ~LOOMI_SERVE_FLAGS_KNOWN)
 		return fail(why, why_len, LOOM_EPROTO, "unknown flags 0x%x", m->flags);
 	if (m->length != len - LOOMI_SERVE_HEADER)
@@ -266,6 +326,46 @@ count_of(const loomi_serve_msg *m, uint64_t *n, char *why, size_t why_len)
 	return 0;
 }
 
+/* A windows request's payload: the range, then a path of 1 to
+ * LOOMI_SERVE_MAX_PATH bytes without NUL. */
+static int
+decode_windows_request(loomi_serve_msg *m, char *why, size_t why_len)
+{
+	const unsigned char *p = m->payload;
+	size_t n;
+	int64_t from, to, stride;
+
+	if (m->ndim != 0 || m->flags != 0 || m->passes != 0)
+		return fail(why, why_len, LOOM_EPROTO,
+		            "windows: a request carries no dims, flags or passes");
+	if (m->length < LOOMI_SERVE_RANGE_BYTES + 1)
+		return fail(why, why_len, LOOM_EPROTO,
+		            "windows: %zu payload bytes; the request is from_line, to_line and stride "
+		            "(%u bytes) and a path",
+		            m->length, LOOMI_SERVE_RANGE_BYTES);
+	n = m->length - LOOMI_SERVE_RANGE_BYTES;
+	if (n > LOOMI_SERVE_MAX_PATH)
+		return fail(why, why_len, LOOM_ERANGE, "windows: a path of %zu bytes, at most %u", n,
+		            LOOMI_SERVE_MAX_PATH);
+	if (memchr(p + LOOMI_SERVE_RANGE_BYTES, '\0', n) != NULL)
+		return fail(why, why_len, LOOM_EPROTO, "windows: the path holds a NUL byte");
+	from = (int64_t)get64(p);
+	to = (int64_t)get64(p + 8);
+	stride = (int64_t)get64(p + 16);
+	if (from < 0 || to < 0)
+		return fail(why, why_len, LOOM_EINVAL,
+		            "windows: from_line %lld, to_line %lld: file lines are 1 or more (0: no "
+		            "bound)",
+		            (long long)from, (long long)to);
+	if (from > 0 && to > 0 && to < from)
+		return fail(why, why_len, LOOM_EINVAL, "windows: from_line %lld is after to_line %lld",
+		            (long long)from, (long long)to);
+	if (stride < 1)
+		return fail(why, why_len, LOOM_EINVAL, "windows: stride %lld; give 1 or more",
+		            (long long)stride);
+	return 0;
+}
+
 int
 loomi_serve_decode_request(const void *buf, size_t len, loomi_serve_msg *m, char *why,
                            size_t why_len)
@@ -278,6 +378,8 @@ loomi_serve_decode_request(const void *buf, size_t len, loomi_serve_msg *m, char
 	if (m->status != 0)
 		return fail(why, why_len, LOOM_EPROTO, "a request carries status %u (must be 0)",
 		            m->status);
+	if (m->op == LOOMI_SERVE_WINDOWS)
+		return decode_windows_request(m, why, why_len);
 	if (m->op != LOOMI_SERVE_PREDICT) {
 		if (m->length != 0 || m->ndim != 0 || m->flags != 0)
 			return fail(why, why_len, LOOM_EPROTO,
@@ -338,6 +440,26 @@ loomi_serve_decode_reply(const void *buf, size_t len, loomi_serve_msg *m, char *
 
 	if ((rv = decode_header(buf, len, true, m, why, why_len)) != 0)
 		return rv;
+	if (m->status == 0 && m->op == LOOMI_SERVE_WINDOWS) {
+		if (m->ndim != 3 || m->flags != 0)
+			return fail(why, why_len, LOOM_EPROTO,
+			            "windows reply: ndim %u, flags 0x%x; windows are [batch, context, "
+			            "channels] (3) without flags",
+			            m->ndim, m->flags);
+		if ((rv = count_of(m, &n, why, why_len)) != 0)
+			return rv;
+		if (m->dims[0] > LOOMI_SERVE_MAX_WINDOWS || n * 4 > LOOMI_SERVE_MAX_PAYLOAD)
+			return fail(why, why_len, LOOM_ERANGE,
+			            "windows reply: [%u, %u, %u] windows are over the limits", m->dims[0],
+			            m->dims[1], m->dims[2]);
+		if (n * 4 >= m->length)
+			return fail(why, why_len, LOOM_EPROTO,
+			            "windows reply: [%u, %u, %u] windows need %llu bytes and their "
+			            "description more, the payload has %zu",
+			            m->dims[0], m->dims[1], m->dims[2], (unsigned long long)n * 4,
+			            m->length);
+		return 0;
+	}
 	if (m->status != 0 || m->op != LOOMI_SERVE_PREDICT) {
 		if (m->ndim != 0 || m->flags != 0)
 			return fail(why, why_len, LOOM_EPROTO,
@@ -649,6 +771,55 @@ loomi_serve_client_predict(loomi_serve_client *c, const float *windows, uint32_t
 	}
 	free(raw);
 	return 0;
+}
+
+int
+loomi_serve_client_windows(loomi_serve_client *c, const char *path, int64_t from_line,
+                           int64_t to_line, int64_t stride, loomi_serve_windows *res, char **err)
+{
+	loomi_serve_msg m;
+	void *req, *raw = NULL;
+	size_t len, n;
+	int rv;
+
+	memset(res, 0, sizeof *res);
+	if ((rv = loomi_serve_encode_windows_request(c->next_id++, path, from_line, to_line, stride,
+	                                             &req, &len)) != 0) {
+		*err = loomi_strfmt("inference client: %s", rv == LOOM_ERANGE
+		                                                ? "the path is too long"
+		                                                : "not a file path and line range");
+		return rv;
+	}
+	if ((rv = roundtrip(c, req, len, &m, &raw, err)) != 0) {
+		free(raw);
+		return rv;
+	}
+	if (m.op != LOOMI_SERVE_WINDOWS) {
+		*err = loomi_strfmt("inference worker %s: answered op %u to a windows request", c->url,
+		                    m.op);
+		free(raw);
+		return LOOM_EPROTO;
+	}
+	n = (size_t)m.dims[0] * m.dims[1] * m.dims[2];
+	res->batch = m.dims[0];
+	res->context = m.dims[1];
+	res->channels = m.dims[2];
+	res->windows = loomi_xcalloc(n, sizeof(float));
+	get_floats(res->windows, m.payload, n);
+	res->meta_json = loomi_strfmt("%.*s", (int)(m.length - n * 4),
+	                              (const char *)m.payload + n * 4);
+	free(raw);
+	return 0;
+}
+
+void
+loomi_serve_windows_free(loomi_serve_windows *res)
+{
+	if (res == NULL)
+		return;
+	free(res->windows);
+	free(res->meta_json);
+	memset(res, 0, sizeof *res);
 }
 
 void

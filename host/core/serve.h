@@ -6,7 +6,10 @@
  * flags, status, request id, ndim, dims[3], passes, payload length) and a
  * payload: nothing (ping), the model's info JSON (info reply), f32 windows
  * [B, L, C] (predict request), f32 outputs then, with the UNCERTAINTY flag,
- * f32 spreads of the same shape (predict reply), or a UTF-8 message (any
+ * f32 spreads of the same shape (predict reply), a file's path and line
+ * range (windows request: from_line, to_line, stride as little-endian
+ * int64, then the path's bytes), the windows read from it, f32 [B, L, C],
+ * then their description as JSON (windows reply), or a UTF-8 message (any
  * reply with a status).  The decoders check every field against the
  * message's size and the limits below before anything is read. */
 #ifndef LOOM_HOST_SERVE_H
@@ -24,12 +27,15 @@
 #define LOOMI_SERVE_MAX_DIM 1048576u         /* context, channels */
 #define LOOMI_SERVE_MAX_PAYLOAD (64u << 20)  /* bytes */
 #define LOOMI_SERVE_MAX_PASSES 1024u
+#define LOOMI_SERVE_MAX_PATH 4096u           /* a windows request's path, bytes */
+#define LOOMI_SERVE_RANGE_BYTES 24u          /* from_line, to_line, stride */
 
 /* Ops. */
 enum {
 	LOOMI_SERVE_PING = 1,
 	LOOMI_SERVE_INFO = 2,
 	LOOMI_SERVE_PREDICT = 3,
+	LOOMI_SERVE_WINDOWS = 4,  /* the windows of a file, as the model reads it */
 };
 
 /* Flags. */
@@ -54,7 +60,7 @@ typedef struct loomi_serve_msg {
  * the limits) / LOOM_EINVAL (dims that do not fit the payload). */
 
 /* A request: ping and info carry nothing; predict carries windows
- * [batch, context, channels]. */
+ * [batch, context, channels] (a windows request has its own encoder). */
 int loomi_serve_encode_request(uint16_t op, uint64_t id, uint32_t flags, uint32_t passes,
                                const float *windows, uint32_t batch, uint32_t context,
                                uint32_t channels, void **buf, size_t *len);
@@ -63,6 +69,20 @@ int loomi_serve_encode_request(uint16_t op, uint64_t id, uint32_t flags, uint32_
 int loomi_serve_encode_prediction(uint64_t id, uint32_t ndim, const uint32_t *dims,
                                   const float *output, const float *spread, uint32_t passes,
                                   void **buf, size_t *len);
+/* A windows request: the file at path (1 to LOOMI_SERVE_MAX_PATH bytes, no
+ * NUL), the lines from_line to to_line (≥ 0; 0: no bound), windows
+ * starting every stride rows (≥ 1). */
+int loomi_serve_encode_windows_request(uint64_t id, const char *path, int64_t from_line,
+                                       int64_t to_line, int64_t stride, void **buf, size_t *len);
+/* A windows reply: windows [batch, context, channels] (batch ≥ 1), then
+ * meta_json (not empty). */
+int loomi_serve_encode_windows(uint64_t id, uint32_t batch, uint32_t context, uint32_t channels,
+                               const float *windows, const char *meta_json, void **buf,
+                               size_t *len);
+/* A windows request's fields, from a decoded message (the path is not
+ * NUL-terminated in the message: *path is a new string; free it). */
+void loomi_serve_windows_args(const loomi_serve_msg *m, char **path, int64_t *from_line,
+                              int64_t *to_line, int64_t *stride);
 /* A reply carrying text: status 0 with the info JSON (info) or nothing
  * (ping), or a status with its message. */
 int loomi_serve_encode_text(uint16_t op, uint64_t id, uint32_t status, const char *text,
@@ -100,6 +120,17 @@ int loomi_serve_client_info(loomi_serve_client *c, char **info_json, char **err)
 int loomi_serve_client_predict(loomi_serve_client *c, const float *windows, uint32_t batch,
                                uint32_t context, uint32_t channels, uint32_t flags,
                                uint32_t passes, loomi_serve_result *res, char **err);
+/* The windows of a file as the worker's model reads them. */
+typedef struct loomi_serve_windows {
+	uint32_t batch, context, channels;
+	float *windows;           /* [batch, context, channels] (free with windows_free) */
+	char *meta_json;          /* {"windows": [{"first_line", "last_line", "time"}…]} */
+} loomi_serve_windows;
+
+int loomi_serve_client_windows(loomi_serve_client *c, const char *path, int64_t from_line,
+                               int64_t to_line, int64_t stride, loomi_serve_windows *res,
+                               char **err);
+void loomi_serve_windows_free(loomi_serve_windows *res);
 /* Send raw bytes and receive the raw reply (tests: malformed requests). */
 int loomi_serve_client_call(loomi_serve_client *c, const void *req, size_t len, void **reply,
                             size_t *reply_len, char **err);

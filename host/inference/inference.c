@@ -25,6 +25,7 @@
 #include "host/core/serve.h"
 #include "host/core/util.h"
 #include "host/registry/registry.h"
+#include "host/server/auth.h"
 #include "host/server/module.h"
 #include "inference.h"
 #include "sample.h"
@@ -811,6 +812,96 @@ read_body(const json_t *body, const json_t *info, float **x, int64_t dims[3], bo
 	return true;
 }
 
+/* A file form's request: {"file": PATH, "from_line": N, "to_line": M,
+ * "stride": S, "uncertainty": bool, "passes": K} (docs/inference.md,
+ * "Rows of a file"). */
+typedef struct file_req {
+	const char *path;           /* into the body */
+	int64_t from_line, to_line; /* 0: no bound */
+	int64_t stride;
+} file_req;
+
+/* Does the JSON body ask for a file's windows?  Only a body that names
+ * "file" somewhere is parsed to tell: a body of windows never does. */
+static bool
+names_file(const loomi_http_req *req)
+{
+	return req->body_len >= 6 && memmem(req->body, req->body_len, "\"file\"", 6) != NULL;
+}
+
+static bool
+line_field(const json_t *body, const char *name, int64_t *v, char *why, size_t n)
+{
+	const json_t *f = json_object_get(body, name);
+	*v = 0;
+	if (f == NULL)
+		return true;
+	if (!json_is_integer(f) || json_integer_value(f) < 1) {
+		snprintf(why, n, "%s: a file line, 1 or more (the header is line 1, as error messages "
+		         "number them)", name);
+		return false;
+	}
+	*v = json_integer_value(f);
+	return true;
+}
+
+/* The file form's fields.  False with why. */
+static bool
+read_file_body(const json_t *body, file_req *fr, bool *spread, uint32_t *passes, char *why,
+               size_t n)
+{
+	const json_t *v;
+	const char *k;
+
+	json_object_foreach((json_t *)body, k, v)
+		if (strcmp(k, "file") && strcmp(k, "from_line") && strcmp(k, "to_line") &&
+		    strcmp(k, "stride") && strcmp(k, "uncertainty") && strcmp(k, "passes")) {
+			if (strcmp(k, "inputs") == 0)
+				snprintf(why, n, "file and inputs exclude each other: give the windows, or a "
+				         "file to cut them from");
+			else
+				snprintf(why, n, "unknown field \"%s\"; the body is {\"file\": "
+				         "\"/data/x.csv\", \"from_line\": 2, \"to_line\": 500, \"stride\": 1, "
+				         "\"uncertainty\": false, \"passes\": 16}",
+				         k);
+			return false;
+		}
+	fr->path = json_string_value(json_object_get(body, "file"));
+	if (fr->path == NULL || fr->path[0] != '/') {
+		snprintf(why, n, "file: the absolute path of a CSV file under data_roots (loomd.conf)");
+		return false;
+	}
+	if (!line_field(body, "from_line", &fr->from_line, why, n) ||
+	    !line_field(body, "to_line", &fr->to_line, why, n))
+		return false;
+	if (fr->from_line && fr->to_line && fr->to_line < fr->from_line) {
+		snprintf(why, n, "from_line %lld is after to_line %lld", (long long)fr->from_line,
+		         (long long)fr->to_line);
+		return false;
+	}
+	v = json_object_get(body, "stride");
+	if (v && (!json_is_integer(v) || json_integer_value(v) < 1)) {
+		snprintf(why, n, "stride: a whole number of rows, 1 or more, between window starts");
+		return false;
+	}
+	fr->stride = v ? json_integer_value(v) : 1;
+	v = json_object_get(body, "uncertainty");
+	if (v && !json_is_boolean(v)) {
+		snprintf(why, n, "uncertainty: true or false");
+		return false;
+	}
+	*spread = json_is_true(v);
+	v = json_object_get(body, "passes");
+	if (v && (!json_is_integer(v) || json_integer_value(v) < 1 ||
+	          json_integer_value(v) > LOOMI_SERVE_MAX_PASSES)) {
+		snprintf(why, n, "passes: a whole number from 1 to %u (Monte-Carlo-dropout passes)",
+		         LOOMI_SERVE_MAX_PASSES);
+		return false;
+	}
+	*passes = v ? (uint32_t)json_integer_value(v) : 0;
+	return true;
+}
+
 /* Is the request's body raw f32 (Content-Type: application/octet-stream,
  * which the front door let through for this route only)? */
 static bool
@@ -938,8 +1029,11 @@ route_predict(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	char *msg = NULL, *dir = NULL, *why = NULL, *text = NULL, why_buf[400];
 	const char *ref = ver ? ver : alias ? alias : "production";
 	const bool binary = is_binary(req);
-	json_t *body = NULL, *out = NULL;
+	json_t *body = NULL, *out = NULL, *wmeta = NULL;
 	int64_t model = 0, version = 0, dims[3];
+	bool file_form = false;
+	file_req fr = {0};
+	loomi_serve_windows fw;
 	float *x = NULL;
 	bool spread = false;
 	uint32_t passes = 0;
@@ -957,6 +1051,7 @@ route_predict(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 
 	memset(&r, 0, sizeof r);
 	memset(&m, 0, sizeof m);
+	memset(&fw, 0, sizeof fw);
 	if (alias && ver) {
 		loomi_api_error(res, 400, "invalid", "give ?alias= or ?version=, not both");
 		goto out;
@@ -978,36 +1073,106 @@ route_predict(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 		msg = NULL;
 		goto out;
 	}
+	/* a file's windows: read by the worker, after the path is checked,
+	 * and keyed by the windows read, never by the path (a file changes) */
+	if (!binary && names_file(req)) {
+		if ((body = loomi_api_json_body(req, res)) == NULL)
+			goto out;
+		file_form = json_is_object(body) && json_object_get(body, "file") != NULL;
+	}
+	if (file_form) {
+		if (!read_file_body(body, &fr, &spread, &passes, why_buf, sizeof why_buf)) {
+			fail_answer(res, 400, "invalid", why_buf);
+			goto out;
+		}
+		if (loomi_data_path_check(d, "file", fr.path, &msg) != 0) {
+			fail_answer(res, 400, "invalid", msg);
+			goto out;
+		}
+		if ((w = acquire(model, version, dir, &status, &why)) == NULL) {
+			fail_answer(res, status, "unavailable", why);
+			goto out;
+		}
+		pthread_mutex_lock(&w->call);
+		if (w->client == NULL) {
+			pthread_mutex_lock(&S.mtx);
+			why = loomi_strfmt("the inference worker of this version cannot start: %s",
+			                   w->why ? w->why : "unknown");
+			pthread_mutex_unlock(&S.mtx);
+			rv = LOOM_EUNREACHABLE;
+		} else {
+			rv = loomi_serve_client_windows(w->client, fr.path, fr.from_line, fr.to_line,
+			                                fr.stride, &fw, &msg);
+			if (rv != 0)
+				after_failure(w, rv, msg, &why);
+		}
+		pthread_mutex_unlock(&w->call);
+		if (rv != 0) {
+			if (why)
+				fail_answer(res, 503, "unavailable", why);
+			else
+				/* the worker's refusal: the file's or the request's fault */
+				fail_answer(res, rv == LOOM_ENOMEM || rv == LOOM_EINTERNAL ? 500 : 400,
+				            rv == LOOM_ENOMEM || rv == LOOM_EINTERNAL ? "internal" : "invalid",
+				            msg ? msg : loom_strerror(rv));
+			goto out;
+		}
+		if ((wmeta = json_loads(fw.meta_json, 0, NULL)) == NULL ||
+		    !json_is_array(json_object_get(wmeta, "windows")) ||
+		    json_array_size(json_object_get(wmeta, "windows")) != fw.batch) {
+			fail_answer(res, 500, "internal",
+			            "the inference worker described the file's windows in invalid JSON");
+			goto out;
+		}
+		x = fw.windows;
+		fw.windows = NULL;
+		dims[0] = fw.batch;
+		dims[1] = fw.context;
+		dims[2] = fw.channels;
+	}
 	/* the key: the version, the name as asked (a JSON answer says it),
 	 * the kind of body and the query's options, then the body's bytes
-	 * (a JSON body's own options among them) */
+	 * (a JSON body's own options among them); for a file, the options,
+	 * the windows' description and then the windows' bytes */
 	memset(&head, 0, sizeof head);
 	head.model = model;
 	head.version = version;
-	head.binary = binary;
+	head.binary = file_form ? 2 : binary;
 	head.spread = spread;
 	head.passes = passes;
 	head.name_len = (uint32_t)name_len;
-	head_buf = loomi_xmalloc(sizeof head + name_len);
-	memcpy(head_buf, &head, sizeof head);
-	memcpy(head_buf + sizeof head, req->params[0], name_len);
-	k = (key){head_buf, sizeof head + name_len, req->body_len ? req->body : "", req->body_len, 0};
+	{
+		size_t meta_len = file_form ? strlen(fw.meta_json) : 0;
+		head_buf = loomi_xmalloc(sizeof head + name_len + meta_len);
+		memcpy(head_buf, &head, sizeof head);
+		memcpy(head_buf + sizeof head, req->params[0], name_len);
+		if (file_form) {
+			memcpy(head_buf + sizeof head + name_len, fw.meta_json, meta_len);
+			k = (key){head_buf, sizeof head + name_len + meta_len, x,
+			          (size_t)(dims[0] * dims[1] * dims[2]) * sizeof *x, 0};
+		} else {
+			k = (key){head_buf, sizeof head + name_len, req->body_len ? req->body : "",
+			          req->body_len, 0};
+		}
+	}
 	k.hash = hash_bytes(k.body, k.body_len, hash_bytes(k.head, k.head_len, K3));
 	if ((text = cache_get(&k, &text_len, &m)) != NULL) {
 		loomi_api_header(res, "X-Loom-Cache", "hit");
 		dims[0] = m.windows;
 		goto answer;
 	}
-	if ((w = acquire(model, version, dir, &status, &why)) == NULL) {
+	if (w == NULL && (w = acquire(model, version, dir, &status, &why)) == NULL) {
 		fail_answer(res, status, "unavailable", why);
 		goto out;
 	}
-	if (binary) {
+	if (file_form) {
+		/* the windows are read */
+	} else if (binary) {
 		if (!read_binary(req, w->info, &x, dims, why_buf, sizeof why_buf)) {
 			fail_answer(res, 400, "invalid", why_buf);
 			goto out;
 		}
-	} else if ((body = loomi_api_json_body(req, res)) == NULL) {
+	} else if (body == NULL && (body = loomi_api_json_body(req, res)) == NULL) {
 		goto out;
 	} else if (!read_body(body, w->info, &x, dims, &spread, &passes, why_buf, sizeof why_buf)) {
 		fail_answer(res, 400, "invalid", why_buf);
@@ -1076,6 +1241,10 @@ route_predict(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 			if (r.passes)
 				json_object_set_new(out, "passes", json_integer(r.passes));
 		}
+		if (file_form) {
+			json_object_set_new(out, "file", json_string(fr.path));
+			json_object_set(out, "windows", json_object_get(wmeta, "windows"));
+		}
 		text = json_dumps(out, JSON_COMPACT);
 		text_len = strlen(text);
 	}
@@ -1100,6 +1269,8 @@ out:
 	if (w)
 		release(w);
 	loomi_serve_result_free(&r);
+	loomi_serve_windows_free(&fw);
+	json_decref(wmeta);
 	json_decref(body);
 	json_decref(out);
 	free(text);

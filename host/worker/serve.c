@@ -171,6 +171,50 @@ answer_predict(server *s, const loomi_serve_msg *m, void **rep, size_t *rlen)
 	return rv;
 }
 
+/* The windows of a file, as the model reads it: at most as many as one
+ * predict request takes (by count and by bytes), so that the caller can
+ * predict them in one request. */
+static int
+answer_windows(server *s, const loomi_serve_msg *m, void **rep, size_t *rlen)
+{
+	const loom_compute_ops *ops = s->wm->ops;
+	loom_tensor win = {0};
+	char *path = NULL, *meta = NULL, why[1200];
+	int64_t from, to, stride, max = LOOMI_SERVE_MAX_WINDOWS;
+	int rv;
+
+	if (!LOOM_OPS_HAS(ops, model_windows))
+		return answer_error(m, LOOM_ENOTSUP, "this model's compute plugin cannot read files; "
+		                    "send the windows as inputs", rep, rlen);
+	if (s->context * s->channels * 4 > 0 &&
+	    (int64_t)LOOMI_SERVE_MAX_PAYLOAD / (s->context * s->channels * 4) < max)
+		max = (int64_t)LOOMI_SERVE_MAX_PAYLOAD / (s->context * s->channels * 4);
+	loomi_serve_windows_args(m, &path, &from, &to, &stride);
+	last_error[0] = '\0';
+	rv = ops->model_windows(s->wm->ctx, s->wm->model, path, from, to, stride, max, &win, &meta);
+	free(path);
+	if (rv != 0) {
+		snprintf(why, sizeof why, "%s", last_error[0] ? last_error : loom_strerror(rv));
+		return answer_error(m, rv, why, rep, rlen);
+	}
+	if (win.dtype != LOOM_DTYPE_F32 || win.ndim != 3 || win.dims[0] < 1 ||
+	    win.dims[1] != s->context || win.dims[2] != s->channels || meta == NULL ||
+	    win.nbytes != (size_t)(win.dims[0] * win.dims[1] * win.dims[2]) * 4) {
+		rv = answer_error(m, LOOM_EINTERNAL, "windows: the compute plugin's windows are not "
+		                  "the model's input shape", rep, rlen);
+	} else if ((rv = loomi_serve_encode_windows(m->id, (uint32_t)win.dims[0],
+	                                            (uint32_t)win.dims[1], (uint32_t)win.dims[2],
+	                                            win.data, meta, rep, rlen)) != 0) {
+		rv = answer_error(m, rv, "windows: the answer is over the wire format's limits; "
+		                  "narrow from_line and to_line", rep, rlen);
+	}
+	if (win.data)
+		s->wm->host->tensor_free(win.data);
+	if (meta)
+		s->wm->host->free(meta);
+	return rv;
+}
+
 /* The reply to one request, never NULL. */
 static void
 answer(server *s, const void *buf, size_t len, void **rep, size_t *rlen)
@@ -188,6 +232,11 @@ answer(server *s, const void *buf, size_t len, void **rep, size_t *rlen)
 	case LOOMI_SERVE_PING: loomi_serve_encode_text(m.op, m.id, 0, "", rep, rlen); break;
 	case LOOMI_SERVE_INFO:
 		loomi_serve_encode_text(m.op, m.id, 0, s->wm->info_text, rep, rlen);
+		break;
+	case LOOMI_SERVE_WINDOWS:
+		if (answer_windows(s, &m, rep, rlen) != 0 && *rep == NULL)
+			loomi_serve_encode_text(m.op, m.id, LOOM_EINTERNAL, "windows: cannot encode the "
+			                        "answer", rep, rlen);
 		break;
 	default:
 		if (answer_predict(s, &m, rep, rlen) != 0 && *rep == NULL)

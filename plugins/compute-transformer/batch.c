@@ -315,27 +315,19 @@ name_at(const json_t *a, int64_t i)
 	return s ? s : "";
 }
 
-/* The model, its description and the metadata of its weights. */
+/* What b->info (a model's description) and the metadata of its weights
+ * say: the task, the window, the channels and targets, how the spec read
+ * its data.  0, or a code with *err. */
 static int
-open_model(batch *b, int threads, char **err)
+describe_model(batch *b, char **err)
 {
-	const bspec *s = &b->bs;
 	const json_t *in, *out, *shape;
-	char *info_text = NULL, *buf = NULL, *derr = NULL;
+	char *buf = NULL, *derr = NULL;
 	size_t len = 0;
 	loom_safetensors *f = NULL;
-	const char *text, *method;
+	const char *text;
 	int rv;
 
-	rv = tf_model_open(b->host, b->ins, s->model_dir, threads, &b->model, &info_text);
-	if (rv != 0) {
-		*err = loom_strfmt("predict.model_dir: cannot open the model in %s (%s, see above); "
-		                   "give the output directory of a completed training run",
-		                   s->model_dir, loom_strerror(rv));
-		return rv;
-	}
-	b->info = json_loads(info_text, 0, NULL);
-	b->host->free(info_text);
 	b->weights = json_string_value(json_object_get(b->info, "weights"));
 	in = json_object_get(b->info, "input");
 	out = json_object_get(b->info, "output");
@@ -395,6 +387,29 @@ open_model(batch *b, int threads, char **err)
 		*err = loom_strfmt("%s: the model's output is empty", b->weights);
 		return LOOM_EINVAL;
 	}
+	return 0;
+}
+
+/* The model, its description and the metadata of its weights. */
+static int
+open_model(batch *b, int threads, char **err)
+{
+	const bspec *s = &b->bs;
+	char *info_text = NULL;
+	const char *method;
+	int rv;
+
+	rv = tf_model_open(b->host, b->ins, s->model_dir, threads, &b->model, &info_text);
+	if (rv != 0) {
+		*err = loom_strfmt("predict.model_dir: cannot open the model in %s (%s, see above); "
+		                   "give the output directory of a completed training run",
+		                   s->model_dir, loom_strerror(rv));
+		return rv;
+	}
+	b->info = json_loads(info_text, 0, NULL);
+	b->host->free(info_text);
+	if ((rv = describe_model(b, err)) != 0)
+		return rv;
 	/* tf_predict runs a call's windows in runs of the model's train.batch
 	 * from the first, and a window's last bits depend on the run it is in
 	 * (the matrix kernels block by its size): steps of whole runs make
@@ -1438,5 +1453,184 @@ out:
 		free(err);
 	}
 	teardown(&b);
+	return rv;
+}
+
+/* ------------------------------------------------------------------ windows of a file */
+
+/* The predict endpoint's file form (compute.h's model_windows): a batch
+ * that never predicts.  It holds the model's description between calls
+ * and a file's rows only during one. */
+struct tf_reader {
+	batch b;
+};
+
+void
+tf_reader_close(tf_reader *r)
+{
+	if (r == NULL)
+		return;
+	teardown(&r->b);
+	free(r);
+}
+
+int
+tf_reader_open(const loom_host *host, loom_instance *ins, const char *info_json, tf_reader **out,
+               char **err)
+{
+	tf_reader *r = calloc(1, sizeof *r);
+	int rv;
+
+	*out = NULL;
+	if (r == NULL)
+		return LOOM_ENOMEM;
+	r->b.host = host;
+	r->b.ins = ins;
+	if ((r->b.info = json_loads(info_json, 0, NULL)) == NULL) {
+		*err = strdup("the model's description is not JSON");
+		tf_reader_close(r);
+		return LOOM_EINTERNAL;
+	}
+	if ((rv = describe_model(&r->b, err)) != 0) {
+		tf_reader_close(r);
+		return rv;
+	}
+	*out = r;
+	return 0;
+}
+
+/* Forget the file read last. */
+static void
+drop_data(batch *b)
+{
+	if (b->table_up)
+		tf_table_free(&b->table);
+	memset(&b->table, 0, sizeof b->table);
+	b->table_up = false;
+	tf_series_free(&b->series);
+	free(b->xs);
+	free(b->target_col);
+	b->xs = NULL;
+	b->target_col = NULL;
+	b->has_actual = false;
+	b->R = b->N = 0;
+	b->bs.path = NULL;
+}
+
+/* Do all of window w's rows lie on lines from to to (0: no bound)?  Rows
+ * in file order have rising lines, so the window's ends tell. */
+static bool
+window_within(const batch *b, int64_t w, int64_t from, int64_t to)
+{
+	int64_t r0 = first_row(b, w), r1 = r0 + b->L - 1;
+
+	if (b->series.unordered == 0)
+		return (from <= 0 || line_of(b, r0) >= from) && (to <= 0 || line_of(b, r1) <= to);
+	for (int64_t r = r0; r <= r1; r++)
+		if ((from > 0 && line_of(b, r) < from) || (to > 0 && line_of(b, r) > to))
+			return false;
+	return true;
+}
+
+static char *
+bound_text(int64_t line, const char *none)
+{
+	return line > 0 ? loom_strfmt("%lld", (long long)line) : strdup(none);
+}
+
+int
+tf_reader_windows(tf_reader *r, const char *path, int64_t from_line, int64_t to_line,
+                  int64_t stride, int64_t max_windows, loom_tensor *windows, char **meta_json,
+                  char **err)
+{
+	batch *b = &r->b;
+	int64_t *keep = NULL, n = 0;
+	float *x = NULL;
+	json_t *list = NULL, *doc = NULL;
+	char *text = NULL;
+	int rv;
+
+	memset(windows, 0, sizeof *windows);
+	*meta_json = NULL;
+	if (stride < 1) {
+		*err = loom_strfmt("stride %lld: windows start every stride rows; give 1 or more",
+		                   (long long)stride);
+		return LOOM_EINVAL;
+	}
+	if (from_line > 0 && to_line > 0 && to_line < from_line) {
+		*err = loom_strfmt("%s: from_line %lld is after to_line %lld", path,
+		                   (long long)from_line, (long long)to_line);
+		return LOOM_EINVAL;
+	}
+	b->bs.path = path;
+	b->bs.stride = stride;
+	if ((rv = read_data(b, err)) != 0)
+		goto out;
+	if ((keep = calloc((size_t)b->N, sizeof *keep)) == NULL) {
+		rv = LOOM_ENOMEM;
+		goto out;
+	}
+	for (int64_t w = 0; w < b->N; w++)
+		if (window_within(b, w, from_line, to_line))
+			keep[n++] = w;
+	if (n == 0 || (max_windows > 0 && n > max_windows)) {
+		char *lo = bound_text(from_line, "the first"), *hi = bound_text(to_line, "the last");
+		if (n == 0)
+			*err = loom_strfmt("%s: no window of %lld rows (the model's context) at stride "
+			                   "%lld lies within lines %s to %s; the data rows are on lines "
+			                   "%lld to %lld",
+			                   b->table.path, (long long)b->L, (long long)stride,
+			                   lo ? lo : "?", hi ? hi : "?",
+			                   (long long)b->table.line[0],
+			                   (long long)b->table.line[b->table.n_rows - 1]);
+		else
+			*err = loom_strfmt("%s: lines %s to %s hold %lld windows of %lld rows at stride "
+			                   "%lld, more than the %lld one request takes; narrow "
+			                   "from_line and to_line, raise stride, or score the file with a "
+			                   "batch prediction task (docs/inference.md, \"Batch prediction\")",
+			                   b->table.path, lo ? lo : "?", hi ? hi : "?", (long long)n,
+			                   (long long)b->L, (long long)stride, (long long)max_windows);
+		free(lo);
+		free(hi);
+		rv = LOOM_ERANGE;
+		goto out;
+	}
+	if ((x = b->host->tensor_alloc((size_t)(n * b->L * b->C) * sizeof *x)) == NULL ||
+	    (list = json_array()) == NULL) {
+		rv = LOOM_ENOMEM;
+		goto out;
+	}
+	for (int64_t i = 0; i < n; i++) {
+		int64_t r0 = first_row(b, keep[i]), r1 = r0 + b->L - 1;
+		memcpy(x + i * b->L * b->C, b->xs + r0 * b->C, (size_t)(b->L * b->C) * sizeof *x);
+		json_array_append_new(
+			list, json_pack("{s:I, s:I, s:o}", "first_line", (json_int_t)line_of(b, r0),
+		                        "last_line", (json_int_t)line_of(b, r1), "time",
+		                        b->series.time_col < 0 ? json_null()
+		                                               : json_string(time_at(b, r1))));
+	}
+	doc = json_pack("{s:O}", "windows", list);
+	if (doc == NULL || (text = json_dumps(doc, JSON_COMPACT)) == NULL ||
+	    (*meta_json = b->host->alloc(strlen(text) + 1)) == NULL) {
+		rv = LOOM_ENOMEM;
+		goto out;
+	}
+	strcpy(*meta_json, text);
+	windows->dtype = LOOM_DTYPE_F32;
+	windows->ndim = 3;
+	windows->dims[0] = n;
+	windows->dims[1] = b->L;
+	windows->dims[2] = b->C;
+	windows->nbytes = (size_t)(n * b->L * b->C) * sizeof *x;
+	windows->data = x;
+	x = NULL;
+out:
+	if (x)
+		b->host->tensor_free(x);
+	free(keep);
+	free(text);
+	json_decref(list);
+	json_decref(doc);
+	drop_data(b);
 	return rv;
 }

@@ -44,4 +44,24 @@ int tf_batch_validate(const loom_host *host, const char *spec_text, char **error
  * LOOM_ECANCELED, or an error after job->log. */
 int tf_batch_run(const loom_host *host, loom_instance *ins, int threads, const loom_job *job);
 
+/* The windows a model reads from a file, for the predict endpoint's file
+ * form (compute.h's model_windows): the file read as a batch prediction
+ * reads it, windows starting every stride rows from the first, those whose
+ * rows all lie on lines from_line to to_line kept (0: no bound).  A
+ * reader holds a model's description (its info_json, as tf_model_open
+ * wrote it) between calls; one call at a time per reader. */
+typedef struct tf_reader tf_reader;
+
+int tf_reader_open(const loom_host *host, loom_instance *ins, const char *info_json,
+                   tf_reader **r, char **err);
+/* windows: f32 [B, context, channels] (host->tensor_alloc); meta_json
+ * (host->alloc'd): {"windows": [{"first_line", "last_line", "time"}…]}.
+ * LOOM_ERANGE for no window or more than max_windows (> 0), LOOM_EINVAL and
+ * the data.h reader's codes for a file the model cannot read; *err says
+ * why (free it), naming the file and line. */
+int tf_reader_windows(tf_reader *r, const char *path, int64_t from_line, int64_t to_line,
+                      int64_t stride, int64_t max_windows, loom_tensor *windows,
+                      char **meta_json, char **err);
+void tf_reader_close(tf_reader *r);
+
 #endif /* LOOM_TF_BATCH_H */

@@ -2,11 +2,13 @@
  * time-series Transformer of SPEC §5 on CSV data, with a head plugin
  * (forecast, regression, classification, anomaly) on top (train.h), and
  * runs a trained one over a file when the job spec has a predict group
- * (batch.h). */
+ * (batch.h), or hands the endpoint the windows of a file (model_windows). */
 #include "config.h"
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <loom/compute.h>
 
@@ -47,26 +49,76 @@ transformer_run(void *p, const loom_job *job)
 	return tf_train(c->host, c->ins, job);
 }
 
+/* An opened model: the predictor, and what model_windows needs to read a
+ * file as the model reads its data (made on its first call). */
+typedef struct served {
+	void *tf;
+	char *info;                /* the model's description */
+	tf_reader *reader;
+} served;
+
 static int
 transformer_model_open(void *p, const char *model_dir, void **model, char **info_json)
 {
 	ctx *c = p;
-	return tf_model_open(c->host, c->ins, model_dir, (int)c->predict_threads, model, info_json);
+	served *m = calloc(1, sizeof *m);
+	int rv;
+
+	*model = NULL;
+	if (m == NULL)
+		return LOOM_ENOMEM;
+	rv = tf_model_open(c->host, c->ins, model_dir, (int)c->predict_threads, &m->tf, info_json);
+	if (rv == 0 && (m->info = strdup(*info_json)) == NULL) {
+		tf_model_close(m->tf);
+		c->host->free(*info_json);
+		*info_json = NULL;
+		rv = LOOM_ENOMEM;
+	}
+	if (rv != 0) {
+		free(m);
+		return rv;
+	}
+	*model = m;
+	return 0;
 }
 
 static int
 transformer_predict(void *p, void *model, const loom_tensor *input, loom_tensor *output)
 {
+	served *m = model;
 	(void)p;
-	return tf_predict(model, input, output);
+	return tf_predict(m->tf, input, output);
 }
 
 static int
 transformer_predict_spread(void *p, void *model, const loom_tensor *input, loom_tensor *output,
                            loom_tensor *spread, const char *options_json)
 {
+	served *m = model;
 	(void)p;
-	return tf_predict_spread(model, input, output, spread, options_json);
+	return tf_predict_spread(m->tf, input, output, spread, options_json);
+}
+
+static int
+transformer_model_windows(void *p, void *model, const char *path, int64_t from_line,
+                          int64_t to_line, int64_t stride, int64_t max_windows,
+                          loom_tensor *windows, char **meta_json)
+{
+	ctx *c = p;
+	served *m = model;
+	char *err = NULL;
+	int rv = 0;
+
+	if (m->reader == NULL)
+		rv = tf_reader_open(c->host, c->ins, m->info, &m->reader, &err);
+	if (rv == 0)
+		rv = tf_reader_windows(m->reader, path, from_line, to_line, stride, max_windows,
+		                       windows, meta_json, &err);
+	if (err) {
+		c->host->log(c->ins, LOOM_LOG_ERROR, "%s", err);
+		free(err);
+	}
+	return rv;
 }
 
 /* Instance settings (loomd.conf: config = { predict_threads = 1; }). */
@@ -82,8 +134,12 @@ static const loom_config_entry config[] = {
 static void
 transformer_model_close(void *p, void *model)
 {
+	served *m = model;
 	(void)p;
-	tf_model_close(model);
+	tf_model_close(m->tf);
+	tf_reader_close(m->reader);
+	free(m->info);
+	free(m);
 }
 
 static const loom_compute_ops ops = {
@@ -95,6 +151,7 @@ static const loom_compute_ops ops = {
 	.predict = transformer_predict,
 	.model_close = transformer_model_close,
 	.predict_spread = transformer_predict_spread,
+	.model_windows = transformer_model_windows,
 };
 
 LOOM_PLUGIN_DEFINE(compute_transformer,

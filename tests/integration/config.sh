@@ -101,7 +101,7 @@ has "$T/err" "--state-dir: give a directory"
 expect 1 loomd -c /tmp --check-config
 has "$T/err" "/tmp: not a regular file"
 expect 0 loomd --version
-has "$T/out" "loomd 0.1.0 (plugin ABI 1.2)"
+has "$T/out" "loomd 0.1.0 (plugin ABI 1.3)"
 expect 0 loomd --help
 has "$T/out" "--check-config"
 expect 0 loomctl --version

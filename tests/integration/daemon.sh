@@ -37,7 +37,7 @@ ok "loomctl health (--url, --json, LOOM_URL)"
 
 # ---------------------------------------------------------------- plugins
 expect 0 loomctl --url "$URL" plugins
-has "$T/out" "store            storage-local          storage    1.0.0      1.2"
+has "$T/out" "store            storage-local          storage    1.0.0      1.3"
 has "$T/out" "scratch          storage-memory         storage"
 has "$T/out" "echo             fix-echo               exporter   0.0.1"
 expect 0 loomctl --url "$URL" --json plugins list

@@ -53,8 +53,8 @@ EOF
 expect 0 loomd -c "$T/loomd.conf" --check-config
 start_loomd "$T/loomd.conf" "$T/state"
 expect 0 loomctl --url "$URL" plugins
-has "$T/out" "hello            hello-exporter         exporter   1.0.0      1.2"
-has "$T/out" "plain            hello-exporter         exporter   1.0.0      1.2"
+has "$T/out" "hello            hello-exporter         exporter   1.0.0      1.3"
+has "$T/out" "plain            hello-exporter         exporter   1.0.0      1.3"
 expect 0 loomctl --url "$URL" --json plugins show hello
 has "$T/out" '"title": "Nightly"'
 has "$T/out" "\"path\": \"$T/plugins/hello-exporter.so\""
@@ -113,7 +113,7 @@ sed '/^data = /d' "$T/fit.conf" >"$T/nodata.conf"
 
 start_loomd "$T/compute.conf" "$T/cstate"
 expect 0 loomctl --url "$URL" plugins
-has "$T/out" "fit              hello-compute          compute    1.0.0      1.2"
+has "$T/out" "fit              hello-compute          compute    1.0.0      1.3"
 expect 1 loomctl --url "$URL" submit "$T/typo.conf"
 has "$T/err" "model.intercpt: unknown setting (did you mean intercept?)"
 expect 1 loomctl --url "$URL" submit "$T/same.conf"

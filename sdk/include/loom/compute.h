@@ -99,7 +99,26 @@ typedef struct loom_compute_ops {
 	int (*predict_spread)(void *ctx, void *model, const loom_tensor *input, loom_tensor *output,
 	                      loom_tensor *spread, const char *options_json);
 
-	const void *reserved[7];
+	/* Optional (ABI 1.3, the next reserved slot; test it with
+	 * LOOM_OPS_HAS): the windows the model would read from the file at
+	 * path (a CSV, or "<storage-instance>:<key>"), read as the model's own
+	 * training read its data (its time column, input channels and fill).
+	 * Windows start every stride rows from the file's first data row; of
+	 * those, the ones whose rows all lie on file lines from_line to
+	 * to_line (the header being line 1; 0: no bound) are kept.  Fills
+	 * *windows with f32 [B, context, channels] in predict's input units
+	 * (host->tensor_alloc) and *meta_json (host->alloc'd) with
+	 * {"windows": [{"first_line": F, "last_line": L, "time": T}, …]}, one
+	 * per window in order, T the time value of the window's last row
+	 * (null without a time column).  More than max_windows windows, or
+	 * none: LOOM_ERANGE.  A file that cannot be read as the model needs:
+	 * LOOM_EINVAL (or the reader's code), the reason logged at error level
+	 * as "FILE:LINE: …".  On failure neither output is filled. */
+	int (*model_windows)(void *ctx, void *model, const char *path, int64_t from_line,
+	                     int64_t to_line, int64_t stride, int64_t max_windows,
+	                     loom_tensor *windows, char **meta_json);
+
+	const void *reserved[6];
 } loom_compute_ops;
 
 #ifdef __cplusplus

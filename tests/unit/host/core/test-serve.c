@@ -18,6 +18,7 @@
 #include <loom/loom.h>
 
 #include "host/core/serve.h"
+#include "host/core/util.h"
 #include "testutil.h"
 
 static float *
@@ -301,6 +302,23 @@ serve(void *arg)
 			free(in);
 			free(out);
 			free(sp);
+		} else if (m.op == LOOMI_SERVE_WINDOWS) {
+			/* windows [2, 3, 1] holding from_line, to_line, stride; the path
+			 * back as the description; "/bad" refused as a plugin would */
+			char *path, *meta;
+			int64_t from, to, stride;
+			loomi_serve_windows_args(&m, &path, &from, &to, &stride);
+			if (strcmp(path, "/bad") == 0) {
+				loomi_serve_encode_text(m.op, m.id, LOOM_EINVAL,
+				                        "/bad:3: column \"temp\": \"x\" is not a number", &rep,
+				                        &rlen);
+			} else {
+				float w[6] = {(float)from, (float)to, (float)stride, 1, 2, 3};
+				meta = loomi_strfmt("{\"windows\": [], \"path\": \"%s\"}", path);
+				loomi_serve_encode_windows(m.id, 2, 3, 1, w, meta, &rep, &rlen);
+				free(meta);
+			}
+			free(path);
 		} else {
 			loomi_serve_encode_text(m.op, m.id, 0, m.op == LOOMI_SERVE_INFO ? "{\"x\":1}" : "",
 			                        &rep, &rlen);
@@ -364,6 +382,189 @@ START_TEST(client)
 }
 END_TEST
 
+START_TEST(windows_round_trip)
+{
+	float *w = windows(2, 4, 3);
+	void *buf;
+	size_t len;
+	loomi_serve_msg m;
+	char why[256] = "", *path = NULL;
+	int64_t from, to, stride;
+	const char *meta = "{\"windows\":[{\"first_line\":2,\"last_line\":5,\"time\":null}]}";
+
+	/* the request: the range as three int64, then the path */
+	ck_assert_int_eq(loomi_serve_encode_windows_request(9, "/data/a b.csv", 2, 120, 3, &buf,
+	                                                    &len),
+	                 0);
+	ck_assert_uint_eq(len, LOOMI_SERVE_HEADER + 24 + 13);
+	ck_assert_int_eq(((unsigned char *)buf)[6], LOOMI_SERVE_WINDOWS);
+	ck_assert_int_eq(((unsigned char *)buf)[LOOMI_SERVE_HEADER + 8], 120);
+	ck_assert_int_eq(memcmp((char *)buf + LOOMI_SERVE_HEADER + 24, "/data/a b.csv", 13), 0);
+	ck_assert_int_eq(loomi_serve_decode_request(buf, len, &m, why, sizeof why), 0);
+	ck_assert_uint_eq(m.op, LOOMI_SERVE_WINDOWS);
+	ck_assert_uint_eq(m.id, 9);
+	loomi_serve_windows_args(&m, &path, &from, &to, &stride);
+	ck_assert_str_eq(path, "/data/a b.csv");
+	ck_assert_int_eq(from, 2);
+	ck_assert_int_eq(to, 120);
+	ck_assert_int_eq(stride, 3);
+	free(path);
+	free(buf);
+	/* 0 is "no bound" */
+	ck_assert_int_eq(loomi_serve_encode_windows_request(10, "/x", 0, 0, 1, &buf, &len), 0);
+	ck_assert_int_eq(loomi_serve_decode_request(buf, len, &m, why, sizeof why), 0);
+	free(buf);
+	/* what the encoder refuses */
+	ck_assert_int_eq(loomi_serve_encode_windows_request(1, "", 0, 0, 1, &buf, &len), LOOM_EINVAL);
+	ck_assert_int_eq(loomi_serve_encode_windows_request(1, "/x", -1, 0, 1, &buf, &len),
+	                 LOOM_EINVAL);
+	ck_assert_int_eq(loomi_serve_encode_windows_request(1, "/x", 9, 3, 1, &buf, &len),
+	                 LOOM_EINVAL);
+	ck_assert_int_eq(loomi_serve_encode_windows_request(1, "/x", 0, 0, 0, &buf, &len),
+	                 LOOM_EINVAL);
+	ck_assert_int_eq(loomi_serve_encode_request(LOOMI_SERVE_WINDOWS, 1, 0, 0, NULL, 0, 0, 0, &buf,
+	                                            &len),
+	                 LOOM_EINVAL);
+	{
+		char *longp = malloc(LOOMI_SERVE_MAX_PATH + 2);
+		memset(longp, 'a', LOOMI_SERVE_MAX_PATH + 1);
+		longp[0] = '/';
+		longp[LOOMI_SERVE_MAX_PATH + 1] = '\0';
+		ck_assert_int_eq(loomi_serve_encode_windows_request(1, longp, 0, 0, 1, &buf, &len),
+		                 LOOM_ERANGE);
+		free(longp);
+	}
+
+	/* the reply: the windows' f32, then the description */
+	ck_assert_int_eq(loomi_serve_encode_windows(9, 2, 4, 3, w, meta, &buf, &len), 0);
+	ck_assert_uint_eq(len, LOOMI_SERVE_HEADER + 24 * 4 + strlen(meta));
+	ck_assert_int_eq(loomi_serve_decode_reply(buf, len, &m, why, sizeof why), 0);
+	ck_assert_uint_eq(m.op, LOOMI_SERVE_WINDOWS);
+	ck_assert_uint_eq(m.ndim, 3);
+	ck_assert_uint_eq(m.dims[0], 2);
+	ck_assert_uint_eq(m.dims[2], 3);
+	ck_assert_int_eq(memcmp(m.payload, w, 24 * 4), 0);
+	ck_assert_int_eq(memcmp((const char *)m.payload + 24 * 4, meta, strlen(meta)), 0);
+	free(buf);
+	ck_assert_int_eq(loomi_serve_encode_windows(9, 2, 4, 3, w, "", &buf, &len), LOOM_EINVAL);
+	ck_assert_int_eq(loomi_serve_encode_windows(9, 0, 4, 3, w, meta, &buf, &len), LOOM_EINVAL);
+	ck_assert_int_eq(loomi_serve_encode_windows(9, LOOMI_SERVE_MAX_WINDOWS + 1, 1, 1, w, meta,
+	                                            &buf, &len),
+	                 LOOM_ERANGE);
+	free(w);
+}
+END_TEST
+
+START_TEST(windows_malformed)
+{
+	float *w = windows(2, 4, 3);
+	void *buf, *cut;
+	size_t len;
+	loomi_serve_msg m;
+	char why[256] = "";
+	unsigned char *p;
+
+	ck_assert_int_eq(loomi_serve_encode_windows_request(5, "/data/x.csv", 2, 10, 1, &buf, &len),
+	                 0);
+	p = buf;
+	/* a NUL inside the path */
+	p[LOOMI_SERVE_HEADER + 24 + 5] = '\0';
+	ck_assert_int_eq(loomi_serve_decode_request(buf, len, &m, why, sizeof why), LOOM_EPROTO);
+	ck_assert_ptr_nonnull(strstr(why, "NUL"));
+	p[LOOMI_SERVE_HEADER + 24 + 5] = 'x';
+	/* a negative line, lines backwards, stride 0 */
+	p[LOOMI_SERVE_HEADER + 7] = 0x80;
+	ck_assert_int_eq(loomi_serve_decode_request(buf, len, &m, why, sizeof why), LOOM_EINVAL);
+	ck_assert_ptr_nonnull(strstr(why, "file lines are 1 or more"));
+	p[LOOMI_SERVE_HEADER + 7] = 0;
+	p[LOOMI_SERVE_HEADER] = 11;
+	ck_assert_int_eq(loomi_serve_decode_request(buf, len, &m, why, sizeof why), LOOM_EINVAL);
+	ck_assert_str_eq(why, "windows: from_line 11 is after to_line 10");
+	p[LOOMI_SERVE_HEADER] = 2;
+	p[LOOMI_SERVE_HEADER + 16] = 0;
+	ck_assert_int_eq(loomi_serve_decode_request(buf, len, &m, why, sizeof why), LOOM_EINVAL);
+	ck_assert_ptr_nonnull(strstr(why, "stride 0"));
+	p[LOOMI_SERVE_HEADER + 16] = 1;
+	/* dims or passes on a request */
+	poke32(buf, 24, 3);
+	ck_assert_int_eq(loomi_serve_decode_request(buf, len, &m, why, sizeof why), LOOM_EPROTO);
+	poke32(buf, 24, 0);
+	poke32(buf, 40, 4);
+	ck_assert_int_eq(loomi_serve_decode_request(buf, len, &m, why, sizeof why), LOOM_EPROTO);
+	poke32(buf, 40, 0);
+	ck_assert_int_eq(loomi_serve_decode_request(buf, len, &m, why, sizeof why), 0);
+	/* the range without a path, and a truncated range */
+	cut = malloc(LOOMI_SERVE_HEADER + 24);
+	memcpy(cut, buf, LOOMI_SERVE_HEADER + 24);
+	poke32(cut, 44, 24);
+	ck_assert_int_eq(loomi_serve_decode_request(cut, LOOMI_SERVE_HEADER + 24, &m, why,
+	                                            sizeof why),
+	                 LOOM_EPROTO);
+	ck_assert_ptr_nonnull(strstr(why, "and a path"));
+	poke32(cut, 44, 10);
+	ck_assert_int_eq(loomi_serve_decode_request(cut, LOOMI_SERVE_HEADER + 10, &m, why,
+	                                            sizeof why),
+	                 LOOM_EPROTO);
+	free(cut);
+	free(buf);
+
+	/* a reply whose windows leave no room for the description, or more */
+	ck_assert_int_eq(loomi_serve_encode_windows(5, 2, 4, 3, w, "{}", &buf, &len), 0);
+	ck_assert_int_eq(loomi_serve_decode_reply(buf, len - 2, &m, why, sizeof why), LOOM_EPROTO);
+	poke32(buf, 44, 24 * 4);
+	ck_assert_int_eq(loomi_serve_decode_reply(buf, len - 2, &m, why, sizeof why), LOOM_EPROTO);
+	ck_assert_ptr_nonnull(strstr(why, "and their description"));
+	poke32(buf, 44, 24 * 4 + 2);
+	poke32(buf, 28, 3); /* [3, 4, 3] is 36 floats: more than the payload */
+	ck_assert_int_eq(loomi_serve_decode_reply(buf, len, &m, why, sizeof why), LOOM_EPROTO);
+	poke32(buf, 28, 2);
+	poke32(buf, 24, 2); /* ndim 2 */
+	ck_assert_int_eq(loomi_serve_decode_reply(buf, len, &m, why, sizeof why), LOOM_EPROTO);
+	poke32(buf, 24, 3);
+	ck_assert_int_eq(loomi_serve_decode_reply(buf, len, &m, why, sizeof why), 0);
+	free(buf);
+	free(w);
+}
+END_TEST
+
+START_TEST(client_windows)
+{
+	server s = {.requests = 2};
+	pthread_t t;
+	loomi_serve_client *c;
+	loomi_serve_windows res;
+	char *err = NULL;
+
+	ck_assert_int_eq(nng_rep0_open(&s.sock), 0);
+	ck_assert_int_eq(nng_listen(s.sock, "inproc://serve-windows", NULL, 0), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, serve, &s), 0);
+	ck_assert_int_eq(loomi_serve_client_open("inproc://serve-windows", 5000, &c, &err), 0);
+	ck_assert_int_eq(loomi_serve_client_windows(c, "/srv/d.csv", 4, 90, 2, &res, &err), 0);
+	ck_assert_uint_eq(res.batch, 2);
+	ck_assert_uint_eq(res.context, 3);
+	ck_assert_uint_eq(res.channels, 1);
+	ck_assert_float_eq(res.windows[0], 4);
+	ck_assert_float_eq(res.windows[1], 90);
+	ck_assert_float_eq(res.windows[2], 2);
+	ck_assert_float_eq(res.windows[5], 3);
+	ck_assert_str_eq(res.meta_json, "{\"windows\": [], \"path\": \"/srv/d.csv\"}");
+	loomi_serve_windows_free(&res);
+	ck_assert_ptr_null(res.windows);
+	/* the worker's refusal, with its message */
+	ck_assert_int_eq(loomi_serve_client_windows(c, "/bad", 0, 0, 1, &res, &err), LOOM_EINVAL);
+	ck_assert_str_eq(err, "/bad:3: column \"temp\": \"x\" is not a number");
+	ck_assert_ptr_null(res.windows);
+	free(err);
+	err = NULL;
+	/* refused before it is sent */
+	ck_assert_int_eq(loomi_serve_client_windows(c, "/x", 0, 0, 0, &res, &err), LOOM_EINVAL);
+	free(err);
+	pthread_join(t, NULL);
+	loomi_serve_client_close(c);
+	nng_close(s.sock);
+}
+END_TEST
+
 /* No worker: the request times out with a message, it does not hang. */
 START_TEST(client_no_worker)
 {
@@ -394,6 +595,9 @@ main(void)
 	tcase_add_test(tc, non_finite_named);
 	tcase_add_test(tc, client);
 	tcase_add_test(tc, client_no_worker);
+	tcase_add_test(tc, windows_round_trip);
+	tcase_add_test(tc, windows_malformed);
+	tcase_add_test(tc, client_windows);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
