@@ -515,24 +515,35 @@ loomi_store_begin(sqlite3 *db, bool write, char **err)
 	int64_t deadline = mono_ms() + LOOMI_STORE_WAIT_MS;
 	int rc;
 
-	for (;;) {
+	/* Both waits give the connection back between tries.  Another thread
+	 * may be between two steps of a statement on this connection (a read
+	 * outside a transaction): its snapshot then makes BEGIN IMMEDIATE
+	 * answer SQLITE_BUSY_SNAPSHOT until that statement is reset, which it
+	 * can only do with the connection's mutex — held across the wait, the
+	 * two stood still until the deadline (a labeling round's read and the
+	 * jobs thread's write, 30 s) */
+	for (bool logged = false;;) {
 		sqlite3_mutex_enter(m);
-		if (sqlite3_get_autocommit(db))
+		if (!sqlite3_get_autocommit(db)) {
+			sqlite3_mutex_leave(m);
+			if (mono_ms() > deadline)
+				return tx_fail(db, err, LOOM_EBUSY, "begin a transaction (another thread's "
+				                                    "transaction stayed open)");
+			usleep(1000);
+			continue;
+		}
+		/* the busy handler waits the connection's busy timeout; past it,
+		 * again until the deadline.  Extended result codes are on: a busy
+		 * of any kind (SQLITE_BUSY_RECOVERY, _SNAPSHOT, _TIMEOUT) is
+		 * waited out too — it was not, and a registration failed after
+		 * 40 ms ("database is locked") */
+		rc = sqlite3_exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL);
+		if ((rc & 0xff) != SQLITE_BUSY || mono_ms() >= deadline)
 			break;
 		sqlite3_mutex_leave(m);
-		if (mono_ms() > deadline)
-			return tx_fail(db, err, LOOM_EBUSY, "begin a transaction (another thread's "
-			                                    "transaction stayed open)");
-		usleep(1000);
-	}
-	/* the busy handler waits the connection's busy timeout; past it, again
-	 * until the deadline.  Extended result codes are on: a busy of any kind
-	 * (SQLITE_BUSY_RECOVERY, _SNAPSHOT, _TIMEOUT) is waited out too — it was
-	 * not, and a registration failed after 40 ms ("database is locked") */
-	while (((rc = sqlite3_exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL)) &
-	        0xff) == SQLITE_BUSY &&
-	       mono_ms() < deadline) {
-		LOG_WARN("store: waiting for another writer to release the state database");
+		if (!logged)
+			LOG_WARN("store: waiting for another writer to release the state database");
+		logged = true;
 		usleep(10000);
 	}
 	if (rc != SQLITE_OK) {
