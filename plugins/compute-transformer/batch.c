@@ -1086,8 +1086,8 @@ write_json(const batch *b, const json_t *metrics, size_t *len)
 {
 	char *buf = NULL;
 	FILE *f = open_memstream(&buf, len);
-	const char *method = b->spread == SPREAD_MC_DROPOUT       ? "mc-dropout"
-	                     : b->spread == SPREAD_RESIDUAL_SCALE ? "residual-scale"
+	const char *method = b->spread == SPREAD_MC_DROPOUT       ? "mc_dropout"
+	                     : b->spread == SPREAD_RESIDUAL_SCALE ? "residual_scale"
 	                                                          : NULL;
 
 	if (f == NULL)

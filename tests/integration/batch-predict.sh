@@ -237,7 +237,7 @@ p = json.load(open(sys.argv[1] + "/predictions.json"))
 ref = json.load(open(sys.argv[2]))
 N, L, H = p["windows"], p["context"], p["horizon"]
 assert p["task"] == "forecast" and H == 3 and p["targets"] == ["temp_max"] and N == 365 - 14 + 1
-assert p["uncertainty_method"] == "mc-dropout", p["uncertainty_method"]
+assert p["uncertainty_method"] == "mc_dropout", p["uncertainty_method"]
 flat = lambda w: [v for step in w for v in step]                 # [h][target] → [h·targets]
 assert all(f32(a) == f32(b) for o, r in zip(p["output"], ref["output"]) for a, b in zip(o, flat(r)))
 assert all(f32(a) == f32(b) for o, r in zip(p["uncertainty"], ref["uncertainty"]) for a, b in zip(o, flat(r)))
