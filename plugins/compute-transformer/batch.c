@@ -42,6 +42,7 @@
 #include "data.h"
 #include "predict.h"
 #include "spec.h"
+#include "train.h"
 
 #define DEFAULT_STRIDE 1
 #define DEFAULT_BATCH 256
@@ -78,16 +79,7 @@ static const loom_spec_field predict_fields[] = {
 /* data, model and train are taken (ANYGROUP) only to be refused with a
  * message saying why, rather than as unknown settings. */
 static const loom_spec_field fields[] = {
-	{"name", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL, "the job's name", {NULL, NULL}},
-	{"compute", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL,
-	 "the compute plugin instance", {NULL, NULL}},
-	{"priority", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, -1000000, 1000000, NULL,
-	 NULL, {NULL, NULL}},
-	{"after", LOOM_SPEC_INTLIST, LOOM_SPEC_RANGE, NULL, 1, 9007199254740991.0, NULL,
-	 "ids of jobs that must complete first", {NULL, NULL}},
-	{"resources", LOOM_SPEC_GROUP, 0, NULL, 0, 0, tf_resources_fields, NULL, {NULL, NULL}},
-	{"retries", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, 0, 100, NULL, NULL, {NULL, NULL}},
-	{"timeout", LOOM_SPEC_DURATION, 0, NULL, 0, 0, NULL, NULL, {NULL, NULL}},
+	TF_SPEC_JOB_FIELDS,
 	{"predict", LOOM_SPEC_GROUP, LOOM_SPEC_REQUIRED, NULL, 0, 0, predict_fields, NULL,
 	 {NULL, NULL}},
 	{"data", LOOM_SPEC_ANYGROUP, 0, NULL, 0, 0, NULL, NULL, {NULL, NULL}},
@@ -454,22 +446,6 @@ open_model(batch *b, int threads, char **err)
 	return 0;
 }
 
-/* While the data is read: the job's control, asked every few MB. */
-typedef struct load_control {
-	const loom_job *job;
-	int answer;
-} load_control;
-
-static bool
-load_stop_requested(void *arg)
-{
-	load_control *lc = arg;
-	if (lc->job == NULL || lc->job->control == NULL)
-		return false;
-	lc->answer = lc->job->control(lc->job);
-	return lc->answer != LOOM_CONTROL_RUN;
-}
-
 static int
 fill_of(const char *name)
 {
@@ -488,8 +464,8 @@ read_data(batch *b, char **err)
 	const json_t *data = json_object_get(b->mspec, "data");
 	const char **names = NULL;
 	char *local = NULL;
-	load_control lc = {b->job, LOOM_CONTROL_RUN};
-	tf_stop stop = {load_stop_requested, &lc};
+	tf_load_control lc = {b->job, LOOM_CONTROL_RUN};
+	tf_stop stop = {tf_load_stop_requested, &lc};
 	int fill, rv;
 
 	if (path[0] != '/' && strchr(path, ':') != NULL) {

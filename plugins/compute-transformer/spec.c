@@ -151,16 +151,7 @@ static const loom_spec_field train_fields[] = {
 };
 
 static const loom_spec_field spec_fields[] = {
-	{"name", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL, "the job's name", {NULL, NULL}},
-	{"compute", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL,
-	 "the compute plugin instance", {NULL, NULL}},
-	{"priority", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, -1000000, 1000000, NULL,
-	 NULL, {NULL, NULL}},
-	{"after", LOOM_SPEC_INTLIST, LOOM_SPEC_RANGE, NULL, 1, 9007199254740991.0, NULL,
-	 "ids of jobs that must complete first", {NULL, NULL}},
-	{"resources", LOOM_SPEC_GROUP, 0, NULL, 0, 0, tf_resources_fields, NULL, {NULL, NULL}},
-	{"retries", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, 0, 100, NULL, NULL, {NULL, NULL}},
-	{"timeout", LOOM_SPEC_DURATION, 0, NULL, 0, 0, NULL, NULL, {NULL, NULL}},
+	TF_SPEC_JOB_FIELDS,
 	{"data", LOOM_SPEC_GROUP, LOOM_SPEC_REQUIRED, NULL, 0, 0, data_fields, NULL, {NULL, NULL}},
 	{"model", LOOM_SPEC_GROUP, 0, NULL, 0, 0, model_fields, NULL, {NULL, NULL}},
 	{"train", LOOM_SPEC_GROUP, 0, NULL, 0, 0, train_fields, NULL, {NULL, NULL}},

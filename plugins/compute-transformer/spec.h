@@ -142,6 +142,20 @@ void tf_spec_free(tf_spec *spec);
  * the batch prediction's spec (batch.c). */
 extern const loom_spec_field tf_resources_fields[];
 
+/* The job-level settings of every spec this plugin runs, a training run's
+ * and a batch prediction's: the first entries of both field tables. */
+#define TF_SPEC_JOB_FIELDS                                                                 \
+	{"name", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL, "the job's name", {NULL, NULL}},           \
+	{"compute", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL,                                     \
+	 "the compute plugin instance", {NULL, NULL}},                                         \
+	{"priority", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, -1000000, 1000000, NULL,            \
+	 NULL, {NULL, NULL}},                                                                  \
+	{"after", LOOM_SPEC_INTLIST, LOOM_SPEC_RANGE, NULL, 1, 9007199254740991.0, NULL,      \
+	 "ids of jobs that must complete first", {NULL, NULL}},                                \
+	{"resources", LOOM_SPEC_GROUP, 0, NULL, 0, 0, tf_resources_fields, NULL, {NULL, NULL}}, \
+	{"retries", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, 0, 100, NULL, NULL, {NULL, NULL}},    \
+	{"timeout", LOOM_SPEC_DURATION, 0, NULL, 0, 0, NULL, NULL, {NULL, NULL}}
+
 /* The spec as compact JSON with every default filled in (caller frees). */
 char *tf_spec_json(const tf_spec *spec);
 

@@ -105,18 +105,10 @@ write_text(const char *path, const char *text)
 	return loom_file_write_atomic(path, text, strlen(text), 0644) == 0 ? 0 : errno;
 }
 
-/* While the data is read: the worker's control, asked every few MB, so a
- * cancel, a pause or a SIGTERM is heard during a long load.  The answer
- * that stopped the read is kept to tell a pause from a cancel. */
-typedef struct load_control {
-	const loom_job *job;
-	int answer;
-} load_control;
-
-static bool
-load_stop_requested(void *arg)
+bool
+tf_load_stop_requested(void *arg)
 {
-	load_control *lc = arg;
+	tf_load_control *lc = arg;
 	if (lc->job == NULL || lc->job->control == NULL)
 		return false;
 	lc->answer = lc->job->control(lc->job);
@@ -130,8 +122,8 @@ open_data(run *r, char **err)
 {
 	const char *path = r->spec.path;
 	char *local = NULL;
-	load_control lc = {r->job, LOOM_CONTROL_RUN};
-	tf_stop stop = {load_stop_requested, &lc};
+	tf_load_control lc = {r->job, LOOM_CONTROL_RUN};
+	tf_stop stop = {tf_load_stop_requested, &lc};
 	int rv;
 
 	if (path[0] != '/' && strchr(path, ':') != NULL) {

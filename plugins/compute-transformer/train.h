@@ -12,6 +12,8 @@
 #ifndef LOOM_TF_TRAIN_H
 #define LOOM_TF_TRAIN_H
 
+#include <stdbool.h>
+
 #include <loom/compute.h>
 
 /* Run job (see <loom/compute.h>): 0 when the run completed, LOOM_EPAUSED
@@ -29,6 +31,17 @@ typedef struct tf_head_lookup {
 } tf_head_lookup;
 
 int tf_head_task(void *arg, const char *name);
+
+/* While a data file is read (a tf_stop's requested, arg a
+ * tf_load_control): the job's control, asked every few MB, so a cancel, a
+ * pause or a SIGTERM is heard during a long load.  The answer that stopped
+ * the read is kept to tell a pause from a cancel. */
+typedef struct tf_load_control {
+	const loom_job *job;
+	int answer;
+} tf_load_control;
+
+bool tf_load_stop_requested(void *arg);
 
 int tf_validate(const loom_host *host, loom_instance *ins, const char *spec_json, char **error);
 
