@@ -118,44 +118,24 @@ fail(char **msg, int code, const char *fmt, ...)
 	return code;
 }
 
-/* A failed statement: a write the store could not make is answered 503
- * with what to do (store.h); other failures say what failed. */
+/* A failed statement (store.h's loomi_store_failed). */
 static int
 db_fail(sqlite3 *db, char **msg, const char *what)
 {
-	int rc = sqlite3_extended_errcode(db);
-
-	if (loomi_store_wrote(db, rc) == LOOM_EIO && rc != SQLITE_ERROR &&
-	    (rc & 0xff) != SQLITE_BUSY) {
-		char *m = loomi_store_errmsg("the change");
-		int rv = fail(msg, LOOM_EIO, "%s", m);
-		free(m);
-		return rv;
-	}
-	LOG_ERROR("registry: %s: %s", what, sqlite3_errmsg(db));
-	return fail(msg, LOOM_EIO, "the state database failed to %s (%s); see loomd's log", what,
-	            sqlite3_errmsg(db));
+	return loomi_store_failed(db, "registry", what, msg);
 }
 
 static sqlite3_stmt *
 prep(sqlite3 *db, const char *sql)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		LOG_ERROR("registry: cannot prepare \"%s\": %s", sql, sqlite3_errmsg(db));
-		sqlite3_finalize(st);
-		return NULL;
-	}
-	return st;
+	return loomi_store_prep(db, "registry", sql);
 }
 
 /* Run a statement that returns no rows; 0 or LOOM_EIO with *msg. */
 static int
 step_done(sqlite3 *db, sqlite3_stmt *st, char **msg, const char *what)
 {
-	int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : db_fail(db, msg, what);
+	return loomi_store_step_done(db, st, "registry", what, msg);
 }
 
 static json_t *

@@ -572,6 +572,46 @@ loomi_store_end(sqlite3 *db, int rv, char **err)
 	return rv;
 }
 
+/* ------------------------------------------------------------------ a module's statements */
+
+int
+loomi_store_failed(sqlite3 *db, const char *module, const char *what, char **msg)
+{
+	int rc = sqlite3_extended_errcode(db);
+
+	free(*msg);
+	if (loomi_store_wrote(db, rc) == LOOM_EIO && rc != SQLITE_ERROR &&
+	    (rc & 0xff) != SQLITE_BUSY) {
+		*msg = loomi_store_errmsg("the change");
+		return LOOM_EIO;
+	}
+	LOG_ERROR("%s: %s: %s", module, what, sqlite3_errmsg(db));
+	*msg = loomi_strfmt("the state database failed to %s (%s); see loomd's log", what,
+	                    sqlite3_errmsg(db));
+	return LOOM_EIO;
+}
+
+sqlite3_stmt *
+loomi_store_prep(sqlite3 *db, const char *module, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		LOG_ERROR("%s: cannot prepare \"%s\": %s", module, sql, sqlite3_errmsg(db));
+		sqlite3_finalize(st);
+		return NULL;
+	}
+	return st;
+}
+
+int
+loomi_store_step_done(sqlite3 *db, sqlite3_stmt *st, const char *module, const char *what,
+                      char **msg)
+{
+	int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : loomi_store_failed(db, module, what, msg);
+}
+
 /* ------------------------------------------------------------------ the state directory */
 
 int

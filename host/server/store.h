@@ -57,6 +57,20 @@ char *loomi_store_errmsg(const char *what);
  * GET /health; recovers by itself when space returns. */
 bool loomi_store_writable(loomi_store *st, char **cause);
 
+/* ------------------------------------------------------------------ a module's statements */
+
+/* A module's statement failed: LOOM_EIO with *msg (what it held freed).
+ * A write the store could not make (a full disk …) is answered 503 with
+ * what to do (loomi_store_errmsg); another failure says what failed, and
+ * is logged under the module's name. */
+int loomi_store_failed(sqlite3 *db, const char *module, const char *what, char **msg);
+/* sql prepared, or NULL after logging why under the module's name. */
+sqlite3_stmt *loomi_store_prep(sqlite3 *db, const char *module, const char *sql);
+/* Run a statement that returns no rows (NULL: one that did not prepare)
+ * and finalize it: 0, or loomi_store_failed's answer. */
+int loomi_store_step_done(sqlite3 *db, sqlite3_stmt *st, const char *module, const char *what,
+                          char **msg);
+
 /* ------------------------------------------------------------------ transactions */
 
 /* How long a transaction waits for the write lock, for another thread's
