@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -253,18 +254,29 @@ typedef struct stopper {
 	sigset_t set;
 	nng_socket sock;
 	int sig;
+	pid_t parent;            /* who started it (loomd) */
 } stopper;
 
-/* Waits for SIGTERM or SIGINT (blocked in every thread) and closes the
- * socket, which ends the loop's receive. */
+/* Waits for SIGTERM or SIGINT (blocked in every thread), or for the
+ * process that started the worker to be gone (loomd killed with -9: the
+ * worker is reparented), and closes the socket, which ends the loop's
+ * receive.  A worker never outlives its loomd; the next loomd starts its
+ * own. */
 static void *
 wait_stop(void *arg)
 {
 	stopper *st = arg;
-	int sig = 0;
+	struct timespec second = {1, 0};
+	int sig;
 
-	while (sigwait(&st->set, &sig) != 0)
-		;
+	for (;;) {
+		if ((sig = sigtimedwait(&st->set, NULL, &second)) > 0)
+			break;
+		if (getppid() != st->parent) {
+			sig = 0;
+			break;
+		}
+	}
 	st->sig = sig;
 	nng_close(st->sock);
 	return NULL;
@@ -353,6 +365,7 @@ worker_serve(const char *dir, const char *url, const char *conf_path, unsigned p
 
 	/* SIGTERM and SIGINT reach only the waiter: blocked before any thread
 	 * (the engine's pool, NNG's) starts */
+	st.parent = getppid();
 	sigemptyset(&st.set);
 	sigaddset(&st.set, SIGTERM);
 	sigaddset(&st.set, SIGINT);
@@ -416,8 +429,14 @@ worker_serve(const char *dir, const char *url, const char *conf_path, unsigned p
 	}
 	pthread_join(waiter, NULL);
 	loomi_log_set_sink(NULL);
-	fprintf(stderr, "loom-worker: %s: stopping (%llu requests answered, %llu malformed)\n",
-	        strsignal(st.sig), (unsigned long long)s.served, (unsigned long long)s.refused);
+	if (st.sig)
+		fprintf(stderr, "loom-worker: %s: stopping (%llu requests answered, %llu malformed)\n",
+		        strsignal(st.sig), (unsigned long long)s.served, (unsigned long long)s.refused);
+	else
+		fprintf(stderr, "loom-worker: the process that started it (pid %lld) is gone: "
+		                "stopping (%llu requests answered, %llu malformed)\n",
+		        (long long)st.parent, (unsigned long long)s.served,
+		        (unsigned long long)s.refused);
 	rv = 0;
 out:
 	worker_model_close(&wm);

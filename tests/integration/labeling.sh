@@ -253,16 +253,25 @@ PY
 ok "20 decisions by alice and bob, each item the sampler's next by margin"
 
 # ---------------------------------------------------------------- kill -9 in the middle of the round
+served=$(pgrep -f -- "--serve $state/" || true)
+[ -n "$served" ] || fail "no inference worker of this loomd is running"
 kill -KILL "$LOOMD_PID"
 wait "$LOOMD_BG" 2>/dev/null || true
 LOOMD_PID= LOOMD_BG=
+# its inference worker notices (within about a second) and stops
+i=0
+while kill -0 $served 2>/dev/null; do
+	i=$((i + 1))
+	[ $i -gt $((WAIT_S * 10)) ] && fail "inference worker $served outlived loomd by ${WAIT_S}s"
+	sleep 0.1
+done
 start_loomd "$T/loomd.conf" "$state"
 as alice GET /api/v1/labeling/projects/weather-review
 code 200
 [ "$(py '(b["counts"]["done"] + b["counts"]["flagged"], b["counts"]["leased"])')" = "(19, 2)" ] ||
 	fail "after kill -9: $(cat "$T/body")"
 /usr/bin/python3 "$T/review.py" "$URL" "$out_dir" "$T/review.json" after || fail "the review, after the restart"
-ok "loomd killed (-9) after 20 decisions and restarted: 19 decided and 1 flagged kept, both leases kept; the review went on to the end"
+ok "loomd killed (-9) after 20 decisions (its inference worker stopped too) and restarted: 19 decided and 1 flagged kept, both leases kept; the review went on to the end"
 
 /usr/bin/python3 - "$T/review.json" <<'PY' || fail "the leases and decisions"
 import json, sys
