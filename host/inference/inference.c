@@ -754,6 +754,29 @@ fail_answer(loomi_http_res *res, int status, const char *code, const char *msg)
 		loomi_api_header(res, "Retry-After", "1");
 }
 
+/* A JSON body's "uncertainty" and "passes" (the windows' and the file's
+ * forms alike); false with why. */
+static bool
+read_options(const json_t *body, bool *spread, uint32_t *passes, char *why, size_t n)
+{
+	const json_t *v = json_object_get(body, "uncertainty");
+
+	if (v && !json_is_boolean(v)) {
+		snprintf(why, n, "uncertainty: true or false");
+		return false;
+	}
+	*spread = json_is_true(v);
+	v = json_object_get(body, "passes");
+	if (v && (!json_is_integer(v) || json_integer_value(v) < 1 ||
+	          json_integer_value(v) > LOOMI_SERVE_MAX_PASSES)) {
+		snprintf(why, n, "passes: a whole number from 1 to %u (Monte-Carlo-dropout passes)",
+		         LOOMI_SERVE_MAX_PASSES);
+		return false;
+	}
+	*passes = v ? (uint32_t)json_integer_value(v) : 0;
+	return true;
+}
+
 /* The body's fields: {"inputs": [...], "uncertainty": bool, "passes": N}. */
 static bool
 read_body(const json_t *body, const json_t *info, float **x, int64_t dims[3], bool *spread,
@@ -773,20 +796,8 @@ read_body(const json_t *body, const json_t *info, float **x, int64_t dims[3], bo
 			         "\"uncertainty\": false, \"passes\": 16}", k);
 			return false;
 		}
-	v = json_object_get(body, "uncertainty");
-	if (v && !json_is_boolean(v)) {
-		snprintf(why, n, "uncertainty: true or false");
+	if (!read_options(body, spread, passes, why, n))
 		return false;
-	}
-	*spread = json_is_true(v);
-	v = json_object_get(body, "passes");
-	if (v && (!json_is_integer(v) || json_integer_value(v) < 1 ||
-	          json_integer_value(v) > LOOMI_SERVE_MAX_PASSES)) {
-		snprintf(why, n, "passes: a whole number from 1 to %u (Monte-Carlo-dropout passes)",
-		         LOOMI_SERVE_MAX_PASSES);
-		return false;
-	}
-	*passes = v ? (uint32_t)json_integer_value(v) : 0;
 	v = json_object_get(body, "inputs");
 	if (!json_is_array(v) || json_array_size(v) == 0 ||
 	    json_array_size(v) > LOOMI_SERVE_MAX_WINDOWS) {
@@ -885,20 +896,8 @@ read_file_body(const json_t *body, file_req *fr, bool *spread, uint32_t *passes,
 		return false;
 	}
 	fr->stride = v ? json_integer_value(v) : 1;
-	v = json_object_get(body, "uncertainty");
-	if (v && !json_is_boolean(v)) {
-		snprintf(why, n, "uncertainty: true or false");
+	if (!read_options(body, spread, passes, why, n))
 		return false;
-	}
-	*spread = json_is_true(v);
-	v = json_object_get(body, "passes");
-	if (v && (!json_is_integer(v) || json_integer_value(v) < 1 ||
-	          json_integer_value(v) > LOOMI_SERVE_MAX_PASSES)) {
-		snprintf(why, n, "passes: a whole number from 1 to %u (Monte-Carlo-dropout passes)",
-		         LOOMI_SERVE_MAX_PASSES);
-		return false;
-	}
-	*passes = v ? (uint32_t)json_integer_value(v) : 0;
 	return true;
 }
 
