@@ -937,6 +937,10 @@ update_terms(run *r, tf_model *final, tf_continual *out)
 	int n = online ? 1 : old + 1, rv;
 	float *F;
 
+	/* a model auto chose instead of the trained one (ridge, naive, an
+	 * ensemble) is not trained further: it keeps no EWC term */
+	if (final != &r->model)
+		return 0;
 	out->terms = calloc((size_t)n, sizeof *out->terms);
 	if (out->terms == NULL)
 		return LOOM_ENOMEM;

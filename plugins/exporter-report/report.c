@@ -784,8 +784,8 @@ report_run(void *p, const loom_export_source *src, const loom_export_sink *sink)
 	section_header(&o, src, run);
 	section_metrics(&o, metrics);
 	report_choice(&o, metrics);
-	report_continual(&o, metrics);
 	section_charts(&o, c, src);
+	report_continual(&o, metrics);
 	section_data(&o, spec, model, metrics, run);
 	section_spec(&o, spec);
 	section_model(&o, src, model);
