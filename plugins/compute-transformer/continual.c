@@ -445,6 +445,8 @@ check_save(const char *path, const tf_continual *c, char **err)
 {
 	if (c->window_floats <= 0 || c->target_len <= 0)
 		return invalid(err, path, "window_floats and target_len must be at least 1");
+	if (c->meta != NULL && !json_is_object(c->meta))
+		return invalid(err, path, "the metadata is not a JSON object");
 	if (c->mem_n < 0 || (c->mem_n > 0 && (c->mem_x == NULL || c->mem_y == NULL)))
 		return invalid(err, path, "the replay bank's rows have no data");
 	if (c->n_terms < 0 || c->n_terms > TF_CONTINUAL_MAX_TERMS ||
