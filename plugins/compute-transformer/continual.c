@@ -365,7 +365,8 @@ fill(reader *r, tf_continual *c)
 			c->n_holdouts = h;
 		}
 	}
-	qsort(c->holdouts, (size_t)c->n_holdouts, sizeof *c->holdouts, holdout_cmp);
+	if (c->n_holdouts > 1)
+		qsort(c->holdouts, (size_t)c->n_holdouts, sizeof *c->holdouts, holdout_cmp);
 	return 0;
 }
 
