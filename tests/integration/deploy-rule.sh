@@ -166,6 +166,17 @@ assert j["train"]["init"]["model_dir"] == sys.argv[2], j["train"]["init"]' \
 			"$state/jobs/$init_task/job.json" "$state/models/weather/v1" ||
 			fail "job.json's train.init"
 	fi
+	if [ "$s" = completed ]; then
+		# its version's lineage says where it started
+		as alice GET /api/v1/models/weather
+		code 200
+		[ "$(py "[v['version'] for v in b['versions'] if v['task_id'] == '$init_task']")" = "[2]" ] ||
+			fail "$init_task's version: $(cat "$T/body")"
+		as alice GET /api/v1/models/weather/versions/2
+		code 200
+		[ "$(py 'b["lineage"]["init"]')" = "{'model': 'weather', 'version': 1}" ] ||
+			fail "version 2's lineage init: $(py 'b["lineage"]')"
+	fi
 	ok "train.init by version: stored with the version's directory and number ($init_task $s)"
 fi
 
