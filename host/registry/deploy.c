@@ -299,7 +299,6 @@ judged(const loomi_deploy_rule *r, const loomi_deploy_facts *f, loomi_deploy_ver
 	out->reason = loomi_strfmt("%s %.6g against %.6g of version %lld%s: %s%s", r->metric,
 	                           out->value, out->against_value, (long long)f->current, where, how,
 	                           out->action == LOOMI_DEPLOY_PENDING ? "; waiting for approval"
-	                           : out->action == LOOMI_DEPLOY_KEPT  ? ""
 	                                                               : "");
 	free(how);
 }
