@@ -14,6 +14,7 @@ extern const loomi_module loomi_tracking_module; /* host/tracking/ */
 extern const loomi_module loomi_registry_module; /* host/registry/ */
 extern const loomi_module loomi_inference_module; /* host/inference/ */
 extern const loomi_module loomi_labeling_module; /* host/labeling/ */
+extern const loomi_module loomi_deploy_module;   /* host/deploy/ */
 extern const loomi_module loomi_configs_module;  /* host/configs/ */
 extern const loomi_module loomi_exports_module;  /* host/exports/ */
 extern const loomi_module loomi_tasks_module;    /* host/tasks/ */
@@ -34,6 +35,7 @@ const loomi_module *const loomi_modules[] = {
 	&loomi_registry_module,
 	&loomi_inference_module, /* serves the registry's versions */
 	&loomi_labeling_module,  /* scores with tasks, reads the registry */
+	&loomi_deploy_module,    /* the rule's checks: predicts with tasks */
 	&loomi_configs_module,
 	&loomi_exports_module,
 	&loomi_tasks_module,

@@ -94,9 +94,24 @@ void loomi_deploy_route_delete(loomi_daemon *d, const loomi_http_req *req, loomi
 void loomi_deploy_route_decisions(loomi_daemon *d, const loomi_http_req *req,
                                   loomi_http_res *res);
 void loomi_deploy_route_approve(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_deploy_route_check(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res);
-void loomi_deploy_route_check_get(loomi_daemon *d, const loomi_http_req *req,
-                                  loomi_http_res *res);
+/* What deploy.c lends the rollback checks (host/deploy/check.c, which
+ * submits batch predictions through the tasks service, so it lives outside
+ * the registry): the rule, recording a decision, the store's helpers and
+ * the routes' answer. */
+bool loomi_deploy_read_rule(sqlite3 *db, int64_t model, loomi_deploy_rule *r, json_t **about);
+int loomi_deploy_record(sqlite3 *db, int64_t model, int64_t version, const char *alias,
+                        const char *metric, const loomi_deploy_verdict *v, int64_t check,
+                        const char *user, int64_t now, int64_t *id, char **msg);
+int loomi_deploy_no_rule(char **msg, const char *name);
+void loomi_deploy_answer(loomi_http_res *res, int rv, json_t *out, char *msg);
+int loomi_deploy_fail(char **msg, int code, const char *fmt, ...) LOOM_PRINTF(3, 4);
+sqlite3_stmt *loomi_deploy_prep(sqlite3 *db, const char *sql);
+int loomi_deploy_step_done(sqlite3 *db, sqlite3_stmt *st, char **msg, const char *what);
+json_t *loomi_deploy_iso_time(int64_t ms);
+json_t *loomi_deploy_json_column(sqlite3_stmt *st, int col);
+json_t *loomi_deploy_real_or_null(sqlite3_stmt *st, int col);
+json_t *loomi_deploy_text_or_null(sqlite3_stmt *st, int col);
+void loomi_deploy_bind_real(sqlite3_stmt *st, int col, double x);
 
 /* What registry.c lends deploy.c: its lock (one operation at a time), the
  * wait for queued registrations, and alias moves inside an open

@@ -1712,10 +1712,6 @@ static const loomi_route routes[] = {
 	 NULL},
 	{"GET", "/api/v1/models/{name}/deploy/decisions", loomi_deploy_route_decisions,
 	 LOOMI_ACCESS_READ, NULL},
-	{"POST", "/api/v1/models/{name}/deploy/check", loomi_deploy_route_check, LOOMI_ACCESS_WRITE,
-	 NULL},
-	{"GET", "/api/v1/models/{name}/deploy/checks/{id}", loomi_deploy_route_check_get,
-	 LOOMI_ACCESS_READ, NULL},
 	{"POST", "/api/v1/models/{name}/versions/{version}/approve", loomi_deploy_route_approve,
 	 LOOMI_ACCESS_WRITE, NULL},
 };

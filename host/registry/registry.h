@@ -71,6 +71,9 @@
 
 #include "host/server/auth.h"
 #include "host/server/daemon.h"
+/* the deployment rule is part of the registry's interface: its rollback
+ * checks (host/deploy/) use it */
+#include "host/registry/deploy.h"
 
 /* Register the model that task job_id produced, now, on the calling
  * thread.  0 when a version was stored; LOOM_ENOENT when the task is

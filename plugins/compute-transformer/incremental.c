@@ -615,10 +615,13 @@ tf_incr_start(run *r, bool resume, json_t *ckpt_info, char **err)
 			goto out;
 		if ((rv = tf_weights_load_init(weights, &r->model, NULL, &grown, err)) != 0)
 			goto out;
-		say(r, LOOM_LOG_INFO, "starting from %s%s%s version %lld (%s)%s",
-		    s->init_model ? "model \"" : "", s->init_model ? s->init_model : "",
-		    s->init_model ? "\"" : "", (long long)s->init_version, s->init_dir,
-		    grown ? ": the head grew for the new classes" : "");
+		if (s->init_model && s->init_version > 0)
+			say(r, LOOM_LOG_INFO, "starting from model \"%s\" version %lld (%s)%s",
+			    s->init_model, (long long)s->init_version, s->init_dir,
+			    grown ? ": the head grew for the new classes" : "");
+		else
+			say(r, LOOM_LOG_INFO, "starting from the model in %s%s", s->init_dir,
+			    grown ? ": the head grew for the new classes" : "");
 	}
 	if (exists(cont)) {
 		if ((rv = tf_continual_load(cont, &r->model, wf, r->target_len, &ic->cont, err)) != 0)

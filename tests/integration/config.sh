@@ -9,7 +9,7 @@ conf() { cat >"$T/$1"; }
 
 # ---------------------------------------------------------------- the shipped default
 LOOM_PLUGIN_PATH=$LOOM_TEST_PLUGINS expect 0 loomd -c "$S/etc/loomd.conf" --check-config
-has "$T/out" "loomd.conf: OK (16 plugin instances: sched=sched-local, transformer=compute-transformer, forecast=head-forecast, regression=head-regression, classification=head-classification, anomaly=head-anomaly, exec=compute-exec, store=storage-local, scratch=storage-memory, tensorboard=tracker-tensorboard, jsonl=tracker-jsonl, onnx=exporter-onnx, safetensors=exporter-safetensors, report=exporter-report, csv=exporter-csv, json=exporter-json)"
+has "$T/out" "loomd.conf: OK (17 plugin instances: sched=sched-local, transformer=compute-transformer, forecast=head-forecast, regression=head-regression, classification=head-classification, anomaly=head-anomaly, exec=compute-exec, store=storage-local, scratch=storage-memory, tensorboard=tracker-tensorboard, jsonl=tracker-jsonl, onnx=exporter-onnx, safetensors=exporter-safetensors, report=exporter-report, csv=exporter-csv, json=exporter-json, reservoir=sampler-reservoir)"
 ok "etc/loomd.conf passes --check-config"
 
 conf good.conf <<EOF
