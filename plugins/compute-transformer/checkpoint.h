@@ -52,5 +52,13 @@ char *tf_checkpoint_newest(const char *dir);
 int tf_weights_save(const char *path, const tf_model *m, const json_t *info, char **err);
 /* Load weights (from tf_weights_save) into a model built to match. */
 int tf_weights_load(const char *path, tf_model *m, json_t **info, char **err);
+/* Load weights (tf_weights_save's file, a registered version's best.safetensors) into m,
+ * built for an incremental run: every tensor of the file must exist in m with the same
+ * shape, except head tensors (TF_HEAD) whose first dimension grew (new classes): their
+ * leading rows are copied and the rest keep m's initial values; *grown (may be NULL)
+ * receives how many tensors grew.  Tensors of m the file lacks are an error naming them.
+ * *info (may be NULL) receives the metadata as tf_weights_load gives it.  Everything
+ * is checked before m is touched. */
+int tf_weights_load_init(const char *path, tf_model *m, json_t **info, int *grown, char **err);
 
 #endif /* LOOM_TF_CHECKPOINT_H */

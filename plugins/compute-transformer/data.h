@@ -115,6 +115,18 @@ typedef struct tf_data_spec {
 	int64_t season;             /* seasonal-naive period; 0: infer from the
 	                             * time column's spacing (hourly 24, daily 7,
 	                             * weekly 52, monthly 12, quarterly 4) */
+	/* An incremental run (train.init): the init version's normalization, used
+	 * instead of statistics fitted on the training rows; NULL: fitted. Arrays of
+	 * the dataset's n_in / n_out.  in_shift and in_scale go together, as do
+	 * out_shift and out_scale; a scale must be finite and not 0, a shift
+	 * finite (else LOOM_EINVAL naming the channel). */
+	const double *in_shift, *in_scale, *out_shift, *out_scale;
+	/* Classification: the init version's classes, in their order; a label of
+	 * the data not among them is appended after them (the new ones sorted by
+	 * name).  NULL: the classes found, sorted by name, as today.  The names
+	 * must be distinct and not empty. */
+	const char *const *classes;
+	size_t n_classes;
 } tf_data_spec;
 
 /* The data of one job, in memory.  Rows are in time order. */
@@ -136,8 +148,17 @@ typedef struct tf_dataset {
 	double *out_shift, *out_scale;  /* [n_out] */
 	/* classification */
 	int32_t n_classes;
-	char **class_names;         /* [n_classes], sorted by name */
-	int64_t *class_counts;      /* [n_classes] over the training split */
+	char **class_names;         /* [n_classes], sorted by name; with
+	                             * spec->classes, those then the new ones */
+	int64_t *class_counts;      /* [n_classes] over the training split's
+	                             * labelled rows (0 for a class it lacks) */
+	int32_t n_new_classes;      /* labels appended to spec->classes (the
+	                             * last n_new_classes of class_names) */
+	int64_t unlabeled;          /* classification: rows whose label cell is
+	                             * empty or NA/NaN/null; a window whose last
+	                             * input row is one of them is in no split's
+	                             * window list (the row still serves as
+	                             * context of other windows) */
 	/* splits: rows [split_begin[s], split_end[s]) for s = 0 train, 1
 	 * validation, 2 test; windows whose predicted rows fall in split s */
 	int64_t split_begin[3], split_end[3];
