@@ -4,6 +4,9 @@
  *
  *   label list | create | status | round | next | decide | export
  *
+ * export --apply writes a data file back with the project's labels in
+ * its label column, so that the labels are an increment a training run
+ * reads (docs/incremental.md). *
  * Every subcommand prints the API's JSON as is with --json; an answer
  * other than the expected one prints loomd's message and exits 1. */
 #include "config.h"
@@ -39,6 +42,7 @@ static const char usage_text[] =
 	"  label next NAME\n"
 	"  label decide ITEM confirm|correct|skip|flag [--label L] [--note TEXT]\n"
 	"  label export NAME [--format csv|json] [--round N] [-o FILE]\n"
+	"  label export NAME --apply DATA.csv [--only corrected|confirmed|all] [--round N] [-o FILE]\n"
 	"  (--label: a class; numbers \"1.5,2\" or JSON for a forecast or a regression;\n"
 	"   anomalous|normal or JSON for an anomaly)\n";
 
@@ -90,7 +94,7 @@ typedef struct args {
 	const char *pos[2];
 	int npos;
 	const char *model, *sampler, *alias, *k, *lease, *data, *seed, *label, *note, *format,
-		*round, *output;
+		*round, *output, *apply, *only;
 	bool wait;
 } args;
 
@@ -104,6 +108,7 @@ static const struct option_def {
 	{"seed", offsetof(args, seed)},     {"label", offsetof(args, label)},
 	{"note", offsetof(args, note)},     {"format", offsetof(args, format)},
 	{"round", offsetof(args, round)},   {"output", offsetof(args, output)},
+	{"apply", offsetof(args, apply)},   {"only", offsetof(args, only)},
 	{"wait", 0},
 };
 
@@ -907,6 +912,571 @@ write_atomic(const char *file, const char *data, size_t n)
 	return e ? EXIT_REFUSED : 0;
 }
 
+/* ------------------------------------------------------------------ export --apply */
+
+/* A CSV file cut into records the way the engine's reader cuts it
+ * (compute-transformer's data.c: RFC 4180 quoting with "" escapes and
+ * line breaks inside quotes, CRLF, LF or CR, blank lines skipped, blanks
+ * around a field ignored), keeping each field's bytes where they are so
+ * that the file can be written again with one column changed and every
+ * other byte as it was. */
+typedef struct span {
+	size_t begin, end;       /* a field's bytes, quotes and blanks included */
+} span;
+
+typedef struct csv_rec {
+	int64_t line;            /* the line the record starts on; the first is 1 */
+	size_t nf;
+	span *f;
+} csv_rec;
+
+typedef struct csv_file {
+	const char *name;
+	char *text;
+	size_t len;
+	int64_t lines;           /* lines of the file */
+	csv_rec *recs;           /* recs[0] is the header */
+	size_t n;
+} csv_file;
+
+static bool
+blank(char ch)
+{
+	return ch == ' ' || ch == '\t';
+}
+
+static bool
+eol(char ch)
+{
+	return ch == '\n' || ch == '\r';
+}
+
+static void
+csv_file_free(csv_file *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		free(f->recs[i].f);
+	free(f->recs);
+	free(f->text);
+	memset(f, 0, sizeof *f);
+}
+
+/* Cut f->text into records; 0, or EXIT_REFUSED after saying where the
+ * file is not CSV. */
+static int
+csv_scan(csv_file *f)
+{
+	const char *t = f->text;
+	size_t len = f->len, p = 0, cap = 0;
+	int64_t line = 1;
+
+	if (len >= 3 && memcmp(t, "\xEF\xBB\xBF", 3) == 0)
+		p = 3;
+	for (;;) {
+		size_t q = p, fcap = 0;
+		csv_rec r = {0};
+
+		/* blank lines */
+		for (;;) {
+			q = p;
+			while (q < len && blank(t[q]))
+				q++;
+			if (q == len || !eol(t[q]))
+				break;
+			if (t[q] == '\r' && q + 1 < len && t[q + 1] == '\n')
+				q++;
+			p = q + 1;
+			line++;
+		}
+		if (q == len)
+			break;
+		r.line = line;
+		for (;;) {
+			span s = {p, p};
+			q = p;
+			while (q < len && blank(t[q]))
+				q++;
+			if (q < len && t[q] == '"') {
+				int64_t open = line;
+				for (q++;; ) {
+					char ch;
+					if (q == len) {
+						fprintf(stderr, "loomctl: %s:%lld: a quoted field starts on this line "
+						        "and is never closed; the file is not CSV a training run "
+						        "reads\n", f->name, (long long)open);
+						free(r.f);
+						return EXIT_REFUSED;
+					}
+					ch = t[q++];
+					if (ch == '"') {
+						if (q < len && t[q] == '"') {
+							q++;
+							continue;
+						}
+						break;
+					}
+					if (ch == '\n' || (ch == '\r' && (q == len || t[q] != '\n')))
+						line++;
+				}
+				while (q < len && blank(t[q]))
+					q++;
+				if (q < len && t[q] != ',' && !eol(t[q])) {
+					fprintf(stderr, "loomctl: %s:%lld: text after the closing quote of a "
+					        "quoted field; the file is not CSV a training run reads\n",
+					        f->name, (long long)line);
+					free(r.f);
+					return EXIT_REFUSED;
+				}
+			} else {
+				while (q < len && t[q] != ',' && !eol(t[q]))
+					q++;
+			}
+			s.end = q;
+			if (r.nf == fcap) {
+				fcap = fcap ? 2 * fcap : 16;
+				r.f = loomi_xrealloc(r.f, fcap * sizeof *r.f);
+			}
+			r.f[r.nf++] = s;
+			if (q < len && t[q] == ',') {
+				p = q + 1;
+				continue;
+			}
+			if (q < len) {
+				if (t[q] == '\r' && q + 1 < len && t[q + 1] == '\n')
+					q++;
+				q++;
+				line++;
+			}
+			p = q;
+			break;
+		}
+		if (f->n == cap) {
+			cap = cap ? 2 * cap : 1024;
+			f->recs = loomi_xrealloc(f->recs, cap * sizeof *f->recs);
+		}
+		f->recs[f->n++] = r;
+	}
+	f->lines = len == 0 ? 0 : eol(t[len - 1]) ? line - 1 : line;
+	if (f->n == 0) {
+		fprintf(stderr, "loomctl: %s: the file is empty; give the data file the round "
+		        "scored\n", f->name);
+		return EXIT_REFUSED;
+	}
+	for (size_t i = 1; i < f->n; i++) {
+		if (f->recs[i].nf != f->recs[0].nf) {
+			fprintf(stderr, "loomctl: %s:%lld: %zu fields, the header has %zu\n", f->name,
+			        (long long)f->recs[i].line, f->recs[i].nf, f->recs[0].nf);
+			return EXIT_REFUSED;
+		}
+	}
+	return 0;
+}
+
+/* A field's text as the engine reads it: blanks around it dropped, quotes
+ * removed and "" made one (malloc'd). */
+static char *
+csv_text(const csv_file *f, span s)
+{
+	const char *t = f->text;
+	size_t b = s.begin, e = s.end;
+	char *out, *o;
+
+	while (b < e && blank(t[b]))
+		b++;
+	while (e > b && blank(t[e - 1]))
+		e--;
+	o = out = loomi_xmalloc(e - b + 1);
+	if (b < e && t[b] == '"') {
+		for (size_t i = b + 1; i < e; i++) {
+			if (t[i] == '"' && i + 1 < e && t[i + 1] == '"')
+				i++;
+			else if (t[i] == '"')
+				break;
+			*o++ = t[i];
+		}
+	} else {
+		memcpy(o, t + b, e - b);
+		o += e - b;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* The column named name in the header, or -1. */
+static long
+csv_column(const csv_file *f, const char *name)
+{
+	for (size_t i = 0; i < f->recs[0].nf; i++) {
+		char *h = csv_text(f, f->recs[0].f[i]);
+		bool same = strcmp(h, name) == 0;
+		free(h);
+		if (same)
+			return (long)i;
+	}
+	return -1;
+}
+
+/* The record starting on line, or NULL (records are in line order). */
+static csv_rec *
+csv_at_line(const csv_file *f, int64_t line)
+{
+	size_t lo = 1, hi = f->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (f->recs[mid].line < line)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < f->n && f->recs[lo].line == line ? &f->recs[lo] : NULL;
+}
+
+/* A value as a CSV field: quoted when it holds a comma, a quote, a line
+ * break or blanks at either end (which the reader would drop). */
+static void
+csv_put(FILE *fp, const char *v)
+{
+	size_t n = strlen(v);
+
+	if (strpbrk(v, ",\"\r\n") == NULL && (n == 0 || (!blank(v[0]) && !blank(v[n - 1])))) {
+		fputs(v, fp);
+		return;
+	}
+	fputc('"', fp);
+	for (const char *p = v; *p; p++) {
+		if (*p == '"')
+			fputc('"', fp);
+		fputc(*p, fp);
+	}
+	fputc('"', fp);
+}
+
+/* What the engine reads as "no label" (data.h: empty, NA, NaN, null). */
+static bool
+reads_as_unlabelled(const char *v)
+{
+	return *v == '\0' || strcasecmp(v, "na") == 0 || strcasecmp(v, "nan") == 0 ||
+	       strcasecmp(v, "null") == 0;
+}
+
+/* Model name's version v: its label column (data.target), time column and
+ * input columns (data.features, a new array; empty when the spec lists
+ * none), from the registry; only a classifier's.  0, or EXIT_REFUSED after
+ * saying why. */
+static int
+version_columns(const ctl *c, const char *model, int64_t v, char **target, char **time_col,
+                json_t **features)
+{
+	char *seg = segment(model), *path;
+	reply r = {0};
+	const json_t *spec, *tg;
+	const char *head;
+	int rv;
+
+	path = loomi_strfmt("/api/v1/models/%s/versions/%lld", seg, (long long)v);
+	rv = http(c, "GET", path, NULL, &r);
+	free(path);
+	free(seg);
+	if (rv != 0)
+		return rv;
+	if (r.status != 200) {
+		fprintf(stderr, "loomctl: label export --apply: the label column is model \"%s\" "
+		        "version %lld's data.target, and reading that version was refused:\n",
+		        model, (long long)v);
+		rv = refused(c, &r);
+		json_decref(r.body);
+		return rv;
+	}
+	spec = json_object_get(r.body, "spec");
+	head = json_string_value(json_object_get(json_object_get(spec, "model"), "head"));
+	tg = json_object_get(json_object_get(spec, "data"), "target");
+	if (json_is_array(tg) && json_array_size(tg) == 1)
+		tg = json_array_get(tg, 0);
+	if (head == NULL || strcmp(head, "classification") != 0) {
+		fprintf(stderr, "loomctl: label export --apply: model \"%s\" version %lld is a%s %s "
+		        "model; --apply writes class labels into a label column, which only a "
+		        "classifier's increment has (use the export's JSON or CSV for other "
+		        "labels)\n", model, (long long)v, head && strchr("aeiou", head[0]) ? "n" : "",
+		        head ? head : "unknown");
+		json_decref(r.body);
+		return EXIT_REFUSED;
+	}
+	if (!json_is_string(tg)) {
+		fprintf(stderr, "loomctl: label export --apply: model \"%s\" version %lld's spec "
+		        "names no single label column (data.target)\n", model, (long long)v);
+		json_decref(r.body);
+		return EXIT_REFUSED;
+	}
+	*target = loomi_strdup(json_string_value(tg));
+	tg = json_object_get(json_object_get(spec, "data"), "time_column");
+	*time_col = json_is_string(tg) ? loomi_strdup(json_string_value(tg)) : NULL;
+	tg = json_object_get(json_object_get(spec, "data"), "features");
+	*features = json_is_array(tg) ? json_incref((json_t *)tg) : json_array();
+	json_decref(r.body);
+	return 0;
+}
+
+static bool
+only_keeps(const char *only, const char *action)
+{
+	if (strcmp(only, "all") == 0)
+		return true;
+	return strcmp(only, "corrected") == 0 ? strcmp(action, "correct") == 0
+	                                      : strcmp(action, "confirm") == 0;
+}
+
+/* The labels of export that --only keeps and that come from the data
+ * file given: all of them when they come from one file (loomd's path for
+ * it may differ from this machine's), else those whose path is the one
+ * given.  A new array, or NULL after saying why. */
+static json_t *
+apply_labels(const json_t *export, const char *only, const char *data, const char *project)
+{
+	json_t *kept = json_array(), *files = json_array(), *mine = json_array(), *l;
+	char *real = realpath(data, NULL);
+	size_t i;
+
+	json_array_foreach(json_object_get(export, "labels"), i, l) {
+		const char *action = json_string_value(json_object_get(l, "action"));
+		const json_t *file = json_object_get(l, "data");
+		bool seen = false;
+		if (action == NULL || !only_keeps(only, action))
+			continue;
+		json_array_append(kept, l);
+		for (size_t k = 0; k < json_array_size(files); k++)
+			seen = seen || json_equal(json_array_get(files, k), file);
+		if (!seen)
+			json_array_append(files, (json_t *)file);
+		if (json_is_string(file) && (strcmp(json_string_value(file), data) == 0 ||
+		                             (real && strcmp(json_string_value(file), real) == 0)))
+			json_array_append(mine, l);
+	}
+	free(real);
+	if (json_array_size(kept) == 0) {
+		fprintf(stderr, "loomctl: label export --apply: project \"%s\" has no %s labels%s; "
+		        "nothing to apply\n", project,
+		        strcmp(only, "all") == 0 ? "confirmed or corrected" : only,
+		        json_object_get(export, "rounds") ? " in the rounds exported" : "");
+		json_decref(mine);
+		mine = NULL;
+	} else if (json_array_size(files) > 1 && json_array_size(mine) == 0) {
+		char *list = json_dumps(files, JSON_COMPACT);
+		fprintf(stderr, "loomctl: label export --apply: project \"%s\"'s labels come from "
+		        "%zu data files (%s) and %s is none of them; give --round N to take one "
+		        "round's labels, and that round's data file\n", project,
+		        json_array_size(files), list ? list : "?", data);
+		free(list);
+		json_decref(mine);
+		mine = NULL;
+	} else if (json_array_size(files) == 1) {
+		json_decref(mine);
+		mine = json_incref(kept);
+	}
+	json_decref(kept);
+	json_decref(files);
+	return mine;
+}
+
+static int
+label_apply(const ctl *c, const args *a)
+{
+	const char *only = a->only ? a->only : "all", *project = a->pos[0];
+	const char *model, *out_name = a->output && strcmp(a->output, "-") ? a->output : NULL;
+	char *name = segment(project), *path, *target = NULL, *time_col = NULL, *body = NULL;
+	const char **assigned = NULL;
+	int64_t version = 0;
+	csv_file f = {.name = a->apply};
+	json_t *labels = NULL, *features = NULL, *l;
+	reply r = {0};
+	long tc, timec = -1;
+	size_t i, applied = 0, body_len = 0;
+	FILE *fp;
+	int rv;
+
+	if (strcmp(only, "all") && strcmp(only, "corrected") && strcmp(only, "confirmed")) {
+		free(name);
+		return label_usage("export", "--only \"%s\": give corrected, confirmed or all", only);
+	}
+	path = loomi_strfmt(API "/projects/%s/export?format=json%s%s", name,
+	                    a->round ? "&round=" : "", a->round ? a->round : "");
+	rv = http(c, "GET", path, NULL, &r);
+	free(path);
+	free(name);
+	if (rv != 0)
+		return rv;
+	if (r.status != 200) {
+		rv = refused(c, &r);
+		goto out;
+	}
+	model = json_string_value(json_object_get(json_object_get(r.body, "project"), "model"));
+	if ((labels = apply_labels(r.body, only, a->apply, project)) == NULL) {
+		rv = EXIT_REFUSED;
+		goto out;
+	}
+	/* the label column: every version that scored a label must name the
+	 * same one */
+	json_array_foreach(labels, i, l) {
+		int64_t v = json_integer_value(json_object_get(l, "model_version"));
+		char *tg = NULL, *tm = NULL;
+		json_t *fs = NULL;
+		if (v == version)
+			continue;
+		if ((rv = version_columns(c, model ? model : "?", v, &tg, &tm, &fs)) != 0)
+			goto out;
+		if (target && strcmp(target, tg) != 0) {
+			fprintf(stderr, "loomctl: label export --apply: the labels were scored by model "
+			        "\"%s\" versions %lld and %lld, whose label columns differ (\"%s\", "
+			        "\"%s\"); give --round N to take one round's labels\n", model,
+			        (long long)version, (long long)v, target, tg);
+			free(tg);
+			free(tm);
+			json_decref(fs);
+			rv = EXIT_REFUSED;
+			goto out;
+		}
+		free(target);
+		free(time_col);
+		json_decref(features);
+		target = tg;
+		time_col = tm;
+		features = fs;
+		version = v;
+	}
+	if (loomi_read_file(a->apply, &f.text, &f.len) != 0) {
+		fprintf(stderr, "loomctl: cannot read %s: %s\n", a->apply, strerror(errno));
+		rv = EXIT_REFUSED;
+		goto out;
+	}
+	if ((rv = csv_scan(&f)) != 0)
+		goto out;
+	/* the header: the model's columns; the label column, when the file
+	 * has it, is set, else added last */
+	json_array_foreach(features, i, l) {
+		if (json_is_string(l) && csv_column(&f, json_string_value(l)) < 0) {
+			fprintf(stderr, "loomctl: %s:%lld: no column \"%s\", an input of model \"%s\" "
+			        "version %lld; give the data file the round scored\n", a->apply,
+			        (long long)f.recs[0].line, json_string_value(l), model,
+			        (long long)version);
+			rv = EXIT_REFUSED;
+			goto out;
+		}
+	}
+	tc = csv_column(&f, target);
+	if (time_col && (timec = csv_column(&f, time_col)) < 0) {
+		fprintf(stderr, "loomctl: %s:%lld: no column \"%s\", the time column of model \"%s\" "
+		        "version %lld; give the data file the round scored\n", a->apply,
+		        (long long)f.recs[0].line, time_col, model, (long long)version);
+		rv = EXIT_REFUSED;
+		goto out;
+	}
+	/* each label on its window's last row; the file must be the one the
+	 * round scored: the line exists, starts a row, and has the time the
+	 * export recorded */
+	assigned = loomi_xcalloc(f.n, sizeof *assigned);
+	json_array_foreach(labels, i, l) {
+		int64_t line = json_integer_value(json_object_get(l, "last_line"));
+		int64_t item = json_integer_value(json_object_get(l, "item"));
+		const char *label = json_string_value(json_object_get(l, "label"));
+		const char *when = json_string_value(json_object_get(l, "time"));
+		csv_rec *rec = csv_at_line(&f, line);
+		if (rec == NULL) {
+			if (line > f.lines)
+				fprintf(stderr, "loomctl: %s has %lld lines, and item %lld's window ends on "
+				        "line %lld: this is not the file its round scored (%s)\n", a->apply,
+				        (long long)f.lines, (long long)item, (long long)line,
+				        S(l, "data"));
+			else
+				fprintf(stderr, "loomctl: %s:%lld: no row starts on this line, and item "
+				        "%lld's window ends on it: this is not the file its round scored "
+				        "(%s), or it was changed since\n", a->apply, (long long)line,
+				        (long long)item, S(l, "data"));
+			rv = EXIT_REFUSED;
+			goto out;
+		}
+		if (timec >= 0 && when) {
+			char *have = csv_text(&f, rec->f[timec]);
+			bool same = strcmp(have, when) == 0;
+			if (!same)
+				fprintf(stderr, "loomctl: %s:%lld: %s is \"%s\", and the export recorded "
+				        "\"%s\" for item %lld's window: this is not the file its round "
+				        "scored (%s), or it was changed since\n", a->apply,
+				        (long long)line, time_col, have, when, (long long)item,
+				        S(l, "data"));
+			free(have);
+			if (!same) {
+				rv = EXIT_REFUSED;
+				goto out;
+			}
+		}
+		if (label == NULL || reads_as_unlabelled(label)) {
+			fprintf(stderr, "loomctl: label export --apply: item %lld's label %s is not a "
+			        "class name a training run reads as a label\n", (long long)item,
+			        label ? label : "(not text)");
+			rv = EXIT_REFUSED;
+			goto out;
+		}
+		/* a later round's decision on the same row wins */
+		applied += assigned[rec - f.recs] == NULL;
+		assigned[rec - f.recs] = label;
+	}
+	/* the file again, the label column set on labelled rows and empty on
+	 * the others, every other byte as it was */
+	if ((fp = open_memstream(&body, &body_len)) == NULL) {
+		rv = EXIT_REFUSED;
+		goto out;
+	}
+	{
+		size_t at = 0;
+		for (i = 0; i < f.n; i++) {
+			const csv_rec *rec = &f.recs[i];
+			if (tc >= 0 && i == 0)
+				continue;
+			if (tc >= 0) {
+				fwrite(f.text + at, 1, rec->f[tc].begin - at, fp);
+				csv_put(fp, assigned[i] ? assigned[i] : "");
+				at = rec->f[tc].end;
+			} else {
+				/* a new last column */
+				fwrite(f.text + at, 1, rec->f[rec->nf - 1].end - at, fp);
+				fputc(',', fp);
+				csv_put(fp, i == 0 ? target : assigned[i] ? assigned[i] : "");
+				at = rec->f[rec->nf - 1].end;
+			}
+		}
+		fwrite(f.text + at, 1, f.len - at, fp);
+	}
+	if (fclose(fp) != 0) {
+		rv = EXIT_REFUSED;
+		goto out;
+	}
+	if (out_name == NULL) {
+		fwrite(body, 1, body_len, term_raw());
+		if (fflush(term_raw()) != 0) {
+			fprintf(stderr, "loomctl: cannot write the data: %s\n", strerror(errno));
+			rv = EXIT_REFUSED;
+			goto out;
+		}
+	} else if ((rv = write_atomic(out_name, body, body_len)) != 0) {
+		goto out;
+	}
+	fprintf(stderr, "%s%s: %zu rows labelled in column \"%s\"%s (%s labels of project %s, "
+	        "model %s version %lld); the other %zu rows have an empty label and serve as "
+	        "context only\n", out_name ? "wrote " : "", out_name ? out_name : "written", applied,
+	        target, tc < 0 ? ", added last" : "", only, project, model ? model : "?",
+	        (long long)version, f.n - 1 - applied);
+out:
+	free(assigned);
+	free(body);
+	free(target);
+	free(time_col);
+	json_decref(features);
+	json_decref(labels);
+	json_decref(r.body);
+	csv_file_free(&f);
+	return rv;
+}
+
 static int
 label_export(const ctl *c, int argc, char **argv)
 {
@@ -916,8 +1486,18 @@ label_export(const ctl *c, int argc, char **argv)
 	args a;
 	int rv;
 
-	if ((rv = parse(argc, argv, 1, "format round output", &a)) != 0)
+	if ((rv = parse(argc, argv, 1, "format round output apply only", &a)) != 0)
 		return rv;
+	if (a.round && !number_arg("--round", a.round))
+		return EXIT_USAGE;
+	if (a.only && a.apply == NULL)
+		return label_usage("export", "--only chooses the labels --apply writes; give --apply "
+		                             "DATA.csv too");
+	if (a.apply && (a.format || c->json))
+		return label_usage("export", "--apply writes DATA.csv again with the labels; it "
+		                             "takes no --format or --json");
+	if (a.apply)
+		return label_apply(c, &a);
 	/* --json asks for the API's JSON: the json export */
 	format = a.format ? a.format : c->json ? "json" : "csv";
 	if (strcmp(format, "csv") != 0 && strcmp(format, "json") != 0)
@@ -926,8 +1506,6 @@ label_export(const ctl *c, int argc, char **argv)
 		return label_usage("export", "--json and --format %s ask for two different outputs; "
 		                             "give one of them",
 		                   format);
-	if (a.round && !number_arg("--round", a.round))
-		return EXIT_USAGE;
 	name = segment(a.pos[0]);
 	path = loomi_strfmt(API "/projects/%s/export?format=%s%s%s", name, format,
 	                    a.round ? "&round=" : "", a.round ? a.round : "");

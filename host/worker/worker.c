@@ -249,7 +249,8 @@ static const char default_plugins[] =
 	"  { instance = \"forecast\"; module = \"head-forecast\"; },\n"
 	"  { instance = \"regression\"; module = \"head-regression\"; },\n"
 	"  { instance = \"classification\"; module = \"head-classification\"; },\n"
-	"  { instance = \"anomaly\"; module = \"head-anomaly\"; }\n"
+	"  { instance = \"anomaly\"; module = \"head-anomaly\"; },\n"
+	"  { instance = \"reservoir\"; module = \"sampler-reservoir\"; }\n"
 	");\n";
 
 /* --state-dir: where plugins' relative paths resolve, as in loomd */

@@ -14,6 +14,7 @@
 #include <loom/util.h>
 
 #include "checkpoint.h"
+#include "safetensors-io.h"
 
 #define CKPT_FORMAT "loom-checkpoint"
 #define CKPT_VERSION "1"
@@ -115,11 +116,11 @@ entries(const tf_model *m, int moments, size_t *n, char ***names)
 	return t;
 }
 
-/* Encode t with meta (an object of strings) as the file's __metadata__,
- * in meta's order. */
-static int
-encode(const loom_safetensors_tensor *t, size_t n, const json_t *meta, unsigned char **out,
-       size_t *len)
+/* ------------------------------------------------------------------ files (safetensors-io.h) */
+
+int
+tf_st_encode(const loom_safetensors_tensor *t, size_t n, const json_t *meta, unsigned char **out,
+             size_t *len)
 {
 	loom_safetensors_meta *pairs = calloc(json_object_size(meta) + 1, sizeof *pairs);
 	const char *key;
@@ -140,9 +141,47 @@ encode(const loom_safetensors_tensor *t, size_t n, const json_t *meta, unsigned 
 	return rv;
 }
 
-/* A file's __metadata__ as a JSON object of strings, in the file's order. */
-static json_t *
-metadata_json(const loom_safetensors *f)
+int
+tf_st_write(const char *path, const char *what, const loom_safetensors_tensor *t, size_t n,
+            const json_t *meta, char **err)
+{
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	int rv;
+
+	if ((rv = tf_st_encode(t, n, meta, &buf, &len)) != 0) {
+		*err = loom_strfmt("cannot encode %s %s: %s", what, path, loom_strerror(rv));
+		return rv;
+	}
+	if (loom_file_write_atomic(path, buf, len, 0644) != 0) {
+		*err = loom_strfmt("cannot write %s %s: %s", what, path, strerror(errno));
+		rv = LOOM_EIO;
+	}
+	free(buf);
+	return rv;
+}
+
+int
+tf_st_read(const char *path, char **buf, size_t *len, loom_safetensors **f, char **err)
+{
+	int rv;
+
+	*buf = NULL;
+	*f = NULL;
+	if (loom_file_read(path, buf, len) != 0) {
+		rv = errno;
+		*err = loom_strfmt("cannot read %s: %s", path, strerror(rv));
+		return rv == ENOENT ? LOOM_ENOENT : rv == ENOMEM ? LOOM_ENOMEM : LOOM_EIO;
+	}
+	if ((rv = loom_safetensors_decode(*buf, *len, path, f, err)) != 0) {
+		free(*buf);
+		*buf = NULL;
+	}
+	return rv;
+}
+
+json_t *
+tf_st_metadata_json(const loom_safetensors *f)
 {
 	size_t n;
 	const loom_safetensors_meta *meta = loom_safetensors_metadata(f, &n);
@@ -151,6 +190,60 @@ metadata_json(const loom_safetensors *f)
 	for (size_t i = 0; o && i < n; i++)
 		json_object_set_new(o, meta[i].key, json_string(meta[i].value));
 	return o;
+}
+
+const char *
+tf_st_shown(const char *name, char *buf, size_t n)
+{
+	size_t i = 0;
+
+	for (; name[i] != '\0' && i + 1 < n; i++)
+		buf[i] = name[i] >= 0x20 && name[i] < 0x7f ? name[i] : '?';
+	buf[i] = '\0';
+	if (name[i] != '\0')
+		memcpy(buf + n - 4, "...", 4);
+	return buf;
+}
+
+int
+tf_st_fit(const tf_tensor *tt, const loom_safetensors_tensor *s, int *dim)
+{
+	int grown = -1;
+
+	if (strcmp(s->dtype, "F32") != 0 || s->ndim != (uint32_t)tt->ndim)
+		return -1;
+	for (int d = 0; d < tt->ndim; d++) {
+		if (s->dims[d] == tt->dims[d])
+			continue;
+		if (s->dims[d] > tt->dims[d] || grown >= 0 || !(tt->flags & TF_HEAD))
+			return -1;
+		grown = d;
+	}
+	if (grown < 0)
+		return 0;
+	*dim = grown;
+	return 1;
+}
+
+void
+tf_st_copy(float *dst, const tf_tensor *tt, const loom_safetensors_tensor *s, int fit, int dim)
+{
+	const unsigned char *src = s->data;
+	int64_t outer = 1, inner = 1;
+
+	if (fit == 0) {
+		memcpy(dst, src, s->nbytes);
+		return;
+	}
+	/* dst [outer, tt->dims[dim], inner] ← src [outer, s->dims[dim], inner] */
+	for (int d = 0; d < dim; d++)
+		outer *= tt->dims[d];
+	for (int d = dim + 1; d < tt->ndim; d++)
+		inner *= tt->dims[d];
+	for (int64_t o = 0; o < outer; o++)
+		memcpy(dst + o * tt->dims[dim] * inner,
+		       src + (size_t)(o * s->dims[dim] * inner) * sizeof(float),
+		       (size_t)(s->dims[dim] * inner) * sizeof(float));
 }
 
 /* Check that f holds every tensor of m (with moments if asked) with the
@@ -166,7 +259,7 @@ match(const tf_model *m, const loom_safetensors *f, int moments, const char *pat
 		for (int i = 0; i < m->n_tensors; i++) {
 			const tf_tensor *tt = &m->tensors[i];
 			const loom_safetensors_tensor *s;
-			int same;
+			int grown;
 
 			if (pass == 0)
 				snprintf(name, sizeof name, "%s", tt->name);
@@ -179,10 +272,7 @@ match(const tf_model *m, const loom_safetensors *f, int moments, const char *pat
 				                    path, name);
 				return LOOM_EINVAL;
 			}
-			same = strcmp(s->dtype, "F32") == 0 && s->ndim == (uint32_t)tt->ndim;
-			for (int d = 0; same && d < tt->ndim; d++)
-				same = s->dims[d] == tt->dims[d];
-			if (!same) {
+			if (tf_st_fit(tt, s, &grown) != 0) {
 				*err = loom_strfmt("%s: tensor \"%s\" has another dtype or shape than "
 				                    "this model's; it was written for another model",
 				                    path, name);
@@ -235,7 +325,7 @@ tf_checkpoint_save(const char *path, const tf_model *m, const tf_train_state *st
 	free(state_text);
 	free(info_text);
 	free(history_text);
-	rv = meta ? encode(t, n, meta, &raw, &raw_len) : LOOM_ENOMEM;
+	rv = meta ? tf_st_encode(t, n, meta, &raw, &raw_len) : LOOM_ENOMEM;
 	json_decref(meta);
 	free(t);
 	names_free(names, n);
@@ -395,8 +485,7 @@ tf_weights_save(const char *path, const tf_model *m, const json_t *info, char **
 	json_t *v;
 	char **names = NULL;
 	loom_safetensors_tensor *t;
-	size_t n = 0, len = 0;
-	unsigned char *buf = NULL;
+	size_t n = 0;
 	int rv;
 
 	json_object_set_new(meta, "format", json_string("loom-weights"));
@@ -413,19 +502,10 @@ tf_weights_save(const char *path, const tf_model *m, const json_t *info, char **
 		json_decref(meta);
 		return LOOM_ENOMEM;
 	}
-	rv = encode(t, n, meta, &buf, &len);
+	rv = tf_st_write(path, "the weights", t, n, meta, err);
 	free(t);
 	names_free(names, n);
 	json_decref(meta);
-	if (rv != 0) {
-		*err = loom_strfmt("cannot encode %s: %s", path, loom_strerror(rv));
-		return rv;
-	}
-	if (loom_file_write_atomic(path, buf, len, 0644) != 0) {
-		*err = loom_strfmt("cannot write %s: %s", path, strerror(errno));
-		rv = LOOM_EIO;
-	}
-	free(buf);
 	return rv;
 }
 
@@ -438,13 +518,8 @@ tf_weights_load(const char *path, tf_model *m, json_t **info, char **err)
 	const loom_safetensors_tensor **src = NULL;
 	int rv;
 
-	if (loom_file_read(path, &file, &len) != 0) {
-		rv = errno;
-		*err = loom_strfmt("cannot read %s: %s", path, strerror(rv));
-		return rv == ENOENT ? LOOM_ENOENT : LOOM_EIO;
-	}
-	if ((rv = loom_safetensors_decode(file, len, path, &f, err)) != 0)
-		goto out;
+	if ((rv = tf_st_read(path, &file, &len, &f, err)) != 0)
+		return rv;
 	if ((src = calloc((size_t)m->n_tensors + 1, sizeof *src)) == NULL) {
 		rv = LOOM_ENOMEM;
 		goto out;
@@ -453,8 +528,77 @@ tf_weights_load(const char *path, tf_model *m, json_t **info, char **err)
 		goto out;
 	copy_in(m, src, 0);
 	if (info)
-		*info = metadata_json(f);
+		*info = tf_st_metadata_json(f);
 out:
+	free(src);
+	loom_safetensors_free(f);
+	free(file);
+	return rv;
+}
+
+int
+tf_weights_load_init(const char *path, tf_model *m, json_t **info, int *grown, char **err)
+{
+	char *file = NULL;
+	size_t len = 0, n_file;
+	loom_safetensors *f = NULL;
+	const loom_safetensors_tensor *ft;
+	const loom_safetensors_tensor **src = NULL;
+	int *fit = NULL, *dim = NULL, n_grown = 0, rv;
+	char shown[TF_NAME_MAX + 4];
+
+	if ((rv = tf_st_read(path, &file, &len, &f, err)) != 0)
+		return rv;
+	if ((src = calloc((size_t)m->n_tensors + 1, sizeof *src)) == NULL ||
+	    (fit = calloc((size_t)m->n_tensors + 1, sizeof *fit)) == NULL ||
+	    (dim = calloc((size_t)m->n_tensors + 1, sizeof *dim)) == NULL) {
+		rv = LOOM_ENOMEM;
+		*err = loom_strfmt("out of memory reading %s", path);
+		goto out;
+	}
+	/* every tensor of the file is one of m's */
+	ft = loom_safetensors_tensors(f, &n_file);
+	for (size_t i = 0; i < n_file; i++)
+		if (tf_model_tensor(m, ft[i].name) == NULL) {
+			*err = loom_strfmt("%s has a tensor \"%s\" this model does not have: it was "
+			                    "written for another kind of model; train.init must name a "
+			                    "version of the same architecture",
+			                    path, tf_st_shown(ft[i].name, shown, sizeof shown));
+			rv = LOOM_EINVAL;
+			goto out;
+		}
+	/* every tensor of m is in the file, the same or a grown head */
+	for (int i = 0; i < m->n_tensors; i++) {
+		const tf_tensor *tt = &m->tensors[i];
+		if ((src[i] = loom_safetensors_find(f, tt->name)) == NULL) {
+			*err = loom_strfmt("%s has no tensor \"%s\": it was written for another kind of "
+			                    "model; train.init must name a version of the same "
+			                    "architecture",
+			                    path, tt->name);
+			rv = LOOM_EINVAL;
+			goto out;
+		}
+		if ((fit[i] = tf_st_fit(tt, src[i], &dim[i])) < 0) {
+			*err = loom_strfmt("%s: tensor \"%s\" has another dtype or shape than this "
+			                    "model's; train.init must name a version of the same "
+			                    "architecture (only a classification head may grow, by new "
+			                    "classes)",
+			                    path, tt->name);
+			rv = LOOM_EINVAL;
+			goto out;
+		}
+		n_grown += fit[i];
+	}
+	/* everything checked: now load */
+	for (int i = 0; i < m->n_tensors; i++)
+		tf_st_copy(m->params + m->tensors[i].offset, &m->tensors[i], src[i], fit[i], dim[i]);
+	if (info)
+		*info = tf_st_metadata_json(f);
+	if (grown)
+		*grown = n_grown;
+out:
+	free(dim);
+	free(fit);
 	free(src);
 	loom_safetensors_free(f);
 	free(file);

@@ -85,11 +85,21 @@
  * zscore uses the mean and the population standard deviation (divisor n);
  * a standard deviation or range of 0 becomes 1.  Forecast and regression
  * targets get their own out_shift/out_scale the same way; class indices and
- * anomaly labels are not normalized (shift 0, scale 1).
+ * anomaly labels are not normalized (shift 0, scale 1).  An incremental run
+ * gives the init version's statistics in the spec (in_*, and out_* for
+ * forecast and regression targets; ignored for the other tasks): they are
+ * used as given, whatever data.normalize says, and nothing is fitted.
  *
  * Classification.  Classes are the distinct label texts sorted bytewise
- * (strcmp); class_counts counts the training split's rows.  The majority
- * class is the most frequent there (the first by name on a tie); its
+ * (strcmp); with spec.classes (an incremental run), those in their order,
+ * then the labels they lack sorted bytewise.  A label cell that is empty or
+ * NA, NaN or null (any case) leaves its row unlabelled (y NAN): counted in
+ * tf_dataset.unlabeled, and a window whose last input row it is belongs to
+ * no split, so an increment file may carry labels only on the rows
+ * reviewers confirmed.  No labelled row, no labelled window at all, or none
+ * in a split whose fraction is not 0 is an error.  class_counts counts the
+ * training split's labelled rows.  The majority
+ * class is the most frequent there (the first in class order on a tie); its
  * accuracy on a split is over that split's windows, like a model's.
  *
  * Baselines.  Seasonal naive predicts step h of the horizon (0-based) with
@@ -1737,68 +1747,196 @@ label_cmp(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Classification: the classes, each row's class index in y_raw, the
- * training split's counts. */
+/* A label cell that marks its row unlabelled: empty, NA, NaN or null. */
+static bool
+unlabelled(const build *b, const char *text)
+{
+	double v;
+	return num_parse(text, b->loc, &v) == NUM_MISSING;
+}
+
+/* A class name and its index, sorted by name for lookups. */
+typedef struct named {
+	const char *name;
+	int64_t index;
+} named;
+
+static int
+named_cmp(const void *a, const void *b)
+{
+	return strcmp(((const named *)a)->name, ((const named *)b)->name);
+}
+
+/* spec->classes: not empty, distinct (sorted copy in *given, [n]). */
+static int
+given_classes(build *b, named **given)
+{
+	const tf_data_spec *sp = b->sp;
+	size_t n = sp->n_classes;
+	named *g;
+
+	if (n > INT32_MAX)
+		return fail(b->err, LOOM_ERANGE, "%s: the init version has too many classes (%zu)",
+		            b->path, n);
+	if ((g = calloc(n ? n : 1, sizeof *g)) == NULL)
+		return nomem(b);
+	for (size_t i = 0; i < n; i++) {
+		if (sp->classes[i] == NULL || sp->classes[i][0] == '\0') {
+			free(g);
+			return fail(b->err, LOOM_EINVAL,
+			            "%s: class %zu of the init version has no name; the init version's "
+			            "class list is damaged — train it again or start without train.init",
+			            b->path, i + 1);
+		}
+		g[i].name = sp->classes[i];
+		g[i].index = (int64_t)i;
+	}
+	qsort(g, n, sizeof *g, named_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(g[i].name, g[i - 1].name) == 0) {
+			free(g);
+			return fail(b->err, LOOM_EINVAL,
+			            "%s: the init version names a class twice in its class list; it is "
+			            "damaged — train it again or start without train.init",
+			            b->path);
+		}
+	*given = g;
+	return 0;
+}
+
+/* Classification: the classes (spec->classes then the new labels, or the
+ * labels found), each row's class index in y (NAN for an unlabelled row),
+ * the training split's counts, unlabelled windows dropped from the splits. */
 static int
 load_classes(build *b)
 {
 	const tf_table *t = b->t;
+	const tf_data_spec *sp = b->sp;
 	tf_dataset *ds = b->ds;
 	int c = b->out_cols[0];
-	int64_t n = b->n, k = 0;
-	const char **sorted;
+	int64_t n = b->n, k = 0, n_given = sp->classes != NULL ? (int64_t)sp->n_classes : 0;
+	int64_t labelled = 0, n_all, kept = 0;
+	named *given = NULL, *all = NULL;
+	const char **found = NULL;
 	shown s1;
+	int rv = 0;
 
-	for (int64_t r = 0; r < n; r++)
-		if (t->text[c][r][strspn(t->text[c][r], " \t")] == '\0')
-			return fail(b->err, LOOM_EINVAL,
-			            "%s:%lld: column \"%s\": missing label; every row needs a label for "
-			            "classification",
-			            b->path, (long long)t->line[r], show(&s1, t->names[c]));
-	if (n < 1)
-		return fail(b->err, LOOM_EINTERNAL, "%s: no rows", b->path);
-	if ((sorted = calloc((size_t)n, sizeof *sorted)) == NULL)
-		return nomem(b);
-	for (int64_t r = 0; r < n; r++)
-		sorted[r] = t->text[c][r];
-	qsort(sorted, (size_t)n, sizeof *sorted, label_cmp);
-	for (int64_t r = 0; r < n; r++)
-		if (r == 0 || strcmp(sorted[r], sorted[k - 1]) != 0)
-			sorted[k++] = sorted[r];
-	if (k < 2) {
-		free(sorted);
-		return fail(b->err, LOOM_EINVAL,
-		            "%s: column \"%s\" holds a single class on all %lld rows; "
-		            "classification needs at least two — choose another data.target",
-		            b->path, show(&s1, t->names[c]), (long long)n);
+	if (sp->classes != NULL && (rv = given_classes(b, &given)) != 0)
+		return rv;
+	if ((found = calloc((size_t)n, sizeof *found)) == NULL) {
+		rv = nomem(b);
+		goto out;
 	}
-	if (k > INT32_MAX) {
-		free(sorted);
-		return fail(b->err, LOOM_ERANGE, "%s: column \"%s\" holds too many classes", b->path,
-		            show(&s1, t->names[c]));
-	}
-	if ((ds->class_names = calloc((size_t)k, sizeof *ds->class_names)) == NULL ||
-	    (ds->class_counts = calloc((size_t)k, sizeof *ds->class_counts)) == NULL) {
-		free(sorted);
-		return nomem(b);
-	}
-	ds->n_classes = (int32_t)k;
-	for (int64_t i = 0; i < k; i++)
-		if ((ds->class_names[i] = strdup(sorted[i])) == NULL) {
-			free(sorted);
-			return nomem(b);
+	/* the labels of the labelled rows not among the given classes */
+	for (int64_t r = 0; r < n; r++) {
+		named key = {t->text[c][r], 0};
+		if (unlabelled(b, key.name)) {
+			ds->unlabeled++;
+			continue;
 		}
-	for (int64_t i = 0; i < n; i++) {
-		const char *key = t->text[c][b->perm[i]];
-		const char **hit = bsearch(&key, sorted, (size_t)k, sizeof *sorted, label_cmp);
-		int64_t cls = hit - sorted;
-		ds->y_raw[i] = (double)cls;
-		ds->y[i] = (float)cls;
-		if (i < ds->split_end[0])
-			ds->class_counts[cls]++;
+		labelled++;
+		if (given == NULL ||
+		    bsearch(&key, given, (size_t)n_given, sizeof *given, named_cmp) == NULL)
+			found[k++] = key.name;
 	}
-	free(sorted);
-	return 0;
+	if (labelled == 0) {
+		rv = fail(b->err, LOOM_EINVAL,
+		          "%s: column \"%s\" has no label on any of its %lld rows (all are empty or "
+		          "NA); label rows, or choose another data.target",
+		          b->path, show(&s1, t->names[c]), (long long)n);
+		goto out;
+	}
+	qsort(found, (size_t)k, sizeof *found, label_cmp);
+	{
+		int64_t u = 0;
+		for (int64_t r = 0; r < k; r++)
+			if (r == 0 || strcmp(found[r], found[u - 1]) != 0)
+				found[u++] = found[r];
+		k = u;
+	}
+	n_all = n_given + k;
+	if (n_all < 2) {
+		rv = fail(b->err, LOOM_EINVAL,
+		          "%s: column \"%s\" holds a single class on all %lld%s rows; "
+		          "classification needs at least two — choose another data.target",
+		          b->path, show(&s1, t->names[c]), (long long)labelled,
+		          ds->unlabeled > 0 ? " labelled" : "");
+		goto out;
+	}
+	if (n_all > INT32_MAX) {
+		rv = fail(b->err, LOOM_ERANGE, "%s: column \"%s\" holds too many classes", b->path,
+		          show(&s1, t->names[c]));
+		goto out;
+	}
+	if ((ds->class_names = calloc((size_t)n_all, sizeof *ds->class_names)) == NULL ||
+	    (ds->class_counts = calloc((size_t)n_all, sizeof *ds->class_counts)) == NULL ||
+	    (all = calloc((size_t)n_all, sizeof *all)) == NULL) {
+		rv = nomem(b);
+		goto out;
+	}
+	ds->n_classes = (int32_t)n_all;
+	ds->n_new_classes = given != NULL ? (int32_t)k : 0;
+	for (int64_t i = 0; i < n_all; i++) {
+		const char *name = i < n_given ? sp->classes[i] : found[i - n_given];
+		if ((ds->class_names[i] = strdup(name)) == NULL) {
+			rv = nomem(b);
+			goto out;
+		}
+		all[i].name = ds->class_names[i];
+		all[i].index = i;
+	}
+	qsort(all, (size_t)n_all, sizeof *all, named_cmp);
+	for (int64_t i = 0; i < n; i++) {
+		named key = {t->text[c][b->perm[i]], 0}, *hit;
+		if (unlabelled(b, key.name)) {
+			ds->y_raw[i] = NAN;
+			ds->y[i] = NAN;
+			continue;
+		}
+		hit = bsearch(&key, all, (size_t)n_all, sizeof *all, named_cmp);
+		ds->y_raw[i] = (double)hit->index;
+		ds->y[i] = (float)hit->index;
+		if (i < ds->split_end[0])
+			ds->class_counts[hit->index]++;
+	}
+	if (ds->unlabeled == 0)
+		goto out;
+	/* a window is labelled by its last input row: keep the labelled ones */
+	for (int s = 0; s < 3; s++) {
+		int64_t w2 = 0;
+		for (int64_t w = 0; w < ds->n_windows[s]; w++) {
+			int64_t r = ds->window_start[s][w];
+			if (!isnan(ds->y[r + sp->context - 1]))
+				ds->window_start[s][w2++] = r;
+		}
+		ds->n_windows[s] = w2;
+		kept += w2;
+	}
+	if (kept == 0) {
+		rv = fail(b->err, LOOM_EINVAL,
+		          "%s: column \"%s\": no window is labelled (%lld of %lld rows have no label, "
+		          "and a window needs one on its last row); label rows, or choose another "
+		          "data.target",
+		          b->path, show(&s1, t->names[c]), (long long)ds->unlabeled, (long long)n);
+		goto out;
+	}
+	for (int s = 0; s < 3; s++) {
+		if (ds->n_windows[s] > 0 || sp->split[s] == 0)
+			continue;
+		rv = fail(b->err, LOOM_EINVAL,
+		          "%s: column \"%s\": the %s split (rows %lld to %lld in time order) has no "
+		          "labelled window (%lld of %lld rows have no label); label rows there, or "
+		          "change data.split",
+		          b->path, show(&s1, t->names[c]), split_name[s],
+		          (long long)ds->split_begin[s] + 1, (long long)ds->split_end[s],
+		          (long long)ds->unlabeled, (long long)n);
+		goto out;
+	}
+out:
+	free(all);
+	free(found);
+	free(given);
+	return rv;
 }
 
 /* Anomaly labels: 0 or 1 on every row. */
@@ -1871,6 +2009,30 @@ apply(const double *raw, float *out, int64_t rows, int64_t width, const double *
 			out[i * width + j] = (float)((raw[i * width + j] - shift[j]) / scale[j]);
 }
 
+/* The init version's normalization (spec in_* / out_*) for width channels
+ * named names: shift and scale given together, finite, scale not 0. */
+static int
+check_given_norm(build *b, const double *shift, const double *scale, int64_t width,
+                 char **names, const char *what)
+{
+	if ((shift == NULL) != (scale == NULL))
+		return fail(b->err, LOOM_EINVAL,
+		            "%s: the init version's %s normalization has a %s but no %s; it is "
+		            "damaged — train it again or start without train.init",
+		            b->path, what, shift ? "shift" : "scale", shift ? "scale" : "shift");
+	for (int64_t j = 0; shift != NULL && j < width; j++) {
+		shown s1;
+		if (isfinite(shift[j]) && isfinite(scale[j]) && scale[j] != 0)
+			continue;
+		return fail(b->err, LOOM_EINVAL,
+		            "%s: channel \"%s\": the init version's normalization (shift %g, scale %g) "
+		            "is not usable; the scale must be a finite number other than 0 — train "
+		            "the init version again or start without train.init",
+		            b->path, show(&s1, names[j]), shift[j], scale[j]);
+	}
+	return 0;
+}
+
 /* The dataset's arrays, values and statistics once the rows and windows
  * are known. */
 static int
@@ -1911,21 +2073,38 @@ fill_dataset(build *b)
 			return nomem(b);
 		for (int64_t i = 0; i < n; i++)
 			ds->x_raw[i * ni + j] = b->vals[b->in_cols[j]][i];
-		fit(ds->x_raw, ni, j, ds->split_end[0], sp->normalize, &ds->in_shift[j],
-		    &ds->in_scale[j]);
+		if (sp->in_shift == NULL)
+			fit(ds->x_raw, ni, j, ds->split_end[0], sp->normalize, &ds->in_shift[j],
+			    &ds->in_scale[j]);
+	}
+	for (int64_t j = 0; j < no; j++)
+		if ((ds->out_names[j] = strdup(t->names[b->out_cols[j]])) == NULL)
+			return nomem(b);
+	/* an incremental run reads the data as its init version did */
+	if ((rv = check_given_norm(b, sp->in_shift, sp->in_scale, ni, ds->in_names, "input")) != 0 ||
+	    (numeric_targets &&
+	     (rv = check_given_norm(b, sp->out_shift, sp->out_scale, no, ds->out_names, "target")) !=
+	         0))
+		return rv;
+	if (sp->in_shift != NULL) {
+		memcpy(ds->in_shift, sp->in_shift, (size_t)ni * sizeof *ds->in_shift);
+		memcpy(ds->in_scale, sp->in_scale, (size_t)ni * sizeof *ds->in_scale);
 	}
 	apply(ds->x_raw, ds->x, n, ni, ds->in_shift, ds->in_scale);
 	for (int64_t j = 0; j < no; j++) {
-		if ((ds->out_names[j] = strdup(t->names[b->out_cols[j]])) == NULL)
-			return nomem(b);
 		ds->out_shift[j] = 0;
 		ds->out_scale[j] = 1;
 		if (!numeric_targets)
 			continue;
 		for (int64_t i = 0; i < n; i++)
 			ds->y_raw[i * no + j] = b->vals[b->out_cols[j]][i];
-		fit(ds->y_raw, no, j, ds->split_end[0], sp->normalize, &ds->out_shift[j],
-		    &ds->out_scale[j]);
+		if (sp->out_shift != NULL) {
+			ds->out_shift[j] = sp->out_shift[j];
+			ds->out_scale[j] = sp->out_scale[j];
+		} else {
+			fit(ds->y_raw, no, j, ds->split_end[0], sp->normalize, &ds->out_shift[j],
+			    &ds->out_scale[j]);
+		}
 	}
 	if (numeric_targets)
 		apply(ds->y_raw, ds->y, n, no, ds->out_shift, ds->out_scale);

@@ -787,6 +787,23 @@ tf_model_loss(tf_model *m, const float *target, double *loss)
 	return 0;
 }
 
+void
+tf_model_loss_add(tf_model *m, const float *dpred)
+{
+	acts *a = A(m);
+	int64_t S = tf_model_sequences(m), od = m->head.out_dim;
+
+	for (int64_t s = 0; s < S; s++) {
+		int64_t b = s / m->seq_per_window;
+		for (int64_t j = 0; j < od; j++) {
+			float scale = 1.0f;
+			if (transforms_output(m))
+				scale = a->rev_std[b * m->cfg.channels + out_channel(m, s, j)];
+			a->dout[s * od + j] += dpred[s * od + j] * scale;
+		}
+	}
+}
+
 int
 tf_model_results(tf_model *m, const float *target, float *results)
 {

@@ -159,6 +159,12 @@ void tf_model_predictions(const tf_model *m, float *pred);
  * tf_model_predictions), and d(loss)/d(out) stored for backward. */
 int tf_model_loss(tf_model *m, const float *target, double *loss);
 
+/* Add a term to the last tf_model_loss: dpred is its gradient with respect
+ * to the predictions (laid out as tf_model_predictions), chained through
+ * the output transform into what tf_model_backward propagates.  The
+ * distillation of an incremental run (incremental.c). */
+void tf_model_loss_add(tf_model *m, const float *dpred);
+
 /* Backward pass of the last forward + loss: gradients ACCUMULATE into
  * m->grads (zero them first with tf_model_zero_grad). */
 int tf_model_backward(tf_model *m);

@@ -15,6 +15,7 @@
 
 #include "checkpoint.h"
 #include "data.h"
+#include "incremental.h"
 #include "model.h"
 #include "spec.h"
 
@@ -42,7 +43,17 @@ typedef struct run {
 	char *ckpt_dir;
 	json_t *info;            /* spec, data description: in checkpoints and weights */
 	json_t *history;         /* epoch metrics, for metrics.json */
+	tf_incr incr;            /* train.init, replay, EWC, LwF (incremental.c) */
 } run;
+
+/* A metrics object being filled, with a prefix for the names
+ * (collect_metric is a loom_value_fn). */
+typedef struct collect {
+	json_t *obj;
+	const char *prefix;
+} collect;
+
+int collect_metric(void *arg, const char *name, double value);
 
 /* A line in the task's log. */
 void say(const run *r, int level, const char *fmt, ...) LOOM_PRINTF(3, 4);

@@ -115,7 +115,24 @@ static const loom_spec_field es_fields[] = {
 	LOOM_SPEC_END,
 };
 
+/* train.init: an incremental run starts from a registered version.  loomd
+ * resolves model + alias or version to model_dir (docs/incremental.md). */
+static const loom_spec_field init_fields[] = {
+	{"model", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL,
+	 "the registered model whose version the run starts from", {NULL, NULL}},
+	{"alias", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL,
+	 "the alias naming that version (default production)", {NULL, NULL}},
+	{"version", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, 1, 9007199254740991.0, NULL,
+	 "the version number, instead of an alias", {NULL, NULL}},
+	{"model_dir", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL,
+	 "the version's directory (loomd writes it from model; a worker run may name a "
+	 "training run's output directory)", {NULL, NULL}},
+	LOOM_SPEC_END,
+};
+
 static const loom_spec_field train_fields[] = {
+	{"init", LOOM_SPEC_GROUP, 0, NULL, 0, 0, init_fields,
+	 "start from a registered version's weights, normalization and classes", {NULL, NULL}},
 	{"epochs", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, 1, 1 << 24, NULL, NULL, {NULL, NULL}},
 	{"batch", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, 1, TF_MAX_BATCH, NULL,
 	 "windows per training step; more than the data's windows is clamped", {NULL, NULL}},
@@ -150,8 +167,46 @@ static const loom_spec_field train_fields[] = {
 	LOOM_SPEC_END,
 };
 
+static const loom_spec_field replay_fields[] = {
+	{"memory", LOOM_SPEC_INT, LOOM_SPEC_RANGE, NULL, 0, 1 << 20, NULL,
+	 "rows of the replay bank kept with the new version; 0 keeps none", {NULL, NULL}},
+	{"ratio", LOOM_SPEC_DOUBLE, LOOM_SPEC_RANGE, NULL, 0, 16, NULL,
+	 "bank windows mixed into every batch per new window; 0: no replay", {NULL, NULL}},
+	{"sampler", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL,
+	 "the sampler instance that fills the bank (module sampler-reservoir)", {NULL, NULL}},
+	LOOM_SPEC_END,
+};
+
+static const loom_spec_field ewc_fields[] = {
+	{"lambda", LOOM_SPEC_DOUBLE, LOOM_SPEC_RANGE, NULL, 0, 1e12, NULL,
+	 "the penalty's weight; 0 turns EWC off", {NULL, NULL}},
+	{"mode", LOOM_SPEC_STRING, 0, "separate|online", 0, 0, NULL,
+	 "separate: a penalty per earlier increment; online: one, its importance decayed",
+	 {NULL, NULL}},
+	{"gamma", LOOM_SPEC_DOUBLE, LOOM_SPEC_RANGE, NULL, 0, 1, NULL,
+	 "online: the decay of the old importance", {NULL, NULL}},
+	LOOM_SPEC_END,
+};
+
+static const loom_spec_field lwf_fields[] = {
+	{"alpha", LOOM_SPEC_DOUBLE, LOOM_SPEC_RANGE, NULL, 0, 1e6, NULL,
+	 "the distillation loss's weight; 0 turns LwF off", {NULL, NULL}},
+	{"temperature", LOOM_SPEC_DOUBLE, LOOM_SPEC_RANGE, NULL, 0.01, 100, NULL,
+	 "classification: the softmax temperature", {NULL, NULL}},
+	LOOM_SPEC_END,
+};
+
+static const loom_spec_field incremental_fields[] = {
+	{"replay", LOOM_SPEC_GROUP, 0, NULL, 0, 0, replay_fields, NULL, {NULL, NULL}},
+	{"ewc", LOOM_SPEC_GROUP, 0, NULL, 0, 0, ewc_fields, NULL, {NULL, NULL}},
+	{"lwf", LOOM_SPEC_GROUP, 0, NULL, 0, 0, lwf_fields, NULL, {NULL, NULL}},
+	LOOM_SPEC_END,
+};
+
 static const loom_spec_field spec_fields[] = {
 	TF_SPEC_JOB_FIELDS,
+	{"incremental", LOOM_SPEC_GROUP, 0, NULL, 0, 0, incremental_fields,
+	 "replay, EWC and LwF for a run from train.init (docs/incremental.md)", {NULL, NULL}},
 	{"data", LOOM_SPEC_GROUP, LOOM_SPEC_REQUIRED, NULL, 0, 0, data_fields, NULL, {NULL, NULL}},
 	{"model", LOOM_SPEC_GROUP, 0, NULL, 0, 0, model_fields, NULL, {NULL, NULL}},
 	{"train", LOOM_SPEC_GROUP, 0, NULL, 0, 0, train_fields, NULL, {NULL, NULL}},
@@ -176,6 +231,8 @@ static void
 fill_defaults(loom_spec *sp, int task)
 {
 	bool forecast = task == TF_TASK_FORECAST;
+	/* an incremental run trains what it starts from: the Transformer */
+	bool init = loom_spec_has(sp, "train.init");
 
 	loom_spec_default_string(sp, "name", "job");
 	loom_spec_default_string(sp, "compute", "transformer");
@@ -193,7 +250,7 @@ fill_defaults(loom_spec *sp, int task)
 	loom_spec_default_int(sp, "data.season", 0);
 
 	loom_spec_default_string(sp, "model.head", "forecast");
-	loom_spec_default_string(sp, "model.kind", forecast ? "auto" : "transformer");
+	loom_spec_default_string(sp, "model.kind", forecast && !init ? "auto" : "transformer");
 	loom_spec_default_string(sp, "model.linear.fit", "ridge");
 	loom_spec_default_string(sp, "model.linear.decomposition", "auto");
 	loom_spec_default_int(sp, "model.linear.kernel", 25);
@@ -239,6 +296,18 @@ fill_defaults(loom_spec *sp, int task)
 	loom_spec_default_string(sp, "train.early_stopping.metric", "val_loss");
 	loom_spec_default_int(sp, "train.early_stopping.patience", 3);
 	loom_spec_default_double(sp, "train.early_stopping.min_delta", 0);
+	/* only when given: a spec without the group keeps the document (and so
+	 * the checkpoints) it had before incremental runs existed */
+	if (loom_spec_has(sp, "incremental")) {
+		loom_spec_default_int(sp, "incremental.replay.memory", 1000);
+		loom_spec_default_double(sp, "incremental.replay.ratio", 0);
+		loom_spec_default_string(sp, "incremental.replay.sampler", "reservoir");
+		loom_spec_default_double(sp, "incremental.ewc.lambda", 0);
+		loom_spec_default_string(sp, "incremental.ewc.mode", "separate");
+		loom_spec_default_double(sp, "incremental.ewc.gamma", 1.0);
+		loom_spec_default_double(sp, "incremental.lwf.alpha", 0);
+		loom_spec_default_double(sp, "incremental.lwf.temperature", 2.0);
+	}
 }
 
 /* ------------------------------------------------------------------ reading values */
@@ -489,6 +558,23 @@ tf_spec_parse(const char *text, const char *name, tf_head_task_fn head_task, voi
 	s->es_min_delta = getd(sp, "train.early_stopping.min_delta");
 	s->es_maximize = maximizing(s->es_metric);
 
+	s->init_dir = gets_dup(sp, "train.init.model_dir");
+	s->init_model = gets_dup(sp, "train.init.model");
+	s->init_version = geti(sp, "train.init.version");
+	s->incremental = loom_spec_has(sp, "incremental");
+	s->replay_memory = s->incremental ? geti(sp, "incremental.replay.memory") : 1000;
+	s->replay_ratio = getd(sp, "incremental.replay.ratio");
+	s->replay_sampler = s->incremental ? gets_dup(sp, "incremental.replay.sampler")
+	                                   : strdup("reservoir");
+	s->ewc_lambda = getd(sp, "incremental.ewc.lambda");
+	{
+		static const char *const modes[] = {"separate", "online", NULL};
+		s->ewc_online = choice(sp, "incremental.ewc.mode", modes) == 1;
+	}
+	s->ewc_gamma = s->incremental ? getd(sp, "incremental.ewc.gamma") : 1.0;
+	s->lwf_alpha = getd(sp, "incremental.lwf.alpha");
+	s->lwf_temperature = s->incremental ? getd(sp, "incremental.lwf.temperature") : 2.0;
+
 	/* Settings that only make sense together. */
 	{
 		size_t n = length(sp, "data.split");
@@ -593,6 +679,35 @@ tf_spec_parse(const char *text, const char *name, tf_head_task_fn head_task, voi
 				                 s->targets[i]);
 		json_decref(set);
 	}
+	if (loom_spec_has(sp, "train.init")) {
+		/* model_dir is loomd's to write when the task is submitted (a
+		 * stored config or a template names the model only) */
+		if ((s->init_dir == NULL || s->init_dir[0] == '\0') && s->init_model == NULL)
+			loom_spec_errorf(sp, "train.init",
+			                 "name the registered model to start from: train.init = { "
+			                 "model = \"NAME\"; alias = \"production\"; }");
+		if (loom_spec_has(sp, "train.init.alias") && loom_spec_has(sp, "train.init.version"))
+			loom_spec_errorf(sp, "train.init",
+			                 "give train.init.alias or train.init.version, not both");
+		if (s->kind != TF_KIND_TRANSFORMER &&
+		    !(s->kind == TF_KIND_LINEAR && s->linear_fit == TF_FIT_TRAIN))
+			loom_spec_errorf(sp, "model.kind",
+			                 "an incremental run (train.init) goes on training the model it "
+			                 "starts from: use \"transformer\" (or \"linear\" with "
+			                 "linear.fit = \"train\")");
+	} else {
+		if (s->replay_ratio > 0)
+			loom_spec_errorf(sp, "incremental.replay.ratio",
+			                 "replay mixes an earlier version's bank into the batches: it "
+			                 "needs train.init");
+		if (s->ewc_lambda > 0)
+			loom_spec_errorf(sp, "incremental.ewc.lambda",
+			                 "EWC holds the weights near an earlier version's: it needs "
+			                 "train.init");
+		if (s->lwf_alpha > 0)
+			loom_spec_errorf(sp, "incremental.lwf.alpha",
+			                 "LwF distills an earlier version: it needs train.init");
+	}
 	if (loom_spec_error_count(sp) > 0)
 		goto fail;
 
@@ -642,6 +757,9 @@ tf_spec_free(tf_spec *s)
 	strlist_free(s->targets);
 	free(s->head);
 	free(s->es_metric);
+	free(s->init_dir);
+	free(s->init_model);
+	free(s->replay_sampler);
 	memset(s, 0, sizeof *s);
 }
 

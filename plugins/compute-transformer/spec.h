@@ -123,6 +123,19 @@ typedef struct tf_spec {
 	int64_t checkpoint_every;   /* steps; 0: only at pauses and the end */
 	uint64_t seed;
 	int64_t threads;            /* 0: all the job may use */
+
+	/* train.init and incremental (docs/incremental.md) */
+	char *init_dir;             /* train.init.model_dir, or NULL: not incremental */
+	char *init_model;           /* train.init.model, or NULL */
+	int64_t init_version;       /* train.init.version, 0: not known */
+	bool incremental;           /* the spec has an incremental group */
+	int64_t replay_memory;      /* bank rows kept with the new version */
+	double replay_ratio;        /* bank windows per new window in a batch */
+	char *replay_sampler;       /* the sampler instance filling the bank */
+	double ewc_lambda;
+	bool ewc_online;
+	double ewc_gamma;
+	double lwf_alpha, lwf_temperature;
 } tf_spec;
 
 /* Which task a head instance solves; the caller answers from the head's

@@ -249,7 +249,8 @@ setup(run *r, char **err)
 	int rv;
 
 	r->batch = s->batch;
-	if ((rv = open_data(r, err)) != 0)
+	if ((rv = tf_incr_prepare(r, err)) != 0 || (rv = open_data(r, err)) != 0 ||
+	    (rv = tf_incr_check_data(r, err)) != 0)
 		return rv;
 	say(r, LOOM_LOG_INFO,
 	    "data: %lld rows, %lld channels; windows: %lld train, %lld validation, %lld test",
@@ -345,7 +346,10 @@ setup(run *r, char **err)
 	mc.channel_independent = s->channel_independent;
 	mc.sinusoidal = s->positions == TF_POS_SINUSOIDAL;
 	mc.residual_last = s->residual_last;
-	mc.max_batch = r->batch;
+	/* a batch of an incremental run carries bank windows too */
+	if (r->incr.mem_per_batch > r->batch * 16)
+		r->incr.mem_per_batch = r->batch * 16;
+	mc.max_batch = r->batch + r->incr.mem_per_batch;
 	mc.head_ops = r->head;
 	mc.head_ctx = r->head_ctx;
 	mc.horizon = s->task == TF_TASK_FORECAST ? s->horizon : 0;
@@ -379,7 +383,7 @@ setup(run *r, char **err)
 	default: r->target_len = s->context * ds->n_in; break;
 	}
 	{
-		int64_t B = r->batch, S = B * r->model.seq_per_window;
+		int64_t B = r->batch + r->incr.mem_per_batch, S = B * r->model.seq_per_window;
 		int64_t rd = r->model.head.result_dim > r->model.head.out_dim ? r->model.head.result_dim
 		                                                              : r->model.head.out_dim;
 		int64_t wide = rd > r->target_len ? rd : r->target_len;
@@ -425,6 +429,7 @@ teardown(run *r)
 	free(r->ckpt_dir);
 	json_decref(r->info);
 	json_decref(r->history);
+	tf_incr_free(&r->incr);
 }
 
 /* ------------------------------------------------------------------ batches */
@@ -485,12 +490,7 @@ learning_rate(const run *r)
 
 /* ------------------------------------------------------------------ evaluation */
 
-typedef struct collect {
-	json_t *obj;
-	const char *prefix;
-} collect;
-
-static int
+int
 collect_metric(void *arg, const char *name, double value)
 {
 	collect *c = arg;
@@ -1086,6 +1086,14 @@ finish(run *r, double seconds, char **err)
 		                    json_pack("{s:f, s:s}", "accuracy", bl.majority_accuracy, "class",
 		                              r->ds.class_names[bl.majority_class]));
 	json_object_set_new(out, "baselines", base);
+	/* the continual-learning record every trained model keeps */
+	if (trains(r) &&
+	    (rv = tf_incr_finish(r, final,
+	                         s->task == TF_TASK_CLASSIFICATION ? bl.majority_accuracy
+	                         : s->task == TF_TASK_FORECAST     ? bl.repeat_last_mae
+	                                                           : NAN,
+	                         out, err)) != 0)
+		goto done;
 	describe_metrics(r, out);
 	json_object_set_new(out, "epochs", r->history);
 	r->history = NULL;
@@ -1143,8 +1151,9 @@ train_step(run *r, int64_t n, double *loss)
 	int rv;
 
 	gather(r, 0, r->idx, n);
+	n = tf_incr_extend_batch(r, n);
 	if ((rv = tf_model_forward(m, r->bx, n, true, seed)) != 0 ||
-	    (rv = tf_model_loss(m, r->by, loss)) != 0)
+	    (rv = tf_model_loss(m, r->by, loss)) != 0 || (rv = tf_incr_after_loss(r, n, loss)) != 0)
 		return rv;
 	if (!isfinite(*loss)) {
 		say(r, LOOM_LOG_ERROR,
@@ -1156,6 +1165,7 @@ train_step(run *r, int64_t n, double *loss)
 	tf_model_zero_grad(m);
 	if ((rv = tf_model_backward(m)) != 0)
 		return rv;
+	tf_incr_after_backward(r, loss);
 	if (s->clip_norm > 0)
 		tf_model_clip(m, s->clip_norm);
 	lr = learning_rate(r);
@@ -1252,6 +1262,8 @@ tf_train(const loom_host *host, loom_instance *ins, const loom_job *job)
 			                   path);
 			rv = LOOM_EINVAL;
 		}
+		if (rv == 0)
+			rv = tf_incr_start(&r, true, info, &err);
 		json_decref(info);
 		if (rv == 0)
 			say(&r, LOOM_LOG_INFO, "resuming from %s: step %lld, epoch %lld", path,
@@ -1263,7 +1275,7 @@ tf_train(const loom_host *host, loom_instance *ins, const loom_job *job)
 		tf_model_init(&r.model, r.spec.seed);
 		r.st.lr_scale = 1.0;
 		r.st.best_epoch = -1;
-		if ((rv = write_spec(&r, &err)) != 0)
+		if ((rv = write_spec(&r, &err)) != 0 || (rv = tf_incr_start(&r, false, NULL, &err)) != 0)
 			goto out;
 	}
 

@@ -7,7 +7,11 @@
  *
  * A run that kept a model chosen among several (model.kind = "auto") gets
  * a "Model choice" section after its metrics (choice.c): the kind kept,
- * why, and every candidate's validation and test figures.
+ * why, and every candidate's validation and test figures.  A run that
+ * learned an increment (metrics.json's "continual") gets a "Continual
+ * learning" section next (continual.c): the R matrix as a heatmap, the
+ * summary figures, the strategies, and this model against the version it
+ * started from on the shared holdout.
  *
  * Everything taken from the source is escaped.  What the source lacks (no
  * history, no metrics, no model) is said in place of its section. */
@@ -635,12 +639,13 @@ splits_table(html_out *o, const reading *rd, const json_t *metrics)
 static void
 section_metrics(html_out *o, const json_t *metrics)
 {
-	/* "model" and "candidates" have their section (choice.c) when model
-	 * is an object */
 	static const char *const shown[] = {"train", "validation", "test", "baselines", "epochs",
-	                                    "run", "headline", "details", "model", "candidates"};
-	size_t n_shown = sizeof shown / sizeof shown[0] -
-	                 (json_is_object(json_object_get(metrics, "model")) ? 0 : 2);
+	                                    "run", "headline", "details"};
+	/* "model" and "candidates" have their section (choice.c) when model
+	 * is an object; "continual" and "holdout" theirs (continual.c) when
+	 * continual is one */
+	bool choice = json_is_object(json_object_get(metrics, "model"));
+	bool continual = json_is_object(json_object_get(metrics, "continual"));
 	const json_t *test = json_object_get(metrics, "test");
 	const json_t *baselines = json_object_get(metrics, "baselines");
 	json_t *rest = json_object(), *v;
@@ -663,8 +668,11 @@ section_metrics(html_out *o, const json_t *metrics)
 	reading_free(&rd);
 	json_object_foreach((json_t *)metrics, key, v) {
 		bool seen = false;
-		for (size_t i = 0; i < n_shown; i++)
+		for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++)
 			seen = seen || strcmp(key, shown[i]) == 0;
+		seen = seen || (choice && (strcmp(key, "model") == 0 || strcmp(key, "candidates") == 0));
+		seen = seen ||
+		       (continual && (strcmp(key, "continual") == 0 || strcmp(key, "holdout") == 0));
 		if (!seen)
 			json_object_set(rest, key, v);
 	}
@@ -777,6 +785,7 @@ report_run(void *p, const loom_export_source *src, const loom_export_sink *sink)
 	section_metrics(&o, metrics);
 	report_choice(&o, metrics);
 	section_charts(&o, c, src);
+	report_continual(&o, metrics);
 	section_data(&o, spec, model, metrics, run);
 	section_spec(&o, spec);
 	section_model(&o, src, model);

@@ -65,6 +65,12 @@ bool report_choice(html_out *o, const json_t *metrics);
  * "ensemble"), or NULL. */
 const char *report_kept_kind(const json_t *metrics);
 
+/* The "Continual learning" section (continual.c) of a metrics.json with
+ * a "continual" object: the R matrix as a heatmap, the summary figures,
+ * the strategies and the shared holdout; false (nothing written) without
+ * one. */
+bool report_continual(html_out *o, const json_t *metrics);
+
 /* A "<p class="missing">" line saying what the report lacks and why. */
 void report_missing(html_out *o, const char *what);
 

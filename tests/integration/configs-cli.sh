@@ -196,7 +196,7 @@ ok "list: a table newest first, paged"
 
 # ---------------------------------------------------------------- templates
 expect 0 ctl configs templates
-for t in anomaly classification forecast regression; do has "$T/out" "$t"; done
+for t in anomaly classification failure-fine-tune forecast incremental regression; do has "$T/out" "$t"; done
 has "$T/out" "Forecast: the next 24 hours"
 expect 0 ctl configs template forecast
 cp "$T/out" "$T/forecast.conf"
@@ -231,7 +231,7 @@ is "$T/out" .valid true
 expect 1 ctl --json configs validate "$T/bad.conf"
 is "$T/out" .error.code invalid
 expect 0 ctl --json configs templates
-is "$T/out" '.templates[2].name' forecast
+is "$T/out" '.templates[3].name' forecast
 expect 1 ctl --json configs show 99
 is "$T/out" .error.code not_found
 expect 0 ctl --json configs delete 7

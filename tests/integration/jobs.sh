@@ -244,7 +244,7 @@ code 200; has "$T/body" "epochs = 1"
 api GET '/api/v1/training/configs/config-1?format=json'
 code 200; has "$T/body" '"epochs": 2'
 api GET /api/v1/training/templates
-code 200; for t in forecast regression classification anomaly; do has "$T/body" "\"name\":\"$t\""; done
+code 200; for t in forecast regression classification anomaly incremental failure-fine-tune; do has "$T/body" "\"name\":\"$t\""; done
 api GET /api/v1/training/templates/classification
 code 200; has "$T/body" '"head":"classification"'
 api GET /api/v1/training/templates/..%2Fetc

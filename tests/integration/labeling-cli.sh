@@ -9,6 +9,11 @@
 #   and cannot decide an item leased to the first;
 # - export as CSV and as JSON, to standard output and to a file written
 #   whole, with one row per confirmed or corrected item, as decided;
+# - export --apply: the round's data file written again with the labels in
+#   the label column (added when the file has none, replaced byte-exactly
+#   in a CRLF file with quoted fields), --only corrected; a file that is
+#   not the one the round scored (a line gone, a date changed, a column
+#   missing) refused naming the difference; a forecaster's labels refused;
 # - a forecaster's corrections: comma-separated numbers take the shape of
 #   the prediction's values, JSON is sent as given;
 # - a round whose scoring fails: --wait exits 1 naming the error;
@@ -294,6 +299,98 @@ expect 1 loomctl label export wr -o "$T/no/such/dir/x.csv"
 has "$T/err" "cannot write $T/no/such/dir/x.csv"
 ok "export: CSV and JSON, stdout and -o FILE (written whole), three rows as decided (the skip, the flag and the lease left out)"
 
+# ---------------------------------------------------------------- export --apply
+# the round's data file written again with the labels in the label column:
+# new.csv (CRLF, as Python's csv module writes) has none, so "weather" is added last, set on each labelled
+# window's last row and empty elsewhere; every other byte as it was
+expect 0 loomctl label export wr --apply "$T/data/new.csv" -o "$T/applied.csv"
+has "$T/err" "wrote $T/applied.csv: 3 rows labelled in column \"weather\", added last (all labels of project wr, model weather version 1)"
+expect 0 loomctl label export wr --apply "$T/data/new.csv"
+cmp -s "$T/out" "$T/applied.csv" || fail "--apply on standard output and in the file differ"
+expect 0 loomctl label export wr --apply "$T/data/new.csv" --only corrected -o "$T/corrected.csv"
+has "$T/err" "1 rows labelled"
+# the same file with CRLF line ends, quoted dates and a stale weather
+# column in the middle: that column is replaced, the rest kept byte for byte
+py - "$T/data/new.csv" "$T/data/crlf.csv" <<'EOF'
+import sys
+lines = open(sys.argv[1], newline="").read().splitlines()
+out = []
+for i, l in enumerate(lines):
+    f = l.split(",")
+    f.insert(2, "weather" if i == 0 else '"old, stale"')
+    if i:
+        f[0] = '"' + f[0] + '"'
+    out.append(",".join(f))
+open(sys.argv[2], "w", newline="").write("\r\n".join(out) + "\r\n")
+EOF
+expect 0 loomctl label export wr --apply "$T/data/crlf.csv" -o "$T/crlf-applied.csv"
+has "$T/err" "3 rows labelled in column \"weather\" (all labels"
+py - "$T/inc.json" "$T/data/new.csv" "$T/applied.csv" "$T/corrected.csv" "$T/data/crlf.csv" "$T/crlf-applied.csv" <<'EOF' ||
+import json, sys
+doc = json.load(open(sys.argv[1]))
+want = {l["last_line"]: l["label"] for l in doc["labels"]}
+fixed = {l["last_line"]: l["label"] for l in doc["labels"] if l["action"] == "correct"}
+assert len(want) == 3 and len(fixed) == 1, doc["labels"]
+def check(path, labels, col, original):
+    data, was_data = open(path, "rb").read(), open(original, "rb").read()
+    assert was_data.endswith(b"\r\n") and data.endswith(b"\r\n"), data[-10:]
+    lines, orig = data.split(b"\r\n"), was_data.split(b"\r\n")
+    assert len(lines) == len(orig), (path, len(lines), len(orig))
+    for n, (got, was) in enumerate(zip(lines, orig), start=1):
+        if not was:
+            assert got == was
+            continue
+        g, w = got.split(b","), was.split(b",")
+        if col is None:        # added last
+            head, cell = got.rsplit(b",", 1)
+            assert head == was, (n, got, was)
+        elif n == 1:           # the header has the column already
+            assert got == was, (got, was)
+            continue
+        else:                  # the stale column, which itself held a comma
+            assert w[2] == b'"old', w
+            cell = g[2]
+            assert g[:2] + g[3:] == w[:2] + w[4:], (n, got, was)
+        if n == 1:
+            assert cell == b"weather", (n, cell)
+        else:
+            assert cell == labels.get(n, "").encode(), (n, cell, labels.get(n))
+check(sys.argv[3], want, None, sys.argv[2])
+check(sys.argv[4], fixed, None, sys.argv[2])
+check(sys.argv[6], want, 2, sys.argv[5])
+EOF
+	fail "--apply did not write the labels as the export has them"
+# refusals: another file (a line gone, a date changed, a column missing),
+# labels of a forecaster, bad usage
+sed '3d' "$T/data/new.csv" >"$T/data/short.csv"
+expect 1 loomctl label export wr --apply "$T/data/short.csv" -o "$T/x.csv"
+has "$T/err" "this is not the file its round scored ($T/data/new.csv)"
+[ ! -e "$T/x.csv" ] || fail "a refused --apply wrote its output"
+LAST=$(pj "$T/inc.json" 'b["labels"][0]["last_line"]')
+py - "$T/data/new.csv" "$T/data/moved.csv" "$LAST" <<'EOF'
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+n = int(sys.argv[3]) - 1
+lines[n] = "1999" + lines[n][4:]
+open(sys.argv[2], "w").write("\n".join(lines))
+EOF
+expect 1 loomctl label export wr --apply "$T/data/moved.csv"
+has "$T/err" "moved.csv:$LAST: date is \"1999"
+has "$T/err" "and the export recorded \"2015"
+cut -d, -f1-4 "$T/data/new.csv" >"$T/data/nowind-apply.csv"
+expect 1 loomctl label export wr --apply "$T/data/nowind-apply.csv"
+has "$T/err" "nowind-apply.csv:1: no column \"wind\", an input of model \"weather\" version 1"
+expect 1 loomctl label export wr --apply "$T/data/absent.csv"
+has "$T/err" "cannot read $T/data/absent.csv"
+expect 1 loomctl label export nope --apply "$T/data/new.csv"
+has "$T/err" 'there is no labeling project "nope"'
+usage export wr --apply "$T/data/new.csv" --only wrong
+has "$T/err" '--only "wrong": give corrected, confirmed or all'
+usage export wr --apply "$T/data/new.csv" --format csv
+has "$T/err" "takes no --format or --json"
+usage export wr --only corrected
+ok "export --apply: the round's file again with the labels in its label column (added, or replaced byte-exactly in a CRLF file with quotes); another file, missing columns and bad usage refused"
+
 # ---------------------------------------------------------------- status and list after review
 expect 0 loomctl label status wr
 has "$T/out" "items     0 queued, 1 leased, 3 done, 1 flagged (5 in all)"
@@ -342,7 +439,9 @@ expect 0 loomctl label decide "$F2" correct --label '[[9], [8.25]]'
 expect 0 loomctl --json label export fc
 [ "$(pj "$T/out" '[l["label"] for l in b["labels"]]')" = "[[[10.5], [11.0]], [[9], [8.25]]]" ] ||
 	fail "the forecast export: $(cat "$T/out")"
-ok "a forecast's corrections: \"10.5, 11\" shaped as [[10.5], [11]], JSON as given; wrong counts and shapes refused"
+expect 1 loomctl label export fc --apply "$T/data/new.csv"
+has "$T/err" "model \"tmax\" version 1 is a forecast model; --apply writes class labels"
+ok "a forecast's corrections: \"10.5, 11\" shaped as [[10.5], [11]], JSON as given; wrong counts and shapes refused; --apply refused"
 
 # ---------------------------------------------------------------- a round that fails
 expect 1 loomctl label round wr --data "$T/data/nowind.csv" --wait

@@ -26,8 +26,9 @@
 
 #define TEMPS "/usr/lib/python3/dist-packages/vega_datasets/_data/seattle-temps.csv"
 
-static const char *const template_names[] = {"anomaly", "classification", "forecast",
-                                             "regression"};
+static const char *const template_names[] = {"anomaly",     "classification", "failure-fine-tune",
+                                             "forecast",    "incremental",    "regression"};
+#define N_TEMPLATES (sizeof template_names / sizeof template_names[0])
 
 static struct {
 	char *tmp;
@@ -998,8 +999,8 @@ START_TEST(templates)
 	rv = loomi_configs_templates(dir, &out, &msg);
 	ck_assert_msg(rv == 0, "%s", msg ? msg : "?");
 	list = json_object_get(out, "templates");
-	ck_assert_int_eq(json_array_size(list), 4);
-	for (size_t i = 0; i < 4; i++) {
+	ck_assert_int_eq(json_array_size(list), N_TEMPLATES);
+	for (size_t i = 0; i < N_TEMPLATES; i++) {
 		json_t *t = json_array_get(list, i);
 		const char *desc = json_string_value(json_object_get(t, "description"));
 		char *file = loomi_strfmt("%s/%s.conf", dir, template_names[i]), *text = NULL;
@@ -1027,8 +1028,9 @@ START_TEST(templates)
 	                 "forecast");
 	ASSERT_HAS(json_string_value(json_object_get(out, "description")), "Forecast");
 	json_decref(out);
-	/* every template is a spec the plugin accepts */
-	for (size_t i = 0; i < 4; i++) {
+	/* every template is a spec the plugin accepts, the incremental ones
+	 * (train.init, incremental) included */
+	for (size_t i = 0; i < N_TEMPLATES; i++) {
 		json_t *body;
 		rv = loomi_configs_template(dir, template_names[i], &out, &msg);
 		ck_assert_int_eq(rv, 0);

@@ -1589,9 +1589,9 @@ START_TEST(build_errors_tasks)
 	sp.context = 1;
 	sp.split[0] = 1;
 	sp.split[1] = sp.split[2] = 0;
-	build_fails("date,x,weather\n2015-01-01,1,sun\n2015-01-02,2,\n2015-01-03,3,rain\n", &sp,
-	            "t.csv:3: column \"weather\": missing label; every row needs a label for "
-	            "classification");
+	build_fails("date,x,weather\n2015-01-01,1,\n2015-01-02,2,NA\n2015-01-03,3,null\n", &sp,
+	            "t.csv: column \"weather\" has no label on any of its 3 rows (all are empty or "
+	            "NA); label rows, or choose another data.target");
 
 	/* regression */
 	sp = spec_of(TF_TASK_REGRESSION, 3, 0);
@@ -1625,6 +1625,330 @@ START_TEST(build_errors_tasks)
 	            "t.csv:3: column \"label\": missing label; anomaly labels must be 0 or 1 on every "
 	            "row");
 	free(text);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ incremental runs */
+
+/* "t,a,b,y,label": n rows, a = i, b = 3·i², y = 1000 − 7i, label from labels
+ * (cycled), or the text of blank[i] when it is not NULL. */
+static char *
+labelled_series(int n, const char *const *labels, int n_labels, const char *const *blank)
+{
+	size_t cap = 64 + (size_t)n * 64, len;
+	char *s = malloc(cap);
+	ck_assert_ptr_nonnull(s);
+	len = (size_t)snprintf(s, cap, "t,a,b,y,label\n");
+	for (int i = 0; i < n; i++)
+		len += (size_t)snprintf(s + len, cap - len, "%d,%d,%d,%d,%s\n", i, i, 3 * i * i,
+		                        1000 - 7 * i,
+		                        blank && blank[i] ? blank[i] : labels[i % n_labels]);
+	return s;
+}
+
+/* The init version's statistics are used exactly: nothing is fitted, and
+ * x = (raw − shift) / scale in double before the cast, as the training
+ * run's own normalization computes it. */
+START_TEST(init_normalization)
+{
+	static const char *const feats[] = {"a", "b"}, *const target[] = {"y"};
+	static const char *const lab[] = {"x"};
+	static const double in_shift[] = {2.5, -40}, in_scale[] = {0.5, 1e3};
+	static const double out_shift[] = {990}, out_scale[] = {-3};
+	tf_data_spec sp = spec_of(TF_TASK_REGRESSION, 4, 0);
+	char *text = labelled_series(20, lab, 1, NULL);
+	tf_table t;
+	tf_dataset ds, fitted;
+
+	sp.time_column = "t";
+	sp.features = feats;
+	sp.n_features = 2;
+	sp.targets = target;
+	sp.n_targets = 1;
+	parse_ok(text, &t);
+	build_ok(&t, &sp, &fitted);
+	sp.in_shift = in_shift;
+	sp.in_scale = in_scale;
+	sp.out_shift = out_shift;
+	sp.out_scale = out_scale;
+	for (int norm = TF_NORM_NONE; norm <= TF_NORM_MINMAX; norm++) {
+		sp.normalize = norm; /* whatever it says: the given statistics */
+		build_ok(&t, &sp, &ds);
+		for (int j = 0; j < 2; j++) {
+			ck_assert(ds.in_shift[j] == in_shift[j]);
+			ck_assert(ds.in_scale[j] == in_scale[j]);
+		}
+		ck_assert(ds.out_shift[0] == out_shift[0] && ds.out_scale[0] == out_scale[0]);
+		for (int i = 0; i < 20; i++) {
+			double a = i, b = 3.0 * i * i, y = 1000 - 7.0 * i;
+			ck_assert(ds.x_raw[i * 2] == a && ds.x_raw[i * 2 + 1] == b);
+			ck_assert(ds.x[i * 2] == (float)((a - 2.5) / 0.5));
+			ck_assert(ds.x[i * 2 + 1] == (float)((b + 40) / 1e3));
+			ck_assert(ds.y[i] == (float)((y - 990) / -3));
+		}
+		/* the same rows and windows as a fitted build */
+		for (int s2 = 0; s2 < 3; s2++)
+			ck_assert_int_eq(ds.n_windows[s2], fitted.n_windows[s2]);
+		tf_dataset_free(&ds);
+	}
+	/* inputs alone: the targets are fitted as before */
+	sp.normalize = TF_NORM_ZSCORE;
+	sp.out_shift = sp.out_scale = NULL;
+	build_ok(&t, &sp, &ds);
+	ck_assert(ds.out_shift[0] == fitted.out_shift[0] && ds.out_scale[0] == fitted.out_scale[0]);
+	ck_assert(ds.in_shift[1] == -40 && fitted.in_shift[1] != -40);
+	tf_dataset_free(&ds);
+	tf_dataset_free(&fitted);
+
+	/* unusable statistics are refused, naming the channel */
+	sp.in_scale = (const double[]){0.5, 0};
+	build_fails(text, &sp,
+	            "t.csv: channel \"b\": the init version's normalization (shift -40, scale 0) is "
+	            "not usable; the scale must be a finite number other than 0 — train the init "
+	            "version again or start without train.init");
+	sp.in_scale = (const double[]){NAN, 1};
+	build_fails(text, &sp,
+	            "t.csv: channel \"a\": the init version's normalization (shift 2.5, scale nan) is "
+	            "not usable; the scale must be a finite number other than 0 — train the init "
+	            "version again or start without train.init");
+	sp.in_scale = in_scale;
+	sp.out_shift = (const double[]){INFINITY};
+	sp.out_scale = out_scale;
+	build_fails(text, &sp,
+	            "t.csv: channel \"y\": the init version's normalization (shift inf, scale -3) is "
+	            "not usable; the scale must be a finite number other than 0 — train the init "
+	            "version again or start without train.init");
+	sp.out_shift = out_shift;
+	sp.out_scale = NULL;
+	build_fails(text, &sp,
+	            "t.csv: the init version's target normalization has a shift but no scale; it is "
+	            "damaged — train it again or start without train.init");
+	tf_table_free(&t);
+	free(text);
+
+	/* classification: class indices stay unnormalized whatever out_* says */
+	{
+		static const char *const two[] = {"rain", "sun"}, *const label[] = {"label"};
+		tf_data_spec cs = spec_of(TF_TASK_CLASSIFICATION, 2, 0);
+		text = labelled_series(20, two, 2, NULL);
+		cs.time_column = "t";
+		cs.features = feats;
+		cs.n_features = 2;
+		cs.targets = label;
+		cs.n_targets = 1;
+		cs.in_shift = in_shift;
+		cs.in_scale = in_scale;
+		cs.out_shift = out_shift;
+		cs.out_scale = out_scale;
+		parse_ok(text, &t);
+		build_ok(&t, &cs, &ds);
+		ck_assert(ds.out_shift[0] == 0 && ds.out_scale[0] == 1);
+		ck_assert(ds.y[3] == 1 && ds.x[3 * 2] == (float)((3 - 2.5) / 0.5));
+		tf_dataset_free(&ds);
+		tf_table_free(&t);
+		free(text);
+	}
+}
+END_TEST
+
+/* The init version's classes keep their order and indices; new labels are
+ * appended sorted by name; a class the increment lacks counts 0. */
+START_TEST(init_classes)
+{
+	static const char *const label[] = {"label"};
+	/* rows 0..19 cycle fog, sun, drizzle, sun, rain */
+	static const char *const cyc[] = {"fog", "sun", "drizzle", "sun", "rain"};
+	tf_data_spec sp = spec_of(TF_TASK_CLASSIFICATION, 2, 0);
+	char *text = labelled_series(20, cyc, 5, NULL);
+	tf_table t;
+	tf_dataset ds;
+	tf_baselines bl;
+
+	sp.time_column = "t";
+	sp.targets = label;
+	sp.n_targets = 1;
+	sp.split[0] = 0.5;
+	sp.split[1] = 0.25;
+	sp.split[2] = 0.25;
+	parse_ok(text, &t);
+
+	/* without: sorted by name */
+	build_ok(&t, &sp, &ds);
+	ck_assert_int_eq(ds.n_classes, 4);
+	ck_assert_str_eq(ds.class_names[0], "drizzle");
+	ck_assert_str_eq(ds.class_names[3], "sun");
+	ck_assert_int_eq(ds.n_new_classes, 0);
+	ck_assert_int_eq(ds.unlabeled, 0);
+	tf_dataset_free(&ds);
+
+	/* the init knew sun, snow, rain (in that order); fog and drizzle are new */
+	sp.classes = (const char *const[]){"sun", "snow", "rain"};
+	sp.n_classes = 3;
+	build_ok(&t, &sp, &ds);
+	ck_assert_int_eq(ds.n_classes, 5);
+	ck_assert_int_eq(ds.n_new_classes, 2);
+	ck_assert_str_eq(ds.class_names[0], "sun");
+	ck_assert_str_eq(ds.class_names[1], "snow");
+	ck_assert_str_eq(ds.class_names[2], "rain");
+	ck_assert_str_eq(ds.class_names[3], "drizzle");
+	ck_assert_str_eq(ds.class_names[4], "fog");
+	/* training rows 0..9: fog 2, sun 4, drizzle 2, rain 2, snow 0 */
+	ck_assert_int_eq(ds.class_counts[0], 4);
+	ck_assert_int_eq(ds.class_counts[1], 0);
+	ck_assert_int_eq(ds.class_counts[2], 2);
+	ck_assert_int_eq(ds.class_counts[3], 2);
+	ck_assert_int_eq(ds.class_counts[4], 2);
+	for (int i = 0; i < 20; i++) {
+		static const float want[5] = {4, 0, 3, 0, 2}; /* fog sun drizzle sun rain */
+		ck_assert_msg(ds.y[i] == want[i % 5], "row %d: class %g", i, (double)ds.y[i]);
+		ck_assert(ds.y_raw[i] == want[i % 5]);
+	}
+	tf_dataset_baselines(&ds, &sp, 2, &bl);
+	ck_assert_int_eq(bl.majority_class, 0); /* sun */
+	tf_dataset_free(&ds);
+
+	/* every label known: nothing appended, the init's order kept */
+	sp.classes = (const char *const[]){"sun", "rain", "fog", "drizzle", "hail"};
+	sp.n_classes = 5;
+	build_ok(&t, &sp, &ds);
+	ck_assert_int_eq(ds.n_classes, 5);
+	ck_assert_int_eq(ds.n_new_classes, 0);
+	ck_assert_str_eq(ds.class_names[4], "hail");
+	ck_assert(ds.y[0] == 2 && ds.y[1] == 0 && ds.y[2] == 3 && ds.y[4] == 1);
+	tf_dataset_free(&ds);
+	tf_table_free(&t);
+	free(text);
+
+	/* an increment with one class is fine when the init had two */
+	text = labelled_series(20, (const char *const[]){"rain"}, 1, NULL);
+	parse_ok(text, &t);
+	sp.classes = (const char *const[]){"sun", "rain"};
+	sp.n_classes = 2;
+	build_ok(&t, &sp, &ds);
+	ck_assert_int_eq(ds.n_classes, 2);
+	ck_assert_int_eq(ds.class_counts[0], 0);
+	ck_assert_int_eq(ds.class_counts[1], 10);
+	tf_dataset_free(&ds);
+	/* … and a new single class after one known class makes two */
+	sp.classes = (const char *const[]){"sun"};
+	sp.n_classes = 1;
+	build_ok(&t, &sp, &ds);
+	ck_assert_int_eq(ds.n_classes, 2);
+	ck_assert_int_eq(ds.n_new_classes, 1);
+	ck_assert_str_eq(ds.class_names[1], "rain");
+	tf_dataset_free(&ds);
+	/* but one class in all is still refused */
+	sp.classes = (const char *const[]){"rain"};
+	build_fails(text, &sp,
+	            "t.csv: column \"label\" holds a single class on all 20 rows; classification "
+	            "needs at least two — choose another data.target");
+	sp.classes = (const char *const[]){"sun", "rain", "sun"};
+	sp.n_classes = 3;
+	build_fails(text, &sp,
+	            "t.csv: the init version names a class twice in its class list; it is damaged — "
+	            "train it again or start without train.init");
+	sp.classes = (const char *const[]){"sun", ""};
+	sp.n_classes = 2;
+	build_fails(text, &sp,
+	            "t.csv: class 2 of the init version has no name; the init version's class list "
+	            "is damaged — train it again or start without train.init");
+	tf_table_free(&t);
+	free(text);
+}
+END_TEST
+
+/* A window whose labelled row (its last) has no label is in no split; the
+ * row still serves as the context of other windows. */
+START_TEST(unlabelled_windows)
+{
+	static const char *const label[] = {"label"}, *const two[] = {"sun", "rain"};
+	const char *blank[20] = {NULL};
+	tf_data_spec sp = spec_of(TF_TASK_CLASSIFICATION, 3, 0);
+	char *text;
+	tf_table t;
+	tf_dataset ds;
+	float x[3 * 4], y[1];
+	int64_t idx[1] = {1};
+
+	blank[1] = "NaN";
+	blank[4] = "";
+	blank[11] = "NA";
+	blank[17] = " null ";
+	text = labelled_series(20, two, 2, blank);
+	sp.time_column = "t";
+	sp.targets = label;
+	sp.n_targets = 1;
+	sp.split[0] = 0.5;
+	sp.split[1] = 0.25;
+	sp.split[2] = 0.25;
+	parse_ok(text, &t);
+	build_ok(&t, &sp, &ds);
+	/* rows 10/5/5; a window r is labelled by row r + 2: train r 0..7 (row 4
+	 * unlabelled drops r 2; row 1 is no window's last row), validation
+	 * r 8..12 (row 11 drops r 9), test r 13..17 (row 17 drops r 15) */
+	ck_assert_int_eq(ds.unlabeled, 4);
+	ck_assert_int_eq(ds.n_windows[0], 7);
+	ck_assert_int_eq(ds.n_windows[1], 4);
+	ck_assert_int_eq(ds.n_windows[2], 4);
+	{
+		static const int64_t w0[] = {0, 1, 3, 4, 5, 6, 7}, w1[] = {8, 10, 11, 12},
+		                     w2[] = {13, 14, 16, 17};
+		for (int i = 0; i < 7; i++)
+			ck_assert_int_eq(ds.window_start[0][i], w0[i]);
+		for (int i = 0; i < 4; i++) {
+			ck_assert_int_eq(ds.window_start[1][i], w1[i]);
+			ck_assert_int_eq(ds.window_start[2][i], w2[i]);
+		}
+	}
+	/* classes from labelled rows only; counts over the labelled training rows
+	 * (0..9 but 1 and 4: sun at 0 2 6 8, rain at 3 5 7 9) */
+	ck_assert_int_eq(ds.n_classes, 2);
+	ck_assert_str_eq(ds.class_names[0], "rain");
+	ck_assert_int_eq(ds.class_counts[0], 4);
+	ck_assert_int_eq(ds.class_counts[1], 4);
+	ck_assert(isnan(ds.y[1]) && isnan(ds.y[4]) && isnan(ds.y_raw[11]) && isnan(ds.y[17]));
+	ck_assert(ds.y[5] == 0 && ds.y[6] == 1);
+	/* window r 1 (rows 1..3) takes the unlabelled row 1 as context */
+	sp.normalize = TF_NORM_NONE;
+	tf_dataset_free(&ds);
+	build_ok(&t, &sp, &ds);
+	tf_dataset_batch(&ds, &sp, 0, idx, 1, x, y);
+	ck_assert(x[0] == 1 && x[1] == 3 && x[3 * 2] == 3 && y[0] == 0); /* row 3: rain */
+	tf_dataset_free(&ds);
+	tf_table_free(&t);
+	free(text);
+
+	/* a split left without a labelled window is refused, naming it */
+	for (int i = 0; i < 20; i++)
+		blank[i] = i >= 15 ? "" : NULL;
+	text = labelled_series(20, two, 2, blank);
+	build_fails(text, &sp,
+	            "t.csv: column \"label\": the test split (rows 16 to 20 in time order) has no "
+	            "labelled window (5 of 20 rows have no label); label rows there, or change "
+	            "data.split");
+	free(text);
+	/* as is a file where no window is labelled */
+	for (int i = 0; i < 20; i++)
+		blank[i] = i >= 2 ? "NA" : NULL;
+	text = labelled_series(20, two, 2, blank);
+	build_fails(text, &sp,
+	            "t.csv: column \"label\": no window is labelled (18 of 20 rows have no label, "
+	            "and a window needs one on its last row); label rows, or choose another "
+	            "data.target");
+	free(text);
+	/* other tasks: an empty label is still an error */
+	{
+		tf_data_spec as = spec_of(TF_TASK_ANOMALY, 1, 0);
+		as.targets = label;
+		as.n_targets = 1;
+		as.features = (const char *const[]){"a"};
+		as.n_features = 1;
+		as.split[0] = 1;
+		as.split[1] = as.split[2] = 0;
+		build_fails("a,label\n1,0\n2,NA\n3,0\n", &as,
+		            "t.csv:3: column \"label\": missing label; anomaly labels must be 0 or 1 on "
+		            "every row");
+	}
 }
 END_TEST
 
@@ -1706,6 +2030,13 @@ main(void)
 	tcase_add_test(errors, build_errors_tasks);
 	tcase_add_test(errors, errors_repeatable);
 	suite_add_tcase(s, errors);
+	{
+		TCase *inc = tcase_create("incremental");
+		tcase_add_test(inc, init_normalization);
+		tcase_add_test(inc, init_classes);
+		tcase_add_test(inc, unlabelled_windows);
+		suite_add_tcase(s, inc);
+	}
 
 	rv = tu_run(s);
 	/* the others passed, but the suite is incomplete: a skip, not a pass */

@@ -267,7 +267,61 @@ static const struct bad {
 	 "\"last\"; };",
 	 "model.residual: \"last\" adds the window's last value to a forecast; use \"none\" for "
 	 "regression"},
+	/* incremental runs (docs/incremental.md) */
+	{"data = { path = \"x\"; }; train = { init = { alias = \"production\"; }; };",
+	 "train.init: name the registered model to start from"},
+	{"data = { path = \"x\"; }; train = { init = { model = \"w\"; alias = \"a\"; version = 2; "
+	 "}; };",
+	 "train.init: give train.init.alias or train.init.version, not both"},
+	{"data = { path = \"x\"; }; model = { kind = \"auto\"; }; train = { init = { "
+	 "model_dir = \"/d\"; }; };",
+	 "model.kind: an incremental run (train.init) goes on training"},
+	{"data = { path = \"x\"; }; incremental = { replay = { ratio = 1.0; }; };",
+	 "incremental.replay.ratio: replay mixes an earlier version's bank into the batches: it "
+	 "needs train.init"},
+	{"data = { path = \"x\"; }; incremental = { ewc = { lambda = 1.0; }; };",
+	 "incremental.ewc.lambda: EWC holds the weights near an earlier version's"},
+	{"data = { path = \"x\"; }; incremental = { lwf = { alpha = 1.0; }; };",
+	 "incremental.lwf.alpha: LwF distills an earlier version: it needs train.init"},
+	{"data = { path = \"x\"; }; incremental = { ewc = { mode = \"offline\"; }; };",
+	 "incremental.ewc.mode"},
+	{"data = { path = \"x\"; }; incremental = { replay = { memroy = 3; }; };",
+	 "incremental.replay.memroy: unknown setting (did you mean memory?)"},
 };
+
+START_TEST(incremental_settings)
+{
+	tf_spec s;
+	char *err = NULL;
+
+	/* without the group, the document is what it was before incremental
+	 * runs (checkpoints written then still resume); the bank keeps 1000 */
+	ck_assert_msg(tf_spec_parse("data = { path = \"x\"; };", "job", task_of, NULL, &s, &err) == 0,
+	              "%s", err);
+	ck_assert_ptr_null(json_object_get(s.doc, "incremental"));
+	ck_assert_ptr_null(s.init_dir);
+	ck_assert_int_eq(s.replay_memory, 1000);
+	ck_assert_str_eq(s.replay_sampler, "reservoir");
+	ck_assert(s.replay_ratio == 0 && s.ewc_lambda == 0 && s.lwf_alpha == 0);
+	tf_spec_free(&s);
+
+	/* a forecast from train.init defaults to the Transformer, not auto */
+	ck_assert_msg(tf_spec_parse("data = { path = \"x\"; }; train = { init = { model = \"w\"; "
+	                            "version = 3; model_dir = \"/m/v3\"; }; }; incremental = { "
+	                            "replay = { memory = 50; ratio = 0.5; }; ewc = { lambda = 10; "
+	                            "mode = \"online\"; gamma = 0.9; }; lwf = { alpha = 0.5; }; };",
+	                            "job", task_of, NULL, &s, &err) == 0,
+	              "%s", err);
+	ck_assert_int_eq(s.kind, TF_KIND_TRANSFORMER);
+	ck_assert_str_eq(s.init_dir, "/m/v3");
+	ck_assert_str_eq(s.init_model, "w");
+	ck_assert_int_eq(s.init_version, 3);
+	ck_assert_int_eq(s.replay_memory, 50);
+	ck_assert(s.replay_ratio == 0.5 && s.ewc_lambda == 10 && s.ewc_online && s.ewc_gamma == 0.9);
+	ck_assert(s.lwf_alpha == 0.5 && s.lwf_temperature == 2.0);
+	tf_spec_free(&s);
+}
+END_TEST
 
 START_TEST(bad_spec)
 {
@@ -290,6 +344,7 @@ main(void)
 	tcase_add_test(tc, spec_example_parses);
 	tcase_add_test(tc, json_and_task_defaults);
 	tcase_add_test(tc, model_kinds);
+	tcase_add_test(tc, incremental_settings);
 	tcase_add_loop_test(tc, bad_spec, 0, (int)(sizeof bad_specs / sizeof bad_specs[0]));
 	suite_add_tcase(s, tc);
 	return tu_run(s);

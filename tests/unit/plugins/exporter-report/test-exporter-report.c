@@ -10,7 +10,13 @@
  *   model still renders and says what is missing;
  * - the comparison: differing settings highlighted, the best run per row
  *   marked, one overlaid chart per common metric;
- * - errors: no runs to compare, a sink that refuses to write. */
+ * - errors: no runs to compare, a sink that refuses to write;
+ * - continual learning: a classification run's metrics.json with the
+ *   "continual" and "holdout" groups of contract.md §3 (a fixture written by
+ *   hand in that shape around a real run's metrics.json, its summary
+ *   checked against R here): the heatmap's cells, colours and diagonal, the
+ *   summary figures with their sign conventions, the strategies, the
+ *   holdout; an error metric's first increment; a malformed group. */
 #include "config.h"
 
 #include <math.h>
@@ -573,6 +579,200 @@ START_TEST(bad_config)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ continual learning */
+
+static char *
+fixture(const char *name)
+{
+	char *path = loomi_strfmt("%s/tests/unit/plugins/exporter-report/%s",
+	                          tu_env("LOOM_TEST_SRCDIR"), name), *body = NULL;
+	size_t len;
+
+	ck_assert_msg(loomi_read_file(path, &body, &len) == 0, "cannot read %s", path);
+	free(path);
+	return body;
+}
+
+/* R[i][j] of a metrics.json's continual group (0-based). */
+static double
+r_at(const json_t *R, size_t i, size_t j)
+{
+	return json_number_value(json_array_get(json_array_get(R, i), j));
+}
+
+START_TEST(continual_section)
+{
+	char *body = fixture("continual-metrics.json"), *html, *other;
+	json_t *m = json_loads(body, 0, NULL), *cl = json_object_get(m, "continual");
+	const json_t *R = json_object_get(cl, "R"), *before = json_object_get(cl, "R_before");
+	const json_t *base = json_object_get(cl, "baseline");
+	size_t T = json_array_size(R);
+	double avg = 0, forg = 0, bwt = 0, fwt = 0;
+	loom_export_source s;
+
+	/* the fixture's figures are those of its R, as the engine computes them */
+	ck_assert_uint_eq(T, 3);
+	for (size_t j = 0; j < T; j++)
+		avg += r_at(R, T - 1, j) / (double)T;
+	for (size_t j = 0; j + 1 < T; j++) {
+		forg += (r_at(R, j, j) - r_at(R, T - 1, j)) / (double)(T - 1);
+		bwt += (r_at(R, T - 1, j) - r_at(R, j, j)) / (double)(T - 1);
+	}
+	for (size_t j = 1; j < T; j++)
+		fwt += (json_number_value(json_array_get(before, j)) -
+		        json_number_value(json_array_get(base, j))) / (double)(T - 1);
+	ck_assert_double_eq_tol(json_number_value(json_object_get(cl, "average")), avg, 1e-12);
+	ck_assert_double_eq_tol(json_number_value(json_object_get(cl, "forgetting")), forg, 1e-12);
+	ck_assert_double_eq_tol(json_number_value(json_object_get(cl, "bwt")), bwt, 1e-12);
+	ck_assert_double_eq_tol(json_number_value(json_object_get(cl, "fwt")), fwt, 1e-12);
+	ck_assert(json_is_null(json_array_get(before, 0)));
+
+	s = source("weather-v3", "{}", body, NULL, 0, NULL);
+	html = export_run(&s);
+	assert_balanced(html);
+	assert_self_contained(html);
+	ck_assert_ptr_nonnull(strstr(html, "<section id=\"continual\">\n<h2>Continual learning</h2>"));
+	/* after the metrics and the charts (a first increment's short
+	 * section must not push the charts out of a page's first screen) */
+	ck_assert(strstr(html, "id=\"metrics\"") < strstr(html, "id=\"continual\""));
+	ck_assert(strstr(html, "id=\"charts\"") < strstr(html, "id=\"continual\""));
+	ck_assert_ptr_nonnull(strstr(html, "<dt>Started from</dt><dd>model weather, version 2</dd>"));
+	ck_assert_ptr_nonnull(strstr(html, "accuracy (higher is better)"));
+	/* the heatmap: columns by increment and file, rows after each increment;
+	 * the diagonal outlined; the best value (0.81) green, the worst (the
+	 * baseline 0.44) red; nothing above the diagonal */
+	ck_assert_ptr_nonnull(strstr(html, "<th scope=\"col\">after \\ test of</th><th scope=\"col\">"
+	                                   "1 (seattle-2012.csv)</th><th scope=\"col\">2 "
+	                                   "(seattle-2013.csv)</th>"));
+	ck_assert_ptr_nonnull(strstr(html, "<tr><th scope=\"row\">after increment 1</th><td class=\"num "
+	                                   "heat diag\" style=\"background:#9cd9a6\">0.81</td><td "
+	                                   "class=\"later\"></td><td class=\"later\"></td></tr>"));
+	ck_assert_uint_eq(count(html, "class=\"later\""), 3);
+	ck_assert_uint_eq(count(html, "heat diag"), 3);
+	ck_assert_ptr_nonnull(strstr(html, "<th scope=\"row\">naive baseline</th><td class=\"num heat\" "
+	                                   "style=\"background:#f4a59a\">0.44</td>"));
+	ck_assert_ptr_nonnull(strstr(html, "<th scope=\"row\">before learning it (R_before)</th><td "
+	                                   "class=\"num\">—</td><td class=\"num heat\""));
+	ck_assert_ptr_nonnull(strstr(html, "<th scope=\"row\">after increment 3</th><td class=\"num "
+	                                   "heat\" style=\"background:"));
+	/* the summary, with its sign conventions in words */
+	ck_assert_ptr_nonnull(strstr(html, "<th scope=\"row\">average</th><td class=\"num\">0.78</td>"));
+	ck_assert_ptr_nonnull(strstr(html, "<th scope=\"row\">forgetting</th><td class=\"num\">0.005"
+	                                   "</td>"));
+	ck_assert_ptr_nonnull(strstr(html, "<th scope=\"row\">backward transfer (BWT)</th><td "
+	                                   "class=\"num\">-0.005</td>"));
+	ck_assert_ptr_nonnull(strstr(html, "<th scope=\"row\">forward transfer (FWT)</th><td "
+	                                   "class=\"num\">0.25</td>"));
+	ck_assert_ptr_nonnull(strstr(html, "Above 0: the model got worse on earlier increments"));
+	ck_assert_ptr_null(strstr(html, "sign flipped"));
+	ck_assert_ptr_null(strstr(html, "Not defined for this run"));
+	/* the strategies */
+	ck_assert_ptr_nonnull(strstr(html, "memory 1000, ratio 1, bank_rows 1000"));
+	ck_assert_ptr_nonnull(strstr(html, "lambda 100, mode online, gamma 0.9, terms 1"));
+	ck_assert_ptr_nonnull(strstr(html, "<th scope=\"row\">LwF</th><td>no (alpha 0)</td>"));
+	/* the holdout: headline names in order, per-class ones left out, the
+	 * better of the two marked */
+	ck_assert_ptr_nonnull(strstr(html, "210 windows: the test splits of all 3 increments so far"));
+	ck_assert_ptr_nonnull(strstr(html, "<th scope=\"col\">init version (weather v2)</th>"));
+	ck_assert_ptr_nonnull(strstr(html, "<tr><th scope=\"row\">loss</th><td class=\"num best\">0.61"
+	                                   "</td><td class=\"num\">0.74</td></tr>\n<tr><th scope="
+	                                   "\"row\">accuracy</th><td class=\"num best\">0.78</td><td "
+	                                   "class=\"num\">0.714286</td></tr>\n<tr><th scope=\"row\">"
+	                                   "macro_f1</th>"));
+	ck_assert_ptr_null(strstr(strstr(html, "class=\"holdout\""), "f1.sun"));
+	/* the groups are not repeated under Other figures */
+	other = strstr(html, "<h3>Other figures</h3>");
+	ck_assert(other == NULL || strstr(other, "continual.R") == NULL);
+	ck_assert_ptr_null(strstr(html, "holdout.windows"));
+	free(html);
+
+	/* a run without the group has no section */
+	s = source("plain", "{}", "{\"test\":{\"accuracy\":0.5}}", NULL, 0, NULL);
+	html = export_run(&s);
+	ck_assert_ptr_null(strstr(html, "id=\"continual\""));
+	free(html);
+	json_decref(m);
+	free(body);
+}
+END_TEST
+
+/* A forecast's first increment: an error metric (lower is better), no
+ * init version, the figures that need two increments null. */
+START_TEST(continual_first_increment)
+{
+	static const char metrics[] =
+		"{\"test\":{\"mae\":1.2},\"continual\":{\"increment\":1,\"init\":null,\"metric\":\"mae\","
+		"\"higher_is_better\":false,\"increments\":[{\"index\":1,\"data\":\"/d/block1.csv\","
+		"\"test_windows\":40}],\"R\":[[1.2]],\"R_before\":[null],\"baseline\":[2.5],"
+		"\"average\":1.2,\"forgetting\":null,\"bwt\":null,\"fwt\":null,\"strategies\":{"
+		"\"replay\":{\"memory\":1000,\"ratio\":0,\"bank_rows\":1000},\"ewc\":{\"lambda\":0,"
+		"\"mode\":\"separate\",\"gamma\":1,\"terms\":0},\"lwf\":{\"alpha\":0,\"temperature\":2}}},"
+		"\"holdout\":{\"windows\":40,\"increments\":1,\"model\":{\"loss\":0.3,\"mae\":1.2},"
+		"\"init\":null,\"init_model\":null,\"init_version\":null}}";
+	loom_export_source s = source("fc", "{}", metrics, NULL, 0, NULL);
+	char *html = export_run(&s);
+
+	assert_balanced(html);
+	ck_assert_ptr_nonnull(strstr(html, "nothing: trained from scratch"));
+	ck_assert_ptr_nonnull(strstr(html, "mae (lower is better)"));
+	/* lower is better: the model's 1.2 is the best (green), the baseline's
+	 * 2.5 the worst (red) */
+	ck_assert_ptr_nonnull(strstr(html, "<td class=\"num heat diag\" style=\"background:#9cd9a6\">"
+	                                   "1.2</td>"));
+	ck_assert_ptr_nonnull(strstr(html, "style=\"background:#f4a59a\">2.5</td>"));
+	ck_assert_uint_eq(count(html, "sign flipped"), 3);
+	ck_assert_uint_eq(count(html, "Not defined for this run"), 3);
+	ck_assert_ptr_nonnull(strstr(html, "<th scope=\"row\">replay</th><td>no (ratio 0)"));
+	ck_assert_ptr_nonnull(strstr(html, "<th scope=\"col\">init version</th>"));
+	ck_assert_ptr_nonnull(strstr(html, "No init version: this run did not start"));
+	ck_assert_ptr_nonnull(strstr(html, "<tr><th scope=\"row\">mae</th><td class=\"num\">1.2</td>"
+	                                   "<td class=\"num\">—</td></tr>"));
+	free(html);
+}
+END_TEST
+
+/* What a damaged file may hold: rows short or long, strings for numbers,
+ * markup in names, more increments than the table shows. */
+START_TEST(continual_malformed)
+{
+	json_t *R = json_array(), *incs = json_array(), *m;
+	loom_export_source s;
+	char *body, *html;
+
+	for (int i = 0; i < 100; i++) {
+		json_t *row = json_array();
+		for (int j = 0; j <= i + (i == 99 ? 3 : 0); j++)
+			json_array_append_new(row, j == 1 ? json_string("<b>x</b>") : json_real(0.5 + j * 0.001));
+		json_array_append_new(R, i == 50 ? json_string("row") : row);
+		if (i == 50)
+			json_decref(row);
+		json_array_append_new(incs, json_pack("{s:i, s:s, s:i}", "index", i + 1, "data",
+		                                      i == 99 ? "/d/a&b<last>.csv" : "/d/x.csv",
+		                                      "test_windows", 3));
+	}
+	m = json_pack("{s:{s:o, s:o, s:s, s:s, s:[n], s:i, s:s, s:[s]}, s:s}", "continual", "R", R,
+	              "increments", incs, "metric", "acc<uracy>", "higher_is_better", "yes",
+	              "R_before", "baseline", 1, "average", "high", "strategies", "none",
+	              "holdout", "none");
+	body = json_dumps(m, 0);
+	s = source("bad", "{}", body, NULL, 0, NULL);
+	html = export_run(&s);
+	assert_balanced(html);
+	ck_assert_ptr_nonnull(strstr(html, "100 increments; the last 40 are shown"));
+	ck_assert_uint_eq(count(html, "<th scope=\"row\">after increment"), 40);
+	ck_assert_ptr_null(strstr(html, "<b>x"));
+	ck_assert_ptr_null(strstr(html, "<last>"));
+	ck_assert_ptr_nonnull(strstr(html, "100 (a&amp;b&lt;last&gt;.csv)"));
+	ck_assert_ptr_nonnull(strstr(html, "acc&lt;uracy&gt; (higher is better)"));
+	ck_assert_ptr_nonnull(strstr(html, "does not say which strategies"));
+	ck_assert_ptr_nonnull(strstr(html, "has no holdout group"));
+	ck_assert_ptr_nonnull(strstr(html, "<th scope=\"row\">average</th><td class=\"num\">—</td>"));
+	free(html);
+	free(body);
+	json_decref(m);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ main */
 
 /* Two epochs of the Seattle forecast with loom-worker, once for all tests
@@ -642,6 +842,9 @@ main(void)
 	tcase_add_test(tc, compare_real_runs);
 	tcase_add_test(tc, errors);
 	tcase_add_test(tc, bad_config);
+	tcase_add_test(tc, continual_section);
+	tcase_add_test(tc, continual_first_increment);
+	tcase_add_test(tc, continual_malformed);
 	suite_add_tcase(s, tc);
 	rv = tu_run(s);
 	tu_rmrf(strrchr(run_dir, '/') ? (*strrchr(run_dir, '/') = '\0', run_dir) : run_dir);
