@@ -17,7 +17,9 @@
 # rule recorded a decision about version 2 that agrees with the holdout
 # figures it names (promoted when better, else kept), and production is
 # then version 2 or 1 accordingly; the predict endpoint answers from the
-# alias's version, before and after the restart.
+# alias's version, before and after the restart.  Then a rule no version
+# can meet (better_by 1): version 3, trained from production the same way,
+# is recorded "kept" and neither production nor the endpoint moves.
 set -eu
 . "${LOOM_TEST_SRCDIR:?run the integration tests through make check}/tests/integration/lib.sh"
 
@@ -124,6 +126,8 @@ d = d[0]
 better = m["holdout_accuracy"] > m["holdout_init_accuracy"] + rule["better_by"]
 assert d["action"] == ("promoted" if better else "kept"), (d, m["holdout_accuracy"], m["holdout_init_accuracy"])
 assert "holdout_accuracy" in d["reason"], d
+assert d["metric"] == "holdout_accuracy" and d["against"] == 1, d
+assert abs(d["value"] - m["holdout_accuracy"]) < 1e-9 and abs(d["against_value"] - m["holdout_init_accuracy"]) < 1e-9, (d, m)
 assert alias["version"] == (2 if better else 1), alias
 if s["v1_by"] == "rule":
     d1 = [x for x in dec["decisions"] if x["version"] == 1]
@@ -139,6 +143,32 @@ alias_v=$($PY -c "import json; print(json.load(open('$T/alias.json'))['version']
 [ "$($PY -c "import json; print(json.load(open('$T/body'))['version'])")" = "$alias_v" ] ||
 	fail "the endpoint did not answer from production (version $alias_v): $(head -c 400 "$T/body")"
 ok "the predict endpoint answers from production, version $alias_v"
+
+# ---------------------------------------------------------------- a version the rule keeps out
+# better_by 1: no accuracy is better by more than 1, so version 3 (the
+# same increment again, from production) is kept out and nothing moves
+curl -s -o "$T/body" -X PUT -H 'Content-Type: application/json' \
+	--data-binary '{"metric": "holdout_accuracy", "better_by": 1.0, "alias": "production"}' \
+	"$URL/api/v1/models/weather/deploy" >/dev/null
+task3=$(curl -s -H 'Content-Type: application/json' --data-binary @"$L/v2.json" \
+	"$URL/api/v1/training/tasks" | $PY -c 'import json, sys; print(json.load(sys.stdin)["task_id"])')
+wait_for "$task3" completed 300
+get /api/v1/models/weather/deploy/decisions
+cp "$T/body" "$T/decisions.json"
+get /api/v1/models/weather/aliases/production
+$PY - "$T/decisions.json" "$T/body" "$alias_v" <<'PY' || fail "the rule did not keep version 3 out: $(cat "$T/decisions.json")"
+import json, sys
+dec, alias, before = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), int(sys.argv[3])
+d = [x for x in dec["decisions"] if x["version"] == 3]
+assert len(d) == 1 and d[0]["action"] == "kept" and d[0]["against"] == before, d
+assert alias["version"] == before, alias
+PY
+curl -s -o "$T/body" -H 'Content-Type: application/json' \
+	--data-binary "{\"file\": \"$L/data/2013.csv\", \"from_line\": 300, \"to_line\": 320}" \
+	"$URL/api/v1/models/weather/predict"
+[ "$($PY -c "import json; print(json.load(open('$T/body'))['version'])")" = "$alias_v" ] ||
+	fail "the endpoint moved off production (version $alias_v): $(head -c 400 "$T/body")"
+ok "a rule no version can meet (better_by 1) kept version 3 out: production and the endpoint stay on version $alias_v"
 
 stop_loomd
 ok "loomd stopped cleanly"
