@@ -58,7 +58,14 @@ int tf_weights_load(const char *path, tf_model *m, json_t **info, char **err);
  * leading rows are copied and the rest keep m's initial values; *grown (may be NULL)
  * receives how many tensors grew.  Tensors of m the file lacks are an error naming them.
  * *info (may be NULL) receives the metadata as tf_weights_load gives it.  Everything
- * is checked before m is touched. */
+ * is checked before m is touched (initialize m first: the new rows keep what it has).
+ *
+ * Precisely: a head tensor may grow in one dimension, the others equal — the bundled
+ * heads keep the classes on dimension 0 (proj.weight [classes, D'], proj.bias
+ * [classes]), so whole leading rows are copied; a head keeping them last ([D', classes])
+ * gets each row's leading columns.  Shrinking, growing in two dimensions or a
+ * non-head tensor that differs is LOOM_EINVAL naming the tensor; a missing file
+ * LOOM_ENOENT; a file that is not safetensors LOOM_ECORRUPT. */
 int tf_weights_load_init(const char *path, tf_model *m, json_t **info, int *grown, char **err);
 
 #endif /* LOOM_TF_CHECKPOINT_H */

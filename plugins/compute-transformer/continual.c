@@ -137,6 +137,25 @@ corrupt(reader *r, const char *why)
 	return LOOM_ECORRUPT;
 }
 
+static int
+nomem(reader *r)
+{
+	*r->err = loom_strfmt("out of memory reading the continual state %s", r->path);
+	return LOOM_ENOMEM;
+}
+
+/* The same dtype and shape. */
+static bool
+same_shape(const loom_safetensors_tensor *a, const loom_safetensors_tensor *b)
+{
+	if (a->ndim != b->ndim || strcmp(a->dtype, b->dtype) != 0)
+		return false;
+	for (uint32_t d = 0; d < a->ndim; d++)
+		if (a->dims[d] != b->dims[d])
+			return false;
+	return true;
+}
+
 /* A [rows, …] pair: x rows of wf floats, y rows of tl, the same row count. */
 static int
 check_rows(reader *r, const char *what, const loom_safetensors_tensor *x,
@@ -220,7 +239,7 @@ survey(reader *r)
 			pair = loom_strfmt("holdout.%lld.%s", (long long)p.index,
 			                   p.kind == K_HOLD_X ? "y" : "x");
 			if (pair == NULL)
-				return LOOM_ENOMEM;
+				return nomem(r);
 			other = loom_safetensors_find(r->f, pair);
 			free(pair);
 			snprintf(label, sizeof label, "holdout.%lld", (long long)p.index);
@@ -249,12 +268,10 @@ survey(reader *r)
 			pair = loom_strfmt("ewc.%lld.%s.%s", (long long)p.index,
 			                   p.fisher ? "theta" : "fisher", tt->name);
 			if (pair == NULL)
-				return LOOM_ENOMEM;
+				return nomem(r);
 			other = loom_safetensors_find(r->f, pair);
 			free(pair);
-			if (other == NULL || other->ndim != t[i].ndim ||
-			    memcmp(other->dims, t[i].dims, sizeof t[i].dims) != 0 ||
-			    strcmp(other->dtype, t[i].dtype) != 0)
+			if (other == NULL || !same_shape(other, &t[i]))
 				return corrupt(r, "an EWC tensor lacks its fisher or theta partner, or they "
 				                  "differ in shape");
 			r->term_seen[p.index] = 1;
@@ -348,7 +365,8 @@ fill(reader *r, tf_continual *c)
 			c->n_holdouts = h;
 		}
 	}
-	qsort(c->holdouts, (size_t)c->n_holdouts, sizeof *c->holdouts, holdout_cmp);
+	if (c->n_holdouts > 1)
+		qsort(c->holdouts, (size_t)c->n_holdouts, sizeof *c->holdouts, holdout_cmp);
 	return 0;
 }
 
@@ -369,6 +387,7 @@ tf_continual_load(const char *path, const tf_model *m, int64_t window_floats,
 	if ((rv = tf_st_read(path, &file, &len, &f, err)) != 0)
 		return rv;
 	if ((r = calloc(1, sizeof *r)) == NULL) {
+		*err = loom_strfmt("out of memory reading the continual state %s", path);
 		rv = LOOM_ENOMEM;
 		goto out;
 	}
@@ -445,6 +464,8 @@ check_save(const char *path, const tf_continual *c, char **err)
 {
 	if (c->window_floats <= 0 || c->target_len <= 0)
 		return invalid(err, path, "window_floats and target_len must be at least 1");
+	if (c->meta != NULL && !json_is_object(c->meta))
+		return invalid(err, path, "the metadata is not a JSON object");
 	if (c->mem_n < 0 || (c->mem_n > 0 && (c->mem_x == NULL || c->mem_y == NULL)))
 		return invalid(err, path, "the replay bank's rows have no data");
 	if (c->n_terms < 0 || c->n_terms > TF_CONTINUAL_MAX_TERMS ||

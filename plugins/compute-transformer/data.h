@@ -185,7 +185,14 @@ typedef struct tf_dataset {
  * values without a fill, a time value that does not parse or repeats another
  * row's, too few rows for one window in a split whose fraction is not 0 (how
  * many rows each split has and needs), a split that does not sum to 1, a
- * classification label column with one class; LOOM_ENOMEM. */
+ * classification label column with one class (counting spec->classes), with
+ * no labelled row, or leaving no labelled window in a split whose fraction
+ * is not 0 (rows without a label are otherwise left out, see tf_dataset.
+ * unlabeled), spec->classes with an empty or repeated name, the init
+ * normalization with a scale of 0 or a value that is not finite;
+ * LOOM_ENOMEM.  spec->in_shift/in_scale must have the dataset's n_in
+ * entries and out_shift/out_scale its n_out, in channel order: the caller
+ * checks the init version's channels and targets are this data's first. */
 int tf_dataset_build(const tf_table *t, const tf_data_spec *spec, tf_dataset *ds, char **err);
 void tf_dataset_free(tf_dataset *ds);
 

@@ -492,7 +492,14 @@ START_TEST(continual_round_trip)
 	/* nonsense in: refused before writing */
 	c.mem_n = 3;
 	ck_assert_int_eq(tf_continual_save(path, &m, &c, &err), LOOM_EINVAL);
+	ck_assert_msg(strstr(err, "the replay bank's rows have no data") != NULL, "%s", err);
 	free(err);
+	c.mem_n = 0;
+	c.meta = json_integer(1);
+	ck_assert_int_eq(tf_continual_save(path, &m, &c, &err), LOOM_EINVAL);
+	ck_assert_msg(strstr(err, "the metadata is not a JSON object") != NULL, "%s", err);
+	free(err);
+	json_decref(c.meta);
 	tf_model_free(&m);
 	free(path);
 }
