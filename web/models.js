@@ -1,8 +1,9 @@
 // The model registry: models, a model's versions with their metrics (the
 // headline ones when the registry names them), tags and aliases; promote a
-// version to an alias, roll an alias back.
+// version to an alias, roll an alias back; the deployment rule, its
+// decisions, and the versions waiting for approval (docs/registry.md).
 import {h, fill, num, when, table, problem} from "./dom.js";
-import {get, post, seg, canWrite} from "./api.js";
+import {api, get, post, seg, canWrite} from "./api.js";
 
 export async function modelsPage(main) {
 	const r = await get("/api/v1/models");
@@ -47,6 +48,44 @@ function tagCells(tags, shown) {
 	];
 }
 
+// The rule in words: "holdout_accuracy, higher is better, by more than 0 →
+// production, with approval".
+function ruleText(r) {
+	return `${r.metric} (${r.higher_is_better ? "higher" : "lower"} is better) by more than ${num(r.better_by)} → ${r.alias}` +
+		(r.approval ? ", with approval" : "");
+}
+
+// The deployment rule's card: the rule, a form to set it (write access),
+// and its decisions, newest first.
+function deployCard(m, decisions, write, path, act) {
+	const r = m.deploy;
+	const metric = h("input", {id: "deploy-metric", value: r ? r.metric : "holdout_loss", size: 18, "aria-label": "metric"});
+	const by = h("input", {id: "deploy-better-by", value: r ? String(r.better_by) : "0", size: 6, "aria-label": "better by",
+		inputmode: "decimal"});
+	const alias = h("input", {id: "deploy-alias", value: r ? r.alias : "production", size: 12, "aria-label": "alias",
+		pattern: "[a-z][a-z0-9_-]*"});
+	const approval = h("input", {id: "deploy-approval", type: "checkbox", checked: !!(r && r.approval)});
+	return h("section", {class: "card", id: "deploy"}, h("h2", {}, "Deployment rule"),
+		h("p", {id: "deploy-rule", class: r ? "" : "muted"}, r ? ruleText(r) :
+			"No rule: new versions are promoted by hand."),
+		write ? h("p", {class: "controls"},
+			h("label", {}, "Metric ", metric), " ", h("label", {}, "better by ", by), " ",
+			h("label", {}, "alias ", alias), " ", h("label", {}, approval, " approval"), " ",
+			h("button", {type: "button", id: "deploy-save", onclick: () => act((x) => `rule set: ${ruleText(x)}`,
+				() => api("PUT", `${path}/deploy`, {metric: metric.value.trim(), better_by: Number(by.value),
+					alias: alias.value.trim(), approval: approval.checked}))}, r ? "Change rule" : "Set rule"),
+			r ? [" ", h("button", {type: "button", id: "deploy-delete", onclick: () => act(() => "rule deleted",
+				() => api("DELETE", `${path}/deploy`))}, "Delete rule")] : null) : null,
+		decisions.length ? h("div", {class: "scroll"}, table(["When", "Version", "Alias", "Decision", "By", "Reason"],
+			decisions.map((d) => h("tr", {dataset: {decision: String(d.id), action: d.action}},
+				h("td", {}, when(d.at)), h("td", {}, `v${d.version}`), h("td", {}, d.alias),
+				h("td", {}, h("span", {class: `badge deploy-${d.action}`}, d.action.replace("_", " "))),
+				h("td", {}, d.user),
+				h("td", {}, d.reason, d.approved_by ? ` (approved by ${d.approved_by})` : ""))),
+			{class: "list", id: "decisions"})) :
+			(r ? h("p", {class: "muted"}, "No decisions yet: the rule judges the next version.") : null));
+}
+
 export async function modelPage(main, {name}) {
 	const path = `/api/v1/models/${seg(name)}`;
 	const msg = h("div", {class: "msg", id: "model-msg"});
@@ -68,7 +107,7 @@ export async function modelPage(main, {name}) {
 	};
 
 	const render = async () => {
-		const m = await get(path);
+		const [m, dec] = await Promise.all([get(path), get(`${path}/deploy/decisions`)]);
 		const write = canWrite();
 		const aliases = Object.entries(m.aliases || {});
 		const cols = columns(m.versions);
@@ -82,6 +121,7 @@ export async function modelPage(main, {name}) {
 						onclick: () => act((r) => `${a} rolled back to v${r.version}`,
 							() => post(`${path}/aliases/${seg(a)}/rollback`))}, "Roll back") : null))), {class: "list", id: "aliases"}) :
 					h("p", {class: "muted"}, "No aliases yet.", write ? " Promote a version below." : "")),
+			deployCard(m, dec.decisions || [], write, path, act),
 			h("section", {class: "card"}, h("h2", {}, "Versions"),
 				write ? h("p", {class: "controls"}, h("label", {}, "Promote to alias ", aliasIn)) : null,
 				h("p", {class: "muted"}, cols.headline ? "Headline metrics of each version." : "Metrics of each version."),
@@ -90,13 +130,18 @@ export async function modelPage(main, {name}) {
 						h("td", {}, `v${v.version}`),
 						h("td", {}, v.task_id ? h("a", {href: `#/tasks/${encodeURIComponent(v.task_id)}`}, v.task_id) : "–"),
 						h("td", {}, when(v.created_at)),
-						h("td", {}, (v.aliases || []).map((a) => h("span", {class: "tag alias"}, a))),
+						h("td", {}, (v.aliases || []).map((a) => h("span", {class: "tag alias"}, a)),
+							v.pending_approval ? h("span", {class: "tag pending"}, "pending approval") : null),
 						h("td", {}, write ? h("button", {type: "button", class: "promote", dataset: {version: String(v.version)},
 							onclick: () => {
 								const alias = aliasIn.value.trim();
 								act((r) => `${alias} now points at v${r.version}`,
 									() => post(`${path}/aliases/${seg(alias)}`, {version: v.version}));
-							}}, "Promote") : null),
+							}}, "Promote") : null,
+							write && v.pending_approval ? [" ", h("button", {type: "button", class: "approve",
+								dataset: {version: String(v.version)},
+								onclick: () => act((r) => `approved: ${r.move.alias} now points at v${r.move.version}`,
+									() => post(`${path}/versions/${v.version}/approve`))}, "Approve")] : null),
 						cols.names.map((n) => h("td", {class: "n"}, num((v.metrics || {})[n]))),
 						h("td", {}, tagCells(v.tags || [], cols.names)))), {class: "list", id: "versions"}))));
 	};

@@ -1,10 +1,12 @@
-/* loomctl models: the model registry (list, show, promote, rollback); loomctl
+/* loomctl models: the model registry (list, show, promote, rollback, the
+ * deployment rule: deploy, approve, check); loomctl
  * predict: a registered model's predictions (docs/inference.md). */
 #include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -25,7 +27,11 @@ models_usage(void)
 	                "  models promote NAME VERSION [--alias ALIAS]   (ALIAS: " DEFAULT_ALIAS
 	                ")\n"
 	                "  models rollback NAME [--alias ALIAS]          (ALIAS: " DEFAULT_ALIAS
-	                ")\n");
+	                ")\n"
+	                "  models deploy NAME [--metric M] [--better-by X] [--alias A] [--approval]\n"
+	                "  models deploy NAME --show|--delete\n"
+	                "  models approve NAME VERSION\n"
+	                "  models check NAME DATA.csv [--wait]\n");
 	return EXIT_USAGE;
 }
 
@@ -113,6 +119,19 @@ print_list(const json_t *b)
 	}
 }
 
+/* "holdout_accuracy better by > 0 → production, with approval", or "-". */
+static void
+print_rule(const json_t *r)
+{
+	if (!json_is_object(r)) {
+		putchar('-');
+		return;
+	}
+	printf("%s better by > %g (%s is better) → %s%s", S(r, "metric"), N(r, "better_by"),
+	       json_is_true(json_object_get(r, "higher_is_better")) ? "higher" : "lower",
+	       S(r, "alias"), json_is_true(json_object_get(r, "approval")) ? ", with approval" : "");
+}
+
 static void
 print_model(const json_t *b)
 {
@@ -123,6 +142,8 @@ print_model(const json_t *b)
 	printf("dir:      %s\n", S(b, "dir"));
 	printf("aliases:  ");
 	print_pairs(json_object_get(b, "aliases"));
+	printf("\ndeploy:   ");
+	print_rule(json_object_get(b, "deploy"));
 	printf("\n\n%7s %-9s %-8s %-24s %-20s %-22s %s\n", "VERSION", "TASK", "RUN", "CREATED",
 	       "ALIASES", "TAGS", "METRICS");
 	json_array_foreach(json_object_get(b, "versions"), i, v) {
@@ -133,6 +154,8 @@ print_model(const json_t *b)
 		print_names(json_object_get(v, "tags"));
 		printf(" ");
 		print_headline(v);
+		if (json_is_true(json_object_get(v, "pending_approval")))
+			printf("  [pending approval]");
 		putchar('\n');
 	}
 }
@@ -295,6 +318,213 @@ compare(const ctl *c, const char *model, const char *const *vs, int nv)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ the deployment rule */
+
+static void
+print_rule_answer(const json_t *b)
+{
+	printf("%s: ", S(b, "name"));
+	print_rule(b);
+	printf("\n(set by %s at %s)\n", S(b, "user"), S(b, "updated_at"));
+}
+
+static void
+print_decisions(const json_t *b)
+{
+	size_t i;
+	json_t *d;
+
+	printf("%-24s %7s %-12s %-16s %-12s %s\n", "AT", "VERSION", "ALIAS", "ACTION", "BY",
+	       "REASON");
+	json_array_foreach(json_object_get(b, "decisions"), i, d) {
+		printf("%-24s %7.0f %-12s %-16s %-12s %s", S(d, "at"), N(d, "version"), S(d, "alias"),
+		       S(d, "action"), S(d, "user"), S(d, "reason"));
+		if (json_is_string(json_object_get(d, "approved_by")))
+			printf(" [approved by %s at %s]", S(d, "approved_by"), S(d, "approved_at"));
+		putchar('\n');
+	}
+	if (i == 0)
+		printf("(no decisions yet)\n");
+}
+
+static void
+print_deleted(const json_t *b)
+{
+	printf("%s: deployment rule deleted\n", S(b, "name"));
+}
+
+static void
+print_approval(const json_t *b)
+{
+	print_move(json_object_get(b, "move"));
+	printf("%s\n", S(json_object_get(b, "decision"), "reason"));
+}
+
+static void
+print_check(const json_t *b)
+{
+	const json_t *t = json_object_get(b, "tasks");
+	printf("check %.0f of %s: %s, version %.0f against %.0f (before its newest promotion) on "
+	       "%s by %s\n",
+	       N(b, "id"), S(b, "name"), S(b, "alias"), N(b, "version"), N(b, "previous"), S(b, "data"),
+	       S(b, "metric"));
+	printf("tasks:    %s (version %.0f), %s (version %.0f)\n", S(t, "version"), N(b, "version"),
+	       S(t, "previous"), N(b, "previous"));
+	printf("state:    %s", S(b, "state"));
+	if (json_is_string(json_object_get(b, "outcome")))
+		printf(", %s", S(b, "outcome"));
+	putchar('\n');
+	if (json_is_string(json_object_get(b, "reason")))
+		printf("reason:   %s\n", S(b, "reason"));
+}
+
+/* models deploy NAME [--metric M] [--better-by X] [--alias A] [--approval]
+ *                    | --show | --delete */
+static int
+deploy(const ctl *c, int argc, char **argv)
+{
+	const char *model = NULL, *metric = NULL, *better = NULL, *alias = NULL;
+	bool approval = false, show = false, del = false;
+	char path[1024], *name;
+	reply r = {0};
+	int rv;
+
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--show") == 0)
+			show = true;
+		else if (strcmp(a, "--delete") == 0)
+			del = true;
+		else if (strcmp(a, "--approval") == 0)
+			approval = true;
+		else if (strcmp(a, "--metric") == 0 && i + 1 < argc)
+			metric = argv[++i];
+		else if (strcmp(a, "--better-by") == 0 && i + 1 < argc)
+			better = argv[++i];
+		else if (strcmp(a, "--alias") == 0 && i + 1 < argc)
+			alias = argv[++i];
+		else if (a[0] == '-' && a[1] == '-')
+			return models_usage();
+		else if (model == NULL)
+			model = a;
+		else
+			return models_usage();
+	}
+	if (model == NULL || (show && del) ||
+	    ((show || del) && (metric || better || alias || approval)))
+		return models_usage();
+	name = escape(model);
+	snprintf(path, sizeof path, "/api/v1/models/%s/deploy", name);
+	free(name);
+	if (del) {
+		if ((rv = http(c, "DELETE", path, NULL, &r)) != 0)
+			return rv;
+		return answer(c, &r, 200, print_deleted);
+	}
+	if (show) {
+		reply d = {0};
+		char dpath[1100];
+		if ((rv = http(c, "GET", path, NULL, &r)) != 0)
+			return rv;
+		if (r.status != 200 || c->json)
+			return answer(c, &r, 200, NULL);
+		print_rule_answer(r.body);
+		json_decref(r.body);
+		snprintf(dpath, sizeof dpath, "%s/decisions", path);
+		if ((rv = http(c, "GET", dpath, NULL, &d)) != 0)
+			return rv;
+		putchar('\n');
+		return answer(c, &d, 200, print_decisions);
+	}
+	{
+		json_t *body = json_object();
+		char *text, *end;
+		if (metric)
+			json_object_set_new(body, "metric", json_string(metric));
+		if (better) {
+			double x = strtod(better, &end);
+			if (end == better || *end != '\0') {
+				fprintf(stderr, "loomctl: --better-by: \"%s\" is not a number (like 0.01)\n",
+				        better);
+				json_decref(body);
+				return EXIT_USAGE;
+			}
+			json_object_set_new(body, "better_by", json_real(x));
+		}
+		if (alias)
+			json_object_set_new(body, "alias", json_string(alias));
+		json_object_set_new(body, "approval", json_boolean(approval));
+		text = json_dumps(body, JSON_COMPACT);
+		json_decref(body);
+		rv = http(c, "PUT", path, text, &r);
+		free(text);
+		if (rv != 0)
+			return rv;
+		return answer(c, &r, 200, print_rule_answer);
+	}
+}
+
+/* models check NAME DATA.csv [--wait]: the check, and with --wait its
+ * outcome once both batch predictions ended (exit 1 when it failed). */
+static int
+check(const ctl *c, int argc, char **argv)
+{
+	const char *model = NULL, *data = NULL;
+	bool wait = false;
+	char path[1024], cpath[1200], *name, *body;
+	json_t *b;
+	reply r = {0};
+	int rv;
+
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--wait") == 0)
+			wait = true;
+		else if (argv[i][0] == '-' && argv[i][1] == '-')
+			return models_usage();
+		else if (model == NULL)
+			model = argv[i];
+		else if (data == NULL)
+			data = argv[i];
+		else
+			return models_usage();
+	}
+	if (data == NULL)
+		return models_usage();
+	name = escape(model);
+	snprintf(path, sizeof path, "/api/v1/models/%s/deploy/check", name);
+	b = json_pack("{s:s}", "data", data);
+	body = json_dumps(b, JSON_COMPACT);
+	json_decref(b);
+	rv = http(c, "POST", path, body, &r);
+	free(body);
+	if (rv != 0) {
+		free(name);
+		return rv;
+	}
+	if (!wait || r.status != 200) {
+		free(name);
+		return answer(c, &r, 200, print_check);
+	}
+	snprintf(cpath, sizeof cpath, "/api/v1/models/%s/deploy/checks/%.0f", name,
+	         N(r.body, "id"));
+	free(name);
+	for (;;) {
+		const char *state = S(r.body, "state");
+		if (strcmp(state, "running") != 0) {
+			bool failed = strcmp(state, "failed") == 0;
+			rv = answer(c, &r, 200, print_check);
+			return rv == 0 && failed ? EXIT_REFUSED : rv;
+		}
+		json_decref(r.body);
+		memset(&r, 0, sizeof r);
+		nanosleep(&(struct timespec){.tv_nsec = 500 * 1000 * 1000}, NULL);
+		if ((rv = http(c, "GET", cpath, NULL, &r)) != 0)
+			return rv;
+		if (r.status != 200)
+			return answer(c, &r, 200, print_check);
+	}
+}
+
 int
 cmd_models(const ctl *c, int argc, char **argv)
 {
@@ -350,6 +580,28 @@ cmd_models(const ctl *c, int argc, char **argv)
 			return rv;
 		return answer(c, &r, 200, print_move);
 	}
+	if (strcmp(sub, "deploy") == 0)
+		return deploy(c, argc, argv);
+	if (strcmp(sub, "approve") == 0) {
+		reply r = {0};
+		char *v;
+		if (!parse(argc, argv, pos, 2, &n, NULL) || n != 2 || show_all)
+			return models_usage();
+		if (pos[1][0] == 'v')
+			pos[1]++;
+		if (!number_arg("VERSION", pos[1]))
+			return EXIT_USAGE;
+		name = escape(pos[0]);
+		v = escape(pos[1]);
+		snprintf(path, sizeof path, "/api/v1/models/%s/versions/%s/approve", name, v);
+		free(name);
+		free(v);
+		if ((rv = http(c, "POST", path, "{}", &r)) != 0)
+			return rv;
+		return answer(c, &r, 200, print_approval);
+	}
+	if (strcmp(sub, "check") == 0)
+		return check(c, argc, argv);
 	return models_usage();
 }
 

@@ -25,6 +25,7 @@
 #include "host/core/util.h"
 #include "host/server/module.h"
 #include "host/server/store.h"
+#include "deploy.h"
 #include "registry.h"
 
 static const char migration_sql[] =
@@ -246,15 +247,27 @@ flatten_group(json_t *flat, const json_t *m, const char *group, const char *pref
 
 /* The final figures of a metrics.json as worker.c reports them (test_<k>),
  * with the validation split beside them (val_<k>) and any top-level
- * numbers. */
+ * numbers; an incremental run's shared holdout (holdout.model.<k> →
+ * holdout_<k>, holdout.init.<k> → holdout_init_<k>) and its continual
+ * summary (continual.average → cl_average, and forgetting, bwt, fwt). */
 static json_t *
 final_metrics(const json_t *m)
 {
+	static const char *const cl[] = {"average", "forgetting", "bwt", "fwt"};
+	const json_t *holdout = json_object_get(m, "holdout"), *cont = json_object_get(m, "continual");
 	json_t *flat = json_object(), *v;
 	const char *k;
 
 	flatten_group(flat, m, "test", "test");
 	flatten_group(flat, m, "validation", "val");
+	flatten_group(flat, holdout, "model", "holdout");
+	flatten_group(flat, holdout, "init", "holdout_init");
+	for (size_t i = 0; i < sizeof cl / sizeof cl[0]; i++)
+		if (json_is_number(v = json_object_get(cont, cl[i]))) {
+			char *name = loomi_strfmt("cl_%s", cl[i]);
+			json_object_set(flat, name, v);
+			free(name);
+		}
 	json_object_foreach((json_t *)m, k, v)
 		if (json_is_number(v))
 			json_object_set(flat, k, v);
@@ -347,8 +360,10 @@ remove_flat_dir(const char *dir)
 	rmdir(dir);
 }
 
+/* continual.safetensors: an incremental run's replay bank, EWC terms and
+ * holdouts (docs/incremental.md), which a later train.init reads */
 static const char *const model_files[] = {"best.safetensors", "last.safetensors",
-                                          "metrics.json"};
+                                          "metrics.json", "continual.safetensors"};
 
 /* Put the version's files in stage: the task's model files and its spec. */
 static int
@@ -468,6 +483,23 @@ read_task(sqlite3 *db, int64_t id, task_info *t, char **msg)
 	return loomi_store_end(db, rv, msg);
 }
 
+/* Which version an incremental run started from: {"model", "version"}
+ * of the stored spec's train.init (loomd resolved it at submission), or
+ * null for a run from scratch. */
+static json_t *
+init_of(const char *spec_text)
+{
+	json_t *spec = spec_text ? json_loads(spec_text, 0, NULL) : NULL, *out = json_null();
+	const json_t *init = json_object_get(json_object_get(spec, "train"), "init");
+	if (json_is_object(init)) {
+		const json_t *m = json_object_get(init, "model"), *v = json_object_get(init, "version");
+		out = json_pack("{s:O, s:O}", "model", json_is_string(m) ? m : json_null(), "version",
+		                json_is_integer(v) ? v : json_null());
+	}
+	json_decref(spec);
+	return out;
+}
+
 static json_t *
 lineage_json(int64_t job_id, const task_info *t)
 {
@@ -481,6 +513,7 @@ lineage_json(int64_t job_id, const task_info *t)
 	json_object_set_new(l, "config_version",
 	                    t->config_version ? json_integer(t->config_version) : json_null());
 	json_object_set(l, "run", t->run_lineage ? t->run_lineage : json_null());
+	json_object_set_new(l, "init", init_of(t->spec));
 	return l;
 }
 
@@ -787,6 +820,9 @@ loomi_registry_register(loomi_daemon *d, int64_t job_id, char **err)
 		loomi_bus_publish_json(d->bus, "model.version", "loomd", ev);
 		json_decref(ev);
 	}
+	/* the model's deployment rule decides about the new version, here on
+	 * the registry's thread, once the version is committed and announced */
+	loomi_deploy_on_version(d, t.name, v.model, v.version);
 out:
 	task_info_free(&t);
 	json_decref(metrics);
@@ -986,6 +1022,8 @@ version_json(sqlite3 *db, const char *name, int64_t model, sqlite3_stmt *st, boo
 	                      json_column(st, 5), "tags", tags_of(db, model, v), "aliases",
 	                      aliases_of(db, model, v));
 	loomi_display_attach(o);
+	/* the deployment rule's decision waits for a person's approval */
+	json_object_set_new(o, "pending_approval", json_boolean(loomi_deploy_pending(db, model, v)));
 	if (detail) {
 		const char *dir = (const char *)sqlite3_column_text(st, 6);
 		json_t *lineage = json_column(st, 8);
@@ -1068,6 +1106,8 @@ loomi_registry_model(loomi_daemon *d, const char *name, json_t **out, char **msg
 			              iso_time(sqlite3_column_int64(st, 2)), "aliases",
 			              aliases_of(db, id, 0), "tags", tags_of(db, id, 0));
 		sqlite3_finalize(st);
+		if (o)
+			json_object_set_new(o, "deploy", loomi_deploy_rule_of(db, id));
 		st = prep(db, "SELECT " VERSION_COLUMNS " FROM model_versions WHERE model_id = ?"
 		              " ORDER BY version DESC");
 		sqlite3_bind_int64(st, 1, id);
@@ -1246,13 +1286,87 @@ move_json(const char *name, const char *alias, int64_t to, int64_t from, const c
 	                 "updated_at", iso_time(now));
 }
 
+/* Point alias at version (recording the move as user's promotion), in
+ * the open transaction; *from: where it pointed before (0: nowhere). */
+int
+loomi_registry_move(sqlite3 *db, const char *name, int64_t model, const char *alias,
+                    int64_t version, const char *user, int64_t now, int64_t *from, char **msg)
+{
+	sqlite3_stmt *st = prep(db, "SELECT 1 FROM model_versions WHERE model_id = ? AND version = ?");
+	int rv = 0;
+
+	sqlite3_bind_int64(st, 1, model);
+	sqlite3_bind_int64(st, 2, version);
+	if (!st || sqlite3_step(st) != SQLITE_ROW)
+		rv = fail(msg, LOOM_ENOENT, "model \"%s\" has no version %lld", name,
+		          (long long)version);
+	sqlite3_finalize(st);
+	if (rv == 0) {
+		*from = alias_version(db, model, alias);
+		rv = move_alias(db, model, alias, *from, version, "promote", 0, user, now, msg);
+	}
+	return rv;
+}
+
+/* Undo alias's newest promotion not undone yet, in the open transaction;
+ * *from and *to: the versions it moves between. */
+int
+loomi_registry_undo(sqlite3 *db, const char *name, int64_t model, const char *alias,
+                    const char *user, int64_t now, int64_t *from, int64_t *to, char **msg)
+{
+	sqlite3_stmt *st;
+	int64_t undo = 0;
+	int rv = 0;
+
+	*to = 0;
+	if ((*from = alias_version(db, model, alias)) == 0)
+		return fail(msg, LOOM_ENOENT,
+		            "model \"%s\" has no alias \"%s\"; there is nothing to roll back", name,
+		            alias);
+	/* the newest promotion that no rollback has undone yet */
+	st = prep(db, "SELECT h.id, h.from_version FROM model_alias_history h"
+	              " WHERE h.model_id = ?1 AND h.alias = ?2 AND h.action = 'promote'"
+	              " AND NOT EXISTS (SELECT 1 FROM model_alias_history r"
+	              "   WHERE r.model_id = ?1 AND r.alias = ?2 AND r.undoes = h.id)"
+	              " ORDER BY h.id DESC LIMIT 1");
+	sqlite3_bind_int64(st, 1, model);
+	sqlite3_bind_text(st, 2, alias, -1, SQLITE_STATIC);
+	if (st && sqlite3_step(st) == SQLITE_ROW) {
+		undo = sqlite3_column_int64(st, 0);
+		*to = sqlite3_column_int64(st, 1); /* NULL → 0: the alias's first promotion */
+	}
+	sqlite3_finalize(st);
+	if (*to == 0)
+		rv = fail(msg, LOOM_EEXIST,
+		          "model \"%s\": alias \"%s\" points at version %lld and has no earlier "
+		          "version to roll back to; promote the version you want instead",
+		          name, alias, (long long)*from);
+	if (rv == 0)
+		rv = move_alias(db, model, alias, *from, *to, "rollback", undo, user, now, msg);
+	return rv;
+}
+
+json_t *
+loomi_registry_announce(loomi_daemon *d, const char *name, const char *alias, int64_t to,
+                        int64_t from, const char *action, const char *user, int64_t now)
+{
+	json_t *move = move_json(name, alias, to, from, action, user, now);
+	publish_move(d, move);
+	if (strcmp(action, "promote") == 0)
+		LOG_INFO("registry: model \"%s\": %s → version %lld (promoted by %s)", name, alias,
+		         (long long)to, user);
+	else
+		LOG_INFO("registry: model \"%s\": %s rolled back from version %lld to %lld by %s",
+		         name, alias, (long long)from, (long long)to, user);
+	return move;
+}
+
 int
 loomi_registry_promote(loomi_daemon *d, const char *name, const char *alias, int64_t version,
                        const char *user, json_t **out, char **msg)
 {
 	sqlite3 *db = d->store.db;
 	int64_t id = 0, from = 0, now = loomi_wall_ms();
-	sqlite3_stmt *st;
 	int rv;
 
 	if ((rv = check_alias(alias, msg)) != 0)
@@ -1265,28 +1379,13 @@ loomi_registry_promote(loomi_daemon *d, const char *name, const char *alias, int
 	pthread_mutex_lock(&lock);
 	if ((rv = loomi_store_begin(db, true, msg)) != 0)
 		goto out;
-	if ((rv = find_model(db, name, &id, msg)) == 0) {
-		st = prep(db, "SELECT 1 FROM model_versions WHERE model_id = ? AND version = ?");
-		sqlite3_bind_int64(st, 1, id);
-		sqlite3_bind_int64(st, 2, version);
-		if (!st || sqlite3_step(st) != SQLITE_ROW)
-			rv = fail(msg, LOOM_ENOENT, "model \"%s\" has no version %lld", name,
-			          (long long)version);
-		sqlite3_finalize(st);
-	}
-	if (rv == 0) {
-		from = alias_version(db, id, alias);
-		rv = move_alias(db, id, alias, from, version, "promote", 0, user, now, msg);
-	}
+	if ((rv = find_model(db, name, &id, msg)) == 0)
+		rv = loomi_registry_move(db, name, id, alias, version, user, now, &from, msg);
 	rv = loomi_store_end(db, rv, msg);
 out:
 	pthread_mutex_unlock(&lock);
-	if (rv == 0) {
-		*out = move_json(name, alias, version, from, "promote", user, now);
-		publish_move(d, *out);
-		LOG_INFO("registry: model \"%s\": %s → version %lld (promoted by %s)", name, alias,
-		         (long long)version, user);
-	}
+	if (rv == 0)
+		*out = loomi_registry_announce(d, name, alias, version, from, "promote", user, now);
 	return rv;
 }
 
@@ -1295,8 +1394,7 @@ loomi_registry_rollback(loomi_daemon *d, const char *name, const char *alias, co
                         json_t **out, char **msg)
 {
 	sqlite3 *db = d->store.db;
-	int64_t id = 0, from = 0, to = 0, undo = 0, now = loomi_wall_ms();
-	sqlite3_stmt *st;
+	int64_t id = 0, from = 0, to = 0, now = loomi_wall_ms();
 	int rv;
 
 	if ((rv = check_alias(alias, msg)) != 0)
@@ -1305,42 +1403,75 @@ loomi_registry_rollback(loomi_daemon *d, const char *name, const char *alias, co
 	pthread_mutex_lock(&lock);
 	if ((rv = loomi_store_begin(db, true, msg)) != 0)
 		goto out;
-	if ((rv = find_model(db, name, &id, msg)) == 0 && (from = alias_version(db, id, alias)) == 0)
-		rv = fail(msg, LOOM_ENOENT,
-		          "model \"%s\" has no alias \"%s\"; there is nothing to roll back", name,
-		          alias);
-	if (rv == 0) {
-		/* the newest promotion that no rollback has undone yet */
-		st = prep(db, "SELECT h.id, h.from_version FROM model_alias_history h"
-		              " WHERE h.model_id = ?1 AND h.alias = ?2 AND h.action = 'promote'"
-		              " AND NOT EXISTS (SELECT 1 FROM model_alias_history r"
-		              "   WHERE r.model_id = ?1 AND r.alias = ?2 AND r.undoes = h.id)"
-		              " ORDER BY h.id DESC LIMIT 1");
-		sqlite3_bind_int64(st, 1, id);
-		sqlite3_bind_text(st, 2, alias, -1, SQLITE_STATIC);
-		if (st && sqlite3_step(st) == SQLITE_ROW) {
-			undo = sqlite3_column_int64(st, 0);
-			to = sqlite3_column_int64(st, 1); /* NULL → 0: the alias's first promotion */
-		}
-		sqlite3_finalize(st);
-		if (to == 0)
-			rv = fail(msg, LOOM_EEXIST,
-			          "model \"%s\": alias \"%s\" points at version %lld and has no earlier "
-			          "version to roll back to; promote the version you want instead",
-			          name, alias, (long long)from);
-	}
-	if (rv == 0)
-		rv = move_alias(db, id, alias, from, to, "rollback", undo, user, now, msg);
+	if ((rv = find_model(db, name, &id, msg)) == 0)
+		rv = loomi_registry_undo(db, name, id, alias, user, now, &from, &to, msg);
 	rv = loomi_store_end(db, rv, msg);
 out:
 	pthread_mutex_unlock(&lock);
-	if (rv == 0) {
-		*out = move_json(name, alias, to, from, "rollback", user, now);
-		publish_move(d, *out);
-		LOG_INFO("registry: model \"%s\": %s rolled back from version %lld to %lld by %s", name,
-		         alias, (long long)from, (long long)to, user);
-	}
+	if (rv == 0)
+		*out = loomi_registry_announce(d, name, alias, to, from, "rollback", user, now);
 	return rv;
+}
+
+/* ------------------------------------------------------------------ for deploy.c */
+
+void
+loomi_registry_hold(void)
+{
+	pthread_mutex_lock(&lock);
+}
+
+void
+loomi_registry_release(void)
+{
+	pthread_mutex_unlock(&lock);
+}
+
+void
+loomi_registry_wait(void)
+{
+	wait_idle();
+}
+
+int
+loomi_registry_find(sqlite3 *db, const char *name, int64_t *id, char **msg)
+{
+	return find_model(db, name, id, msg);
+}
+
+int64_t
+loomi_registry_alias_at(sqlite3 *db, int64_t model, const char *alias)
+{
+	return alias_version(db, model, alias);
+}
+
+bool
+loomi_registry_higher_is_better(const char *metric)
+{
+	return higher_is_better(metric);
+}
+
+int64_t
+loomi_registry_previous(sqlite3 *db, int64_t model, const char *alias)
+{
+	sqlite3_stmt *st = prep(db, "SELECT h.from_version FROM model_alias_history h"
+	                            " WHERE h.model_id = ?1 AND h.alias = ?2 AND h.action = 'promote'"
+	                            " AND NOT EXISTS (SELECT 1 FROM model_alias_history r"
+	                            "   WHERE r.model_id = ?1 AND r.alias = ?2 AND r.undoes = h.id)"
+	                            " ORDER BY h.id DESC LIMIT 1");
+	int64_t v = 0;
+	sqlite3_bind_int64(st, 1, model);
+	sqlite3_bind_text(st, 2, alias, -1, SQLITE_STATIC);
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+int
+loomi_registry_alias_check(const char *alias, char **msg)
+{
+	return check_alias(alias, msg);
 }
 
 /* ------------------------------------------------------------------ routes */
@@ -1552,6 +1683,8 @@ static const loomi_migration migrations[] = {
 	 "ALTER TABLE models ADD COLUMN owner TEXT NOT NULL DEFAULT '';\n"
 	 "UPDATE models SET owner = coalesce((SELECT user FROM model_versions v\n"
 	 "  WHERE v.model_id = models.id ORDER BY v.version LIMIT 1), '');\n"},
+	/* deploy.c: a model's deployment rule, its decisions and checks */
+	{22, "deployment rules, decisions and checks", loomi_deploy_migration_sql},
 };
 
 static int
@@ -1570,6 +1703,20 @@ static const loomi_route routes[] = {
 	{"GET", "/api/v1/models/{name}/aliases/{alias}", route_alias, LOOMI_ACCESS_READ, NULL},
 	{"POST", "/api/v1/models/{name}/aliases/{alias}", route_promote, LOOMI_ACCESS_WRITE, NULL},
 	{"POST", "/api/v1/models/{name}/aliases/{alias}/rollback", route_rollback,
+	 LOOMI_ACCESS_WRITE, NULL},
+	/* the deployment rule (deploy.c): reading needs read on the model,
+	 * every change (and a check, which may roll back) write */
+	{"GET", "/api/v1/models/{name}/deploy", loomi_deploy_route_get, LOOMI_ACCESS_READ, NULL},
+	{"PUT", "/api/v1/models/{name}/deploy", loomi_deploy_route_put, LOOMI_ACCESS_WRITE, NULL},
+	{"DELETE", "/api/v1/models/{name}/deploy", loomi_deploy_route_delete, LOOMI_ACCESS_WRITE,
+	 NULL},
+	{"GET", "/api/v1/models/{name}/deploy/decisions", loomi_deploy_route_decisions,
+	 LOOMI_ACCESS_READ, NULL},
+	{"POST", "/api/v1/models/{name}/deploy/check", loomi_deploy_route_check, LOOMI_ACCESS_WRITE,
+	 NULL},
+	{"GET", "/api/v1/models/{name}/deploy/checks/{id}", loomi_deploy_route_check_get,
+	 LOOMI_ACCESS_READ, NULL},
+	{"POST", "/api/v1/models/{name}/versions/{version}/approve", loomi_deploy_route_approve,
 	 LOOMI_ACCESS_WRITE, NULL},
 };
 

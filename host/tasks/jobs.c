@@ -2116,6 +2116,8 @@ commit_grouped(submission *s)
 
 static int resolve_predict(loomi_daemon *d, json_t *spec, const loomi_caller *caller,
                            json_t **out, char **msg);
+static int resolve_train_init(loomi_daemon *d, json_t *spec, const loomi_caller *caller,
+                              json_t **out, char **msg);
 static int submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec,
                        int64_t config_id, int64_t config_version, const loomi_caller *caller,
                        int64_t *id,
@@ -2184,6 +2186,14 @@ loomi_jobs_submit(loomi_daemon *d, const json_t *body, const loomi_caller *calle
 	if (json_object_get(spec, "predict")) {
 		json_t *resolved;
 		rv = resolve_predict(d, spec, caller, &resolved, msg);
+		json_decref(spec);
+		if (rv != 0)
+			return rv;
+		spec = resolved;
+	}
+	if (json_object_get(json_object_get(spec, "train"), "init")) {
+		json_t *resolved;
+		rv = resolve_train_init(d, spec, caller, &resolved, msg);
 		json_decref(spec);
 		if (rv != 0)
 			return rv;
@@ -2262,6 +2272,87 @@ resolve_predict(loomi_daemon *d, json_t *spec, const loomi_caller *caller, json_
 	json_object_del(pc, "alias");
 	json_object_set_new(pc, "model_dir", json_string(dir));
 	json_object_set_new(pc, "version", json_integer(ver));
+	free(dir);
+	*out = copy;
+	return 0;
+}
+
+/* Incremental training from a registered version (train.init,
+ * docs/incremental.md): the model the caller names (train.init.model, with
+ * train.init.alias, default "production", or train.init.version), if the
+ * caller may read it, resolved through the registry as a batch prediction's
+ * is; loomd writes the version's directory into train.init.model_dir (a
+ * client never names a directory) and its number into train.init.version,
+ * and drops alias.  *out: the spec to store (a new reference).  0, or a
+ * LOOM_E* code with *msg. */
+static int
+resolve_train_init(loomi_daemon *d, json_t *spec, const loomi_caller *caller, json_t **out,
+                   char **msg)
+{
+	const json_t *p = json_object_get(json_object_get(spec, "train"), "init"), *model, *alias,
+	             *version, *v;
+	static const char *const fields[] = {"model", "alias", "version"};
+	char ref[32];
+	const char *name, *refp = "production", *key;
+	int64_t model_id, ver;
+	char *dir = NULL;
+	json_t *copy, *ic;
+	int rv;
+
+	*out = NULL;
+	if (!json_is_object(p))
+		return bad(msg, "train.init: expected a group such as {\"model\": \"weather\", "
+		                "\"alias\": \"production\"} (or \"version\": 3 instead of alias)");
+	if (json_object_get(p, "model_dir"))
+		return bad(msg, "train.init.model_dir: loomd sets it from train.init.model; name the "
+		                "registered model instead (with train.init.alias or train.init.version)");
+	json_object_foreach((json_t *)p, key, v) {
+		bool known = false;
+		for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+			known |= strcmp(key, fields[i]) == 0;
+		if (!known) {
+			const char *s = loomi_suggest(key, fields, sizeof fields / sizeof fields[0]);
+			return bad(msg, "train.init.%s: unknown setting%s%s%s; train.init takes model and "
+			                "alias or version",
+			           key, s ? " (did you mean " : "", s ? s : "", s ? "?)" : "");
+		}
+	}
+	model = json_object_get(p, "model");
+	if (!json_is_string(model) || json_string_length(model) == 0)
+		return bad(msg, "train.init.model: required, the name of a registered model (GET "
+		                "/api/v1/models lists them)");
+	name = json_string_value(model);
+	alias = json_object_get(p, "alias");
+	version = json_object_get(p, "version");
+	if (alias && version)
+		return bad(msg, "train.init: give train.init.alias or train.init.version, not both");
+	if (alias && !(json_is_string(alias) && json_string_length(alias) > 0))
+		return bad(msg, "train.init.alias: expected an alias name such as \"production\"");
+	if (version && !(json_is_integer(version) && json_integer_value(version) >= 1))
+		return bad(msg, "train.init.version: expected a version number ≥ 1");
+	if (version) {
+		snprintf(ref, sizeof ref, "%lld", (long long)json_integer_value(version));
+		refp = ref;
+	} else if (alias) {
+		refp = json_string_value(alias);
+	}
+	if (!loomi_registry_allowed(d, caller, name, LOOMI_ACCESS_READ)) {
+		*msg = loomi_strfmt("train.init.model: there is no model \"%s\"; GET /api/v1/models "
+		                    "(loomctl models list) lists them",
+		                    name);
+		return LOOM_ENOENT;
+	}
+	if ((rv = loomi_registry_resolve(d, name, refp, &model_id, &ver, &dir, msg)) != 0) {
+		char *m = loomi_strfmt("train.init.model: %s", *msg);
+		free(*msg);
+		*msg = m;
+		return rv;
+	}
+	copy = json_deep_copy(spec);
+	ic = json_object_get(json_object_get(copy, "train"), "init");
+	json_object_del(ic, "alias");
+	json_object_set_new(ic, "model_dir", json_string(dir));
+	json_object_set_new(ic, "version", json_integer(ver));
 	free(dir);
 	*out = copy;
 	return 0;

@@ -102,7 +102,7 @@ code 200
 [ "$(py 'b["task_id"]')" = task-2 ] || fail "$(cat "$T/body")"
 [ "$(py 'b["version"]')" = "$v2" ] || fail "$(cat "$T/body")"
 [ "$(py 'sorted(f["name"] for f in b["files"])')" = \
-	"['best.safetensors', 'last.safetensors', 'metrics.json', 'spec.json']" ] || fail "$(cat "$T/body")"
+	"['best.safetensors', 'continual.safetensors', 'last.safetensors', 'metrics.json', 'spec.json']" ] || fail "$(cat "$T/body")"
 [ "$(py 'b["spec"]["train"]["lr"]')" = 0.0005 ] || fail "spec: $(py 'b["spec"]')"
 [ "$(py 'b["lineage"]["task_id"]')" = task-2 ] || fail "lineage: $(py 'b["lineage"]')"
 # which model the version is: the one its task kept, as its metrics.json says
@@ -115,9 +115,9 @@ rm -rf "$state/jobs/task-2"
 api GET "/api/v1/models/reg%20temps/versions/v$v2"
 code 200
 [ "$(py 'b["task_id"]')" = task-2 ] || fail "$(cat "$T/body")"
-[ "$(py '[f["bytes"] > 0 for f in b["files"]]')" = "[True, True, True, True]" ] || fail "$(cat "$T/body")"
+[ "$(py '[f["bytes"] > 0 for f in b["files"]]')" = "[True, True, True, True, True]" ] || fail "$(cat "$T/body")"
 [ -s "$vdir/best.safetensors" ] || fail "the model's weights went with the task's directory"
-ok "version $v2 keeps its own files (weights, metrics, spec) after task-2's directory is deleted"
+ok "version $v2 keeps its own files (weights, the continual record, metrics, spec) after task-2's directory is deleted"
 
 # ---------------------------------------------------------------- aliases
 expect 0 loomctl --url "$URL" models promote "reg temps" 1

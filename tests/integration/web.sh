@@ -7,7 +7,8 @@
 # pause and resume from the page, a classifier's headline metrics and
 # confusion matrix, the model a forecast kept among auto's candidates
 # and the classifier's model.kind, runs compared, a model version promoted
-# and rolled back, alerts; a viewer sees no mutating button and its forged
+# and rolled back, a version the deployment rule holds for approval
+# approved from the page, alerts; a viewer sees no mutating button and its forged
 # requests get 403.  Screenshots of each page go to
 # tests/integration/web-shots/ in the build tree.
 set -eu
@@ -116,6 +117,11 @@ wait_for() { # TASK STATE [SECONDS]
 wait_for task-1 completed 120
 wait_for task-2 completed 120
 wait_for task-4 completed 120
+# the classifier's deployment rule holds its next version for approval
+api0 PUT "/api/v1/models/web%20weather/deploy" '{"metric": "test_accuracy", "alias": "canary", "approval": true}' |
+	grep -q '"approval": *true' || fail "setting the deployment rule of \"web weather\" failed"
+expect 0 loomctl --url "$URL" submit "$T/classify.conf" --start --cpu 1 --name "web weather"
+wait_for task-5 completed 120
 # the viewer may read the model too (models have owners: a share); the
 # registry registers a completed task's version in the background
 i=0
@@ -200,6 +206,7 @@ rv=0 scale=1
 [ "${LOOM_VALGRIND:-}" = 1 ] && scale=5 # loomd under valgrind answers slowly
 LOOM_WEB_TIMEOUT_SCALE=$scale LOOM_NODE_MODULES=$NODE_MODULES LOOM_URL=$URL LOOM_WEB_SHOTS=$SHOTS CHROMIUM=$CHROMIUM \
 	LOOM_TASK=task-3 LOOM_MODEL="web temps" LOOM_RUNS=run-1,run-2 LOOM_CLASSIFIER=task-4 \
+	LOOM_GATED="web weather" \
 	LOOM_AUTO=task-1 LOOM_AUTO_METRICS="$state/jobs/task-1/metrics.json" \
 	LOOM_ADMIN_TOKEN=$admin_token LOOM_VIEWER_TOKEN=$viewer_token \
 	timeout $((300 * scale)) node "$S/tests/web/ui.mjs" >"$T/ui.log" 2>&1 || rv=$?

@@ -4,7 +4,9 @@
 // chart growing from the WebSocket, pause and resume from the page, a
 // classifier's headline metrics and confusion matrix, the model an auto
 // forecast kept with its candidates (and the classifier's named kind),
-// runs compared, a version promoted and rolled back from the page, alerts;
+// runs compared, a version promoted and rolled back from the page, the
+// version the deployment rule of LOOM_GATED holds for approval approved
+// from the page, alerts;
 // then a viewer: no button that changes anything, and a forged request with
 // its session answered 403; sign out.  No page may log an error or violate
 // its Content-Security-Policy.  A screenshot of each page goes to
@@ -16,6 +18,7 @@ const TASK = process.env.LOOM_TASK;
 const MODEL = process.env.LOOM_MODEL;
 const RUNS = (process.env.LOOM_RUNS || "").split(",");
 const CLASSIFIER = process.env.LOOM_CLASSIFIER;
+const GATED = process.env.LOOM_GATED; // a model whose v2 waits for approval to canary
 const AUTO = process.env.LOOM_AUTO;
 const AUTO_METRICS = process.env.LOOM_AUTO_METRICS; // its metrics.json, to check the page against
 const ADMIN = process.env.LOOM_ADMIN_TOKEN || "";
@@ -224,6 +227,33 @@ try {
 	await shot(page, "model");
 	ok("promoted v1 then v2 to production from the page, rolled back to v1; the API agrees");
 
+	// the deployment rule: its text, its decisions, v2 pending approval, approved from the page
+	await page.goto(`${URL}/#/models/${encodeURIComponent(GATED)}`);
+	await until(page, () => document.querySelector('#versions tr[data-version="2"] .tag.pending') &&
+		document.querySelector('button.approve[data-version="2"]'), "v2 pending approval with an Approve button");
+	const rule = await page.evaluate(() => ({
+		text: document.querySelector("#deploy-rule").textContent,
+		actions: [...document.querySelectorAll("#decisions tr[data-action]")].map((r) => r.dataset.action),
+		reason: document.querySelector('#decisions tr[data-action="pending_approval"]')?.textContent || "",
+		others: document.querySelectorAll("button.approve").length}));
+	if (!rule.text.includes("test_accuracy") || !rule.text.includes("→ canary, with approval") ||
+		rule.actions.join() !== "pending_approval" || !rule.reason.includes("first version for the alias") ||
+		rule.others !== 1)
+		fail(`the deployment rule's card: ${JSON.stringify(rule)}`);
+	await shot(page, "model-deploy");
+	await page.click('button.approve[data-version="2"]');
+	await until(page, () => document.querySelector("#model-msg .ok")?.textContent.includes("canary now points at v2") &&
+		!document.querySelector(".tag.pending") && !document.querySelector("button.approve") &&
+		document.querySelector('#aliases tr[data-alias="canary"]')?.textContent.includes("v2"), "v2 approved to canary");
+	const canary = await page.evaluate(async (m) => {
+		const a = await (await fetch(`/api/v1/models/${encodeURIComponent(m)}/aliases/canary`)).json();
+		const d = await (await fetch(`/api/v1/models/${encodeURIComponent(m)}/deploy/decisions`)).json();
+		return {version: a.version, actions: d.decisions.map((x) => x.action), by: d.decisions[1].approved_by};
+	}, GATED);
+	if (canary.version !== 2 || canary.actions.join() !== "promoted,pending_approval" || !canary.by)
+		fail(`after approving: ${JSON.stringify(canary)}`);
+	ok(`the deployment rule's card and decisions; v2 pending approval approved from the page (by ${canary.by}), canary → v2`);
+
 	await page.goto(`${URL}/#/alerts`);
 	await until(page, () => document.querySelector("#fired") && document.querySelector("#rules").childElementCount,
 		"the alerts page");
@@ -249,7 +279,7 @@ try {
 		await shot(v, "task-viewer");
 		await v.goto(mpath);
 		await until(v, () => document.querySelector("#versions tr[data-version]"), "the viewer's model page");
-		if (await v.$("button.promote, button.rollback, #alias-name"))
+		if (await v.$("button.promote, button.rollback, #alias-name, button.approve, #deploy-save"))
 			fail("a viewer is offered promote or roll back");
 		await shot(v, "model-viewer");
 		ok("a viewer sees the task and the model without any button that changes something");

@@ -19,6 +19,7 @@
 #include "host/server/auth.h"
 #include "host/core/bus.h"
 #include "host/core/log.h"
+#include "host/registry/deploy.h"
 #include "host/registry/registry.h"
 #include "host/server/store.h"
 #include "host/core/util.h"
@@ -414,14 +415,17 @@ START_TEST(old_tags_dropped_by_migration)
 	     "  UNION SELECT 'val_f1.a') WHERE name = 'm'");
 	ck_assert_int_eq(scalar("SELECT count(*) FROM model_tags"), 7);
 	/* back to the schema before migration 17: the later ones (owners of
-	 * models, alert rules and configs; the labeling tables) are undone
-	 * too, to run again */
+	 * models, alert rules and configs; the labeling tables; the
+	 * deployment rules) are undone too, to run again */
 	exec("DELETE FROM schema_migrations WHERE version >= 17");
 	exec("ALTER TABLE models DROP COLUMN owner");
 	exec("ALTER TABLE alert_rules DROP COLUMN owner");
 	exec("ALTER TABLE configs DROP COLUMN owner");
 	for (const char *const *t = (const char *const[]){"label_decisions", "label_items",
-	                                                  "label_rounds", "label_projects", NULL};
+	                                                  "label_rounds", "label_projects",
+	                                                  "model_deploy_checks",
+	                                                  "model_deploy_decisions",
+	                                                  "model_deploy_rules", NULL};
 	     *t; t++) {
 		char *sql = loomi_strfmt("DROP TABLE %s", *t);
 		exec(sql);
@@ -856,6 +860,380 @@ START_TEST(routes)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------------ the deployment rule */
+
+/* The decision about version 3 under rule, the alias at current (0: not
+ * set) with current's metrics, the new version trained from init (0:
+ * from scratch). */
+static loomi_deploy_action
+decide(const char *metric, double better_by, bool approval, const char *metrics,
+       int64_t init, int64_t current, const char *current_metrics, char **reason)
+{
+	loomi_deploy_rule r = {.better_by = better_by, .approval = approval};
+	json_t *m = json_loads(metrics, 0, NULL), *cm = current_metrics
+	                                                  ? json_loads(current_metrics, 0, NULL)
+	                                                  : NULL;
+	loomi_deploy_facts f = {.version = 3, .metrics = m, .init_version = init,
+	                        .current = current, .current_metrics = cm};
+	loomi_deploy_verdict v;
+
+	snprintf(r.metric, sizeof r.metric, "%s", metric);
+	snprintf(r.alias, sizeof r.alias, "production");
+	loomi_deploy_decide(&r, &f, &v);
+	ck_assert_ptr_nonnull(v.reason);
+	free(*reason);
+	*reason = v.reason;
+	json_decref(m);
+	json_decref(cm);
+	return v.action;
+}
+
+START_TEST(deploy_decisions)
+{
+	char *why = NULL;
+
+	/* no alias yet: the first version takes it (or waits for approval) */
+	ck_assert_int_eq(decide("test_accuracy", 0, false, "{\"test_accuracy\": 0.5}", 0, 0, NULL,
+	                        &why),
+	                 LOOMI_DEPLOY_PROMOTED);
+	ASSERT_HAS(why, "first version for the alias \"production\"");
+	ck_assert_int_eq(decide("test_accuracy", 0, true, "{\"test_accuracy\": 0.5}", 0, 0, NULL,
+	                        &why),
+	                 LOOMI_DEPLOY_PENDING);
+	/* higher is better for accuracy */
+	ck_assert_int_eq(decide("test_accuracy", 0, false, "{\"test_accuracy\": 0.812}", 0, 2,
+	                        "{\"test_accuracy\": 0.79}", &why),
+	                 LOOMI_DEPLOY_PROMOTED);
+	ASSERT_HAS(why, "test_accuracy 0.812 against 0.79 of version 2: better by 0.022 > 0");
+	ck_assert_int_eq(decide("test_accuracy", 0, false, "{\"test_accuracy\": 0.78}", 0, 2,
+	                        "{\"test_accuracy\": 0.79}", &why),
+	                 LOOMI_DEPLOY_KEPT);
+	ASSERT_HAS(why, "worse by 0.01");
+	/* better, but not by more than better_by */
+	ck_assert_int_eq(decide("test_accuracy", 0.05, false, "{\"test_accuracy\": 0.812}", 0, 2,
+	                        "{\"test_accuracy\": 0.79}", &why),
+	                 LOOMI_DEPLOY_KEPT);
+	ASSERT_HAS(why, "not more than 0.05");
+	/* equal is not better */
+	ck_assert_int_eq(decide("test_accuracy", 0, false, "{\"test_accuracy\": 0.79}", 0, 2,
+	                        "{\"test_accuracy\": 0.79}", &why),
+	                 LOOMI_DEPLOY_KEPT);
+	/* lower is better for an error */
+	ck_assert_int_eq(decide("val_mae", 0, false, "{\"val_mae\": 0.4}", 0, 2, "{\"val_mae\": 0.5}",
+	                        &why),
+	                 LOOMI_DEPLOY_PROMOTED);
+	ASSERT_HAS(why, "(lower is better)");
+	ck_assert_int_eq(decide("val_mae", 0, false, "{\"val_mae\": 0.6}", 0, 2, "{\"val_mae\": 0.5}",
+	                        &why),
+	                 LOOMI_DEPLOY_KEPT);
+	ck_assert_int_eq(decide("val_mae", 0.2, false, "{\"val_mae\": 0.4}", 0, 2,
+	                        "{\"val_mae\": 0.5}", &why),
+	                 LOOMI_DEPLOY_KEPT);
+	/* approval: better waits for a person */
+	ck_assert_int_eq(decide("val_mae", 0, true, "{\"val_mae\": 0.4}", 0, 2, "{\"val_mae\": 0.5}",
+	                        &why),
+	                 LOOMI_DEPLOY_PENDING);
+	ASSERT_HAS(why, "waiting for approval");
+	/* trained from the alias's version: the run's own shared holdout,
+	 * not the alias's registered figure (0.95, on less data) */
+	ck_assert_int_eq(decide("holdout_accuracy", 0, false,
+	                        "{\"holdout_accuracy\": 0.81, \"holdout_init_accuracy\": 0.79}", 2,
+	                        2, "{\"holdout_accuracy\": 0.95}", &why),
+	                 LOOMI_DEPLOY_PROMOTED);
+	ASSERT_HAS(why, "holdout_accuracy 0.81 against 0.79 of version 2, both on the shared "
+	                "holdout");
+	ck_assert_int_eq(decide("holdout_loss", 0, false,
+	                        "{\"holdout_loss\": 0.9, \"holdout_init_loss\": 0.7}", 2, 2,
+	                        "{\"holdout_loss\": 2}", &why),
+	                 LOOMI_DEPLOY_KEPT);
+	/* trained from another version than the alias's: different data */
+	ck_assert_int_eq(decide("holdout_accuracy", 0, false,
+	                        "{\"holdout_accuracy\": 0.81, \"holdout_init_accuracy\": 0.79}", 1,
+	                        2, "{\"holdout_accuracy\": 0.5}", &why),
+	                 LOOMI_DEPLOY_SKIPPED);
+	ASSERT_HAS(why, "different data");
+	ASSERT_HAS(why, "trained from version 1, not from version 2");
+	/* no figure to judge by */
+	ck_assert_int_eq(decide("test_f1", 0, false, "{\"test_accuracy\": 0.8}", 0, 2,
+	                        "{\"test_f1\": 0.5}", &why),
+	                 LOOMI_DEPLOY_SKIPPED);
+	ASSERT_HAS(why, "version 3 has no test_f1");
+	ck_assert_int_eq(decide("test_f1", 0, false, "{\"test_f1\": 0.8}", 0, 2,
+	                        "{\"test_accuracy\": 0.5}", &why),
+	                 LOOMI_DEPLOY_SKIPPED);
+	free(why);
+}
+END_TEST
+
+START_TEST(deploy_rule_parse)
+{
+	loomi_deploy_rule r;
+	char *msg = NULL;
+	json_t *b;
+
+	b = json_loads("{}", 0, NULL);
+	ck_assert_int_eq(loomi_deploy_rule_parse(b, &r, &msg), 0);
+	ck_assert_str_eq(r.metric, "holdout_loss");
+	ck_assert_str_eq(r.alias, "production");
+	ck_assert(r.better_by == 0 && !r.approval);
+	json_decref(b);
+	b = json_loads("{\"metrc\": \"test_mae\"}", 0, NULL);
+	ck_assert_int_eq(loomi_deploy_rule_parse(b, &r, &msg), LOOM_EINVAL);
+	ASSERT_HAS(msg, "deploy.metrc: unknown field (did you mean metric?)");
+	json_decref(b);
+	b = json_loads("{\"better_by\": -0.1}", 0, NULL);
+	ck_assert_int_eq(loomi_deploy_rule_parse(b, &r, &msg), LOOM_EINVAL);
+	ASSERT_HAS(msg, "deploy.better_by");
+	json_decref(b);
+	b = json_loads("{\"alias\": \"Prod\"}", 0, NULL);
+	ck_assert_int_eq(loomi_deploy_rule_parse(b, &r, &msg), LOOM_EINVAL);
+	ASSERT_HAS(msg, "deploy.alias");
+	json_decref(b);
+	b = json_loads("{\"approval\": 1}", 0, NULL);
+	ck_assert_int_eq(loomi_deploy_rule_parse(b, &r, &msg), LOOM_EINVAL);
+	ASSERT_HAS(msg, "deploy.approval");
+	json_decref(b);
+	b = json_loads("{\"metric\": \"a b\"}", 0, NULL);
+	ck_assert_int_eq(loomi_deploy_rule_parse(b, &r, &msg), LOOM_EINVAL);
+	json_decref(b);
+	free(msg);
+}
+END_TEST
+
+static void
+add_classifier(int64_t id, double acc)
+{
+	char *m = loomi_strfmt("{\"test\": {\"loss\": 1, \"accuracy\": %g}}", acc);
+	add_task(id, "m", true, m);
+	free(m);
+}
+
+static json_t *
+decisions(void)
+{
+	json_t *out;
+	ck_assert_int_eq(route("GET", "/api/v1/models/m/deploy/decisions", NULL, &out), 200);
+	return out;
+}
+
+/* The newest decision's field k. */
+static const char *
+newest(json_t *list, const char *k)
+{
+	return json_string_value(json_object_get(json_array_get(json_object_get(list, "decisions"), 0),
+	                                         k));
+}
+
+START_TEST(deploy_rule_on_new_versions)
+{
+	json_t *out, *d;
+
+	add_classifier(1, 0.8);
+	register_ok(1);
+	/* no rule, no decision */
+	ck_assert_int_eq(route("GET", "/api/v1/models/m/deploy", NULL, &out), 404);
+	ASSERT_HAS(json_string_value(json_object_get(json_object_get(out, "error"), "message")),
+	           "has no deployment rule");
+	json_decref(out);
+	ck_assert_int_eq(route("PUT", "/api/v1/models/m/deploy", "{\"metric\": \"test_accuracy\","
+	                                                          " \"alias\": \"prod\"}",
+	                       &out),
+	                 200);
+	ck_assert_str_eq(json_string_value(json_object_get(out, "metric")), "test_accuracy");
+	ck_assert(json_is_true(json_object_get(out, "higher_is_better")));
+	json_decref(out);
+	ck_assert_int_eq(route("PUT", "/api/v1/models/m/deploy", "{\"aliass\": \"prod\"}", &out),
+	                 400);
+	ASSERT_HAS(json_string_value(json_object_get(json_object_get(out, "error"), "message")),
+	           "did you mean alias?");
+	json_decref(out);
+	ck_assert_int_eq(route("PUT", "/api/v1/models/zz/deploy", "{}", &out), 404);
+	json_decref(out);
+	/* the model shows its rule */
+	out = model("m");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(out, "deploy"), "alias")),
+	                 "prod");
+	json_decref(out);
+
+	add_classifier(2, 0.7);
+	register_ok(2); /* the first for the alias */
+	ck_assert_int_eq(alias_now("prod"), 2);
+	d = decisions();
+	ck_assert_str_eq(newest(d, "action"), "promoted");
+	ASSERT_HAS(newest(d, "reason"), "first version for the alias");
+	json_decref(d);
+	add_classifier(3, 0.6);
+	register_ok(3);
+	ck_assert_int_eq(alias_now("prod"), 2);
+	d = decisions();
+	ck_assert_str_eq(newest(d, "action"), "kept");
+	ASSERT_HAS(newest(d, "reason"), "test_accuracy 0.6 against 0.7 of version 2: worse by 0.1");
+	json_decref(d);
+	add_classifier(4, 0.9);
+	register_ok(4);
+	ck_assert_int_eq(alias_now("prod"), 4);
+	/* through the promote code: in the alias's history, by the rule */
+	ck_assert_int_eq(scalar("SELECT count(*) FROM model_alias_history WHERE alias = 'prod'"
+	                        " AND user = 'deploy-rule' AND to_version = 4 AND from_version = 2"),
+	                 1);
+	/* with approval, a better version waits */
+	ck_assert_int_eq(route("PUT", "/api/v1/models/m/deploy",
+	                       "{\"metric\": \"test_accuracy\", \"alias\": \"prod\", \"approval\":"
+	                       " true, \"better_by\": 0.01}",
+	                       &out),
+	                 200);
+	json_decref(out);
+	add_classifier(5, 0.95);
+	register_ok(5);
+	ck_assert_int_eq(alias_now("prod"), 4);
+	d = decisions();
+	ck_assert_str_eq(newest(d, "action"), "pending_approval");
+	ck_assert_int_eq(json_integer_value(json_object_get(
+				 json_array_get(json_object_get(d, "decisions"), 0), "against")),
+	                 4);
+	json_decref(d);
+	out = version("m", "5");
+	ck_assert(json_is_true(json_object_get(out, "pending_approval")));
+	json_decref(out);
+	ck_assert_int_eq(route("POST", "/api/v1/models/m/versions/3/approve", NULL, &out), 409);
+	ASSERT_HAS(json_string_value(json_object_get(json_object_get(out, "error"), "message")),
+	           "not pending approval");
+	json_decref(out);
+	ck_assert_int_eq(route("POST", "/api/v1/models/m/versions/5/approve", NULL, &out), 200);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(out, "move"), "version")),
+	                 5);
+	json_decref(out);
+	ck_assert_int_eq(alias_now("prod"), 5);
+	d = decisions();
+	ck_assert_str_eq(newest(d, "action"), "promoted");
+	ck_assert_str_eq(newest(d, "user"), "loomd");
+	ASSERT_HAS(newest(d, "reason"), "approved by loomd");
+	ck_assert_str_eq(json_string_value(json_object_get(
+				 json_array_get(json_object_get(d, "decisions"), 1), "approved_by")),
+	                 "loomd");
+	ck_assert_int_eq(json_integer_value(json_object_get(d, "total")), 5);
+	json_decref(d);
+	out = version("m", "5");
+	ck_assert(json_is_false(json_object_get(out, "pending_approval")));
+	json_decref(out);
+	ck_assert_int_eq(route("POST", "/api/v1/models/m/versions/5/approve", NULL, &out), 409);
+	json_decref(out);
+	/* a check needs an earlier version and a metric a batch prediction reports */
+	ck_assert_int_eq(route("POST", "/api/v1/models/m/deploy/check", "{\"dta\": \"/x.csv\"}",
+	                       &out),
+	                 400);
+	ASSERT_HAS(json_string_value(json_object_get(json_object_get(out, "error"), "message")),
+	           "did you mean data?");
+	json_decref(out);
+	ck_assert_int_eq(route("DELETE", "/api/v1/models/m/deploy", NULL, &out), 200);
+	json_decref(out);
+	ck_assert_int_eq(route("DELETE", "/api/v1/models/m/deploy", NULL, &out), 404);
+	json_decref(out);
+	/* no rule: a new version is left alone */
+	add_classifier(6, 0.99);
+	register_ok(6);
+	ck_assert_int_eq(alias_now("prod"), 5);
+	d = decisions();
+	ck_assert_int_eq(json_integer_value(json_object_get(d, "total")), 5);
+	json_decref(d);
+}
+END_TEST
+
+/* An incremental run's version: continual.safetensors kept, the shared
+ * holdout and continual summary flattened, lineage init from the spec;
+ * the rule compares holdout_accuracy with holdout_init_accuracy when the
+ * run started from the alias's version, and skips it otherwise. */
+static void
+add_incremental(int64_t id, int64_t init, double acc, double init_acc)
+{
+	char *m = loomi_strfmt("{\"test\": {\"accuracy\": 0.5},"
+	                       " \"continual\": {\"increment\": 2, \"average\": 0.7,"
+	                       " \"forgetting\": 0.02, \"bwt\": -0.02, \"fwt\": 0.1,"
+	                       " \"R\": [[0.8], [0.78, 0.74]]},"
+	                       " \"holdout\": {\"windows\": 210, \"increments\": 2,"
+	                       " \"model\": {\"loss\": 0.5, \"accuracy\": %g},"
+	                       " \"init\": {\"loss\": 0.6, \"accuracy\": %g},"
+	                       " \"init_model\": \"m\", \"init_version\": %lld}}",
+	                       acc, init_acc, (long long)init);
+	char *dir = loomi_strfmt("%s/jobs/task-%lld", T.tmp, (long long)id);
+	char *sql = loomi_strfmt("UPDATE jobs SET spec = '{\"train\": {\"init\": {\"model\": \"m\","
+	                         " \"version\": %lld, \"model_dir\": \"/x\"}}}' WHERE id = %lld",
+	                         (long long)init, (long long)id);
+	add_task(id, "m", true, m);
+	free(tu_write(dir, "continual.safetensors", "bank"));
+	exec(sql);
+	free(sql);
+	free(dir);
+	free(m);
+}
+
+START_TEST(incremental_versions)
+{
+	json_t *out, *v, *d;
+	bool has_continual = false;
+	size_t i;
+
+	add_classifier(1, 0.9);
+	register_ok(1);
+	ck_assert_int_eq(route("PUT", "/api/v1/models/m/deploy", "{\"metric\": \"holdout_accuracy\"}",
+	                       &out),
+	                 200);
+	json_decref(out);
+	/* version 1 has no holdout_accuracy: nothing to judge by; promote by hand */
+	ck_assert_int_eq(route("POST", "/api/v1/models/m/aliases/production", "{\"version\": 1}",
+	                       &out),
+	                 200);
+	json_decref(out);
+	add_incremental(2, 1, 0.81, 0.79);
+	register_ok(2);
+	v = version("m", "2");
+	json_array_foreach(json_object_get(v, "files"), i, out)
+		has_continual |= strcmp(json_string_value(json_object_get(out, "name")),
+		                        "continual.safetensors") == 0;
+	ck_assert(has_continual);
+	ck_assert(exists("models/m/v2/continual.safetensors"));
+	ck_assert(!exists("models/m/v1/continual.safetensors"));
+	out = json_object_get(v, "metrics");
+	ck_assert_double_eq_tol(json_real_value(json_object_get(out, "holdout_accuracy")), 0.81, 1e-9);
+	ck_assert_double_eq_tol(json_real_value(json_object_get(out, "holdout_init_accuracy")), 0.79,
+	                        1e-9);
+	ck_assert_double_eq_tol(json_real_value(json_object_get(out, "holdout_init_loss")), 0.6, 1e-9);
+	ck_assert_double_eq_tol(json_real_value(json_object_get(out, "cl_average")), 0.7, 1e-9);
+	ck_assert_double_eq_tol(json_real_value(json_object_get(out, "cl_bwt")), -0.02, 1e-9);
+	ck_assert_ptr_null(json_object_get(out, "cl_increment"));
+	ck_assert_ptr_null(json_object_get(out, "holdout_windows"));
+	out = json_object_get(json_object_get(v, "lineage"), "init");
+	ck_assert_str_eq(json_string_value(json_object_get(out, "model")), "m");
+	ck_assert_int_eq(json_integer_value(json_object_get(out, "version")), 1);
+	json_decref(v);
+	v = version("m", "1");
+	ck_assert(json_is_null(json_object_get(json_object_get(v, "lineage"), "init")));
+	json_decref(v);
+	/* trained from the alias's version 1 and better on the shared holdout */
+	ck_assert_int_eq(alias_now("production"), 2);
+	d = decisions();
+	ASSERT_HAS(newest(d, "reason"), "holdout_accuracy 0.81 against 0.79 of version 1, both on "
+	                                "the shared holdout");
+	json_decref(d);
+	/* trained from version 1, but the alias is at 2: different data */
+	add_incremental(3, 1, 0.95, 0.79);
+	register_ok(3);
+	ck_assert_int_eq(alias_now("production"), 2);
+	d = decisions();
+	ck_assert_str_eq(newest(d, "action"), "skipped");
+	ASSERT_HAS(newest(d, "reason"), "different data");
+	json_decref(d);
+	/* from version 2, worse than it on the same holdout */
+	add_incremental(4, 2, 0.80, 0.81);
+	register_ok(4);
+	ck_assert_int_eq(alias_now("production"), 2);
+	d = decisions();
+	ck_assert_str_eq(newest(d, "action"), "kept");
+	json_decref(d);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -876,6 +1254,10 @@ main(void)
 	tcase_add_test(tc, registration_thread);
 	tcase_add_test(tc, routes);
 	tcase_add_test(tc, bus_events);
+	tcase_add_test(tc, deploy_decisions);
+	tcase_add_test(tc, deploy_rule_parse);
+	tcase_add_test(tc, deploy_rule_on_new_versions);
+	tcase_add_test(tc, incremental_versions);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
