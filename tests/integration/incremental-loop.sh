@@ -74,6 +74,12 @@ assert close(c["fwt"], c["R_before"][1] - c["baseline"][1]), c
 h = s["holdout"]
 assert h["increments"] == 2 and h["windows"] == sum(i["test_windows"] for i in c["increments"]), h
 assert h["init_model"] == "weather" and h["init_version"] == 1, h
+# the shared holdout is the increments' test splits together: its accuracy
+# is theirs weighted by windows, for this model (R's last row) and for
+# version 1 (R[0][0] on 2012, R_before[1] on 2013)
+n = [i["test_windows"] for i in c["increments"]]
+assert close(h["model"]["accuracy"], (R[1][0] * n[0] + R[1][1] * n[1]) / sum(n)), (h, R, n)
+assert close(h["init"]["accuracy"], (R[0][0] * n[0] + c["R_before"][1] * n[1]) / sum(n)), (h, R, n)
 d = [x for x in s["decisions"]["decisions"] if x["version"] == 2]
 assert len(d) == 1 and d[0]["action"] in ("promoted", "kept"), d
 assert s["alias_version"] == (2 if d[0]["action"] == "promoted" else 1), (s["alias_version"], d)
