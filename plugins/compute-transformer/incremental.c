@@ -412,21 +412,31 @@ out:
 	return rv;
 }
 
-/* The windows of split s of this run's data as arrays (x, y). */
+/* The test windows an increment keeps as its holdout: all of them up to
+ * this many, else this many evenly spaced (a long hourly series would
+ * otherwise store gigabytes with every version). */
+#define HOLDOUT_MAX_WINDOWS 2048
+
+/* The windows of split s of this run's data as arrays (x, y): every one,
+ * or (more than HOLDOUT_MAX_WINDOWS) every step-th from the first. */
 static int
 split_windows(run *r, int s, float **x, float **y, int64_t *n)
 {
 	int64_t N = r->ds.n_windows[s], wf = r->spec.context * r->ds.n_in, B = r->batch;
+	int64_t step = (N + HOLDOUT_MAX_WINDOWS - 1) / HOLDOUT_MAX_WINDOWS, K;
 
-	*n = N;
-	*x = malloc((size_t)(N * wf + 1) * sizeof **x);
-	*y = malloc((size_t)(N * r->target_len + 1) * sizeof **y);
+	if (step < 1)
+		step = 1;
+	K = (N + step - 1) / step;
+	*n = K;
+	*x = malloc((size_t)(K * wf + 1) * sizeof **x);
+	*y = malloc((size_t)(K * r->target_len + 1) * sizeof **y);
 	if (*x == NULL || *y == NULL)
 		return LOOM_ENOMEM;
-	for (int64_t at = 0; at < N; at += B) {
-		int64_t k = N - at < B ? N - at : B;
+	for (int64_t at = 0; at < K; at += B) {
+		int64_t k = K - at < B ? K - at : B;
 		for (int64_t i = 0; i < k; i++)
-			r->idx[i] = at + i;
+			r->idx[i] = (at + i) * step;
 		gather(r, s, r->idx, k);
 		memcpy(*x + at * wf, r->bx, (size_t)(k * wf) * sizeof **x);
 		memcpy(*y + at * r->target_len, r->by, (size_t)(k * r->target_len) * sizeof **y);
@@ -848,7 +858,6 @@ update_bank(run *r, tf_continual *out, char **err)
 	loom_sample_pool pool;
 	loom_sample_request req;
 	loom_sample_result res;
-	float *x = NULL, *y = NULL;
 	int rv;
 
 	if (k == 0)
@@ -889,6 +898,11 @@ update_bank(run *r, tf_continual *out, char **err)
 		pool.size = sizeof pool;
 		pool.n = (size_t)N;
 		pool.seen = out->mem_seen;
+		/* a bank not full though more windows were seen (it was kept
+		 * smaller before): fill its free slots first, as a stream that
+		 * has seen only its rows, so no slot is left empty */
+		if (old < k && out->mem_seen > (uint64_t)old)
+			pool.seen = (uint64_t)old;
 		memset(&req, 0, sizeof req);
 		req.size = sizeof req;
 		req.k = (size_t)k;
@@ -901,11 +915,7 @@ update_bank(run *r, tf_continual *out, char **err)
 				r->host->free(res.error);
 			goto out;
 		}
-		/* the chosen windows, one batch of rows at a time */
-		if ((x = malloc((size_t)wf * sizeof *x)) == NULL) {
-			rv = LOOM_ENOMEM;
-			goto out;
-		}
+		/* the chosen windows, each into its slot */
 		for (size_t i = 0; i < res.n; i++) {
 			int64_t slot = res.slot[i], row = (int64_t)res.index[i];
 			if (slot < 0 || slot >= k || row < 0 || row >= N)
@@ -921,8 +931,6 @@ update_bank(run *r, tf_continual *out, char **err)
 	}
 	rv = 0;
 out:
-	free(x);
-	free(y);
 	free(res.index);
 	free(res.slot);
 	return rv;
@@ -1029,7 +1037,8 @@ tf_incr_finish(run *r, tf_model *final, double baseline, json_t *out, char **err
 	json_array_append_new(base, number_or_null(baseline));
 	json_array_append_new(incs, json_pack("{s:I, s:s, s:I, s:I}", "index",
 	                                      (json_int_t)increment, "data", s->path, "test_windows",
-	                                      (json_int_t)r->ds.n_windows[2], "rows",
+	                                      (json_int_t)(h.bounds[h.count] - h.bounds[h.count - 1]),
+	                                      "rows",
 	                                      (json_int_t)r->ds.rows));
 	tf_cl_summarize(R, before, base, higher, &sum);
 

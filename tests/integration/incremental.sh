@@ -9,6 +9,7 @@
 #   the summary figures agree with R, the shared holdout measures the init
 #   version and the new one on the same windows;
 # - paused and resumed, it ends with the same bytes as in one go;
+# - a bank kept larger than the init's fills its free slots first;
 # - an increment whose data has classes the init lacked grows the head
 #   (the init's classes first, in their order);
 # - an incompatible spec is refused naming what differs; replay, EWC and
@@ -100,6 +101,32 @@ for f in best.safetensors last.safetensors continual.safetensors; do
 	cmp -s "$T/v2/$f" "$T/v2p/$f" || fail "$f differs after a pause at step 9 and a resume"
 done
 ok "an incremental run paused at step 9 and resumed ends with the same bytes"
+
+# ---------------------------------------------------------------- a bank kept larger than before
+spec "$T/small.conf" "$T/y2012.csv" "" 'incremental = { replay = { memory = 50; }; };'
+expect 0 worker --run "$T/small.conf" --out "$T/small"
+spec "$T/large.conf" "$T/y2013.csv" "$T/small" 'incremental = { replay = { memory = 300; ratio = 0.5; }; };'
+expect 0 worker --run "$T/large.conf" --out "$T/large"
+py - "$T/small/continual.safetensors" "$T/large/continual.safetensors" <<'EOF' || fail "the larger bank is wrong"
+import json, struct, sys
+def bank(p):
+    with open(p, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        head = json.loads(f.read(n))
+        data = f.read()
+    t = head["memory.x"]
+    rows, width = t["shape"][0], t["shape"][1] * t["shape"][2]
+    a, b = t["data_offsets"]
+    x = struct.unpack(f"<{(b - a) // 4}f", data[a:b])
+    empty = sum(all(v == 0 for v in x[r * width:(r + 1) * width]) for r in range(rows))
+    return rows, empty, json.loads(head["__metadata__"]["continual"])["memory_seen"]
+small, large = bank(sys.argv[1]), bank(sys.argv[2])
+new = large[2] - small[2]  # the increment's training windows
+assert small[0] == 50 and small[1] == 0, small
+assert new > 0 and large[0] == min(300, 50 + new) and large[1] == 0, (small, large)
+print("bank (rows, empty rows, seen):", small, "->", large)
+EOF
+ok "a bank kept larger than the init's fills its free slots first (no empty row); seen carries over"
 
 # ---------------------------------------------------------------- new classes grow the head
 grep -v ',rain$\|,drizzle$\|,snow$' "$T/y2014.csv" >"$T/fogsun.csv"
