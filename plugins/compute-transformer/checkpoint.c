@@ -101,13 +101,7 @@ entries(const tf_model *m, int moments, size_t *n, char ***names)
 				free(t);
 				return NULL;
 			}
-			t[k].name = owned[k];
-			t[k].dtype = "F32";
-			t[k].ndim = (uint32_t)tt->ndim;
-			for (int d = 0; d < tt->ndim; d++)
-				t[k].dims[d] = tt->dims[d];
-			t[k].data = base + tt->offset;
-			t[k].nbytes = (size_t)tt->numel * sizeof(float);
+			tf_st_entry(&t[k], owned[k], tt, base);
 			k++;
 		}
 	}
@@ -190,6 +184,18 @@ tf_st_metadata_json(const loom_safetensors *f)
 	for (size_t i = 0; o && i < n; i++)
 		json_object_set_new(o, meta[i].key, json_string(meta[i].value));
 	return o;
+}
+
+void
+tf_st_entry(loom_safetensors_tensor *t, const char *name, const tf_tensor *tt, const float *base)
+{
+	t->name = name;
+	t->dtype = "F32";
+	t->ndim = (uint32_t)tt->ndim;
+	for (int d = 0; d < tt->ndim; d++)
+		t->dims[d] = tt->dims[d];
+	t->data = base + tt->offset;
+	t->nbytes = (size_t)tt->numel * sizeof(float);
 }
 
 const char *

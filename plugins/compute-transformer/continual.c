@@ -579,13 +579,7 @@ tf_continual_save(const char *path, const tf_model *m, const tf_continual *c, ch
 					rv = LOOM_ENOMEM;
 					goto nomem;
 				}
-				t[k].name = names[k];
-				t[k].dtype = "F32";
-				t[k].ndim = (uint32_t)tt->ndim;
-				for (int d = 0; d < tt->ndim; d++)
-					t[k].dims[d] = tt->dims[d];
-				t[k].data = base + tt->offset;
-				t[k].nbytes = (size_t)tt->numel * sizeof(float);
+				tf_st_entry(&t[k], names[k], tt, base);
 				k++;
 			}
 	for (int j = 0; j < c->n_holdouts; j++) {

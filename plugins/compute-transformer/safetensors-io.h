@@ -46,6 +46,11 @@ int tf_st_fit(const tf_tensor *tt, const loom_safetensors_tensor *s, int *dim);
 void tf_st_copy(float *dst, const tf_tensor *tt, const loom_safetensors_tensor *s, int fit,
                 int dim);
 
+/* An F32 entry named name of the tensor tt of a model's buffer base
+ * (params, a moment, a Fisher laid out as params). */
+void tf_st_entry(loom_safetensors_tensor *t, const char *name, const tf_tensor *tt,
+                 const float *base);
+
 /* A tensor name read from a file, for a message: at most n − 1 bytes of
  * it (n ≥ 4), bytes outside printable ASCII as '?', "..." when cut. */
 const char *tf_st_shown(const char *name, char *buf, size_t n);
