@@ -193,6 +193,20 @@ tf_incr_prepare(run *r, char **err)
 	size_t n_in, n_out;
 	int rv;
 
+	/* the bank's sampler, named in the spec: heard of now, not after the
+	 * whole run */
+	if (s->incremental && s->replay_memory > 0) {
+		const void *ops;
+		void *ctx;
+		if (r->host->instance_ops(r->ins, s->replay_sampler, LOOM_KIND_SAMPLER, &ops, &ctx) !=
+		    0) {
+			*err = loom_strfmt("incremental.replay.sampler: no sampler instance \"%s\"; add { "
+			                   "instance = \"%s\"; module = \"sampler-reservoir\"; } to the "
+			                   "plugins of loomd.conf, or set incremental.replay.memory = 0",
+			                   s->replay_sampler, s->replay_sampler);
+			return LOOM_EINVAL;
+		}
+	}
 	if (s->init_dir == NULL && s->init_model == NULL)
 		return 0;
 	if (s->init_dir == NULL || s->init_dir[0] == '\0') {
@@ -634,8 +648,14 @@ tf_incr_start(run *r, bool resume, json_t *ckpt_info, char **err)
 			    grown ? ": the head grew for the new classes" : "");
 	}
 	if (exists(cont)) {
-		if ((rv = tf_continual_load(cont, &r->model, wf, r->target_len, &ic->cont, err)) != 0)
+		if ((rv = tf_continual_load(cont, &r->model, wf, r->target_len, &ic->cont, err)) != 0) {
+			char *why = *err;
+			*err = loom_strfmt("train.init.model_dir: the continual.safetensors of %s cannot be "
+			                   "used (%s); start from another version, or train from scratch",
+			                   s->init_dir, why ? why : loom_strerror(rv));
+			free(why);
 			goto out;
+		}
 		ic->has_cont = true;
 	}
 	if (ic->mem_per_batch > 0 && (!ic->has_cont || ic->cont.mem_n == 0)) {
@@ -862,14 +882,8 @@ update_bank(run *r, tf_continual *out, char **err)
 
 	if (k == 0)
 		return 0;
+	/* (a spec that names the bank had its sampler checked at the start) */
 	if (r->host->instance_ops(r->ins, s->replay_sampler, LOOM_KIND_SAMPLER, &ops, &ctx) != 0) {
-		if (s->incremental) {
-			*err = loom_strfmt("incremental.replay.sampler: no sampler instance \"%s\"; add { "
-			                   "instance = \"%s\"; module = \"sampler-reservoir\"; } to the "
-			                   "plugins of loomd.conf, or set incremental.replay.memory = 0",
-			                   s->replay_sampler, s->replay_sampler);
-			return LOOM_EINVAL;
-		}
 		say(r, LOOM_LOG_INFO,
 		    "no replay bank kept with this model: no sampler instance \"%s\" (module "
 		    "sampler-reservoir) is configured",
