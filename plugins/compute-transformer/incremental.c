@@ -560,16 +560,19 @@ measure(run *r, tf_model *m, const shared_holdout *h, json_t *row, json_t *whole
 	int rv;
 
 	for (int j = 0; j < h->count; j++) {
-		json_t *o = json_object();
+		json_t *o = json_object(), *v;
 		int64_t a = h->bounds[j], n = h->bounds[j + 1] - a;
 		rv = n > 0 ? evaluate_windows(r, m, h->x + a * wf, h->y + a * tl, n, o) : 0;
-		json_t *v = n > 0 ? json_object_get(o, r_metric(r)) : NULL;
+		v = n > 0 ? json_object_get(o, r_metric(r)) : NULL;
 		json_array_append(row, v ? v : json_null());
+		/* one holdout is the whole: its metrics, not a second pass */
+		if (h->count == 1 && rv == 0)
+			json_object_update(whole, o);
 		json_decref(o);
 		if (rv != 0)
 			return rv;
 	}
-	rv = h->n > 0 ? evaluate_windows(r, m, h->x, h->y, h->n, whole) : 0;
+	rv = h->count > 1 && h->n > 0 ? evaluate_windows(r, m, h->x, h->y, h->n, whole) : 0;
 	summary_only(whole);
 	return rv;
 }
