@@ -25,8 +25,8 @@
 
 /* deploy.c's helpers, by the names this code shares with it */
 #define fail loomi_deploy_fail
-#define iso_time loomi_deploy_iso_time
-#define json_column loomi_deploy_json_column
+#define iso_time loomi_registry_iso_time
+#define json_column loomi_registry_json_column
 #define real_or_null loomi_deploy_real_or_null
 #define text_or_null loomi_deploy_text_or_null
 #define bind_real loomi_deploy_bind_real
@@ -34,8 +34,8 @@
 #define record loomi_deploy_record
 #define answer loomi_deploy_answer
 #define no_rule loomi_deploy_no_rule
-#define prep loomi_deploy_prep
-#define step_done loomi_deploy_step_done
+#define prep loomi_registry_prep
+#define step_done loomi_registry_step_done
 
 /* The batch prediction's figure a rule's metric reads: its name without
  * holdout_, val_ or test_ ("accuracy", "mae"); NULL for one a batch

@@ -76,34 +76,11 @@ const char loomi_deploy_migration_sql[] =
 /* the message of a failed call (defined below, for check.c too) */
 #define fail loomi_deploy_fail
 
-static sqlite3_stmt *
-prep(sqlite3 *db, const char *sql)
-{
-	return loomi_store_prep(db, "registry", sql);
-}
-
-static int
-step_done(sqlite3 *db, sqlite3_stmt *st, char **msg, const char *what)
-{
-	return loomi_store_step_done(db, st, "registry", what, msg);
-}
-
-static json_t *
-iso_time(int64_t ms)
-{
-	char *s = loomi_iso_time(ms);
-	json_t *v = json_string(s);
-	free(s);
-	return v;
-}
-
-static json_t *
-json_column(sqlite3_stmt *st, int col)
-{
-	const char *text = (const char *)sqlite3_column_text(st, col);
-	json_t *v = text ? json_loads(text, 0, NULL) : NULL;
-	return v ? v : json_null();
-}
+/* registry.c's store helpers (deploy.h) */
+#define prep loomi_registry_prep
+#define step_done loomi_registry_step_done
+#define json_column loomi_registry_json_column
+#define iso_time loomi_registry_iso_time
 
 static json_t *
 int_or_null(sqlite3_stmt *st, int col)
@@ -889,30 +866,6 @@ loomi_deploy_fail(char **msg, int code, const char *fmt, ...)
 	*msg = loomi_vstrfmt(fmt, ap);
 	va_end(ap);
 	return code;
-}
-
-sqlite3_stmt *
-loomi_deploy_prep(sqlite3 *db, const char *sql)
-{
-	return prep(db, sql);
-}
-
-int
-loomi_deploy_step_done(sqlite3 *db, sqlite3_stmt *st, char **msg, const char *what)
-{
-	return step_done(db, st, msg, what);
-}
-
-json_t *
-loomi_deploy_iso_time(int64_t ms)
-{
-	return iso_time(ms);
-}
-
-json_t *
-loomi_deploy_json_column(sqlite3_stmt *st, int col)
-{
-	return json_column(st, col);
 }
 
 json_t *

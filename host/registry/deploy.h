@@ -105,10 +105,6 @@ int loomi_deploy_record(sqlite3 *db, int64_t model, int64_t version, const char 
 int loomi_deploy_no_rule(char **msg, const char *name);
 void loomi_deploy_answer(loomi_http_res *res, int rv, json_t *out, char *msg);
 int loomi_deploy_fail(char **msg, int code, const char *fmt, ...) LOOM_PRINTF(3, 4);
-sqlite3_stmt *loomi_deploy_prep(sqlite3 *db, const char *sql);
-int loomi_deploy_step_done(sqlite3 *db, sqlite3_stmt *st, char **msg, const char *what);
-json_t *loomi_deploy_iso_time(int64_t ms);
-json_t *loomi_deploy_json_column(sqlite3_stmt *st, int col);
 json_t *loomi_deploy_real_or_null(sqlite3_stmt *st, int col);
 json_t *loomi_deploy_text_or_null(sqlite3_stmt *st, int col);
 void loomi_deploy_bind_real(sqlite3_stmt *st, int col, double x);
@@ -120,6 +116,12 @@ void loomi_registry_hold(void);
 void loomi_registry_release(void);
 void loomi_registry_wait(void);
 int loomi_registry_find(sqlite3 *db, const char *name, int64_t *id, char **msg);
+/* its store helpers: a statement prepared or run with the registry's
+ * messages, a JSON text column, a time as ISO 8601 */
+sqlite3_stmt *loomi_registry_prep(sqlite3 *db, const char *sql);
+int loomi_registry_step_done(sqlite3 *db, sqlite3_stmt *st, char **msg, const char *what);
+json_t *loomi_registry_json_column(sqlite3_stmt *st, int col);
+json_t *loomi_registry_iso_time(int64_t ms);
 int64_t loomi_registry_alias_at(sqlite3 *db, int64_t model, const char *alias);
 /* The version alias pointed at before its newest promotion not undone
  * (what a rollback would move it to); 0: none. */

@@ -126,35 +126,42 @@ db_fail(sqlite3 *db, char **msg, const char *what)
 	return loomi_store_failed(db, "registry", what, msg);
 }
 
-static sqlite3_stmt *
-prep(sqlite3 *db, const char *sql)
+/* The store helpers of the registry's files (deploy.h lends them to
+ * deploy.c and the rule's checks); below, by their short names. */
+sqlite3_stmt *
+loomi_registry_prep(sqlite3 *db, const char *sql)
 {
 	return loomi_store_prep(db, "registry", sql);
 }
 
 /* Run a statement that returns no rows; 0 or LOOM_EIO with *msg. */
-static int
-step_done(sqlite3 *db, sqlite3_stmt *st, char **msg, const char *what)
+int
+loomi_registry_step_done(sqlite3 *db, sqlite3_stmt *st, char **msg, const char *what)
 {
 	return loomi_store_step_done(db, st, "registry", what, msg);
 }
 
-static json_t *
-json_column(sqlite3_stmt *st, int col)
+json_t *
+loomi_registry_json_column(sqlite3_stmt *st, int col)
 {
 	const char *text = (const char *)sqlite3_column_text(st, col);
 	json_t *v = text ? json_loads(text, 0, NULL) : NULL;
 	return v ? v : json_null();
 }
 
-static json_t *
-iso_time(int64_t ms)
+json_t *
+loomi_registry_iso_time(int64_t ms)
 {
 	char *s = loomi_iso_time(ms);
 	json_t *v = json_string(s);
 	free(s);
 	return v;
 }
+
+#define prep loomi_registry_prep
+#define step_done loomi_registry_step_done
+#define json_column loomi_registry_json_column
+#define iso_time loomi_registry_iso_time
 
 static json_t *
 prefixed_id(const char *prefix, sqlite3_stmt *st, int col)
