@@ -182,6 +182,8 @@ fail(ds_importer *im, char **err, int code, char *msg)
 {
 	if (im->rv == 0) {
 		im->rv = code;
+		if (msg == NULL && asprintf(&msg, "import: %s", loom_strerror(code)) < 0)
+			msg = NULL;
 		im->msg = msg;
 	} else {
 		free(msg);
