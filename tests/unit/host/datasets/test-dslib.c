@@ -1108,6 +1108,7 @@ START_TEST(diff_cases)
 	ck_assert_str_eq(d.cols_added[0], "new");
 	ck_assert_uint_eq(d.n_cols_changed, 1);
 	ck_assert_str_eq(d.cols_changed[0], "a");
+	ds_diff_free(&d);
 	ck_assert_int_eq(ds_diff_compute(&mb, &ma, &d), 0);
 	ck_assert_str_eq(d.cols_removed[0], "new");
 	ds_diff_free(&d), ds_manifest_free(&ma), ds_manifest_free(&mb);
