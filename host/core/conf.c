@@ -693,9 +693,11 @@ loomi_conf_load(loomi_conf *conf, const char *path, loomi_strv *errs)
 			            strspn(pre, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 			                        "0123456789._-/") == strlen(pre) &&
 			            strstr(pre, "//") == NULL;
-			for (const char *seg = pre; good && seg; seg = strchr(seg, '/') ? strchr(seg, '/') + 1 : NULL)
+			for (const char *seg = pre; good && seg;) {
 				good = strncmp(seg, "./", 2) != 0 && strncmp(seg, "../", 3) != 0 &&
 				       strcmp(seg, ".") != 0 && strcmp(seg, "..") != 0;
+				seg = strchr(seg, '/') ? strchr(seg, '/') + 1 : NULL;
+			}
 			if (!good || strlen(pre) > 200)
 				loomi_doc_errf(&conf->doc, json_object_get(ds, "prefix"), errs,
 				               "datasets.prefix: \"%s\" is not a key prefix; give segments "
