@@ -54,12 +54,14 @@ static const struct data_help {
 } helps[] = {
 	{"list", "", "the datasets you can see: head, rows, bytes, branches and tags"},
 	{"create", "NAME [--description TEXT]", "an empty dataset, its default branch main"},
-	{"show", "NAME", "a dataset: its branches (head, who moved it, lock) and tags"},
+	{"show", "NAME [REF]",
+	 "a dataset: its branches (head, who moved it, lock) and tags; with REF, that version: "
+	 "its columns and their types, rows, chunks, parents, author and message"},
 	{"rm", "NAME", "delete a dataset with its refs and versions (owner or admin); its "
 	               "chunks go at the next gc"},
 	{"import", "NAME FILE [--branch B] [--format csv|f32|f64] [--message M] [--parent V]",
-	 "commit FILE as a new version of branch B (default: main; created from the default "
-	 "branch's head when absent), uploaded in parts of 8 MiB under the branch's lock; "
+	 "commit FILE as a new version of branch B (default: the dataset's default branch; "
+	 "created from the default branch's head when absent), uploaded in parts of 8 MiB under the branch's lock; "
 	 "--format defaults to f32/f64 for a LOOMARR1 array, else csv; --parent V refuses the "
 	 "commit unless V is still the branch's head"},
 	{"log", "NAME [REF] [--limit N]",
@@ -85,9 +87,10 @@ static const struct data_help {
 	 "who read, wrote, committed, tagged, checked out or locked what (owner or admin)"},
 	{"gc", "[--grace S]",
 	 "delete the chunks no version references, older than S seconds (admin)"},
-	{"quota", "USER [BYTES]",
-	 "USER's stored bytes and quota; with BYTES (K, M, G, T suffixes; 0: none) set it "
-	 "(admin)"},
+	{"quota", "USER [BYTES|default]",
+	 "USER's stored bytes (each chunk counts for the user who stored it first) and quota; "
+	 "with BYTES (K, M, G, T suffixes; 0: no limit) or default (loomd.conf's "
+	 "datasets.quota) set it (admin)"},
 };
 #define N_HELPS (sizeof helps / sizeof helps[0])
 
@@ -488,10 +491,12 @@ print_created(const json_t *b)
 static void
 print_lock(const json_t *lock)
 {
+	const char *upload = json_string_value(json_object_get(lock, "upload"));
+
 	if (json_is_object(lock))
-		printf("locked by %s until %s%s%s", S(lock, "holder"),
-		       S2(lock, "expires", "until"), json_object_get(lock, "upload") ? ", upload " : "",
-		       json_object_get(lock, "upload") ? S(lock, "upload") : "");
+		printf("locked by %s until %s%s%s", S(lock, "holder"), S2(lock, "expires", "until"),
+		       upload && strcmp(upload, "manual") != 0 ? ", upload " : "",
+		       upload && strcmp(upload, "manual") != 0 ? upload : "");
 }
 
 static void
@@ -609,14 +614,18 @@ range(const json_t *side, char buf[64])
 	return buf;
 }
 
+/* the refs diff was given, for its heading */
+static const char *diff_from, *diff_to;
+
 static void
 print_diff(const json_t *b)
 {
 	const json_t *cols = json_object_get(b, "columns"), *rows = json_object_get(b, "rows"), *h;
-	char h1[32], ra[64], rb[64];
+	char h1[32], ra[64], rb[64], ia[SHORT_ID + 1], ib[SHORT_ID + 1];
 	size_t i;
 
-	printf("diff %s..%s: ", S(b, "from"), S(b, "to"));
+	printf("diff %s (%s)..%s (%s): ", diff_from, short_id(json_string_value(json_object_get(b, "from")), ia),
+	       diff_to, short_id(json_string_value(json_object_get(b, "to")), ib));
 	if (json_is_true(json_object_get(b, "same"))) {
 		printf("the same rows and columns\n");
 		return;
@@ -672,7 +681,11 @@ print_ref_deleted(const json_t *b)
 static void
 print_merged(const json_t *b)
 {
-	printf("%s fast-forwarded to %s\n", S2(b, "into", "branch"), S2(b, "version", "head"));
+	if (json_is_true(json_object_get(b, "up_to_date")))
+		printf("%s is at %s already: nothing to merge\n", S(b, "branch"), S(b, "version"));
+	else
+		printf("%s fast-forwarded from %s to %s\n", S(b, "branch"), S(b, "previous"),
+		       S(b, "version"));
 }
 
 static void
@@ -733,8 +746,9 @@ print_quota(const json_t *b)
 	char h1[32], h2[32];
 	double max = N(b, "max_bytes");
 
-	printf("%s: %s stored, quota %s\n", S(b, "user"), human(N(b, "used_bytes"), h1),
-	       max > 0 ? human(max, h2) : "none");
+	printf("%s: %s stored, quota %s%s\n", S(b, "user"), human(N(b, "used_bytes"), h1),
+	       max > 0 ? human(max, h2) : "none",
+	       json_is_true(json_object_get(b, "default")) ? " (the default)" : "");
 }
 
 /* ------------------------------------------------------------------ simple subcommands */
@@ -790,10 +804,48 @@ by_name(const ctl *c, int argc, char **argv, const char *method, int ok,
 	return rv;
 }
 
+static void
+print_version(const json_t *v)
+{
+	const json_t *cols = json_object_get(v, "columns"), *col, *parents = json_object_get(v, "parents");
+	char h1[32], h2[32];
+	size_t i;
+
+	printf("version   %s of %s\n", S(v, "id"), S(v, "dataset"));
+	printf("author    %s at %s\n", S(v, "author"), S2(v, "time", "created"));
+	printf("message   %s\n", S(v, "message"));
+	printf("parents  ");
+	json_array_foreach(parents, i, col)
+		printf(" %s", json_string_value(col) ? json_string_value(col) : "?");
+	printf("%s\n", json_array_size(parents) ? "" : " (none: the first version)");
+	printf("data      %s, %.0f rows, %s in %.0f chunks (%s stored)\n", S(v, "format"),
+	       N(v, "rows"), human(N(v, "bytes"), h1), N(v, "chunks"), human(N(v, "stored"), h2));
+	printf("\n%-32s %s\n", "COLUMN", "TYPE");
+	json_array_foreach(cols, i, col)
+		printf("%-32s %s\n", S(col, "name"), S(col, "type"));
+}
+
 static int
 data_show(const ctl *c, int argc, char **argv)
 {
-	return by_name(c, argc, argv, "GET", 200, print_show);
+	char *path;
+	args a;
+	int rv;
+
+	if ((rv = parse(argc, argv, 1, 2, "", &a)) != 0 || a.help)
+		return rv ? rv : sub_help(help_of("show"));
+	if (!check_name("show", "NAME", a.pos[0]) ||
+	    (a.npos == 2 && !check_ref("show", "REF", a.pos[1])))
+		return EXIT_USAGE;
+	if (a.npos == 2) {
+		path = loomi_strfmt(API "/%s/versions/%s", a.pos[0], a.pos[1]);
+		rv = request_json(c, "GET", path, NULL, 200, print_version);
+	} else {
+		path = loomi_strfmt(API "/%s", a.pos[0]);
+		rv = request_json(c, "GET", path, NULL, 200, print_show);
+	}
+	free(path);
+	return rv;
 }
 
 static int
@@ -835,6 +887,8 @@ data_diff(const ctl *c, int argc, char **argv)
 	if (!check_name("diff", "NAME", a.pos[0]) || !check_ref("diff", "FROM", a.pos[1]) ||
 	    !check_ref("diff", "TO", a.pos[2]))
 		return EXIT_USAGE;
+	diff_from = a.pos[1];
+	diff_to = a.pos[2];
 	path = loomi_strfmt(API "/%s/diff?from=%s&to=%s", a.pos[0], a.pos[1], a.pos[2]);
 	rv = request_json(c, "GET", path, NULL, 200, print_diff);
 	free(path);
@@ -1027,7 +1081,7 @@ data_quota(const ctl *c, int argc, char **argv)
 
 	if ((rv = parse(argc, argv, 1, 2, "", &a)) != 0 || a.help)
 		return rv ? rv : sub_help(help_of("quota"));
-	if (a.npos == 2 && !bytes_arg("BYTES", a.pos[1], &max))
+	if (a.npos == 2 && strcmp(a.pos[1], "default") != 0 && !bytes_arg("BYTES", a.pos[1], &max))
 		return EXIT_USAGE;
 	if (a.pos[0][0] == '\0') {
 		fprintf(stderr, "loomctl: data quota: give a USER name\n");
@@ -1037,7 +1091,9 @@ data_quota(const ctl *c, int argc, char **argv)
 	path = loomi_strfmt(API "/quotas/%s", user);
 	free(user);
 	if (a.npos == 2) {
-		body = json_pack("{s:I}", "max_bytes", (json_int_t)max);
+		body = strcmp(a.pos[1], "default") == 0
+		           ? json_pack("{s:n}", "max_bytes")
+		           : json_pack("{s:I}", "max_bytes", (json_int_t)max);
 		rv = request_json(c, "PUT", path, body, 200, print_quota);
 	} else {
 		rv = request_json(c, "GET", path, NULL, 200, print_quota);
@@ -1141,12 +1197,13 @@ progress(const char *name, uint64_t done, uint64_t total, bool last)
 }
 
 static void
-print_committed(const json_t *b, const char *name, const char *branch)
+print_committed(const json_t *b, const char *name)
 {
 	char h1[32], h2[32], h3[32];
 
 	printf("version %s\n", S(b, "version"));
-	printf("  %s/%s: %.0f rows, %s (%s stored), %s new in %.0f of %.0f chunks\n", name, branch,
+	printf("  %s/%s: %.0f rows, %s (%s stored), %s new in %.0f of %.0f chunks\n", name,
+	       S(b, "branch"),
 	       N(b, "rows"), human(N(b, "bytes"), h1), human(N(b, "stored"), h2),
 	       human(N(b, "new_bytes"), h3), N(b, "new_chunks"), N(b, "chunks"));
 }
@@ -1173,8 +1230,9 @@ data_import(const ctl *c, int argc, char **argv)
 		return rv ? rv : sub_help(help_of("import"));
 	name = a.pos[0];
 	file = a.pos[1];
-	branch = a.branch ? a.branch : "main";
-	if (!check_name("import", "NAME", name) || !check_name("import", "--branch", branch) ||
+	branch = a.branch;
+	if (!check_name("import", "NAME", name) ||
+	    (branch && !check_name("import", "--branch", branch)) ||
 	    (a.parent && !check_ref("import", "--parent", a.parent)))
 		return EXIT_USAGE;
 	/* the file: readable, regular, not empty */
@@ -1208,7 +1266,10 @@ data_import(const ctl *c, int argc, char **argv)
 	}
 
 	/* the upload: the branch's lock is ours from here until commit or abort */
-	body = json_pack("{s:s, s:s}", "branch", branch, "format", format);
+	/* without --branch, loomd takes the dataset's default branch */
+	body = json_pack("{s:s}", "format", format);
+	if (branch)
+		json_object_set_new(body, "branch", json_string(branch));
 	if (a.parent)
 		json_object_set_new(body, "parent", json_string(a.parent));
 	{
@@ -1340,7 +1401,7 @@ data_import(const ctl *c, int argc, char **argv)
 	if (c->json)
 		print_json(&r);
 	else
-		print_committed(r.body, name, branch);
+		print_committed(r.body, name);
 out:
 	if (handlers)
 		for (int i = 0; i < 3; i++)

@@ -75,7 +75,7 @@ for path, seed in ((sys.argv[1], 1), (sys.argv[2], 2)):
             f.write("%d,%.6f,%.6f\n" % (i, r.random(), r.gauss(0, 1)))
 EOF2
 # a CSV with a row of too many fields (line 5)
-{ head -n 4 "$CSV"; echo "2012-01-04,0,1,2,3,rain,extra"; tail -n +6 "$CSV" | head -n 20; } >"$T/bad.csv"
+{ sed -n 1,4p "$CSV"; echo "2012-01-04,0,1,2,3,rain,extra"; sed -n 6,25p "$CSV"; } >"$T/bad.csv"
 
 # ---------------------------------------------------------------- no request made
 # nothing listens on port 1: a request would exit 3, a local refusal exits 2
@@ -118,7 +118,7 @@ expect 2 loomctl data tag weather v1
 has "$T/err" "give the REF that TAG names"
 expect 0 loomctl data --help
 has "$T/out" "data import NAME FILE [--branch B]"
-has "$T/out" "data quota USER [BYTES]"
+has "$T/out" "data quota USER [BYTES|default]"
 expect 0 loomctl data import --help
 has "$T/out" "usage: loomctl data import NAME FILE"
 has "$T/out" "parts of 8 MiB"
@@ -184,9 +184,10 @@ ok "importing the same file again stores no new bytes"
 expect 0 loomctl data create series
 expect 0 loomctl --socket "$T/state/loomd.sock" data import series "$T/series.f32"
 has "$T/out" "series/main: 5000 rows"
-expect 0 loomctl --json data log series
-[ "$(pj "$T/out" '(b if isinstance(b, list) else b["versions"])[0]["format"]')" = f32 ] ||
-	fail "series: not an f32 version: $(cat "$T/out")"
+expect 0 loomctl data show series main
+has "$T/out" "data      f32, 5000 rows"
+grep -Eq '^load +number$' "$T/out" || fail "show series main: no column load: $(cat "$T/out")"
+grep -Eq '^c2 +number$' "$T/out" || fail "show series main: the unnamed column is not c2: $(cat "$T/out")"
 expect 0 loomctl data checkout series main -o "$T/series.out" --native
 cmp "$T/series.f32" "$T/series.out" || fail "checkout --native of the array differs from the input"
 expect 0 loomctl --socket "$T/state/loomd.sock" data checkout series main --native
@@ -228,7 +229,7 @@ cmp "$CSV" "$T/v1s.csv" || fail "checkout over the socket differs"
 echo keep >"$T/keep.csv"
 expect 1 loomctl data checkout weather nosuchref -o "$T/keep.csv"
 [ "$(cat "$T/keep.csv")" = keep ] || fail "a refused checkout replaced -o FILE"
-[ -z "$(ls "$T" | grep 'keep.csv.')" ] || fail "a refused checkout left a temporary file"
+[ -z "$(find "$T" -maxdepth 1 -name 'keep.csv.?*')" ] || fail "a refused checkout left a temporary file"
 expect 0 loomctl data create crlf
 expect 0 loomctl data import crlf "$T/crlf.csv"
 expect 0 loomctl data checkout crlf main -o "$T/crlf.out"
@@ -240,16 +241,19 @@ expect 0 loomctl --json data import weather "$T/edited.csv" --branch edits --mes
 V3=$(pj "$T/out" 'b["version"]')
 NEW=$(pj "$T/out" 'b["new_bytes"]')
 STORED=$(pj "$T/out" 'b["stored"]')
-[ "$(pj "$T/out" 'b["new_bytes"] * 4 < b["stored"]')" = True ] ||
-	fail "the edit of 1 % of the rows stored $NEW new bytes of $STORED"
+[ "$(pj "$T/out" 'b["new_chunks"] * 2 < b["chunks"] and 0 < b["new_bytes"] * 2 < b["stored"]')" = True ] ||
+	fail "the edit of 1 % of the rows stored $NEW new bytes of $STORED: $(cat "$T/out")"
 expect 0 loomctl data diff weather v1 edits
-has "$T/out" "diff v1..edits: 0 rows added, 0 removed,"
+has "$T/out" "diff v1 (${V1:0:12})..edits (${V3:0:12}): 0 rows added, 0 removed,"
 CHANGED=$(sed -n 's/.* removed, \([0-9]*\) changed, \([0-9]*\) the same.*/\1/p' "$T/out")
 SAME=$(sed -n 's/.* removed, \([0-9]*\) changed, \([0-9]*\) the same.*/\2/p' "$T/out")
-[ -n "$CHANGED" ] && [ "$CHANGED" -ge 15 ] && [ "$CHANGED" -le $((ROWS / 5)) ] ||
+[ -n "$CHANGED" ] && [ "$CHANGED" -ge 15 ] && [ "$CHANGED" -le $((ROWS / 2)) ] ||
 	fail "diff: $CHANGED rows changed for 15 edited (chunk granularity): $(cat "$T/out")"
 [ $((CHANGED + SAME)) -eq "$ROWS" ] || fail "diff: changed + same is not $ROWS: $(cat "$T/out")"
-grep -Eq "^  changed +rows [0-9]+-[0-9]+ +-> rows [0-9]+-[0-9]+" "$T/out" || fail "diff: no hunk: $(cat "$T/out")"
+# one region: one hunk, around rows 700-714 (1-based)
+[ "$(grep -c '^  changed ' "$T/out")" = 1 ] || fail "diff: not one hunk: $(cat "$T/out")"
+HUNK=$(sed -n 's/^  changed  *rows \([0-9]*\)-\([0-9]*\)  *-> rows [0-9]*-[0-9]*$/\1 \2/p' "$T/out")
+[ -n "$HUNK" ] && [ "${HUNK% *}" -le 700 ] && [ "${HUNK#* }" -ge 714 ] || fail "diff: the hunk is not around rows 700-714: $(cat "$T/out")"
 expect 0 loomctl --json data diff weather "$V1" "$V2"
 [ "$(pj "$T/out" 'b["same"]')" = True ] || fail "diff of two imports of one file: $(cat "$T/out")"
 expect 0 loomctl data diff weather v1 main
@@ -267,7 +271,7 @@ expect 0 loomctl --json data branch weather
 # a commit whose parent is no longer the head
 expect 1 loomctl data import weather "$CSV" --branch edits --parent "$V1"
 has "$T/err" "HTTP 409"
-has "$T/err" "nothing committed"
+has "$T/err" "is not the head of branch edits"
 expect 0 loomctl --json data log weather edits --limit 1
 [ "$(pj "$T/out" '(b if isinstance(b, list) else b["versions"])[0]["id"]')" = "$V3" ] ||
 	fail "the refused commit moved edits: $(cat "$T/out")"
