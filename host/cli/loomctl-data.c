@@ -33,6 +33,8 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
 
 #include <loom/types.h>
 
@@ -43,6 +45,10 @@
 /* An upload's part: loomd's default upload_part_max ("8M"). */
 #define PART_MAX (8u << 20)
 #define NAME_MAX_LEN 64
+/* A request that moves data (a part, a commit, a page of a checkout) may
+ * wait this long for its answer unless --timeout says otherwise: a part's
+ * chunks are compressed and stored before loomd answers. */
+#define TRANSFER_TIMEOUT_MS (300 * 1000)
 /* how many hex digits of a version id tables show (a unique prefix of at
  * least 8 is a ref) */
 #define SHORT_ID 12
@@ -1170,18 +1176,34 @@ file_format(const char *file, const char *given, const unsigned char *head, size
 	return given;
 }
 
-/* Abort upload (DELETE), saying so unless quiet; loomd may have aborted
- * it already (a quota refused), which is not worth a word. */
+/* Abort upload (DELETE) so that its lock is released.  loomd may have
+ * aborted it already (a quota refused: 404, not worth a word), or still
+ * be storing a part whose answer timed out here (409 "busy"): that is
+ * retried for a while. */
 static void
 abort_upload(const ctl *c, const char *name, const char *upload)
 {
 	char *path = loomi_strfmt(API "/%s/uploads/%s", name, upload);
 	reply r = {0};
+	int rv;
 
-	if (http(c, "DELETE", path, NULL, &r) == 0 && r.status >= 300 && r.status != 404)
-		fprintf(stderr, "loomctl: data import: aborting upload %s was refused (HTTP %d); its "
-		                "lock expires by itself (lock_ttl)\n",
-		        upload, r.status);
+	for (int tries = 0;; tries++) {
+		const char *code;
+		json_decref(r.body);
+		r.body = NULL;
+		if ((rv = http(c, "DELETE", path, NULL, &r)) != 0)
+			break;
+		code = json_string_value(json_object_get(json_object_get(r.body, "error"), "code"));
+		if (r.status != 409 || code == NULL || strcmp(code, "busy") != 0 || tries == 120)
+			break;
+		nng_msleep(500);
+	}
+	if (rv == 0 && r.status >= 300 && r.status != 404)
+		refused(c, &r);
+	if (rv != 0 || (r.status >= 300 && r.status != 404))
+		fprintf(stderr, "loomctl: data import: upload %s could not be aborted; its lock on the "
+		                "branch expires by itself (datasets.lock_ttl)\n",
+		        upload);
 	json_decref(r.body);
 	free(path);
 }
@@ -1218,6 +1240,7 @@ data_import(const ctl *c, int argc, char **argv)
 	struct sigaction sa = {0}, old[3];
 	static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
 	bool tty = isatty(STDERR_FILENO) && !c->json, handlers = false;
+	ctl lc;
 	uint64_t sent = 0, total;
 	struct stat st;
 	reply r = {0};
@@ -1228,6 +1251,11 @@ data_import(const ctl *c, int argc, char **argv)
 
 	if ((rv = parse(argc, argv, 2, 2, "branch format message parent", &a)) != 0 || a.help)
 		return rv ? rv : sub_help(help_of("import"));
+	if (!c->timeout_given) {
+		lc = *c;
+		lc.timeout_ms = TRANSFER_TIMEOUT_MS;
+		c = &lc;
+	}
 	name = a.pos[0];
 	file = a.pos[1];
 	branch = a.branch;
@@ -1434,11 +1462,17 @@ data_checkout(const ctl *c, int argc, char **argv)
 	reply r = {0};
 	json_t *version = NULL;
 	uint64_t from = 0, bytes = 0;
+	ctl lc;
 	args a;
 	int rv, fd;
 
 	if ((rv = parse(argc, argv, 2, 2, "output native", &a)) != 0 || a.help)
 		return rv ? rv : sub_help(help_of("checkout"));
+	if (!c->timeout_given) {
+		lc = *c;
+		lc.timeout_ms = TRANSFER_TIMEOUT_MS;
+		c = &lc;
+	}
 	name = a.pos[0];
 	ref = a.pos[1];
 	out_name = a.output && strcmp(a.output, "-") != 0 ? a.output : NULL;

@@ -1408,6 +1408,7 @@ main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			c.timeout_ms = (int)(s * 1000);
+			c.timeout_given = true;
 			break;
 		}
 		case 'h': usage(stdout); return 0;

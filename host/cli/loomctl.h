@@ -29,6 +29,7 @@ typedef struct ctl {
 	const char *token_from; /* "--token", "LOOM_TOKEN", "the token file" */
 	bool json;
 	int timeout_ms;
+	bool timeout_given; /* --timeout: else a long transfer may take longer */
 } ctl;
 
 typedef struct reply {

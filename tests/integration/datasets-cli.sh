@@ -344,4 +344,35 @@ expect 0 loomctl data checkout weather v1 -o "$T/after-gc.csv"
 cmp "$CSV" "$T/after-gc.csv" || fail "gc broke a version still referenced"
 ok "audit lists commits, tags, checkouts and locks (filtered by user, action); gc is admin's and keeps what versions reference"
 
+# ---------------------------------------------------------------- a restart, a large file
+# loomd again with the default chunk sizes (64 KiB to 1 MiB; the small
+# ones would make thousands of chunks of the file below); what was
+# committed is there after the restart
+stop_loomd
+sed -i '/chunk_min/d' "$T/loomd.conf"
+start_loomd "$T/loomd.conf" "$T/state"
+export LOOM_URL=$URL
+expect 0 loomctl data checkout weather v1 -o "$T/restarted.csv"
+cmp "$CSV" "$T/restarted.csv" || fail "v1 after a restart differs"
+# 24 MiB: three parts of 8 MiB up (over the socket), two answers of at most
+# 16 MiB down
+py - "$T/big.csv" <<'EOF2'
+import random, sys
+r = random.Random(3)
+with open(sys.argv[1], "w") as f:
+    f.write("time,a,b,c\n")
+    i = 0
+    while f.tell() < 24 << 20:
+        f.write("%d,%.6f,%.6f,%d\n" % (i, r.random(), r.gauss(0, 1), r.randrange(10**6)))
+        i += 1
+EOF2
+expect 0 loomctl data create big
+expect 0 loomctl --socket "$T/state/loomd.sock" --json data import big "$T/big.csv"
+[ "$(pj "$T/out" 'b["rows"]')" = "$(($(wc -l <"$T/big.csv") - 1))" ] || fail "big: rows: $(cat "$T/out")"
+expect 0 loomctl data checkout big main -o "$T/big.out"
+cmp "$T/big.csv" "$T/big.out" || fail "big: checkout differs from the input"
+[ "$(grep -c ' checkout ' <(loomctl data audit big --action checkout))" -ge 2 ] ||
+	fail "big: the checkout did not page (one answer of more than 16 MiB?)"
+ok "a 24 MiB CSV: imported in parts of 8 MiB over the socket, checked out in pages, equal"
+
 stop_loomd
