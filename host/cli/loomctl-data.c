@@ -687,11 +687,14 @@ print_ref_deleted(const json_t *b)
 static void
 print_merged(const json_t *b)
 {
+	char ia[SHORT_ID + 1], ib[SHORT_ID + 1];
+
 	if (json_is_true(json_object_get(b, "up_to_date")))
 		printf("%s is at %s already: nothing to merge\n", S(b, "branch"), S(b, "version"));
 	else
-		printf("%s fast-forwarded from %s to %s\n", S(b, "branch"), S(b, "previous"),
-		       S(b, "version"));
+		printf("%s fast-forwarded from %s to %s\n", S(b, "branch"),
+		       short_id(json_string_value(json_object_get(b, "previous")), ia),
+		       short_id(json_string_value(json_object_get(b, "version")), ib));
 }
 
 static void
@@ -715,10 +718,10 @@ static void
 print_audit(const json_t *b)
 {
 	const json_t *list = list_of(b, "audit"), *e;
-	char h1[32], id[SHORT_ID + 1];
+	char h1[32], id[SHORT_ID + 1], rid[SHORT_ID + 1];
 	size_t i;
 
-	printf("%-24s %-16s %-10s %-12s %-16s %10s %s\n", "TIME", "USER", "ACTION", "VERSION", "REF",
+	printf("%-24s %-16s %-12s %-12s %-16s %10s %s\n", "TIME", "USER", "ACTION", "VERSION", "REF",
 	       "BYTES", "DETAIL");
 	json_array_foreach(list, i, e) {
 		const json_t *detail = json_object_get(e, "detail");
@@ -726,9 +729,14 @@ print_audit(const json_t *b)
 		          : detail && !json_is_null(detail)
 		              ? json_dumps(detail, JSON_COMPACT | JSON_ENCODE_ANY)
 		              : NULL;
-		printf("%-24s %-16s %-10s %-12s %-16s %10s %s\n", S(e, "time"), S(e, "user"),
+		const char *ref = json_string_value(json_object_get(e, "ref"));
+		/* a version id as the ref (a checkout pages by id): as short as the
+		 * version's */
+		if (ref && strlen(ref) == 64 && strspn(ref, "0123456789abcdef") == 64)
+			ref = short_id(ref, rid);
+		printf("%-24s %-16s %-12s %-12s %-16s %10s %s\n", S(e, "time"), S(e, "user"),
 		       S(e, "action"), short_id(json_string_value(json_object_get(e, "version")), id),
-		       S(e, "ref"),
+		       ref ? ref : "-",
 		       json_is_number(json_object_get(e, "bytes")) ? human(N(e, "bytes"), h1) : "-",
 		       json_is_string(detail) ? json_string_value(detail) : d ? d : "");
 		free(d);
