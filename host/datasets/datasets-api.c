@@ -805,7 +805,7 @@ route_audit(loomi_daemon *d, const loomi_http_req *req, loomi_http_res *res)
 	sqlite3_bind_text(st, 3, user, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, limit);
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
-		json_t *o = json_pack("{sos?sss?s?}", "time", ds_iso(sqlite3_column_int64(st, 0)),
+		json_t *o = json_pack("{soss?ssss?ss?}", "time", ds_iso(sqlite3_column_int64(st, 0)),
 		                      "user", sqlite3_column_text(st, 1), "action",
 		                      sqlite3_column_text(st, 2), "version", sqlite3_column_text(st, 3),
 		                      "ref", sqlite3_column_text(st, 4));

@@ -125,6 +125,9 @@ typedef struct upload {
 	bool dead;                 /* aborted while busy: freed by its runner */
 	ds_hash *hashes;           /* every chunk it put (gc keeps them) */
 	size_t n_hashes, cap_hashes;
+	ds_hash *fresh;            /* the chunks it stored first (charged to it) */
+	size_t n_fresh, cap_fresh;
+	int64_t first_fresh_ms;
 	uint64_t reserved;         /* stored bytes being written, not yet rows */
 	uint64_t new_bytes, new_chunks, chunks, bytes_in;
 	struct upload *next;
@@ -992,6 +995,7 @@ upload_free(upload *u)
 	free(u->branch);
 	free(u->format);
 	free(u->hashes);
+	free(u->fresh);
 	free(u);
 }
 
@@ -1031,6 +1035,8 @@ upload_release_lock(sqlite3 *db, const upload *u)
 	sqlite3_finalize(st);
 }
 
+static void upload_uncharge(loomi_daemon *d, upload *u);
+
 /* Uploads whose lease has ended are aborted: taken out of the table
  * under mu, their locks released after. */
 static void
@@ -1054,6 +1060,7 @@ upload_sweep(loomi_daemon *d)
 	while (dead) {
 		upload *u = dead;
 		dead = u->next;
+		upload_uncharge(d, u);
 		upload_release_lock(d->store.db, u);
 		ds_audit(d->store.db, NULL, u->dataset, "upload-abort", NULL, u->branch, -1,
 		         "its lock expired");
@@ -1153,6 +1160,13 @@ put_chunk(void *arg, const ds_chunk *c, const void *zdata, size_t zlen, char **e
 		} else if (sqlite3_changes(db) > 0) {
 			u->new_bytes += zlen;
 			u->new_chunks++;
+			if (u->n_fresh == u->cap_fresh) {
+				u->cap_fresh = u->cap_fresh ? 2 * u->cap_fresh : 64;
+				u->fresh = loomi_xrealloc(u->fresh, u->cap_fresh * sizeof *u->fresh);
+			}
+			if (u->n_fresh == 0)
+				u->first_fresh_ms = loomi_wall_ms();
+			u->fresh[u->n_fresh++] = c->hash;
 		}
 		sqlite3_finalize(st);
 	} else {
@@ -1326,6 +1340,97 @@ upload_claim(loomi_daemon *d, const loomi_caller *c, const ds_row *r, const char
 	return rv;
 }
 
+static int hash_cmp(const void *a, const void *b);
+
+/* An aborted upload gives back what it alone stored, so that a refused
+ * upload leaves the user's quota as it was: the chunks it stored first
+ * that no other open upload has counted on and no version committed since
+ * references.  Under mu (see the top): no one can start counting on them
+ * meanwhile. */
+static void
+upload_uncharge(loomi_daemon *d, upload *u)
+{
+	sqlite3 *db = d->store.db;
+	loom_instance *ins = loomi_instance_find(&d->plugins, M.s.storage);
+	ds_hash *keep = NULL;
+	size_t n_keep = 0, cap_keep = 0;
+	loomi_strv doomed = {0};
+	sqlite3_stmt *st;
+	char *msg = NULL;
+	int rv;
+
+	if (u->n_fresh == 0 || ins == NULL)
+		return;
+	pthread_mutex_lock(&M.mu);
+	for (upload *o = M.uploads; o; o = o->next) {
+		if (o == u)
+			continue;
+		for (size_t i = 0; i < o->n_hashes; i++) {
+			if (n_keep == cap_keep)
+				keep = loomi_xrealloc(keep, (cap_keep = cap_keep ? 2 * cap_keep : 256) *
+				                                sizeof *keep);
+			keep[n_keep++] = o->hashes[i];
+		}
+	}
+	if ((rv = loomi_store_begin(db, true, &msg)) == 0) {
+		/* versions committed since its first chunk */
+		st = prep(db, "SELECT manifest FROM dataset_versions WHERE created_at >= ?");
+		sqlite3_bind_int64(st, 1, u->first_fresh_ms - 1000);
+		while (st && sqlite3_step(st) == SQLITE_ROW) {
+			ds_manifest m;
+			char *err = NULL;
+			if (ds_manifest_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+			                       &m, &err) != 0) {
+				rv = LOOM_ECORRUPT; /* keep everything: gc will see */
+			} else {
+				for (size_t i = 0; i < m.n_chunks; i++) {
+					if (n_keep == cap_keep)
+						keep = loomi_xrealloc(
+							keep, (cap_keep = cap_keep ? 2 * cap_keep : 256) * sizeof *keep);
+					keep[n_keep++] = m.chunks[i].hash;
+				}
+			}
+			free(err);
+			ds_manifest_free(&m);
+		}
+		if (st == NULL)
+			rv = LOOM_EIO;
+		sqlite3_finalize(st);
+		if (n_keep)
+			qsort(keep, n_keep, sizeof *keep, hash_cmp);
+		st = prep(db, "DELETE FROM dataset_chunks WHERE hash = ? AND user = ?");
+		for (size_t i = 0; st && rv == 0 && i < u->n_fresh; i++) {
+			char key[512];
+			if (n_keep && bsearch(&u->fresh[i], keep, n_keep, sizeof *keep, hash_cmp))
+				continue;
+			sqlite3_reset(st);
+			sqlite3_bind_blob(st, 1, u->fresh[i].b, 32, SQLITE_TRANSIENT);
+			sqlite3_bind_text(st, 2, u->user, -1, SQLITE_STATIC);
+			if (loomi_store_wrote(db, sqlite3_step(st)) != 0) {
+				rv = LOOM_EIO;
+				break;
+			}
+			if (sqlite3_changes(db) > 0) {
+				ds_chunk_key(M.chunk_prefix, &u->fresh[i], key, sizeof key);
+				loomi_strv_push(&doomed, loomi_strdup(key));
+			}
+		}
+		sqlite3_finalize(st);
+		rv = loomi_store_end(db, rv, &msg);
+	}
+	/* the blobs once their rows are gone (a crash between: gc's orphans) */
+	for (size_t i = 0; rv == 0 && i < doomed.n; i++)
+		loomi_storage_remove(ins, doomed.v[i]);
+	pthread_mutex_unlock(&M.mu);
+	if (rv != 0)
+		loomi_log(LOOM_LOG_WARN, DSM, "upload %s: its chunks are left to gc: %s", u->id,
+		          msg ? msg : loom_strerror(rv));
+	free(msg);
+	free(keep);
+	loomi_strv_free(&doomed);
+	u->n_fresh = 0;
+}
+
 /* Give a claimed upload back (alive), or end it: out of the table, its
  * lock released when it still holds it. */
 static void
@@ -1341,6 +1446,7 @@ upload_release(loomi_daemon *d, upload *u, bool end, const loomi_caller *c, cons
 	pthread_mutex_unlock(&M.mu);
 	if (end || dead) {
 		if (why) {
+			upload_uncharge(d, u);
 			upload_release_lock(d->store.db, u);
 			ds_audit(d->store.db, c, u->dataset, "upload-abort", NULL, u->branch,
 			         (int64_t)u->bytes_in, why);
@@ -1758,7 +1864,7 @@ ds_tag_create(loomi_daemon *d, const loomi_caller *c, const ds_row *r, const cha
 		rv = ref_insert(db, c, r, "tag", name, id, e);
 	if (rv == 0) {
 		ds_audit(db, c, r->name, "tag", id, name, -1, ref);
-		*out = json_pack("{sssssssos}", "name", name, "version", id, "user", c->name,
+		*out = json_pack("{sssssssoss}", "name", name, "version", id, "user", c->name,
 		                 "created", ds_iso(loomi_wall_ms()), "ref", ref);
 	}
 	return tx_end(db, rv, e);
@@ -2245,7 +2351,7 @@ loomi_dataset_materialize(loomi_daemon *d, const loomi_caller *caller, const cha
 	if (rv == 0) {
 		*path = file;
 		file = NULL;
-		*info = json_pack("{sssss}", "name", name, "ref", ref[0] ? ref : r.default_branch,
+		*info = json_pack("{ssssss}", "name", name, "ref", ref[0] ? ref : r.default_branch,
 		                  "version", id);
 	}
 done:

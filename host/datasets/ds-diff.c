@@ -181,8 +181,12 @@ out:
 
 /* ------------------------------------------------------------------ hash set */
 
+/* A set of b's edited chunks (few, usually): a is scanned once against
+ * it, so a large a costs one pass and no table of its own. */
 struct hset {
-	const ds_hash **slot;
+	uint64_t *key; /* the hash's first 8 bytes, 0 in an empty slot's idx */
+	size_t *idx;   /* 1 + the chunk's index in b, 0: empty */
+	bool *in_a;
 	size_t mask;
 };
 
@@ -194,24 +198,30 @@ hset_init(struct hset *s, size_t n)
 	while (cap < 2 * n + 2)
 		cap *= 2;
 	s->mask = cap - 1;
-	return (s->slot = calloc(cap, sizeof(*s->slot))) == NULL ? LOOM_ENOMEM : 0;
+	s->key = calloc(cap, sizeof(*s->key));
+	s->idx = calloc(cap, sizeof(*s->idx));
+	s->in_a = calloc(cap, sizeof(*s->in_a));
+	return s->key == NULL || s->idx == NULL || s->in_a == NULL ? LOOM_ENOMEM : 0;
 }
 
-/* true when h was there already */
-static bool
-hset_add(struct hset *s, const ds_hash *h)
+static void
+hset_free(struct hset *s)
+{
+	free(s->key);
+	free(s->idx);
+	free(s->in_a);
+}
+
+/* The slot of h: where it is, or the empty one where it would go. */
+static size_t
+hset_slot(const struct hset *s, const ds_chunk *b, const ds_hash *h)
 {
 	uint64_t k;
 
 	memcpy(&k, h->b, 8);
-	for (size_t i = k & s->mask;; i = (i + 1) & s->mask) {
-		if (s->slot[i] == NULL) {
-			s->slot[i] = h;
-			return false;
-		}
-		if (heq(s->slot[i], h))
-			return true;
-	}
+	for (size_t i = k & s->mask;; i = (i + 1) & s->mask)
+		if (s->idx[i] == 0 || (s->key[i] == k && heq(&b[s->idx[i] - 1].hash, h)))
+			return i;
 }
 
 /* ------------------------------------------------------------------ hunks */
@@ -327,15 +337,33 @@ ds_diff_compute(const ds_manifest *a, const ds_manifest *b, ds_diff *out)
 	 * distinct hash counted once) */
 	if (mb > 0) {
 		struct hset s;
+		const ds_chunk *bc = b->chunks;
 
-		if ((rv = hset_init(&s, na + mb)) != 0)
+		if ((rv = hset_init(&s, mb)) != 0) {
+			hset_free(&s);
 			goto fail;
-		for (size_t k = 0; k < na; k++)
-			hset_add(&s, &a->chunks[k].hash);
-		for (size_t k = 0; k < mb; k++)
-			if (ib[k] && !hset_add(&s, &b->chunks[lo + k].hash))
-				out->bytes_new += b->chunks[lo + k].stored;
-		free(s.slot);
+		}
+		for (size_t k = lo; k < lo + mb; k++) {
+			size_t at;
+
+			if (!ib[k - lo])
+				continue;
+			at = hset_slot(&s, bc, &bc[k].hash);
+			if (s.idx[at] == 0) {
+				memcpy(&s.key[at], bc[k].hash.b, 8);
+				s.idx[at] = k + 1;
+			}
+		}
+		for (size_t k = 0; k < na; k++) {
+			size_t at = hset_slot(&s, bc, &a->chunks[k].hash);
+
+			if (s.idx[at] != 0)
+				s.in_a[at] = true;
+		}
+		for (size_t at = 0; at <= s.mask; at++)
+			if (s.idx[at] != 0 && !s.in_a[at])
+				out->bytes_new += bc[s.idx[at] - 1].stored;
+		hset_free(&s);
 	}
 	free(da);
 	free(ib);

@@ -182,6 +182,8 @@ fail(ds_importer *im, char **err, int code, char *msg)
 {
 	if (im->rv == 0) {
 		im->rv = code;
+		if (msg == NULL && asprintf(&msg, "import: %s", loom_strerror(code)) < 0)
+			msg = NULL;
 		im->msg = msg;
 	} else {
 		free(msg);
@@ -487,7 +489,7 @@ rd32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* The LOOMARR1 header, when the buffer holds all of it (1: not yet). */
+/* The LOOMARR1 header, when the buffer holds all of it (-1: not yet). */
 static int
 arr_header(ds_importer *im, bool at_end, char **err)
 {
@@ -571,7 +573,7 @@ arr_header(ds_importer *im, bool at_end, char **err)
 	return 0;
 short_input:
 	if (!at_end)
-		return 1;
+		return -1;
 	if (asprintf(&m, "the input ends inside its LOOMARR1 header (%zu bytes)", n) < 0)
 		m = NULL;
 	return fail(im, err, LOOM_EINVAL, m);
@@ -893,7 +895,7 @@ process(ds_importer *im, bool at_end, char **err)
 	if (im->elsize == 0)
 		return csv_scan(im, err);
 	if (!im->header_done && (rv = arr_header(im, at_end, err)) != 0)
-		return rv > 0 ? 0 : rv;
+		return rv < 0 ? 0 : rv;
 	return fixed_rows(im, at_end, err);
 }
 

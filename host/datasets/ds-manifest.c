@@ -144,6 +144,10 @@ ds_manifest_encode(const ds_manifest *m, void **blob, size_t *len, char id[DS_HE
 
 	*blob = NULL;
 	*len = 0;
+	if (ds_format_elsize(m->format) < 0) {
+		json_decref(meta);
+		return LOOM_EINVAL;
+	}
 	if (meta == NULL)
 		return rv;
 	js = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);

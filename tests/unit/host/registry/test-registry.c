@@ -416,7 +416,7 @@ START_TEST(old_tags_dropped_by_migration)
 	ck_assert_int_eq(scalar("SELECT count(*) FROM model_tags"), 7);
 	/* back to the schema before migration 17: the later ones (owners of
 	 * models, alert rules and configs; the labeling tables; the
-	 * deployment rules) are undone too, to run again */
+	 * deployment rules; the datasets) are undone too, to run again */
 	exec("DELETE FROM schema_migrations WHERE version >= 17");
 	exec("ALTER TABLE models DROP COLUMN owner");
 	exec("ALTER TABLE alert_rules DROP COLUMN owner");
@@ -425,7 +425,10 @@ START_TEST(old_tags_dropped_by_migration)
 	                                                  "label_rounds", "label_projects",
 	                                                  "model_deploy_checks",
 	                                                  "model_deploy_decisions",
-	                                                  "model_deploy_rules", NULL};
+	                                                  "model_deploy_rules", "dataset_audit",
+	                                                  "dataset_quotas", "dataset_chunks",
+	                                                  "dataset_locks", "dataset_refs",
+	                                                  "dataset_versions", "datasets", NULL};
 	     *t; t++) {
 		char *sql = loomi_strfmt("DROP TABLE %s", *t);
 		exec(sql);
