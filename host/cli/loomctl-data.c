@@ -67,7 +67,8 @@ static const struct data_help {
 	               "chunks go at the next gc"},
 	{"import", "NAME FILE [--branch B] [--format csv|f32|f64] [--message M] [--parent V]",
 	 "commit FILE as a new version of branch B (default: the dataset's default branch; "
-	 "created from the default branch's head when absent), uploaded in parts of 8 MiB under the branch's lock; "
+	 "created from the default branch's head when absent), uploaded in parts of 8 MiB "
+	 "under the branch's lock; "
 	 "--format defaults to f32/f64 for a LOOMARR1 array, else csv; --parent V refuses the "
 	 "commit unless V is still the branch's head"},
 	{"log", "NAME [REF] [--limit N]",
@@ -112,7 +113,8 @@ help_of(const char *sub)
 static void
 print_usage(FILE *fp)
 {
-	fprintf(fp, "%s\n", fp == stdout ? "usage: loomctl [OPTIONS] data COMMAND ..." : "loomctl: usage:");
+	fprintf(fp, "%s\n",
+	        fp == stdout ? "usage: loomctl [OPTIONS] data COMMAND ..." : "loomctl: usage:");
 	for (size_t i = 0; i < N_HELPS; i++)
 		fprintf(fp, "  data %s%s%s\n", helps[i].name, *helps[i].args ? " " : "",
 		        helps[i].args);
@@ -630,8 +632,9 @@ print_diff(const json_t *b)
 	char h1[32], ra[64], rb[64], ia[SHORT_ID + 1], ib[SHORT_ID + 1];
 	size_t i;
 
-	printf("diff %s (%s)..%s (%s): ", diff_from, short_id(json_string_value(json_object_get(b, "from")), ia),
-	       diff_to, short_id(json_string_value(json_object_get(b, "to")), ib));
+	printf("diff %s (%s)..%s (%s): ", diff_from,
+	       short_id(json_string_value(json_object_get(b, "from")), ia), diff_to,
+	       short_id(json_string_value(json_object_get(b, "to")), ib));
 	if (json_is_true(json_object_get(b, "same"))) {
 		printf("the same rows and columns\n");
 		return;
