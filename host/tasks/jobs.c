@@ -2250,6 +2250,11 @@ resolve_dataset(loomi_daemon *d, json_t *spec, bool predict, const loomi_caller 
 		return 0;
 	if ((rv = loomi_dataset_materialize(d, caller, key, value, &file, &info, msg)) != 0)
 		return rv;
+	if (info == NULL) {
+		free(file);
+		*msg = loomi_strfmt("%s: out of memory resolving %s", key, value);
+		return LOOM_ENOMEM;
+	}
 	json_object_set_new(data, "path", json_string(file));
 	json_object_set_new(data, "dataset", info);
 	free(file);

@@ -130,7 +130,7 @@ task=$(py 'b["task_id"]')
 as alice GET "/api/v1/training/tasks/$task"
 code 200
 path=$(py 'b["spec"]["data"]["path"]')
-[ "$(py 'b["spec"]["data"]["dataset"]["version"]')" = "$v1" ] || fail "the task's data.dataset.version is not v1's id"
+[ "$(py 'b["spec"]["data"]["dataset"]["version"]')" = "$v1" ] || fail "the task's data.dataset.version is not v1's id: $(cat "$T/body")"
 [ "$(py 'b["spec"]["data"]["dataset"]["ref"]')" = v1 ] || fail "the task's data.dataset.ref is not v1"
 [ "$(py 'b["spec"]["data"]["dataset"]["name"]')" = weather ] || fail "data.dataset.name"
 case $path in "$state"/*) ;; *) fail "data.path $path is not loomd's file under $state" ;; esac
