@@ -2245,7 +2245,7 @@ loomi_dataset_materialize(loomi_daemon *d, const loomi_caller *caller, const cha
 	if (rv == 0) {
 		*path = file;
 		file = NULL;
-		*info = json_pack("{sssss}", "name", name, "ref", ref[0] ? ref : r.default_branch,
+		*info = json_pack("{ssssss}", "name", name, "ref", ref[0] ? ref : r.default_branch,
 		                  "version", id);
 	}
 done:
