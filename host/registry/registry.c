@@ -507,6 +507,19 @@ init_of(const char *spec_text)
 	return out;
 }
 
+/* The dataset version the run trained on (data.dataset, which loomd wrote
+ * when data.path named "dataset:NAME@REF"), or null. */
+static json_t *
+dataset_of(const char *spec_text)
+{
+	json_t *spec = spec_text ? json_loads(spec_text, 0, NULL) : NULL, *out = json_null();
+	const json_t *ds = json_object_get(json_object_get(spec, "data"), "dataset");
+	if (json_is_object(ds))
+		out = json_deep_copy(ds);
+	json_decref(spec);
+	return out;
+}
+
 static json_t *
 lineage_json(int64_t job_id, const task_info *t)
 {
@@ -521,6 +534,7 @@ lineage_json(int64_t job_id, const task_info *t)
 	                    t->config_version ? json_integer(t->config_version) : json_null());
 	json_object_set(l, "run", t->run_lineage ? t->run_lineage : json_null());
 	json_object_set_new(l, "init", init_of(t->spec));
+	json_object_set_new(l, "dataset", dataset_of(t->spec));
 	return l;
 }
 

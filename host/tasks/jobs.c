@@ -32,6 +32,7 @@
 #include "host/core/log.h"
 #include "host/core/plugins.h"
 #include "host/core/util.h"
+#include "host/datasets/datasets.h"
 #include "host/registry/registry.h"
 #include "host/server/events.h"
 #include "host/server/store.h"
@@ -2115,13 +2116,14 @@ commit_grouped(submission *s)
 }
 
 static int resolve_predict(loomi_daemon *d, json_t *spec, const loomi_caller *caller,
-                           json_t **out, char **msg);
+                           bool data_resolved, json_t **out, char **msg);
 static int resolve_train_init(loomi_daemon *d, json_t *spec, const loomi_caller *caller,
                               json_t **out, char **msg);
+static int resolve_dataset(loomi_daemon *d, json_t *spec, bool predict,
+                           const loomi_caller *caller, bool *resolved, char **msg);
 static int submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec,
                        int64_t config_id, int64_t config_version, const loomi_caller *caller,
-                       int64_t *id,
-                       char **msg);
+                       bool data_resolved, int64_t *id, char **msg);
 
 int
 loomi_jobs_submit(loomi_daemon *d, const json_t *body, const loomi_caller *caller, int64_t *id,
@@ -2131,6 +2133,7 @@ loomi_jobs_submit(loomi_daemon *d, const json_t *body, const loomi_caller *calle
 	json_t *spec = NULL;
 	int64_t config_id = 0, config_version = 0;
 	const char *key;
+	bool data_resolved = false;
 	int rv;
 	size_t i;
 
@@ -2183,9 +2186,23 @@ loomi_jobs_submit(loomi_daemon *d, const json_t *body, const loomi_caller *calle
 		                "describes it) as {\"spec\": {…}}, or a stored config as "
 		                "{\"config_id\": \"config-3\"}");
 	}
+	/* a dataset named where a file would be is resolved first: the file
+	 * loomd writes for it is the one the rest of the checks see (in a copy:
+	 * the spec may be the request's own) */
+	{
+		json_t *copy = json_deep_copy(spec);
+		json_decref(spec);
+		if ((spec = copy) == NULL)
+			return bad(msg, "out of memory copying the spec");
+	}
+	if ((rv = resolve_dataset(d, spec, json_object_get(spec, "predict") != NULL, caller,
+	                          &data_resolved, msg)) != 0) {
+		json_decref(spec);
+		return rv;
+	}
 	if (json_object_get(spec, "predict")) {
 		json_t *resolved;
-		rv = resolve_predict(d, spec, caller, &resolved, msg);
+		rv = resolve_predict(d, spec, caller, data_resolved, &resolved, msg);
 		json_decref(spec);
 		if (rv != 0)
 			return rv;
@@ -2199,9 +2216,50 @@ loomi_jobs_submit(loomi_daemon *d, const json_t *body, const loomi_caller *calle
 			return rv;
 		spec = resolved;
 	}
-	rv = submit_spec(d, body, spec, config_id, config_version, caller, id, msg);
+	rv = submit_spec(d, body, spec, config_id, config_version, caller, data_resolved, id, msg);
 	json_decref(spec);
 	return rv;
+}
+
+/* A dataset where a file would be (docs/datasets.md): data.path (or, for
+ * a batch prediction, predict.data.path) = "dataset:NAME@REF", which the
+ * caller must be able to read, is resolved to the version it names now;
+ * loomd writes that version as a CSV file in its state directory and puts
+ * the file in data.path, and {name, ref, version} in data.dataset, which
+ * the run's lineage records.  A client never sets data.dataset.  The spec
+ * is changed in place; *resolved tells whether data.path is loomd's file
+ * (which need not lie under data_roots).  0, or a LOOM_E* code with *msg. */
+static int
+resolve_dataset(loomi_daemon *d, json_t *spec, bool predict, const loomi_caller *caller,
+                bool *resolved, char **msg)
+{
+	const char *key = predict ? "predict.data.path" : "data.path";
+	json_t *data = predict ? json_object_get(json_object_get(spec, "predict"), "data")
+	                       : json_object_get(spec, "data");
+	const char *value = json_string_value(json_object_get(data, "path"));
+	char *file = NULL;
+	json_t *info = NULL;
+	int rv;
+
+	*resolved = false;
+	if (json_object_get(data, "dataset"))
+		return bad(msg, "%s.dataset: loomd sets it when %s names a dataset; write "
+		                "\"dataset:NAME@REF\" in %s instead",
+		           predict ? "predict.data" : "data", key, key);
+	if (value == NULL || !loomi_dataset_is_ref(value))
+		return 0;
+	if ((rv = loomi_dataset_materialize(d, caller, key, value, &file, &info, msg)) != 0)
+		return rv;
+	if (info == NULL) {
+		free(file);
+		*msg = loomi_strfmt("%s: out of memory resolving %s", key, value);
+		return LOOM_ENOMEM;
+	}
+	json_object_set_new(data, "path", json_string(file));
+	json_object_set_new(data, "dataset", info);
+	free(file);
+	*resolved = true;
+	return 0;
 }
 
 /* A batch prediction (a spec with a "predict" group, docs/inference.md):
@@ -2212,8 +2270,8 @@ loomi_jobs_submit(loomi_daemon *d, const json_t *body, const loomi_caller *calle
  * predict.version.  predict.data.path must lie under data_roots.  *out: the
  * spec to store (a new reference).  0, or a LOOM_E* code with *msg. */
 static int
-resolve_predict(loomi_daemon *d, json_t *spec, const loomi_caller *caller, json_t **out,
-                char **msg)
+resolve_predict(loomi_daemon *d, json_t *spec, const loomi_caller *caller, bool data_resolved,
+                json_t **out, char **msg)
 {
 	const json_t *p = json_object_get(spec, "predict"), *model, *alias, *version, *path;
 	char ref[32];
@@ -2253,7 +2311,8 @@ resolve_predict(loomi_daemon *d, json_t *spec, const loomi_caller *caller, json_
 	if (!json_is_string(path))
 		return bad(msg, "predict.data.path: required, the CSV file to predict over (under "
 		                "loomd.conf's data_roots)");
-	if ((rv = loomi_data_path_check(d, "predict.data.path", json_string_value(path), msg)) != 0)
+	if (!data_resolved &&
+	    (rv = loomi_data_path_check(d, "predict.data.path", json_string_value(path), msg)) != 0)
 		return rv;
 	if (!loomi_registry_allowed(d, caller, name, LOOMI_ACCESS_READ)) {
 		*msg = loomi_strfmt("predict.model: there is no model \"%s\"; GET /api/v1/models "
@@ -2360,7 +2419,8 @@ resolve_train_init(loomi_daemon *d, json_t *spec, const loomi_caller *caller, js
 
 static int
 submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t config_id,
-            int64_t config_version, const loomi_caller *caller, int64_t *id, char **msg)
+            int64_t config_version, const loomi_caller *caller, bool data_resolved, int64_t *id,
+            char **msg)
 {
 	const char *user = caller->name;
 	const json_t *v, *rr, *after;
@@ -2464,7 +2524,7 @@ submit_spec(loomi_daemon *d, const json_t *body, const json_t *spec, int64_t con
 			                    compute, ins->desc->name, caller->name, caller->name);
 			return LOOM_EPERM;
 		}
-		if (json_is_string(json_object_get(data, "path")) &&
+		if (!data_resolved && json_is_string(json_object_get(data, "path")) &&
 		    (rv = loomi_data_path_check(d, "data.path",
 		                                json_string_value(json_object_get(data, "path")),
 		                                msg)) != 0)

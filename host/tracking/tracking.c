@@ -756,7 +756,8 @@ forget_run(int64_t run)
 /* ------------------------------------------------------------------ lineage */
 
 /* What reproduces a task's run: its config version, the data file's
- * content hash, Loom's and every plugin's version. */
+ * content hash (and the dataset version it holds), Loom's and every
+ * plugin's version. */
 static json_t *
 lineage_of(int64_t job, const json_t *spec)
 {
@@ -812,6 +813,13 @@ lineage_of(int64_t job, const json_t *spec)
 			                                                   : "no local path to hash"));
 		}
 		free(local);
+		{
+			/* the dataset version loomd wrote the file from (data.path
+			 * named "dataset:NAME@REF", docs/datasets.md) */
+			const json_t *ds = json_object_get(json_object_get(spec, "data"), "dataset");
+			if (json_is_object(ds))
+				json_object_set_new(data, "dataset", json_deep_copy(ds));
+		}
 		json_object_set_new(lin, "data", data);
 	}
 	return lin;

@@ -54,6 +54,8 @@
 static const loom_spec_field data_fields[] = {
 	{"path", LOOM_SPEC_STRING, LOOM_SPEC_REQUIRED, NULL, 0, 0, NULL,
 	 "the CSV file to predict over, or \"<storage-instance>:<key>\"", {NULL, NULL}},
+	{"dataset", LOOM_SPEC_GROUP, 0, NULL, 0, 0, tf_dataset_fields,
+	 "the dataset version path holds (loomd writes it)", {NULL, NULL}},
 	LOOM_SPEC_END,
 };
 

@@ -22,9 +22,20 @@ const loom_spec_field tf_resources_fields[] = {
 	LOOM_SPEC_END,
 };
 
+const loom_spec_field tf_dataset_fields[] = {
+	{"name", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL, "the dataset", {NULL, NULL}},
+	{"ref", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL,
+	 "the version id, tag or branch the task named", {NULL, NULL}},
+	{"version", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL,
+	 "the version id it resolved to when the task was submitted", {NULL, NULL}},
+	LOOM_SPEC_END,
+};
+
 static const loom_spec_field data_fields[] = {
 	{"path", LOOM_SPEC_STRING, LOOM_SPEC_REQUIRED, NULL, 0, 0, NULL,
 	 "a CSV file, or \"<storage-instance>:<key>\"", {NULL, NULL}},
+	{"dataset", LOOM_SPEC_GROUP, 0, NULL, 0, 0, tf_dataset_fields,
+	 "the dataset version data.path holds (loomd writes it)", {NULL, NULL}},
 	{"time_column", LOOM_SPEC_STRING, 0, NULL, 0, 0, NULL,
 	 "the column that orders the rows", {NULL, NULL}},
 	{"features", LOOM_SPEC_STRLIST, 0, NULL, 0, 0, NULL,

@@ -155,6 +155,11 @@ void tf_spec_free(tf_spec *spec);
  * the batch prediction's spec (batch.c). */
 extern const loom_spec_field tf_resources_fields[];
 
+/* data.dataset, which loomd writes when data.path named a dataset version
+ * ("dataset:NAME@REF", docs/datasets.md), shared with the batch
+ * prediction's predict.data. */
+extern const loom_spec_field tf_dataset_fields[];
+
 /* The job-level settings of every spec this plugin runs, a training run's
  * and a batch prediction's: the first entries of both field tables. */
 #define TF_SPEC_JOB_FIELDS                                                                 \
