@@ -14,6 +14,7 @@ extern const loomi_module loomi_tracking_module; /* host/tracking/ */
 extern const loomi_module loomi_registry_module; /* host/registry/ */
 extern const loomi_module loomi_inference_module; /* host/inference/ */
 extern const loomi_module loomi_labeling_module; /* host/labeling/ */
+extern const loomi_module loomi_datasets_module; /* host/datasets/ */
 extern const loomi_module loomi_deploy_module;   /* host/deploy/ */
 extern const loomi_module loomi_configs_module;  /* host/configs/ */
 extern const loomi_module loomi_exports_module;  /* host/exports/ */
@@ -35,6 +36,7 @@ const loomi_module *const loomi_modules[] = {
 	&loomi_registry_module,
 	&loomi_inference_module, /* serves the registry's versions */
 	&loomi_labeling_module,  /* scores with tasks, reads the registry */
+	&loomi_datasets_module,
 	&loomi_deploy_module,    /* the rule's checks: predicts with tasks */
 	&loomi_configs_module,
 	&loomi_exports_module,

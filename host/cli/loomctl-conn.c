@@ -209,18 +209,46 @@ typedef struct raw_answer {
 	char *data; /* the whole answer: head and body */
 	size_t len, cap;
 	size_t body_off, body_len;
+	char *header; /* the value of the header the request asked for */
 } raw_answer;
+
+/* The value of header name in the head data[0..len) (lines ending in
+ * "\r\n"), blanks around it trimmed (malloc'd), or NULL. */
+static char *
+head_value(const char *data, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = data, *end = data + len; p < end;) {
+		const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
+		if (eol == NULL)
+			eol = end;
+		if ((size_t)(eol - p) > n && p[n] == ':' && strncasecmp(p, name, n) == 0) {
+			const char *v = p + n + 1, *ve = eol;
+			while (v < ve && (*v == ' ' || *v == '\t'))
+				v++;
+			while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			char *out = loomi_xmalloc((size_t)(ve - v) + 1);
+			memcpy(out, v, (size_t)(ve - v));
+			out[ve - v] = '\0';
+			return out;
+		}
+		p = eol + 2;
+	}
+	return NULL;
+}
 
 /* One exchange over the Unix socket: 0, or an errno with *what saying
  * which step failed. */
 static int
-unix_transact(const ctl *c, const char *method, const char *path, const char *body,
-              raw_answer *a, const char **what)
+unix_transact(const ctl *c, const outgoing *q, raw_answer *a, const char **what)
 {
 	struct sockaddr_un sun;
 	struct timespec deadline;
-	char *head, clen[80] = "";
-	size_t hlen, off = 0, blen = body ? strlen(body) : 0;
+	char *head, clen[160] = "";
+	const char *body = q->body;
+	size_t hlen, off = 0, blen = q->len;
 	int fd, e = 0;
 
 	*what = NULL;
@@ -251,12 +279,12 @@ unix_transact(const ctl *c, const char *method, const char *path, const char *bo
 		return e;
 	}
 
-	if (body)
-		snprintf(clen, sizeof clen, "Content-Type: application/json\r\nContent-Length: %zu\r\n",
+	if (q->ctype)
+		snprintf(clen, sizeof clen, "Content-Type: %s\r\nContent-Length: %zu\r\n", q->ctype,
 		         blen);
 	head = loomi_strfmt("%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
 	                    "Connection: close\r\nUser-Agent: loomctl\r\n%s%s%s%s\r\n",
-	                    method, path, c->token ? "Authorization: Bearer " : "",
+	                    q->method, q->path, c->token ? "Authorization: Bearer " : "",
 	                    c->token ? c->token : "", c->token ? "\r\n" : "", clen);
 	hlen = strlen(head);
 	/* send the head, then the body */
@@ -322,6 +350,8 @@ unix_transact(const ctl *c, const char *method, const char *path, const char *bo
 					*what = "a chunked answer (loomd never sends one)";
 				}
 			}
+			if (e == 0 && q->header)
+				a->header = head_value(a->data, a->body_off - 4, q->header);
 			*end = '\r';
 			if (e != 0)
 				break;
@@ -398,8 +428,7 @@ tls_client(const ctl *c, const char *host, nng_tls_config **out)
 /* One exchange through NNG's HTTP client: 0 with a filled, or
  * EXIT_UNREACHABLE / EXIT_USAGE after saying why. */
 static int
-nng_transact(const ctl *c, const char *method, const char *path, const char *body,
-             raw_answer *a)
+nng_transact(const ctl *c, const outgoing *q, raw_answer *a)
 {
 	char *full = NULL, *auth = NULL;
 	nng_url *url = NULL;
@@ -408,6 +437,7 @@ nng_transact(const ctl *c, const char *method, const char *path, const char *bod
 	nng_http_res *res = NULL;
 	nng_tls_config *tls = NULL;
 	nng_aio *aio = NULL;
+	const char *h;
 	void *data;
 	size_t len, bl;
 	bool https;
@@ -427,9 +457,9 @@ nng_transact(const ctl *c, const char *method, const char *path, const char *bod
 	bl = strlen(url->u_path);
 	while (bl > 0 && url->u_path[bl - 1] == '/')
 		bl--;
-	full = loomi_xmalloc(bl + strlen(path) + 1);
+	full = loomi_xmalloc(bl + strlen(q->path) + 1);
 	memcpy(full, url->u_path, bl);
-	strcpy(full + bl, path);
+	strcpy(full + bl, q->path);
 	if ((rv = nng_http_client_alloc(&client, url)) != 0 ||
 	    (rv = nng_http_req_alloc(&req, url)) != 0 || (rv = nng_http_res_alloc(&res)) != 0 ||
 	    (rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
@@ -449,16 +479,17 @@ nng_transact(const ctl *c, const char *method, const char *path, const char *bod
 		ret = EXIT_USAGE;
 		goto out;
 	}
-	nng_http_req_set_method(req, method);
+	nng_http_req_set_method(req, q->method);
 	nng_http_req_set_uri(req, full);
 	nng_http_req_set_header(req, "Accept", "application/json");
 	if (c->token) {
 		auth = loomi_strfmt("Bearer %s", c->token);
 		nng_http_req_set_header(req, "Authorization", auth);
 	}
-	if (body) {
-		nng_http_req_set_header(req, "Content-Type", "application/json");
-		nng_http_req_copy_data(req, body, strlen(body));
+	if (q->ctype) {
+		nng_http_req_set_header(req, "Content-Type", q->ctype);
+		/* not copied: q->body outlives req */
+		nng_http_req_set_data(req, q->body, q->len);
 	}
 	nng_aio_set_timeout(aio, c->timeout_ms);
 	nng_http_client_transact(client, req, res, aio);
@@ -488,6 +519,8 @@ nng_transact(const ctl *c, const char *method, const char *path, const char *bod
 		goto out;
 	}
 	a->status = nng_http_res_get_status(res);
+	if (q->header && (h = nng_http_res_get_header(res, q->header)) != NULL)
+		a->header = loomi_strdup(h);
 	nng_http_res_get_data(res, &data, &len);
 	a->data = loomi_xmalloc(len + 1);
 	memcpy(a->data, data, len);
@@ -519,8 +552,7 @@ out:
 /* ------------------------------------------------------------------ the exchange */
 
 int
-exchange(const ctl *c, const char *method, const char *path, const char *body, bool text,
-         reply *out)
+exchange_req(const ctl *c, const outgoing *q, reply *out)
 {
 	raw_answer a = {0};
 	const char *data, *what = NULL;
@@ -528,7 +560,7 @@ exchange(const ctl *c, const char *method, const char *path, const char *body, b
 	int rv;
 
 	if (c->socket != NULL) {
-		if ((rv = unix_transact(c, method, path, body, &a, &what)) != 0) {
+		if ((rv = unix_transact(c, q, &a, &what)) != 0) {
 			fprintf(stderr, "loomctl: cannot reach loomd on the socket %s: %s (%s)%s\n",
 			        c->socket, strerror(rv), what,
 			        rv == ENOENT || rv == ECONNREFUSED
@@ -538,15 +570,17 @@ exchange(const ctl *c, const char *method, const char *path, const char *body, b
 			                         "ask its admin, or use --url with a token"
 			                       : "");
 			free(a.data);
+			free(a.header);
 			return EXIT_UNREACHABLE;
 		}
-	} else if ((rv = nng_transact(c, method, path, body, &a)) != 0) {
+	} else if ((rv = nng_transact(c, q, &a)) != 0) {
 		return rv;
 	}
 	out->status = a.status;
+	out->header = a.header;
 	data = a.data + a.body_off;
 	len = a.body_len;
-	if (text && out->status == 200) {
+	if (q->text && out->status == 200) {
 		out->text = loomi_xmalloc(len + 1);
 		memcpy(out->text, data, len);
 		out->text[len] = '\0';
@@ -559,10 +593,24 @@ exchange(const ctl *c, const char *method, const char *path, const char *body, b
 	if (len && out->body == NULL) {
 		fprintf(stderr, "loomctl: %s answered %s %s with %d and a body that is not JSON; is "
 		                "it a loomd?\n",
-		        c->where, method, path, out->status);
+		        c->where, q->method, q->path, out->status);
 		return EXIT_REFUSED;
 	}
 	return 0;
+}
+
+int
+exchange(const ctl *c, const char *method, const char *path, const char *body, bool text,
+         reply *out)
+{
+	outgoing q = {.method = method, .path = path, .text = text};
+
+	if (body) {
+		q.ctype = "application/json";
+		q.body = body;
+		q.len = strlen(body);
+	}
+	return exchange_req(c, &q, out);
 }
 
 int

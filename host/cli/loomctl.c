@@ -124,6 +124,26 @@ usage(FILE *fp)
 	        "  label export NAME [--format csv|json] [--round N] [-o FILE]\n"
 	        "                         the confirmed and corrected labels with provenance\n"
 	        "                         (csv, or json with --json); -o writes FILE whole\n"
+	        "  data list|create NAME|show NAME|rm NAME\n"
+	        "                         versioned datasets: list, make, show (branches, tags,\n"
+	        "                         locks), delete\n"
+	        "  data import NAME FILE [--branch B] [--format csv|f32|f64] [--message M]\n"
+	        "              [--parent V]\n"
+	        "                         commit a CSV file or raw array as a new version of B\n"
+	        "                         (default: main), uploaded in parts under B's lock\n"
+	        "  data log NAME [REF] [--limit N] | diff NAME FROM TO\n"
+	        "                         versions, newest first; what changed between two\n"
+	        "  data checkout NAME REF [-o FILE] [--native]\n"
+	        "                         a version as CSV (or as imported) to FILE or stdout\n"
+	        "  data branch NAME [BRANCH [--from REF]] [--delete BRANCH]\n"
+	        "  data tag NAME [TAG REF] [--delete TAG] | merge NAME FROM INTO\n"
+	        "                         branches and tags (pointers); fast-forward merges\n"
+	        "  data lock NAME BRANCH [--ttl S] | unlock NAME BRANCH\n"
+	        "                         hold a branch against other writers, or release it\n"
+	        "  data audit NAME [--limit N] [--action A] [--user U]\n"
+	        "  data gc [--grace S] | quota USER [BYTES]\n"
+	        "                         who did what; free unreferenced chunks (admin);\n"
+	        "                         stored bytes and quota (loomctl data --help)\n"
 	        "  whoami                 who loomd takes you for: user, role, how signed in\n"
 	        "  users [list]           users and their roles (admin)\n"
 	        "  users add NAME [--role admin|user|viewer] [--uid UID] [--exec]\n"
@@ -1481,6 +1501,8 @@ main(int argc, char **argv)
 		rv = cmd_predict(&c, argc, argv);
 	else if (strcmp(argv[0], "label") == 0)
 		rv = cmd_label(&c, argc, argv);
+	else if (strcmp(argv[0], "data") == 0)
+		rv = cmd_data(&c, argc, argv);
 	else if (strcmp(argv[0], "start") == 0 || strcmp(argv[0], "pause") == 0 ||
 	         strcmp(argv[0], "resume") == 0 || strcmp(argv[0], "cancel") == 0)
 		rv = cmd_action(&c, argc, argv);

@@ -36,7 +36,19 @@ typedef struct reply {
 	json_t *body;
 	char *text; /* a text answer as sent (configs show --format); free it */
 	size_t len;
+	char *header; /* the answer header outgoing.header asked for, or NULL; free it */
 } reply;
+
+/* An outgoing request beyond a JSON body (exchange_req): any body, and an answer
+ * header to keep. */
+typedef struct outgoing {
+	const char *method, *path;
+	const char *ctype; /* the body's Content-Type; NULL: no body */
+	const void *body;
+	size_t len;
+	bool text;          /* keep a 200 answer as sent in reply.text */
+	const char *header; /* the name of an answer header: its value in reply.header */
+} outgoing;
 
 /* The token to send, from given (--token), else LOOM_TOKEN, else (not
  * over the socket, where loomd knows the user) the token file; 0, or
@@ -52,6 +64,9 @@ char *token_file_path(void);
  * out->text instead of being read as JSON. */
 int exchange(const ctl *c, const char *method, const char *path, const char *body, bool text,
              reply *out);
+/* The same for any request: a body of q->len bytes (an upload's part as
+ * application/octet-stream), an answer header kept. */
+int exchange_req(const ctl *c, const outgoing *q, reply *out);
 /* The same, reading the answer as JSON. */
 int http(const ctl *c, const char *method, const char *path, const char *body, reply *out);
 
@@ -117,6 +132,8 @@ int cmd_share(const ctl *c, int argc, char **argv);
 int cmd_whoami(const ctl *c, int argc, char **argv);
 /* loomctl-label.c: labeling projects, rounds, review and export. */
 int cmd_label(const ctl *c, int argc, char **argv);
+/* loomctl-data.c: versioned datasets (import, log, diff, checkout, …). */
+int cmd_data(const ctl *c, int argc, char **argv);
 /* Commands in loomctl-logs.c. */
 int cmd_logs(const ctl *c, int argc, char **argv);
 /* Commands in loomctl-models.c. */

@@ -141,6 +141,29 @@ static const loomi_field web_fields[] = {
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 
+/* datasets = { … }: the datasets module (host/datasets/, docs/datasets.md) */
+static const loomi_field datasets_fields[] = {
+	{"storage", LOOMI_F_STRING, 0, NULL, 0, 0, NULL,
+	 "the storage plugin instance holding the chunks (default \"store\")"},
+	{"prefix", LOOMI_F_STRING, 0, NULL, 0, 0, NULL,
+	 "the key prefix of the chunks in that storage (default \"datasets\")"},
+	{"chunk_min", LOOMI_F_SIZE, LOOMI_F_RANGE, NULL, 1024, 64.0 * 1024 * 1024, NULL,
+	 "the smallest chunk (default 64K)"},
+	{"chunk_avg", LOOMI_F_SIZE, LOOMI_F_RANGE, NULL, 1024, 64.0 * 1024 * 1024, NULL,
+	 "the chunk size aimed at, a power of two (default 256K)"},
+	{"chunk_max", LOOMI_F_SIZE, LOOMI_F_RANGE, NULL, 1024, 64.0 * 1024 * 1024, NULL,
+	 "the largest chunk, but for its last row (default 1M)"},
+	{"zstd_level", LOOMI_F_INT, LOOMI_F_RANGE, NULL, 1, 19, NULL,
+	 "the zstd compression level of the chunks (default 3)"},
+	{"lock_ttl", LOOMI_F_DURATION, LOOMI_F_RANGE, NULL, 1000, 7 * 86400000.0, NULL,
+	 "how long a branch lock lasts unless renewed (default 600 s)"},
+	{"quota", LOOMI_F_SIZE, 0, NULL, 0, 0, NULL,
+	 "the stored bytes a user may hold, unless given their own (default 0: no limit)"},
+	{"upload_part_max", LOOMI_F_SIZE, LOOMI_F_RANGE, NULL, 1024, 1024.0 * 1024 * 1024, NULL,
+	 "the largest part of an upload (default 8M; http.max_body must allow it)"},
+	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
 static const loomi_field plugin_fields[] = {
 	{"instance", LOOMI_F_STRING, LOOMI_F_REQUIRED, NULL, 0, 0, NULL,
 	 "the instance's name, e.g. \"store\""},
@@ -169,6 +192,7 @@ static const loomi_field conf_fields[] = {
 	{"http", LOOMI_F_GROUP, 0, NULL, 0, 0, http_fields, NULL},
 	{"api", LOOMI_F_GROUP, 0, NULL, 0, 0, api_fields, NULL},
 	{"web", LOOMI_F_GROUP, 0, NULL, 0, 0, web_fields, NULL},
+	{"datasets", LOOMI_F_GROUP, 0, NULL, 0, 0, datasets_fields, NULL},
 	{"plugins", LOOMI_F_GROUPLIST, 0, NULL, 0, 0, plugin_fields, NULL},
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
@@ -624,6 +648,64 @@ loomi_conf_load(loomi_conf *conf, const char *path, loomi_strv *errs)
 			conf->web_dygraphs = g[0] == '/' ? loomi_strdup(g) : loomi_path_join(base, g);
 	}
 
+	{
+		/* datasets: unset sizes stay 0, the module's defaults; the
+		 * chunker's sizes together are checked by the module (ds_params) */
+		const json_t *ds = json_object_get(root, "datasets");
+		const char *sto = str_or(ds, "storage", NULL), *pre = str_or(ds, "prefix", NULL);
+		static const struct {
+			const char *key;
+			size_t off;
+		} sizes[] = {
+			{"chunk_min", offsetof(loomi_conf, datasets.chunk_min)},
+			{"chunk_avg", offsetof(loomi_conf, datasets.chunk_avg)},
+			{"chunk_max", offsetof(loomi_conf, datasets.chunk_max)},
+			{"quota", offsetof(loomi_conf, datasets.quota)},
+			{"upload_part_max", offsetof(loomi_conf, datasets.upload_part_max)},
+		};
+		for (size_t k = 0; k < LOOMI_N_CONF(sizes); k++) {
+			uint64_t *to = (uint64_t *)((char *)conf + sizes[k].off);
+			if (json_is_integer(v = json_object_get(ds, sizes[k].key)))
+				*to = (uint64_t)json_integer_value(v);
+			else if (json_is_string(v))
+				loom_parse_size(json_string_value(v), to);
+		}
+		if (json_is_integer(v = json_object_get(ds, "zstd_level")))
+			conf->datasets.zstd_level = (int)json_integer_value(v);
+		v = json_object_get(ds, "lock_ttl");
+		if (json_is_integer(v))
+			conf->datasets.lock_ttl_ms = json_integer_value(v) * 1000;
+		else if (json_is_real(v))
+			conf->datasets.lock_ttl_ms = (int64_t)(json_real_value(v) * 1000);
+		else if (json_is_string(v))
+			loom_parse_duration(json_string_value(v), &conf->datasets.lock_ttl_ms);
+		if (sto != NULL && !loomi_instance_name_ok(sto))
+			loomi_doc_errf(&conf->doc, json_object_get(ds, "storage"), errs,
+			               "datasets.storage: \"%s\" is not an instance name; give the "
+			               "instance of a storage plugin declared in plugins, e.g. \"store\"",
+			               sto);
+		else if (sto != NULL)
+			conf->datasets.storage = loomi_strdup(sto);
+		if (pre != NULL) {
+			/* a key prefix: segments of [A-Za-z0-9._-], none "." or "..",
+			 * no leading or trailing '/' */
+			bool good = pre[0] != '\0' && pre[0] != '/' && pre[strlen(pre) - 1] != '/' &&
+			            strspn(pre, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			                        "0123456789._-/") == strlen(pre) &&
+			            strstr(pre, "//") == NULL;
+			for (const char *seg = pre; good && seg; seg = strchr(seg, '/') ? strchr(seg, '/') + 1 : NULL)
+				good = strncmp(seg, "./", 2) != 0 && strncmp(seg, "../", 3) != 0 &&
+				       strcmp(seg, ".") != 0 && strcmp(seg, "..") != 0;
+			if (!good || strlen(pre) > 200)
+				loomi_doc_errf(&conf->doc, json_object_get(ds, "prefix"), errs,
+				               "datasets.prefix: \"%s\" is not a key prefix; give segments "
+				               "of A-Z a-z 0-9 . _ - separated by '/', e.g. \"datasets\"",
+				               pre);
+			else
+				conf->datasets.prefix = loomi_strdup(pre);
+		}
+	}
+
 	plugins = json_object_get(root, "plugins");
 	if (json_is_array(plugins)) {
 		conf->plugins = loomi_xcalloc(json_array_size(plugins) + 1, sizeof *conf->plugins);
@@ -700,5 +782,7 @@ loomi_conf_free(loomi_conf *conf)
 	free(conf->api.tls_key);
 	free(conf->web_root);
 	free(conf->web_dygraphs);
+	free(conf->datasets.storage);
+	free(conf->datasets.prefix);
 	memset(conf, 0, sizeof *conf);
 }

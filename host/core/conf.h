@@ -63,6 +63,15 @@ typedef struct loomi_conf {
 	/* web = { … }: the web UI's files (host/web/); NULL: the installed ones */
 	char *web_root;           /* the UI's files; NULL: LOOM_WEB_DIR */
 	char *web_dygraphs;       /* the chart library's files; NULL: LOOM_DYGRAPHS_DIR */
+	/* datasets = { … }: the datasets module (host/datasets/); 0 and NULL
+	 * for its defaults */
+	struct {
+		char *storage;            /* the chunks' storage instance; NULL: "store" */
+		char *prefix;             /* their key prefix; NULL: "datasets" */
+		uint64_t chunk_min, chunk_avg, chunk_max, quota, upload_part_max;
+		int zstd_level;
+		int64_t lock_ttl_ms;
+	} datasets;
 	loomi_plugin_conf *plugins;
 	size_t n_plugins;
 } loomi_conf;
