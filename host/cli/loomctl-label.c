@@ -43,6 +43,7 @@ static const char usage_text[] =
 	"  label decide ITEM confirm|correct|skip|flag [--label L] [--note TEXT]\n"
 	"  label export NAME [--format csv|json] [--round N] [-o FILE]\n"
 	"  label export NAME --apply DATA.csv [--only corrected|confirmed|all] [--round N] [-o FILE]\n"
+	"               [--dataset DATASET [--branch BRANCH]]\n"
 	"  (--label: a class; numbers \"1.5,2\" or JSON for a forecast or a regression;\n"
 	"   anomalous|normal or JSON for an anomaly)\n";
 
@@ -94,7 +95,7 @@ typedef struct args {
 	const char *pos[2];
 	int npos;
 	const char *model, *sampler, *alias, *k, *lease, *data, *seed, *label, *note, *format,
-		*round, *output, *apply, *only;
+		*round, *output, *apply, *only, *dataset, *branch;
 	bool wait;
 } args;
 
@@ -109,6 +110,7 @@ static const struct option_def {
 	{"note", offsetof(args, note)},     {"format", offsetof(args, format)},
 	{"round", offsetof(args, round)},   {"output", offsetof(args, output)},
 	{"apply", offsetof(args, apply)},   {"only", offsetof(args, only)},
+	{"dataset", offsetof(args, dataset)}, {"branch", offsetof(args, branch)},
 	{"wait", 0},
 };
 
@@ -1278,6 +1280,61 @@ apply_labels(const json_t *export, const char *only, const char *data, const cha
 	return mine;
 }
 
+/* Commit the labelled file (body) as a new version of a->dataset's branch
+ * (a->branch, else the dataset's default), through `loomctl data import`:
+ * from out_name when -o wrote one, else from a temporary file removed
+ * afterwards.  The message names the project, the labels and the model. */
+static int
+commit_increment(const ctl *c, const args *a, const char *out_name, const char *body,
+                 size_t body_len, const char *only, const char *project, const char *model,
+                 int64_t version)
+{
+	const char *tdir = getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp";
+	char *dir = NULL, *tmp = NULL, *msg, *argv[9];
+	const char *file = out_name;
+	int argc = 0, rv;
+
+	if (file == NULL) {
+		dir = loomi_strfmt("%s/loomctl-increment.XXXXXX", tdir);
+		if (mkdtemp(dir) == NULL) {
+			fprintf(stderr, "loomctl: label export --dataset: cannot make a directory in %s: "
+			                "%s; set TMPDIR or give -o FILE\n",
+			        tdir, strerror(errno));
+			free(dir);
+			return EXIT_REFUSED;
+		}
+		file = tmp = loomi_strfmt("%s/increment.csv", dir);
+	}
+	if ((rv = write_atomic(file, body, body_len)) != 0)
+		goto out;
+	msg = loomi_strfmt("labels of project %s (%s%s%s) applied to %s, scored by model %s "
+	                   "version %lld",
+	                   project, only, a->round ? ", round " : ", all rounds",
+	                   a->round ? a->round : "", a->apply, model ? model : "?",
+	                   (long long)version);
+	argv[argc++] = "data";
+	argv[argc++] = "import";
+	argv[argc++] = (char *)a->dataset;
+	argv[argc++] = (char *)file;
+	if (a->branch) {
+		argv[argc++] = "--branch";
+		argv[argc++] = (char *)a->branch;
+	}
+	argv[argc++] = "--message";
+	argv[argc++] = msg;
+	argv[argc] = NULL;
+	rv = cmd_data(c, argc, argv);
+	free(msg);
+out:
+	if (tmp) {
+		unlink(tmp);
+		rmdir(dir);
+	}
+	free(tmp);
+	free(dir);
+	return rv;
+}
+
 static int
 label_apply(const ctl *c, const args *a)
 {
@@ -1450,7 +1507,14 @@ label_apply(const ctl *c, const args *a)
 		rv = EXIT_REFUSED;
 		goto out;
 	}
-	if (out_name == NULL) {
+	if (a->dataset) {
+		/* the increment becomes a version of the dataset's branch: the
+		 * file (-o, or a temporary one) imported as `loomctl data import`
+		 * would */
+		if ((rv = commit_increment(c, a, out_name, body, body_len, only, project, model,
+		                           version)) != 0)
+			goto out;
+	} else if (out_name == NULL) {
 		fwrite(body, 1, body_len, term_raw());
 		if (fflush(term_raw()) != 0) {
 			fprintf(stderr, "loomctl: cannot write the data: %s\n", strerror(errno));
@@ -1486,8 +1550,13 @@ label_export(const ctl *c, int argc, char **argv)
 	args a;
 	int rv;
 
-	if ((rv = parse(argc, argv, 1, "format round output apply only", &a)) != 0)
+	if ((rv = parse(argc, argv, 1, "format round output apply only dataset branch", &a)) != 0)
 		return rv;
+	if ((a.dataset || a.branch) && a.apply == NULL)
+		return label_usage("export", "--dataset commits the labelled data file; give --apply "
+		                             "DATA.csv too");
+	if (a.branch && a.dataset == NULL)
+		return label_usage("export", "--branch names the dataset's branch; give --dataset too");
 	if (a.round && !number_arg("--round", a.round))
 		return EXIT_USAGE;
 	if (a.only && a.apply == NULL)

@@ -59,7 +59,8 @@ plugins = (
   { instance = "classification"; module = "head-classification"; },
   { instance = "forecast"; module = "head-forecast"; },
   { instance = "margin"; module = "sampler-margin"; },
-  { instance = "variance"; module = "sampler-variance"; }
+  { instance = "variance"; module = "sampler-variance"; },
+  { instance = "store"; module = "storage-local"; config = { root = "blobs"; }; }
 );
 EOF
 start_loomd "$T/loomd.conf" "$T/state"
@@ -389,6 +390,25 @@ has "$T/err" '--only "wrong": give corrected, confirmed or all'
 usage export wr --apply "$T/data/new.csv" --format csv
 has "$T/err" "takes no --format or --json"
 usage export wr --only corrected
+# the increment committed to a dataset's branch: the same bytes as -o wrote
+expect 0 loomctl data create wr-labels
+expect 0 loomctl label export wr --apply "$T/data/new.csv" --dataset wr-labels --branch round1
+has "$T/out" "round1"
+expect 0 loomctl data checkout wr-labels round1 -o "$T/committed.csv"
+# (the dataset keeps rows with "\n" endings: new.csv's "\r\n" normalized)
+sed 's/\r$//' "$T/applied.csv" >"$T/applied-lf.csv"
+cmp -s "$T/committed.csv" "$T/applied-lf.csv" ||
+	fail "the dataset's increment differs from --apply's file (line endings aside)"
+expect 0 loomctl --json data log wr-labels round1
+has "$T/out" "labels of project wr (all, all rounds) applied to $T/data/new.csv"
+expect 0 loomctl label export wr --apply "$T/data/new.csv" --dataset wr-labels -o "$T/applied2.csv"
+cmp -s "$T/applied2.csv" "$T/applied.csv" || fail "--dataset with -o wrote another file"
+expect 2 loomctl label export wr --apply "$T/data/new.csv" --dataset 'no/such'
+usage export wr --dataset wr-labels
+has "$T/err" "give --apply DATA.csv too"
+usage export wr --apply "$T/data/new.csv" --branch b1
+has "$T/err" "give --dataset too"
+ok "export --apply --dataset: the increment committed to a dataset branch, with the project in its message"
 ok "export --apply: the round's file again with the labels in its label column (added, or replaced byte-exactly in a CRLF file with quotes); another file, missing columns and bad usage refused"
 
 # ---------------------------------------------------------------- status and list after review
