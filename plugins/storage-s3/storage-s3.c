@@ -386,6 +386,7 @@ typedef struct s3_req {
 	size_t sink_cap;     /* ... at most this much */
 	uint64_t sink_skip;  /* bytes to drop first if the range is ignored */
 	bool quiet_404;      /* absent is an answer, not a failure */
+	bool once;           /* no retries */
 	/* out */
 	long status;
 	CURLcode cerr;
@@ -703,7 +704,7 @@ perform(ctx *c, s3_req *r)
 		} else if (r->cerrbuf[0] == '\0') {
 			snprintf(r->cerrbuf, sizeof r->cerrbuf, "%s", curl_easy_strerror(r->cerr));
 		}
-		if (r->attempts > c->retries || !retryable(r))
+		if (r->once || r->attempts > c->retries || !retryable(r))
 			break;
 		{
 			char why[CURL_ERROR_SIZE + 32];
@@ -1550,7 +1551,9 @@ static int
 check_bucket(ctx *c)
 {
 	char *enc = uri_encode(c->pfx, false), *q;
-	s3_req r = {.method = "GET", .op = "list (start-up check)", .key = NULL};
+	/* Once only: a store that is down must not hold up loomd's start
+	 * for retries × timeout. */
+	s3_req r = {.method = "GET", .op = "list (start-up check)", .key = NULL, .once = true};
 	int rv;
 
 	if (enc == NULL)
