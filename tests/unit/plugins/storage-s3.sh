@@ -12,8 +12,13 @@ S=${LOOM_TEST_SRCDIR:-$(cd "$(dirname "$0")/../../.." && pwd)}
 PY=${SWIFT_PYTHON:-/usr/bin/python3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/loom-s3.XXXXXX")
 PROXY_PID=
+SUITE_PID=
 
 cleanup() {
+	if [ -n "$SUITE_PID" ]; then
+		kill "$SUITE_PID" 2>/dev/null
+		wait "$SUITE_PID" 2>/dev/null
+	fi
 	if [ -n "$PROXY_PID" ]; then
 		kill "$PROXY_PID" 2>/dev/null
 		wait "$PROXY_PID" 2>/dev/null
@@ -70,12 +75,20 @@ CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-3}
 export CK_TIMEOUT_MULTIPLIER
 
 T1=$(date +%s.%N)
+# In the background and waited for, so that a signal to this script runs
+# the trap at once (bash defers traps while a foreground child runs); in a
+# process group of its own, because Check's runner answers SIGTERM by
+# killing its whole process group, which would otherwise be this script
+# before it stopped Swift.
 if [ "${LOOM_VALGRIND:-}" = 1 ]; then
-	sh "$S/tests/valgrind.sh" "$B/tests/unit/plugins/test-storage-s3"
+	setsid sh "$S/tests/valgrind.sh" "$B/tests/unit/plugins/test-storage-s3" &
 else
-	"$B/tests/unit/plugins/test-storage-s3"
+	setsid "$B/tests/unit/plugins/test-storage-s3" &
 fi
+SUITE_PID=$!
+wait "$SUITE_PID"
 rc=$?
+SUITE_PID=
 T2=$(date +%s.%N)
 awk -v a="$T0" -v b="$T1" -v c="$T2" 'BEGIN {
 	printf "timings: Swift and proxy start %.1f s, the suite %.1f s\n", b - a, c - b }'
