@@ -17,6 +17,39 @@
 #include "store.h"
 #include "module.h"
 
+/* Is key a credential: flagged LOOM_CONFIG_SECRET in the plugin's config
+ * map, or named like one (a plugin written before the flag)? */
+static bool
+secret_key(const loom_plugin_desc *d, const char *key)
+{
+	static const char *const words[] = {"secret", "password", "passwd", "token", "credential",
+	                                    "private_key"};
+	for (const loom_config_entry *e = d->config; e && e->key; e++)
+		if (strcmp(e->key, key) == 0 && (e->flags & LOOM_CONFIG_SECRET))
+			return true;
+	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+		if (strstr(key, words[i]))
+			return true;
+	return false;
+}
+
+/* The instance's config as given, every credential's value replaced by
+ * "(secret)": anyone who may read the plugin list may read this. */
+static json_t *
+config_shown(const loom_instance *ins)
+{
+	json_t *out = json_deep_copy(ins->conf.values), *v;
+	const char *key;
+
+	if (!json_is_object(out))
+		return out ? out : json_null();
+	json_object_foreach(out, key, v) {
+		if (secret_key(ins->desc, key))
+			json_object_set_new(out, key, json_string("(secret)"));
+	}
+	return out;
+}
+
 static json_t *
 plugin_json(const loom_instance *ins, bool detail)
 {
@@ -34,13 +67,14 @@ plugin_json(const loom_instance *ins, bool detail)
 		json_object_set_new(o, "path", json_string(ins->module->path));
 		json_object_set_new(o, "thread_safe",
 		                    json_boolean(d->flags & LOOM_PLUGIN_THREAD_SAFE));
-		json_object_set(o, "config", ins->conf.values);
+		json_object_set_new(o, "config", config_shown(ins));
 		for (const loom_config_entry *e = d->config; e && e->key; e++) {
 			json_array_append_new(settings,
-			                      json_pack("{s:s, s:s?, s:s?, s:b}", "key", e->key,
+			                      json_pack("{s:s, s:s?, s:s?, s:b, s:b}", "key", e->key,
 			                                "default", e->def, "description",
 			                                e->description, "required",
-			                                (e->flags & LOOM_CONFIG_REQUIRED) != 0));
+			                                (e->flags & LOOM_CONFIG_REQUIRED) != 0, "secret",
+			                                secret_key(d, e->key)));
 		}
 		json_object_set_new(o, "settings", settings);
 	}

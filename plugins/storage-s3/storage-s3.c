@@ -105,7 +105,7 @@ static const loom_config_entry config[] = {
 	 "the region requests are signed for", 0, 0, NULL, {NULL, NULL}},
 	{LOOM_CONFIG_STRING, 0, "access_key", NULL, offsetof(ctx, access_key),
 	 "the access key id (default: $AWS_ACCESS_KEY_ID)", 0, 0, NULL, {NULL, NULL}},
-	{LOOM_CONFIG_STRING, 0, "secret_key", NULL, offsetof(ctx, secret_key),
+	{LOOM_CONFIG_STRING, LOOM_CONFIG_SECRET, "secret_key", NULL, offsetof(ctx, secret_key),
 	 "the secret access key (default: $AWS_SECRET_ACCESS_KEY; never logged)", 0, 0, NULL,
 	 {NULL, NULL}},
 	{LOOM_CONFIG_STRING, 0, "prefix", "", offsetof(ctx, prefix),

@@ -15,7 +15,10 @@ log = { file = "$T/daemon.log"; };
 plugins = (
   { instance = "store"; module = "storage-local"; config = { root = "blobs"; }; },
   { instance = "scratch"; module = "storage-memory"; config = { max_bytes = "16M"; }; },
-  { instance = "echo"; module = "fix-echo"; config = { greeting = "hi"; count = 7; }; }
+  { instance = "echo"; module = "fix-echo"; config = { greeting = "hi"; count = 7; }; },
+  { instance = "s3"; module = "storage-s3";
+    config = { endpoint = "http://127.0.0.1:9"; bucket = "loom-test"; access_key = "AKIDTEST";
+               secret_key = "hunter2-do-not-show"; check_on_start = false; }; }
 );
 EOF
 
@@ -28,7 +31,7 @@ schema_version() { # what the database records
 # ---------------------------------------------------------------- health
 expect 0 loomctl --url "$URL" health
 has "$T/out" "loomd 0.1.0 at $URL: ok"
-has "$T/out" "3 plugin instance(s)"
+has "$T/out" "4 plugin instance(s)"
 expect 0 loomctl --url "$URL" --json health
 has "$T/out" '"status": "ok"'
 has "$T/out" "\"schema_version\": $(schema_version)"
@@ -41,13 +44,19 @@ has "$T/out" "store            storage-local          storage    1.0.0      1.3"
 has "$T/out" "scratch          storage-memory         storage"
 has "$T/out" "echo             fix-echo               exporter   0.0.1"
 expect 0 loomctl --url "$URL" --json plugins list
-has "$T/out" '"count": 3'
+has "$T/out" '"count": 4'
 expect 0 loomctl --url "$URL" plugins show store
 has "$T/out" "root = \"$state/plugins/store/blobs\""
 [ -d "$state/plugins/store/blobs/.loom-tmp" ] || fail "storage-local did not create its root"
 expect 1 loomctl --url "$URL" plugins show nothere
 has "$T/err" 'loomd refused (HTTP 404): no plugin instance "nothere"'
-ok "loomctl plugins list / show"
+# a credential in a plugin's config is never shown (nor logged)
+expect 0 loomctl --url "$URL" --json plugins show s3
+has "$T/out" '"secret_key": "(secret)"'
+has "$T/out" '"access_key": "AKIDTEST"'
+hasnt "$T/out" hunter2
+hasnt "$T/daemon.log" hunter2
+ok "loomctl plugins list / show; a plugin's secret_key shown as (secret)"
 
 # ---------------------------------------------------------------- HTTP errors
 code=$(curl -s -o "$T/body" -w '%{http_code}' "$URL/api/v1/nope")

@@ -45,6 +45,8 @@ typedef enum loom_config_type {
 #define LOOM_CONFIG_REQUIRED 0x1u /* the setting must be given (no default) */
 #define LOOM_CONFIG_RANGE 0x2u    /* numbers must lie in [min, max] */
 #define LOOM_CONFIG_NOFILL 0x4u   /* validate only; read with config_* lookups */
+#define LOOM_CONFIG_SECRET 0x8u   /* a credential: loomd never shows or logs its value
+                                   * (GET /api/v1/plugins/{name} answers "(secret)") */
 
 /* One setting a plugin accepts (Fluent Bit's config_map).  The host refuses
  * unknown keys (with a did-you-mean), wrong types, missing required
