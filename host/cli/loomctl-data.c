@@ -1458,10 +1458,11 @@ out:
 
 /* ------------------------------------------------------------------ checkout */
 
-static bool
-write_all(FILE *fp, const char *data, size_t n)
+/* A page's body as it arrives: written through, never held whole. */
+static int
+page_sink(void *arg, const void *data, size_t n)
 {
-	return fwrite(data, 1, n, fp) == n;
+	return fwrite(data, 1, n, arg) == n ? 0 : errno ? errno : EIO;
 }
 
 static int
@@ -1538,7 +1539,11 @@ data_checkout(const ctl *c, int argc, char **argv)
 	}
 
 	for (;;) {
-		outgoing q = {.method = "GET", .text = true, .header = "X-Loom-Chunks-Next"};
+		outgoing q = {.method = "GET",
+		              .text = true,
+		              .header = "X-Loom-Chunks-Next",
+		              .sink = page_sink,
+		              .sink_arg = fp};
 		char *end;
 		unsigned long long next;
 
@@ -1551,12 +1556,6 @@ data_checkout(const ctl *c, int argc, char **argv)
 			break;
 		if (r.status != 200) {
 			rv = refused(c, &r);
-			break;
-		}
-		if (!write_all(fp, r.text, r.len)) {
-			fprintf(stderr, "loomctl: data checkout: cannot write %s: %s\n",
-			        out_name ? out_name : "standard output", strerror(errno));
-			rv = EXIT_REFUSED;
 			break;
 		}
 		bytes += r.len;
