@@ -370,6 +370,8 @@ unix_transact(const ctl *c, const outgoing *q, raw_answer *a, const char **what)
 			if (e != 0)
 				break;
 			a->sinking = q->sink != NULL && a->status == 200;
+			if (a->sinking && q->on_head)
+				q->on_head(q->sink_arg, a->header, a->body_len);
 		} else if (a->body_off == 0 && a->len > MAX_HEAD) {
 			e = EPROTO;
 			*what = "an answer whose head is too long";
@@ -511,6 +513,8 @@ nng_sink_exchange(nng_http_client *client, nng_http_req *req, nng_http_res *res,
 		a->sinking = true;
 		if (q->header && (h = nng_http_res_get_header(res, q->header)) != NULL)
 			a->header = loomi_strdup(h);
+		if (q->on_head)
+			q->on_head(q->sink_arg, a->header, want);
 		buf = loomi_xmalloc(SINK_PIECE);
 		while (a->sunk < want) {
 			nng_iov iov = {.iov_buf = buf,

@@ -54,6 +54,9 @@ typedef struct outgoing {
 	 * is never held whole nor copied; sink returns 0 or an errno, which
 	 * ends the exchange (said as a write failure) */
 	int (*sink)(void *arg, const void *data, size_t len);
+	/* with sink: called once a 200 answer's head is in, before its body,
+	 * with the value of outgoing.header (or NULL) and the body's length */
+	void (*on_head)(void *arg, const char *header, size_t body_len);
 	void *sink_arg;
 } outgoing;
 
