@@ -7,11 +7,20 @@
  * again would), each encoded to its blob as the module stores it.  Timed,
  * R times each (median, min, max):
  *
- *   decode   ds_manifest_decode of both blobs (what the diff route does
- *            with the two versions' manifests out of SQLite)
+ *   status   the path the diff route takes for an unchanged pair (the
+ *            target's figure): the two versions' content ids (computed
+ *            by ds_manifest_encode_ids at commit, stored in their rows)
+ *            compared, the head of each blob decoded without its chunk
+ *            table (ds_manifest_decode_head: rows and chunks, as the rows
+ *            hold them), ds_diff_unchanged and ds_diff_json
+ *   decode   ds_manifest_decode of both blobs (the full path: what the
+ *            diff route does when the content ids differ)
  *   diff     ds_diff_compute of the two decoded manifests
- *   status   decode + diff + ds_diff_json (max_hunks 100): the whole
- *            answer of an unchanged diff, without HTTP
+ *   full     decode + diff + ds_diff_json (max_hunks 100): the whole
+ *            answer of a diff through the chunk tables, without HTTP
+ *   content  ds_manifest_content_id of one manifest (what a commit adds
+ *            to compute it; ds_manifest_encode_ids computes it with the
+ *            blob)
  *
  *   bench/datasets/ds-diff [--chunks N] [--reps R] [--json]
  *
@@ -158,14 +167,15 @@ main(int argc, char **argv)
 		fprintf(stderr, "ds-diff: out of memory\n");
 		return 1;
 	}
-	int rc = ds_manifest_encode(&ma, &ba, &la, ida);
+	char ca[DS_HEX_LEN + 1], cb[DS_HEX_LEN + 1];
+	int rc = ds_manifest_encode_ids(&ma, &ba, &la, ida, ca);
 	if (rc == 0 && make_manifest(&mb, chunks, n, "the same file again", ida,
 	                             1767225660000) != 0) {
 		fprintf(stderr, "ds-diff: out of memory\n");
 		return 1;
 	}
 	if (rc == 0)
-		rc = ds_manifest_encode(&mb, &bb, &lb, idb);
+		rc = ds_manifest_encode_ids(&mb, &bb, &lb, idb, cb);
 	if (rc != 0) {
 		fprintf(stderr, "ds-diff: ds_manifest_encode of %zu chunks failed (%d)\n", n, rc);
 		return 1;
@@ -173,6 +183,55 @@ main(int argc, char **argv)
 	if (strcmp(ida, idb) == 0) {
 		fprintf(stderr, "ds-diff: two manifests with other messages have one id %s\n", ida);
 		return 1;
+	}
+
+	if (strcmp(ca, cb) != 0) {
+		fprintf(stderr, "ds-diff: two manifests of one chunk table have two content ids\n");
+		return 1;
+	}
+
+	/* the status path */
+	double *t_st = calloc((size_t)reps, sizeof(double));
+	double *t_cid = calloc((size_t)reps, sizeof(double));
+	if (!t_st || !t_cid)
+		return 1;
+	for (int r = 0; r < reps; r++) {
+		/* the content ids as the rows hold them */
+		char sa[DS_HEX_LEN + 1], sb[DS_HEX_LEN + 1];
+		memcpy(sa, ca, sizeof sa);
+		memcpy(sb, cb, sizeof sb);
+		double t0 = now_ms();
+		ds_manifest ha, hb;
+		ds_diff d;
+		char *err = NULL;
+		if (ds_manifest_decode_head(ba, la, &ha, &err) != 0 ||
+		    ds_manifest_decode_head(bb, lb, &hb, &err) != 0) {
+			fprintf(stderr, "ds-diff: ds_manifest_decode_head: %s\n", err ? err : "failed");
+			return 1;
+		}
+		if (strcmp(sa, sb) != 0) {
+			fprintf(stderr, "ds-diff: the content ids differ\n");
+			return 1;
+		}
+		ds_diff_unchanged(hb.rows, hb.n_chunks, &d);
+		json_t *j = ds_diff_json(&d, 100);
+		double t1 = now_ms();
+		if (!j || !json_is_true(json_object_get(j, "same")) ||
+		    json_integer_value(json_object_get(j, "chunks_same")) != (json_int_t)n) {
+			fprintf(stderr, "ds-diff: the status answer is not an unchanged diff\n");
+			return 1;
+		}
+		json_decref(j);
+		ds_manifest_free(&ha);
+		ds_manifest_free(&hb);
+		t_st[r] = t1 - t0;
+		char cid[DS_HEX_LEN + 1];
+		t0 = now_ms();
+		if (ds_manifest_content_id(&mb, cid) != 0 || strcmp(cid, cb) != 0) {
+			fprintf(stderr, "ds-diff: ds_manifest_content_id differs from encode's\n");
+			return 1;
+		}
+		t_cid[r] = now_ms() - t0;
 	}
 
 	double *t_dec = calloc((size_t)reps, sizeof(double));
@@ -221,21 +280,32 @@ main(int argc, char **argv)
 		t_all[r] = t3 - t0;
 	}
 	struct stat3 sd = stats(t_dec, reps), sf = stats(t_diff, reps), sa = stats(t_all, reps);
+	struct stat3 ss = stats(t_st, reps), sc = stats(t_cid, reps);
 	if (as_json) {
 		printf("{\"chunks\": %zu, \"reps\": %d, \"blob_bytes\": %zu,"
+		       " \"target\": \"status_ms\","
+		       " \"status_ms\": {\"median\": %.3f, \"min\": %.3f, \"max\": %.3f},"
 		       " \"decode_ms\": {\"median\": %.3f, \"min\": %.3f, \"max\": %.3f},"
 		       " \"diff_ms\": {\"median\": %.3f, \"min\": %.3f, \"max\": %.3f},"
-		       " \"status_ms\": {\"median\": %.3f, \"min\": %.3f, \"max\": %.3f}}\n",
-		       n, reps, la, sd.med, sd.min, sd.max, sf.med, sf.min, sf.max, sa.med, sa.min,
-		       sa.max);
+		       " \"full_ms\": {\"median\": %.3f, \"min\": %.3f, \"max\": %.3f},"
+		       " \"content_id_ms\": {\"median\": %.3f, \"min\": %.3f, \"max\": %.3f}}\n",
+		       n, reps, la, ss.med, ss.min, ss.max, sd.med, sd.min, sd.max, sf.med, sf.min,
+		       sf.max, sa.med, sa.min, sa.max, sc.med, sc.min, sc.max);
 	} else {
 		printf("%zu chunks, manifest blob %zu bytes, %d repetitions\n\n", n, la, reps);
 		printf("| step | median ms | min ms | max ms |\n|---|---:|---:|---:|\n");
-		printf("| ds_manifest_decode × 2 | %.2f | %.2f | %.2f |\n", sd.med, sd.min, sd.max);
-		printf("| ds_diff_compute | %.2f | %.2f | %.2f |\n", sf.med, sf.min, sf.max);
-		printf("| decode + diff + ds_diff_json | %.2f | %.2f | %.2f |\n", sa.med, sa.min,
+		printf("| **status (the target's figure)**: content ids + 2 × "
+		       "ds_manifest_decode_head + ds_diff_unchanged + ds_diff_json | %.3f | %.3f | "
+		       "%.3f |\n", ss.med, ss.min, ss.max);
+		printf("| full: ds_manifest_decode × 2 | %.2f | %.2f | %.2f |\n", sd.med, sd.min, sd.max);
+		printf("| full: ds_diff_compute | %.2f | %.2f | %.2f |\n", sf.med, sf.min, sf.max);
+		printf("| full: decode + diff + ds_diff_json | %.2f | %.2f | %.2f |\n", sa.med, sa.min,
 		       sa.max);
+		printf("| ds_manifest_content_id of one manifest (at commit) | %.2f | %.2f | %.2f |\n",
+		       sc.med, sc.min, sc.max);
 	}
+	free(t_st);
+	free(t_cid);
 	free(ba);
 	free(bb);
 	free(t_dec);

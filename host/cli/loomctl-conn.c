@@ -206,11 +206,17 @@ wait_fd(int fd, short events, const struct timespec *deadline)
 
 typedef struct raw_answer {
 	int status;
-	char *data; /* the whole answer: head and body */
+	char *data; /* the whole answer: head and body (not a sunk body) */
 	size_t len, cap;
 	size_t body_off, body_len;
 	char *header; /* the value of the header the request asked for */
+	bool sinking; /* a 200 body goes to outgoing.sink */
+	size_t sunk;  /* bytes of it handed over */
+	int sink_err; /* the sink's errno, when it failed */
 } raw_answer;
+
+/* Where a sunk body is received: pieces of this size. */
+#define SINK_PIECE (1u << 20)
 
 /* The value of header name in the head data[0..len) (lines ending in
  * "\r\n"), blanks around it trimmed (malloc'd), or NULL. */
@@ -315,7 +321,15 @@ unix_transact(const ctl *c, const outgoing *q, raw_answer *a, const char **what)
 	for (;;) {
 		ssize_t k;
 		char *end;
-		if (a->cap - a->len < 16384) {
+		if (a->sinking && a->cap - a->len < SINK_PIECE) {
+			/* a sunk body is received into one reused piece */
+			a->cap = a->len + SINK_PIECE + 1;
+			a->data = loomi_xrealloc(a->data, a->cap);
+		} else if (a->body_off != 0 && !a->sinking && a->cap < a->body_off + a->body_len + 1) {
+			/* the length is known: room for all of it at once */
+			a->cap = a->body_off + a->body_len + 1;
+			a->data = loomi_xrealloc(a->data, a->cap);
+		} else if (a->cap - a->len < 16384) {
 			a->cap = a->cap ? a->cap * 2 : 65536;
 			a->data = loomi_xrealloc(a->data, a->cap);
 		}
@@ -355,13 +369,31 @@ unix_transact(const ctl *c, const outgoing *q, raw_answer *a, const char **what)
 			*end = '\r';
 			if (e != 0)
 				break;
+			a->sinking = q->sink != NULL && a->status == 200;
+			if (a->sinking && q->on_head)
+				q->on_head(q->sink_arg, a->header, a->body_len);
 		} else if (a->body_off == 0 && a->len > MAX_HEAD) {
 			e = EPROTO;
 			*what = "an answer whose head is too long";
 			break;
 		}
-		if (a->body_off != 0 && a->len - a->body_off >= a->body_len)
+		if (a->sinking && a->len > a->body_off) {
+			size_t n = a->len - a->body_off;
+			if (n > a->body_len - a->sunk)
+				n = a->body_len - a->sunk;
+			if (n > 0 && (e = q->sink(q->sink_arg, a->data + a->body_off, n)) != 0) {
+				a->sink_err = e;
+				*what = "writing the answer";
+				break;
+			}
+			a->sunk += n;
+			a->len = a->body_off; /* the piece is reused */
+			a->data[a->len] = '\0';
+			if (a->sunk >= a->body_len)
+				break;
+		} else if (a->body_off != 0 && !a->sinking && a->len - a->body_off >= a->body_len) {
 			break;
+		}
 		if (k == 0) {
 			e = ECONNRESET;
 			*what = a->len ? "the connection closed in the middle of the answer"
@@ -423,6 +455,92 @@ tls_client(const ctl *c, const char *host, nng_tls_config **out)
 	}
 	*out = tls;
 	return 0;
+}
+
+/* An exchange whose 200 body goes to q->sink: NNG's connection API,
+ * so that the body is read in pieces into one reused buffer instead of
+ * being collected whole (transact allocates it, then it was copied).
+ * An answer other than 200 is read whole into res, as transact does.
+ * An NNG error, or 0; a sink failure: a->sink_err (said here). */
+static int
+nng_sink_exchange(nng_http_client *client, nng_http_req *req, nng_http_res *res,
+                  nng_aio *aio, const outgoing *q, raw_answer *a)
+{
+	nng_http_conn *conn;
+	const char *h;
+	char *buf = NULL, *end;
+	size_t want = 0;
+	int rv;
+
+	nng_http_client_connect(client, aio);
+	nng_aio_wait(aio);
+	if ((rv = nng_aio_result(aio)) != 0)
+		return rv;
+	conn = nng_aio_get_output(aio, 0);
+	nng_http_conn_write_req(conn, req, aio);
+	nng_aio_wait(aio);
+	if ((rv = nng_aio_result(aio)) == 0) {
+		nng_http_conn_read_res(conn, res, aio);
+		nng_aio_wait(aio);
+		rv = nng_aio_result(aio);
+	}
+	if (rv == 0 && (h = nng_http_res_get_header(res, "Content-Length")) != NULL) {
+		errno = 0;
+		want = (size_t)strtoull(h, &end, 10);
+		if (errno != 0 || end == h)
+			rv = NNG_EPROTO;
+	} else if (rv == 0) {
+		rv = NNG_EPROTO; /* loomd always sends a length */
+	}
+	if (rv == 0 && nng_http_res_get_status(res) != 200) {
+		/* an error: read whole, as transact does */
+		if (want > 0 && want <= (64u << 20)) {
+			nng_iov iov;
+			buf = loomi_xmalloc(want);
+			iov.iov_buf = buf;
+			iov.iov_len = want;
+			nng_aio_set_iov(aio, 1, &iov);
+			nng_http_conn_read_all(conn, aio);
+			nng_aio_wait(aio);
+			if ((rv = nng_aio_result(aio)) == 0)
+				rv = nng_http_res_copy_data(res, buf, want);
+			free(buf);
+		} else if (want > 0) {
+			rv = NNG_EMSGSIZE; /* an error's body is short */
+		}
+	} else if (rv == 0) {
+		a->status = 200;
+		a->sinking = true;
+		if (q->header && (h = nng_http_res_get_header(res, q->header)) != NULL)
+			a->header = loomi_strdup(h);
+		if (q->on_head)
+			q->on_head(q->sink_arg, a->header, want);
+		buf = loomi_xmalloc(SINK_PIECE);
+		while (a->sunk < want) {
+			nng_iov iov = {.iov_buf = buf,
+			               .iov_len = want - a->sunk < SINK_PIECE ? want - a->sunk
+			                                                      : SINK_PIECE};
+			size_t n;
+			nng_aio_set_iov(aio, 1, &iov);
+			nng_http_conn_read(conn, aio);
+			nng_aio_wait(aio);
+			if ((rv = nng_aio_result(aio)) != 0)
+				break;
+			if ((n = nng_aio_count(aio)) == 0) {
+				rv = NNG_ECONNSHUT;
+				break;
+			}
+			if ((a->sink_err = q->sink(q->sink_arg, buf, n)) != 0) {
+				fprintf(stderr, "loomctl: cannot write the answer to %s %s: %s\n",
+				        q->method, q->path, strerror(a->sink_err));
+				break;
+			}
+			a->sunk += n;
+		}
+		free(buf);
+	}
+	nng_http_conn_close(conn);
+	return rv;
 }
 
 /* One exchange through NNG's HTTP client: 0 with a filled, or
@@ -492,9 +610,18 @@ nng_transact(const ctl *c, const outgoing *q, raw_answer *a)
 		nng_http_req_set_data(req, q->body, q->len);
 	}
 	nng_aio_set_timeout(aio, c->timeout_ms);
-	nng_http_client_transact(client, req, res, aio);
-	nng_aio_wait(aio);
-	if ((rv = nng_aio_result(aio)) != 0) {
+	if (q->sink != NULL) {
+		rv = nng_sink_exchange(client, req, res, aio, q, a);
+		if (a->sink_err != 0) {
+			ret = EXIT_UNREACHABLE;
+			goto out;
+		}
+	} else {
+		nng_http_client_transact(client, req, res, aio);
+		nng_aio_wait(aio);
+		rv = nng_aio_result(aio);
+	}
+	if (rv != 0) {
 		unsigned char ip[16];
 		bool literal = inet_pton(AF_INET, url->u_hostname, ip) == 1 ||
 		               inet_pton(AF_INET6, url->u_hostname, ip) == 1;
@@ -516,6 +643,10 @@ nng_transact(const ctl *c, const outgoing *q, raw_answer *a)
 			fprintf(stderr, "loomctl: cannot reach loomd at %s: %s; is it running? (start it "
 			                "with `loomd -c FILE`, or point --url or LOOM_URL at it)\n",
 			        c->url, nng_strerror(rv));
+		goto out;
+	}
+	if (a->sinking) {
+		ret = 0;
 		goto out;
 	}
 	a->status = nng_http_res_get_status(res);
@@ -560,7 +691,13 @@ exchange_req(const ctl *c, const outgoing *q, reply *out)
 	int rv;
 
 	if (c->socket != NULL) {
-		if ((rv = unix_transact(c, q, &a, &what)) != 0) {
+		if ((rv = unix_transact(c, q, &a, &what)) != 0 && a.sink_err != 0) {
+			fprintf(stderr, "loomctl: cannot write the answer to %s %s: %s\n", q->method,
+			        q->path, strerror(a.sink_err));
+			free(a.data);
+			free(a.header);
+			return EXIT_REFUSED;
+		} else if (rv != 0) {
 			fprintf(stderr, "loomctl: cannot reach loomd on the socket %s: %s (%s)%s\n",
 			        c->socket, strerror(rv), what,
 			        rv == ENOENT || rv == ECONNREFUSED
@@ -574,10 +711,17 @@ exchange_req(const ctl *c, const outgoing *q, reply *out)
 			return EXIT_UNREACHABLE;
 		}
 	} else if ((rv = nng_transact(c, q, &a)) != 0) {
-		return rv;
+		free(a.data);
+		free(a.header);
+		return a.sink_err != 0 ? EXIT_REFUSED : rv;
 	}
 	out->status = a.status;
 	out->header = a.header;
+	if (a.sinking) {
+		out->len = a.sunk;
+		free(a.data);
+		return 0;
+	}
 	data = a.data + a.body_off;
 	len = a.body_len;
 	if (q->text && out->status == 200) {

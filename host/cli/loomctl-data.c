@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1458,10 +1459,219 @@ out:
 
 /* ------------------------------------------------------------------ checkout */
 
-static bool
-write_all(FILE *fp, const char *data, size_t n)
+/* A page's body as it arrives: written through, never held whole. */
+static int
+page_sink(void *arg, const void *data, size_t n)
 {
-	return fwrite(data, 1, n, fp) == n;
+	return fwrite(data, 1, n, arg) == n ? 0 : errno ? errno : EIO;
+}
+
+/* ---- into a file: two pages in flight.  As soon as a page's head says
+ * which chunk comes next and how long the page is, the next page is asked
+ * for on a second connection, its body written at its place in the file
+ * (pwrite): loomd decompresses and checks page k+1 while page k crosses the
+ * connection and is written. */
+
+typedef struct page {
+	const ctl *c;
+	const char *name, *id, *fmt;
+	int fd;
+	uint64_t from, off; /* its first chunk; where its body goes in the file */
+	pthread_t tid;
+	bool tid_ok;
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;
+	bool head, done;
+	size_t len; /* the body's length, from its head */
+	char *next; /* X-Loom-Chunks-Next, from its head */
+	uint64_t written;
+	reply r;
+	int rv;
+} page;
+
+static void
+page_head(void *arg, const char *header, size_t len)
+{
+	page *p = arg;
+
+	pthread_mutex_lock(&p->mtx);
+	p->next = header ? loomi_strdup(header) : NULL;
+	p->head = true;
+	p->len = len;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mtx);
+}
+
+static int
+page_pwrite(void *arg, const void *data, size_t n)
+{
+	page *p = arg;
+	const char *d = data;
+
+	while (n > 0) {
+		ssize_t k = pwrite(p->fd, d, n, (off_t)(p->off + p->written));
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		d += k;
+		n -= (size_t)k;
+		p->written += (uint64_t)k;
+	}
+	return 0;
+}
+
+static void *
+page_main(void *arg)
+{
+	page *p = arg;
+	char *path = loomi_strfmt(API "/%s/versions/%s/data?from=%" PRIu64 "&format=%s", p->name,
+	                          p->id, p->from, p->fmt);
+	outgoing q = {.method = "GET",
+	              .path = path,
+	              .text = true,
+	              .header = "X-Loom-Chunks-Next",
+	              .sink = page_pwrite,
+	              .on_head = page_head,
+	              .sink_arg = p};
+	int rv = exchange_req(p->c, &q, &p->r);
+
+	free(path);
+	pthread_mutex_lock(&p->mtx);
+	p->rv = rv;
+	p->done = true;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mtx);
+	return NULL;
+}
+
+static page *
+page_start(const page *tmpl, uint64_t from, uint64_t off)
+{
+	page *p = loomi_xcalloc(1, sizeof *p);
+
+	p->c = tmpl->c;
+	p->name = tmpl->name;
+	p->id = tmpl->id;
+	p->fmt = tmpl->fmt;
+	p->fd = tmpl->fd;
+	p->from = from;
+	p->off = off;
+	pthread_mutex_init(&p->mtx, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	if (pthread_create(&p->tid, NULL, page_main, p) != 0)
+		page_main(p); /* no thread: this page alone, in this one */
+	else
+		p->tid_ok = true;
+	return p;
+}
+
+/* Wait for the page's exchange to end: its result. */
+static int
+page_end_keep(page *p)
+{
+	if (p->tid_ok) {
+		pthread_join(p->tid, NULL);
+		p->tid_ok = false;
+	}
+	return p->rv;
+}
+
+/* Wait for it and free it: its result. */
+static int
+page_end(page *p)
+{
+	int rv;
+
+	if (p == NULL)
+		return 0;
+	rv = page_end_keep(p);
+	free(p->next);
+	free(p->r.text);
+	free(p->r.header);
+	json_decref(p->r.body);
+	pthread_mutex_destroy(&p->mtx);
+	pthread_cond_destroy(&p->cv);
+	free(p);
+	return rv;
+}
+
+/* The pages of version id into fd: 0 with *bytes, or an exit status after
+ * saying why. */
+static int
+checkout_pipelined(const ctl *c, const char *name, const char *id, bool native, int fd,
+                   uint64_t *bytes)
+{
+	page tmpl = {.c = c, .name = name, .id = id, .fmt = native ? "native" : "csv", .fd = fd};
+	page *cur = page_start(&tmpl, 0, 0), *nxt;
+	int rv = 0;
+
+	*bytes = 0;
+	for (;;) {
+		unsigned long long next = 0;
+		bool end = false;
+		char *e;
+		int rv2;
+
+		/* its head (or its end): then the next page is asked for */
+		pthread_mutex_lock(&cur->mtx);
+		while (!cur->head && !cur->done)
+			pthread_cond_wait(&cur->cv, &cur->mtx);
+		pthread_mutex_unlock(&cur->mtx);
+		nxt = NULL;
+		if (cur->head && cur->next != NULL) {
+			if (strcmp(cur->next, "end") == 0) {
+				end = true;
+			} else {
+				errno = 0;
+				next = strtoull(cur->next, &e, 10);
+				if (errno == 0 && *e == '\0' && e != cur->next && next > cur->from)
+					nxt = page_start(&tmpl, next, cur->off + cur->len);
+			}
+		}
+		rv = page_end_keep(cur);
+		if (rv == 0 && cur->r.status != 200) {
+			rv = refused(c, &cur->r);
+		} else if (rv == 0 && cur->next == NULL) {
+			fprintf(stderr, "loomctl: data checkout: loomd's answer for chunks from %" PRIu64
+			                " has no X-Loom-Chunks-Next header; is it older than datasets?\n",
+			        cur->from);
+			rv = EXIT_REFUSED;
+		} else if (rv == 0 && !end && nxt == NULL) {
+			fprintf(stderr, "loomctl: data checkout: loomd answered chunks from %" PRIu64
+			                " with X-Loom-Chunks-Next \"%s\", not a later chunk or \"end\"; "
+			                "stopping\n",
+			        cur->from, cur->next);
+			rv = EXIT_REFUSED;
+		} else if (rv == 0 && cur->written != cur->len) {
+			fprintf(stderr, "loomctl: data checkout: the page from chunk %" PRIu64 " ended "
+			                "after %" PRIu64 " of its %zu bytes\n",
+			        cur->from, cur->written, cur->len);
+			rv = EXIT_UNREACHABLE;
+		}
+		if (rv == 0)
+			*bytes += cur->written;
+#ifdef SYNC_FILE_RANGE_WRITE
+		/* the disk writes this page while the next ones arrive: the fsync
+		 * at the end has little left to wait for */
+		if (rv == 0)
+			(void)sync_file_range(fd, (off_t)cur->off, (off_t)cur->written,
+			                      SYNC_FILE_RANGE_WRITE);
+#endif
+		page_end(cur);
+		if (rv != 0) {
+			/* a page asked for already ends on its own (its answer is
+			 * dropped with the temporary file) */
+			rv2 = page_end(nxt);
+			(void)rv2;
+			break;
+		}
+		if (end)
+			break;
+		cur = nxt;
+	}
+	return rv;
 }
 
 static int
@@ -1537,8 +1747,14 @@ data_checkout(const ctl *c, int argc, char **argv)
 		fp = term_raw();
 	}
 
-	for (;;) {
-		outgoing q = {.method = "GET", .text = true, .header = "X-Loom-Chunks-Next"};
+	if (out_name)
+		rv = checkout_pipelined(c, name, id, a.native, fd, &bytes);
+	for (; !out_name;) {
+		outgoing q = {.method = "GET",
+		              .text = true,
+		              .header = "X-Loom-Chunks-Next",
+		              .sink = page_sink,
+		              .sink_arg = fp};
 		char *end;
 		unsigned long long next;
 
@@ -1551,12 +1767,6 @@ data_checkout(const ctl *c, int argc, char **argv)
 			break;
 		if (r.status != 200) {
 			rv = refused(c, &r);
-			break;
-		}
-		if (!write_all(fp, r.text, r.len)) {
-			fprintf(stderr, "loomctl: data checkout: cannot write %s: %s\n",
-			        out_name ? out_name : "standard output", strerror(errno));
-			rv = EXIT_REFUSED;
 			break;
 		}
 		bytes += r.len;

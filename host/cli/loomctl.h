@@ -49,6 +49,15 @@ typedef struct outgoing {
 	size_t len;
 	bool text;          /* keep a 200 answer as sent in reply.text */
 	const char *header; /* the name of an answer header: its value in reply.header */
+	/* with sink, a 200 answer's body is not kept: it is handed to sink
+	 * in pieces as it arrives (reply.len: the bytes), so a large answer
+	 * is never held whole nor copied; sink returns 0 or an errno, which
+	 * ends the exchange (said as a write failure) */
+	int (*sink)(void *arg, const void *data, size_t len);
+	/* with sink: called once a 200 answer's head is in, before its body,
+	 * with the value of outgoing.header (or NULL) and the body's length */
+	void (*on_head)(void *arg, const char *header, size_t body_len);
+	void *sink_arg;
 } outgoing;
 
 /* The token to send, from given (--token), else LOOM_TOKEN, else (not

@@ -64,6 +64,10 @@ int ds_branch_head(sqlite3 *db, int64_t dataset_id, const char *branch,
                    char head[DS_HEX_LEN + 1], dserr *e);
 /* The manifest of version id (decoded; free with ds_manifest_free). */
 int ds_manifest_load(sqlite3 *db, const char *id, ds_manifest *m, dserr *e);
+/* Version id's content id (and its rows and chunks; either may be NULL)
+ * from its row alone, without the manifest: 0, or LOOM_ENOENT. */
+int ds_content_of(sqlite3 *db, const char *id, char content[DS_HEX_LEN + 1], uint64_t *rows,
+                  uint64_t *n_chunks);
 
 /* The module's settings, as loomd.conf gave them or their defaults. */
 typedef struct ds_settings {

@@ -50,11 +50,13 @@ const char ds_migration_sql[] =
 	"  default_branch TEXT NOT NULL DEFAULT 'main',\n"
 	"  created_at     INTEGER NOT NULL\n"
 	");\n"
-	/* id: the SHA-256 of manifest, hex; parents: a JSON array of ids */
+	/* id: the SHA-256 of manifest, hex; parents: a JSON array of ids;
+	 * content: the content id (ds_manifest_content_id), equal for two
+	 * versions of the same rows.  manifest comes last: a column after a
+	 * blob that spills onto overflow pages is read by walking them all */
 	"CREATE TABLE dataset_versions (\n"
 	"  id         TEXT PRIMARY KEY,\n"
 	"  dataset_id INTEGER NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,\n"
-	"  manifest   BLOB NOT NULL,\n"
 	"  parents    TEXT NOT NULL CHECK (json_valid(parents)),\n"
 	"  author     TEXT NOT NULL,\n"
 	"  message    TEXT NOT NULL,\n"
@@ -62,7 +64,9 @@ const char ds_migration_sql[] =
 	"  bytes      INTEGER NOT NULL,\n"
 	"  stored     INTEGER NOT NULL,\n"
 	"  n_chunks   INTEGER NOT NULL,\n"
-	"  created_at INTEGER NOT NULL\n"
+	"  created_at INTEGER NOT NULL,\n"
+	"  content    TEXT NOT NULL,\n"
+	"  manifest   BLOB NOT NULL\n"
 	");\n"
 	"CREATE INDEX dataset_versions_by_dataset ON dataset_versions (dataset_id, created_at);\n"
 	/* version NULL: a branch made before the dataset had any version */
@@ -534,6 +538,29 @@ ds_manifest_load(sqlite3 *db, const char *id, ds_manifest *m, dserr *e)
 	} else {
 		rv = st ? dse(e, LOOM_ENOENT, "not_found", "there is no version %s", id)
 		        : db_fail(db, e, "read a manifest");
+	}
+	sqlite3_finalize(st);
+	return rv;
+}
+
+int
+ds_content_of(sqlite3 *db, const char *id, char content[DS_HEX_LEN + 1], uint64_t *rows,
+              uint64_t *n_chunks)
+{
+	sqlite3_stmt *st =
+		prep(db, "SELECT content, rows, n_chunks FROM dataset_versions WHERE id = ?");
+	const unsigned char *c;
+	int rv = LOOM_ENOENT;
+
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	if (st && sqlite3_step(st) == SQLITE_ROW && (c = sqlite3_column_text(st, 0)) != NULL &&
+	    strlen((const char *)c) == DS_HEX_LEN) {
+		memcpy(content, c, DS_HEX_LEN + 1);
+		if (rows)
+			*rows = (uint64_t)sqlite3_column_int64(st, 1);
+		if (n_chunks)
+			*n_chunks = (uint64_t)sqlite3_column_int64(st, 2);
+		rv = 0;
 	}
 	sqlite3_finalize(st);
 	return rv;
@@ -1563,7 +1590,7 @@ upload_commit(loomi_daemon *d, const loomi_caller *c, const ds_row *r, upload *u
 	sqlite3 *db = d->store.db;
 	ds_manifest m;
 	char *err = NULL, id[DS_HEX_LEN + 1], head[DS_HEX_LEN + 1], parent[DS_HEX_LEN + 1];
-	char holder[LOOMI_USER_NAME_MAX + 1], cur[32];
+	char holder[LOOMI_USER_NAME_MAX + 1], cur[32], content[DS_HEX_LEN + 1];
 	void *blob = NULL;
 	size_t blen = 0;
 	int64_t until, now;
@@ -1598,7 +1625,7 @@ upload_commit(loomi_daemon *d, const loomi_caller *c, const ds_row *r, upload *u
 		m.parents[0] = loomi_strdup(parent);
 		m.n_parents = 1;
 	}
-	if ((rv = ds_manifest_encode(&m, &blob, &blen, id)) != 0) {
+	if ((rv = ds_manifest_encode_ids(&m, &blob, &blen, id, content)) != 0) {
 		ds_manifest_free(&m);
 		return dse(e, rv, NULL, "upload %s: its manifest could not be encoded", u->id);
 	}
@@ -1655,8 +1682,8 @@ upload_commit(loomi_daemon *d, const loomi_caller *c, const ds_row *r, upload *u
 		pj = json_dumps(parents, JSON_COMPACT);
 		json_decref(parents);
 		st = prep(db, "INSERT INTO dataset_versions (id, dataset_id, manifest, parents, author, "
-		              "message, rows, bytes, stored, n_chunks, created_at) VALUES (?, ?, ?, ?, "
-		              "?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING");
+		              "message, rows, bytes, stored, n_chunks, created_at, content) VALUES (?, "
+		              "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING");
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, r->id);
 		sqlite3_bind_blob(st, 3, blob, (int)blen, SQLITE_STATIC);
@@ -1668,6 +1695,7 @@ upload_commit(loomi_daemon *d, const loomi_caller *c, const ds_row *r, upload *u
 		sqlite3_bind_int64(st, 9, (sqlite3_int64)m.stored);
 		sqlite3_bind_int64(st, 10, (sqlite3_int64)m.n_chunks);
 		sqlite3_bind_int64(st, 11, now);
+		sqlite3_bind_text(st, 12, content, -1, SQLITE_STATIC);
 		rv = step_done(db, st, e, "store the version");
 		free(pj);
 	}
@@ -2223,6 +2251,51 @@ file_write(void *arg, const void *data, size_t len)
 	return 0;
 }
 
+/* A version as csv into f: a csv version by runs of chunks of up to
+ * MATERIALIZE_RUN bytes decompressed in place into one buffer by the
+ * library's threads, then written; f32/f64 rows (formatted as numbers)
+ * through ds_checkout. */
+#define MATERIALIZE_RUN ((size_t)32 << 20)
+static int
+materialize_write(const ds_manifest *m, const ds_source *src, file_out *f, char **err)
+{
+	size_t first = 0, cap = 0, len;
+	char *buf = NULL;
+	int rv = 0;
+
+	if (ds_checkout_size(m, DS_OUT_CSV, true, 0, 0, &len) != 0)
+		return ds_checkout(m, src, DS_OUT_CSV, true, 0, SIZE_MAX, file_write, f, err);
+	do {
+		size_t n = 0, raw = 0;
+		while (first + n < m->n_chunks &&
+		       (n == 0 || raw + m->chunks[first + n].raw <= MATERIALIZE_RUN)) {
+			raw += m->chunks[first + n].raw;
+			n++;
+		}
+		if ((rv = ds_checkout_size(m, DS_OUT_CSV, first == 0, first, n, &len)) != 0)
+			break;
+		if (len > cap) {
+			free(buf);
+			buf = loomi_xmalloc(len);
+			cap = len;
+		}
+		if ((rv = ds_checkout_buf(m, src, DS_OUT_CSV, first == 0, first, n, 0, buf, len,
+		                          err)) != 0 ||
+		    (rv = file_write(f, buf, len)) != 0)
+			break;
+#ifdef SYNC_FILE_RANGE_WRITE
+		/* the disk writes this run while the next is decompressed: the
+		 * fsync at the end has little left to wait for */
+		if (fflush(f->fp) == 0)
+			(void)sync_file_range(fileno(f->fp), (off_t)(f->bytes - len), (off_t)len,
+			                      SYNC_FILE_RANGE_WRITE);
+#endif
+		first += n;
+	} while (first < m->n_chunks);
+	free(buf);
+	return rv;
+}
+
 /* "dataset:NAME@REF" → name and ref (ref NULL without "@"). */
 static int
 parse_ref(const char *key, const char *value, char name[65], char ref[65], char **msg)
@@ -2320,7 +2393,7 @@ loomi_dataset_materialize(loomi_daemon *d, const loomi_caller *caller, const cha
 			goto done;
 		}
 		src = ds_source_of(ins);
-		rv = ds_checkout(&m, &src, DS_OUT_CSV, true, 0, SIZE_MAX, file_write, &fo, &err);
+		rv = materialize_write(&m, &src, &fo, &err);
 		if (fflush(fo.fp) != 0 || fsync(fileno(fo.fp)) != 0)
 			rv = rv ? rv : LOOM_EIO;
 		if (fclose(fo.fp) != 0)

@@ -395,6 +395,15 @@ ds_diff_free(ds_diff *d)
 	memset(d, 0, sizeof(*d));
 }
 
+void
+ds_diff_unchanged(uint64_t rows, uint64_t n_chunks, ds_diff *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->same = true;
+	out->rows_same = rows;
+	out->chunks_same = n_chunks;
+}
+
 static json_t *
 names_json(char **v, size_t n)
 {

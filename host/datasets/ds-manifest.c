@@ -4,14 +4,19 @@
  *
  *   "LOOMDSM1"  u32 LE n  n bytes of JSON (compact, sorted keys)
  *   u64 LE count  count × (hash[32] u64 LE rows u32 LE raw u32 LE stored)
- */
+ *
+ * The content id (ds_manifest_content_id) hashes "LOOMDSC1", the format
+ * and columns as JSON, and that chunk table as it is. */
 #include "config.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include <loom/error.h>
 
@@ -20,6 +25,7 @@
 #include "dslib.h"
 
 static const char magic[8] = "LOOMDSM1";
+static const char content_magic[8] = "LOOMDSC1";
 
 void
 ds_manifest_free(ds_manifest *m)
@@ -132,36 +138,160 @@ out:
 	return o;
 }
 
+/* The chunk table's records (after the u64 count) packed at p. */
+static void
+pack_chunks(uint8_t *p, const ds_chunk *chunks, size_t n)
+{
+	for (size_t i = 0; i < n; i++, p += DS_CHUNK_REC) {
+		const ds_chunk *c = &chunks[i];
+
+		memcpy(p, c->hash.b, 32);
+		put64(p + 32, c->rows);
+		put32(p + 40, c->raw);
+		put32(p + 44, c->stored);
+	}
+}
+
+/* {"columns":[…],"format":…} compact, sorted: what the content id names
+ * besides the chunk table.  NULL with *code. */
+static char *
+content_json(const ds_manifest *m, int *code)
+{
+	json_t *o = json_object(), *cols = json_array();
+	char *js = NULL;
+	int rv = 0;
+
+	if (o == NULL || cols == NULL || json_object_set_new(o, "columns", cols) != 0) {
+		json_decref(o);
+		*code = LOOM_ENOMEM;
+		return NULL;
+	}
+	for (size_t i = 0; i < m->n_columns && rv == 0; i++) {
+		json_t *c = json_object();
+
+		if (c == NULL || json_array_append_new(cols, c) != 0) {
+			rv = LOOM_ENOMEM;
+			break;
+		}
+		if ((rv = set_str(c, "name", m->columns[i].name)) == 0)
+			rv = set_str(c, "type", ds_coltype_name(m->columns[i].type));
+	}
+	if (rv == 0)
+		rv = set_str(o, "format", m->format);
+	if (rv == 0 && (js = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
+		rv = LOOM_ENOMEM;
+	json_decref(o);
+	*code = rv;
+	return js;
+}
+
+/* The content id from its JSON and the packed table (count and records). */
+static int
+content_hash(const char *js, const void *table, size_t tlen, ds_hash *out)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	size_t jn = strlen(js);
+	uint8_t len[4];
+	unsigned int hl = 0;
+	int ok;
+
+	if (ctx == NULL || jn > UINT32_MAX) {
+		EVP_MD_CTX_free(ctx);
+		return ctx == NULL ? LOOM_ENOMEM : LOOM_ERANGE;
+	}
+	put32(len, (uint32_t)jn);
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	     EVP_DigestUpdate(ctx, content_magic, 8) == 1 && EVP_DigestUpdate(ctx, len, 4) == 1 &&
+	     EVP_DigestUpdate(ctx, js, jn) == 1 && EVP_DigestUpdate(ctx, table, tlen) == 1 &&
+	     EVP_DigestFinal_ex(ctx, out->b, &hl) == 1 && hl == 32;
+	EVP_MD_CTX_free(ctx);
+	return ok ? 0 : LOOM_ENOMEM;
+}
+
 int
-ds_manifest_encode(const ds_manifest *m, void **blob, size_t *len, char id[DS_HEX_LEN + 1])
+ds_manifest_content_id(const ds_manifest *m, char hex[DS_HEX_LEN + 1])
+{
+	enum { BATCH = 4096 };
+	EVP_MD_CTX *ctx = NULL;
+	uint8_t head[12], *buf = NULL;
+	unsigned int hl = 0;
+	char *js;
+	size_t jn;
+	ds_hash h;
+	int rv, ok;
+
+	if (ds_format_elsize(m->format) < 0)
+		return LOOM_EINVAL;
+	if ((js = content_json(m, &rv)) == NULL)
+		return rv;
+	jn = strlen(js);
+	if (jn > UINT32_MAX) {
+		free(js);
+		return LOOM_ERANGE;
+	}
+	if ((ctx = EVP_MD_CTX_new()) == NULL || (buf = malloc(BATCH * DS_CHUNK_REC)) == NULL) {
+		free(js);
+		EVP_MD_CTX_free(ctx);
+		return LOOM_ENOMEM;
+	}
+	put32(head, (uint32_t)jn);
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	     EVP_DigestUpdate(ctx, content_magic, 8) == 1 && EVP_DigestUpdate(ctx, head, 4) == 1 &&
+	     EVP_DigestUpdate(ctx, js, jn) == 1;
+	put64(head, m->n_chunks);
+	ok = ok && EVP_DigestUpdate(ctx, head, 8) == 1;
+	/* the records in batches: the same bytes as the blob's table */
+	for (size_t i = 0; ok && i < m->n_chunks; i += BATCH) {
+		size_t k = m->n_chunks - i < BATCH ? m->n_chunks - i : BATCH;
+
+		pack_chunks(buf, m->chunks + i, k);
+		ok = EVP_DigestUpdate(ctx, buf, k * DS_CHUNK_REC) == 1;
+	}
+	ok = ok && EVP_DigestFinal_ex(ctx, h.b, &hl) == 1 && hl == 32;
+	EVP_MD_CTX_free(ctx);
+	free(buf);
+	free(js);
+	if (!ok)
+		return LOOM_ENOMEM;
+	ds_hash_hex(&h, hex);
+	return 0;
+}
+
+int
+ds_manifest_encode_ids(const ds_manifest *m, void **blob, size_t *len, char id[DS_HEX_LEN + 1],
+                       char content[DS_HEX_LEN + 1])
 {
 	int rv;
-	json_t *meta = meta_json(m, &rv);
-	char *js;
+	json_t *meta;
+	char *js, *cj = NULL;
 	size_t jn, n;
 	uint8_t *b, *p;
 	ds_hash h;
 
 	*blob = NULL;
 	*len = 0;
-	if (ds_format_elsize(m->format) < 0) {
-		json_decref(meta);
+	if (ds_format_elsize(m->format) < 0)
 		return LOOM_EINVAL;
-	}
-	if (meta == NULL)
+	if ((meta = meta_json(m, &rv)) == NULL)
 		return rv;
 	js = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(meta);
 	if (js == NULL)
 		return LOOM_ENOMEM;
+	if (content != NULL && (cj = content_json(m, &rv)) == NULL) {
+		free(js);
+		return rv;
+	}
 	jn = strlen(js);
 	if (jn > UINT32_MAX || m->n_chunks > (SIZE_MAX - 32 - jn) / DS_CHUNK_REC) {
 		free(js);
+		free(cj);
 		return LOOM_ERANGE;
 	}
 	n = 8 + 4 + jn + 8 + m->n_chunks * DS_CHUNK_REC;
 	if ((b = malloc(n)) == NULL) {
 		free(js);
+		free(cj);
 		return LOOM_ENOMEM;
 	}
 	memcpy(b, magic, 8);
@@ -170,14 +300,17 @@ ds_manifest_encode(const ds_manifest *m, void **blob, size_t *len, char id[DS_HE
 	free(js);
 	p = b + 12 + jn;
 	put64(p, m->n_chunks);
-	p += 8;
-	for (size_t i = 0; i < m->n_chunks; i++, p += DS_CHUNK_REC) {
-		const ds_chunk *c = &m->chunks[i];
+	pack_chunks(p + 8, m->chunks, m->n_chunks);
+	if (cj != NULL) {
+		ds_hash ch;
 
-		memcpy(p, c->hash.b, 32);
-		put64(p + 32, c->rows);
-		put32(p + 40, c->raw);
-		put32(p + 44, c->stored);
+		rv = content_hash(cj, p, n - 12 - jn, &ch);
+		free(cj);
+		if (rv != 0) {
+			free(b);
+			return rv;
+		}
+		ds_hash_hex(&ch, content);
 	}
 	ds_sha256(b, n, &h);
 	if (id != NULL)
@@ -185,6 +318,12 @@ ds_manifest_encode(const ds_manifest *m, void **blob, size_t *len, char id[DS_HE
 	*blob = b;
 	*len = n;
 	return 0;
+}
+
+int
+ds_manifest_encode(const ds_manifest *m, void **blob, size_t *len, char id[DS_HEX_LEN + 1])
+{
+	return ds_manifest_encode_ids(m, blob, len, id, NULL);
 }
 
 /* A string member (or null: NULL when null_ok) copied into *out. */
@@ -288,20 +427,18 @@ decode_meta(json_t *o, ds_manifest *m, uint64_t *n_chunks, char **err)
 	return 0;
 }
 
-int
-ds_manifest_decode(const void *blob, size_t len, ds_manifest *out, char **err)
+/* The metadata of a blob into *m and the table's count checked against
+ * it; *table: the first record. */
+static int
+decode_head(const uint8_t *b, size_t len, ds_manifest *m, const uint8_t **table, char **err)
 {
-	const uint8_t *b = blob;
-	ds_manifest m;
-	uint64_t count, n_meta_chunks = 0, rows = 0, bytes = 0, stored = 0;
+	uint64_t count, n_meta_chunks = 0;
 	uint32_t jn;
 	json_t *meta;
 	json_error_t jerr;
-	const uint8_t *p;
 	int rv;
 
-	memset(&m, 0, sizeof(m));
-	memset(out, 0, sizeof(*out));
+	memset(m, 0, sizeof(*m));
 	if (len < 12 || memcmp(b, magic, 8) != 0)
 		return ds_fail(err, LOOM_ECORRUPT, "manifest: %zu bytes without the LOOMDSM1 header",
 		               len);
@@ -314,41 +451,107 @@ ds_manifest_decode(const void *blob, size_t len, ds_manifest *out, char **err)
 	meta = json_loadb((const char *)b + 12, jn, JSON_REJECT_DUPLICATES, &jerr);
 	if (meta == NULL)
 		return ds_fail(err, LOOM_ECORRUPT, "manifest: its metadata is not JSON: %s", jerr.text);
-	rv = decode_meta(meta, &m, &n_meta_chunks, err);
+	rv = decode_meta(meta, m, &n_meta_chunks, err);
 	json_decref(meta);
 	if (rv != 0)
-		goto fail;
-	p = b + 12 + jn;
-	count = get64(p);
-	p += 8;
-	if (count > (len - 20 - jn) / DS_CHUNK_REC || count * DS_CHUNK_REC != len - 20 - jn) {
-		rv = ds_fail(err, LOOM_ECORRUPT,
-		             "manifest: %" PRIu64 " chunks do not fill its %zu bytes exactly", count,
-		             len);
-		goto fail;
+		return rv;
+	count = get64(b + 12 + jn);
+	if (count > (len - 20 - jn) / DS_CHUNK_REC || count * DS_CHUNK_REC != len - 20 - jn)
+		return ds_fail(err, LOOM_ECORRUPT,
+		               "manifest: %" PRIu64 " chunks do not fill its %zu bytes exactly", count,
+		               len);
+	if (count != n_meta_chunks)
+		return ds_fail(err, LOOM_ECORRUPT,
+		               "manifest: its table has %" PRIu64 " chunks, its metadata says %" PRIu64,
+		               count, n_meta_chunks);
+	if (count > SIZE_MAX / sizeof(ds_chunk))
+		return ds_fail(err, LOOM_ERANGE, "manifest: %" PRIu64 " chunks are too many here",
+		               count);
+	m->n_chunks = (size_t)count;
+	*table = b + 20 + jn;
+	return 0;
+}
+
+int
+ds_manifest_decode_head(const void *blob, size_t len, ds_manifest *out, char **err)
+{
+	const uint8_t *table;
+	int rv = decode_head(blob, len, out, &table, err);
+
+	if (rv != 0)
+		ds_manifest_free(out);
+	return rv;
+}
+
+/* A record as the struct holds it: on a little-endian machine the blob's
+ * records are the array's bytes (checked at compile time below), so the
+ * table is one copy. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define DS_TABLE_IS_ARRAY 1
+_Static_assert(sizeof(ds_chunk) == DS_CHUNK_REC && offsetof(ds_chunk, rows) == 32 &&
+                   offsetof(ds_chunk, raw) == 40 && offsetof(ds_chunk, stored) == 44,
+               "ds_chunk is a manifest record's layout");
+#else
+#define DS_TABLE_IS_ARRAY 0
+#endif
+
+/* Room for a chunk table (freed with free()).  A large one (10^6 chunks:
+ * 48 MB) is fresh memory whose every 4 KiB page faults on first touch,
+ * which costs more than the copy itself; in 2 MiB huge pages where the
+ * kernel gives them on request, it faults 512 times less often. */
+static void *
+table_alloc(size_t n)
+{
+#ifdef MADV_HUGEPAGE
+	const size_t huge = (size_t)2 << 20;
+
+	if (n >= 2 * huge) {
+		void *p = NULL;
+
+		if (posix_memalign(&p, huge, (n + huge - 1) / huge * huge) != 0)
+			return NULL;
+		(void)madvise(p, (n + huge - 1) / huge * huge, MADV_HUGEPAGE); /* a hint */
+		return p;
 	}
-	if (count != n_meta_chunks) {
-		rv = ds_fail(err, LOOM_ECORRUPT,
-		             "manifest: its table has %" PRIu64 " chunks, its metadata says %" PRIu64,
-		             count, n_meta_chunks);
+#endif
+	return malloc(n);
+}
+
+int
+ds_manifest_decode(const void *blob, size_t len, ds_manifest *out, char **err)
+{
+	const uint8_t *p;
+	ds_manifest m;
+	uint64_t rows = 0, bytes = 0, stored = 0;
+	size_t count;
+	int rv;
+
+	memset(out, 0, sizeof(*out));
+	if ((rv = decode_head(blob, len, &m, &p, err)) != 0)
 		goto fail;
-	}
-	if (count > 0 && (m.chunks = malloc(count * sizeof(*m.chunks))) == NULL) {
+	count = m.n_chunks;
+	m.n_chunks = 0;
+	if (count > 0 && (m.chunks = table_alloc(count * sizeof(*m.chunks))) == NULL) {
 		rv = LOOM_ENOMEM;
 		goto fail;
 	}
-	for (uint64_t i = 0; i < count; i++, p += DS_CHUNK_REC) {
+	/* copied, then checked and summed in one pass over the copy (the
+	 * records stay in cache between the two) */
+	for (size_t i = 0; i < count; i++, p += DS_CHUNK_REC) {
 		ds_chunk *c = &m.chunks[i];
 
+#if DS_TABLE_IS_ARRAY
+		memcpy(c, p, DS_CHUNK_REC);
+#else
 		memcpy(c->hash.b, p, 32);
 		c->rows = get64(p + 32);
 		c->raw = get32(p + 40);
 		c->stored = get32(p + 44);
+#endif
 		if (c->rows == 0 || c->raw == 0 || c->rows > c->raw) {
 			rv = ds_fail(err, LOOM_ECORRUPT,
-			             "manifest: chunk %" PRIu64 " has %" PRIu64 " rows in %" PRIu32
-			             " bytes",
-			             i, c->rows, c->raw);
+			             "manifest: chunk %zu has %" PRIu64 " rows in %" PRIu32 " bytes", i,
+			             c->rows, c->raw);
 			goto fail;
 		}
 		rows += c->rows;

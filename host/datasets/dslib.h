@@ -117,10 +117,31 @@ void ds_manifest_free(ds_manifest *m); /* the fields; m itself is the caller's *
 /* Encode (malloc'd blob) and the version id of the blob. */
 int ds_manifest_encode(const ds_manifest *m, void **blob, size_t *len,
                        char id[DS_HEX_LEN + 1]);
+/* A version's content id: the SHA-256 (lower-case hex) of what its rows
+ * are, its format, its columns (names and types) and its chunk table, and
+ * of nothing else: not the dataset's name, the author, the time, the
+ * message or the parents.  Two versions with one content id hold the same
+ * rows in the same chunks (a diff of them is empty), so the content id
+ * answers "is anything changed?" without either chunk table.  It is the
+ * SHA-256 of "LOOMDSC1", u32 LE n, n bytes of {"columns":[{"name","type"}…],
+ * "format"} as compact JSON with sorted keys, then the chunk table exactly
+ * as a manifest blob holds it (u64 LE count, count 48-byte records).
+ * 0, or LOOM_EINVAL (unknown format, a name that is not UTF-8) /
+ * LOOM_ENOMEM. */
+int ds_manifest_content_id(const ds_manifest *m, char hex[DS_HEX_LEN + 1]);
+/* ds_manifest_encode that also gives the content id (content may be
+ * NULL), the chunk table packed and read once for both. */
+int ds_manifest_encode_ids(const ds_manifest *m, void **blob, size_t *len,
+                           char id[DS_HEX_LEN + 1], char content[DS_HEX_LEN + 1]);
 /* Decode a blob; every size is bounded by len and checked, a corrupt or
  * truncated blob is LOOM_ECORRUPT.  The id is not recomputed (the caller
- * can: ds_sha256 of the blob). */
+ * can: ds_sha256 of the blob).  The chunk table is one allocation, copied
+ * and checked in one pass. */
 int ds_manifest_decode(const void *blob, size_t len, ds_manifest *out, char **err);
+/* The metadata of a blob only: out->chunks is NULL and out->n_chunks the
+ * count the metadata gives (the table's size is checked against it, its
+ * records are not read).  For what needs no chunk: ds_manifest_json. */
+int ds_manifest_decode_head(const void *blob, size_t len, ds_manifest *out, char **err);
 /* The manifest's metadata as JSON, without the chunk table: {dataset,
  * format, columns:[{name,type}], rows, bytes, stored, chunks (the count),
  * parents, author, time (ISO 8601 UTC), message}. */
@@ -183,6 +204,23 @@ enum ds_out {
 int ds_checkout(const ds_manifest *m, const ds_source *src, int out, bool header,
                 size_t first, size_t count, ds_write_fn write_fn, void *warg, char **err);
 
+/* The exact length of what ds_checkout writes for these arguments when it
+ * writes the rows' own bytes (DS_OUT_NATIVE, or DS_OUT_CSV of a csv
+ * version): 0 with *len; LOOM_ENOTSUP for f32/f64 rows as csv numbers
+ * (their length is known once written), LOOM_EINVAL for a bad argument. */
+int ds_checkout_size(const ds_manifest *m, int out, bool header, size_t first, size_t count,
+                     size_t *len);
+#define DS_CHECKOUT_THREADS_MAX 8
+/* ds_checkout into buf, len being what ds_checkout_size gives: each chunk
+ * is decompressed straight into its place (no copy) and checked there, by
+ * threads threads at once (0: one per core, at most
+ * DS_CHECKOUT_THREADS_MAX; the caller's thread is one of them), so
+ * src->get_chunk must be callable from several threads.  On an error
+ * (the earliest chunk's is told) buf holds part of the output. */
+int ds_checkout_buf(const ds_manifest *m, const ds_source *src, int out, bool header,
+                    size_t first, size_t count, int threads, void *buf, size_t len,
+                    char **err);
+
 /* ------------------------------------------------------------------ diff */
 
 enum ds_hunk_op { DS_ADDED = 1, DS_REMOVED = 2, DS_CHANGED = 3 };
@@ -217,6 +255,10 @@ typedef struct ds_diff {
  * 100 ms. */
 int ds_diff_compute(const ds_manifest *a, const ds_manifest *b, ds_diff *out);
 void ds_diff_free(ds_diff *d);
+/* The diff of two versions with one content id (ds_manifest_content_id)
+ * without their chunk tables: same, every row and chunk of b the same,
+ * no hunk; what ds_diff_compute gives for them. */
+void ds_diff_unchanged(uint64_t rows, uint64_t n_chunks, ds_diff *out);
 /* {same, columns:{added,removed,changed}, rows:{added,removed,changed,same},
  * chunks_same, bytes_new, coarse, hunks:[{op:"added"|"removed"|"changed",
  * a:{row,rows}, b:{row,rows}}]} with at most max_hunks hunks (and

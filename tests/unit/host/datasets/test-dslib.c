@@ -872,6 +872,238 @@ START_TEST(manifest_round_trip)
 }
 END_TEST
 
+/* The content id: what the rows are, not who made them when or why. */
+static void
+content_of(const ds_manifest *m, char content[DS_HEX_LEN + 1], char id[DS_HEX_LEN + 1])
+{
+	void *blob;
+	size_t len;
+	char c2[DS_HEX_LEN + 1];
+
+	ck_assert_int_eq(ds_manifest_encode_ids(m, &blob, &len, id, content), 0);
+	ck_assert_int_eq(ds_manifest_content_id(m, c2), 0);
+	ck_assert_str_eq(content, c2);
+	free(blob);
+}
+
+START_TEST(content_id)
+{
+	ds_manifest m, d, h;
+	void *blob;
+	size_t len;
+	char c0[DS_HEX_LEN + 1], id0[DS_HEX_LEN + 1], c[DS_HEX_LEN + 1], id[DS_HEX_LEN + 1];
+	char *err = NULL;
+
+	fake_manifest(&m, 200, 0);
+	content_of(&m, c0, id0);
+	ck_assert_int_eq(ds_hash_parse(c0, &(ds_hash){0}), 0);
+	ck_assert_str_ne(c0, id0);
+
+	/* stable across message, author, time, parents and the dataset's name */
+	free(m.message);
+	m.message = strdup("the same rows again");
+	free(m.author);
+	m.author = strdup("bob");
+	m.time_ms += 60000;
+	m.n_parents = 1;
+	m.parents = calloc(1, sizeof(char *));
+	m.parents[0] = strdup(id0);
+	free(m.dataset);
+	m.dataset = strdup("another");
+	content_of(&m, c, id);
+	ck_assert_str_ne(id, id0);
+	ck_assert_str_eq(c, c0);
+
+	/* a decoded manifest gives the same; its head alone has no table */
+	ck_assert_int_eq(ds_manifest_encode(&m, &blob, &len, id), 0);
+	ck_assert_int_eq(ds_manifest_decode(blob, len, &d, &err), 0);
+	ck_assert_int_eq(ds_manifest_content_id(&d, c), 0);
+	ck_assert_str_eq(c, c0);
+	ck_assert_int_eq(ds_manifest_decode_head(blob, len, &h, &err), 0);
+	ck_assert_ptr_null(h.chunks);
+	ck_assert_uint_eq(h.n_chunks, 200);
+	ck_assert_uint_eq(h.rows, m.rows);
+	ck_assert_str_eq(h.message, "the same rows again");
+	ds_manifest_free(&h);
+	/* a table one record short is refused by the head's decoder too */
+	ck_assert_int_eq(ds_manifest_decode_head(blob, len - 48, &h, &err), LOOM_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(err, "do not fill"));
+	free(blob);
+
+	/* the same content: the unchanged diff is what ds_diff_compute gives */
+	{
+		ds_diff full, quick;
+		json_t *a, *b;
+
+		ck_assert_int_eq(ds_diff_compute(&d, &m, &full), 0);
+		ds_diff_unchanged(m.rows, m.n_chunks, &quick);
+		a = ds_diff_json(&full, 100);
+		b = ds_diff_json(&quick, 100);
+		ck_assert(json_equal(a, b));
+		ck_assert(json_is_true(json_object_get(b, "same")));
+		json_decref(a);
+		json_decref(b);
+		ds_diff_free(&full);
+		ds_diff_free(&quick);
+	}
+	ds_manifest_free(&d);
+
+	/* any change of a chunk, a column or the format changes it */
+	m.chunks[17].hash.b[5] ^= 1;
+	content_of(&m, c, id);
+	ck_assert_str_ne(c, c0);
+	m.chunks[17].hash.b[5] ^= 1;
+	content_of(&m, c, id);
+	ck_assert_str_eq(c, c0);
+	m.chunks[0].rows++;
+	content_of(&m, c, id);
+	ck_assert_str_ne(c, c0);
+	m.chunks[0].rows--;
+	m.chunks[199].raw++;
+	content_of(&m, c, id);
+	ck_assert_str_ne(c, c0);
+	m.chunks[199].raw--;
+	m.chunks[100].stored++;
+	content_of(&m, c, id);
+	ck_assert_str_ne(c, c0);
+	m.chunks[100].stored--;
+	m.n_chunks--;
+	content_of(&m, c, id);
+	ck_assert_str_ne(c, c0);
+	m.n_chunks++;
+	m.columns[0].type = DS_COL_NUMBER;
+	content_of(&m, c, id);
+	ck_assert_str_ne(c, c0);
+	m.columns[0].type = DS_COL_INTEGER;
+	free(m.columns[1].name);
+	m.columns[1].name = strdup("b2");
+	content_of(&m, c, id);
+	ck_assert_str_ne(c, c0);
+	free(m.columns[1].name);
+	m.columns[1].name = strdup("b \"é\"");
+	free(m.format);
+	m.format = strdup("f64");
+	content_of(&m, c, id);
+	ck_assert_str_ne(c, c0);
+	free(m.format);
+	m.format = strdup("csv");
+	content_of(&m, c, id);
+	ck_assert_str_eq(c, c0);
+	free(m.format);
+	m.format = strdup("xml");
+	ck_assert_int_eq(ds_manifest_content_id(&m, c), LOOM_EINVAL);
+	ds_manifest_free(&m);
+	free(err);
+}
+END_TEST
+
+/* A table of 10^5 chunks (4.8 MB: the huge-page allocation) round trip. */
+START_TEST(manifest_large_table)
+{
+	ds_manifest m, d;
+	void *blob;
+	size_t len;
+	char id[DS_HEX_LEN + 1], *err = NULL;
+
+	fake_manifest(&m, 100000, 3);
+	ck_assert_int_eq(ds_manifest_encode(&m, &blob, &len, id), 0);
+	ck_assert_int_eq(ds_manifest_decode(blob, len, &d, &err), 0);
+	ck_assert_uint_eq(d.n_chunks, 100000);
+	ck_assert_mem_eq(d.chunks, m.chunks, 100000 * sizeof(ds_chunk));
+	ds_manifest_free(&d);
+	/* a bad record deep in the table is found */
+	((uint8_t *)blob)[len - 48 * 500 + 32] = 0; /* rows of chunk 99500: low byte */
+	((uint8_t *)blob)[len - 48 * 500 + 33] = 0;
+	ck_assert_int_eq(ds_manifest_decode(blob, len, &d, &err), LOOM_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(err, "chunk 99500"));
+	free(blob);
+	free(err);
+	ds_manifest_free(&m);
+}
+END_TEST
+
+/* ds_checkout_buf writes what ds_checkout writes, by several threads. */
+START_TEST(checkout_buf_same)
+{
+	struct store s = {0};
+	struct buf in = {0}, a = {0};
+	ds_manifest m;
+	ds_params p;
+	ds_source src = {&s, get_chunk};
+	char *err = NULL;
+	size_t len;
+
+	small_params(&p);
+	buf_printf(&in, "id,x,name\n");
+	csv_rows(&in, 0, 20000);
+	ck_assert_int_eq(import("csv", &p, in.p, in.n, 0, &s, &m, &err), 0);
+	ck_assert_uint_gt(m.n_chunks, 20);
+	for (int t = 0; t <= 4; t++) {
+		static const size_t ranges[][2] = {{0, SIZE_MAX}, {3, 7}, {0, 1}, {5, 0}};
+		for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
+			size_t first = ranges[r][0], count = ranges[r][1];
+			bool header = first == 0;
+			char *b;
+
+			a.n = 0;
+			ck_assert_int_eq(ds_checkout(&m, &src, DS_OUT_CSV, header, first, count,
+			                             write_buf, &a, &err), 0);
+			ck_assert_int_eq(ds_checkout_size(&m, DS_OUT_CSV, header, first, count, &len), 0);
+			ck_assert_uint_eq(len, a.n);
+			b = malloc(len + 1);
+			ck_assert_int_eq(ds_checkout_buf(&m, &src, DS_OUT_CSV, header, first, count, t, b,
+			                                 len, &err), 0);
+			ck_assert(memcmp(a.p, b, len) == 0);
+			/* a buffer of another size is refused */
+			ck_assert_int_eq(ds_checkout_buf(&m, &src, DS_OUT_CSV, header, first, count, t, b,
+			                                 len + 1, &err), LOOM_EINVAL);
+			free(b);
+		}
+	}
+	ck_assert_uint_eq(a.n, 0); /* the last range: no chunk, no header */
+	/* the whole file is the input */
+	a.n = 0;
+	ck_assert_int_eq(ds_checkout(&m, &src, DS_OUT_CSV, true, 0, SIZE_MAX, write_buf, &a, &err),
+	                 0);
+	ck_assert_uint_eq(a.n, in.n);
+	ck_assert(memcmp(a.p, in.p, in.n) == 0);
+	/* a missing chunk: the earliest is named */
+	{
+		char *b;
+		ck_assert_int_eq(ds_checkout_size(&m, DS_OUT_CSV, true, 0, SIZE_MAX, &len), 0);
+		b = malloc(len);
+		s.v[s.n - 1].hash.b[0] ^= 0xff; /* some chunk can no longer be found */
+		ck_assert_int_eq(ds_checkout_buf(&m, &src, DS_OUT_CSV, true, 0, SIZE_MAX, 3, b, len,
+		                                 &err), LOOM_ENOENT);
+		ck_assert_ptr_nonnull(strstr(err, "no such chunk"));
+		s.v[s.n - 1].hash.b[0] ^= 0xff;
+		free(b);
+	}
+	ds_manifest_free(&m);
+	store_free(&s);
+	free(in.p);
+	free(a.p);
+	free(err);
+}
+END_TEST
+
+/* f32 rows as csv numbers have no size before they are written. */
+START_TEST(checkout_size_numbers)
+{
+	ds_manifest m;
+	size_t len = 1;
+
+	fake_manifest(&m, 3, 0);
+	free(m.format);
+	m.format = strdup("f32");
+	ck_assert_int_eq(ds_checkout_size(&m, DS_OUT_CSV, true, 0, SIZE_MAX, &len), LOOM_ENOTSUP);
+	ck_assert_uint_eq(len, 0);
+	ck_assert_int_eq(ds_checkout_size(&m, DS_OUT_NATIVE, false, 1, 1, &len), 0);
+	ck_assert_uint_eq(len, m.chunks[1].raw);
+	ds_manifest_free(&m);
+}
+END_TEST
+
 START_TEST(checkout_refuses_corrupt)
 {
 	ds_params p;
@@ -1232,6 +1464,10 @@ main(void)
 	tcase_add_test(tc, sink_error_aborts);
 	tcase_add_test(tc, manifest_round_trip);
 	tcase_add_test(tc, checkout_refuses_corrupt);
+	tcase_add_test(tc, content_id);
+	tcase_add_test(tc, manifest_large_table);
+	tcase_add_test(tc, checkout_buf_same);
+	tcase_add_test(tc, checkout_size_numbers);
 	tcase_add_test(tc, diff_cases);
 	tcase_add_test(tc, diff_coarse);
 	tcase_add_test(tc, diff_is_lcs);
