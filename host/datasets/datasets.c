@@ -1325,7 +1325,7 @@ put_chunk(void *arg, const ds_chunk *c, const void *zdata, size_t zlen, char **e
 	upload *u = arg;
 	sqlite3 *db = M.d->store.db;
 	sqlite3_stmt *st;
-	bool exists = false, own, failed;
+	bool exists = false, own, failed, inline_put;
 	wjob *j;
 	int rv;
 
@@ -1385,7 +1385,8 @@ put_chunk(void *arg, const ds_chunk *c, const void *zdata, size_t zlen, char **e
 	pthread_mutex_lock(&W.mu);
 	writers_start_locked();
 	failed = u->w_failed;
-	if (W.nth > 0 && !failed) {
+	inline_put = W.nth == 0;
+	if (!inline_put && !failed) {
 		while (W.bytes > 0 && W.bytes + zlen > W_QUEUE_BYTES)
 			pthread_cond_wait(&W.done, &W.mu);
 		W.bytes += zlen;
@@ -1397,12 +1398,15 @@ put_chunk(void *arg, const ds_chunk *c, const void *zdata, size_t zlen, char **e
 		pthread_cond_signal(&W.work);
 	}
 	pthread_mutex_unlock(&W.mu);
-	if (W.nth == 0 && !failed) { /* no writer thread: store it here */
+	if (inline_put && !failed) { /* no writer thread: store it here */
 		job_store(j);
 		pthread_mutex_lock(&W.mu);
+		j->done = true;
 		if (j->rv != 0)
 			u->w_failed = failed = true;
 		pthread_mutex_unlock(&W.mu);
+		if (failed) /* its own failure: flushed below with the others */
+			return upload_flush(u, err);
 	}
 	if (failed) {
 		/* a chunk before it was refused: stop here, with the storage's word */
