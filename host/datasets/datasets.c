@@ -134,8 +134,25 @@ typedef struct upload {
 	int64_t first_fresh_ms;
 	uint64_t reserved;         /* stored bytes being written, not yet rows */
 	uint64_t new_bytes, new_chunks, chunks, bytes_in;
+	struct wjob **jobs;        /* chunks handed to the writers, not yet rows */
+	size_t n_jobs, cap_jobs;
+	bool w_failed;             /* a writer could not store one (under W.mu) */
 	struct upload *next;
 } upload;
+
+/* A chunk handed to the writers (see "chunk writers" below). */
+typedef struct wjob {
+	struct wjob *next;         /* in W's queue */
+	upload *u;
+	ds_hash hash;
+	uint64_t raw;
+	size_t zlen;
+	void *z;                   /* the compressed bytes; freed once stored */
+	int rv;
+	char *msg;
+	bool done;                 /* under W.mu */
+	bool fresh;                /* its row was inserted by upload_flush */
+} wjob;
 
 static struct {
 	loomi_daemon *d;
@@ -1023,6 +1040,7 @@ upload_free(upload *u)
 	free(u->format);
 	free(u->hashes);
 	free(u->fresh);
+	free(u->jobs); /* empty: every runner flushes before it lets go */
 	free(u);
 }
 
@@ -1124,16 +1142,218 @@ upload_kill_dataset(int64_t dataset_id)
 	}
 }
 
-/* The importer's sink: store a chunk unless stored already, charging
- * the upload's user; refused past their quota. */
+/* ------------------------------------------------------------------ chunk writers
+ *
+ * Storing a chunk is a storage put that, on storage-local with fsync, waits
+ * for the disk twice (the file, then its directory): milliseconds during
+ * which one writer would leave the compressors idle.  So put_chunk does the
+ * bookkeeping (the hash recorded in its upload under mu, so gc keeps it;
+ * the quota decided and the bytes reserved) and hands a copy of the
+ * compressed bytes to a pool of W_THREADS writer threads, whose puts
+ * overlap.  The guarantees stay those of one writer:
+ *   - a chunk's dataset_chunks row is inserted only after its blob is
+ *     stored (upload_flush, by the upload's own thread, once the writer
+ *     says so); the commit's transaction still checks every row;
+ *   - a part is acknowledged only after upload_flush has seen every chunk
+ *     it queued stored and recorded (ds_upload_part, upload_commit and
+ *     every end of an upload flush first); a chunk the storage refused
+ *     fails the part with the storage's message and the upload is aborted;
+ *   - memory: the queue holds at most W_QUEUE_BYTES of compressed bytes
+ *     (put_chunk waits for room), and an upload flushes itself every
+ *     W_FLUSH_JOBS chunks.
+ * The writers touch no SQLite and no upload field but their job's; a job's
+ * done, rv, msg and the upload's w_failed are W.mu's. */
+#define W_THREADS 6
+#define W_QUEUE_BYTES ((size_t)32 << 20)
+#define W_FLUSH_JOBS 256
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t work, done; /* done: a job ended (room in the queue) */
+	wjob *head, *tail;
+	size_t bytes;              /* compressed bytes queued or being stored */
+	pthread_t th[W_THREADS];
+	int nth;
+	bool tried, stop;
+} W = {.mu = PTHREAD_MUTEX_INITIALIZER,
+       .work = PTHREAD_COND_INITIALIZER,
+       .done = PTHREAD_COND_INITIALIZER};
+
+/* Store j's blob: → j->rv, j->msg (not yet published). */
+static void
+job_store(wjob *j)
+{
+	char key[512];
+	loom_instance *ins = loomi_instance_find(&M.d->plugins, M.s.storage);
+
+	ds_chunk_key(M.chunk_prefix, &j->hash, key, sizeof key);
+	j->rv = ins ? loomi_storage_put(ins, key, j->z, j->zlen) : LOOM_ENOENT;
+	if (j->rv != 0)
+		j->msg = loomi_strfmt("storage %s could not store chunk %s: %s", M.s.storage, key,
+		                      ins ? loom_strerror(j->rv) : "there is no such plugin instance");
+	free(j->z);
+	j->z = NULL;
+}
+
+static void *
+writer_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&W.mu);
+	for (;;) {
+		wjob *j;
+
+		while (!W.stop && W.head == NULL)
+			pthread_cond_wait(&W.work, &W.mu);
+		if (W.head == NULL)
+			break; /* stopping, and the queue is empty */
+		j = W.head;
+		W.head = j->next;
+		if (W.head == NULL)
+			W.tail = NULL;
+		pthread_mutex_unlock(&W.mu);
+		job_store(j);
+		pthread_mutex_lock(&W.mu);
+		if (j->rv != 0)
+			j->u->w_failed = true;
+		j->done = true;
+		W.bytes -= j->zlen;
+		pthread_cond_broadcast(&W.done);
+	}
+	pthread_mutex_unlock(&W.mu);
+	return NULL;
+}
+
+/* Under W.mu: start the writers once; none started means puts run inline. */
+static void
+writers_start_locked(void)
+{
+	if (W.tried)
+		return;
+	W.tried = true;
+	for (int i = 0; i < W_THREADS; i++) {
+		if (pthread_create(&W.th[W.nth], NULL, writer_main, NULL) != 0) {
+			loomi_log(LOOM_LOG_WARN, DSM, "cannot start chunk writer %d: chunks are stored "
+			          "by %d writer(s)", i, W.nth);
+			break;
+		}
+		W.nth++;
+	}
+}
+
+static void
+writers_stop(void)
+{
+	pthread_mutex_lock(&W.mu);
+	W.stop = true;
+	pthread_cond_broadcast(&W.work);
+	pthread_mutex_unlock(&W.mu);
+	for (int i = 0; i < W.nth; i++)
+		pthread_join(W.th[i], NULL);
+	W.nth = 0;
+	W.tried = W.stop = false;
+}
+
+/* Wait until every chunk u handed to the writers is stored, then insert
+ * the rows of those stored (in one transaction) and release their
+ * reservation.  → 0, or the first failure with its message in *err (when
+ * err is not NULL).  Only u's runner calls it. */
+static int
+upload_flush(upload *u, char **err)
+{
+	sqlite3 *db = M.d->store.db;
+	sqlite3_stmt *st = NULL;
+	char *msg = NULL, *first = NULL;
+	uint64_t done_bytes = 0;
+	int rv = 0, trv;
+
+	if (u->n_jobs == 0)
+		return 0;
+	pthread_mutex_lock(&W.mu);
+	for (size_t i = 0; i < u->n_jobs; i++)
+		while (!u->jobs[i]->done)
+			pthread_cond_wait(&W.done, &W.mu);
+	u->w_failed = false;
+	pthread_mutex_unlock(&W.mu);
+
+	for (size_t i = 0; i < u->n_jobs && rv == 0; i++)
+		if (u->jobs[i]->rv != 0) {
+			rv = u->jobs[i]->rv;
+			first = u->jobs[i]->msg;
+		}
+	/* the rows of the chunks stored, even when another failed: an aborted
+	 * upload then gives them back (upload_uncharge) */
+	if ((trv = loomi_store_begin(db, true, &msg)) == 0) {
+		st = prep(db, "INSERT INTO dataset_chunks (hash, raw, stored, user, created_ms) VALUES "
+		              "(?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING");
+		if (st == NULL)
+			trv = LOOM_EIO;
+		for (size_t i = 0; st && trv == 0 && i < u->n_jobs; i++) {
+			wjob *j = u->jobs[i];
+			if (j->rv != 0)
+				continue;
+			sqlite3_reset(st);
+			sqlite3_bind_blob(st, 1, j->hash.b, sizeof j->hash.b, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 2, (sqlite3_int64)j->raw);
+			sqlite3_bind_int64(st, 3, (sqlite3_int64)j->zlen);
+			sqlite3_bind_text(st, 4, u->user, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 5, loomi_wall_ms());
+			if (loomi_store_wrote(db, sqlite3_step(st)) != 0) {
+				trv = LOOM_EIO;
+			} else {
+				j->fresh = sqlite3_changes(db) > 0; /* stored first by u */
+			}
+		}
+		sqlite3_finalize(st);
+		trv = loomi_store_end(db, trv, &msg);
+	}
+	if (trv == 0) {
+		for (size_t i = 0; i < u->n_jobs; i++) {
+			wjob *j = u->jobs[i];
+			if (j->rv != 0 || !j->fresh)
+				continue;
+			u->new_bytes += j->zlen;
+			u->new_chunks++;
+			if (u->n_fresh == u->cap_fresh) {
+				u->cap_fresh = u->cap_fresh ? 2 * u->cap_fresh : 64;
+				u->fresh = loomi_xrealloc(u->fresh, u->cap_fresh * sizeof *u->fresh);
+			}
+			u->fresh[u->n_fresh++] = j->hash;
+		}
+	} else if (rv == 0) {
+		/* no row for this batch: its blobs are orphans for gc, the part fails */
+		rv = LOOM_EIO;
+		first = NULL;
+	}
+	if (err != NULL && rv != 0)
+		*err = first ? loomi_strdup(first)
+		             : loomi_strfmt("the chunks' records could not be written: %s",
+		                            msg ? msg : loom_strerror(trv));
+	for (size_t i = 0; i < u->n_jobs; i++) {
+		done_bytes += u->jobs[i]->zlen;
+		free(u->jobs[i]->z);
+		free(u->jobs[i]->msg);
+		free(u->jobs[i]);
+	}
+	u->n_jobs = 0;
+	free(msg);
+	pthread_mutex_lock(&M.mu);
+	u->reserved -= done_bytes;
+	pthread_mutex_unlock(&M.mu);
+	return rv;
+}
+
+/* The importer's sink: a chunk not stored yet is handed to the writers,
+ * charged to the upload's user (refused past their quota); its row comes
+ * with upload_flush. */
 static int
 put_chunk(void *arg, const ds_chunk *c, const void *zdata, size_t zlen, char **err)
 {
 	upload *u = arg;
 	sqlite3 *db = M.d->store.db;
 	sqlite3_stmt *st;
-	bool exists = false, own;
-	char key[512];
+	bool exists = false, own, failed, inline_put;
+	wjob *j;
 	int rv;
 
 	pthread_mutex_lock(&M.mu);
@@ -1143,10 +1363,15 @@ put_chunk(void *arg, const ds_chunk *c, const void *zdata, size_t zlen, char **e
 	}
 	u->hashes[u->n_hashes++] = c->hash;
 	u->chunks++;
-	st = prep(db, "SELECT 1 FROM dataset_chunks WHERE hash = ?");
-	sqlite3_bind_blob(st, 1, c->hash.b, sizeof c->hash.b, SQLITE_STATIC);
-	exists = st && sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
+	/* queued already by this upload (its row not yet written) */
+	for (size_t i = 0; i < u->n_jobs && !exists; i++)
+		exists = memcmp(u->jobs[i]->hash.b, c->hash.b, sizeof c->hash.b) == 0;
+	if (!exists) {
+		st = prep(db, "SELECT 1 FROM dataset_chunks WHERE hash = ?");
+		sqlite3_bind_blob(st, 1, c->hash.b, sizeof c->hash.b, SQLITE_STATIC);
+		exists = st && sqlite3_step(st) == SQLITE_ROW;
+		sqlite3_finalize(st);
+	}
 	if (!exists) {
 		uint64_t q = quota_of(db, u->user, &own);
 		if (q > 0) {
@@ -1169,41 +1394,57 @@ put_chunk(void *arg, const ds_chunk *c, const void *zdata, size_t zlen, char **e
 	if (exists)
 		return 0;
 
-	/* the blob first (atomic), then its row */
-	ds_chunk_key(M.chunk_prefix, &c->hash, key, sizeof key);
-	rv = loomi_storage_put(loomi_instance_find(&M.d->plugins, M.s.storage), key, zdata, zlen);
-	if (rv == 0) {
-		st = prep(db, "INSERT INTO dataset_chunks (hash, raw, stored, user, created_ms) VALUES "
-		              "(?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING");
-		sqlite3_bind_blob(st, 1, c->hash.b, sizeof c->hash.b, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, c->raw);
-		sqlite3_bind_int64(st, 3, (sqlite3_int64)zlen);
-		sqlite3_bind_text(st, 4, u->user, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, loomi_wall_ms());
-		if (st == NULL || loomi_store_wrote(db, sqlite3_step(st)) != 0) {
-			char *m = loomi_store_errmsg("a chunk's record");
-			*err = m;
-			rv = LOOM_EIO;
-		} else if (sqlite3_changes(db) > 0) {
-			u->new_bytes += zlen;
-			u->new_chunks++;
-			if (u->n_fresh == u->cap_fresh) {
-				u->cap_fresh = u->cap_fresh ? 2 * u->cap_fresh : 64;
-				u->fresh = loomi_xrealloc(u->fresh, u->cap_fresh * sizeof *u->fresh);
-			}
-			if (u->n_fresh == 0)
-				u->first_fresh_ms = loomi_wall_ms();
-			u->fresh[u->n_fresh++] = c->hash;
-		}
-		sqlite3_finalize(st);
-	} else {
-		*err = loomi_strfmt("storage %s could not store chunk %s: %s", M.s.storage, key,
-		                    loom_strerror(rv));
+	j = loomi_xcalloc(1, sizeof *j);
+	j->u = u;
+	j->hash = c->hash;
+	j->raw = c->raw;
+	j->zlen = zlen;
+	j->z = loomi_xmalloc(zlen ? zlen : 1);
+	memcpy(j->z, zdata, zlen);
+	if (u->n_jobs == u->cap_jobs) {
+		u->cap_jobs = u->cap_jobs ? 2 * u->cap_jobs : 64;
+		u->jobs = loomi_xrealloc(u->jobs, u->cap_jobs * sizeof *u->jobs);
 	}
-	pthread_mutex_lock(&M.mu);
-	u->reserved -= zlen;
-	pthread_mutex_unlock(&M.mu);
-	return rv;
+	u->jobs[u->n_jobs++] = j;
+	if (u->first_fresh_ms == 0)
+		u->first_fresh_ms = loomi_wall_ms();
+
+	pthread_mutex_lock(&W.mu);
+	writers_start_locked();
+	failed = u->w_failed;
+	inline_put = W.nth == 0;
+	if (!inline_put && !failed) {
+		while (W.bytes > 0 && W.bytes + zlen > W_QUEUE_BYTES)
+			pthread_cond_wait(&W.done, &W.mu);
+		W.bytes += zlen;
+		if (W.tail)
+			W.tail->next = j;
+		else
+			W.head = j;
+		W.tail = j;
+		pthread_cond_signal(&W.work);
+	}
+	pthread_mutex_unlock(&W.mu);
+	if (inline_put && !failed) { /* no writer thread: store it here */
+		job_store(j);
+		pthread_mutex_lock(&W.mu);
+		j->done = true;
+		if (j->rv != 0)
+			u->w_failed = failed = true;
+		pthread_mutex_unlock(&W.mu);
+		if (failed) /* its own failure: flushed below with the others */
+			return upload_flush(u, err);
+	}
+	if (failed) {
+		/* a chunk before it was refused: stop here, with the storage's word */
+		j->done = true;
+		j->rv = LOOM_ECANCELED;
+		rv = upload_flush(u, err);
+		return rv != 0 ? rv : LOOM_EIO;
+	}
+	if (u->n_jobs >= W_FLUSH_JOBS)
+		return upload_flush(u, err);
+	return 0;
 }
 
 /* A fresh upload id. */
@@ -1465,6 +1706,7 @@ upload_release(loomi_daemon *d, upload *u, bool end, const loomi_caller *c, cons
 {
 	bool dead;
 
+	upload_flush(u, NULL); /* no chunk of it left with the writers */
 	pthread_mutex_lock(&M.mu);
 	dead = u->dead;
 	u->busy = false;
@@ -1537,7 +1779,9 @@ ds_upload_part(loomi_daemon *d, const loomi_caller *c, const ds_row *r, const ch
 		upload_release(d, u, false, c, NULL);
 		return LOOM_ERANGE;
 	}
-	if ((rv = upload_renew(d, u, e)) == 0 && (rv = ds_import_feed(u->im, data, len, &err)) != 0) {
+	if ((rv = upload_renew(d, u, e)) == 0 && (rv = ds_import_feed(u->im, data, len, &err)) == 0)
+		rv = upload_flush(u, &err); /* acknowledged only once stored and recorded */
+	if (rv != 0) {
 		if (rv == LOOM_ERANGE)
 			dse(e, rv, "quota_exceeded", "%s; upload %s is aborted", err ? err : "over quota",
 			    id);
@@ -1609,7 +1853,10 @@ upload_commit(loomi_daemon *d, const loomi_caller *c, const ds_row *r, upload *u
 		if ((rv = ds_resolve(db, r, parent_ref, parent, e)) != 0)
 			return rv;
 	}
-	if ((rv = ds_import_finish(u->im, &m, &err)) != 0) {
+	rv = ds_import_finish(u->im, &m, &err);
+	if (rv == 0)
+		rv = upload_flush(u, &err); /* every chunk stored and recorded first */
+	if (rv != 0) {
 		rv = dse(e, rv, rv == LOOM_ERANGE ? "quota_exceeded" : NULL,
 		         "upload %s: %s; the upload is aborted", u->id, err ? err : loom_strerror(rv));
 		free(err);
@@ -2562,6 +2809,7 @@ ds_module_stop(loomi_daemon *d)
 	upload *u;
 
 	(void)d;
+	writers_stop();
 	pthread_mutex_lock(&M.mu);
 	u = M.uploads;
 	M.uploads = NULL;

@@ -349,6 +349,108 @@ START_TEST(quota_refuses_and_charges_nothing)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ chunk writers */
+
+/* A part is answered only once every chunk it stored has its blob and its
+ * row: after each acknowledged part, every row names a blob that exists. */
+START_TEST(acknowledged_parts_are_stored)
+{
+	char up[32], *a = csv("a.csv", 30000, 0, 0, 0), *data = NULL, v[65];
+	const char *prefix = ds_settings_get()->chunk_prefix;
+	size_t len, step, off = 0;
+	int64_t part = 0, rows_before, seed_rows;
+	char *seed = csv("seed.csv", 10, 0, 0, 0);
+	dserr e = {0};
+	json_t *out = NULL;
+	ds_row r;
+
+	commit_ok(&alice, "main", seed, v);
+	seed_rows = rows_before = scalar("SELECT count(*) FROM dataset_chunks");
+	load(&r);
+	ck_assert_int_eq(ds_upload_begin(&T.d, &alice, &r, "main", "csv", NULL, &out, &e), 0);
+	snprintf(up, sizeof up, "%s", json_string_value(json_object_get(out, "upload")));
+	json_decref(out);
+	ck_assert_int_eq(loomi_read_file(a, &data, &len), 0);
+	step = len / 4 + 1;
+	for (; off < len; off += step, part++) {
+		size_t n = len - off < step ? len - off : step;
+		sqlite3_stmt *st;
+		int64_t rows;
+
+		ck_assert_int_eq(ds_upload_part(&T.d, &alice, &r, up, part, data + off, n, &out, &e),
+		                 0);
+		json_decref(out);
+		rows = scalar("SELECT count(*) FROM dataset_chunks");
+		ck_assert_int_gt(rows, rows_before); /* this part's chunks are recorded */
+		rows_before = rows;
+		ck_assert_int_eq(sqlite3_prepare_v2(T.d.store.db, "SELECT hash FROM dataset_chunks", -1,
+		                                    &st, NULL),
+		                 SQLITE_OK);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			ds_hash h;
+			char key[512], *path;
+			struct stat sb;
+
+			ck_assert_int_eq(sqlite3_column_bytes(st, 0), 32);
+			memcpy(h.b, sqlite3_column_blob(st, 0), 32);
+			ds_chunk_key(prefix, &h, key, sizeof key);
+			path = loomi_strfmt("%s/blobs/%s", T.tmp, key);
+			ck_assert_msg(stat(path, &sb) == 0 && sb.st_size > 0, "%s: a row without its blob",
+			              path);
+			free(path);
+		}
+		sqlite3_finalize(st);
+	}
+	ck_assert_int_eq(ds_upload_commit(&T.d, &alice, &r, up, "four parts", NULL, &out, &e), 0);
+	/* every chunk it stored first was recorded, once */
+	ck_assert_int_eq(json_integer_value(json_object_get(out, "new_chunks")),
+	                 scalar("SELECT count(*) FROM dataset_chunks") - seed_rows);
+	json_decref(out);
+	ds_row_free(&r);
+	dserr_free(&e);
+	free(data);
+	free(a);
+	free(seed);
+}
+END_TEST
+
+/* A chunk the storage refuses fails its part with the storage's word; the
+ * upload is aborted, nothing of it recorded, its lock released. */
+START_TEST(storage_refusal_fails_the_part)
+{
+	char up[32], *a = csv("a.csv", 3000, 0, 0, 0), *data = NULL, *p;
+	size_t len;
+	dserr e = {0};
+	json_t *out = NULL;
+	FILE *fp;
+	ds_row r;
+
+	/* a file where the chunks' directory would be: every put is refused */
+	p = loomi_strfmt("%s/blobs/datasets", T.tmp);
+	ck_assert_int_eq(mkdir(p, 0755), 0);
+	free(p);
+	p = loomi_strfmt("%s/blobs/datasets/chunks", T.tmp);
+	ck_assert_ptr_nonnull(fp = fopen(p, "w"));
+	fclose(fp);
+	free(p);
+	ck_assert_int_eq(ds_create(&T.d, &alice, "w", NULL, NULL, &r, &e), 0);
+	ck_assert_int_eq(ds_upload_begin(&T.d, &alice, &r, "main", "csv", NULL, &out, &e), 0);
+	snprintf(up, sizeof up, "%s", json_string_value(json_object_get(out, "upload")));
+	json_decref(out);
+	ck_assert_int_eq(loomi_read_file(a, &data, &len), 0);
+	ck_assert_int_ne(ds_upload_part(&T.d, &alice, &r, up, 0, data, len, &out, &e), 0);
+	ASSERT_HAS(e.msg, "storage store could not store chunk datasets/chunks/");
+	ASSERT_HAS(e.msg, "the upload is aborted");
+	ck_assert_int_eq(scalar("SELECT count(*) FROM dataset_chunks"), 0);
+	ck_assert_int_eq(scalar("SELECT count(*) FROM dataset_locks"), 0);
+	ck_assert_int_eq(ds_upload_part(&T.d, &alice, &r, up, 1, data, len, &out, &e), LOOM_ENOENT);
+	ds_row_free(&r);
+	dserr_free(&e);
+	free(data);
+	free(a);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ gc */
 
 START_TEST(gc_keeps_what_is_referenced)
@@ -468,6 +570,8 @@ suite(void)
 	tcase_add_test(tc, locks_refuse_a_second_writer);
 	tcase_add_test(tc, commit_refused_when_the_head_moved);
 	tcase_add_test(tc, quota_refuses_and_charges_nothing);
+	tcase_add_test(tc, acknowledged_parts_are_stored);
+	tcase_add_test(tc, storage_refusal_fails_the_part);
 	tcase_add_test(tc, gc_keeps_what_is_referenced);
 	tcase_add_test(tc, materialize_once_and_only_for_readers);
 	suite_add_tcase(s, tc);
