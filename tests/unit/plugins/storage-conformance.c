@@ -817,7 +817,9 @@ END_TEST
 /* ------------------------------------------------------------------ concurrency */
 
 #define N_THREADS 8
-#define N_ROUNDS 50
+/* rounds of each race: target->rounds when set (a store over the network
+ * takes far longer per operation), else 50 */
+#define N_ROUNDS (target->rounds > 0 ? target->rounds : 50)
 #define RACE_LEN (64u * 1024u)
 
 typedef struct race {

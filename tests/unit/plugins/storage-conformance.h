@@ -25,6 +25,9 @@ typedef struct sc_target {
 	/* The body of the instance's config group, libconfig syntax; every
 	 * "@DIR@" is replaced by the test's own fresh temporary directory. */
 	const char *config;
+	/* rounds of each concurrency race (0: 50); a remote store's requests
+	 * cost milliseconds, where a local one's cost microseconds */
+	int rounds;
 } sc_target;
 
 /* A started instance named "s" in a registry of its own, searching
