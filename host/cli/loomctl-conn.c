@@ -913,3 +913,23 @@ cmd_logout(ctl *c, int argc, char **argv)
 	free(path);
 	return rv;
 }
+
+char *
+path_segment(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *out = loomi_xmalloc(3 * strlen(s) + 1), *o = out;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+			*o++ = (char)*p;
+		} else {
+			*o++ = '%';
+			*o++ = hex[*p >> 4];
+			*o++ = hex[*p & 15];
+		}
+	}
+	*o = '\0';
+	return out;
+}

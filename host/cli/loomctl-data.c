@@ -373,28 +373,6 @@ bad:
 
 /* ------------------------------------------------------------------ requests */
 
-/* A path or query segment: every byte but the unreserved ones escaped
- * (user names, which are not checked here; malloc'd). */
-static char *
-segment(const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	char *out = loomi_xmalloc(3 * strlen(s) + 1), *o = out;
-
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		    *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-			*o++ = (char)*p;
-		} else {
-			*o++ = '%';
-			*o++ = hex[*p >> 4];
-			*o++ = hex[*p & 15];
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
 /* The request with a JSON body (NULL: none), its answer printed by print
  * when its status is ok (any 2xx when ok is 0). */
 static int
@@ -1056,7 +1034,7 @@ data_audit(const ctl *c, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (a.user)
-		user = segment(a.user);
+		user = path_segment(a.user);
 	if (a.action)
 		action = loomi_strdup(a.action);
 	path = loomi_strfmt(API "/%s/audit?%s%s%s%s%s%s", a.pos[0], a.limit ? "limit=" : "",
@@ -1105,7 +1083,7 @@ data_quota(const ctl *c, int argc, char **argv)
 		fprintf(stderr, "loomctl: data quota: give a USER name\n");
 		return EXIT_USAGE;
 	}
-	user = segment(a.pos[0]);
+	user = path_segment(a.pos[0]);
 	path = loomi_strfmt(API "/quotas/%s", user);
 	free(user);
 	if (a.npos == 2) {

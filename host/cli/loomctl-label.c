@@ -65,28 +65,6 @@ label_usage(const char *sub, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-/* A path segment: every byte but the unreserved ones escaped, so a name
- * never reaches another route (malloc'd). */
-static char *
-segment(const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	char *out = loomi_xmalloc(3 * strlen(s) + 1), *o = out;
-
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		    *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-			*o++ = (char)*p;
-		} else {
-			*o++ = '%';
-			*o++ = hex[*p >> 4];
-			*o++ = hex[*p & 15];
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
 /* ------------------------------------------------------------------ arguments */
 
 /* The arguments of one subcommand: up to two positional ones and the
@@ -558,7 +536,7 @@ label_status(const ctl *c, int argc, char **argv)
 
 	if ((rv = parse(argc, argv, 1, "", &a)) != 0)
 		return rv;
-	name = segment(a.pos[0]);
+	name = path_segment(a.pos[0]);
 	path = loomi_strfmt(API "/projects/%s", name);
 	rv = request(c, "GET", path, NULL, 200, print_status);
 	free(path);
@@ -643,7 +621,7 @@ label_round(const ctl *c, int argc, char **argv)
 	if ((data = data_path(a.data)) == NULL || !text_field(body, "data", "--data", data) ||
 	    !number_field(body, "k", "--k", a.k) || !number_field(body, "seed", "--seed", a.seed))
 		goto out;
-	name = segment(a.pos[0]);
+	name = path_segment(a.pos[0]);
 	path = loomi_strfmt(API "/projects/%s/rounds", name);
 	text = json_dumps(body, JSON_COMPACT);
 	if ((rv = http(c, "POST", path, text, &r)) != 0)
@@ -685,7 +663,7 @@ label_next(const ctl *c, int argc, char **argv)
 
 	if ((rv = parse(argc, argv, 1, "", &a)) != 0)
 		return rv;
-	name = segment(a.pos[0]);
+	name = path_segment(a.pos[0]);
 	path = loomi_strfmt(API "/projects/%s/next", name);
 	rv = request(c, "POST", path, NULL, 200, print_next);
 	free(path);
@@ -1170,7 +1148,7 @@ static int
 version_columns(const ctl *c, const char *model, int64_t v, char **target, char **time_col,
                 json_t **features)
 {
-	char *seg = segment(model), *path;
+	char *seg = path_segment(model), *path;
 	reply r = {0};
 	const json_t *spec, *tg;
 	const char *head;
@@ -1340,7 +1318,7 @@ label_apply(const ctl *c, const args *a)
 {
 	const char *only = a->only ? a->only : "all", *project = a->pos[0];
 	const char *model, *out_name = a->output && strcmp(a->output, "-") ? a->output : NULL;
-	char *name = segment(project), *path, *target = NULL, *time_col = NULL, *body = NULL;
+	char *name = path_segment(project), *path, *target = NULL, *time_col = NULL, *body = NULL;
 	const char **assigned = NULL;
 	int64_t version = 0;
 	csv_file f = {.name = a->apply};
@@ -1575,7 +1553,7 @@ label_export(const ctl *c, int argc, char **argv)
 		return label_usage("export", "--json and --format %s ask for two different outputs; "
 		                             "give one of them",
 		                   format);
-	name = segment(a.pos[0]);
+	name = path_segment(a.pos[0]);
 	path = loomi_strfmt(API "/projects/%s/export?format=%s%s%s", name, format,
 	                    a.round ? "&round=" : "", a.round ? a.round : "");
 	rv = exchange(c, "GET", path, NULL, true, &r);

@@ -35,30 +35,6 @@ models_usage(void)
 	return EXIT_USAGE;
 }
 
-/* A path segment: model names may hold any character, so escape all but
- * the unreserved ones. */
-static char *
-escape(const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	char *out = malloc(3 * strlen(s) + 1), *o = out;
-
-	if (out == NULL)
-		abort();
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		    *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-			*o++ = (char)*p;
-		} else {
-			*o++ = '%';
-			*o++ = hex[*p >> 4];
-			*o++ = hex[*p & 15];
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
 /* "k=v, k=v" of a version's headline metrics (every metric with --all). */
 static void
 print_headline(const json_t *v)
@@ -236,13 +212,13 @@ static int
 compare(const ctl *c, const char *model, const char *const *vs, int nv)
 {
 	json_t *versions = json_array(), *names = json_object(), *v;
-	char *name = escape(model), path[1024];
+	char *name = path_segment(model), path[1024];
 	size_t i;
 	int rv = 0;
 
 	for (int k = 0; k < nv && rv == 0; k++) {
 		reply r = {0};
-		char *e = escape(vs[k]);
+		char *e = path_segment(vs[k]);
 		snprintf(path, sizeof path, "/api/v1/models/%s/versions/%s", name, e);
 		free(e);
 		if ((rv = http(c, "GET", path, NULL, &r)) != 0)
@@ -413,7 +389,7 @@ deploy(const ctl *c, int argc, char **argv)
 	if (model == NULL || (show && del) ||
 	    ((show || del) && (metric || better || alias || approval)))
 		return models_usage();
-	name = escape(model);
+	name = path_segment(model);
 	snprintf(path, sizeof path, "/api/v1/models/%s/deploy", name);
 	free(name);
 	if (del) {
@@ -490,7 +466,7 @@ check(const ctl *c, int argc, char **argv)
 	}
 	if (data == NULL)
 		return models_usage();
-	name = escape(model);
+	name = path_segment(model);
 	snprintf(path, sizeof path, "/api/v1/models/%s/deploy/check", name);
 	b = json_pack("{s:s}", "data", data);
 	body = json_dumps(b, JSON_COMPACT);
@@ -540,12 +516,12 @@ cmd_models(const ctl *c, int argc, char **argv)
 	if (strcmp(sub, "show") == 0) {
 		if (!parse(argc, argv, pos, 2, &n, NULL) || n < 1)
 			return models_usage();
-		name = escape(pos[0]);
+		name = path_segment(pos[0]);
 		if (n == 1) {
 			snprintf(path, sizeof path, "/api/v1/models/%s", name);
 			rv = get(c, path, print_model);
 		} else {
-			char *v = escape(pos[1]);
+			char *v = path_segment(pos[1]);
 			snprintf(path, sizeof path, "/api/v1/models/%s/versions/%s", name, v);
 			free(v);
 			rv = get(c, path, print_version);
@@ -569,8 +545,8 @@ cmd_models(const ctl *c, int argc, char **argv)
 			pos[1]++;
 		if (promote && !number_arg("VERSION", pos[1]))
 			return EXIT_USAGE;
-		name = escape(pos[0]);
-		a = escape(alias);
+		name = path_segment(pos[0]);
+		a = path_segment(alias);
 		snprintf(path, sizeof path, "/api/v1/models/%s/aliases/%s%s", name, a,
 		         promote ? "" : "/rollback");
 		snprintf(body, sizeof body, "{\"version\": %s}", promote ? pos[1] : "0");
@@ -591,8 +567,8 @@ cmd_models(const ctl *c, int argc, char **argv)
 			pos[1]++;
 		if (!number_arg("VERSION", pos[1]))
 			return EXIT_USAGE;
-		name = escape(pos[0]);
-		v = escape(pos[1]);
+		name = path_segment(pos[0]);
+		v = path_segment(pos[1]);
 		snprintf(path, sizeof path, "/api/v1/models/%s/versions/%s/approve", name, v);
 		free(name);
 		free(v);
@@ -727,8 +703,8 @@ cmd_predict(const ctl *c, int argc, char **argv)
 	if (passes)
 		json_object_set_new(body, "passes", json_integer(strtoll(passes, NULL, 10)));
 	json_decref(doc);
-	name = escape(model);
-	q = alias ? escape(alias) : NULL;
+	name = path_segment(model);
+	q = alias ? path_segment(alias) : NULL;
 	snprintf(path, sizeof path, "/api/v1/models/%s/predict%s%s%s", name,
 	         alias ? "?alias=" : version ? "?version=" : "", alias ? q : version ? version : "",
 	         "");

@@ -85,6 +85,10 @@ const char *S(const json_t *obj, const char *key);
 double N(const json_t *obj, const char *key);
 
 /* Print an API error and return EXIT_REFUSED. */
+/* A path or query segment: every byte but the unreserved ones
+ * percent-escaped, so a name (a model's, a dataset's, a user's) never
+ * reaches another route (malloc'd). */
+char *path_segment(const char *s);
 int refused(const ctl *c, const reply *r);
 int print_json(const reply *r);
 /* The usual ending of a request: refused unless the status is ok, else
