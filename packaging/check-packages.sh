@@ -47,6 +47,10 @@
 #   JOB_TIMEOUT     seconds a training task may take (default 1800)
 #   MIRROR          the Debian mirror for mmdebstrap (default: its own,
 #                   deb.debian.org)
+#
+# The packages apt downloads are kept in BUILDDIR/_pkg-check-cache/apt-archives
+# for the next root and the next run: apt uses a cached file only when its
+# size and hash are those the root's fresh index names.
 set -eEu -o pipefail
 
 die() { printf 'check-packages: %s\n' "$*" >&2; exit 1; }
@@ -90,7 +94,7 @@ exec 9>"$B/_pkg-check.lock"
 flock -n 9 || die "another check-packages runs on $B (lock $B/_pkg-check.lock)"
 
 # ---------------------------------------------------------------- steps and the summary
-STEP='' STEP_T0='' FAILED='' ROOT='' NS_PID='' LOOMD_PID='' NOTIFY_PID=''
+STEP='' STEP_T0='' FAILED='' ROOT='' NS_PID='' LOOMD_PID='' NOTIFY_PID='' NOTIFY_LOG=''
 STEPS=() SECS=() NOTES=()
 now() { printf '%s' "$EPOCHREALTIME"; }
 step_done() {
@@ -269,6 +273,11 @@ open_root() {
 	mount -t tmpfs -o nosuid,nodev,mode=1777 shm "$ROOT/dev/shm"
 	mount -t tmpfs -o nosuid,nodev,mode=0755 run "$ROOT/run"
 	mkdir -m 1777 "$ROOT/run/lock"
+	# The downloaded packages, shared by the roots and kept between runs:
+	# apt takes a file from there only when its size and hash are those
+	# of the package the root's index names, so it is never stale.
+	mkdir -p "$CACHE/apt-archives/partial"
+	mount --bind "$CACHE/apt-archives" "$ROOT/var/cache/apt/archives"
 	unshare --net -- sleep infinity &
 	NS_PID=$!
 	local i
@@ -400,6 +409,13 @@ read_unit() {
 		U_ENV+=($e)
 	done < <(unit_values Environment)
 	U_KILL=$(unit_value KillSignal); U_KILL=${U_KILL:-SIGTERM}
+	U_STOP_TIMEOUT=$(unit_value TimeoutStopSec); U_STOP_TIMEOUT=${U_STOP_TIMEOUT:-90s}
+	case $U_STOP_TIMEOUT in
+	*[0-9]min) U_STOP_S=$((${U_STOP_TIMEOUT%min} * 60)) ;;
+	*[0-9]s) U_STOP_S=${U_STOP_TIMEOUT%s} ;;
+	*[0-9]) U_STOP_S=$U_STOP_TIMEOUT ;;
+	*) fail "$UNIT: TimeoutStopSec=$U_STOP_TIMEOUT is not handled by this test" ;;
+	esac
 	[ -z "$(unit_values ExecStop)" ] ||
 		fail "$UNIT has ExecStop=, which this test does not emulate: teach packaging/check-packages.sh"
 }
@@ -438,7 +454,7 @@ make_unit_dirs() {
 # systemd-analyze checks).  With notify and Type=notify, a listener on
 # NOTIFY_SOCKET must receive READY=1.  Then wait for the API's health.
 start_loomd() {
-	local log=$LOGS/$1 notify=$2
+	local label=$1 log=$LOGS/$1 notify=$2
 	shift 2
 	read_unit
 	make_unit_dirs
@@ -450,7 +466,8 @@ start_loomd() {
 	local notes=
 	if [ "$U_TYPE" = notify ] && [ "$notify" = notify ]; then
 		mkdir -p "$ROOT/run/loom-check"
-		rm -f "$ROOT/run/loom-check/notify" "$W/notify.$1"
+		NOTIFY_LOG=$W/notify.$label
+		rm -f "$ROOT/run/loom-check/notify" "$NOTIFY_LOG"
 		/usr/bin/python3 -c '
 import os, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -458,7 +475,7 @@ s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666)
 with open(sys.argv[2], "ab", buffering=0) as out:
     while True:
         out.write(s.recv(4096).replace(b"\n", b" ") + b"\n")
-' "$ROOT/run/loom-check/notify" "$W/notify.$1" &
+' "$ROOT/run/loom-check/notify" "$NOTIFY_LOG" &
 		NOTIFY_PID=$!
 		local i
 		for i in $(seq 100); do [ -S "$ROOT/run/loom-check/notify" ] && break; sleep 0.05; done
@@ -491,7 +508,7 @@ wait_ready() {
 			LOOMD_PID=
 			fail "loomd exited with status $rc before it was ready" "$LOOMD_LOG"
 		fi
-		if [ -n "$NOTIFY_PID" ] && [ -z "$ready" ] && grep -q '^READY=1\|[ ]READY=1' "$W/notify."* 2>/dev/null; then
+		if [ -n "$NOTIFY_PID" ] && [ -z "$ready" ] && grep -q '\(^\| \)READY=1' "$NOTIFY_LOG" 2>/dev/null; then
 			ready=1
 		fi
 		if { [ -z "$NOTIFY_PID" ] || [ -n "$ready" ]; } && loomctl --json health >"$W/health.json" 2>/dev/null; then
@@ -504,21 +521,36 @@ wait_ready() {
 	[ "$(jq -r .status "$W/health.json")" = ok ] || fail "loomd's health is not ok: $(jq -c . "$W/health.json")"
 	SCHEMA=$(jq -r .database.schema_version "$W/health.json")
 	say "ready: $(jq -r '"loomd \(.version), ABI \(.abi), \(.plugins) plugins, schema \(.database.schema_version), state \(.state_dir)"' "$W/health.json")${ready:+, READY=1 received}"
-	[ -z "$NOTIFY_PID" ] || { kill "$NOTIFY_PID" 2>/dev/null || true; wait "$NOTIFY_PID" 2>/dev/null || true; NOTIFY_PID=; }
 }
 
 stop_loomd() {
 	[ -n "$LOOMD_PID" ] || return 0
-	local rc=0 deadline=$((SECONDS + 90))
+	local rc=0 deadline=$((SECONDS + U_STOP_S)) stopping=
 	kill -"${U_KILL#SIG}" "$LOOMD_PID"
 	while kill -0 "$LOOMD_PID" 2>/dev/null; do
-		[ $SECONDS -lt $deadline ] || fail "loomd did not stop within 90 s of $U_KILL (systemd's TimeoutStopSec)" "$LOOMD_LOG"
+		[ $SECONDS -lt $deadline ] ||
+			fail "loomd did not stop within $U_STOP_TIMEOUT of $U_KILL (the unit's TimeoutStopSec)" "$LOOMD_LOG"
 		sleep 0.1
 	done
 	wait "$LOOMD_PID" || rc=$?
 	LOOMD_PID=
 	[ $rc -eq 0 ] || fail "loomd exited with status $rc on $U_KILL (expected 0)" "$LOOMD_LOG"
-	say "stopped ($U_KILL, exit status 0)"
+	if [ -n "$NOTIFY_PID" ]; then
+		# The datagram was queued before loomd exited; the listener may not
+		# have written it yet.
+		local i
+		for i in $(seq 100); do
+			grep -q '\(^\| \)STOPPING=1' "$NOTIFY_LOG" && break
+			sleep 0.05
+		done
+		grep -q '\(^\| \)STOPPING=1' "$NOTIFY_LOG" ||
+			fail "loomd sent no STOPPING=1 to NOTIFY_SOCKET when it stopped (it sent: $(tr '\n' '|' <"$NOTIFY_LOG"))"
+		kill "$NOTIFY_PID" 2>/dev/null || true
+		wait "$NOTIFY_PID" 2>/dev/null || true
+		NOTIFY_PID=
+		stopping=", STOPPING=1 sent"
+	fi
+	say "stopped ($U_KILL, exit status 0$stopping)"
 }
 
 # ---------------------------------------------------------------- training through loomd
@@ -566,9 +598,14 @@ predict() {
 }
 
 # ================================================================= 1. the root
-step "root: mmdebstrap bookworm (variant apt, build-essential, pkg-config)"
-# shellcheck disable=SC2054
-mm=(mmdebstrap --variant=apt --include=build-essential,pkg-config --skip=cleanup/apt/lists bookworm "$W/base.tar")
+step "root: mmdebstrap bookworm (apt, build-essential, pkg-config)"
+mkdir -p "$CACHE/apt-archives"
+# shellcheck disable=SC2016,SC2054
+mm=(mmdebstrap --variant=apt --include=build-essential,pkg-config --skip=cleanup/apt/lists
+	--skip=essential/unlink --setup-hook='mkdir -p "$1"/var/cache/apt/archives/'
+	--setup-hook="sync-in $CACHE/apt-archives /var/cache/apt/archives/"
+	--customize-hook="sync-out /var/cache/apt/archives $CACHE/apt-archives"
+	bookworm "$W/base.tar")
 [ -z "${MIRROR:-}" ] || mm+=("$MIRROR")
 run mmdebstrap.log "${mm[@]}"
 say "$(du -m "$W/base.tar" | cut -f1) MB tarball; $(tar -xOf "$W/base.tar" ./etc/debian_version) from $(tar -xOf "$W/base.tar" ./etc/apt/sources.list | awk '{ print $2 }' | sort -u | xargs)"
@@ -675,8 +712,10 @@ loomctl --json plugins show hello >"$W/plugin.json" 2>"$W/plugin.err" ||
 	[ "$(jq -r '.path' "$W/plugin.json")" = /usr/local/lib/loom/plugins/hello-exporter.so ] ||
 	fail "the instance hello is not hello-exporter from /usr/local/lib/loom/plugins: $(jq -c . "$W/plugin.json")"
 grep -q '\[exporter:hello\] hello from hello' "$LOOMD_LOG" || fail "loomd's log does not show hello-exporter's init" "$LOOMD_LOG"
-in_ns curl -s "$url/api/v1/plugins" >"$W/plugins-tcp.json"
-say "loaded: $(jq -r '"\(.instance // "hello") \(.module) \(.version) from \(.path)"' "$W/plugin.json"); GET /api/v1/plugins: $(jq -r 'if type == "object" and has("plugins") then .plugins else . end | if type == "array" then "\(length) instances" else tostring end' "$W/plugins-tcp.json" | cut -c1-80)"
+loomctl --json plugins >"$W/plugins.json"
+jq -e '[.. | objects | select(.instance? == "hello" and .module? == "hello-exporter")] | length == 1' "$W/plugins.json" >/dev/null ||
+	fail "GET /api/v1/plugins does not list the instance hello of hello-exporter: $(jq -c . "$W/plugins.json" | cut -c1-400)"
+say "loaded: hello = hello-exporter $(jq -r .version "$W/plugin.json") from $(jq -r .path "$W/plugin.json"), listed by GET /api/v1/plugins"
 
 # ================================================================= 5. purge
 step "purge: apt-get purge, what is left"
@@ -695,6 +734,10 @@ if grep -qi loom "$W/new.list"; then
 else
 	say "what is left of Loom (new paths naming loom): nothing"
 fi
+# Outside the listing (it leaves out /var/log), so named here.
+for d in /var/lib/loom /var/log/loom /etc/loom; do
+	[ ! -e "$ROOT$d" ] || fail "$d is still there after the purge: $(cd "$ROOT" && find ".$d" | head -n 5 | xargs)"
+done
 if in_root getent passwd loom >/dev/null; then
 	note "purge kept the system user loom ($(in_root getent passwd loom)), as Debian keeps system users"
 fi
@@ -787,7 +830,10 @@ loomctl --json list >"$W/tasks-old.json"
 loomctl --json models show "$MODEL" 1 >"$W/model-old.json" ||
 	fail "the older loomd registered no $MODEL v1"
 loomctl --json runs list >"$W/runs-old.json"
-predict 1 "$W/predict-old.json"
+model_dir=$(jq -r .dir "$W/model-old.json")
+(cd "$ROOT$model_dir" && find . -type f | LC_ALL=C sort | xargs sha256sum) >"$W/model-files-old.sum"
+# No predict here: 389a70c's serving worker resolved the store's relative
+# root against its working directory, / under the unit (fixed in 15d6484).
 say "$(jq -r '.total' "$W/tasks-old.json") tasks, $MODEL v1 from $(jq -r .task_id "$W/model-old.json"), $(jq -r '.runs | length' "$W/runs-old.json") run(s), schema $OLD_SCHEMA"
 
 step "upgrade: apt-get install the new packages over them"
@@ -822,12 +868,11 @@ loomctl --json runs list >"$W/runs-new.json"
 runs() { jq -c '[.runs[] | {run_id: (.run_id // .id), task_id}] | sort_by(.run_id)' "$1"; }
 [ "$(runs "$W/runs-new.json")" = "$(runs "$W/runs-old.json")" ] ||
 	fail "the runs differ after the upgrade: before $(runs "$W/runs-old.json"), after $(runs "$W/runs-new.json")"
+(cd "$ROOT$model_dir" && find . -type f | LC_ALL=C sort | xargs sha256sum) >"$W/model-files-new.sum"
+cmp -s "$W/model-files-old.sum" "$W/model-files-new.sum" ||
+	fail "$MODEL v1's files changed in the upgrade: $(diff "$W/model-files-old.sum" "$W/model-files-new.sum" | tr '\n' ' ')"
 predict 1 "$W/predict-new.json"
-jq -e -n --slurpfile a "$W/predict-old.json" --slurpfile b "$W/predict-new.json" \
-	'[$a[0].outputs[][][]] as $x | [$b[0].outputs[][][]] as $y | ($x | length) == ($y | length) and
-	 ([range($x | length)] | all(($x[.] - $y[.]) | (if . < 0 then -. else . end) < 1e-3))' >/dev/null ||
-	fail "$MODEL v1 forecasts differently after the upgrade: before $(jq -c .outputs "$W/predict-old.json"), after $(jq -c .outputs "$W/predict-new.json")"
-say "$MODEL v1 (from $(jq -r .task_id "$W/model-new.json")) kept its files and forecasts as before (within 1e-3)"
+say "$MODEL v1 (from $(jq -r .task_id "$W/model-new.json")) kept its $(wc -l <"$W/model-files-new.sum") files byte for byte; the new loomd forecasts with it"
 loomctl start "$pending_task" >/dev/null 2>"$W/start.err" || fail "loomctl start $pending_task failed: $(cat "$W/start.err")"
 wait_task "$pending_task"
 say "the task left pending before the upgrade ran to completion after it"
