@@ -1,5 +1,7 @@
 /* Host logging.  One mutex; each line is written and flushed whole, so
- * lines from threads never interleave. */
+ * lines from threads never interleave.  The level and format are read
+ * without it (atomically), so that a disabled line costs one load and a
+ * SIGHUP can change them while threads log. */
 #include "config.h"
 
 #include <errno.h>
@@ -74,9 +76,28 @@ loomi_log_setup(int level, int format, const char *file, char **err)
 	log_fp = fp;
 	log_path = path;
 	__atomic_store_n(&log_level, level, __ATOMIC_RELAXED);
-	log_format = format;
+	__atomic_store_n(&log_format, format, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&log_mtx);
 	return 0;
+}
+
+void
+loomi_log_set(int level, int format)
+{
+	__atomic_store_n(&log_level, level, __ATOMIC_RELAXED);
+	__atomic_store_n(&log_format, format, __ATOMIC_RELAXED);
+}
+
+int
+loomi_log_level(void)
+{
+	return __atomic_load_n(&log_level, __ATOMIC_RELAXED);
+}
+
+int
+loomi_log_format(void)
+{
+	return __atomic_load_n(&log_format, __ATOMIC_RELAXED);
 }
 
 void
@@ -151,20 +172,21 @@ loomi_vlog(int level, const char *who, const char *fmt, va_list ap)
 	char msg[4096], ts[64];
 	void (*sink)(int, const char *, const char *);
 	FILE *out;
+	int format = loomi_log_format(); /* one for the whole line */
 
 	if (!loomi_log_enabled(level) && __atomic_load_n(&log_hook, __ATOMIC_ACQUIRE) == NULL)
 		return;
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	timestamp(ts, sizeof ts);
-	if (log_format == LOOMI_LOG_JSON)
+	if (format == LOOMI_LOG_JSON)
 		loomi_utf8_clean(msg); /* cut mid-character, or quoting foreign bytes */
 
 	pthread_mutex_lock(&log_mtx);
 	if (log_hook)
 		log_hook(log_hook_arg, level, who, msg);
-	if (level <= log_level) {
+	if (loomi_log_enabled(level)) {
 		out = log_fp ? log_fp : stderr;
-		if (log_format == LOOMI_LOG_JSON) {
+		if (format == LOOMI_LOG_JSON) {
 			json_t *o = json_pack("{s:s, s:s, s:s}", "time", ts, "level",
 			                      loomi_log_level_name(level), "msg", msg);
 			char *line;

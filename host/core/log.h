@@ -17,6 +17,12 @@ enum loomi_log_format {
  * "" for stderr).  Returns 0 or LOOM_EIO with *err set (free it). */
 int loomi_log_setup(int level, int format, const char *file, char **err);
 
+/* Change the level and format at run time (SIGHUP), the file kept.  Safe
+ * while other threads log: a line is written whole in one format. */
+void loomi_log_set(int level, int format);
+int loomi_log_level(void);
+int loomi_log_format(void);
+
 /* Reopen the log file (after rotation; SIGHUP). */
 void loomi_log_reopen(void);
 

@@ -6,8 +6,10 @@
  * Reads loomd.conf, takes the state directory's lock, opens the state
  * database, starts the bus, loads and starts the plugins the config names,
  * serves the API, and waits for SIGTERM/SIGINT (stop) or SIGHUP (reopen the
- * log file).  Without --foreground it detaches once it is ready; the
- * parent's exit status says whether start-up succeeded. */
+ * log file, take log.level and log.format from the file again).  Without
+ * --foreground it detaches once it is ready; the parent's exit status says
+ * whether start-up succeeded.  Under systemd (Type=notify) it tells
+ * $NOTIFY_SOCKET when it is ready, reloading and stopping (notify.c). */
 #include "config.h"
 
 #include <errno.h>
@@ -30,6 +32,7 @@
 #include "daemon.h"
 #include "events.h"
 #include "module.h"
+#include "notify.h"
 
 #ifndef LOOM_CONF_FILE
 #define LOOM_CONF_FILE "/etc/loom/loomd.conf"
@@ -151,6 +154,59 @@ notify_ready(int *notify_fd, char status)
 		status = 1;
 	close(*notify_fd);
 	*notify_fd = -1;
+}
+
+/* systemd: loomd serves (again) */
+static void
+notify_serving(const loomi_daemon *d)
+{
+	loomi_notify("READY=1\nSTATUS=serving the API on %s; log level %s", d->url,
+	             loomi_log_level_name(loomi_log_level()));
+}
+
+/* SIGHUP: reopen the log file, then read the configuration file again and
+ * apply log.level (unless --log-level gave one: the command line wins)
+ * and log.format.  Nothing else changes; a file that no longer loads is
+ * reported, each problem with its line, and changes nothing. */
+static void
+reload(loomi_daemon *d, bool level_fixed)
+{
+	const char *path = d->conf.path;
+	loomi_conf c;
+	loomi_strv errs = {0};
+	int level = loomi_log_level(), format = loomi_log_format();
+
+	loomi_notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the log settings from %s",
+	             (unsigned long long)(loomi_mono_ns() / 1000), path);
+	LOG_INFO("SIGHUP: reopening the log file, reading the log settings from %s", path);
+	loomi_log_reopen();
+	if (loomi_conf_load(&c, path, &errs) != 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			LOG_ERROR("SIGHUP: %s", errs.v[i]);
+		LOG_ERROR("SIGHUP: %s: %zu problem%s found; the log settings stay as they were (level "
+		          "%s); loomd goes on serving",
+		          path, errs.n, errs.n == 1 ? "" : "s", loomi_log_level_name(level));
+	} else {
+		int want = level_fixed ? level : c.log_level;
+		char was[32] = "";
+		if (level_fixed && c.log_level != level)
+			LOG_INFO("SIGHUP: log.level \"%s\" in %s is not applied: --log-level %s was given "
+			         "on the command line",
+			         loomi_log_level_name(c.log_level), path, loomi_log_level_name(level));
+		if (want != level)
+			snprintf(was, sizeof was, " (was %s)", loomi_log_level_name(level));
+		/* said at the more verbose of the two levels, so that it is seen */
+		if (want > level)
+			loomi_log_set(want, c.log_format);
+		LOG_INFO("SIGHUP: log level %s%s, format %s%s; other settings take effect when loomd "
+		         "restarts",
+		         loomi_log_level_name(want), was, c.log_format == LOOMI_LOG_JSON ? "json" : "text",
+		         c.log_format != format ? " (changed)" : "");
+		loomi_log_set(want, c.log_format);
+	}
+	loomi_conf_free(&c);
+	loomi_strv_free(&errs);
+	notify_serving(d);
 }
 
 static int
@@ -342,6 +398,10 @@ main(int argc, char **argv)
 		}
 	}
 
+	/* systemd's socket is loomd's alone: out of the environment before
+	 * any thread starts, so workers (and what they run) never inherit it */
+	loomi_notify_init();
+
 	/* Signals are taken synchronously by the main thread: block them
 	 * before any thread starts, so every thread inherits the mask. */
 	sigemptyset(&sigs);
@@ -417,6 +477,19 @@ main(int argc, char **argv)
 		LOG_ERROR("cannot start: %s", err ? err : loom_strerror(rv));
 		if (!foreground || d.conf.log_file)
 			fprintf(stderr, "loomd: cannot start: %s\n", err ? err : loom_strerror(rv));
+		{
+			/* STATUS= is one line: the problems joined by "; " */
+			char *why = loomi_strdup(err ? err : loom_strerror(rv)), *nl;
+			while ((nl = strchr(why, '\n')) != NULL) {
+				char *joined;
+				*nl = '\0';
+				joined = loomi_strfmt("%s; %s", why, nl + 1);
+				free(why);
+				why = joined;
+			}
+			loomi_notify("STATUS=cannot start: %s", why);
+			free(why);
+		}
 		free(err);
 		stop(&d);
 		notify_ready(&notify_fd, 1);
@@ -427,22 +500,25 @@ main(int argc, char **argv)
 	LOG_INFO("loomd ready: API on %s, %zu plugin instance%s", d.url, d.plugins.n_instances,
 	         d.plugins.n_instances == 1 ? "" : "s");
 	notify_ready(&notify_fd, 0);
+	notify_serving(&d);
 
 	for (;;) {
 		int sig;
 		if (sigwait(&sigs, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			LOG_INFO("SIGHUP: reopening the log file");
-			loomi_log_reopen();
+			reload(&d, level_name != NULL);
 			continue;
 		}
 		LOG_INFO("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 		break;
 	}
+	loomi_notify("STOPPING=1\nSTATUS=stopping: pausing running tasks, then the API and the "
+	             "plugins");
 	stop(&d);
 	LOG_INFO("loomd stopped");
 	loomi_log_close();
 	loomi_conf_free(&d.conf);
+	loomi_notify_fini();
 	return 0;
 }
