@@ -8,7 +8,8 @@
 #      and loom.sysusers (packaging/systemd/loom.sysusers with the state
 #      directory filled in, as make installs it), SPECS/ the spec as the
 #      tarball carries it;
-#   3. rpmbuild -bb --nodeps;
+#   3. rpmbuild -bb --nodeps (with Debian's rpm, its brp-compress run by bash:
+#      see below);
 #   4. copy the RPMs to BUILDDIR/packages/;
 #   5. check each: no libtool archive, no RPATH/RUNPATH; then rpmlint on
 #      the spec and the RPMs (packaging/rpm/loom.rpmlintrc says why each
