@@ -92,6 +92,7 @@ static struct {
 	pthread_cond_t cv;
 	worker *workers;
 	char *program, *dir, *conf;
+	char *state; /* loomd's state directory: the workers' plugins resolve under it */
 	/* the cache, under cmtx */
 	pthread_mutex_t cmtx;
 	entry *buckets[N_BUCKETS];
@@ -362,7 +363,8 @@ start_process(worker *w, char **why)
 	free(w->url);
 	w->sock = loomi_path_join(S.dir, name);
 	w->url = loomi_strfmt("ipc://%s", w->sock);
-	char *argv[] = {S.program, "--serve", w->dir, "--listen", w->url, "-c", S.conf, NULL};
+	char *argv[] = {S.program, "--serve",     w->dir,  "--listen", w->url, "-c",
+	                S.conf,    "--state-dir", S.state, NULL};
 	if (pipe2(fds, O_CLOEXEC) != 0) {
 		*why = loomi_strfmt("cannot make a pipe: %s", strerror(errno));
 		free(log);
@@ -1310,6 +1312,7 @@ start(loomi_daemon *d, char **err)
 	else
 		S.program = loomi_strfmt("%s/loom-worker", LOOM_BINDIR);
 	S.conf = loomi_strdup(d->conf.path);
+	S.state = loomi_strdup(d->conf.state_dir);
 	S.dir = loomi_path_join(d->conf.state_dir, "serve");
 	if ((rv = loomi_mkdir_p(S.dir, 0700)) != 0) {
 		*err = loomi_strfmt("cannot create %s: %s", S.dir, strerror(rv));
@@ -1352,7 +1355,8 @@ stop(loomi_daemon *d)
 	free(S.program);
 	free(S.conf);
 	free(S.dir);
-	S.program = S.conf = S.dir = NULL;
+	free(S.state);
+	S.program = S.conf = S.dir = S.state = NULL;
 	S.up = false;
 }
 

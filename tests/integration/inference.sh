@@ -38,9 +38,15 @@ jobs = { worker = "$W"; tick = "100ms"; cpu = 2; };
 plugins = (
   { instance = "sched"; module = "sched-local"; },
   { instance = "transformer"; module = "compute-transformer"; config = { predict_threads = 1; }; },
-  { instance = "forecast"; module = "head-forecast"; }
+  { instance = "forecast"; module = "head-forecast"; },
+  { instance = "store"; module = "storage-local"; config = { root = "blobs"; }; }
 );
 EOF
+# loomd runs from an empty directory, as under systemd (from /): a plugin's
+# relative path must resolve under the state directory in the inference
+# workers too, never in the working directory.
+mkdir "$T/cwd"
+cd "$T/cwd"
 start_loomd "$T/loomd.conf" "$state"
 ok "loomd started at $URL"
 
@@ -124,6 +130,9 @@ same "$T/a1.json" "$T/p1.json"
 [ "$(py -c "import json; b=json.load(open('$T/a1.json')); print(b['version'], b['shape'])")" = \
 	"1 [5, 12, 1]" ] || fail "$(head -c 300 "$T/a1.json")"
 ok "production (v1) answers equal loom-worker --predict on v1 to the bit"
+[ -z "$(ls -A "$T/cwd")" ] || fail "an inference worker wrote into loomd's working directory: $(ls -A "$T/cwd")"
+[ -d "$state/plugins/store/blobs" ] || fail "the store's relative root is not under the state directory"
+ok "the inference worker's plugins resolve relative paths under the state directory, not the working directory"
 # the instance's predict_threads reaches the model its workers open
 LOOM_PLUGIN_PATH=$LOOM_TEST_PLUGINS expect 0 "$W" --predict "$D1" -c "$T/loomd.conf"
 has "$T/out" '"threads": 1'

@@ -1,10 +1,11 @@
 /* The API: the routes the module table composes against the OpenAPI
  * document loomd serves (every route documented with its method, every
  * documented operation routed, the WebSocket monitor aside, the document
- * valid JSON); the module table itself (each route once, with what it
- * does; migrations numbered without gaps); and the request pipeline's own
- * answers (404, 405 with Allow, 400 for a malformed parameter, trailing
- * slashes, the most specific pattern winning whatever the module order). */
+ * valid JSON, each route's access its operation's x-loom-access); the
+ * module table itself (each route once, with what it does; migrations
+ * numbered without gaps); and the request pipeline's own answers (404, 405
+ * with Allow, 400 for a malformed parameter, trailing slashes, the most
+ * specific pattern winning whatever the module order). */
 #include "config.h"
 
 #include <stdio.h>
@@ -169,6 +170,112 @@ START_TEST(query_parameters_documented)
 }
 END_TEST
 
+/* Who may call each route — its access, which the pipeline checks before
+ * the handler runs — is the operation's x-loom-access in docs/openapi.json
+ * (docs/api.md's "who may call" column is generated from it), WebSocket
+ * routes included. */
+static const char *
+access_name(int access)
+{
+	static const char *const names[] = {"public", "read", "write", "admin"};
+	return access >= 0 && access < (int)LOOMI_N(names) ? names[access] : "(not a level)";
+}
+
+/* The operation of paths documenting method on pattern, or NULL. */
+static json_t *
+operation(const json_t *paths, const char *method, const char *pattern)
+{
+	json_t *item = NULL, *p;
+	const char *key;
+	char lower[16], *want = shape(pattern);
+	size_t k;
+
+	json_object_foreach((json_t *)paths, key, p) {
+		char *have = shape(key);
+		if (strcmp(have, want) == 0)
+			item = p;
+		free(have);
+	}
+	free(want);
+	for (k = 0; method[k] && k < sizeof lower - 1; k++)
+		lower[k] = (char)(method[k] | 0x20);
+	lower[k] = '\0';
+	return json_object_get(item, lower);
+}
+
+/* "" when the operation's x-loom-access names access, else in buf a
+ * message naming both. */
+static const char *
+access_mismatch(const json_t *paths, const char *module, const char *method, const char *pattern,
+                int access, char *buf, size_t size)
+{
+	json_t *op = operation(paths, method, pattern);
+	const char *doc = json_string_value(json_object_get(op, "x-loom-access"));
+
+	if (op == NULL)
+		snprintf(buf, size, "%s: %s %s is not in docs/openapi.json", module, method, pattern);
+	else if (doc == NULL || strcmp(doc, access_name(access)) != 0)
+		snprintf(buf, size,
+		         "%s: %s %s: the route's access is \"%s\" but docs/openapi.json's x-loom-access "
+		         "is %s%s%s (make them agree, then run scripts/gen-api-doc)",
+		         module, method, pattern, access_name(access), doc ? "\"" : "",
+		         doc ? doc : "missing", doc ? "\"" : "");
+	else
+		buf[0] = '\0';
+	return buf;
+}
+
+START_TEST(access_documented)
+{
+	json_t *doc = json_loads(loomi_openapi_json, 0, NULL), *paths = json_object_get(doc, "paths");
+	const loomi_route *r;
+	const char *module;
+	char msg[512];
+	size_t n = 0;
+
+	for (size_t i = 0; loomi_api_route(i, &r, &module); i++, n++)
+		ck_assert_msg(!access_mismatch(paths, module, r->method, r->pattern, r->access, msg,
+		                               sizeof msg)[0],
+		              "%s", msg);
+	for (size_t m = 0; m < loomi_n_modules; m++) {
+		const loomi_module *mod = loomi_modules[m];
+		for (size_t i = 0; i < mod->n_ws_routes; i++, n++)
+			ck_assert_msg(!access_mismatch(paths, mod->name, "GET", mod->ws_routes[i].pattern,
+			                               mod->ws_routes[i].access, msg, sizeof msg)[0],
+			              "%s", msg);
+	}
+	ck_assert_uint_ge(n, 10);
+	json_decref(doc);
+}
+END_TEST
+
+/* The check fails with both values named: GET /api/v1/health is public,
+ * a document saying admin (or saying nothing) does not pass. */
+START_TEST(access_mismatch_named)
+{
+	json_t *doc = json_loads(loomi_openapi_json, 0, NULL), *paths = json_object_get(doc, "paths");
+	json_t *op = json_object_get(json_object_get(paths, "/api/v1/health"), "get");
+	char msg[512];
+
+	ck_assert_str_eq(access_mismatch(paths, "system", "GET", "/api/v1/health",
+	                                 LOOMI_ACCESS_PUBLIC, msg, sizeof msg),
+	                 "");
+	json_object_set_new(op, "x-loom-access", json_string("admin"));
+	access_mismatch(paths, "system", "GET", "/api/v1/health", LOOMI_ACCESS_PUBLIC, msg,
+	                sizeof msg);
+	ck_assert_msg(strstr(msg, "system: GET /api/v1/health: the route's access is \"public\" but "
+	                          "docs/openapi.json's x-loom-access is \"admin\""),
+	              "%s", msg);
+	json_object_del(op, "x-loom-access");
+	access_mismatch(paths, "system", "GET", "/api/v1/health", LOOMI_ACCESS_PUBLIC, msg,
+	                sizeof msg);
+	ck_assert_msg(strstr(msg, "the route's access is \"public\" but docs/openapi.json's "
+	                          "x-loom-access is missing"),
+	              "%s", msg);
+	json_decref(doc);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ the module table */
 
 START_TEST(routes_once_with_access)
@@ -248,7 +355,6 @@ ask(const char *method, const char *path, const char *query)
 {
 	static loomi_daemon d;
 	loomi_http_req req = {.method = method, .path = path, .query = query ? query : "",
-	                      .caller = &loomi_caller_loomd,
 	                      .caller = &loomi_caller_loomd};
 	loomi_http_res res = {0};
 	answer a;
@@ -685,6 +791,8 @@ main(void)
 	tcase_add_test(tc, every_route_documented);
 	tcase_add_test(tc, every_operation_routed);
 	tcase_add_test(tc, query_parameters_documented);
+	tcase_add_test(tc, access_documented);
+	tcase_add_test(tc, access_mismatch_named);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("modules");
 	tcase_add_test(tc, routes_once_with_access);
