@@ -34,6 +34,11 @@ for tool in dpkg-buildpackage dh lintian; do
 		die "$tool is missing: apt-get install dpkg-dev debhelper lintian (./bootstrap does it)"
 done
 
+if [ -n "${LOOM_DEB_VERSION:-}" ]; then
+	dpkg --validate-version "$LOOM_DEB_VERSION" ||
+		die "LOOM_DEB_VERSION=$LOOM_DEB_VERSION: not a Debian version (e.g. 0.1.0-2)"
+fi
+
 version=$(sed -n 's/^PACKAGE_VERSION = //p' "$builddir/Makefile")
 [ -n "$version" ] || die "$builddir/Makefile: no PACKAGE_VERSION"
 tarball=$builddir/loom-$version.tar.gz
@@ -61,8 +66,6 @@ cp -R "$tree/packaging/debian" "$tree/debian"
 chmod +x "$tree/debian/rules"
 
 if [ -n "${LOOM_DEB_VERSION:-}" ]; then
-	dpkg --validate-version "$LOOM_DEB_VERSION" ||
-		die "LOOM_DEB_VERSION=$LOOM_DEB_VERSION: not a Debian version (e.g. 0.1.0-2)"
 	maint=$(sed -n 's/^Maintainer: //p' "$tree/debian/control")
 	{
 		printf 'loom (%s) unstable; urgency=medium\n\n' "$LOOM_DEB_VERSION"
