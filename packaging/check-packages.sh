@@ -95,8 +95,9 @@ MODEL=seattle-temps-forecast
 TEMPS=/usr/lib/python3/dist-packages/vega_datasets/_data/seattle-temps.csv
 
 # One run at a time per build directory.
-exec 9>"$B/_pkg-check.lock"
-flock -n 9 || die "another check-packages runs on $B (lock $B/_pkg-check.lock)"
+mkdir -p "$CACHE"
+exec 9>"$CACHE/lock"
+flock -n 9 || die "another check-packages runs on $B (lock $CACHE/lock)"
 
 # ---------------------------------------------------------------- steps and the summary
 STEP='' STEP_T0='' FAILED='' ROOT='' NS_PID='' LOOMD_PID='' NOTIFY_PID='' NOTIFY_LOG=''
