@@ -233,8 +233,13 @@ on_err() {
 }
 trap on_exit EXIT
 trap 'on_err "$LINENO" "$BASH_COMMAND"' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM
+interrupted() {
+	FAILED=${STEP:-setup}
+	printf '\ncheck-packages: interrupted by %s in "%s"\n' "$1" "$FAILED" >&2
+	exit "$2"
+}
+trap 'interrupted SIGINT 130' INT
+trap 'interrupted SIGTERM 143' TERM
 
 remove_tree "$W" || die "$W: a mount from an earlier run is still there; unmount it"
 mkdir -p "$LOGS"
