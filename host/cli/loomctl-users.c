@@ -284,7 +284,8 @@ cmd_tokens(const ctl *c, int argc, char **argv)
 
 	if (strcmp(sub, "list") == 0 || strcmp(sub, "--user") == 0) {
 		char *path = NULL;
-		int i = strcmp(sub, "list") == 0 ? 2 : 1;
+		/* "tokens", "tokens list", "tokens --user N", "tokens list --user N" */
+		int i = argc > 1 && strcmp(argv[1], "list") == 0 ? 2 : 1;
 		if (argc == i) {
 			path = strdup("/api/v1/tokens");
 		} else if (argc == i + 2 && strcmp(argv[i], "--user") == 0) {

@@ -145,6 +145,14 @@ export LOOM_URL=$URL
 ME=$(loomctl --json whoami | pj /dev/stdin 'b["user"]')
 expect 0 loomctl users add bob
 BOB=$(loomctl tokens create --user bob -q)
+# `loomctl tokens` is `loomctl tokens list`, as its usage says
+loomctl tokens >"$T/tokens.1" || fail "loomctl tokens (no subcommand) failed"
+loomctl tokens list >"$T/tokens.2" || fail "loomctl tokens list failed"
+# (the ids and users: LAST USED moves with each call)
+[ "$(awk '{print $1, $2}' "$T/tokens.1")" = "$(awk '{print $1, $2}' "$T/tokens.2")" ] ||
+	fail "loomctl tokens and loomctl tokens list list different tokens"
+loomctl tokens --user bob >"$T/tokens.bob" || fail "loomctl tokens --user bob failed"
+grep -q ' bob ' "$T/tokens.bob" || fail "loomctl tokens --user bob does not list bob's token"
 bob() { LOOM_TOKEN=$BOB "$LOOMCTL" "$@"; }
 ok "loomd started at $URL (admin $ME, user bob)"
 
